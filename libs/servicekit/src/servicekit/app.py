@@ -1,0 +1,206 @@
+"""Assembling a service: the FastAPI app with errors, telemetry, metrics and health wired in, and the
+:class:`Runtime` that owns what the service holds while it runs (database, Redis, peer clients, workers)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.apikeys import ApiKeyVerifier
+from servicekit.client import ServiceClient
+from servicekit.db import Database, session_scope
+from servicekit.errors import ValidationFailedError, install_error_handlers
+from servicekit.health import ReadinessCheck, health_router
+from servicekit.metrics import install_metrics
+from servicekit.outbox import OutboxEvent, OutboxRelay, PermanentDeliveryError
+from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.telemetry import (
+    configure_logging,
+    configure_tracing,
+    instrument_app,
+    instrument_engine,
+    instrument_redis,
+)
+
+log = logging.getLogger("servicekit.app")
+
+
+class Worker(Protocol):
+    """A background task started with the service and stopped before it exits."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Runtime:
+    """What one service instance holds while it runs. Built by ``create_app``, opened by the lifespan."""
+
+    def __init__(self, settings: ServiceSettings, *, schema: str) -> None:
+        self.settings = settings
+        self.database = Database(
+            url=settings.database_url,
+            schema=settings.database_schema or schema,
+            var_dir=settings.var_dir,
+            service_name=settings.service_name,
+            pool_size=settings.database_pool_size,
+        )
+        if settings.trace_database:
+            instrument_engine(self.database.engine)
+        self.redis: Redis | None = None
+        if settings.redis_url:
+            instrument_redis()
+            self.redis = Redis.from_url(settings.redis_url)
+        self.peers: dict[str, ServiceClient] = {}
+        self.workers: list[Worker] = []
+        self.readiness_checks: list[ReadinessCheck] = [ReadinessCheck("database", self._check_database)]
+        if self.redis is not None:
+            self.readiness_checks.append(ReadinessCheck("redis", self._check_redis))
+        self.on_start: list[Callable[[], Awaitable[None]]] = []
+
+    async def _check_database(self) -> str | None:
+        await self.database.ping()
+        return self.database.engine.dialect.name
+
+    async def _check_redis(self) -> str | None:
+        if self.redis is not None:
+            await self.redis.ping()
+        return None
+
+    def add_peer(
+        self,
+        name: str,
+        peer: PeerSettings,
+        *,
+        probe: Callable[[ServiceClient], Awaitable[str | None]] | None = None,
+    ) -> ServiceClient:
+        """A client for peer ``name``; ``probe`` (an authenticated call) is reported by ``/health/ready``."""
+        client = ServiceClient(
+            peer=name, base_url=peer.url, api_key=peer.api_key, timeout_seconds=peer.timeout_seconds
+        )
+        self.peers[name] = client
+        if probe is not None:
+
+            async def check() -> str | None:
+                return await probe(client)
+
+            self.readiness_checks.append(ReadinessCheck(f"peer:{name}", check, critical=False))
+        return client
+
+    def add_outbox_relay(self, table: Table) -> OutboxRelay:
+        """Deliver this service's outbox to its peers' ``POST /v1/events`` (peers added with ``add_peer``)."""
+        source = self.settings.service_name
+
+        async def deliver(event: OutboxEvent) -> None:
+            client = self.peers.get(event.destination)
+            if client is None:
+                raise PermanentDeliveryError(f"no peer named {event.destination!r} is configured")
+            try:
+                await client.post_json(
+                    "/v1/events", event.envelope(source).model_dump(mode="json"), idempotent=True
+                )
+            except ValidationFailedError as exc:
+                raise PermanentDeliveryError(str(exc)) from exc
+
+        relay = OutboxRelay(
+            database=self.database,
+            table=table,
+            deliver=deliver,
+            max_attempts=self.settings.outbox_max_attempts,
+            backoff_base_seconds=self.settings.outbox_backoff_base_seconds,
+            backoff_max_seconds=self.settings.outbox_backoff_max_seconds,
+            poll_seconds=self.settings.outbox_poll_seconds,
+        )
+        self.add_worker(relay)
+        return relay
+
+    def add_worker(self, worker: Worker) -> None:
+        self.workers.append(worker)
+
+    async def start(self) -> None:
+        for hook in self.on_start:
+            await hook()
+        for worker in self.workers:
+            worker.start()
+
+    async def stop(self) -> None:
+        for worker in reversed(self.workers):
+            await worker.stop()
+        for client in self.peers.values():
+            await client.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.database.dispose()
+
+
+def create_service_app(
+    *,
+    settings: ServiceSettings,
+    runtime: Runtime,
+    title: str,
+    description: str,
+    version: str = "1.0.0",
+    openapi_tags: list[dict[str, Any]] | None = None,
+) -> FastAPI:
+    """The FastAPI app of a service, with everything every service has."""
+    configure_logging(service=settings.service_name, level=settings.log_level, json_format=settings.log_json)
+    configure_tracing(
+        service=settings.service_name,
+        sample_ratio=settings.trace_sample_ratio,
+        otlp_endpoint=settings.otlp_endpoint,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        log.info(
+            "service started",
+            extra={"database": runtime.database.engine.dialect.name, "redis": runtime.redis is not None},
+        )
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            log.info("service stopped")
+
+    tags = [*(openapi_tags or []), {"name": "operations", "description": "Health and metrics."}]
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan, openapi_tags=tags)
+    app.state.runtime = runtime
+    app.state.settings = settings
+    app.state.api_key_verifier = ApiKeyVerifier(settings.api_keys)
+    app.state.readiness_checks = runtime.readiness_checks
+    install_error_handlers(app)
+    install_metrics(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+            expose_headers=["X-Correlation-ID", "Retry-After", "ETag"],
+        )
+    instrument_app(app, excluded_urls=settings.trace_excluded_urls)
+    app.include_router(health_router(settings.service_name))
+    return app
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: committed before the response is sent, rolled back on error."""
+    async for session in session_scope(runtime_of(request).database.sessionmaker):
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]

@@ -1,0 +1,183 @@
+"""Database access: the async engine, the request-scoped session, and column types shared by services.
+
+Each service owns one PostgreSQL schema. Its tables are declared without a schema and every connection's
+``search_path`` is set to the service's schema, so the same models and migrations also run unchanged on the
+embedded default: a SQLite file under ``var/`` when no ``DATABASE_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, String, event, text
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import Numeric, TypeDecorator
+
+log = logging.getLogger("servicekit.db")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    """Metadata with the house naming convention, so migrations name constraints predictably."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def resolve_database_url(url: str | None, *, var_dir: Path, service_name: str) -> str:
+    """The URL to connect to: the configured one (normalised to asyncpg) or the embedded SQLite file."""
+    if not url:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{var_dir / (service_name + '.db')}"
+    parsed = make_url(url)
+    if parsed.drivername in {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
+    """An engine whose connections live in ``schema`` on PostgreSQL, or a tuned SQLite engine."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
+    )
+
+
+class Database:
+    """The engine and session factory of one service."""
+
+    def __init__(
+        self, *, url: str | None, schema: str, var_dir: Path, service_name: str, pool_size: int = 10
+    ):
+        self.url = resolve_database_url(url, var_dir=var_dir, service_name=service_name)
+        self.schema = schema
+        self.engine = create_engine(self.url, schema=schema, pool_size=pool_size)
+        self.after_commit_listeners: list[Callable[[], None]] = []
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, info={"after_commit_listeners": self.after_commit_listeners}
+        )
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commits when the block succeeds, rolls back when it raises.
+
+    Used as a FastAPI dependency with ``scope="function"``, the commit runs before the response is sent, so
+    a client never sees a success whose data was not committed.
+    """
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal amount.
+
+    PostgreSQL stores ``NUMERIC(38, 18)``. SQLite has no exact decimal type (its NUMERIC is a float), so there
+    the amount is stored as fixed-width text (20 integer digits, 18 decimals) whose text order is its numeric
+    order, so range filters and sorting work too. Only non-negative amounts are stored: money in this
+    suite is an amount of a currency, never a balance.
+    """
+
+    impl = String(40)
+    cache_ok = True
+    INTEGER_DIGITS = 20
+    SCALE = 18
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(self.INTEGER_DIGITS + self.SCALE, self.SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"Money takes Decimal, not {type(value).__name__}")
+        if not value.is_finite() or value < 0:
+            raise ValueError(f"Money must be a finite non-negative amount, got {value}")
+        quantized = value.quantize(Decimal(1).scaleb(-self.SCALE))
+        if len(quantized.as_tuple().digits) > self.INTEGER_DIGITS + self.SCALE:
+            raise ValueError(f"Money amount {value} exceeds {self.INTEGER_DIGITS} integer digits")
+        if dialect.name == "sqlite":
+            return f"{quantized:0{self.INTEGER_DIGITS + self.SCALE + 1}.{self.SCALE}f}"
+        return quantized
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return strip_trailing_zeros(value if isinstance(value, Decimal) else Decimal(str(value)))
+
+
+def strip_trailing_zeros(amount: Decimal) -> Decimal:
+    """``1.500000`` → ``1.5`` and ``10.000`` → ``10``, never into exponent form like ``1E+1``."""
+    text_form = format(amount, "f")
+    if "." in text_form:
+        text_form = text_form.rstrip("0").rstrip(".")
+    return Decimal(text_form)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on both PostgreSQL (``timestamptz``) and SQLite (naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UtcDateTime takes timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

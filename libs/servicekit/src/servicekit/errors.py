@@ -1,0 +1,218 @@
+"""Typed domain errors and their ``application/problem+json`` (RFC 9457) rendering.
+
+A service raises a subclass of :class:`DomainError` with a stable ``code``; one handler per app renders it.
+Every subclass registers itself by code, so the service client can turn a peer's problem document back into
+the same typed error on the calling side. Validation errors share the shape and list each failing field in
+``errors[]``; anything unexpected is a bare ``500`` with no stack trace or SQL in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("servicekit.errors")
+
+_registry: dict[str, type[DomainError]] = {}
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose. Subclasses set ``status``, ``code`` and ``title``."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str | None = None, *, extra: Mapping[str, Any] | None = None) -> None:
+        self.detail = detail or self.title
+        self.extra: dict[str, Any] = dict(extra or {})
+        super().__init__(self.detail)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            _registry.setdefault(cls.code, cls)
+
+    @classmethod
+    def from_problem(cls, problem: Mapping[str, Any]) -> DomainError:
+        """Rebuild this error from a peer's problem document (the reverse of :meth:`to_problem`)."""
+        known = {"type", "title", "status", "detail", "code", "instance"}
+        error = cls.__new__(cls)
+        DomainError.__init__(
+            error, problem.get("detail"), extra={k: v for k, v in problem.items() if k not in known}
+        )
+        for key, value in error.extra.items():
+            if key.isidentifier() and not hasattr(error, key):
+                setattr(error, key, value)
+        return error
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"urn:exchange-desk:problem:{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+def error_for_code(code: str) -> type[DomainError] | None:
+    """The registered error class for a problem ``code``, if this process knows it."""
+    return _registry.get(code)
+
+
+class NotFoundError(DomainError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class ConflictError(DomainError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class ValidationFailedError(DomainError):
+    """Raised by service code for a field-level problem the schema could not catch."""
+
+    status = 422
+    code = "validation_failed"
+    title = "The request is not valid"
+
+    def __init__(self, detail: str | None = None, *, errors: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(detail, extra={"errors": [dict(e) for e in errors]})
+
+    @classmethod
+    def for_field(cls, field: str, message: str, *, kind: str = "invalid") -> ValidationFailedError:
+        return cls(f"{field}: {message}", errors=[{"field": field, "message": message, "type": kind}])
+
+
+class RateLimitedError(DomainError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after_seconds: int) -> None:
+        super().__init__(detail, extra={"retry_after_seconds": retry_after_seconds})
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PeerUnavailableError(DomainError):
+    """A peer service could not be reached or answered with a server error."""
+
+    status = 503
+    code = "peer_unavailable"
+    title = "A service this call depends on is unavailable"
+
+
+class PeerRejectedError(DomainError):
+    """A peer refused our own credentials or request in a way this process has no typed error for."""
+
+    status = 502
+    code = "peer_rejected"
+    title = "A service this call depends on refused the request"
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem document, as every error of this API is rendered."""
+
+    type: str = Field(examples=["urn:exchange-desk:problem:not_found"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable machine-readable error code.")
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="For validation problems: one entry per failing field."
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries declaring problem+json bodies for the given statuses."""
+    return {
+        status: {"model": ProblemDetail, "content": {PROBLEM_JSON: {}}, "description": _status_text(status)}
+        for status in statuses
+    }
+
+
+def _status_text(status: int) -> str:
+    from http import HTTPStatus
+
+    return HTTPStatus(status).phrase
+
+
+def problem_response(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(dict(body), status_code=int(body["status"]), media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:] or parts
+    return ".".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error of ``app`` as problem+json."""
+
+    async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after_seconds)}
+        elif exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return problem_response(exc.to_problem(request.url.path), headers)
+
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field_name(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        problem = ValidationFailedError(f"Invalid fields: {fields}", errors=errors)
+        return problem_response(problem.to_problem(request.url.path))
+
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        from http import HTTPStatus
+
+        title = HTTPStatus(exc.status_code).phrase
+        code = title.lower().replace(" ", "_").replace("-", "_")
+        body = {
+            "type": f"urn:exchange-desk:problem:{code}",
+            "title": title,
+            "status": exc.status_code,
+            "detail": str(exc.detail) if exc.detail else title,
+            "code": code,
+            "instance": request.url.path,
+        }
+        return problem_response(body, getattr(exc, "headers", None))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        body = {
+            "type": "urn:exchange-desk:problem:internal_error",
+            "title": "Internal server error",
+            "status": 500,
+            "detail": "Something went wrong on our side; the correlation id identifies it in our logs.",
+            "code": "internal_error",
+            "instance": request.url.path,
+        }
+        return problem_response(body)
+
+    app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,75 @@
+"""``/health/live`` (the process answers) and ``/health/ready`` (its dependencies answer).
+
+Readiness runs every registered check with a timeout. Checks marked ``critical=False`` (peer services) are
+reported but do not make the service unready: a peer being down delays work, it must not take this service
+out of rotation too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+Check = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(slots=True)
+class ReadinessCheck:
+    name: str
+    check: Check
+    critical: bool = True
+
+
+class CheckResult(BaseModel):
+    status: Literal["ok", "failing"]
+    critical: bool
+    latency_ms: float
+    detail: str | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    service: str
+    checks: dict[str, CheckResult]
+
+
+async def _run(check: ReadinessCheck, limit_seconds: float) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        detail = await asyncio.wait_for(check.check(), limit_seconds)
+        status: Literal["ok", "failing"] = "ok"
+    except Exception as exc:
+        status, detail = "failing", f"{type(exc).__name__}: {exc}"[:300]
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    return CheckResult(status=status, critical=check.critical, latency_ms=latency, detail=detail)
+
+
+def health_router(service: str, timeout_seconds: float = 2.0) -> APIRouter:
+    router = APIRouter(prefix="/health", tags=["operations"])
+
+    @router.get("/live", summary="The process is up")
+    async def live() -> dict[str, Any]:
+        return {"status": "live", "service": service}
+
+    @router.get(
+        "/ready",
+        summary="The service and what it depends on are reachable",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A critical dependency is failing"}},
+    )
+    async def ready(request: Request) -> JSONResponse:
+        checks: list[ReadinessCheck] = request.app.state.readiness_checks
+        results = await asyncio.gather(*(_run(c, timeout_seconds) for c in checks))
+        by_name = {c.name: r for c, r in zip(checks, results, strict=True)}
+        healthy = all(r.status == "ok" for r in results if r.critical)
+        body = Readiness(status="ready" if healthy else "not_ready", service=service, checks=by_name)
+        return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+
+    return router

@@ -1,0 +1,89 @@
+"""The body of every service's ``migrations/env.py``.
+
+Each service keeps one Alembic history that touches only its own schema: on PostgreSQL the schema is created
+if missing, the connection's ``search_path`` is the schema, and the version table lives in it
+(``version_table_schema``); objects of any other schema are ignored by autogenerate and ``alembic check``.
+On the embedded SQLite default the same history runs in batch mode.
+
+The URL comes from ``config.attributes["url"]`` (tests, programmatic runs) or the service's settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+
+from servicekit.db import create_engine
+
+
+def _include_object(schema: str) -> Any:
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "table" and name == "alembic_version":
+            return False
+        object_schema = getattr(obj, "schema", None)
+        return object_schema in (None, schema)
+
+    return include
+
+
+def _run(connection: Connection, *, metadata: MetaData, schema: str) -> None:
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        connection.execute(text(f'SET search_path TO "{schema}"'))
+        connection.commit()
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table_schema=schema if postgres else None,
+        include_schemas=False,
+        include_object=_include_object(schema),
+        render_as_batch=not postgres,
+        compare_type=True,
+        compare_server_default=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_env(*, metadata: MetaData, schema: str, url: str) -> None:
+    """Run the migrations of one service against ``url`` (call from ``env.py``)."""
+    url = context.config.attributes.get("url", url)
+
+    async def run_async() -> None:
+        engine = create_engine(url, schema=schema, pool_size=1)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(lambda sync: _run(sync, metadata=metadata, schema=schema))
+        finally:
+            await engine.dispose()
+
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=metadata, version_table_schema=schema, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    existing = context.config.attributes.get("connection")
+    if existing is not None:
+        _run(existing, metadata=metadata, schema=schema)
+        return
+    asyncio.run(run_async())
+
+
+def alembic_config(service_dir: Path, *, url: str | None = None) -> Config:
+    """The Alembic config of a service, optionally pointed at ``url``."""
+    config = Config(str(service_dir / "alembic.ini"))
+    config.set_main_option("script_location", str(service_dir / "migrations"))
+    if url is not None:
+        config.attributes["url"] = url
+    return config
+
+
+def upgrade(service_dir: Path, *, url: str | None = None, revision: str = "head") -> None:
+    command.upgrade(alembic_config(service_dir, url=url), revision)

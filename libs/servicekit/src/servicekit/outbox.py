@@ -1,0 +1,392 @@
+"""The transactional outbox and the inbox.
+
+A service writes an event with :func:`add_event` in the same transaction as the state change it announces,
+so both happen or neither does. :class:`OutboxRelay`, a background task, claims due events, POSTs each to
+its destination's ``/v1/events`` and marks it delivered. A failed delivery is retried with exponential
+backoff and jitter, and dead-lettered after ``max_attempts``. Claims are leases: the row's
+``available_at`` is pushed ahead before delivery, so a relay that crashes mid-delivery leaves the event to
+be claimed again when the lease runs out (at-least-once); on PostgreSQL the claim uses
+``FOR UPDATE SKIP LOCKED`` so any number of replicas relay side by side. Events about one aggregate (an
+order) are delivered in the order they were written: a later one waits while an earlier one is pending.
+
+Every event stores the ``traceparent`` of the transaction that wrote it; delivery continues that trace, so a
+retry hours later is still part of the order's story. Receivers record event ids in their inbox
+(:func:`accept_once`) in the same transaction as the processing, so a redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from opentelemetry import trace
+from pydantic import BaseModel, Field
+from sqlalchemy import (
+    JSON,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    event,
+    exists,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from servicekit.db import Database, UtcDateTime, utcnow
+from servicekit.telemetry import context_from_traceparent, current_traceparent
+
+log = logging.getLogger("servicekit.outbox")
+tracer = trace.get_tracer("servicekit.outbox")
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The ``outbox`` table in a service's metadata (its migrations create it in the service's schema)."""
+    table = Table(
+        "outbox",
+        metadata,
+        Column("id", String(36), primary_key=True, comment="The event id receivers deduplicate by."),
+        Column("destination", String(64), nullable=False, comment="Peer service the event is for."),
+        Column("event_type", String(100), nullable=False),
+        Column(
+            "aggregate_id", String(64), nullable=True, comment="Events of one aggregate keep their order."
+        ),
+        Column("payload", JSON, nullable=False),
+        Column("traceparent", String(64), nullable=True),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("available_at", UtcDateTime, nullable=False, comment="Not claimed before this time."),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("delivered_at", UtcDateTime, nullable=True),
+        Column("dead_at", UtcDateTime, nullable=True, comment="Dead-lettered: gave up after max attempts."),
+        Column("last_error", Text, nullable=True),
+    )
+    pending = and_(table.c.delivered_at.is_(None), table.c.dead_at.is_(None))
+    Index("ix_outbox_pending", table.c.available_at, postgresql_where=pending, sqlite_where=pending)
+    Index("ix_outbox_aggregate", table.c.destination, table.c.aggregate_id, table.c.created_at)
+    return table
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    """The ``inbox`` table: ids of events already processed."""
+    return Table(
+        "inbox",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("event_type", String(100), nullable=False),
+        Column("source", String(64), nullable=False),
+        Column("received_at", UtcDateTime, nullable=False),
+    )
+
+
+class EventEnvelope(BaseModel):
+    """What travels between services: a domain event with its identity and origin."""
+
+    id: str = Field(description="Unique event id; receivers ignore an id they have seen.")
+    type: str = Field(examples=["wallet.assigned"])
+    source: str = Field(examples=["wallet-pool"])
+    occurred_at: datetime
+    aggregate_id: str | None = None
+    payload: dict[str, Any]
+
+
+class EventReceipt(BaseModel):
+    event_id: str
+    status: str = Field(description="processed | duplicate | ignored")
+
+
+async def add_event(
+    session: AsyncSession,
+    table: Table,
+    *,
+    destination: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+    aggregate_id: str | None = None,
+) -> str:
+    """Write an event in the caller's transaction; returns its id. The relay is woken after the commit."""
+    event_id = str(uuid.uuid4())
+    now = utcnow()
+    await session.execute(
+        table.insert().values(
+            id=event_id,
+            destination=destination,
+            event_type=event_type,
+            aggregate_id=aggregate_id,
+            payload=dict(payload),
+            traceparent=current_traceparent(),
+            created_at=now,
+            available_at=now,
+            attempts=0,
+        )
+    )
+    session.sync_session.info["pending_outbox"] = True
+    return event_id
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    if session.info.pop("pending_outbox", None):
+        for listener in session.info.get("after_commit_listeners", ()):
+            listener()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_outbox(session: Session) -> None:
+    session.info.pop("pending_outbox", None)
+
+
+async def accept_once(session: AsyncSession, table: Table, envelope: EventEnvelope) -> bool:
+    """Record ``envelope`` in the inbox; ``False`` when it was seen before (then do nothing with it)."""
+    dialect = session.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(table)
+        .values(event_id=envelope.id, event_type=envelope.type, source=envelope.source, received_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+    result = await session.execute(statement)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    id: str
+    destination: str
+    event_type: str
+    aggregate_id: str | None
+    payload: dict[str, Any]
+    traceparent: str | None
+    created_at: datetime
+    attempts: int
+
+    def envelope(self, source: str) -> EventEnvelope:
+        return EventEnvelope(
+            id=self.id,
+            type=self.event_type,
+            source=source,
+            occurred_at=self.created_at,
+            aggregate_id=self.aggregate_id,
+            payload=self.payload,
+        )
+
+
+class PermanentDeliveryError(Exception):
+    """The destination rejected the event in a way no retry can fix: dead-letter it at once."""
+
+
+Deliver = Callable[[OutboxEvent], Awaitable[None]]
+
+
+class OutboxRelay:
+    """Delivers a service's outbox. ``deliver`` raises to signal failure."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        table: Table,
+        deliver: Deliver,
+        batch_size: int = 50,
+        max_attempts: int = 12,
+        backoff_base_seconds: float = 0.5,
+        backoff_max_seconds: float = 300.0,
+        poll_seconds: float = 0.5,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.table = table
+        self.deliver = deliver
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.backoff_base_seconds = backoff_base_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self.poll_seconds = poll_seconds
+        self.lease_seconds = lease_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        database.after_commit_listeners.append(self.wake)
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next poll (called after a commit that wrote events)."""
+        self._wake.set()
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Exponential backoff with full jitter, capped."""
+        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(attempts - 1, 0))
+        return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 (jitter, not crypto)
+
+    async def claim(self) -> list[OutboxEvent]:
+        """Lease up to ``batch_size`` due events, oldest first, skipping rows another relay holds."""
+        t = self.table
+        earlier = t.alias("earlier")
+        now = utcnow()
+        blocked_by_earlier = exists().where(
+            earlier.c.destination == t.c.destination,
+            earlier.c.aggregate_id == t.c.aggregate_id,
+            earlier.c.created_at < t.c.created_at,
+            earlier.c.delivered_at.is_(None),
+            earlier.c.dead_at.is_(None),
+        )
+        due = (
+            select(t.c.id)
+            .where(t.c.delivered_at.is_(None), t.c.dead_at.is_(None), t.c.available_at <= now)
+            .where(~blocked_by_earlier)
+            .order_by(t.c.created_at)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(t)
+            .where(t.c.id.in_(due.scalar_subquery()))
+            .values(available_at=now + timedelta(seconds=self.lease_seconds))
+            .returning(
+                t.c.id,
+                t.c.destination,
+                t.c.event_type,
+                t.c.aggregate_id,
+                t.c.payload,
+                t.c.traceparent,
+                t.c.created_at,
+                t.c.attempts,
+            )
+        )
+        async with self.database.sessionmaker.begin() as session:
+            rows = (await session.execute(claim)).all()
+        events = [OutboxEvent(**row._mapping) for row in rows]
+        return sorted(events, key=lambda e: e.created_at)
+
+    async def _deliver_one(self, event: OutboxEvent) -> None:
+        t = self.table
+        context = context_from_traceparent(event.traceparent)
+        with tracer.start_as_current_span(
+            f"outbox deliver {event.event_type}",
+            context=context,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.message.id": event.id, "messaging.destination.name": event.destination},
+        ):
+            try:
+                await self.deliver(event)
+            except Exception as exc:
+                attempts = event.attempts + 1
+                permanent = isinstance(exc, PermanentDeliveryError)
+                dead = permanent or attempts >= self.max_attempts
+                now = utcnow()
+                values: dict[str, Any] = {
+                    "attempts": attempts,
+                    "last_error": f"{type(exc).__name__}: {exc}"[:2000],
+                }
+                if dead:
+                    values["dead_at"] = now
+                    log.error(
+                        "outbox event dead-lettered",
+                        extra={
+                            "event_id": event.id,
+                            "event_type": event.event_type,
+                            "attempts": attempts,
+                            "destination": event.destination,
+                            "error": values["last_error"],
+                        },
+                    )
+                else:
+                    values["available_at"] = now + self.backoff(attempts)
+                    log.warning(
+                        "outbox delivery failed, will retry",
+                        extra={
+                            "event_id": event.id,
+                            "event_type": event.event_type,
+                            "attempts": attempts,
+                            "destination": event.destination,
+                            "error": values["last_error"],
+                            "retry_at": values["available_at"].isoformat(),
+                        },
+                    )
+                async with self.database.sessionmaker.begin() as session:
+                    await session.execute(update(t).where(t.c.id == event.id).values(**values))
+                return
+            async with self.database.sessionmaker.begin() as session:
+                await session.execute(
+                    update(t)
+                    .where(t.c.id == event.id)
+                    .values(delivered_at=utcnow(), attempts=event.attempts + 1)
+                )
+            log.info(
+                "outbox event delivered",
+                extra={
+                    "event_id": event.id,
+                    "event_type": event.event_type,
+                    "destination": event.destination,
+                },
+            )
+
+    async def run_once(self) -> int:
+        """Claim and deliver one batch; returns how many events were attempted.
+
+        Events of one aggregate are delivered one after another; different aggregates in parallel.
+        """
+        events = await self.claim()
+        chains: dict[tuple[str, str], list[OutboxEvent]] = {}
+        singles: list[OutboxEvent] = []
+        for e in events:
+            if e.aggregate_id is None:
+                singles.append(e)
+            else:
+                chains.setdefault((e.destination, e.aggregate_id), []).append(e)
+
+        async def deliver_chain(chain: list[OutboxEvent]) -> None:
+            for e in chain:
+                await self._deliver_one(e)
+
+        await asyncio.gather(
+            *(self._deliver_one(e) for e in singles), *(deliver_chain(c) for c in chains.values())
+        )
+        return len(events)
+
+    async def pending_count(self) -> int:
+        t = self.table
+        async with self.database.sessionmaker() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(t).where(t.c.delivered_at.is_(None), t.c.dead_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def run(self) -> None:
+        """Deliver until cancelled; a database hiccup is logged and retried, never fatal."""
+        while True:
+            try:
+                attempted = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay pass failed")
+                attempted = 0
+            if attempted >= self.batch_size:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,80 @@
+"""The settings base every service extends.
+
+Each service subclasses :class:`ServiceSettings` with its own ``env_prefix`` (``ORDER_API_``, ...).
+Values come from the environment, a ``.env`` file, or secret files; secrets are ``SecretStr`` so they never
+print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.apikeys import ApiKeyEntry
+
+
+def _repo_var_dir() -> Path:
+    """``var/`` at the root of the checkout (or of the working directory when installed elsewhere)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "uv.lock").exists():
+            return parent / "var"
+    return Path.cwd() / "var"
+
+
+class PeerSettings(BaseModel):
+    """How to reach one peer service: its base URL and the API key this service presents to it."""
+
+    url: str
+    api_key: SecretStr = SecretStr("")
+    timeout_seconds: float = 5.0
+
+
+class ServiceSettings(BaseSettings):
+    """Settings shared by all four services. Subclasses set ``model_config`` with their env prefix."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    service_name: str = "service"
+    environment: str = Field(default="development", description="development | test | production")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql+asyncpg://… in production; unset means an embedded SQLite file under var/.",
+    )
+    database_schema: str | None = Field(
+        default=None, description="PostgreSQL schema this service owns (defaults to its import name)."
+    )
+    database_pool_size: int = 10
+    redis_url: str | None = Field(default=None, description="Unset means in-process stores (single node).")
+    var_dir: Path = Field(default_factory=_repo_var_dir)
+
+    api_keys: list[ApiKeyEntry] = Field(
+        default_factory=list,
+        description="Accepted callers: JSON list of {name, hash, scopes}. Only hashes, never keys.",
+    )
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP endpoint; unset exports nothing.")
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    trace_excluded_urls: str = Field(
+        default="/health/live,/health/ready,/metrics", description="Comma-separated paths never traced."
+    )
+    trace_database: bool = Field(default=True, description="Emit a span per SQL statement.")
+
+    cors_origins: list[str] = Field(default_factory=list)
+
+    outbox_poll_seconds: float = 0.5
+    outbox_max_attempts: int = 12
+    outbox_backoff_base_seconds: float = 0.5
+    outbox_backoff_max_seconds: float = 300.0
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on the embedded default (SQLite, no Redis)."""
+        return self.database_url is None

@@ -1,0 +1,203 @@
+"""Tracing and structured logs.
+
+One OpenTelemetry trace follows an order across the services; its trace id is the **correlation id**:
+it is on every JSON log line (``trace_id``, ``correlation_id``) and returned to every client in the
+``X-Correlation-ID`` header. Spans are exported over OTLP only when an endpoint is configured. Sampling
+(``trace_sample_ratio``), excluded paths and per-statement database spans are settings, because full
+tracing is not free.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CORRELATION_HEADER = "X-Correlation-ID"
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+_SECRET = re.compile(r"\b([a-z][a-z0-9]{1,15}_)[A-Za-z0-9_-]{20,}\b")
+
+
+def mask_secrets(text: str) -> str:
+    """Mask e-mail addresses (``j***@example.com``) and API keys/tokens (``oa_***``) in a log message."""
+    return _SECRET.sub(r"\1***", _EMAIL.sub(r"\1***@\2", text))
+
+
+def current_trace_id() -> str | None:
+    """The 32-hex trace id of the active span, or ``None`` outside any trace."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the active span, to store with work that continues later."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def context_from_traceparent(traceparent: str | None) -> Context | None:
+    """The context to continue a trace stored as ``traceparent`` (``None`` when there is none)."""
+    if not traceparent:
+        return None
+    return propagate.extract({"traceparent": traceparent})
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds ``service``, ``trace_id``, ``span_id`` and ``correlation_id`` to every record; masks secrets."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        trace_id = format(context.trace_id, "032x") if context.is_valid else None
+        record.__dict__.update(
+            service=self.service,
+            trace_id=trace_id,
+            span_id=format(context.span_id, "016x") if context.is_valid else None,
+            correlation_id=trace_id,
+        )
+        if isinstance(record.msg, str):
+            record.msg = mask_secrets(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask_secrets(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        trace_id = getattr(record, "trace_id", None)
+        return f"{base} trace={trace_id}" if trace_id else base
+
+
+def configure_logging(*, service: str, level: str = "INFO", json_format: bool = True) -> None:
+    """JSON lines on stdout for the root logger and uvicorn's loggers (idempotent)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(TraceContextFilter(service))
+    if json_format:
+        handler.setFormatter(
+            JsonFormatter(
+                "{asctime}{levelname}{name}{message}",
+                style="{",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "message": "event"},
+                timestamp=False,
+            )
+        )
+    else:
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s [%(service)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_provider: TracerProvider | None = None
+_redis_instrumented = False
+
+
+def configure_tracing(
+    *, service: str, sample_ratio: float = 1.0, otlp_endpoint: str | None = None
+) -> TracerProvider:
+    """The process-wide tracer provider (created once; OpenTelemetry allows one per process)."""
+    global _provider
+    if _provider is None:
+        _provider = TracerProvider(
+            resource=Resource.create({"service.name": service}),
+            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        )
+        if otlp_endpoint:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            endpoint = otlp_endpoint.rstrip("/")
+            if not endpoint.endswith("/v1/traces"):
+                endpoint += "/v1/traces"
+            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        trace.set_tracer_provider(_provider)
+    return _provider
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    """Attach a processor (an exporter in tests) to the process-wide provider."""
+    if _provider is None:
+        raise RuntimeError("configure_tracing() first")
+    _provider.add_span_processor(processor)
+
+
+def instrument_app(app: FastAPI, *, excluded_urls: str) -> None:
+    """Server spans for every route except ``excluded_urls``, and the ``X-Correlation-ID`` header."""
+    app.add_middleware(CorrelationIdMiddleware)
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=excluded_urls, tracer_provider=_provider, exclude_spans=["receive", "send"]
+    )
+
+
+def instrument_engine(engine: AsyncEngine) -> None:
+    """A span per SQL statement on this engine.
+
+    Built per engine rather than through ``SQLAlchemyInstrumentor().instrument()``, which is a process-wide
+    singleton and would instrument only the first engine of a process.
+    """
+    tracer = trace.get_tracer("opentelemetry.instrumentation.sqlalchemy", tracer_provider=_provider)
+    connections = metrics.get_meter("servicekit.db").create_up_down_counter("db.client.connections.usage")
+    EngineTracer(tracer, engine.sync_engine, connections)  # type: ignore[no-untyped-call]
+
+
+def instrument_httpx_client(client: httpx.AsyncClient) -> None:
+    """Client spans and ``traceparent``/``baggage`` propagation on every request of ``client``."""
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=_provider)
+
+
+def instrument_redis() -> None:
+    global _redis_instrumented
+    if not _redis_instrumented:
+        RedisInstrumentor().instrument(tracer_provider=_provider)
+        _redis_instrumented = True
+
+
+class CorrelationIdMiddleware:
+    """Puts the trace id of the request's server span in the ``X-Correlation-ID`` response header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        trace_id = current_trace_id()
+
+        async def send_with_header(message: Message) -> None:
+            if trace_id and message["type"] == "http.response.start":
+                headers: list[Any] = list(message.get("headers", []))
+                headers.append((CORRELATION_HEADER.lower().encode(), trace_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)

@@ -1,0 +1,254 @@
+"""pytest plugin for the services' tests (loaded with ``-p servicekit.testing``).
+
+- a fresh PostgreSQL database per test session and per service, migrated with Alembic, dropped at the end;
+- :func:`isolated_session`: a session inside an outer transaction that is rolled back after the test, so code
+  that commits (it commits a savepoint) leaves nothing behind;
+- real Redis (a database index of its own, flushed around each test that asks for it);
+- :class:`ServiceProcess`: a service as a real uvicorn process on a free loopback port, awaited until ready,
+  its JSON log lines readable by the test;
+- :func:`eventually`: await a condition instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from servicekit.app import request_session
+from servicekit.migrations import upgrade
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parents[4]
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def service_dir(name: str) -> Path:
+    """``services/<name>`` of this checkout."""
+    return ROOT / "services" / name
+
+
+def async_url(database: str) -> str:
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{database}"
+
+
+async def create_database(prefix: str = "desk_test") -> str:
+    """Create an empty, uniquely named database; returns its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return name
+
+
+async def drop_database(name: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def migrated_database(*services: str, prefix: str = "desk_test") -> AsyncIterator[str]:
+    """A fresh database with the given services' migrations applied; yields its asyncpg URL."""
+    name = await create_database(prefix)
+    url = async_url(name)
+    try:
+        for service in services:
+            await asyncio.to_thread(upgrade, service_dir(service), url=url)
+        yield url
+    finally:
+        await drop_database(name)
+
+
+@asynccontextmanager
+async def isolated_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session whose every commit is a savepoint inside one outer transaction, rolled back at the end."""
+    async with engine.connect() as connection:
+        outer = await connection.begin()
+        session = AsyncSession(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield session
+        finally:
+            await session.close()
+            if outer.is_active:
+                await outer.rollback()
+
+
+def use_session(app: FastAPI, session: AsyncSession) -> None:
+    """Make ``app``'s routes use ``session`` (from :func:`isolated_session`) instead of their own."""
+
+    async def scoped() -> AsyncIterator[AsyncSession]:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+    app.dependency_overrides[request_session] = scoped
+
+
+@asynccontextmanager
+async def running_app(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan and give an in-process client for it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    until: Callable[[T], bool] = bool,
+    within: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition not reached",
+) -> T:
+    """Poll ``probe`` until ``until(result)`` holds; fail the test with ``message`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {within}s (last: {result!r})")
+        await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ServiceProcess:
+    """One service running as a real uvicorn process on loopback."""
+
+    def __init__(self, *, app: str, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, *, ready_within: float = 30.0) -> ServiceProcess:
+        """Start and wait until ``/health/ready`` answers 200."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: ASYNC220, S603 (returns at once; fixed argv)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                self.app,
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        log.close()
+        deadline = time.monotonic() + ready_within
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.app} exited with {self.process.returncode}:\n{self.log_text()[-3000:]}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.url}/health/ready")).status_code == 200:
+                        return self
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{self.app} not ready after {ready_within}s:\n{self.log_text()[-3000:]}"
+                    )
+                await asyncio.sleep(0.1)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+        return records
+
+    async def stop(self, *, sig: int = signal.SIGTERM) -> None:
+        """Stop the process (SIGKILL to simulate a crash) and wait for it to exit."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            await asyncio.to_thread(self.process.wait, 15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait, 5)
+
+
+@pytest.fixture
+def service_logs(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[list[ServiceProcess]]:
+    """A list to append started :class:`ServiceProcess` objects to; all are stopped after the test."""
+    started: list[ServiceProcess] = []
+    yield started
+    for process in reversed(started):
+        await process.stop()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real Redis database index of its own, flushed before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.flushdb()
+    try:
+        yield REDIS_TEST_URL
+    finally:
+        client.flushdb()
+        client.close()

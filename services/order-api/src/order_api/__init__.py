@@ -1,0 +1,1 @@
+"""order-api: the public order API — customers, orders, operators, statistics, audit."""

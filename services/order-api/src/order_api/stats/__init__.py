@@ -1,0 +1,1 @@
+"""Statistics for admins and operators."""

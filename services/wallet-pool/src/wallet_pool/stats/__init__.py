@@ -1,0 +1,1 @@
+"""Pool health: what is free, reserved and waiting, per currency."""

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from servicekit.apikeys import Caller, require_scope
+from servicekit.app import DbSession
+from servicekit.errors import problem_responses
+from wallet_pool.stats import service
+from wallet_pool.stats.schemas import PoolStatsRead
+
+router = APIRouter(prefix="/v1/stats", tags=["stats"])
+
+
+@router.get(
+    "",
+    summary="Pool health per currency",
+    response_model=PoolStatsRead,
+    responses=problem_responses(401, 403),
+)
+async def get_pool_stats(
+    session: DbSession, _caller: Annotated[Caller, Depends(require_scope("pool:read"))]
+) -> PoolStatsRead:
+    return await service.pool_stats(session=session)

@@ -1,0 +1,1 @@
+"""Wallets: the deposit addresses the desk controls."""
