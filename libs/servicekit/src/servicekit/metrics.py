@@ -6,6 +6,7 @@ Every app has its own registry (``app.state.metrics_registry``), so several apps
 
 from __future__ import annotations
 
+import logging
 import time
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -19,9 +20,13 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger("servicekit.access")
+QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+
 
 class RequestMetricsMiddleware:
-    """Counts and times every HTTP request by method, route template and status."""
+    """Counts and times every HTTP request by method, route template and status, and writes one access
+    log line per request (inside the request's span, so it carries the correlation id)."""
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
@@ -52,10 +57,19 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, record_status)
         finally:
+            elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.requests.labels(scope["method"], template, str(status)).inc()
-            self.latency.labels(scope["method"], template).observe(time.perf_counter() - started)
+            self.latency.labels(scope["method"], template).observe(elapsed)
+            if scope["path"] not in QUIET_PATHS:
+                log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={"route": template, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+                )
 
 
 def install_metrics(app: FastAPI) -> CollectorRegistry:

@@ -27,9 +27,9 @@ def _repo_var_dir() -> Path:
 class PeerSettings(BaseModel):
     """How to reach one peer service: its base URL and the API key this service presents to it."""
 
-    url: str
-    api_key: SecretStr = SecretStr("")
-    timeout_seconds: float = 5.0
+    url: str = Field(description="Base URL of the peer service.")
+    api_key: SecretStr = Field(default=SecretStr(""), description="The API key this service presents to it.")
+    timeout_seconds: float = Field(default=5.0, description="Per-request timeout.")
 
 
 class ServiceSettings(BaseSettings):
@@ -37,10 +37,10 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    service_name: str = "service"
-    environment: str = Field(default="development", description="development | test | production")
-    host: str = "127.0.0.1"
-    port: int = 8000
+    service_name: str = Field(default="service", description="Name in logs, traces and metrics.")
+    environment: str = Field(default="development", description="development, test or production.")
+    host: str = Field(default="127.0.0.1", description="Interface to listen on (`make run`).")
+    port: int = Field(default=8000, description="Port to listen on.")
 
     database_url: str | None = Field(
         default=None,
@@ -49,30 +49,38 @@ class ServiceSettings(BaseSettings):
     database_schema: str | None = Field(
         default=None, description="PostgreSQL schema this service owns (defaults to its import name)."
     )
-    database_pool_size: int = 10
+    database_pool_size: int = Field(default=10, description="Connections kept per process (PostgreSQL).")
     redis_url: str | None = Field(default=None, description="Unset means in-process stores (single node).")
-    var_dir: Path = Field(default_factory=_repo_var_dir)
+    var_dir: Path = Field(
+        default_factory=_repo_var_dir, description="Embedded databases, mail drop and dev files (`var/`)."
+    )
 
     api_keys: list[ApiKeyEntry] = Field(
         default_factory=list,
         description="Accepted callers: JSON list of {name, hash, scopes}. Only hashes, never keys.",
     )
 
-    log_level: str = "INFO"
-    log_json: bool = True
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_json: bool = Field(default=True, description="JSON lines on stdout; false for human-readable text.")
     otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP endpoint; unset exports nothing.")
-    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of new traces recorded (parent decision wins)."
+    )
     trace_excluded_urls: str = Field(
         default="/health/live,/health/ready,/metrics", description="Comma-separated paths never traced."
     )
     trace_database: bool = Field(default=True, description="Emit a span per SQL statement.")
 
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list, description="Frontend origins allowed (JSON list).")
 
-    outbox_poll_seconds: float = 0.5
-    outbox_max_attempts: int = 12
-    outbox_backoff_base_seconds: float = 0.5
-    outbox_backoff_max_seconds: float = 300.0
+    outbox_poll_seconds: float = Field(default=0.5, description="Outbox relay poll interval when idle.")
+    outbox_max_attempts: int = Field(
+        default=12, description="Deliveries tried before an event is dead-lettered."
+    )
+    outbox_backoff_base_seconds: float = Field(
+        default=0.5, description="First retry delay; doubles each time."
+    )
+    outbox_backoff_max_seconds: float = Field(default=300.0, description="Longest delay between retries.")
 
     @property
     def embedded(self) -> bool:

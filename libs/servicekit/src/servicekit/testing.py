@@ -252,3 +252,31 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+async def check_migrations(service: str, *, schema: str) -> list[str]:
+    """Upgrade a fresh PostgreSQL database to head with ``service``'s history, run ``alembic check``
+    (raises when models and migrations disagree), and return the tables created OUTSIDE ``schema``."""
+    from alembic import command
+
+    from servicekit.migrations import alembic_config
+
+    async with migrated_database(service, prefix="desk_migrations") as url:
+        await asyncio.to_thread(command.check, alembic_config(service_dir(service), url=url))
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            rows = await connection.fetch(
+                "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ($1, 'pg_catalog', 'information_schema')",
+                schema,
+            )
+            own = await connection.fetchval(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
+                schema,
+                "alembic_version",
+            )
+        finally:
+            await connection.close()
+    if own != 1:
+        raise AssertionError(f"alembic_version is not in schema {schema}")
+    return [row["name"] for row in rows]

@@ -21,5 +21,5 @@ class Settings(ServiceSettings):
     port: int = 8003
     telegram_gateway: PeerSettings = Field(
         default=PeerSettings(url="http://127.0.0.1:8004"),
-        description="telegram-gateway (NOTIFIER_TELEGRAM_GATEWAY__URL, NOTIFIER_TELEGRAM_GATEWAY__API_KEY).",
+        description="telegram-gateway",
     )

@@ -21,9 +21,9 @@ class Settings(ServiceSettings):
     port: int = 8001
     wallet_pool: PeerSettings = Field(
         default=PeerSettings(url="http://127.0.0.1:8002"),
-        description="wallet-pool (ORDER_API_WALLET_POOL__URL, ORDER_API_WALLET_POOL__API_KEY).",
+        description="wallet-pool",
     )
     notifier: PeerSettings = Field(
         default=PeerSettings(url="http://127.0.0.1:8003"),
-        description="notifier (ORDER_API_NOTIFIER__URL, ORDER_API_NOTIFIER__API_KEY).",
+        description="notifier",
     )

@@ -21,7 +21,7 @@ class Settings(ServiceSettings):
     port: int = 8004
     order_api: PeerSettings = Field(
         default=PeerSettings(url="http://127.0.0.1:8001"),
-        description="order-api (TELEGRAM_GATEWAY_ORDER_API__URL, TELEGRAM_GATEWAY_ORDER_API__API_KEY).",
+        description="order-api",
     )
     bot_token: SecretStr | None = Field(
         default=None, description="Unset: the bot is off, the API still runs."

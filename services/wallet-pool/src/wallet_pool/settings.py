@@ -21,5 +21,5 @@ class Settings(ServiceSettings):
     port: int = 8002
     order_api: PeerSettings = Field(
         default=PeerSettings(url="http://127.0.0.1:8001"),
-        description="Where wallet.assigned events go (WALLET_POOL_ORDER_API__URL, __API_KEY).",
+        description="order-api, where wallet.assigned events go",
     )

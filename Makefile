@@ -1,0 +1,55 @@
+# Exchange Desk — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON := $(shell command -v $(PYTHON))
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+
+.PHONY: help install run migrate compose-env lint typecheck test test-fast bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+install: $(UV) ## Install uv (into .tools/) and the locked dependencies (into .venv/)
+	$(UV) sync --frozen --all-packages
+
+run: install ## Start the four services on the embedded default (SQLite) with demo data; Ctrl-C stops them
+	$(VENV)/bin/python scripts/devstack.py run
+
+migrate: install ## Apply every service's migrations (embedded SQLite, or the *_DATABASE_URL you export)
+	$(VENV)/bin/python scripts/devstack.py migrate
+
+compose-env: install ## Write deploy/compose.env with freshly minted keys for docker compose
+	$(VENV)/bin/python scripts/devstack.py compose-env
+
+lint: install ## ruff (lint and format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy --strict over every package and its tests
+	$(VENV)/bin/mypy libs/servicekit/src services/*/src scripts bench tests
+	@# each tests/ folder on its own: their module names (conftest, test_migrations) repeat across services
+	@for dir in libs/servicekit/tests services/*/tests; do echo "mypy $$dir"; $(VENV)/bin/mypy $$dir || exit 1; done
+
+test: install ## Everything CI runs: backing services, lint, types, then all tests (PostgreSQL, Redis, processes)
+	scripts/ensure-backing-services.sh
+	$(MAKE) --no-print-directory lint typecheck
+	$(VENV)/bin/pytest
+
+bench: install ## Benchmarks that print their figures (service-to-service HTTP transports, order intake)
+	scripts/ensure-backing-services.sh
+	$(VENV)/bin/python bench/transports.py
+
+clean: ## Remove the virtualenvs, caches and var/ (dev credentials and embedded databases)
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,67 @@
+-- Exchange Desk: one database, one schema and one login role per service (DESIGN.md section 9).
+--
+-- The postgres image runs this file once, on an empty data directory, from /docker-entrypoint-initdb.d:
+-- as the superuser, connected to POSTGRES_DB (psql's :DBNAME), with ON_ERROR_STOP. Each role owns the schema
+-- of its name and has no rights on the others' schemas, nor on "public". Alembic (the <svc>-migrate jobs)
+-- then creates the tables as that role, so every table is owned by the service that uses it.
+--
+-- Passwords come from the container's environment (psql 15's \getenv); docker-compose.yml passes
+-- ORDER_API_DB_PASSWORD, WALLET_POOL_DB_PASSWORD, NOTIFIER_DB_PASSWORD and TELEGRAM_GATEWAY_DB_PASSWORD,
+-- each defaulting to the role's name. Unset here too, a password defaults to the role's name (a local demo
+-- only: set real ones anywhere else). To run it by hand:
+--   ORDER_API_DB_PASSWORD=... psql -v ON_ERROR_STOP=1 -d exchange_desk -f deploy/postgres/init.sql
+
+\set ON_ERROR_STOP on
+
+\getenv order_api_password ORDER_API_DB_PASSWORD
+\if :{?order_api_password}
+\else
+  \set order_api_password order_api
+\endif
+\getenv wallet_pool_password WALLET_POOL_DB_PASSWORD
+\if :{?wallet_pool_password}
+\else
+  \set wallet_pool_password wallet_pool
+\endif
+\getenv notifier_password NOTIFIER_DB_PASSWORD
+\if :{?notifier_password}
+\else
+  \set notifier_password notifier
+\endif
+\getenv telegram_gateway_password TELEGRAM_GATEWAY_DB_PASSWORD
+\if :{?telegram_gateway_password}
+\else
+  \set telegram_gateway_password telegram_gateway
+\endif
+
+BEGIN;
+
+-- Nobody gets anything by default: only the four service roles may connect, and "public" is closed.
+REVOKE ALL ON DATABASE :"DBNAME" FROM PUBLIC;
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
+
+-- CREATE on the database is needed because servicekit.migrations runs `CREATE SCHEMA IF NOT EXISTS <own>`,
+-- and PostgreSQL checks that privilege before it sees the schema already exists. It lets a role create new,
+-- empty schemas of its own; it gives no access to any other role's schema.
+
+CREATE ROLE order_api LOGIN PASSWORD :'order_api_password';
+GRANT CONNECT, CREATE ON DATABASE :"DBNAME" TO order_api;
+CREATE SCHEMA order_api AUTHORIZATION order_api;
+ALTER ROLE order_api IN DATABASE :"DBNAME" SET search_path = order_api;
+
+CREATE ROLE wallet_pool LOGIN PASSWORD :'wallet_pool_password';
+GRANT CONNECT, CREATE ON DATABASE :"DBNAME" TO wallet_pool;
+CREATE SCHEMA wallet_pool AUTHORIZATION wallet_pool;
+ALTER ROLE wallet_pool IN DATABASE :"DBNAME" SET search_path = wallet_pool;
+
+CREATE ROLE notifier LOGIN PASSWORD :'notifier_password';
+GRANT CONNECT, CREATE ON DATABASE :"DBNAME" TO notifier;
+CREATE SCHEMA notifier AUTHORIZATION notifier;
+ALTER ROLE notifier IN DATABASE :"DBNAME" SET search_path = notifier;
+
+CREATE ROLE telegram_gateway LOGIN PASSWORD :'telegram_gateway_password';
+GRANT CONNECT, CREATE ON DATABASE :"DBNAME" TO telegram_gateway;
+CREATE SCHEMA telegram_gateway AUTHORIZATION telegram_gateway;
+ALTER ROLE telegram_gateway IN DATABASE :"DBNAME" SET search_path = telegram_gateway;
+
+COMMIT;
