@@ -38,9 +38,9 @@ lint: install ## ruff (lint and format check)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install ## mypy --strict over every package and its tests
-	$(VENV)/bin/mypy libs/servicekit/src services/*/src scripts bench tests
+	$(VENV)/bin/mypy libs/*/src services/*/src scripts bench tests
 	@# each tests/ folder on its own: their module names (conftest, test_migrations) repeat across services
-	@for dir in libs/servicekit/tests services/*/tests; do echo "mypy $$dir"; $(VENV)/bin/mypy $$dir || exit 1; done
+	@for dir in libs/*/tests services/*/tests; do echo "mypy $$dir"; $(VENV)/bin/mypy $$dir || exit 1; done
 
 test: install ## Everything CI runs: backing services, lint, types, then all tests (PostgreSQL, Redis, processes)
 	scripts/ensure-backing-services.sh

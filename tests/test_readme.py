@@ -9,8 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_environment_variable_is_documented() -> None:
-    spec = importlib.util.spec_from_file_location("settings_reference", ROOT / "scripts" / "settings_reference.py")
-    assert spec is not None and spec.loader is not None
+    spec = importlib.util.spec_from_file_location(
+        "settings_reference", ROOT / "scripts" / "settings_reference.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
     reference = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reference)
     readme = (ROOT / "README.md").read_text()

@@ -1,16 +1,21 @@
 """Small apps built with servicekit, shared by the tests and the uvicorn processes they start.
 
-Importable by name: ``conftest.py`` puts this directory on ``sys.path`` and the processes get it as
-``PYTHONPATH``. Everything here uses servicekit exactly as a service would.
+The tests import it as ``libs.servicekit.tests.kitapps`` (the rootdir-relative name pytest's importlib mode
+and mypy both resolve); the uvicorn processes as ``kitapps``, with this directory as ``PYTHONPATH``.
+Everything here uses servicekit exactly as a service would.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import httpx
 from fastapi import Depends, FastAPI, Query
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -36,6 +41,9 @@ from servicekit.outbox import EventEnvelope, inbox_table
 from servicekit.settings import ServiceSettings
 from servicekit.telemetry import add_span_processor, current_trace_id
 
+if TYPE_CHECKING:
+    from servicekit.testing import ServiceProcess
+
 log = logging.getLogger("kitapps")
 
 
@@ -47,6 +55,22 @@ class KitSettings(ServiceSettings):
     )
 
     service_name: str = "kit"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The peer app running as a uvicorn process, and the keys a caller may present to it."""
+
+    process: ServiceProcess
+    key: str
+    """Carries the scopes ``stock:read`` and ``events:publish``."""
+    key_without_scope: str
+    database: Database
+    """The peer's PostgreSQL database, as the test reads it (the effects of events, the inbox)."""
+
+    @property
+    def url(self) -> str:
+        return self.process.url
 
 
 class StockExhaustedError(DomainError):
@@ -93,6 +117,16 @@ class NoteCreate(BaseModel):
     parent_id: int | None = None
 
 
+@asynccontextmanager
+async def in_process_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Like ``servicekit.testing.running_app``, but an unhandled error is answered (500) as uvicorn would,
+    instead of being re-raised into the test."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
 async def create_tables(database: Database, metadata: MetaData) -> None:
     """Create ``metadata``'s tables in the database's schema (created first on PostgreSQL)."""
     async with database.engine.begin() as connection:
@@ -130,12 +164,12 @@ def create_demo_app(settings: ServiceSettings, *, runtime: Runtime | None = None
 
     @app.post("/v1/notes", status_code=201)
     async def add_note(body: NoteCreate, session: DbSession, fail: bool = False) -> dict[str, int]:
-        result = await session.execute(insert(note).values(body=body.body, parent_id=body.parent_id))
-        await session.flush()
+        note_id = await session.scalar(
+            insert(note).values(body=body.body, parent_id=body.parent_id).returning(note.c.id)
+        )
         if fail:
             raise ConflictError("The note conflicts with another.")
-        (note_id,) = result.inserted_primary_key or (0,)
-        return {"id": int(note_id)}
+        return {"id": int(note_id or 0)}
 
     @app.get("/v1/notes/count")
     async def count_notes(session: DbSession) -> dict[str, int]:
@@ -147,16 +181,78 @@ def create_demo_app(settings: ServiceSettings, *, runtime: Runtime | None = None
 
 
 # --------------------------------------------------------------------------------------------------
-# The peer app: what the service client talks to (run as a uvicorn process).
+# Receiving events: POST /v1/events with an inbox, and a handler whose effect the tests can count.
+
+PEER_SCHEMA = "kit_peer"
+receiver_metadata = new_metadata()
+inbox = inbox_table(receiver_metadata)
+effect = Table(
+    "effect",
+    receiver_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Deliberately not unique: a duplicate effect must be visible, not rejected by a constraint.
+    Column("event_id", String(36), nullable=False),
+    Column("aggregate_id", String(64), nullable=True),
+    Column("seq", Integer, nullable=True),
+    Column("amount", Money, nullable=True),
+)
+
+event_posts: Counter[str] = Counter()
+handler_failures: Counter[str] = Counter()
+
+
+class CountEventPosts:
+    """Counts every ``POST /v1/events`` that arrives, duplicates included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/events":
+            event_posts["*"] += 1
+        await self.app(scope, receive, send)
+
+
+async def apply_effect(session: AsyncSession, envelope: EventEnvelope) -> None:
+    fail_times = int(envelope.payload.get("fail_times", 0))
+    if handler_failures[envelope.id] < fail_times:
+        handler_failures[envelope.id] += 1
+        raise RuntimeError(f"effect of {envelope.id} failed on purpose")
+    amount = envelope.payload.get("amount")
+    await session.execute(
+        insert(effect).values(
+            event_id=envelope.id,
+            aggregate_id=envelope.aggregate_id,
+            seq=envelope.payload.get("seq"),
+            amount=Decimal(amount) if amount is not None else None,
+        )
+    )
+
+
+async def reject_event(session: AsyncSession, envelope: EventEnvelope) -> None:
+    raise ValidationFailedError.for_field("payload.amount", "must be a decimal string")
+
+
+# --------------------------------------------------------------------------------------------------
+# The peer: what the service client talks to and the outbox relay delivers to (a uvicorn process).
 
 calls: Counter[str] = Counter()
 
 
 def peer_app() -> FastAPI:
+    """The peer of the client tests and the receiver of the outbox tests (one process serves both)."""
     settings = KitSettings()
-    app = create_demo_app(settings)
+    app = create_demo_app(settings, runtime=Runtime(settings, schema=PEER_SCHEMA))
     exporter = InMemorySpanExporter()
     add_span_processor(SimpleSpanProcessor(exporter))
+    app.add_middleware(CountEventPosts)
+    app.include_router(
+        events_router(inbox=inbox, handlers={"kit.effect": apply_effect, "kit.invalid": reject_event})
+    )
+
+    @app.get("/test/event-posts")
+    async def posts() -> dict[str, int]:
+        return {"posts": event_posts["*"]}
 
     @app.get("/v1/stock/{sku}")
     async def stock(sku: str, caller: Annotated[Caller, Depends(require_scope("stock:read"))]) -> None:
@@ -200,73 +296,3 @@ def peer_app() -> FastAPI:
         ]
 
     return app
-
-
-# --------------------------------------------------------------------------------------------------
-# The event receiver: POST /v1/events with an inbox and a handler with a countable effect.
-
-RECEIVER_SCHEMA = "kit_receiver"
-receiver_metadata = new_metadata()
-inbox = inbox_table(receiver_metadata)
-effect = Table(
-    "effect",
-    receiver_metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    # Deliberately not unique: a duplicate effect must be visible, not rejected by a constraint.
-    Column("event_id", String(36), nullable=False),
-    Column("aggregate_id", String(64), nullable=True),
-    Column("seq", Integer, nullable=True),
-    Column("amount", Money, nullable=True),
-)
-
-event_posts: Counter[str] = Counter()
-handler_failures: Counter[str] = Counter()
-
-
-class CountEventPosts:
-    """Counts every ``POST /v1/events`` by event id as it arrives, duplicates included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/events":
-            event_posts["*"] += 1
-        await self.app(scope, receive, send)
-
-
-async def apply_effect(session: AsyncSession, envelope: EventEnvelope) -> None:
-    fail_times = int(envelope.payload.get("fail_times", 0))
-    if handler_failures[envelope.id] < fail_times:
-        handler_failures[envelope.id] += 1
-        raise RuntimeError(f"effect of {envelope.id} failed on purpose")
-    amount = envelope.payload.get("amount")
-    await session.execute(
-        insert(effect).values(
-            event_id=envelope.id,
-            aggregate_id=envelope.aggregate_id,
-            seq=envelope.payload.get("seq"),
-            amount=Decimal(amount) if amount is not None else None,
-        )
-    )
-
-
-async def reject_event(session: AsyncSession, envelope: EventEnvelope) -> None:
-    raise ValidationFailedError.for_field("payload.amount", "must be a decimal string")
-
-
-def receiver_app() -> FastAPI:
-    settings = KitSettings()
-    runtime = Runtime(settings, schema=RECEIVER_SCHEMA)
-    app = create_service_app(settings=settings, runtime=runtime, title="kit receiver", description="tests")
-    app.add_middleware(CountEventPosts)
-    app.include_router(
-        events_router(inbox=inbox, handlers={"kit.effect": apply_effect, "kit.invalid": reject_event})
-    )
-
-    @app.get("/test/event-posts")
-    async def posts() -> dict[str, int]:
-        return {"posts": event_posts["*"]}
-
-    return app
-

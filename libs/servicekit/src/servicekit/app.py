@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.apikeys import ApiKeyVerifier
 from servicekit.client import ServiceClient
 from servicekit.db import Database, session_scope
-from servicekit.errors import ValidationFailedError, install_error_handlers
+from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
 from servicekit.health import ReadinessCheck, health_router
 from servicekit.metrics import install_metrics
 from servicekit.outbox import OutboxEvent, OutboxRelay, PermanentDeliveryError
@@ -178,6 +178,7 @@ def create_service_app(
     app.state.api_key_verifier = ApiKeyVerifier(settings.api_keys)
     app.state.readiness_checks = runtime.readiness_checks
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_metrics(app)
     if settings.cors_origins:
         app.add_middleware(

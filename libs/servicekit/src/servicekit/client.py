@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from servicekit.errors import DomainError, PeerRejectedError, PeerUnavailableError, error_for_code
 from servicekit.telemetry import instrument_httpx_client
@@ -98,7 +98,10 @@ class ServiceClient:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(attempts),
-                wait=wait_exponential_jitter(initial=self.backoff_seconds, max=self.backoff_seconds * 20),
+                # Jitter scaled to the backoff (wait_exponential_jitter's is a fixed 0-1 s, ten times the
+                # first backoff, and its ``initial`` is deprecated).
+                wait=wait_exponential(multiplier=self.backoff_seconds, max=self.backoff_seconds * 20)
+                + wait_random(0, self.backoff_seconds),
                 retry=retry_if_exception(_retryable),
                 reraise=True,
             ):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,13 @@ async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> Async
             await session.rollback()
             raise
         else:
-            await session.commit()
+            try:
+                await session.commit()
+            except BaseException:
+                # A failed COMMIT (a deferred constraint) leaves SQLite's transaction open; without this
+                # rollback the pooled connection would carry the rejected rows into the next request.
+                await session.rollback()
+                raise
 
 
 class Money(TypeDecorator[Decimal]):
@@ -137,7 +143,11 @@ class Money(TypeDecorator[Decimal]):
             raise TypeError(f"Money takes Decimal, not {type(value).__name__}")
         if not value.is_finite() or value < 0:
             raise ValueError(f"Money must be a finite non-negative amount, got {value}")
-        quantized = value.quantize(Decimal(1).scaleb(-self.SCALE))
+        # The default context keeps only 28 digits; NUMERIC(38, 18) needs 38 (+1 for a round-up).
+        context = Context(prec=self.INTEGER_DIGITS + self.SCALE + 1)
+        if value.adjusted() >= self.INTEGER_DIGITS:
+            raise ValueError(f"Money amount {value} exceeds {self.INTEGER_DIGITS} integer digits")
+        quantized = value.quantize(Decimal(1).scaleb(-self.SCALE), context=context)
         if len(quantized.as_tuple().digits) > self.INTEGER_DIGITS + self.SCALE:
             raise ValueError(f"Money amount {value} exceeds {self.INTEGER_DIGITS} integer digits")
         if dialect.name == "sqlite":

@@ -17,11 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("servicekit.errors")
 
 _registry: dict[str, type[DomainError]] = {}
+RESERVED_PROBLEM_FIELDS = frozenset({"type", "title", "status", "detail", "code", "instance"})
 
 
 class DomainError(Exception):
@@ -64,7 +66,7 @@ class DomainError(Exception):
         }
         if instance:
             body["instance"] = instance
-        body.update(self.extra)
+        body.update((k, v) for k, v in self.extra.items() if k not in RESERVED_PROBLEM_FIELDS)
         return body
 
 
@@ -98,6 +100,11 @@ class ValidationFailedError(DomainError):
     @classmethod
     def for_field(cls, field: str, message: str, *, kind: str = "invalid") -> ValidationFailedError:
         return cls(f"{field}: {message}", errors=[{"field": field, "message": message, "type": kind}])
+
+
+class BodyTooLargeError(ValidationFailedError):
+    code = "body_too_large"
+    title = "The request body is too large"
 
 
 class RateLimitedError(DomainError):
@@ -152,6 +159,52 @@ def _status_text(status: int) -> str:
     from http import HTTPStatus
 
     return HTTPStatus(status).phrase
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies over ``max_bytes`` with a 422 problem naming ``body``, before any parsing.
+
+    Checks ``Content-Length`` up front and counts streamed (chunked) bodies as they arrive.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _problem(self, scope: Scope) -> JSONResponse:
+        error = BodyTooLargeError(
+            f"The request body exceeds {self.max_bytes} bytes.",
+            errors=[{"field": "body", "message": f"at most {self.max_bytes} bytes", "type": "too_large"}],
+        )
+        return problem_response(error.to_problem(scope.get("path")))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._problem(scope)(scope, receive, send)
+                return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _BodyTooLarge:
+            await self._problem(scope)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
 
 
 def problem_response(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -210,7 +263,12 @@ def install_error_handlers(app: FastAPI) -> None:
             "code": "internal_error",
             "instance": request.url.path,
         }
-        return problem_response(body)
+        # Starlette sends this response from its outermost middleware, past CorrelationIdMiddleware, so the
+        # header the detail refers to is added here (imported here to keep the servicekit-apikey CLI light).
+        from servicekit.telemetry import CORRELATION_HEADER, current_trace_id
+
+        trace_id = current_trace_id()
+        return problem_response(body, {CORRELATION_HEADER: trace_id} if trace_id else None)
 
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]

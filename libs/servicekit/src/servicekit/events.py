@@ -1,7 +1,5 @@
 """``POST /v1/events``: how a service receives its peers' events, exactly once in effect."""
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated

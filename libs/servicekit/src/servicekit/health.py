@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pydantic import BaseModel
 
 Check = Callable[[], Awaitable[str | None]]
@@ -66,7 +67,10 @@ def health_router(service: str, timeout_seconds: float = 2.0) -> APIRouter:
     )
     async def ready(request: Request) -> JSONResponse:
         checks: list[ReadinessCheck] = request.app.state.readiness_checks
-        results = await asyncio.gather(*(_run(c, timeout_seconds) for c in checks))
+        # Health paths are never traced; without this each probe's SQL/Redis/HTTP calls would still export
+        # a root span of their own (an orphan trace every few seconds per replica).
+        with suppress_instrumentation():
+            results = await asyncio.gather(*(_run(c, timeout_seconds) for c in checks))
         by_name = {c.name: r for c, r in zip(checks, results, strict=True)}
         healthy = all(r.status == "ok" for r in results if r.critical)
         body = Readiness(status="ready" if healthy else "not_ready", service=service, checks=by_name)

@@ -74,7 +74,7 @@ class RequestMetricsMiddleware:
 
 def install_metrics(app: FastAPI) -> CollectorRegistry:
     """Per-route request metrics and ``GET /metrics``; returns the app's registry for business metrics."""
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     app.add_middleware(RequestMetricsMiddleware, registry=registry)

@@ -163,6 +163,19 @@ async def accept_once(session: AsyncSession, table: Table, envelope: EventEnvelo
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+REDACT_AFTER_DELIVERY = "_redact_after_delivery"
+
+
+def redacted(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` with the fields it lists under ``_redact_after_delivery`` masked.
+
+    Secrets a peer must receive (a one-time code, the address to send it to) are kept in the outbox only
+    until they are delivered.
+    """
+    fields = set(payload.get(REDACT_AFTER_DELIVERY) or ())
+    return {k: ("***" if k in fields else v) for k, v in payload.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
     id: str
@@ -318,12 +331,11 @@ class OutboxRelay:
                 async with self.database.sessionmaker.begin() as session:
                     await session.execute(update(t).where(t.c.id == event.id).values(**values))
                 return
+            delivered: dict[str, Any] = {"delivered_at": utcnow(), "attempts": event.attempts + 1}
+            if event.payload.get(REDACT_AFTER_DELIVERY):
+                delivered["payload"] = redacted(event.payload)
             async with self.database.sessionmaker.begin() as session:
-                await session.execute(
-                    update(t)
-                    .where(t.c.id == event.id)
-                    .values(delivered_at=utcnow(), attempts=event.attempts + 1)
-                )
+                await session.execute(update(t).where(t.c.id == event.id).values(**delivered))
             log.info(
                 "outbox event delivered",
                 extra={

@@ -35,7 +35,11 @@ class PeerSettings(BaseModel):
 class ServiceSettings(BaseSettings):
     """Settings shared by all four services. Subclasses set ``model_config`` with their env prefix."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # ``nested_model_default_partial_update``: ``<PREFIX>_<PEER>__API_KEY`` alone keeps the peer's default URL
+    # (without it the nested variable replaces the default model and the missing ``url`` fails startup).
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", nested_model_default_partial_update=True
+    )
 
     service_name: str = Field(default="service", description="Name in logs, traces and metrics.")
     environment: str = Field(default="development", description="development, test or production.")
@@ -72,6 +76,7 @@ class ServiceSettings(BaseSettings):
     trace_database: bool = Field(default=True, description="Emit a span per SQL statement.")
 
     cors_origins: list[str] = Field(default_factory=list, description="Frontend origins allowed (JSON list).")
+    max_body_bytes: int = Field(default=1_048_576, description="Request bodies larger than this are refused.")
 
     outbox_poll_seconds: float = Field(default=0.5, description="Outbox relay poll interval when idle.")
     outbox_max_attempts: int = Field(

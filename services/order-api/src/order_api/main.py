@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from order_api.auth.router import router as auth_router
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.db import SCHEMA, inbox, outbox
+from order_api.orders.events import wallet_event_handlers
+from order_api.orders.router import router as orders_router
+from order_api.protection import DataProtection
 from order_api.settings import Settings
 from order_api.stats.router import router as stats_router
+from order_api.workers.sweeper import expire_overdue_orders, reconcile_pending_allocations
 from servicekit.app import Runtime, create_service_app
 from servicekit.client import ServiceClient
 from servicekit.events import events_router
+from servicekit.ratelimit import RateLimiter, parse_networks
+from servicekit.workers import PeriodicWorker
 
 DESCRIPTION = """
 The public API of the Exchange Desk: customers create orders and follow them; operators take and drive
@@ -33,17 +40,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     wallet_pool = runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)
+    wallet_pool_client = WalletPoolClient(wallet_pool)
+
+    async def expire() -> int:
+        return await expire_overdue_orders(database=runtime.database)
+
+    async def reconcile() -> int:
+        return await reconcile_pending_allocations(
+            database=runtime.database, wallet_pool=wallet_pool_client, settings=settings
+        )
+
+    runtime.add_worker(
+        PeriodicWorker(name="order-expiry", job=expire, interval_seconds=settings.sweep_seconds)
+    )
+    runtime.add_worker(
+        PeriodicWorker(name="allocation-reconciler", job=reconcile, interval_seconds=settings.sweep_seconds)
+    )
     app = create_service_app(
         settings=settings,
         runtime=runtime,
         title="Exchange Desk — order-api",
         description=DESCRIPTION,
         openapi_tags=[
+            {"name": "orders", "description": "Customers create, follow and cancel their orders."},
+            {"name": "auth", "description": "Customer sessions: emailed one-time codes, who am I, log out."},
             {"name": "stats", "description": "Statistics for admins and operators."},
             {"name": "events", "description": "Internal: events from peer services."},
         ],
     )
-    app.state.wallet_pool = WalletPoolClient(wallet_pool)
+    app.state.wallet_pool = wallet_pool_client
+    app.state.protection = DataProtection.from_settings(settings)
+    app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    app.include_router(orders_router)
+    app.include_router(auth_router)
     app.include_router(stats_router)
-    app.include_router(events_router(inbox=inbox, handlers={}))
+    app.include_router(events_router(inbox=inbox, handlers=wallet_event_handlers(settings)))
     return app

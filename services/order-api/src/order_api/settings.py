@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from decimal import Decimal
+
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import PeerSettings, ServiceSettings
+
+
+class CurrencyRules(BaseModel):
+    """What an order may ask for in one currency."""
+
+    precision: int = Field(description="Decimal places an amount may have.")
+    min_amount: Decimal
+    max_amount: Decimal
+    awaiting_deposit_minutes: int = Field(
+        default=60, description="An unpaid order with an address expires after."
+    )
+    queued_minutes: int = Field(default=240, description="A queued order gives up after.")
+
+
+DEFAULT_CURRENCIES = {
+    "BTC": CurrencyRules(precision=8, min_amount=Decimal("0.0001"), max_amount=Decimal("10")),
+    "ETH": CurrencyRules(precision=8, min_amount=Decimal("0.001"), max_amount=Decimal("200")),
+    "USDT": CurrencyRules(precision=6, min_amount=Decimal("10"), max_amount=Decimal("500000")),
+}
+
+
+class PriorityRules(BaseModel):
+    """Which orders jump the wait queue: by amount per currency, or by the customer's history."""
+
+    vip_amount: dict[str, Decimal] = Field(
+        default_factory=lambda: {"BTC": Decimal("1"), "ETH": Decimal("20"), "USDT": Decimal("50000")}
+    )
+    priority_amount: dict[str, Decimal] = Field(
+        default_factory=lambda: {"BTC": Decimal("0.2"), "ETH": Decimal("5"), "USDT": Decimal("10000")}
+    )
+    priority_completed_orders: int = Field(default=3, description="Completed orders that earn 'priority'.")
+    vip_completed_orders: int = Field(default=20, description="Completed orders that earn 'vip'.")
 
 
 class Settings(ServiceSettings):
@@ -20,10 +54,43 @@ class Settings(ServiceSettings):
     service_name: str = "order-api"
     port: int = 8001
     wallet_pool: PeerSettings = Field(
-        default=PeerSettings(url="http://127.0.0.1:8002"),
-        description="wallet-pool",
+        default=PeerSettings(url="http://127.0.0.1:8002"), description="wallet-pool"
     )
-    notifier: PeerSettings = Field(
-        default=PeerSettings(url="http://127.0.0.1:8003"),
-        description="notifier",
+    notifier: PeerSettings = Field(default=PeerSettings(url="http://127.0.0.1:8003"), description="notifier")
+
+    # Customer data protection (DESIGN §5): AEAD keys by id, the id new data is sealed with, blind-index key.
+    data_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="JSON {key_id: base64 32-byte key}. Old ids stay to read old data (rotation without downtime).",
     )
+    data_key_current: str | None = Field(default=None, description="The key id new data is encrypted with.")
+    blind_index_key: SecretStr | None = Field(
+        default=None, description="Base64 key of the HMAC blind index used to find customers by email."
+    )
+
+    # Sessions and one-time email codes.
+    order_session_days: int = Field(
+        default=30, description="Lifetime of the session made by creating an order."
+    )
+    full_session_hours: int = Field(
+        default=24, description="Lifetime of a session proven by an emailed code."
+    )
+    email_code_minutes: int = Field(default=10, description="How long an emailed one-time code is valid.")
+    email_code_max_attempts: int = Field(default=5, description="Wrong guesses before a code is spent.")
+    email_code_rate_limit: str = Field(default="5/hour", description="Code requests per email address.")
+    auth_rate_limit: str = Field(default="20/minute", description="Auth requests per client IP.")
+
+    # Orders.
+    currencies: dict[str, CurrencyRules] = Field(
+        default_factory=lambda: dict(DEFAULT_CURRENCIES),
+        description="Per-currency precision and limits (JSON).",
+    )
+    priority: PriorityRules = Field(default_factory=PriorityRules, description="Queue-priority rules (JSON).")
+    max_open_orders_per_customer: int = Field(default=3, description="Open orders one customer may hold.")
+    max_open_orders_per_ip: int = Field(default=20, description="Open orders one client IP may hold.")
+    order_rate_limit: str = Field(default="30/minute", description="Order creations per client IP.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-For is believed (JSON list)."
+    )
+    max_body_bytes: int = Field(default=16_384, description="Request bodies larger than this are refused.")
+    sweep_seconds: float = Field(default=5.0, description="How often expiry and reconciliation run.")

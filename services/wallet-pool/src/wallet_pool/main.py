@@ -5,12 +5,22 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from servicekit.app import Runtime, create_service_app
+from wallet_pool.allocations.router import router as allocations_router
 from wallet_pool.db import SCHEMA, outbox
+from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 from wallet_pool.stats.router import router as stats_router
+from wallet_pool.wallets.router import router as wallets_router
+from wallet_pool.workers.queue_sweeper import QueueSweeper
 
 DESCRIPTION = """
-The pool of deposit addresses the desk controls, per currency.
+The pool of deposit addresses the desk controls, per currency and network.
+
+- **Wallets**: operators import addresses (validated, all or nothing), list, disable and enable them.
+- **Allocations**: order-api asks for an address per order (idempotent per order id). The wallet free the
+  longest goes first; when none is free the order waits in a fair queue (vip, priority, normal; then
+  arrival) and gets the next released address, announced to order-api as a `wallet.assigned` event.
+- **Stats**: pool health per currency.
 
 Every call needs an API key (`Authorization: Bearer <key>`) with the scope named on the route.
 Errors are `application/problem+json` with a stable `code`.
@@ -27,7 +37,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime=runtime,
         title="Exchange Desk — wallet-pool",
         description=DESCRIPTION,
-        openapi_tags=[{"name": "stats", "description": "Pool health per currency."}],
+        openapi_tags=[
+            {"name": "wallets", "description": "The deposit addresses of the pool."},
+            {"name": "allocations", "description": "An address per order, the wait queue, release."},
+            {"name": "stats", "description": "Pool health per currency."},
+        ],
     )
+    metrics = PoolMetrics(app.state.metrics_registry)
+    app.state.pool_metrics = metrics
+    runtime.add_worker(QueueSweeper(database=runtime.database, settings=settings, metrics=metrics))
+    app.include_router(wallets_router)
+    app.include_router(allocations_router)
     app.include_router(stats_router)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -17,9 +19,39 @@ class Settings(ServiceSettings):
         env_nested_delimiter="__",
     )
 
-    service_name: str = "wallet-pool"
-    port: int = 8002
+    service_name: str = Field(default="wallet-pool", description="Name in logs, traces and metrics.")
+    port: int = Field(default=8002, description="Port to listen on.")
     order_api: PeerSettings = Field(
         default=PeerSettings(url="http://127.0.0.1:8001"),
         description="order-api, where wallet.assigned events go",
     )
+    reuse_cooldown_seconds: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            'Per currency (JSON object, e.g. {"BTC": 3600}): how long a released address rests before it is '
+            "handed out again, so a late deposit is not credited to the next customer. Unlisted currencies: 0."
+        ),
+    )
+    wallet_import_max_addresses: int = Field(
+        default=1000, ge=1, description="Most addresses one POST /v1/wallets may import (more is a 422)."
+    )
+    stats_window_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="The recent window behind allocation/release rates, wait estimates and pool predictions.",
+    )
+    queue_sweep_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "How often the queue sweeper hands wallets whose cool-down has passed to waiting orders "
+            "(and repairs any pool where an order waits next to a free wallet)."
+        ),
+    )
+    metrics_refresh_seconds: float = Field(
+        default=15.0, gt=0, description="How often the free-wallet and queue-length gauges are recomputed."
+    )
+
+    def reuse_cooldown(self, currency: str) -> timedelta:
+        """The cool-down of ``currency``'s released addresses (zero when not configured)."""
+        return timedelta(seconds=max(self.reuse_cooldown_seconds.get(currency, 0), 0))

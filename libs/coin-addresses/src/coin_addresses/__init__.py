@@ -1,4 +1,5 @@
-"""Deposit-address validation for the pool's bulk import.
+"""Mainnet address validation for the currencies the desk handles: deposit addresses imported into the pool
+and customers' payout addresses.
 
 :func:`validate_address` either returns the address in the form the pool stores (bech32 lower case,
 Ethereum in EIP-55 checksum case, base58 unchanged) or raises :class:`InvalidAddressError` whose

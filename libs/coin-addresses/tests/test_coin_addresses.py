@@ -6,7 +6,7 @@ import base58
 import pytest
 from bech32 import CHARSET as BECH32_CHARSET
 
-from wallet_pool.wallets.addresses import (
+from coin_addresses import (
     SUPPORTED,
     InvalidAddressError,
     UnsupportedNetworkError,

@@ -1,0 +1,84 @@
+"""Every error a service answers is ``application/problem+json`` with a stable ``code``; nothing internal leaks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from libs.servicekit.tests.kitapps import KitSettings, create_demo_app, in_process_client
+from servicekit.errors import PROBLEM_JSON
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = KitSettings(service_name="kit-errors", var_dir=tmp_path)
+    async with in_process_client(create_demo_app(settings)) as client:
+        yield client
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"] == f"urn:exchange-desk:problem:{body['code']}"
+    return body
+
+
+async def test_a_domain_error_is_rendered_with_its_status_code_and_detail(client: httpx.AsyncClient) -> None:
+    body = problem(await client.get("/v1/items/missing"), 404)
+    assert body["code"] == "not_found"
+    assert body["title"] == "Not found"
+    assert body["detail"] == "No item missing."
+    assert body["instance"] == "/v1/items/missing"
+
+
+async def test_validation_errors_are_422_naming_every_failing_field(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/orders",
+        json={"amount": "lots", "items": [{"sku": "a", "price": "1.25"}, {"sku": "b", "price": "cheap"}]},
+    )
+    body = problem(response, 422)
+    assert body["code"] == "validation_failed"
+    assert [e["field"] for e in body["errors"]] == ["amount", "items.1.price"]
+    assert all(e["message"] and e["type"] for e in body["errors"])
+
+    missing = problem(await client.post("/v1/orders", json={"items": [{"price": "1"}]}), 422)
+    assert {(e["field"], e["type"]) for e in missing["errors"]} == {
+        ("amount", "missing"),
+        ("items.0.sku", "missing"),
+    }
+
+
+async def test_an_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    body = problem(await client.get("/v1/no-such-thing"), 404)
+    assert body["code"] == "not_found"
+    assert body["instance"] == "/v1/no-such-thing"
+
+
+async def test_an_unexpected_exception_is_a_bare_500_that_leaks_nothing(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/boom")
+    body = problem(response, 500)
+    assert body["code"] == "internal_error"
+    for leak in ("SELECT", "password", "RuntimeError", "Traceback", "kitapps", ".py"):
+        assert leak not in response.text
+    # The detail promises that the correlation id finds the error in the logs: it must be on the response.
+    assert len(response.headers["X-Correlation-ID"]) == 32
+
+
+async def test_rate_limited_is_429_with_retry_after(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/limited")
+    body = problem(response, 429)
+    assert body["code"] == "rate_limited"
+    assert response.headers["Retry-After"] == "7"
+    assert body["retry_after_seconds"] == 7
+
+
+async def test_401_challenges_for_a_bearer_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/private")
+    problem(response, 401)
+    assert response.headers["WWW-Authenticate"] == "Bearer"

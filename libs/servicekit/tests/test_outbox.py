@@ -1,0 +1,477 @@
+"""The transactional outbox and the inbox, end to end on PostgreSQL.
+
+The sender is this process: a ``Runtime`` with an outbox table in a database of its own and the relay that
+``Runtime.add_outbox_relay`` builds. The receiver is the ``peer`` uvicorn process: ``events_router`` with an
+inbox and a handler that inserts one ``effect`` row per processed event, so effects can be counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import SecretStr
+from sqlalchemy import RowMapping, select
+
+from libs.servicekit.tests.kitapps import KitSettings, Peer, create_tables, effect
+from servicekit.app import Runtime
+from servicekit.db import Database, new_metadata, utcnow
+from servicekit.outbox import EventEnvelope, OutboxEvent, OutboxRelay, add_event, outbox_table
+from servicekit.settings import PeerSettings
+from servicekit.testing import async_url, create_database, drop_database, eventually, free_port
+
+DESTINATION = "kit-peer"
+sender_metadata = new_metadata()
+outbox = outbox_table(sender_metadata)
+
+
+@dataclass
+class Sender:
+    """One sender replica: its runtime (database, peer client, relay) on the shared sender database."""
+
+    runtime: Runtime
+    relay: OutboxRelay
+    deliveries: list[tuple[str, float, float]] = field(default_factory=list)
+    """(event id, started, ended) of every delivery this relay attempted, on the monotonic clock."""
+
+    @property
+    def database(self) -> Database:
+        return self.runtime.database
+
+    async def add(
+        self, *, event_type: str = "kit.effect", aggregate_id: str | None = None, **payload: Any
+    ) -> str:
+        """Write one event in a committed transaction of its own."""
+        async with self.database.sessionmaker.begin() as session:
+            return await add_event(
+                session,
+                outbox,
+                destination=DESTINATION,
+                event_type=event_type,
+                payload=payload,
+                aggregate_id=aggregate_id,
+            )
+
+    async def rows(self, ids: Collection[str]) -> dict[str, RowMapping]:
+        async with self.database.sessionmaker() as session:
+            result = await session.execute(select(outbox).where(outbox.c.id.in_(list(ids))))
+            return {row["id"]: row for row in result.mappings()}
+
+    async def row(self, event_id: str) -> RowMapping:
+        return (await self.rows([event_id]))[event_id]
+
+    async def delivered(self, event_id: str) -> RowMapping | None:
+        row = await self.row(event_id)
+        return row if row["delivered_at"] is not None else None
+
+
+class MakeSender(Protocol):
+    async def __call__(
+        self, *, url: str | None = None, lease_seconds: float = 5.0, **settings: Any
+    ) -> Sender: ...
+
+
+@pytest.fixture(scope="module")
+async def sender_database_url() -> AsyncIterator[str]:
+    name = await create_database("sk_sender")
+    try:
+        yield async_url(name)
+    finally:
+        await drop_database(name)
+
+
+@pytest.fixture
+async def make_sender(sender_database_url: str, tmp_path: Path, peer: Peer) -> AsyncIterator[MakeSender]:
+    """Sender replicas on one PostgreSQL database with an empty outbox, delivering to the peer (or ``url``)."""
+    made: list[Sender] = []
+    pg_url = sender_database_url
+    cleaner = Database(url=pg_url, schema="kit_sender", var_dir=tmp_path, service_name="kit-sender")
+    try:
+        await create_tables(cleaner, sender_metadata)
+        async with cleaner.engine.begin() as connection:
+            await connection.execute(outbox.delete())
+    finally:
+        await cleaner.dispose()
+
+    async def make(*, url: str | None = None, lease_seconds: float = 5.0, **settings: Any) -> Sender:
+        options: dict[str, Any] = {
+            "outbox_poll_seconds": 0.05,
+            "outbox_backoff_base_seconds": 0.05,
+            "outbox_backoff_max_seconds": 1.0,
+            "outbox_max_attempts": 5,
+            **settings,
+        }
+        runtime = Runtime(
+            KitSettings(
+                service_name="kit-sender",
+                var_dir=tmp_path,
+                database_url=pg_url,
+                database_schema="kit_sender",
+                trace_database=False,
+                **options,
+            ),
+            schema="kit_sender",
+        )
+        runtime.add_peer(
+            DESTINATION, PeerSettings(url=url or peer.url, api_key=SecretStr(peer.key), timeout_seconds=5)
+        )
+        relay = runtime.add_outbox_relay(outbox)
+        relay.lease_seconds = lease_seconds
+        sender = Sender(runtime=runtime, relay=relay)
+        real_deliver = relay.deliver
+
+        async def timed_deliver(event: OutboxEvent) -> None:
+            started = time.monotonic()
+            try:
+                await real_deliver(event)
+            finally:
+                sender.deliveries.append((event.id, started, time.monotonic()))
+
+        relay.deliver = timed_deliver
+        made.append(sender)
+        return sender
+
+    yield make
+    for sender in made:
+        await sender.runtime.stop()
+
+
+async def effects(peer: Peer, event_ids: Collection[str]) -> list[RowMapping]:
+    """The effect rows the receiver's handler wrote for these events, in the order it wrote them."""
+    async with peer.database.sessionmaker() as session:
+        result = await session.execute(
+            select(effect).where(effect.c.event_id.in_(list(event_ids))).order_by(effect.c.id)
+        )
+        return list(result.mappings())
+
+
+async def event_posts(peer: Peer) -> int:
+    """Every ``POST /v1/events`` the receiver got so far, duplicates included."""
+    async with httpx.AsyncClient(base_url=peer.url) as client:
+        posts: int = (await client.get("/test/event-posts")).json()["posts"]
+        return posts
+
+
+class Forwarder:
+    """A TCP hop in front of the receiver: while it is closed nothing listens on its port, so to the sender
+    the receiver is down; once opened, connections go through to the receiver process."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for writer in self.writers:
+                writer.close()
+            await self.server.wait_closed()
+
+    async def _forward(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [client_writer, upstream_writer]
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
+
+
+async def settled(
+    sender: Sender, event_id: str, column: str = "delivered_at", within: float = 10
+) -> RowMapping:
+    """Wait until the event's ``column`` (``delivered_at`` or ``dead_at``) is set; a failure shows the row."""
+
+    async def probe() -> RowMapping:
+        return await sender.row(event_id)
+
+    return await eventually(probe, until=lambda row: row[column] is not None, within=within, message=column)
+
+
+async def test_an_event_is_written_with_its_transaction_or_not_at_all(make_sender: MakeSender) -> None:
+    sender = await make_sender()  # not started: nothing is delivered in this test
+    lost: list[str] = []
+
+    async def change_state_and_fail() -> None:
+        async with sender.database.sessionmaker.begin() as session:
+            lost.append(
+                await add_event(
+                    session, outbox, destination=DESTINATION, event_type="kit.effect", payload={"n": 1}
+                )
+            )
+            raise RuntimeError("the state change failed, so the transaction is rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        await change_state_and_fail()
+    assert len(lost) == 1
+    assert await sender.rows(lost) == {}
+
+    before = utcnow()
+    kept = await sender.add(n=2, aggregate_id=None)
+    row = await sender.row(kept)
+    assert (row["destination"], row["event_type"], row["payload"]) == (DESTINATION, "kit.effect", {"n": 2})
+    assert (row["attempts"], row["delivered_at"], row["dead_at"]) == (0, None, None)
+    assert before <= row["created_at"] == row["available_at"] <= utcnow()
+
+
+async def test_events_wait_while_the_receiver_is_down_and_are_delivered_once_it_is_up(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    forwarder = Forwarder(peer.process.port)  # closed: nothing listens on its port yet
+    sender = await make_sender(
+        url=forwarder.url,
+        outbox_backoff_base_seconds=0.1,
+        outbox_backoff_max_seconds=5,
+        outbox_max_attempts=50,
+    )
+    await sender.runtime.start()
+    try:
+        event_id = await sender.add(amount="12.50", note="nothing is lost")
+
+        async def failed_attempts() -> int:
+            return int((await sender.row(event_id))["attempts"])
+
+        await eventually(failed_attempts, until=lambda n: n >= 4, within=20, message="4 failed attempts")
+        row = await sender.row(event_id)
+        assert (row["delivered_at"], row["dead_at"]) == (None, None)
+        assert row["payload"] == {"amount": "12.50", "note": "nothing is lost"}
+        assert "PeerUnavailableError" in row["last_error"]
+        assert row["available_at"] > row["created_at"]
+        # Exponential backoff: the pause after failure n is at least half its ceiling, 0.1 * 2**(n-1) s.
+        for n, ((_, _, ended), (_, next_started, _)) in enumerate(
+            zip(sender.deliveries[:3], sender.deliveries[1:4], strict=True), start=1
+        ):
+            assert next_started - ended >= 0.1 * 2 ** (n - 1) / 2, (n, sender.deliveries)
+        assert await effects(peer, [event_id]) == []
+
+        posts_before = await event_posts(peer)
+        await forwarder.open()  # the receiver comes up
+        row = await settled(sender, event_id, within=20)
+    finally:
+        await sender.runtime.stop()
+        await forwarder.close()
+
+    assert row["dead_at"] is None
+    assert row["attempts"] == len(sender.deliveries) >= 5
+    (applied,) = await effects(peer, [event_id])
+    assert applied["amount"] == Decimal("12.5")
+    assert await event_posts(peer) - posts_before == 1
+    assert await sender.relay.run_once() == 0  # nothing left to deliver
+    assert len(await effects(peer, [event_id])) == 1
+
+
+async def test_a_redelivered_event_is_a_duplicate_and_has_no_second_effect(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    sender = await make_sender()
+    await sender.runtime.start()
+    event_id = await sender.add(amount="3")
+    row = await settled(sender, event_id)
+    assert len(await effects(peer, [event_id])) == 1
+
+    envelope = OutboxEvent(
+        id=event_id,
+        destination=DESTINATION,
+        event_type=row["event_type"],
+        aggregate_id=None,
+        payload=row["payload"],
+        traceparent=None,
+        created_at=row["created_at"],
+        attempts=1,
+    ).envelope("kit-sender")
+    fresh = EventEnvelope(
+        id=str(uuid.uuid4()), type="kit.effect", source="kit-sender", occurred_at=utcnow(), payload={}
+    )
+    unknown = EventEnvelope(
+        id=str(uuid.uuid4()), type="kit.unheard-of", source="kit-sender", occurred_at=utcnow(), payload={}
+    )
+    async with httpx.AsyncClient(
+        base_url=peer.url, headers={"Authorization": f"Bearer {peer.key}"}
+    ) as client:
+        receipts = [
+            (await client.post("/v1/events", json=e.model_dump(mode="json"))).json()
+            for e in (envelope, envelope, fresh, unknown)
+        ]
+    assert receipts == [
+        {"event_id": event_id, "status": "duplicate"},
+        {"event_id": event_id, "status": "duplicate"},
+        {"event_id": fresh.id, "status": "processed"},
+        {"event_id": unknown.id, "status": "ignored"},
+    ]
+    assert len(await effects(peer, [event_id])) == 1
+    assert len(await effects(peer, [fresh.id])) == 1
+
+
+async def test_a_relay_dying_between_the_post_and_the_marking_redelivers_after_the_lease_with_one_effect(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    doomed = await make_sender(lease_seconds=1.0)
+    crashed = asyncio.Event()
+    real_deliver = doomed.relay.deliver
+
+    async def post_then_die(event: OutboxEvent) -> None:
+        await real_deliver(event)  # the receiver processed it ...
+        crashed.set()
+        raise asyncio.CancelledError("... and the relay's process died before marking it delivered")
+
+    doomed.relay.deliver = post_then_die
+    posts_before = await event_posts(peer)
+    await doomed.runtime.start()
+    event_id = await doomed.add(amount="7")
+    await asyncio.wait_for(crashed.wait(), 10)
+    died_at = utcnow()
+    await doomed.runtime.stop()
+    leased = await doomed.row(event_id)
+    assert (leased["delivered_at"], leased["attempts"]) == (None, 0)
+    assert leased["available_at"] > died_at  # leased: nobody may claim it before the lease runs out
+    assert len(await effects(peer, [event_id])) == 1
+
+    survivor = await make_sender(lease_seconds=1.0)  # another replica, or the restarted one
+    await survivor.runtime.start()
+    row = await settled(survivor, event_id)
+    assert row["delivered_at"] >= leased["available_at"]
+    assert row["attempts"] == 1
+    assert await event_posts(peer) - posts_before == 2
+    assert len(await effects(peer, [event_id])) == 1
+
+
+async def test_an_event_failing_max_attempts_times_is_dead_lettered_and_never_retried(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    sender = await make_sender(outbox_max_attempts=3)
+    posts_before = await event_posts(peer)
+    await sender.runtime.start()
+    event_id = await sender.add(fail_times=1000)  # the receiver's handler fails every time: a 500
+
+    row = await settled(sender, event_id, "dead_at", within=15)
+    await sender.relay.stop()
+    assert (row["attempts"], row["delivered_at"]) == (3, None)
+    assert "PeerUnavailableError" in row["last_error"]
+    assert "500" in row["last_error"]
+    assert await sender.relay.run_once() == 0
+    assert (await sender.row(event_id))["attempts"] == 3
+    assert await event_posts(peer) - posts_before == 3
+    assert await effects(peer, [event_id]) == []
+
+
+async def test_a_422_from_the_receiver_dead_letters_at_once(make_sender: MakeSender, peer: Peer) -> None:
+    sender = await make_sender(outbox_max_attempts=10)
+    posts_before = await event_posts(peer)
+    await sender.runtime.start()
+    event_id = await sender.add(event_type="kit.invalid", amount="not a number")
+
+    row = await settled(sender, event_id, "dead_at")
+    assert (row["attempts"], row["delivered_at"]) == (1, None)
+    assert row["last_error"] == "PermanentDeliveryError: payload.amount: must be a decimal string"
+    assert await event_posts(peer) - posts_before == 1
+
+
+async def test_the_delivery_continues_the_trace_of_the_transaction_that_wrote_the_event(
+    make_sender: MakeSender, peer: Peer, spans: InMemorySpanExporter
+) -> None:
+    sender = await make_sender()
+    with trace.get_tracer("kit-sender").start_as_current_span("place order") as writer:
+        event_id = await sender.add(amount="1")
+    context = writer.get_span_context()
+    trace_id, writer_span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
+    assert context.trace_flags.sampled
+    traceparent = f"00-{trace_id}-{writer_span_id}-{context.trace_flags:02x}"
+    assert (await sender.row(event_id))["traceparent"] == traceparent
+
+    await sender.runtime.start()  # later, from the relay's own task
+    await settled(sender, event_id)
+
+    (deliver_span,) = [s for s in spans.get_finished_spans() if s.name == "outbox deliver kit.effect"]
+    assert deliver_span.context.trace_id == context.trace_id
+    assert deliver_span.parent is not None
+    assert deliver_span.parent.span_id == context.span_id
+    (processed,) = [
+        r
+        for r in peer.process.log_records()
+        if r.get("event") == "event processed" and r.get("event_id") == event_id
+    ]
+    assert processed["trace_id"] == processed["correlation_id"] == trace_id
+
+
+async def test_two_relays_on_one_table_deliver_each_event_once(make_sender: MakeSender, peer: Peer) -> None:
+    replicas = [await make_sender(), await make_sender()]
+    for replica in replicas:
+        replica.relay.batch_size = 25
+    async with replicas[0].database.sessionmaker.begin() as session:
+        ids = [
+            await add_event(
+                session, outbox, destination=DESTINATION, event_type="kit.effect", payload={"n": n}
+            )
+            for n in range(200)
+        ]
+    posts_before = await event_posts(peer)
+    await asyncio.gather(*(replica.runtime.start() for replica in replicas))
+
+    async def pending() -> int:
+        return await replicas[0].relay.pending_count()
+
+    await eventually(pending, until=lambda n: n == 0, within=45, message="all 200 delivered")
+    rows = await replicas[0].rows(ids)
+    assert len(rows) == 200
+    assert Counter(row["attempts"] for row in rows.values()) == {1: 200}
+    assert all(row["delivered_at"] is not None for row in rows.values())
+    per_replica = [len(replica.deliveries) for replica in replicas]
+    assert sum(per_replica) == 200
+    assert min(per_replica) > 0, per_replica  # both took part
+    assert await event_posts(peer) - posts_before == 200
+    applied = await effects(peer, ids)
+    assert len(applied) == 200
+    assert {row["event_id"] for row in applied} == set(ids)
+
+
+async def test_events_of_one_aggregate_are_delivered_in_the_order_written_even_when_one_fails(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    sender = await make_sender(outbox_backoff_base_seconds=0.3)
+    order = f"order-{uuid.uuid4().hex[:8]}"
+    first = await sender.add(aggregate_id=order, seq=1, fail_times=1)
+    second = await sender.add(aggregate_id=order, seq=2)
+    third = await sender.add(aggregate_id=order, seq=3)
+    other = await sender.add(aggregate_id=f"other-{order}", seq=1)
+    await sender.runtime.start()
+
+    async def all_delivered() -> dict[str, RowMapping] | None:
+        rows = await sender.rows([first, second, third, other])
+        return rows if all(r["delivered_at"] is not None for r in rows.values()) else None
+
+    rows = await eventually(all_delivered, within=15, message="all delivered")
+    assert rows is not None
+    assert [row["seq"] for row in await effects(peer, [first, second, third])] == [1, 2, 3]
+    assert [rows[e]["attempts"] for e in (first, second, third, other)] == [2, 1, 1, 1]
+    delivered_at: list[datetime] = [rows[e]["delivered_at"] for e in (first, second, third)]
+    assert delivered_at == sorted(delivered_at)
+    # The other aggregate did not wait for the failing one.
+    assert rows[other]["delivered_at"] < rows[first]["delivered_at"]

@@ -1,0 +1,600 @@
+"""The Exchange Desk on this machine: the four services as local processes, embedded storage, demo data.
+
+``make run`` calls ``devstack.py run``; the other subcommands are its steps, usable on their own::
+
+    devstack.py run          credentials → migrate → seed demo wallets → the four services until Ctrl-C
+    devstack.py credentials  create var/dev-credentials.json (mode 0600) the first time, reuse it afterwards
+    devstack.py env          print every service's environment [--format dotenv|json] [--host-style compose]
+    devstack.py compose-env  write deploy/compose.env (mode 0600) for docker compose
+    devstack.py migrate      every service's Alembic migrations to head (SQLite under var/, or *_DATABASE_URL)
+
+Every subcommand takes ``--var-dir`` (default ``var/`` at the repository root): the credentials file, the
+embedded SQLite databases and ``mail/`` live there, so a test can run a stack of its own.
+
+Who may call whom is the one table :data:`GRANTS`: each row is a key the receiver accepts (configured there
+as a hash with scopes in ``<RECEIVER>_API_KEYS``). A row held by a service is also a call: the holder gets
+``<HOLDER>_<RECEIVER>__URL`` and ``<HOLDER>_<RECEIVER>__API_KEY``. A row held by a person (an admin) is a key
+kept in the credentials file under its own name. Ports default to 8001-8004 and follow ``ORDER_API_PORT``,
+``WALLET_POOL_PORT``, ``NOTIFIER_PORT`` and ``TELEGRAM_GATEWAY_PORT``; peer URLs follow the ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shlex
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final, Literal
+
+import httpx
+from honcho.manager import Manager
+from honcho.printer import Message
+
+from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.migrations import upgrade
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+CREDENTIALS_FILE: Final = "dev-credentials.json"
+COMPOSE_ENV_FILE: Final = ROOT / "deploy" / "compose.env"
+DEMO_WALLETS_PER_NETWORK: Final = 5
+READY_WITHIN_SECONDS: Final = 90.0
+
+HostStyle = Literal["local", "compose"]
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One of the four services."""
+
+    name: str  # its directory under services/, its compose service name, the caller name peers record
+    package: str  # its import package; upper-cased, its environment prefix and its name as a peer
+    key_prefix: str  # the prefix of the API keys it holds (mint_key), so a leaked key names its holder
+    default_port: int
+
+    @property
+    def env_prefix(self) -> str:
+        return f"{self.package.upper()}_"
+
+    @property
+    def port_variable(self) -> str:
+        return f"{self.env_prefix}PORT"
+
+
+SERVICES: Final = {
+    service.name: service
+    for service in (
+        Service("order-api", "order_api", "oa", 8001),
+        Service("wallet-pool", "wallet_pool", "wp", 8002),
+        Service("notifier", "notifier", "nt", 8003),
+        Service("telegram-gateway", "telegram_gateway", "tg", 8004),
+    )
+}
+
+ADMIN: Final = "admin"
+ADMIN_KEY_PREFIX: Final = "adm"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """``receiver`` accepts a key held by ``holder`` and lets it do ``scopes``.
+
+    ``holder`` is a service (which then calls ``receiver`` with the key) or :data:`ADMIN`, a person whose key
+    is kept in the credentials file as ``credential``.
+    """
+
+    receiver: str
+    holder: str
+    scopes: tuple[str, ...]
+    credential: str | None = None
+
+    @property
+    def credential_name(self) -> str:
+        """Its name in the credentials file: ``credential``, or ``<holder>-><receiver>`` for a service."""
+        return self.credential or f"{self.holder}->{self.receiver}"
+
+    @property
+    def key_prefix(self) -> str:
+        return ADMIN_KEY_PREFIX if self.holder == ADMIN else SERVICES[self.holder].key_prefix
+
+
+# fmt: off
+GRANTS: Final = (
+    #     receiver            holder              scopes
+    Grant("order-api",        ADMIN,              ("admin",), credential="admin_token"),
+    Grant("order-api",        "wallet-pool",      ("events:publish",)),
+    Grant("order-api",        "telegram-gateway", ("orders:act-as-operator", "pool:read")),
+    Grant("wallet-pool",      "order-api",        ("allocations:write", "allocations:read", "pool:read")),
+    Grant("wallet-pool",      ADMIN,              ("wallets:write", "wallets:read", "pool:read", "allocations:read"),
+          credential="wallet_pool_admin_key"),
+    Grant("wallet-pool",      "telegram-gateway", ("pool:read",)),
+    Grant("notifier",         "order-api",        ("events:publish",)),
+    Grant("notifier",         "wallet-pool",      ("events:publish",)),
+    Grant("notifier",         ADMIN,              ("notifications:read", "notifications:write", "alerts:write"),
+          credential="notifier_admin_key"),
+    Grant("telegram-gateway", "notifier",         ("messages:send",)),
+)
+# fmt: on
+
+WEBHOOK_CREDENTIAL: Final = "telegram_webhook_secret"
+"""The secret token Telegram sends with every webhook call (``setWebhook(secret_token=...)``)."""
+
+TELEGRAM_PASSTHROUGH: Final = (
+    "BOT_TOKEN",
+    "BOT_API_URL",
+    "WEBHOOK_SECRET",
+    "OPERATORS_CHAT_ID",
+    "WEBHOOK_URL",
+)
+"""telegram-gateway settings taken from your environment when set (they win over generated values)."""
+
+
+def say(text: str) -> None:
+    print(f"devstack: {text}", file=sys.stderr, flush=True)
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --- credentials ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What ``var/dev-credentials.json`` holds: the admins' keys and webhook secret at the top level, the keys
+    the services call each other with under ``service_keys`` as ``"<caller>-><receiver>"``."""
+
+    path: Path
+    values: Mapping[str, str]
+
+    def __getitem__(self, name: str) -> str:
+        return self.values[name]
+
+    def to_json(self) -> str:
+        top = {name: value for name, value in self.values.items() if "->" not in name}
+        service_keys = {name: value for name, value in self.values.items() if "->" in name}
+        return json.dumps({**top, "service_keys": service_keys}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, path: Path, text: str) -> Credentials:
+        document = json.loads(text)
+        values = {name: value for name, value in document.items() if isinstance(value, str)}
+        values.update(document.get("service_keys", {}))
+        return cls(path=path, values=values)
+
+
+def credential_names() -> list[str]:
+    return [grant.credential_name for grant in GRANTS] + [WEBHOOK_CREDENTIAL]
+
+
+def mint(name: str) -> str:
+    if name == WEBHOOK_CREDENTIAL:
+        return secrets.token_urlsafe(32)  # Telegram allows A-Z, a-z, 0-9, _ and - (1-256 characters)
+    grant = next(grant for grant in GRANTS if grant.credential_name == name)
+    return mint_key(grant.key_prefix)
+
+
+def write_private(path: Path, text: str, *, overwrite: bool) -> bool:
+    """Write ``path`` atomically with mode 0600 (a temporary file, then a rename).
+
+    Without ``overwrite`` an existing file wins (returns False): two first runs at once keep one set of keys.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(temporary, path)
+            return True
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def ensure_credentials(var_dir: Path) -> Credentials:
+    """The credentials in ``var_dir``: created on first use, reused afterwards (completed if the table grew)."""
+    path = var_dir / CREDENTIALS_FILE
+    if not path.exists():
+        fresh = Credentials(path=path, values={name: mint(name) for name in credential_names()})
+        if write_private(path, fresh.to_json(), overwrite=False):
+            say(f"created {shown(path)} (mode 0600) with new keys")
+            return fresh
+    try:
+        credentials = Credentials.from_json(path, path.read_text(encoding="utf-8"))
+    except (ValueError, AttributeError) as exc:
+        raise SystemExit(f"devstack: {shown(path)} is not valid ({exc}); delete it to mint new keys") from exc
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(0o600)
+        say(f"{shown(path)} was readable by others; its mode is 0600 again")
+    missing = [name for name in credential_names() if name not in credentials.values]
+    if missing:
+        credentials = Credentials(path=path, values={**credentials.values, **{n: mint(n) for n in missing}})
+        write_private(path, credentials.to_json(), overwrite=True)
+        say(f"added {', '.join(missing)} to {shown(path)}")
+    return credentials
+
+
+# --- the environment of each service ---------------------------------------------------------------------
+
+
+def configured_ports() -> dict[str, int]:
+    """Each service's port: its default, or ``<PREFIX>_PORT`` from the environment."""
+    ports: dict[str, int] = {}
+    for service in SERVICES.values():
+        value = os.environ.get(service.port_variable, str(service.default_port))
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise SystemExit(f"devstack: {service.port_variable}={value!r} is not a port number")
+        ports[service.name] = int(value)
+    if len(set(ports.values())) != len(ports):
+        raise SystemExit(f"devstack: two services share a port: {ports}")
+    return ports
+
+
+def listen_host(service: Service) -> str:
+    return os.environ.get(f"{service.env_prefix}HOST", "127.0.0.1")
+
+
+def local_url(service: Service, ports: Mapping[str, int]) -> str:
+    host = listen_host(service)
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 (only recognised here, to reach such a service on loopback)
+        host = "127.0.0.1"
+    return f"http://{host}:{ports[service.name]}"
+
+
+def peer_url(service: Service, *, ports: Mapping[str, int], style: HostStyle) -> str:
+    if style == "compose":
+        return f"http://{service.name}:{service.default_port}"
+    return local_url(service, ports)
+
+
+def accepted_keys(receiver: Service, credentials: Credentials) -> str:
+    """``<RECEIVER>_API_KEYS``: the hash and scopes of every key ``receiver`` accepts, never a key itself."""
+    entries = [
+        ApiKeyEntry(
+            name=grant.holder, hash=hash_key(credentials[grant.credential_name]), scopes=list(grant.scopes)
+        )
+        for grant in GRANTS
+        if grant.receiver == receiver.name
+    ]
+    return json.dumps([entry.model_dump() for entry in entries], separators=(",", ":"))
+
+
+def service_env(
+    service: Service, credentials: Credentials, *, ports: Mapping[str, int], var_dir: Path, style: HostStyle
+) -> dict[str, str]:
+    """The environment ``service`` needs on top of its defaults."""
+    prefix = service.env_prefix
+    env: dict[str, str] = {}
+    if style == "local":
+        env |= storage_env(service, var_dir)
+        env[service.port_variable] = str(ports[service.name])
+        env[f"{prefix}LOG_JSON"] = "false"  # text logs for a human; containers keep JSON
+    env[f"{prefix}API_KEYS"] = accepted_keys(service, credentials)
+    for grant in GRANTS:
+        if grant.holder == service.name:
+            peer = SERVICES[grant.receiver]
+            env[f"{prefix}{peer.package.upper()}__URL"] = peer_url(peer, ports=ports, style=style)
+            env[f"{prefix}{peer.package.upper()}__API_KEY"] = credentials[grant.credential_name]
+    if service.name == "telegram-gateway":
+        env[f"{prefix}WEBHOOK_SECRET"] = credentials[WEBHOOK_CREDENTIAL]
+        for setting in TELEGRAM_PASSTHROUGH:
+            if value := os.environ.get(f"{prefix}{setting}"):
+                env[f"{prefix}{setting}"] = value
+    return env
+
+
+def storage_env(service: Service, var_dir: Path) -> dict[str, str]:
+    """Where the embedded SQLite file and ``mail/`` go (a ``<PREFIX>_DATABASE_URL`` you export still wins)."""
+    return {f"{service.env_prefix}VAR_DIR": str(var_dir)}
+
+
+def all_envs(
+    credentials: Credentials, *, ports: Mapping[str, int], var_dir: Path, style: HostStyle
+) -> dict[str, dict[str, str]]:
+    return {
+        name: service_env(service, credentials, ports=ports, var_dir=var_dir, style=style)
+        for name, service in SERVICES.items()
+    }
+
+
+_PLAIN_VALUE: Final = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
+
+
+def dotenv_value(value: str) -> str:
+    """A value as a dotenv line reads it back (python-dotenv, docker compose and a POSIX shell alike)."""
+    if _PLAIN_VALUE.fullmatch(value):
+        return value
+    if "'" in value:
+        raise SystemExit(
+            f"devstack: cannot write a value containing a single quote to a dotenv file: {value!r}"
+        )
+    return f"'{value}'"
+
+
+def render_dotenv(envs: Mapping[str, Mapping[str, str]]) -> str:
+    blocks = []
+    for name, env in envs.items():
+        lines = [f"# {name}", *(f"{variable}={dotenv_value(value)}" for variable, value in env.items())]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+# --- migrations and demo data -----------------------------------------------------------------------------
+
+
+@contextmanager
+def environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``extra`` set, restored afterwards (a service's migrations read its settings)."""
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def migrate(var_dir: Path) -> None:
+    """Every service's migrations to head, in its own database (or schema), with its own settings."""
+    for service in SERVICES.values():
+        url_variable = f"{service.env_prefix}DATABASE_URL"
+        where = url_variable if os.environ.get(url_variable) else shown(var_dir / f"{service.name}.db")
+        say(f"migrating {service.name} ({where})")
+        with environment(storage_env(service, var_dir)):
+            upgrade(ROOT / "services" / service.name)
+
+
+def seed_demo_wallets(env: Mapping[str, str]) -> None:
+    """``python -m wallet_pool seed-demo``: demo wallets for an empty pool, nothing otherwise."""
+    command = [
+        sys.executable,
+        "-m",
+        "wallet_pool",
+        "seed-demo",
+        "--per-currency",
+        str(DEMO_WALLETS_PER_NETWORK),
+    ]
+    if subprocess.run(command, env={**os.environ, **env}, cwd=ROOT, check=False).returncode != 0:
+        raise SystemExit("devstack: seeding the demo wallets failed (see above)")
+
+
+# --- running the four services ----------------------------------------------------------------------------
+
+
+def require_free_ports(ports: Mapping[str, int]) -> None:
+    """Fail early, naming the variable to change, rather than with four tracebacks."""
+    for name, port in ports.items():
+        service = SERVICES[name]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind((listen_host(service), port))
+            except OSError as exc:
+                raise SystemExit(
+                    f"devstack: port {port} for {name} is taken ({exc.strerror}); stop what holds it or set "
+                    f"{service.port_variable}"
+                ) from exc
+
+
+def uvicorn_command(service: Service, port: int) -> str:
+    """The shell line honcho runs; ``exec`` makes uvicorn the process honcho signals."""
+    return shlex.join(
+        [
+            "exec",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"{service.package}.main:create_app",
+            "--factory",
+            "--host",
+            listen_host(service),
+            "--port",
+            str(port),
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
+    )
+
+
+def banner(ports: Mapping[str, int], credentials: Credentials, var_dir: Path) -> str:
+    width = max(len(name) for name in SERVICES) + 2
+    admin_keys = ", ".join(grant.credential_name for grant in GRANTS if grant.holder == ADMIN)
+    lines = [
+        "Exchange Desk is up. Ctrl-C stops all four services.",
+        *(f"  {name:<{width}} {local_url(service, ports)}/docs" for name, service in SERVICES.items()),
+        f"  {'credentials':<{width}} {shown(credentials.path)} ({admin_keys}, ...)",
+        f"  {'data':<{width}} {shown(var_dir)}/ (embedded databases; emails in {shown(var_dir / 'mail')}/)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def answers_ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health/ready", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class DevStack(Manager):  # type: ignore[misc]  # honcho ships no type hints
+    """honcho's Manager (prefixed, coloured output; SIGINT or SIGTERM stops every process), plus a banner once
+    every service answers ``/health/ready``, and a stop that also reaches a process still being started.
+
+    The overrides rely on honcho 2.0's internals (pinned in uv.lock).
+    """
+
+    def __init__(self, *, ready_urls: Mapping[str, str], banner: str) -> None:
+        super().__init__()
+        self._ready_urls = dict(ready_urls)
+        self._banner = banner
+        self._signalled: set[str] = set()
+        self._deferred_stop: bool | None = None  # a stop owed to processes not started yet; True: SIGKILL
+
+    def announce(self, text: str) -> None:
+        """Print through honcho's own queue, so the text never interleaves with a service's log line."""
+        self.events.put(Message(type="line", data=text, time=datetime.now(), name="devstack", colour=None))
+
+    def _start(self) -> None:
+        super()._start()
+        # Only now: honcho forks one runner per process in _start, and forking while a thread runs is unsafe.
+        threading.Thread(target=self._announce_when_ready, name="devstack-ready", daemon=True).start()
+
+    def _announce_when_ready(self) -> None:
+        deadline = time.monotonic() + READY_WITHIN_SECONDS
+        pending = dict(self._ready_urls)
+        while pending and not self._terminating and time.monotonic() < deadline:
+            pending = {name: url for name, url in pending.items() if not answers_ready(url)}
+            if pending:
+                time.sleep(0.5)
+        if self._terminating:
+            return
+        if pending:
+            self.announce(
+                f"not ready after {READY_WITHIN_SECONDS:.0f} s: {', '.join(pending)} (see the log)\n"
+            )
+        self.announce(self._banner)
+
+    def _killall(self, force: bool = False) -> None:
+        # honcho's own, except for a process whose start honcho has not heard of yet (Ctrl-C right at start):
+        # honcho would fail on its unknown pid inside the signal handler. Its stop is deferred instead, and
+        # sent by _all_started as soon as its pid is known. A process is sent SIGTERM once: a second one makes
+        # uvicorn skip its graceful shutdown.
+        for name, process in self._processes.items():
+            if "returncode" in process or (name in self._signalled and not force):
+                continue
+            if "pid" not in process:
+                self._deferred_stop = force or bool(self._deferred_stop)
+                continue
+            self._signalled.add(name)
+            self._system_print(
+                f"sending {'SIGKILL' if force else 'SIGTERM'} to {name} (pid {process['pid']})\n"
+            )
+            if force:
+                self._procmgr.kill(process["pid"])
+            else:
+                self._procmgr.terminate(process["pid"])
+
+    def _all_started(self) -> bool:
+        # honcho's loop asks this after every event it handles, so it is where a deferred stop catches up.
+        started = bool(super()._all_started())
+        if started and self._deferred_stop is not None:
+            force, self._deferred_stop = self._deferred_stop, None
+            self._killall(force=force)
+        return started
+
+
+def run(var_dir: Path) -> int:
+    credentials = ensure_credentials(var_dir)
+    ports = configured_ports()
+    require_free_ports(ports)
+    envs = all_envs(credentials, ports=ports, var_dir=var_dir, style="local")
+    migrate(var_dir)
+    seed_demo_wallets(envs["wallet-pool"])
+    stack = DevStack(
+        ready_urls={name: local_url(service, ports) for name, service in SERVICES.items()},
+        banner=banner(ports, credentials, var_dir),
+    )
+    for name, service in SERVICES.items():
+        stack.add_process(
+            name, uvicorn_command(service, ports[name]), env={**os.environ, **envs[name]}, cwd=str(ROOT)
+        )
+    say(f"starting {', '.join(SERVICES)}; the URLs follow once all four are ready")
+    stack.loop()
+    return int(stack.returncode or 0)
+
+
+def write_compose_env(path: Path, credentials: Credentials) -> None:
+    envs = all_envs(credentials, ports=configured_ports(), var_dir=credentials.path.parent, style="compose")
+    header = (
+        f"# Written by `scripts/devstack.py compose-env` from {shown(credentials.path)}: the API keys the four\n"
+        "# services accept and present to each other under docker compose. Secret (mode 0600): never commit it.\n"
+        f"# The admins' keys (admin_token, ...) are in {shown(credentials.path)}. Regenerate; do not edit.\n\n"
+    )
+    write_private(path, header + render_dotenv(envs), overwrite=True)
+    say(f"wrote {shown(path)} (mode 0600) from {shown(credentials.path)}")
+
+
+# --- command line -----------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--var-dir",
+        type=Path,
+        default=ROOT / "var",
+        help="credentials, embedded databases and mail (default: var/ at the repository root)",
+    )
+    root = argparse.ArgumentParser(prog="devstack.py", description=__doc__.split("\n\n")[0])
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", parents=[common], help="credentials, migrate, seed, then the four services")
+    commands.add_parser("credentials", parents=[common], help=f"create or reuse <var-dir>/{CREDENTIALS_FILE}")
+    env = commands.add_parser("env", parents=[common], help="print the environment of the four services")
+    env.add_argument("--format", choices=["dotenv", "json"], default="dotenv")
+    env.add_argument(
+        "--host-style",
+        choices=["local", "compose"],
+        default="local",
+        help="compose: peers by compose service name, no local paths (default: local)",
+    )
+    compose = commands.add_parser(
+        "compose-env", parents=[common], help="write deploy/compose.env (mode 0600)"
+    )
+    compose.add_argument("--output", type=Path, default=COMPOSE_ENV_FILE)
+    commands.add_parser("migrate", parents=[common], help="every service's migrations to head")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    var_dir: Path = args.var_dir.resolve()
+    try:
+        if args.command == "run":
+            return run(var_dir)
+        if args.command == "migrate":
+            migrate(var_dir)
+            return 0
+        credentials = ensure_credentials(var_dir)
+        if args.command == "credentials":
+            people = [name for name in credentials.values if "->" not in name]
+            calls = len(credentials.values) - len(people)
+            say(f"{shown(credentials.path)} holds {', '.join(people)} and {calls} service keys")
+        elif args.command == "env":
+            envs = all_envs(credentials, ports=configured_ports(), var_dir=var_dir, style=args.host_style)
+            print(json.dumps(envs, indent=2) + "\n" if args.format == "json" else render_dotenv(envs), end="")
+        else:
+            write_compose_env(args.output, credentials)
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

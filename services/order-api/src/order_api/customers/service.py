@@ -1,0 +1,62 @@
+"""Finding customers by email and reading their email back."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.customers.models import CUSTOMER_ROLE, Customer, new_customer_id
+from order_api.protection import DataProtection
+from servicekit.db import utcnow
+
+EMAIL_CONTEXT = "customer.email"
+"""The associated data a customer's email is sealed with."""
+
+
+async def find_customer_by_email(
+    *, session: AsyncSession, protection: DataProtection, email: str
+) -> Customer | None:
+    """The customer whose (normalised) email this is, if any."""
+    index = protection.email_index(email)
+    customer: Customer | None = await session.scalar(select(Customer).where(Customer.email_index == index))
+    return customer
+
+
+async def find_or_create_customer(
+    *, session: AsyncSession, protection: DataProtection, email: str, locale: str
+) -> Customer:
+    """The customer with this email, created (role ``customer``) on their first order.
+
+    Race-safe: two first orders with one email at the same time both ``INSERT … ON CONFLICT DO NOTHING``
+    on the unique blind index; the loser's insert waits for the winner's commit and does nothing, and its
+    ``SELECT`` then finds the winner's row (READ COMMITTED takes a fresh snapshot per statement). A known
+    customer keeps the locale they had.
+    """
+    existing = await find_customer_by_email(session=session, protection=protection, email=email)
+    if existing is not None:
+        return existing
+    index = protection.email_index(email)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await session.execute(
+        insert(Customer)
+        .values(
+            id=new_customer_id(),
+            email_sealed=protection.seal(email.strip(), context=EMAIL_CONTEXT),
+            email_index=index,
+            locale=locale,
+            role=CUSTOMER_ROLE,
+            created_at=utcnow(),
+            completed_orders=0,
+        )
+        .on_conflict_do_nothing(index_elements=[Customer.email_index])
+    )
+    customer = await session.scalar(select(Customer).where(Customer.email_index == index))
+    if customer is None:  # pragma: no cover - the row exists after an insert or a conflict on it
+        raise RuntimeError("customer row vanished between INSERT and SELECT")
+    return customer
+
+
+def customer_email(*, protection: DataProtection, customer: Customer) -> str:
+    """The customer's email address, opened from its sealed form."""
+    return protection.open(customer.email_sealed, context=EMAIL_CONTEXT)

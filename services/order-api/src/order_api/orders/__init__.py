@@ -1,0 +1,1 @@
+"""Orders: intake, reading, cancelling, the lifecycle every status change goes through, expiry."""

@@ -1,0 +1,117 @@
+"""The ``order``, ``order_event`` and ``idempotency_key`` tables."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from order_api.db import Base
+from servicekit.db import Money, UtcDateTime
+
+
+class OrderStatus(enum.StrEnum):
+    QUEUED = "queued"
+    AWAITING_DEPOSIT = "awaiting_deposit"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class Priority(enum.StrEnum):
+    NORMAL = "normal"
+    PRIORITY = "priority"
+    VIP = "vip"
+
+
+class AllocationState(enum.StrEnum):
+    """What order-api knows of the order's deposit address in wallet-pool."""
+
+    PENDING = "pending"  # wallet-pool has not answered yet (down or slow): the reconciler asks again
+    ALLOCATED = "allocated"
+    QUEUED = "queued"
+    RELEASED = "released"
+
+
+class Order(Base):
+    __tablename__ = "order"
+    __table_args__ = (
+        Index("ix_order_customer_status", "customer_id", "status"),
+        Index("ix_order_client_ip_status", "client_ip", "status"),
+        Index("ix_order_status_expires_at", "status", "expires_at"),
+        Index("ix_order_created_at_id", "created_at", "id"),
+        Index(
+            "ix_order_allocation_pending",
+            "created_at",
+            postgresql_where=text("allocation_state = 'pending'"),
+            sqlite_where=text("allocation_state = 'pending'"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), ForeignKey("customer.id"))
+    session_id: Mapped[str | None] = mapped_column(String(36))
+    from_currency: Mapped[str] = mapped_column(String(10))
+    from_network: Mapped[str] = mapped_column(String(16))
+    to_currency: Mapped[str] = mapped_column(String(10))
+    to_network: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    payout_address_sealed: Mapped[str] = mapped_column(Text)
+    locale: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(24))
+    priority: Mapped[str] = mapped_column(String(16))
+    allocation_state: Mapped[str] = mapped_column(String(16))
+    deposit_address: Mapped[str | None] = mapped_column(String(128))
+    queue_position: Mapped[int | None] = mapped_column(Integer)
+    estimated_wait_seconds: Mapped[int | None] = mapped_column(Integer)
+    client_ip: Mapped[str] = mapped_column(String(45))
+    operator_id: Mapped[str | None] = mapped_column(String(36))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    address_assigned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    announced_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="When order.created went out (after the first answer from wallet-pool)."
+    )
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class OrderEvent(Base):
+    """One step of an order's story: every status change, who made it, from where, under which trace."""
+
+    __tablename__ = "order_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(36), ForeignKey("order.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(80), comment="customer:<id>, operator:<id> or system:<worker>")
+    channel: Mapped[str] = mapped_column(String(16), comment="rest, telegram or system")
+    correlation_id: Mapped[str | None] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` and the response it got, so a retry gets the same answer."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("owner", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(80), comment="Whose key: the email's blind index.")
+    key: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_sealed: Mapped[str | None] = mapped_column(
+        Text, comment="The response, encrypted: it holds a token."
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

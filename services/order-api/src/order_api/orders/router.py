@@ -1,0 +1,136 @@
+"""Customer-facing order routes. Thin: parse, call one service function, shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from order_api.auth.dependencies import ClientIp, CurrentCustomer, OptionalCustomer, Protection, RateLimits
+from order_api.dependencies import WalletPool
+from order_api.orders import service
+from order_api.orders.models import OrderStatus
+from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, OrderRead
+from order_api.settings import Settings
+from servicekit.app import DbSession
+from servicekit.errors import problem_responses
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Retry-safe creation: the same key and body get the same response; another body is 422; "
+        "a request still running is 409.",
+    ),
+]
+IfMatch = Annotated[
+    int | None, Header(alias="If-Match", description="The order version you read; a stale one is 412.")
+]
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create an order",
+    description="Validates the order, attaches it to the customer of `email` (created on first order) and "
+    "asks the wallet pool for a deposit address. Answers `awaiting_deposit` with `deposit_address`, or "
+    "`queued` with `queue_position` when every address of the currency is busy (you will get an email when "
+    "one is free). Without a signed-in session the response carries a `session_token` for this order.",
+    response_model=OrderCreated,
+    responses=problem_responses(401, 409, 422, 429),
+)
+async def create_order(
+    request: Request,
+    body: OrderCreate,
+    session: DbSession,
+    protection: Protection,
+    rate_limiter: RateLimits,
+    wallet_pool: WalletPool,
+    principal: OptionalCustomer,
+    client_ip: ClientIp,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    response = await service.create_order(
+        session=session,
+        settings=settings,
+        protection=protection,
+        rate_limiter=rate_limiter,
+        wallet_pool=wallet_pool,
+        request=body,
+        principal=principal,
+        client_ip=client_ip,
+        idempotency_key=idempotency_key,
+    )
+    return JSONResponse(response.body, status_code=response.status_code)
+
+
+@router.get(
+    "",
+    summary="List my orders",
+    description="Newest first, cursor-paginated. Needs a full session (from the emailed one-time code).",
+    response_model=OrderPage,
+    responses=problem_responses(401, 403, 422),
+)
+async def list_orders(
+    session: DbSession,
+    protection: Protection,
+    principal: CurrentCustomer,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: OrderStatus | None = None,
+) -> OrderPage:
+    return await service.list_orders(
+        session=session, protection=protection, principal=principal, cursor=cursor, limit=limit, status=status
+    )
+
+
+@router.get(
+    "/{order_id}",
+    summary="Read an order",
+    description="Only its customer may read it; another customer's order is `404`.",
+    response_model=OrderRead,
+    responses=problem_responses(401, 404),
+)
+async def get_order(
+    order_id: str,
+    session: DbSession,
+    protection: Protection,
+    wallet_pool: WalletPool,
+    principal: CurrentCustomer,
+) -> OrderRead:
+    return await service.get_order(
+        session=session,
+        protection=protection,
+        wallet_pool=wallet_pool,
+        principal=principal,
+        order_id=order_id,
+    )
+
+
+@router.post(
+    "/{order_id}/cancel",
+    summary="Cancel an order",
+    description="Possible while the order is `queued` or `awaiting_deposit`; its deposit address returns to "
+    "the pool.",
+    response_model=OrderRead,
+    responses=problem_responses(401, 404, 409, 412),
+)
+async def cancel_order(
+    order_id: str,
+    session: DbSession,
+    protection: Protection,
+    principal: CurrentCustomer,
+    if_match: IfMatch = None,
+) -> OrderRead:
+    return await service.cancel_order(
+        session=session,
+        protection=protection,
+        principal=principal,
+        order_id=order_id,
+        expected_version=if_match,
+    )

@@ -1,0 +1,101 @@
+"""Request and response bodies of the order API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
+
+from order_api.customers.schemas import CustomerEmail
+
+Amount = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+CurrencyCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=2, max_length=10)
+]
+NetworkCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=16)]
+
+
+class OrderCreate(BaseModel):
+    """A customer's order: send ``amount`` of ``from_currency``, receive ``to_currency`` at ``payout_address``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "customer@example.com",
+                    "from_currency": "BTC",
+                    "to_currency": "USDT",
+                    "to_network": "TRC20",
+                    "amount": "0.05",
+                    "payout_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+                    "locale": "en",
+                }
+            ]
+        },
+    )
+
+    email: CustomerEmail = Field(description="Where the desk writes about this order.")
+    from_currency: CurrencyCode = Field(description="What the customer sends: BTC, ETH or USDT.")
+    from_network: NetworkCode | None = Field(
+        default=None,
+        description="Network of `from_currency` (USDT: TRC20 or ERC20); its default when omitted.",
+    )
+    to_currency: CurrencyCode = Field(description="What the customer receives.")
+    to_network: NetworkCode | None = Field(default=None, description="Network of `to_currency`.")
+    amount: Decimal = Field(
+        description='Amount of `from_currency`, as a string (`"0.05"`) or a JSON number; exact decimal.'
+    )
+    payout_address: str = Field(
+        min_length=1, max_length=128, description="The customer's address for the payout."
+    )
+    locale: Literal["en", "ru"] = Field(default="en", description="Language of the emails.")
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _no_floats_beyond_json(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("amount must be a decimal number")
+        return value
+
+
+class OrderRead(BaseModel):
+    """An order as its customer sees it."""
+
+    id: str
+    status: Literal["queued", "awaiting_deposit", "in_progress", "completed", "cancelled", "expired"]
+    from_currency: str
+    from_network: str
+    to_currency: str
+    to_network: str
+    amount: Amount
+    payout_address: str
+    deposit_address: str | None = Field(description="Where to send the funds; null while queued.")
+    queue_position: int | None = Field(
+        description="Place in the wait queue while queued (1 = next); null if unknown."
+    )
+    estimated_wait_seconds: int | None
+    priority: Literal["normal", "priority", "vip"]
+    expires_at: datetime | None = Field(
+        description="The order expires unless paid (or, while queued, served) by then."
+    )
+    created_at: datetime
+    updated_at: datetime
+    version: int = Field(
+        description="Bumped on every change; send it as If-Match to change the order safely."
+    )
+
+
+class OrderCreated(OrderRead):
+    session_token: str | None = Field(
+        default=None,
+        description="Shown once, when this request opened a session: it reads and cancels this order only. "
+        "A session over all orders needs the emailed one-time code (/v1/auth/email-code).",
+    )
+
+
+class OrderPage(BaseModel):
+    items: list[OrderRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

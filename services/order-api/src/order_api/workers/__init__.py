@@ -1,0 +1,1 @@
+"""order-api's background workers: expiry and allocation reconciliation."""

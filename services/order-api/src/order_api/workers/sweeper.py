@@ -1,0 +1,103 @@
+"""Expiry and reconciliation, run periodically in every replica (rows are claimed with ``SKIP LOCKED``).
+
+- Expiry: ``awaiting_deposit`` and ``queued`` orders past ``expires_at`` become ``expired``, which releases
+  their address (a finite pool must not be held by abandoned orders).
+- Reconciliation: orders accepted while wallet-pool was unreachable (allocation ``pending``) are allocated
+  as soon as it answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from order_api.clients.wallet_pool import WalletPoolClient
+from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
+from order_api.orders.models import AllocationState, Order, OrderStatus
+from order_api.orders.service import announce_order, apply_allocation
+from order_api.settings import Settings
+from servicekit.db import Database, utcnow
+from servicekit.errors import DomainError
+
+log = logging.getLogger("order_api.workers")
+BATCH = 100
+RECONCILE_GRACE = timedelta(seconds=5)
+
+
+async def expire_overdue_orders(*, database: Database) -> int:
+    """Expire every open order past its deadline; returns how many."""
+    now = utcnow()
+    async with database.sessionmaker.begin() as session:
+        orders = (
+            (
+                await session.execute(
+                    select(Order)
+                    .where(
+                        Order.status.in_([OrderStatus.QUEUED.value, OrderStatus.AWAITING_DEPOSIT.value]),
+                        Order.expires_at <= now,
+                    )
+                    .order_by(Order.expires_at)
+                    .limit(BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for order in orders:
+            await change_status(session, order=order, to=OrderStatus.EXPIRED, actor=SYSTEM_EXPIRY)
+    if orders:
+        log.info("orders expired", extra={"count": len(orders)})
+    return len(orders)
+
+
+async def reconcile_pending_allocations(
+    *, database: Database, wallet_pool: WalletPoolClient, settings: Settings
+) -> int:
+    """Ask wallet-pool again for orders it never answered for; returns how many were settled."""
+    settled = 0
+    cutoff = utcnow() - RECONCILE_GRACE
+    async with database.sessionmaker.begin() as session:
+        orders = (
+            (
+                await session.execute(
+                    select(Order)
+                    .where(
+                        Order.allocation_state == AllocationState.PENDING.value, Order.created_at <= cutoff
+                    )
+                    .order_by(Order.created_at)
+                    .limit(BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for order in orders:
+            if order.status != OrderStatus.QUEUED:
+                continue
+            try:
+                allocation = await wallet_pool.allocate(
+                    order_id=order.id,
+                    currency=order.from_currency,
+                    network=order.from_network,
+                    priority=order.priority,
+                )
+            except DomainError as exc:
+                log.warning(
+                    "wallet-pool still unreachable; will retry",
+                    extra={"order_id": order.id, "error": str(exc)},
+                )
+                break
+            # An order announced as queued gets "your address is ready"; one never announced, order.created.
+            announced = order.announced_at is not None
+            await apply_allocation(
+                session, order=order, allocation=allocation, settings=settings, announce=announced
+            )
+            await announce_order(session, order=order)
+            settled += 1
+    if settled:
+        log.info("pending allocations reconciled", extra={"count": settled})
+    return settled

@@ -1,0 +1,95 @@
+"""The grouped queries behind pool statistics (each one statement over the whole pool)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wallet_pool.allocations.models import allocation_table, wait_queue_table
+from wallet_pool.pools import Pool, is_postgres
+from wallet_pool.wallets.models import WalletStatus, wallet_table
+
+_UNIX_EPOCH_JULIAN_DAY = 2440587.5
+_SECONDS_PER_DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class WalletCounts:
+    total: int = 0
+    free: int = 0
+    reserved: int = 0
+    disabled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    length: int = 0
+    oldest_enqueued_at: datetime | None = None
+    mean_enqueued_epoch: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentActivity:
+    allocations: int = 0
+    releases: int = 0
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+async def wallet_counts(session: AsyncSession) -> dict[Pool, WalletCounts]:
+    w = wallet_table
+    rows = await session.execute(
+        select(
+            w.c.currency,
+            w.c.network,
+            func.count(),
+            _count_if(w.c.status == WalletStatus.FREE.value),
+            _count_if(w.c.status == WalletStatus.RESERVED.value),
+            _count_if(w.c.status == WalletStatus.DISABLED.value),
+        ).group_by(w.c.currency, w.c.network)
+    )
+    return {
+        Pool(currency, network): WalletCounts(int(total), int(free), int(reserved), int(disabled))
+        for currency, network, total, free, reserved, disabled in rows
+    }
+
+
+async def queue_figures(session: AsyncSession) -> dict[Pool, QueueFigures]:
+    q = wait_queue_table
+    if is_postgres(session):
+        epoch: ColumnElement[Any] = func.extract("epoch", q.c.enqueued_at)
+    else:  # SQLite stores UTC text; julianday() reads it
+        epoch = (func.julianday(q.c.enqueued_at) - _UNIX_EPOCH_JULIAN_DAY) * _SECONDS_PER_DAY
+    rows = await session.execute(
+        select(q.c.currency, q.c.network, func.count(), func.min(q.c.enqueued_at), func.avg(epoch)).group_by(
+            q.c.currency, q.c.network
+        )
+    )
+    return {
+        Pool(currency, network): QueueFigures(
+            int(length), oldest, float(mean_epoch) if mean_epoch is not None else None
+        )
+        for currency, network, length, oldest, mean_epoch in rows
+    }
+
+
+async def recent_activity(session: AsyncSession, *, since: datetime) -> dict[Pool, RecentActivity]:
+    """Allocations (at once or from the queue) and wallet releases since ``since``, per pool."""
+    a = allocation_table
+    allocated = a.c.allocated_at >= since
+    released = and_(a.c.released_at >= since, a.c.address.is_not(None))
+    rows = await session.execute(
+        select(a.c.currency, a.c.network, _count_if(allocated), _count_if(released))
+        .where(a.c.currency.is_not(None), or_(allocated, released))
+        .group_by(a.c.currency, a.c.network)
+    )
+    return {
+        Pool(currency, network): RecentActivity(int(allocations), int(releases))
+        for currency, network, allocations, releases in rows
+    }

@@ -1,0 +1,1 @@
+"""Background workers started in the lifespan and stopped before the service exits."""

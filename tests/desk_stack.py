@@ -1,0 +1,92 @@
+"""Start order-api and wallet-pool as real processes wired to each other with freshly minted keys (used by
+the cross-service tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.testing import ServiceProcess, free_port
+
+
+def entries(*items: ApiKeyEntry) -> str:
+    return json.dumps([e.model_dump() for e in items])
+
+
+@dataclass
+class StackKeys:
+    admin: str = field(default_factory=lambda: mint_key("adm"))
+    wallet_pool_admin: str = field(default_factory=lambda: mint_key("adm"))
+    order_api_to_wallet_pool: str = field(default_factory=lambda: mint_key("oa"))
+    wallet_pool_to_order_api: str = field(default_factory=lambda: mint_key("wp"))
+
+
+@dataclass
+class Stack:
+    """order-api + wallet-pool on one PostgreSQL database (each in its own schema)."""
+
+    database_url: str
+    logs: Path
+    keys: StackKeys = field(default_factory=StackKeys)
+    order_api_port: int = field(default_factory=free_port)
+    wallet_pool_port: int = field(default_factory=free_port)
+
+    def order_api(self, **extra_env: str) -> ServiceProcess:
+        env = {
+            "ORDER_API_DATABASE_URL": self.database_url,
+            "ORDER_API_API_KEYS": entries(
+                ApiKeyEntry(name="admin", hash=hash_key(self.keys.admin), scopes=["admin"]),
+                ApiKeyEntry(
+                    name="wallet-pool",
+                    hash=hash_key(self.keys.wallet_pool_to_order_api),
+                    scopes=["events:publish"],
+                ),
+            ),
+            "ORDER_API_WALLET_POOL__URL": f"http://127.0.0.1:{self.wallet_pool_port}",
+            "ORDER_API_WALLET_POOL__API_KEY": self.keys.order_api_to_wallet_pool,
+            "ORDER_API_WALLET_POOL__TIMEOUT_SECONDS": "2",
+            "ORDER_API_OUTBOX_POLL_SECONDS": "0.2",
+            "ORDER_API_OUTBOX_BACKOFF_BASE_SECONDS": "0.2",
+            "ORDER_API_OUTBOX_BACKOFF_MAX_SECONDS": "1",
+            "ORDER_API_SWEEP_SECONDS": "0.5",
+            "ORDER_API_VAR_DIR": str(self.logs / "order-api-var"),
+            **extra_env,
+        }
+        return ServiceProcess(
+            app="order_api.main:create_app",
+            env=env,
+            log_path=self.logs / "order-api.log",
+            port=self.order_api_port,
+        )
+
+    def wallet_pool(self, **extra_env: str) -> ServiceProcess:
+        env: Mapping[str, str] = {
+            "WALLET_POOL_DATABASE_URL": self.database_url,
+            "WALLET_POOL_API_KEYS": entries(
+                ApiKeyEntry(
+                    name="order-api",
+                    hash=hash_key(self.keys.order_api_to_wallet_pool),
+                    scopes=["allocations:write", "allocations:read", "pool:read", "events:publish"],
+                ),
+                ApiKeyEntry(
+                    name="admin",
+                    hash=hash_key(self.keys.wallet_pool_admin),
+                    scopes=["wallets:write", "wallets:read", "pool:read", "allocations:read"],
+                ),
+            ),
+            "WALLET_POOL_ORDER_API__URL": f"http://127.0.0.1:{self.order_api_port}",
+            "WALLET_POOL_ORDER_API__API_KEY": self.keys.wallet_pool_to_order_api,
+            "WALLET_POOL_OUTBOX_POLL_SECONDS": "0.2",
+            "WALLET_POOL_OUTBOX_BACKOFF_BASE_SECONDS": "0.2",
+            "WALLET_POOL_OUTBOX_BACKOFF_MAX_SECONDS": "1",
+            **extra_env,
+        }
+        return ServiceProcess(
+            app="wallet_pool.main:create_app",
+            env=env,
+            log_path=self.logs / "wallet-pool.log",
+            port=self.wallet_pool_port,
+        )

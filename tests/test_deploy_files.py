@@ -1,0 +1,612 @@
+"""The deployment files, checked offline: there is no Docker engine or cluster in CI.
+
+- ``docker-compose.yml`` against the Compose specification (check-jsonschema's vendored schema), then for what
+  a user relies on: each service waits for its own migration job, is health-checked, is published on its
+  port, connects as its own database role, and finds its peers by compose service name;
+- every ``services/<svc>/Dockerfile``: multi-stage, ``uv sync --frozen --package <svc>``, a non-root final
+  stage with a ``HEALTHCHECK`` and the right ``CMD``;
+- ``deploy/postgres/init.sql``, the collector and Prometheus configs, and the compose-env contract: what
+  ``make compose-env`` (``scripts/devstack.py compose-env``) writes is what ``deploy/compose.env.example``
+  lists and what the compose file expects;
+- every manifest in ``deploy/k8s`` (kinds, probes, ``runAsNonRoot``, resources, listed in kustomization.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from dotenv import dotenv_values
+
+from servicekit.apikeys import ApiKeyEntry
+from servicekit.settings import PeerSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+K8S_DIR = ROOT / "deploy" / "k8s"
+
+
+class Service(NamedTuple):
+    name: str  # compose service, k8s Deployment, uv workspace member
+    package: str  # import package; also its PostgreSQL role and schema
+    port: int
+
+    @property
+    def env_prefix(self) -> str:
+        return self.package.upper() + "_"
+
+
+SERVICES = [
+    Service("order-api", "order_api", 8001),
+    Service("wallet-pool", "wallet_pool", 8002),
+    Service("notifier", "notifier", 8003),
+    Service("telegram-gateway", "telegram_gateway", 8004),
+]
+BY_NAME = {service.name: service for service in SERVICES}
+IDS = [service.name for service in SERVICES]
+
+# telegram-gateway settings make compose-env copies from the caller's environment; the test runs without them
+PASSTHROUGH_PREFIXES = ("TELEGRAM_GATEWAY_",)
+
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), f"{path} is not a YAML mapping"
+    return data
+
+
+def interpolate_defaults(value: str) -> str:
+    """``${VAR:-default}`` as compose resolves it with VAR unset."""
+    return INTERPOLATION.sub(lambda m: m.group("default") or "", value)
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A compose service's ``environment``, in either of its syntaxes."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(key): str(value) for key, value in env.items()}
+
+
+def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
+    """``(host, container)`` pairs from short (``"8001:8001"``) or long port syntax."""
+    pairs: set[tuple[int, int]] = set()
+    for entry in service.get("ports") or []:
+        if isinstance(entry, dict):
+            pairs.add((int(entry["published"]), int(entry["target"])))
+            continue
+        parts = str(entry).split("/")[0].split(":")
+        if len(parts) >= 2:
+            pairs.add((int(parts[-2]), int(parts[-1])))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def compose_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    services = compose["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+# --- docker-compose.yml -------------------------------------------------------------------------------------
+
+
+def run_check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
+    executable = Path(sys.executable).parent / "check-jsonschema"
+    assert executable.exists(), f"check-jsonschema is not installed next to {sys.executable}"
+    return subprocess.run(
+        [str(executable), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    result = run_check_jsonschema(COMPOSE_FILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_schema_check_rejects_an_invalid_file(tmp_path: Path) -> None:
+    broken = load_yaml(COMPOSE_FILE)
+    broken["services"]["order-api"]["depends_on"]["order-api-migrate"]["condition"] = "service_finished"
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    assert run_check_jsonschema(path).returncode != 0
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_each_service_waits_for_its_own_migration_job(
+    compose_services: dict[str, dict[str, Any]], svc: Service
+) -> None:
+    service = compose_services[svc.name]
+    job_name = f"{svc.name}-migrate"
+    assert job_name in compose_services, f"no migration job {job_name}"
+    job = compose_services[job_name]
+
+    depends_on = service["depends_on"]
+    assert depends_on[job_name]["condition"] == "service_completed_successfully"
+    assert depends_on["postgres"]["condition"] == "service_healthy"
+    assert depends_on["redis"]["condition"] == "service_healthy"
+
+    assert job["image"] == service["image"], "the migration job must run the service's own image"
+    assert job["build"] == service["build"]
+    assert job["command"] == ["alembic", "upgrade", "head"]
+    assert job["working_dir"] == "/app", "alembic.ini is in /app in the image"
+    assert job["restart"] == "no"
+    assert job["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_each_service_is_built_health_checked_and_published(
+    compose_services: dict[str, dict[str, Any]], svc: Service
+) -> None:
+    service = compose_services[svc.name]
+    assert service["build"] == {"context": ".", "dockerfile": f"services/{svc.name}/Dockerfile"}
+    assert (svc.port, svc.port) in published_ports(service)
+
+    healthcheck = service["healthcheck"]
+    assert not healthcheck.get("disable", False)
+    probe = " ".join(healthcheck["test"]) if isinstance(healthcheck["test"], list) else healthcheck["test"]
+    assert f"127.0.0.1:{svc.port}/health/live" in probe
+    assert "curl" not in probe, "python:3.11-slim has no curl"
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_each_service_connects_as_its_own_database_role(
+    compose_services: dict[str, dict[str, Any]], svc: Service
+) -> None:
+    postgres_env = environment(compose_services["postgres"])
+    for name in (svc.name, f"{svc.name}-migrate"):
+        raw_url = environment(compose_services[name])[f"{svc.env_prefix}DATABASE_URL"]
+        url = urlsplit(interpolate_defaults(raw_url))
+        assert url.scheme == "postgresql+asyncpg"
+        assert url.username == svc.package, f"{name} must connect as role {svc.package}"
+        assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/exchange_desk")
+        # the password expression is the very one the postgres container hands to init.sql
+        password_var = f"{svc.env_prefix}DB_PASSWORD"
+        assert f"${{{password_var}:-" in raw_url
+        assert interpolate_defaults(postgres_env[password_var]) == url.password
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_each_service_reaches_redis_telemetry_and_peers_by_compose_name(
+    compose_services: dict[str, dict[str, Any]], svc: Service
+) -> None:
+    service = compose_services[svc.name]
+    env = environment(service)
+    assert env[f"{svc.env_prefix}REDIS_URL"].startswith("redis://redis:6379/")
+    assert env[f"{svc.env_prefix}OTLP_ENDPOINT"] == "http://otel-collector:4318"
+    assert [entry["path"] for entry in service["env_file"]] == ["deploy/compose.env"]
+
+    peer_urls = {key: value for key, value in env.items() if key.endswith("__URL")}
+    assert peer_urls, f"{svc.name} has no peer URL"
+    for key, value in peer_urls.items():
+        url = urlsplit(value)
+        assert url.hostname in BY_NAME, f"{key}={value} does not name a compose service"
+        assert url.port == BY_NAME[url.hostname].port, f"{key}={value} has the wrong port"
+
+
+def peer_fields(svc: Service) -> set[str]:
+    """The ``PeerSettings`` fields of a service's Settings, as env var stems (``WALLET_POOL``)."""
+    module = __import__(f"{svc.package}.settings", fromlist=["Settings"])
+    fields = module.Settings.model_fields
+    return {name.upper() for name, field in fields.items() if field.annotation is PeerSettings}
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_every_peer_in_the_settings_is_configured_in_compose(
+    compose_services: dict[str, dict[str, Any]], svc: Service
+) -> None:
+    env = environment(compose_services[svc.name])
+    configured = {
+        key.removeprefix(svc.env_prefix).removesuffix("__URL") for key in env if key.endswith("__URL")
+    }
+    assert peer_fields(svc) <= configured
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    return {key: value or "" for key, value in dotenv_values(path).items()}
+
+
+@pytest.fixture(scope="module")
+def written_compose_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `make compose-env` writes (scripts/devstack.py compose-env), into a scratch directory."""
+    scratch = tmp_path_factory.mktemp("compose-env")
+    output = scratch / "compose.env"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(PASSTHROUGH_PREFIXES)}
+    command = [sys.executable, str(ROOT / "scripts" / "devstack.py"), "compose-env"]
+    command += ["--var-dir", str(scratch / "var"), "--output", str(output)]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return output
+
+
+def test_make_compose_env_writes_the_keys_compose_needs(
+    written_compose_env: Path, compose_services: dict[str, dict[str, Any]]
+) -> None:
+    assert stat.S_IMODE(written_compose_env.stat().st_mode) == 0o600
+    written = read_dotenv(written_compose_env)
+    example = read_dotenv(ROOT / "deploy" / "compose.env.example")
+    missing, unexpected = set(example) - set(written), set(written) - set(example)
+    assert not missing, f"make compose-env does not write {sorted(missing)}"
+    assert not unexpected, f"deploy/compose.env.example does not list {sorted(unexpected)}"
+
+    for svc in SERVICES:
+        accepted = [
+            ApiKeyEntry.model_validate(entry) for entry in json.loads(written[f"{svc.env_prefix}API_KEYS"])
+        ]
+        assert accepted, f"{svc.name} accepts no key"
+        compose_env = environment(compose_services[svc.name])
+        stems = {key.removesuffix("__URL") for key in compose_env if key.endswith("__URL")}
+        for stem in stems:
+            assert written[f"{stem}__API_KEY"], f"{svc.name} calls {stem} without a key"
+        for key, value in written.items():
+            if key.startswith(svc.env_prefix) and key.endswith("__URL"):
+                assert compose_env.get(key) == value, f"{key}: compose and compose.env disagree"
+        for peer in peer_fields(svc):
+            assert written[f"{svc.env_prefix}{peer}__API_KEY"], f"{svc.name} has no key for {peer}"
+
+
+def test_compose_env_example_holds_placeholders_only() -> None:
+    example = read_dotenv(ROOT / "deploy" / "compose.env.example")
+    for key, value in example.items():
+        if key.endswith("_API_KEYS"):
+            entries = json.loads(value)
+            assert entries
+            assert all(entry["hash"] == "sha256:REPLACE_WITH_64_HEX" for entry in entries), key
+        else:
+            assert "REPLACE_ME" in value or key.endswith("__URL"), f"{key} looks like a real secret"
+
+
+def test_postgres_creates_one_role_and_schema_per_service(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    postgres = compose_services["postgres"]
+    assert str(postgres["image"]).startswith("postgres:15.")
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    mounts = {str(volume).split(":")[1]: str(volume).split(":")[0] for volume in postgres["volumes"]}
+    init_mount = next(target for target in mounts if target.startswith("/docker-entrypoint-initdb.d/"))
+    assert mounts[init_mount] == "./deploy/postgres/init.sql"
+    assert environment(postgres)["POSTGRES_DB"] == "exchange_desk"
+
+    sql = (ROOT / "deploy" / "postgres" / "init.sql").read_text()
+    for svc in SERVICES:
+        role = svc.package
+        assert f"\\getenv {role}_password {svc.env_prefix}DB_PASSWORD" in sql
+        assert f"CREATE ROLE {role} LOGIN PASSWORD :'{role}_password';" in sql
+        assert f"CREATE SCHEMA {role} AUTHORIZATION {role};" in sql
+    grants = re.findall(r"^GRANT .*$", sql, re.M)
+    assert grants
+    assert all(" ON DATABASE " in grant for grant in grants), "no role gets rights on a schema"
+    assert "REVOKE ALL ON SCHEMA public FROM PUBLIC;" in sql
+
+
+def test_backing_and_observability_images_are_pinned(compose_services: dict[str, dict[str, Any]]) -> None:
+    for name, service in compose_services.items():
+        if "build" in service:
+            continue
+        image = str(service["image"])
+        repository, _, tag = image.rpartition(":")
+        # a release, not a moving tag: postgres:15.17, redis:7.4.6, v3.7.3 (PostgreSQL's patch level is x.y)
+        assert repository, f"{name}: {image} has no tag"
+        assert re.fullmatch(r"v?\d+\.\d+(\.\d+)?(-[a-z]+)?", tag), f"{name}: pin {image}"
+    assert str(compose_services["redis"]["image"]).startswith("redis:7.")
+    assert (16686, 16686) in published_ports(compose_services["jaeger"])
+    assert "redis-cli" in " ".join(compose_services["redis"]["healthcheck"]["test"])
+
+
+def test_mounted_config_files_exist(compose_services: dict[str, dict[str, Any]]) -> None:
+    for name, service in compose_services.items():
+        for volume in service.get("volumes") or []:
+            source = str(volume).split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
+
+
+def test_otel_collector_sends_traces_to_jaeger_and_debug() -> None:
+    config = load_yaml(ROOT / "deploy" / "otel-collector.yaml")
+    assert set(config["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
+    assert config["receivers"]["otlp"]["protocols"]["http"]["endpoint"].endswith(":4318")
+    assert "batch" in config["processors"]
+    assert config["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
+    assert "debug" in config["exporters"]
+    pipelines = config["service"]["pipelines"]
+    assert {"otlp/jaeger", "debug"} <= set(pipelines["traces"]["exporters"])
+    for name, pipeline in pipelines.items():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in pipeline.get(kind, []):
+                assert component in config[kind], f"pipeline {name} uses undefined {kind} {component}"
+
+
+def test_prometheus_scrapes_every_service() -> None:
+    config = load_yaml(ROOT / "deploy" / "prometheus.yml")
+    targets = {
+        (job.get("metrics_path", "/metrics"), target)
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    for svc in SERVICES:
+        assert ("/metrics", f"{svc.name}:{svc.port}") in targets
+
+
+# --- Dockerfiles --------------------------------------------------------------------------------------------
+
+
+class Instruction(NamedTuple):
+    keyword: str
+    args: str
+
+
+def parse_dockerfile(path: Path) -> list[list[Instruction]]:
+    """Instructions grouped by build stage (comments dropped, continuation lines joined)."""
+    instructions: list[Instruction] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        instructions.append(Instruction(keyword.upper(), " ".join(args.split())))
+        pending = ""
+    assert not pending, f"{path} ends inside a continued line"
+    stages: list[list[Instruction]] = []
+    for instruction in instructions:
+        if instruction.keyword == "FROM":
+            stages.append([])
+        assert stages, f"{path}: {instruction.keyword} before the first FROM"
+        stages[-1].append(instruction)
+    return stages
+
+
+def args_of(stage: list[Instruction], keyword: str) -> list[str]:
+    return [instruction.args for instruction in stage if instruction.keyword == keyword]
+
+
+def copy_sources(args: str) -> list[str]:
+    """The sources of a ``COPY`` (its flags and destination left out)."""
+    return [token for token in args.split() if not token.startswith("--")][:-1]
+
+
+def dockerfile_stages(svc: Service) -> list[list[Instruction]]:
+    return parse_dockerfile(ROOT / "services" / svc.name / "Dockerfile")
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_dockerfile_builds_the_service_with_uv_from_the_lockfile(svc: Service) -> None:
+    stages = dockerfile_stages(svc)
+    assert len(stages) >= 2, "multi-stage: a builder and a runtime"
+    froms = [stage[0].args for stage in stages]
+    assert all(image.startswith("python:3.11-slim") for image in froms), froms
+
+    build_instructions = [instruction for stage in stages[:-1] for instruction in stage]
+    copies = [i.args for i in build_instructions if i.keyword == "COPY"]
+    assert any(re.search(r"--from=ghcr\.io/astral-sh/uv:0\.13\.\d+ ", copy) for copy in copies)
+    syncs = [i.args for i in build_instructions if i.keyword == "RUN" and "uv sync" in i.args]
+    assert syncs, "no uv sync in the build stages"
+    for sync in syncs:
+        command = sync[sync.index("uv sync") :].split()
+        assert {"--frozen", "--no-dev", "--no-editable"} <= set(command)
+        assert command[command.index("--package") + 1] == svc.name
+        assert "--mount=type=cache,target=/root/.cache/uv" in sync
+    envs = " ".join(i.args for i in build_instructions if i.keyword == "ENV")
+    assert "UV_COMPILE_BYTECODE=1" in envs
+    sources = {source for copy in copies if not copy.startswith("--from") for source in copy_sources(copy)}
+    allowed = {
+        "pyproject.toml",
+        "uv.lock",
+        "libs/",
+        f"services/{svc.name}/",
+        f"services/{svc.name}/pyproject.toml",
+    }
+    assert sources <= allowed, "the build reads the workspace definition, libs/ and its own service only"
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_dockerfile_runtime_stage_is_slim_non_root_and_health_checked(svc: Service) -> None:
+    runtime = dockerfile_stages(svc)[-1]
+    assert runtime[0].args.startswith("python:3.11-slim")
+
+    users = args_of(runtime, "USER")
+    assert users, "the runtime stage sets no USER"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    assert user.isdigit(), "a numeric uid lets Kubernetes verify runAsNonRoot"
+
+    copies = args_of(runtime, "COPY")
+    assert copies
+    assert all(copy.startswith("--from=builder ") for copy in copies), "only from the builder"
+    copied = {source for copy in copies for source in copy_sources(copy)}
+    assert copied == {
+        "/app/.venv",
+        f"/app/services/{svc.name}/alembic.ini",
+        f"/app/services/{svc.name}/migrations",
+    }
+    assert (ROOT / "services" / svc.name / "alembic.ini").is_file()
+    assert (ROOT / "services" / svc.name / "migrations" / "env.py").is_file()
+
+    assert args_of(runtime, "EXPOSE") == [str(svc.port)]
+    healthchecks = args_of(runtime, "HEALTHCHECK")
+    assert len(healthchecks) == 1
+    assert f"http://127.0.0.1:{svc.port}/health/live" in healthchecks[0]
+    assert "urllib" in healthchecks[0]
+
+    cmd = args_of(runtime, "CMD")
+    assert len(cmd) == 1
+    assert json.loads(cmd[0]) == [
+        "uvicorn",
+        f"{svc.package}.main:create_app",
+        "--factory",
+        "--host",
+        "0.0.0.0",  # noqa: S104  (inside the container)
+        "--port",
+        str(svc.port),
+    ]
+    assert (ROOT / "services" / svc.name / "src" / svc.package / "main.py").is_file()
+
+
+def test_dockerignore_keeps_local_state_and_secrets_out_of_the_context() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*", "allow-list: everything is excluded unless re-included"
+    assert {"!pyproject.toml", "!uv.lock", "!libs", "!services"} <= set(lines)
+    for pattern in ("**/.venv", "**/var", "**/.env", "**/__pycache__", "**/.pytest_cache", "**/.git"):
+        assert pattern in lines
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------------------
+
+
+def k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for document in yaml.safe_load_all(path.read_text()):
+            if document is not None:
+                assert isinstance(document, dict), f"{path}: not a mapping"
+                yield path, document
+
+
+@pytest.fixture(scope="module")
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path, document in k8s_documents():
+        for field in ("apiVersion", "kind", "metadata"):
+            assert field in document, f"{path}: a document without {field}"
+        key = (document["kind"], document["metadata"]["name"])
+        assert key not in found, f"{path}: {key} defined twice"
+        found[key] = document
+    return found
+
+
+def test_kustomization_lists_every_manifest(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+    kustomization = load_yaml(K8S_DIR / "kustomization.yaml")
+    listed = kustomization["resources"]
+    assert len(listed) == len(set(listed))
+    on_disk = {path.name for path in K8S_DIR.glob("*.y*ml")} - {"kustomization.yaml"}
+    assert set(listed) == on_disk
+    namespaces = [name for kind, name in manifests if kind == "Namespace"]
+    assert namespaces == [kustomization["namespace"]]
+    images = {image["name"] for image in kustomization["images"]}
+    assert images == {f"exchange-desk/{svc.name}" for svc in SERVICES}
+
+
+def assert_pod_is_hardened(pod: dict[str, Any], where: str) -> None:
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True, where
+    assert security.get("runAsUser", 0) != 0, where
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False, where
+        assert context["capabilities"]["drop"] == ["ALL"], where
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]), where
+        assert "memory" in resources["limits"], where
+
+
+def env_sources(container: dict[str, Any]) -> tuple[set[str], set[str]]:
+    config_maps = {s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s}
+    secrets = {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s}
+    return config_maps, secrets
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_each_service_has_a_probed_hardened_deployment(
+    manifests: dict[tuple[str, str], dict[str, Any]], svc: Service
+) -> None:
+    deployment = manifests[("Deployment", svc.name)]
+    spec = deployment["spec"]
+    assert spec["replicas"] >= 2
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+
+    pod = spec["template"]["spec"]
+    assert_pod_is_hardened(pod, f"Deployment {svc.name}")
+    (container,) = pod["containers"]
+    assert container["image"].startswith(f"exchange-desk/{svc.name}:")
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": svc.port}
+
+    for probe, path in (("readinessProbe", "/health/ready"), ("livenessProbe", "/health/live")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, f"{svc.name} {probe}"
+        assert get["port"] in ("http", svc.port)
+
+    config_maps, secrets = env_sources(container)
+    assert config_maps == {f"{svc.name}-config"}
+    assert secrets == {f"{svc.name}-secrets"}
+    config = manifests[("ConfigMap", f"{svc.name}-config")]["data"]
+    assert all(key.startswith(svc.env_prefix) for key in config)
+    peers = {key: value for key, value in config.items() if key.endswith("__URL")}
+    assert peer_fields(svc) <= {key.removeprefix(svc.env_prefix).removesuffix("__URL") for key in peers}
+    for key, value in peers.items():
+        url = urlsplit(value)
+        assert ("Service", url.hostname) in manifests, f"{key}={value} names no Service"
+        assert url.port == BY_NAME[str(url.hostname)].port, f"{key}={value}"
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_each_service_has_a_service_and_a_migration_job(
+    manifests: dict[tuple[str, str], dict[str, Any]], svc: Service
+) -> None:
+    deployment = manifests[("Deployment", svc.name)]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = manifests[("Service", svc.name)]["spec"]
+    assert service["selector"].items() <= pod_labels.items()
+    assert [(port["port"], port["targetPort"]) for port in service["ports"]] == [(svc.port, "http")]
+
+    job = manifests[("Job", f"{svc.name}-migrate")]["spec"]
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert_pod_is_hardened(pod, f"Job {svc.name}-migrate")
+    (migrate,) = pod["containers"]
+    assert migrate["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["workingDir"] == "/app"
+    assert env_sources(migrate)[1] == {f"{svc.name}-secrets"}
+    assert (
+        not job["template"]["metadata"]["labels"].items()
+        >= deployment["spec"]["selector"]["matchLabels"].items()
+    ), "the Service must not route to the migration pod"
+
+
+def test_order_api_scales_horizontally(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+    hpas = [document for (kind, _), document in manifests.items() if kind == "HorizontalPodAutoscaler"]
+    assert len(hpas) == 1
+    (hpa,) = hpas
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "order-api")
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]

@@ -1,0 +1,383 @@
+"""The embedded-mode smoke suite: ``scripts/devstack.py run`` exactly as ``make run`` starts it, as a real
+process with a var dir of its own and four free ports.
+
+The first run mints private credentials, migrates, seeds the demo pool and serves it, through the real
+authenticated, traced order-api → wallet-pool hop; Ctrl-C stops every service and the script. A second run
+on the same var dir reuses the credentials and the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from servicekit.apikeys import hash_key
+from servicekit.testing import eventually, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "devstack.py"
+ENV_PREFIXES = {
+    "order-api": "ORDER_API_",
+    "wallet-pool": "WALLET_POOL_",
+    "notifier": "NOTIFIER_",
+    "telegram-gateway": "TELEGRAM_GATEWAY_",
+}
+READY_WITHIN = 60.0
+STOP_WITHIN = 15.0
+
+# Who accepts which key with which scopes (DESIGN §7, the issue): the credential's name in the file → scopes.
+ACCEPTED: dict[str, dict[str, list[str]]] = {
+    "order-api": {
+        "admin_token": ["admin"],
+        "wallet-pool->order-api": ["events:publish"],
+        "telegram-gateway->order-api": ["orders:act-as-operator", "pool:read"],
+    },
+    "wallet-pool": {
+        "order-api->wallet-pool": ["allocations:write", "allocations:read", "pool:read"],
+        "wallet_pool_admin_key": ["wallets:write", "wallets:read", "pool:read", "allocations:read"],
+        "telegram-gateway->wallet-pool": ["pool:read"],
+    },
+    "notifier": {
+        "order-api->notifier": ["events:publish"],
+        "wallet-pool->notifier": ["events:publish"],
+        "notifier_admin_key": ["notifications:read", "notifications:write", "alerts:write"],
+    },
+    "telegram-gateway": {"notifier->telegram-gateway": ["messages:send"]},
+}
+KEY_PREFIXES = {"order-api": "oa_", "wallet-pool": "wp_", "notifier": "nt_", "telegram-gateway": "tg_"}
+ADMIN_KEYS = ("admin_token", "wallet_pool_admin_key", "notifier_admin_key")
+
+# The demo seed: 5 free wallets per (currency, network); USDT has two networks (TRC20, ERC20).
+DEMO_POOL = {"BTC": 5, "ETH": 5, "USDT": 10}
+
+
+# --- one devstack.py process ------------------------------------------------------------------------------
+
+
+def hermetic_environ(ports: Mapping[str, int]) -> dict[str, str]:
+    """This environment without any service setting (a stray *_DATABASE_URL or bot token), plus the ports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(ENV_PREFIXES.values()))}
+    return env | {f"{ENV_PREFIXES[name]}PORT": str(port) for name, port in ports.items()}
+
+
+def is_alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie has exited; only its parent has not collected it)."""
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+    return state != "Z"
+
+
+def is_listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Stopped:
+    returncode: int | None  # None: still running after STOP_WITHIN seconds
+    seconds: float
+
+
+class DevStackRun:
+    """``devstack.py run --var-dir <var_dir>`` with the ports overridden, its output in ``log_path``."""
+
+    def __init__(self, *, var_dir: Path, ports: Mapping[str, int], log_path: Path) -> None:
+        self.var_dir = var_dir
+        self.ports = dict(ports)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stopped: Stopped | None = None
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.var_dir / "dev-credentials.json"
+
+    def credentials(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.credentials_path.read_text())
+        return document
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def service_pids(self) -> dict[str, int]:
+        """The pid of each uvicorn process, as honcho reports it (``order-api started (pid=123)``)."""
+        found = re.findall(r"\| (\S+) started \(pid=(\d+)\)", self.log_text())
+        return {name: int(pid) for name, pid in found}
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(SCRIPT), "run", "--var-dir", str(self.var_dir)],
+                env=hermetic_environ(self.ports),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+
+    async def wait_until_ready(self) -> None:
+        """Poll every service's ``/health/ready`` until all four answer 200, within READY_WITHIN seconds."""
+        assert self.process is not None
+        deadline = time.monotonic() + READY_WITHIN
+        statuses: dict[str, int | str] = {}
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                if self.process.poll() is not None:
+                    raise AssertionError(
+                        f"devstack exited with {self.process.returncode} before it was ready:\n{self.tail()}"
+                    )
+                for service in self.ports:
+                    try:
+                        statuses[service] = (
+                            await client.get(f"{self.url(service)}/health/ready")
+                        ).status_code
+                    except httpx.HTTPError as exc:
+                        statuses[service] = type(exc).__name__
+                if all(status == 200 for status in statuses.values()):
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"not ready within {READY_WITHIN}s: {statuses}\n{self.tail()}")
+                await asyncio.sleep(0.25)
+
+    async def stop(self) -> Stopped:
+        """Ctrl-C (SIGINT) and wait up to STOP_WITHIN seconds; the outcome is kept, so calling again is free."""
+        assert self.process is not None
+        if self.stopped is None:
+            started = time.monotonic()
+            self.process.send_signal(signal.SIGINT)
+            try:
+                returncode: int | None = await asyncio.to_thread(self.process.wait, STOP_WITHIN)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            self.stopped = Stopped(returncode=returncode, seconds=time.monotonic() - started)
+        return self.stopped
+
+    def kill_leftovers(self) -> None:
+        """Whatever a failed test left running: the script, then each uvicorn (each leads its own group)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        for pid in self.service_pids().values():
+            if is_alive(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    def tail(self) -> str:
+        return self.log_text()[-4000:]
+
+
+@asynccontextmanager
+async def devstack_run(
+    *, var_dir: Path, ports: Mapping[str, int], log_path: Path
+) -> AsyncIterator[DevStackRun]:
+    """A started and ready ``devstack.py run``; stopped with Ctrl-C afterwards, killed if that fails."""
+    stack = DevStackRun(var_dir=var_dir, ports=ports, log_path=log_path)
+    try:
+        stack.start()
+        await stack.wait_until_ready()
+        yield stack
+    finally:
+        with contextlib.suppress(AssertionError):
+            if stack.process is not None:
+                await stack.stop()
+        stack.kill_leftovers()
+
+
+async def assert_stops_cleanly(stack: DevStackRun) -> None:
+    """Ctrl-C ends the script within STOP_WITHIN seconds and leaves no service process or port behind."""
+    pids = stack.service_pids()
+    assert set(pids) == set(ENV_PREFIXES), f"honcho did not report four pids:\n{stack.tail()}"
+    stopped = await stack.stop()
+    assert stopped.returncode is not None, f"still running {STOP_WITHIN}s after Ctrl-C:\n{stack.tail()}"
+    assert stopped.seconds < STOP_WITHIN
+    assert [name for name, pid in pids.items() if is_alive(pid)] == []
+    assert [name for name, port in stack.ports.items() if is_listening(port)] == []
+
+
+# --- what the services answer -----------------------------------------------------------------------------
+
+
+def free_ports() -> dict[str, int]:
+    ports: set[int] = set()
+    while len(ports) < len(ENV_PREFIXES):
+        ports.add(free_port())
+    return dict(zip(ENV_PREFIXES, sorted(ports), strict=True))
+
+
+def pool_figures(stats: Mapping[str, Any]) -> dict[str, tuple[int, int, int, int]]:
+    """Per currency: (total, free, reserved, disabled)."""
+    return {c["currency"]: (c["total"], c["free"], c["reserved"], c["disabled"]) for c in stats["currencies"]}
+
+
+DEMO_FIGURES = {currency: (count, count, 0, 0) for currency, count in DEMO_POOL.items()}
+
+
+async def get(stack: DevStackRun, service: str, path: str, *, key: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with httpx.AsyncClient(base_url=stack.url(service), timeout=10.0) as client:
+        return await client.get(path, headers=headers)
+
+
+# --- the suite (the tests below share one first run, in file order; the second run needs it stopped) -------
+
+
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("devstack") / "var"
+
+
+@pytest.fixture(scope="module")
+def ports() -> dict[str, int]:
+    return free_ports()
+
+
+@pytest.fixture(scope="module")
+async def first_run(var_dir: Path, ports: dict[str, int]) -> AsyncIterator[DevStackRun]:
+    async with devstack_run(var_dir=var_dir, ports=ports, log_path=var_dir.parent / "first-run.log") as stack:
+        yield stack
+
+
+async def test_first_run_writes_private_credentials_with_every_documented_key(first_run: DevStackRun) -> None:
+    assert stat.S_IMODE(first_run.credentials_path.stat().st_mode) == 0o600
+    credentials = first_run.credentials()
+    service_keys: dict[str, str] = credentials["service_keys"]
+    for name in ADMIN_KEYS:
+        assert credentials[name].startswith("adm_"), name
+    assert len(credentials["telegram_webhook_secret"]) >= 32
+    calling_pairs = {name for accepted in ACCEPTED.values() for name in accepted if "->" in name}
+    assert set(service_keys) == calling_pairs
+    for pair, key in service_keys.items():
+        assert key.startswith(KEY_PREFIXES[pair.split("->")[0]]), pair
+    every_secret = [*service_keys.values(), *(credentials[name] for name in ADMIN_KEYS)]
+    assert len(set(every_secret)) == len(every_secret)
+
+
+async def test_wallet_pool_serves_the_seeded_demo_pool(first_run: DevStackRun) -> None:
+    key = first_run.credentials()["wallet_pool_admin_key"]
+    response = await get(first_run, "wallet-pool", "/v1/stats", key=key)
+    assert response.status_code == 200, response.text
+    assert pool_figures(response.json()) == DEMO_FIGURES
+
+
+async def test_order_api_reads_the_pool_through_wallet_pool_with_its_key(first_run: DevStackRun) -> None:
+    admin = first_run.credentials()["admin_token"]
+    response = await get(first_run, "order-api", "/v1/stats/pool", key=admin)
+    assert response.status_code == 200, response.text
+    assert pool_figures(response.json()) == DEMO_FIGURES
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Correlation-ID"])
+
+    async def peer_check() -> dict[str, Any]:
+        body: dict[str, Any] = (await get(first_run, "order-api", "/health/ready")).json()
+        check: dict[str, Any] = body["checks"]["peer:wallet-pool"]
+        return check
+
+    check = await eventually(peer_check, until=lambda c: c["status"] == "ok", within=10.0)
+    assert check["critical"] is False
+
+
+async def test_ctrl_c_stops_all_four_services_and_the_script(first_run: DevStackRun) -> None:
+    await assert_stops_cleanly(first_run)
+
+
+async def test_second_run_reuses_the_credentials_and_the_data(
+    first_run: DevStackRun, var_dir: Path, ports: dict[str, int]
+) -> None:
+    await first_run.stop()  # done already when the tests run in file order
+    credentials_before = first_run.credentials_path.read_bytes()
+    async with devstack_run(
+        var_dir=var_dir, ports=ports, log_path=var_dir.parent / "second-run.log"
+    ) as second:
+        assert second.credentials_path.read_bytes() == credentials_before
+        assert "no demo wallets added" in second.log_text()
+        admin = second.credentials()["admin_token"]
+        response = await get(second, "order-api", "/v1/stats/pool", key=admin)
+        assert response.status_code == 200, response.text
+        assert pool_figures(response.json()) == DEMO_FIGURES
+        await assert_stops_cleanly(second)
+
+
+# --- the wiring, without starting anything ----------------------------------------------------------------
+
+
+def devstack_env(var_dir: Path, env: Mapping[str, str], *options: str) -> dict[str, dict[str, str]]:
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "env", "--format", "json", "--var-dir", str(var_dir), *options],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    envs: dict[str, dict[str, str]] = json.loads(completed.stdout)
+    return envs
+
+
+def test_env_gives_every_receiver_the_hashes_and_scopes_and_every_caller_its_key_and_url(
+    tmp_path: Path,
+) -> None:
+    ports = {"order-api": 9101, "wallet-pool": 9102, "notifier": 9103, "telegram-gateway": 9104}
+    envs = devstack_env(tmp_path, hermetic_environ(ports))
+    credentials = json.loads((tmp_path / "dev-credentials.json").read_text())
+    secrets = {**credentials, **credentials.pop("service_keys")}
+    for receiver, accepted in ACCEPTED.items():
+        entries = json.loads(envs[receiver][f"{ENV_PREFIXES[receiver]}API_KEYS"])
+        assert {e["hash"]: e["scopes"] for e in entries} == {
+            hash_key(secrets[name]): scopes for name, scopes in accepted.items()
+        }, receiver
+        for name in accepted:
+            if "->" not in name:
+                continue
+            caller = name.split("->")[0]
+            peer = f"{ENV_PREFIXES[caller]}{ENV_PREFIXES[receiver].rstrip('_')}"
+            assert envs[caller][f"{peer}__API_KEY"] == secrets[name]
+            assert envs[caller][f"{peer}__URL"] == f"http://127.0.0.1:{ports[receiver]}"
+    for service, prefix in ENV_PREFIXES.items():
+        assert envs[service][f"{prefix}VAR_DIR"] == str(tmp_path)
+        assert envs[service][f"{prefix}LOG_JSON"] == "false"
+    assert envs["telegram-gateway"]["TELEGRAM_GATEWAY_WEBHOOK_SECRET"] == secrets["telegram_webhook_secret"]
+
+
+def test_compose_env_names_peers_by_compose_service_and_is_private(tmp_path: Path) -> None:
+    env = hermetic_environ({}) | {"TELEGRAM_GATEWAY_BOT_TOKEN": "123:abc"}
+    envs = devstack_env(tmp_path, env, "--host-style", "compose")
+    assert envs["order-api"]["ORDER_API_WALLET_POOL__URL"] == "http://wallet-pool:8002"
+    assert envs["notifier"]["NOTIFIER_TELEGRAM_GATEWAY__URL"] == "http://telegram-gateway:8004"
+    assert envs["telegram-gateway"]["TELEGRAM_GATEWAY_BOT_TOKEN"] == "123:abc"
+    variables = [variable for env in envs.values() for variable in env]
+    assert not [v for v in variables if v.endswith(("DATABASE_URL", "VAR_DIR", "LOG_JSON"))]
+
+    output = tmp_path / "compose.env"
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "compose-env", "--var-dir", str(tmp_path), "--output", str(output)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    assert "ORDER_API_WALLET_POOL__URL=http://wallet-pool:8002\n" in output.read_text()
