@@ -40,7 +40,9 @@ lint: install ## ruff (lint and format check)
 typecheck: install ## mypy --strict over every package and its tests
 	$(VENV)/bin/mypy libs/*/src services/*/src scripts bench tests
 	@# each tests/ folder on its own: their module names (conftest, test_migrations) repeat across services
-	@for dir in libs/*/tests services/*/tests; do echo "mypy $$dir"; $(VENV)/bin/mypy $$dir || exit 1; done
+	@for dir in libs/*/tests services/*/tests; do \
+		echo "mypy $$dir"; $(VENV)/bin/mypy --cache-dir .mypy_cache/$$(echo $$dir | tr / _) $$dir || exit 1; \
+	done
 
 test: install ## Everything CI runs: backing services, lint, types, then all tests (PostgreSQL, Redis, processes)
 	scripts/ensure-backing-services.sh
@@ -50,6 +52,7 @@ test: install ## Everything CI runs: backing services, lint, types, then all tes
 bench: install ## Benchmarks that print their figures (service-to-service HTTP transports, order intake)
 	scripts/ensure-backing-services.sh
 	$(VENV)/bin/python bench/transports.py
+	$(VENV)/bin/python bench/orders.py
 
 clean: ## Remove the virtualenvs, caches and var/ (dev credentials and embedded databases)
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

@@ -44,8 +44,8 @@ import httpx
 from honcho.manager import Manager
 from honcho.printer import Message
 
+from order_api.protection import new_key as new_data_key
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
-from servicekit.migrations import upgrade
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 CREDENTIALS_FILE: Final = "dev-credentials.json"
@@ -141,6 +141,13 @@ TELEGRAM_PASSTHROUGH: Final = (
 )
 """telegram-gateway settings taken from your environment when set (they win over generated values)."""
 
+DATA_KEY_CREDENTIAL: Final = "order_api_data_key"
+BLIND_INDEX_CREDENTIAL: Final = "order_api_blind_index_key"
+DATA_KEY_ID: Final = "k1"
+"""order-api's customer-data keys under compose (production refuses to start without them). They stay in the
+credentials file: new ones would leave the data sealed with the old ones unreadable. ``make run`` does not
+use them: embedded order-api keeps its own in ``var/order-api-secrets.json``."""
+
 
 def say(text: str) -> None:
     print(f"devstack: {text}", file=sys.stderr, flush=True)
@@ -182,12 +189,18 @@ class Credentials:
 
 
 def credential_names() -> list[str]:
-    return [grant.credential_name for grant in GRANTS] + [WEBHOOK_CREDENTIAL]
+    return [grant.credential_name for grant in GRANTS] + [
+        WEBHOOK_CREDENTIAL,
+        DATA_KEY_CREDENTIAL,
+        BLIND_INDEX_CREDENTIAL,
+    ]
 
 
 def mint(name: str) -> str:
     if name == WEBHOOK_CREDENTIAL:
         return secrets.token_urlsafe(32)  # Telegram allows A-Z, a-z, 0-9, _ and - (1-256 characters)
+    if name in (DATA_KEY_CREDENTIAL, BLIND_INDEX_CREDENTIAL):
+        return new_data_key()
     grant = next(grant for grant in GRANTS if grant.credential_name == name)
     return mint_key(grant.key_prefix)
 
@@ -226,7 +239,7 @@ def ensure_credentials(var_dir: Path) -> Credentials:
             return fresh
     try:
         credentials = Credentials.from_json(path, path.read_text(encoding="utf-8"))
-    except (ValueError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise SystemExit(f"devstack: {shown(path)} is not valid ({exc}); delete it to mint new keys") from exc
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
         path.chmod(0o600)
@@ -300,6 +313,12 @@ def service_env(
             peer = SERVICES[grant.receiver]
             env[f"{prefix}{peer.package.upper()}__URL"] = peer_url(peer, ports=ports, style=style)
             env[f"{prefix}{peer.package.upper()}__API_KEY"] = credentials[grant.credential_name]
+    if style == "compose" and service.name == "order-api":
+        env[f"{prefix}DATA_KEYS"] = json.dumps(
+            {DATA_KEY_ID: credentials[DATA_KEY_CREDENTIAL]}, separators=(",", ":")
+        )
+        env[f"{prefix}DATA_KEY_CURRENT"] = DATA_KEY_ID
+        env[f"{prefix}BLIND_INDEX_KEY"] = credentials[BLIND_INDEX_CREDENTIAL]
     if service.name == "telegram-gateway":
         env[f"{prefix}WEBHOOK_SECRET"] = credentials[WEBHOOK_CREDENTIAL]
         for setting in TELEGRAM_PASSTHROUGH:
@@ -364,6 +383,9 @@ def environment(extra: Mapping[str, str]) -> Iterator[None]:
 
 def migrate(var_dir: Path) -> None:
     """Every service's migrations to head, in its own database (or schema), with its own settings."""
+    # Imported here: Alembic takes seconds to import, and only this step needs it.
+    from servicekit.migrations import upgrade
+
     for service in SERVICES.values():
         url_variable = f"{service.env_prefix}DATABASE_URL"
         where = url_variable if os.environ.get(url_variable) else shown(var_dir / f"{service.name}.db")
@@ -393,10 +415,12 @@ def require_free_ports(ports: Mapping[str, int]) -> None:
     """Fail early, naming the variable to change, rather than with four tracebacks."""
     for name, port in ports.items():
         service = SERVICES[name]
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        host = listen_host(service)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             try:
-                probe.bind((listen_host(service), port))
+                probe.bind((host, port))
             except OSError as exc:
                 raise SystemExit(
                     f"devstack: port {port} for {name} is taken ({exc.strerror}); stop what holds it or set "
@@ -532,10 +556,12 @@ def run(var_dir: Path) -> int:
 
 def write_compose_env(path: Path, credentials: Credentials) -> None:
     envs = all_envs(credentials, ports=configured_ports(), var_dir=credentials.path.parent, style="compose")
+    source = shown(credentials.path)
     header = (
-        f"# Written by `scripts/devstack.py compose-env` from {shown(credentials.path)}: the API keys the four\n"
-        "# services accept and present to each other under docker compose. Secret (mode 0600): never commit it.\n"
-        f"# The admins' keys (admin_token, ...) are in {shown(credentials.path)}. Regenerate; do not edit.\n\n"
+        f"# Written by `scripts/devstack.py compose-env` from {source}: the API keys the four services\n"
+        "# accept and present to each other under docker compose, and order-api's customer-data keys.\n"
+        "# Secret (mode 0600): never commit it. Regenerate it rather than edit it; keep the credentials file,\n"
+        "# which also holds the admins' keys (admin_token, ...): new data keys make sealed data unreadable.\n\n"
     )
     write_private(path, header + render_dotenv(envs), overwrite=True)
     say(f"wrote {shown(path)} (mode 0600) from {shown(credentials.path)}")

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from dotenv import dotenv_values
 
 from servicekit.apikeys import hash_key
 from servicekit.testing import eventually, free_port
@@ -360,6 +361,8 @@ def test_env_gives_every_receiver_the_hashes_and_scopes_and_every_caller_its_key
         assert envs[service][f"{prefix}VAR_DIR"] == str(tmp_path)
         assert envs[service][f"{prefix}LOG_JSON"] == "false"
     assert envs["telegram-gateway"]["TELEGRAM_GATEWAY_WEBHOOK_SECRET"] == secrets["telegram_webhook_secret"]
+    # Embedded order-api keeps its own customer-data keys under var/; only compose gets them from here.
+    assert "ORDER_API_DATA_KEYS" not in envs["order-api"]
 
 
 def test_compose_env_names_peers_by_compose_service_and_is_private(tmp_path: Path) -> None:
@@ -380,4 +383,9 @@ def test_compose_env_names_peers_by_compose_service_and_is_private(tmp_path: Pat
         check=True,
     )
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
-    assert "ORDER_API_WALLET_POOL__URL=http://wallet-pool:8002\n" in output.read_text()
+    written = dotenv_values(output)
+    assert written["ORDER_API_WALLET_POOL__URL"] == "http://wallet-pool:8002"
+    # order-api's customer-data keys (production needs them) stay the same from one compose-env to the next.
+    data_protection = ("ORDER_API_DATA_KEYS", "ORDER_API_DATA_KEY_CURRENT", "ORDER_API_BLIND_INDEX_KEY")
+    for variable in data_protection:
+        assert written[variable] == envs["order-api"][variable]

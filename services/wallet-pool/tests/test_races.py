@@ -97,6 +97,29 @@ class Desk:
             return list(rows.scalars())
 
 
+class RetryingTransport(httpx.AsyncBaseTransport):
+    """Retries a request whose connection failed, as order-api's client (servicekit's) does for these calls:
+    allocation and release are idempotent per order, so a retry can only get the same answer."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, attempts: int = 3) -> None:
+        self.inner = inner
+        self.attempts = attempts
+        self.retried = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await self.inner.handle_async_request(request)
+            except httpx.TransportError:
+                if attempt == self.attempts:
+                    raise
+                self.retried += 1
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def desk(database: Database, race_database_url: str) -> Desk:
     return Desk(database, make_settings(race_database_url))
 

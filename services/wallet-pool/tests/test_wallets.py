@@ -165,7 +165,8 @@ async def test_wallets_are_listed_a_page_at_a_time_stable_under_inserts(api: Poo
     assert everything["next_cursor"] is None
     assert {w["id"] for w in everything["items"]} >= set(first + eth)
     assert [w["id"] for w in (await api.list_wallets(currency="eth")).json()["items"]] == eth
-    assert (await api.list_wallets(network="TRC20")).json()["items"] == []
+    assert (await api.list_wallets(network="trc20")).json()["items"] == []
+    assert [w["id"] for w in (await api.list_wallets(network="Ethereum")).json()["items"]] == eth
 
 
 async def test_list_filters_by_status_and_refuses_bad_paging(api: PoolApi) -> None:

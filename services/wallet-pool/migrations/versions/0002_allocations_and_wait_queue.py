@@ -6,6 +6,7 @@ Create Date: 2026-11-21 12:47:22.900632
 
 - ``allocation``: one row per order id (queued / allocated / released, tombstones included);
 - ``wait_queue_entry``: the wait queue, served per (currency, network) by priority DESC, enqueued_at, id;
+- ``inbox``: ids of order-api's events already processed (``order.closed`` releases an order's address);
 - ``wallet.disable_on_release``; ``wallet.order_id`` widened to 64 characters (PostgreSQL; SQLite does not
   enforce VARCHAR lengths);
 - ``ix_wallet_free_fifo`` rebuilt per (currency, network) in the order the FIFO pick walks it
@@ -76,6 +77,13 @@ def upgrade() -> None:
     sa.UniqueConstraint('order_id', name=op.f('uq_wait_queue_entry_order_id'))
     )
     op.create_index('ix_wait_queue_entry_serving_order', 'wait_queue_entry', ['currency', 'network', sa.literal_column('priority DESC'), 'enqueued_at', 'id'], unique=False)
+    op.create_table('inbox',
+    sa.Column('event_id', sa.String(length=36), nullable=False),
+    sa.Column('event_type', sa.String(length=100), nullable=False),
+    sa.Column('source', sa.String(length=64), nullable=False),
+    sa.Column('received_at', servicekit.db.UtcDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('event_id', name=op.f('pk_inbox'))
+    )
     op.add_column('wallet', sa.Column('disable_on_release', sa.Boolean(), server_default=sa.false(), nullable=False, comment='Disabled while reserved: becomes disabled, not free, when its order releases it.'))
     op.drop_index('ix_wallet_free_fifo', table_name='wallet')
     if postgres:
@@ -105,6 +113,7 @@ def downgrade() -> None:
                    existing_nullable=True)
     with op.batch_alter_table('wallet') as batch_op:
         batch_op.drop_column('disable_on_release')
+    op.drop_table('inbox')
     op.drop_index('ix_wait_queue_entry_serving_order', table_name='wait_queue_entry')
     op.drop_table('wait_queue_entry')
     op.drop_index(op.f('ix_allocation_released_at'), table_name='allocation')

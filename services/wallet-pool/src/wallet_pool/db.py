@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import DeclarativeBase
 
 from servicekit.db import new_metadata
-from servicekit.outbox import outbox_table
+from servicekit.outbox import inbox_table, outbox_table
 
 SCHEMA = "wallet_pool"
 metadata = new_metadata()
@@ -16,3 +16,4 @@ class Base(DeclarativeBase):
 
 
 outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)  # order-api's events (order.closed) already processed

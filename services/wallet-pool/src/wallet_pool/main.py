@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from servicekit.app import Runtime, create_service_app
+from servicekit.events import events_router
+from wallet_pool.allocations.events import order_event_handlers
 from wallet_pool.allocations.router import router as allocations_router
-from wallet_pool.db import SCHEMA, outbox
+from wallet_pool.db import SCHEMA, inbox, outbox
 from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 from wallet_pool.stats.router import router as stats_router
@@ -21,6 +23,8 @@ The pool of deposit addresses the desk controls, per currency and network.
   longest goes first; when none is free the order waits in a fair queue (vip, priority, normal; then
   arrival) and gets the next released address, announced to order-api as a `wallet.assigned` event.
 - **Stats**: pool health per currency.
+- **Events**: order-api's `order.closed` command (from its outbox) releases the order's address, like
+  `POST /v1/allocations/{order_id}/release`.
 
 Every call needs an API key (`Authorization: Bearer <key>`) with the scope named on the route.
 Errors are `application/problem+json` with a stable `code`.
@@ -41,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "wallets", "description": "The deposit addresses of the pool."},
             {"name": "allocations", "description": "An address per order, the wait queue, release."},
             {"name": "stats", "description": "Pool health per currency."},
+            {"name": "events", "description": "Commands and events from order-api."},
         ],
     )
     metrics = PoolMetrics(app.state.metrics_registry)
@@ -49,4 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(wallets_router)
     app.include_router(allocations_router)
     app.include_router(stats_router)
+    # order-api's release command (order.closed, from its outbox), accepted with the key it allocates with.
+    app.include_router(
+        events_router(
+            inbox=inbox,
+            handlers=order_event_handlers(settings=settings, metrics=metrics),
+            scope="allocations:write",
+        )
+    )
     return app

@@ -1,7 +1,7 @@
 """Every table of wallet-pool, imported in one place for Alembic and tests."""
 
 from wallet_pool.allocations.models import Allocation, WaitQueueEntry
-from wallet_pool.db import metadata, outbox
+from wallet_pool.db import inbox, metadata, outbox
 from wallet_pool.wallets.models import Wallet
 
-__all__ = ["Allocation", "WaitQueueEntry", "Wallet", "metadata", "outbox"]
+__all__ = ["Allocation", "WaitQueueEntry", "Wallet", "inbox", "metadata", "outbox"]

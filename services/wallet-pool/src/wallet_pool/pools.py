@@ -69,6 +69,16 @@ def resolve_pool(*, currency: str, network: str | None) -> Pool:
     )
 
 
+def canonical_network(network: str) -> str:
+    """A network name as the desk spells it (``trc20`` → ``TRC20``); unknown names are returned trimmed."""
+    wanted = network.strip().lower()
+    for networks in SUPPORTED.values():
+        for known in networks:
+            if known.lower() == wanted:
+                return known
+    return network.strip()
+
+
 def is_postgres(session: AsyncSession) -> bool:
     return session.bind.dialect.name == "postgresql"
 

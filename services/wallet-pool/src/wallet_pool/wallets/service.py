@@ -16,7 +16,7 @@ from servicekit.db import utcnow
 from servicekit.errors import ValidationFailedError
 from wallet_pool.allocations.service import serve_waiting_orders
 from wallet_pool.metrics import PoolMetrics
-from wallet_pool.pools import Pool, lock_pool, resolve_pool
+from wallet_pool.pools import Pool, canonical_network, lock_pool, resolve_pool
 from wallet_pool.settings import Settings
 from wallet_pool.wallets import repository
 from wallet_pool.wallets.errors import WalletImportInvalidError, WalletNotFoundError
@@ -111,7 +111,7 @@ async def list_wallets(
     rows = await repository.wallet_page(
         session,
         currency=currency.strip().upper() if currency else None,
-        network=network.strip() if network else None,
+        network=canonical_network(network) if network else None,
         status=status.value if status else None,
         after_id=after_id,
         limit=limit + 1,

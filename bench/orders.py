@@ -1,0 +1,268 @@
+"""Order intake under load: order-api and wallet-pool on PostgreSQL + Redis, ``POST /v1/orders`` from N
+concurrent clients on loopback for a fixed time, then the raw PostgreSQL limit for the same writes measured
+with ``pgbench`` and ``bench/order_writes.sql``. Prints orders/s, p50/p99 and the ratio ours / raw.
+
+Usage: ``.venv/bin/python bench/orders.py [--seconds 20] [--concurrency 32]`` (``make bench`` runs it).
+Bounded: one run of ``--seconds`` plus warm-up, loopback only, a pool large enough not to run out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from coin_addresses import demo_address
+from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.testing import ServiceProcess, migrated_database
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from loadgen import percentile  # noqa: E402
+
+PAYOUT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+BAR_ORDERS_PER_SECOND = 300
+BAR_P99_MS = 150
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+def entries(*items: ApiKeyEntry) -> str:
+    return json.dumps([e.model_dump() for e in items])
+
+
+async def start_services(
+    database_url: str, logs: Path, sample_ratio: str
+) -> tuple[ServiceProcess, ServiceProcess, str]:
+    order_key, wallet_key, events_key, admin_key = (
+        mint_key("oa"),
+        mint_key("adm"),
+        mint_key("wp"),
+        mint_key("adm"),
+    )
+    wallet_pool = ServiceProcess(
+        app="wallet_pool.main:create_app",
+        env={
+            "WALLET_POOL_DATABASE_URL": database_url,
+            "WALLET_POOL_REDIS_URL": REDIS_URL,
+            "WALLET_POOL_LOG_LEVEL": "WARNING",
+            "WALLET_POOL_TRACE_SAMPLE_RATIO": sample_ratio,
+            "WALLET_POOL_API_KEYS": entries(
+                ApiKeyEntry(
+                    name="order-api",
+                    hash=hash_key(order_key),
+                    scopes=["allocations:write", "allocations:read", "pool:read", "events:publish"],
+                ),
+                ApiKeyEntry(name="admin", hash=hash_key(wallet_key), scopes=["wallets:write", "pool:read"]),
+            ),
+        },
+        log_path=logs / "wallet-pool.log",
+    )
+    await wallet_pool.start()
+    order_api = ServiceProcess(
+        app="order_api.main:create_app",
+        env={
+            "ORDER_API_DATABASE_URL": database_url,
+            "ORDER_API_REDIS_URL": REDIS_URL,
+            "ORDER_API_LOG_LEVEL": "WARNING",
+            "ORDER_API_TRACE_SAMPLE_RATIO": sample_ratio,
+            "ORDER_API_VAR_DIR": str(logs),
+            "ORDER_API_API_KEYS": entries(
+                ApiKeyEntry(name="admin", hash=hash_key(admin_key), scopes=["admin"]),
+                ApiKeyEntry(name="wallet-pool", hash=hash_key(events_key), scopes=["events:publish"]),
+            ),
+            "ORDER_API_WALLET_POOL__URL": wallet_pool.url,
+            "ORDER_API_WALLET_POOL__API_KEY": order_key,
+            # A load test comes from one address: lift the per-IP abuse limits (still counted in Redis).
+            "ORDER_API_MAX_OPEN_ORDERS_PER_IP": "100000000",
+            "ORDER_API_ORDER_RATE_LIMIT": "100000000/minute",
+        },
+        log_path=logs / "order-api.log",
+    )
+    await order_api.start()
+    return wallet_pool, order_api, wallet_key
+
+
+async def import_wallets(wallet_pool: ServiceProcess, key: str, count: int) -> None:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+        for start in range(0, count, 1000):
+            addresses = [
+                demo_address(currency="BTC", network="bitcoin", seed=i)
+                for i in range(start, min(count, start + 1000))
+            ]
+            async with http.post(
+                f"{wallet_pool.url}/v1/wallets", json={"currency": "BTC", "addresses": addresses}
+            ) as r:
+                if r.status != 201:
+                    raise RuntimeError(f"wallet import failed: {r.status} {await r.text()}")
+
+
+async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> dict[str, Any]:
+    """``concurrency`` clients create orders (a new customer each) as fast as they are answered."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as http:
+        warm_end = time.perf_counter() + warmup
+        deadline = warm_end + seconds
+
+        async def client() -> None:
+            while (start := time.perf_counter()) < deadline:
+                body = {
+                    "email": f"bench-{uuid.uuid4().hex}@example.com",
+                    "from_currency": "BTC",
+                    "to_currency": "USDT",
+                    "to_network": "TRC20",
+                    "amount": "0.01",
+                    "payout_address": PAYOUT,
+                }
+                error = None
+                try:
+                    async with http.post(f"{url}/v1/orders", json=body) as response:
+                        await response.read()
+                        if response.status != 201:
+                            error = f"HTTP {response.status}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    error = type(exc).__name__
+                end = time.perf_counter()
+                if warm_end <= end <= deadline:
+                    if error is None:
+                        latencies.append(end - start)
+                    else:
+                        errors[error] = errors.get(error, 0) + 1
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    ordered = sorted(latencies)
+    return {
+        "orders": len(ordered),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "orders_per_second": len(ordered) / seconds,
+        "p50_ms": percentile(ordered, 0.5) * 1000,
+        "p99_ms": percentile(ordered, 0.99) * 1000,
+    }
+
+
+async def raw_postgres_limit(*, seconds: int, concurrency: int, wallets: int) -> dict[str, Any]:
+    """pgbench on a migrated scratch database running ``bench/order_writes.sql`` (the same writes)."""
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        return {"tps": None, "note": "pgbench not installed"}
+    async with migrated_database("order-api", "wallet-pool", prefix="desk_pgbench") as url:
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(
+                "INSERT INTO wallet_pool.wallet (currency, network, address, status, allocation_count, created_at) "
+                "SELECT 'BTC', 'bitcoin', 'bench-' || g, 'free', 0, now() FROM generate_series(1, $1) g",
+                wallets,
+            )
+            await connection.execute("VACUUM ANALYZE wallet_pool.wallet")
+        finally:
+            await connection.close()
+        database = dsn.rsplit("/", 1)[1]
+        result = subprocess.run(  # noqa: S603, ASYNC221 - fixed argv; the bench waits for it by design
+            [
+                pgbench,
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                str(concurrency),
+                "-j",
+                "2",
+                "-T",
+                str(seconds),
+                "-f",
+                str(ROOT / "bench" / "order_writes.sql"),
+                database,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    match = re.search(r"tps = ([0-9.]+)", result.stdout)
+    latency = re.search(r"latency average = ([0-9.]+) ms", result.stdout)
+    if result.returncode != 0 or match is None:
+        raise RuntimeError(f"pgbench failed:\n{result.stdout}\n{result.stderr}")
+    return {"tps": float(match.group(1)), "latency_avg_ms": float(latency.group(1)) if latency else None}
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    logs = ROOT / "var" / "bench" / "orders"
+    logs.mkdir(parents=True, exist_ok=True)
+    wallets = int(args.wallets)
+    async with migrated_database("order-api", "wallet-pool", prefix="desk_bench") as url:
+        wallet_pool, order_api, wallet_key = await start_services(url, logs, args.sample_ratio)
+        try:
+            await import_wallets(wallet_pool, wallet_key, wallets)
+            ours = await load(
+                order_api.url, seconds=args.seconds, warmup=args.warmup, concurrency=args.concurrency
+            )
+        finally:
+            await order_api.stop()
+            await wallet_pool.stop()
+    raw = await raw_postgres_limit(
+        seconds=int(min(args.seconds, 10)), concurrency=args.concurrency, wallets=60_000
+    )
+    ratio = ours["orders_per_second"] / raw["tps"] if raw.get("tps") else None
+    meets = ours["orders_per_second"] >= BAR_ORDERS_PER_SECOND and ours["p99_ms"] <= BAR_P99_MS
+    print(
+        f"\nOrder intake: POST /v1/orders, {args.concurrency} clients, {args.seconds:.0f} s "
+        f"(order-api + wallet-pool, PostgreSQL + Redis, trace sample ratio {args.sample_ratio})"
+    )
+    print(
+        f"  ours : {ours['orders_per_second']:8.1f} orders/s   p50 {ours['p50_ms']:6.1f} ms   "
+        f"p99 {ours['p99_ms']:6.1f} ms   errors {ours['errors']} {ours['error_kinds'] or ''}"
+    )
+    if raw.get("tps"):
+        print(
+            f"  raw  : {raw['tps']:8.1f} tx/s (pgbench, the same writes in SQL, {args.concurrency} clients)"
+        )
+        print(f"  ratio ours/raw: {ratio:.2f}")
+    print(
+        f"  bar  : >= {BAR_ORDERS_PER_SECOND} orders/s with p99 <= {BAR_P99_MS} ms -> {'met' if meets else 'NOT met'}"
+    )
+    out = ROOT / "var" / "bench" / "orders.json"
+    out.write_text(
+        json.dumps(
+            {
+                "ours": ours,
+                "raw": raw,
+                "ratio": ratio,
+                "meets_bar": meets,
+                "concurrency": args.concurrency,
+                "seconds": args.seconds,
+            },
+            indent=2,
+        )
+    )
+    return 0 if ours["errors"] <= ours["orders"] * 0.01 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--wallets", type=int, default=15_000, help="pool size (must outlast the run)")
+    parser.add_argument("--sample-ratio", default="0.1", help="trace sampling ratio of both services")
+    return asyncio.run(main_async(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

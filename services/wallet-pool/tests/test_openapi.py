@@ -1,0 +1,32 @@
+"""The OpenAPI document describes every route: summary, description, scopes and problem responses."""
+
+from __future__ import annotations
+
+from pooltest import PoolApi
+
+
+async def test_every_route_is_documented(api: PoolApi) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    operations = {
+        (method.upper(), path): operation
+        for path, methods in document["paths"].items()
+        if path.startswith("/v1/")
+        for method, operation in methods.items()
+    }
+    assert set(operations) == {
+        ("POST", "/v1/wallets"),
+        ("GET", "/v1/wallets"),
+        ("POST", "/v1/wallets/{wallet_id}/disable"),
+        ("POST", "/v1/wallets/{wallet_id}/enable"),
+        ("POST", "/v1/allocations"),
+        ("GET", "/v1/allocations/{order_id}"),
+        ("POST", "/v1/allocations/{order_id}/release"),
+        ("GET", "/v1/stats"),
+    }
+    for key, operation in operations.items():
+        assert operation["summary"], key
+        assert "Scope `" in operation["description"], key
+        assert "application/problem+json" in operation["responses"]["403"]["content"], key
+    allocate = operations[("POST", "/v1/allocations")]["responses"]
+    assert {"201", "202", "409", "422"} <= set(allocate)
+    assert allocate["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/AllocationQueuedRead")
