@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -83,9 +85,9 @@ async def start_services(
             ),
             "ORDER_API_WALLET_POOL__URL": wallet_pool.url,
             "ORDER_API_WALLET_POOL__API_KEY": order_key,
-            # A load test comes from one address: lift the per-IP abuse limits (still counted in Redis).
-            "ORDER_API_MAX_OPEN_ORDERS_PER_IP": "100000000",
-            "ORDER_API_ORDER_RATE_LIMIT": "100000000/minute",
+            # Clients come through a trusted proxy with their own addresses (X-Forwarded-For), so the default
+            # per-IP limits apply as in production, counted in Redis.
+            "ORDER_API_TRUSTED_PROXIES": '["127.0.0.1/32"]',
         },
         log_path=logs / "order-api.log",
     )
@@ -111,6 +113,7 @@ async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> 
     """``concurrency`` clients create orders (a new customer each) as fast as they are answered."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    first_error: dict[str, str] = {}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as http:
         warm_end = time.perf_counter() + warmup
@@ -126,12 +129,17 @@ async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> 
                     "amount": "0.01",
                     "payout_address": PAYOUT,
                 }
+                # A fresh client address per order, as the frontend's proxy reports it.
+                client_ip = str(ipaddress.IPv4Address(0x0A000000 + secrets.randbelow(1 << 24)))
                 error = None
                 try:
-                    async with http.post(f"{url}/v1/orders", json=body) as response:
-                        await response.read()
+                    async with http.post(
+                        f"{url}/v1/orders", json=body, headers={"X-Forwarded-For": client_ip}
+                    ) as response:
+                        text = await response.text()
                         if response.status != 201:
                             error = f"HTTP {response.status}"
+                            first_error.setdefault(error, text[:300])
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     error = type(exc).__name__
                 end = time.perf_counter()
@@ -147,6 +155,7 @@ async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> 
         "orders": len(ordered),
         "errors": sum(errors.values()),
         "error_kinds": errors,
+        "first_errors": first_error,
         "orders_per_second": len(ordered) / seconds,
         "p50_ms": percentile(ordered, 0.5) * 1000,
         "p99_ms": percentile(ordered, 0.99) * 1000,

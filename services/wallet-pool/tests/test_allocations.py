@@ -304,3 +304,42 @@ async def test_allocation_metrics_are_counted(api: PoolApi) -> None:
     assert 'wallet_pool_allocations_total{currency="BTC",network="bitcoin",result="queued"}' in page
     assert 'wallet_pool_releases_total{currency="BTC",held="wallet",network="bitcoin"}' in page
     assert 'wallet_pool_queue_assignments_total{currency="BTC",network="bitcoin"}' in page
+
+
+async def test_order_apis_order_closed_command_releases_the_address(
+    api: PoolApi, reader_api: PoolApi, session: AsyncSession
+) -> None:
+    """order-api releases through its outbox: ``order.closed`` on ``POST /v1/events``, exactly once."""
+    await api.stock("BTC", 1)
+    address = (await api.allocate("closing")).json()["address"]
+    await api.allocate("waiting")
+
+    def envelope(event_id: str, order_id: str) -> dict[str, Any]:
+        return {
+            "id": event_id,
+            "type": "order.closed",
+            "source": "order-api",
+            "occurred_at": utcnow().isoformat(),
+            "aggregate_id": order_id,
+            "payload": {"order_id": order_id, "status": "completed", "currency": "BTC", "network": "bitcoin"},
+        }
+
+    first = await api.client.post("/v1/events", json=envelope(EVENT_ID, "closing"), headers=api.headers)
+    assert first.json() == {"event_id": EVENT_ID, "status": "processed"}
+    again = await api.client.post("/v1/events", json=envelope(EVENT_ID, "closing"), headers=api.headers)
+    assert again.json()["status"] == "duplicate"
+    refused = await reader_api.client.post(
+        "/v1/events", json=envelope(OTHER_ID, "x"), headers=reader_api.headers
+    )
+    assert refused.status_code == 403
+    assert (await api.allocation("closing")).json()["status"] == "released"
+    assert await address_of(api, "waiting") == address
+    # An order closed before wallet-pool ever saw it: the tombstone refuses a late allocation.
+    unknown = await api.client.post("/v1/events", json=envelope(OTHER_ID, "early"), headers=api.headers)
+    assert unknown.json()["status"] == "processed"
+    assert (await api.allocate("early")).json()["code"] == "allocation_closed"
+    await assert_pool_invariants(session)
+
+
+EVENT_ID = "6a1f2c3e-0000-4000-8000-000000000001"
+OTHER_ID = "6a1f2c3e-0000-4000-8000-000000000002"

@@ -64,7 +64,7 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_recycle=1800,  # rather than pre-ping: a round trip saved on every checkout
         connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
     )
 

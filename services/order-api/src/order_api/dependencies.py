@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from order_api.clients.wallet_pool import WalletPoolClient
+from order_api.operators.dependencies import AdminStaff, CurrentOperator, OrderHandler, SupportStaff
 from servicekit.apikeys import Caller, require_scope
 
 
@@ -17,3 +18,5 @@ def _wallet_pool(request: Request) -> WalletPoolClient:
 
 WalletPool = Annotated[WalletPoolClient, Depends(_wallet_pool)]
 AdminCaller = Annotated[Caller, Depends(require_scope("admin"))]
+
+__all__ = ["AdminCaller", "AdminStaff", "CurrentOperator", "OrderHandler", "SupportStaff", "WalletPool"]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from order_api.audit.router import router as audit_router
 from order_api.auth.router import router as auth_router
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.db import SCHEMA, inbox, outbox
+from order_api.operators.admin_router import router as operators_admin_router
+from order_api.operators.router import router as operators_router
+from order_api.operators.timeouts import sweep_idle_assignments
 from order_api.orders.events import wallet_event_handlers
 from order_api.orders.router import router as orders_router
 from order_api.protection import DataProtection
@@ -56,6 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_worker(
         PeriodicWorker(name="allocation-reconciler", job=reconcile, interval_seconds=settings.sweep_seconds)
     )
+
+    async def time_out_assignments() -> int:
+        return await sweep_idle_assignments(database=runtime.database, settings=settings)
+
+    runtime.add_worker(
+        PeriodicWorker(
+            name="assignment-timeout", job=time_out_assignments, interval_seconds=settings.sweep_seconds
+        )
+    )
     app = create_service_app(
         settings=settings,
         runtime=runtime,
@@ -64,6 +77,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "orders", "description": "Customers create, follow and cancel their orders."},
             {"name": "auth", "description": "Customer sessions: emailed one-time codes, who am I, log out."},
+            {
+                "name": "operators",
+                "description": "Operators take orders and drive them to completed or cancelled, give them "
+                "back or escalate them; support answers escalations.",
+            },
+            {"name": "admin", "description": "Admins manage operators and their personal tokens."},
+            {"name": "audit", "description": "The append-only, hash-chained audit trail (admins)."},
             {"name": "stats", "description": "Statistics for admins and operators."},
             {"name": "events", "description": "Internal: events from peer services."},
         ],
@@ -75,5 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(auth_router)
     app.include_router(stats_router)
+    app.include_router(operators_router)
+    app.include_router(operators_admin_router)
+    app.include_router(audit_router)
     app.include_router(events_router(inbox=inbox, handlers=wallet_event_handlers(settings)))
     return app

@@ -94,3 +94,15 @@ class Settings(ServiceSettings):
     )
     max_body_bytes: int = Field(default=16_384, description="Request bodies larger than this are refused.")
     sweep_seconds: float = Field(default=5.0, description="How often expiry and reconciliation run.")
+
+    # Operators.
+    operator_token_days: int | None = Field(
+        default=None, ge=1, description="Lifetime of an operator's personal token in days; unset: no expiry."
+    )
+    assignment_timeout_minutes: int = Field(
+        default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."
+    )
+    assignment_timeout_by_currency: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-currency overrides of the assignment timeout in minutes (JSON, e.g. {"BTC": 15}).',
+    )

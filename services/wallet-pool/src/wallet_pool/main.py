@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     metrics = PoolMetrics(app.state.metrics_registry)
     app.state.pool_metrics = metrics
-    runtime.add_worker(QueueSweeper(database=runtime.database, settings=settings, metrics=metrics))
+    runtime.add_worker(QueueSweeper(database=runtime.database, settings=settings, metrics=metrics).worker())
     app.include_router(wallets_router)
     app.include_router(allocations_router)
     app.include_router(stats_router)

@@ -31,8 +31,8 @@ class Allocation(BaseModel):
 
     order_id: str
     status: Literal["allocated", "queued", "released"]
-    currency: str
-    network: str
+    currency: str | None = None
+    network: str | None = None
     address: str | None = None
     position: int | None = None
     estimated_wait_seconds: float | None = None

@@ -60,3 +60,32 @@ async def find_or_create_customer(
 def customer_email(*, protection: DataProtection, customer: Customer) -> str:
     """The customer's email address, opened from its sealed form."""
     return protection.open(customer.email_sealed, context=EMAIL_CONTEXT)
+
+
+async def lock_or_create_customer(
+    *, session: AsyncSession, protection: DataProtection, email: str, locale: str
+) -> Customer:
+    """The customer with this email (created on their first order), row-locked until the transaction ends.
+
+    One round trip: an upsert whose conflict branch rewrites nothing but takes the row lock, so one
+    customer's concurrent orders are serialised (the open-order limit cannot be raced past) and two first
+    orders with one email still end with one customer.
+    """
+    index = protection.email_index(email)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    values = insert(Customer).values(
+        id=new_customer_id(),
+        email_sealed=protection.seal(email.strip(), context=EMAIL_CONTEXT),
+        email_index=index,
+        locale=locale,
+        role=CUSTOMER_ROLE,
+        created_at=utcnow(),
+        completed_orders=0,
+    )
+    statement = values.on_conflict_do_update(
+        index_elements=[Customer.email_index], set_={"email_index": values.excluded.email_index}
+    ).returning(Customer)
+    customer: Customer = (
+        await session.scalars(statement, execution_options={"populate_existing": True})
+    ).one()
+    return customer

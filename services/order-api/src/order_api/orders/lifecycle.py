@@ -1,17 +1,26 @@
 """The order lifecycle (DESIGN §3): the one place that knows which status may follow which, and the one
 function every status change goes through — it checks the transition, bumps ``version``, writes the
-``order_event`` row and emits the events, all in the caller's transaction."""
+``order_event`` row and the ``audit_log`` row and emits the events, all in the caller's transaction.
+
+``take_order`` is the same transition (``awaiting_deposit`` → ``in_progress``) as one conditional ``UPDATE``,
+so any number of concurrent takers have exactly one winner. Event types are the constants below; their
+payloads are documented in the README ("Events").
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from order_api.audit.service import append_audit
+from order_api.customers.models import Customer
 from order_api.db import outbox
+from order_api.operators.models import Operator
 from order_api.orders.errors import OrderTransitionError, OrderVersionMismatchError
 from order_api.orders.models import AllocationState, Order, OrderEvent, OrderStatus
 from servicekit.db import utcnow
@@ -30,6 +39,16 @@ NEXT: dict[OrderStatus, frozenset[OrderStatus]] = {
 TERMINAL = frozenset(s for s, nxt in NEXT.items() if not nxt)
 OPEN = frozenset(OrderStatus) - TERMINAL
 
+# Events to the notifier about an order (README, "Events"). Each transition emits exactly one of the first
+# four; the audit row of an action on an order is named by the same type.
+ORDER_STATUS_CHANGED = "order.status_changed"
+ORDER_TAKEN = "order.taken"
+ORDER_RELEASED = "order.released"
+ORDER_ASSIGNMENT_TIMED_OUT = "order.assignment_timed_out"
+ORDER_ESCALATED = "order.escalated"
+ORDER_ESCALATION_COMMENTED = "order.escalation_commented"
+ORDER_ESCALATION_RESOLVED = "order.escalation_resolved"
+
 
 def check_transition(current: str, target: OrderStatus) -> None:
     if target not in NEXT[OrderStatus(current)]:
@@ -43,17 +62,25 @@ def check_transition(current: str, target: OrderStatus) -> None:
 class Actor:
     """Who changes an order, and through which channel."""
 
-    kind: str  # customer | operator | system
+    kind: str  # customer | operator | api-key | system | cli
     id: str
-    channel: str = "rest"  # rest | telegram | system
+    channel: str = "rest"  # rest | telegram | system | cli
+    role: str | None = None  # operator | support | admin, for staff
+    name: str | None = None
 
     @property
     def label(self) -> str:
         return f"{self.kind}:{self.id}"
 
+    @property
+    def actor_role(self) -> str:
+        """The role the audit trail records: the staff role, else the kind (customer, system)."""
+        return self.role or self.kind
+
 
 SYSTEM_EXPIRY = Actor(kind="system", id="expiry", channel="system")
 SYSTEM_WALLET_POOL = Actor(kind="system", id="wallet-pool", channel="system")
+SYSTEM_ASSIGNMENT_TIMEOUT = Actor(kind="system", id="assignment-timeout", channel="system")
 
 
 def order_payload(order: Order) -> dict[str, Any]:
@@ -101,6 +128,95 @@ async def record_event(
     )
 
 
+async def record_order_action(
+    session: AsyncSession,
+    *,
+    order: Order,
+    actor: Actor,
+    event_type: str,
+    from_status: str | None,
+    comment: str | None = None,
+    details: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    announce: bool = True,
+) -> None:
+    """The record of one action on ``order`` (already applied): its ``order_event`` row, its audit row and,
+    when ``announce``, the ``event_type`` event to the notifier with ``order_payload`` plus who acted."""
+    await record_event(
+        session, order=order, from_status=from_status, actor=actor, comment=comment, details=details
+    )
+    await append_audit(
+        session,
+        actor=actor,
+        action=event_type,
+        target_type="order",
+        target_id=order.id,
+        parameters={
+            "from_status": from_status,
+            "to_status": order.status,
+            "version": order.version,
+            "comment": comment,
+            **(details or {}),
+        },
+    )
+    if not announce:
+        return
+    operator_name = actor.name if actor.kind == "operator" and actor.id == order.operator_id else None
+    if order.operator_id is not None and operator_name is None:
+        operator_name = await session.scalar(select(Operator.name).where(Operator.id == order.operator_id))
+    await add_event(
+        session,
+        outbox,
+        destination="notifier",
+        event_type=event_type,
+        aggregate_id=order.id,
+        payload={
+            **order_payload(order),
+            "from_status": from_status,
+            "operator_name": operator_name,
+            "actor": actor.label,
+            "actor_role": actor.actor_role,
+            "channel": actor.channel,
+            "comment": comment,
+            **(extra or {}),
+        },
+    )
+
+
+async def _after_transition(
+    session: AsyncSession,
+    *,
+    order: Order,
+    from_status: str,
+    actor: Actor,
+    event_type: str,
+    comment: str | None,
+    details: dict[str, Any] | None,
+    extra: dict[str, Any] | None,
+    announce: bool,
+) -> None:
+    await record_order_action(
+        session,
+        order=order,
+        actor=actor,
+        event_type=event_type,
+        from_status=from_status,
+        comment=comment,
+        details=details,
+        extra=extra,
+        announce=announce,
+    )
+    if order.status == OrderStatus.COMPLETED:
+        # Completed orders earn the customer queue priority (settings.priority).
+        await session.execute(
+            update(Customer)
+            .where(Customer.id == order.customer_id)
+            .values(completed_orders=Customer.completed_orders + 1)
+        )
+    if order.status in TERMINAL and order.allocation_state != AllocationState.RELEASED:
+        await request_release(session, order=order)
+
+
 async def change_status(
     session: AsyncSession,
     *,
@@ -112,8 +228,11 @@ async def change_status(
     changes: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
     announce: bool = True,
+    event_type: str = ORDER_STATUS_CHANGED,
+    extra: dict[str, Any] | None = None,
 ) -> Order:
-    """Move ``order`` to ``to``: checked, versioned, recorded and announced in the caller's transaction.
+    """Move ``order`` to ``to``: checked, versioned, recorded, audited and announced in the caller's
+    transaction (``extra`` adds fields to the event's payload).
 
     The ``UPDATE`` is conditional on the version read, so a concurrent change makes this one fail with
     ``412`` (when the caller named a version) or ``409`` rather than silently overwrite it. Entering a
@@ -145,27 +264,88 @@ async def change_status(
     from_status = order.status
     for name, value in values.items():
         set_committed_value(order, name, value)  # already written above: keep the ORM from writing it again
-    await record_event(
-        session, order=order, from_status=from_status, actor=actor, comment=comment, details=details
+    await _after_transition(
+        session,
+        order=order,
+        from_status=from_status,
+        actor=actor,
+        event_type=event_type,
+        comment=comment,
+        details=details,
+        extra=extra,
+        announce=announce,
     )
-    if announce:
-        payload = {
-            **order_payload(order),
-            "from_status": from_status,
-            "actor": actor.label,
-            "channel": actor.channel,
-        }
-        await add_event(
-            session,
-            outbox,
-            destination="notifier",
-            event_type="order.status_changed",
-            payload=payload,
-            aggregate_id=order.id,
-        )
-    if to in TERMINAL and order.allocation_state != AllocationState.RELEASED:
-        await request_release(session, order=order)
     return order
+
+
+async def take_order(session: AsyncSession, *, order_id: str, actor: Actor) -> Order | None:
+    """Give an ``awaiting_deposit`` order nobody holds to the operator ``actor``, in ONE conditional
+    ``UPDATE``: of any number of concurrent takers exactly one matches the row. ``None`` when this one did
+    not (taken by someone else, not takeable, or no such order: the caller reads the order to tell which)."""
+    check_transition(OrderStatus.AWAITING_DEPOSIT, OrderStatus.IN_PROGRESS)
+    order = (
+        await session.execute(
+            update(Order)
+            .where(
+                Order.id == order_id,
+                Order.status == OrderStatus.AWAITING_DEPOSIT.value,
+                Order.operator_id.is_(None),
+            )
+            .values(
+                status=OrderStatus.IN_PROGRESS.value,
+                operator_id=actor.id,
+                version=Order.version + 1,
+                updated_at=utcnow(),
+            )
+            .returning(Order)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if order is not None:
+        await _after_transition(
+            session,
+            order=order,
+            from_status=OrderStatus.AWAITING_DEPOSIT.value,
+            actor=actor,
+            event_type=ORDER_TAKEN,
+            comment=None,
+            details=None,
+            extra=None,
+            announce=True,
+        )
+    return order
+
+
+async def give_back(
+    session: AsyncSession,
+    *,
+    order: Order,
+    actor: Actor,
+    expires_at: datetime,
+    event_type: str = ORDER_RELEASED,
+    comment: str | None = None,
+    expected_version: int | None = None,
+) -> Order:
+    """``in_progress`` → ``awaiting_deposit``: nobody holds the order any more and operators may take it
+    again (an operator gave it back, or the assignment timed out); the customer gets until ``expires_at``."""
+    previous = order.operator_id
+    if order.status != OrderStatus.IN_PROGRESS:
+        raise OrderTransitionError(
+            f"Only an order in progress can be given back; this one is {order.status}.",
+            extra={"order_status": order.status},
+        )
+    return await change_status(
+        session,
+        order=order,
+        to=OrderStatus.AWAITING_DEPOSIT,
+        actor=actor,
+        comment=comment,
+        expected_version=expected_version,
+        changes={"operator_id": None, "expires_at": expires_at},
+        details={"previous_operator_id": previous},
+        event_type=event_type,
+        extra={"previous_operator_id": previous},
+    )
 
 
 async def request_release(session: AsyncSession, *, order: Order) -> None:

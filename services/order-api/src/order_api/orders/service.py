@@ -24,8 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coin_addresses import InvalidAddressError, UnsupportedNetworkError, default_network, validate_address
 from order_api.auth.service import CustomerPrincipal, open_order_session
 from order_api.clients.wallet_pool import Allocation, WalletPoolClient
-from order_api.customers.models import Customer
-from order_api.customers.service import find_or_create_customer
+from order_api.customers.service import lock_or_create_customer
 from order_api.db import outbox
 from order_api.orders.errors import (
     FullSessionRequiredError,
@@ -199,13 +198,15 @@ async def _claim_idempotency_key(
     return OrderResponse(status_code=existing.response_status, body=body)
 
 
-async def _open_orders(session: AsyncSession, *, column: Any, value: str) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Order)
+async def _holds_open_orders(session: AsyncSession, *, column: Any, value: str, limit: int) -> bool:
+    """Whether ``column == value`` already holds ``limit`` open orders (reads at most ``limit`` rows)."""
+    open_orders = (
+        select(Order.id)
         .where(column == value, Order.status.in_([s.value for s in OPEN]))
+        .limit(limit)
+        .subquery()
     )
-    return int(count or 0)
+    return int(await session.scalar(select(func.count()).select_from(open_orders)) or 0) >= limit
 
 
 async def create_order(
@@ -233,29 +234,20 @@ async def create_order(
             return replay
 
     full_session = principal if principal is not None and principal.kind == "full" else None
-    customer = await find_or_create_customer(
+    # Locked until commit: one customer's concurrent orders queue here, so the limit cannot be raced past.
+    customer = await lock_or_create_customer(
         session=session, protection=protection, email=request.email, locale=request.locale
     )
     if full_session is not None and full_session.customer_id != customer.id:
         raise _field_error("email", "does not match the signed-in customer")
-    # One customer's concurrent requests queue here, so the open-order limit cannot be raced past.
-    await session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
-    if (
-        await _open_orders(session, column=Order.customer_id, value=customer.id)
-        >= settings.max_open_orders_per_customer
-    ):
+    limit = settings.max_open_orders_per_customer
+    if await _holds_open_orders(session, column=Order.customer_id, value=customer.id, limit=limit):
         raise OpenOrderLimitError(
-            f"A customer may hold {settings.max_open_orders_per_customer} open orders; finish or cancel one first.",
-            extra={"limit": settings.max_open_orders_per_customer},
+            f"A customer may hold {limit} open orders; finish or cancel one first.", extra={"limit": limit}
         )
-    if (
-        await _open_orders(session, column=Order.client_ip, value=client_ip)
-        >= settings.max_open_orders_per_ip
-    ):
-        raise OpenOrderLimitError(
-            "Too many open orders from this network address.",
-            extra={"limit": settings.max_open_orders_per_ip},
-        )
+    limit = settings.max_open_orders_per_ip
+    if await _holds_open_orders(session, column=Order.client_ip, value=client_ip, limit=limit):
+        raise OpenOrderLimitError("Too many open orders from this network address.", extra={"limit": limit})
 
     now = utcnow()
     rules = settings.currencies[request.from_currency]

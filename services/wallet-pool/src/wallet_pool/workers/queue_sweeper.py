@@ -11,27 +11,25 @@ prevent alone (a transaction that picked a wallet and then rolled back), and ref
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import sys
 import time
 from datetime import datetime
 
 from servicekit.db import Database
+from servicekit.workers import PeriodicWorker
 from wallet_pool.allocations.service import hand_rested_wallets_to_waiting_orders, pools_to_sweep
 from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 from wallet_pool.stats.service import pool_levels
 
-log = logging.getLogger("wallet_pool.sweeper")
-
 
 class QueueSweeper:
+    """The sweeper's passes; :meth:`worker` runs them every ``queue_sweep_seconds`` in the background."""
+
     def __init__(self, *, database: Database, settings: Settings, metrics: PoolMetrics | None = None) -> None:
         self.database = database
         self.settings = settings
         self.metrics = metrics
-        self._task: asyncio.Task[None] | None = None
         self._gauges_due = 0.0
 
     async def sweep_once(self, *, now: datetime | None = None) -> int:
@@ -52,27 +50,19 @@ class QueueSweeper:
         async with self.database.sessionmaker() as session:
             self.metrics.observe_levels(await pool_levels(session=session))
 
-    async def run(self) -> None:
-        """Sweep until cancelled; a failed pass is logged and retried on the next tick, never fatal."""
-        while True:
-            try:
-                await self.sweep_once()
-                if self.metrics is not None and time.monotonic() >= self._gauges_due:
-                    await self.refresh_gauges()
-                    self._gauges_due = time.monotonic() + self.settings.metrics_refresh_seconds
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("queue sweep failed")
-            await asyncio.sleep(self.settings.queue_sweep_seconds)
+    async def run_once(self) -> int:
+        """A sweep, and the gauges when they are due."""
+        handed = await self.sweep_once()
+        if self.metrics is not None and time.monotonic() >= self._gauges_due:
+            await self.refresh_gauges()
+            self._gauges_due = time.monotonic() + self.settings.metrics_refresh_seconds
+        return handed
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="queue-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def worker(self) -> PeriodicWorker:
+        # A pass serves every pool completely, so there is never a backlog to run again for at once.
+        return PeriodicWorker(
+            name="queue-sweeper",
+            job=self.run_once,
+            interval_seconds=self.settings.queue_sweep_seconds,
+            batch_size=sys.maxsize,
+        )

@@ -1,0 +1,1 @@
+"""Operators, support and admins: accounts and tokens, and the work they do on orders (DESIGN §6)."""

@@ -1,0 +1,98 @@
+"""``/v1/admin/operators``: admins manage staff accounts and their personal tokens. Every change is audited."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from order_api.auth.dependencies import AppSettings
+from order_api.operators import service
+from order_api.operators.dependencies import AdminStaff
+from order_api.operators.schemas import (
+    OperatorCreate,
+    OperatorCreated,
+    OperatorRead,
+    OperatorTokenRead,
+    OperatorUpdate,
+)
+from servicekit.app import DbSession
+from servicekit.errors import problem_responses
+
+router = APIRouter(prefix="/v1/admin/operators", tags=["admin"])
+
+
+@router.post(
+    "",
+    summary="Create an operator",
+    description="Returns the operator with a personal token (`op_…`) shown only in this response; only its "
+    "hash is stored. `telegram_user_id` lets the Telegram gateway act for them. Admins only.",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OperatorCreated,
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def create_operator(
+    body: OperatorCreate, session: DbSession, settings: AppSettings, admin: AdminStaff
+) -> OperatorCreated:
+    return await service.create_operator(session=session, settings=settings, actor=admin.actor, request=body)
+
+
+@router.get(
+    "",
+    summary="List operators",
+    response_model=list[OperatorRead],
+    responses=problem_responses(401, 403),
+)
+async def list_operators(session: DbSession, _admin: AdminStaff) -> list[OperatorRead]:
+    return await service.list_operators(session=session)
+
+
+@router.get(
+    "/{operator_id}",
+    summary="Read an operator",
+    response_model=OperatorRead,
+    responses=problem_responses(401, 403, 404),
+)
+async def get_operator(operator_id: str, session: DbSession, _admin: AdminStaff) -> OperatorRead:
+    return await service.get_operator(session=session, operator_id=operator_id)
+
+
+@router.patch(
+    "/{operator_id}",
+    summary="Change an operator",
+    description="Rename, change the role, link or unlink Telegram (`telegram_user_id: null`), deactivate "
+    "(`active: false`: nothing works for them any more, token and Telegram alike).",
+    response_model=OperatorRead,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def update_operator(
+    operator_id: str, body: OperatorUpdate, session: DbSession, admin: AdminStaff
+) -> OperatorRead:
+    return await service.update_operator(
+        session=session, actor=admin.actor, operator_id=operator_id, request=body
+    )
+
+
+@router.post(
+    "/{operator_id}/rotate-token",
+    summary="Issue a new personal token",
+    description="The new token is shown only in this response; the previous one stops working at once.",
+    response_model=OperatorTokenRead,
+    responses=problem_responses(401, 403, 404),
+)
+async def rotate_operator_token(
+    operator_id: str, session: DbSession, settings: AppSettings, admin: AdminStaff
+) -> OperatorTokenRead:
+    return await service.rotate_operator_token(
+        session=session, settings=settings, actor=admin.actor, operator_id=operator_id
+    )
+
+
+@router.post(
+    "/{operator_id}/revoke-token",
+    summary="Revoke the personal token",
+    description="The token stops working at once (`401`); a linked Telegram account keeps working unless "
+    "the operator is deactivated.",
+    response_model=OperatorRead,
+    responses=problem_responses(401, 403, 404),
+)
+async def revoke_operator_token(operator_id: str, session: DbSession, admin: AdminStaff) -> OperatorRead:
+    return await service.revoke_operator_token(session=session, actor=admin.actor, operator_id=operator_id)

@@ -1,0 +1,71 @@
+"""Errors of the operator workflow, each with a stable ``code``."""
+
+from __future__ import annotations
+
+from servicekit.errors import ConflictError, DomainError, NotFoundError
+
+
+class OperatorTokenMissingError(DomainError):
+    status = 401
+    code = "operator_token_missing"
+    title = "Operator token required"
+
+
+class OperatorTokenInvalidError(DomainError):
+    """Unknown, revoked and expired tokens (and unknown API keys) are one error: the answer does not say
+    which."""
+
+    status = 401
+    code = "operator_token_invalid"
+    title = "Operator token not accepted"
+
+
+class OperatorForbiddenError(DomainError):
+    status = 403
+    code = "operator_forbidden"
+    title = "Your role may not do this"
+
+
+class TelegramOperatorUnknownError(DomainError):
+    status = 403
+    code = "telegram_operator_unknown"
+    title = "No active operator is linked to this Telegram user"
+
+
+class OperatorNotFoundError(NotFoundError):
+    code = "operator_not_found"
+    title = "Operator not found"
+
+
+class OperatorTelegramIdTakenError(ConflictError):
+    code = "operator_telegram_id_taken"
+    title = "Another operator is linked to this Telegram user"
+
+
+class OrderAlreadyTakenError(ConflictError):
+    """Carries ``held_by: {operator_id, name}``."""
+
+    code = "order_already_taken"
+    title = "Another operator has taken this order"
+
+
+class OrderNotHeldError(ConflictError):
+    """Carries ``held_by: {operator_id, name}`` (null when nobody holds the order)."""
+
+    code = "order_not_held"
+    title = "You do not hold this order"
+
+
+class OrderAlreadyEscalatedError(ConflictError):
+    code = "order_already_escalated"
+    title = "The order already has an open escalation"
+
+
+class EscalationNotFoundError(NotFoundError):
+    code = "escalation_not_found"
+    title = "Escalation not found"
+
+
+class EscalationNotOpenError(ConflictError):
+    code = "escalation_not_open"
+    title = "The escalation is already resolved"

@@ -1,0 +1,103 @@
+"""The ``operator``, ``escalation`` and ``escalation_comment`` tables, and the indexes of ``order`` that the
+operator workflow reads by."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from order_api.db import Base
+from order_api.orders.models import Order
+from servicekit.db import UtcDateTime
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class OperatorRole(enum.StrEnum):
+    OPERATOR = "operator"  # takes orders and drives them
+    SUPPORT = "support"  # answers escalations
+    ADMIN = "admin"  # everything, including managing operators and reading the audit trail
+
+
+class Operator(Base):
+    """A member of staff. Their personal token is shown once; only its SHA-256 is kept (``token_hash``).
+    ``telegram_user_id`` links them to the Telegram account the gateway acts for."""
+
+    __tablename__ = "operator"
+    __table_args__ = (CheckConstraint("role IN ('operator', 'support', 'admin')", name="role_known"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    token_hash: Mapped[str | None] = mapped_column(
+        String(64), unique=True, comment="sha256 hex of the personal token; null when none was issued."
+    )
+    token_issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, comment="Null: no expiry.")
+    token_revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EscalationStatus(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Escalation(Base):
+    """Support pulled into an order: a flag on the order (not a status) with a comment thread. An order has
+    at most one open escalation."""
+
+    __tablename__ = "escalation"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status_known"),
+        Index(
+            "uq_escalation_open_order",
+            "order_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+        Index("ix_escalation_status_raised_at", "status", "raised_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    order_id: Mapped[str] = mapped_column(String(36), ForeignKey("order.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    raised_by: Mapped[str] = mapped_column(String(80), comment="Actor label, e.g. operator:<id>.")
+    raised_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(80))
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    comments: Mapped[list[EscalationComment]] = relationship(
+        order_by="EscalationComment.id", lazy="raise", cascade="all"
+    )
+
+
+class EscalationComment(Base):
+    """One message of an escalation's thread (the first is the reason it was raised)."""
+
+    __tablename__ = "escalation_comment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[str] = mapped_column(String(36), ForeignKey("escalation.id"), index=True)
+    author: Mapped[str] = mapped_column(String(80), comment="Actor label, e.g. operator:<id>.")
+    author_name: Mapped[str] = mapped_column(String(100))
+    author_role: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+# The operator workflow reads ``order`` by status in arrival order (the takeable list), by holder (my orders,
+# stats, load) and by deposit address (the address's previous orders, DESIGN §4).
+Index("ix_order_status_created_at_id", Order.status, Order.created_at, Order.id)
+Index("ix_order_operator_status", Order.operator_id, Order.status)
+Index("ix_order_deposit_address", Order.deposit_address)

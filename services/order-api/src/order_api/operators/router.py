@@ -1,0 +1,232 @@
+"""``/v1/operator``: the operator's work on orders, support's escalations, workload stats. Thin: parse,
+call one service function, shape the response."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, status
+
+from order_api.auth.dependencies import AppSettings, Protection
+from order_api.operators import stats, workflow
+from order_api.operators.dependencies import CurrentOperator, OrderHandler, SupportStaff
+from order_api.operators.models import EscalationStatus
+from order_api.operators.schemas import (
+    EscalationCommentCreate,
+    EscalationCreate,
+    EscalationRead,
+    EscalationResolutionCreate,
+    OperatorOrderDetail,
+    OperatorOrderFilter,
+    OperatorOrderPage,
+    OperatorOrderRead,
+    OperatorStatsRead,
+    OrderReleaseCreate,
+    OrderStatusUpdate,
+)
+from order_api.orders.router import IfMatch
+from servicekit.app import DbSession
+from servicekit.errors import problem_responses
+
+router = APIRouter(prefix="/v1/operator", tags=["operators"])
+OrderQuery = Annotated[OperatorOrderFilter, Query()]
+
+
+@router.get(
+    "/orders",
+    summary="List takeable orders",
+    description="Orders awaiting their deposit that nobody holds, oldest first (any status with `status`), "
+    "filtered by currency, amount range and creation time. Cursor pages stay correct while orders are taken "
+    "and created. Every role.",
+    response_model=OperatorOrderPage,
+    responses=problem_responses(401, 403, 422),
+)
+async def list_orders(
+    session: DbSession, protection: Protection, _staff: CurrentOperator, query: OrderQuery
+) -> OperatorOrderPage:
+    return await workflow.list_orders(session=session, protection=protection, query=query)
+
+
+@router.get(
+    "/orders/mine",
+    summary="List my orders",
+    description="The orders I hold (`in_progress` by default; `status=completed` for those I closed), oldest "
+    "first, with the same filters and cursor as the takeable list.",
+    response_model=OperatorOrderPage,
+    responses=problem_responses(401, 403, 422),
+)
+async def list_my_orders(
+    session: DbSession, protection: Protection, principal: CurrentOperator, query: OrderQuery
+) -> OperatorOrderPage:
+    return await workflow.list_my_orders(
+        session=session, protection=protection, principal=principal, query=query
+    )
+
+
+@router.get(
+    "/orders/{order_id}",
+    summary="Read an order",
+    description="With its holder, its open escalation and up to 10 earlier orders that had the same deposit "
+    "address (a late deposit may belong to one of them).",
+    response_model=OperatorOrderDetail,
+    responses=problem_responses(401, 403, 404),
+)
+async def get_order(
+    order_id: str, session: DbSession, protection: Protection, _staff: CurrentOperator
+) -> OperatorOrderDetail:
+    return await workflow.get_order(session=session, protection=protection, order_id=order_id)
+
+
+@router.post(
+    "/orders/{order_id}/take",
+    summary="Take an order",
+    description="Only an order `awaiting_deposit` that nobody holds; it becomes `in_progress`, held by you. "
+    "Of concurrent takers exactly one wins; the others get `409 order_already_taken` with `held_by`. "
+    "Taking an order you already hold changes nothing. Roles operator and admin (with an operator account).",
+    response_model=OperatorOrderRead,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def take_order(
+    order_id: str, session: DbSession, protection: Protection, principal: OrderHandler
+) -> OperatorOrderRead:
+    return await workflow.take_order(
+        session=session, protection=protection, principal=principal, order_id=order_id
+    )
+
+
+@router.post(
+    "/orders/{order_id}/status",
+    summary="Change an order's status",
+    description="`completed` or `cancelled` (the deposit address returns to the pool, even if wallet-pool is "
+    "down right now), or `awaiting_deposit` to give it back. Only the holder, or an admin; only the "
+    "transitions of the order lifecycle (`409 order_transition_not_allowed`). A stale `If-Match` is `412`.",
+    response_model=OperatorOrderRead,
+    responses=problem_responses(401, 403, 404, 409, 412, 422),
+)
+async def change_order_status(
+    order_id: str,
+    body: OrderStatusUpdate,
+    session: DbSession,
+    settings: AppSettings,
+    protection: Protection,
+    principal: OrderHandler,
+    if_match: IfMatch = None,
+) -> OperatorOrderRead:
+    return await workflow.change_order_status(
+        session=session,
+        settings=settings,
+        protection=protection,
+        principal=principal,
+        order_id=order_id,
+        request=body,
+        expected_version=if_match,
+    )
+
+
+@router.post(
+    "/orders/{order_id}/release",
+    summary="Give an order back",
+    description="The held order returns to `awaiting_deposit`, takeable by anyone, and operators are told "
+    "(`order.released`). Only the holder, or an admin.",
+    response_model=OperatorOrderRead,
+    responses=problem_responses(401, 403, 404, 409, 412, 422),
+)
+async def release_order(
+    order_id: str,
+    session: DbSession,
+    settings: AppSettings,
+    protection: Protection,
+    principal: OrderHandler,
+    body: Annotated[OrderReleaseCreate | None, Body()] = None,
+    if_match: IfMatch = None,
+) -> OperatorOrderRead:
+    return await workflow.give_back_order(
+        session=session,
+        settings=settings,
+        protection=protection,
+        principal=principal,
+        order_id=order_id,
+        comment=body.comment if body else None,
+        expected_version=if_match,
+    )
+
+
+@router.post(
+    "/orders/{order_id}/escalate",
+    summary="Escalate an order to support",
+    description="Flags the order and starts a comment thread; support is notified (`order.escalated`). "
+    "Only the holder, or an admin; one open escalation per order.",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EscalationRead,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def escalate_order(
+    order_id: str, body: EscalationCreate, session: DbSession, principal: OrderHandler
+) -> EscalationRead:
+    return await workflow.escalate_order(
+        session=session, principal=principal, order_id=order_id, comment=body.comment
+    )
+
+
+@router.get(
+    "/escalations",
+    summary="List escalations",
+    description="Open ones by default, oldest first, with their threads. Roles support and admin.",
+    response_model=list[EscalationRead],
+    responses=problem_responses(401, 403, 422),
+)
+async def list_escalations(
+    session: DbSession,
+    _support: SupportStaff,
+    escalation_status: Annotated[EscalationStatus | None, Query(alias="status")] = EscalationStatus.OPEN,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> list[EscalationRead]:
+    return await workflow.list_escalations(session=session, status=escalation_status, limit=limit)
+
+
+@router.post(
+    "/escalations/{escalation_id}/comments",
+    summary="Comment on an escalation",
+    description="Support, admins and the order's holder add to an open escalation's thread.",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EscalationRead,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def comment_on_escalation(
+    escalation_id: str, body: EscalationCommentCreate, session: DbSession, principal: CurrentOperator
+) -> EscalationRead:
+    return await workflow.comment_on_escalation(
+        session=session, principal=principal, escalation_id=escalation_id, comment=body.comment
+    )
+
+
+@router.post(
+    "/escalations/{escalation_id}/resolve",
+    summary="Resolve an escalation",
+    description="Clears the order's flag; the comment ends the thread and the holder is notified "
+    "(`order.escalation_resolved`). Roles support and admin.",
+    response_model=EscalationRead,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def resolve_escalation(
+    escalation_id: str, body: EscalationResolutionCreate, session: DbSession, principal: SupportStaff
+) -> EscalationRead:
+    return await workflow.resolve_escalation(
+        session=session, principal=principal, escalation_id=escalation_id, comment=body.comment
+    )
+
+
+@router.get(
+    "/stats",
+    summary="My workload next to the team's",
+    description="Orders I completed or cancelled in the last `days`, my average handling time (taken to "
+    "closed) and my open orders; the same for the whole team, anonymised, with my rank.",
+    response_model=OperatorStatsRead,
+    responses=problem_responses(401, 403, 422),
+)
+async def get_stats(
+    session: DbSession,
+    principal: CurrentOperator,
+    days: Annotated[int, Query(ge=1, le=366, description="The period, in days up to now.")] = 30,
+) -> OperatorStatsRead:
+    return await stats.operator_stats(session=session, principal=principal, days=days)

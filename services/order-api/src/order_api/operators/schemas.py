@@ -1,0 +1,201 @@
+"""Request and response bodies of ``/v1/admin/operators`` and ``/v1/operator``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from order_api.orders.models import OrderStatus
+from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
+
+RoleName = Literal["operator", "support", "admin"]
+OperatorName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+TelegramUserId = Annotated[int, Field(gt=0, lt=2**63, description="The operator's Telegram user id.")]
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+
+class OperatorCreate(BaseModel):
+    """A new member of staff."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Anna", "role": "operator", "telegram_user_id": 123456789}]},
+    )
+
+    name: OperatorName
+    role: RoleName = Field(
+        default="operator",
+        description="`operator` takes and drives orders; `support` answers escalations; `admin` does all "
+        "of it and manages operators.",
+    )
+    telegram_user_id: TelegramUserId | None = Field(
+        default=None, description="Link a Telegram account: the gateway then acts for this operator."
+    )
+
+
+class OperatorUpdate(BaseModel):
+    """Fields to change; an explicit `telegram_user_id: null` unlinks Telegram."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: OperatorName | None = None
+    role: RoleName | None = None
+    telegram_user_id: TelegramUserId | None = None
+    active: bool | None = Field(default=None, description="An inactive operator can do nothing.")
+
+
+class OperatorRead(BaseModel):
+    id: str
+    name: str
+    role: RoleName
+    telegram_user_id: int | None
+    active: bool
+    token_active: bool = Field(description="A personal token is issued and neither revoked nor expired.")
+    token_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OperatorCreated(OperatorRead):
+    token: str = Field(
+        description="The personal token (`op_…`), shown only here: send it as `Authorization: Bearer …`."
+    )
+
+
+class OperatorTokenRead(BaseModel):
+    """A new personal token, shown only here; the previous one stopped working."""
+
+    operator_id: str
+    token: str
+    expires_at: datetime | None
+
+
+class OperatorOrderFilter(BaseModel):
+    """Which orders to list (query parameters). Pages run oldest first, so the longest-waiting order
+    comes first and a cursor stays correct while orders change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: OrderStatus | None = Field(
+        default=None,
+        description="Default: `awaiting_deposit` (takeable) for the list, `in_progress` for my orders.",
+    )
+    currency: CurrencyCode | None = Field(default=None, description="What the customer sends.")
+    amount_min: Decimal | None = Field(default=None, ge=0, description="Inclusive, e.g. `0.01`.")
+    amount_max: Decimal | None = Field(default=None, ge=0, description="Inclusive.")
+    created_from: datetime | None = Field(default=None, description="Inclusive.")
+    created_to: datetime | None = Field(default=None, description="Exclusive.")
+    cursor: str | None = Field(default=None, max_length=200, description="`next_cursor` of the page before.")
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class OperatorOrderRead(OrderRead):
+    """An order as staff see it: with its holder and whether support is pulled in."""
+
+    operator_id: str | None = Field(description="Who holds the order (or held it when it closed).")
+    operator_name: str | None
+    escalated: bool = Field(description="An escalation is open.")
+
+
+class OperatorOrderPage(BaseModel):
+    items: list[OperatorOrderRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class AddressHistoryEntry(BaseModel):
+    """An earlier order that had the same deposit address (a late deposit may belong to it)."""
+
+    order_id: str
+    status: str
+    amount: Amount
+    from_currency: str
+    created_at: datetime
+    address_assigned_at: datetime | None
+    closed_at: datetime | None
+
+
+class EscalationCommentRead(BaseModel):
+    id: int
+    author_name: str
+    author_role: str
+    channel: str
+    body: str
+    created_at: datetime
+
+
+class EscalationRead(BaseModel):
+    id: str
+    order_id: str
+    status: Literal["open", "resolved"]
+    raised_by: str
+    raised_at: datetime
+    resolved_by: str | None
+    resolved_at: datetime | None
+    comments: list[EscalationCommentRead] = Field(description="The thread, oldest first.")
+
+
+class OperatorOrderDetail(OperatorOrderRead):
+    address_history: list[AddressHistoryEntry] = Field(
+        description="Up to 10 other orders that had this deposit address, newest first."
+    )
+    escalation: EscalationRead | None = Field(description="The open escalation, if any.")
+
+
+class OrderStatusUpdate(BaseModel):
+    """Drive a held order: complete it, cancel it, or give it back (`awaiting_deposit`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["completed", "cancelled", "awaiting_deposit"]
+    comment: Comment | None = None
+
+
+class OrderReleaseCreate(BaseModel):
+    """Give a held order back to the takeable pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment | None = None
+
+
+class EscalationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment = Field(description="What support should look at.")
+
+
+class EscalationCommentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment
+
+
+class EscalationResolutionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment = Field(description="How it was resolved.")
+
+
+class WorkloadRead(BaseModel):
+    processed: int = Field(description="Orders completed or cancelled while held, in the period.")
+    completed: int
+    cancelled: int
+    average_handling_seconds: float | None = Field(description="From taking to closing; null without data.")
+    open_orders: int = Field(description="Orders in progress now.")
+
+
+class TeamWorkloadRead(WorkloadRead):
+    """The whole team, anonymised: no names or ids."""
+
+    operators: int = Field(description="Operators who processed or hold orders.")
+    processed_per_operator: list[int] = Field(description="Each operator's processed count, largest first.")
+    my_rank: int | None = Field(description="My place in that list (1 = most processed); null if absent.")
+
+
+class OperatorStatsRead(BaseModel):
+    since: datetime = Field(description="Start of the period counted.")
+    mine: WorkloadRead
+    team: TeamWorkloadRead

@@ -1,0 +1,79 @@
+"""Assignment timeout (seed 13.4): an order taken and left untouched — no step of its story (``order_event``)
+for ``assignment_timeout_minutes``, or the override for its currency — goes back to the takeable pool, and
+``order.assignment_timed_out`` tells the operators. Orders waiting on an open escalation are left alone:
+support holds them up, not the operator. Runs in every replica; rows are claimed with ``SKIP LOCKED``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.operators.workflow import deposit_deadline, has_open_escalation
+from order_api.orders.lifecycle import ORDER_ASSIGNMENT_TIMED_OUT, SYSTEM_ASSIGNMENT_TIMEOUT, give_back
+from order_api.orders.models import Order, OrderEvent, OrderStatus
+from order_api.settings import Settings
+from servicekit.db import Database, utcnow
+
+log = logging.getLogger("order_api.operators.timeouts")
+BATCH = 100
+
+
+def _untouched_since(cutoff: datetime) -> Any:
+    return (
+        ~select(OrderEvent.id).where(OrderEvent.order_id == Order.id, OrderEvent.created_at > cutoff).exists()
+    )
+
+
+def timeout_minutes(settings: Settings, currency: str) -> int:
+    return settings.assignment_timeout_by_currency.get(currency, settings.assignment_timeout_minutes)
+
+
+async def return_idle_assignments(session: AsyncSession, *, settings: Settings) -> int:
+    """Give back every idle in-progress order, in the caller's transaction; returns how many."""
+    now = utcnow()
+    overrides = settings.assignment_timeout_by_currency
+    idle = or_(
+        *(
+            and_(Order.from_currency == currency, _untouched_since(now - timedelta(minutes=minutes)))
+            for currency, minutes in overrides.items()
+        ),
+        and_(
+            Order.from_currency.not_in(list(overrides)),
+            _untouched_since(now - timedelta(minutes=settings.assignment_timeout_minutes)),
+        ),
+    )
+    orders = (
+        (
+            await session.execute(
+                select(Order)
+                .where(Order.status == OrderStatus.IN_PROGRESS.value, idle, ~has_open_escalation(Order.id))
+                .order_by(Order.updated_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True, of=Order)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for order in orders:
+        await give_back(
+            session,
+            order=order,
+            actor=SYSTEM_ASSIGNMENT_TIMEOUT,
+            expires_at=deposit_deadline(settings, order),
+            event_type=ORDER_ASSIGNMENT_TIMED_OUT,
+            comment=f"Untouched for {timeout_minutes(settings, order.from_currency)} minutes.",
+        )
+    if orders:
+        log.info("idle assignments returned to the pool", extra={"count": len(orders)})
+    return len(orders)
+
+
+async def sweep_idle_assignments(*, database: Database, settings: Settings) -> int:
+    """One pass of the assignment-timeout worker, in its own transaction."""
+    async with database.sessionmaker.begin() as session:
+        return await return_idle_assignments(session, settings=settings)

@@ -1,0 +1,456 @@
+"""The operator's work on orders: find a takeable order, take it, drive it to completed or cancelled,
+give it back, escalate it to support, and support's side of an escalation.
+
+Every change goes through ``orders.lifecycle`` (transition table, ``order_event``, audit row, outbox event).
+Only the holder of an order (or an admin) drives it; taking is race-free (one conditional ``UPDATE``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from order_api.operators.errors import (
+    EscalationNotFoundError,
+    EscalationNotOpenError,
+    OperatorForbiddenError,
+    OrderAlreadyEscalatedError,
+    OrderAlreadyTakenError,
+    OrderNotHeldError,
+)
+from order_api.operators.models import (
+    Escalation,
+    EscalationComment,
+    EscalationStatus,
+    Operator,
+    OperatorRole,
+    new_id,
+)
+from order_api.operators.schemas import (
+    AddressHistoryEntry,
+    EscalationRead,
+    OperatorOrderDetail,
+    OperatorOrderFilter,
+    OperatorOrderPage,
+    OperatorOrderRead,
+    OrderStatusUpdate,
+)
+from order_api.operators.service import OperatorPrincipal
+from order_api.orders import lifecycle
+from order_api.orders.errors import OrderTransitionError
+from order_api.orders.models import Order, OrderStatus
+from order_api.orders.service import load_order, read_order
+from order_api.protection import DataProtection
+from order_api.settings import Settings
+from servicekit.db import utcnow
+from servicekit.errors import ValidationFailedError
+
+ADDRESS_HISTORY_LIMIT = 10
+
+
+def has_open_escalation(order_id: Any) -> Any:
+    """SQL: the order (an id or the ``order.id`` column) has an open escalation."""
+    return (
+        select(Escalation.id)
+        .where(Escalation.order_id == order_id, Escalation.status == EscalationStatus.OPEN.value)
+        .exists()
+    )
+
+
+def _cursor_of(order: Order) -> str:
+    return base64.urlsafe_b64encode(json.dumps([order.created_at.isoformat(), order.id]).encode()).decode()
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, order_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), str(order_id)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValidationFailedError.for_field("cursor", "not a cursor this API returned") from exc
+
+
+def _operator_order(
+    order: Order, *, protection: DataProtection, operator_name: str | None, escalated: bool
+) -> OperatorOrderRead:
+    return OperatorOrderRead(
+        **read_order(order, protection=protection).model_dump(),
+        operator_id=order.operator_id,
+        operator_name=operator_name,
+        escalated=escalated,
+    )
+
+
+async def list_orders(
+    *,
+    session: AsyncSession,
+    protection: DataProtection,
+    query: OperatorOrderFilter,
+    held_by: str | None = None,
+) -> OperatorOrderPage:
+    """Orders matching ``query``, oldest first: by default the takeable ones (``awaiting_deposit``), or,
+    with ``held_by``, that operator's orders (by default those in progress). Keyset pages on
+    ``(created_at, id)``: an order taken meanwhile drops out and a new one joins the end, and nothing is
+    skipped or repeated."""
+    default = OrderStatus.AWAITING_DEPOSIT if held_by is None else OrderStatus.IN_PROGRESS
+    statement = (
+        select(Order, Operator.name, has_open_escalation(Order.id).label("escalated"))
+        .outerjoin(Operator, Operator.id == Order.operator_id)
+        .where(Order.status == (query.status or default).value)
+    )
+    if held_by is not None:
+        statement = statement.where(Order.operator_id == held_by)
+    if query.currency is not None:
+        statement = statement.where(Order.from_currency == query.currency)
+    if query.amount_min is not None:
+        statement = statement.where(Order.amount >= query.amount_min)
+    if query.amount_max is not None:
+        statement = statement.where(Order.amount <= query.amount_max)
+    if query.created_from is not None:
+        statement = statement.where(Order.created_at >= query.created_from)
+    if query.created_to is not None:
+        statement = statement.where(Order.created_at < query.created_to)
+    if query.cursor:
+        created_at, order_id = _position(query.cursor)
+        statement = statement.where(
+            or_(Order.created_at > created_at, and_(Order.created_at == created_at, Order.id > order_id))
+        )
+    rows = (
+        await session.execute(statement.order_by(Order.created_at, Order.id).limit(query.limit + 1))
+    ).all()
+    page, more = rows[: query.limit], len(rows) > query.limit
+    return OperatorOrderPage(
+        items=[
+            _operator_order(order, protection=protection, operator_name=name, escalated=bool(escalated))
+            for order, name, escalated in page
+        ],
+        next_cursor=_cursor_of(page[-1][0]) if more and page else None,
+    )
+
+
+async def list_my_orders(
+    *,
+    session: AsyncSession,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    query: OperatorOrderFilter,
+) -> OperatorOrderPage:
+    """The orders I hold (by default those in progress), oldest first."""
+    if principal.operator_id is None:
+        raise OperatorForbiddenError("The admin key is no operator account and holds no orders.")
+    return await list_orders(
+        session=session, protection=protection, query=query, held_by=principal.operator_id
+    )
+
+
+async def _operator_name(session: AsyncSession, operator_id: str | None) -> str | None:
+    if operator_id is None:
+        return None
+    name: str | None = await session.scalar(select(Operator.name).where(Operator.id == operator_id))
+    return name
+
+
+async def _held_by(session: AsyncSession, order: Order) -> dict[str, Any] | None:
+    if order.operator_id is None:
+        return None
+    return {"operator_id": order.operator_id, "name": await _operator_name(session, order.operator_id)}
+
+
+async def _read(session: AsyncSession, *, protection: DataProtection, order: Order) -> OperatorOrderRead:
+    escalated = await session.scalar(select(has_open_escalation(order.id)))
+    return _operator_order(
+        order,
+        protection=protection,
+        operator_name=await _operator_name(session, order.operator_id),
+        escalated=bool(escalated),
+    )
+
+
+async def _open_escalation(session: AsyncSession, *, order_id: str) -> Escalation | None:
+    escalation: Escalation | None = await session.scalar(
+        select(Escalation)
+        .where(Escalation.order_id == order_id, Escalation.status == EscalationStatus.OPEN.value)
+        .options(selectinload(Escalation.comments))
+        .execution_options(populate_existing=True)
+    )
+    return escalation
+
+
+async def get_order(
+    *, session: AsyncSession, protection: DataProtection, order_id: str
+) -> OperatorOrderDetail:
+    """The order with its holder, its open escalation and the earlier orders of its deposit address."""
+    order = await load_order(session, order_id=order_id)
+    history: list[AddressHistoryEntry] = []
+    if order.deposit_address is not None:
+        earlier = await session.execute(
+            select(
+                Order.id.label("order_id"),
+                Order.status,
+                Order.amount,
+                Order.from_currency,
+                Order.created_at,
+                Order.address_assigned_at,
+                Order.closed_at,
+            )
+            .where(Order.deposit_address == order.deposit_address, Order.id != order.id)
+            .order_by(Order.created_at.desc(), Order.id.desc())
+            .limit(ADDRESS_HISTORY_LIMIT)
+        )
+        history = [AddressHistoryEntry.model_validate(row._asdict()) for row in earlier]
+    escalation = await _open_escalation(session, order_id=order.id)
+    return OperatorOrderDetail(
+        **(await _read(session, protection=protection, order=order)).model_dump(),
+        address_history=history,
+        escalation=read_escalation(escalation) if escalation else None,
+    )
+
+
+async def take_order(
+    *, session: AsyncSession, protection: DataProtection, principal: OperatorPrincipal, order_id: str
+) -> OperatorOrderRead:
+    """The operator takes an order awaiting its deposit; of concurrent takers exactly one wins, the others
+    learn who holds it. Taking an order one already holds changes nothing."""
+    if principal.operator_id is None:
+        raise OperatorForbiddenError("Only an operator account can hold an order; the admin key cannot.")
+    order = await lifecycle.take_order(session, order_id=order_id, actor=principal.actor)
+    if order is None:
+        order = await load_order(session, order_id=order_id)
+        mine = order.status == OrderStatus.IN_PROGRESS and order.operator_id == principal.operator_id
+        if not mine and order.status == OrderStatus.IN_PROGRESS:
+            held_by = await _held_by(session, order)
+            raise OrderAlreadyTakenError(
+                f"{held_by and held_by['name']} has taken this order.", extra={"held_by": held_by}
+            )
+        if not mine:
+            raise OrderTransitionError(
+                f"Only an order awaiting its deposit can be taken; this one is {order.status}.",
+                extra={"order_status": order.status},
+            )
+    return await _read(session, protection=protection, order=order)
+
+
+async def _ensure_may_drive(session: AsyncSession, *, order: Order, principal: OperatorPrincipal) -> None:
+    """Only the holder of an order drives it; an admin may drive any."""
+    if principal.is_admin or (order.operator_id is not None and order.operator_id == principal.operator_id):
+        return
+    held_by = await _held_by(session, order)
+    raise OrderNotHeldError(
+        "Take the order first." if held_by is None else f"{held_by['name']} holds this order.",
+        extra={"held_by": held_by},
+    )
+
+
+def deposit_deadline(settings: Settings, order: Order) -> datetime:
+    """When an order handed back to the pool expires unless paid: a full deposit window from now."""
+    rules = settings.currencies.get(order.from_currency)
+    if rules is None:
+        return order.expires_at or utcnow()
+    return utcnow() + timedelta(minutes=rules.awaiting_deposit_minutes)
+
+
+async def give_back_order(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    order_id: str,
+    comment: str | None,
+    expected_version: int | None,
+) -> OperatorOrderRead:
+    """The holder gives the order back: it is takeable again and operators are told."""
+    order = await load_order(session, order_id=order_id, for_update=True)
+    await _ensure_may_drive(session, order=order, principal=principal)
+    await lifecycle.give_back(
+        session,
+        order=order,
+        actor=principal.actor,
+        expires_at=deposit_deadline(settings, order),
+        comment=comment,
+        expected_version=expected_version,
+    )
+    return await _read(session, protection=protection, order=order)
+
+
+async def change_order_status(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    order_id: str,
+    request: OrderStatusUpdate,
+    expected_version: int | None,
+) -> OperatorOrderRead:
+    """The holder (or an admin) completes or cancels the order, or gives it back (``awaiting_deposit``).
+    Closing it releases its deposit address through the outbox."""
+    if request.status == OrderStatus.AWAITING_DEPOSIT.value:
+        return await give_back_order(
+            session=session,
+            settings=settings,
+            protection=protection,
+            principal=principal,
+            order_id=order_id,
+            comment=request.comment,
+            expected_version=expected_version,
+        )
+    order = await load_order(session, order_id=order_id, for_update=True)
+    await _ensure_may_drive(session, order=order, principal=principal)
+    await lifecycle.change_status(
+        session,
+        order=order,
+        to=OrderStatus(request.status),
+        actor=principal.actor,
+        comment=request.comment,
+        expected_version=expected_version,
+    )
+    return await _read(session, protection=protection, order=order)
+
+
+def read_escalation(escalation: Escalation) -> EscalationRead:
+    return EscalationRead.model_validate(escalation, from_attributes=True)
+
+
+def _comment(principal: OperatorPrincipal, body: str) -> EscalationComment:
+    actor = principal.actor
+    return EscalationComment(
+        author=actor.label,
+        author_name=principal.name,
+        author_role=principal.role,
+        channel=principal.channel,
+        body=body,
+        created_at=utcnow(),
+    )
+
+
+async def _record_escalation_step(
+    session: AsyncSession,
+    *,
+    order: Order,
+    escalation: Escalation,
+    principal: OperatorPrincipal,
+    event_type: str,
+    comment: str,
+) -> EscalationRead:
+    await session.flush()
+    await lifecycle.record_order_action(
+        session,
+        order=order,
+        actor=principal.actor,
+        event_type=event_type,
+        from_status=order.status,
+        comment=comment,
+        details={"escalation_id": escalation.id},
+        extra={"escalation_id": escalation.id, "escalation_status": escalation.status},
+    )
+    return read_escalation(escalation)
+
+
+async def escalate_order(
+    *, session: AsyncSession, principal: OperatorPrincipal, order_id: str, comment: str
+) -> EscalationRead:
+    """The holder pulls support into an order: the order is flagged and a comment thread starts; the
+    notifier tells support."""
+    order = await load_order(session, order_id=order_id, for_update=True)
+    await _ensure_may_drive(session, order=order, principal=principal)
+    existing = await _open_escalation(session, order_id=order.id)
+    if existing is not None:
+        raise OrderAlreadyEscalatedError(
+            "Comment on the open escalation instead.", extra={"escalation_id": existing.id}
+        )
+    escalation = Escalation(
+        id=new_id(),
+        order_id=order.id,
+        status=EscalationStatus.OPEN.value,
+        raised_by=principal.actor.label,
+        raised_at=utcnow(),
+        comments=[_comment(principal, comment)],
+    )
+    session.add(escalation)
+    return await _record_escalation_step(
+        session,
+        order=order,
+        escalation=escalation,
+        principal=principal,
+        event_type=lifecycle.ORDER_ESCALATED,
+        comment=comment,
+    )
+
+
+async def _load_escalation(session: AsyncSession, *, escalation_id: str) -> Escalation:
+    escalation: Escalation | None = await session.scalar(
+        select(Escalation)
+        .where(Escalation.id == escalation_id)
+        .options(selectinload(Escalation.comments))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if escalation is None:
+        raise EscalationNotFoundError(f"No escalation {escalation_id}.")
+    return escalation
+
+
+async def comment_on_escalation(
+    *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str
+) -> EscalationRead:
+    """Support, an admin or the order's holder adds to an open escalation's thread."""
+    escalation = await _load_escalation(session, escalation_id=escalation_id)
+    order = await load_order(session, order_id=escalation.order_id)
+    if principal.role == OperatorRole.OPERATOR.value:
+        await _ensure_may_drive(session, order=order, principal=principal)
+    if escalation.status != EscalationStatus.OPEN:
+        raise EscalationNotOpenError("The escalation is resolved; escalate the order again if needed.")
+    escalation.comments.append(_comment(principal, comment))
+    return await _record_escalation_step(
+        session,
+        order=order,
+        escalation=escalation,
+        principal=principal,
+        event_type=lifecycle.ORDER_ESCALATION_COMMENTED,
+        comment=comment,
+    )
+
+
+async def resolve_escalation(
+    *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str
+) -> EscalationRead:
+    """Support resolves the escalation: the flag is cleared, the resolution ends the thread."""
+    escalation = await _load_escalation(session, escalation_id=escalation_id)
+    if escalation.status != EscalationStatus.OPEN:
+        raise EscalationNotOpenError("The escalation is already resolved.")
+    order = await load_order(session, order_id=escalation.order_id)
+    escalation.status = EscalationStatus.RESOLVED.value
+    escalation.resolved_by = principal.actor.label
+    escalation.resolved_at = utcnow()
+    escalation.comments.append(_comment(principal, comment))
+    return await _record_escalation_step(
+        session,
+        order=order,
+        escalation=escalation,
+        principal=principal,
+        event_type=lifecycle.ORDER_ESCALATION_RESOLVED,
+        comment=comment,
+    )
+
+
+async def list_escalations(
+    *, session: AsyncSession, status: EscalationStatus | None, limit: int
+) -> list[EscalationRead]:
+    """Escalations for support, oldest first (open ones by default)."""
+    statement = select(Escalation).options(selectinload(Escalation.comments))
+    if status is not None:
+        statement = statement.where(Escalation.status == status.value)
+    escalations = (
+        await session.execute(
+            statement.order_by(Escalation.raised_at, Escalation.id)
+            .limit(limit)
+            .execution_options(populate_existing=True)
+        )
+    ).scalars()
+    return [read_escalation(e) for e in escalations]

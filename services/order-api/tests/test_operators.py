@@ -1,0 +1,688 @@
+"""The operator workflow through the HTTP API (in process; wallet-pool unreachable, its ``wallet.assigned``
+events posted as it would): staff accounts and roles, the takeable list, take (and the take race),
+driving, giving back, escalations, the assignment timeout, workload stats and the audit rows it all writes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from coin_addresses import demo_address
+from order_api.__main__ import main as order_api_cli
+from order_api.audit.models import AuditLog
+from order_api.audit.service import verify_audit_chain
+from order_api.customers.models import Customer
+from order_api.db import outbox
+from order_api.operators.models import Operator
+from order_api.orders.models import Order, OrderEvent
+from servicekit.db import Database, utcnow
+from servicekit.testing import eventually
+
+if TYPE_CHECKING:
+    from conftest import ApiKeys, OrderApi, OrderApiRunner
+
+PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+PAYOUT_BTC = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+ORDERS = {  # what a customer sends → (what they receive, network, payout address, a fitting amount)
+    "BTC": {"to_currency": "USDT", "to_network": "TRC20", "payout_address": PAYOUT_USDT, "amount": "0.05"},
+    "ETH": {"to_currency": "USDT", "to_network": "TRC20", "payout_address": PAYOUT_USDT, "amount": "1"},
+    "USDT": {"to_currency": "BTC", "payout_address": PAYOUT_BTC, "amount": "100", "from_network": "TRC20"},
+}
+
+
+@dataclass(frozen=True)
+class Staff:
+    id: str
+    name: str
+    role: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def hire(
+    api: OrderApi, api_keys: ApiKeys, *, role: str = "operator", telegram_user_id: int | None = None
+) -> Staff:
+    """A new member of staff, created with the admin API key."""
+    body: dict[str, Any] = {"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role}
+    if telegram_user_id is not None:
+        body["telegram_user_id"] = telegram_user_id
+    response = await api.client.post("/v1/admin/operators", json=body, headers=bearer(api_keys.admin))
+    assert response.status_code == 201, response.text
+    created = response.json()
+    return Staff(id=created["id"], name=created["name"], role=role, token=created["token"])
+
+
+async def order_awaiting_deposit(
+    api: OrderApi,
+    api_keys: ApiKeys,
+    *,
+    currency: str = "BTC",
+    amount: str | None = None,
+    address: str | None = None,
+) -> dict[str, Any]:
+    """A customer's order (queued: wallet-pool is unreachable), then wallet-pool's ``wallet.assigned``."""
+    body = {"email": f"c.{uuid.uuid4().hex[:10]}@example.com", "from_currency": currency, **ORDERS[currency]}
+    if amount is not None:
+        body["amount"] = amount
+    response = await api.client.post("/v1/orders", json=body)
+    assert response.status_code == 201, response.text
+    order: dict[str, Any] = response.json()
+    network = order["from_network"]
+    address = address or demo_address(currency=currency, network=network, seed=uuid.uuid4().int % 10**9)
+    envelope = {
+        "id": str(uuid.uuid4()),
+        "type": "wallet.assigned",
+        "source": "wallet-pool",
+        "occurred_at": utcnow().isoformat(),
+        "aggregate_id": order["id"],
+        "payload": {"order_id": order["id"], "currency": currency, "network": network, "address": address},
+    }
+    assigned = await api.client.post("/v1/events", json=envelope, headers=bearer(api_keys.wallet_pool))
+    assert assigned.json()["status"] == "processed", assigned.text
+    return {**order, "status": "awaiting_deposit", "deposit_address": address, "version": 2}
+
+
+async def take(api: OrderApi, staff: Staff, order: dict[str, Any]) -> dict[str, Any]:
+    response = await api.client.post(f"/v1/operator/orders/{order['id']}/take", headers=staff.auth)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def set_status(
+    api: OrderApi, staff: Staff, order: dict[str, Any], status: str, **headers: str
+) -> dict[str, Any]:
+    response = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/status",
+        json={"status": status},
+        headers={**staff.auth, **headers},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def outbox_payloads(session: AsyncSession, event_type: str) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(outbox.c.payload).where(outbox.c.event_type == event_type).order_by(outbox.c.created_at)
+    )
+    return list(rows.scalars())
+
+
+async def audit_rows(session: AsyncSession, **where: Any) -> list[AuditLog]:
+    query = select(AuditLog).filter_by(**where).order_by(AuditLog.id)
+    return list((await session.execute(query)).scalars())
+
+
+# --- staff accounts and roles ---------------------------------------------------------------------------
+
+
+async def test_an_operator_token_is_shown_once_and_stored_only_as_its_hash(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    operator = await hire(api, api_keys, telegram_user_id=7001)
+    assert operator.token.startswith("op_")
+    stored = await db_session.get(Operator, operator.id)
+    assert stored is not None
+    assert stored.token_hash == hashlib.sha256(operator.token.encode()).hexdigest()
+    listed = await api.client.get("/v1/admin/operators", headers=bearer(api_keys.admin))
+    assert listed.status_code == 200
+    assert operator.token not in listed.text
+    assert [o["telegram_user_id"] for o in listed.json() if o["id"] == operator.id] == [7001]
+    mine = await api.client.get("/v1/operator/orders/mine", headers=operator.auth)
+    assert mine.status_code == 200, mine.text
+    taken = await api.client.post(
+        "/v1/admin/operators",
+        json={"name": "Other", "telegram_user_id": 7001},
+        headers=bearer(api_keys.admin),
+    )
+    assert taken.status_code == 409
+    assert taken.json()["code"] == "operator_telegram_id_taken"
+
+
+async def test_every_operator_route_checks_the_token_and_the_role(api: OrderApi, api_keys: ApiKeys) -> None:
+    operator = await hire(api, api_keys)
+    support = await hire(api, api_keys, role="support")
+    admin = await hire(api, api_keys, role="admin")
+    order = await order_awaiting_deposit(api, api_keys)
+
+    missing = await api.client.get("/v1/operator/orders")
+    assert (missing.status_code, missing.json()["code"]) == (401, "operator_token_missing")
+    for token in ("op_" + "x" * 43, "adm_" + "y" * 43, order["session_token"]):
+        refused = await api.client.get("/v1/operator/orders", headers=bearer(token))
+        assert (refused.status_code, refused.json()["code"]) == (401, "operator_token_invalid")
+    wrong_key = await api.client.get("/v1/operator/orders", headers=bearer(api_keys.wallet_pool))
+    assert (wrong_key.status_code, wrong_key.json()["code"]) == (403, "operator_forbidden")
+
+    body = {"name": "Eve", "role": "admin"}
+    for staff in (operator, support):
+        refused = await api.client.post("/v1/admin/operators", json=body, headers=staff.auth)
+        assert (refused.status_code, refused.json()["code"]) == (403, "operator_forbidden")
+        assert (await api.client.get("/v1/audit", headers=staff.auth)).status_code == 403
+    assert (await api.client.post("/v1/admin/operators", json=body, headers=admin.auth)).status_code == 201
+    assert (await api.client.get("/v1/audit", headers=admin.auth)).status_code == 200
+
+    support_take = await api.client.post(f"/v1/operator/orders/{order['id']}/take", headers=support.auth)
+    assert (support_take.status_code, support_take.json()["code"]) == (403, "operator_forbidden")
+    escalations = "/v1/operator/escalations"
+    assert (await api.client.get(escalations, headers=operator.auth)).status_code == 403
+    assert (await api.client.get(escalations, headers=support.auth)).status_code == 200
+    admin_key_take = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/take", headers=bearer(api_keys.admin)
+    )
+    assert admin_key_take.status_code == 403  # the admin key is no operator account: it holds no orders
+    assert (await api.client.get("/v1/operator/orders", headers=support.auth)).status_code == 200
+
+
+async def test_a_revoked_or_rotated_token_stops_working_at_once(api: OrderApi, api_keys: ApiKeys) -> None:
+    operator = await hire(api, api_keys)
+    admin = bearer(api_keys.admin)
+    rotated = await api.client.post(f"/v1/admin/operators/{operator.id}/rotate-token", headers=admin)
+    assert rotated.status_code == 200
+    new_token = rotated.json()["token"]
+    old = await api.client.get("/v1/operator/orders", headers=operator.auth)
+    assert (old.status_code, old.json()["code"]) == (401, "operator_token_invalid")
+    assert (await api.client.get("/v1/operator/orders", headers=bearer(new_token))).status_code == 200
+
+    revoked = await api.client.post(f"/v1/admin/operators/{operator.id}/revoke-token", headers=admin)
+    assert revoked.status_code == 200
+    assert revoked.json()["token_active"] is False
+    assert (await api.client.get("/v1/operator/orders", headers=bearer(new_token))).status_code == 401
+    unknown = await api.client.post(f"/v1/admin/operators/{uuid.uuid4()}/revoke-token", headers=admin)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "operator_not_found")
+
+
+async def test_tokens_expire_after_the_configured_days(
+    order_api: OrderApiRunner, db_session: AsyncSession, api_keys: ApiKeys
+) -> None:
+    async with order_api(session=db_session, operator_token_days=7) as api:
+        operator = await hire(api, api_keys)
+        stored = await db_session.get(Operator, operator.id)
+        assert stored is not None
+        assert stored.token_expires_at is not None
+        assert timedelta(days=6) < stored.token_expires_at - utcnow() <= timedelta(days=7)
+        await db_session.execute(
+            update(Operator).where(Operator.id == operator.id).values(token_expires_at=utcnow())
+        )
+        assert (await api.client.get("/v1/operator/orders", headers=operator.auth)).status_code == 401
+
+
+async def test_the_telegram_gateway_acts_for_the_linked_operator_and_says_so(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    operator = await hire(api, api_keys, telegram_user_id=424242)
+    order = await order_awaiting_deposit(api, api_keys)
+    gateway = bearer(api_keys.telegram_gateway)
+    taken = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/take", headers={**gateway, "X-Operator-Telegram-Id": "424242"}
+    )
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["operator_id"] == operator.id
+    [row] = await audit_rows(db_session, action="order.taken", target_id=order["id"])
+    assert (row.actor, row.channel) == (f"operator:{operator.id}", "telegram")
+    [payload] = await outbox_payloads(db_session, "order.taken")
+    assert (payload["channel"], payload["operator_name"]) == ("telegram", operator.name)
+    event = await db_session.scalar(
+        select(OrderEvent).where(OrderEvent.order_id == order["id"], OrderEvent.to_status == "in_progress")
+    )
+    assert event is not None
+    assert event.channel == "telegram"
+
+    for headers in ({"X-Operator-Telegram-Id": "1"}, {}):
+        refused = await api.client.get("/v1/operator/orders", headers={**gateway, **headers})
+        assert (refused.status_code, refused.json()["code"]) == (403, "telegram_operator_unknown")
+    deactivated = await api.client.patch(
+        f"/v1/admin/operators/{operator.id}", json={"active": False}, headers=bearer(api_keys.admin)
+    )
+    assert deactivated.json()["active"] is False
+    telegram = await api.client.get(
+        "/v1/operator/orders", headers={**gateway, "X-Operator-Telegram-Id": "424242"}
+    )
+    assert telegram.status_code == 403
+    assert (await api.client.get("/v1/operator/orders", headers=operator.auth)).status_code == 401
+
+
+async def test_the_create_operator_command_bootstraps_an_admin(
+    order_api: OrderApiRunner,
+    own_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ORDER_API_DATABASE_URL", own_database_url)
+    assert (
+        await asyncio.to_thread(order_api_cli, ["create-operator", "--name", "Root", "--role", "admin"]) == 0
+    )
+    token = json.loads(capsys.readouterr().out)["token"]
+    async with order_api(database_url=own_database_url) as api:
+        created = await api.client.post("/v1/admin/operators", json={"name": "Anna"}, headers=bearer(token))
+        assert created.status_code == 201, created.text
+        audit = await api.client.get("/v1/audit", headers=bearer(token))
+    assert [(r["action"], r["actor_role"], r["channel"]) for r in audit.json()["items"]] == [
+        ("operator.created", "admin", "rest"),
+        ("operator.created", "admin", "cli"),
+    ]
+
+
+# --- finding orders ---------------------------------------------------------------------------------------
+
+
+async def test_the_takeable_list_filters_and_its_cursor_survives_changes(
+    api: OrderApi, api_keys: ApiKeys
+) -> None:
+    operator = await hire(api, api_keys)
+    btc = [await order_awaiting_deposit(api, api_keys, amount=f"0.0{n}") for n in range(1, 6)]
+    eth = await order_awaiting_deposit(api, api_keys, currency="ETH")
+    queued = (
+        await api.client.post(
+            "/v1/orders", json={"email": "q@example.com", "from_currency": "BTC", **ORDERS["BTC"]}
+        )
+    ).json()
+    auth = operator.auth
+
+    async def listing(**params: Any) -> dict[str, Any]:
+        response = await api.client.get("/v1/operator/orders", params=params, headers=auth)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    every = await listing(limit=100)
+    assert [o["id"] for o in every["items"]] == [o["id"] for o in [*btc, eth]]  # oldest first; not queued
+    assert every["items"][0]["payout_address"] == PAYOUT_USDT  # staff see where to pay out
+    assert every["next_cursor"] is None
+    assert [o["id"] for o in (await listing(currency="eth"))["items"]] == [eth["id"]]
+    in_range = await listing(currency="BTC", amount_min="0.02", amount_max="0.04")
+    assert [o["amount"] for o in in_range["items"]] == ["0.02", "0.03", "0.04"]
+    window = await listing(created_from=btc[1]["created_at"], created_to=btc[3]["created_at"])
+    assert [o["id"] for o in window["items"]] == [btc[1]["id"], btc[2]["id"]]
+    assert [o["id"] for o in (await listing(status="queued"))["items"]] == [queued["id"]]
+    bad = await api.client.get("/v1/operator/orders", params={"cursor": "nonsense"}, headers=auth)
+    assert (bad.status_code, bad.json()["errors"][0]["field"]) == (422, "cursor")
+
+    # Page through while orders change: one on page 1 is taken, one further on is taken, new ones arrive.
+    first = await listing(limit=2)
+    await take(api, operator, btc[0])
+    await take(api, operator, btc[3])
+    newer = [await order_awaiting_deposit(api, api_keys) for _ in range(2)]
+    seen = [o["id"] for o in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = await listing(limit=2, cursor=cursor)
+        seen.extend(o["id"] for o in page["items"])
+        cursor = page["next_cursor"]
+    expected = [btc[0], btc[1], btc[2], btc[4], eth, *newer]
+    assert seen == [o["id"] for o in expected]  # nothing skipped, nothing twice; btc[3] was taken meanwhile
+
+    mine = await api.client.get("/v1/operator/orders/mine", headers=auth)
+    assert [o["id"] for o in mine.json()["items"]] == [btc[0]["id"], btc[3]["id"]]
+    assert {o["operator_name"] for o in mine.json()["items"]} == {operator.name}
+
+
+async def test_an_order_shows_the_earlier_orders_of_its_deposit_address(
+    api: OrderApi, api_keys: ApiKeys
+) -> None:
+    operator = await hire(api, api_keys)
+    earlier = await order_awaiting_deposit(api, api_keys)
+    await take(api, operator, earlier)
+    await set_status(api, operator, earlier, "completed")
+    later = await order_awaiting_deposit(api, api_keys, address=earlier["deposit_address"])
+    response = await api.client.get(f"/v1/operator/orders/{later['id']}", headers=operator.auth)
+    assert response.status_code == 200, response.text
+    detail = response.json()
+    assert detail["deposit_address"] == earlier["deposit_address"]
+    assert [(h["order_id"], h["status"]) for h in detail["address_history"]] == [(earlier["id"], "completed")]
+    assert detail["escalation"] is None
+    missing = await api.client.get(f"/v1/operator/orders/{uuid.uuid4()}", headers=operator.auth)
+    assert (missing.status_code, missing.json()["code"]) == (404, "order_not_found")
+
+
+# --- taking and driving -----------------------------------------------------------------------------------
+
+
+async def test_fifty_concurrent_takers_one_winner(
+    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys
+) -> None:
+    async with order_api(database_url=own_database_url, database_pool_size=10) as api:
+        takers = [await hire(api, api_keys) for _ in range(50)]
+        order = await order_awaiting_deposit(api, api_keys)
+
+        responses = await asyncio.gather(
+            *(api.client.post(f"/v1/operator/orders/{order['id']}/take", headers=t.auth) for t in takers)
+        )
+        database: Database = api.app.state.runtime.database
+        async with database.sessionmaker() as session:
+            taken_events = await outbox_payloads(session, "order.taken")
+            take_audits = await audit_rows(session, action="order.taken")
+            in_progress_steps = await session.scalar(
+                select(func.count()).select_from(OrderEvent).where(OrderEvent.to_status == "in_progress")
+            )
+            stored = await session.get(Order, order["id"])
+            broken = await verify_audit_chain(session)
+
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 1, 409: 49}, statuses
+    [won] = [r.json() for r in responses if r.status_code == 200]
+    winner = next(t for t in takers if t.id == won["operator_id"])
+    for lost in (r.json() for r in responses if r.status_code == 409):
+        assert lost["code"] == "order_already_taken"
+        assert lost["held_by"] == {"operator_id": winner.id, "name": winner.name}
+    assert [p["operator_id"] for p in taken_events] == [winner.id]
+    assert [(a.actor, a.target_id) for a in take_audits] == [(f"operator:{winner.id}", order["id"])]
+    assert in_progress_steps == 1
+    assert stored is not None
+    assert (stored.status, stored.operator_id, stored.version) == ("in_progress", winner.id, 3)
+    assert broken is None
+
+
+async def test_only_the_holder_drives_an_order_with_if_match_and_the_lifecycle_table(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    holder, other = await hire(api, api_keys), await hire(api, api_keys)
+    order = await order_awaiting_deposit(api, api_keys)
+    url = f"/v1/operator/orders/{order['id']}/status"
+
+    untaken = await api.client.post(url, json={"status": "completed"}, headers=holder.auth)
+    assert (untaken.status_code, untaken.json()["code"]) == (409, "order_not_held")
+    taken = await take(api, holder, order)
+    assert (taken["status"], taken["version"]) == ("in_progress", 3)
+    assert (await take(api, holder, order))["version"] == 3  # taking it again changes nothing
+    again = await api.client.post(f"/v1/operator/orders/{order['id']}/take", headers=other.auth)
+    assert again.json()["held_by"] == {"operator_id": holder.id, "name": holder.name}
+
+    not_mine = await api.client.post(url, json={"status": "completed"}, headers=other.auth)
+    assert (not_mine.status_code, not_mine.json()["code"]) == (409, "order_not_held")
+    assert not_mine.json()["held_by"]["operator_id"] == holder.id
+    stale = await api.client.post(url, json={"status": "completed"}, headers={**holder.auth, "If-Match": "2"})
+    assert (stale.status_code, stale.json()["code"]) == (412, "order_version_mismatch")
+    expired = await api.client.post(url, json={"status": "expired"}, headers=holder.auth)
+    assert expired.status_code == 422
+    done = await set_status(api, holder, order, "completed", **{"If-Match": "3"})
+    assert (done["status"], done["version"], done["operator_id"]) == ("completed", 4, holder.id)
+    after = await api.client.post(url, json={"status": "cancelled"}, headers=holder.auth)
+    assert (after.status_code, after.json()["code"]) == (409, "order_transition_not_allowed")
+
+    [closed] = await outbox_payloads(db_session, "order.closed")
+    assert closed["order_id"] == order["id"]
+    destination = await db_session.scalar(
+        select(outbox.c.destination).where(outbox.c.event_type == "order.closed")
+    )
+    assert destination == "wallet-pool"
+    [changed] = await outbox_payloads(db_session, "order.status_changed")
+    assert {k: changed[k] for k in ("status", "from_status", "operator_id", "operator_name", "actor")} == {
+        "status": "completed",
+        "from_status": "in_progress",
+        "operator_id": holder.id,
+        "operator_name": holder.name,
+        "actor": f"operator:{holder.id}",
+    }
+    customer = await db_session.scalar(
+        select(Customer).join(Order, Order.customer_id == Customer.id).where(Order.id == order["id"])
+    )
+    assert customer is not None
+    assert customer.completed_orders == 1  # it counts towards the customer's queue priority
+
+
+async def test_an_admin_may_drive_any_order(api: OrderApi, api_keys: ApiKeys) -> None:
+    holder, admin = await hire(api, api_keys), await hire(api, api_keys, role="admin")
+    order, unheld = await order_awaiting_deposit(api, api_keys), await order_awaiting_deposit(api, api_keys)
+    await take(api, holder, order)
+    cancelled = await set_status(api, admin, order, "cancelled")
+    assert (cancelled["status"], cancelled["operator_id"]) == ("cancelled", holder.id)
+    by_key = await api.client.post(
+        f"/v1/operator/orders/{unheld['id']}/status",
+        json={"status": "cancelled"},
+        headers=bearer(api_keys.admin),
+    )
+    assert by_key.status_code == 200, by_key.text
+    not_paid = await order_awaiting_deposit(api, api_keys)
+    refused = await api.client.post(
+        f"/v1/operator/orders/{not_paid['id']}/status", json={"status": "completed"}, headers=admin.auth
+    )
+    assert (refused.status_code, refused.json()["code"]) == (409, "order_transition_not_allowed")
+
+
+async def test_giving_an_order_back_makes_it_takeable_again(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    holder, other = await hire(api, api_keys), await hire(api, api_keys)
+    order = await order_awaiting_deposit(api, api_keys)
+    await take(api, holder, order)
+    release = f"/v1/operator/orders/{order['id']}/release"
+    assert (await api.client.post(release, headers=other.auth)).json()["code"] == "order_not_held"
+    given_back = await api.client.post(release, json={"comment": "Shift over"}, headers=holder.auth)
+    assert given_back.status_code == 200, given_back.text
+    assert (given_back.json()["status"], given_back.json()["operator_id"]) == ("awaiting_deposit", None)
+    [released] = await outbox_payloads(db_session, "order.released")
+    assert (released["previous_operator_id"], released["comment"]) == (holder.id, "Shift over")
+    takeable = await api.client.get("/v1/operator/orders", headers=other.auth)
+    assert order["id"] in [o["id"] for o in takeable.json()["items"]]
+    assert (await take(api, other, order))["operator_id"] == other.id
+    via_status = await set_status(api, other, order, "awaiting_deposit")
+    assert via_status["operator_id"] is None
+    assert len(await outbox_payloads(db_session, "order.released")) == 2
+    assert await outbox_payloads(db_session, "order.closed") == []  # giving back keeps the address
+
+
+async def test_an_escalation_flags_the_order_until_support_resolves_it(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    holder, other = await hire(api, api_keys), await hire(api, api_keys)
+    support = await hire(api, api_keys, role="support")
+    order = await order_awaiting_deposit(api, api_keys)
+    await take(api, holder, order)
+    escalate = f"/v1/operator/orders/{order['id']}/escalate"
+    refused = await api.client.post(escalate, json={"comment": "?"}, headers=other.auth)
+    assert refused.json()["code"] == "order_not_held"
+    raised = await api.client.post(escalate, json={"comment": "Paid twice?"}, headers=holder.auth)
+    assert raised.status_code == 201, raised.text
+    escalation = raised.json()
+    twice = await api.client.post(escalate, json={"comment": "Again"}, headers=holder.auth)
+    assert (twice.status_code, twice.json()["code"]) == (409, "order_already_escalated")
+
+    queue = await api.client.get("/v1/operator/escalations", headers=support.auth)
+    assert [e["id"] for e in queue.json()] == [escalation["id"]]
+    detail = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=support.auth)).json()
+    assert detail["escalated"] is True
+    assert [c["body"] for c in detail["escalation"]["comments"]] == ["Paid twice?"]
+
+    thread = f"/v1/operator/escalations/{escalation['id']}"
+    assert (
+        await api.client.post(f"{thread}/comments", json={"comment": "Looking"}, headers=support.auth)
+    ).status_code == 201
+    outsider = await api.client.post(f"{thread}/comments", json={"comment": "Hi"}, headers=other.auth)
+    assert outsider.json()["code"] == "order_not_held"
+    assert (
+        await api.client.post(f"{thread}/resolve", json={"comment": "x"}, headers=holder.auth)
+    ).status_code == 403
+    resolved = await api.client.post(f"{thread}/resolve", json={"comment": "Refunded"}, headers=support.auth)
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["status"] == "resolved"
+    assert [(c["author_role"], c["body"]) for c in resolved.json()["comments"]] == [
+        ("operator", "Paid twice?"),
+        ("support", "Looking"),
+        ("support", "Refunded"),
+    ]
+    again = await api.client.post(f"{thread}/resolve", json={"comment": "x"}, headers=support.auth)
+    assert (again.status_code, again.json()["code"]) == (409, "escalation_not_open")
+    listed = await api.client.get("/v1/operator/orders/mine", headers=holder.auth)
+    assert listed.json()["items"][0]["escalated"] is False
+
+    [raised_event] = await outbox_payloads(db_session, "order.escalated")
+    assert {k: raised_event[k] for k in ("escalation_id", "comment", "operator_name", "status")} == {
+        "escalation_id": escalation["id"],
+        "comment": "Paid twice?",
+        "operator_name": holder.name,
+        "status": "in_progress",
+    }
+    [resolved_event] = await outbox_payloads(db_session, "order.escalation_resolved")
+    assert (resolved_event["actor_role"], resolved_event["comment"]) == ("support", "Refunded")
+
+
+# --- assignment timeout ---------------------------------------------------------------------------------
+
+
+async def test_an_untouched_assignment_times_out_back_to_the_pool(
+    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys
+) -> None:
+    async with order_api(
+        database_url=own_database_url,
+        sweep_seconds=0.1,
+        assignment_timeout_minutes=30,
+        assignment_timeout_by_currency={"ETH": 5},
+    ) as api:
+        operator = await hire(api, api_keys)
+        btc, eth = (
+            await order_awaiting_deposit(api, api_keys),
+            await order_awaiting_deposit(api, api_keys, currency="ETH"),
+        )
+        await take(api, operator, btc)
+        await take(api, operator, eth)
+        database: Database = api.app.state.runtime.database
+        async with database.sessionmaker.begin() as session:  # both untouched for 6 minutes
+            await session.execute(
+                update(OrderEvent).values(created_at=OrderEvent.created_at - timedelta(minutes=6))
+            )
+
+        async def holders() -> dict[str, str | None]:
+            async with database.sessionmaker() as session:
+                rows = await session.execute(select(Order.id, Order.operator_id))
+                return dict(rows.tuples().all())
+
+        await eventually(holders, until=lambda h: h[eth["id"]] is None, message="ETH assignment timed out")
+        assert (await holders())[btc["id"]] == operator.id  # BTC's limit is the default 30 minutes
+        async with database.sessionmaker() as session:
+            [timed_out] = await outbox_payloads(session, "order.assignment_timed_out")
+            [audit] = await audit_rows(session, action="order.assignment_timed_out")
+            eth_order = await session.get(Order, eth["id"])
+        takeable = await api.client.get("/v1/operator/orders", headers=operator.auth)
+    assert (timed_out["order_id"], timed_out["status"]) == (eth["id"], "awaiting_deposit")
+    assert (timed_out["previous_operator_id"], timed_out["actor"]) == (
+        operator.id,
+        "system:assignment-timeout",
+    )
+    assert (audit.actor, audit.actor_role, audit.channel) == ("system:assignment-timeout", "system", "system")
+    assert eth_order is not None
+    assert eth_order.expires_at is not None
+    assert eth_order.expires_at > utcnow() + timedelta(minutes=50)  # a fresh deposit window
+    assert [o["id"] for o in takeable.json()["items"]] == [eth["id"]]
+
+
+# --- stats and audit --------------------------------------------------------------------------------------
+
+
+async def test_stats_compare_my_workload_with_the_anonymised_team(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    anna, boris = await hire(api, api_keys), await hire(api, api_keys)
+    orders = [await order_awaiting_deposit(api, api_keys) for _ in range(4)]
+    for staff, order, status in (
+        (anna, orders[0], "completed"),
+        (anna, orders[1], "cancelled"),
+        (boris, orders[2], "completed"),
+    ):
+        await take(api, staff, order)
+        await set_status(api, staff, order, status)
+    await take(api, anna, orders[3])
+    closed = {o["id"] for o in orders[:3]}
+    for order in await db_session.scalars(select(Order).where(Order.id.in_(closed))):
+        assert order.closed_at is not None
+        await db_session.execute(  # taken exactly ten minutes before it closed
+            update(OrderEvent)
+            .where(OrderEvent.order_id == order.id, OrderEvent.to_status == "in_progress")
+            .values(created_at=order.closed_at - timedelta(minutes=10))
+        )
+
+    response = await api.client.get("/v1/operator/stats", headers=anna.auth)
+    assert response.status_code == 200, response.text
+    stats = response.json()
+    assert stats["mine"] == {
+        "processed": 2,
+        "completed": 1,
+        "cancelled": 1,
+        "average_handling_seconds": 600.0,
+        "open_orders": 1,
+    }
+    team = stats["team"]
+    assert (team["processed"], team["open_orders"], team["operators"]) == (3, 1, 2)
+    assert team["processed_per_operator"] == [2, 1]
+    assert (team["my_rank"], team["average_handling_seconds"]) == (1, 600.0)
+    assert anna.id not in response.text
+    assert boris.name not in response.text
+    boris_stats = (await api.client.get("/v1/operator/stats", headers=boris.auth)).json()
+    assert (boris_stats["mine"]["processed"], boris_stats["team"]["my_rank"]) == (1, 2)
+
+
+async def test_every_staff_action_is_audited_with_actor_channel_and_correlation_id(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    operator, support = await hire(api, api_keys), await hire(api, api_keys, role="support")
+    order = await order_awaiting_deposit(api, api_keys)
+    taken = await api.client.post(f"/v1/operator/orders/{order['id']}/take", headers=operator.auth)
+    await api.client.post(f"/v1/operator/orders/{order['id']}/release", headers=operator.auth)
+    await take(api, operator, order)
+    escalation = (
+        await api.client.post(
+            f"/v1/operator/orders/{order['id']}/escalate", json={"comment": "Help"}, headers=operator.auth
+        )
+    ).json()
+    await api.client.post(
+        f"/v1/operator/escalations/{escalation['id']}/resolve", json={"comment": "Done"}, headers=support.auth
+    )
+    await set_status(api, operator, order, "completed")
+    await api.client.post(f"/v1/admin/operators/{operator.id}/revoke-token", headers=bearer(api_keys.admin))
+
+    audit = await api.client.get(
+        "/v1/audit", params={"order_id": order["id"]}, headers=bearer(api_keys.admin)
+    )
+    assert audit.status_code == 200, audit.text
+    trail = list(reversed(audit.json()["items"]))  # newest first → oldest first
+    assert [(r["action"], r["actor_role"]) for r in trail] == [
+        ("order.status_changed", "system"),  # wallet-pool assigned the address
+        ("order.taken", "operator"),
+        ("order.released", "operator"),
+        ("order.taken", "operator"),
+        ("order.escalated", "operator"),
+        ("order.escalation_resolved", "support"),
+        ("order.status_changed", "operator"),
+    ]
+    assert trail[1]["correlation_id"] == taken.headers["X-Correlation-ID"]
+    assert trail[1]["channel"] == "rest"
+    assert trail[-1]["parameters"] == {
+        "from_status": "in_progress",
+        "to_status": "completed",
+        "version": 6,
+        "comment": None,
+    }
+    mine = await api.client.get(
+        "/v1/audit", params={"actor": f"operator:{operator.id}"}, headers=bearer(api_keys.admin)
+    )
+    assert [r["action"] for r in mine.json()["items"]][-1] == "order.taken"
+    accounts = await audit_rows(db_session, target_type="operator", target_id=operator.id)
+    assert [(r.action, r.actor) for r in accounts] == [
+        ("operator.created", "api-key:admin"),
+        ("operator.token_revoked", "api-key:admin"),
+    ]
+    paged = await api.client.get("/v1/audit", params={"limit": 2}, headers=bearer(api_keys.admin))
+    older = await api.client.get(
+        "/v1/audit",
+        params={"limit": 2, "cursor": paged.json()["next_cursor"]},
+        headers=bearer(api_keys.admin),
+    )
+    assert older.json()["items"][0]["id"] == paged.json()["items"][-1]["id"] - 1
+    assert await verify_audit_chain(db_session) is None
