@@ -23,7 +23,7 @@ def test_every_environment_variable_is_documented() -> None:
         for variable, _, _ in reference.environment_variables(settings)
         if f"`{variable}`" not in readme
     ]
-    assert missing == [], f"undocumented settings (run scripts/settings_reference.py): {missing}"
+    assert missing == [], f"undocumented settings (run scripts/update_readme_reference.py): {missing}"
 
 
 def test_the_two_commands_come_first() -> None:

@@ -9,11 +9,14 @@ import hashlib
 import json
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +29,7 @@ from order_api.db import outbox
 from order_api.operators.models import Operator
 from order_api.orders.models import Order, OrderEvent
 from servicekit.db import Database, utcnow
+from servicekit.settings import PeerSettings
 from servicekit.testing import eventually
 
 if TYPE_CHECKING:
@@ -38,6 +42,31 @@ ORDERS = {  # what a customer sends → (what they receive, network, payout addr
     "ETH": {"to_currency": "USDT", "to_network": "TRC20", "payout_address": PAYOUT_USDT, "amount": "1"},
     "USDT": {"to_currency": "BTC", "payout_address": PAYOUT_BTC, "amount": "100", "from_network": "TRC20"},
 }
+
+
+@pytest.fixture
+async def empty_wallet_pool() -> AsyncIterator[PeerSettings]:
+    """A stand-in wallet-pool whose pools are all busy: it queues every order at once (the real one's
+    answer when no address is free), so orders wait for ``wallet.assigned`` without client retries."""
+
+    async def allocate(request: web.Request) -> web.Response:
+        body = await request.json()
+        queued = {"status": "queued", "position": 1, "estimated_wait_seconds": 60.0}
+        return web.json_response({**body, **queued}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/allocations", allocate)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield PeerSettings(url=str(server.make_url("")).rstrip("/"))
+
+
+@pytest.fixture
+async def api(
+    order_api: OrderApiRunner, db_session: AsyncSession, empty_wallet_pool: PeerSettings
+) -> AsyncIterator[OrderApi]:
+    """order-api on ``db_session`` (rolled back after the test), next to the busy stand-in wallet-pool."""
+    async with order_api(session=db_session, wallet_pool=empty_wallet_pool) as running:
+        yield running
 
 
 @dataclass(frozen=True)
@@ -314,6 +343,8 @@ async def test_the_takeable_list_filters_and_its_cursor_survives_changes(
     assert [o["id"] for o in (await listing(status="queued"))["items"]] == [queued["id"]]
     bad = await api.client.get("/v1/operator/orders", params={"cursor": "nonsense"}, headers=auth)
     assert (bad.status_code, bad.json()["errors"][0]["field"]) == (422, "cursor")
+    for params in ({"created_from": "2026-01-01T00:00:00"}, {"amount_max": "1e30"}):  # no zone; too large
+        assert (await api.client.get("/v1/operator/orders", params=params, headers=auth)).status_code == 422
 
     # Page through while orders change: one on page 1 is taken, one further on is taken, new ones arrive.
     first = await listing(limit=2)
@@ -356,9 +387,9 @@ async def test_an_order_shows_the_earlier_orders_of_its_deposit_address(
 
 
 async def test_fifty_concurrent_takers_one_winner(
-    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys
+    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys, empty_wallet_pool: PeerSettings
 ) -> None:
-    async with order_api(database_url=own_database_url, database_pool_size=10) as api:
+    async with order_api(database_url=own_database_url, wallet_pool=empty_wallet_pool) as api:
         takers = [await hire(api, api_keys) for _ in range(50)]
         order = await order_awaiting_deposit(api, api_keys)
 
@@ -423,7 +454,7 @@ async def test_only_the_holder_drives_an_order_with_if_match_and_the_lifecycle_t
         select(outbox.c.destination).where(outbox.c.event_type == "order.closed")
     )
     assert destination == "wallet-pool"
-    [changed] = await outbox_payloads(db_session, "order.status_changed")
+    *_, changed = await outbox_payloads(db_session, "order.status_changed")  # after "address assigned"
     assert {k: changed[k] for k in ("status", "from_status", "operator_id", "operator_name", "actor")} == {
         "status": "completed",
         "from_status": "in_progress",
@@ -538,10 +569,11 @@ async def test_an_escalation_flags_the_order_until_support_resolves_it(
 
 
 async def test_an_untouched_assignment_times_out_back_to_the_pool(
-    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys
+    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys, empty_wallet_pool: PeerSettings
 ) -> None:
     async with order_api(
         database_url=own_database_url,
+        wallet_pool=empty_wallet_pool,
         sweep_seconds=0.1,
         assignment_timeout_minutes=30,
         assignment_timeout_by_currency={"ETH": 5},
@@ -555,9 +587,7 @@ async def test_an_untouched_assignment_times_out_back_to_the_pool(
         await take(api, operator, eth)
         database: Database = api.app.state.runtime.database
         async with database.sessionmaker.begin() as session:  # both untouched for 6 minutes
-            await session.execute(
-                update(OrderEvent).values(created_at=OrderEvent.created_at - timedelta(minutes=6))
-            )
+            await session.execute(update(OrderEvent).values(created_at=utcnow() - timedelta(minutes=6)))
 
         async def holders() -> dict[str, str | None]:
             async with database.sessionmaker() as session:
@@ -600,12 +630,12 @@ async def test_stats_compare_my_workload_with_the_anonymised_team(
         await set_status(api, staff, order, status)
     await take(api, anna, orders[3])
     closed = {o["id"] for o in orders[:3]}
-    for order in await db_session.scalars(select(Order).where(Order.id.in_(closed))):
-        assert order.closed_at is not None
+    for stored in await db_session.scalars(select(Order).where(Order.id.in_(closed))):
+        assert stored.closed_at is not None
         await db_session.execute(  # taken exactly ten minutes before it closed
             update(OrderEvent)
-            .where(OrderEvent.order_id == order.id, OrderEvent.to_status == "in_progress")
-            .values(created_at=order.closed_at - timedelta(minutes=10))
+            .where(OrderEvent.order_id == stored.id, OrderEvent.to_status == "in_progress")
+            .values(created_at=stored.closed_at - timedelta(minutes=10))
         )
 
     response = await api.client.get("/v1/operator/stats", headers=anna.auth)
@@ -652,8 +682,8 @@ async def test_every_staff_action_is_audited_with_actor_channel_and_correlation_
     )
     assert audit.status_code == 200, audit.text
     trail = list(reversed(audit.json()["items"]))  # newest first → oldest first
+    # wallet-pool assigning the address is in the order's history, not in the audit chain (see lifecycle.py)
     assert [(r["action"], r["actor_role"]) for r in trail] == [
-        ("order.status_changed", "system"),  # wallet-pool assigned the address
         ("order.taken", "operator"),
         ("order.released", "operator"),
         ("order.taken", "operator"),
@@ -661,8 +691,8 @@ async def test_every_staff_action_is_audited_with_actor_channel_and_correlation_
         ("order.escalation_resolved", "support"),
         ("order.status_changed", "operator"),
     ]
-    assert trail[1]["correlation_id"] == taken.headers["X-Correlation-ID"]
-    assert trail[1]["channel"] == "rest"
+    assert trail[0]["correlation_id"] == taken.headers["X-Correlation-ID"]
+    assert trail[0]["channel"] == "rest"
     assert trail[-1]["parameters"] == {
         "from_status": "in_progress",
         "to_status": "completed",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class AuditFilter(BaseModel):
@@ -18,8 +18,8 @@ class AuditFilter(BaseModel):
     )
     order_id: str | None = Field(default=None, max_length=64, description="Rows about this order.")
     action: str | None = Field(default=None, max_length=64, examples=["order.taken"])
-    occurred_from: datetime | None = Field(default=None, description="Inclusive.")
-    occurred_to: datetime | None = Field(default=None, description="Exclusive.")
+    occurred_from: AwareDatetime | None = Field(default=None, description="Inclusive, with a time zone.")
+    occurred_to: AwareDatetime | None = Field(default=None, description="Exclusive, with a time zone.")
     cursor: str | None = Field(default=None, max_length=20, description="`next_cursor` of the page before.")
     limit: int = Field(default=50, ge=1, le=200)
 

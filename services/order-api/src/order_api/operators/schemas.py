@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
@@ -14,6 +14,7 @@ from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
 RoleName = Literal["operator", "support", "admin"]
 OperatorName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 TelegramUserId = Annotated[int, Field(gt=0, lt=2**63, description="The operator's Telegram user id.")]
+MAX_AMOUNT = Decimal("1e20")  # what an amount column holds
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
 
@@ -84,10 +85,12 @@ class OperatorOrderFilter(BaseModel):
         description="Default: `awaiting_deposit` (takeable) for the list, `in_progress` for my orders.",
     )
     currency: CurrencyCode | None = Field(default=None, description="What the customer sends.")
-    amount_min: Decimal | None = Field(default=None, ge=0, description="Inclusive, e.g. `0.01`.")
-    amount_max: Decimal | None = Field(default=None, ge=0, description="Inclusive.")
-    created_from: datetime | None = Field(default=None, description="Inclusive.")
-    created_to: datetime | None = Field(default=None, description="Exclusive.")
+    amount_min: Decimal | None = Field(
+        default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive, e.g. `0.01`."
+    )
+    amount_max: Decimal | None = Field(default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive.")
+    created_from: AwareDatetime | None = Field(default=None, description="Inclusive, with a time zone.")
+    created_to: AwareDatetime | None = Field(default=None, description="Exclusive, with a time zone.")
     cursor: str | None = Field(default=None, max_length=200, description="`next_cursor` of the page before.")
     limit: int = Field(default=20, ge=1, le=100)
 

@@ -70,9 +70,12 @@ def _cursor_of(order: Order) -> str:
 def _position(cursor: str) -> tuple[datetime, str]:
     try:
         created, order_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(order_id)
+        created_at = datetime.fromisoformat(created)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ValidationFailedError.for_field("cursor", "not a cursor this API returned") from exc
+    if created_at.tzinfo is None:
+        raise ValidationFailedError.for_field("cursor", "not a cursor this API returned")
+    return created_at, str(order_id)
 
 
 def _operator_order(
@@ -329,7 +332,7 @@ def _comment(principal: OperatorPrincipal, body: str) -> EscalationComment:
     )
 
 
-async def _record_escalation_step(
+async def _add_to_thread(
     session: AsyncSession,
     *,
     order: Order,
@@ -338,6 +341,8 @@ async def _record_escalation_step(
     event_type: str,
     comment: str,
 ) -> EscalationRead:
+    """Append ``comment`` to the escalation's thread and record the step on the order (event, audit)."""
+    escalation.comments.append(_comment(principal, comment))
     await session.flush()
     await lifecycle.record_order_action(
         session,
@@ -370,10 +375,10 @@ async def escalate_order(
         status=EscalationStatus.OPEN.value,
         raised_by=principal.actor.label,
         raised_at=utcnow(),
-        comments=[_comment(principal, comment)],
+        comments=[],
     )
     session.add(escalation)
-    return await _record_escalation_step(
+    return await _add_to_thread(
         session,
         order=order,
         escalation=escalation,
@@ -396,46 +401,44 @@ async def _load_escalation(session: AsyncSession, *, escalation_id: str) -> Esca
     return escalation
 
 
-async def comment_on_escalation(
-    *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str
+async def _continue_escalation(
+    *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str, resolve: bool
 ) -> EscalationRead:
-    """Support, an admin or the order's holder adds to an open escalation's thread."""
     escalation = await _load_escalation(session, escalation_id=escalation_id)
     order = await load_order(session, order_id=escalation.order_id)
     if principal.role == OperatorRole.OPERATOR.value:
         await _ensure_may_drive(session, order=order, principal=principal)
     if escalation.status != EscalationStatus.OPEN:
         raise EscalationNotOpenError("The escalation is resolved; escalate the order again if needed.")
-    escalation.comments.append(_comment(principal, comment))
-    return await _record_escalation_step(
+    if resolve:
+        escalation.status = EscalationStatus.RESOLVED.value
+        escalation.resolved_by = principal.actor.label
+        escalation.resolved_at = utcnow()
+    return await _add_to_thread(
         session,
         order=order,
         escalation=escalation,
         principal=principal,
-        event_type=lifecycle.ORDER_ESCALATION_COMMENTED,
+        event_type=lifecycle.ORDER_ESCALATION_RESOLVED if resolve else lifecycle.ORDER_ESCALATION_COMMENTED,
         comment=comment,
+    )
+
+
+async def comment_on_escalation(
+    *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str
+) -> EscalationRead:
+    """Support, an admin or the order's holder adds to an open escalation's thread."""
+    return await _continue_escalation(
+        session=session, principal=principal, escalation_id=escalation_id, comment=comment, resolve=False
     )
 
 
 async def resolve_escalation(
     *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str
 ) -> EscalationRead:
-    """Support resolves the escalation: the flag is cleared, the resolution ends the thread."""
-    escalation = await _load_escalation(session, escalation_id=escalation_id)
-    if escalation.status != EscalationStatus.OPEN:
-        raise EscalationNotOpenError("The escalation is already resolved.")
-    order = await load_order(session, order_id=escalation.order_id)
-    escalation.status = EscalationStatus.RESOLVED.value
-    escalation.resolved_by = principal.actor.label
-    escalation.resolved_at = utcnow()
-    escalation.comments.append(_comment(principal, comment))
-    return await _record_escalation_step(
-        session,
-        order=order,
-        escalation=escalation,
-        principal=principal,
-        event_type=lifecycle.ORDER_ESCALATION_RESOLVED,
-        comment=comment,
+    """Support resolves the escalation: the flag is cleared and the resolution ends the thread."""
+    return await _continue_escalation(
+        session=session, principal=principal, escalation_id=escalation_id, comment=comment, resolve=True
     )
 
 

@@ -56,28 +56,30 @@ async def expire_overdue_orders(*, database: Database) -> int:
 async def reconcile_pending_allocations(
     *, database: Database, wallet_pool: WalletPoolClient, settings: Settings
 ) -> int:
-    """Ask wallet-pool again for orders it never answered for; returns how many were settled."""
+    """Ask wallet-pool again for orders it never answered for; returns how many were settled.
+
+    One transaction per order, holding only that order's row (``SKIP LOCKED``, so replicas share the work)
+    across its wallet-pool call; the first failure ends the pass: wallet-pool is still away.
+    """
     settled = 0
     cutoff = utcnow() - RECONCILE_GRACE
-    async with database.sessionmaker.begin() as session:
-        orders = (
-            (
+    for _ in range(BATCH):
+        async with database.sessionmaker.begin() as session:
+            order = (
                 await session.execute(
                     select(Order)
                     .where(
-                        Order.allocation_state == AllocationState.PENDING.value, Order.created_at <= cutoff
+                        Order.allocation_state == AllocationState.PENDING.value,
+                        Order.status == OrderStatus.QUEUED.value,
+                        Order.created_at <= cutoff,
                     )
                     .order_by(Order.created_at)
-                    .limit(BATCH)
+                    .limit(1)
                     .with_for_update(skip_locked=True)
                 )
-            )
-            .scalars()
-            .all()
-        )
-        for order in orders:
-            if order.status != OrderStatus.QUEUED:
-                continue
+            ).scalar_one_or_none()
+            if order is None:
+                break
             try:
                 allocation = await wallet_pool.allocate(
                     order_id=order.id,

@@ -1,0 +1,124 @@
+"""The operator workflow across order-api and wallet-pool, as an operator works, with the services as
+processes: an admin creates the operator; the operator lists, takes and completes an order; its deposit
+address goes back to the pool and on to the oldest queued order of that currency — also when wallet-pool is
+down at the moment the order is completed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from desk_stack import Stack
+from test_order_intake import import_btc_wallets, order_body
+
+from servicekit.testing import ServiceProcess, eventually, migrated_database
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with migrated_database("order-api", "wallet-pool") as url:
+        yield Stack(database_url=url, logs=tmp_path)
+
+
+@dataclass
+class Desk:
+    """Both services running, two BTC addresses in the pool, three customers' orders (the third queued)
+    and an operator an admin has just created."""
+
+    wallet_pool: ServiceProcess
+    client: httpx.AsyncClient
+    orders: list[dict[str, Any]]
+    operator: dict[str, str]
+
+
+@pytest.fixture
+async def desk(stack: Stack, services: list[ServiceProcess]) -> AsyncIterator[Desk]:
+    wallet_pool, order_api = stack.wallet_pool(), stack.order_api()
+    services.extend([wallet_pool, order_api])
+    await wallet_pool.start()
+    await order_api.start()
+    await import_btc_wallets(wallet_pool, stack, 2)
+    async with httpx.AsyncClient(base_url=order_api.url) as client:
+        orders = []
+        for n in range(3):
+            response = await client.post("/v1/orders", json=order_body(n))
+            assert response.status_code == 201, response.text
+            orders.append(response.json())
+        assert [o["status"] for o in orders] == ["awaiting_deposit", "awaiting_deposit", "queued"]
+        created = await client.post(
+            "/v1/admin/operators",
+            json={"name": "Olga", "role": "operator"},
+            headers={"Authorization": f"Bearer {stack.keys.admin}"},
+        )
+        assert created.status_code == 201, created.text
+        operator = {"Authorization": f"Bearer {created.json()['token']}"}
+        yield Desk(wallet_pool=wallet_pool, client=client, orders=orders, operator=operator)
+
+
+async def served(client: httpx.AsyncClient, order: dict[str, Any], *, within: float) -> dict[str, Any]:
+    """The queued order as its customer sees it, once it has been given an address."""
+
+    async def read() -> dict[str, Any]:
+        response = await client.get(
+            f"/v1/orders/{order['id']}", headers={"Authorization": f"Bearer {order['session_token']}"}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return await eventually(
+        read,
+        until=lambda o: o["status"] == "awaiting_deposit",
+        within=within,
+        message="the queued order gets the released address",
+    )
+
+
+async def test_an_operator_completes_an_order_and_its_address_serves_the_queue(desk: Desk) -> None:
+    client, operator = desk.client, desk.operator
+    first, second, third = desk.orders
+    listed = await client.get("/v1/operator/orders", params={"currency": "BTC"}, headers=operator)
+    assert listed.status_code == 200, listed.text
+    assert [o["id"] for o in listed.json()["items"]] == [first["id"], second["id"]]  # oldest first
+
+    taken = await client.post(f"/v1/operator/orders/{first['id']}/take", headers=operator)
+    assert taken.status_code == 200, taken.text
+    completed = await client.post(
+        f"/v1/operator/orders/{first['id']}/status",
+        json={"status": "completed", "comment": "Paid out"},
+        headers={**operator, "If-Match": str(taken.json()["version"])},
+    )
+    assert completed.status_code == 200, completed.text
+    assert completed.json()["status"] == "completed"
+
+    now_served = await served(client, third, within=5.0)
+    assert now_served["deposit_address"] == first["deposit_address"]
+    assert now_served["queue_position"] is None
+    detail = await client.get(f"/v1/operator/orders/{third['id']}", headers=operator)
+    assert [h["order_id"] for h in detail.json()["address_history"]] == [first["id"]]
+
+
+async def test_a_status_change_succeeds_while_wallet_pool_is_down_and_the_release_lands_later(
+    desk: Desk,
+) -> None:
+    client, operator = desk.client, desk.operator
+    first, _, third = desk.orders
+    taken = await client.post(f"/v1/operator/orders/{first['id']}/take", headers=operator)
+    assert taken.status_code == 200, taken.text
+
+    await desk.wallet_pool.stop()
+    completed = await client.post(
+        f"/v1/operator/orders/{first['id']}/status", json={"status": "completed"}, headers=operator
+    )
+    assert completed.status_code == 200, completed.text
+    assert completed.json()["status"] == "completed"
+    mine = await client.get("/v1/operator/orders/mine", params={"status": "completed"}, headers=operator)
+    assert [o["id"] for o in mine.json()["items"]] == [first["id"]]
+
+    await desk.wallet_pool.start()
+    now_served = await served(client, third, within=20.0)
+    assert now_served["deposit_address"] == first["deposit_address"]
