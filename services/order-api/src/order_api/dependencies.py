@@ -11,7 +11,7 @@ from order_api.operators.dependencies import AdminStaff, CurrentOperator, OrderH
 from servicekit.apikeys import Caller, require_scope
 
 
-def _wallet_pool(request: Request) -> WalletPoolClient:
+async def _wallet_pool(request: Request) -> WalletPoolClient:
     client: WalletPoolClient = request.app.state.wallet_pool
     return client
 

@@ -10,12 +10,12 @@ from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 
 
-def app_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def pool_metrics(request: Request) -> PoolMetrics:
+async def pool_metrics(request: Request) -> PoolMetrics:
     metrics: PoolMetrics = request.app.state.pool_metrics
     return metrics
 

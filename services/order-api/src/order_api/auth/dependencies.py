@@ -48,22 +48,22 @@ async def _current_customer(
     return principal
 
 
-def _protection(request: Request) -> DataProtection:
+async def _protection(request: Request) -> DataProtection:
     protection: DataProtection = request.app.state.protection
     return protection
 
 
-def _rate_limiter(request: Request) -> RateLimiter:
+async def _rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _client_ip(request: Request) -> str:
+async def _client_ip(request: Request) -> str:
     networks: list[Network] | None = getattr(request.app.state, "trusted_proxies", None)
     if networks is None:
         settings: Settings = request.app.state.settings
