@@ -444,6 +444,7 @@ def uvicorn_command(service: Service, port: int) -> str:
             str(port),
             "--timeout-graceful-shutdown",
             "5",
+            "--no-access-log",  # servicekit logs one line per request, with its correlation id
         ]
     )
 

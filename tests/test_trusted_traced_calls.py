@@ -66,6 +66,7 @@ async def start_order_api(
             ),
             "ORDER_API_WALLET_POOL__URL": wallet_pool_url,
             "ORDER_API_WALLET_POOL__API_KEY": key_for_wallet_pool,
+            "ORDER_API_VAR_DIR": str(log_path.parent / "order-api-var"),
         },
         log_path=log_path,
     ).start()

@@ -38,7 +38,7 @@ from order_api.settings import Settings
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.db import create_engine
 from servicekit.settings import PeerSettings
-from servicekit.testing import isolated_session, migrated_database, running_app, use_session
+from servicekit.testing import isolated_session, migrated_database, running_app, serve_stand_in, use_session
 
 
 def _test_key(label: str) -> str:
@@ -220,13 +220,6 @@ async def notifier_stand_in() -> AsyncIterator[StandInReceiver]:
 
     app = web.Application()
     app.router.add_post("/v1/events", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    receiver.url = f"http://{host}:{port}"
-    try:
+    async with serve_stand_in(app) as url:
+        receiver.url = url
         yield receiver
-    finally:
-        await runner.cleanup()

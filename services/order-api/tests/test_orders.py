@@ -20,7 +20,7 @@ from order_api.orders.models import AllocationState, Order, OrderEvent
 from order_api.workers.sweeper import expire_overdue_orders, reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
-from servicekit.testing import eventually
+from servicekit.testing import eventually, serve_stand_in
 
 if TYPE_CHECKING:
     from conftest import ApiKeys, OrderApi, OrderApiRunner
@@ -75,16 +75,9 @@ async def wallet_pool_stand_in() -> AsyncIterator[WalletPoolStandIn]:
 
     app = web.Application()
     app.router.add_post("/v1/allocations", allocate)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    stand_in.url = f"http://{host}:{port}"
-    try:
+    async with serve_stand_in(app) as url:
+        stand_in.url = url
         yield stand_in
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from aiohttp import web
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -141,6 +142,20 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} within {within}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def serve_stand_in(app: web.Application) -> AsyncIterator[str]:
+    """Serve a stand-in for a peer service (a small aiohttp app) on a free loopback port; yields its URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def free_port() -> int:
