@@ -30,7 +30,7 @@ run: install ## Start the four services on the embedded default (SQLite) with de
 migrate: install ## Apply every service's migrations (embedded SQLite, or the *_DATABASE_URL you export)
 	$(VENV)/bin/python scripts/devstack.py migrate
 
-compose-env: install ## Write deploy/compose.env with freshly minted keys for docker compose
+compose-env: install ## Write deploy/compose.env (keys from var/dev-credentials.json, minted on first use)
 	$(VENV)/bin/python scripts/devstack.py compose-env
 
 lint: install ## ruff (lint and format check)
