@@ -5,6 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from notifier.db import SCHEMA, inbox
+from notifier.email import build_chain
+from notifier.notifications.router import router as notifications_router
+from notifier.notifications.worker import DeliveryWorker
 from notifier.settings import Settings
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
@@ -25,7 +28,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime=runtime,
         title="Exchange Desk — notifier",
         description=DESCRIPTION,
-        openapi_tags=[{"name": "events", "description": "Events from order-api and wallet-pool."}],
+        openapi_tags=[
+            {"name": "events", "description": "Events from order-api and wallet-pool."},
+            {"name": "notifications", "description": "The delivery queue: every message and its attempts."},
+        ],
+    )
+    runtime.add_worker(
+        DeliveryWorker(
+            database=runtime.database,
+            chain=build_chain(settings),
+            sender=settings.email_from,
+            max_attempts=settings.delivery_max_attempts,
+            backoff_base_seconds=settings.delivery_backoff_base_seconds,
+            backoff_max_seconds=settings.delivery_backoff_max_seconds,
+            poll_seconds=settings.delivery_poll_seconds,
+            batch_size=settings.delivery_batch_size,
+            lease_seconds=settings.delivery_lease_seconds,
+        )
     )
     app.include_router(events_router(inbox=inbox, handlers={}))
+    app.include_router(notifications_router)
     return app

@@ -1,5 +1,6 @@
 """Every table of notifier, imported in one place for Alembic and tests."""
 
 from notifier.db import inbox, metadata
+from notifier.notifications.models import DeliveryAttempt, Notification
 
-__all__ = ["inbox", "metadata"]
+__all__ = ["DeliveryAttempt", "Notification", "inbox", "metadata"]

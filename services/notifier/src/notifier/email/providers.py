@@ -1,0 +1,225 @@
+"""Email providers. ``send`` returns when the provider accepted the message and raises
+:class:`TransientDeliveryError` (worth retrying) or :class:`PermanentDeliveryError` (never retried)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+import httpx
+from pydantic import SecretStr
+
+from notifier.settings import Settings
+
+
+class DeliveryError(Exception):
+    """A provider did not accept the message."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying later (server down, timeout, 4xx from SMTP, 5xx from an API)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """No retry can fix it (invalid recipient, SMTP 5xx, API 4xx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    sender: str
+    recipient: str
+    subject: str
+    text: str
+    html: str
+    message_id: str | None = None
+
+    def to_message(self) -> EmailMessage:
+        """The RFC 5322 message: a multipart/alternative with the plain text first, the HTML preferred."""
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = self.recipient
+        message["Subject"] = self.subject
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = self.message_id or make_msgid(domain="exchange-desk.local")
+        message.set_content(self.text)
+        message.add_alternative(self.html, subtype="html")
+        return message
+
+
+class EmailProvider(Protocol):
+    name: str
+
+    async def send(self, message: OutgoingEmail) -> None: ...
+
+
+class SmtpProvider:
+    name = "smtp"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str | None = None,
+        password: SecretStr | None = None,
+        starttls: bool = False,
+        use_tls: bool = False,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.starttls = starttls
+        self.use_tls = use_tls
+        self.timeout_seconds = timeout_seconds
+
+    async def send(self, message: OutgoingEmail) -> None:
+        try:
+            await aiosmtplib.send(
+                message.to_message(),
+                hostname=self.host,
+                port=self.port,
+                username=self.username,
+                password=self.password.get_secret_value() if self.password else None,
+                start_tls=self.starttls,
+                use_tls=self.use_tls,
+                timeout=self.timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            if codes and all(code >= 500 for code in codes):
+                raise PermanentDeliveryError(f"recipient refused: {detail}") from exc
+            raise TransientDeliveryError(f"recipient deferred: {detail}") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            error = PermanentDeliveryError if exc.code >= 500 else TransientDeliveryError
+            raise error(f"SMTP {exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransientDeliveryError(f"SMTP unavailable: {type(exc).__name__}: {exc}") from exc
+
+
+class HttpApiProvider:
+    """A Resend-compatible API: ``POST {url}`` with ``{from, to, subject, html, text}`` and a Bearer key."""
+
+    name = "http_api"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        api_key: SecretStr | None,
+        timeout_seconds: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url
+        self.api_key = api_key
+        self.timeout_seconds = timeout_seconds
+        self.transport = transport
+
+    async def send(self, message: OutgoingEmail) -> None:
+        headers = {"Authorization": f"Bearer {self.api_key.get_secret_value()}"} if self.api_key else {}
+        body = {
+            "from": message.sender,
+            "to": [message.recipient],
+            "subject": message.subject,
+            "html": message.html,
+            "text": message.text,
+        }
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_seconds, transport=self.transport) as client:
+                response = await client.post(self.url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransientDeliveryError(f"email API unavailable: {type(exc).__name__}: {exc}") from exc
+        if response.status_code < 300:
+            return
+        detail = f"email API answered {response.status_code}: {response.text[:300]}"
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise TransientDeliveryError(detail)
+        raise PermanentDeliveryError(detail)
+
+
+class MailDropProvider:
+    """The embedded default: every message becomes an ``.eml`` file in ``directory``."""
+
+    name = "maildrop"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: OutgoingEmail) -> None:
+        data = message.to_message().as_bytes()
+        path = self.directory / f"{uuid.uuid4().hex}.eml"
+        try:
+            await asyncio.to_thread(self._write, path, data)
+        except OSError as exc:
+            raise TransientDeliveryError(f"mail drop not writable: {exc}") from exc
+
+    def _write(self, path: Path, data: bytes) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        partial.write_bytes(data)
+        partial.replace(path)
+
+
+class FallbackChain:
+    """Tries each provider in turn; the next one only after a TRANSIENT failure of the previous."""
+
+    def __init__(self, providers: Sequence[EmailProvider]) -> None:
+        if not providers:
+            raise ValueError("at least one email provider is needed")
+        self.providers = list(providers)
+        self.name = ">".join(p.name for p in self.providers)
+
+    async def send(self, message: OutgoingEmail) -> None:
+        await self.send_via(message)
+
+    async def send_via(self, message: OutgoingEmail) -> str:
+        """Send and return the name of the provider that accepted the message."""
+        errors: list[str] = []
+        for provider in self.providers:
+            try:
+                await provider.send(message)
+            except TransientDeliveryError as exc:
+                errors.append(f"{provider.name}: {exc}")
+                continue
+            except PermanentDeliveryError as exc:
+                raise PermanentDeliveryError(f"{provider.name}: {exc}") from exc
+            return provider.name
+        raise TransientDeliveryError("; ".join(errors))
+
+
+def build_provider(name: str, settings: Settings) -> EmailProvider:
+    if name == "smtp":
+        return SmtpProvider(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            use_tls=settings.smtp_use_tls,
+            timeout_seconds=settings.smtp_timeout_seconds,
+        )
+    if name == "http_api":
+        if not settings.email_api_url:
+            raise ValueError("email provider http_api needs NOTIFIER_EMAIL_API_URL")
+        return HttpApiProvider(
+            url=settings.email_api_url,
+            api_key=settings.email_api_key,
+            timeout_seconds=settings.email_api_timeout_seconds,
+        )
+    if name == "maildrop":
+        return MailDropProvider(settings.var_dir / "mail")
+    raise ValueError(f"unknown email provider {name!r} (smtp, http_api or maildrop)")
+
+
+def build_chain(settings: Settings) -> FallbackChain:
+    """The providers named by ``settings.email_providers``, in that order."""
+    return FallbackChain([build_provider(name, settings) for name in settings.email_providers])

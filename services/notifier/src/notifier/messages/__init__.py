@@ -1,0 +1,12 @@
+"""Rendering notification templates (Jinja2, autoescaped HTML + plain text, Russian and English)."""
+
+from notifier.messages.render import (
+    LOCALES,
+    SAMPLE_VARIABLES,
+    TEMPLATES,
+    RenderedEmail,
+    UnknownTemplateError,
+    render_email,
+)
+
+__all__ = ["LOCALES", "SAMPLE_VARIABLES", "TEMPLATES", "RenderedEmail", "UnknownTemplateError", "render_email"]

@@ -1,0 +1,144 @@
+"""``render_email(template, locale, variables)``: subject, plain text and HTML of one email."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
+
+from servicekit.db import strip_trailing_zeros
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+LOCALES = ("en", "ru")
+DEFAULT_LOCALE = "en"
+
+SUBJECTS: dict[str, dict[str, str]] = {
+    "order_created": {
+        "en": "Your order {order_id} has been created",
+        "ru": "Заявка {order_id} создана",
+    },
+    "address_ready": {
+        "en": "Order {order_id}: your deposit address is ready",
+        "ru": "Заявка {order_id}: адрес для оплаты готов",
+    },
+    "order_status_changed": {
+        "en": "Order {order_id}: {status_text}",
+        "ru": "Заявка {order_id}: {status_text}",
+    },
+    "email_code": {"en": "Your confirmation code", "ru": "Ваш код подтверждения"},
+}
+TEMPLATES = tuple(SUBJECTS)
+
+STATUS_TEXT: dict[str, dict[str, str]] = {
+    "en": {"completed": "completed", "cancelled": "cancelled", "expired": "expired"},
+    "ru": {"completed": "выполнена", "cancelled": "отменена", "expired": "срок истёк"},
+}
+
+_SAMPLE_EXPIRY = datetime(2026, 11, 21, 15, 30, tzinfo=UTC)
+SAMPLE_VARIABLES: dict[str, dict[str, Any]] = {
+    "order_created": {
+        "name": "Anna",
+        "order_id": "ORD-1042",
+        "amount": Decimal("150.25"),
+        "currency_from": "USDT",
+        "currency_to": "BTC",
+        "address": "TJYeasTPa6gpEEfYqNgF9aVwCPmEfTxN5W",
+        "queue_position": None,
+        "expires_at": _SAMPLE_EXPIRY,
+    },
+    "address_ready": {
+        "name": "Anna",
+        "order_id": "ORD-1042",
+        "amount": Decimal("150.25"),
+        "currency_from": "USDT",
+        "address": "TJYeasTPa6gpEEfYqNgF9aVwCPmEfTxN5W",
+        "expires_at": _SAMPLE_EXPIRY,
+    },
+    "order_status_changed": {
+        "name": "Anna",
+        "order_id": "ORD-1042",
+        "status": "completed",
+        "amount": Decimal("150.25"),
+        "currency_from": "USDT",
+        "currency_to": "BTC",
+    },
+    "email_code": {"name": "Anna", "code": "482913", "minutes": 10},
+}
+
+
+class UnknownTemplateError(ValueError):
+    """No template of that name exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def format_amount(value: Any) -> str:
+    """An exact amount: ``Decimal("0.00000001")`` → ``0.00000001`` (strings are parsed, never floats)."""
+    if isinstance(value, Undefined) or value is None:
+        return ""
+    if isinstance(value, float):
+        raise TypeError("amounts must be Decimal or str, never float")
+    amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    return format(strip_trailing_zeros(amount), "f")
+
+
+def format_utc(value: Any) -> str:
+    """``2026-11-21 15:30 UTC`` from an aware datetime or an ISO string."""
+    if isinstance(value, Undefined) or value is None:
+        return ""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _environment() -> Environment:
+    """One environment: ``.html`` templates are autoescaped, ``.txt`` ones are plain text."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["amount"] = format_amount
+    env.filters["utc"] = format_utc
+    return env
+
+
+_ENV = _environment()
+
+
+def resolve_locale(locale: str | None) -> str:
+    """``ru``/``ru-RU``/``ru_RU`` → ``ru``; anything unknown → English."""
+    language = (locale or "").replace("_", "-").split("-")[0].lower()
+    return language if language in LOCALES else DEFAULT_LOCALE
+
+
+def render_email(template: str, locale: str | None, variables: Mapping[str, Any]) -> RenderedEmail:
+    if template not in SUBJECTS:
+        raise UnknownTemplateError(f"unknown template {template!r}")
+    language = resolve_locale(locale)
+    context = dict(variables)
+    status = str(context.get("status") or "")
+    status_text = STATUS_TEXT[language].get(status, status)
+    subject = SUBJECTS[template][language].format_map(
+        {"order_id": context.get("order_id", ""), "status_text": status_text}
+    )
+    return RenderedEmail(
+        subject=subject,
+        text=_ENV.get_template(f"{template}.{language}.txt").render(context),
+        html=_ENV.get_template(f"{template}.{language}.html").render(context),
+    )
+
+

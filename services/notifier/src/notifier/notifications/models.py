@@ -1,0 +1,76 @@
+"""``notification`` (one message to one recipient) and ``delivery_attempt`` (every try to send it)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from notifier.db import Base
+from servicekit.db import UtcDateTime
+
+
+class Channel(enum.StrEnum):
+    email = "email"
+    telegram = "telegram"
+
+
+class NotificationStatus(enum.StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+    dead = "dead"
+
+
+class AttemptOutcome(enum.StrEnum):
+    sent = "sent"
+    transient = "transient"
+    permanent = "permanent"
+
+
+class Notification(Base):
+    __tablename__ = "notification"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(8))
+    recipient: Mapped[str] = mapped_column(String(320), comment="Personal data: never logged in clear.")
+    subject: Mapped[str | None] = mapped_column(String(300), nullable=True, comment="Set when rendered.")
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON)
+    order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    event_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, comment="Not claimed before this time (also the claim's lease)."
+    )
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "template", "recipient"),
+        Index("ix_notification_due", "status", "next_attempt_at"),
+        Index("ix_notification_order_id", "order_id"),
+        Index("ix_notification_created_at", "created_at", "id"),
+    )
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("notification.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)

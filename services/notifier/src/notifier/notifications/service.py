@@ -1,0 +1,184 @@
+"""Queueing, listing and redelivering notifications. Nothing here sends: the delivery worker does."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifier.messages import TEMPLATES
+from notifier.messages.render import resolve_locale
+from notifier.notifications.errors import NotificationNotFoundError, NotificationNotRedeliverableError
+from notifier.notifications.models import Channel, Notification, NotificationStatus
+from notifier.notifications.schemas import NotificationPageRead, NotificationRead
+from servicekit.db import utcnow
+from servicekit.errors import ValidationFailedError
+from servicekit.telemetry import current_traceparent, mask_secrets
+
+MAX_PAGE_SIZE = 200
+_CURSOR_PREFIX = "n1|"
+
+
+def _jsonable(value: Any) -> Any:
+    """Template variables as JSON: Decimals as exact strings, datetimes as ISO 8601."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def request_delivery(session: AsyncSession) -> None:
+    """Wake the delivery worker after this session commits (servicekit's after-commit hook)."""
+    session.sync_session.info["pending_outbox"] = True
+
+
+async def queue_email(
+    *,
+    session: AsyncSession,
+    template: str,
+    locale: str | None,
+    recipient: str,
+    variables: Mapping[str, Any],
+    order_id: str | None = None,
+    event_id: str | None = None,
+) -> str:
+    """Record an email to send, in the caller's transaction; returns its id. The same ``event_id``,
+    ``template`` and ``recipient`` queued twice make one notification (the first one's id is returned)."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}")
+    now = utcnow()
+    notification_id = str(uuid.uuid4())
+    values = {
+        "id": notification_id,
+        "channel": Channel.email.value,
+        "template": template,
+        "locale": resolve_locale(locale),
+        "recipient": recipient.strip(),
+        "variables": _jsonable(dict(variables)),
+        "order_id": order_id,
+        "event_id": event_id,
+        "status": NotificationStatus.pending.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "traceparent": current_traceparent(),
+        "created_at": now,
+    }
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(Notification).values(**values)
+    if event_id is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=["event_id", "template", "recipient"])
+    result = await session.execute(statement)
+    if not result.rowcount:  # type: ignore[attr-defined]
+        existing = await session.scalar(
+            select(Notification.id).where(
+                Notification.event_id == event_id,
+                Notification.template == template,
+                Notification.recipient == values["recipient"],
+            )
+        )
+        if existing is None:  # pragma: no cover (the conflicting row was deleted meanwhile)
+            raise RuntimeError("notification conflict without a row")
+        return existing
+    request_delivery(session)
+    return notification_id
+
+
+def to_read(notification: Notification) -> NotificationRead:
+    pending = notification.status == NotificationStatus.pending
+    return NotificationRead(
+        id=notification.id,
+        channel=Channel(notification.channel),
+        template=notification.template,
+        locale=notification.locale,
+        recipient=mask_secrets(notification.recipient),
+        subject=notification.subject,
+        order_id=notification.order_id,
+        event_id=notification.event_id,
+        status=NotificationStatus(notification.status),
+        attempts=notification.attempts,
+        next_attempt_at=notification.next_attempt_at if pending else None,
+        last_error=notification.last_error,
+        created_at=notification.created_at,
+        sent_at=notification.sent_at,
+    )
+
+
+async def list_notifications(
+    *,
+    session: AsyncSession,
+    order_id: str | None,
+    channel: Channel | None,
+    status: NotificationStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> NotificationPageRead:
+    """Newest first, keyset-paginated by (created_at, id)."""
+    query = select(Notification)
+    if order_id is not None:
+        query = query.where(Notification.order_id == order_id)
+    if channel is not None:
+        query = query.where(Notification.channel == channel.value)
+    if status is not None:
+        query = query.where(Notification.status == status.value)
+    if cursor:
+        created_at, after_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Notification.created_at < created_at,
+                and_(Notification.created_at == created_at, Notification.id < after_id),
+            )
+        )
+    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
+    rows = list((await session.scalars(query)).all())
+    page = rows[:limit]
+    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    return NotificationPageRead(items=[to_read(n) for n in page], next_cursor=next_cursor)
+
+
+async def redeliver(*, session: AsyncSession, notification_id: str) -> NotificationRead:
+    """Put a failed or dead notification back in the queue, due now, with a fresh attempt budget."""
+    notification = await session.get(Notification, notification_id, with_for_update=True)
+    if notification is None:
+        raise NotificationNotFoundError(f"No notification has the id {notification_id}.")
+    if notification.status not in (NotificationStatus.failed, NotificationStatus.dead):
+        raise NotificationNotRedeliverableError(
+            f"The notification is {notification.status}; only failed or dead ones can be redelivered.",
+            extra={"status": notification.status},
+        )
+    notification.status = NotificationStatus.pending.value
+    notification.attempts = 0
+    notification.next_attempt_at = utcnow()
+    await session.flush()
+    request_delivery(session)
+    return to_read(notification)
+
+
+def _encode_cursor(notification: Notification) -> str:
+    raw = f"{_CURSOR_PREFIX}{notification.created_at.isoformat()}|{notification.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if raw.startswith(_CURSOR_PREFIX):
+            moment, notification_id = raw.removeprefix(_CURSOR_PREFIX).split("|", 1)
+            created_at = datetime.fromisoformat(moment)
+            if created_at.tzinfo is not None and notification_id:
+                return created_at, notification_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise ValidationFailedError.for_field("cursor", "not a cursor this service issued", kind="invalid_cursor")

@@ -1,0 +1,244 @@
+"""The delivery worker: claims due email notifications (``FOR UPDATE SKIP LOCKED`` + a lease, so replicas
+share the queue), renders, sends through the provider chain and records every attempt.
+
+Transient failures are retried with exponential backoff and jitter; a permanent one fails the notification
+at once; after ``max_attempts`` it is dead-lettered. Each delivery continues the trace of the request that
+queued it, so its log lines carry that request's correlation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from jinja2 import TemplateError
+from opentelemetry import trace
+from sqlalchemy import func, insert, select, update
+
+from notifier.email import FallbackChain, OutgoingEmail, PermanentDeliveryError, TransientDeliveryError
+from notifier.messages import UnknownTemplateError, render_email
+from notifier.notifications.models import (
+    AttemptOutcome,
+    Channel,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+)
+from servicekit.db import Database, utcnow
+from servicekit.telemetry import context_from_traceparent, mask_secrets
+
+log = logging.getLogger("notifier.delivery")
+tracer = trace.get_tracer("notifier.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    template: str
+    locale: str
+    recipient: str
+    variables: dict[str, Any]
+    attempts: int
+    traceparent: str | None
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        chain: FallbackChain,
+        sender: str,
+        max_attempts: int = 8,
+        backoff_base_seconds: float = 30.0,
+        backoff_max_seconds: float = 3600.0,
+        poll_seconds: float = 1.0,
+        batch_size: int = 20,
+        lease_seconds: float = 120.0,
+    ) -> None:
+        self.database = database
+        self.chain = chain
+        self.sender = sender
+        self.max_attempts = max_attempts
+        self.backoff_base_seconds = backoff_base_seconds
+        self.backoff_max_seconds = backoff_max_seconds
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        database.after_commit_listeners.append(self.wake)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def backoff(self, attempts: int) -> timedelta:
+        """``min(max, base * 2**(n-1))``, jittered into its upper half."""
+        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(attempts - 1, 0))
+        return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 (jitter, not crypto)
+
+    async def claim(self) -> list[Claimed]:
+        n = Notification
+        now = utcnow()
+        due = (
+            select(n.id)
+            .where(
+                n.status == NotificationStatus.pending.value,
+                n.channel == Channel.email.value,
+                n.next_attempt_at <= now,
+            )
+            .order_by(n.next_attempt_at)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(n)
+            .where(n.id.in_(due.scalar_subquery()))
+            .values(next_attempt_at=now + timedelta(seconds=self.lease_seconds))
+            .returning(n.id, n.template, n.locale, n.recipient, n.variables, n.attempts, n.traceparent)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.database.sessionmaker.begin() as session:
+            rows = (await session.execute(claim)).all()
+        return [Claimed(**row._mapping) for row in rows]
+
+    async def run_once(self) -> int:
+        """Claim and deliver one batch; returns how many notifications were attempted."""
+        claimed = await self.claim()
+        await asyncio.gather(*(self._deliver(c) for c in claimed))
+        return len(claimed)
+
+    async def _deliver(self, item: Claimed) -> None:
+        context = context_from_traceparent(item.traceparent)
+        with tracer.start_as_current_span(
+            f"deliver email {item.template}",
+            context=context,
+            kind=trace.SpanKind.CLIENT,
+            attributes={"notification.id": item.id, "notification.template": item.template},
+        ):
+            started_at = utcnow()
+            started = time.monotonic()
+            provider = self.chain.name
+            subject: str | None = None
+            error: str | None = None
+            try:
+                rendered = render_email(item.template, item.locale, item.variables)
+                subject = rendered.subject
+                message = OutgoingEmail(
+                    sender=self.sender,
+                    recipient=item.recipient,
+                    subject=rendered.subject,
+                    text=rendered.text,
+                    html=rendered.html,
+                    message_id=f"<{item.id}@exchange-desk.local>",
+                )
+                provider = await self.chain.send_via(message)
+                outcome = AttemptOutcome.sent
+            except (PermanentDeliveryError, UnknownTemplateError, TemplateError) as exc:
+                outcome, error = AttemptOutcome.permanent, f"{type(exc).__name__}: {exc}"[:2000]
+            except TransientDeliveryError as exc:
+                outcome, error = AttemptOutcome.transient, f"{type(exc).__name__}: {exc}"[:2000]
+            except Exception as exc:  # an unexpected bug: retried like a transient failure
+                log.exception("delivery raised unexpectedly", extra={"notification_id": item.id})
+                outcome, error = AttemptOutcome.transient, f"{type(exc).__name__}: {exc}"[:2000]
+            duration_ms = int((time.monotonic() - started) * 1000)
+            await self._record(item, outcome, provider, subject, error, started_at, duration_ms)
+
+    async def _record(
+        self,
+        item: Claimed,
+        outcome: AttemptOutcome,
+        provider: str,
+        subject: str | None,
+        error: str | None,
+        started_at: datetime,
+        duration_ms: int,
+    ) -> None:
+        attempts = item.attempts + 1
+        now = utcnow()
+        values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+        if subject is not None:
+            values["subject"] = subject
+        if outcome is AttemptOutcome.sent:
+            values.update(status=NotificationStatus.sent.value, sent_at=now)
+        elif outcome is AttemptOutcome.permanent:
+            values["status"] = NotificationStatus.failed.value
+        elif attempts >= self.max_attempts:
+            values["status"] = NotificationStatus.dead.value
+        else:
+            values["next_attempt_at"] = now + self.backoff(attempts)
+        async with self.database.sessionmaker.begin() as session:
+            previous = await session.scalar(
+                select(func.count())
+                .select_from(DeliveryAttempt)
+                .where(DeliveryAttempt.notification_id == item.id)
+            )
+            await session.execute(
+                insert(DeliveryAttempt).values(
+                    notification_id=item.id,
+                    attempt=int(previous or 0) + 1,
+                    provider=provider,
+                    outcome=outcome.value,
+                    error=error,
+                    duration_ms=duration_ms,
+                    started_at=started_at,
+                )
+            )
+            await session.execute(
+                update(Notification)
+                .where(Notification.id == item.id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        extra: dict[str, Any] = {
+            "notification_id": item.id,
+            "template": item.template,
+            "attempt": attempts,
+            "provider": provider,
+            "outcome": outcome.value,
+            "duration_ms": duration_ms,
+        }
+        if error is not None:
+            extra["error"] = mask_secrets(error)
+        status = values.get("status", NotificationStatus.pending.value)
+        if outcome is AttemptOutcome.sent:
+            log.info("email sent", extra=extra)
+        elif status == NotificationStatus.pending:
+            extra["retry_at"] = values["next_attempt_at"].isoformat()
+            log.warning("email delivery failed, will retry", extra=extra)
+        else:
+            extra["status"] = status
+            log.error("email delivery gave up", extra=extra)
+
+    async def run(self) -> None:
+        """Deliver until cancelled; a failing pass (database hiccup) is logged and retried."""
+        while True:
+            self._wake.clear()  # before the pass: a commit during it wakes the next one
+            try:
+                attempted = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery pass failed")
+                attempted = 0
+            if attempted >= self.batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="notifier-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
