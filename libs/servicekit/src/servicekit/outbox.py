@@ -17,9 +17,7 @@ retry hours later is still part of the order's story. Receivers record event ids
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -50,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from servicekit.db import Database, UtcDateTime, utcnow
 from servicekit.telemetry import context_from_traceparent, current_traceparent
+from servicekit.workers import WAKE_AFTER_COMMIT, QueueWorker, backoff_delay, wake_after_commit
 
 log = logging.getLogger("servicekit.outbox")
 tracer = trace.get_tracer("servicekit.outbox")
@@ -134,20 +133,20 @@ async def add_event(
             attempts=0,
         )
     )
-    session.sync_session.info["pending_outbox"] = True
+    wake_after_commit(session)
     return event_id
 
 
 @event.listens_for(Session, "after_commit")
-def _wake_relays(session: Session) -> None:
-    if session.info.pop("pending_outbox", None):
+def _wake_workers(session: Session) -> None:
+    if session.info.pop(WAKE_AFTER_COMMIT, None):
         for listener in session.info.get("after_commit_listeners", ()):
             listener()
 
 
 @event.listens_for(Session, "after_rollback")
-def _forget_outbox(session: Session) -> None:
-    session.info.pop("pending_outbox", None)
+def _forget_wake(session: Session) -> None:
+    session.info.pop(WAKE_AFTER_COMMIT, None)
 
 
 async def accept_once(session: AsyncSession, table: Table, envelope: EventEnvelope) -> bool:
@@ -205,7 +204,7 @@ class PermanentDeliveryError(Exception):
 Deliver = Callable[[OutboxEvent], Awaitable[None]]
 
 
-class OutboxRelay:
+class OutboxRelay(QueueWorker):
     """Delivers a service's outbox. ``deliver`` raises to signal failure."""
 
     def __init__(
@@ -221,27 +220,21 @@ class OutboxRelay:
         poll_seconds: float = 0.5,
         lease_seconds: float = 30.0,
     ) -> None:
+        super().__init__(
+            name="outbox-relay", database=database, poll_seconds=poll_seconds, batch_size=batch_size
+        )
         self.database = database
         self.table = table
         self.deliver = deliver
-        self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
-        self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        database.after_commit_listeners.append(self.wake)
-
-    def wake(self) -> None:
-        """Deliver now rather than at the next poll (called after a commit that wrote events)."""
-        self._wake.set()
 
     def backoff(self, attempts: int) -> timedelta:
-        """Exponential backoff with full jitter, capped."""
-        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(attempts - 1, 0))
-        return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 (jitter, not crypto)
+        return backoff_delay(
+            attempts, base_seconds=self.backoff_base_seconds, max_seconds=self.backoff_max_seconds
+        )
 
     async def claim(self) -> list[OutboxEvent]:
         """Lease up to ``batch_size`` due events, oldest first, skipping rows another relay holds."""
@@ -375,30 +368,3 @@ class OutboxRelay:
                 select(func.count()).select_from(t).where(t.c.delivered_at.is_(None), t.c.dead_at.is_(None))
             )
         return int(count or 0)
-
-    async def run(self) -> None:
-        """Deliver until cancelled; a database hiccup is logged and retried, never fatal."""
-        while True:
-            try:
-                attempted = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay pass failed")
-                attempted = 0
-            if attempted >= self.batch_size:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="outbox-relay")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from servicekit.db import Database
 
 log = logging.getLogger("servicekit.workers")
 
@@ -34,6 +42,71 @@ class PeriodicWorker:
                 handled = 0
             if handled < self.batch_size:
                 await asyncio.sleep(self.interval_seconds)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def backoff_delay(attempts: int, *, base_seconds: float, max_seconds: float) -> timedelta:
+    """Exponential backoff ``min(max, base * 2**(attempts-1))``, jittered into its upper half so that
+    retries of many items spread out instead of arriving together."""
+    ceiling = min(max_seconds, base_seconds * 2 ** max(attempts - 1, 0))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 (jitter, not crypto)
+
+
+WAKE_AFTER_COMMIT = "wake_after_commit"
+
+
+def wake_after_commit(session: AsyncSession) -> None:
+    """Wake the database's queue workers (outbox relay, delivery worker) once this session commits."""
+    session.sync_session.info[WAKE_AFTER_COMMIT] = True
+
+
+class QueueWorker:
+    """The loop of a worker that drains a database-backed queue: ``run_once`` claims and handles a batch.
+
+    It runs again at once after a full batch, at once when woken (a commit that queued work calls
+    :meth:`wake` through ``Database.after_commit_listeners``), else every ``poll_seconds``. The wake flag is
+    cleared *before* each pass, so work committed during a pass is not left waiting for the next poll. A
+    failing pass (a database hiccup) is logged and retried, never fatal.
+    """
+
+    def __init__(self, *, name: str, database: Database, poll_seconds: float, batch_size: int) -> None:
+        self.name = name
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        database.after_commit_listeners.append(self.wake)
+
+    async def run_once(self) -> int:
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                handled = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue worker pass failed", extra={"worker": self.name})
+                handled = 0
+            if handled >= self.batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     def start(self) -> None:
         if self._task is None:

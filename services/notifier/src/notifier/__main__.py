@@ -23,7 +23,11 @@ def preview(*, templates: Sequence[str], locales: Sequence[str], out: Path | Non
                 )
                 continue
             out.mkdir(parents=True, exist_ok=True)
-            for suffix, content in (("subject", rendered.subject), ("txt", rendered.text), ("html", rendered.html)):
+            for suffix, content in (
+                ("subject", rendered.subject),
+                ("txt", rendered.text),
+                ("html", rendered.html),
+            ):
                 path = out / f"{template}.{locale}.{suffix}"
                 path.write_text(content, encoding="utf-8")
                 written.append(path)

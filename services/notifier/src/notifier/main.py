@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from notifier.db import SCHEMA, inbox
 from notifier.email import build_chain
+from notifier.metrics import DeliveryMetrics
 from notifier.notifications.router import router as notifications_router
 from notifier.notifications.worker import DeliveryWorker
 from notifier.settings import Settings
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             poll_seconds=settings.delivery_poll_seconds,
             batch_size=settings.delivery_batch_size,
             lease_seconds=settings.delivery_lease_seconds,
+            metrics=DeliveryMetrics(app.state.metrics_registry),
         )
     )
     app.include_router(events_router(inbox=inbox, handlers={}))

@@ -9,4 +9,11 @@ from notifier.messages.render import (
     render_email,
 )
 
-__all__ = ["LOCALES", "SAMPLE_VARIABLES", "TEMPLATES", "RenderedEmail", "UnknownTemplateError", "render_email"]
+__all__ = [
+    "LOCALES",
+    "SAMPLE_VARIABLES",
+    "TEMPLATES",
+    "RenderedEmail",
+    "UnknownTemplateError",
+    "render_email",
+]

@@ -140,5 +140,3 @@ def render_email(template: str, locale: str | None, variables: Mapping[str, Any]
         text=_ENV.get_template(f"{template}.{language}.txt").render(context),
         html=_ENV.get_template(f"{template}.{language}.html").render(context),
     )
-
-

@@ -22,6 +22,7 @@ from notifier.notifications.schemas import NotificationPageRead, NotificationRea
 from servicekit.db import utcnow
 from servicekit.errors import ValidationFailedError
 from servicekit.telemetry import current_traceparent, mask_secrets
+from servicekit.workers import wake_after_commit
 
 MAX_PAGE_SIZE = 200
 _CURSOR_PREFIX = "n1|"
@@ -41,8 +42,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def request_delivery(session: AsyncSession) -> None:
-    """Wake the delivery worker after this session commits (servicekit's after-commit hook)."""
-    session.sync_session.info["pending_outbox"] = True
+    """Wake the delivery worker after this session commits."""
+    wake_after_commit(session)
 
 
 async def queue_email(
@@ -110,7 +111,7 @@ def to_read(notification: Notification) -> NotificationRead:
         status=NotificationStatus(notification.status),
         attempts=notification.attempts,
         next_attempt_at=notification.next_attempt_at if pending else None,
-        last_error=notification.last_error,
+        last_error=mask_secrets(notification.last_error) if notification.last_error else None,
         created_at=notification.created_at,
         sent_at=notification.sent_at,
     )

@@ -9,9 +9,7 @@ queued it, so its log lines carry that request's correlation id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +21,7 @@ from sqlalchemy import func, insert, select, update
 
 from notifier.email import FallbackChain, OutgoingEmail, PermanentDeliveryError, TransientDeliveryError
 from notifier.messages import UnknownTemplateError, render_email
+from notifier.metrics import DeliveryMetrics
 from notifier.notifications.models import (
     AttemptOutcome,
     Channel,
@@ -32,6 +31,7 @@ from notifier.notifications.models import (
 )
 from servicekit.db import Database, utcnow
 from servicekit.telemetry import context_from_traceparent, mask_secrets
+from servicekit.workers import QueueWorker, backoff_delay
 
 log = logging.getLogger("notifier.delivery")
 tracer = trace.get_tracer("notifier.delivery")
@@ -48,7 +48,7 @@ class Claimed:
     traceparent: str | None
 
 
-class DeliveryWorker:
+class DeliveryWorker(QueueWorker):
     def __init__(
         self,
         *,
@@ -61,27 +61,24 @@ class DeliveryWorker:
         poll_seconds: float = 1.0,
         batch_size: int = 20,
         lease_seconds: float = 120.0,
+        metrics: DeliveryMetrics | None = None,
     ) -> None:
+        super().__init__(
+            name="notifier-delivery", database=database, poll_seconds=poll_seconds, batch_size=batch_size
+        )
         self.database = database
         self.chain = chain
         self.sender = sender
         self.max_attempts = max_attempts
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
-        self.poll_seconds = poll_seconds
-        self.batch_size = batch_size
         self.lease_seconds = lease_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        database.after_commit_listeners.append(self.wake)
-
-    def wake(self) -> None:
-        self._wake.set()
+        self.metrics = metrics or DeliveryMetrics()
 
     def backoff(self, attempts: int) -> timedelta:
-        """``min(max, base * 2**(n-1))``, jittered into its upper half."""
-        ceiling = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** max(attempts - 1, 0))
-        return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 (jitter, not crypto)
+        return backoff_delay(
+            attempts, base_seconds=self.backoff_base_seconds, max_seconds=self.backoff_max_seconds
+        )
 
     async def claim(self) -> list[Claimed]:
         n = Notification
@@ -207,6 +204,9 @@ class DeliveryWorker:
         if error is not None:
             extra["error"] = mask_secrets(error)
         status = values.get("status", NotificationStatus.pending.value)
+        self.metrics.attempts.labels(Channel.email.value, provider, outcome.value).inc()
+        if status in (NotificationStatus.failed, NotificationStatus.dead):
+            self.metrics.gave_up.labels(Channel.email.value, status).inc()
         if outcome is AttemptOutcome.sent:
             log.info("email sent", extra=extra)
         elif status == NotificationStatus.pending:
@@ -215,30 +215,3 @@ class DeliveryWorker:
         else:
             extra["status"] = status
             log.error("email delivery gave up", extra=extra)
-
-    async def run(self) -> None:
-        """Deliver until cancelled; a failing pass (database hiccup) is logged and retried."""
-        while True:
-            self._wake.clear()  # before the pass: a commit during it wakes the next one
-            try:
-                attempted = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("delivery pass failed")
-                attempted = 0
-            if attempted >= self.batch_size:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="notifier-delivery")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

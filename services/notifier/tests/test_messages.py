@@ -1,0 +1,135 @@
+"""Templates: both languages, autoescaping, locale fallback, exact amounts, the preview command."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from notifier.__main__ import main as cli
+from notifier.messages import LOCALES, SAMPLE_VARIABLES, TEMPLATES, UnknownTemplateError, render_email
+
+EXPECTED_WORDS = {"en": "Best regards", "ru": "С уважением"}  # noqa: RUF001 (Russian text)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_every_template_renders_subject_text_and_html_in_both_languages(template: str, locale: str) -> None:
+    rendered = render_email(template, locale, SAMPLE_VARIABLES[template])
+
+    assert rendered.subject
+    assert "\n" not in rendered.subject
+    assert EXPECTED_WORDS[locale] in rendered.text
+    assert EXPECTED_WORDS[locale] in rendered.html
+    assert f'lang="{locale}"' in rendered.html
+    assert "<" not in rendered.text
+    assert "Anna" in rendered.text
+    assert "Anna" in rendered.html
+
+
+def test_order_created_shows_amount_address_and_expiry() -> None:
+    variables = {**SAMPLE_VARIABLES["order_created"], "amount": Decimal("0.00000001")}
+
+    rendered = render_email("order_created", "en", variables)
+
+    assert "0.00000001 USDT" in rendered.text
+    assert "0.00000001 USDT" in rendered.html
+    assert "TJYeasTPa6gpEEfYqNgF9aVwCPmEfTxN5W" in rendered.text
+    assert "2026-11-21 15:30 UTC" in rendered.text
+    assert "ORD-1042" in rendered.subject
+
+
+def test_order_created_without_address_shows_the_queue_position() -> None:
+    variables = {**SAMPLE_VARIABLES["order_created"], "address": None, "queue_position": 3}
+
+    english = render_email("order_created", "en", variables)
+    russian = render_email("order_created", "ru", variables)
+
+    assert "number 3 in the queue" in english.text
+    assert "3-я в очереди" in russian.text
+    assert "TJYeas" not in english.text
+
+
+@pytest.mark.parametrize(
+    ("status", "english", "russian"),
+    [
+        ("completed", "is complete", "выполнена"),
+        ("cancelled", "has been cancelled", "отменена"),
+        ("expired", "has expired", "истёк"),
+    ],
+)
+def test_order_status_changed_has_a_sentence_per_status(status: str, english: str, russian: str) -> None:
+    variables = {**SAMPLE_VARIABLES["order_status_changed"], "status": status}
+
+    assert english in render_email("order_status_changed", "en", variables).text
+    assert russian in render_email("order_status_changed", "ru", variables).text
+    assert russian in render_email("order_status_changed", "ru", variables).subject
+
+
+def test_variables_are_escaped_in_html_and_plain_in_text() -> None:
+    variables = {**SAMPLE_VARIABLES["email_code"], "name": "<script>alert(1)</script>"}
+
+    rendered = render_email("email_code", "en", variables)
+
+    assert "<script>" not in rendered.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in rendered.html
+    assert "Hello, <script>alert(1)</script>!" in rendered.text
+
+
+@pytest.mark.parametrize("locale", ["de", "", "xx-YY"])
+def test_an_unknown_locale_falls_back_to_english(locale: str) -> None:
+    rendered = render_email("email_code", locale, SAMPLE_VARIABLES["email_code"])
+
+    assert rendered.subject == "Your confirmation code"
+    assert "482913" in rendered.text
+
+
+def test_a_regional_locale_uses_its_language() -> None:
+    assert (
+        render_email("email_code", "ru-RU", SAMPLE_VARIABLES["email_code"]).subject == "Ваш код подтверждения"
+    )
+
+
+def test_amounts_stored_as_strings_and_iso_dates_render_exactly() -> None:
+    variables = {
+        **SAMPLE_VARIABLES["address_ready"],
+        "amount": "12345678901234.123456789012345678",
+        "expires_at": datetime(2026, 1, 2, 6, 5, tzinfo=UTC).isoformat(),
+    }
+
+    rendered = render_email("address_ready", "ru", variables)
+
+    assert "12345678901234.123456789012345678 USDT" in rendered.text
+    assert "2026-01-02 06:05 UTC" in rendered.text
+
+
+def test_float_amounts_are_refused() -> None:
+    with pytest.raises(TypeError):
+        render_email("address_ready", "en", {**SAMPLE_VARIABLES["address_ready"], "amount": 0.1})
+
+
+def test_an_unknown_template_is_an_error() -> None:
+    with pytest.raises(UnknownTemplateError):
+        render_email("no_such_template", "en", {})
+
+
+def test_preview_writes_every_template_in_both_languages(tmp_path: Path) -> None:
+    cli(["preview", "--out", str(tmp_path)])
+
+    for template in TEMPLATES:
+        for locale in LOCALES:
+            assert (
+                (tmp_path / f"{template}.{locale}.html").read_text(encoding="utf-8").startswith("<!DOCTYPE")
+            )
+            assert (tmp_path / f"{template}.{locale}.txt").exists()
+            assert (tmp_path / f"{template}.{locale}.subject").exists()
+
+
+def test_preview_prints_one_template(capsys: pytest.CaptureFixture[str]) -> None:
+    cli(["preview", "--template", "email_code", "--locale", "ru"])
+
+    out = capsys.readouterr().out
+    assert "Ваш код подтверждения" in out
+    assert "order_created" not in out
