@@ -1,4 +1,4 @@
-"""Start order-api and wallet-pool as real processes wired to each other with freshly minted keys (used by
+"""Start order-api, wallet-pool and notifier as real processes wired to each other with freshly minted keys (used by
 the cross-service tests)."""
 
 from __future__ import annotations
@@ -22,17 +22,19 @@ class StackKeys:
     wallet_pool_admin: str = field(default_factory=lambda: mint_key("adm"))
     order_api_to_wallet_pool: str = field(default_factory=lambda: mint_key("oa"))
     wallet_pool_to_order_api: str = field(default_factory=lambda: mint_key("wp"))
+    order_api_to_notifier: str = field(default_factory=lambda: mint_key("oa"))
 
 
 @dataclass
 class Stack:
-    """order-api + wallet-pool on one PostgreSQL database (each in its own schema)."""
+    """order-api + wallet-pool (+ notifier) on one PostgreSQL database (each in its own schema)."""
 
     database_url: str
     logs: Path
     keys: StackKeys = field(default_factory=StackKeys)
     order_api_port: int = field(default_factory=free_port)
     wallet_pool_port: int = field(default_factory=free_port)
+    notifier_port: int = field(default_factory=free_port)
 
     def order_api(self, **extra_env: str) -> ServiceProcess:
         env = {
@@ -48,6 +50,8 @@ class Stack:
             "ORDER_API_WALLET_POOL__URL": f"http://127.0.0.1:{self.wallet_pool_port}",
             "ORDER_API_WALLET_POOL__API_KEY": self.keys.order_api_to_wallet_pool,
             "ORDER_API_WALLET_POOL__TIMEOUT_SECONDS": "2",
+            "ORDER_API_NOTIFIER__URL": f"http://127.0.0.1:{self.notifier_port}",
+            "ORDER_API_NOTIFIER__API_KEY": self.keys.order_api_to_notifier,
             "ORDER_API_OUTBOX_POLL_SECONDS": "0.2",
             "ORDER_API_OUTBOX_BACKOFF_BASE_SECONDS": "0.2",
             "ORDER_API_OUTBOX_BACKOFF_MAX_SECONDS": "1",
@@ -89,4 +93,33 @@ class Stack:
             env=env,
             log_path=self.logs / "wallet-pool.log",
             port=self.wallet_pool_port,
+        )
+
+    def notifier(self, *, smtp_port: int, **extra_env: str) -> ServiceProcess:
+        """The notifier, sending email through a plain SMTP server on loopback at ``smtp_port``."""
+        env: Mapping[str, str] = {
+            "NOTIFIER_DATABASE_URL": self.database_url,
+            "NOTIFIER_API_KEYS": entries(
+                ApiKeyEntry(
+                    name="order-api",
+                    hash=hash_key(self.keys.order_api_to_notifier),
+                    scopes=["events:publish"],
+                ),
+            ),
+            "NOTIFIER_EMAIL_PROVIDERS": '["smtp"]',
+            "NOTIFIER_SMTP_HOST": "127.0.0.1",
+            "NOTIFIER_SMTP_PORT": str(smtp_port),
+            "NOTIFIER_SMTP_STARTTLS": "false",
+            "NOTIFIER_SMTP_TIMEOUT_SECONDS": "2",
+            "NOTIFIER_DELIVERY_POLL_SECONDS": "0.1",
+            "NOTIFIER_DELIVERY_BACKOFF_BASE_SECONDS": "0.1",
+            "NOTIFIER_DELIVERY_BACKOFF_MAX_SECONDS": "0.5",
+            "NOTIFIER_VAR_DIR": str(self.logs / "notifier-var"),
+            **extra_env,
+        }
+        return ServiceProcess(
+            app="notifier.main:create_app",
+            env=env,
+            log_path=self.logs / "notifier.log",
+            port=self.notifier_port,
         )

@@ -9,6 +9,7 @@ from notifier.email import build_chain
 from notifier.metrics import DeliveryMetrics
 from notifier.notifications.router import router as notifications_router
 from notifier.notifications.worker import DeliveryWorker
+from notifier.rules import event_handlers
 from notifier.settings import Settings
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
@@ -48,6 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=DeliveryMetrics(app.state.metrics_registry),
         )
     )
-    app.include_router(events_router(inbox=inbox, handlers={}))
+    app.include_router(events_router(inbox=inbox, handlers=event_handlers(), scope="events:publish"))
     app.include_router(notifications_router)
     return app

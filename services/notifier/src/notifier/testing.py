@@ -91,6 +91,7 @@ class Keys:
     reader: str = field(default_factory=lambda: mint_key("tk"))
     admin: str = field(default_factory=lambda: mint_key("tk"))
     other: str = field(default_factory=lambda: mint_key("tk"))
+    publisher: str = field(default_factory=lambda: mint_key("tk"))
 
     def entries(self) -> list[ApiKeyEntry]:
         return [
@@ -99,6 +100,7 @@ class Keys:
                 name="admin", hash=hash_key(self.admin), scopes=["notifications:read", "notifications:write"]
             ),
             ApiKeyEntry(name="other", hash=hash_key(self.other), scopes=["events:write"]),
+            ApiKeyEntry(name="order-api", hash=hash_key(self.publisher), scopes=["events:publish"]),
         ]
 
 

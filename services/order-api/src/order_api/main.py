@@ -12,6 +12,7 @@ from order_api.operators.admin_router import router as operators_admin_router
 from order_api.operators.router import router as operators_router
 from order_api.operators.timeouts import sweep_idle_assignments
 from order_api.orders.events import wallet_event_handlers
+from order_api.orders.lifecycle import PROTECTION_INFO_KEY
 from order_api.orders.router import router as orders_router
 from order_api.protection import DataProtection
 from order_api.settings import Settings
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.wallet_pool = wallet_pool_client
     app.state.protection = DataProtection.from_settings(settings)
+    # Lifecycle code opens the customer's email for events to the notifier (orders.lifecycle).
+    runtime.database.sessionmaker.kw["info"][PROTECTION_INFO_KEY] = app.state.protection
     app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.include_router(orders_router)

@@ -19,12 +19,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from order_api.audit.service import append_audit
 from order_api.customers.models import Customer
+from order_api.customers.service import EMAIL_CONTEXT
 from order_api.db import outbox
 from order_api.operators.models import Operator
 from order_api.orders.errors import OrderTransitionError, OrderVersionMismatchError
 from order_api.orders.models import AllocationState, Order, OrderEvent, OrderStatus
+from order_api.protection import DataProtection
 from servicekit.db import utcnow
-from servicekit.outbox import add_event
+from servicekit.outbox import REDACT_AFTER_DELIVERY, add_event
 from servicekit.telemetry import current_trace_id
 
 S = OrderStatus
@@ -108,6 +110,25 @@ def order_payload(order: Order) -> dict[str, Any]:
     }
 
 
+PROTECTION_INFO_KEY = "protection"
+"""Where ``session.info`` holds the app's ``DataProtection`` (set on the session factory by ``create_app``)."""
+
+
+async def customer_email_fields(session: AsyncSession, *, order: Order) -> dict[str, Any]:
+    """``customer_email`` for an event to the notifier, masked in the outbox once delivered: one ``SELECT``
+    of the sealed email, opened with the app's ``DataProtection`` (nothing when the session has none)."""
+    protection: DataProtection | None = session.info.get(PROTECTION_INFO_KEY)
+    if protection is None:
+        return {}
+    sealed = await session.scalar(select(Customer.email_sealed).where(Customer.id == order.customer_id))
+    if sealed is None:
+        return {}
+    return {
+        "customer_email": protection.open(sealed, context=EMAIL_CONTEXT),
+        REDACT_AFTER_DELIVERY: ["customer_email"],
+    }
+
+
 async def record_event(
     session: AsyncSession,
     *,
@@ -184,6 +205,11 @@ async def record_order_action(
             "channel": actor.channel,
             "comment": comment,
             **(extra or {}),
+            **(
+                await customer_email_fields(session, order=order)
+                if event_type == ORDER_STATUS_CHANGED
+                else {}
+            ),
         },
     )
 

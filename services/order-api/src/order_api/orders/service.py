@@ -40,6 +40,7 @@ from order_api.orders.lifecycle import (
     SYSTEM_WALLET_POOL,
     Actor,
     change_status,
+    customer_email_fields,
     order_payload,
     record_event,
     request_release,
@@ -328,7 +329,7 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
         outbox,
         destination="notifier",
         event_type="order.created",
-        payload=order_payload(order),
+        payload={**order_payload(order), **await customer_email_fields(session, order=order)},
         aggregate_id=order.id,
     )
     await session.execute(update(Order).where(Order.id == order.id).values(announced_at=now))
