@@ -28,8 +28,6 @@ from pydantic import BaseModel, Field
 
 from servicekit.errors import DomainError
 
-KEY_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,15}_[A-Za-z0-9_-]{32,}$")
-
 
 class ApiKeyEntry(BaseModel):
     """One accepted key, as configured on the receiving side."""

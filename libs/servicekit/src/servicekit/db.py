@@ -79,9 +79,10 @@ class Database:
         self.schema = schema
         self.engine = create_engine(self.url, schema=schema, pool_size=pool_size)
         self.after_commit_listeners: list[Callable[[], None]] = []
-        self.sessionmaker = async_sessionmaker(
-            self.engine, expire_on_commit=False, info={"after_commit_listeners": self.after_commit_listeners}
-        )
+        #: Shared by every session this database makes (``session.info``): service-wide collaborators that
+        #: session-level code needs, such as the after-commit listeners of the queue workers.
+        self.session_info: dict[str, object] = {"after_commit_listeners": self.after_commit_listeners}
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, info=self.session_info)
 
     @property
     def is_postgres(self) -> bool:

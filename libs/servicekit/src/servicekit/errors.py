@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -156,8 +157,6 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _status_text(status: int) -> str:
-    from http import HTTPStatus
-
     return HTTPStatus(status).phrase
 
 
@@ -239,8 +238,6 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(problem.to_problem(request.url.path))
 
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        from http import HTTPStatus
-
         title = HTTPStatus(exc.status_code).phrase
         code = title.lower().replace(" ", "_").replace("-", "_")
         body = {

@@ -242,11 +242,6 @@ class ServiceProcess:
 
 
 @pytest.fixture
-def service_logs(tmp_path: Path) -> Path:
-    return tmp_path
-
-
-@pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[list[ServiceProcess]]:
     """A list to append started :class:`ServiceProcess` objects to; all are stopped after the test."""
     started: list[ServiceProcess] = []

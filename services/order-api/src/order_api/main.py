@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.wallet_pool = wallet_pool_client
     app.state.protection = DataProtection.from_settings(settings)
     # Lifecycle code opens the customer's email for events to the notifier (orders.lifecycle).
-    runtime.database.sessionmaker.kw["info"][PROTECTION_INFO_KEY] = app.state.protection
+    runtime.database.session_info[PROTECTION_INFO_KEY] = app.state.protection
     app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.include_router(orders_router)
