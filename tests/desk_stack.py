@@ -23,6 +23,10 @@ class StackKeys:
     order_api_to_wallet_pool: str = field(default_factory=lambda: mint_key("oa"))
     wallet_pool_to_order_api: str = field(default_factory=lambda: mint_key("wp"))
     order_api_to_notifier: str = field(default_factory=lambda: mint_key("oa"))
+    wallet_pool_to_notifier: str = field(default_factory=lambda: mint_key("wp"))
+    notifier_to_telegram_gateway: str = field(default_factory=lambda: mint_key("nt"))
+    telegram_gateway_to_order_api: str = field(default_factory=lambda: mint_key("tg"))
+    telegram_gateway_to_wallet_pool: str = field(default_factory=lambda: mint_key("tg"))
 
 
 @dataclass
@@ -83,6 +87,8 @@ class Stack:
             ),
             "WALLET_POOL_ORDER_API__URL": f"http://127.0.0.1:{self.order_api_port}",
             "WALLET_POOL_ORDER_API__API_KEY": self.keys.wallet_pool_to_order_api,
+            "WALLET_POOL_NOTIFIER__URL": f"http://127.0.0.1:{self.notifier_port}",
+            "WALLET_POOL_NOTIFIER__API_KEY": self.keys.wallet_pool_to_notifier,
             "WALLET_POOL_OUTBOX_POLL_SECONDS": "0.2",
             "WALLET_POOL_OUTBOX_BACKOFF_BASE_SECONDS": "0.2",
             "WALLET_POOL_OUTBOX_BACKOFF_MAX_SECONDS": "1",
@@ -103,6 +109,11 @@ class Stack:
                 ApiKeyEntry(
                     name="order-api",
                     hash=hash_key(self.keys.order_api_to_notifier),
+                    scopes=["events:publish"],
+                ),
+                ApiKeyEntry(
+                    name="wallet-pool",
+                    hash=hash_key(self.keys.wallet_pool_to_notifier),
                     scopes=["events:publish"],
                 ),
             ),

@@ -25,6 +25,10 @@ class Settings(ServiceSettings):
         default=PeerSettings(url="http://127.0.0.1:8001"),
         description="order-api, where wallet.assigned events go",
     )
+    notifier: PeerSettings = Field(
+        default=PeerSettings(url="http://127.0.0.1:8003"),
+        description="notifier, where pool.low and pool.recovered events go",
+    )
     reuse_cooldown_seconds: dict[str, int] = Field(
         default_factory=dict,
         description=(
