@@ -87,7 +87,7 @@ async def race_database(race_database_url: str) -> AsyncIterator[Database]:
     )
     async with database.engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE wallet, allocation, wait_queue_entry, outbox RESTART IDENTITY")
+            text("TRUNCATE wallet, allocation, wait_queue_entry, outbox, pool_level RESTART IDENTITY")
         )
     try:
         yield database

@@ -53,6 +53,7 @@ def make_settings(database_url: str | None, **overrides: Any) -> Settings:
         "database_url": database_url,
         "api_keys": KEYS.entries(),
         "order_api": {"url": f"http://127.0.0.1:{free_port()}"},
+        "notifier": {"url": f"http://127.0.0.1:{free_port()}"},
         "trace_database": False,
         "log_level": "WARNING",
         **overrides,

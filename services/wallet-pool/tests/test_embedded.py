@@ -7,11 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 from pooltest import PoolApi, assert_pool_invariants, make_settings
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
 from servicekit.testing import running_app, service_dir
+from wallet_pool.db import outbox
+from wallet_pool.levels.service import watch_pool_levels
 from wallet_pool.main import create_app
 
 
@@ -62,3 +64,14 @@ async def test_allocate_queue_release_and_hand_over_on_sqlite(tmp_path: Path) ->
                 )
             )
             assert events.scalars().all()[:2] == ["d", "c"]
+
+        # The pool level watch works on SQLite too: the drained BTC pool is announced once.
+        await watch_pool_levels(database=runtime.database, settings=app.state.settings)
+        await watch_pool_levels(database=runtime.database, settings=app.state.settings)
+        async with runtime.database.sessionmaker() as session:
+            levels = await session.execute(
+                select(outbox.c.payload)
+                .where(outbox.c.event_type == "pool.low")
+                .order_by(outbox.c.created_at)
+            )
+            assert [(p["currency"], p["level"]) for p in levels.scalars()] == [("BTC", "empty")]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
 from fastapi import FastAPI
 
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
+from servicekit.workers import PeriodicWorker
 from wallet_pool.allocations.events import order_event_handlers
 from wallet_pool.allocations.router import router as allocations_router
 from wallet_pool.db import SCHEMA, inbox, outbox
+from wallet_pool.levels.service import watch_pool_levels
 from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 from wallet_pool.stats.router import router as stats_router
@@ -23,6 +27,8 @@ The pool of deposit addresses the desk controls, per currency and network.
   longest goes first; when none is free the order waits in a fair queue (vip, priority, normal; then
   arrival) and gets the next released address, announced to order-api as a `wallet.assigned` event.
 - **Stats**: pool health per currency.
+- **Pool levels**: when the free wallets of a pool drop below its threshold (10 % by default), a `pool.low`
+  event goes to the notifier, once; `pool.recovered` follows when they are back.
 - **Events**: order-api's `order.closed` command (from its outbox) releases the order's address, like
   `POST /v1/allocations/{order_id}/release`.
 
@@ -35,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, schema=SCHEMA)
     runtime.add_peer("order-api", settings.order_api)
+    runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)
     app = create_service_app(
         settings=settings,
@@ -51,6 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = PoolMetrics(app.state.metrics_registry)
     app.state.pool_metrics = metrics
     runtime.add_worker(QueueSweeper(database=runtime.database, settings=settings, metrics=metrics).worker())
+    runtime.add_worker(
+        PeriodicWorker(
+            name="pool-level-watch",
+            job=lambda: watch_pool_levels(database=runtime.database, settings=settings),
+            interval_seconds=settings.pool_watch_seconds,
+            batch_size=sys.maxsize,  # a pass covers every pool
+        )
+    )
     app.include_router(wallets_router)
     app.include_router(allocations_router)
     app.include_router(stats_router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -55,6 +56,31 @@ class Settings(ServiceSettings):
     metrics_refresh_seconds: float = Field(
         default=15.0, gt=0, description="How often the free-wallet and queue-length gauges are recomputed."
     )
+
+    pool_low_threshold_percent: Decimal = Field(
+        default=Decimal(10),
+        gt=0,
+        lt=100,
+        description="A pool is low (pool.low to the notifier) when its free wallets drop below this share "
+        "of its wallets that are not disabled.",
+    )
+    pool_low_threshold_percent_by_currency: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description='Per currency overrides of pool_low_threshold_percent (JSON object, e.g. {"BTC": 20}).',
+    )
+    pool_recovered_margin_percent: Decimal = Field(
+        default=Decimal(5),
+        ge=0,
+        description="A low pool is announced recovered only when its free share is back at threshold + this "
+        "margin, so a pool hovering at its threshold does not flap.",
+    )
+    pool_watch_seconds: float = Field(
+        default=5.0, gt=0, description="How often pool levels are compared with their thresholds."
+    )
+
+    def pool_low_threshold(self, currency: str) -> Decimal:
+        """The low-pool threshold of ``currency``, in percent."""
+        return self.pool_low_threshold_percent_by_currency.get(currency, self.pool_low_threshold_percent)
 
     def reuse_cooldown(self, currency: str) -> timedelta:
         """The cool-down of ``currency``'s released addresses (zero when not configured)."""

@@ -1,0 +1,147 @@
+"""Watching pool levels: one announcement per crossing, with hysteresis.
+
+A pool is **low** when its free wallets are fewer than ``threshold`` percent of its usable (not disabled)
+wallets, and **empty** when none is free. Entering ``low`` (or ``empty`` straight away) is announced as
+``pool.low``; worsening from ``low`` to ``empty`` is announced once more (level ``empty``): the notifier
+escalates the alert it already holds rather than raising a new one. The pool is **ok** again, announced as
+``pool.recovered``, only when the free share is back at ``threshold + margin``; in between nothing is said, so
+a pool hovering around its threshold (or between one and no free wallet) does not flap.
+
+The level last announced lives in ``pool_level``, updated in the transaction that writes the announcement
+to the outbox under the row's lock, so replicas watching side by side announce each crossing once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.db import Database, utcnow
+from servicekit.outbox import add_event
+from wallet_pool.allocations.models import wait_queue_table
+from wallet_pool.db import outbox
+from wallet_pool.levels.models import Level, PoolLevel, pool_level_table
+from wallet_pool.pools import Pool, dialect_insert
+from wallet_pool.settings import Settings
+from wallet_pool.wallets.models import WalletStatus, wallet_table
+
+POOL_LOW = "pool.low"
+POOL_RECOVERED = "pool.recovered"
+_CENTS = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFigures:
+    total: int
+    free: int
+    reserved: int
+    disabled: int
+    queued: int
+
+    @property
+    def usable(self) -> int:
+        return self.total - self.disabled
+
+    @property
+    def free_percent(self) -> Decimal:
+        if self.usable <= 0:
+            return Decimal("0.00")
+        return (Decimal(self.free) * 100 / self.usable).quantize(_CENTS, rounding=ROUND_HALF_UP)
+
+
+def next_level(*, current: Level, figures: PoolFigures, threshold: Decimal, margin: Decimal) -> Level:
+    """The level a pool at ``current`` moves to with ``figures`` (see the module's docstring)."""
+    if figures.free == 0:
+        return Level.EMPTY
+    if current is Level.OK:
+        return Level.LOW if figures.free_percent < threshold else Level.OK
+    if figures.free_percent >= threshold + margin:
+        return Level.OK
+    return current  # still short: neither a recovery nor (while any wallet is free) a worsening
+
+
+async def pool_figures(session: AsyncSession, *, pool: Pool) -> PoolFigures:
+    """The pool's wallets by status and its queue length, read now."""
+    w, q = wallet_table, wait_queue_table
+    in_pool = (w.c.currency == pool.currency) & (w.c.network == pool.network)
+    total, free, reserved, disabled = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count().filter(w.c.status == WalletStatus.FREE.value),
+                func.count().filter(w.c.status == WalletStatus.RESERVED.value),
+                func.count().filter(w.c.status == WalletStatus.DISABLED.value),
+            ).where(in_pool)
+        )
+    ).one()
+    queued = await session.scalar(
+        select(func.count()).where(q.c.currency == pool.currency, q.c.network == pool.network)
+    )
+    return PoolFigures(int(total), int(free), int(reserved), int(disabled), int(queued or 0))
+
+
+async def update_pool_level(session: AsyncSession, *, pool: Pool, settings: Settings) -> str | None:
+    """Compare ``pool`` with the level last announced and announce a crossing (in the caller's
+    transaction). Returns the event type written, if any."""
+    key = {"currency": pool.currency, "network": pool.network}
+    now = utcnow()
+    await session.execute(
+        dialect_insert(session, pool_level_table)
+        .values(**key, level=Level.OK.value, free=0, usable=0, changed_at=now)
+        .on_conflict_do_nothing()
+    )
+    state = (await session.execute(select(PoolLevel).filter_by(**key).with_for_update())).scalar_one()
+    figures = await pool_figures(session, pool=pool)
+    if figures.total == 0:
+        return None  # nothing imported yet: not a pool anyone relies on
+    current = Level(state.level)
+    threshold = settings.pool_low_threshold(pool.currency)
+    level = next_level(
+        current=current, figures=figures, threshold=threshold, margin=settings.pool_recovered_margin_percent
+    )
+    state.free, state.usable = figures.free, figures.usable
+    if level is current:
+        return None
+    state.level, state.changed_at = level.value, now
+    event_type = POOL_RECOVERED if level is Level.OK else POOL_LOW
+    await add_event(
+        session,
+        outbox,
+        destination="notifier",
+        event_type=event_type,
+        aggregate_id=f"{pool.currency}:{pool.network}",
+        payload={
+            **key,
+            "free": figures.free,
+            "total": figures.total,
+            "reserved": figures.reserved,
+            "disabled": figures.disabled,
+            "queued": figures.queued,
+            "free_percent": str(figures.free_percent),
+            "threshold_percent": str(threshold),
+            "level": level.value,
+            "observed_at": now.isoformat(),
+        },
+    )
+    return event_type
+
+
+async def pools_with_wallets(session: AsyncSession) -> list[Pool]:
+    w = wallet_table
+    rows = await session.execute(select(w.c.currency, w.c.network).distinct())
+    return [Pool(currency, network) for currency, network in rows]
+
+
+async def watch_pool_levels(*, database: Database, settings: Settings) -> int:
+    """One pass over every pool, each in a transaction of its own; returns how many crossings were announced."""
+    async with database.sessionmaker() as session:
+        pools = await pools_with_wallets(session)
+    announced = 0
+    for pool in pools:
+        async with database.sessionmaker.begin() as session:
+            if await update_pool_level(session, pool=pool, settings=settings) is not None:
+                announced += 1
+    return announced
