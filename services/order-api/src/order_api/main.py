@@ -10,6 +10,7 @@ from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.db import SCHEMA, inbox, outbox
 from order_api.operators.admin_router import router as operators_admin_router
 from order_api.operators.router import router as operators_router
+from order_api.operators.telegram_router import router as telegram_router
 from order_api.operators.timeouts import sweep_idle_assignments
 from order_api.orders.events import wallet_event_handlers
 from order_api.orders.lifecycle import PROTECTION_INFO_KEY
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats_router)
     app.include_router(operators_router)
     app.include_router(operators_admin_router)
+    app.include_router(telegram_router)
     app.include_router(audit_router)
     app.include_router(events_router(inbox=inbox, handlers=wallet_event_handlers(settings)))
     return app

@@ -4,7 +4,7 @@ from order_api.audit.models import AuditChainHead, AuditLog
 from order_api.auth.models import CustomerSession, EmailCode
 from order_api.customers.models import Customer
 from order_api.db import inbox, metadata, outbox
-from order_api.operators.models import Escalation, EscalationComment, Operator
+from order_api.operators.models import Escalation, EscalationComment, Operator, TelegramLinkCode
 from order_api.orders.models import IdempotencyKey, Order, OrderEvent
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Operator",
     "Order",
     "OrderEvent",
+    "TelegramLinkCode",
     "inbox",
     "metadata",
     "outbox",

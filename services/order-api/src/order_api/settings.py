@@ -99,6 +99,12 @@ class Settings(ServiceSettings):
     operator_token_days: int | None = Field(
         default=None, ge=1, description="Lifetime of an operator's personal token in days; unset: no expiry."
     )
+    telegram_link_code_ttl_seconds: int = Field(
+        default=900, ge=60, description="How long a one-time Telegram link code stays valid."
+    )
+    telegram_link_rate_limit: str = Field(
+        default="10/hour", description="Telegram link attempts (right or wrong code) per Telegram user."
+    )
     assignment_timeout_minutes: int = Field(
         default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."
     )

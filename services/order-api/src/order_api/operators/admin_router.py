@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from order_api.auth.dependencies import AppSettings
-from order_api.operators import service
+from order_api.auth.dependencies import AppSettings, Protection
+from order_api.operators import service, telegram_links
 from order_api.operators.dependencies import AdminStaff
 from order_api.operators.schemas import (
     OperatorCreate,
@@ -13,6 +13,7 @@ from order_api.operators.schemas import (
     OperatorRead,
     OperatorTokenRead,
     OperatorUpdate,
+    TelegramLinkCodeRead,
 )
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
@@ -96,3 +97,22 @@ async def rotate_operator_token(
 )
 async def revoke_operator_token(operator_id: str, session: DbSession, admin: AdminStaff) -> OperatorRead:
     return await service.revoke_operator_token(session=session, actor=admin.actor, operator_id=operator_id)
+
+
+@router.post(
+    "/{operator_id}/telegram-link-code",
+    summary="Issue a one-time Telegram link code",
+    description="The code is shown only in this response and is valid for "
+    "`ORDER_API_TELEGRAM_LINK_CODE_TTL_SECONDS` (15 minutes by default); the operator sends `/start <code>` "
+    "to the bot to link their Telegram account. A new code replaces the operator's unused ones. "
+    "`409 operator_inactive` for a deactivated operator.",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TelegramLinkCodeRead,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def issue_telegram_link_code(
+    operator_id: str, session: DbSession, settings: AppSettings, protection: Protection, admin: AdminStaff
+) -> TelegramLinkCodeRead:
+    return await telegram_links.issue_telegram_link_code(
+        session=session, settings=settings, protection=protection, actor=admin.actor, operator_id=operator_id
+    )

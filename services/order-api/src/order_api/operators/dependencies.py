@@ -5,7 +5,9 @@
   with ``X-Operator-Telegram-Id``; ``401`` for a missing or unknown token;
 - ``OrderHandler``: roles ``operator`` and ``admin`` (take, drive, give back, escalate);
 - ``SupportStaff``: roles ``support`` and ``admin`` (escalations);
-- ``AdminStaff``: role ``admin`` (operators, audit). A wrong role is ``403 operator_forbidden``.
+- ``AdminStaff``: role ``admin`` (operators, audit). A wrong role is ``403 operator_forbidden``;
+- ``TelegramGateway``: the Telegram gateway's own key (scope ``orders:act-as-operator``), for calls it makes
+  for nobody in particular (redeeming a link code).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from order_api.operators.errors import (
 )
 from order_api.operators.models import OperatorRole
 from order_api.operators.service import (
+    ACT_AS_OPERATOR_SCOPE,
     OPERATOR_TOKEN_PREFIX,
     OperatorPrincipal,
     authenticate_operator,
     principal_for_api_key,
 )
-from servicekit.apikeys import ApiKeyVerifier
+from servicekit.apikeys import ApiKeyVerifier, Caller, require_scope
 from servicekit.app import DbSession
 
 _operator_token = HTTPBearer(
@@ -87,3 +90,4 @@ def _with_role(*roles: OperatorRole) -> Callable[[OperatorPrincipal], Awaitable[
 OrderHandler = Annotated[OperatorPrincipal, Depends(_with_role(OperatorRole.OPERATOR, OperatorRole.ADMIN))]
 SupportStaff = Annotated[OperatorPrincipal, Depends(_with_role(OperatorRole.SUPPORT, OperatorRole.ADMIN))]
 AdminStaff = Annotated[OperatorPrincipal, Depends(_with_role(OperatorRole.ADMIN))]
+TelegramGateway = Annotated[Caller, Depends(require_scope(ACT_AS_OPERATOR_SCOPE))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from servicekit.errors import ConflictError, DomainError, NotFoundError
+from servicekit.errors import ConflictError, DomainError, NotFoundError, ValidationFailedError
 
 
 class OperatorTokenMissingError(DomainError):
@@ -37,6 +37,11 @@ class OperatorNotFoundError(NotFoundError):
     title = "Operator not found"
 
 
+class OperatorInactiveError(ConflictError):
+    code = "operator_inactive"
+    title = "The operator is deactivated"
+
+
 class OperatorTelegramIdTakenError(ConflictError):
     code = "operator_telegram_id_taken"
     title = "Another operator is linked to this Telegram user"
@@ -69,3 +74,14 @@ class EscalationNotFoundError(NotFoundError):
 class EscalationNotOpenError(ConflictError):
     code = "escalation_not_open"
     title = "The escalation is already resolved"
+
+
+class LinkCodeInvalidError(ValidationFailedError):
+    """Wrong, expired, used and superseded Telegram link codes are one error: a guesser learns nothing."""
+
+    code = "link_code_invalid"
+    title = "The link code is not valid"
+
+    def __init__(self) -> None:
+        message = "The link code is wrong, expired or already used. Ask an admin for a new code."
+        super().__init__(message, errors=[{"field": "code", "message": message, "type": "link_code_invalid"}])

@@ -1,4 +1,4 @@
-"""The ``operator``, ``escalation`` and ``escalation_comment`` tables, and the indexes of ``order`` that the
+"""The ``operator``, ``telegram_link_code``, ``escalation`` and ``escalation_comment`` tables, and the indexes of ``order`` that the
 operator workflow reads by."""
 
 from __future__ import annotations
@@ -45,6 +45,27 @@ class Operator(Base):
     token_revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class TelegramLinkCode(Base):
+    """A one-time code an admin issues so an operator can link their Telegram account (``/start <code>`` to
+    the bot). Only an HMAC of the code is kept (``code_hash``, keyed with the blind-index key, which is not
+    in the database), so a stolen table yields no usable code. At most one unconsumed code per operator."""
+
+    __tablename__ = "telegram_link_code"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    operator_id: Mapped[str] = mapped_column(String(36), ForeignKey("operator.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_by: Mapped[str] = mapped_column(String(80), comment="Actor label, e.g. operator:<id>.")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="Used, or superseded by a newer code."
+    )
+    telegram_user_id: Mapped[int | None] = mapped_column(
+        BigInteger, comment="The Telegram user who used the code; null while unused or when superseded."
+    )
 
 
 class EscalationStatus(enum.StrEnum):

@@ -1,4 +1,4 @@
-"""Request and response bodies of ``/v1/admin/operators`` and ``/v1/operator``."""
+"""Request and response bodies of ``/v1/admin/operators``, ``/v1/operator`` and ``/v1/telegram/links``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
@@ -14,6 +14,11 @@ from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
 RoleName = Literal["operator", "support", "admin"]
 OperatorName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 TelegramUserId = Annotated[int, Field(gt=0, lt=2**63, description="The operator's Telegram user id.")]
+TelegramUsername = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^@?[A-Za-z0-9_]{1,64}$"),
+    AfterValidator(lambda name: name.removeprefix("@")),
+]
 MAX_AMOUNT = Decimal("1e20")  # what an amount column holds
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
@@ -72,6 +77,41 @@ class OperatorTokenRead(BaseModel):
     operator_id: str
     token: str
     expires_at: datetime | None
+
+
+class TelegramLinkCodeRead(BaseModel):
+    """A one-time link code, shown only here: the operator sends `/start <code>` to the bot."""
+
+    code: str = Field(
+        examples=["K7M3QX9PTA"],
+        description="10 characters without look-alikes (no 0/O, 1/I/L); case, spaces and dashes do not matter.",
+    )
+    expires_at: datetime = Field(description="The code is refused after this; issue a new one then.")
+
+
+class TelegramLinkCreate(BaseModel):
+    """The Telegram gateway redeems a link code for the Telegram user who sent it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"code": "K7M3QX9PTA", "telegram_user_id": 123456789, "telegram_username": "anna"}]
+        },
+    )
+
+    code: str = Field(min_length=1, max_length=64, description="The code the operator typed.")
+    telegram_user_id: TelegramUserId
+    telegram_username: TelegramUsername | None = Field(
+        default=None, description="For the audit trail only (usernames change; the id is what links)."
+    )
+
+
+class TelegramLinkRead(BaseModel):
+    """The operator now linked to the Telegram user."""
+
+    operator_id: str
+    name: str
+    role: RoleName
 
 
 class OperatorOrderFilter(BaseModel):

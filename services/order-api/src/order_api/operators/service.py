@@ -143,7 +143,7 @@ def _issue_token(operator: Operator, *, settings: Settings, now: datetime) -> st
     return token
 
 
-async def _ensure_telegram_id_free(
+async def ensure_telegram_id_free(
     session: AsyncSession, *, telegram_user_id: int | None, operator_id: str | None = None
 ) -> None:
     if telegram_user_id is None:
@@ -156,7 +156,7 @@ async def _ensure_telegram_id_free(
         )
 
 
-async def _audit_operator(
+async def audit_operator(
     session: AsyncSession, *, actor: Actor, action: str, operator: Operator, **parameters: object
 ) -> None:
     await append_audit(
@@ -173,7 +173,7 @@ async def create_operator(
     *, session: AsyncSession, settings: Settings, actor: Actor, request: OperatorCreate
 ) -> OperatorCreated:
     """An admin adds a member of staff; their personal token is returned once and never stored."""
-    await _ensure_telegram_id_free(session, telegram_user_id=request.telegram_user_id)
+    await ensure_telegram_id_free(session, telegram_user_id=request.telegram_user_id)
     now = utcnow()
     operator = Operator(
         id=new_id(),
@@ -186,7 +186,7 @@ async def create_operator(
     token = _issue_token(operator, settings=settings, now=now)
     session.add(operator)
     await session.flush()
-    await _audit_operator(
+    await audit_operator(
         session,
         actor=actor,
         action="operator.created",
@@ -225,14 +225,14 @@ async def update_operator(
         if value is not None or name == "telegram_user_id"  # only Telegram can be unset (unlinked)
     }
     if "telegram_user_id" in changes:
-        await _ensure_telegram_id_free(
+        await ensure_telegram_id_free(
             session, telegram_user_id=changes["telegram_user_id"], operator_id=operator.id
         )
     for name, value in changes.items():
         setattr(operator, name, value)
     operator.updated_at = utcnow()
     await session.flush()
-    await _audit_operator(session, actor=actor, action="operator.updated", operator=operator, **changes)
+    await audit_operator(session, actor=actor, action="operator.updated", operator=operator, **changes)
     return read_operator(operator)
 
 
@@ -243,7 +243,7 @@ async def rotate_operator_token(
     operator = await load_operator(session, operator_id=operator_id)
     token = _issue_token(operator, settings=settings, now=utcnow())
     await session.flush()
-    await _audit_operator(
+    await audit_operator(
         session,
         actor=actor,
         action="operator.token_rotated",
@@ -260,5 +260,5 @@ async def revoke_operator_token(*, session: AsyncSession, actor: Actor, operator
     operator.token_revoked_at = now
     operator.updated_at = now
     await session.flush()
-    await _audit_operator(session, actor=actor, action="operator.token_revoked", operator=operator)
+    await audit_operator(session, actor=actor, action="operator.token_revoked", operator=operator)
     return read_operator(operator)
