@@ -137,7 +137,9 @@ TELEGRAM_PASSTHROUGH: Final = (
     "BOT_API_URL",
     "WEBHOOK_SECRET",
     "OPERATORS_CHAT_ID",
+    "SUPPORT_CHAT_ID",
     "WEBHOOK_URL",
+    "MODE",
 )
 """telegram-gateway settings taken from your environment when set (they win over generated values)."""
 

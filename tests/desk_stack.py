@@ -1,5 +1,5 @@
-"""Start order-api, wallet-pool and notifier as real processes wired to each other with freshly minted keys (used by
-the cross-service tests)."""
+"""Start order-api, wallet-pool, notifier and telegram-gateway as real processes wired to each other with freshly
+minted keys (used by the cross-service tests)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.testing import ServiceProcess, free_port
+from telegram_gateway.testing import OPERATORS_CHAT_ID, SUPPORT_CHAT_ID, WEBHOOK_SECRET, FakeBotApi
 
 
 def entries(*items: ApiKeyEntry) -> str:
@@ -24,6 +25,7 @@ class StackKeys:
     wallet_pool_to_order_api: str = field(default_factory=lambda: mint_key("wp"))
     order_api_to_notifier: str = field(default_factory=lambda: mint_key("oa"))
     wallet_pool_to_notifier: str = field(default_factory=lambda: mint_key("wp"))
+    notifier_admin: str = field(default_factory=lambda: mint_key("adm"))
     notifier_to_telegram_gateway: str = field(default_factory=lambda: mint_key("nt"))
     telegram_gateway_to_order_api: str = field(default_factory=lambda: mint_key("tg"))
     telegram_gateway_to_wallet_pool: str = field(default_factory=lambda: mint_key("tg"))
@@ -31,7 +33,8 @@ class StackKeys:
 
 @dataclass
 class Stack:
-    """order-api + wallet-pool (+ notifier) on one PostgreSQL database (each in its own schema)."""
+    """order-api + wallet-pool (+ notifier, + telegram-gateway) on one PostgreSQL database (each in its own
+    schema)."""
 
     database_url: str
     logs: Path
@@ -39,6 +42,7 @@ class Stack:
     order_api_port: int = field(default_factory=free_port)
     wallet_pool_port: int = field(default_factory=free_port)
     notifier_port: int = field(default_factory=free_port)
+    telegram_gateway_port: int = field(default_factory=free_port)
 
     def order_api(self, **extra_env: str) -> ServiceProcess:
         env = {
@@ -49,6 +53,11 @@ class Stack:
                     name="wallet-pool",
                     hash=hash_key(self.keys.wallet_pool_to_order_api),
                     scopes=["events:publish"],
+                ),
+                ApiKeyEntry(
+                    name="telegram-gateway",
+                    hash=hash_key(self.keys.telegram_gateway_to_order_api),
+                    scopes=["orders:act-as-operator"],
                 ),
             ),
             "ORDER_API_WALLET_POOL__URL": f"http://127.0.0.1:{self.wallet_pool_port}",
@@ -84,6 +93,11 @@ class Stack:
                     hash=hash_key(self.keys.wallet_pool_admin),
                     scopes=["wallets:write", "wallets:read", "pool:read", "allocations:read"],
                 ),
+                ApiKeyEntry(
+                    name="telegram-gateway",
+                    hash=hash_key(self.keys.telegram_gateway_to_wallet_pool),
+                    scopes=["pool:read"],
+                ),
             ),
             "WALLET_POOL_ORDER_API__URL": f"http://127.0.0.1:{self.order_api_port}",
             "WALLET_POOL_ORDER_API__API_KEY": self.keys.wallet_pool_to_order_api,
@@ -116,7 +130,15 @@ class Stack:
                     hash=hash_key(self.keys.wallet_pool_to_notifier),
                     scopes=["events:publish"],
                 ),
+                ApiKeyEntry(
+                    name="admin",
+                    hash=hash_key(self.keys.notifier_admin),
+                    scopes=["notifications:read", "notifications:write", "alerts:write"],
+                ),
             ),
+            "NOTIFIER_TELEGRAM_GATEWAY__URL": f"http://127.0.0.1:{self.telegram_gateway_port}",
+            "NOTIFIER_TELEGRAM_GATEWAY__API_KEY": self.keys.notifier_to_telegram_gateway,
+            "NOTIFIER_TELEGRAM_GATEWAY__TIMEOUT_SECONDS": "5",
             "NOTIFIER_EMAIL_PROVIDERS": '["smtp"]',
             "NOTIFIER_SMTP_HOST": "127.0.0.1",
             "NOTIFIER_SMTP_PORT": str(smtp_port),
@@ -133,4 +155,42 @@ class Stack:
             env=env,
             log_path=self.logs / "notifier.log",
             port=self.notifier_port,
+        )
+
+    def telegram_gateway(self, *, bot_api: FakeBotApi | None = None, **extra_env: str) -> ServiceProcess:
+        """telegram-gateway; with ``bot_api`` (a started fake Bot API) the bot is on, in webhook mode, posting
+        to the fake's operators' and support chats; without it Telegram is off."""
+        url = f"http://127.0.0.1:{self.telegram_gateway_port}"
+        env: dict[str, str] = {
+            "TELEGRAM_GATEWAY_DATABASE_URL": self.database_url,
+            "TELEGRAM_GATEWAY_API_KEYS": entries(
+                ApiKeyEntry(
+                    name="notifier",
+                    hash=hash_key(self.keys.notifier_to_telegram_gateway),
+                    scopes=["messages:send"],
+                ),
+            ),
+            "TELEGRAM_GATEWAY_ORDER_API__URL": f"http://127.0.0.1:{self.order_api_port}",
+            "TELEGRAM_GATEWAY_ORDER_API__API_KEY": self.keys.telegram_gateway_to_order_api,
+            "TELEGRAM_GATEWAY_ORDER_API__TIMEOUT_SECONDS": "5",
+            "TELEGRAM_GATEWAY_WALLET_POOL__URL": f"http://127.0.0.1:{self.wallet_pool_port}",
+            "TELEGRAM_GATEWAY_WALLET_POOL__API_KEY": self.keys.telegram_gateway_to_wallet_pool,
+            "TELEGRAM_GATEWAY_VAR_DIR": str(self.logs / "telegram-gateway-var"),
+        }
+        if bot_api is not None:
+            env |= {
+                "TELEGRAM_GATEWAY_BOT_TOKEN": bot_api.token,
+                "TELEGRAM_GATEWAY_BOT_API_URL": bot_api.url,
+                "TELEGRAM_GATEWAY_MODE": "webhook",
+                "TELEGRAM_GATEWAY_WEBHOOK_URL": f"{url}/telegram/webhook",
+                "TELEGRAM_GATEWAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "TELEGRAM_GATEWAY_OPERATORS_CHAT_ID": str(OPERATORS_CHAT_ID),
+                "TELEGRAM_GATEWAY_SUPPORT_CHAT_ID": str(SUPPORT_CHAT_ID),
+                "TELEGRAM_GATEWAY_SETUP_RETRY_MAX_SECONDS": "1",
+            }
+        return ServiceProcess(
+            app="telegram_gateway.main:create_app",
+            env={**env, **extra_env},
+            log_path=self.logs / "telegram-gateway.log",
+            port=self.telegram_gateway_port,
         )

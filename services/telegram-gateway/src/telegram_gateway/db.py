@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy.orm import DeclarativeBase
 
 from servicekit.db import new_metadata
-from servicekit.outbox import inbox_table
 
 SCHEMA = "telegram_gateway"
 metadata = new_metadata()
@@ -14,5 +13,3 @@ metadata = new_metadata()
 class Base(DeclarativeBase):
     metadata = metadata
 
-
-inbox = inbox_table(metadata)

@@ -1,5 +1,8 @@
 """Every table of telegram-gateway, imported in one place for Alembic and tests."""
 
-from telegram_gateway.db import inbox, metadata
+from telegram_gateway.cards.models import OrderSnapshot, PostedMessage
+from telegram_gateway.db import metadata
+from telegram_gateway.messages.models import MessageDelivery
+from telegram_gateway.operators.models import OperatorLink
 
-__all__ = ["inbox", "metadata"]
+__all__ = ["MessageDelivery", "OperatorLink", "OrderSnapshot", "PostedMessage", "metadata"]

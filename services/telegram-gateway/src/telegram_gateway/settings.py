@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import PeerSettings, ServiceSettings
+
+BotMode = Literal["webhook", "polling"]
+TELEGRAM_API_URL = "https://api.telegram.org"
+SECRET_TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 class Settings(ServiceSettings):
@@ -17,16 +23,127 @@ class Settings(ServiceSettings):
         env_nested_delimiter="__",
     )
 
-    service_name: str = "telegram-gateway"
-    port: int = 8004
+    service_name: str = Field(default="telegram-gateway", description="Name in logs, traces and metrics.")
+    port: int = Field(default=8004, description="Port to listen on.")
     order_api: PeerSettings = Field(
         default=PeerSettings(url="http://127.0.0.1:8001"),
-        description="order-api",
+        description="order-api, acted on for the linked operator (scope orders:act-as-operator)",
+    )
+    wallet_pool: PeerSettings = Field(
+        default=PeerSettings(url="http://127.0.0.1:8002"),
+        description="wallet-pool, read by /pool (scope pool:read)",
     )
     bot_token: SecretStr | None = Field(
-        default=None, description="Unset: the bot is off, the API still runs."
+        default=None,
+        description="The bot's token from @BotFather. Unset: Telegram is off, the HTTP API still runs "
+        "(`POST /v1/messages` answers 409 telegram_disabled).",
     )
-    bot_api_url: str = "https://api.telegram.org"
-    webhook_secret: SecretStr | None = None
-    webhook_url: str | None = None
-    operators_chat_id: int | None = None
+    bot_api_url: str = Field(
+        default=TELEGRAM_API_URL,
+        description="Base URL of the Bot API (a local Bot API server, or the test suite's fake one).",
+    )
+    bot_api_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one Bot API call (long polls add their own wait)."
+    )
+    mode: BotMode | None = Field(
+        default=None,
+        description="`webhook` (Telegram posts updates to POST /telegram/webhook) or `polling` (the bot asks "
+        "for updates; development, one replica only). Unset: webhook when WEBHOOK_URL is set, else polling.",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        description="Public HTTPS URL of POST /telegram/webhook; when set, setWebhook is called on start.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret token Telegram sends in X-Telegram-Bot-Api-Secret-Token (1-256 of A-Z a-z 0-9 _ -); "
+        "required in webhook mode.",
+    )
+    webhook_rate_limit: str = Field(
+        default="600/minute", description="Webhook requests accepted per client address (limits syntax)."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="CIDRs whose X-Forwarded-For is believed for the webhook rate limit (JSON list).",
+    )
+    operators_chat_id: int | None = Field(
+        default=None, description="Chat (usually a group) where order cards and alerts are posted."
+    )
+    support_chat_id: int | None = Field(
+        default=None, description="Chat for escalations and support alerts; unset: the operators' chat."
+    )
+    polling_timeout_seconds: int = Field(
+        default=25, ge=1, le=50, description="Long-poll wait of one getUpdates call (polling mode)."
+    )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Deliveries, alerts and the cards of orders untouched this long are forgotten (the "
+        "messages stay in Telegram; they are just no longer edited).",
+    )
+    retention_sweep_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the retention sweep runs."
+    )
+    setup_retry_max_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait between attempts to register the webhook and commands while Telegram "
+        "is unreachable at start.",
+    )
+
+    @field_validator(
+        "bot_token",
+        "mode",
+        "webhook_url",
+        "webhook_secret",
+        "operators_chat_id",
+        "support_chat_id",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``TELEGRAM_GATEWAY_BOT_TOKEN=`` (an empty line in an env file) means not configured."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("bot_token")
+    @classmethod
+    def _bot_token_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        bot_id, colon, secret = value.get_secret_value().partition(":")
+        if not colon or not bot_id.isdigit() or not secret or any(c.isspace() for c in secret):
+            raise ValueError("must be the token @BotFather gave: <bot id>:<secret>")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_token_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if not 1 <= len(secret) <= 256 or not set(secret) <= SECRET_TOKEN_ALPHABET:
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_secret(self) -> Settings:
+        if self.bot_token is not None and self.bot_mode == "webhook" and self.webhook_secret is None:
+            raise ValueError("webhook mode needs TELEGRAM_GATEWAY_WEBHOOK_SECRET")
+        return self
+
+    @property
+    def bot_mode(self) -> BotMode:
+        """The mode in effect: the configured one, else webhook exactly when a public URL is set."""
+        if self.mode is not None:
+            return self.mode
+        return "webhook" if self.webhook_url else "polling"
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.bot_token is not None
+
+    def chat_id_for(self, chat: Literal["operators", "support"]) -> int | None:
+        """Where a message for ``chat`` goes; the support chat falls back to the operators' chat."""
+        if chat == "support" and self.support_chat_id is not None:
+            return self.support_chat_id
+        return self.operators_chat_id

@@ -1,0 +1,1 @@
+"""The aiogram bot: its lifecycle inside the service, the webhook route and the update handlers."""

@@ -1,0 +1,92 @@
+"""``/start <code>`` links the sender to an operator (one-time code from an admin); ``/help`` for everyone."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import Message
+
+from servicekit.db import Database
+from servicekit.errors import DomainError, PeerUnavailableError
+from telegram_gateway.bot.handlers.access import REFUSAL, UNREACHABLE
+from telegram_gateway.cards.render import html
+from telegram_gateway.clients.order_api import OrderApiClient
+from telegram_gateway.operators.models import OperatorLink
+from telegram_gateway.operators.service import link_operator
+
+log = logging.getLogger("telegram_gateway.bot")
+
+HELP = (
+    "<b>Exchange Desk bot</b>\n"
+    "Order cards appear in the operators' chat: 🙋 <b>Take</b> an order, then ✅ <b>Complete</b>, "
+    "✖️ <b>Cancel</b>, ↩️ <b>Release</b> it or 🆘 <b>Escalate</b> it to support.\n"
+    "/my — your open orders\n"
+    "/pool — free wallets and queues per currency\n"
+    "/help — this message"
+)
+HOW_TO_LINK = (
+    "To link your account, ask an admin for a link code and send it to me in a private chat: "
+    "/start &lt;code&gt;"
+)
+LINK_REFUSALS = {
+    "link_code_invalid": "That code is wrong, expired or already used. Ask an admin for a new one.",
+    "rate_limited": "Too many attempts. Wait a while, then try again with a new code.",
+    "operator_telegram_id_taken": "This Telegram account is linked to another operator. Ask an admin.",
+    "operator_inactive": "That operator account is deactivated. Ask an admin.",
+}
+
+
+async def start(
+    message: Message,
+    command: CommandObject,
+    operator: OperatorLink | None,
+    database: Database,
+    order_api: OrderApiClient,
+) -> None:
+    code = (command.args or "").strip()
+    user = message.from_user
+    if not code or user is None:
+        if operator is not None:
+            await message.answer(
+                f"You are linked as <b>{html(operator.name)}</b> ({html(operator.role)}). /help lists what "
+                "I can do."
+            )
+        else:
+            await message.answer(f"Hello! {HOW_TO_LINK}")
+        return
+    try:
+        link = await link_operator(
+            database=database,
+            order_api=order_api,
+            code=code,
+            telegram_user_id=user.id,
+            telegram_username=user.username,
+        )
+    except PeerUnavailableError:
+        await message.answer(html(UNREACHABLE))
+        return
+    except DomainError as error:
+        if error.code == "link_code_invalid" and operator is not None:
+            # Telegram may deliver an update twice: the code is spent, the link made the first time.
+            await message.answer(f"You are linked as <b>{html(operator.name)}</b> ({html(operator.role)}).")
+            return
+        log.info("link code refused", extra={"telegram_user_id": user.id, "code": error.code})
+        await message.answer(html(LINK_REFUSALS.get(error.code, f"order-api refused: {error.detail}")[:500]))
+        return
+    await message.answer(
+        f"Welcome, <b>{html(link.name)}</b>! You are linked as {html(link.role)}. Order cards appear in the "
+        "operators' chat; /my lists the orders you hold."
+    )
+
+
+async def help_command(message: Message, operator: OperatorLink | None) -> None:
+    await message.answer(HELP if operator is not None else html(REFUSAL))
+
+
+def router() -> Router:
+    linking = Router(name="linking")
+    linking.message.register(start, CommandStart())
+    linking.message.register(help_command, Command("help"))
+    return linking

@@ -1,0 +1,237 @@
+"""The buttons of an order card (Take, Complete, Cancel, Release, Escalate) and the reply that gives an
+escalation its reason, acting on order-api for the operator who pressed.
+
+Every press is answered (no spinning button): with what happened, who holds the order when someone else
+won, or "try again" when order-api is unreachable, in which case nothing changes. What order-api answers
+is shown on every card of the order at once (``cards.service.show_order_state``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from aiogram import Bot, Router
+from aiogram.types import CallbackQuery, ForceReply, Message, ReplyParameters
+
+from servicekit.db import Database
+from servicekit.errors import DomainError, PeerUnavailableError
+from telegram_gateway.bot.handlers.access import UNREACHABLE, LinkedOperator
+from telegram_gateway.cards.callback_data import OrderAction, OrderCallback
+from telegram_gateway.cards.render import html, short_id
+from telegram_gateway.cards.service import EscalationChange, show_order_state
+from telegram_gateway.clients.order_api import OperatorOrder, OrderApiClient, held_by_name
+from telegram_gateway.metrics import GatewayMetrics
+from telegram_gateway.operators.models import OperatorLink
+from telegram_gateway.operators.service import forget_link
+
+log = logging.getLogger("telegram_gateway.bot")
+
+ESCALATION_PROMPT = re.compile(r"Escalate order ([A-Za-z0-9-]{1,36})\b")
+MAX_ESCALATION_NOTE = 1000  # what the notifier may forward to support (contract B's note)
+MAX_ANSWER = 200  # Telegram's limit for a callback answer
+ACTION_NAMES = {
+    OrderAction.TAKE: "take",
+    OrderAction.COMPLETE: "complete",
+    OrderAction.CANCEL: "cancel",
+    OrderAction.RELEASE: "release",
+    OrderAction.ESCALATE: "escalate",
+}
+DONE = {
+    OrderAction.TAKE: "Order {order} is yours: complete, cancel, release or escalate it from the card.",
+    OrderAction.COMPLETE: "Order {order} is completed.",
+    OrderAction.CANCEL: "Order {order} is cancelled.",
+    OrderAction.RELEASE: "Order {order} is back in the pool.",
+}
+UNLINKED = "Your Telegram account is no longer linked to an operator. Ask an admin for a new link code."
+REFRESH_AFTER = frozenset({"order_already_taken", "order_version_mismatch", "order_transition_not_allowed"})
+
+
+def explain(error: DomainError) -> str:
+    """What to tell the operator about order-api's refusal, in plain text."""
+    peer_code = error.extra.get("peer_code")
+    if isinstance(error, PeerUnavailableError):
+        text = UNREACHABLE
+    elif error.code == "order_already_taken":
+        text = f"Already taken by {held_by_name(error) or 'another operator'}."
+    elif error.code == "order_not_held":
+        holder = held_by_name(error)
+        text = f"{holder} holds this order: only they can do this." if holder else "Take the order first."
+    elif error.code in ("order_version_mismatch", "order_transition_not_allowed"):
+        text = "The order changed meanwhile: the card now shows where it stands."
+    elif error.code == "order_already_escalated":
+        text = "The order is already escalated to support."
+    elif error.code == "order_not_found":
+        text = "order-api does not know this order."
+    elif peer_code == "telegram_operator_unknown":
+        text = UNLINKED
+    elif peer_code == "operator_forbidden":
+        text = "Your role may not do this."
+    else:
+        text = f"order-api refused: {error.detail}"
+    return text[:MAX_ANSWER]
+
+
+async def forget_if_unlinked(error: DomainError, *, database: Database, operator: OperatorLink) -> None:
+    """order-api no longer acts for this Telegram user: neither does the gateway from now on."""
+    if error.extra.get("peer_code") == "telegram_operator_unknown":
+        await forget_link(database=database, telegram_user_id=operator.telegram_user_id)
+
+
+async def _act(
+    order_api: OrderApiClient, *, action: OrderAction, data: OrderCallback, operator: OperatorLink
+) -> OperatorOrder:
+    user = operator.telegram_user_id
+    if action is OrderAction.TAKE:
+        return await order_api.take(order_id=data.order_id, telegram_user_id=user)
+    if action is OrderAction.RELEASE:
+        return await order_api.release(order_id=data.order_id, telegram_user_id=user, version=data.version)
+    return await order_api.change_status(
+        order_id=data.order_id,
+        telegram_user_id=user,
+        status="completed" if action is OrderAction.COMPLETE else "cancelled",
+        version=data.version,
+    )
+
+
+async def _show_current_state(
+    *, order_id: str, operator: OperatorLink, bot: Bot, database: Database, order_api: OrderApiClient
+) -> None:
+    """After a refusal that means the card is outdated: show the order as order-api has it now."""
+    try:
+        order = await order_api.get_order(order_id=order_id, telegram_user_id=operator.telegram_user_id)
+    except DomainError as error:
+        log.info(
+            "could not read the order to refresh its card", extra={"order_id": order_id, "code": error.code}
+        )
+        return
+    await show_order_state(
+        database=database, bot=bot, view=order.view(), escalation=EscalationChange(escalated=order.escalated)
+    )
+
+
+async def on_order_button(
+    query: CallbackQuery,
+    callback_data: OrderCallback,
+    operator: OperatorLink,
+    bot: Bot,
+    database: Database,
+    order_api: OrderApiClient,
+    metrics: GatewayMetrics,
+) -> None:
+    action = callback_data.action
+    if action is OrderAction.ESCALATE:
+        metrics.callbacks.labels(ACTION_NAMES[action], "asked").inc()
+        await _ask_for_escalation_reason(query, callback_data=callback_data, operator=operator, bot=bot)
+        return
+    try:
+        order = await _act(order_api, action=action, data=callback_data, operator=operator)
+    except DomainError as error:
+        metrics.callbacks.labels(
+            ACTION_NAMES[action], "unavailable" if isinstance(error, PeerUnavailableError) else "refused"
+        ).inc()
+        await forget_if_unlinked(error, database=database, operator=operator)
+        await query.answer(explain(error), show_alert=True)
+        if error.code in REFRESH_AFTER:
+            await _show_current_state(
+                order_id=callback_data.order_id,
+                operator=operator,
+                bot=bot,
+                database=database,
+                order_api=order_api,
+            )
+        return
+    metrics.callbacks.labels(ACTION_NAMES[action], "done").inc()
+    log.info(
+        "order button handled",
+        extra={"order_id": order.id, "action": ACTION_NAMES[action], "operator_id": operator.operator_id},
+    )
+    await query.answer(DONE[action].format(order=short_id(order.id)))
+    await show_order_state(
+        database=database, bot=bot, view=order.view(), escalation=EscalationChange(escalated=order.escalated)
+    )
+
+
+async def _ask_for_escalation_reason(
+    query: CallbackQuery, *, callback_data: OrderCallback, operator: OperatorLink, bot: Bot
+) -> None:
+    """Escalating needs a reason: ask for it as a reply. The prompt names the order, so the reply carries
+    everything needed to escalate (no conversation state to lose in a restart or across replicas)."""
+    mention = f'<a href="tg://user?id={operator.telegram_user_id}">{html(operator.name)}</a>'
+    text = (
+        f"🆘 {mention}, reply to this message with what support should look at.\n"
+        f"Escalate order {html(callback_data.order_id)}."
+    )
+    if query.message is not None:
+        chat_id = query.message.chat.id
+        reply_to = ReplyParameters(message_id=query.message.message_id, allow_sending_without_reply=True)
+    else:
+        chat_id, reply_to = operator.telegram_user_id, None
+    await bot.send_message(
+        chat_id=chat_id,
+        text=text,
+        reply_markup=ForceReply(selective=True, input_field_placeholder="What should support look at?"),
+        reply_parameters=reply_to,
+    )
+    await query.answer("Reply to my message with the reason: support is told once you send it.")
+
+
+def escalation_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
+    """Filter: a reply to the bot's escalation prompt; gives the handler ``order_id``."""
+    replied = message.reply_to_message
+    if replied is None or replied.from_user is None or replied.from_user.id != bot.id or not replied.text:
+        return False
+    found = ESCALATION_PROMPT.search(replied.text)
+    return {"order_id": found.group(1)} if found else False
+
+
+async def on_escalation_reason(
+    message: Message,
+    order_id: str,
+    operator: OperatorLink,
+    bot: Bot,
+    database: Database,
+    order_api: OrderApiClient,
+    metrics: GatewayMetrics,
+) -> None:
+    reason = (message.text or message.caption or "").strip()
+    if not reason:
+        await message.reply("Send the reason as text, in reply to my message.")
+        return
+    if len(reason) > MAX_ESCALATION_NOTE:
+        await message.reply(f"Please keep it under {MAX_ESCALATION_NOTE} characters and reply again.")
+        return
+    try:
+        await order_api.escalate(
+            order_id=order_id, telegram_user_id=operator.telegram_user_id, comment=reason
+        )
+    except DomainError as error:
+        metrics.callbacks.labels(
+            "escalate", "unavailable" if isinstance(error, PeerUnavailableError) else "refused"
+        ).inc()
+        await forget_if_unlinked(error, database=database, operator=operator)
+        await message.reply(html(explain(error)))
+        return
+    metrics.callbacks.labels("escalate", "done").inc()
+    await message.reply(f"🆘 Order <code>{html(short_id(order_id))}</code> is escalated to support.")
+    try:
+        order = await order_api.get_order(order_id=order_id, telegram_user_id=operator.telegram_user_id)
+    except DomainError as error:
+        log.info("could not read the escalated order", extra={"order_id": order_id, "code": error.code})
+        return
+    await show_order_state(
+        database=database,
+        bot=bot,
+        view=order.view(),
+        escalation=EscalationChange(escalated=True, note=reason),
+    )
+
+
+def router() -> Router:
+    orders = Router(name="orders")
+    orders.callback_query.filter(LinkedOperator())
+    orders.message.filter(LinkedOperator())
+    orders.callback_query.register(on_order_button, OrderCallback.filter())
+    orders.message.register(on_escalation_reason, escalation_reply)
+    return orders

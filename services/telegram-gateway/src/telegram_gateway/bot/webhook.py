@@ -1,0 +1,63 @@
+"""``POST /telegram/webhook``: updates from Telegram, authenticated by the secret token given to
+``setWebhook`` and rate-limited per client address before anything else is looked at."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel
+
+from servicekit.errors import DomainError, problem_responses
+from telegram_gateway.dependencies import AppSettings, ClientIp, Metrics, RateLimits, Telegram
+
+router = APIRouter(tags=["telegram"])
+
+
+class WebhookAck(BaseModel):
+    ok: bool = True
+
+
+@router.post(
+    "/telegram/webhook",
+    summary="Receive an update from Telegram",
+    description=(
+        "Telegram's webhook. `X-Telegram-Bot-Api-Secret-Token` must equal the configured secret "
+        "(compared in constant time); a request without it, or with a wrong one, is `401` and reaches no "
+        "handler. Rate-limited per client address (`429`). `409` when the bot is off or polls instead. "
+        "The update is handled before the answer."
+    ),
+    response_model=WebhookAck,
+    responses=problem_responses(401, 409, 422, 429),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "description": "A Telegram Update (Bot API)."}
+                }
+            },
+        }
+    },
+)
+async def receive_update(
+    request: Request,
+    telegram: Telegram,
+    settings: AppSettings,
+    limiter: RateLimits,
+    client: ClientIp,
+    metrics: Metrics,
+    secret: Annotated[
+        str | None,
+        Header(alias="X-Telegram-Bot-Api-Secret-Token", description="The secret token given to setWebhook."),
+    ] = None,
+) -> WebhookAck:
+    try:
+        await limiter.hit(name="telegram:webhook", identifier=client, limit=settings.webhook_rate_limit)
+        telegram.verify_secret(secret)  # before the body is even read
+        await telegram.receive_update(await request.body())
+    except DomainError as error:
+        metrics.webhook_requests.labels(error.code).inc()
+        raise
+    metrics.webhook_requests.labels("accepted").inc()
+    return WebhookAck()

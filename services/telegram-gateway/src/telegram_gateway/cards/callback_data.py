@@ -1,0 +1,23 @@
+"""What an order card's buttons send back: ``o:<action>:<order id>:<version>``, at most 51 bytes (Telegram
+allows 64). The version is the one the card showed: a button pressed on an outdated card is refused by
+order-api (``If-Match``) instead of acting on a state the operator did not see."""
+
+from __future__ import annotations
+
+import enum
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class OrderAction(enum.StrEnum):
+    TAKE = "t"
+    COMPLETE = "c"
+    CANCEL = "x"
+    RELEASE = "r"
+    ESCALATE = "e"
+
+
+class OrderCallback(CallbackData, prefix="o"):
+    action: OrderAction
+    order_id: str
+    version: int | None = None

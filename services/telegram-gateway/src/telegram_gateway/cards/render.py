@@ -1,0 +1,157 @@
+"""What a card says, for a phone: HTML parse mode with every value escaped, amounts exactly as order-api gave
+them, a short deposit address, and only the buttons the order's state allows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from html import escape
+from typing import Literal
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from telegram_gateway.cards.callback_data import OrderAction, OrderCallback
+from telegram_gateway.cards.schemas import TERMINAL_STATUSES, OrderView
+
+Severity = Literal["warning", "critical", "emergency", "resolved"]
+SEVERITY_ICONS: dict[str, str] = {"warning": "⚠️", "critical": "🔴", "emergency": "🚨", "resolved": "✅"}
+BACK_IN_POOL_EVENTS = frozenset({"order.released", "order.assignment_timed_out"})
+BUTTON_LABELS = {
+    OrderAction.TAKE: "🙋 Take",
+    OrderAction.COMPLETE: "✅ Complete",
+    OrderAction.CANCEL: "✖️ Cancel",
+    OrderAction.RELEASE: "↩️ Release",
+    OrderAction.ESCALATE: "🆘 Escalate",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    text: str
+    keyboard: InlineKeyboardMarkup | None
+
+    @property
+    def digest(self) -> str:
+        """Identifies what the card shows: a card whose digest is unchanged is not edited."""
+        markup = self.keyboard.model_dump(mode="json", exclude_none=True) if self.keyboard else None
+        blob = json.dumps([self.text, markup], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def html(value: object) -> str:
+    return escape(str(value), quote=False)
+
+
+def short_id(order_id: str) -> str:
+    return order_id[:8]
+
+
+def short_address(address: str) -> str:
+    """``bc1qw508…f3t4``: enough to recognise an address on a phone, not to copy it."""
+    return address if len(address) <= 16 else f"{address[:8]}…{address[-4:]}"
+
+
+def amount_text(amount: str) -> str:
+    """The exact amount in plain notation (``1E-7`` becomes ``0.0000001``; nothing is rounded)."""
+    return format(Decimal(amount), "f")
+
+
+def moment(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%d %b %H:%M UTC")
+
+
+def button(action: OrderAction, view: OrderView) -> InlineKeyboardButton:
+    version = None if action is OrderAction.TAKE else view.version
+    data = OrderCallback(action=action, order_id=view.order_id, version=version).pack()
+    return InlineKeyboardButton(text=BUTTON_LABELS[action], callback_data=data)
+
+
+def _headline(view: OrderView, *, posted_for: str | None) -> str:
+    holder = html(view.operator_name or "an operator")
+    if view.status == "queued":
+        position = f"position {view.queue_position}" if view.queue_position else "position unknown"
+        return f"⏳ <b>Queued</b> · {position}, no address yet"
+    if view.status == "awaiting_deposit" and view.operator_id is None:
+        if posted_for in BACK_IN_POOL_EVENTS:
+            return "🔁 <b>Back in the pool</b> · awaiting the deposit"
+        return "🆕 <b>New order</b> · awaiting the deposit"
+    if view.status in ("in_progress", "awaiting_deposit"):
+        return f"🔧 <b>Taken by {holder}</b>"
+    if view.status == "completed":
+        return f"✅ <b>Completed</b> by {holder}" if view.operator_name else "✅ <b>Completed</b>"
+    if view.status == "cancelled":
+        return f"✖️ <b>Cancelled</b> (held by {holder})" if view.operator_name else "✖️ <b>Cancelled</b>"
+    return "⌛ <b>Expired</b>"
+
+
+def _order_lines(view: OrderView) -> list[str]:
+    lines = [
+        f"<b>{html(amount_text(view.amount))} {html(view.from_currency)}</b> ({html(view.from_network)})"
+        f" → {html(view.to_currency)} ({html(view.to_network)})"
+    ]
+    if view.deposit_address:
+        lines.append(f"Address: <code>{html(short_address(view.deposit_address))}</code>")
+    elif view.status == "queued":
+        lines.append("Gets an address when one is released.")
+    if view.priority != "normal":
+        lines.append(f"Priority: <b>{html(view.priority.upper())}</b>")
+    if view.expires_at is not None and view.status not in TERMINAL_STATUSES:
+        lines.append(f"Expires {moment(view.expires_at)}")
+    return lines
+
+
+def order_card(
+    view: OrderView,
+    *,
+    escalated: bool,
+    escalation_note: str | None,
+    posted_for: str | None,
+    superseded: bool = False,
+) -> Card:
+    """The operators' card: headline by state, the order, and the buttons its state allows. A card
+    ``superseded`` by a newer card of the same order in the same chat keeps the state but loses its buttons,
+    so each chat has one card to act on."""
+    lines = [_headline(view, posted_for=posted_for), *_order_lines(view)]
+    if escalated:
+        reason = f": {html(escalation_note)}" if escalation_note else ""
+        lines.append(f"🆘 <b>Escalated to support</b>{reason}")
+    lines.append(f"Order <code>{html(short_id(view.order_id))}</code>")
+    if superseded:
+        lines.append("⬇️ <i>Posted again below.</i>")
+    rows: list[list[InlineKeyboardButton]] = []
+    if superseded:
+        pass
+    elif view.status == "awaiting_deposit" and view.operator_id is None:
+        rows.append([button(OrderAction.TAKE, view)])
+    elif view.status == "in_progress":
+        rows.append([button(OrderAction.COMPLETE, view), button(OrderAction.CANCEL, view)])
+        second = [button(OrderAction.RELEASE, view)]
+        if not escalated:
+            second.append(button(OrderAction.ESCALATE, view))
+        rows.append(second)
+    return Card(text="\n".join(lines), keyboard=InlineKeyboardMarkup(inline_keyboard=rows) if rows else None)
+
+
+def escalation_card(
+    view: OrderView, *, escalated: bool, escalation_note: str | None, resolution_note: str | None
+) -> Card:
+    """Support's card for an escalated order: why, the order's state, and how it was resolved."""
+    if escalated:
+        lines = [f"🆘 <b>Escalated</b> · order <code>{html(short_id(view.order_id))}</code>"]
+    else:
+        lines = [f"☑️ <b>Escalation resolved</b> · order <code>{html(short_id(view.order_id))}</code>"]
+    if escalation_note:
+        lines.append(f"<i>{html(escalation_note)}</i>")
+    if not escalated and resolution_note:
+        lines.append(f"Resolution: {html(resolution_note)}")
+    lines.append(_headline(view, posted_for=None))
+    lines.extend(_order_lines(view))
+    return Card(text="\n".join(lines), keyboard=None)
+
+
+def alert_text(*, severity: str, title: str, text: str) -> str:
+    icon = SEVERITY_ICONS.get(severity, "⚠️")
+    return f"{icon} <b>{html(title)}</b>\n{html(text)}"

@@ -1,0 +1,204 @@
+"""order-api, called for the linked operator: the gateway's key (scope ``orders:act-as-operator``) plus
+``X-Operator-Telegram-Id`` naming the operator's Telegram user.
+
+The errors order-api answers the bot with are declared here under order-api's codes, so the service client
+rebuilds them typed (with ``held_by`` and the other fields of the problem document). Callers dispatch on
+``code``: a process that also imports order-api registers order-api's own classes under the same codes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from servicekit.client import ServiceClient
+from servicekit.errors import ConflictError, DomainError, NotFoundError, ValidationFailedError
+from telegram_gateway.cards.schemas import OrderView
+
+OPERATOR_HEADER = "X-Operator-Telegram-Id"
+RoleName = Literal["operator", "support", "admin"]
+
+
+class OrderAlreadyTakenError(ConflictError):
+    """Carries ``held_by: {operator_id, name}``."""
+
+    code = "order_already_taken"
+    title = "Another operator has taken this order"
+
+
+class OrderNotHeldError(ConflictError):
+    """Carries ``held_by: {operator_id, name}`` (null when nobody holds the order)."""
+
+    code = "order_not_held"
+    title = "You do not hold this order"
+
+
+class OrderTransitionError(ConflictError):
+    code = "order_transition_not_allowed"
+    title = "The order's status does not allow this"
+
+
+class OrderAlreadyEscalatedError(ConflictError):
+    code = "order_already_escalated"
+    title = "The order already has an open escalation"
+
+
+class OrderVersionMismatchError(DomainError):
+    status = 412
+    code = "order_version_mismatch"
+    title = "The order has changed"
+
+
+class OrderNotFoundError(NotFoundError):
+    code = "order_not_found"
+    title = "Order not found"
+
+
+class LinkCodeInvalidError(ValidationFailedError):
+    code = "link_code_invalid"
+    title = "The link code is not valid"
+
+
+class OperatorTelegramIdTakenError(ConflictError):
+    code = "operator_telegram_id_taken"
+    title = "Another operator is linked to this Telegram user"
+
+
+class OperatorInactiveError(ConflictError):
+    code = "operator_inactive"
+    title = "The operator is deactivated"
+
+
+def held_by_name(error: DomainError) -> str | None:
+    """Who holds the order, from an ``order_already_taken`` or ``order_not_held`` problem."""
+    held_by = error.extra.get("held_by")
+    if isinstance(held_by, dict) and held_by.get("name"):
+        return str(held_by["name"])
+    return None
+
+
+class LinkedOperator(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    operator_id: str
+    name: str
+    role: RoleName
+
+
+class OperatorOrder(BaseModel):
+    """An order as order-api shows it to staff (the fields a card needs)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    status: str
+    from_currency: str
+    from_network: str
+    to_currency: str
+    to_network: str
+    amount: str
+    priority: str
+    deposit_address: str | None
+    queue_position: int | None
+    expires_at: datetime | None
+    operator_id: str | None
+    operator_name: str | None
+    escalated: bool
+    version: int
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def view(self) -> OrderView:
+        return OrderView.model_validate(
+            {
+                "order_id": self.id,
+                **self.model_dump(
+                    include={
+                        "status",
+                        "from_currency",
+                        "from_network",
+                        "to_currency",
+                        "to_network",
+                        "amount",
+                        "priority",
+                        "deposit_address",
+                        "queue_position",
+                        "expires_at",
+                        "operator_id",
+                        "operator_name",
+                        "version",
+                    }
+                ),
+            }
+        )
+
+
+class OrderApiClient:
+    def __init__(self, client: ServiceClient) -> None:
+        self.client = client
+
+    @staticmethod
+    def _as(telegram_user_id: int, version: int | None = None) -> dict[str, str]:
+        headers = {OPERATOR_HEADER: str(telegram_user_id)}
+        if version is not None:
+            headers["If-Match"] = str(version)
+        return headers
+
+    async def redeem_link_code(
+        self, *, code: str, telegram_user_id: int, telegram_username: str | None
+    ) -> LinkedOperator:
+        body: dict[str, Any] = {"code": code, "telegram_user_id": telegram_user_id}
+        if telegram_username:
+            body["telegram_username"] = telegram_username
+        return LinkedOperator.model_validate(await self.client.post_json("/v1/telegram/links", body))
+
+    async def take(self, *, order_id: str, telegram_user_id: int) -> OperatorOrder:
+        """Idempotent for the operator (taking an order one holds changes nothing), so it is retried."""
+        answer = await self.client.post_json(
+            f"/v1/operator/orders/{order_id}/take", headers=self._as(telegram_user_id), idempotent=True
+        )
+        return OperatorOrder.model_validate(answer)
+
+    async def change_status(
+        self,
+        *,
+        order_id: str,
+        telegram_user_id: int,
+        status: Literal["completed", "cancelled"],
+        version: int | None,
+        comment: str | None = None,
+    ) -> OperatorOrder:
+        body: dict[str, Any] = {"status": status}
+        if comment:
+            body["comment"] = comment
+        answer = await self.client.post_json(
+            f"/v1/operator/orders/{order_id}/status", body, headers=self._as(telegram_user_id, version)
+        )
+        return OperatorOrder.model_validate(answer)
+
+    async def release(self, *, order_id: str, telegram_user_id: int, version: int | None) -> OperatorOrder:
+        answer = await self.client.post_json(
+            f"/v1/operator/orders/{order_id}/release", {}, headers=self._as(telegram_user_id, version)
+        )
+        return OperatorOrder.model_validate(answer)
+
+    async def escalate(self, *, order_id: str, telegram_user_id: int, comment: str) -> None:
+        await self.client.post_json(
+            f"/v1/operator/orders/{order_id}/escalate",
+            {"comment": comment},
+            headers=self._as(telegram_user_id),
+        )
+
+    async def get_order(self, *, order_id: str, telegram_user_id: int) -> OperatorOrder:
+        response = await self.client.request(
+            "GET", f"/v1/operator/orders/{order_id}", headers=self._as(telegram_user_id)
+        )
+        return OperatorOrder.model_validate(response.json())
+
+    async def my_orders(self, *, telegram_user_id: int, limit: int = 20) -> list[OperatorOrder]:
+        response = await self.client.request(
+            "GET", "/v1/operator/orders/mine", params={"limit": limit}, headers=self._as(telegram_user_id)
+        )
+        return [OperatorOrder.model_validate(item) for item in response.json()["items"]]

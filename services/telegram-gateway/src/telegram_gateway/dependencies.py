@@ -1,0 +1,44 @@
+"""Annotated dependency aliases of telegram-gateway's routes (DESIGN §10)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from servicekit.ratelimit import Network, RateLimiter, client_ip
+from telegram_gateway.bot.runtime import TelegramBot
+from telegram_gateway.metrics import GatewayMetrics
+from telegram_gateway.settings import Settings
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _telegram(request: Request) -> TelegramBot:
+    telegram: TelegramBot = request.app.state.telegram
+    return telegram
+
+
+async def _metrics(request: Request) -> GatewayMetrics:
+    metrics: GatewayMetrics = request.app.state.gateway_metrics
+    return metrics
+
+
+async def _rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+async def _client_ip(request: Request) -> str:
+    trusted: list[Network] = request.app.state.trusted_proxies
+    return client_ip(request, trusted_proxies=trusted)
+
+
+AppSettings = Annotated[Settings, Depends(_settings)]
+Telegram = Annotated[TelegramBot, Depends(_telegram)]
+Metrics = Annotated[GatewayMetrics, Depends(_metrics)]
+RateLimits = Annotated[RateLimiter, Depends(_rate_limiter)]
+ClientIp = Annotated[str, Depends(_client_ip)]

@@ -1,0 +1,197 @@
+"""Posting the notifier's messages: each ``message_id`` once, order cards edited rather than repeated.
+
+The delivery row is claimed first (insert-or-nothing on the message id), in the request's transaction: a
+concurrent repeat waits for it and then answers ``duplicate``; a delivery that fails (Telegram down) rolls
+back with its row, so the notifier's retry starts afresh. Each delivery posts at most one new message, and
+posts it after every edit it needs (edits repeat harmlessly: "message is not modified" is success), so a
+retry never leaves a second copy of a card behind.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot
+from aiogram.exceptions import AiogramError
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.db import utcnow
+from servicekit.errors import DomainError
+from telegram_gateway.bot.errors import TelegramDisabledError, classify
+from telegram_gateway.cards.models import MessageKind, PostedMessage
+from telegram_gateway.cards.render import alert_text
+from telegram_gateway.cards.service import EscalationChange, post_card, record_snapshot, refresh_cards
+from telegram_gateway.messages.models import MessageDelivery
+from telegram_gateway.messages.schemas import AlertView, MessageCreate, MessageDeliveryRead, Outcome
+from telegram_gateway.metrics import GatewayMetrics
+from telegram_gateway.settings import Settings
+
+log = logging.getLogger("telegram_gateway.messages")
+
+POST_EVENTS = frozenset({"order.created", "order.released", "order.assignment_timed_out"})
+PENDING = "pending"
+
+
+async def deliver_message(
+    *,
+    session: AsyncSession,
+    bot: Bot | None,
+    settings: Settings,
+    metrics: GatewayMetrics,
+    request: MessageCreate,
+) -> MessageDeliveryRead:
+    """Post or edit what ``request`` asks for, once per ``message_id``."""
+    try:
+        delivered = await _deliver(session=session, bot=bot, settings=settings, request=request)
+    except DomainError as error:
+        metrics.messages.labels(request.kind, error.code).inc()
+        raise
+    metrics.messages.labels(request.kind, delivered.outcome).inc()
+    return delivered
+
+
+async def _deliver(
+    *, session: AsyncSession, bot: Bot | None, settings: Settings, request: MessageCreate
+) -> MessageDeliveryRead:
+    if bot is None:
+        raise TelegramDisabledError("No bot token is configured: Telegram is off on this gateway.")
+    chat_id = settings.chat_id_for(request.chat)
+    if chat_id is None:
+        raise TelegramDisabledError("No chat is configured: set TELEGRAM_GATEWAY_OPERATORS_CHAT_ID.")
+    message_id = str(request.message_id)
+    if not await _claim(session, request=request, message_id=message_id):
+        first = await session.scalar(
+            select(MessageDelivery)
+            .where(MessageDelivery.message_id == message_id)
+            .execution_options(populate_existing=True)
+        )
+        ids = list(first.telegram_message_ids) if first is not None else []
+        return MessageDeliveryRead(message_id=message_id, outcome="duplicate", telegram_message_ids=ids)
+    try:
+        if request.alert is not None:
+            outcome, ids = await _post_alert(
+                session, bot=bot, chat_id=chat_id, alert=request.alert, delivery_id=message_id
+            )
+        else:
+            outcome, ids = await _deliver_order_card(
+                session, bot=bot, settings=settings, chat_id=chat_id, request=request, delivery_id=message_id
+            )
+    except AiogramError as error:
+        raise classify(error) from error
+    await session.execute(
+        update(MessageDelivery)
+        .where(MessageDelivery.message_id == message_id)
+        .values(outcome=outcome, telegram_message_ids=ids)
+    )
+    log.info(
+        "message delivered",
+        extra={
+            "message_id": message_id,
+            "kind": request.kind,
+            "order_event": request.event,
+            "outcome": outcome,
+        },
+    )
+    return MessageDeliveryRead(message_id=message_id, outcome=outcome, telegram_message_ids=ids)
+
+
+async def _claim(session: AsyncSession, *, request: MessageCreate, message_id: str) -> bool:
+    """Record the delivery; ``False`` when this message id was handled before (or is being handled by a
+    transaction that has now committed)."""
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    result = await session.execute(
+        insert(MessageDelivery)
+        .values(
+            message_id=message_id,
+            kind=request.kind,
+            event=request.event,
+            order_id=request.order.order_id if request.order else None,
+            outcome=PENDING,
+            telegram_message_ids=[],
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["message_id"])
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _post_alert(
+    session: AsyncSession, *, bot: Bot, chat_id: int, alert: AlertView, delivery_id: str
+) -> tuple[Outcome, list[int]]:
+    message = await bot.send_message(
+        chat_id=chat_id, text=alert_text(severity=alert.severity, title=alert.title, text=alert.text)
+    )
+    now = utcnow()
+    session.add(
+        PostedMessage(
+            chat_id=chat_id,
+            message_id=message.message_id,
+            kind=MessageKind.ALERT.value,
+            order_id=None,
+            posted_for=alert.key[:40],
+            delivery_id=delivery_id,
+            posted_at=now,
+        )
+    )
+    await session.flush()
+    return "posted", [message.message_id]
+
+
+async def _deliver_order_card(
+    session: AsyncSession,
+    *,
+    bot: Bot,
+    settings: Settings,
+    chat_id: int,
+    request: MessageCreate,
+    delivery_id: str,
+) -> tuple[Outcome, list[int]]:
+    """order.created / released / assignment_timed_out post a new card (older ones of the order lose their
+    buttons); order.escalated edits the cards and posts one to support; every other event edits the cards."""
+    if request.order is None or request.event is None:  # pragma: no cover - the schema requires both
+        raise ValueError("an order card needs an order and an event")
+    escalation = None
+    if request.event == "order.escalated":
+        escalation = EscalationChange(escalated=True, note=request.note)
+    elif request.event == "order.escalation_resolved":
+        escalation = EscalationChange(escalated=False, note=request.note)
+    snapshot = await record_snapshot(session, view=request.order, escalation=escalation)
+
+    if request.event in POST_EVENTS:
+        card = await post_card(
+            session,
+            bot=bot,
+            chat_id=chat_id,
+            kind=MessageKind.ORDER_CARD,
+            snapshot=snapshot,
+            posted_for=request.event,
+            delivery_id=delivery_id,
+        )
+        older = await refresh_cards(session, bot=bot, snapshot=snapshot)
+        for failure in older.failures:  # the new card is posted: do not make the notifier post it again
+            log.warning(
+                "an older card of the order could not be updated",
+                extra={"order_id": snapshot.order_id, "error": str(failure)[:300]},
+            )
+        return "posted", [card.message_id]
+
+    refreshed = await refresh_cards(session, bot=bot, snapshot=snapshot)
+    if refreshed.failures:
+        raise refreshed.failures[0]
+    if request.event == "order.escalated":
+        support_chat = settings.chat_id_for("support")
+        card = await post_card(
+            session,
+            bot=bot,
+            chat_id=support_chat if support_chat is not None else chat_id,
+            kind=MessageKind.ESCALATION_CARD,
+            snapshot=snapshot,
+            posted_for=request.event,
+            delivery_id=delivery_id,
+        )
+        return "posted", [card.message_id]
+    if not refreshed.message_ids:
+        return "no_card", []
+    return "edited", refreshed.message_ids

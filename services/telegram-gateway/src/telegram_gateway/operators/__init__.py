@@ -1,0 +1,1 @@
+"""Operators linked to Telegram users: who the bot acts for."""

@@ -1,0 +1,1 @@
+"""Background work of telegram-gateway (started in the lifespan, stoppable)."""

@@ -1,0 +1,395 @@
+"""Helpers of telegram-gateway's tests: stand-ins for order-api and wallet-pool (small aiohttp apps on
+loopback that behave like the real operator endpoints and record every call), the gateway served by uvicorn
+in this process (Telegram must be able to reach its webhook), and contract-B message bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import uvicorn
+from aiohttp import web
+from fastapi import FastAPI
+
+from servicekit.apikeys import mint_key
+from servicekit.testing import eventually, free_port
+from telegram_gateway.bot.runtime import TelegramBot
+from telegram_gateway.testing import KEYS, FakeBotApi, TelegramUser
+
+ANNA = TelegramUser(id=401, first_name="Anna", username="anna_ops")
+BORIS = TelegramUser(id=402, first_name="Boris", username="boris_ops")
+MALLORY = TelegramUser(id=666, first_name="Mallory", username="mallory")
+GATEWAY_KEY = mint_key("tg")  # what the stand-ins expect from the gateway
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> web.Response:
+    body = {"type": f"urn:exchange-desk:problem:{code}", "title": code, "status": status, "detail": detail}
+    return web.json_response(
+        {**body, "code": code, **extra}, status=status, content_type="application/problem+json"
+    )
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # case-insensitive, like HTTP
+    body: Any
+
+
+@dataclass
+class StandIn:
+    """A peer service on a fixed loopback port: :meth:`stop` takes it down, :meth:`start` brings it back."""
+
+    port: int = field(default_factory=free_port)
+    calls: list[Call] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        body = await request.json() if request.can_read_body else None
+        self.calls.append(Call(request.method, request.path, request.headers.copy(), body))
+        if request.headers.get("Authorization") != f"Bearer {GATEWAY_KEY}":
+            return problem(401, "api_key_invalid", "The API key is unknown.")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def start(self) -> StandIn:
+        app = web.Application(middlewares=[self._record])
+        self.routes(app)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+@dataclass
+class StandInOrderApi(StandIn):
+    """order-api's operator endpoints and Telegram links, in memory, with order-api's rules and errors."""
+
+    operators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    link_codes: dict[str, str] = field(default_factory=dict)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add_operator(self, name: str, *, role: str = "operator") -> str:
+        operator_id = str(uuid.uuid4())
+        self.operators[operator_id] = {"name": name, "role": role, "telegram_user_id": None}
+        return operator_id
+
+    def issue_code(self, operator_id: str) -> str:
+        code = secrets.token_hex(5).upper()
+        self.link_codes[code] = operator_id
+        return code
+
+    def link(self, operator_id: str, user: TelegramUser) -> None:
+        self.operators[operator_id]["telegram_user_id"] = user.id
+
+    def add_order(self, **fields: Any) -> dict[str, Any]:
+        order_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        order = {
+            "id": order_id,
+            "status": "awaiting_deposit",
+            "from_currency": "BTC",
+            "from_network": "bitcoin",
+            "to_currency": "USDT",
+            "to_network": "TRC20",
+            "amount": "0.05",
+            "payout_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+            "deposit_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+            "queue_position": None,
+            "estimated_wait_seconds": None,
+            "priority": "normal",
+            "expires_at": (now + timedelta(hours=1)).isoformat(),
+            "created_at": now.isoformat(),
+            "updated_at": now.isoformat(),
+            "version": 1,
+            "operator_id": None,
+            "operator_name": None,
+            "escalated": False,
+            **fields,
+        }
+        self.orders[order_id] = order
+        return order
+
+    def operator_calls(self) -> list[Call]:
+        return [c for c in self.calls if c.path.startswith(("/v1/operator/", "/v1/telegram/"))]
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/telegram/links", self._link)
+        app.router.add_get("/v1/operator/orders/mine", self._mine)
+        app.router.add_get("/v1/operator/orders/{order_id}", self._read)
+        app.router.add_post("/v1/operator/orders/{order_id}/take", self._take)
+        app.router.add_post("/v1/operator/orders/{order_id}/status", self._status)
+        app.router.add_post("/v1/operator/orders/{order_id}/release", self._release)
+        app.router.add_post("/v1/operator/orders/{order_id}/escalate", self._escalate)
+
+    async def _link(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        operator_id = self.link_codes.pop(str(body["code"]).strip().upper(), None)
+        if operator_id is None:
+            return problem(422, "link_code_invalid", "The link code is wrong, expired or already used.")
+        operator = self.operators[operator_id]
+        operator["telegram_user_id"] = body["telegram_user_id"]
+        return web.json_response(
+            {"operator_id": operator_id, "name": operator["name"], "role": operator["role"]}
+        )
+
+    def _operator(self, request: web.Request) -> tuple[str, dict[str, Any]] | web.Response:
+        user_id = request.headers.get("X-Operator-Telegram-Id")
+        for operator_id, operator in self.operators.items():
+            if user_id is not None and str(operator["telegram_user_id"]) == user_id:
+                return operator_id, operator
+        return problem(403, "telegram_operator_unknown", f"No active operator is linked to {user_id}.")
+
+    def _order(self, request: web.Request) -> dict[str, Any] | web.Response:
+        order = self.orders.get(request.match_info["order_id"])
+        return order if order is not None else problem(404, "order_not_found", "No such order.")
+
+    def _held_by(self, order: dict[str, Any]) -> dict[str, Any] | None:
+        if order["operator_id"] is None:
+            return None
+        return {"operator_id": order["operator_id"], "name": order["operator_name"]}
+
+    def _change(self, order: dict[str, Any], **changes: Any) -> web.Response:
+        order.update(changes, version=order["version"] + 1, updated_at=datetime.now(UTC).isoformat())
+        return web.json_response(order)
+
+    async def _mine(self, request: web.Request) -> web.Response:
+        who = self._operator(request)
+        if isinstance(who, web.Response):
+            return who
+        items = [
+            o for o in self.orders.values() if o["operator_id"] == who[0] and o["status"] == "in_progress"
+        ]
+        return web.json_response({"items": items, "next_cursor": None})
+
+    async def _read(self, request: web.Request) -> web.Response:
+        who, order = self._operator(request), self._order(request)
+        for refusal in (who, order):
+            if isinstance(refusal, web.Response):
+                return refusal
+        return web.json_response(order)
+
+    async def _take(self, request: web.Request) -> web.Response:
+        who, order = self._operator(request), self._order(request)
+        if isinstance(who, web.Response):
+            return who
+        if isinstance(order, web.Response):
+            return order
+        operator_id, operator = who
+        if order["status"] == "in_progress" and order["operator_id"] == operator_id:
+            return web.json_response(order)
+        if order["status"] == "in_progress":
+            return problem(
+                409,
+                "order_already_taken",
+                f"{order['operator_name']} has taken this order.",
+                held_by=self._held_by(order),
+            )
+        if order["status"] != "awaiting_deposit":
+            return problem(409, "order_transition_not_allowed", f"The order is {order['status']}.")
+        return self._change(
+            order, status="in_progress", operator_id=operator_id, operator_name=operator["name"]
+        )
+
+    def _drivable(self, request: web.Request) -> tuple[str, dict[str, Any]] | web.Response:
+        who, order = self._operator(request), self._order(request)
+        if isinstance(who, web.Response):
+            return who
+        if isinstance(order, web.Response):
+            return order
+        expected = request.headers.get("If-Match")
+        if expected is not None and int(expected) != order["version"]:
+            return problem(412, "order_version_mismatch", "The order has changed.", version=order["version"])
+        if order["operator_id"] != who[0]:
+            return problem(409, "order_not_held", "You do not hold this order.", held_by=self._held_by(order))
+        return who[0], order
+
+    async def _status(self, request: web.Request) -> web.Response:
+        drivable = self._drivable(request)
+        if isinstance(drivable, web.Response):
+            return drivable
+        _, order = drivable
+        return self._change(order, status=(await request.json())["status"])
+
+    async def _release(self, request: web.Request) -> web.Response:
+        drivable = self._drivable(request)
+        if isinstance(drivable, web.Response):
+            return drivable
+        _, order = drivable
+        return self._change(order, status="awaiting_deposit", operator_id=None, operator_name=None)
+
+    async def _escalate(self, request: web.Request) -> web.Response:
+        drivable = self._drivable(request)
+        if isinstance(drivable, web.Response):
+            return drivable
+        _, order = drivable
+        if order["escalated"]:
+            return problem(409, "order_already_escalated", "Comment on the open escalation instead.")
+        order["escalated"] = True
+        comment = (await request.json())["comment"]
+        return web.json_response(
+            {"id": str(uuid.uuid4()), "order_id": order["id"], "comment": comment}, status=201
+        )
+
+
+@dataclass
+class StandInWalletPool(StandIn):
+    stats: dict[str, Any] = field(
+        default_factory=lambda: {
+            "generated_at": datetime.now(UTC).isoformat(),
+            "window_seconds": 3600,
+            "currencies": [
+                {
+                    "currency": "BTC", "total": 20, "free": 3, "reserved": 17, "disabled": 0, "queue_length": 0,
+                    "oldest_wait_seconds": None, "average_wait_seconds": None,
+                    "networks": [{"network": "bitcoin", "total": 20, "free": 3, "reserved": 17, "disabled": 0,
+                                  "queue_length": 0}],
+                },
+                {
+                    "currency": "USDT", "total": 10, "free": 0, "reserved": 10, "disabled": 0, "queue_length": 4,
+                    "oldest_wait_seconds": 720.0, "average_wait_seconds": 300.0,
+                    "networks": [
+                        {"network": "TRC20", "total": 5, "free": 0, "reserved": 5, "disabled": 0, "queue_length": 3},
+                        {"network": "ERC20", "total": 5, "free": 0, "reserved": 5, "disabled": 0, "queue_length": 1},
+                    ],
+                },
+            ],
+        }
+    )  # fmt: skip
+
+    def routes(self, app: web.Application) -> None:
+        async def stats(request: web.Request) -> web.Response:
+            return web.json_response(self.stats)
+
+        app.router.add_get("/v1/stats", stats)
+
+
+@dataclass
+class Gateway:
+    """The gateway served by uvicorn in this process."""
+
+    app: FastAPI
+    url: str
+    client: httpx.AsyncClient
+
+    @property
+    def telegram(self) -> TelegramBot:
+        telegram: TelegramBot = self.app.state.telegram
+        return telegram
+
+    async def post_message(self, body: dict[str, Any], *, key: str | None = KEYS.notifier) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return await self.client.post("/v1/messages", json=body, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: FastAPI, port: int) -> AsyncIterator[Gateway]:
+    """``app`` with its lifespan, on ``127.0.0.1:port``, until the block ends."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        if task.done():
+            task.result()  # raises why it stopped
+        return server.started
+
+    await eventually(started, within=20.0, message="the gateway starts")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+            yield Gateway(app=app, url=url, client=client)
+    finally:
+        server.should_exit = True
+        await task
+
+
+def order_message(
+    order: dict[str, Any],
+    *,
+    event: str,
+    message_id: str | None = None,
+    note: str | None = None,
+    chat: str = "operators",
+    **changes: Any,
+) -> dict[str, Any]:
+    """A contract-B order card for ``order`` (a stand-in order-api order), as the notifier sends it."""
+    merged = {**order, **changes}
+    return {
+        "message_id": message_id or str(uuid.uuid4()),
+        "kind": "order_card",
+        "chat": chat,
+        "event": event,
+        "order": {
+            "order_id": merged["id"],
+            **{
+                key: merged[key]
+                for key in (
+                    "status",
+                    "from_currency",
+                    "from_network",
+                    "to_currency",
+                    "to_network",
+                    "amount",
+                    "priority",
+                    "deposit_address",
+                    "queue_position",
+                    "expires_at",
+                    "operator_id",
+                    "operator_name",
+                    "version",
+                )
+            },
+        },
+        "note": note,
+    }
+
+
+def alert_message(**alert: Any) -> dict[str, Any]:
+    return {
+        "message_id": str(uuid.uuid4()),
+        "kind": "alert",
+        "chat": alert.pop("chat", "operators"),
+        "alert": {
+            "alert_id": str(uuid.uuid4()),
+            "key": "pool.low:BTC:bitcoin",
+            "severity": "warning",
+            "title": "BTC pool is low",
+            "text": "1 of 20 addresses free (5.00 %), 3 orders queued.",
+            **alert,
+        },
+    }
+
+
+async def registered(fake: FakeBotApi, gateway: Gateway) -> None:
+    """Wait until the bot registered with the fake Bot API (commands set, webhook set or cleared)."""
+    await eventually(lambda: _ready(gateway), within=20.0, message="the bot registers with the Bot API")
+    assert fake.commands
+
+
+async def _ready(gateway: Gateway) -> bool:
+    return gateway.telegram.state == "ready"

@@ -1,0 +1,287 @@
+"""Operators at work in Telegram: linking with a one-time code, the card's buttons acting on order-api (a
+stand-in with order-api's rules), commands, and strangers who never get through."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import Launch
+from gatewaytest import ANNA, BORIS, MALLORY, Gateway, StandInOrderApi, order_message
+from sqlalchemy import select
+
+from servicekit.db import Database
+from telegram_gateway.cards.models import OrderSnapshot
+from telegram_gateway.operators.models import OperatorLink
+from telegram_gateway.testing import (
+    OPERATORS_CHAT,
+    OPERATORS_CHAT_ID,
+    CallbackAnswer,
+    ChatMessage,
+    FakeBotApi,
+    TelegramUser,
+)
+
+
+@dataclass
+class Desk:
+    gateway: Gateway
+    fake: FakeBotApi
+    order_api: StandInOrderApi
+    order: dict[str, Any]
+    card: ChatMessage
+    operators: dict[str, str]  # first name -> operator id
+
+    async def press(
+        self, user: TelegramUser, label: str, *, card: ChatMessage | None = None
+    ) -> CallbackAnswer:
+        card = card or self.card
+        pressed = await self.fake.press(user, card, card.button(label).callback_data or "")
+        assert pressed.status == 200
+        return await self.fake.answer_to(pressed.query_id or "")
+
+    async def say(self, user: TelegramUser, text: str, **options: Any) -> list[ChatMessage]:
+        """What the bot answered ``user`` in the chat (private unless ``chat=``)."""
+        chat = options.get("chat")
+        before = {m.message_id for m in self.fake.chat_messages(chat.id if chat else user.id)}
+        delivery = await self.fake.send_text(user, text, **options)
+        assert delivery.status == 200
+        return [
+            m for m in self.fake.chat_messages(chat.id if chat else user.id) if m.message_id not in before
+        ]
+
+
+async def link(fake: FakeBotApi, order_api: StandInOrderApi, user: TelegramUser) -> str:
+    operator = order_api.add_operator(user.first_name)
+    delivery = await fake.send_text(user, f"/start {order_api.issue_code(operator)}")
+    assert delivery.status == 200
+    return operator
+
+
+@pytest.fixture
+async def desk(launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi) -> AsyncIterator[Desk]:
+    """Anna and Boris linked, and the card of a new order in the operators' chat."""
+    async with launch() as gateway:
+        operators = {u.first_name: await link(fake_bot_api, order_api, u) for u in (ANNA, BORIS)}
+        order = order_api.add_order()
+        posted = await gateway.post_message(order_message(order, event="order.created"))
+        assert posted.status_code == 200, posted.text
+        [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
+        order_api.calls.clear()
+        yield Desk(gateway, fake_bot_api, order_api, order, card, operators)
+
+
+async def test_start_with_a_code_links_the_telegram_user_to_the_operator(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, database: Database
+) -> None:
+    operator = order_api.add_operator("Anna")
+    code = order_api.issue_code(operator)
+    async with launch():
+        delivery = await fake_bot_api.send_text(ANNA, f"/start {code}")
+    assert delivery.status == 200
+    [redeem] = order_api.calls
+    assert (redeem.method, redeem.path) == ("POST", "/v1/telegram/links")
+    assert redeem.body == {"code": code, "telegram_user_id": ANNA.id, "telegram_username": "anna_ops"}
+    [welcome] = fake_bot_api.chat_messages(ANNA.id)
+    assert welcome.text.startswith("Welcome, Anna! You are linked as operator.")
+    async with database.sessionmaker() as session:
+        saved = await session.get(OperatorLink, ANNA.id)
+    assert saved is not None
+    assert (saved.operator_id, saved.name, saved.role) == (operator, "Anna", "operator")
+
+
+async def test_a_wrong_or_used_code_links_nobody(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, database: Database
+) -> None:
+    code = order_api.issue_code(order_api.add_operator("Anna"))
+    async with launch():
+        await fake_bot_api.send_text(ANNA, f"/start {code}")
+        await fake_bot_api.send_text(MALLORY, f"/start {code}")
+        await fake_bot_api.send_text(MALLORY, "/start NOTACODE")
+    assert [m.text for m in fake_bot_api.chat_messages(MALLORY.id)] == [
+        "That code is wrong, expired or already used. Ask an admin for a new one."
+    ] * 2
+    async with database.sessionmaker() as session:
+        assert list(await session.scalars(select(OperatorLink.telegram_user_id))) == [ANNA.id]
+
+
+async def test_strangers_are_refused_politely_and_never_reach_order_api(desk: Desk) -> None:
+    refused = await desk.press(MALLORY, "Take")
+    [my] = await desk.say(MALLORY, "/my")
+    [hello] = await desk.say(MALLORY, "/start")
+    in_group = await desk.say(MALLORY, "nice bot", chat=OPERATORS_CHAT)
+
+    assert refused.show_alert
+    assert refused.text is not None
+    assert refused.text.startswith("Sorry, this bot works only for the exchange desk's operators.")
+    assert my.text.startswith("Sorry, this bot works only for the exchange desk's operators.")
+    assert hello.text.startswith("Hello! To link your account, ask an admin for a link code")
+    assert in_group == []  # chatter in the group is not answered
+    assert desk.order_api.calls == []
+    assert desk.card.edits == 0
+
+
+async def test_take_makes_the_order_mine_and_edits_the_card_for_everyone(desk: Desk) -> None:
+    answer = await desk.press(ANNA, "Take")
+
+    assert (
+        answer.text
+        == f"Order {desk.order['id'][:8]} is yours: complete, cancel, release or escalate it from the card."
+    )
+    [take] = desk.order_api.operator_calls()
+    assert take.path == f"/v1/operator/orders/{desk.order['id']}/take"
+    assert take.headers["X-Operator-Telegram-Id"] == str(ANNA.id)
+    assert desk.card.edits == 1
+    assert desk.card.text.startswith("🔧 Taken by Anna")
+    assert [b.text for b in desk.card.buttons()] == ["✅ Complete", "✖️ Cancel", "↩️ Release", "🆘 Escalate"]
+
+
+async def test_two_operators_press_take_at_once_and_exactly_one_wins(desk: Desk) -> None:
+    anna, boris = await asyncio.gather(desk.press(ANNA, "Take"), desk.press(BORIS, "Take"))
+
+    winner = (
+        "Anna"
+        if anna.text
+        and anna.text.endswith("is yours: complete, cancel, release or escalate it from the card.")
+        else "Boris"
+    )
+    loser_answer = boris if winner == "Anna" else anna
+    assert loser_answer.text == f"Already taken by {winner}."
+    assert loser_answer.show_alert
+    assert desk.card.edits == 1
+    assert desk.card.text.startswith(f"🔧 Taken by {winner}")
+
+
+async def test_complete_closes_the_order_with_the_version_the_card_showed(desk: Desk) -> None:
+    await desk.press(ANNA, "Take")
+    answer = await desk.press(ANNA, "Complete")
+
+    assert answer.text == f"Order {desk.order['id'][:8]} is completed."
+    complete = desk.order_api.operator_calls()[-1]
+    assert complete.path == f"/v1/operator/orders/{desk.order['id']}/status"
+    assert complete.body == {"status": "completed"}
+    assert complete.headers["If-Match"] == "2"
+    assert desk.card.text.startswith("✅ Completed by Anna")
+    assert desk.card.buttons() == []
+
+
+async def test_cancel_and_release(desk: Desk) -> None:
+    await desk.press(ANNA, "Take")
+    released = await desk.press(ANNA, "Release")
+    assert released.text == f"Order {desk.order['id'][:8]} is back in the pool."
+    assert [b.text for b in desk.card.buttons()] == ["🙋 Take"]
+
+    await desk.press(BORIS, "Take")
+    cancelled = await desk.press(BORIS, "Cancel")
+    assert cancelled.text == f"Order {desk.order['id'][:8]} is cancelled."
+    assert desk.card.text.startswith("✖️ Cancelled (held by Boris)")
+    assert desk.order_api.orders[desk.order["id"]]["status"] == "cancelled"
+
+
+async def test_only_the_holder_may_drive_the_order(desk: Desk) -> None:
+    await desk.press(ANNA, "Take")
+    answer = await desk.press(BORIS, "Complete")
+    assert answer.text == "Anna holds this order: only they can do this."
+    assert desk.order_api.orders[desk.order["id"]]["status"] == "in_progress"
+
+
+async def test_with_order_api_down_a_button_answers_try_again_and_changes_nothing(
+    desk: Desk, database: Database
+) -> None:
+    await desk.order_api.stop()
+    try:
+        answer = await desk.press(ANNA, "Take")
+    finally:
+        await desk.order_api.start()
+
+    assert answer.text == "order-api is unreachable, try again in a moment."
+    assert answer.show_alert
+    assert desk.card.edits == 0
+    assert desk.card.text.startswith("🆕 New order")
+    async with database.sessionmaker() as session:
+        snapshot = await session.get(OrderSnapshot, desk.order["id"])
+    assert snapshot is not None
+    assert (snapshot.version, snapshot.order["status"]) == (1, "awaiting_deposit")
+
+    retried = await desk.press(ANNA, "Take")  # and it works once order-api is back
+    assert retried.text is not None
+    assert retried.text.endswith("is yours: complete, cancel, release or escalate it from the card.")
+
+
+async def test_a_button_on_an_outdated_card_is_refused_and_the_card_catches_up(desk: Desk) -> None:
+    await desk.press(ANNA, "Take")
+    order = desk.order_api.orders[desk.order["id"]]
+    order["version"] += 1  # changed behind the card's back (say, through the REST API)
+    answer = await desk.press(ANNA, "Complete")
+
+    assert answer.text == "The order changed meanwhile: the card now shows where it stands."
+    assert order["status"] == "in_progress"
+    assert desk.card.button("Complete").callback_data == f"o:c:{order['id']}:3"
+
+
+async def test_escalate_asks_for_the_reason_and_escalates_with_the_reply(desk: Desk) -> None:
+    await desk.press(ANNA, "Take")
+    answer = await desk.press(ANNA, "Escalate")
+    prompt = desk.fake.chat_messages(OPERATORS_CHAT_ID)[-1]
+    [send_prompt] = [
+        c for c in desk.fake.calls_to("sendMessage") if c.params.get("reply_markup", {}).get("force_reply")
+    ]
+
+    assert answer.text == "Reply to my message with the reason: support is told once you send it."
+    assert prompt.reply_to_message_id == desk.card.message_id
+    assert send_prompt.params["reply_markup"]["selective"] is True
+    assert f"Escalate order {desk.order['id']}." in prompt.text
+
+    [done] = await desk.say(ANNA, "Customer sent the deposit twice", chat=OPERATORS_CHAT, reply_to=prompt)
+    escalate = next(c for c in desk.order_api.calls if c.path.endswith("/escalate"))
+    assert escalate.body == {"comment": "Customer sent the deposit twice"}
+    assert done.text == f"🆘 Order {desk.order['id'][:8]} is escalated to support."
+    assert "🆘 Escalated to support: Customer sent the deposit twice" in desk.card.text
+    assert "🆘 Escalate" not in [b.text for b in desk.card.buttons()]
+
+
+async def test_an_operator_unlinked_in_order_api_is_forgotten_here_too(
+    desk: Desk, database: Database
+) -> None:
+    desk.order_api.operators[desk.operators["Anna"]]["telegram_user_id"] = None
+    answer = await desk.press(ANNA, "Take")
+    assert (
+        answer.text
+        == "Your Telegram account is no longer linked to an operator. Ask an admin for a new link code."
+    )
+    async with database.sessionmaker() as session:
+        assert await session.get(OperatorLink, ANNA.id) is None
+
+    calls = len(desk.order_api.calls)
+    again = await desk.press(ANNA, "Take")
+    assert again.text is not None
+    assert again.text.startswith("Sorry, this bot works only for the exchange desk's operators.")
+    assert len(desk.order_api.calls) == calls
+
+
+async def test_my_lists_the_orders_i_hold(desk: Desk) -> None:
+    [none] = await desk.say(ANNA, "/my")
+    await desk.press(ANNA, "Take")
+    [mine] = await desk.say(ANNA, "/my")
+    assert none.text == "You hold no open orders. Take one from a card in the operators' chat."
+    assert mine.text == f"📋 Your open orders (1)\n• 0.05 BTC → USDT · {desk.order['id'][:8]}"
+
+
+async def test_pool_shows_free_wallets_and_queues(desk: Desk) -> None:
+    [pool] = await desk.say(ANNA, "/pool")
+    assert pool.text == (
+        "🏦 Wallet pool\n"
+        "BTC: 3 of 20 free\n"
+        "USDT: 0 of 10 free ⚠️ · queue 4 (oldest 12 min)\n"
+        "   TRC20 0/5, queue 3 · ERC20 0/5, queue 1"
+    )
+
+
+async def test_every_press_is_answered_even_on_a_button_of_an_unknown_kind(desk: Desk) -> None:
+    pressed = await desk.fake.press(ANNA, desk.card, "z:something-old")
+    answer = await desk.fake.answer_to(pressed.query_id or "")
+    assert answer.text == "This button is no longer valid. The card's current buttons work."
+    assert desk.order_api.calls == []

@@ -1,0 +1,63 @@
+"""Old deliveries, alerts and the cards of long-untouched orders are forgotten; recent ones are kept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from servicekit.db import Database, utcnow
+from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
+from telegram_gateway.messages.models import MessageDelivery
+from telegram_gateway.workers.retention import forget_old_messages
+
+
+def snapshot(order_id: str, *, age: timedelta) -> OrderSnapshot:
+    return OrderSnapshot(
+        order_id=order_id, version=3, order={"order_id": order_id}, escalated=False, updated_at=utcnow() - age
+    )
+
+
+def card(message_id: int, *, order_id: str | None, kind: MessageKind, age: timedelta) -> PostedMessage:
+    return PostedMessage(
+        chat_id=-100, message_id=message_id, kind=kind.value, order_id=order_id, posted_at=utcnow() - age
+    )
+
+
+def delivery(message_id: str, *, age: timedelta) -> MessageDelivery:
+    return MessageDelivery(
+        message_id=message_id,
+        kind="alert",
+        outcome="posted",
+        telegram_message_ids=[1],
+        received_at=utcnow() - age,
+    )
+
+
+async def test_rows_older_than_the_retention_are_forgotten(database: Database) -> None:
+    old, recent = timedelta(days=40), timedelta(days=2)
+    async with database.sessionmaker.begin() as session:
+        session.add_all([snapshot("old-order", age=old), snapshot("live-order", age=recent)])
+        session.add_all(
+            [
+                card(1, order_id="old-order", kind=MessageKind.ORDER_CARD, age=old),
+                card(2, order_id="live-order", kind=MessageKind.ORDER_CARD, age=old),  # its order still moves
+                card(3, order_id=None, kind=MessageKind.ALERT, age=old),
+                card(4, order_id=None, kind=MessageKind.ALERT, age=recent),
+                delivery("00000000-0000-0000-0000-000000000001", age=old),
+                delivery("00000000-0000-0000-0000-000000000002", age=recent),
+            ]
+        )
+
+    removed = await forget_old_messages(database=database, retention=timedelta(days=30))
+
+    async with database.sessionmaker() as session:
+        cards = list(
+            await session.scalars(select(PostedMessage.message_id).order_by(PostedMessage.message_id))
+        )
+        orders = list(await session.scalars(select(OrderSnapshot.order_id)))
+        deliveries = list(await session.scalars(select(MessageDelivery.message_id)))
+    assert removed == 4
+    assert cards == [2, 4]
+    assert orders == ["live-order"]
+    assert deliveries == ["00000000-0000-0000-0000-000000000002"]

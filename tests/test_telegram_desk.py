@@ -1,0 +1,162 @@
+"""The desk in Telegram, end to end: order-api, wallet-pool, notifier and telegram-gateway as processes, a real
+SMTP server and the fake Telegram Bot API (webhook mode) on loopback.
+
+Two operators link their Telegram accounts with one-time codes; a new order's card appears with a Take
+button; both press Take at once and exactly one wins (the card is edited once, the loser is told who has
+it); Complete releases the deposit address and the queued order's customer is emailed that it is ready."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from desk_stack import Stack
+from test_customer_emails import mail_to, text_of
+from test_order_intake import import_btc_wallets, order_body
+
+from notifier.testing import SmtpServer
+from servicekit.testing import ServiceProcess, eventually, migrated_database
+from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
+
+ANNA = TelegramUser(id=7101, first_name="Anna", username="anna_desk")
+BORIS = TelegramUser(id=7102, first_name="Boris", username="boris_desk")
+YOURS = "is yours: complete, cancel, release or escalate it from the card."
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with migrated_database("order-api", "wallet-pool", "notifier", "telegram-gateway") as url:
+        yield Stack(database_url=url, logs=tmp_path)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def bot_api() -> AsyncIterator[FakeBotApi]:
+    async with FakeBotApi() as fake:
+        yield fake
+
+
+async def link_operator(
+    client: httpx.AsyncClient, stack: Stack, bot_api: FakeBotApi, user: TelegramUser
+) -> None:
+    """An admin creates the operator and issues a one-time code; the operator sends ``/start <code>``."""
+    admin = {"Authorization": f"Bearer {stack.keys.admin}"}
+    created = await client.post(
+        "/v1/admin/operators", json={"name": user.first_name, "role": "operator"}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    issued = await client.post(
+        f"/v1/admin/operators/{created.json()['id']}/telegram-link-code", headers=admin
+    )
+    assert issued.status_code == 201, issued.text
+    delivery = await bot_api.send_text(user, f"/start {issued.json()['code']}")
+    assert delivery.status == 200
+    [welcome] = bot_api.chat_messages(user.id)
+    assert welcome.text.startswith(f"Welcome, {user.first_name}! You are linked as operator.")
+
+
+async def card_of(bot_api: FakeBotApi, order_id: str) -> ChatMessage:
+    async def cards() -> list[ChatMessage]:
+        return [m for m in bot_api.chat_messages(OPERATORS_CHAT_ID) if f"Order {order_id[:8]}" in m.text]
+
+    [card] = await eventually(cards, within=20.0, message=f"the card of order {order_id}")
+    return card
+
+
+async def gateway_messages(gateway: ServiceProcess, outcome: str) -> float:
+    """How many order cards the gateway has handled with ``outcome`` (its Prometheus counter)."""
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        metrics = (await client.get("/metrics")).text
+    for line in metrics.splitlines():
+        if line.startswith(f'telegram_gateway_messages_total{{kind="order_card",outcome="{outcome}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_operators_take_and_complete_an_order_from_telegram(
+    stack: Stack, services: list[ServiceProcess], smtp_server: SmtpServer, bot_api: FakeBotApi
+) -> None:
+    wallet_pool, order_api = stack.wallet_pool(), stack.order_api()
+    notifier, gateway = stack.notifier(smtp_port=smtp_server.port), stack.telegram_gateway(bot_api=bot_api)
+    services.extend([wallet_pool, order_api, notifier, gateway])
+    for service in (wallet_pool, order_api, notifier, gateway):
+        await service.start()
+
+    async def webhook() -> str | None:
+        return bot_api.webhook_url
+
+    await eventually(webhook, within=20.0, message="the gateway sets its webhook")
+    [address] = await import_btc_wallets(wallet_pool, stack, 1)
+
+    async with httpx.AsyncClient(base_url=order_api.url) as client:
+        await link_operator(client, stack, bot_api, ANNA)
+        await link_operator(client, stack, bot_api, BORIS)
+        first = (await client.post("/v1/orders", json=order_body(71))).json()
+        queued_body = order_body(72)
+        queued = (await client.post("/v1/orders", json=queued_body)).json()
+    assert (first["status"], queued["status"]) == ("awaiting_deposit", "queued")
+
+    card = await card_of(bot_api, first["id"])
+    queued_card = await card_of(bot_api, queued["id"])
+    assert card.text.startswith("🆕 New order")
+    assert [b.text for b in card.buttons()] == ["🙋 Take"]
+    assert queued_card.text.startswith("⏳ Queued · position 1, no address yet")
+    assert queued_card.buttons() == []
+
+    take = card.button("Take").callback_data or ""
+    pressed = await asyncio.gather(bot_api.press(ANNA, card, take), bot_api.press(BORIS, card, take))
+    answers = [await bot_api.answer_to(p.query_id or "") for p in pressed]
+    winners = [
+        user
+        for user, answer in zip((ANNA, BORIS), answers, strict=True)
+        if (answer.text or "").endswith(YOURS)
+    ]
+    assert len(winners) == 1, answers
+    [winner] = winners
+    [loser_answer] = [a for a in answers if not (a.text or "").endswith(YOURS)]
+    assert loser_answer.text == f"Already taken by {winner.first_name}."
+    assert card.text.startswith(f"🔧 Taken by {winner.first_name}")
+    assert card.edits == 1
+    # the notifier's order.taken reaches the gateway too, and finds the card already showing it
+    await eventually(
+        lambda: gateway_messages(gateway, "edited"), within=20.0, message="order.taken delivered"
+    )
+    assert card.edits == 1
+
+    completed = await bot_api.press(winner, card, card.button("Complete").callback_data or "")
+    assert (
+        await bot_api.answer_to(completed.query_id or "")
+    ).text == f"Order {first['id'][:8]} is completed."
+    assert card.text.startswith(f"✅ Completed by {winner.first_name}")
+    assert card.buttons() == []
+
+    [ready] = [
+        m
+        for m in await mail_to(smtp_server, queued_body["email"], 2)
+        if "deposit address is ready" in str(m["Subject"])
+    ]
+    assert address in text_of(ready)
+
+    async def queued_buttons() -> list[str]:
+        return [b.text for b in queued_card.buttons()]
+
+    await eventually(
+        queued_buttons,
+        until=lambda buttons: buttons == ["🙋 Take"],
+        within=20.0,
+        message="the queued order's card becomes takeable",
+    )
+    assert queued_card.text.startswith("🆕 New order")
+    assert "Address: " in queued_card.text
