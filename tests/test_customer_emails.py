@@ -54,7 +54,7 @@ async def test_customers_are_emailed_about_their_orders(
 ) -> None:
     wallet_pool = stack.wallet_pool()
     order_api = stack.order_api()
-    notifier = stack.notifier(smtp_port=smtp_server.port)
+    notifier = stack.notifier(smtp_port=smtp_server.port, NOTIFIER_TELEGRAM_ENABLED="false")
     services.extend([wallet_pool, order_api, notifier])
     for service in (wallet_pool, notifier, order_api):
         await service.start()

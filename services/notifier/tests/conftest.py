@@ -41,7 +41,9 @@ async def database_url() -> AsyncIterator[str]:
 
 async def _empty(database: Database) -> None:
     async with database.engine.begin() as connection:
-        await connection.execute(text("TRUNCATE delivery_attempt, notification, inbox RESTART IDENTITY"))
+        await connection.execute(
+            text("TRUNCATE delivery_attempt, notification, alert, inbox RESTART IDENTITY")
+        )
 
 
 @pytest.fixture

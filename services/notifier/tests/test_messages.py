@@ -10,13 +10,16 @@ import pytest
 
 from notifier.__main__ import main as cli
 from notifier.messages import LOCALES, SAMPLE_VARIABLES, TEMPLATES, UnknownTemplateError, render_email
+from notifier.messages.render import CUSTOMER_TEMPLATES
 
 EXPECTED_WORDS = {"en": "Best regards", "ru": "С уважением"}  # noqa: RUF001 (Russian text)
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-@pytest.mark.parametrize("template", TEMPLATES)
-def test_every_template_renders_subject_text_and_html_in_both_languages(template: str, locale: str) -> None:
+@pytest.mark.parametrize("template", CUSTOMER_TEMPLATES)
+def test_every_customer_template_renders_subject_text_and_html_in_both_languages(
+    template: str, locale: str
+) -> None:
     rendered = render_email(template, locale, SAMPLE_VARIABLES[template])
 
     assert rendered.subject
@@ -66,6 +69,57 @@ def test_order_status_changed_has_a_sentence_per_status(status: str, english: st
     assert english in render_email("order_status_changed", "en", variables).text
     assert russian in render_email("order_status_changed", "ru", variables).text
     assert russian in render_email("order_status_changed", "ru", variables).subject
+
+
+@pytest.mark.parametrize(
+    ("locale", "subject", "frame"),
+    [
+        ("en", "[critical] Alert escalated: BTC (bitcoin): no free deposit address", "Alert escalated"),
+        ("ru", "[критично] Уровень повышен: BTC (bitcoin): no free deposit address", "Уровень повышен"),
+    ],
+)
+def test_the_admin_alert_email_in_both_languages(locale: str, subject: str, frame: str) -> None:
+    rendered = render_email("alert", locale, SAMPLE_VARIABLES["alert"])
+
+    assert rendered.subject == subject
+    assert subject.split("]")[0].lstrip("[") in rendered.text
+    for body in (rendered.text, rendered.html):
+        assert frame in body
+        assert "0 of 20 usable addresses free" in body
+        assert "Worse: warning → critical." in body
+        assert "pool.low:BTC:bitcoin" in body
+        assert "2026-11-21 14:40 UTC" in body
+        assert "/v1/alerts/0b9f6c52-3f7a-4c8e-9d51-6a0f1e2d3c4b/acknowledge" in body
+    assert f'lang="{locale}"' in rendered.html
+    assert "<" not in rendered.text
+
+
+def test_a_resolved_alert_email_says_resolved_and_asks_for_nothing() -> None:
+    variables = {**SAMPLE_VARIABLES["alert"], "change": "resolved", "reason": "BTC (bitcoin) recovered."}
+
+    rendered = render_email("alert", "en", variables)
+
+    assert rendered.subject.startswith("[resolved] Back to normal: ")
+    assert "acknowledge" not in rendered.text.lower()
+    assert "BTC (bitcoin) recovered." in rendered.text
+
+
+def test_alert_emails_escape_what_the_condition_reports() -> None:
+    hostile = '<img src=x onerror="alert(1)">'
+    variables = {
+        **SAMPLE_VARIABLES["alert"],
+        "title": f"{hostile}\nBcc: x@evil.test",
+        "text": hostile,
+        "reason": hostile,
+    }
+
+    rendered = render_email("alert", "ru", variables)
+
+    assert "<img" not in rendered.html
+    assert rendered.html.count("&lt;img src=x onerror=&#34;alert(1)&#34;&gt;") == 3
+    assert hostile in rendered.text
+    assert "\n" not in rendered.subject
+    assert rendered.subject.endswith("Bcc: x@evil.test")
 
 
 def test_variables_are_escaped_in_html_and_plain_in_text() -> None:

@@ -105,8 +105,11 @@ class QueueWorker:
                 handled = 0
             if handled >= self.batch_size:
                 continue
+            # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation that arrives together with
+            # a wake-up, and ``stop()`` would then wait for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
 
     def start(self) -> None:
         if self._task is None:

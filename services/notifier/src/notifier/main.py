@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from notifier.alerts.conditions import AlertPolicy
+from notifier.alerts.router import router as alerts_router
+from notifier.alerts.service import METRICS_INFO_KEY
+from notifier.alerts.worker import AlertWorker
 from notifier.db import SCHEMA, inbox
-from notifier.email import build_chain
-from notifier.metrics import DeliveryMetrics
+from notifier.email import EmailSender, build_chain
+from notifier.events import event_handlers
+from notifier.metrics import AlertMetrics, DeliveryMetrics
 from notifier.notifications.router import router as notifications_router
-from notifier.notifications.worker import DeliveryWorker
-from notifier.rules import event_handlers
+from notifier.notifications.worker import ChannelSender, DeliveryWorker
 from notifier.settings import Settings
+from notifier.stats.router import router as stats_router
+from notifier.telegram.sender import TelegramSender
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
 
 DESCRIPTION = """
-Turns the desk's domain events into messages: email to customers and admins, Telegram to operators.
+Turns the desk's domain events into messages: email to customers and admins, Telegram to operators (through
+telegram-gateway); tracks every delivery, and raises, escalates and resolves alerts.
 
 Every call needs an API key (`Authorization: Bearer <key>`) with the scope named on the route.
 """
@@ -24,7 +31,7 @@ Every call needs an API key (`Authorization: Bearer <key>`) with the scope named
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, schema=SCHEMA)
-    runtime.add_peer("telegram-gateway", settings.telegram_gateway)
+    gateway = runtime.add_peer("telegram-gateway", settings.telegram_gateway)
     app = create_service_app(
         settings=settings,
         runtime=runtime,
@@ -33,22 +40,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=[
             {"name": "events", "description": "Events from order-api and wallet-pool."},
             {"name": "notifications", "description": "The delivery queue: every message and its attempts."},
+            {"name": "alerts", "description": "Alerts for operators and admins: list, acknowledge."},
+            {"name": "stats", "description": "Delivery figures per channel and template."},
         ],
     )
-    runtime.add_worker(
-        DeliveryWorker(
-            database=runtime.database,
-            chain=build_chain(settings),
-            sender=settings.email_from,
-            max_attempts=settings.delivery_max_attempts,
-            backoff_base_seconds=settings.delivery_backoff_base_seconds,
-            backoff_max_seconds=settings.delivery_backoff_max_seconds,
-            poll_seconds=settings.delivery_poll_seconds,
-            batch_size=settings.delivery_batch_size,
-            lease_seconds=settings.delivery_lease_seconds,
-            metrics=DeliveryMetrics(app.state.metrics_registry),
+    registry = app.state.metrics_registry
+    delivery_metrics = DeliveryMetrics(registry)
+    alert_metrics = AlertMetrics(registry)
+    runtime.database.session_info[METRICS_INFO_KEY] = alert_metrics
+    senders: list[ChannelSender] = [EmailSender(chain=build_chain(settings), sender=settings.email_from)]
+    if settings.telegram_enabled:
+        senders.append(TelegramSender(gateway))
+    for sender in senders:
+        runtime.add_worker(
+            DeliveryWorker(
+                database=runtime.database,
+                sender=sender,
+                max_attempts=settings.delivery_max_attempts,
+                backoff_base_seconds=settings.delivery_backoff_base_seconds,
+                backoff_max_seconds=settings.delivery_backoff_max_seconds,
+                poll_seconds=settings.delivery_poll_seconds,
+                batch_size=settings.delivery_batch_size,
+                lease_seconds=settings.delivery_lease_seconds,
+                metrics=delivery_metrics,
+            )
         )
-    )
-    app.include_router(events_router(inbox=inbox, handlers=event_handlers(), scope="events:publish"))
+    policy = AlertPolicy.from_settings(settings)
+    alert_worker = AlertWorker(database=runtime.database, policy=policy, metrics=alert_metrics)
+    runtime.add_worker(alert_worker.periodic(interval_seconds=settings.alert_check_seconds))
+    app.include_router(events_router(inbox=inbox, handlers=event_handlers(policy), scope="events:publish"))
     app.include_router(notifications_router)
+    app.include_router(alerts_router)
+    app.include_router(stats_router)
     return app

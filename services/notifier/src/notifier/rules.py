@@ -1,9 +1,16 @@
-"""Which event sends which email (README, "Events"): the one table of rules, and the thin handlers of
-``POST /v1/events`` that apply it.
+"""Who is told what (README, "Events"): the one place that decides it.
 
-Each rule names the event type, when it applies (a predicate on the payload), the template, the payload
-field holding the recipient and how the template's variables are picked. An event no rule applies to sends
-nothing; the inbox makes a redelivered event send nothing again.
+- ``RULES``: which event sends which message to whom. Customers get emails (template, recipient from the
+  payload, variables picked from it); operators get Telegram order cards through telegram-gateway, whose
+  ``event`` and order snapshot tell the gateway whether to post a new card (a new order, an order back in
+  the pool), edit the cards it posted, or post to the support chat (an escalation).
+- ``ALERT_RULES``: which event raises or resolves which alert (wallet-pool's pool levels). The delivery
+  failure-rate alert is raised by the alert worker from delivery figures, not by an event.
+- ``alert_messages``: who hears about an alert's changes: the operators' Telegram chat and the admins'
+  emails.
+
+An event no rule applies to sends nothing; the inbox makes a redelivered event send nothing again.
+``notifier.events`` applies these tables to ``POST /v1/events``.
 """
 
 from __future__ import annotations
@@ -14,33 +21,64 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import BaseModel, ConfigDict
 
-from notifier.notifications.service import queue_email
-from servicekit.events import EventHandler
+from notifier.alerts.conditions import (
+    AlertCondition,
+    AlertNotice,
+    AlertPolicy,
+    Recovery,
+    pool_low,
+    pool_recovered,
+)
+from notifier.messages.render import resolve_locale
+from notifier.notifications.models import TELEGRAM_NO_LOCALE, Channel
+from notifier.payloads import read_payload
 from servicekit.outbox import EventEnvelope
 
 Payload = Mapping[str, Any]
 
+OPERATORS_CHAT = "operators"
+SUPPORT_CHAT = "support"
+NOTE_MAX = 1000
+ALERT_TITLE_MAX = 200
+ALERT_TEXT_MAX = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message an event (or an alert change) asks for."""
+
+    channel: Channel
+    template: str
+    recipient: str
+    locale: str
+    variables: dict[str, Any]
+    order_id: str | None
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """``event_type`` (when ``applies`` to its payload) sends ``template`` on ``channel`` to ``recipient``
+    (``None``: nobody to tell), with ``variables`` picked from the event."""
+
     event_type: str
+    channel: Channel
     template: str
     variables: Callable[[EventEnvelope], dict[str, Any]]
+    recipient: Callable[[Payload], str | None]
     applies: Callable[[Payload], bool] = lambda _payload: True
-    recipient_field: str = "customer_email"
 
 
-@dataclass(frozen=True, slots=True)
-class Email:
-    """One email an event asks for."""
+# --- customers: email ------------------------------------------------------------------------------------
 
-    template: str
-    recipient: str
-    locale: str | None
-    variables: dict[str, Any]
-    order_id: str | None
+
+def _field(name: str) -> Callable[[Payload], str | None]:
+    def recipient(payload: Payload) -> str | None:
+        value = payload.get(name)
+        return str(value) if value else None
+
+    return recipient
 
 
 def _order_created(envelope: EventEnvelope) -> dict[str, Any]:
@@ -88,60 +126,198 @@ def _email_code(envelope: EventEnvelope) -> dict[str, Any]:
 
 
 CLOSED = frozenset({"completed", "cancelled", "expired"})
+customer_email = _field("customer_email")
+
+
+# --- operators: Telegram order cards (telegram-gateway POST /v1/messages) ---------------------------------
+
+
+class OrderSnapshot(BaseModel):
+    """The order as telegram-gateway's card shows it, read from order-api's order payload."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    order_id: str
+    status: str
+    from_currency: str
+    from_network: str
+    to_currency: str
+    to_network: str
+    amount: str
+    priority: str
+    deposit_address: str | None = None
+    queue_position: int | None = None
+    expires_at: str | None = None
+    operator_id: str | None = None
+    operator_name: str | None = None
+    version: int
+
+
+def _order_snapshot(envelope: EventEnvelope) -> dict[str, Any]:
+    """The card's ``order`` (a payload missing a field is refused, never a half-filled card)."""
+    return read_payload(OrderSnapshot, envelope).model_dump(mode="json")
+
+
+def _order_card(chat: str) -> Callable[[EventEnvelope], dict[str, Any]]:
+    """The gateway request for an order card (without ``message_id``, the notification's id): the event
+    decides post / edit / support, the snapshot's ``status`` decides the card (a Take button for an order
+    awaiting deposit, a queue place for a queued one), ``note`` carries the comment or escalation reason."""
+
+    def variables(envelope: EventEnvelope) -> dict[str, Any]:
+        comment = envelope.payload.get("comment")
+        return {
+            "kind": "order_card",
+            "chat": chat,
+            "event": envelope.type,
+            "order": _order_snapshot(envelope),
+            "note": str(comment)[:NOTE_MAX] if comment else None,
+        }
+
+    return variables
+
+
+def _chat(name: str) -> Callable[[Payload], str | None]:
+    return lambda _payload: name
+
+
+def _card(event_type: str, chat: str = OPERATORS_CHAT) -> Rule:
+    return Rule(event_type, Channel.telegram, "order_card", _order_card(chat), recipient=_chat(chat))
+
 
 RULES: tuple[Rule, ...] = (
-    Rule("order.created", "order_created", _order_created),
+    # customers
+    Rule("order.created", Channel.email, "order_created", _order_created, recipient=customer_email),
     Rule(
         "order.status_changed",
+        Channel.email,
         "address_ready",
         _address_ready,
+        recipient=customer_email,
         applies=lambda p: p.get("status") == "awaiting_deposit" and p.get("from_status") == "queued",
     ),
     Rule(
         "order.status_changed",
+        Channel.email,
         "order_status_changed",
         _status_changed,
+        recipient=customer_email,
         applies=lambda p: p.get("status") in CLOSED,
     ),
-    Rule("customer.email_code_requested", "email_code", _email_code, recipient_field="email"),
+    Rule(
+        "customer.email_code_requested",
+        Channel.email,
+        "email_code",
+        _email_code,
+        recipient=_field("email"),
+    ),
+    # operators: a new card (new order: takeable or queued, by its status)
+    _card("order.created"),
+    # operators: the card posted again, takeable ("back in the pool")
+    _card("order.released"),
+    _card("order.assignment_timed_out"),
+    # operators: the order's cards edited to its new state
+    _card("order.taken"),
+    _card("order.status_changed"),
+    _card("order.escalation_resolved"),
+    # support: a card in the support chat (the gateway also edits the operators' cards)
+    _card("order.escalated", SUPPORT_CHAT),
 )
 
 
-def emails_for(envelope: EventEnvelope) -> list[Email]:
-    """The emails ``envelope`` asks for under ``RULES`` (none when no rule applies or no recipient is known)."""
-    emails: list[Email] = []
+def messages_for(envelope: EventEnvelope, *, telegram: bool = True) -> list[Message]:
+    """The messages ``envelope`` asks for under ``RULES`` (none when no rule applies or nobody is known to
+    tell); no Telegram messages when ``telegram`` is off."""
+    messages: list[Message] = []
     for rule in RULES:
         if rule.event_type != envelope.type or not rule.applies(envelope.payload):
             continue
-        recipient = envelope.payload.get(rule.recipient_field)
+        if rule.channel is Channel.telegram and not telegram:
+            continue
+        recipient = rule.recipient(envelope.payload)
         if not recipient:
             continue
-        emails.append(
-            Email(
+        email = rule.channel is Channel.email
+        messages.append(
+            Message(
+                channel=rule.channel,
                 template=rule.template,
-                recipient=str(recipient),
-                locale=envelope.payload.get("locale"),
+                recipient=recipient,
+                locale=resolve_locale(envelope.payload.get("locale")) if email else TELEGRAM_NO_LOCALE,
                 variables=rule.variables(envelope),
                 order_id=envelope.payload.get("order_id"),
             )
         )
-    return emails
+    return messages
 
 
-async def handle_event(session: AsyncSession, envelope: EventEnvelope) -> None:
-    """Queue the emails ``envelope`` asks for, in the inbox's transaction."""
-    for email in emails_for(envelope):
-        await queue_email(
-            session=session,
-            template=email.template,
-            locale=email.locale,
-            recipient=email.recipient,
-            variables=email.variables,
-            order_id=email.order_id,
-            event_id=envelope.id,
+# --- alerts ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """``event_type`` reports a condition (``condition`` returns an :class:`AlertCondition` to raise or keep
+    its alert, or a :class:`Recovery` to resolve it)."""
+
+    event_type: str
+    condition: Callable[[EventEnvelope], AlertCondition | Recovery]
+
+
+ALERT_RULES: tuple[AlertRule, ...] = (
+    AlertRule("pool.low", pool_low),  # key pool.low:{currency}:{network}; level empty is at least critical
+    AlertRule("pool.recovered", pool_recovered),
+)
+
+
+def alert_conditions(envelope: EventEnvelope) -> list[AlertCondition | Recovery]:
+    return [rule.condition(envelope) for rule in ALERT_RULES if rule.event_type == envelope.type]
+
+
+def alert_messages(notice: AlertNotice, policy: AlertPolicy) -> list[Message]:
+    """Every raise, escalation, reopening and resolution goes to the operators' Telegram chat and to each
+    admin's email."""
+    messages: list[Message] = []
+    if policy.telegram:
+        text = f"{notice.reason}\n\n{notice.text}" if notice.reason else notice.text
+        messages.append(
+            Message(
+                channel=Channel.telegram,
+                template="alert",
+                recipient=OPERATORS_CHAT,
+                locale=TELEGRAM_NO_LOCALE,
+                variables={
+                    "kind": "alert",
+                    "chat": OPERATORS_CHAT,
+                    "alert": {
+                        "alert_id": notice.alert_id,
+                        "key": notice.key,
+                        "severity": notice.shown_severity,
+                        "title": notice.title[:ALERT_TITLE_MAX],
+                        "text": text[:ALERT_TEXT_MAX],
+                    },
+                },
+                order_id=None,
+            )
         )
-
-
-def event_handlers() -> dict[str, EventHandler]:
-    """The handlers of ``POST /v1/events``: one per event type some rule reads."""
-    return {rule.event_type: handle_event for rule in RULES}
+    variables = {
+        "alert_id": notice.alert_id,
+        "key": notice.key,
+        "change": notice.change.value,
+        "severity": notice.severity.value,
+        "title": notice.title,
+        "text": notice.text,
+        "reason": notice.reason,
+        "raised_at": notice.raised_at,
+        "occurrences": notice.occurrences,
+    }
+    messages.extend(
+        Message(
+            channel=Channel.email,
+            template="alert",
+            recipient=address,
+            locale=policy.admin_locale,
+            variables=variables,
+            order_id=None,
+        )
+        for address in policy.admin_emails
+    )
+    return messages

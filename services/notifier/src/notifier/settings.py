@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import re
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import PeerSettings, ServiceSettings
+
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class Settings(ServiceSettings):
@@ -22,6 +27,13 @@ class Settings(ServiceSettings):
     telegram_gateway: PeerSettings = Field(
         default=PeerSettings(url="http://127.0.0.1:8004"),
         description="telegram-gateway",
+    )
+    telegram_enabled: bool = Field(
+        default=True,
+        description=(
+            "Queue Telegram messages for operators (order cards, alerts) to telegram-gateway; "
+            "false for a desk without the bot."
+        ),
     )
 
     email_providers: list[str] = Field(
@@ -59,3 +71,78 @@ class Settings(ServiceSettings):
     delivery_lease_seconds: float = Field(
         default=120.0, gt=0, description="A claimed notification is not claimed again before this."
     )
+
+    admin_emails: list[str] = Field(
+        default_factory=list,
+        description="Who receives alert emails (JSON list of addresses); empty sends alerts to Telegram only.",
+    )
+    admin_locale: Literal["en", "ru"] = Field(default="en", description="Language of alert emails: en or ru.")
+    alert_check_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often the alert worker escalates, tells settled resolutions and checks failure rates.",
+    )
+    alert_warning_to_critical_seconds: float = Field(
+        default=900.0, gt=0, description="An open (unacknowledged) warning becomes critical after this long."
+    )
+    alert_critical_to_emergency_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="An open (unacknowledged) critical alert becomes an emergency after this long.",
+    )
+    alert_quiet_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description=(
+            "Quiet period: a condition back within this long after its alert resolved reopens that alert; "
+            "the resolution of an alert that has reopened is told only once it stays quiet this long."
+        ),
+    )
+    alert_recurrences_to_critical: int = Field(
+        default=3, ge=1, description="An alert that reopened this many times is at least critical."
+    )
+    delivery_failure_window_seconds: float = Field(
+        default=900.0, gt=0, description="The window of delivery attempts the failure-rate alert looks at."
+    )
+    delivery_failure_min_attempts: int = Field(
+        default=20,
+        ge=1,
+        description="Fewer attempts than this in the window change nothing (too little data).",
+    )
+    delivery_failure_threshold_percent: float = Field(
+        default=20.0,
+        gt=0,
+        le=100,
+        description="A channel whose failed attempts reach this share of the window raises `delivery.failure_rate:{channel}`.",
+    )
+    delivery_failure_critical_percent: float = Field(
+        default=50.0, gt=0, le=100, description="At this failure share the alert is at least critical."
+    )
+    delivery_failure_resolve_percent: float = Field(
+        default=10.0,
+        ge=0,
+        le=100,
+        description="The alert resolves only once the failure share is below this (lower than the threshold).",
+    )
+
+    @field_validator("admin_emails")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        addresses = [address.strip() for address in value]
+        for address in addresses:
+            if not _ADDRESS.fullmatch(address):
+                raise ValueError(f"not an email address: {address!r}")
+        return addresses
+
+    @model_validator(mode="after")
+    def _failure_thresholds_in_order(self) -> Self:
+        if not (
+            self.delivery_failure_resolve_percent
+            < self.delivery_failure_threshold_percent
+            <= self.delivery_failure_critical_percent
+        ):
+            raise ValueError(
+                "need delivery_failure_resolve_percent < delivery_failure_threshold_percent "
+                "<= delivery_failure_critical_percent"
+            )
+        return self

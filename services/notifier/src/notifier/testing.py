@@ -1,5 +1,6 @@
 """Test helpers for notifier and the suites that exercise it (like ``servicekit.testing``): a real SMTP server
-that records what it accepts, a fast delivery worker, settings and API keys for in-process apps.
+that records what it accepts, a stand-in telegram-gateway (``POST /v1/messages`` as contract B answers it),
+fast delivery workers, settings and API keys for in-process apps.
 
 ``aiosmtpd`` (a development dependency) is imported only when a server starts."""
 
@@ -7,20 +8,27 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiohttp import web
 from fastapi import FastAPI
+from pydantic import SecretStr
 
-from notifier.email import FallbackChain, SmtpProvider
+from notifier.email import EmailSender, FallbackChain, SmtpProvider
 from notifier.notifications.worker import DeliveryWorker
 from notifier.settings import Settings
+from notifier.telegram.sender import TelegramSender
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.client import ServiceClient
 from servicekit.db import Database
-from servicekit.testing import free_port
+from servicekit.settings import PeerSettings
+from servicekit.testing import free_port, serve_stand_in
 
 SENDER = "Exchange Desk <no-reply@desk.test>"
 
@@ -71,19 +79,103 @@ class SmtpServer:
         return [str(m["To"]) for m in self.messages]
 
 
+FAST_WORKER: dict[str, Any] = {
+    "max_attempts": 8,
+    "backoff_base_seconds": 0.05,
+    "backoff_max_seconds": 0.2,
+    "poll_seconds": 0.05,
+    "batch_size": 10,
+}
+
+
 def make_worker(database: Database, smtp: SmtpServer, **overrides: Any) -> DeliveryWorker:
-    """A fast worker: tiny backoff and poll interval, sending through ``smtp``."""
-    options: dict[str, Any] = {
-        "max_attempts": 8,
-        "backoff_base_seconds": 0.05,
-        "backoff_max_seconds": 0.2,
-        "poll_seconds": 0.05,
-        "batch_size": 10,
-        **overrides,
+    """A fast email worker: tiny backoff and poll interval, sending through ``smtp``."""
+    sender = EmailSender(chain=FallbackChain([smtp.provider(timeout_seconds=2.0)]), sender=SENDER)
+    return DeliveryWorker(database=database, sender=sender, **{**FAST_WORKER, **overrides})
+
+
+def make_telegram_worker(database: Database, client: ServiceClient, **overrides: Any) -> DeliveryWorker:
+    """A fast Telegram worker posting to telegram-gateway through ``client``."""
+    return DeliveryWorker(database=database, sender=TelegramSender(client), **{**FAST_WORKER, **overrides})
+
+
+GATEWAY_KEY = mint_key("nt")
+
+
+@dataclass
+class StandInGateway:
+    """telegram-gateway's ``POST /v1/messages`` as contract B answers it, recording each request.
+
+    ``answers`` are statuses served first, one per request (``503`` telegram_unavailable, ``409``
+    telegram_disabled, ...); then every request is ``200`` (``duplicate`` for a ``message_id`` seen before).
+    Requests without :data:`GATEWAY_KEY` are ``401``.
+    """
+
+    answers: list[int] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    url: str = ""
+
+    @property
+    def posted(self) -> list[dict[str, Any]]:
+        """The bodies answered 200 that were not duplicates."""
+        seen: set[str] = set()
+        first: list[dict[str, Any]] = []
+        for body in self.requests:
+            if body.get("_status") == 200 and body["message_id"] not in seen:
+                seen.add(body["message_id"])
+                first.append({k: v for k, v in body.items() if k != "_status"})
+        return first
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self._messages)
+        return app
+
+    async def _messages(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {GATEWAY_KEY}":
+            return _problem(401, "api_key_invalid", "API key not accepted")
+        body: dict[str, Any] = await request.json()
+        status = self.answers.pop(0) if self.answers else 200
+        duplicate = any(r["message_id"] == body["message_id"] and r["_status"] == 200 for r in self.requests)
+        self.requests.append({**body, "_status": status})
+        self.headers.append(dict(request.headers))
+        if status == 503:
+            return _problem(503, "telegram_unavailable", "Telegram is unreachable", {"Retry-After": "1"})
+        if status == 409:
+            return _problem(409, "telegram_disabled", "No bot token or chat configured")
+        if status != 200:
+            return _problem(status, "stand_in_error", "The stand-in was told to fail")
+        outcome = "duplicate" if duplicate else "posted"
+        return web.json_response(
+            {
+                "message_id": body["message_id"],
+                "outcome": outcome,
+                "telegram_message_ids": [len(self.requests)],
+            }
+        )
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[StandInGateway]:
+        async with serve_stand_in(self.app()) as url:
+            self.url = url
+            yield self
+
+    def client(self) -> ServiceClient:
+        return ServiceClient(
+            peer="telegram-gateway", base_url=self.url, api_key=GATEWAY_KEY, timeout_seconds=5
+        )
+
+
+def _problem(status: int, code: str, title: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {
+        "type": f"urn:exchange-desk:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": title,
+        "code": code,
     }
-    return DeliveryWorker(
-        database=database, chain=FallbackChain([smtp.provider(timeout_seconds=2.0)]), sender=SENDER, **options
-    )
+    return web.json_response(body, status=status, content_type="application/problem+json", headers=headers)
 
 
 @dataclass(frozen=True)
@@ -92,6 +184,7 @@ class Keys:
     admin: str = field(default_factory=lambda: mint_key("tk"))
     other: str = field(default_factory=lambda: mint_key("tk"))
     publisher: str = field(default_factory=lambda: mint_key("tk"))
+    on_call: str = field(default_factory=lambda: mint_key("tk"))
 
     def entries(self) -> list[ApiKeyEntry]:
         return [
@@ -101,6 +194,9 @@ class Keys:
             ),
             ApiKeyEntry(name="other", hash=hash_key(self.other), scopes=["events:write"]),
             ApiKeyEntry(name="order-api", hash=hash_key(self.publisher), scopes=["events:publish"]),
+            ApiKeyEntry(
+                name="on-call", hash=hash_key(self.on_call), scopes=["notifications:read", "alerts:write"]
+            ),
         ]
 
 
@@ -108,6 +204,13 @@ KEYS = Keys()
 
 
 def make_settings(database_url: str | None, var_dir: Path, **overrides: Any) -> Settings:
+    """Settings for an in-process app: fast workers; Telegram off unless ``gateway_url`` (a
+    :class:`StandInGateway`'s) is given."""
+    gateway_url = overrides.pop("gateway_url", None)
+    if gateway_url is not None:
+        overrides.setdefault(
+            "telegram_gateway", PeerSettings(url=gateway_url, api_key=SecretStr(GATEWAY_KEY))
+        )
     values: dict[str, Any] = {
         "database_url": database_url,
         "var_dir": var_dir,
@@ -119,6 +222,8 @@ def make_settings(database_url: str | None, var_dir: Path, **overrides: Any) -> 
         "delivery_poll_seconds": 0.05,
         "delivery_backoff_base_seconds": 0.05,
         "delivery_backoff_max_seconds": 0.2,
+        "telegram_enabled": gateway_url is not None,
+        "alert_check_seconds": 0.1,
         **overrides,
     }
     return Settings(**values)

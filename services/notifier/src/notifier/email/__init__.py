@@ -1,4 +1,5 @@
-"""Email providers behind one interface, chained by settings: SMTP, an HTTP email API, the .eml mail drop."""
+"""Email providers behind one interface, chained by settings: SMTP, an HTTP email API, the .eml mail drop;
+and the email sender of the delivery worker."""
 
 from notifier.email.providers import (
     EmailProvider,
@@ -6,14 +7,15 @@ from notifier.email.providers import (
     HttpApiProvider,
     MailDropProvider,
     OutgoingEmail,
-    PermanentDeliveryError,
     SmtpProvider,
-    TransientDeliveryError,
     build_chain,
 )
+from notifier.email.sender import EmailSender
+from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
     "EmailProvider",
+    "EmailSender",
     "FallbackChain",
     "HttpApiProvider",
     "MailDropProvider",

@@ -1,5 +1,6 @@
 """Email providers. ``send`` returns when the provider accepted the message and raises
-:class:`TransientDeliveryError` (worth retrying) or :class:`PermanentDeliveryError` (never retried)."""
+:class:`TransientDeliveryError` (worth retrying) or :class:`PermanentDeliveryError` (never retried), the
+outcomes every channel shares (``notifier.notifications.outcomes``)."""
 
 from __future__ import annotations
 
@@ -16,19 +17,8 @@ import aiosmtplib
 import httpx
 from pydantic import SecretStr
 
+from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
 from notifier.settings import Settings
-
-
-class DeliveryError(Exception):
-    """A provider did not accept the message."""
-
-
-class TransientDeliveryError(DeliveryError):
-    """Worth retrying later (server down, timeout, 4xx from SMTP, 5xx from an API)."""
-
-
-class PermanentDeliveryError(DeliveryError):
-    """No retry can fix it (invalid recipient, SMTP 5xx, API 4xx)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,42 @@ SUBJECTS: dict[str, dict[str, str]] = {
         "ru": "Заявка {order_id}: {status_text}",
     },
     "email_code": {"en": "Your confirmation code", "ru": "Ваш код подтверждения"},
+    "alert": {
+        "en": "[{severity_text}] {change_text}: {title}",
+        "ru": "[{severity_text}] {change_text}: {title}",
+    },
 }
 TEMPLATES = tuple(SUBJECTS)
+CUSTOMER_TEMPLATES = ("order_created", "address_ready", "order_status_changed", "email_code")
+"""Templates for customers (the rest, ``alert``, go to the desk's admins)."""
 
 STATUS_TEXT: dict[str, dict[str, str]] = {
     "en": {"completed": "completed", "cancelled": "cancelled", "expired": "expired"},
     "ru": {"completed": "выполнена", "cancelled": "отменена", "expired": "срок истёк"},
+}
+
+# Alert labels: a severity (``resolved`` when the change is a resolution) and the change told.
+ALERT_TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "warning": "warning",
+        "critical": "critical",
+        "emergency": "emergency",
+        "resolved": "resolved",
+        "change.raised": "New alert",
+        "change.reopened": "Alert is back",
+        "change.escalated": "Alert escalated",
+        "change.resolved": "Back to normal",
+    },
+    "ru": {
+        "warning": "предупреждение",
+        "critical": "критично",
+        "emergency": "авария",
+        "resolved": "решено",
+        "change.raised": "Новое оповещение",
+        "change.reopened": "Оповещение снова активно",
+        "change.escalated": "Уровень повышен",
+        "change.resolved": "Норма восстановлена",
+    },
 }
 
 _SAMPLE_EXPIRY = datetime(2026, 11, 21, 15, 30, tzinfo=UTC)
@@ -68,6 +98,20 @@ SAMPLE_VARIABLES: dict[str, dict[str, Any]] = {
         "currency_to": "BTC",
     },
     "email_code": {"name": "Anna", "code": "482913", "minutes": 10},
+    "alert": {
+        "alert_id": "0b9f6c52-3f7a-4c8e-9d51-6a0f1e2d3c4b",
+        "key": "pool.low:BTC:bitcoin",
+        "change": "escalated",
+        "severity": "critical",
+        "title": "BTC (bitcoin): no free deposit address",
+        "text": (
+            "0 of 20 usable addresses free (0.00 %, threshold 10 %); 20 reserved, 0 disabled; "
+            "3 order(s) waiting for an address. Seen 2026-11-21T15:00:00+00:00."
+        ),
+        "reason": "Worse: warning → critical.",
+        "raised_at": datetime(2026, 11, 21, 14, 40, tzinfo=UTC),
+        "occurrences": 2,
+    },
 }
 
 
@@ -131,12 +175,22 @@ def render_email(template: str, locale: str | None, variables: Mapping[str, Any]
     language = resolve_locale(locale)
     context = dict(variables)
     status = str(context.get("status") or "")
-    status_text = STATUS_TEXT[language].get(status, status)
+    labels = ALERT_TEXT[language]
+    change = str(context.get("change") or "")
+    shown_severity = "resolved" if change == "resolved" else str(context.get("severity") or "")
+    context["severity_text"] = labels.get(shown_severity, shown_severity)
+    context["change_text"] = labels.get(f"change.{change}", change)
     subject = SUBJECTS[template][language].format_map(
-        {"order_id": context.get("order_id", ""), "status_text": status_text}
+        {
+            "order_id": context.get("order_id", ""),
+            "status_text": STATUS_TEXT[language].get(status, status),
+            "title": context.get("title", ""),
+            "severity_text": context["severity_text"],
+            "change_text": context["change_text"],
+        }
     )
     return RenderedEmail(
-        subject=subject,
+        subject=" ".join(subject.split()),  # one header line, whatever the variables hold
         text=_ENV.get_template(f"{template}.{language}.txt").render(context),
         html=_ENV.get_template(f"{template}.{language}.html").render(context),
     )

@@ -18,6 +18,13 @@ class Channel(enum.StrEnum):
     telegram = "telegram"
 
 
+TELEGRAM_KINDS = ("order_card", "alert")
+"""The ``template`` of a Telegram notification: the ``kind`` of telegram-gateway's ``POST /v1/messages``."""
+
+TELEGRAM_NO_LOCALE = ""
+"""The ``locale`` of a Telegram notification: telegram-gateway renders it in the operators' language."""
+
+
 class NotificationStatus(enum.StrEnum):
     pending = "pending"
     sent = "sent"
@@ -74,3 +81,5 @@ class DeliveryAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_delivery_attempt_started_at", "started_at"),)

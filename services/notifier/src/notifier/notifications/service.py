@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -17,15 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.messages import TEMPLATES
 from notifier.messages.render import resolve_locale
 from notifier.notifications.errors import NotificationNotFoundError, NotificationNotRedeliverableError
-from notifier.notifications.models import Channel, Notification, NotificationStatus
+from notifier.notifications.models import TELEGRAM_KINDS, Channel, Notification, NotificationStatus
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
+from notifier.pagination import decode_cursor, encode_cursor
 from servicekit.db import utcnow
-from servicekit.errors import ValidationFailedError
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
 
 MAX_PAGE_SIZE = 200
-_CURSOR_PREFIX = "n1|"
+_CURSOR_PREFIX = "n1"
 
 
 def _jsonable(value: Any) -> Any:
@@ -56,17 +54,45 @@ async def queue_email(
     order_id: str | None = None,
     event_id: str | None = None,
 ) -> str:
-    """Record an email to send, in the caller's transaction; returns its id. The same ``event_id``,
-    ``template`` and ``recipient`` queued twice make one notification (the first one's id is returned)."""
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}")
+    """Record an email to send, in the caller's transaction; returns its id (see :func:`queue_notification`)."""
+    return await queue_notification(
+        session=session,
+        channel=Channel.email,
+        template=template,
+        locale=resolve_locale(locale),
+        recipient=recipient,
+        variables=variables,
+        order_id=order_id,
+        event_id=event_id,
+    )
+
+
+async def queue_notification(
+    *,
+    session: AsyncSession,
+    channel: Channel,
+    template: str,
+    locale: str,
+    recipient: str,
+    variables: Mapping[str, Any],
+    order_id: str | None = None,
+    event_id: str | None = None,
+) -> str:
+    """Record a message to send, in the caller's transaction; returns its id. The same ``event_id``,
+    ``template`` and ``recipient`` queued twice make one notification (the first one's id is returned).
+
+    ``template`` is an email template for email and the message kind (``order_card``, ``alert``) for
+    Telegram, whose ``variables`` are the telegram-gateway request without its ``message_id``."""
+    known = TEMPLATES if channel is Channel.email else TELEGRAM_KINDS
+    if template not in known:
+        raise ValueError(f"unknown {channel} template {template!r}")
     now = utcnow()
     notification_id = str(uuid.uuid4())
     values = {
         "id": notification_id,
-        "channel": Channel.email.value,
+        "channel": channel.value,
         "template": template,
-        "locale": resolve_locale(locale),
+        "locale": locale,
         "recipient": recipient.strip(),
         "variables": _jsonable(dict(variables)),
         "order_id": order_id,
@@ -135,7 +161,7 @@ async def list_notifications(
     if status is not None:
         query = query.where(Notification.status == status.value)
     if cursor:
-        created_at, after_id = _decode_cursor(cursor)
+        created_at, after_id = decode_cursor(_CURSOR_PREFIX, cursor)
         query = query.where(
             or_(
                 Notification.created_at < created_at,
@@ -145,7 +171,9 @@ async def list_notifications(
     query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
     rows = list((await session.scalars(query)).all())
     page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor(_CURSOR_PREFIX, page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    )
     return NotificationPageRead(items=[to_read(n) for n in page], next_cursor=next_cursor)
 
 
@@ -165,21 +193,3 @@ async def redeliver(*, session: AsyncSession, notification_id: str) -> Notificat
     await session.flush()
     request_delivery(session)
     return to_read(notification)
-
-
-def _encode_cursor(notification: Notification) -> str:
-    raw = f"{_CURSOR_PREFIX}{notification.created_at.isoformat()}|{notification.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith(_CURSOR_PREFIX):
-            moment, notification_id = raw.removeprefix(_CURSOR_PREFIX).split("|", 1)
-            created_at = datetime.fromisoformat(moment)
-            if created_at.tzinfo is not None and notification_id:
-                return created_at, notification_id
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise ValidationFailedError.for_field("cursor", "not a cursor this service issued", kind="invalid_cursor")

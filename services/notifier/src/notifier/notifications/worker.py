@@ -1,9 +1,11 @@
-"""The delivery worker: claims due email notifications (``FOR UPDATE SKIP LOCKED`` + a lease, so replicas
-share the queue), renders, sends through the provider chain and records every attempt.
+"""The delivery worker: claims due notifications of one channel (``FOR UPDATE SKIP LOCKED`` + a lease, so
+replicas share the queue), sends each through the channel's sender and records every attempt.
 
-Transient failures are retried with exponential backoff and jitter; a permanent one fails the notification
-at once; after ``max_attempts`` it is dead-lettered. Each delivery continues the trace of the request that
-queued it, so its log lines carry that request's correlation id.
+One worker runs per channel (email, telegram) over the same queue, so an outage of one channel never holds
+up the other. Transient failures are retried with exponential backoff and jitter; a permanent one fails the
+notification at once; after ``max_attempts`` it is dead-lettered. Each delivery continues the trace of the
+request that queued it, so its log lines carry that request's correlation id and its calls to peers carry
+its ``traceparent``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,11 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from jinja2 import TemplateError
 from opentelemetry import trace
 from sqlalchemy import func, insert, select, update
 
-from notifier.email import FallbackChain, OutgoingEmail, PermanentDeliveryError, TransientDeliveryError
-from notifier.messages import UnknownTemplateError, render_email
 from notifier.metrics import DeliveryMetrics
 from notifier.notifications.models import (
     AttemptOutcome,
@@ -29,6 +28,7 @@ from notifier.notifications.models import (
     Notification,
     NotificationStatus,
 )
+from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
 from servicekit.db import Database, utcnow
 from servicekit.telemetry import context_from_traceparent, mask_secrets
 from servicekit.workers import QueueWorker, backoff_delay
@@ -48,13 +48,41 @@ class Claimed:
     traceparent: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What a sender reports once the message was accepted."""
+
+    provider: str
+    subject: str | None = None
+
+
+class ChannelSender(Protocol):
+    """Sends one claimed notification of ``channel``; raises :class:`TransientDeliveryError` or
+    :class:`PermanentDeliveryError`, or :class:`SendFailed` wrapping one to record the provider and subject
+    known when it failed."""
+
+    channel: Channel
+    name: str
+
+    async def send(self, item: Claimed) -> Delivered: ...
+
+
+class SendFailed(Exception):
+    """Wraps a delivery error with the provider and subject known when it happened."""
+
+    def __init__(self, error: Exception, *, provider: str, subject: str | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.provider = provider
+        self.subject = subject
+
+
 class DeliveryWorker(QueueWorker):
     def __init__(
         self,
         *,
         database: Database,
-        chain: FallbackChain,
-        sender: str,
+        sender: ChannelSender,
         max_attempts: int = 8,
         backoff_base_seconds: float = 30.0,
         backoff_max_seconds: float = 3600.0,
@@ -64,11 +92,14 @@ class DeliveryWorker(QueueWorker):
         metrics: DeliveryMetrics | None = None,
     ) -> None:
         super().__init__(
-            name="notifier-delivery", database=database, poll_seconds=poll_seconds, batch_size=batch_size
+            name=f"notifier-delivery-{sender.channel}",
+            database=database,
+            poll_seconds=poll_seconds,
+            batch_size=batch_size,
         )
         self.database = database
-        self.chain = chain
         self.sender = sender
+        self.channel = sender.channel
         self.max_attempts = max_attempts
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
@@ -87,7 +118,7 @@ class DeliveryWorker(QueueWorker):
             select(n.id)
             .where(
                 n.status == NotificationStatus.pending.value,
-                n.channel == Channel.email.value,
+                n.channel == self.channel.value,
                 n.next_attempt_at <= now,
             )
             .order_by(n.next_attempt_at)
@@ -114,36 +145,27 @@ class DeliveryWorker(QueueWorker):
     async def _deliver(self, item: Claimed) -> None:
         context = context_from_traceparent(item.traceparent)
         with tracer.start_as_current_span(
-            f"deliver email {item.template}",
+            f"deliver {self.channel} {item.template}",
             context=context,
             kind=trace.SpanKind.CLIENT,
             attributes={"notification.id": item.id, "notification.template": item.template},
         ):
             started_at = utcnow()
             started = time.monotonic()
-            provider = self.chain.name
+            provider = self.sender.name
             subject: str | None = None
             error: str | None = None
             try:
-                rendered = render_email(item.template, item.locale, item.variables)
-                subject = rendered.subject
-                message = OutgoingEmail(
-                    sender=self.sender,
-                    recipient=item.recipient,
-                    subject=rendered.subject,
-                    text=rendered.text,
-                    html=rendered.html,
-                    message_id=f"<{item.id}@exchange-desk.local>",
-                )
-                provider = await self.chain.send_via(message)
+                delivered = await self.sender.send(item)
+                provider, subject = delivered.provider, delivered.subject
                 outcome = AttemptOutcome.sent
-            except (PermanentDeliveryError, UnknownTemplateError, TemplateError) as exc:
-                outcome, error = AttemptOutcome.permanent, f"{type(exc).__name__}: {exc}"[:2000]
-            except TransientDeliveryError as exc:
-                outcome, error = AttemptOutcome.transient, f"{type(exc).__name__}: {exc}"[:2000]
-            except Exception as exc:  # an unexpected bug: retried like a transient failure
-                log.exception("delivery raised unexpectedly", extra={"notification_id": item.id})
-                outcome, error = AttemptOutcome.transient, f"{type(exc).__name__}: {exc}"[:2000]
+            except SendFailed as exc:
+                provider, subject = exc.provider, exc.subject
+                outcome, error = _classify(exc.error)
+            except Exception as exc:
+                outcome, error = _classify(exc)
+                if outcome is AttemptOutcome.transient and not isinstance(exc, TransientDeliveryError):
+                    log.exception("delivery raised unexpectedly", extra={"notification_id": item.id})
             duration_ms = int((time.monotonic() - started) * 1000)
             await self._record(item, outcome, provider, subject, error, started_at, duration_ms)
 
@@ -204,14 +226,23 @@ class DeliveryWorker(QueueWorker):
         if error is not None:
             extra["error"] = mask_secrets(error)
         status = values.get("status", NotificationStatus.pending.value)
-        self.metrics.attempts.labels(Channel.email.value, provider, outcome.value).inc()
+        channel = self.channel.value
+        self.metrics.attempts.labels(channel, provider, outcome.value).inc()
         if status in (NotificationStatus.failed, NotificationStatus.dead):
-            self.metrics.gave_up.labels(Channel.email.value, status).inc()
+            self.metrics.gave_up.labels(channel, status).inc()
         if outcome is AttemptOutcome.sent:
-            log.info("email sent", extra=extra)
+            log.info(f"{channel} sent", extra=extra)
         elif status == NotificationStatus.pending:
             extra["retry_at"] = values["next_attempt_at"].isoformat()
-            log.warning("email delivery failed, will retry", extra=extra)
+            log.warning(f"{channel} delivery failed, will retry", extra=extra)
         else:
             extra["status"] = status
-            log.error("email delivery gave up", extra=extra)
+            log.error(f"{channel} delivery gave up", extra=extra)
+
+
+def _classify(exc: Exception) -> tuple[AttemptOutcome, str]:
+    """A permanent error fails the notification; anything else (an unexpected bug included) is retried."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    if isinstance(exc, PermanentDeliveryError):
+        return AttemptOutcome.permanent, error
+    return AttemptOutcome.transient, error

@@ -1,0 +1,231 @@
+"""What an alert is about and how it is judged: the conditions (built from wallet-pool's pool events and from
+delivery failure figures), the changes people are told about, and the policy numbers from settings.
+
+Nothing here touches the database; ``notifier.alerts.service`` applies these to the ``alert`` table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, StringConstraints
+
+from notifier.alerts.models import Severity
+from notifier.payloads import read_payload
+from notifier.settings import Settings
+from servicekit.outbox import EventEnvelope
+
+
+class AlertChange(enum.StrEnum):
+    """A change people are told about (``reopened`` silently when they never heard it had resolved)."""
+
+    raised = "raised"
+    reopened = "reopened"
+    escalated = "escalated"
+    resolved = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCondition:
+    """A condition reported now: raises the alert of ``key`` or keeps it (at least at ``severity``)."""
+
+    key: str
+    source: str
+    severity: Severity
+    title: str
+    text: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """The condition of ``key`` is over; ``text`` says how it ended."""
+
+    key: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertNotice:
+    """One change of one alert, as told to operators and admins (``notifier.rules.alert_messages``)."""
+
+    alert_id: str
+    key: str
+    change: AlertChange
+    severity: Severity
+    title: str
+    text: str
+    reason: str
+    raised_at: datetime
+    occurrences: int
+
+    @property
+    def shown_severity(self) -> str:
+        """telegram-gateway's ``alert.severity``: the severity, or ``resolved``."""
+        return "resolved" if self.change is AlertChange.resolved else self.severity.value
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPolicy:
+    """The alert rules' numbers and audience, from settings."""
+
+    warning_to_critical: timedelta = timedelta(minutes=15)
+    critical_to_emergency: timedelta = timedelta(minutes=30)
+    quiet: timedelta = timedelta(minutes=10)
+    recurrences_to_critical: int = 3
+    admin_emails: tuple[str, ...] = ()
+    admin_locale: str = "en"
+    telegram: bool = True
+    failure_window: timedelta = timedelta(minutes=15)
+    failure_min_attempts: int = 20
+    failure_threshold_percent: float = 20.0
+    failure_critical_percent: float = 50.0
+    failure_resolve_percent: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertPolicy:
+        return cls(
+            warning_to_critical=timedelta(seconds=settings.alert_warning_to_critical_seconds),
+            critical_to_emergency=timedelta(seconds=settings.alert_critical_to_emergency_seconds),
+            quiet=timedelta(seconds=settings.alert_quiet_seconds),
+            recurrences_to_critical=settings.alert_recurrences_to_critical,
+            admin_emails=tuple(settings.admin_emails),
+            admin_locale=settings.admin_locale,
+            telegram=settings.telegram_enabled,
+            failure_window=timedelta(seconds=settings.delivery_failure_window_seconds),
+            failure_min_attempts=settings.delivery_failure_min_attempts,
+            failure_threshold_percent=settings.delivery_failure_threshold_percent,
+            failure_critical_percent=settings.delivery_failure_critical_percent,
+            failure_resolve_percent=settings.delivery_failure_resolve_percent,
+        )
+
+    def escalation_delay(self, severity: Severity) -> timedelta | None:
+        """How long an open alert stays at ``severity`` before time escalates it (``None``: the top)."""
+        if severity is Severity.warning:
+            return self.warning_to_critical
+        if severity is Severity.critical:
+            return self.critical_to_emergency
+        return None
+
+
+# --- wallet-pool: pool.low / pool.recovered -------------------------------------------------------------
+
+
+class PoolLevelPayload(BaseModel):
+    """The payload of ``pool.low`` and ``pool.recovered`` (all fields always present; others ignored)."""
+
+    currency: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    network: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    free: int
+    total: int
+    reserved: int
+    disabled: int
+    queued: int
+    free_percent: Decimal
+    threshold_percent: Decimal
+    level: Literal["ok", "low", "empty"]
+    observed_at: datetime
+
+    @property
+    def pool(self) -> str:
+        return f"{self.currency} ({self.network})"
+
+    @property
+    def usable(self) -> int:
+        return self.total - self.disabled
+
+    def figures(self) -> str:
+        return (
+            f"{self.free} of {self.usable} usable addresses free ({self.free_percent} %, threshold "
+            f"{self.threshold_percent} %); {self.reserved} reserved, {self.disabled} disabled; "
+            f"{self.queued} order(s) waiting for an address. Seen {self.observed_at.isoformat()}."
+        )
+
+
+def pool_key(currency: str, network: str) -> str:
+    return f"pool.low:{currency}:{network}"
+
+
+def pool_low(envelope: EventEnvelope) -> AlertCondition:
+    """``pool.low``: a warning, at least critical once the pool is empty."""
+    pool = read_payload(PoolLevelPayload, envelope)
+    empty = pool.level == "empty" or pool.free == 0
+    title = (
+        f"{pool.pool}: no free deposit address"
+        if empty
+        else f"{pool.pool}: free deposit addresses below {pool.threshold_percent} %"
+    )
+    return AlertCondition(
+        key=pool_key(pool.currency, pool.network),
+        source="pool.low",
+        severity=Severity.critical if empty else Severity.warning,
+        title=title,
+        text=pool.figures(),
+        details=pool.model_dump(mode="json"),
+    )
+
+
+def pool_recovered(envelope: EventEnvelope) -> Recovery:
+    pool = read_payload(PoolLevelPayload, envelope)
+    return Recovery(
+        key=pool_key(pool.currency, pool.network), text=f"{pool.pool} recovered: {pool.figures()}"
+    )
+
+
+# --- the delivery failure rate ----------------------------------------------------------------------------
+
+
+def failure_rate_key(channel: str) -> str:
+    return f"delivery.failure_rate:{channel}"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureFigures:
+    """A channel's delivery attempts in the window and how many of them failed (transient or permanent)."""
+
+    channel: str
+    attempts: int
+    failed: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.failed / self.attempts if self.attempts else 0.0
+
+
+def judge_failure_rate(figures: FailureFigures, policy: AlertPolicy) -> AlertCondition | Recovery | None:
+    """Raise at the threshold (critical from the critical share), resolve only below the lower resolve
+    share (hysteresis), and change nothing on too few attempts to judge or in between."""
+    if figures.attempts < policy.failure_min_attempts:
+        return None
+    percent = figures.percent
+    window_minutes = policy.failure_window.total_seconds() / 60
+    summary = (
+        f"{figures.failed} of {figures.attempts} {figures.channel} delivery attempts failed in the last "
+        f"{window_minutes:g} min ({percent:.1f} %)."
+    )
+    if percent >= policy.failure_threshold_percent:
+        critical = percent >= policy.failure_critical_percent
+        return AlertCondition(
+            key=failure_rate_key(figures.channel),
+            source="delivery.failure_rate",
+            severity=Severity.critical if critical else Severity.warning,
+            title=f"{figures.channel.capitalize()} deliveries are failing: {percent:.1f} %",
+            text=f"{summary} Threshold {policy.failure_threshold_percent:g} %.",
+            details={
+                "channel": figures.channel,
+                "attempts": figures.attempts,
+                "failed": figures.failed,
+                "percent": round(percent, 2),
+                "window_seconds": policy.failure_window.total_seconds(),
+            },
+        )
+    if percent < policy.failure_resolve_percent:
+        return Recovery(
+            key=failure_rate_key(figures.channel),
+            text=f"{summary} Back below {policy.failure_resolve_percent:g} %.",
+        )
+    return None

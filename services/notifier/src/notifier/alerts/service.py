@@ -1,0 +1,519 @@
+"""The alert lifecycle on the ``alert`` table: raise, repeat, escalate, reopen, resolve, acknowledge.
+
+Rules (README, "Alerts"):
+
+- **One alert per key.** A condition reported while its alert is open or acknowledged is a repeat: it
+  counts an occurrence and refreshes the figures, and tells nobody unless it worsened.
+- **Escalation** ``warning → critical → emergency``: by a worsening condition (a pool that is empty is at
+  least critical, a channel failing at the critical share is at least critical), by recurrence (an alert
+  that came back ``recurrences_to_critical`` times is at least critical), and by time: an *open* alert
+  climbs one step after ``warning_to_critical`` / ``critical_to_emergency`` at its severity.
+  Acknowledging stops the time-based steps (a worsening still escalates and is told).
+- **Hysteresis.** A condition back within the quiet period after its alert resolved reopens that alert
+  (same id, severity kept: flapping is no improvement) instead of raising a new one. The first resolution
+  is told at once; the resolution of an alert that has reopened is told only after it stayed resolved for
+  the quiet period, and a comeback inside that window reopens it silently (nobody was told it had ended).
+  So a flapping condition sends: raised, resolved, reopened, then silence until it has really settled, and
+  one last resolved.
+
+Every told change queues messages (``notifier.rules.alert_messages``) in the same transaction as the change.
+Concurrency: a partial unique index keeps one live alert per key (a losing concurrent insert becomes a
+repeat); changes lock the row (``FOR UPDATE``; the workers ``SKIP LOCKED``) and the workers' updates are
+conditional on the state they read, so replicas never tell a change twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, event, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from notifier.alerts.conditions import AlertChange, AlertCondition, AlertNotice, AlertPolicy, Recovery
+from notifier.alerts.errors import AlertAlreadyResolvedError, AlertNotFoundError
+from notifier.alerts.models import LIVE, Alert, AlertStatus, Severity
+from notifier.alerts.schemas import AlertPageRead, AlertRead
+from notifier.metrics import AlertMetrics
+from notifier.notifications.service import queue_notification
+from notifier.pagination import decode_cursor, encode_cursor
+from notifier.rules import alert_messages
+from servicekit.db import Database, utcnow
+
+log = logging.getLogger("notifier.alerts")
+
+MAX_PAGE_SIZE = 200
+TITLE_MAX = 200
+_CURSOR_PREFIX = "a1"
+METRICS_INFO_KEY = "alert_metrics"
+"""Where ``session.info`` holds the app's :class:`AlertMetrics` (``Database.session_info``, set by
+``notifier.main``): a change is counted once its transaction commits, never when it rolls back."""
+_PENDING_COUNTS = "alert_changes_to_count"
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+async def _live(session: AsyncSession, key: str) -> Alert | None:
+    """The open or acknowledged alert of ``key``, locked."""
+    alert: Alert | None = await session.scalar(
+        select(Alert)
+        .where(Alert.key == key, Alert.status != AlertStatus.resolved.value)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return alert
+
+
+async def _recently_resolved(session: AsyncSession, key: str, *, since: datetime) -> Alert | None:
+    """The latest alert of ``key`` resolved at or after ``since``, locked."""
+    alert: Alert | None = await session.scalar(
+        select(Alert)
+        .where(Alert.key == key, Alert.status == AlertStatus.resolved.value, Alert.resolved_at >= since)
+        .order_by(Alert.resolved_at.desc())
+        .limit(1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return alert
+
+
+def to_read(alert: Alert) -> AlertRead:
+    return AlertRead.model_validate(alert, from_attributes=True)
+
+
+async def list_alerts(
+    *,
+    session: AsyncSession,
+    status: AlertStatus | None,
+    severity: Severity | None,
+    key: str | None,
+    cursor: str | None,
+    limit: int,
+) -> AlertPageRead:
+    """Newest first (by when the alert was first raised), keyset-paginated."""
+    query = select(Alert)
+    if status is not None:
+        query = query.where(Alert.status == status.value)
+    if severity is not None:
+        query = query.where(Alert.severity == severity.value)
+    if key is not None:
+        query = query.where(Alert.key == key)
+    if cursor:
+        raised_at, after_id = decode_cursor(_CURSOR_PREFIX, cursor)
+        query = query.where(
+            or_(Alert.raised_at < raised_at, and_(Alert.raised_at == raised_at, Alert.id < after_id))
+        )
+    query = query.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(limit + 1)
+    rows = list((await session.scalars(query)).all())
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(_CURSOR_PREFIX, page[-1].raised_at, page[-1].id) if len(rows) > limit else None
+    )
+    return AlertPageRead(items=[to_read(a) for a in page], next_cursor=next_cursor)
+
+
+# --- telling and counting --------------------------------------------------------------------------------
+
+
+async def _tell(
+    session: AsyncSession,
+    alert: Alert,
+    change: AlertChange,
+    *,
+    reason: str,
+    policy: AlertPolicy,
+    event_id: str | None,
+) -> None:
+    notice = AlertNotice(
+        alert_id=alert.id,
+        key=alert.key,
+        change=change,
+        severity=Severity(alert.severity),
+        title=alert.title,
+        text=alert.text,
+        reason=reason,
+        raised_at=alert.raised_at,
+        occurrences=alert.occurrences,
+    )
+    for message in alert_messages(notice, policy):
+        await queue_notification(
+            session=session,
+            channel=message.channel,
+            template=message.template,
+            locale=message.locale,
+            recipient=message.recipient,
+            variables=message.variables,
+            event_id=event_id,
+        )
+    log.info(
+        f"alert {change}",
+        extra={"alert_id": alert.id, "alert_key": alert.key, "severity": alert.severity, "reason": reason},
+    )
+
+
+def _count(session: AsyncSession, change: AlertChange, severity: str) -> None:
+    """Count ``change`` in the metrics once the session commits (never for a rolled-back change)."""
+    session.sync_session.info.setdefault(_PENDING_COUNTS, []).append((change.value, severity))
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed_changes(session: Session) -> None:
+    changes = session.info.pop(_PENDING_COUNTS, None)
+    metrics = session.info.get(METRICS_INFO_KEY)
+    if changes and isinstance(metrics, AlertMetrics):
+        for change, severity in changes:
+            metrics.changes.labels(change, severity).inc()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_changes(session: Session) -> None:
+    session.info.pop(_PENDING_COUNTS, None)
+
+
+# --- raising and resolving -------------------------------------------------------------------------------
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min"
+
+
+async def raise_alert(
+    *,
+    session: AsyncSession,
+    condition: AlertCondition,
+    policy: AlertPolicy,
+    event_id: str | None = None,
+) -> AlertChange | None:
+    """Report ``condition``: raise its alert, reopen a recently resolved one, or repeat the live one. Returns
+    the change that was told (``None``: nothing anyone needs to hear)."""
+    now = utcnow()
+    alert = await _live(session, condition.key)
+    if alert is None:
+        recent = await _recently_resolved(session, condition.key, since=now - policy.quiet)
+        if recent is not None:
+            return await _reopen(session, recent, condition, policy=policy, event_id=event_id, now=now)
+        alert = await _insert(session, condition, now=now)
+        if alert is not None:
+            _count(session, AlertChange.raised, alert.severity)
+            await _tell(
+                session, alert, AlertChange.raised, reason="New alert.", policy=policy, event_id=event_id
+            )
+            return AlertChange.raised
+        alert = await _live(session, condition.key)  # a concurrent raise won: this report is a repeat
+        if alert is None:  # pragma: no cover (resolved between the conflict and this read)
+            return None
+    return await _repeat(session, alert, condition, policy=policy, event_id=event_id, now=now)
+
+
+async def _insert(session: AsyncSession, condition: AlertCondition, *, now: datetime) -> Alert | None:
+    """Insert the live alert of ``condition.key``; ``None`` when another transaction holds one already."""
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    alert_id = str(uuid.uuid4())
+    statement = (
+        insert(Alert)
+        .values(
+            id=alert_id,
+            key=condition.key,
+            source=condition.source,
+            status=AlertStatus.open.value,
+            severity=condition.severity.value,
+            title=condition.title[:TITLE_MAX],
+            text=condition.text,
+            details=condition.details,
+            occurrences=1,
+            reopened_count=0,
+            raised_at=now,
+            escalated_at=now,
+            updated_at=now,
+        )
+        # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
+        .on_conflict_do_nothing(index_elements=["key"], index_where=text(LIVE))
+    )
+    result = await session.execute(statement)
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    return await session.get(Alert, alert_id)
+
+
+def _refresh(alert: Alert, condition: AlertCondition, *, now: datetime) -> None:
+    alert.occurrences += 1
+    alert.title = condition.title[:TITLE_MAX]
+    alert.text = condition.text
+    alert.details = condition.details
+    alert.updated_at = now
+
+
+async def _repeat(
+    session: AsyncSession,
+    alert: Alert,
+    condition: AlertCondition,
+    *,
+    policy: AlertPolicy,
+    event_id: str | None,
+    now: datetime,
+) -> AlertChange | None:
+    _refresh(alert, condition, now=now)
+    current = Severity(alert.severity)
+    if condition.severity.rank <= current.rank:
+        await session.flush()
+        return None
+    alert.severity = condition.severity.value
+    alert.escalated_at = now
+    await session.flush()
+    _count(session, AlertChange.escalated, alert.severity)
+    await _tell(
+        session,
+        alert,
+        AlertChange.escalated,
+        reason=f"Worse: {current} → {condition.severity}.",
+        policy=policy,
+        event_id=event_id,
+    )
+    return AlertChange.escalated
+
+
+async def _reopen(
+    session: AsyncSession,
+    alert: Alert,
+    condition: AlertCondition,
+    *,
+    policy: AlertPolicy,
+    event_id: str | None,
+    now: datetime,
+) -> AlertChange | None:
+    """The condition is back within the quiet period: the same alert lives again, at no lower severity."""
+    told_resolved = alert.resolution_notified_at is not None
+    previous = Severity(alert.severity)
+    _refresh(alert, condition, now=now)
+    alert.reopened_count += 1
+    alert.resolved_at = None
+    alert.resolution = None
+    alert.resolution_notified_at = None
+    floor = condition.severity
+    if alert.reopened_count >= policy.recurrences_to_critical:
+        floor = floor.at_least(Severity.critical)
+    severity = previous.at_least(floor)
+    alert.severity = severity.value
+    _count(session, AlertChange.reopened, alert.severity)
+    if told_resolved:
+        # People heard it had ended: it is news again, unacknowledged, its escalation clock restarted.
+        alert.status = AlertStatus.open.value
+        alert.acknowledged_at = None
+        alert.acknowledged_by = None
+        alert.escalated_at = now
+        await session.flush()
+        await _tell(
+            session,
+            alert,
+            AlertChange.reopened,
+            reason=(
+                f"Back within {_minutes(policy.quiet.total_seconds())} of its resolution "
+                f"({alert.reopened_count} time(s))."
+            ),
+            policy=policy,
+            event_id=event_id,
+        )
+        return AlertChange.reopened
+    # Its resolution was never told: to everyone it never ended; it keeps its acknowledgement and clock.
+    alert.status = (AlertStatus.acknowledged if alert.acknowledged_at else AlertStatus.open).value
+    if severity.rank <= previous.rank:
+        await session.flush()
+        return None
+    alert.escalated_at = now
+    await session.flush()
+    _count(session, AlertChange.escalated, alert.severity)
+    recurring = severity.rank > condition.severity.rank
+    await _tell(
+        session,
+        alert,
+        AlertChange.escalated,
+        reason=(
+            f"Keeps coming back ({alert.reopened_count} times): {previous} → {severity}."
+            if recurring
+            else f"Worse: {previous} → {severity}."
+        ),
+        policy=policy,
+        event_id=event_id,
+    )
+    return AlertChange.escalated
+
+
+async def resolve_alert(
+    *, session: AsyncSession, recovery: Recovery, policy: AlertPolicy, event_id: str | None = None
+) -> AlertChange | None:
+    """End the live alert of ``recovery.key`` (nothing when there is none). Its resolution is told now, or,
+    for an alert that has reopened before, once it stays resolved for the quiet period (the alert worker)."""
+    alert = await _live(session, recovery.key)
+    if alert is None:
+        return None
+    now = utcnow()
+    alert.status = AlertStatus.resolved.value
+    alert.resolved_at = now
+    alert.resolution = recovery.text
+    alert.updated_at = now
+    _count(session, AlertChange.resolved, alert.severity)
+    if alert.reopened_count and policy.quiet.total_seconds() > 0:
+        await session.flush()
+        log.info("alert resolved, told after the quiet period", extra={"alert_id": alert.id})
+        return None
+    alert.resolution_notified_at = now
+    await session.flush()
+    await _tell(session, alert, AlertChange.resolved, reason=recovery.text, policy=policy, event_id=event_id)
+    return AlertChange.resolved
+
+
+async def apply(
+    *,
+    session: AsyncSession,
+    report: AlertCondition | Recovery,
+    policy: AlertPolicy,
+    event_id: str | None = None,
+) -> AlertChange | None:
+    """Raise for a condition, resolve for a recovery."""
+    if isinstance(report, Recovery):
+        return await resolve_alert(session=session, recovery=report, policy=policy, event_id=event_id)
+    return await raise_alert(session=session, condition=report, policy=policy, event_id=event_id)
+
+
+async def acknowledge_alert(*, session: AsyncSession, alert_id: str, by: str) -> AlertRead:
+    """Someone is on it: time no longer escalates the alert. Acknowledging twice keeps the first."""
+    alert = await session.get(Alert, alert_id, with_for_update=True, populate_existing=True)
+    if alert is None:
+        raise AlertNotFoundError(f"No alert has the id {alert_id}.")
+    if alert.status == AlertStatus.resolved:
+        raise AlertAlreadyResolvedError(
+            "The alert is resolved; a comeback of its condition reopens it.",
+            extra={"resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None},
+        )
+    if alert.status == AlertStatus.open:
+        now = utcnow()
+        alert.status = AlertStatus.acknowledged.value
+        alert.acknowledged_at = now
+        alert.acknowledged_by = by
+        alert.updated_at = now
+        await session.flush()
+        log.info("alert acknowledged", extra={"alert_id": alert.id, "acknowledged_by": by})
+    return to_read(alert)
+
+
+# --- the alert worker's passes ---------------------------------------------------------------------------
+
+
+async def escalate_unacknowledged(*, database: Database, policy: AlertPolicy, batch_size: int = 100) -> int:
+    """Climb one step for every open alert that has waited long enough at its severity; returns how many."""
+    now = utcnow()
+    due = or_(
+        *(
+            and_(Alert.severity == severity.value, Alert.escalated_at <= now - delay)
+            for severity in Severity
+            if (delay := policy.escalation_delay(severity)) is not None
+        )
+    )
+    escalated = 0
+    async with database.sessionmaker.begin() as session:
+        alerts = (
+            await session.scalars(
+                select(Alert)
+                .where(Alert.status == AlertStatus.open.value, due)
+                .order_by(Alert.escalated_at)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for alert in alerts:
+            current = Severity(alert.severity)
+            following = list(Severity)[current.rank + 1]
+            waited = policy.escalation_delay(current) or timedelta(0)
+            changed = await _conditionally(
+                session,
+                alert,
+                and_(Alert.status == AlertStatus.open.value, Alert.severity == current.value),
+                severity=following.value,
+                escalated_at=now,
+                updated_at=now,
+            )
+            if not changed:
+                continue
+            _count(session, AlertChange.escalated, alert.severity)
+            await _tell(
+                session,
+                alert,
+                AlertChange.escalated,
+                reason=f"Not acknowledged for {_minutes(waited.total_seconds())}: {current} → {following}.",
+                policy=policy,
+                event_id=None,
+            )
+            escalated += 1
+    return escalated
+
+
+async def tell_settled_resolutions(*, database: Database, policy: AlertPolicy, batch_size: int = 100) -> int:
+    """Tell the resolutions held back by the quiet period once they stayed resolved through it."""
+    now = utcnow()
+    told = 0
+    async with database.sessionmaker.begin() as session:
+        alerts = (
+            await session.scalars(
+                select(Alert)
+                .where(
+                    Alert.status == AlertStatus.resolved.value,
+                    Alert.resolution_notified_at.is_(None),
+                    Alert.resolved_at <= now - policy.quiet,
+                )
+                .order_by(Alert.resolved_at)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for alert in alerts:
+            changed = await _conditionally(
+                session,
+                alert,
+                and_(Alert.status == AlertStatus.resolved.value, Alert.resolution_notified_at.is_(None)),
+                resolution_notified_at=now,
+            )
+            if changed:
+                await _tell(
+                    session,
+                    alert,
+                    AlertChange.resolved,
+                    reason=alert.resolution or "Resolved.",
+                    policy=policy,
+                    event_id=None,
+                )
+                told += 1
+    return told
+
+
+async def _conditionally(
+    session: AsyncSession, alert: Alert, still: ColumnElement[bool], **values: object
+) -> bool:
+    """Update ``alert`` only if it is still as read (``still``): the guard that keeps two replicas (or two
+    in-process workers on SQLite, which has no row locks) from applying one change twice."""
+    result = await session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, still)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    await session.refresh(alert)
+    return True
+
+
+async def live_counts(*, database: Database) -> dict[tuple[str, str], int]:
+    """Open and acknowledged alerts by (status, severity), for the ``notifier_alerts_live`` gauge."""
+    async with database.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(Alert.status, Alert.severity, func.count())
+                .where(Alert.status != AlertStatus.resolved.value)
+                .group_by(Alert.status, Alert.severity)
+            )
+        ).all()
+    return {(status, severity): int(count) for status, severity, count in rows}

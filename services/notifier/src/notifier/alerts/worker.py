@@ -1,0 +1,64 @@
+"""The alert worker (a ``PeriodicWorker``): each pass escalates open alerts that waited too long, tells the
+resolutions that outlasted the quiet period, judges each channel's delivery failure rate, and refreshes the
+``notifier_alerts_live`` gauge. Every replica runs it; row locks (``SKIP LOCKED``), conditional updates and
+the one-live-alert-per-key index keep them from telling anything twice."""
+
+from __future__ import annotations
+
+from notifier.alerts.conditions import AlertPolicy, judge_failure_rate
+from notifier.alerts.models import AlertStatus, Severity
+from notifier.alerts.service import apply, escalate_unacknowledged, live_counts, tell_settled_resolutions
+from notifier.metrics import AlertMetrics
+from notifier.stats.service import failure_figures
+from servicekit.db import Database, utcnow
+from servicekit.workers import PeriodicWorker
+
+
+async def check_delivery_failure_rates(*, database: Database, policy: AlertPolicy) -> None:
+    """Raise ``delivery.failure_rate:{channel}`` at the threshold, resolve it below the resolve share."""
+    async with database.sessionmaker.begin() as session:
+        for figures in await failure_figures(session=session, since=utcnow() - policy.failure_window):
+            report = judge_failure_rate(figures, policy)
+            if report is not None:
+                await apply(session=session, report=report, policy=policy)
+
+
+class AlertWorker:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        policy: AlertPolicy,
+        metrics: AlertMetrics | None = None,
+        batch_size: int = 100,
+    ) -> None:
+        self.database = database
+        self.policy = policy
+        self.metrics = metrics
+        self.batch_size = batch_size
+
+    async def run_once(self) -> int:
+        """One pass; returns the escalations and resolutions told (a full batch runs again at once)."""
+        handled = await escalate_unacknowledged(
+            database=self.database, policy=self.policy, batch_size=self.batch_size
+        )
+        handled += await tell_settled_resolutions(
+            database=self.database, policy=self.policy, batch_size=self.batch_size
+        )
+        await check_delivery_failure_rates(database=self.database, policy=self.policy)
+        if self.metrics is not None:
+            counts = await live_counts(database=self.database)
+            for status in (AlertStatus.open, AlertStatus.acknowledged):
+                for severity in Severity:
+                    self.metrics.live.labels(status.value, severity.value).set(
+                        counts.get((status, severity), 0)
+                    )
+        return handled
+
+    def periodic(self, *, interval_seconds: float) -> PeriodicWorker:
+        return PeriodicWorker(
+            name="notifier-alerts",
+            job=self.run_once,
+            interval_seconds=interval_seconds,
+            batch_size=self.batch_size,
+        )

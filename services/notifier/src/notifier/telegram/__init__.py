@@ -1,0 +1,1 @@
+"""The Telegram channel: operator messages posted through telegram-gateway's ``POST /v1/messages``."""

@@ -1,0 +1,430 @@
+"""Alerts: wallet-pool's pool events through ``POST /v1/events`` make one alert per pool, escalated by a
+worsening pool and by time unless acknowledged, resolved on recovery, reopened when the pool flaps; each
+told change reaches the operators' Telegram chat (a stand-in gateway) and the admins' email (a real SMTP
+server). Replicas never tell a change twice."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from notifier.alerts.conditions import AlertCondition, AlertPolicy
+from notifier.alerts.models import Alert, Severity
+from notifier.alerts.service import escalate_unacknowledged, raise_alert
+from notifier.db import SCHEMA
+from notifier.main import create_app
+from notifier.notifications.models import Notification
+from notifier.testing import KEYS, SmtpServer, StandInGateway, make_settings
+from servicekit.db import Database
+from servicekit.testing import eventually, running_app
+
+ADMIN = "ops@desk.test"
+_ids = itertools.count(1)
+
+
+def pool_event(
+    event_type: str = "pool.low", *, level: str = "low", free: int = 1, currency: str = "BTC"
+) -> dict[str, Any]:
+    total = 20
+    return {
+        "id": f"pool-evt-{next(_ids)}",
+        "type": event_type,
+        "source": "wallet-pool",
+        "occurred_at": "2026-11-21T15:00:00+00:00",
+        "aggregate_id": f"{currency}:bitcoin",
+        "payload": {
+            "currency": currency,
+            "network": "bitcoin",
+            "free": free,
+            "total": total,
+            "reserved": total - free,
+            "disabled": 0,
+            "queued": 3,
+            "free_percent": f"{100 * free / total:.2f}",
+            "threshold_percent": "10",
+            "level": level,
+            "observed_at": "2026-11-21T15:00:00+00:00",
+        },
+    }
+
+
+@dataclass
+class Desk:
+    client: Any
+    database: Database
+    gateway: StandInGateway
+    smtp: SmtpServer
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        response = await self.client.post(
+            "/v1/events", json=event, headers={"Authorization": f"Bearer {KEYS.publisher}"}
+        )
+        assert response.status_code == 200, response.text
+
+    async def alerts(self, **params: Any) -> list[dict[str, Any]]:
+        response = await self.client.get(
+            "/v1/alerts", params=params, headers={"Authorization": f"Bearer {KEYS.reader}"}
+        )
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    async def alert(self) -> dict[str, Any]:
+        [alert] = await self.alerts()
+        return alert
+
+    async def told(self) -> list[tuple[str, str]]:
+        """(severity, alert id) of every alert message queued for the operators' chat, oldest first."""
+        async with self.database.sessionmaker() as session:
+            rows = await session.scalars(
+                select(Notification.variables)
+                .where(Notification.channel == "telegram", Notification.template == "alert")
+                .order_by(Notification.created_at)
+            )
+            return [(v["alert"]["severity"], v["alert"]["alert_id"]) for v in rows.all()]
+
+    async def told_severities(self) -> list[str]:
+        return [severity for severity, _ in await self.told()]
+
+    async def settled(self) -> None:
+        """Every queued message delivered (to the stand-in gateway and the SMTP server) before the app stops."""
+
+        async def pending() -> int:
+            async with self.database.sessionmaker() as session:
+                count = await session.scalar(
+                    select(func.count()).select_from(Notification).where(Notification.status == "pending")
+                )
+                return int(count or 0)
+
+        await eventually(pending, until=lambda n: n == 0, within=20, message="messages still pending")
+
+    async def acknowledge(self, alert_id: str, key: str | None = None) -> Any:
+        return await self.client.post(
+            f"/v1/alerts/{alert_id}/acknowledge", headers={"Authorization": f"Bearer {key or KEYS.on_call}"}
+        )
+
+
+@pytest.fixture
+def desk_factory(
+    database: Database, database_url: str, smtp_server: SmtpServer, tmp_path: Path
+) -> Callable[..., Any]:
+    @asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[Desk]:
+        async with StandInGateway().serving() as gateway:
+            settings = make_settings(
+                database_url,
+                tmp_path,
+                gateway_url=gateway.url,
+                email_providers=["smtp"],
+                smtp_port=smtp_server.port,
+                admin_emails=[ADMIN],
+                **overrides,
+            )
+            async with running_app(create_app(settings)) as client:
+                desk = Desk(client, database, gateway, smtp_server)
+                yield desk
+                await desk.settled()
+
+    return make
+
+
+async def test_many_pool_low_events_for_one_pool_make_one_alert_told_once(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory() as desk:
+        for _ in range(5):
+            await desk.publish(pool_event())
+        alert = await desk.alert()
+        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 1, within=20)
+        [email] = await eventually(lambda: _mail(desk.smtp), until=lambda m: len(m) == 1, within=20)
+
+    assert (alert["key"], alert["status"], alert["severity"], alert["occurrences"]) == (
+        "pool.low:BTC:bitcoin",
+        "open",
+        "warning",
+        5,
+    )
+    assert alert["title"] == "BTC (bitcoin): free deposit addresses below 10 %"
+    assert "1 of 20 usable addresses free" in alert["text"]
+    assert await desk.told_severities() == ["warning"]
+    assert posted[0]["kind"] == "alert"
+    assert posted[0]["chat"] == "operators"
+    assert posted[0]["alert"]["alert_id"] == alert["id"]
+    assert posted[0]["alert"]["severity"] == "warning"
+    assert email["To"] == ADMIN
+    assert email["Subject"] == "[warning] New alert: BTC (bitcoin): free deposit addresses below 10 %"
+
+
+async def test_an_empty_pool_escalates_the_alert_to_critical(desk_factory: Callable[..., Any]) -> None:
+    async with desk_factory() as desk:
+        await desk.publish(pool_event(level="low", free=1))
+        await desk.publish(pool_event(level="empty", free=0))
+        await desk.publish(pool_event(currency="ETH", level="empty", free=0))
+        alerts = {a["key"]: a for a in await desk.alerts()}
+
+    assert alerts["pool.low:BTC:bitcoin"]["severity"] == "critical"
+    assert alerts["pool.low:BTC:bitcoin"]["title"] == "BTC (bitcoin): no free deposit address"
+    assert alerts["pool.low:ETH:bitcoin"]["severity"] == "critical"  # empty straight away: critical at once
+    assert sorted(await desk.told_severities()) == ["critical", "critical", "warning"]
+
+
+async def test_unacknowledged_alerts_climb_to_emergency_and_an_acknowledged_one_stays(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory(
+        alert_warning_to_critical_seconds=0.3, alert_critical_to_emergency_seconds=0.3
+    ) as desk:
+        await desk.publish(pool_event(currency="ETH"))
+        [watched] = await desk.alerts()
+        acknowledged = await desk.acknowledge(watched["id"])
+        await desk.publish(pool_event(currency="BTC"))
+        [unwatched] = await desk.alerts(status="open")
+        await eventually(
+            lambda: desk.alerts(status="open"), until=lambda a: a[0]["severity"] == "emergency", within=20
+        )
+        [still] = await desk.alerts(status="acknowledged")
+        told = await desk.told()
+        metrics = (await desk.client.get("/metrics")).text
+
+    assert acknowledged.status_code == 200, acknowledged.text
+    assert (acknowledged.json()["status"], acknowledged.json()["acknowledged_by"]) == (
+        "acknowledged",
+        "on-call",
+    )
+    assert (still["id"], still["severity"]) == (watched["id"], "warning")
+    assert [s for s, alert_id in told if alert_id == unwatched["id"]] == ["warning", "critical", "emergency"]
+    assert [s for s, alert_id in told if alert_id == watched["id"]] == ["warning"]
+    assert 'notifier_alerts_total{change="escalated",severity="emergency"} 1.0' in metrics
+    assert 'notifier_alerts_total{change="raised",severity="warning"} 2.0' in metrics
+
+
+async def test_pool_recovered_resolves_the_alert_and_says_so(desk_factory: Callable[..., Any]) -> None:
+    async with desk_factory() as desk:
+        await desk.publish(pool_event())
+        await desk.publish(pool_event("pool.recovered", level="ok", free=5))
+        await desk.publish(pool_event("pool.recovered", level="ok", free=5))  # nothing left to resolve
+        alert = await desk.alert()
+        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 2, within=20)
+        emails = await eventually(lambda: _mail(desk.smtp), until=lambda m: len(m) == 2, within=20)
+        again = await desk.acknowledge(alert["id"])
+
+    assert alert["status"] == "resolved"
+    assert alert["resolution"].startswith("BTC (bitcoin) recovered: 5 of 20 usable addresses free")
+    assert alert["resolution_notified_at"] is not None
+    assert [p["alert"]["severity"] for p in posted] == ["warning", "resolved"]
+    assert "recovered" in posted[1]["alert"]["text"]
+    subjects = sorted(str(m["Subject"]).strip() for m in emails)  # a long one is folded onto its own line
+    assert subjects[0] == "[resolved] Back to normal: BTC (bitcoin): free deposit addresses below 10 %"
+    assert again.status_code == 409
+    assert again.json()["code"] == "alert_already_resolved"
+
+
+async def test_a_flapping_pool_reopens_its_alert_and_is_told_quietly(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory(alert_quiet_seconds=2) as desk:
+        await desk.publish(pool_event())
+        await desk.publish(pool_event("pool.recovered", level="ok", free=5))
+        await desk.publish(pool_event())  # back within the quiet period: the same alert, told "reopened"
+        await desk.publish(pool_event("pool.recovered", level="ok", free=5))  # told only once it stays quiet
+        await desk.publish(pool_event())  # back again before that: silently live again
+        reopened = await desk.alert()
+        told_while_flapping = await desk.told_severities()
+        await desk.publish(pool_event("pool.recovered", level="ok", free=5))
+        settled = await eventually(
+            desk.told_severities, until=lambda s: len(s) == 4, within=20, message="the settled resolution"
+        )
+        [alert] = await desk.alerts()
+
+    assert (reopened["status"], reopened["reopened_count"], reopened["occurrences"]) == ("open", 2, 3)
+    assert told_while_flapping == ["warning", "resolved", "warning"]
+    assert settled == ["warning", "resolved", "warning", "resolved"]
+    assert (alert["id"], alert["status"]) == (reopened["id"], "resolved")
+    assert {alert_id for _, alert_id in await desk.told()} == {alert["id"]}
+
+
+async def test_a_condition_that_keeps_coming_back_becomes_critical(desk_factory: Callable[..., Any]) -> None:
+    async with desk_factory(alert_quiet_seconds=600, alert_recurrences_to_critical=2) as desk:
+        for _ in range(3):
+            await desk.publish(pool_event())
+            await desk.publish(pool_event("pool.recovered", level="ok", free=5))
+        await desk.publish(pool_event())
+        alert = await desk.alert()
+
+    assert (alert["severity"], alert["reopened_count"]) == ("critical", 3)
+    assert await desk.told_severities() == ["warning", "resolved", "warning", "critical"]
+
+
+async def test_after_the_quiet_period_a_comeback_is_a_new_alert(desk_factory: Callable[..., Any]) -> None:
+    async with desk_factory(alert_quiet_seconds=0) as desk:
+        await desk.publish(pool_event())
+        await desk.publish(pool_event("pool.recovered", level="ok", free=5))
+        await desk.publish(pool_event())
+        alerts = await desk.alerts()
+
+    assert [a["status"] for a in alerts] == ["open", "resolved"]
+    assert alerts[0]["id"] != alerts[1]["id"]
+
+
+async def test_a_pool_event_missing_a_field_is_refused_and_changes_nothing(
+    desk_factory: Callable[..., Any],
+) -> None:
+    event = pool_event()
+    del event["payload"]["level"]
+    async with desk_factory() as desk:
+        response = await desk.client.post(
+            "/v1/events", json=event, headers={"Authorization": f"Bearer {KEYS.publisher}"}
+        )
+        alerts = await desk.alerts()
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["payload.level"]
+    assert alerts == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "key", "status"),
+    [
+        ("GET", "/v1/alerts", None, 401),
+        ("GET", "/v1/alerts", "other", 403),
+        ("GET", "/v1/alerts?status=closed", "reader", 422),
+        ("GET", "/v1/alerts?cursor=bm9wZQ", "reader", 422),
+        ("POST", "/v1/alerts/x/acknowledge", "reader", 403),
+        ("POST", "/v1/alerts/x/acknowledge", "on_call", 404),
+    ],
+)
+async def test_alert_routes_check_scopes_and_input(
+    desk_factory: Callable[..., Any], method: str, path: str, key: str | None, status: int
+) -> None:
+    async with desk_factory() as desk:
+        headers = {"Authorization": f"Bearer {getattr(KEYS, key)}"} if key else {}
+        response = await desk.client.request(method, path, headers=headers)
+
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_alerts_are_listed_by_filters_page_by_page(desk_factory: Callable[..., Any]) -> None:
+    async with desk_factory() as desk:
+        for currency in ("BTC", "ETH", "LTC"):
+            await desk.publish(pool_event(currency=currency, level="empty" if currency == "ETH" else "low"))
+        first = (
+            await desk.client.get(
+                "/v1/alerts", params={"limit": 2}, headers={"Authorization": f"Bearer {KEYS.reader}"}
+            )
+        ).json()
+        rest = (
+            await desk.client.get(
+                "/v1/alerts",
+                params={"limit": 2, "cursor": first["next_cursor"]},
+                headers={"Authorization": f"Bearer {KEYS.reader}"},
+            )
+        ).json()
+        critical = await desk.alerts(severity="critical")
+        by_key = await desk.alerts(key="pool.low:LTC:bitcoin")
+
+    assert [a["key"] for a in first["items"] + rest["items"]] == [
+        "pool.low:LTC:bitcoin",
+        "pool.low:ETH:bitcoin",
+        "pool.low:BTC:bitcoin",
+    ]
+    assert rest["next_cursor"] is None
+    assert [a["key"] for a in critical] == ["pool.low:ETH:bitcoin"]
+    assert [a["key"] for a in by_key] == ["pool.low:LTC:bitcoin"]
+
+
+# --- replicas --------------------------------------------------------------------------------------------
+
+
+POLICY = AlertPolicy(
+    warning_to_critical=timedelta(0), critical_to_emergency=timedelta(hours=1), admin_emails=(ADMIN,)
+)
+
+
+def _condition(key: str) -> AlertCondition:
+    return AlertCondition(
+        key=key, source="test", severity=Severity.warning, title=f"{key} is low", text="figures"
+    )
+
+
+@asynccontextmanager
+async def second_database(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
+    other = Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
+    try:
+        yield other
+    finally:
+        await other.dispose()
+
+
+async def _count_told(database: Database, severity: str) -> int:
+    async with database.sessionmaker() as session:
+        rows = await session.scalars(
+            select(Notification.variables).where(
+                Notification.channel == "telegram", Notification.template == "alert"
+            )
+        )
+        return sum(1 for v in rows.all() if v["alert"]["severity"] == severity)
+
+
+async def test_two_escalation_workers_escalate_each_alert_once(
+    database: Database, database_url: str, tmp_path: Path
+) -> None:
+    async with database.sessionmaker.begin() as session:
+        for i in range(30):
+            await raise_alert(session=session, condition=_condition(f"k{i}"), policy=POLICY)
+
+    async with second_database(database_url, tmp_path) as other:
+        rounds = [
+            await asyncio.gather(
+                escalate_unacknowledged(database=database, policy=POLICY, batch_size=7),
+                escalate_unacknowledged(database=other, policy=POLICY, batch_size=7),
+            )
+            for _ in range(6)
+        ]
+
+    assert sum(sum(r) for r in rounds) == 30
+    async with database.sessionmaker() as session:
+        severities = (await session.scalars(select(Alert.severity))).all()
+    assert set(severities) == {"critical"}
+    assert await _count_told(database, "critical") == 30
+    async with database.sessionmaker() as session:
+        emails = await session.scalar(
+            select(func.count()).select_from(Notification).where(Notification.channel == "email")
+        )
+    assert emails == 60  # raised + escalated, one admin
+
+
+async def test_concurrent_raises_of_one_key_make_one_alert(
+    database: Database, database_url: str, tmp_path: Path
+) -> None:
+    async def raise_in(db: Database) -> object:
+        async with db.sessionmaker.begin() as session:
+            return await raise_alert(session=session, condition=_condition("pool.low:X:y"), policy=POLICY)
+
+    async with second_database(database_url, tmp_path) as other:
+        outcomes = [await asyncio.gather(*(raise_in(db) for db in (database, other) * 3)) for _ in range(3)]
+
+    async with database.sessionmaker() as session:
+        alerts = (await session.scalars(select(Alert))).all()
+    assert len(alerts) == 1
+    assert alerts[0].occurrences == 18
+    assert [o for round_ in outcomes for o in round_].count("raised") == 1
+    assert await _count_told(database, "warning") == 1
+
+
+async def _alert_posts(gateway: StandInGateway) -> list[dict[str, Any]]:
+    return [body for body in gateway.posted if body["kind"] == "alert"]
+
+
+async def _mail(smtp: SmtpServer) -> list[EmailMessage]:
+    return list(smtp.messages)
