@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,6 @@ from servicekit.testing import ServiceProcess, eventually, migrated_database
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with migrated_database("order-api", "wallet-pool", "notifier") as url:
         yield Stack(database_url=url, logs=tmp_path)
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def notifications(notifier: ServiceProcess, stack: Stack, **params: Any) -> list[dict[str, Any]]:

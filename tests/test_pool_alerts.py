@@ -5,7 +5,7 @@ short and nobody acknowledges it, and it resolves once the addresses come back."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,6 @@ KEY = "pool.low:BTC:bitcoin"
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with migrated_database("order-api", "wallet-pool", "notifier") as url:
         yield Stack(database_url=url, logs=tmp_path)
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def alerts(notifier: ServiceProcess, stack: Stack) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ it); Complete releases the deposit address and the queued order's customer is em
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -30,16 +30,6 @@ YOURS = "is yours: complete, cancel, release or escalate it from the card."
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with migrated_database("order-api", "wallet-pool", "notifier", "telegram-gateway") as url:
         yield Stack(database_url=url, logs=tmp_path)
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
