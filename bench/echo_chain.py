@@ -25,7 +25,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 
-CLIENTS = ("httpx", "httpx-aiohttp", "httpx-aiohttp-otel", "aiohttp")
+CLIENTS = ("httpx", "httpx-aiohttp", "httpx-aiohttp-otel", "aiohttp", "servicekit")
 HOST = "127.0.0.1"
 PEER_TIMEOUT_SECONDS = 5.0
 
@@ -102,6 +102,23 @@ def build_a(kind: str, peer: str) -> FastAPI:
                 yield
             finally:
                 await session.close()
+        elif kind == "servicekit":
+            from servicekit.client import ServiceClient
+            from servicekit.telemetry import configure_tracing
+
+            configure_tracing(service="bench-a", sample_ratio=1.0, otlp_endpoint=None)
+            service_client = ServiceClient(
+                peer="bench-b", base_url=peer, api_key="bench", timeout_seconds=PEER_TIMEOUT_SECONDS
+            )
+
+            async def call_service_client() -> Any:
+                return await service_client.get_json("/echo", params={"msg": "hello"})
+
+            call_b = call_service_client
+            try:
+                yield
+            finally:
+                await service_client.aclose()
         else:
             client = _httpx_client(kind, peer)
 

@@ -2,6 +2,11 @@
 concurrent clients on loopback for a fixed time, then the raw PostgreSQL limit for the same writes measured
 with ``pgbench`` and ``bench/order_writes.sql``. Prints orders/s, p50/p99 and the ratio ours / raw.
 
+Each client posts a new customer's order with an ``Idempotency-Key``, as a frontend does, from its own
+address behind a trusted proxy. The services run with their default settings except the trace sample ratio
+(``--sample-ratio``) and warnings-only logs; a stand-in notifier accepts their events, and the run reports
+how far order-api's outbox relay (``order.created``) was behind when the load stopped.
+
 Usage: ``.venv/bin/python bench/orders.py [--seconds 20] [--concurrency 32]`` (``make bench`` runs it).
 Bounded: one run of ``--seconds`` plus warm-up, loopback only, a pool large enough not to run out.
 """
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import json
 import re
@@ -24,10 +30,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import uvloop
+from aiohttp import web
 
 from coin_addresses import demo_address
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
-from servicekit.testing import ServiceProcess, migrated_database
+from servicekit.testing import ServiceProcess, eventually, migrated_database, serve_stand_in
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -43,9 +51,25 @@ def entries(*items: ApiKeyEntry) -> str:
     return json.dumps([e.model_dump() for e in items])
 
 
+def notifier_stand_in(received: dict[str, int]) -> web.Application:
+    """The notifier's ``POST /v1/events``, accepting every event (as the real one does once it is in its inbox),
+    so the services' outbox relays do their production work: one delivery per event, no retries."""
+
+    async def accept(request: web.Request) -> web.Response:
+        event = await request.json()
+        received[event["type"]] = received.get(event["type"], 0) + 1
+        return web.json_response({"event_id": event["id"], "status": "processed"})
+
+    app = web.Application()
+    app.router.add_post("/v1/events", accept)
+    return app
+
+
 async def start_services(
-    database_url: str, logs: Path, sample_ratio: str
+    database_url: str, logs: Path, sample_ratio: str, notifier_url: str
 ) -> tuple[ServiceProcess, ServiceProcess, str]:
+    """Both services as uvicorn processes with their default settings except: the trace sample ratio
+    (``--sample-ratio``), warnings-only logs, and the notifier played by a stand-in."""
     order_key, wallet_key, events_key, admin_key = (
         mint_key("oa"),
         mint_key("adm"),
@@ -59,6 +83,7 @@ async def start_services(
             "WALLET_POOL_REDIS_URL": REDIS_URL,
             "WALLET_POOL_LOG_LEVEL": "WARNING",
             "WALLET_POOL_TRACE_SAMPLE_RATIO": sample_ratio,
+            "WALLET_POOL_NOTIFIER__URL": notifier_url,
             "WALLET_POOL_API_KEYS": entries(
                 ApiKeyEntry(
                     name="order-api",
@@ -78,6 +103,7 @@ async def start_services(
             "ORDER_API_REDIS_URL": REDIS_URL,
             "ORDER_API_LOG_LEVEL": "WARNING",
             "ORDER_API_TRACE_SAMPLE_RATIO": sample_ratio,
+            "ORDER_API_NOTIFIER__URL": notifier_url,
             "ORDER_API_VAR_DIR": str(logs),
             "ORDER_API_API_KEYS": entries(
                 ApiKeyEntry(name="admin", hash=hash_key(admin_key), scopes=["admin"]),
@@ -110,16 +136,19 @@ async def import_wallets(wallet_pool: ServiceProcess, key: str, count: int) -> N
 
 
 async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> dict[str, Any]:
-    """``concurrency`` clients create orders (a new customer each) as fast as they are answered."""
+    """``concurrency`` clients create orders (a new customer each, with an ``Idempotency-Key``) as fast as they
+    are answered."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     first_error: dict[str, str] = {}
+    accepted = 0  # every order created, warm-up and stragglers included (each is announced to the notifier)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as http:
         warm_end = time.perf_counter() + warmup
         deadline = warm_end + seconds
 
         async def client() -> None:
+            nonlocal accepted
             while (start := time.perf_counter()) < deadline:
                 body = {
                     "email": f"bench-{uuid.uuid4().hex}@example.com",
@@ -133,13 +162,15 @@ async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> 
                 client_ip = str(ipaddress.IPv4Address(0x0A000000 + secrets.randbelow(1 << 24)))
                 error = None
                 try:
-                    async with http.post(
-                        f"{url}/v1/orders", json=body, headers={"X-Forwarded-For": client_ip}
-                    ) as response:
+                    # As a frontend sends it: an Idempotency-Key per checkout, so a retry cannot double it.
+                    headers = {"X-Forwarded-For": client_ip, "Idempotency-Key": uuid.uuid4().hex}
+                    async with http.post(f"{url}/v1/orders", json=body, headers=headers) as response:
                         text = await response.text()
                         if response.status != 201:
                             error = f"HTTP {response.status}"
                             first_error.setdefault(error, text[:300])
+                        else:
+                            accepted += 1
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     error = type(exc).__name__
                 end = time.perf_counter()
@@ -153,6 +184,7 @@ async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> 
     ordered = sorted(latencies)
     return {
         "orders": len(ordered),
+        "accepted": accepted,
         "errors": sum(errors.values()),
         "error_kinds": errors,
         "first_errors": first_error,
@@ -211,17 +243,43 @@ async def raw_postgres_limit(*, seconds: int, concurrency: int, wallets: int) ->
     return {"tps": float(match.group(1)), "latency_avg_ms": float(latency.group(1)) if latency else None}
 
 
+async def announcements_drained(
+    events: dict[str, int], *, accepted: int, within: float = 120.0
+) -> dict[str, Any]:
+    """How far the outbox relay was behind when the load stopped, and how long it took to catch up: intake
+    answers before the order is announced (``order.created``), so the relay's share of the work shows here."""
+    at_end = events.get("order.created", 0)
+    started = time.perf_counter()
+
+    async def delivered() -> int:
+        return events.get("order.created", 0)
+
+    with contextlib.suppress(AssertionError):  # reported as delivered < accepted
+        await eventually(delivered, until=lambda count: count >= accepted, within=within, interval=0.1)
+    return {
+        "accepted": accepted,
+        "delivered_when_load_stopped": at_end,
+        "delivered": events.get("order.created", 0),
+        "catch_up_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 async def main_async(args: argparse.Namespace) -> int:
     logs = ROOT / "var" / "bench" / "orders"
     logs.mkdir(parents=True, exist_ok=True)
     wallets = int(args.wallets)
-    async with migrated_database("order-api", "wallet-pool", prefix="desk_bench") as url:
-        wallet_pool, order_api, wallet_key = await start_services(url, logs, args.sample_ratio)
+    events: dict[str, int] = {}
+    async with (
+        migrated_database("order-api", "wallet-pool", prefix="desk_bench") as url,
+        serve_stand_in(notifier_stand_in(events)) as notifier_url,
+    ):
+        wallet_pool, order_api, wallet_key = await start_services(url, logs, args.sample_ratio, notifier_url)
         try:
             await import_wallets(wallet_pool, wallet_key, wallets)
             ours = await load(
                 order_api.url, seconds=args.seconds, warmup=args.warmup, concurrency=args.concurrency
             )
+            ours["announcements"] = await announcements_drained(events, accepted=ours["accepted"])
         finally:
             await order_api.stop()
             await wallet_pool.stop()
@@ -237,6 +295,11 @@ async def main_async(args: argparse.Namespace) -> int:
     print(
         f"  ours : {ours['orders_per_second']:8.1f} orders/s   p50 {ours['p50_ms']:6.1f} ms   "
         f"p99 {ours['p99_ms']:6.1f} ms   errors {ours['errors']} {ours['error_kinds'] or ''}"
+    )
+    lag = ours["announcements"]
+    print(
+        f"  order.created to the notifier: {lag['delivered_when_load_stopped']} of {lag['accepted']} delivered "
+        f"when the load stopped, {lag['delivered']} after {lag['catch_up_seconds']} s more"
     )
     if raw.get("tps"):
         print(
@@ -254,6 +317,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 "raw": raw,
                 "ratio": ratio,
                 "meets_bar": meets,
+                "events_delivered": events,
                 "concurrency": args.concurrency,
                 "seconds": args.seconds,
             },
@@ -270,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--wallets", type=int, default=15_000, help="pool size (must outlast the run)")
     parser.add_argument("--sample-ratio", default="0.1", help="trace sampling ratio of both services")
-    return asyncio.run(main_async(parser.parse_args(argv)))
+    # uvloop: the load generator (and the notifier stand-in it serves) should take as little of the machine
+    # as it can, since it shares it with what it measures.
+    return uvloop.run(main_async(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Service-to-service HTTP clients under load: plain httpx vs httpx over aiohttp vs raw aiohttp.
+"""Service-to-service HTTP clients under load: plain httpx, httpx over aiohttp, raw aiohttp, and servicekit's
+``ServiceClient`` (aiohttp underneath, a client span per call).
 
 A two-hop echo chain on loopback: ``loadgen.py`` -> service A -> service B (``echo_chain.py``, uvicorn,
 one worker each, separate processes). Service A calls B through the client under test; one row per
@@ -44,9 +45,10 @@ VARIANTS: dict[str, str] = {
     "httpx-aiohttp": "httpx + pooled_transport() (aiohttp)",
     "httpx-aiohttp-otel": "httpx + pooled_transport() + OTel",
     "aiohttp": "aiohttp.ClientSession",
+    "servicekit": "servicekit ServiceClient (aiohttp, traced)",
 }
 HTTPX_COMPATIBLE = ("httpx", "httpx-aiohttp", "httpx-aiohttp-otel")
-INSTRUMENTED = "httpx-aiohttp-otel"
+INSTRUMENTED = ("httpx-aiohttp-otel", "servicekit")
 
 
 @dataclass
@@ -274,7 +276,7 @@ def failures(rows: list[Row]) -> list[str]:
     problems += [
         f"{row.variant}: service B saw no traceparent header"
         for row in rows
-        if row.variant == INSTRUMENTED and row.b_traceparent == 0
+        if row.variant in INSTRUMENTED and row.b_traceparent == 0
     ]
     return problems
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -110,10 +112,16 @@ def configure_logging(*, service: str, level: str = "INFO", json_format: bool = 
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    # One access line per request, servicekit's (``servicekit.access``: route, status, duration, correlation
+    # id). uvicorn's own would double it, and formatting a JSON line costs real time at hundreds of requests
+    # per second.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     for noisy in ("httpx", "httpcore", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -143,6 +151,11 @@ def configure_tracing(
     return _provider
 
 
+def tracer_provider() -> TracerProvider | None:
+    """The process-wide provider once ``configure_tracing`` ran (``None`` before: the global one is used)."""
+    return _provider
+
+
 def add_span_processor(processor: SpanProcessor) -> None:
     """Attach a processor (an exporter in tests) to the process-wide provider."""
     if _provider is None:
@@ -167,6 +180,22 @@ def instrument_engine(engine: AsyncEngine) -> None:
     tracer = trace.get_tracer("opentelemetry.instrumentation.sqlalchemy", tracer_provider=_provider)
     connections = metrics.get_meter("servicekit.db").create_up_down_counter("db.client.connections.usage")
     EngineTracer(tracer, engine.sync_engine, connections)  # type: ignore[no-untyped-call]
+
+
+@contextmanager
+def statement_span(name: str, statement: str) -> Iterator[None]:
+    """A client span for one SQL statement sent on the driver directly (``servicekit.db.Driver``), attributed
+    like the SQLAlchemy instrumentation's spans, inside a recorded trace."""
+    if not trace.get_current_span().is_recording():
+        # An unsampled request (or none): its children are not sampled either (ParentBased), so skip the work.
+        yield
+        return
+    tracer = trace.get_tracer("servicekit.db", tracer_provider=_provider)
+    with tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT) as span:
+        if span.is_recording():
+            span.set_attribute("db.system", "postgresql")
+            span.set_attribute("db.statement", statement)
+        yield
 
 
 def instrument_httpx_client(client: httpx.AsyncClient) -> None:

@@ -12,4 +12,3 @@ metadata = new_metadata()
 
 class Base(DeclarativeBase):
     metadata = metadata
-

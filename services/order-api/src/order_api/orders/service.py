@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,9 +23,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import InvalidAddressError, UnsupportedNetworkError, default_network, validate_address
-from order_api.auth.service import CustomerPrincipal, open_order_session
+from order_api.auth.service import (
+    SESSION_TOKEN_PREFIX,
+    CustomerPrincipal,
+    IssuedSession,
+    hash_token,
+    open_order_session,
+)
 from order_api.clients.wallet_pool import Allocation, WalletPoolClient
-from order_api.customers.service import lock_or_create_customer
+from order_api.customers.models import CUSTOMER_ROLE, new_customer_id
+from order_api.customers.service import EMAIL_CONTEXT, lock_or_create_customer
 from order_api.db import outbox
 from order_api.orders.errors import (
     FullSessionRequiredError,
@@ -49,10 +57,11 @@ from order_api.orders.models import AllocationState, IdempotencyKey, Order, Orde
 from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, OrderRead
 from order_api.protection import DataProtection
 from order_api.settings import CurrencyRules, PriorityRules, Settings
-from servicekit.db import utcnow
+from servicekit.db import Driver, driver, utcnow
 from servicekit.errors import DomainError, PeerRejectedError, PeerUnavailableError
-from servicekit.outbox import add_event
+from servicekit.outbox import REDACT_AFTER_DELIVERY, add_event
 from servicekit.ratelimit import RateLimiter
+from servicekit.telemetry import current_trace_id, current_traceparent
 
 PAYOUT_CONTEXT = "order.payout_address"
 IDEMPOTENCY_CONTEXT = "order.idempotent_response"
@@ -227,6 +236,57 @@ async def create_order(
     await rate_limiter.hit(name="orders:create", identifier=client_ip, limit=settings.order_rate_limit)
     email_index = protection.email_index(request.email)
     fingerprint = request_fingerprint(request)
+    full_session = principal if principal is not None and principal.kind == "full" else None
+    now = utcnow()
+    rules = settings.currencies[request.from_currency]
+    order = Order(
+        id=str(uuid.uuid4()),
+        from_currency=request.from_currency,
+        from_network=from_network,
+        to_currency=request.to_currency,
+        to_network=to_network,
+        amount=amount,
+        payout_address_sealed=protection.seal(payout, context=PAYOUT_CONTEXT),
+        locale=request.locale,
+        status=OrderStatus.QUEUED.value,
+        allocation_state=AllocationState.PENDING.value,
+        client_ip=client_ip,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(minutes=rules.queued_minutes),
+    )
+
+    # The common case, a first order of a new customer, on PostgreSQL: one statement, then one more once
+    # wallet-pool has answered (see _intake_for_new_customer). Everything else takes the general path.
+    sql = driver(session) if full_session is None else None
+    if sql is not None:
+        key = (
+            None if idempotency_key is None else _IdempotencyClaim(email_index, idempotency_key, fingerprint)
+        )
+        issued = await _intake_for_new_customer(
+            sql,
+            settings=settings,
+            protection=protection,
+            order=order,
+            email=request.email,
+            email_index=email_index,
+            idempotency=key,
+        )
+        if issued is not None:
+            allocation = await _ask_for_address(wallet_pool, order=order)
+            return await _settle_new_order(
+                session,
+                sql=sql,
+                order=order,
+                allocation=allocation,
+                settings=settings,
+                protection=protection,
+                issued=issued,
+                email=request.email.strip(),
+                idempotency=key,
+            )
+
     if idempotency_key is not None:
         replay = await _claim_idempotency_key(
             session, owner=email_index, key=idempotency_key, fingerprint=fingerprint, protection=protection
@@ -234,7 +294,6 @@ async def create_order(
         if replay is not None:
             return replay
 
-    full_session = principal if principal is not None and principal.kind == "full" else None
     # Locked until commit: one customer's concurrent orders queue here, so the limit cannot be raced past.
     customer = await lock_or_create_customer(
         session=session, protection=protection, email=request.email, locale=request.locale
@@ -248,34 +307,15 @@ async def create_order(
         )
     limit = settings.max_open_orders_per_ip
     if await _holds_open_orders(session, column=Order.client_ip, value=client_ip, limit=limit):
-        raise OpenOrderLimitError("Too many open orders from this network address.", extra={"limit": limit})
+        raise _ip_limit_error(limit)
 
-    now = utcnow()
-    rules = settings.currencies[request.from_currency]
-    order = Order(
-        id=str(uuid.uuid4()),
-        customer_id=customer.id,
-        from_currency=request.from_currency,
-        from_network=from_network,
-        to_currency=request.to_currency,
-        to_network=to_network,
+    order.customer_id = customer.id
+    order.priority = decide_priority(
+        rules=settings.priority,
+        currency=request.from_currency,
         amount=amount,
-        payout_address_sealed=protection.seal(payout, context=PAYOUT_CONTEXT),
-        locale=request.locale,
-        status=OrderStatus.QUEUED.value,
-        priority=decide_priority(
-            rules=settings.priority,
-            currency=request.from_currency,
-            amount=amount,
-            completed_orders=customer.completed_orders,
-        ).value,
-        allocation_state=AllocationState.PENDING.value,
-        client_ip=client_ip,
-        version=1,
-        created_at=now,
-        updated_at=now,
-        expires_at=now + timedelta(minutes=rules.queued_minutes),
-    )
+        completed_orders=customer.completed_orders,
+    ).value
     issued = None
     if full_session is None:
         issued = await open_order_session(
@@ -288,33 +328,279 @@ async def create_order(
     # Commit the order before asking wallet-pool: from here on it exists whatever happens to that call.
     await session.commit()
 
+    allocation = await _ask_for_address(wallet_pool, order=order)
+    if allocation is not None:
+        await apply_allocation(session, order=order, allocation=allocation, settings=settings, announce=False)
+    await announce_order(session, order=order)
+
+    response = _created_response(order, issued=issued, protection=protection)
+    if idempotency_key is not None:
+        await _store_idempotent_response(
+            session, owner=email_index, key=idempotency_key, response=response, protection=protection
+        )
+    return response
+
+
+async def _store_idempotent_response(
+    session: AsyncSession, *, owner: str, key: str, response: OrderResponse, protection: DataProtection
+) -> None:
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+        .values(
+            response_status=response.status_code,
+            response_sealed=protection.seal(json.dumps(response.body), context=IDEMPOTENCY_CONTEXT),
+            completed_at=utcnow(),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _IdempotencyClaim:
+    """The ``Idempotency-Key`` of a request: whose (the email's blind index), the key, and the body's hash."""
+
+    owner: str
+    key: str
+    fingerprint: str
+
+
+def _ip_limit_error(limit: int) -> OpenOrderLimitError:
+    return OpenOrderLimitError("Too many open orders from this network address.", extra={"limit": limit})
+
+
+def _created_response(
+    order: Order, *, issued: IssuedSession | None, protection: DataProtection
+) -> OrderResponse:
+    created = OrderCreated(
+        **read_order(order, protection=protection).model_dump(),
+        session_token=issued.token if issued else None,
+    )
+    return OrderResponse(status_code=201, body=created.model_dump(mode="json"))
+
+
+async def _ask_for_address(wallet_pool: WalletPoolClient, *, order: Order) -> Allocation | None:
+    """wallet-pool's answer for a committed order; ``None`` when it cannot be had now (the reconciler asks
+    again; the order is accepted as queued, position unknown)."""
     try:
-        allocation: Allocation | None = await wallet_pool.allocate(
+        return await wallet_pool.allocate(
             order_id=order.id,
             currency=order.from_currency,
             network=order.from_network,
             priority=order.priority,
         )
     except (PeerUnavailableError, PeerRejectedError):
-        allocation = None  # the reconciler asks again; the order is accepted as queued, position unknown
-    if allocation is not None:
-        await apply_allocation(session, order=order, allocation=allocation, settings=settings, announce=False)
-    await announce_order(session, order=order)
+        return None
 
-    created = OrderCreated(
-        **read_order(order, protection=protection).model_dump(),
-        session_token=issued.token if issued else None,
+
+# Intake of a new customer's first order on PostgreSQL, in two statements around the call to wallet-pool
+# instead of two ORM transactions of about a dozen statements (README, "Performance"). Each statement is a
+# transaction by itself, so the guarantees are the general path's:
+#
+# 1. _CREATE_FOR_NEW_CUSTOMER writes the customer, the order's session, the order, its first history row and
+#    the claim of its Idempotency-Key (if any), all or nothing, unless the client address holds its limit of
+#    open orders (then nothing is written). A new customer holds no orders, so the per-customer limit cannot
+#    bite, and no idempotency keys (keys belong to the email's blind index and are only ever written with
+#    its customer). An email that is already a customer (the insert conflicts on the blind index, after
+#    waiting for a concurrent first order to commit) writes nothing either, and the general path, which
+#    replays a known key and locks the customer row before counting, takes over.
+# 2. _SETTLE_NEW_ORDER applies wallet-pool's answer exactly as apply_allocation does, announces the order
+#    (order.created in the outbox) and stores the response under the Idempotency-Key, provided nothing
+#    changed the order since step 1 (else the general code applies the answer to the order as it is now).
+_CREATE_FOR_NEW_CUSTOMER = """
+WITH by_ip AS (
+    SELECT count(*) AS open_orders FROM (
+        SELECT 1 FROM "order" WHERE client_ip = $1 AND status = ANY($2::varchar[]) LIMIT $3
+    ) AS open_order
+), new_customer AS (
+    INSERT INTO customer (id, email_sealed, email_index, locale, role, created_at, completed_orders)
+    SELECT $4, $5, $6, $7, $8, $9, 0 FROM by_ip WHERE by_ip.open_orders < $3
+    ON CONFLICT (email_index) DO NOTHING
+    RETURNING id
+), new_session AS (
+    INSERT INTO customer_session (id, customer_id, token_hash, kind, order_id, created_at, expires_at)
+    SELECT $10, id, $11, 'order', $12, $9, $13 FROM new_customer
+), new_order AS (
+    INSERT INTO "order" (id, customer_id, session_id, from_currency, from_network, to_currency, to_network,
+                         amount, payout_address_sealed, locale, status, priority, allocation_state, client_ip,
+                         version, created_at, updated_at, expires_at)
+    SELECT $12, id, $10, $14, $15, $16, $17, $18, $19, $7, $20, $21, $22, $1, 1, $9, $9, $23 FROM new_customer
+    RETURNING id
+), history AS (
+    INSERT INTO order_event (order_id, from_status, to_status, actor, channel, correlation_id, details,
+                             created_at)
+    SELECT id, NULL, $20, 'customer:' || $4, 'rest', $24, '{}', $9 FROM new_order
+), claimed_key AS (
+    INSERT INTO idempotency_key (owner, key, request_fingerprint, created_at)
+    SELECT $6, $25, $26, $9 FROM new_order WHERE $25::varchar IS NOT NULL
+)
+SELECT by_ip.open_orders, EXISTS (SELECT FROM new_order) AS created,
+       EXISTS (SELECT FROM customer WHERE email_index = $6) AS known_before
+FROM by_ip
+"""
+
+_SETTLE_NEW_ORDER = """
+WITH settled AS (
+    UPDATE "order"
+    SET status = $2, version = $3, updated_at = $4, deposit_address = $5, allocation_state = $6,
+        address_assigned_at = $7, queue_position = $8, estimated_wait_seconds = $9, expires_at = $10,
+        announced_at = $11
+    WHERE id = $1 AND version = 1 AND status = 'queued' AND announced_at IS NULL
+    RETURNING id
+), history AS (
+    INSERT INTO order_event (order_id, from_status, to_status, actor, channel, correlation_id, details,
+                             created_at)
+    SELECT id, 'queued', $2, $12, 'system', $13, $14, $4 FROM settled WHERE $2 <> 'queued'
+), announcement AS (
+    INSERT INTO outbox (id, destination, event_type, aggregate_id, payload, traceparent, created_at,
+                        available_at, attempts)
+    SELECT $15, 'notifier', 'order.created', id, $16, $17, $11, $11, 0 FROM settled
+), answered AS (
+    UPDATE idempotency_key SET response_status = 201, response_sealed = $20, completed_at = $11
+    WHERE owner = $18 AND key = $19 AND EXISTS (SELECT FROM settled)
+)
+SELECT EXISTS (SELECT FROM settled) AS settled
+"""
+
+
+async def _intake_for_new_customer(
+    sql: Driver,
+    *,
+    settings: Settings,
+    protection: DataProtection,
+    order: Order,
+    email: str,
+    email_index: str,
+    idempotency: _IdempotencyClaim | None,
+) -> IssuedSession | None:
+    """Step 1 above. Returns the order's session, or ``None`` (nothing written) when the email is already a
+    customer's; raises ``OpenOrderLimitError`` (nothing written) when the client address holds its limit."""
+    customer_id = new_customer_id()
+    order.customer_id = customer_id
+    order.priority = decide_priority(
+        rules=settings.priority, currency=order.from_currency, amount=order.amount, completed_orders=0
+    ).value
+    token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    issued = IssuedSession(
+        token=token,
+        session_id=str(uuid.uuid4()),
+        kind="order",
+        expires_at=order.created_at + timedelta(days=settings.order_session_days),
     )
-    response = OrderResponse(status_code=201, body=created.model_dump(mode="json"))
-    if idempotency_key is not None:
-        await session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.owner == email_index, IdempotencyKey.key == idempotency_key)
-            .values(
-                response_status=response.status_code,
-                response_sealed=protection.seal(json.dumps(response.body), context=IDEMPOTENCY_CONTEXT),
-                completed_at=utcnow(),
-            )
+    order.session_id = issued.session_id
+    limit = settings.max_open_orders_per_ip
+    row = await sql.fetchrow(
+        "create order for new customer",
+        _CREATE_FOR_NEW_CUSTOMER,
+        order.client_ip,
+        sorted(s.value for s in OPEN),
+        limit,
+        customer_id,
+        protection.seal(email.strip(), context=EMAIL_CONTEXT),
+        email_index,
+        order.locale,
+        CUSTOMER_ROLE,
+        order.created_at,
+        issued.session_id,
+        hash_token(token),
+        order.id,
+        issued.expires_at,
+        order.from_currency,
+        order.from_network,
+        order.to_currency,
+        order.to_network,
+        order.amount,
+        order.payout_address_sealed,
+        order.status,
+        order.priority,
+        order.allocation_state,
+        order.expires_at,
+        current_trace_id(),
+        idempotency.key if idempotency else None,
+        idempotency.fingerprint if idempotency else None,
+    )
+    if row is None:  # pragma: no cover - the statement always returns its one row
+        raise RuntimeError("order intake statement returned no row")
+    if row["created"]:
+        return issued
+    if row["open_orders"] >= limit and not row["known_before"]:
+        raise _ip_limit_error(limit)
+    return None  # a known customer: the general path checks their limit first, under their row lock
+
+
+async def _settle_new_order(
+    session: AsyncSession,
+    *,
+    sql: Driver,
+    order: Order,
+    allocation: Allocation | None,
+    settings: Settings,
+    protection: DataProtection,
+    issued: IssuedSession,
+    email: str,
+    idempotency: _IdempotencyClaim | None,
+) -> OrderResponse:
+    """Step 2 above: apply wallet-pool's answer to the order made by step 1, announce it, and answer."""
+    now = utcnow()
+    history_details: dict[str, Any] = {}
+    if allocation is not None and allocation.status == "allocated" and allocation.address:
+        rules = settings.currencies[order.from_currency]
+        order.status = OrderStatus.AWAITING_DEPOSIT.value
+        order.version += 1
+        order.updated_at = now
+        order.deposit_address = allocation.address
+        order.allocation_state = AllocationState.ALLOCATED.value
+        order.address_assigned_at = now
+        order.expires_at = now + timedelta(minutes=rules.awaiting_deposit_minutes)
+        history_details = {"deposit_address": allocation.address}
+    elif allocation is not None and allocation.status == "queued":
+        order.allocation_state = AllocationState.QUEUED.value
+        order.queue_position = allocation.position
+        order.estimated_wait_seconds = (
+            round(allocation.estimated_wait_seconds)
+            if allocation.estimated_wait_seconds is not None
+            else None
+        )
+    order.announced_at = now
+    payload = {**order_payload(order), "customer_email": email, REDACT_AFTER_DELIVERY: ["customer_email"]}
+    response = _created_response(order, issued=issued, protection=protection)
+    settled = await sql.fetchrow(
+        "settle new order",
+        _SETTLE_NEW_ORDER,
+        order.id,
+        order.status,
+        order.version,
+        order.updated_at,
+        order.deposit_address,
+        order.allocation_state,
+        order.address_assigned_at,
+        order.queue_position,
+        order.estimated_wait_seconds,
+        order.expires_at,
+        order.announced_at,
+        SYSTEM_WALLET_POOL.label,
+        current_trace_id(),
+        json.dumps(history_details),
+        str(uuid.uuid4()),
+        json.dumps(payload),
+        current_traceparent(),
+        idempotency.owner if idempotency else None,
+        idempotency.key if idempotency else None,
+        protection.seal(json.dumps(response.body), context=IDEMPOTENCY_CONTEXT) if idempotency else None,
+    )
+    if settled and settled["settled"]:
+        sql.wake_workers()  # the relay delivers order.created
+        return response
+    # Changed meanwhile (a wallet.assigned event got there first): apply the answer to the order as it is.
+    current = await load_order(session, order_id=order.id, for_update=True)
+    if allocation is not None:
+        await apply_allocation(
+            session, order=current, allocation=allocation, settings=settings, announce=False
+        )
+    await announce_order(session, order=current)
+    response = _created_response(current, issued=issued, protection=protection)
+    if idempotency is not None:
+        await _store_idempotent_response(
+            session, owner=idempotency.owner, key=idempotency.key, response=response, protection=protection
         )
     return response
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import driver
 from wallet_pool.allocations.models import AllocationStatus, Priority, allocation_table, wait_queue_table
 from wallet_pool.pools import Pool, dialect_insert
 from wallet_pool.wallets.models import WalletStatus, wallet_table
@@ -40,6 +41,63 @@ class AllocationView:
         if self.currency is None or self.network is None:
             return None
         return Pool(self.currency, self.network)
+
+
+# The common allocation as one statement: the pool's wallet free the longest (as ``wallets.reserve_free_wallet``
+# picks it, nobody waiting), the order's allocation row created holding it, and the wallet reserved for it.
+# The wallet is only row-locked until the allocation row is in: when the order id is known already (a repeat,
+# a concurrent duplicate, a tombstone) the insert waits for its first writer and does nothing, and so does the
+# reservation. The status literals keep the pick on the partial index ``ix_wallet_free_fifo``.
+_ALLOCATE_FREE_WALLET = """
+WITH pick AS (
+    SELECT id, address FROM wallet
+    WHERE status = 'free' AND currency = $2 AND network = $3
+      AND (released_at IS NULL OR released_at <= $6)
+      AND NOT EXISTS (SELECT 1 FROM wait_queue_entry WHERE currency = $2 AND network = $3)
+    ORDER BY released_at ASC NULLS FIRST, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    INSERT INTO allocation (order_id, currency, network, priority, status, wallet_id, address,
+                            requested_at, allocated_at)
+    SELECT $1, $2, $3, $4, 'allocated', pick.id, pick.address, $5, $5 FROM pick
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING wallet_id
+)
+UPDATE wallet
+SET status = 'reserved', order_id = $1, reserved_at = $5, allocation_count = wallet.allocation_count + 1
+FROM claimed
+WHERE wallet.id = claimed.wallet_id
+RETURNING wallet.id, wallet.address
+"""
+
+
+async def allocate_free_wallet_at_once(
+    session: AsyncSession,
+    *,
+    order_id: str,
+    pool: Pool,
+    priority: Priority,
+    now: datetime,
+    rested_before: datetime,
+) -> ReservedWallet | None:
+    """The common allocation in one statement and one round trip (PostgreSQL): a new order, a free wallet,
+    nobody waiting. ``None`` when that is not the case (a known order, no free wallet, a queue, SQLite): then
+    nothing was written and the caller takes the general path (``claim_order`` ...)."""
+    sql = driver(session)
+    if sql is None:
+        return None
+    row = await sql.fetchrow(
+        "allocate free wallet",
+        _ALLOCATE_FREE_WALLET,
+        order_id,
+        pool.currency,
+        pool.network,
+        int(priority),
+        now,
+        rested_before,
+    )
+    return None if row is None else ReservedWallet(id=row["id"], address=row["address"])
 
 
 async def claim_order(

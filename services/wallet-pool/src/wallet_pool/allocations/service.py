@@ -2,14 +2,16 @@
 
 How it stays correct under concurrency (see :mod:`wallet_pool.pools` for the lock itself):
 
-- **An order never holds two wallets, and never asks twice.** The first statement of an allocation inserts
-  the order's ``allocation`` row (``ON CONFLICT DO NOTHING``). A concurrent request for the same order waits
-  on that primary key until the first commits, then reads its answer. The unique index on
-  ``wallet.order_id`` backs this up in the database.
+- **An order never holds two wallets, and never asks twice.** Every allocation inserts the order's
+  ``allocation`` row (``ON CONFLICT DO NOTHING``) before it keeps a wallet: a concurrent request for the same
+  order waits on that primary key until the first commits, then reads its answer. The common case (a new
+  order, a free wallet, nobody waiting) is one statement on PostgreSQL that picks the wallet, inserts the row
+  holding it and reserves it only if the insert went in (``repository.allocate_free_wallet_at_once``);
+  anything else takes the general path below. The unique index on ``wallet.order_id`` backs this up.
 - **A wallet is never reserved for two orders.** Wallets are taken by one ``UPDATE … WHERE id = (SELECT …
   FOR UPDATE SKIP LOCKED)`` whose pick only sees free wallets; the row lock makes the second taker skip it.
-- **No order waits while a wallet of its pool is free.** The common path (a free wallet, nobody waiting) is one
-  short transaction without the pool lock. When it finds no wallet, the allocation takes the pool lock,
+- **No order waits while a wallet of its pool is free.** The common path (a free wallet, nobody waiting) takes
+  no pool lock. When it finds no wallet, the allocation takes the pool lock,
   queues the order and serves the queue; every path that frees a wallet takes the same lock before it
   looks at the queue. A cool-down (``reuse_cooldown_seconds``) is the one allowed exception: the wallet rests,
   and the queue sweeper hands it over once it may be reused.
@@ -68,6 +70,15 @@ async def allocate_wallet(
     for the same order answers its current state; a released order is refused."""
     pool = resolve_pool(currency=currency, network=network)
     now = utcnow()
+    rested_before = now - settings.reuse_cooldown(pool.currency)
+    wallet = await repository.allocate_free_wallet_at_once(
+        session, order_id=order_id, pool=pool, priority=priority, now=now, rested_before=rested_before
+    )
+    if wallet is not None:
+        if metrics:
+            metrics.allocated(pool)
+        return _allocated(order_id=order_id, pool=pool, address=wallet.address, allocated_at=now)
+
     if not await repository.claim_order(session, order_id=order_id, pool=pool, priority=priority, now=now):
         return await _answer_again(session=session, settings=settings, order_id=order_id, pool=pool)
 
@@ -76,7 +87,7 @@ async def allocate_wallet(
         pool=pool,
         order_id=order_id,
         now=now,
-        rested_before=now - settings.reuse_cooldown(pool.currency),
+        rested_before=rested_before,
         only_when_nobody_waits=True,
     )
     if wallet is not None:
