@@ -321,6 +321,11 @@ def service_env(
         )
         env[f"{prefix}DATA_KEY_CURRENT"] = DATA_KEY_ID
         env[f"{prefix}BLIND_INDEX_KEY"] = credentials[BLIND_INDEX_CREDENTIAL]
+    if service.name == "notifier" and not os.environ.get(
+        f"{SERVICES['telegram-gateway'].env_prefix}BOT_TOKEN"
+    ):
+        # No bot: the gateway would refuse every card (409 telegram_disabled), so don't queue them at all.
+        env[f"{prefix}TELEGRAM_ENABLED"] = "false"
     if service.name == "telegram-gateway":
         env[f"{prefix}WEBHOOK_SECRET"] = credentials[WEBHOOK_CREDENTIAL]
         for setting in TELEGRAM_PASSTHROUGH:

@@ -361,6 +361,8 @@ def test_env_gives_every_receiver_the_hashes_and_scopes_and_every_caller_its_key
         assert envs[service][f"{prefix}VAR_DIR"] == str(tmp_path)
         assert envs[service][f"{prefix}LOG_JSON"] == "false"
     assert envs["telegram-gateway"]["TELEGRAM_GATEWAY_WEBHOOK_SECRET"] == secrets["telegram_webhook_secret"]
+    # No bot token in the environment: the notifier does not queue Telegram cards the gateway would refuse.
+    assert envs["notifier"]["NOTIFIER_TELEGRAM_ENABLED"] == "false"
     # Embedded order-api keeps its own customer-data keys under var/; only compose gets them from here.
     assert "ORDER_API_DATA_KEYS" not in envs["order-api"]
 
@@ -371,6 +373,7 @@ def test_compose_env_names_peers_by_compose_service_and_is_private(tmp_path: Pat
     assert envs["order-api"]["ORDER_API_WALLET_POOL__URL"] == "http://wallet-pool:8002"
     assert envs["notifier"]["NOTIFIER_TELEGRAM_GATEWAY__URL"] == "http://telegram-gateway:8004"
     assert envs["telegram-gateway"]["TELEGRAM_GATEWAY_BOT_TOKEN"] == "123:abc"
+    assert "NOTIFIER_TELEGRAM_ENABLED" not in envs["notifier"]  # with a bot, cards go out
     variables = [variable for env in envs.values() for variable in env]
     assert not [v for v in variables if v.endswith(("DATABASE_URL", "VAR_DIR", "LOG_JSON"))]
 
