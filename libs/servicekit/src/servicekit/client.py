@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +29,7 @@ from pydantic import SecretStr
 
 from servicekit.errors import DomainError, PeerRejectedError, PeerUnavailableError, error_for_code
 from servicekit.telemetry import instrument_httpx_client, tracer_provider
+from servicekit.workers import backoff_delay
 
 log = logging.getLogger("servicekit.client")
 
@@ -97,11 +97,6 @@ class ServiceClient:
         if self.http is not None:
             await self.http.aclose()
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential (capped at 20 backoffs) plus jitter of up to one backoff."""
-        exponential: float = min(self.backoff_seconds * 2.0 ** (attempt - 1), self.backoff_seconds * 20)
-        return exponential + random.uniform(0, self.backoff_seconds)  # noqa: S311 (jitter, not crypto)
-
     async def request(
         self,
         method: str,
@@ -133,7 +128,10 @@ class ServiceClient:
             else:
                 if response.status_code not in RETRYABLE_STATUSES or attempt >= attempts:
                     break
-            await asyncio.sleep(self._backoff(attempt))
+            delay = backoff_delay(
+                attempt, base_seconds=self.backoff_seconds, max_seconds=self.backoff_seconds * 20
+            )
+            await asyncio.sleep(delay.total_seconds())
             attempt += 1
         if response.is_success:
             return response
