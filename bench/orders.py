@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import re
 import secrets
 import shutil
@@ -135,6 +136,53 @@ async def import_wallets(wallet_pool: ServiceProcess, key: str, count: int) -> N
                     raise RuntimeError(f"wallet import failed: {r.status} {await r.text()}")
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time used so far (user + system, seconds) by every process of interest on this machine, by name:
+    the two services (by their uvicorn app), PostgreSQL (all its processes), Redis, and the whole machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if "order_api.main" in cmdline:
+            name = "order-api"
+        elif "wallet_pool.main" in cmdline:
+            name = "wallet-pool"
+        elif comm == "postgres":
+            name = "postgresql"
+        elif comm.startswith("redis"):
+            name = "redis"
+        elif int(proc.name) == os.getpid():
+            name = "load generator"
+        else:
+            continue
+        used[name] = used.get(name, 0.0) + seconds
+    busy = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    idle = int(busy[3]) + int(busy[4])  # idle, iowait
+    used["machine"] = (sum(int(v) for v in busy[:8]) - idle) / tick
+    used["machine softirq"] = int(busy[6]) / tick  # loopback networking, mostly: not in any process's time
+    used["machine steal"] = int(busy[7]) / tick  # taken by the hypervisor for other guests
+    return used
+
+
+async def cpu_during(start_at: float, end_at: float) -> dict[str, float]:
+    """CPU seconds each process used between two ``time.perf_counter`` instants (the measured window).
+    PostgreSQL backends that exit inside the window are missed; the services keep theirs pooled."""
+    await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+    before = cpu_seconds()
+    await asyncio.sleep(max(0.0, end_at - time.perf_counter()))
+    after = cpu_seconds()
+    return {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
+
+
 async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> dict[str, Any]:
     """``concurrency`` clients create orders (a new customer each, with an ``Idempotency-Key``) as fast as they
     are answered."""
@@ -146,6 +194,7 @@ async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> 
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as http:
         warm_end = time.perf_counter() + warmup
         deadline = warm_end + seconds
+        cpu = asyncio.create_task(cpu_during(warm_end, deadline))
 
         async def client() -> None:
             nonlocal accepted
@@ -181,6 +230,7 @@ async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> 
                         errors[error] = errors.get(error, 0) + 1
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
+        cpu_used = await cpu
     ordered = sorted(latencies)
     return {
         "orders": len(ordered),
@@ -191,6 +241,10 @@ async def load(url: str, *, seconds: float, warmup: float, concurrency: int) -> 
         "orders_per_second": len(ordered) / seconds,
         "p50_ms": percentile(ordered, 0.5) * 1000,
         "p99_ms": percentile(ordered, 0.99) * 1000,
+        "cpu_seconds": cpu_used,
+        "cpu_ms_per_order": {
+            name: round(used * 1000 / len(ordered), 2) if ordered else None for name, used in cpu_used.items()
+        },
     }
 
 
@@ -300,6 +354,12 @@ async def main_async(args: argparse.Namespace) -> int:
     print(
         f"  order.created to the notifier: {lag['delivered_when_load_stopped']} of {lag['accepted']} delivered "
         f"when the load stopped, {lag['delivered']} after {lag['catch_up_seconds']} s more"
+    )
+    per_order = ours["cpu_ms_per_order"]
+    print(
+        "  CPU per order (ms): "
+        + ", ".join(f"{name} {per_order[name]}" for name in sorted(per_order) if per_order[name] is not None)
+        + f" (machine: {ours['cpu_seconds']['machine'] / args.seconds:.2f} of {os.cpu_count()} cores busy)"
     )
     if raw.get("tps"):
         print(

@@ -475,3 +475,71 @@ async def test_events_of_one_aggregate_are_delivered_in_the_order_written_even_w
     assert delivered_at == sorted(delivered_at)
     # The other aggregate did not wait for the failing one.
     assert rows[other]["delivered_at"] < rows[first]["delivered_at"]
+
+
+async def test_a_run_of_blocked_events_longer_than_a_page_does_not_hold_up_the_events_behind_it(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    # The relay reads the queue's head a page at a time (4 x batch size = 20 here). 30 events of one order wait
+    # behind its first, which failed and backs off for 2-4 s; events written after them are delivered meanwhile.
+    sender = await make_sender(outbox_backoff_base_seconds=4.0, outbox_backoff_max_seconds=4.0)
+    sender.relay.batch_size = 5
+    order = f"order-{uuid.uuid4().hex[:8]}"
+    first = await sender.add(aggregate_id=order, seq=1, fail_times=1)
+    waiting = [await sender.add(aggregate_id=order, seq=seq) for seq in range(2, 32)]
+    assert len(waiting) > sender.relay.page_size
+    await sender.runtime.start()
+    failed = await eventually(
+        lambda: sender.row(first), until=lambda row: row["attempts"] == 1, within=10, message="first failed"
+    )
+    assert failed["delivered_at"] is None
+
+    behind = [await sender.add(aggregate_id=f"other-{n}-{order}", seq=1) for n in range(7)]
+    behind.append(await sender.add(seq=1))  # no aggregate at all
+    for event_id in behind:
+        await settled(sender, event_id)
+    still_waiting = await sender.row(first)
+    assert still_waiting["delivered_at"] is None, "delivered only after the first event's retry"
+    assert (
+        still_waiting["available_at"]
+        > max((await sender.rows(behind)).values(), key=lambda r: r["delivered_at"])["delivered_at"]
+    )
+
+    everything = [first, *waiting]
+    await settled(sender, waiting[-1], within=30)
+    rows = await sender.rows(everything)
+    assert [row["seq"] for row in await effects(peer, everything)] == list(range(1, 32))
+    delivered_at = [rows[e]["delivered_at"] for e in everything]
+    assert delivered_at == sorted(delivered_at)
+    assert [rows[e]["attempts"] for e in everything] == [2] + [1] * 30
+
+
+async def test_a_batch_masks_the_listed_fields_of_its_delivered_events_and_keeps_the_rest(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    sender = await make_sender()
+    sender.relay.batch_size = 50
+    secret = [
+        await sender.add(
+            amount=f"{n}.25", note="to the receiver only", _redact_after_delivery=["amount", "note"]
+        )
+        for n in range(1, 11)
+    ]
+    plain = [await sender.add(amount=f"{n}.5", note="kept") for n in range(1, 11)]
+    posts_before = await event_posts(peer)
+    assert await sender.relay.run_once() == 20  # one batch, marked in one transaction
+
+    rows = await sender.rows([*secret, *plain])
+    assert all(row["delivered_at"] is not None and row["attempts"] == 1 for row in rows.values())
+    for n, event_id in enumerate(secret, start=1):
+        assert rows[event_id]["payload"] == {
+            "amount": "***",
+            "note": "***",
+            "_redact_after_delivery": ["amount", "note"],
+        }, n
+    assert [rows[e]["payload"] for e in plain] == [{"amount": f"{n}.5", "note": "kept"} for n in range(1, 11)]
+    applied = {row["event_id"]: row["amount"] for row in await effects(peer, [*secret, *plain])}
+    assert [applied[e] for e in secret] == [Decimal(f"{n}.25") for n in range(1, 11)]  # sent in the clear
+    assert [applied[e] for e in plain] == [Decimal(f"{n}.5") for n in range(1, 11)]
+    assert await event_posts(peer) - posts_before == 20
+    assert await sender.relay.run_once() == 0

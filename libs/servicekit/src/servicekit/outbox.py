@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,17 +31,22 @@ from pydantic import BaseModel, Field
 from sqlalchemy import (
     JSON,
     Column,
+    ColumnElement,
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
     and_,
+    bindparam,
     event,
     exists,
     func,
+    literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -75,7 +82,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("last_error", Text, nullable=True),
     )
     pending = and_(table.c.delivered_at.is_(None), table.c.dead_at.is_(None))
-    Index("ix_outbox_pending", table.c.available_at, postgresql_where=pending, sqlite_where=pending)
+    # The relay walks pending events oldest first (``OutboxRelay.claim``): this index hands it the head of the
+    # queue without sorting every pending row. ``available_at`` is not indexed, so a lease is a HOT update.
+    Index("ix_outbox_pending", table.c.created_at, table.c.id, postgresql_where=pending, sqlite_where=pending)
     Index("ix_outbox_aggregate", table.c.destination, table.c.aggregate_id, table.c.created_at)
     return table
 
@@ -237,47 +246,97 @@ class OutboxRelay(QueueWorker):
         )
 
     async def claim(self) -> list[OutboxEvent]:
-        """Lease up to ``batch_size`` due events, oldest first, skipping rows another relay holds."""
-        t = self.table
-        earlier = t.alias("earlier")
-        now = utcnow()
-        blocked_by_earlier = exists().where(
-            earlier.c.destination == t.c.destination,
-            earlier.c.aggregate_id == t.c.aggregate_id,
-            earlier.c.created_at < t.c.created_at,
-            earlier.c.delivered_at.is_(None),
-            earlier.c.dead_at.is_(None),
-        )
-        due = (
-            select(t.c.id)
-            .where(t.c.delivered_at.is_(None), t.c.dead_at.is_(None), t.c.available_at <= now)
-            .where(~blocked_by_earlier)
-            .order_by(t.c.created_at)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        claim = (
-            update(t)
-            .where(t.c.id.in_(due.scalar_subquery()))
-            .values(available_at=now + timedelta(seconds=self.lease_seconds))
-            .returning(
-                t.c.id,
-                t.c.destination,
-                t.c.event_type,
-                t.c.aggregate_id,
-                t.c.payload,
-                t.c.traceparent,
-                t.c.created_at,
-                t.c.attempts,
-            )
-        )
-        async with self.database.sessionmaker.begin() as session:
-            rows = (await session.execute(claim)).all()
-        events = [OutboxEvent(**row._mapping) for row in rows]
-        return sorted(events, key=lambda e: e.created_at)
+        """Lease up to ``batch_size`` due events, oldest first, skipping rows another relay holds.
 
-    async def _deliver_one(self, event: OutboxEvent) -> None:
+        The queue is read from its head a page at a time (``page_size`` due events in ``created_at, id``
+        order, straight off ``ix_outbox_pending``); an event of the page is blocked while an earlier event of
+        its aggregate is pending (one probe of ``ix_outbox_aggregate`` per event of the page, never a join
+        against the whole backlog); the others are leased under ``FOR UPDATE SKIP LOCKED``, each rechecked as
+        still due once locked, so two relays never lease one event. A claim costs the pages it reads, however
+        long the backlog. A further page is read only when a full page left the batch short (blocked events,
+        or events another relay holds), up to ``max_pages``, so a run of blocked events at the head does not
+        stall the events behind it; an even longer run waits for the earliest events to become due again
+        (the earliest pending event is never blocked, so delivery always moves on).
+        """
         t = self.table
+        now = utcnow()
+        leased: list[OutboxEvent] = []
+        after: tuple[datetime, str] | None = None
+        async with self.database.sessionmaker.begin() as session:
+            for _ in range(self.max_pages):
+                page = (await session.execute(self._page(now=now, after=after))).all()
+                ready = [row.id for row in page if not row.blocked]
+                if ready:
+                    # Lock, then lease: two statements rather than one ``UPDATE … WHERE id IN (SELECT … FOR
+                    # UPDATE SKIP LOCKED)``, whose subquery PostgreSQL may run again for every row of the outer
+                    # scan (20,000 pending events, never analyzed: about a minute per claim).
+                    lock = (
+                        select(t.c.id)
+                        .where(t.c.id.in_(ready), *self._due(now))
+                        .order_by(t.c.created_at, t.c.id)
+                        .limit(self.batch_size - len(leased))
+                        .with_for_update(skip_locked=True)
+                    )
+                    locked = list((await session.execute(lock)).scalars())
+                    if locked:
+                        claim = (
+                            update(t)
+                            .where(t.c.id.in_(locked))
+                            .values(available_at=now + timedelta(seconds=self.lease_seconds))
+                            .returning(
+                                t.c.id,
+                                t.c.destination,
+                                t.c.event_type,
+                                t.c.aggregate_id,
+                                t.c.payload,
+                                t.c.traceparent,
+                                t.c.created_at,
+                                t.c.attempts,
+                            )
+                        )
+                        rows = (await session.execute(claim)).all()
+                        leased += [OutboxEvent(**row._mapping) for row in rows]
+                if len(leased) >= self.batch_size or len(page) < self.page_size:
+                    break
+                after = (page[-1].created_at, page[-1].id)
+        return sorted(leased, key=lambda e: e.created_at)
+
+    max_pages = 10
+    """Pages of the head one claim reads at most: bounds a claim's cost while thousands of events are blocked."""
+
+    @property
+    def page_size(self) -> int:
+        """Events read per page of the queue's head: room for blocked events and other relays' leases."""
+        return 4 * self.batch_size
+
+    def _due(self, now: datetime) -> tuple[ColumnElement[bool], ...]:
+        t = self.table
+        return (t.c.delivered_at.is_(None), t.c.dead_at.is_(None), t.c.available_at <= now)
+
+    def _page(self, *, now: datetime, after: tuple[datetime, str] | None) -> Select[Any]:
+        """The next ``page_size`` due events after ``after``, each with whether it is blocked."""
+        t = self.table
+        head = select(t.c.id, t.c.destination, t.c.aggregate_id, t.c.created_at).where(*self._due(now))
+        if after is not None:
+            last = tuple_(literal(after[0], t.c.created_at.type), literal(after[1], t.c.id.type))
+            head = head.where(tuple_(t.c.created_at, t.c.id) > last)
+        page = head.order_by(t.c.created_at, t.c.id).limit(self.page_size).subquery("head")
+        earlier = t.alias("earlier")
+        # Pending spelled so that it does not match ``ix_outbox_pending``'s predicate: left a choice, the planner
+        # (without statistics on a young table) walked that index through every earlier pending event instead of
+        # probing the aggregate's few events on ``ix_outbox_aggregate``.
+        blocked = exists().where(
+            earlier.c.destination == page.c.destination,
+            earlier.c.aggregate_id == page.c.aggregate_id,
+            earlier.c.created_at < page.c.created_at,
+            func.coalesce(earlier.c.delivered_at, earlier.c.dead_at).is_(None),
+        )
+        return select(page.c.id, page.c.created_at, blocked.label("blocked")).order_by(
+            page.c.created_at, page.c.id
+        )
+
+    async def _deliver_one(self, event: OutboxEvent) -> datetime | None:
+        """POST one event; returns when it was delivered, or ``None`` when it failed (recorded here)."""
         context = context_from_traceparent(event.traceparent)
         with tracer.start_as_current_span(
             f"outbox deliver {event.event_type}",
@@ -288,62 +347,73 @@ class OutboxRelay(QueueWorker):
             try:
                 await self.deliver(event)
             except Exception as exc:
-                attempts = event.attempts + 1
-                permanent = isinstance(exc, PermanentDeliveryError)
-                dead = permanent or attempts >= self.max_attempts
-                now = utcnow()
-                values: dict[str, Any] = {
-                    "attempts": attempts,
-                    "last_error": f"{type(exc).__name__}: {exc}"[:2000],
-                }
-                if dead:
-                    values["dead_at"] = now
-                    log.error(
-                        "outbox event dead-lettered",
-                        extra={
-                            "event_id": event.id,
-                            "event_type": event.event_type,
-                            "attempts": attempts,
-                            "destination": event.destination,
-                            "error": values["last_error"],
-                        },
-                    )
-                else:
-                    values["available_at"] = now + self.backoff(attempts)
-                    log.warning(
-                        "outbox delivery failed, will retry",
-                        extra={
-                            "event_id": event.id,
-                            "event_type": event.event_type,
-                            "attempts": attempts,
-                            "destination": event.destination,
-                            "error": values["last_error"],
-                            "retry_at": values["available_at"].isoformat(),
-                        },
-                    )
-                async with self.database.sessionmaker.begin() as session:
-                    await session.execute(update(t).where(t.c.id == event.id).values(**values))
-                return
-            delivered: dict[str, Any] = {"delivered_at": utcnow(), "attempts": event.attempts + 1}
-            if event.payload.get(REDACT_AFTER_DELIVERY):
-                delivered["payload"] = redacted(event.payload)
-            async with self.database.sessionmaker.begin() as session:
-                await session.execute(update(t).where(t.c.id == event.id).values(**delivered))
-            log.info(
-                "outbox event delivered",
-                extra={
-                    "event_id": event.id,
-                    "event_type": event.event_type,
-                    "destination": event.destination,
-                },
+                await self._record_failure(event, exc)
+                return None
+        log.debug(
+            "outbox event delivered",
+            extra={"event_id": event.id, "event_type": event.event_type, "destination": event.destination},
+        )
+        return utcnow()
+
+    async def _record_failure(self, event: OutboxEvent, exc: Exception) -> None:
+        attempts = event.attempts + 1
+        dead = isinstance(exc, PermanentDeliveryError) or attempts >= self.max_attempts
+        now = utcnow()
+        values: dict[str, Any] = {"attempts": attempts, "last_error": f"{type(exc).__name__}: {exc}"[:2000]}
+        details = {
+            "event_id": event.id,
+            "event_type": event.event_type,
+            "attempts": attempts,
+            "destination": event.destination,
+            "error": values["last_error"],
+        }
+        if dead:
+            values["dead_at"] = now
+            log.error("outbox event dead-lettered", extra=details)
+        else:
+            values["available_at"] = now + self.backoff(attempts)
+            log.warning(
+                "outbox delivery failed, will retry",
+                extra={**details, "retry_at": values["available_at"].isoformat()},
             )
+        async with self.database.sessionmaker.begin() as session:
+            await session.execute(update(self.table).where(self.table.c.id == event.id).values(**values))
+
+    async def _mark_delivered(self, delivered: list[tuple[OutboxEvent, datetime]]) -> None:
+        """Mark a batch's delivered events in one transaction: one statement for those whose payload stays,
+        one for those whose secrets are masked now (``_redact_after_delivery``), each run for all its rows."""
+        t = self.table
+        kept: list[dict[str, Any]] = []
+        masked: list[dict[str, Any]] = []
+        for sent, at in delivered:
+            row = {"event_id": sent.id, "at": at, "attempts": sent.attempts + 1}
+            if sent.payload.get(REDACT_AFTER_DELIVERY):
+                masked.append({**row, "masked": redacted(sent.payload)})
+            else:
+                kept.append(row)
+        mark = update(t).where(t.c.id == bindparam("event_id"))
+        values = {
+            "delivered_at": bindparam("at", type_=t.c.delivered_at.type),
+            "attempts": bindparam("attempts", type_=t.c.attempts.type),
+        }
+        async with self.database.sessionmaker.begin() as session:
+            if kept:
+                await session.execute(mark.values(values), kept)
+            if masked:
+                payload = bindparam("masked", type_=t.c.payload.type)
+                await session.execute(mark.values({**values, "payload": payload}), masked)
 
     async def run_once(self) -> int:
         """Claim and deliver one batch; returns how many events were attempted.
 
-        Events of one aggregate are delivered one after another; different aggregates in parallel.
+        Events of one aggregate are delivered one after another; different aggregates in parallel. The
+        delivered ones are marked together once the batch is done, and the batch is logged as one line (each
+        event at DEBUG; a failure is logged with its event).
         """
         events = await self.claim()
+        if not events:
+            return 0
+        started = time.monotonic()
         chains: dict[tuple[str, str], list[OutboxEvent]] = {}
         singles: list[OutboxEvent] = []
         for e in events:
@@ -351,13 +421,27 @@ class OutboxRelay(QueueWorker):
                 singles.append(e)
             else:
                 chains.setdefault((e.destination, e.aggregate_id), []).append(e)
+        delivered: list[tuple[OutboxEvent, datetime]] = []
 
         async def deliver_chain(chain: list[OutboxEvent]) -> None:
             for e in chain:
-                await self._deliver_one(e)
+                at = await self._deliver_one(e)
+                if at is not None:
+                    delivered.append((e, at))
 
         await asyncio.gather(
-            *(self._deliver_one(e) for e in singles), *(deliver_chain(c) for c in chains.values())
+            *(deliver_chain([e]) for e in singles), *(deliver_chain(c) for c in chains.values())
+        )
+        await self._mark_delivered(delivered)
+        log.info(
+            "outbox batch delivered",
+            extra={
+                "events": len(events),
+                "delivered": len(delivered),
+                "failed": len(events) - len(delivered),
+                "event_types": dict(Counter(e.event_type for e, _ in delivered)),
+                "seconds": round(time.monotonic() - started, 3),
+            },
         )
         return len(events)
 

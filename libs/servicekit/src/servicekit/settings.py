@@ -53,7 +53,10 @@ class ServiceSettings(BaseSettings):
     database_schema: str | None = Field(
         default=None, description="PostgreSQL schema this service owns (defaults to its import name)."
     )
-    database_pool_size: int = Field(default=10, description="Connections kept per process (PostgreSQL).")
+    database_pool_size: int = Field(
+        default=20,
+        description="Connections kept per process (PostgreSQL); four services share max_connections.",
+    )
     redis_url: str | None = Field(default=None, description="Unset means in-process stores (single node).")
     var_dir: Path = Field(
         default_factory=_repo_var_dir, description="Embedded databases, mail drop and dev files (`var/`)."
