@@ -49,10 +49,11 @@ test: install ## Everything CI runs: backing services, lint, types, then all tes
 	$(MAKE) --no-print-directory lint typecheck
 	$(VENV)/bin/pytest
 
-bench: install ## Benchmarks that print their figures (service-to-service HTTP transports, order intake)
+bench: install ## Benchmarks that print their figures (service-to-service HTTP transports, order intake, the FIFO pick under churn)
 	scripts/ensure-backing-services.sh
 	$(VENV)/bin/python bench/transports.py
 	$(VENV)/bin/python bench/orders.py
+	$(VENV)/bin/python bench/pick_churn.py
 
 clean: ## Remove the virtualenvs, caches and var/ (dev credentials and embedded databases)
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
