@@ -11,10 +11,11 @@ The URL comes from ``config.attributes["url"]`` (tests, programmatic runs) or th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
@@ -87,3 +88,53 @@ def alembic_config(service_dir: Path, *, url: str | None = None) -> Config:
 
 def upgrade(service_dir: Path, *, url: str | None = None, revision: str = "head") -> None:
     command.upgrade(alembic_config(service_dir, url=url), revision)
+
+
+# -- helpers for the services' migrations (the same step in every service's history) ----------------------
+
+OUTBOX_PENDING = text("delivered_at IS NULL AND dead_at IS NULL")
+"""The condition of ``ix_outbox_pending``: events not yet delivered nor dead-lettered."""
+
+OUTBOX_AUTOVACUUM = {
+    "autovacuum_vacuum_scale_factor": "0",
+    "autovacuum_vacuum_threshold": "1000",
+    "autovacuum_vacuum_cost_delay": "0",
+    "autovacuum_vacuum_insert_scale_factor": "0",
+    "autovacuum_vacuum_insert_threshold": "1000",
+    "autovacuum_analyze_scale_factor": "0",
+    "autovacuum_analyze_threshold": "1000",
+}
+"""Autovacuum and analyze after a fixed number of changed rows, unthrottled: for tables rewritten all the time
+(every outbox event is an insert and two updates). Migrations refer to it: change it only in a new constant."""
+
+
+def set_autovacuum(tables: Iterable[str], options: Mapping[str, str]) -> None:
+    """Per-table autovacuum ``options`` (PostgreSQL only; SQLite has no autovacuum), from a migration."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    settings = ", ".join(f"{name} = {value}" for name, value in options.items())
+    for table in tables:
+        op.execute(f"ALTER TABLE {table} SET ({settings})")
+
+
+def reset_autovacuum(tables: Iterable[str], options: Mapping[str, str]) -> None:
+    """Undo :func:`set_autovacuum`."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table in tables:
+        op.execute(f"ALTER TABLE {table} RESET ({', '.join(options)})")
+
+
+def rebuild_outbox_pending_index(columns: list[str]) -> None:
+    """``ix_outbox_pending`` (the relay's way to its pending events) rebuilt over ``columns``."""
+    op.drop_index(
+        "ix_outbox_pending", table_name="outbox", postgresql_where=OUTBOX_PENDING, sqlite_where=OUTBOX_PENDING
+    )
+    op.create_index(
+        "ix_outbox_pending",
+        "outbox",
+        columns,
+        unique=False,
+        postgresql_where=OUTBOX_PENDING,
+        sqlite_where=OUTBOX_PENDING,
+    )

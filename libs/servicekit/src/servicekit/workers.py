@@ -31,17 +31,24 @@ class PeriodicWorker:
         self.batch_size = batch_size
         self._task: asyncio.Task[None] | None = None
 
+    async def run_pass(self) -> int:
+        """One pass of ``job``; a failure is logged and counts as nothing handled."""
+        try:
+            return await self.job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker pass failed", extra={"worker": self.name})
+            return 0
+
+    async def rest(self) -> None:
+        """Between passes that did not fill a batch."""
+        await asyncio.sleep(self.interval_seconds)
+
     async def run(self) -> None:
         while True:
-            try:
-                handled = await self.job()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("worker pass failed", extra={"worker": self.name})
-                handled = 0
-            if handled < self.batch_size:
-                await asyncio.sleep(self.interval_seconds)
+            if await self.run_pass() < self.batch_size:
+                await self.rest()
 
     def start(self) -> None:
         if self._task is None:
@@ -70,7 +77,7 @@ def wake_after_commit(session: AsyncSession) -> None:
     session.sync_session.info[WAKE_AFTER_COMMIT] = True
 
 
-class QueueWorker:
+class QueueWorker(PeriodicWorker):
     """The loop of a worker that drains a database-backed queue: ``run_once`` claims and handles a batch.
 
     It runs again at once after a full batch, at once when woken (a commit that queued work calls
@@ -80,11 +87,8 @@ class QueueWorker:
     """
 
     def __init__(self, *, name: str, database: Database, poll_seconds: float, batch_size: int) -> None:
-        self.name = name
-        self.poll_seconds = poll_seconds
-        self.batch_size = batch_size
+        super().__init__(name=name, job=self.run_once, interval_seconds=poll_seconds, batch_size=batch_size)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         database.after_commit_listeners.append(self.wake)
 
     async def run_once(self) -> int:
@@ -93,31 +97,13 @@ class QueueWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                handled = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("queue worker pass failed", extra={"worker": self.name})
-                handled = 0
-            if handled >= self.batch_size:
-                continue
-            # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation that arrives together with
-            # a wake-up, and ``stop()`` would then wait for ever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_seconds):
-                    await self._wake.wait()
+    async def run_pass(self) -> int:
+        self._wake.clear()
+        return await super().run_pass()
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=self.name)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def rest(self) -> None:
+        # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation that arrives together with a
+        # wake-up, and ``stop()`` would then wait for ever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.interval_seconds):
+                await self._wake.wait()

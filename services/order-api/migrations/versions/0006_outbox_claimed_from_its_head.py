@@ -15,40 +15,24 @@ Create Date: 2026-11-21 16:40:00.000000
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from servicekit.migrations import (
+    OUTBOX_AUTOVACUUM,
+    rebuild_outbox_pending_index,
+    reset_autovacuum,
+    set_autovacuum,
+)
 
 revision: str = '0006'
 down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-PENDING = sa.text('delivered_at IS NULL AND dead_at IS NULL')
-AUTOVACUUM = {
-    'autovacuum_vacuum_scale_factor': '0',
-    'autovacuum_vacuum_threshold': '1000',
-    'autovacuum_vacuum_cost_delay': '0',
-    'autovacuum_vacuum_insert_scale_factor': '0',
-    'autovacuum_vacuum_insert_threshold': '1000',
-    'autovacuum_analyze_scale_factor': '0',
-    'autovacuum_analyze_threshold': '1000',
-}
-
-
-def _postgres() -> bool:
-    return op.get_bind().dialect.name == 'postgresql'
-
 
 def upgrade() -> None:
-    op.drop_index('ix_outbox_pending', table_name='outbox', postgresql_where=PENDING, sqlite_where=PENDING)
-    op.create_index('ix_outbox_pending', 'outbox', ['created_at', 'id'], unique=False, postgresql_where=PENDING, sqlite_where=PENDING)
-    if _postgres():
-        options = ', '.join(f'{name} = {value}' for name, value in AUTOVACUUM.items())
-        op.execute(f'ALTER TABLE outbox SET ({options})')
+    rebuild_outbox_pending_index(['created_at', 'id'])
+    set_autovacuum(['outbox'], OUTBOX_AUTOVACUUM)
 
 
 def downgrade() -> None:
-    if _postgres():
-        op.execute(f'ALTER TABLE outbox RESET ({", ".join(AUTOVACUUM)})')
-    op.drop_index('ix_outbox_pending', table_name='outbox', postgresql_where=PENDING, sqlite_where=PENDING)
-    op.create_index('ix_outbox_pending', 'outbox', ['available_at'], unique=False, postgresql_where=PENDING, sqlite_where=PENDING)
+    reset_autovacuum(['outbox'], OUTBOX_AUTOVACUUM)
+    rebuild_outbox_pending_index(['available_at'])

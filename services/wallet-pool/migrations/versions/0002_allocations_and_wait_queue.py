@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import servicekit.db
+from servicekit.migrations import reset_autovacuum, set_autovacuum
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -92,18 +93,14 @@ def upgrade() -> None:
                    type_=sa.String(length=64),
                    existing_nullable=True)
         op.create_index('ix_wallet_free_fifo', 'wallet', ['currency', 'network', sa.literal_column('released_at NULLS FIRST'), 'id'], unique=False, postgresql_where=sa.text("status = 'free'"))
-        for table in HOT_TABLES:
-            options = ', '.join(f'{name} = {value}' for name, value in AUTOVACUUM.items())
-            op.execute(f'ALTER TABLE {table} SET ({options})')
+        set_autovacuum(HOT_TABLES, AUTOVACUUM)
     else:
         op.create_index('ix_wallet_free_fifo', 'wallet', ['currency', 'network', 'released_at', 'id'], unique=False, sqlite_where=sa.text("status = 'free'"))
 
 
 def downgrade() -> None:
     postgres = _postgres()
-    if postgres:
-        for table in HOT_TABLES:
-            op.execute(f'ALTER TABLE {table} RESET ({", ".join(AUTOVACUUM)})')
+    reset_autovacuum(HOT_TABLES, AUTOVACUUM)
     op.drop_index('ix_wallet_free_fifo', table_name='wallet')
     op.create_index('ix_wallet_free_fifo', 'wallet', ['currency', 'released_at', 'id'], unique=False, postgresql_where=sa.text("status = 'free'"), sqlite_where=sa.text("status = 'free'"))
     if postgres:
