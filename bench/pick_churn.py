@@ -1,6 +1,6 @@
 """The FIFO pick under sustained churn: ``bench/pick_churn.sql`` (pick, reserve, release) with pgbench for
-``--seconds``, once with nothing cleaning up behind it and once with wallet-pool's own hot-table vacuum
-(``wallet_pool.workers.vacuum``, the function its worker runs) every ``--vacuum-seconds``. Prints the
+``--seconds``, once with nothing cleaning up behind it and once with wallet-pool's own busy-table vacuum
+(``servicekit.maintenance``, the function its worker runs) every ``--vacuum-seconds``. Prints the
 transactions per second of the first and the last seconds of each run.
 
 Without cleanup the dead index entries pile up at the head of ``ix_wallet_free_fifo`` and every pick steps
@@ -25,9 +25,9 @@ from typing import Any
 import asyncpg
 
 from servicekit.db import Database
+from servicekit.maintenance import vacuum_busy_tables
 from servicekit.testing import migrated_database
 from wallet_pool.db import SCHEMA
-from wallet_pool.workers.vacuum import vacuum_hot_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 WALLETS = 1000
@@ -68,7 +68,7 @@ async def churn(dsn: str, *, seconds: int, clients: int) -> list[float]:
 async def vacuum_while(task: asyncio.Task[list[float]], *, database: Database, every: float) -> int:
     passes = 0
     while not task.done():
-        passes += await vacuum_hot_tables(database=database, dead_rows_threshold=1000)
+        passes += await vacuum_busy_tables(database=database, tables=("wallet",), dead_rows_threshold=1000)
         await asyncio.sleep(every)
     return passes
 

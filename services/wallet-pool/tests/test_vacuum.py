@@ -1,4 +1,4 @@
-"""wallet-pool vacuums its hot tables itself once they hold enough dead rows (the server's autovacuum may be
+"""wallet-pool vacuums its busy tables itself once they hold enough dead rows (the server's autovacuum may be
 off), so the FIFO pick does not slow down under churn."""
 
 from __future__ import annotations
@@ -6,8 +6,10 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from servicekit.db import Database
+from servicekit.maintenance import vacuum_busy_tables
 from servicekit.testing import eventually
-from wallet_pool.workers.vacuum import vacuum_hot_tables
+
+BUSY = ("wallet", "allocation", "wait_queue_entry", "outbox")
 
 
 async def dead_wallet_rows(database: Database) -> int:
@@ -28,7 +30,9 @@ async def test_a_churned_wallet_table_is_vacuumed_and_a_quiet_one_is_not(race_da
                 "SELECT 'BTC', 'bitcoin', 'churn-' || g, 'free', 0, now() FROM generate_series(1, 50) g"
             )
         )
-    assert await vacuum_hot_tables(database=race_database, dead_rows_threshold=1000) == 0  # nothing to do yet
+    assert (
+        await vacuum_busy_tables(database=race_database, tables=BUSY, dead_rows_threshold=1000) == 0
+    )  # nothing to do yet
 
     for _ in range(30):  # 30 x 50 releases: 1,500 dead row versions
         async with race_database.sessionmaker.begin() as session:
@@ -37,5 +41,5 @@ async def test_a_churned_wallet_table_is_vacuumed_and_a_quiet_one_is_not(race_da
             )
     await eventually(lambda: dead_wallet_rows(race_database), until=lambda dead: dead >= 1000, within=15)
 
-    assert await vacuum_hot_tables(database=race_database, dead_rows_threshold=1000) >= 1
+    assert await vacuum_busy_tables(database=race_database, tables=BUSY, dead_rows_threshold=1000) >= 1
     await eventually(lambda: dead_wallet_rows(race_database), until=lambda dead: dead == 0, within=15)

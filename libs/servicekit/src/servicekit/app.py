@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Protocol
@@ -20,6 +21,7 @@ from servicekit.client import ServiceClient
 from servicekit.db import TRACE_STATEMENTS, Database, session_scope
 from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
 from servicekit.health import ReadinessCheck, health_router
+from servicekit.maintenance import vacuum_busy_tables
 from servicekit.metrics import install_metrics
 from servicekit.outbox import OutboxEvent, OutboxRelay, PermanentDeliveryError
 from servicekit.settings import PeerSettings, ServiceSettings
@@ -30,6 +32,7 @@ from servicekit.telemetry import (
     instrument_engine,
     instrument_redis,
 )
+from servicekit.workers import PeriodicWorker
 
 log = logging.getLogger("servicekit.app")
 
@@ -66,6 +69,7 @@ class Runtime:
             self.redis = Redis.from_url(settings.redis_url)
         self.peers: dict[str, ServiceClient] = {}
         self.workers: list[Worker] = []
+        self.busy_tables: list[str] = []
         self.readiness_checks: list[ReadinessCheck] = [ReadinessCheck("database", self._check_database)]
         if self.redis is not None:
             self.readiness_checks.append(ReadinessCheck("redis", self._check_redis))
@@ -125,7 +129,27 @@ class Runtime:
             poll_seconds=self.settings.outbox_poll_seconds,
         )
         self.add_worker(relay)
+        self.add_busy_tables(table.name)
         return relay
+
+    def add_busy_tables(self, *tables: str) -> None:
+        """Tables rewritten all the time, vacuumed by this service past a dead-row threshold
+        (``servicekit.maintenance``; the outbox is one once its relay is added)."""
+        if not self.busy_tables:
+            settings = self.settings
+            self.add_worker(
+                PeriodicWorker(
+                    name="busy-table-vacuum",
+                    job=lambda: vacuum_busy_tables(
+                        database=self.database,
+                        tables=self.busy_tables,
+                        dead_rows_threshold=settings.vacuum_dead_rows_threshold,
+                    ),
+                    interval_seconds=settings.vacuum_check_seconds,
+                    batch_size=sys.maxsize,  # a pass covers every table
+                )
+            )
+        self.busy_tables.extend(table for table in tables if table not in self.busy_tables)
 
     def add_worker(self, worker: Worker) -> None:
         self.workers.append(worker)

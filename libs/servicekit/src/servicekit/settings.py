@@ -57,6 +57,18 @@ class ServiceSettings(BaseSettings):
         default=20,
         description="Connections kept per process (PostgreSQL); four services share max_connections.",
     )
+    vacuum_check_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the dead rows of the busiest tables are counted (PostgreSQL; "
+        "servicekit.maintenance).",
+    )
+    vacuum_dead_rows_threshold: int = Field(
+        default=1000,
+        ge=1,
+        description="A busy table with this many dead rows is vacuumed by the service itself, whether or not "
+        "the server's autovacuum is on.",
+    )
     redis_url: str | None = Field(default=None, description="Unset means in-process stores (single node).")
     var_dir: Path = Field(
         default_factory=_repo_var_dir, description="Embedded databases, mail drop and dev files (`var/`)."

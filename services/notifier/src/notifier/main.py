@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, schema=SCHEMA)
     gateway = runtime.add_peer("telegram-gateway", settings.telegram_gateway)
+    runtime.add_busy_tables("notification")  # every delivery attempt rewrites its row
     app = create_service_app(
         settings=settings,
         runtime=runtime,

@@ -18,7 +18,6 @@ from wallet_pool.settings import Settings
 from wallet_pool.stats.router import router as stats_router
 from wallet_pool.wallets.router import router as wallets_router
 from wallet_pool.workers.queue_sweeper import QueueSweeper
-from wallet_pool.workers.vacuum import vacuum_hot_tables
 
 DESCRIPTION = """
 The pool of deposit addresses the desk controls, per currency and network.
@@ -67,16 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             batch_size=sys.maxsize,  # a pass covers every pool
         )
     )
-    runtime.add_worker(
-        PeriodicWorker(
-            name="hot-table-vacuum",
-            job=lambda: vacuum_hot_tables(
-                database=runtime.database, dead_rows_threshold=settings.vacuum_dead_rows_threshold
-            ),
-            interval_seconds=settings.vacuum_check_seconds,
-            batch_size=sys.maxsize,
-        )
-    )
+    runtime.add_busy_tables("wallet", "allocation", "wait_queue_entry")
     app.include_router(wallets_router)
     app.include_router(allocations_router)
     app.include_router(stats_router)

@@ -78,18 +78,6 @@ class Settings(ServiceSettings):
         default=5.0, gt=0, description="How often pool levels are compared with their thresholds."
     )
 
-    vacuum_check_seconds: float = Field(
-        default=2.0,
-        gt=0,
-        description="How often the hot tables' dead rows are counted (PostgreSQL; see wallet_pool.workers.vacuum).",
-    )
-    vacuum_dead_rows_threshold: int = Field(
-        default=1000,
-        ge=1,
-        description="A hot table with this many dead rows is vacuumed by wallet-pool itself, whether or not the "
-        "server's autovacuum is on.",
-    )
-
     def pool_low_threshold(self, currency: str) -> Decimal:
         """The low-pool threshold of ``currency``, in percent."""
         return self.pool_low_threshold_percent_by_currency.get(currency, self.pool_low_threshold_percent)
