@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,7 @@ from notifier.db import SCHEMA
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.models import DeliveryAttempt, Notification
 from notifier.notifications.service import queue_email
-from notifier.notifications.worker import DeliveryWorker
-from notifier.testing import SmtpServer, make_worker
+from notifier.testing import SmtpServer, delivery_attempts, make_worker, running_workers, stored_notification
 from servicekit.db import Database
 from servicekit.telemetry import TraceContextFilter, add_span_processor, configure_tracing
 from servicekit.testing import eventually
@@ -38,43 +35,17 @@ async def _queue(database: Database, recipient: str = "anna@example.com", **opti
         )
 
 
-async def _get(database: Database, notification_id: str) -> Notification:
-    async with database.sessionmaker() as session:
-        notification = await session.get(Notification, notification_id)
-        assert notification is not None
-        return notification
-
-
-async def _attempts(database: Database, notification_id: str) -> list[DeliveryAttempt]:
-    async with database.sessionmaker() as session:
-        rows = await session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.notification_id == notification_id)
-            .order_by(DeliveryAttempt.attempt)
-        )
-        return list(rows.all())
-
-
-@asynccontextmanager
-async def running(*workers: DeliveryWorker) -> AsyncIterator[None]:
-    for worker in workers:
-        worker.start()
-    try:
-        yield
-    finally:
-        for worker in workers:
-            await worker.stop()
-
-
 async def test_a_queued_email_is_delivered_through_smtp(database: Database, smtp_server: SmtpServer) -> None:
     variables = {**SAMPLE_VARIABLES["order_created"], "amount": Decimal("0.00000001")}
     notification_id = await _queue(
         database, template="order_created", locale="ru", variables=variables, order_id="ORD-1042"
     )
 
-    async with running(make_worker(database, smtp_server)):
+    async with running_workers(make_worker(database, smtp_server)):
         sent = await eventually(
-            lambda: _get(database, notification_id), until=lambda n: n.status == "sent", message="not sent"
+            lambda: stored_notification(database, notification_id),
+            until=lambda n: n.status == "sent",
+            message="not sent",
         )
 
     assert sent.attempts == 1
@@ -86,7 +57,7 @@ async def test_a_queued_email_is_delivered_through_smtp(database: Database, smtp
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     assert "0.00000001 USDT" in body.get_content()
-    [attempt] = await _attempts(database, notification_id)
+    [attempt] = await delivery_attempts(database, notification_id)
     assert (attempt.attempt, attempt.provider, attempt.outcome, attempt.error) == (1, "smtp", "sent", None)
 
 
@@ -96,19 +67,23 @@ async def test_with_smtp_down_it_waits_and_is_delivered_when_the_server_is_back(
     smtp_server.stop()
     notification_id = await _queue(database)
 
-    async with running(make_worker(database, smtp_server)):
+    async with running_workers(make_worker(database, smtp_server)):
         waiting = await eventually(
-            lambda: _get(database, notification_id), until=lambda n: n.attempts >= 2, message="no retries"
+            lambda: stored_notification(database, notification_id),
+            until=lambda n: n.attempts >= 2,
+            message="no retries",
         )
         assert waiting.status == "pending"
         assert waiting.last_error is not None
         assert "TransientDeliveryError" in waiting.last_error
         smtp_server.start()
         sent = await eventually(
-            lambda: _get(database, notification_id), until=lambda n: n.status == "sent", message="not sent"
+            lambda: stored_notification(database, notification_id),
+            until=lambda n: n.status == "sent",
+            message="not sent",
         )
 
-    attempts = await _attempts(database, notification_id)
+    attempts = await delivery_attempts(database, notification_id)
     assert [a.outcome for a in attempts] == ["transient"] * (len(attempts) - 1) + ["sent"]
     assert [a.attempt for a in attempts] == list(range(1, len(attempts) + 1))
     assert sent.attempts == len(attempts)
@@ -130,17 +105,19 @@ async def test_a_refused_recipient_fails_after_one_attempt(
     notification_id = await _queue(database, recipient="nobody@example.com")
     other_id = await _queue(database, recipient="anna@example.com")
 
-    async with running(make_worker(database, smtp_server)):
+    async with running_workers(make_worker(database, smtp_server)):
         failed = await eventually(
-            lambda: _get(database, notification_id), until=lambda n: n.status != "pending", message="stuck"
+            lambda: stored_notification(database, notification_id),
+            until=lambda n: n.status != "pending",
+            message="stuck",
         )
-        await eventually(lambda: _get(database, other_id), until=lambda n: n.status == "sent")
+        await eventually(lambda: stored_notification(database, other_id), until=lambda n: n.status == "sent")
 
     assert failed.status == "failed"
     assert failed.attempts == 1
     assert failed.last_error is not None
     assert "550" in failed.last_error
-    [attempt] = await _attempts(database, notification_id)
+    [attempt] = await delivery_attempts(database, notification_id)
     assert attempt.outcome == "permanent"
     assert smtp_server.recipients() == ["anna@example.com"]
 
@@ -149,13 +126,15 @@ async def test_after_max_attempts_it_is_dead(database: Database, smtp_server: Sm
     smtp_server.stop()
     notification_id = await _queue(database)
 
-    async with running(make_worker(database, smtp_server, max_attempts=3)):
+    async with running_workers(make_worker(database, smtp_server, max_attempts=3)):
         dead = await eventually(
-            lambda: _get(database, notification_id), until=lambda n: n.status == "dead", message="not dead"
+            lambda: stored_notification(database, notification_id),
+            until=lambda n: n.status == "dead",
+            message="not dead",
         )
 
     assert dead.attempts == 3
-    assert [a.outcome for a in await _attempts(database, notification_id)] == ["transient"] * 3
+    assert [a.outcome for a in await delivery_attempts(database, notification_id)] == ["transient"] * 3
 
 
 async def test_the_same_event_queued_twice_makes_one_notification(database: Database) -> None:
@@ -175,7 +154,7 @@ async def test_two_workers_deliver_fifty_notifications_without_duplicates(
     ids = [await _queue(database, recipient=f"customer{i}@example.com") for i in range(50)]
     other = Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
     try:
-        async with running(make_worker(database, smtp_server), make_worker(other, smtp_server)):
+        async with running_workers(make_worker(database, smtp_server), make_worker(other, smtp_server)):
             await eventually(lambda: _count_sent(database), until=lambda n: n == 50, within=20)
     finally:
         await other.dispose()
@@ -219,10 +198,14 @@ async def test_delivery_continues_the_trace_of_the_request_that_queued_it(
         with trace.get_tracer("test").start_as_current_span("POST /v1/events") as request_span:
             notification_id = await _queue(database)
         trace_id = format(request_span.get_span_context().trace_id, "032x")
-        async with running(make_worker(database, smtp_server)):
-            await eventually(lambda: _get(database, notification_id), until=lambda n: n.attempts >= 1)
+        async with running_workers(make_worker(database, smtp_server)):
+            await eventually(
+                lambda: stored_notification(database, notification_id), until=lambda n: n.attempts >= 1
+            )
             smtp_server.start()
-            await eventually(lambda: _get(database, notification_id), until=lambda n: n.status == "sent")
+            await eventually(
+                lambda: stored_notification(database, notification_id), until=lambda n: n.status == "sent"
+            )
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

@@ -4,8 +4,6 @@ answers retried, permanent ones not, the notification id as ``message_id``, the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +12,17 @@ from opentelemetry import trace
 from sqlalchemy import select
 
 from notifier.main import create_app
-from notifier.notifications.models import Channel, DeliveryAttempt, Notification
+from notifier.notifications.models import Channel, Notification
 from notifier.notifications.service import queue_notification
-from notifier.notifications.worker import DeliveryWorker
-from notifier.testing import KEYS, StandInGateway, make_settings, make_telegram_worker
+from notifier.testing import (
+    KEYS,
+    StandInGateway,
+    delivery_attempts,
+    make_settings,
+    make_telegram_worker,
+    running_workers,
+    stored_notification,
+)
 from servicekit.db import Database
 from servicekit.telemetry import configure_tracing
 from servicekit.testing import eventually, free_port, running_app
@@ -59,45 +64,19 @@ async def _queue_card(database: Database, variables: dict[str, Any] | None = Non
         )
 
 
-async def _get(database: Database, notification_id: str) -> Notification:
-    async with database.sessionmaker() as session:
-        notification = await session.get(Notification, notification_id)
-        assert notification is not None
-        return notification
-
-
-async def _attempts(database: Database, notification_id: str) -> list[DeliveryAttempt]:
-    async with database.sessionmaker() as session:
-        rows = await session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.notification_id == notification_id)
-            .order_by(DeliveryAttempt.attempt)
-        )
-        return list(rows.all())
-
-
-@asynccontextmanager
-async def running(worker: DeliveryWorker) -> AsyncIterator[None]:
-    worker.start()
-    try:
-        yield
-    finally:
-        await worker.stop()
-
-
 async def test_a_card_is_posted_with_the_notification_id_as_message_id(database: Database) -> None:
     async with StandInGateway().serving() as gateway:
         client = gateway.client()
         notification_id = await _queue_card(database)
-        async with running(make_telegram_worker(database, client)):
+        async with running_workers(make_telegram_worker(database, client)):
             sent = await eventually(
-                lambda: _get(database, notification_id), until=lambda n: n.status == "sent"
+                lambda: stored_notification(database, notification_id), until=lambda n: n.status == "sent"
             )
         await client.aclose()
 
     assert gateway.requests == [{**CARD, "message_id": notification_id, "_status": 200}]
     assert sent.attempts == 1
-    [attempt] = await _attempts(database, notification_id)
+    [attempt] = await delivery_attempts(database, notification_id)
     assert (attempt.provider, attempt.outcome, attempt.error) == ("telegram-gateway", "sent", None)
 
 
@@ -110,14 +89,16 @@ async def test_telegram_unavailable_is_retried_with_the_same_message_id_and_trac
         with trace.get_tracer("test").start_as_current_span("POST /v1/events") as request_span:
             notification_id = await _queue_card(database)
         trace_id = format(request_span.get_span_context().trace_id, "032x")
-        async with running(make_telegram_worker(database, client)):
+        async with running_workers(make_telegram_worker(database, client)):
             sent = await eventually(
-                lambda: _get(database, notification_id), until=lambda n: n.status == "sent", within=20
+                lambda: stored_notification(database, notification_id),
+                until=lambda n: n.status == "sent",
+                within=20,
             )
         await client.aclose()
 
     assert sent.attempts == 3
-    assert [a.outcome for a in await _attempts(database, notification_id)] == [
+    assert [a.outcome for a in await delivery_attempts(database, notification_id)] == [
         "transient",
         "transient",
         "sent",
@@ -137,13 +118,15 @@ async def test_gateway_answers_are_classified_per_the_contract(
     async with StandInGateway(answers=[status]).serving() as gateway:
         client = gateway.client()
         notification_id = await _queue_card(database)
-        async with running(make_telegram_worker(database, client)):
+        async with running_workers(make_telegram_worker(database, client)):
             final = await eventually(
-                lambda: _get(database, notification_id), until=lambda n: n.status != "pending", within=20
+                lambda: stored_notification(database, notification_id),
+                until=lambda n: n.status != "pending",
+                within=20,
             )
         await client.aclose()
 
-    attempts = await _attempts(database, notification_id)
+    attempts = await delivery_attempts(database, notification_id)
     assert attempts[0].outcome == outcome
     assert attempts[0].error is not None
     assert str(status) in attempts[0].error
@@ -157,9 +140,9 @@ async def test_a_telegram_disabled_gateway_fails_the_message_at_once(database: D
     async with StandInGateway(answers=[409]).serving() as gateway:
         client = gateway.client()
         notification_id = await _queue_card(database)
-        async with running(make_telegram_worker(database, client)):
+        async with running_workers(make_telegram_worker(database, client)):
             failed = await eventually(
-                lambda: _get(database, notification_id), until=lambda n: n.status != "pending"
+                lambda: stored_notification(database, notification_id), until=lambda n: n.status != "pending"
             )
         await client.aclose()
 
@@ -173,15 +156,18 @@ async def test_an_unreachable_gateway_is_transient_then_dead(database: Database)
     client = gateway.client()
     notification_id = await _queue_card(database)
     try:
-        async with running(make_telegram_worker(database, client, max_attempts=2)):
+        async with running_workers(make_telegram_worker(database, client, max_attempts=2)):
             dead = await eventually(
-                lambda: _get(database, notification_id), until=lambda n: n.status == "dead"
+                lambda: stored_notification(database, notification_id), until=lambda n: n.status == "dead"
             )
     finally:
         await client.aclose()
 
     assert dead.attempts == 2
-    assert [a.outcome for a in await _attempts(database, notification_id)] == ["transient", "transient"]
+    assert [a.outcome for a in await delivery_attempts(database, notification_id)] == [
+        "transient",
+        "transient",
+    ]
 
 
 def _order_event(event_type: str, event_id: str, **changes: Any) -> dict[str, Any]:

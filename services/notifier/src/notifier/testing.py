@@ -19,8 +19,10 @@ import httpx
 from aiohttp import web
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy import select
 
 from notifier.email import EmailSender, FallbackChain, SmtpProvider
+from notifier.notifications.models import DeliveryAttempt, Notification
 from notifier.notifications.worker import DeliveryWorker
 from notifier.settings import Settings
 from notifier.telegram.sender import TelegramSender
@@ -236,3 +238,35 @@ class RunningApp:
 
     def auth(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
+
+
+async def stored_notification(database: Database, notification_id: str) -> Notification:
+    """The notification as the delivery queue holds it now."""
+    async with database.sessionmaker() as session:
+        notification = await session.get(Notification, notification_id)
+        if notification is None:
+            raise LookupError(f"no notification {notification_id}")
+        return notification
+
+
+async def delivery_attempts(database: Database, notification_id: str) -> list[DeliveryAttempt]:
+    """Every attempt to deliver the notification, first first."""
+    async with database.sessionmaker() as session:
+        rows = await session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.notification_id == notification_id)
+            .order_by(DeliveryAttempt.attempt)
+        )
+        return list(rows.all())
+
+
+@asynccontextmanager
+async def running_workers(*workers: DeliveryWorker) -> AsyncIterator[None]:
+    """The delivery ``workers`` started for the block, stopped after it."""
+    for worker in workers:
+        worker.start()
+    try:
+        yield
+    finally:
+        for worker in workers:
+            await worker.stop()
