@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from servicekit.apikeys import mint_key
 from servicekit.testing import eventually, free_port
 from telegram_gateway.bot.runtime import TelegramBot
+from telegram_gateway.clients.order_api import CARD_FIELDS
 from telegram_gateway.testing import KEYS, FakeBotApi, TelegramUser
 
 ANNA = TelegramUser(id=401, first_name="Anna", username="anna_ops")
@@ -346,24 +347,7 @@ def order_message(
         "event": event,
         "order": {
             "order_id": merged["id"],
-            **{
-                key: merged[key]
-                for key in (
-                    "status",
-                    "from_currency",
-                    "from_network",
-                    "to_currency",
-                    "to_network",
-                    "amount",
-                    "priority",
-                    "deposit_address",
-                    "queue_position",
-                    "expires_at",
-                    "operator_id",
-                    "operator_name",
-                    "version",
-                )
-            },
+            **{key: merged[key] for key in CARD_FIELDS},
         },
         "note": note,
     }

@@ -21,6 +21,10 @@ OPERATOR_HEADER = "X-Operator-Telegram-Id"
 RoleName = Literal["operator", "support", "admin"]
 
 
+CARD_FIELDS = frozenset(OrderView.model_fields) - {"order_id"}
+"""What a card shows of an order besides its id (order-api calls the id ``id``)."""
+
+
 class OrderAlreadyTakenError(ConflictError):
     """Carries ``held_by: {operator_id, name}``."""
 
@@ -114,23 +118,7 @@ class OperatorOrder(BaseModel):
         return OrderView.model_validate(
             {
                 "order_id": self.id,
-                **self.model_dump(
-                    include={
-                        "status",
-                        "from_currency",
-                        "from_network",
-                        "to_currency",
-                        "to_network",
-                        "amount",
-                        "priority",
-                        "deposit_address",
-                        "queue_position",
-                        "expires_at",
-                        "operator_id",
-                        "operator_name",
-                        "version",
-                    }
-                ),
+                **self.model_dump(include=set(CARD_FIELDS)),
             }
         )
 
