@@ -53,16 +53,23 @@ def entries(*items: ApiKeyEntry) -> str:
 
 
 def notifier_stand_in(received: dict[str, int]) -> web.Application:
-    """The notifier's ``POST /v1/events``, accepting every event (as the real one does once it is in its inbox),
-    so the services' outbox relays do their production work: one delivery per event, no retries."""
+    """The notifier's ``POST /v1/events`` and ``POST /v1/events/batch``, accepting every event (as the real
+    one does once it is in its inbox), so the services' outbox relays do their production work."""
+
+    def receipt(event: dict[str, Any]) -> dict[str, str]:
+        received[event["type"]] = received.get(event["type"], 0) + 1
+        return {"event_id": event["id"], "status": "processed"}
 
     async def accept(request: web.Request) -> web.Response:
-        event = await request.json()
-        received[event["type"]] = received.get(event["type"], 0) + 1
-        return web.json_response({"event_id": event["id"], "status": "processed"})
+        return web.json_response(receipt(await request.json()))
+
+    async def accept_batch(request: web.Request) -> web.Response:
+        events = (await request.json())["events"]
+        return web.json_response({"receipts": [receipt(event) for event in events]})
 
     app = web.Application()
     app.router.add_post("/v1/events", accept)
+    app.router.add_post("/v1/events/batch", accept_batch)
     return app
 
 

@@ -7,6 +7,7 @@ Everything here uses servicekit exactly as a service would.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession, Runtime, create_service_app
@@ -202,7 +203,8 @@ handler_failures: Counter[str] = Counter()
 
 
 class CountEventPosts:
-    """Counts every ``POST /v1/events`` that arrives, duplicates included."""
+    """Counts every event posted, duplicates included: ``*`` one per ``POST /v1/events`` and one per event of a
+    ``POST /v1/events/batch``; ``batches`` the batch requests."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -210,6 +212,19 @@ class CountEventPosts:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/events":
             event_posts["*"] += 1
+        elif scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/v1/events/batch":
+            event_posts["batches"] += 1
+            body = bytearray()
+
+            async def counting_receive() -> Message:
+                message = await receive()
+                body.extend(message.get("body", b""))
+                if message["type"] == "http.request" and not message.get("more_body"):
+                    event_posts["*"] += len(json.loads(body).get("events", []))
+                return message
+
+            await self.app(scope, counting_receive, send)
+            return
         await self.app(scope, receive, send)
 
 
@@ -252,7 +267,7 @@ def peer_app() -> FastAPI:
 
     @app.get("/test/event-posts")
     async def posts() -> dict[str, int]:
-        return {"posts": event_posts["*"]}
+        return {"posts": event_posts["*"], "batches": event_posts["batches"]}
 
     @app.get("/v1/stock/{sku}")
     async def stock(sku: str, caller: Annotated[Caller, Depends(require_scope("stock:read"))]) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import RowMapping, select
 from libs.servicekit.tests.kitapps import KitSettings, Peer, create_tables, effect
 from servicekit.app import Runtime
 from servicekit.db import Database, new_metadata, utcnow
-from servicekit.outbox import EventEnvelope, OutboxEvent, OutboxRelay, add_event, outbox_table
+from servicekit.outbox import BatchedEvent, EventEnvelope, OutboxEvent, OutboxRelay, add_event, outbox_table
 from servicekit.settings import PeerSettings
 from servicekit.testing import async_url, create_database, drop_database, eventually, free_port
 
@@ -45,7 +45,10 @@ class Sender:
     runtime: Runtime
     relay: OutboxRelay
     deliveries: list[tuple[str, float, float]] = field(default_factory=list)
-    """(event id, started, ended) of every delivery this relay attempted, on the monotonic clock."""
+    """(event id, started, ended) of every delivery this relay attempted, on the monotonic clock (each event of
+    a batch counts)."""
+    batches: list[list[str]] = field(default_factory=list)
+    """The event ids of every batch this relay attempted (``POST /v1/events/batch``)."""
 
     @property
     def database(self) -> Database:
@@ -141,6 +144,18 @@ async def make_sender(sender_database_url: str, tmp_path: Path, peer: Peer) -> A
                 sender.deliveries.append((event.id, started, time.monotonic()))
 
         relay.deliver = timed_deliver
+        real_deliver_batch = relay.deliver_batch
+        assert real_deliver_batch is not None
+
+        async def timed_deliver_batch(destination: str, batch: list[BatchedEvent]) -> set[str]:
+            started = time.monotonic()
+            try:
+                return await real_deliver_batch(destination, batch)
+            finally:
+                sender.deliveries += [(b.event.id, started, time.monotonic()) for b in batch]
+                sender.batches.append([b.event.id for b in batch])
+
+        relay.deliver_batch = timed_deliver_batch
         made.append(sender)
         return sender
 
@@ -159,10 +174,17 @@ async def effects(peer: Peer, event_ids: Collection[str]) -> list[RowMapping]:
 
 
 async def event_posts(peer: Peer) -> int:
-    """Every ``POST /v1/events`` the receiver got so far, duplicates included."""
+    """Every event posted to the receiver so far, alone or in a batch, duplicates included."""
     async with httpx.AsyncClient(base_url=peer.url) as client:
         posts: int = (await client.get("/test/event-posts")).json()["posts"]
         return posts
+
+
+async def batch_posts(peer: Peer) -> int:
+    """Every ``POST /v1/events/batch`` the receiver got so far."""
+    async with httpx.AsyncClient(base_url=peer.url) as client:
+        batches: int = (await client.get("/test/event-posts")).json()["batches"]
+        return batches
 
 
 class Forwarder:
@@ -457,7 +479,8 @@ async def test_events_of_one_aggregate_are_delivered_in_the_order_written_even_w
 ) -> None:
     sender = await make_sender(outbox_backoff_base_seconds=0.3)
     order = f"order-{uuid.uuid4().hex[:8]}"
-    first = await sender.add(aggregate_id=order, seq=1, fail_times=1)
+    # Its handler fails twice: in the batch with ``other`` (refused as a whole), then alone.
+    first = await sender.add(aggregate_id=order, seq=1, fail_times=2)
     second = await sender.add(aggregate_id=order, seq=2)
     third = await sender.add(aggregate_id=order, seq=3)
     other = await sender.add(aggregate_id=f"other-{order}", seq=1)
@@ -543,3 +566,108 @@ async def test_a_batch_masks_the_listed_fields_of_its_delivered_events_and_keeps
     assert [applied[e] for e in plain] == [Decimal(f"{n}.5") for n in range(1, 11)]
     assert await event_posts(peer) - posts_before == 20
     assert await sender.relay.run_once() == 0
+
+
+async def test_several_events_for_one_peer_travel_in_one_request_and_are_applied_in_order(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    sender = await make_sender()
+    run = uuid.uuid4().hex[:8]
+    ids = [
+        await sender.add(aggregate_id=f"order-{seq}-{run}", seq=seq, amount=f"{seq}.1")
+        for seq in range(1, 13)
+    ]
+    ids.append(await sender.add(seq=13))  # no aggregate
+    posts_before, batches_before = await event_posts(peer), await batch_posts(peer)
+
+    assert await sender.relay.run_once() == 13
+
+    assert sender.batches == [ids]
+    assert await batch_posts(peer) - batches_before == 1
+    assert await event_posts(peer) - posts_before == 13  # and no single POST besides
+    assert [row["seq"] for row in await effects(peer, ids)] == list(range(1, 14))
+    rows = await sender.rows(ids)
+    assert all(row["delivered_at"] is not None and row["attempts"] == 1 for row in rows.values())
+    assert await sender.relay.run_once() == 0
+
+
+async def test_a_refused_batch_is_delivered_again_one_event_at_a_time(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    sender = await make_sender(outbox_backoff_base_seconds=0.2)
+    good = [await sender.add(aggregate_id=f"good-{n}-{uuid.uuid4().hex[:6]}", seq=n) for n in range(3)]
+    # Rejected at once whenever it is posted: the receiver answers 422, so the batch fails as a whole.
+    bad = await sender.add(event_type="kit.invalid", amount="not a number")
+    posts_before, batches_before = await event_posts(peer), await batch_posts(peer)
+
+    assert await sender.relay.run_once() == 4
+
+    assert await batch_posts(peer) - batches_before == 1
+    assert await event_posts(peer) - posts_before == 4 + 4  # the batch, then each event alone
+    rows = await sender.rows([*good, bad])
+    assert [(rows[e]["attempts"], rows[e]["delivered_at"] is not None) for e in good] == [(1, True)] * 3
+    assert (rows[bad]["attempts"], rows[bad]["delivered_at"], rows[bad]["dead_at"] is not None) == (
+        1,
+        None,
+        True,
+    )
+    assert rows[bad]["last_error"] == "PermanentDeliveryError: payload.amount: must be a decimal string"
+    assert len(await effects(peer, good)) == 3  # once each: the refused batch applied nothing
+
+
+async def test_a_batch_is_applied_all_or_nothing_and_answers_each_event(peer: Peer) -> None:
+    def envelope(event_type: str = "kit.effect", **payload: Any) -> dict[str, Any]:
+        return EventEnvelope(
+            id=str(uuid.uuid4()), type=event_type, source="kit-sender", occurred_at=utcnow(), payload=payload
+        ).model_dump(mode="json")
+
+    applied, seen_twice, unknown, failing = envelope(seq=1), envelope(seq=2), envelope("kit.new"), envelope()
+    failing["payload"]["fail_times"] = 1
+    async with httpx.AsyncClient(
+        base_url=peer.url, headers={"Authorization": f"Bearer {peer.key}"}
+    ) as client:
+        refused = await client.post("/v1/events/batch", json={"events": [applied, failing]})
+        assert refused.status_code == 500
+        assert await effects(peer, [applied["id"]]) == []  # rolled back with the failing one
+
+        answer = await client.post(
+            "/v1/events/batch", json={"events": [applied, seen_twice, seen_twice, unknown, failing]}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["receipts"] == [
+            {"event_id": applied["id"], "status": "processed"},
+            {"event_id": seen_twice["id"], "status": "processed"},
+            {"event_id": seen_twice["id"], "status": "duplicate"},
+            {"event_id": unknown["id"], "status": "ignored"},
+            {"event_id": failing["id"], "status": "processed"},
+        ]
+        empty = await client.post("/v1/events/batch", json={"events": []})
+        assert empty.status_code == 422
+        assert empty.json()["errors"][0]["field"] == "events"
+    assert len(await effects(peer, [applied["id"], seen_twice["id"], failing["id"]])) == 3
+
+
+async def test_each_event_of_a_batch_is_handled_in_the_trace_that_wrote_it(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    sender = await make_sender()
+    written: dict[str, str] = {}
+    for n in range(3):
+        with trace.get_tracer("kit-sender").start_as_current_span(f"place order {n}") as writer:
+            event_id = await sender.add(amount=str(n))
+        written[event_id] = format(writer.get_span_context().trace_id, "032x")
+
+    assert await sender.relay.run_once() == 3
+    assert sender.batches == [list(written)]
+
+    def processed() -> dict[str, str]:
+        return {
+            str(r["event_id"]): str(r["trace_id"])
+            for r in peer.process.log_records()
+            if r.get("event") == "event processed" and r.get("event_id") in written
+        }
+
+    assert (
+        await eventually(lambda: asyncio.sleep(0, processed()), until=lambda found: len(found) == 3)
+        == written
+    )

@@ -212,14 +212,21 @@ async def notifier_stand_in() -> AsyncIterator[StandInReceiver]:
     """A stand-in for notifier's ``POST /v1/events`` on a loopback port; it accepts everything."""
     receiver = StandInReceiver()
 
-    async def receive(request: web.Request) -> web.Response:
-        envelope = await request.json()
+    def record(envelope: dict[str, Any], request: web.Request) -> dict[str, str]:
         receiver.envelopes.append(envelope)
         receiver.authorizations.append(request.headers.get("Authorization"))
-        return web.json_response({"event_id": envelope["id"], "status": "processed"})
+        return {"event_id": envelope["id"], "status": "processed"}
+
+    async def receive(request: web.Request) -> web.Response:
+        return web.json_response(record(await request.json(), request))
+
+    async def receive_batch(request: web.Request) -> web.Response:
+        envelopes = (await request.json())["events"]
+        return web.json_response({"receipts": [record(envelope, request) for envelope in envelopes]})
 
     app = web.Application()
     app.router.add_post("/v1/events", receive)
+    app.router.add_post("/v1/events/batch", receive_batch)
     async with serve_stand_in(app) as url:
         receiver.url = url
         yield receiver

@@ -23,7 +23,14 @@ from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, in
 from servicekit.health import ReadinessCheck, health_router
 from servicekit.maintenance import vacuum_busy_tables
 from servicekit.metrics import install_metrics
-from servicekit.outbox import OutboxEvent, OutboxRelay, PermanentDeliveryError
+from servicekit.outbox import (
+    BatchedEvent,
+    EventBatch,
+    EventBatchReceipt,
+    OutboxEvent,
+    OutboxRelay,
+    PermanentDeliveryError,
+)
 from servicekit.settings import PeerSettings, ServiceSettings
 from servicekit.telemetry import (
     configure_logging,
@@ -105,7 +112,8 @@ class Runtime:
         return client
 
     def add_outbox_relay(self, table: Table) -> OutboxRelay:
-        """Deliver this service's outbox to its peers' ``POST /v1/events`` (peers added with ``add_peer``)."""
+        """Deliver this service's outbox to its peers' ``POST /v1/events`` (peers added with ``add_peer``),
+        several events for one peer at once through ``POST /v1/events/batch``."""
         source = self.settings.service_name
 
         async def deliver(event: OutboxEvent) -> None:
@@ -119,10 +127,23 @@ class Runtime:
             except ValidationFailedError as exc:
                 raise PermanentDeliveryError(str(exc)) from exc
 
+        async def deliver_batch(destination: str, batch: list[BatchedEvent]) -> set[str]:
+            client = self.peers.get(destination)
+            if client is None:
+                raise PermanentDeliveryError(f"no peer named {destination!r} is configured")
+            events = [b.event.envelope(source, traceparent=b.traceparent) for b in batch]
+            # Not retried here: a batch that fails is delivered again one event at a time, with retries.
+            answer = await client.post_json(
+                "/v1/events/batch", EventBatch(events=events).model_dump(mode="json"), idempotent=False
+            )
+            return {receipt.event_id for receipt in EventBatchReceipt.model_validate(answer).receipts}
+
         relay = OutboxRelay(
             database=self.database,
             table=table,
             deliver=deliver,
+            deliver_batch=deliver_batch,
+            linger_seconds=self.settings.outbox_linger_seconds,
             max_attempts=self.settings.outbox_max_attempts,
             backoff_base_seconds=self.settings.outbox_backoff_base_seconds,
             backoff_max_seconds=self.settings.outbox_backoff_max_seconds,

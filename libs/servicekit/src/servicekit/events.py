@@ -1,19 +1,23 @@
-"""``POST /v1/events``: how a service receives its peers' events, exactly once in effect."""
+"""``POST /v1/events`` and ``POST /v1/events/batch``: how a service receives its peers' events, exactly once
+in effect."""
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from opentelemetry import trace
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
-from servicekit.outbox import EventEnvelope, EventReceipt, accept_once
+from servicekit.outbox import EventBatch, EventBatchReceipt, EventEnvelope, EventReceipt, accept_once
+from servicekit.telemetry import context_from_traceparent
 
 log = logging.getLogger("servicekit.events")
+tracer = trace.get_tracer("servicekit.events")
 
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
 
@@ -23,20 +27,12 @@ def events_router(
 ) -> APIRouter:
     """A router whose ``POST /v1/events`` records each event id in ``inbox`` and runs its handler in the
     same transaction: a redelivered event is acknowledged and changes nothing; an event type this service
-    does not handle is acknowledged and ignored, so publishers can add types without breaking receivers."""
+    does not handle is acknowledged and ignored, so publishers can add types without breaking receivers.
+    ``POST /v1/events/batch`` does the same for several events in one transaction (all or nothing)."""
     router = APIRouter(prefix="/v1/events", tags=["events"])
+    CanPublish = Annotated[Caller, Depends(require_scope(scope))]
 
-    @router.post(
-        "",
-        summary="Receive a domain event from a peer service",
-        response_model=EventReceipt,
-        responses=problem_responses(401, 403, 422),
-    )
-    async def receive_event(
-        envelope: EventEnvelope,
-        session: DbSession,
-        caller: Annotated[Caller, Depends(require_scope(scope))],
-    ) -> EventReceipt:
+    async def receive(session: AsyncSession, envelope: EventEnvelope, caller: Caller) -> EventReceipt:
         if not await accept_once(session, inbox, envelope):
             log.info("duplicate event ignored", extra={"event_id": envelope.id, "event_type": envelope.type})
             return EventReceipt(event_id=envelope.id, status="duplicate")
@@ -49,5 +45,36 @@ def events_router(
             extra={"event_id": envelope.id, "event_type": envelope.type, "source": caller.name},
         )
         return EventReceipt(event_id=envelope.id, status="processed")
+
+    @router.post(
+        "",
+        summary="Receive a domain event from a peer service",
+        response_model=EventReceipt,
+        responses=problem_responses(401, 403, 422),
+    )
+    async def receive_event(envelope: EventEnvelope, session: DbSession, caller: CanPublish) -> EventReceipt:
+        return await receive(session, envelope, caller)
+
+    @router.post(
+        "/batch",
+        summary="Receive several domain events from a peer service at once",
+        description="The events are handled in the order given, in one transaction: every one is applied or "
+        "none is (an error answers as `POST /v1/events` would for the event that caused it). Each event is "
+        "handled in the trace of its `traceparent`. Publishers send one event at a time to find which one "
+        "a failing batch stumbled on.",
+        response_model=EventBatchReceipt,
+        responses=problem_responses(401, 403, 422),
+    )
+    async def receive_events(batch: EventBatch, session: DbSession, caller: CanPublish) -> EventBatchReceipt:
+        receipts = []
+        for envelope in batch.events:
+            with tracer.start_as_current_span(
+                f"event {envelope.type}",
+                context=context_from_traceparent(envelope.traceparent),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"messaging.message.id": envelope.id, "messaging.source.name": envelope.source},
+            ):
+                receipts.append(await receive(session, envelope, caller))
+        return EventBatchReceipt(receipts=receipts)
 
     return router

@@ -101,6 +101,13 @@ class ServiceSettings(BaseSettings):
         default=0.5, description="First retry delay; doubles each time."
     )
     outbox_backoff_max_seconds: float = Field(default=300.0, description="Longest delay between retries.")
+    outbox_linger_seconds: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=1.0,
+        description="How long a woken outbox relay waits for more events, so that a busy service sends them "
+        "in batches (one request for many).",
+    )
 
     @property
     def embedded(self) -> bool:
