@@ -445,6 +445,8 @@ def uvicorn_command(service: Service, port: int) -> str:
             "uvicorn",
             f"{service.package}.main:create_app",
             "--factory",
+            "--http",
+            "servicekit.server:HttpProtocol",  # a response in one write (servicekit.server)
             "--host",
             listen_host(service),
             "--port",

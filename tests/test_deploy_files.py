@@ -470,6 +470,8 @@ def test_dockerfile_runtime_stage_is_slim_non_root_and_health_checked(svc: Servi
         "uvicorn",
         f"{svc.package}.main:create_app",
         "--factory",
+        "--http",
+        "servicekit.server:HttpProtocol",
         "--host",
         "0.0.0.0",  # noqa: S104  (inside the container)
         "--port",

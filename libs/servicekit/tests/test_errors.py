@@ -82,3 +82,24 @@ async def test_401_challenges_for_a_bearer_token(client: httpx.AsyncClient) -> N
     response = await client.get("/v1/private")
     problem(response, 401)
     assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_an_oversized_body_is_a_422_problem_by_length_or_by_streamed_count(tmp_path: Path) -> None:
+    settings = KitSettings(service_name="kit-errors", var_dir=tmp_path, max_body_bytes=100)
+    body = b'{"amount": "1", "items": []}' + b" " * 200
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for start in range(0, len(body), 50):
+            yield body[start : start + 50]
+
+    async with in_process_client(create_demo_app(settings)) as client:
+        for content in (body, chunks()):
+            response = await client.post(
+                "/v1/orders", content=content, headers={"content-type": "application/json"}
+            )
+            problem_body = problem(response, 422)
+            assert problem_body["code"] == "body_too_large"
+            assert problem_body["errors"][0]["field"] == "body"
+            assert len(response.headers["X-Correlation-ID"]) == 32
+        small = await client.post("/v1/orders", json={"amount": "1", "items": []})
+        assert small.status_code == 201, small.text

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from libs.servicekit.tests.kitapps import (
     KitSettings,
@@ -158,3 +158,44 @@ async def test_a_service_sampling_nothing_records_no_span_but_still_correlates(p
     assert (server["kind"], server["parent_span_id"]) == ("SERVER", parent_id)
     log_lines = [r for r in peer.process.log_records() if r.get("event") == "trace probe"]
     assert {r["correlation_id"] for r in log_lines} >= {correlation_id, trace_id}
+
+
+async def test_the_server_span_is_named_by_route_template_with_status_and_errors(
+    app: FastAPI, spans: InMemorySpanExporter
+) -> None:
+    async with in_process_client(app) as client:
+        created = await client.post("/v1/orders", json={"amount": "1", "items": []})
+        missing = await client.get("/v1/items/missing")
+        boom = await client.get("/v1/boom")
+    assert [r.status_code for r in (created, missing, boom)] == [201, 404, 500]
+    assert boom.headers.get_list("X-Correlation-ID") == [boom.headers["X-Correlation-ID"]]  # once
+    by_trace = {trace_id_of(s): s for s in server_spans(spans)}
+    order, item, failed = (by_trace[r.headers["X-Correlation-ID"]] for r in (created, missing, boom))
+    assert (order.name, item.name, failed.name) == (
+        "POST /v1/orders",
+        "GET /v1/items/{item_id}",
+        "GET /v1/boom",
+    )
+    assert order.attributes is not None
+    assert item.attributes is not None
+    assert failed.attributes is not None
+    assert order.attributes["http.route"] == "/v1/orders"
+    assert order.attributes["http.request.method"] == "POST"
+    assert order.attributes["http.response.status_code"] == 201
+    assert item.attributes["http.response.status_code"] == 404
+    assert order.status.status_code is StatusCode.UNSET
+    assert item.status.status_code is StatusCode.UNSET
+    assert failed.attributes["http.response.status_code"] == 500
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [e.name for e in failed.events] == ["exception"]
+
+
+async def test_an_incoming_traceparent_is_continued(app: FastAPI, spans: InMemorySpanExporter) -> None:
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    async with in_process_client(app) as client:
+        response = await client.get("/v1/items/abc", headers={"traceparent": f"00-{trace_id}-{parent_id}-01"})
+    assert response.headers["X-Correlation-ID"] == trace_id
+    (server,) = server_spans(spans)
+    assert trace_id_of(server) == trace_id
+    assert server.parent is not None
+    assert format(server.parent.span_id, "016x") == parent_id

@@ -33,6 +33,7 @@ from servicekit.outbox import (
 )
 from servicekit.settings import PeerSettings, ServiceSettings
 from servicekit.telemetry import (
+    InstrumentedFastAPI,
     configure_logging,
     configure_tracing,
     instrument_app,
@@ -223,14 +224,15 @@ def create_service_app(
             log.info("service stopped")
 
     tags = [*(openapi_tags or []), {"name": "operations", "description": "Health and metrics."}]
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan, openapi_tags=tags)
+    app = InstrumentedFastAPI(
+        title=title, description=description, version=version, lifespan=lifespan, openapi_tags=tags
+    )
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.api_key_verifier = ApiKeyVerifier(settings.api_keys)
     app.state.readiness_checks = runtime.readiness_checks
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    install_metrics(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -239,7 +241,7 @@ def create_service_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
             expose_headers=["X-Correlation-ID", "Retry-After", "ETag"],
         )
-    instrument_app(app, excluded_urls=settings.trace_excluded_urls)
+    instrument_app(app, excluded_urls=settings.trace_excluded_urls, request_metrics=install_metrics(app))
     app.include_router(health_router(settings.service_name))
     return app
 

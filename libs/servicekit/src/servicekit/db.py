@@ -76,6 +76,9 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
         # cores anyway.
         pool_size=pool_size,
         max_overflow=0,
+        # The connection returned last is handed out first: under load a few hot connections do the work,
+        # instead of every backend in turn touching (page-faulting in) shared memory and cold caches.
+        pool_use_lifo=True,
         pool_recycle=1800,  # rather than pre-ping: a round trip saved on every checkout
         connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
     )

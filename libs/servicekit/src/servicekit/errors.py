@@ -163,7 +163,10 @@ def _status_text(status: int) -> str:
 class BodySizeLimitMiddleware:
     """Refuses request bodies over ``max_bytes`` with a 422 problem naming ``body``, before any parsing.
 
-    Checks ``Content-Length`` up front and counts streamed (chunked) bodies as they arrive.
+    Checks ``Content-Length`` up front (the server then delivers exactly that many bytes, so nothing more is
+    counted) and counts streamed (chunked) bodies as they arrive. FastAPI turns an error raised while it
+    reads the body into a 400, so an overrun is remembered and the problem replaces whatever response the
+    app starts.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -181,24 +184,41 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._problem(scope)(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.max_bytes:
+                    await self._problem(scope)(scope, receive, send)
+                else:
+                    await self.app(scope, receive, send)
                 return
         received = 0
+        exceeded = started = replaced = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise _BodyTooLarge
             return message
 
+        async def replacing_send(message: Message) -> None:
+            nonlocal started, replaced
+            if message["type"] == "http.response.start" and not started:
+                started = True
+                if exceeded:
+                    replaced = True
+                    await self._problem(scope)(scope, receive, send)
+            if not replaced:
+                await send(message)
+
         try:
-            await self.app(scope, counting_receive, send)
+            await self.app(scope, counting_receive, replacing_send)
         except _BodyTooLarge:
+            if started:
+                raise
             await self._problem(scope)(scope, receive, send)
 
 
@@ -260,12 +280,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "code": "internal_error",
             "instance": request.url.path,
         }
-        # Starlette sends this response from its outermost middleware, past CorrelationIdMiddleware, so the
-        # header the detail refers to is added here (imported here to keep the servicekit-apikey CLI light).
-        from servicekit.telemetry import CORRELATION_HEADER, current_trace_id
-
-        trace_id = current_trace_id()
-        return problem_response(body, {CORRELATION_HEADER: trace_id} if trace_id else None)
+        return problem_response(body)  # with X-Correlation-ID, like every response (servicekit.telemetry)
 
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]

@@ -7,7 +7,6 @@ Every app has its own registry (``app.state.metrics_registry``), so several apps
 from __future__ import annotations
 
 import logging
-import time
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
@@ -18,18 +17,18 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("servicekit.access")
 QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
-class RequestMetricsMiddleware:
-    """Counts and times every HTTP request by method, route template and status, and writes one access
-    log line per request (inside the request's span, so it carries the correlation id)."""
+class RequestMetrics:
+    """Counts and times every HTTP request by method, route template and status, and writes one access log
+    line per request. Called by ``servicekit.telemetry.RequestTelemetryMiddleware`` inside the request's span
+    (so the line carries the correlation id): one middleware does all the per-request bookkeeping."""
 
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
-        self.app = app
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.requests = Counter(
             "http_requests_total", "HTTP requests handled", ["method", "route", "status"], registry=registry
         )
@@ -41,43 +40,26 @@ class RequestMetricsMiddleware:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.requests.labels(scope["method"], template, str(status)).inc()
-            self.latency.labels(scope["method"], template).observe(elapsed)
-            if scope["path"] not in QUIET_PATHS:
-                log.info(
-                    "%s %s %s",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={"route": template, "status": status, "duration_ms": round(elapsed * 1000, 2)},
-                )
+    def record(self, *, method: str, path: str, route: str, status: int, elapsed: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(elapsed)
+        if path not in QUIET_PATHS:
+            log.info(
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={"route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+            )
 
 
-def install_metrics(app: FastAPI) -> CollectorRegistry:
-    """Per-route request metrics and ``GET /metrics``; returns the app's registry for business metrics."""
+def install_metrics(app: FastAPI) -> RequestMetrics:
+    """``GET /metrics`` on the app's registry (``app.state.metrics_registry``, for business metrics too), and
+    the request metrics the telemetry middleware records into it."""
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
-    app.add_middleware(RequestMetricsMiddleware, registry=registry)
+    request_metrics = RequestMetrics(registry)
     router = APIRouter(tags=["operations"])
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response, include_in_schema=True)
@@ -85,4 +67,4 @@ def install_metrics(app: FastAPI) -> CollectorRegistry:
         return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
-    return registry
+    return request_metrics

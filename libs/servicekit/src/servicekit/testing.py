@@ -194,6 +194,8 @@ class ServiceProcess:
                 "--port",
                 str(self.port),
                 "--no-access-log",
+                "--http",
+                "servicekit.server:HttpProtocol",
             ],
             env=self.env,
             stdout=log,
