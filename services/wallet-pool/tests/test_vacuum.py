@@ -3,6 +3,8 @@ off), so the FIFO pick does not slow down under churn."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 
 from servicekit.db import Database
@@ -43,3 +45,59 @@ async def test_a_churned_wallet_table_is_vacuumed_and_a_quiet_one_is_not(race_da
 
     assert await vacuum_busy_tables(database=race_database, tables=BUSY, dead_rows_threshold=1000) >= 1
     await eventually(lambda: dead_wallet_rows(race_database), until=lambda dead: dead == 0, within=15)
+
+
+async def wallet_statistics(database: Database) -> dict[str, Any]:
+    async with database.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text(
+                    "SELECT n_live_tup, n_dead_tup, n_mod_since_analyze, last_vacuum, last_analyze "
+                    "FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = 'wallet'"
+                )
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+async def test_statistics_are_refreshed_only_once_a_table_changed_as_much_as_it_holds(
+    race_database: Database,
+) -> None:
+    async with race_database.engine.connect() as connection:  # statistics of the empty table to start from
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(text("ANALYZE wallet"))
+    await eventually(
+        lambda: wallet_statistics(race_database),
+        until=lambda s: (s["n_live_tup"], s["n_mod_since_analyze"]) == (0, 0),
+        within=15,
+    )
+    async with race_database.sessionmaker.begin() as session:
+        await session.execute(
+            text(
+                "INSERT INTO wallet (currency, network, address, status, allocation_count, created_at) "
+                "SELECT 'BTC', 'bitcoin', 'stats-' || g, 'free', 0, now() FROM generate_series(1, 3000) g"
+            )
+        )
+    await eventually(
+        lambda: wallet_statistics(race_database), until=lambda s: s["n_mod_since_analyze"] >= 3000, within=15
+    )
+    assert await vacuum_busy_tables(database=race_database, tables=BUSY, dead_rows_threshold=1000) == 1
+    analyzed = await eventually(
+        lambda: wallet_statistics(race_database),
+        until=lambda s: s["last_analyze"] is not None and s["n_mod_since_analyze"] == 0,
+        within=15,
+    )
+
+    # 1,200 of the 3,000 wallets change: dead rows to remove, but the statistics still describe the table,
+    # so they are kept (re-analyzing would make every connection plan its statements again).
+    async with race_database.sessionmaker.begin() as session:
+        await session.execute(text("UPDATE wallet SET released_at = now() WHERE id <= 1200"))
+    await eventually(lambda: dead_wallet_rows(race_database), until=lambda dead: dead >= 1000, within=15)
+    assert await vacuum_busy_tables(database=race_database, tables=BUSY, dead_rows_threshold=1000) == 1
+    vacuumed = await eventually(
+        lambda: wallet_statistics(race_database),
+        until=lambda s: s["n_dead_tup"] == 0 and s["last_vacuum"] is not None,
+        within=15,
+    )
+    assert vacuumed["last_analyze"] == analyzed["last_analyze"]
+    assert vacuumed["n_mod_since_analyze"] >= 1200

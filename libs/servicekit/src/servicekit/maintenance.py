@@ -7,7 +7,8 @@ project's PostgreSQL, the ``SKIP LOCKED`` wallet pick fell from ~3,900 to ~1,300
 churn. The migrations give such tables aggressive per-table autovacuum settings, but those do nothing where
 the server runs with ``autovacuum = off`` (as the development and CI server does), and autovacuum's naptime
 (a minute by default) is server-wide. So every ``vacuum_check_seconds`` a service counts the dead rows of its
-busy tables (``pg_stat_user_tables``) and vacuums one that passed ``vacuum_dead_rows_threshold``. ``VACUUM``
+busy tables (``pg_stat_user_tables``) and vacuums one that passed ``vacuum_dead_rows_threshold`` (analyzing it
+too once its statistics are out of date). ``VACUUM``
 blocks neither reads nor writes; a replica that finds a table already being vacuumed waits for it, which is
 harmless. SQLite has no dead index entries of this kind: nothing to do there. ``make bench``
 (``bench/pick_churn.py``) shows the wallet pick with and without it.
@@ -23,22 +24,30 @@ from servicekit.db import Database
 
 
 async def vacuum_busy_tables(*, database: Database, tables: Collection[str], dead_rows_threshold: int) -> int:
-    """One pass: ``VACUUM (ANALYZE)`` each of ``tables`` (in the service's schema) holding at least
-    ``dead_rows_threshold`` dead rows. Returns how many were vacuumed."""
+    """One pass over ``tables`` (in the service's schema): ``VACUUM`` each holding at least
+    ``dead_rows_threshold`` dead rows, and ``ANALYZE`` each in which as many rows changed since its last
+    analysis as it holds (at least the threshold), its statistics then being out of date. Not on every vacuum:
+    an ``ANALYZE`` invalidates every cached plan on the table, and each connection of each service then plans
+    its statements again, a CPU burst that made the order bench's slowest requests. Returns how many tables
+    were vacuumed or analyzed."""
     if database.engine.dialect.name != "postgresql" or not tables:
         return 0
-    vacuumed = 0
+    done = 0
     async with database.engine.connect() as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM needs it
         rows = await autocommit.execute(
             text(
-                "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
-                "AND relname = ANY(:tables) AND n_dead_tup >= :threshold"
+                "SELECT relname, n_dead_tup >= :threshold AS vacuum, "
+                "n_mod_since_analyze >= greatest(:threshold, n_live_tup) AS analyze "
+                "FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(:tables) "
+                "AND (n_dead_tup >= :threshold OR n_mod_since_analyze >= greatest(:threshold, n_live_tup))"
             ),
             {"tables": list(tables), "threshold": dead_rows_threshold},
         )
-        for (table,) in rows.all():
-            if table in tables:  # a name the service declared, never input
-                await autocommit.execute(text(f'VACUUM (ANALYZE) "{table}"'))
-                vacuumed += 1
-    return vacuumed
+        for table, vacuum, analyze in rows.all():
+            if table not in tables:  # only names the service declared, never input
+                continue
+            command = "VACUUM (ANALYZE)" if vacuum and analyze else "VACUUM" if vacuum else "ANALYZE"
+            await autocommit.execute(text(f'{command} "{table}"'))
+            done += 1
+    return done
