@@ -33,6 +33,7 @@ import aiohttp
 import asyncpg
 import uvloop
 from aiohttp import web
+from sqlalchemy.engine import URL, make_url
 
 from coin_addresses import demo_address
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
@@ -143,9 +144,15 @@ async def nearest_route(url: str) -> tuple[str, str]:
     for directory in (d.strip() for d in directories.split(",")):
         socket = Path(directory, f".s.PGSQL.{port}")
         if directory.startswith("/") and await asyncio.to_thread(socket.exists):
-            user_and_database = url.split("://", 1)[1]
-            user, database = user_and_database.split("@", 1)[0], user_and_database.rsplit("/", 1)[1]
-            return f"postgresql+asyncpg://{user}@/{database}?host={directory}&port={port}", "Unix socket"
+            parsed = make_url(url)
+            over_socket = URL.create(
+                parsed.drivername,
+                username=parsed.username,
+                password=parsed.password,
+                database=parsed.database,
+                query={"host": directory, "port": str(port)},
+            )
+            return over_socket.render_as_string(hide_password=False), "Unix socket"
     return url, "loopback TCP"
 
 

@@ -660,14 +660,11 @@ async def test_each_event_of_a_batch_is_handled_in_the_trace_that_wrote_it(
     assert await sender.relay.run_once() == 3
     assert sender.batches == [list(written)]
 
-    def processed() -> dict[str, str]:
+    async def processed() -> dict[str, str]:
         return {
             str(r["event_id"]): str(r["trace_id"])
             for r in peer.process.log_records()
             if r.get("event") == "event processed" and r.get("event_id") in written
         }
 
-    assert (
-        await eventually(lambda: asyncio.sleep(0, processed()), until=lambda found: len(found) == 3)
-        == written
-    )
+    assert await eventually(processed, until=lambda found: len(found) == 3) == written

@@ -69,14 +69,17 @@ def connect() -> tuple[HttpProtocol, RecordingTransport]:
 async def test_a_response_head_and_body_leave_in_one_write_and_keep_alive_still_works() -> None:
     protocol, transport = connect()
 
+    async def writes() -> list[bytes]:
+        return transport.writes
+
     protocol.data_received(b"GET /a HTTP/1.1\r\nHost: desk\r\n\r\n")
-    await eventually(lambda: asyncio.sleep(0, transport.writes), until=lambda writes: len(writes) == 1)
+    await eventually(writes, until=lambda sent: len(sent) == 1)
     (response,) = transport.writes
     assert response.startswith(b"HTTP/1.1 200 OK\r\n")
     assert response.endswith(b'\r\n\r\n{"ok":true}')
 
     protocol.data_received(b"GET /b HTTP/1.1\r\nHost: desk\r\n\r\n")  # the same connection, kept alive
-    await eventually(lambda: asyncio.sleep(0, transport.writes), until=lambda writes: len(writes) == 2)
+    await eventually(writes, until=lambda sent: len(sent) == 2)
     assert transport.writes[1].endswith(b'{"ok":true}')
     assert not transport.closed
 
@@ -84,8 +87,11 @@ async def test_a_response_head_and_body_leave_in_one_write_and_keep_alive_still_
 async def test_a_streamed_response_arrives_whole_and_a_closing_connection_sends_before_it_closes() -> None:
     protocol, transport = connect()
 
+    async def closed() -> bool:
+        return transport.closed
+
     protocol.data_received(b"GET /stream HTTP/1.1\r\nHost: desk\r\nConnection: close\r\n\r\n")
-    await eventually(lambda: asyncio.sleep(0, transport.closed), until=bool)
+    await eventually(closed)
     sent = b"".join(transport.writes)
     assert sent.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"transfer-encoding: chunked" in sent

@@ -117,10 +117,14 @@ class Runtime:
         several events for one peer at once through ``POST /v1/events/batch``."""
         source = self.settings.service_name
 
-        async def deliver(event: OutboxEvent) -> None:
-            client = self.peers.get(event.destination)
+        def peer(destination: str) -> ServiceClient:
+            client = self.peers.get(destination)
             if client is None:
-                raise PermanentDeliveryError(f"no peer named {event.destination!r} is configured")
+                raise PermanentDeliveryError(f"no peer named {destination!r} is configured")
+            return client
+
+        async def deliver(event: OutboxEvent) -> None:
+            client = peer(event.destination)
             try:
                 await client.post_json(
                     "/v1/events", event.envelope(source).model_dump(mode="json"), idempotent=True
@@ -129,9 +133,7 @@ class Runtime:
                 raise PermanentDeliveryError(str(exc)) from exc
 
         async def deliver_batch(destination: str, batch: list[BatchedEvent]) -> set[str]:
-            client = self.peers.get(destination)
-            if client is None:
-                raise PermanentDeliveryError(f"no peer named {destination!r} is configured")
+            client = peer(destination)
             events = [b.event.envelope(source, traceparent=b.traceparent) for b in batch]
             # Not retried here: a batch that fails is delivered again one event at a time, with retries.
             answer = await client.post_json(

@@ -28,7 +28,6 @@ class RequestMetrics:
     (so the line carries the correlation id): one middleware does all the per-request bookkeeping."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
         self.requests = Counter(
             "http_requests_total", "HTTP requests handled", ["method", "route", "status"], registry=registry
         )

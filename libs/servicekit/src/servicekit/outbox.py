@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from pydantic import BaseModel, Field
 from sqlalchemy import (
     JSON,
@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.db import Database, UtcDateTime, utcnow
-from servicekit.telemetry import context_from_traceparent, current_traceparent
+from servicekit.telemetry import context_from_traceparent, current_traceparent, traceparent_of
 from servicekit.workers import WAKE_AFTER_COMMIT, QueueWorker, backoff_delay, wake_after_commit
 
 log = logging.getLogger("servicekit.outbox")
@@ -231,12 +231,6 @@ class BatchedEvent:
 
     event: OutboxEvent
     traceparent: str | None
-
-
-def _traceparent_of(span: trace.Span) -> str | None:
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=trace.set_span_in_context(span))
-    return carrier.get("traceparent")
 
 
 class PermanentDeliveryError(Exception):
@@ -469,7 +463,7 @@ class OutboxRelay(QueueWorker):
             )
             for e in events
         ]
-        batch = [BatchedEvent(e, _traceparent_of(span)) for e, span in zip(events, spans, strict=True)]
+        batch = [BatchedEvent(e, traceparent_of(span)) for e, span in zip(events, spans, strict=True)]
         try:
             delivered = await deliver_batch(destination, batch)
         except Exception as exc:

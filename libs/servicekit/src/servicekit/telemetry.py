@@ -61,6 +61,13 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
+def traceparent_of(span: trace.Span) -> str | None:
+    """The W3C ``traceparent`` of ``span``, active or not (work it hands on, such as an event in a batch)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent")
+
+
 def context_from_traceparent(traceparent: str | None) -> Context | None:
     """The context to continue a trace stored as ``traceparent`` (``None`` when there is none)."""
     if not traceparent:
@@ -189,15 +196,13 @@ class InstrumentedFastAPI(FastAPI):
 def instrument_app(app: InstrumentedFastAPI, *, excluded_urls: str, request_metrics: RequestMetrics) -> None:
     """Server spans for every route except ``excluded_urls``, the ``X-Correlation-ID`` header, request
     metrics and the access log: one middleware around everything else."""
-    excluded = [url.strip() for url in excluded_urls.split(",") if url.strip()]
+    paths = [url.strip() for url in excluded_urls.split(",") if url.strip()]
+    excluded = re.compile("|".join(paths)) if paths else None
     tracer = trace.get_tracer("servicekit.http", tracer_provider=_provider)
 
     def wrap(inner: ASGIApp) -> ASGIApp:
         return RequestTelemetryMiddleware(
-            inner,
-            tracer=tracer,
-            request_metrics=request_metrics,
-            excluded=re.compile("|".join(excluded)) if excluded else None,
+            inner, tracer=tracer, request_metrics=request_metrics, excluded=excluded
         )
 
     app.outermost.append(wrap)
