@@ -94,11 +94,7 @@ class ApiKeyVerifier:
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <prefix>_<random>`")
 
 
-async def current_caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
-    """The caller of this request, by its API key; ``401`` when absent or unknown."""
+def _identify_caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     if credentials is None or not credentials.credentials:
         raise ApiKeyMissingError("Send an API key as 'Authorization: Bearer <key>'.")
     verifier: ApiKeyVerifier = request.app.state.api_key_verifier
@@ -109,10 +105,25 @@ async def current_caller(
     return caller
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
-    """A dependency that admits only callers whose key carries ``scope`` (``403`` otherwise)."""
+async def current_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """The caller of this request, by its API key; ``401`` when absent or unknown."""
+    return _identify_caller(request, credentials)
 
-    async def dependency(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+
+def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency that admits only callers whose key carries ``scope`` (``403`` otherwise).
+
+    It identifies the caller itself rather than through ``current_caller``: every dependency level costs
+    FastAPI about ten microseconds to solve, and this one guards the services' busiest calls."""
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Caller:
+        caller = _identify_caller(request, credentials)
         if scope not in caller.scopes:
             raise ScopeMissingError(f"This call needs the scope '{scope}'.", extra={"scope": scope})
         return caller
