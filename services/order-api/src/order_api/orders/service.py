@@ -150,25 +150,29 @@ def request_fingerprint(request: OrderCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _order_fields(order: Order, *, protection: DataProtection) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "status": order.status,
+        "from_currency": order.from_currency,
+        "from_network": order.from_network,
+        "to_currency": order.to_currency,
+        "to_network": order.to_network,
+        "amount": order.amount,
+        "payout_address": protection.open(order.payout_address_sealed, context=PAYOUT_CONTEXT),
+        "deposit_address": order.deposit_address,
+        "queue_position": order.queue_position,
+        "estimated_wait_seconds": order.estimated_wait_seconds,
+        "priority": order.priority,
+        "expires_at": order.expires_at,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "version": order.version,
+    }
+
+
 def read_order(order: Order, *, protection: DataProtection) -> OrderRead:
-    return OrderRead(
-        id=order.id,
-        status=order.status,  # type: ignore[arg-type]
-        from_currency=order.from_currency,
-        from_network=order.from_network,
-        to_currency=order.to_currency,
-        to_network=order.to_network,
-        amount=order.amount,
-        payout_address=protection.open(order.payout_address_sealed, context=PAYOUT_CONTEXT),
-        deposit_address=order.deposit_address,
-        queue_position=order.queue_position,
-        estimated_wait_seconds=order.estimated_wait_seconds,
-        priority=order.priority,  # type: ignore[arg-type]
-        expires_at=order.expires_at,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        version=order.version,
-    )
+    return OrderRead(**_order_fields(order, protection=protection))
 
 
 async def _claim_idempotency_key(
@@ -372,8 +376,7 @@ def _created_response(
     order: Order, *, issued: IssuedSession | None, protection: DataProtection
 ) -> OrderResponse:
     created = OrderCreated(
-        **read_order(order, protection=protection).model_dump(),
-        session_token=issued.token if issued else None,
+        **_order_fields(order, protection=protection), session_token=issued.token if issued else None
     )
     return OrderResponse(status_code=201, body=created.model_dump(mode="json"))
 
