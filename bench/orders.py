@@ -37,7 +37,13 @@ from sqlalchemy.engine import URL, make_url
 
 from coin_addresses import demo_address
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
-from servicekit.testing import ServiceProcess, eventually, migrated_database, serve_stand_in
+from servicekit.testing import (
+    ServiceProcess,
+    event_receiver_stand_in,
+    eventually,
+    migrated_database,
+    serve_stand_in,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -54,24 +60,13 @@ def entries(*items: ApiKeyEntry) -> str:
 
 
 def notifier_stand_in(received: dict[str, int]) -> web.Application:
-    """The notifier's ``POST /v1/events`` and ``POST /v1/events/batch``, accepting every event (as the real
-    one does once it is in its inbox), so the services' outbox relays do their production work."""
+    """The notifier's event receiver, accepting every event (as the real one does once it is in its inbox), so
+    the services' outbox relays do their production work; ``received`` counts them by type."""
 
-    def receipt(event: dict[str, Any]) -> dict[str, str]:
+    def count(event: dict[str, Any], _request: web.Request) -> None:
         received[event["type"]] = received.get(event["type"], 0) + 1
-        return {"event_id": event["id"], "status": "processed"}
 
-    async def accept(request: web.Request) -> web.Response:
-        return web.json_response(receipt(await request.json()))
-
-    async def accept_batch(request: web.Request) -> web.Response:
-        events = (await request.json())["events"]
-        return web.json_response({"receipts": [receipt(event) for event in events]})
-
-    app = web.Application()
-    app.router.add_post("/v1/events", accept)
-    app.router.add_post("/v1/events/batch", accept_batch)
-    return app
+    return event_receiver_stand_in(count)
 
 
 async def start_services(

@@ -38,7 +38,14 @@ from order_api.settings import Settings
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.db import create_engine
 from servicekit.settings import PeerSettings
-from servicekit.testing import isolated_session, migrated_database, running_app, serve_stand_in, use_session
+from servicekit.testing import (
+    event_receiver_stand_in,
+    isolated_session,
+    migrated_database,
+    running_app,
+    serve_stand_in,
+    use_session,
+)
 
 
 def _test_key(label: str) -> str:
@@ -209,24 +216,14 @@ class StandInReceiver:
 
 @pytest.fixture
 async def notifier_stand_in() -> AsyncIterator[StandInReceiver]:
-    """A stand-in for notifier's ``POST /v1/events`` on a loopback port; it accepts everything."""
+    """A stand-in for notifier's event receiver on a loopback port; it accepts everything."""
     receiver = StandInReceiver()
 
-    def record(envelope: dict[str, Any], request: web.Request) -> dict[str, str]:
+    def record(envelope: dict[str, Any], request: web.Request) -> None:
         receiver.envelopes.append(envelope)
         receiver.authorizations.append(request.headers.get("Authorization"))
-        return {"event_id": envelope["id"], "status": "processed"}
 
-    async def receive(request: web.Request) -> web.Response:
-        return web.json_response(record(await request.json(), request))
-
-    async def receive_batch(request: web.Request) -> web.Response:
-        envelopes = (await request.json())["events"]
-        return web.json_response({"receipts": [record(envelope, request) for envelope in envelopes]})
-
-    app = web.Application()
-    app.router.add_post("/v1/events", receive)
-    app.router.add_post("/v1/events/batch", receive_batch)
+    app = event_receiver_stand_in(record)
     async with serve_stand_in(app) as url:
         receiver.url = url
         yield receiver

@@ -8,10 +8,9 @@ churn. The migrations give such tables aggressive per-table autovacuum settings,
 the server runs with ``autovacuum = off`` (as the development and CI server does), and autovacuum's naptime
 (a minute by default) is server-wide. So every ``vacuum_check_seconds`` a service counts the dead rows of its
 busy tables (``pg_stat_user_tables``) and vacuums one that passed ``vacuum_dead_rows_threshold`` (analyzing it
-too once its statistics are out of date). ``VACUUM``
-blocks neither reads nor writes; a replica that finds a table already being vacuumed waits for it, which is
-harmless. SQLite has no dead index entries of this kind: nothing to do there. ``make bench``
-(``bench/pick_churn.py``) shows the wallet pick with and without it.
+too once its statistics are out of date). ``VACUUM`` blocks neither reads nor writes; a replica that finds a
+table already being vacuumed waits for it, which is harmless. SQLite has no dead index entries of this kind:
+nothing to do there. ``make bench`` (``bench/pick_churn.py``) shows the wallet pick with and without it.
 """
 
 from __future__ import annotations
@@ -37,10 +36,11 @@ async def vacuum_busy_tables(*, database: Database, tables: Collection[str], dea
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM needs it
         rows = await autocommit.execute(
             text(
-                "SELECT relname, n_dead_tup >= :threshold AS vacuum, "
-                "n_mod_since_analyze >= greatest(:threshold, n_live_tup) AS analyze "
-                "FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(:tables) "
-                "AND (n_dead_tup >= :threshold OR n_mod_since_analyze >= greatest(:threshold, n_live_tup))"
+                "SELECT relname, to_vacuum, to_analyze FROM ("
+                " SELECT relname, n_dead_tup >= :threshold AS to_vacuum,"
+                " n_mod_since_analyze >= greatest(:threshold, n_live_tup) AS to_analyze"
+                " FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(:tables)"
+                ") AS busy WHERE to_vacuum OR to_analyze"
             ),
             {"tables": list(tables), "threshold": dead_rows_threshold},
         )

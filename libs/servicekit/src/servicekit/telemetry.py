@@ -56,9 +56,7 @@ def current_trace_id() -> str | None:
 
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the active span, to store with work that continues later."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get("traceparent")
+    return traceparent_of(trace.get_current_span())
 
 
 def traceparent_of(span: trace.Span) -> str | None:

@@ -158,6 +158,28 @@ async def serve_stand_in(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+def event_receiver_stand_in(on_event: Callable[[dict[str, Any], web.Request], None]) -> web.Application:
+    """A stand-in for a peer's event receiver (``POST /v1/events`` and ``POST /v1/events/batch``, as
+    ``servicekit.events`` serves them) that accepts every event: ``on_event`` sees each envelope with the request
+    that brought it, and each is acknowledged as processed."""
+
+    def accept(envelope: dict[str, Any], request: web.Request) -> dict[str, str]:
+        on_event(envelope, request)
+        return {"event_id": envelope["id"], "status": "processed"}
+
+    async def receive(request: web.Request) -> web.Response:
+        return web.json_response(accept(await request.json(), request))
+
+    async def receive_batch(request: web.Request) -> web.Response:
+        envelopes = (await request.json())["events"]
+        return web.json_response({"receipts": [accept(envelope, request) for envelope in envelopes]})
+
+    app = web.Application()
+    app.router.add_post("/v1/events", receive)
+    app.router.add_post("/v1/events/batch", receive_batch)
+    return app
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
