@@ -39,6 +39,8 @@ from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.db import create_engine
 from servicekit.settings import PeerSettings
 from servicekit.testing import (
+    TEST_EVENT_KEY_ID,
+    TEST_EVENT_KEYS,
     event_receiver_stand_in,
     isolated_session,
     migrated_database,
@@ -125,6 +127,8 @@ def make_settings(database_url: str, api_keys: ApiKeys, tmp_path: Path) -> Setti
             "data_keys": {key_id: SecretStr(key) for key_id, key in TEST_DATA_KEYS.items()},
             "data_key_current": TEST_DATA_KEY_ID,
             "blind_index_key": SecretStr(TEST_BLIND_INDEX_KEY),
+            "event_keys": {key_id: SecretStr(key) for key_id, key in TEST_EVENT_KEYS.items()},
+            "event_key_current": TEST_EVENT_KEY_ID,
             "wallet_pool": PeerSettings(url=UNREACHABLE_PEER, timeout_seconds=1.0),
             "notifier": PeerSettings(url=UNREACHABLE_PEER, timeout_seconds=1.0),
             "trace_database": False,

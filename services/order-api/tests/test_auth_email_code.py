@@ -22,7 +22,8 @@ from servicekit.apikeys import mint_key
 from servicekit.db import resolve_database_url, utcnow
 from servicekit.migrations import upgrade
 from servicekit.settings import PeerSettings
-from servicekit.testing import eventually, service_dir
+from servicekit.sealing import open_sealed_payload
+from servicekit.testing import TEST_EVENT_KEYRING, eventually, service_dir
 
 if TYPE_CHECKING:
     import httpx
@@ -31,12 +32,26 @@ if TYPE_CHECKING:
 EVENT = "customer.email_code_requested"
 
 
+def opened_payload(payload: dict[str, Any], *, event_type: str, aggregate_id: str | None) -> dict[str, Any]:
+    """An event payload as the notifier reads it: its sealed personal data opened."""
+    return open_sealed_payload(TEST_EVENT_KEYRING, payload, event_type=event_type, aggregate_id=aggregate_id)
+
+
 async def _code_events(session: AsyncSession, customer_id: str | None = None) -> list[dict[str, Any]]:
-    query = select(outbox.c.payload, outbox.c.delivered_at).where(outbox.c.event_type == EVENT)
+    """The code events in the outbox, their sealed fields opened as the notifier opens them."""
+    query = select(outbox.c.payload, outbox.c.delivered_at, outbox.c.aggregate_id).where(
+        outbox.c.event_type == EVENT
+    )
     if customer_id is not None:
         query = query.where(outbox.c.aggregate_id == customer_id)
     rows = (await session.execute(query.order_by(outbox.c.created_at))).all()
-    return [{**row.payload, "delivered": row.delivered_at is not None} for row in rows]
+    return [
+        {
+            **(row.payload if row.delivered_at else opened_payload(row.payload, event_type=EVENT, aggregate_id=row.aggregate_id)),
+            "delivered": row.delivered_at is not None,
+        }
+        for row in rows
+    ]
 
 
 async def _email_codes(session: AsyncSession, protection: DataProtection, email: str) -> list[EmailCode]:
@@ -76,12 +91,17 @@ async def test_the_code_travels_only_through_the_outbox_and_verifies_into_a_full
         assert envelope["source"] == "order-api"
         assert envelope["aggregate_id"] == customer.id
         assert notifier_stand_in.authorizations == [f"Bearer {notifier_key}"]
-        assert payload["customer_id"] == customer.id
-        assert payload["email"] == unique_email  # the address on file, not the variant typed
-        assert payload["locale"] == "en"
-        assert re.fullmatch(r"\d{6}", payload["code"])
-        assert payload["_redact_after_delivery"] == ["email", "code"]
-        code: str = payload["code"]
+        # The address and the code travel sealed: nothing of them in clear on the wire or in the outbox.
+        assert set(payload) == {"customer_id", "locale", "expires_at", "sealed", "_redact_after_delivery"}
+        assert payload["_redact_after_delivery"] == ["sealed"]
+        assert unique_email.lower() not in str(payload).lower()
+        opened = opened_payload(payload, event_type=EVENT, aggregate_id=customer.id)
+        assert opened["customer_id"] == customer.id
+        assert opened["email"] == unique_email  # the address on file, not the variant typed
+        assert opened["locale"] == "en"
+        assert re.fullmatch(r"\d{6}", opened["code"])
+        code: str = opened["code"]
+        assert code not in str(payload)
 
         async def stored_events() -> list[dict[str, Any]]:
             async with sessions() as session:
@@ -90,8 +110,9 @@ async def test_the_code_travels_only_through_the_outbox_and_verifies_into_a_full
         [stored] = await eventually(
             stored_events, until=lambda events: bool(events) and all(e["delivered"] for e in events)
         )
-        assert stored["email"] == "***"
-        assert stored["code"] == "***"
+        assert stored["sealed"] == "***"
+        assert "email" not in stored
+        assert "code" not in stored
         assert stored["customer_id"] == customer.id
         async with sessions() as session:
             [row] = await _email_codes(session, protection, unique_email)

@@ -36,7 +36,8 @@ from order_api.protection import DataProtection
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
 from servicekit.settings import PeerSettings
-from servicekit.testing import eventually, serve_stand_in, service_dir
+from servicekit.sealing import open_sealed_payload
+from servicekit.testing import TEST_EVENT_KEYRING, eventually, serve_stand_in, service_dir
 
 if TYPE_CHECKING:
     import httpx
@@ -245,9 +246,15 @@ async def place(api: OrderApi, notifier: StandInReceiver, *, email: str) -> tupl
 
     await eventually(lambda: delivered_announcement(api, created["id"]), message="order.created delivered")
     [envelope] = [e for e in notifier.of_type("order.created") if e["aggregate_id"] == created["id"]]
-    assert envelope["payload"]["customer_email"] == email  # the notifier gets it in the clear ...
+    # The notifier gets the address sealed with the event keys (never in clear on the wire or in the outbox) ...
+    assert "customer_email" not in envelope["payload"]
+    assert email.lower() not in json.dumps(envelope["payload"]).lower()
+    opened = open_sealed_payload(
+        TEST_EVENT_KEYRING, envelope["payload"], event_type="order.created", aggregate_id=created["id"]
+    )
+    assert opened["customer_email"] == email
     record = await record_of(api, order_id=created["id"], email=email, key=key)
-    assert record.announcement["customer_email"] == "***"  # ... the outbox keeps it only until then
+    assert record.announcement["sealed"] == "***"  # ... and the outbox keeps even that only until then
     assert record.idempotent_answer == created
     return created, record
 
@@ -330,7 +337,7 @@ async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_ord
         assert expected["order"]["estimated_wait_seconds"] == 90
         assert [(h["from_status"], h["to_status"]) for h in expected["history"]] == [(None, "queued")]
     assert expected["history"][0]["actor"] == f"customer:{ANY_ID}"
-    assert expected["announcement"]["_redact_after_delivery"] == ["customer_email"]
+    assert expected["announcement"]["_redact_after_delivery"] == ["sealed"]
     assert expected["announcement"]["status"] == expected["order"]["status"]
 
 

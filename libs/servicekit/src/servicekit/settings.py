@@ -32,6 +32,34 @@ class PeerSettings(BaseModel):
     timeout_seconds: float = Field(default=5.0, description="Per-request timeout.")
 
 
+class DataKeySettings(BaseModel):
+    """The keys a service seals personal data at rest with (``servicekit.sealing``); mixed into the settings
+    of a service that keeps personal data."""
+
+    data_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="JSON {key_id: base64 32-byte key}. Old ids stay to read old data (rotation without downtime).",
+    )
+    data_key_current: str | None = Field(default=None, description="The key id new data is encrypted with.")
+    blind_index_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 key (32+ bytes) of the HMAC blind index: finds personal data by value (an email) "
+        "without storing it in clear.",
+    )
+
+
+class EventKeySettings(BaseModel):
+    """The keys personal data travels sealed with in events between two services (``servicekit.sealing``):
+    the same key ring on the publisher and the receiver."""
+
+    event_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="JSON {key_id: base64 32-byte key} sealing personal data inside events between order-api and "
+        "notifier (the same ring on both). Old ids stay to open events still in flight.",
+    )
+    event_key_current: str | None = Field(default=None, description="The event key id new events are sealed with.")
+
+
 class ServiceSettings(BaseSettings):
     """Settings shared by all four services. Subclasses set ``model_config`` with their env prefix."""
 

@@ -6,13 +6,17 @@
 - real Redis (a database index of its own, flushed around each test that asks for it);
 - :class:`ServiceProcess`: a service as a real uvicorn process on a free loopback port, awaited until ready,
   its JSON log lines readable by the test;
-- :func:`eventually`: await a condition instead of sleeping.
+- :func:`eventually`: await a condition instead of sleeping;
+- fixed test keys (:func:`fixed_key`, :data:`TEST_EVENT_KEYS`): repeatable tests that write no dev key files,
+  and the one event key ring a test publisher and a test receiver share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -35,12 +39,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from servicekit.app import request_session
 from servicekit.migrations import upgrade
+from servicekit.sealing import Keyring
 
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[4]
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def fixed_key(label: str) -> str:
+    """A fixed base64 32-byte key per label: tests are repeatable, and no dev secrets file is written."""
+    return base64.b64encode(hashlib.sha256(f"exchange desk tests: {label}".encode()).digest()).decode()
+
+
+TEST_EVENT_KEY_ID = "test-events1"
+TEST_EVENT_KEYS = {TEST_EVENT_KEY_ID: fixed_key("event key 1")}
+"""The event key ring of test apps (order-api's ``event_keys`` and the notifier's are the same ring)."""
+TEST_EVENT_KEYRING = Keyring(
+    keys={key_id: base64.b64decode(key) for key_id, key in TEST_EVENT_KEYS.items()},
+    current_key_id=TEST_EVENT_KEY_ID,
+    name="event",
+)
 
 
 def service_dir(name: str) -> Path:

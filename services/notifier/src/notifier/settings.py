@@ -8,12 +8,15 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.settings import DataKeySettings, EventKeySettings, PeerSettings, ServiceSettings
 
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
-class Settings(ServiceSettings):
+class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
+    """Recipients and template variables are sealed at rest with the data keys (``servicekit.sealing``); the
+    event keys (the same ring as order-api's) open the personal data order-api's events carry sealed."""
+
     model_config = SettingsConfigDict(
         env_prefix="NOTIFIER_",
         env_file=".env",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.settings import DataKeySettings, EventKeySettings, PeerSettings, ServiceSettings
 
 
 class CurrencyRules(BaseModel):
@@ -42,7 +42,10 @@ class PriorityRules(BaseModel):
     vip_completed_orders: int = Field(default=20, description="Completed orders that earn 'vip'.")
 
 
-class Settings(ServiceSettings):
+class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
+    """Customer data is sealed with the data keys (``servicekit.sealing``); what events tell the notifier about
+    a customer travels sealed with the event keys, the same ring as the notifier's."""
+
     model_config = SettingsConfigDict(
         env_prefix="ORDER_API_",
         env_file=".env",
@@ -57,16 +60,6 @@ class Settings(ServiceSettings):
         default=PeerSettings(url="http://127.0.0.1:8002"), description="wallet-pool"
     )
     notifier: PeerSettings = Field(default=PeerSettings(url="http://127.0.0.1:8003"), description="notifier")
-
-    # Customer data protection (DESIGN §5): AEAD keys by id, the id new data is sealed with, blind-index key.
-    data_keys: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description="JSON {key_id: base64 32-byte key}. Old ids stay to read old data (rotation without downtime).",
-    )
-    data_key_current: str | None = Field(default=None, description="The key id new data is encrypted with.")
-    blind_index_key: SecretStr | None = Field(
-        default=None, description="Base64 key of the HMAC blind index used to find customers by email."
-    )
 
     # Sessions and one-time email codes.
     order_session_days: int = Field(

@@ -27,7 +27,7 @@ from order_api.db import outbox
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import utcnow
-from servicekit.outbox import REDACT_AFTER_DELIVERY, add_event
+from servicekit.outbox import add_event
 from servicekit.ratelimit import RateLimiter
 
 log = logging.getLogger("order_api.auth")
@@ -178,7 +178,7 @@ async def request_email_code(
     """Email a one-time code to the customer with this email, if there is one; returns how many seconds a
     code is valid. The caller cannot tell whether a customer exists: the answer and the limits are the
     same either way. A new code supersedes older unused ones. The code leaves only through the outbox,
-    whose copy is masked once notifier has it."""
+    sealed for the notifier, and even that sealed copy is masked once the notifier has it."""
     await rate_limiter.hit(name=AUTH_LIMIT, identifier=client_ip, limit=settings.auth_rate_limit)
     index = protection.email_index(email)
     await rate_limiter.hit(name=EMAIL_CODE_LIMIT, identifier=index, limit=settings.email_code_rate_limit)
@@ -215,11 +215,14 @@ async def request_email_code(
         aggregate_id=customer.id,
         payload={
             "customer_id": customer.id,
-            "email": customer_email(protection=protection, customer=customer),
             "locale": locale or customer.locale,
-            "code": code,
             "expires_at": (now + lifetime).isoformat(),
-            REDACT_AFTER_DELIVERY: ["email", "code"],
+            # The address and the code travel sealed for the notifier: never in clear in the outbox or its WAL.
+            **protection.sealed_event_fields(
+                {"email": customer_email(protection=protection, customer=customer), "code": code},
+                event_type=EMAIL_CODE_EVENT,
+                aggregate_id=customer.id,
+            ),
         },
     )
     log.info("email code issued", extra={"customer_id": customer.id})

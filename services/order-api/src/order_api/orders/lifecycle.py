@@ -26,7 +26,7 @@ from order_api.orders.errors import OrderTransitionError, OrderVersionMismatchEr
 from order_api.orders.models import AllocationState, Order, OrderEvent, OrderStatus
 from order_api.protection import DataProtection
 from servicekit.db import utcnow
-from servicekit.outbox import REDACT_AFTER_DELIVERY, add_event
+from servicekit.outbox import add_event
 from servicekit.telemetry import current_trace_id
 
 S = OrderStatus
@@ -43,6 +43,7 @@ OPEN = frozenset(OrderStatus) - TERMINAL
 
 # Events to the notifier about an order (README, "Events"). Each transition emits exactly one of the first
 # four; the audit row of an action on an order is named by the same type.
+ORDER_CREATED = "order.created"
 ORDER_STATUS_CHANGED = "order.status_changed"
 ORDER_TAKEN = "order.taken"
 ORDER_RELEASED = "order.released"
@@ -114,19 +115,18 @@ PROTECTION_INFO_KEY = "protection"
 """Where ``session.info`` holds the app's ``DataProtection`` (set on the session factory by ``create_app``)."""
 
 
-async def customer_email_fields(session: AsyncSession, *, order: Order) -> dict[str, Any]:
-    """``customer_email`` for an event to the notifier, masked in the outbox once delivered: one ``SELECT``
-    of the sealed email, opened with the app's ``DataProtection`` (nothing when the session has none)."""
+async def customer_email_fields(session: AsyncSession, *, order: Order, event_type: str) -> dict[str, Any]:
+    """``customer_email`` for an event to the notifier, sealed with the event keys (never in clear in the
+    outbox or its WAL) and masked once delivered: one ``SELECT`` of the sealed email, opened with the app's
+    ``DataProtection`` (nothing when the session has none)."""
     protection: DataProtection | None = session.info.get(PROTECTION_INFO_KEY)
     if protection is None:
         return {}
     sealed = await session.scalar(select(Customer.email_sealed).where(Customer.id == order.customer_id))
     if sealed is None:
         return {}
-    return {
-        "customer_email": protection.open(sealed, context=EMAIL_CONTEXT),
-        REDACT_AFTER_DELIVERY: ["customer_email"],
-    }
+    email = protection.open(sealed, context=EMAIL_CONTEXT)
+    return protection.sealed_event_fields({"customer_email": email}, event_type=event_type, aggregate_id=order.id)
 
 
 async def record_event(
@@ -206,7 +206,7 @@ async def record_order_action(
             "comment": comment,
             **(extra or {}),
             **(
-                await customer_email_fields(session, order=order)
+                await customer_email_fields(session, order=order, event_type=event_type)
                 if event_type == ORDER_STATUS_CHANGED
                 else {}
             ),

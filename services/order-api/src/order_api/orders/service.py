@@ -45,6 +45,7 @@ from order_api.orders.errors import (
 )
 from order_api.orders.lifecycle import (
     OPEN,
+    ORDER_CREATED,
     SYSTEM_WALLET_POOL,
     Actor,
     change_status,
@@ -59,7 +60,7 @@ from order_api.protection import DataProtection
 from order_api.settings import CurrencyRules, PriorityRules, Settings
 from servicekit.db import Driver, driver, utcnow
 from servicekit.errors import DomainError, PeerRejectedError, PeerUnavailableError
-from servicekit.outbox import REDACT_AFTER_DELIVERY, add_event
+from servicekit.outbox import add_event
 from servicekit.ratelimit import RateLimiter
 from servicekit.telemetry import current_trace_id, current_traceparent
 
@@ -564,7 +565,12 @@ async def _settle_new_order(
             else None
         )
     order.announced_at = now
-    payload = {**order_payload(order), "customer_email": email, REDACT_AFTER_DELIVERY: ["customer_email"]}
+    payload = {
+        **order_payload(order),
+        **protection.sealed_event_fields(
+            {"customer_email": email.strip()}, event_type=ORDER_CREATED, aggregate_id=order.id
+        ),
+    }
     response = _created_response(order, issued=issued, protection=protection)
     settled = await sql.fetchrow(
         "settle new order",
@@ -617,8 +623,11 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
         session,
         outbox,
         destination="notifier",
-        event_type="order.created",
-        payload={**order_payload(order), **await customer_email_fields(session, order=order)},
+        event_type=ORDER_CREATED,
+        payload={
+            **order_payload(order),
+            **await customer_email_fields(session, order=order, event_type=ORDER_CREATED),
+        },
         aggregate_id=order.id,
     )
     await session.execute(update(Order).where(Order.id == order.id).values(announced_at=now))
