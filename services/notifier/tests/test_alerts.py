@@ -24,7 +24,7 @@ from notifier.alerts.service import escalate_unacknowledged, raise_alert
 from notifier.db import SCHEMA
 from notifier.main import create_app
 from notifier.notifications.models import Notification
-from notifier.testing import KEYS, SmtpServer, StandInGateway, make_settings
+from notifier.testing import KEYS, TEST_PROTECTION, SmtpServer, StandInGateway, make_settings, protected
 from servicekit.db import Database
 from servicekit.testing import eventually, running_app
 
@@ -87,11 +87,12 @@ class Desk:
         """(severity, alert id) of every alert message queued for the operators' chat, oldest first."""
         async with self.database.sessionmaker() as session:
             rows = await session.scalars(
-                select(Notification.variables)
+                select(Notification.variables_sealed)
                 .where(Notification.channel == "telegram", Notification.template == "alert")
                 .order_by(Notification.created_at)
             )
-            return [(v["alert"]["severity"], v["alert"]["alert_id"]) for v in rows.all()]
+            told = [TEST_PROTECTION.open_variables(sealed) for sealed in rows.all() if sealed]
+            return [(v["alert"]["severity"], v["alert"]["alert_id"]) for v in told]
 
     async def told_severities(self) -> list[str]:
         return [severity for severity, _ in await self.told()]
@@ -359,7 +360,7 @@ def _condition(key: str) -> AlertCondition:
 
 @asynccontextmanager
 async def second_database(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    other = Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
+    other = protected(Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier"))
     try:
         yield other
     finally:
@@ -369,11 +370,12 @@ async def second_database(database_url: str, tmp_path: Path) -> AsyncIterator[Da
 async def _count_told(database: Database, severity: str) -> int:
     async with database.sessionmaker() as session:
         rows = await session.scalars(
-            select(Notification.variables).where(
+            select(Notification.variables_sealed).where(
                 Notification.channel == "telegram", Notification.template == "alert"
             )
         )
-        return sum(1 for v in rows.all() if v["alert"]["severity"] == severity)
+        told = [TEST_PROTECTION.open_variables(sealed) for sealed in rows.all() if sealed]
+        return sum(1 for v in told if v["alert"]["severity"] == severity)
 
 
 async def test_two_escalation_workers_escalate_each_alert_once(

@@ -17,7 +17,14 @@ from notifier.db import SCHEMA
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.models import DeliveryAttempt, Notification
 from notifier.notifications.service import queue_email
-from notifier.testing import SmtpServer, delivery_attempts, make_worker, running_workers, stored_notification
+from notifier.testing import (
+    SmtpServer,
+    delivery_attempts,
+    make_worker,
+    protected,
+    running_workers,
+    stored_notification,
+)
 from servicekit.db import Database
 from servicekit.telemetry import TraceContextFilter, add_span_processor, configure_tracing
 from servicekit.testing import eventually
@@ -152,7 +159,7 @@ async def test_two_workers_deliver_fifty_notifications_without_duplicates(
     database: Database, database_url: str, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     ids = [await _queue(database, recipient=f"customer{i}@example.com") for i in range(50)]
-    other = Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
+    other = protected(Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier"))
     try:
         async with running_workers(make_worker(database, smtp_server), make_worker(other, smtp_server)):
             await eventually(lambda: _count_sent(database), until=lambda n: n == 50, within=20)

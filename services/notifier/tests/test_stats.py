@@ -19,7 +19,7 @@ from notifier.alerts.worker import check_delivery_failure_rates
 from notifier.db import SCHEMA
 from notifier.notifications.models import DeliveryAttempt, Notification
 from notifier.stats.service import delivery_stats
-from notifier.testing import KEYS, RunningApp
+from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, protected
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
 from servicekit.testing import service_dir
@@ -47,8 +47,10 @@ async def seed(
                 channel=channel,
                 template=template,
                 locale="en",
-                recipient="operators" if channel == "telegram" else "anna@example.com",
-                variables={},
+                recipient_sealed=TEST_PROTECTION.seal_recipient(
+                    "operators" if channel == "telegram" else "anna@example.com"
+                ),
+                variables_sealed=TEST_PROTECTION.seal_variables({}),
                 status=status,
                 attempts=len(outcomes),
                 # A pending one is not due while the test looks (an app's delivery worker may be running).
@@ -171,7 +173,7 @@ def _by_key(body: dict[str, Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
 async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
     url = resolve_database_url(None, var_dir=tmp_path, service_name="notifier")
     await asyncio.to_thread(upgrade, service_dir("notifier"), url=url)
-    db = Database(url=None, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
+    db = protected(Database(url=None, schema=SCHEMA, var_dir=tmp_path, service_name="notifier"))
     try:
         yield db
     finally:
@@ -274,11 +276,12 @@ async def failure_alerts(database: Database) -> list[Alert]:
 async def told(database: Database) -> list[str]:
     async with database.sessionmaker() as session:
         rows = await session.scalars(
-            select(Notification.variables)
+            select(Notification.variables_sealed)
             .where(Notification.channel == "email", Notification.template == "alert")
             .order_by(Notification.created_at)
         )
-        return [f"{v['change']}:{v['severity']}" for v in rows.all()]
+        told = [TEST_PROTECTION.open_variables(sealed) for sealed in rows.all() if sealed]
+        return [f"{v['change']}:{v['severity']}" for v in told]
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])

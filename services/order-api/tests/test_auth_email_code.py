@@ -21,8 +21,8 @@ from order_api.protection import DataProtection
 from servicekit.apikeys import mint_key
 from servicekit.db import resolve_database_url, utcnow
 from servicekit.migrations import upgrade
-from servicekit.settings import PeerSettings
 from servicekit.sealing import open_sealed_payload
+from servicekit.settings import PeerSettings
 from servicekit.testing import TEST_EVENT_KEYRING, eventually, service_dir
 
 if TYPE_CHECKING:
@@ -47,7 +47,11 @@ async def _code_events(session: AsyncSession, customer_id: str | None = None) ->
     rows = (await session.execute(query.order_by(outbox.c.created_at))).all()
     return [
         {
-            **(row.payload if row.delivered_at else opened_payload(row.payload, event_type=EVENT, aggregate_id=row.aggregate_id)),
+            **(
+                row.payload
+                if row.delivered_at
+                else opened_payload(row.payload, event_type=EVENT, aggregate_id=row.aggregate_id)
+            ),
             "delivered": row.delivered_at is not None,
         }
         for row in rows

@@ -35,8 +35,8 @@ from order_api.orders.models import IdempotencyKey, Order, OrderEvent
 from order_api.protection import DataProtection
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
-from servicekit.settings import PeerSettings
 from servicekit.sealing import open_sealed_payload
+from servicekit.settings import PeerSettings
 from servicekit.testing import TEST_EVENT_KEYRING, eventually, serve_stand_in, service_dir
 
 if TYPE_CHECKING:

@@ -244,7 +244,9 @@ class DataProtection:
     def sealed_event_fields(
         self, fields: Mapping[str, Any], *, event_type: str, aggregate_id: str | None
     ) -> dict[str, Any]:
-        return sealed_event_fields(self.event_keyring(), fields, event_type=event_type, aggregate_id=aggregate_id)
+        return sealed_event_fields(
+            self.event_keyring(), fields, event_type=event_type, aggregate_id=aggregate_id
+        )
 
     def open_sealed_event(self, envelope: EventEnvelope) -> EventEnvelope:
         return open_sealed_event(self.event_keyring(), envelope)
@@ -359,8 +361,9 @@ def _key_material(
 def load_or_create_dev_file(path: Path, fresh: Callable[[], dict[str, Any]], *, note: str) -> dict[str, Any]:
     """The JSON object in ``path``, written first (``fresh()`` plus a note) when it does not exist."""
     if not path.exists():
-        _create_dev_file(path, {"note": f"{note}, generated because none were configured. Not for production.",
-                                **fresh()})
+        _create_dev_file(
+            path, {"note": f"{note}, generated because none were configured. Not for production.", **fresh()}
+        )
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         log.warning("dev secrets file is readable by others; chmod 600 it", extra={"path": str(path)})

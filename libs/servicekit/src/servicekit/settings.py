@@ -57,7 +57,9 @@ class EventKeySettings(BaseModel):
         description="JSON {key_id: base64 32-byte key} sealing personal data inside events between order-api and "
         "notifier (the same ring on both). Old ids stay to open events still in flight.",
     )
-    event_key_current: str | None = Field(default=None, description="The event key id new events are sealed with.")
+    event_key_current: str | None = Field(
+        default=None, description="The event key id new events are sealed with."
+    )
 
 
 class ServiceSettings(BaseSettings):

@@ -1,5 +1,10 @@
 """The handlers of ``POST /v1/events`` (inbox-deduplicated by servicekit): they apply ``notifier.rules`` in
-the inbox's transaction, so an event's messages and alert changes are written exactly once."""
+the inbox's transaction, so an event's messages and alert changes are written exactly once.
+
+Personal data in an event (the address to write to, a one-time code) arrives sealed with the event keys and
+is opened here, in memory only; the notifications store it sealed with the notifier's own data keys.
+``customer.erased`` (order-api, after an admin erased a customer) anonymises everything held about them.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.alerts.conditions import AlertPolicy
 from notifier.alerts.service import apply
-from notifier.notifications.service import queue_notification
-from notifier.rules import ALERT_RULES, RULES, alert_conditions, messages_for
+from notifier.notifications.errors import EventSealedFieldsUnreadableError
+from notifier.notifications.service import erase_customer, queue_notification
+from notifier.payloads import read_payload
+from notifier.protection import protection_of
+from notifier.rules import ALERT_RULES, RULES, CustomerErased, alert_conditions, messages_for
 from servicekit.events import EventHandler
 from servicekit.outbox import EventEnvelope
+from servicekit.sealing import SealedDataError
+
+CUSTOMER_ERASED = "customer.erased"
+
+
+def opened(session: AsyncSession, envelope: EventEnvelope) -> EventEnvelope:
+    """``envelope`` with its sealed personal data opened (in memory only)."""
+    try:
+        return protection_of(session).open_sealed_event(envelope)
+    except SealedDataError as exc:
+        raise EventSealedFieldsUnreadableError(
+            f"{envelope.type} {envelope.id}: {exc}", extra={"event_id": envelope.id}
+        ) from exc
 
 
 def event_handlers(policy: AlertPolicy) -> dict[str, EventHandler]:
-    """One handler per event type a rule reads: queue its messages, apply its alert conditions."""
+    """One handler per event type a rule reads: queue its messages, apply its alert conditions; and the
+    erasure of a customer."""
 
     async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
+        envelope = opened(session, envelope)
         for message in messages_for(envelope, telegram=policy.telegram):
             await queue_notification(
                 session=session,
@@ -27,9 +50,14 @@ def event_handlers(policy: AlertPolicy) -> dict[str, EventHandler]:
                 variables=message.variables,
                 order_id=message.order_id,
                 event_id=envelope.id,
+                customer_id=message.customer_id,
             )
         for report in alert_conditions(envelope):
             await apply(session=session, report=report, policy=policy, event_id=envelope.id)
 
+    async def customer_erased(session: AsyncSession, envelope: EventEnvelope) -> None:
+        erased = read_payload(CustomerErased, envelope)
+        await erase_customer(session=session, customer_id=erased.customer_id)
+
     types = {rule.event_type for rule in RULES} | {rule.event_type for rule in ALERT_RULES}
-    return dict.fromkeys(sorted(types), handle)
+    return {**dict.fromkeys(sorted(types), handle), CUSTOMER_ERASED: customer_erased}

@@ -14,6 +14,7 @@ from notifier.events import event_handlers
 from notifier.metrics import AlertMetrics, DeliveryMetrics
 from notifier.notifications.router import router as notifications_router
 from notifier.notifications.worker import ChannelSender, DeliveryWorker
+from notifier.protection import DataProtection, attach_protection
 from notifier.settings import Settings
 from notifier.stats.router import router as stats_router
 from notifier.telegram.sender import TelegramSender
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     delivery_metrics = DeliveryMetrics(registry)
     alert_metrics = AlertMetrics(registry)
     runtime.database.session_info[METRICS_INFO_KEY] = alert_metrics
+    app.state.protection = DataProtection.from_settings(settings)
+    attach_protection(runtime.database, app.state.protection)  # recipients and variables sealed at rest
     senders: list[ChannelSender] = [EmailSender(chain=build_chain(settings), sender=settings.email_from)]
     if settings.telegram_enabled:
         senders.append(TelegramSender(gateway))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from notifier.alerts.conditions import (
     AlertCondition,
@@ -55,6 +55,8 @@ class Message:
     locale: str
     variables: dict[str, Any]
     order_id: str | None
+    customer_id: str | None = None
+    """The customer an email is about (from the event's ``customer_id``), so that an erasure finds it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +226,20 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def _customer_id(payload: Payload) -> str | None:
+    value = payload.get("customer_id")
+    return str(value) if value else None
+
+
+class CustomerErased(BaseModel):
+    """``customer.erased`` (order-api): everything held about the customer is to be anonymised."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: str = Field(min_length=1, max_length=64)
+    erased_at: datetime
+
+
 def messages_for(envelope: EventEnvelope, *, telegram: bool = True) -> list[Message]:
     """The messages ``envelope`` asks for under ``RULES`` (none when no rule applies or nobody is known to
     tell); no Telegram messages when ``telegram`` is off."""
@@ -245,6 +261,7 @@ def messages_for(envelope: EventEnvelope, *, telegram: bool = True) -> list[Mess
                 locale=resolve_locale(envelope.payload.get("locale")) if email else TELEGRAM_NO_LOCALE,
                 variables=rule.variables(envelope),
                 order_id=envelope.payload.get("order_id"),
+                customer_id=_customer_id(envelope.payload) if email else None,
             )
         )
     return messages

@@ -6,6 +6,7 @@ fast delivery workers, settings and API keys for in-process apps.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 from collections.abc import AsyncIterator
@@ -24,15 +25,41 @@ from sqlalchemy import select
 from notifier.email import EmailSender, FallbackChain, SmtpProvider
 from notifier.notifications.models import DeliveryAttempt, Notification
 from notifier.notifications.worker import DeliveryWorker
+from notifier.protection import PROTECTION_INFO_KEY, DataProtection, attach_protection
 from notifier.settings import Settings
 from notifier.telegram.sender import TelegramSender
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.client import ServiceClient
 from servicekit.db import Database
 from servicekit.settings import PeerSettings
-from servicekit.testing import free_port, serve_stand_in
+from servicekit.testing import (
+    TEST_EVENT_KEY_ID,
+    TEST_EVENT_KEYRING,
+    TEST_EVENT_KEYS,
+    fixed_key,
+    free_port,
+    serve_stand_in,
+)
 
 SENDER = "Exchange Desk <no-reply@desk.test>"
+
+TEST_DATA_KEY_ID = "notifier-test1"
+TEST_DATA_KEYS = {TEST_DATA_KEY_ID: fixed_key("notifier data key 1")}
+TEST_BLIND_INDEX_KEY = fixed_key("notifier blind index")
+TEST_PROTECTION = DataProtection(
+    keys={key_id: base64.b64decode(key) for key_id, key in TEST_DATA_KEYS.items()},
+    current_key_id=TEST_DATA_KEY_ID,
+    blind_index_key=base64.b64decode(TEST_BLIND_INDEX_KEY),
+    events=TEST_EVENT_KEYRING,
+)
+"""The keys of test apps (:func:`make_settings`): what a test queues directly opens in the app, and back."""
+
+
+def protected(database: Database) -> Database:
+    """``database`` with the test keys on its sessions (a database a test opens itself)."""
+    if PROTECTION_INFO_KEY not in database.session_info:
+        attach_protection(database, TEST_PROTECTION)
+    return database
 
 
 class _Handler:
@@ -93,12 +120,14 @@ FAST_WORKER: dict[str, Any] = {
 def make_worker(database: Database, smtp: SmtpServer, **overrides: Any) -> DeliveryWorker:
     """A fast email worker: tiny backoff and poll interval, sending through ``smtp``."""
     sender = EmailSender(chain=FallbackChain([smtp.provider(timeout_seconds=2.0)]), sender=SENDER)
-    return DeliveryWorker(database=database, sender=sender, **{**FAST_WORKER, **overrides})
+    return DeliveryWorker(database=protected(database), sender=sender, **{**FAST_WORKER, **overrides})
 
 
 def make_telegram_worker(database: Database, client: ServiceClient, **overrides: Any) -> DeliveryWorker:
     """A fast Telegram worker posting to telegram-gateway through ``client``."""
-    return DeliveryWorker(database=database, sender=TelegramSender(client), **{**FAST_WORKER, **overrides})
+    return DeliveryWorker(
+        database=protected(database), sender=TelegramSender(client), **{**FAST_WORKER, **overrides}
+    )
 
 
 GATEWAY_KEY = mint_key("nt")
@@ -226,6 +255,11 @@ def make_settings(database_url: str | None, var_dir: Path, **overrides: Any) -> 
         "delivery_backoff_max_seconds": 0.2,
         "telegram_enabled": gateway_url is not None,
         "alert_check_seconds": 0.1,
+        "data_keys": {key_id: SecretStr(key) for key_id, key in TEST_DATA_KEYS.items()},
+        "data_key_current": TEST_DATA_KEY_ID,
+        "blind_index_key": SecretStr(TEST_BLIND_INDEX_KEY),
+        "event_keys": {key_id: SecretStr(key) for key_id, key in TEST_EVENT_KEYS.items()},
+        "event_key_current": TEST_EVENT_KEY_ID,
         **overrides,
     }
     return Settings(**values)

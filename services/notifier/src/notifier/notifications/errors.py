@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from servicekit.errors import ConflictError, NotFoundError
+from servicekit.errors import ConflictError, DomainError, NotFoundError
 
 
 class NotificationNotFoundError(NotFoundError):
@@ -13,3 +13,13 @@ class NotificationNotFoundError(NotFoundError):
 class NotificationNotRedeliverableError(ConflictError):
     code = "notification_not_redeliverable"
     title = "Only a failed or dead notification can be redelivered"
+
+
+class EventSealedFieldsUnreadableError(DomainError):
+    """An event's sealed personal data does not open with this service's event keys: a key configuration
+    problem (the publisher's current key is not in this ring yet), so the publisher retries rather than
+    dead-letters at once."""
+
+    status = 503
+    code = "event_sealed_fields_unreadable"
+    title = "The event's sealed fields do not open with the event keys configured here"

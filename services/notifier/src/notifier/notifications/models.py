@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from notifier.db import Base
@@ -45,9 +44,28 @@ class Notification(Base):
     channel: Mapped[str] = mapped_column(String(16))
     template: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(8))
-    recipient: Mapped[str] = mapped_column(String(320), comment="Personal data: never logged in clear.")
-    subject: Mapped[str | None] = mapped_column(String(300), nullable=True, comment="Set when rendered.")
-    variables: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recipient_sealed: Mapped[str | None] = mapped_column(
+        Text,
+        nullable=True,
+        comment="Personal data, sealed (servicekit.sealing, context notification.recipient); null once erased.",
+    )
+    recipient_index: Mapped[str | None] = mapped_column(
+        String(64),
+        nullable=True,
+        comment="Blind index of the recipient (one message per event and recipient).",
+    )
+    subject: Mapped[str | None] = mapped_column(
+        String(300), nullable=True, comment="Set when rendered (templates put no personal data in subjects)."
+    )
+    variables_sealed: Mapped[str | None] = mapped_column(
+        Text,
+        nullable=True,
+        comment="Template variables, sealed (context notification.variables); one-time secrets removed once "
+        "sent; null once erased.",
+    )
+    customer_id: Mapped[str | None] = mapped_column(
+        String(64), nullable=True, comment="The customer it is about (erasure); null for staff messages."
+    )
     order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     event_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     status: Mapped[str] = mapped_column(String(16))
@@ -61,9 +79,10 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     __table_args__ = (
-        UniqueConstraint("event_id", "template", "recipient"),
+        UniqueConstraint("event_id", "template", "recipient_index"),
         Index("ix_notification_due", "status", "next_attempt_at"),
         Index("ix_notification_order_id", "order_id"),
+        Index("ix_notification_customer_id", "customer_id"),
         Index("ix_notification_created_at", "created_at", "id"),
     )
 

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.messages import TEMPLATES
 from notifier.messages.render import resolve_locale
 from notifier.notifications.errors import NotificationNotFoundError, NotificationNotRedeliverableError
-from notifier.notifications.models import TELEGRAM_KINDS, Channel, Notification, NotificationStatus
+from notifier.notifications.models import (
+    TELEGRAM_KINDS,
+    Channel,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+)
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from notifier.pagination import decode_cursor, encode_cursor
+from notifier.protection import DataProtection, protection_of
 from servicekit.db import utcnow
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
 
+log = logging.getLogger("notifier.notifications")
+
 MAX_PAGE_SIZE = 200
+ERASED = "erased"
 _CURSOR_PREFIX = "n1"
 
 
@@ -53,6 +64,7 @@ async def queue_email(
     variables: Mapping[str, Any],
     order_id: str | None = None,
     event_id: str | None = None,
+    customer_id: str | None = None,
 ) -> str:
     """Record an email to send, in the caller's transaction; returns its id (see :func:`queue_notification`)."""
     return await queue_notification(
@@ -64,6 +76,7 @@ async def queue_email(
         variables=variables,
         order_id=order_id,
         event_id=event_id,
+        customer_id=customer_id,
     )
 
 
@@ -77,24 +90,32 @@ async def queue_notification(
     variables: Mapping[str, Any],
     order_id: str | None = None,
     event_id: str | None = None,
+    customer_id: str | None = None,
 ) -> str:
     """Record a message to send, in the caller's transaction; returns its id. The same ``event_id``,
     ``template`` and ``recipient`` queued twice make one notification (the first one's id is returned).
 
     ``template`` is an email template for email and the message kind (``order_card``, ``alert``) for
-    Telegram, whose ``variables`` are the telegram-gateway request without its ``message_id``."""
+    Telegram, whose ``variables`` are the telegram-gateway request without its ``message_id``. The recipient
+    and the variables are stored sealed (``notifier.protection``), the recipient found by its blind index;
+    ``customer_id`` names the customer they are about, so that an erasure finds them."""
     known = TEMPLATES if channel is Channel.email else TELEGRAM_KINDS
     if template not in known:
         raise ValueError(f"unknown {channel} template {template!r}")
+    protection = protection_of(session)
     now = utcnow()
     notification_id = str(uuid.uuid4())
+    address = recipient.strip()
+    index = protection.recipient_index(channel.value, address)
     values = {
         "id": notification_id,
         "channel": channel.value,
         "template": template,
         "locale": locale,
-        "recipient": recipient.strip(),
-        "variables": _jsonable(dict(variables)),
+        "recipient_sealed": protection.seal_recipient(address),
+        "recipient_index": index,
+        "variables_sealed": protection.seal_variables(_jsonable(dict(variables))),
+        "customer_id": customer_id,
         "order_id": order_id,
         "event_id": event_id,
         "status": NotificationStatus.pending.value,
@@ -106,14 +127,16 @@ async def queue_notification(
     insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     statement = insert(Notification).values(**values)
     if event_id is not None:
-        statement = statement.on_conflict_do_nothing(index_elements=["event_id", "template", "recipient"])
+        statement = statement.on_conflict_do_nothing(
+            index_elements=["event_id", "template", "recipient_index"]
+        )
     result = await session.execute(statement)
     if not result.rowcount:  # type: ignore[attr-defined]
         existing = await session.scalar(
             select(Notification.id).where(
                 Notification.event_id == event_id,
                 Notification.template == template,
-                Notification.recipient == values["recipient"],
+                Notification.recipient_index == index,
             )
         )
         if existing is None:  # pragma: no cover (the conflicting row was deleted meanwhile)
@@ -123,14 +146,21 @@ async def queue_notification(
     return notification_id
 
 
-def to_read(notification: Notification) -> NotificationRead:
+def shown_recipient(protection: DataProtection, notification: Notification) -> str:
+    """The recipient as the API shows it: masked (``a***@example.com``), ``erased`` once erased."""
+    if notification.recipient_sealed is None:
+        return ERASED
+    return mask_secrets(protection.open_recipient(notification.recipient_sealed))
+
+
+def to_read(notification: Notification, *, protection: DataProtection) -> NotificationRead:
     pending = notification.status == NotificationStatus.pending
     return NotificationRead(
         id=notification.id,
         channel=Channel(notification.channel),
         template=notification.template,
         locale=notification.locale,
-        recipient=mask_secrets(notification.recipient),
+        recipient=shown_recipient(protection, notification),
         subject=notification.subject,
         order_id=notification.order_id,
         event_id=notification.event_id,
@@ -174,7 +204,10 @@ async def list_notifications(
     next_cursor = (
         encode_cursor(_CURSOR_PREFIX, page[-1].created_at, page[-1].id) if len(rows) > limit else None
     )
-    return NotificationPageRead(items=[to_read(n) for n in page], next_cursor=next_cursor)
+    protection = protection_of(session)
+    return NotificationPageRead(
+        items=[to_read(n, protection=protection) for n in page], next_cursor=next_cursor
+    )
 
 
 async def redeliver(*, session: AsyncSession, notification_id: str) -> NotificationRead:
@@ -182,6 +215,11 @@ async def redeliver(*, session: AsyncSession, notification_id: str) -> Notificat
     notification = await session.get(Notification, notification_id, with_for_update=True)
     if notification is None:
         raise NotificationNotFoundError(f"No notification has the id {notification_id}.")
+    if notification.recipient_sealed is None or notification.variables_sealed is None:
+        raise NotificationNotRedeliverableError(
+            "The notification's recipient was erased; it cannot be sent again.",
+            extra={"status": notification.status},
+        )
     if notification.status not in (NotificationStatus.failed, NotificationStatus.dead):
         raise NotificationNotRedeliverableError(
             f"The notification is {notification.status}; only failed or dead ones can be redelivered.",
@@ -192,4 +230,40 @@ async def redeliver(*, session: AsyncSession, notification_id: str) -> Notificat
     notification.next_attempt_at = utcnow()
     await session.flush()
     request_delivery(session)
-    return to_read(notification)
+    return to_read(notification, protection=protection_of(session))
+
+
+async def erase_customer(*, session: AsyncSession, customer_id: str) -> int:
+    """Anonymise every notification about ``customer_id``, irreversibly: the sealed recipient, its blind
+    index and the sealed variables are dropped, error texts too (a provider's may quote the address); one
+    still pending is failed, never sent. What stays (template, order id, status, times, attempts) names no
+    one. Returns how many notifications were anonymised; erasing twice changes nothing more."""
+    about = select(Notification.id).where(Notification.customer_id == customer_id).scalar_subquery()
+    await session.execute(
+        update(DeliveryAttempt)
+        .where(DeliveryAttempt.notification_id.in_(about), DeliveryAttempt.error.is_not(None))
+        .values(error=None)
+        .execution_options(synchronize_session=False)
+    )
+    anonymised = {
+        "recipient_sealed": None,
+        "recipient_index": None,
+        "variables_sealed": None,
+        "last_error": None,
+    }
+    n = Notification
+    await session.execute(
+        update(n)
+        .where(n.customer_id == customer_id, n.status == NotificationStatus.pending.value)
+        .values(status=NotificationStatus.failed.value)
+        .execution_options(synchronize_session=False)
+    )
+    result = await session.execute(
+        update(n)
+        .where(n.customer_id == customer_id, n.recipient_sealed.is_not(None))
+        .values(**anonymised)
+        .execution_options(synchronize_session=False)
+    )
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    log.info("customer erased", extra={"customer_id": customer_id, "notifications": count})
+    return count

@@ -29,6 +29,7 @@ from notifier.notifications.models import (
     NotificationStatus,
 )
 from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
+from notifier.protection import protection_of, without_one_time_secrets
 from servicekit.db import Database, utcnow
 from servicekit.telemetry import context_from_traceparent, mask_secrets
 from servicekit.workers import QueueWorker, backoff_delay
@@ -120,6 +121,8 @@ class DeliveryWorker(QueueWorker):
                 n.status == NotificationStatus.pending.value,
                 n.channel == self.channel.value,
                 n.next_attempt_at <= now,
+                n.recipient_sealed.is_not(None),
+                n.variables_sealed.is_not(None),
             )
             .order_by(n.next_attempt_at)
             .limit(self.batch_size)
@@ -129,12 +132,27 @@ class DeliveryWorker(QueueWorker):
             update(n)
             .where(n.id.in_(due.scalar_subquery()))
             .values(next_attempt_at=now + timedelta(seconds=self.lease_seconds))
-            .returning(n.id, n.template, n.locale, n.recipient, n.variables, n.attempts, n.traceparent)
+            .returning(
+                n.id, n.template, n.locale, n.recipient_sealed, n.variables_sealed, n.attempts, n.traceparent
+            )
             .execution_options(synchronize_session=False)
         )
         async with self.database.sessionmaker.begin() as session:
             rows = (await session.execute(claim)).all()
-        return [Claimed(**row._mapping) for row in rows]
+            protection = protection_of(session)
+        # Opened in memory only, for the sender; the table keeps them sealed.
+        return [
+            Claimed(
+                id=row.id,
+                template=row.template,
+                locale=row.locale,
+                recipient=protection.open_recipient(row.recipient_sealed),
+                variables=protection.open_variables(row.variables_sealed),
+                attempts=row.attempts,
+                traceparent=row.traceparent,
+            )
+            for row in rows
+        ]
 
     async def run_once(self) -> int:
         """Claim and deliver one batch; returns how many notifications were attempted."""
@@ -181,11 +199,17 @@ class DeliveryWorker(QueueWorker):
     ) -> None:
         attempts = item.attempts + 1
         now = utcnow()
+        if error is not None:
+            # A provider's answer may quote the address: it is stored (and logged) without it.
+            error = mask_secrets(error.replace(item.recipient, "<recipient>"))
         values: dict[str, Any] = {"attempts": attempts, "last_error": error}
         if subject is not None:
             values["subject"] = subject
         if outcome is AttemptOutcome.sent:
             values.update(status=NotificationStatus.sent.value, sent_at=now)
+            spent = without_one_time_secrets(item.template, item.variables)
+            if spent is not None:  # a sign-in code is wiped once delivered: the attempts prove the delivery
+                values["variables_sealed"] = protection_of(self.database).seal_variables(spent)
         elif outcome is AttemptOutcome.permanent:
             values["status"] = NotificationStatus.failed.value
         elif attempts >= self.max_attempts:
@@ -224,7 +248,7 @@ class DeliveryWorker(QueueWorker):
             "duration_ms": duration_ms,
         }
         if error is not None:
-            extra["error"] = mask_secrets(error)
+            extra["error"] = error
         status = values.get("status", NotificationStatus.pending.value)
         channel = self.channel.value
         self.metrics.attempts.labels(channel, provider, outcome.value).inc()

@@ -126,7 +126,9 @@ async def customer_email_fields(session: AsyncSession, *, order: Order, event_ty
     if sealed is None:
         return {}
     email = protection.open(sealed, context=EMAIL_CONTEXT)
-    return protection.sealed_event_fields({"customer_email": email}, event_type=event_type, aggregate_id=order.id)
+    return protection.sealed_event_fields(
+        {"customer_email": email}, event_type=event_type, aggregate_id=order.id
+    )
 
 
 async def record_event(
