@@ -9,8 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
-from servicekit.testing import ServiceProcess, free_port
+from servicekit.testing import TEST_EVENT_KEY_ID, TEST_EVENT_KEYS, ServiceProcess, free_port
 from telegram_gateway.testing import OPERATORS_CHAT_ID, SUPPORT_CHAT_ID, WEBHOOK_SECRET, FakeBotApi
+
+
+EVENT_KEYS = json.dumps(TEST_EVENT_KEYS)
+"""The event key ring order-api seals customers' data in events with and the notifier opens it with."""
 
 
 def entries(*items: ApiKeyEntry) -> str:
@@ -34,19 +38,30 @@ class StackKeys:
 @dataclass
 class Stack:
     """order-api + wallet-pool (+ notifier, + telegram-gateway) on one PostgreSQL database (each in its own
-    schema)."""
+    schema), or, with ``database_url=None``, on the embedded default: SQLite files in ``var_dir``, which all
+    four then share as ``make run``'s do. order-api and the notifier share one event key ring, as devstack
+    gives them."""
 
-    database_url: str
+    database_url: str | None
     logs: Path
+    var_dir: Path | None = None
     keys: StackKeys = field(default_factory=StackKeys)
     order_api_port: int = field(default_factory=free_port)
     wallet_pool_port: int = field(default_factory=free_port)
     notifier_port: int = field(default_factory=free_port)
     telegram_gateway_port: int = field(default_factory=free_port)
 
+    def _storage(self, prefix: str, name: str) -> dict[str, str]:
+        env = {f"{prefix}VAR_DIR": str(self.var_dir or self.logs / f"{name}-var")}
+        if self.database_url is not None:
+            env[f"{prefix}DATABASE_URL"] = self.database_url
+        return env
+
     def order_api(self, **extra_env: str) -> ServiceProcess:
         env = {
-            "ORDER_API_DATABASE_URL": self.database_url,
+            **self._storage("ORDER_API_", "order-api"),
+            "ORDER_API_EVENT_KEYS": EVENT_KEYS,
+            "ORDER_API_EVENT_KEY_CURRENT": TEST_EVENT_KEY_ID,
             "ORDER_API_API_KEYS": entries(
                 ApiKeyEntry(name="admin", hash=hash_key(self.keys.admin), scopes=["admin"]),
                 ApiKeyEntry(
@@ -69,7 +84,6 @@ class Stack:
             "ORDER_API_OUTBOX_BACKOFF_BASE_SECONDS": "0.2",
             "ORDER_API_OUTBOX_BACKOFF_MAX_SECONDS": "1",
             "ORDER_API_SWEEP_SECONDS": "0.5",
-            "ORDER_API_VAR_DIR": str(self.logs / "order-api-var"),
             **extra_env,
         }
         return ServiceProcess(
@@ -81,7 +95,7 @@ class Stack:
 
     def wallet_pool(self, **extra_env: str) -> ServiceProcess:
         env: Mapping[str, str] = {
-            "WALLET_POOL_DATABASE_URL": self.database_url,
+            **self._storage("WALLET_POOL_", "wallet-pool"),
             "WALLET_POOL_API_KEYS": entries(
                 ApiKeyEntry(
                     name="order-api",
@@ -118,7 +132,9 @@ class Stack:
     def notifier(self, *, smtp_port: int, **extra_env: str) -> ServiceProcess:
         """The notifier, sending email through a plain SMTP server on loopback at ``smtp_port``."""
         env: Mapping[str, str] = {
-            "NOTIFIER_DATABASE_URL": self.database_url,
+            **self._storage("NOTIFIER_", "notifier"),
+            "NOTIFIER_EVENT_KEYS": EVENT_KEYS,
+            "NOTIFIER_EVENT_KEY_CURRENT": TEST_EVENT_KEY_ID,
             "NOTIFIER_API_KEYS": entries(
                 ApiKeyEntry(
                     name="order-api",
@@ -147,7 +163,6 @@ class Stack:
             "NOTIFIER_DELIVERY_POLL_SECONDS": "0.1",
             "NOTIFIER_DELIVERY_BACKOFF_BASE_SECONDS": "0.1",
             "NOTIFIER_DELIVERY_BACKOFF_MAX_SECONDS": "0.5",
-            "NOTIFIER_VAR_DIR": str(self.logs / "notifier-var"),
             **extra_env,
         }
         return ServiceProcess(
@@ -162,7 +177,7 @@ class Stack:
         to the fake's operators' and support chats; without it Telegram is off."""
         url = f"http://127.0.0.1:{self.telegram_gateway_port}"
         env: dict[str, str] = {
-            "TELEGRAM_GATEWAY_DATABASE_URL": self.database_url,
+            **self._storage("TELEGRAM_GATEWAY_", "telegram-gateway"),
             "TELEGRAM_GATEWAY_API_KEYS": entries(
                 ApiKeyEntry(
                     name="notifier",
@@ -175,7 +190,6 @@ class Stack:
             "TELEGRAM_GATEWAY_ORDER_API__TIMEOUT_SECONDS": "5",
             "TELEGRAM_GATEWAY_WALLET_POOL__URL": f"http://127.0.0.1:{self.wallet_pool_port}",
             "TELEGRAM_GATEWAY_WALLET_POOL__API_KEY": self.keys.telegram_gateway_to_wallet_pool,
-            "TELEGRAM_GATEWAY_VAR_DIR": str(self.logs / "telegram-gateway-var"),
         }
         if bot_api is not None:
             env |= {
