@@ -44,7 +44,7 @@ import httpx
 from honcho.manager import Manager
 from honcho.printer import Message
 
-from order_api.protection import new_key as new_data_key
+from servicekit.sealing import new_key as new_data_key
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -145,10 +145,21 @@ TELEGRAM_PASSTHROUGH: Final = (
 
 DATA_KEY_CREDENTIAL: Final = "order_api_data_key"
 BLIND_INDEX_CREDENTIAL: Final = "order_api_blind_index_key"
+NOTIFIER_DATA_KEY_CREDENTIAL: Final = "notifier_data_key"
+NOTIFIER_BLIND_INDEX_CREDENTIAL: Final = "notifier_blind_index_key"
 DATA_KEY_ID: Final = "k1"
-"""order-api's customer-data keys under compose (production refuses to start without them). They stay in the
-credentials file: new ones would leave the data sealed with the old ones unreadable. ``make run`` does not
-use them: embedded order-api keeps its own in ``var/order-api-secrets.json``."""
+"""order-api's and the notifier's personal-data keys under compose (production refuses to start without them).
+They stay in the credentials file: new ones would leave the data sealed with the old ones unreadable.
+``make run`` does not use them: embedded services keep their own in ``var/<service>-secrets.json``."""
+DATA_KEYS: Final = {
+    "order-api": (DATA_KEY_CREDENTIAL, BLIND_INDEX_CREDENTIAL),
+    "notifier": (NOTIFIER_DATA_KEY_CREDENTIAL, NOTIFIER_BLIND_INDEX_CREDENTIAL),
+}
+EVENT_KEY_CREDENTIAL: Final = "event_key"
+EVENT_KEY_ID: Final = "e1"
+"""The event key ring order-api seals a customer's data in events with and the notifier opens it with: one
+credential, given to both (``make run`` and compose alike)."""
+EVENT_KEY_HOLDERS: Final = ("order-api", "notifier")
 
 
 def say(text: str) -> None:
@@ -195,13 +206,16 @@ def credential_names() -> list[str]:
         WEBHOOK_CREDENTIAL,
         DATA_KEY_CREDENTIAL,
         BLIND_INDEX_CREDENTIAL,
+        NOTIFIER_DATA_KEY_CREDENTIAL,
+        NOTIFIER_BLIND_INDEX_CREDENTIAL,
+        EVENT_KEY_CREDENTIAL,
     ]
 
 
 def mint(name: str) -> str:
     if name == WEBHOOK_CREDENTIAL:
         return secrets.token_urlsafe(32)  # Telegram allows A-Z, a-z, 0-9, _ and - (1-256 characters)
-    if name in (DATA_KEY_CREDENTIAL, BLIND_INDEX_CREDENTIAL):
+    if name in (*(key for keys in DATA_KEYS.values() for key in keys), EVENT_KEY_CREDENTIAL):
         return new_data_key()
     grant = next(grant for grant in GRANTS if grant.credential_name == name)
     return mint_key(grant.key_prefix)
@@ -315,12 +329,16 @@ def service_env(
             peer = SERVICES[grant.receiver]
             env[f"{prefix}{peer.package.upper()}__URL"] = peer_url(peer, ports=ports, style=style)
             env[f"{prefix}{peer.package.upper()}__API_KEY"] = credentials[grant.credential_name]
-    if style == "compose" and service.name == "order-api":
-        env[f"{prefix}DATA_KEYS"] = json.dumps(
-            {DATA_KEY_ID: credentials[DATA_KEY_CREDENTIAL]}, separators=(",", ":")
-        )
+    if style == "compose" and service.name in DATA_KEYS:
+        data_key, blind_index_key = DATA_KEYS[service.name]
+        env[f"{prefix}DATA_KEYS"] = json.dumps({DATA_KEY_ID: credentials[data_key]}, separators=(",", ":"))
         env[f"{prefix}DATA_KEY_CURRENT"] = DATA_KEY_ID
-        env[f"{prefix}BLIND_INDEX_KEY"] = credentials[BLIND_INDEX_CREDENTIAL]
+        env[f"{prefix}BLIND_INDEX_KEY"] = credentials[blind_index_key]
+    if service.name in EVENT_KEY_HOLDERS:
+        env[f"{prefix}EVENT_KEYS"] = json.dumps(
+            {EVENT_KEY_ID: credentials[EVENT_KEY_CREDENTIAL]}, separators=(",", ":")
+        )
+        env[f"{prefix}EVENT_KEY_CURRENT"] = EVENT_KEY_ID
     if service.name == "notifier" and not os.environ.get(
         f"{SERVICES['telegram-gateway'].env_prefix}BOT_TOKEN"
     ):

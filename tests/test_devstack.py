@@ -363,8 +363,13 @@ def test_env_gives_every_receiver_the_hashes_and_scopes_and_every_caller_its_key
     assert envs["telegram-gateway"]["TELEGRAM_GATEWAY_WEBHOOK_SECRET"] == secrets["telegram_webhook_secret"]
     # No bot token in the environment: the notifier does not queue Telegram cards the gateway would refuse.
     assert envs["notifier"]["NOTIFIER_TELEGRAM_ENABLED"] == "false"
-    # Embedded order-api keeps its own customer-data keys under var/; only compose gets them from here.
+    # Embedded services keep their own personal-data keys under var/; only compose gets them from here.
     assert "ORDER_API_DATA_KEYS" not in envs["order-api"]
+    assert "NOTIFIER_DATA_KEYS" not in envs["notifier"]
+    # order-api seals a customer's data in events with the ring the notifier opens them with.
+    assert envs["order-api"]["ORDER_API_EVENT_KEYS"] == envs["notifier"]["NOTIFIER_EVENT_KEYS"]
+    assert json.loads(envs["notifier"]["NOTIFIER_EVENT_KEYS"]) == {"e1": secrets["event_key"]}
+    assert envs["order-api"]["ORDER_API_EVENT_KEY_CURRENT"] == envs["notifier"]["NOTIFIER_EVENT_KEY_CURRENT"]
 
 
 def test_compose_env_names_peers_by_compose_service_and_is_private(tmp_path: Path) -> None:
@@ -389,6 +394,6 @@ def test_compose_env_names_peers_by_compose_service_and_is_private(tmp_path: Pat
     written = dotenv_values(output)
     assert written["ORDER_API_WALLET_POOL__URL"] == "http://wallet-pool:8002"
     # order-api's customer-data keys (production needs them) stay the same from one compose-env to the next.
-    data_protection = ("ORDER_API_DATA_KEYS", "ORDER_API_DATA_KEY_CURRENT", "ORDER_API_BLIND_INDEX_KEY")
-    for variable in data_protection:
-        assert written[variable] == envs["order-api"][variable]
+    for service, prefix in (("order-api", "ORDER_API_"), ("notifier", "NOTIFIER_")):
+        for name in ("DATA_KEYS", "DATA_KEY_CURRENT", "BLIND_INDEX_KEY", "EVENT_KEYS", "EVENT_KEY_CURRENT"):
+            assert written[f"{prefix}{name}"] == envs[service][f"{prefix}{name}"]
