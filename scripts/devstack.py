@@ -44,8 +44,8 @@ import httpx
 from honcho.manager import Manager
 from honcho.printer import Message
 
-from servicekit.sealing import new_key as new_data_key
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.sealing import new_key as new_data_key
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 CREDENTIALS_FILE: Final = "dev-credentials.json"

@@ -12,7 +12,6 @@ from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.testing import TEST_EVENT_KEY_ID, TEST_EVENT_KEYS, ServiceProcess, free_port
 from telegram_gateway.testing import OPERATORS_CHAT_ID, SUPPORT_CHAT_ID, WEBHOOK_SECRET, FakeBotApi
 
-
 EVENT_KEYS = json.dumps(TEST_EVENT_KEYS)
 """The event key ring order-api seals customers' data in events with and the notifier opens it with."""
 

@@ -142,7 +142,9 @@ def create_demo_app(settings: ServiceSettings, *, runtime: Runtime | None = None
 
     @app.get("/v1/items/{item_id}")
     async def get_item(item_id: str) -> dict[str, str]:
-        log.info("item %s looked up for jane.doe@example.com", item_id)
+        log.info(
+            "item %s looked up for jane.doe@example.com", item_id, extra={"asked_by": "jane.doe@example.com"}
+        )
         if item_id == "missing":
             raise NotFoundError(f"No item {item_id}.")
         return {"item_id": item_id}
@@ -153,7 +155,9 @@ def create_demo_app(settings: ServiceSettings, *, runtime: Runtime | None = None
 
     @app.get("/v1/boom")
     async def boom() -> None:
-        raise RuntimeError("SELECT password FROM customer -- internal detail")
+        raise RuntimeError(
+            "SELECT password FROM customer WHERE email = 'jane.doe@example.com' -- internal detail"
+        )
 
     @app.get("/v1/limited")
     async def limited() -> None:

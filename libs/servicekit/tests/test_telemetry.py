@@ -72,6 +72,7 @@ async def test_log_lines_of_a_request_carry_its_trace_and_mask_emails(
     records = json_logs()
     (record,) = [r for r in records if str(r.get("event", "")).startswith("item abc looked up")]
     assert record["event"] == "item abc looked up for j***@example.com"
+    assert record["asked_by"] == "j***@example.com"  # extra fields are masked too
     assert not any("jane.doe" in json.dumps(r) for r in records)
     assert record["service"] == "kit-telemetry"
     assert record["level"] == "INFO"
@@ -93,6 +94,8 @@ async def test_an_unexpected_error_is_logged_under_the_correlation_id_the_client
     assert record["level"] == "ERROR"
     assert record["correlation_id"] == correlation_id
     assert "RuntimeError: SELECT password FROM customer" in record["exc_info"]
+    assert "email = 'j***@example.com'" in record["exc_info"]  # a traceback is masked too
+    assert "jane.doe" not in json.dumps(record)
 
 
 async def test_each_sql_statement_is_a_span_under_the_server_span(

@@ -73,8 +73,14 @@ def context_from_traceparent(traceparent: str | None) -> Context | None:
     return propagate.extract({"traceparent": traceparent})
 
 
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+_EXCEPTIONS = logging.Formatter()
+
+
 class TraceContextFilter(logging.Filter):
-    """Adds ``service``, ``trace_id``, ``span_id`` and ``correlation_id`` to every record; masks secrets."""
+    """Adds ``service``, ``trace_id``, ``span_id`` and ``correlation_id`` to every record; masks secrets
+    (emails, API keys) wherever a record carries text: its message and arguments, its ``extra`` fields and
+    its exception's traceback (an error message may quote an address)."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -93,6 +99,13 @@ class TraceContextFilter(logging.Filter):
             record.msg = mask_secrets(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(mask_secrets(a) if isinstance(a, str) else a for a in record.args)
+        for name, value in record.__dict__.items():
+            if isinstance(value, str) and name not in _RECORD_ATTRIBUTES:
+                record.__dict__[name] = mask_secrets(value)
+        if record.exc_info:
+            # Formatted once, masked, and kept as the record's text: every formatter prints ``exc_text``.
+            record.exc_text = mask_secrets(record.exc_text or _EXCEPTIONS.formatException(record.exc_info))
+            record.exc_info = None
         return True
 
 
