@@ -3,7 +3,7 @@
 A new customer's order on PostgreSQL takes the fast path (one statement before the call to wallet-pool, one
 after: ``orders.service._intake_for_new_customer`` and ``_settle_new_order``); a returning customer's order,
 and every order on the embedded SQLite database, take the general path. Whichever ran, the order row, its
-history, the ``order.created`` announcement (with the customer's email, masked once delivered) and the
+history, the ``order.created`` announcement (with the customer's email sealed, masked once delivered) and the
 answer stored under the ``Idempotency-Key`` must be the same. These tests run order-api against a real
 database of its own (the fast path commits statement by statement, outside any test transaction), with
 wallet-pool and the notifier played by stand-ins.
@@ -446,3 +446,62 @@ async def test_the_per_ip_limit_holds_on_the_fast_path_and_a_refused_order_write
     assert by_ip == ["203.0.113.10", "203.0.113.9", "203.0.113.9"]
     assert sessions == 3
     assert events == 6  # queued, then awaiting_deposit: the three accepted orders' history only
+
+
+def _texts(value: Any) -> list[str]:
+    """The text a stored value holds (strings, and the strings inside JSON), lower-cased."""
+    if isinstance(value, str):
+        return [value.lower()]
+    if isinstance(value, dict):
+        return [text for item in value.items() for part in item for text in _texts(part)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _texts(item)]
+    return []
+
+
+async def test_no_table_and_no_outbox_event_holds_a_customers_data_in_clear(
+    order_api: OrderApiRunner, own_database_url: str, wallet_pool: WalletPool
+) -> None:
+    """Both intake paths, a cancellation and a sign-in code, with the notifier unreachable (the events stay
+    in the outbox): every row of every table of order-api's schema, read back, holds none of it in clear."""
+    email = f"Rest.{uuid.uuid4().hex[:8]}@Example.com"
+    async with order_api(database_url=own_database_url, wallet_pool=PeerSettings(url=wallet_pool.url)) as api:
+        first = await api.client.post("/v1/orders", json=order_body(email))  # a new customer: the fast path
+        second = await api.client.post(
+            "/v1/orders", json=order_body(email)
+        )  # a returning one: the general path
+        assert (first.status_code, second.status_code) == (201, 201), (first.text, second.text)
+        cancelled = await api.client.post(
+            f"/v1/orders/{first.json()['id']}/cancel",
+            headers={"Authorization": f"Bearer {first.json()['session_token']}"},
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        assert (await api.client.post("/v1/auth/email-code", json={"email": email})).status_code == 202
+
+        database = api.app.state.runtime.database
+        async with database.sessionmaker() as session:
+            events = (await session.execute(select(outbox).where(outbox.c.destination == "notifier"))).all()
+            rows = [
+                row
+                for table in outbox.metadata.sorted_tables
+                for row in (await session.execute(select(table))).all()
+            ]
+    opened = [
+        open_sealed_payload(
+            TEST_EVENT_KEYRING, e.payload, event_type=e.event_type, aggregate_id=e.aggregate_id
+        )
+        for e in events
+    ]
+    # What the notifier needs still travels: the address of every announcement, and the code.
+    assert {
+        (e.event_type, o.get("customer_email") or o.get("email")) for e, o in zip(events, opened, strict=True)
+    } >= {
+        ("order.created", email),
+        ("order.status_changed", email),
+        ("customer.email_code_requested", email),
+    }
+    [code] = [o["code"] for o in opened if "code" in o]
+    stored = [text for row in rows for value in row for text in _texts(value)]
+    assert stored
+    for secret in (email.lower(), PAYOUT_USDT.lower(), code):
+        assert not [text for text in stored if secret in text], secret
