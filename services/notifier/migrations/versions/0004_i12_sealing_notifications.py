@@ -9,9 +9,13 @@ Create Date: 2026-12-06 05:30:00
 """
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import op
+
+if TYPE_CHECKING:
+    from notifier.protection import DataProtection
 
 revision: str = "0004_i12_sealing_notifications"
 down_revision: str | None = "0003"
@@ -30,7 +34,9 @@ _NOTIFICATION = sa.table(
 )
 
 
-def _protection():  # type: ignore[no-untyped-def]
+def _protection() -> "DataProtection":
+    """The notifier's configured data keys (its development keys outside production), read only when there
+    are rows to seal or open."""
     from notifier.protection import DataProtection
     from notifier.settings import Settings
 
