@@ -14,7 +14,9 @@ class NotificationRead(BaseModel):
     channel: Channel
     template: str = Field(examples=["order_created"])
     locale: str = Field(examples=["ru"])
-    recipient: str = Field(description="Masked (`j***@example.com`): personal data.")
+    recipient: str = Field(
+        description="Masked (`j***@example.com`): personal data, stored sealed; `erased` once the customer was erased."
+    )
     subject: str | None = Field(description="Set once the message was rendered for sending.")
     order_id: str | None
     event_id: str | None
