@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, select, tuple_
+from sqlalchemy import ColumnElement, FromClause, TableClause, delete, select, tuple_
 
 from servicekit.db import Database, utcnow
 
@@ -33,7 +33,8 @@ class RetentionRule:
     """
 
     name: str
-    table: Table
+    table: FromClause
+    """A table (a model's ``__table__`` will do)."""
     timestamp: ColumnElement[datetime]
     keep: timedelta
     finished: ColumnElement[bool] | None = None
@@ -68,7 +69,7 @@ async def _forget_batch(
     hold), then delete them; returns how many were picked and how many deleted (fewer when, on SQLite,
     another replica deleted some in between). Two statements rather than ``DELETE … WHERE key IN (SELECT …
     SKIP LOCKED)``, whose subquery PostgreSQL may run again per row of the outer scan."""
-    keys = list(rule.table.primary_key.columns)
+    keys = list(rule.table.primary_key)
     key = keys[0] if len(keys) == 1 else tuple_(*keys)
     pick = (
         select(*keys)
@@ -82,5 +83,8 @@ async def _forget_batch(
         if not rows:
             return 0, 0
         values: list[Any] = [row[0] for row in rows] if len(keys) == 1 else [tuple(row) for row in rows]
-        result = await session.execute(delete(rule.table).where(key.in_(values)))
+        table = rule.table
+        if not isinstance(table, TableClause):  # pragma: no cover - a rule is made for a table
+            raise TypeError(f"retention rule {rule.name!r} is not on a table")
+        result = await session.execute(delete(table).where(key.in_(values)))
     return len(rows), int(result.rowcount)  # type: ignore[attr-defined]

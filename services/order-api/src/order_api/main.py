@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     wallet_pool = runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)
+    runtime.add_inbox_retention(inbox)
     wallet_pool_client = WalletPoolClient(wallet_pool)
 
     async def expire() -> int:

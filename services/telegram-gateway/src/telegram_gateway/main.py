@@ -12,7 +12,6 @@ from servicekit.client import ServiceClient
 from servicekit.errors import problem_response
 from servicekit.health import ReadinessCheck
 from servicekit.ratelimit import RateLimiter, parse_networks
-from servicekit.workers import PeriodicWorker
 from telegram_gateway.bot.errors import TelegramUnavailableError
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.bot.webhook import router as webhook_router
@@ -22,7 +21,7 @@ from telegram_gateway.db import SCHEMA
 from telegram_gateway.messages.router import router as messages_router
 from telegram_gateway.metrics import GatewayMetrics
 from telegram_gateway.settings import Settings
-from telegram_gateway.workers.retention import forget_old_messages
+from telegram_gateway.workers.retention import message_retention
 
 DESCRIPTION = """
 The operators' Telegram bot: order cards with inline buttons, and the callbacks that act on order-api
@@ -78,16 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_worker(telegram)
     runtime.readiness_checks.append(ReadinessCheck("telegram", telegram.readiness, critical=False))
 
-    async def forget_old() -> int:
-        return await forget_old_messages(
-            database=runtime.database, retention=timedelta(days=settings.retention_days)
-        )
-
-    runtime.add_worker(
-        PeriodicWorker(
-            name="telegram-retention", job=forget_old, interval_seconds=settings.retention_sweep_seconds
-        )
-    )
+    runtime.add_retention(*message_retention(timedelta(days=settings.retention_days)))
     app.state.telegram = telegram
     app.state.gateway_metrics = metrics
     app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)

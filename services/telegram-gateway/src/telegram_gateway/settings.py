@@ -81,9 +81,6 @@ class Settings(ServiceSettings):
         description="Deliveries, alerts and the cards of orders untouched this long are forgotten (the "
         "messages stay in Telegram; they are just no longer edited).",
     )
-    retention_sweep_seconds: float = Field(
-        default=3600.0, gt=0, description="How often the retention sweep runs."
-    )
     setup_retry_max_seconds: float = Field(
         default=60.0,
         gt=0,
