@@ -107,11 +107,12 @@ class TelegramLinkCreate(BaseModel):
 
 
 class TelegramLinkRead(BaseModel):
-    """The operator now linked to the Telegram user."""
+    """The active operator linked to a Telegram user (order-api's operator record is the one truth)."""
 
     operator_id: str
     name: str
     role: RoleName
+    telegram_user_id: int
 
 
 class OperatorOrderFilter(BaseModel):
