@@ -1,5 +1,6 @@
 """``/v1/operator``: the operator's work on orders, support's escalations, workload stats. Thin: parse,
-call one service function, shape the response."""
+call one service function, shape the response. Only the work on orders (``OrderReader``, ``OrderHandler``)
+may be done by the Telegram gateway acting for an operator; the rest needs the person's own credential."""
 
 from __future__ import annotations
 

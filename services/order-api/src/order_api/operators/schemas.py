@@ -38,7 +38,9 @@ class OperatorCreate(BaseModel):
         "of it and manages operators.",
     )
     telegram_user_id: TelegramUserId | None = Field(
-        default=None, description="Link a Telegram account: the gateway then acts for this operator."
+        default=None,
+        description="Link a Telegram account (the same as the operator sending `/start <code>`): the bot then "
+        "acts for this operator, in their work on orders only.",
     )
 
 
