@@ -473,3 +473,14 @@ async def test_linking_works_the_same_on_the_embedded_sqlite_database(
         assert linked.status_code == 200, linked.text
         assert_invalid_code(await redeem(api, api_keys, second["code"], telegram_user()))
         assert (await acts_as(api, api_keys, user)).status_code == 200
+        gateway = bearer(api_keys.telegram_gateway)
+        found = await api.client.get(f"/v1/telegram/operators/{user}", headers=gateway)
+        assert found.json()["operator_id"] == operator["id"]
+        by_admin = telegram_user()
+        boss = await hire(api, api_keys, role="admin", telegram_user_id=by_admin)
+        found = await api.client.get(f"/v1/telegram/operators/{by_admin}", headers=gateway)
+        assert found.json()["operator_id"] == boss["id"]
+        refused = await api.client.get(
+            "/v1/audit", headers={**gateway, "X-Operator-Telegram-Id": str(by_admin)}
+        )
+        assert (refused.status_code, refused.json()["code"]) == (403, "acted_for_identity_forbidden")
