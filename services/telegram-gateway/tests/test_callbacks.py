@@ -130,6 +130,18 @@ async def test_an_operator_an_admin_links_or_unlinks_in_order_api_is_welcome_or_
         )
 
 
+async def test_with_redis_every_replica_reads_one_cached_answer(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, redis_url: str
+) -> None:
+    operator = order_api.add_operator("Anna")
+    async with launch(redis_url=redis_url):
+        await fake_bot_api.send_text(ANNA, f"/start {order_api.issue_code(operator)}")
+    async with launch(redis_url=redis_url):  # another replica (or a restart) knows Anna without asking
+        await fake_bot_api.send_text(ANNA, "/my")
+    assert order_api.lookups() == [ANNA.id]  # once, before the link
+    assert fake_bot_api.chat_messages(ANNA.id)[-1].text.startswith("You hold no open orders.")
+
+
 async def test_a_wrong_or_used_code_links_nobody(
     launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
 ) -> None:
