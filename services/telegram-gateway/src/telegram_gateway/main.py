@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from servicekit.app import Runtime, create_service_app
+from servicekit.cache import ExpiringCache
 from servicekit.client import ServiceClient
 from servicekit.errors import problem_response
 from servicekit.health import ReadinessCheck
@@ -20,6 +21,7 @@ from telegram_gateway.clients.wallet_pool import WalletPoolClient
 from telegram_gateway.db import SCHEMA
 from telegram_gateway.messages.router import router as messages_router
 from telegram_gateway.metrics import GatewayMetrics
+from telegram_gateway.operators.service import OperatorLinks
 from telegram_gateway.settings import Settings
 from telegram_gateway.workers.retention import message_retention
 
@@ -66,10 +68,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     metrics = GatewayMetrics(app.state.metrics_registry)
+    operator_links = OperatorLinks(
+        order_api=order_api,
+        cache=ExpiringCache(
+            redis=runtime.redis,
+            namespace=f"{settings.service_name}:operator-link",
+            ttl_seconds=settings.operator_cache_seconds,
+        ),
+    )
     telegram = TelegramBot(
         settings=settings,
         database=runtime.database,
         order_api=order_api,
+        operator_links=operator_links,
         wallet_pool=wallet_pool,
         metrics=metrics,
     )
