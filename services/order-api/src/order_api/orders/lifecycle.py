@@ -123,7 +123,7 @@ async def customer_email_fields(session: AsyncSession, *, order: Order, event_ty
     if protection is None:
         return {}
     sealed = await session.scalar(select(Customer.email_sealed).where(Customer.id == order.customer_id))
-    if sealed is None:
+    if not sealed:  # no such customer, or erased: nobody to write to
         return {}
     email = protection.open(sealed, context=EMAIL_CONTEXT)
     return protection.sealed_event_fields(
