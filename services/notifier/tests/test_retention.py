@@ -18,7 +18,7 @@ from notifier.main import create_app
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.models import DeliveryAttempt, Notification, NotificationStatus
 from notifier.notifications.service import queue_email
-from notifier.testing import make_settings
+from notifier.testing import make_settings, protected
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
 from servicekit.testing import eventually, running_app, service_dir
@@ -34,7 +34,7 @@ async def database_at(
         url = None
         sqlite_url = resolve_database_url(None, var_dir=tmp_path, service_name="notifier")
         await asyncio.to_thread(upgrade, service_dir("notifier"), url=sqlite_url)
-    database = Database(url=url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
+    database = protected(Database(url=url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier"))
     async with database.engine.begin() as connection:
         for statement in (delete(DeliveryAttempt), delete(Notification), inbox.delete()):
             await connection.execute(statement)
