@@ -31,7 +31,7 @@ from servicekit.outbox import (
     OutboxRelay,
     PermanentDeliveryError,
 )
-from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.settings import PeerSettings, ServiceSettings, refuse_production_guesses
 from servicekit.telemetry import (
     InstrumentedFastAPI,
     configure_logging,
@@ -60,6 +60,7 @@ class Runtime:
     """What one service instance holds while it runs. Built by ``create_app``, opened by the lifespan."""
 
     def __init__(self, settings: ServiceSettings, *, schema: str) -> None:
+        refuse_production_guesses(settings)  # before anything is opened or written
         self.settings = settings
         self.database = Database(
             url=settings.database_url,

@@ -12,6 +12,7 @@ from servicekit.client import ServiceClient
 from servicekit.errors import problem_response
 from servicekit.health import ReadinessCheck
 from servicekit.ratelimit import RateLimiter, parse_networks
+from servicekit.settings import load_settings
 from servicekit.workers import PeriodicWorker
 from telegram_gateway.bot.errors import TelegramUnavailableError
 from telegram_gateway.bot.runtime import TelegramBot
@@ -50,7 +51,7 @@ async def _telegram_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings(Settings)
     runtime = Runtime(settings, schema=SCHEMA)
     order_api = OrderApiClient(runtime.add_peer("order-api", settings.order_api))
     wallet_pool = WalletPoolClient(
