@@ -31,7 +31,7 @@ Every call needs an API key (`Authorization: Bearer <key>`) with the scope named
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    runtime = Runtime(settings, schema=SCHEMA)
+    runtime = Runtime(settings, schema=SCHEMA, package="notifier")
     gateway = runtime.add_peer("telegram-gateway", settings.telegram_gateway)
     runtime.add_busy_tables("notification")  # every delivery attempt rewrites its row
     app = create_service_app(

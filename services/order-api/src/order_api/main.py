@@ -43,7 +43,7 @@ async def _probe_wallet_pool(client: ServiceClient) -> str | None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    runtime = Runtime(settings, schema=SCHEMA)
+    runtime = Runtime(settings, schema=SCHEMA, package="order_api")
     wallet_pool = runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)

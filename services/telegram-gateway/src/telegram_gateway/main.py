@@ -52,7 +52,7 @@ async def _telegram_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    runtime = Runtime(settings, schema=SCHEMA)
+    runtime = Runtime(settings, schema=SCHEMA, package="telegram_gateway")
     order_api = OrderApiClient(runtime.add_peer("order-api", settings.order_api))
     wallet_pool = WalletPoolClient(
         runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)

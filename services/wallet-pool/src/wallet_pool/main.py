@@ -40,7 +40,7 @@ Errors are `application/problem+json` with a stable `code`.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
-    runtime = Runtime(settings, schema=SCHEMA)
+    runtime = Runtime(settings, schema=SCHEMA, package="wallet_pool")
     runtime.add_peer("order-api", settings.order_api)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)
