@@ -58,7 +58,10 @@ class MigrationHistory:
                 continue
             revisions.add(str(values["revision"]))
             down = values.get("down_revision")
-            parents.update([down] if isinstance(down, str) else list(down or ()))
+            if isinstance(down, str):
+                parents.add(down)
+            elif isinstance(down, tuple | list):
+                parents.update(str(parent) for parent in down)  # a merge revision
         if not revisions:
             raise FileNotFoundError(f"no Alembic revisions in {migrations / 'versions'}")
         return cls(revisions=frozenset(revisions), heads=frozenset(revisions - parents))

@@ -142,8 +142,8 @@ class ServiceSettings(BaseSettings):
 
     secrets_dir: Path | None = Field(
         default=None,
-        description="Directory of secret files, one per setting, named like its variable "
-        "(e.g. ORDER_API_DATABASE_URL, ORDER_API_WALLET_POOL__API_KEY); variables win over files. "
+        description="Directory of secret files: one file per setting, named like its environment variable "
+        "(`…_DATABASE_URL`, `…_<PEER>__API_KEY`) and holding its value; variables and `.env` win over files. "
         "Unset: /run/secrets when it exists.",
     )
 
