@@ -280,3 +280,29 @@ async def test_a_production_start_from_secret_files_serves_and_is_ready(
         assert ready["checks"]["redis"]["status"] == "ok"
         await process.stop()
         assert not (tmp_path / "var").exists()
+
+
+def test_a_production_migration_without_a_database_url_stops_instead_of_migrating_a_file(
+    tmp_path: Path,
+) -> None:
+    """The migration Job (``alembic upgrade head`` in the image's working directory) fails, rather than
+    migrate a SQLite file of its own and report success."""
+    var_dir = tmp_path / "var"
+    env = {"WALLET_POOL_ENVIRONMENT": "production", "WALLET_POOL_VAR_DIR": str(var_dir)}
+    result = subprocess.run(  # noqa: S603 (fixed argv)
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        env={**hermetic_environ(), **env},
+        cwd=ROOT / "services" / "wallet-pool",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0] == (
+        "wallet-pool refuses to start: WALLET_POOL_DATABASE_URL must be set in production "
+        "(without it each replica would keep a SQLite file of its own)"
+    )
+    assert not var_dir.exists()

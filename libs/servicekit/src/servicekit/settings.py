@@ -236,17 +236,21 @@ class ServiceSettings(BaseSettings):
         """The peer settings (fields of type :class:`PeerSettings`) this service calls; all by default."""
         return [name for name, field in type(self).model_fields.items() if field.annotation is PeerSettings]
 
+    def database_problems(self) -> list[str]:
+        """The part of :meth:`production_problems` about the database (all that migrations need)."""
+        if self.database_url:
+            return []
+        return [
+            f"{self.variable('database_url')} must be set in production "
+            "(without it each replica would keep a SQLite file of its own)"
+        ]
+
     def production_problems(self) -> list[str]:
         """What this service would have to guess in production, one sentence each naming the setting.
 
         Services extend it (``super().production_problems() + [...]``) with what only they know about.
         """
-        problems: list[str] = []
-        if not self.database_url:
-            problems.append(
-                f"{self.variable('database_url')} must be set in production "
-                "(without it each replica would keep a SQLite file of its own)"
-            )
+        problems = self.database_problems()
         if self.redis_shared_state and not self.redis_url:
             problems.append(
                 f"{self.variable('redis_url')} must be set in production "
@@ -266,12 +270,13 @@ class ServiceSettings(BaseSettings):
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def refuse_production_guesses(settings: ServiceSettings) -> None:
+def refuse_production_guesses(settings: ServiceSettings, *, database_only: bool = False) -> None:
     """Stop the process (:class:`StartupRefusedError`) when ``settings`` are for production and
-    :meth:`~ServiceSettings.production_problems` finds anything; does nothing in other environments."""
+    :meth:`~ServiceSettings.production_problems` (with ``database_only``, as for migrations:
+    :meth:`~ServiceSettings.database_problems`) finds anything; does nothing in other environments."""
     if settings.environment != PRODUCTION:
         return
-    problems = settings.production_problems()
+    problems = settings.database_problems() if database_only else settings.production_problems()
     if problems:
         raise StartupRefusedError(f"{settings.service_name} refuses to start: {'; '.join(problems)}")
 
