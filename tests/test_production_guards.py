@@ -289,7 +289,7 @@ def test_a_production_migration_without_a_database_url_stops_instead_of_migratin
     migrate a SQLite file of its own and report success."""
     var_dir = tmp_path / "var"
     env = {"WALLET_POOL_ENVIRONMENT": "production", "WALLET_POOL_VAR_DIR": str(var_dir)}
-    result = subprocess.run(  # noqa: S603 (fixed argv)
+    result = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         env={**hermetic_environ(), **env},
         cwd=ROOT / "services" / "wallet-pool",
