@@ -49,6 +49,10 @@ def test_private_directories_files_and_atomic_writes(tmp_path: Path) -> None:
     nested = private_directory(tmp_path / "a" / "b")
     assert (mode(tmp_path / "a"), mode(nested)) == (0o700, 0o700)
     assert mode(private_file(nested / "empty")) == 0o600
+    (tmp_path / "open").mkdir(mode=0o755)
+    (tmp_path / "open").chmod(0o755)
+    assert mode(private_file(tmp_path / "open" / "db")) == 0o600
+    assert mode(tmp_path / "open") == 0o755  # a directory the file goes into is not the file's to change
 
     target = tmp_path / "shared" / "keys.json"
     (tmp_path / "shared").mkdir(mode=0o755)

@@ -56,9 +56,9 @@ def private_directory(path: Path, *, tighten: bool = True) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """``path`` as a file only its owner can read: created empty with ``0600`` when missing (its directory
-    private), tightened to ``0600`` when it exists."""
-    private_directory(path.parent)
+    """``path`` as a file only its owner can read: created empty with ``0600`` when missing, tightened to
+    ``0600`` when it exists. Missing directories are created private; an existing one is left as it is."""
+    private_directory(path.parent, tighten=False)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     _tighten(path, FILE_MODE)
