@@ -278,6 +278,7 @@ async def test_a_production_start_from_secret_files_serves_and_is_ready(
             ready = (await client.get("/health/ready")).json()
         assert ready["checks"]["database"]["detail"] == "postgresql"
         assert ready["checks"]["redis"]["status"] == "ok"
+        assert ready["schema"]["status"] == "ok"
         await process.stop()
         assert not (tmp_path / "var").exists()
 

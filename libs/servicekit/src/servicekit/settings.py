@@ -19,6 +19,7 @@ stops the process with one line naming it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import ClassVar, TypeVar
@@ -220,7 +221,8 @@ class ServiceSettings(BaseSettings):
             if configured:
                 break
         if not configured:
-            return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
+            readable = DEFAULT_SECRETS_DIR.is_dir() and os.access(DEFAULT_SECRETS_DIR, os.R_OK | os.X_OK)
+            return DEFAULT_SECRETS_DIR if readable else None
         directory = Path(str(configured))
         if not directory.is_dir():
             raise StartupRefusedError(f"{variable}={directory} is not a directory")
