@@ -96,12 +96,27 @@ def production_env(service: Service, *, database_url: str = UNREACHABLE_DATABASE
     return env
 
 
-def start_as_the_image_does(
-    service: Service, env: Mapping[str, str], cwd: Path
-) -> subprocess.CompletedProcess[str]:
-    """The service's container command (its Dockerfile's CMD), on a free port; returns once it has exited
-    (a refused start) or fails the test when it is still serving after a while."""
-    command = [
+def refused(command: list[str], env: Mapping[str, str], cwd: Path) -> str:
+    """Run ``command`` (in this environment without any service setting, plus ``env``) and return the one
+    line it printed on stderr, failing the test unless it exited non-zero with exactly one line."""
+    result = subprocess.run(
+        command,
+        env={**hermetic_environ(), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    return lines[0]
+
+
+def image_command(service: Service) -> list[str]:
+    """The service's container command (its Dockerfile's CMD), on a free loopback port."""
+    return [
         sys.executable,
         "-m",
         "uvicorn",
@@ -114,15 +129,6 @@ def start_as_the_image_does(
         "--port",
         str(free_port()),
     ]
-    return subprocess.run(
-        command,
-        env={**hermetic_environ(), **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @dataclass(frozen=True)
@@ -168,32 +174,33 @@ async def test_production_refuses_to_start_without_what_it_would_guess(
     env = production_env(service) | {f"{service.prefix}VAR_DIR": str(var_dir)}
     for setting in refusal.unset:
         del env[service.prefix + setting]
-    result = await asyncio.to_thread(start_as_the_image_does, service, env, tmp_path)
-
-    assert result.returncode != 0, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr  # one line, no traceback
-    assert lines[0].startswith(f"{service.name} refuses to start: "), lines[0]
-    assert refusal.message in lines[0]
+    line = await asyncio.to_thread(refused, image_command(service), env, tmp_path)
+    assert line.startswith(f"{service.name} refuses to start: "), line
+    assert refusal.message in line
     assert not var_dir.exists(), "a refused start writes nothing (no SQLite file, no generated keys)"
+
+
+def in_production(service: Service, monkeypatch: pytest.MonkeyPatch, directory: Path) -> dict[str, str]:
+    """The environment of ``production_env`` set for this test, in ``directory`` (no stray ``.env``)."""
+    monkeypatch.chdir(directory)
+    env = production_env(service)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
 
 
 @pytest.mark.parametrize("service", SERVICES.values(), ids=list(SERVICES))
 def test_a_complete_production_configuration_is_not_refused(
     service: Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    for name, value in production_env(service).items():
-        monkeypatch.setenv(name, value)
+    in_production(service, monkeypatch, tmp_path)
     assert service.settings().production_problems() == []
 
 
 def test_the_gateway_may_poll_in_production_when_polling_is_chosen(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name, value in production_env(SERVICES["telegram-gateway"]).items():
-        monkeypatch.setenv(name, value)
+    in_production(SERVICES["telegram-gateway"], monkeypatch, tmp_path)
     monkeypatch.delenv("TELEGRAM_GATEWAY_WEBHOOK_URL")
     assert TelegramGatewaySettings().production_problems() != []
     monkeypatch.setenv("TELEGRAM_GATEWAY_MODE", "polling")
@@ -202,14 +209,23 @@ def test_the_gateway_may_poll_in_production_when_polling_is_chosen(
     assert settings.production_problems() == []
 
 
+def test_the_notifier_needs_the_gateways_key_only_when_it_sends_to_telegram(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    in_production(SERVICES["notifier"], monkeypatch, tmp_path)
+    monkeypatch.delenv("NOTIFIER_TELEGRAM_GATEWAY__API_KEY")
+    assert NotifierSettings().production_problems() == [
+        "NOTIFIER_TELEGRAM_GATEWAY__API_KEY must be set in production"
+    ]
+    monkeypatch.setenv("NOTIFIER_TELEGRAM_ENABLED", "false")
+    assert NotifierSettings().production_problems() == []
+
+
 def test_invalid_settings_stop_the_process_with_one_line_naming_the_variable(tmp_path: Path) -> None:
     service = SERVICES["telegram-gateway"]
     env = production_env(service) | {"TELEGRAM_GATEWAY_WEBHOOK_SECRET": "not allowed!"}
-    result = start_as_the_image_does(service, env, tmp_path)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("invalid settings: TELEGRAM_GATEWAY_WEBHOOK_SECRET: "), lines[0]
+    line = refused(image_command(service), env, tmp_path)
+    assert line.startswith("invalid settings: TELEGRAM_GATEWAY_WEBHOOK_SECRET: "), line
 
 
 # --- secret files -------------------------------------------------------------------------------------------
@@ -237,10 +253,7 @@ def _reveal(value: object) -> object:
 def test_every_setting_can_come_from_a_file_in_the_secrets_directory(
     service: Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    env = production_env(service)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+    env = in_production(service, monkeypatch, tmp_path)
     from_variables = service.settings()
     for name in env:
         monkeypatch.delenv(name)
@@ -290,20 +303,19 @@ def test_a_production_migration_without_a_database_url_stops_instead_of_migratin
     migrate a SQLite file of its own and report success."""
     var_dir = tmp_path / "var"
     env = {"WALLET_POOL_ENVIRONMENT": "production", "WALLET_POOL_VAR_DIR": str(var_dir)}
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        env={**hermetic_environ(), **env},
-        cwd=ROOT / "services" / "wallet-pool",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0] == (
+    command = [sys.executable, "-m", "alembic", "upgrade", "head"]
+    line = refused(command, env, ROOT / "services" / "wallet-pool")
+    assert line == (
         "wallet-pool refuses to start: WALLET_POOL_DATABASE_URL must be set in production "
         "(without it each replica would keep a SQLite file of its own)"
     )
+    assert not var_dir.exists()
+
+
+def test_an_ops_command_in_production_without_a_database_url_stops(tmp_path: Path) -> None:
+    """``audit-verify`` would otherwise check an empty SQLite file and report an intact chain."""
+    var_dir = tmp_path / "var"
+    env = {"ORDER_API_ENVIRONMENT": "production", "ORDER_API_VAR_DIR": str(var_dir)}
+    line = refused([sys.executable, "-m", "order_api", "audit-verify"], env, tmp_path)
+    assert line.startswith("order-api refuses to start: ORDER_API_DATABASE_URL must be set in production")
     assert not var_dir.exists()
