@@ -21,20 +21,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from servicekit.private_files import private_file, write_private_file
 
 if TYPE_CHECKING:
     from order_api.settings import Settings
@@ -204,9 +203,7 @@ class DataProtection:
 def _load_or_create_dev_secrets(path: Path) -> dict[str, Any]:
     if not path.exists():
         _create_dev_secrets(path)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        log.warning("dev secrets file is readable by others; chmod 600 it", extra={"path": str(path)})
+    private_file(path)  # made by an older version: readable by others
     loaded: Any = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(loaded, dict):
         raise DataProtectionConfigError(f"{path} is not a valid secrets file; remove it")
@@ -216,7 +213,6 @@ def _load_or_create_dev_secrets(path: Path) -> dict[str, Any]:
 def _create_dev_secrets(path: Path) -> None:
     """Write a fresh key set atomically: the file appears complete, mode 0600, or not at all. When several
     processes start together, the first link wins and the others read its keys."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = json.dumps(
         {
             "note": "Development keys of order-api, generated because none were configured. Not for production.",
@@ -226,18 +222,7 @@ def _create_dev_secrets(path: Path) -> None:
         },
         indent=2,
     )
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            os.fchmod(file.fileno(), 0o600)
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-            log.warning(
-                "no data protection keys configured: generated development keys", extra={"path": str(path)}
-            )
-    finally:
-        temporary.unlink(missing_ok=True)
+    if write_private_file(path, content, replace=False):
+        log.warning(
+            "no data protection keys configured: generated development keys", extra={"path": str(path)}
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -50,6 +51,8 @@ class Settings(ServiceSettings):
         extra="ignore",
         env_nested_delimiter="__",
     )
+
+    redis_shared_state: ClassVar[str | None] = "rate limits"
 
     service_name: str = "order-api"
     port: int = 8001
@@ -112,3 +115,18 @@ class Settings(ServiceSettings):
         default_factory=dict,
         description='Per-currency overrides of the assignment timeout in minutes (JSON, e.g. {"BTC": 15}).',
     )
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        configured = {
+            "data_keys": bool(self.data_keys),
+            "data_key_current": self.data_key_current is not None,
+            "blind_index_key": self.blind_index_key is not None,
+        }
+        missing = [self.variable(name) for name, present in configured.items() if not present]
+        if missing:
+            problems.append(
+                f"{', '.join(missing)} must be set in production "
+                "(otherwise development keys would be generated, on each replica its own)"
+            )
+        return problems
