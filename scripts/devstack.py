@@ -30,7 +30,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,6 +44,7 @@ from honcho.manager import Manager
 from honcho.printer import Message
 
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.private_files import private_directory, write_private_file
 from servicekit.sealing import new_key as new_data_key
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -221,36 +221,12 @@ def mint(name: str) -> str:
     return mint_key(grant.key_prefix)
 
 
-def write_private(path: Path, text: str, *, overwrite: bool) -> bool:
-    """Write ``path`` atomically with mode 0600 (a temporary file, then a rename).
-
-    Without ``overwrite`` an existing file wins (returns False): two first runs at once keep one set of keys.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(temporary, path)
-            return True
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 def ensure_credentials(var_dir: Path) -> Credentials:
     """The credentials in ``var_dir``: created on first use, reused afterwards (completed if the table grew)."""
     path = var_dir / CREDENTIALS_FILE
     if not path.exists():
         fresh = Credentials(path=path, values={name: mint(name) for name in credential_names()})
-        if write_private(path, fresh.to_json(), overwrite=False):
+        if write_private_file(path, fresh.to_json(), replace=False):
             say(f"created {shown(path)} (mode 0600) with new keys")
             return fresh
     try:
@@ -263,7 +239,7 @@ def ensure_credentials(var_dir: Path) -> Credentials:
     missing = [name for name in credential_names() if name not in credentials.values]
     if missing:
         credentials = Credentials(path=path, values={**credentials.values, **{n: mint(n) for n in missing}})
-        write_private(path, credentials.to_json(), overwrite=True)
+        write_private_file(path, credentials.to_json())
         say(f"added {', '.join(missing)} to {shown(path)}")
     return credentials
 
@@ -591,7 +567,7 @@ def write_compose_env(path: Path, credentials: Credentials) -> None:
         "# Secret (mode 0600): never commit it. Regenerate it rather than edit it; keep the credentials file,\n"
         "# which also holds the admins' keys (admin_token, ...): new data keys make sealed data unreadable.\n\n"
     )
-    write_private(path, header + render_dotenv(envs), overwrite=True)
+    write_private_file(path, header + render_dotenv(envs))
     say(f"wrote {shown(path)} (mode 0600) from {shown(credentials.path)}")
 
 
@@ -628,7 +604,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    var_dir: Path = args.var_dir.resolve()
+    var_dir: Path = private_directory(args.var_dir.resolve())  # 0700: keys, databases and mail live there
     try:
         if args.command == "run":
             return run(var_dir)

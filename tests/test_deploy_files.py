@@ -29,7 +29,7 @@ import yaml
 from dotenv import dotenv_values
 
 from servicekit.apikeys import ApiKeyEntry
-from servicekit.settings import PeerSettings
+from servicekit.settings import PeerSettings, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -271,6 +271,29 @@ def test_make_compose_env_writes_the_keys_compose_needs(
                 assert compose_env.get(key) == value, f"{key}: compose and compose.env disagree"
         for peer in peer_fields(svc):
             assert written[f"{svc.env_prefix}{peer}__API_KEY"], f"{svc.name} has no key for {peer}"
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_compose_configures_each_service_as_production_requires(
+    written_compose_env: Path,
+    compose_services: dict[str, dict[str, Any]],
+    svc: Service,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """compose runs the services with ENVIRONMENT=production: what it and compose.env give each service
+    leaves nothing for production to refuse (telegram-gateway runs without a bot here)."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for variable in list(os.environ):
+        if variable.startswith(svc.env_prefix):
+            monkeypatch.delenv(variable)
+    from_file = {k: v for k, v in read_dotenv(written_compose_env).items() if k.startswith(svc.env_prefix)}
+    from_compose = {k: interpolate_defaults(v) for k, v in environment(compose_services[svc.name]).items()}
+    for variable, value in (from_file | from_compose).items():
+        monkeypatch.setenv(variable, value)
+    settings: ServiceSettings = __import__(f"{svc.package}.settings", fromlist=["Settings"]).Settings()
+    assert settings.environment == "production"
+    assert settings.production_problems() == []
 
 
 def test_compose_env_example_holds_placeholders_only() -> None:
@@ -542,10 +565,38 @@ def assert_pod_is_hardened(pod: dict[str, Any], where: str) -> None:
         assert "memory" in resources["limits"], where
 
 
-def env_sources(container: dict[str, Any]) -> tuple[set[str], set[str]]:
-    config_maps = {s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s}
-    secrets = {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s}
-    return config_maps, secrets
+def config_maps_of(container: dict[str, Any]) -> set[str]:
+    return {s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s}
+
+
+def pod_templates(manifests: dict[tuple[str, str], dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for (kind, name), document in manifests.items():
+        if kind in ("Deployment", "Job"):
+            yield f"{kind} {name}", document["spec"]["template"]["spec"]
+
+
+def test_no_secret_reaches_a_container_environment(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Secrets are files, not variables (which every child process inherits and /proc/<pid>/environ shows)."""
+    templates = dict(pod_templates(manifests))
+    assert len(templates) == 2 * len(SERVICES)
+    for where, pod in templates.items():
+        for container in pod["containers"] + pod.get("initContainers", []):
+            assert not [s for s in container.get("envFrom", []) if "secretRef" in s], where
+            assert not [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})], (
+                where
+            )
+
+
+def assert_secret_is_mounted_as_files(pod: dict[str, Any], svc: Service, config: dict[str, str]) -> None:
+    """The service's Secret is a read-only volume, not readable by others, at the service's SECRETS_DIR."""
+    volumes = [volume for volume in pod["volumes"] if "secret" in volume]
+    assert [volume["secret"]["secretName"] for volume in volumes] == [f"{svc.name}-secrets"]
+    (volume,) = volumes
+    assert volume["secret"]["defaultMode"] & 0o007 == 0, "Secret files must not be world-readable"
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    assert mount["mountPath"] == config[f"{svc.env_prefix}SECRETS_DIR"]
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
@@ -570,10 +621,10 @@ def test_each_service_has_a_probed_hardened_deployment(
         assert get["path"] == path, f"{svc.name} {probe}"
         assert get["port"] in ("http", svc.port)
 
-    config_maps, secrets = env_sources(container)
-    assert config_maps == {f"{svc.name}-config"}
-    assert secrets == {f"{svc.name}-secrets"}
+    assert config_maps_of(container) == {f"{svc.name}-config"}
     config = manifests[("ConfigMap", f"{svc.name}-config")]["data"]
+    assert config[f"{svc.env_prefix}ENVIRONMENT"] == "production"
+    assert_secret_is_mounted_as_files(pod, svc, config)
     assert all(key.startswith(svc.env_prefix) for key in config)
     peers = {key: value for key, value in config.items() if key.endswith("__URL")}
     assert peer_fields(svc) <= {key.removeprefix(svc.env_prefix).removesuffix("__URL") for key in peers}
@@ -601,7 +652,8 @@ def test_each_service_has_a_service_and_a_migration_job(
     assert migrate["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert migrate["command"] == ["alembic", "upgrade", "head"]
     assert migrate["workingDir"] == "/app"
-    assert env_sources(migrate)[1] == {f"{svc.name}-secrets"}
+    assert config_maps_of(migrate) == {f"{svc.name}-config"}
+    assert_secret_is_mounted_as_files(pod, svc, manifests[("ConfigMap", f"{svc.name}-config")]["data"])
     assert (
         not job["template"]["metadata"]["labels"].items()
         >= deployment["spec"]["selector"]["matchLabels"].items()

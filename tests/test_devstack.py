@@ -301,6 +301,62 @@ async def test_order_api_reads_the_pool_through_wallet_pool_with_its_key(first_r
     assert check["critical"] is False
 
 
+def modes_under(root: Path) -> dict[str, int]:
+    """``root`` and everything below it (relative names; ``.`` is root) with their permission bits."""
+    return {
+        str(path.relative_to(root)): stat.S_IMODE(path.stat().st_mode) for path in [root, *root.rglob("*")]
+    }
+
+
+async def test_everything_written_under_var_is_readable_by_its_owner_only(first_run: DevStackRun) -> None:
+    order = {
+        "email": "private-files@example.com",
+        "from_currency": "BTC",
+        "to_currency": "USDT",
+        "to_network": "TRC20",
+        "amount": "0.05",
+        "payout_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+    }
+    async with httpx.AsyncClient(base_url=first_run.url("order-api"), timeout=10.0) as client:
+        response = await client.post("/v1/orders", json=order)
+    assert response.status_code == 201, response.text
+    mail = first_run.var_dir / "mail"
+
+    async def mail_drop() -> list[Path]:
+        return list(mail.glob("*.eml")) if mail.is_dir() else []
+
+    await eventually(mail_drop, within=20.0, message="the order's email in the mail drop")
+
+    modes = modes_under(first_run.var_dir)
+    written = {
+        "dev-credentials.json",
+        "order-api-secrets.json",
+        *(f"{service}.db{suffix}" for service in ENV_PREFIXES for suffix in ("", "-wal", "-shm")),
+    }
+    assert written <= set(modes), sorted(modes)
+    assert any(name.startswith("mail/") and name.endswith(".eml") for name in modes)
+    directories = {name for name in modes if (first_run.var_dir / name).is_dir()}
+    assert directories == {".", "mail"}
+    assert {
+        name: oct(mode) for name, mode in modes.items() if mode != (0o700 if name in directories else 0o600)
+    } == {}
+
+    # Cancelled, so the second run finds the demo pool as seeded.
+    created = response.json()
+    async with httpx.AsyncClient(base_url=first_run.url("order-api"), timeout=10.0) as client:
+        cancel = await client.post(
+            f"/v1/orders/{created['id']}/cancel",
+            headers={"Authorization": f"Bearer {created['session_token']}"},
+        )
+    assert cancel.status_code == 200, cancel.text
+    admin = first_run.credentials()["admin_token"]
+
+    async def pool() -> dict[str, tuple[int, int, int, int]]:
+        return pool_figures((await get(first_run, "order-api", "/v1/stats/pool", key=admin)).json())
+
+    await eventually(pool, until=lambda figures: figures == DEMO_FIGURES, within=20.0)
+
+
 async def test_ctrl_c_stops_all_four_services_and_the_script(first_run: DevStackRun) -> None:
     await assert_stops_cleanly(first_run)
 

@@ -7,8 +7,7 @@ from alembic import context
 import order_api.models  # noqa: F401  (registers every table on the metadata)
 from order_api.db import SCHEMA, metadata
 from order_api.settings import Settings
-from servicekit.db import resolve_database_url
-from servicekit.migrations import run_env
+from servicekit.migrations import database_url, run_env
 
 if context.config.config_file_name and not context.config.attributes.get("quiet"):
     fileConfig(context.config.config_file_name, disable_existing_loggers=False)
@@ -17,7 +16,5 @@ settings = Settings()
 run_env(
     metadata=metadata,
     schema=settings.database_schema or SCHEMA,
-    url=resolve_database_url(
-        settings.database_url, var_dir=settings.var_dir, service_name=settings.service_name
-    ),
+    url=database_url(settings),
 )

@@ -5,8 +5,7 @@ from logging.config import fileConfig
 from alembic import context
 
 import wallet_pool.models  # noqa: F401  (registers every table on the metadata)
-from servicekit.db import resolve_database_url
-from servicekit.migrations import run_env
+from servicekit.migrations import database_url, run_env
 from wallet_pool.db import SCHEMA, metadata
 from wallet_pool.settings import Settings
 
@@ -17,7 +16,5 @@ settings = Settings()
 run_env(
     metadata=metadata,
     schema=settings.database_schema or SCHEMA,
-    url=resolve_database_url(
-        settings.database_url, var_dir=settings.var_dir, service_name=settings.service_name
-    ),
+    url=database_url(settings),
 )

@@ -35,7 +35,8 @@ from servicekit.outbox import (
     processed_events,
 )
 from servicekit.retention import RetentionRule, forget_expired
-from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.revisions import MigrationHistory, SchemaRevision, migrations_dir
+from servicekit.settings import PeerSettings, ServiceSettings, StartupRefusedError, refuse_production_guesses
 from servicekit.telemetry import (
     InstrumentedFastAPI,
     configure_logging,
@@ -63,8 +64,17 @@ class Worker(Protocol):
 class Runtime:
     """What one service instance holds while it runs. Built by ``create_app``, opened by the lifespan."""
 
-    def __init__(self, settings: ServiceSettings, *, schema: str) -> None:
+    def __init__(self, settings: ServiceSettings, *, schema: str, package: str | None = None) -> None:
+        """``package``: the service's import package, whose Alembic head ``/health/ready`` compares the
+        database's schema revision with (none: not compared)."""
+        refuse_production_guesses(settings)  # before anything is opened or written
         self.settings = settings
+        self.migration_history: MigrationHistory | None = None
+        if package is not None:
+            try:
+                self.migration_history = MigrationHistory.read(migrations_dir(package))
+            except FileNotFoundError as exc:
+                raise StartupRefusedError(f"{settings.service_name} cannot start: {exc}") from None
         self.database = Database(
             url=settings.database_url,
             schema=settings.database_schema or schema,
@@ -87,6 +97,12 @@ class Runtime:
         if self.redis is not None:
             self.readiness_checks.append(ReadinessCheck("redis", self._check_redis))
         self.on_start: list[Callable[[], Awaitable[None]]] = []
+
+    async def schema_revision(self) -> SchemaRevision | None:
+        """The database's schema revision against the code's head (``None`` when not compared)."""
+        if self.migration_history is None:
+            return None
+        return await self.migration_history.check(self.database.engine)
 
     async def _check_database(self) -> str | None:
         await self.database.ping()
@@ -261,6 +277,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.api_key_verifier = ApiKeyVerifier(settings.api_keys)
     app.state.readiness_checks = runtime.readiness_checks
+    app.state.schema_revision = runtime.schema_revision
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

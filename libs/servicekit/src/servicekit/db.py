@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.types import Numeric, TypeDecorator
 from sqlalchemy.util import greenlet_spawn
 
+from servicekit.private_files import private_directory, private_sqlite_database
 from servicekit.telemetry import statement_span
 
 log = logging.getLogger("servicekit.db")
@@ -45,7 +46,7 @@ def new_metadata() -> MetaData:
 def resolve_database_url(url: str | None, *, var_dir: Path, service_name: str) -> str:
     """The URL to connect to: the configured one (normalised to asyncpg) or the embedded SQLite file."""
     if not url:
-        var_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(var_dir)
         return f"sqlite+aiosqlite:///{var_dir / (service_name + '.db')}"
     parsed = make_url(url)
     if parsed.drivername in {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}:
@@ -56,6 +57,9 @@ def resolve_database_url(url: str | None, *, var_dir: Path, service_name: str) -
 def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
     """An engine whose connections live in ``schema`` on PostgreSQL, or a tuned SQLite engine."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            private_sqlite_database(Path(database))
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")

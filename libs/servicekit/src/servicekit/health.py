@@ -2,7 +2,8 @@
 
 Readiness runs every registered check with a timeout. Checks marked ``critical=False`` (peer services) are
 reported but do not make the service unready: a peer being down delays work, it must not take this service
-out of rotation too.
+out of rotation too. It also reports the database's schema revision against the code's head
+(``servicekit.revisions``): a database behind the code makes the service unready.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from servicekit.revisions import SchemaRevision
 
 Check = Callable[[], Awaitable[str | None]]
+SchemaCheck = Callable[[], Awaitable[SchemaRevision | None]]
+
+
+async def _no_schema() -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -39,6 +47,9 @@ class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     service: str
     checks: dict[str, CheckResult]
+    schema_revision: SchemaRevision | None = Field(
+        default=None, alias="schema", description="The database's schema revision against the code's head."
+    )
 
 
 async def _run(check: ReadinessCheck, limit_seconds: float) -> CheckResult:
@@ -67,13 +78,26 @@ def health_router(service: str, timeout_seconds: float = 2.0) -> APIRouter:
     )
     async def ready(request: Request) -> JSONResponse:
         checks: list[ReadinessCheck] = request.app.state.readiness_checks
+        schema_revision: SchemaCheck | None = getattr(request.app.state, "schema_revision", None)
         # Health paths are never traced; without this each probe's SQL/Redis/HTTP calls would still export
         # a root span of their own (an orphan trace every few seconds per replica).
         with suppress_instrumentation():
-            results = await asyncio.gather(*(_run(c, timeout_seconds) for c in checks))
+            results, schema = await asyncio.gather(
+                asyncio.gather(*(_run(c, timeout_seconds) for c in checks)),
+                schema_revision() if schema_revision is not None else _no_schema(),
+            )
         by_name = {c.name: r for c, r in zip(checks, results, strict=True)}
-        healthy = all(r.status == "ok" for r in results if r.critical)
-        body = Readiness(status="ready" if healthy else "not_ready", service=service, checks=by_name)
-        return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+        healthy = all(r.status == "ok" for r in results if r.critical) and (
+            schema is None or schema.status in ("ok", "ahead")
+        )
+        body = Readiness.model_validate(
+            {
+                "status": "ready" if healthy else "not_ready",
+                "service": service,
+                "checks": by_name,
+                "schema": schema,
+            }
+        )
+        return JSONResponse(body.model_dump(by_alias=True), status_code=200 if healthy else 503)
 
     return router

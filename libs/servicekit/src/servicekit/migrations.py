@@ -20,7 +20,8 @@ from alembic.config import Config
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
-from servicekit.db import create_engine
+from servicekit.db import create_engine, resolve_database_url
+from servicekit.settings import ServiceSettings, refuse_production_guesses
 
 
 def _include_object(schema: str) -> Any:
@@ -75,6 +76,16 @@ def run_env(*, metadata: MetaData, schema: str, url: str) -> None:
         _run(existing, metadata=metadata, schema=schema)
         return
     asyncio.run(run_async())
+
+
+def database_url(settings: ServiceSettings) -> str:
+    """The database a service's migrations run on: its ``DATABASE_URL``, or (outside production only) its
+    embedded SQLite file. In production a missing URL stops the migration rather than migrate a file of the
+    job's own and report success."""
+    refuse_production_guesses(settings, database_only=True)
+    return resolve_database_url(
+        settings.database_url, var_dir=settings.var_dir, service_name=settings.service_name
+    )
 
 
 def alembic_config(service_dir: Path, *, url: str | None = None) -> Config:

@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
-import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -41,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
 from servicekit.outbox import REDACT_AFTER_DELIVERY, EventEnvelope
+from servicekit.private_files import private_file, write_private_file
 from servicekit.settings import DataKeySettings, EventKeySettings, ServiceSettings
 
 log = logging.getLogger("servicekit.sealing")
@@ -359,34 +357,14 @@ def _key_material(
 
 
 def load_or_create_dev_file(path: Path, fresh: Callable[[], dict[str, Any]], *, note: str) -> dict[str, Any]:
-    """The JSON object in ``path``, written first (``fresh()`` plus a note) when it does not exist."""
+    """The JSON object in ``path``, written first (``fresh()`` plus a note, mode 0600, atomically: when
+    several processes start together, the first one's file wins and all read it) when it does not exist."""
     if not path.exists():
-        _create_dev_file(
-            path, {"note": f"{note}, generated because none were configured. Not for production.", **fresh()}
-        )
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        log.warning("dev secrets file is readable by others; chmod 600 it", extra={"path": str(path)})
+        content = {"note": f"{note}, generated because none were configured. Not for production.", **fresh()}
+        if write_private_file(path, json.dumps(content, indent=2), replace=False):
+            log.warning("no keys configured: generated development keys", extra={"path": str(path)})
+    private_file(path)  # made by an older version: readable by others
     loaded: Any = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(loaded, dict):
         raise DataProtectionConfigError(f"{path} is not a valid secrets file; remove it")
     return loaded
-
-
-def _create_dev_file(path: Path, content: Mapping[str, Any]) -> None:
-    """Write a fresh key set atomically: the file appears complete, mode 0600, or not at all. When several
-    processes start together, the first link wins and the others read its keys."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            os.fchmod(file.fileno(), 0o600)
-            file.write(json.dumps(content, indent=2))
-            file.flush()
-            os.fsync(file.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temporary, path)
-            log.warning("no keys configured: generated development keys", extra={"path": str(path)})
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -1,23 +1,85 @@
 """The settings base every service extends.
 
 Each service subclasses :class:`ServiceSettings` with its own ``env_prefix`` (``ORDER_API_``, ...).
-Values come from the environment, a ``.env`` file, or secret files; secrets are ``SecretStr`` so they never
-print in logs or reprs.
+Values come from, in this order of precedence: the environment, a ``.env`` file, and secret files; secrets
+are ``SecretStr`` so they never print in logs or reprs.
+
+**Secret files.** Every setting can be a file in the secrets directory (``<PREFIX>SECRETS_DIR``, default
+``/run/secrets`` when it exists, where Kubernetes and compose mount secrets), named exactly like its
+environment variable, case-insensitively: ``ORDER_API_DATABASE_URL``, and for nested settings the same
+``__`` path as the variable (``ORDER_API_WALLET_POOL__API_KEY``). The file holds the value alone (surrounding
+whitespace and the final newline are dropped); JSON settings hold JSON. A secrets directory is read like an
+environment whose variables are files, so the same rules apply to both.
+
+**Production refuses to guess.** With ``<PREFIX>ENVIRONMENT=production`` a service does not start on the
+embedded defaults that suit a laptop (a SQLite file of its own, in-process rate limits, generated keys):
+:meth:`ServiceSettings.production_problems` lists what is missing, and :func:`refuse_production_guesses`
+stops the process with one line naming it.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from servicekit.apikeys import ApiKeyEntry
 
 OUTBOX_LEASE_SECONDS = 30.0
 """How long an outbox relay's claim holds an event (``OutboxRelay.lease_seconds``)."""
+
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+"""Where secrets are mounted as files by default (Kubernetes Secret volumes, compose ``secrets:``)."""
+
+PRODUCTION = "production"
+
+
+class SecretFilesSource(EnvSettingsSource):
+    """Settings from the files of a directory, one per variable (the file's name is the variable's name).
+
+    It is the environment source reading files instead of ``os.environ``: prefixes, case-insensitivity,
+    ``__`` for nested settings and JSON values behave exactly as for variables. Hidden entries are skipped
+    (Kubernetes keeps its ``..data`` bookkeeping there); links to files are followed, as Secret volumes
+    link every key.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], *, directory: Path | None) -> None:
+        self.directory = directory
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        files = dict(self._files())
+        return parse_env_vars(files, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+    def _files(self) -> Iterator[tuple[str, str]]:
+        if self.directory is None:
+            return
+        prefix = self.env_prefix.lower()
+        for entry in sorted(self.directory.iterdir()):
+            if entry.name.startswith(".") or not entry.name.lower().startswith(prefix) or not entry.is_file():
+                continue
+            yield entry.name, entry.read_text(encoding="utf-8").strip()
+
+    def __repr__(self) -> str:
+        return f"SecretFilesSource(directory={self.directory!r})"
+
+
+class StartupRefusedError(SystemExit):
+    """The service cannot start as configured (production would have to guess, or a setting is invalid).
+    A ``SystemExit``: the process ends with status 1 and its one-line message on stderr, not a traceback
+    (uvicorn lets it through)."""
 
 
 def _repo_var_dir() -> Path:
@@ -70,6 +132,10 @@ class EventKeySettings(BaseModel):
 class ServiceSettings(BaseSettings):
     """Settings shared by all four services. Subclasses set ``model_config`` with their env prefix."""
 
+    redis_shared_state: ClassVar[str | None] = None
+    """What the replicas of this service share through Redis (e.g. ``"rate limits"``); set by a service that
+    needs ``REDIS_URL`` in production, where in-process stores would give each replica its own."""
+
     # ``nested_model_default_partial_update``: ``<PREFIX>_<PEER>__API_KEY`` alone keeps the peer's default URL
     # (without it the nested variable replaces the default model and the missing ``url`` fails startup).
     model_config = SettingsConfigDict(
@@ -107,6 +173,13 @@ class ServiceSettings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Unset means in-process stores (single node).")
     var_dir: Path = Field(
         default_factory=_repo_var_dir, description="Embedded databases, mail drop and dev files (`var/`)."
+    )
+
+    secrets_dir: Path | None = Field(
+        default=None,
+        description="Directory of secret files: one file per setting, named like its environment variable "
+        "(`…_DATABASE_URL`, `…_<PEER>__API_KEY`) and holding its value; variables and `.env` win over files. "
+        "Unset: /run/secrets when it exists.",
     )
 
     api_keys: list[ApiKeyEntry] = Field(
@@ -194,3 +267,138 @@ class ServiceSettings(BaseSettings):
     def embedded(self) -> bool:
         """True when running on the embedded default (SQLite, no Redis)."""
         return self.database_url is None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment, then ``.env``, then the secrets directory (pydantic's ``secrets_dir`` source
+        cannot read nested ``__`` names, so :class:`SecretFilesSource` replaces it)."""
+        directory = cls._secrets_directory(init_settings, env_settings, dotenv_settings)
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            SecretFilesSource(settings_cls, directory=directory),
+        )
+
+    @classmethod
+    def _secrets_directory(cls, *sources: PydanticBaseSettingsSource) -> Path | None:
+        """``secrets_dir`` as given to the constructor, in the environment or in ``.env``; else the default
+        when it exists. A configured directory that does not exist is an error, not an empty directory."""
+        variable = cls.variable("secrets_dir")
+        configured: object = None
+        for source in sources:
+            if isinstance(source, InitSettingsSource):
+                configured = source.init_kwargs.get("secrets_dir")
+            elif isinstance(source, EnvSettingsSource):
+                configured = source.env_vars.get(variable.lower()) or source.env_vars.get(variable)
+            if configured:
+                break
+        if not configured:
+            readable = DEFAULT_SECRETS_DIR.is_dir() and os.access(DEFAULT_SECRETS_DIR, os.R_OK | os.X_OK)
+            return DEFAULT_SECRETS_DIR if readable else None
+        directory = Path(str(configured))
+        if not directory.is_dir():
+            raise StartupRefusedError(f"{variable}={directory} is not a directory")
+        return directory
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable (and secret file name) of ``field``: ``database_url`` →
+        ``ORDER_API_DATABASE_URL``; a nested one with ``__``: ``wallet_pool__api_key``."""
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+    def peers_in_use(self) -> list[str]:
+        """The peer settings (fields of type :class:`PeerSettings`) this service calls; all by default."""
+        return [name for name, field in type(self).model_fields.items() if field.annotation is PeerSettings]
+
+    def database_problems(self) -> list[str]:
+        """The part of :meth:`production_problems` about the database (all that migrations need)."""
+        if self.database_url:
+            return []
+        return [
+            f"{self.variable('database_url')} must be set in production "
+            "(without it each replica would keep a SQLite file of its own)"
+        ]
+
+    def production_problems(self) -> list[str]:
+        """What this service would have to guess in production, one sentence each naming the setting.
+
+        Services extend it (``super().production_problems() + [...]``) with what only they know about.
+        """
+        problems = self.database_problems()
+        if self.redis_shared_state and not self.redis_url:
+            problems.append(
+                f"{self.variable('redis_url')} must be set in production "
+                f"(replicas share {self.redis_shared_state} through it)"
+            )
+        if not self.api_keys:
+            problems.append(
+                f"{self.variable('api_keys')} must be set in production (no caller would be accepted)"
+            )
+        for peer in self.peers_in_use():
+            settings: PeerSettings = getattr(self, peer)
+            if not settings.api_key.get_secret_value():
+                problems.append(f"{self.variable(peer + '__api_key')} must be set in production")
+        return problems + self.key_problems()
+
+    def key_problems(self) -> list[str]:
+        """The sealing keys (:class:`DataKeySettings`, :class:`EventKeySettings`) a service that has them
+        leaves unset: in production they are never generated."""
+        rings: list[dict[str, bool]] = []
+        if isinstance(self, DataKeySettings):
+            rings.append(
+                {
+                    "data_keys": bool(self.data_keys),
+                    "data_key_current": self.data_key_current is not None,
+                    "blind_index_key": self.blind_index_key is not None,
+                }
+            )
+        if isinstance(self, EventKeySettings):
+            rings.append(
+                {"event_keys": bool(self.event_keys), "event_key_current": self.event_key_current is not None}
+            )
+        problems = []
+        for ring in rings:
+            missing = [self.variable(name) for name, present in ring.items() if not present]
+            if missing:
+                problems.append(
+                    f"{', '.join(missing)} must be set in production "
+                    "(otherwise development keys would be generated, on each replica its own)"
+                )
+        return problems
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def refuse_production_guesses(settings: ServiceSettings, *, database_only: bool = False) -> None:
+    """Stop the process (:class:`StartupRefusedError`) when ``settings`` are for production and
+    :meth:`~ServiceSettings.production_problems` (with ``database_only``, as for migrations:
+    :meth:`~ServiceSettings.database_problems`) finds anything; does nothing in other environments."""
+    if settings.environment != PRODUCTION:
+        return
+    problems = settings.database_problems() if database_only else settings.production_problems()
+    if problems:
+        raise StartupRefusedError(f"{settings.service_name} refuses to start: {'; '.join(problems)}")
+
+
+def load_settings(settings_class: type[S]) -> S:
+    """``settings_class()``, with invalid settings reported in one line (the variables and why) instead of a
+    validation traceback."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{settings_class.variable('__'.join(str(part) for part in error['loc']))}: {error['msg']}"
+            if error["loc"]
+            else error["msg"]
+            for error in exc.errors()
+        )
+        raise StartupRefusedError(f"invalid settings: {reasons}") from None

@@ -21,6 +21,7 @@ from notifier.stats.router import router as stats_router
 from notifier.telegram.sender import TelegramSender
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
+from servicekit.settings import load_settings
 
 DESCRIPTION = """
 Turns the desk's domain events into messages: email to customers and admins, Telegram to operators (through
@@ -31,8 +32,8 @@ Every call needs an API key (`Authorization: Bearer <key>`) with the scope named
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    runtime = Runtime(settings, schema=SCHEMA)
+    settings = settings or load_settings(Settings)
+    runtime = Runtime(settings, schema=SCHEMA, package="notifier")
     gateway = runtime.add_peer("telegram-gateway", settings.telegram_gateway)
     runtime.add_busy_tables("notification")  # every delivery attempt rewrites its row
     runtime.add_inbox_retention(inbox)

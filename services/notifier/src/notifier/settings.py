@@ -141,6 +141,12 @@ class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
         description="The alert resolves only once the failure share is below this (lower than the threshold).",
     )
 
+    def peers_in_use(self) -> list[str]:
+        """The gateway is called only when Telegram messages are queued."""
+        return [
+            peer for peer in super().peers_in_use() if peer != "telegram_gateway" or self.telegram_enabled
+        ]
+
     @field_validator("admin_emails")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:

@@ -28,6 +28,7 @@ from order_api.orders.lifecycle import Actor
 from order_api.settings import Settings
 from servicekit.db import Database
 from servicekit.errors import DomainError
+from servicekit.settings import load_settings, refuse_production_guesses
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,7 +83,8 @@ async def create_operator_command(settings: Settings, args: argparse.Namespace) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    settings = load_settings(Settings)
+    refuse_production_guesses(settings, database_only=True)  # never a SQLite file of its own
     try:
         if args.command == "audit-verify":
             return asyncio.run(audit_verify(settings))

@@ -24,6 +24,7 @@ from servicekit.app import Runtime, create_service_app
 from servicekit.client import ServiceClient
 from servicekit.events import events_router
 from servicekit.ratelimit import RateLimiter, parse_networks
+from servicekit.settings import load_settings
 from servicekit.workers import PeriodicWorker
 
 DESCRIPTION = """
@@ -42,8 +43,8 @@ async def _probe_wallet_pool(client: ServiceClient) -> str | None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    runtime = Runtime(settings, schema=SCHEMA)
+    settings = settings or load_settings(Settings)
+    runtime = Runtime(settings, schema=SCHEMA, package="order_api")
     wallet_pool = runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)

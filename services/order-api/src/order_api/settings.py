@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
@@ -53,6 +54,8 @@ class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
         extra="ignore",
         env_nested_delimiter="__",
     )
+
+    redis_shared_state: ClassVar[str | None] = "rate limits"
 
     service_name: str = "order-api"
     port: int = 8001

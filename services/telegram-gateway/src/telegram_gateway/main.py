@@ -13,6 +13,7 @@ from servicekit.client import ServiceClient
 from servicekit.errors import problem_response
 from servicekit.health import ReadinessCheck
 from servicekit.ratelimit import RateLimiter, parse_networks
+from servicekit.settings import load_settings
 from telegram_gateway.bot.errors import TelegramUnavailableError
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.bot.webhook import router as webhook_router
@@ -51,8 +52,8 @@ async def _telegram_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    runtime = Runtime(settings, schema=SCHEMA)
+    settings = settings or load_settings(Settings)
+    runtime = Runtime(settings, schema=SCHEMA, package="telegram_gateway")
     order_api = OrderApiClient(runtime.add_peer("order-api", settings.order_api))
     wallet_pool = WalletPoolClient(
         runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -22,6 +22,8 @@ class Settings(ServiceSettings):
         extra="ignore",
         env_nested_delimiter="__",
     )
+
+    redis_shared_state: ClassVar[str | None] = "webhook rate limits and the operator link cache"
 
     service_name: str = Field(default="telegram-gateway", description="Name in logs, traces and metrics.")
     port: int = Field(default=8004, description="Port to listen on.")
@@ -48,7 +50,8 @@ class Settings(ServiceSettings):
     mode: BotMode | None = Field(
         default=None,
         description="`webhook` (Telegram posts updates to POST /telegram/webhook) or `polling` (the bot asks "
-        "for updates; development, one replica only). Unset: webhook when WEBHOOK_URL is set, else polling.",
+        "for updates; one replica only: Telegram serves one long-polling client per bot). Unset: webhook "
+        "when WEBHOOK_URL is set, else polling, which production refuses unless chosen here.",
     )
     webhook_url: str | None = Field(
         default=None,
@@ -142,6 +145,15 @@ class Settings(ServiceSettings):
         if self.mode is not None:
             return self.mode
         return "webhook" if self.webhook_url else "polling"
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if self.telegram_enabled and self.mode is None and self.bot_mode == "polling":
+            problems.append(
+                f"{self.variable('webhook_url')} must be set in production, or {self.variable('mode')}=polling "
+                "chosen explicitly (polling serves one replica only)"
+            )
+        return problems
 
     @property
     def telegram_enabled(self) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from coin_addresses import SUPPORTED
 from servicekit.db import Database
+from servicekit.settings import load_settings, refuse_production_guesses
 from servicekit.telemetry import configure_logging
 from wallet_pool.db import SCHEMA
 from wallet_pool.settings import Settings
@@ -68,7 +69,8 @@ async def seed_demo(settings: Settings, *, per_currency: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = Settings()
+    settings = load_settings(Settings)
+    refuse_production_guesses(settings, database_only=True)  # never a SQLite file of its own
     configure_logging(service=settings.service_name, level=settings.log_level, json_format=settings.log_json)
     try:
         added = asyncio.run(seed_demo(settings, per_currency=args.per_currency))

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
+from servicekit.settings import load_settings
 from servicekit.workers import PeriodicWorker
 from wallet_pool.allocations.events import order_event_handlers
 from wallet_pool.allocations.router import router as allocations_router
@@ -38,8 +39,8 @@ Errors are `application/problem+json` with a stable `code`.
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    runtime = Runtime(settings, schema=SCHEMA)
+    settings = settings or load_settings(Settings)
+    runtime = Runtime(settings, schema=SCHEMA, package="wallet_pool")
     runtime.add_peer("order-api", settings.order_api)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)

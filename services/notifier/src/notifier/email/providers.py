@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
 from notifier.settings import Settings
+from servicekit.private_files import private_directory, write_private_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +154,8 @@ class MailDropProvider:
             raise TransientDeliveryError(f"mail drop not writable: {exc}") from exc
 
     def _write(self, path: Path, data: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        partial.write_bytes(data)
-        partial.replace(path)
+        private_directory(self.directory)
+        write_private_file(path, data)
 
 
 class FallbackChain:

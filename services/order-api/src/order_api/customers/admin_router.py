@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from order_api.customers import erasure
 from order_api.customers.schemas import CustomerErasureRead
 from order_api.operators.dependencies import AdminStaff
-from order_api.operators.errors import OperatorForbiddenError
-from order_api.operators.service import OperatorPrincipal
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
 
 router = APIRouter(prefix="/v1/admin/customers", tags=["admin"])
-
-
-async def _admin_in_person(admin: AdminStaff) -> OperatorPrincipal:
-    """An admin calling with their own credentials: never an identity the Telegram gateway acts for."""
-    if admin.channel == "telegram":
-        raise OperatorForbiddenError("Customers are erased with an admin's own token, not through Telegram.")
-    return admin
-
-
-AdminInPerson = Annotated[OperatorPrincipal, Depends(_admin_in_person)]
 
 
 @router.post(
@@ -43,5 +29,5 @@ AdminInPerson = Annotated[OperatorPrincipal, Depends(_admin_in_person)]
     response_model=CustomerErasureRead,
     responses=problem_responses(401, 403, 404, 409),
 )
-async def erase_customer(customer_id: str, session: DbSession, admin: AdminInPerson) -> CustomerErasureRead:
+async def erase_customer(customer_id: str, session: DbSession, admin: AdminStaff) -> CustomerErasureRead:
     return await erasure.erase_customer(session=session, actor=admin.actor, customer_id=customer_id)

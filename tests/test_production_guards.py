@@ -1,0 +1,340 @@
+"""Production refuses to guess, and its settings can come from secret files.
+
+With ``<PREFIX>_ENVIRONMENT=production`` each service, started exactly as its image starts it (uvicorn with
+the ``create_app`` factory), exits non-zero with one line naming the missing setting, and writes nothing,
+when it would otherwise run on an embedded store, in-process rate limits, generated keys or a polling bot.
+A complete production configuration, whether given as variables or as files in the secrets directory, is
+not refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic_settings import BaseSettings
+
+from notifier.settings import Settings as NotifierSettings
+from order_api.settings import Settings as OrderApiSettings
+from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.sealing import new_key
+from servicekit.settings import ServiceSettings
+from servicekit.testing import REDIS_TEST_URL, ServiceProcess, free_port, migrated_database
+from telegram_gateway.settings import Settings as TelegramGatewaySettings
+from wallet_pool.settings import Settings as WalletPoolSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    package: str
+    settings: type[ServiceSettings]
+    peers: tuple[str, ...]
+
+    @property
+    def prefix(self) -> str:
+        return self.package.upper() + "_"
+
+
+SERVICES = {
+    service.name: service
+    for service in (
+        Service("order-api", "order_api", OrderApiSettings, ("WALLET_POOL", "NOTIFIER")),
+        Service("wallet-pool", "wallet_pool", WalletPoolSettings, ("ORDER_API", "NOTIFIER")),
+        Service("notifier", "notifier", NotifierSettings, ("TELEGRAM_GATEWAY",)),
+        Service(
+            "telegram-gateway", "telegram_gateway", TelegramGatewaySettings, ("ORDER_API", "WALLET_POOL")
+        ),
+    )
+}
+UNREACHABLE_DATABASE = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/desk"
+
+
+def hermetic_environ() -> dict[str, str]:
+    """This environment without any setting of the four services (a stray URL or key would hide a refusal)."""
+    prefixes = tuple(service.prefix for service in SERVICES.values())
+    return {name: value for name, value in os.environ.items() if not name.startswith(prefixes)}
+
+
+def production_env(service: Service, *, database_url: str = UNREACHABLE_DATABASE) -> dict[str, str]:
+    """Everything ``service`` needs in production: a database, Redis, accepted keys, its peers' keys, and
+    what only it needs (order-api's and the notifier's data and event keys, the gateway's webhook)."""
+    p = service.prefix
+    accepted = [ApiKeyEntry(name="caller", hash=hash_key(mint_key("tst")), scopes=["events:publish"])]
+    env = {
+        f"{p}ENVIRONMENT": "production",
+        f"{p}DATABASE_URL": database_url,
+        f"{p}REDIS_URL": REDIS_TEST_URL,
+        f"{p}API_KEYS": json.dumps([entry.model_dump() for entry in accepted]),
+        f"{p}LOG_JSON": "true",
+    }
+    for peer in service.peers:
+        env[f"{p}{peer}__API_KEY"] = mint_key("tst")
+    if service.name in ("order-api", "notifier"):
+        env |= {
+            f"{p}DATA_KEYS": json.dumps({"k1": new_key()}),
+            f"{p}DATA_KEY_CURRENT": "k1",
+            f"{p}BLIND_INDEX_KEY": new_key(),
+            f"{p}EVENT_KEYS": json.dumps({"e1": new_key()}),
+            f"{p}EVENT_KEY_CURRENT": "e1",
+        }
+    if service.name == "telegram-gateway":
+        env |= {
+            f"{p}BOT_TOKEN": "123456:production-token",
+            f"{p}BOT_API_URL": f"http://127.0.0.1:{free_port()}",
+            f"{p}WEBHOOK_URL": "https://desk.example/telegram/webhook",
+            f"{p}WEBHOOK_SECRET": "webhook-secret",
+        }
+    return env
+
+
+def refused(command: list[str], env: Mapping[str, str], cwd: Path) -> str:
+    """Run ``command`` (in this environment without any service setting, plus ``env``) and return the one
+    line it printed on stderr, failing the test unless it exited non-zero with exactly one line."""
+    result = subprocess.run(
+        command,
+        env={**hermetic_environ(), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # one line, no traceback
+    return lines[0]
+
+
+def image_command(service: Service) -> list[str]:
+    """The service's container command (its Dockerfile's CMD), on a free loopback port."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"{service.package}.main:create_app",
+        "--factory",
+        "--http",
+        "servicekit.server:HttpProtocol",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+    ]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    service: str
+    unset: tuple[str, ...]
+    message: str
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+REFUSALS = [
+    *(
+        Refusal(name, ("DATABASE_URL",), f"{service.prefix}DATABASE_URL must be set in production")
+        for name, service in SERVICES.items()
+    ),
+    Refusal("order-api", ("REDIS_URL",), "ORDER_API_REDIS_URL must be set in production"),
+    Refusal("telegram-gateway", ("REDIS_URL",), "TELEGRAM_GATEWAY_REDIS_URL must be set in production"),
+    Refusal(
+        "order-api",
+        ("DATA_KEYS", "DATA_KEY_CURRENT", "BLIND_INDEX_KEY"),
+        "ORDER_API_DATA_KEYS, ORDER_API_DATA_KEY_CURRENT, ORDER_API_BLIND_INDEX_KEY must be set in production "
+        "(otherwise development keys would be generated",
+    ),
+    Refusal(
+        "order-api",
+        ("EVENT_KEYS", "EVENT_KEY_CURRENT"),
+        "ORDER_API_EVENT_KEYS, ORDER_API_EVENT_KEY_CURRENT must be set in production "
+        "(otherwise development keys would be generated",
+    ),
+    Refusal(
+        "notifier",
+        ("DATA_KEYS", "DATA_KEY_CURRENT", "BLIND_INDEX_KEY"),
+        "NOTIFIER_DATA_KEYS, NOTIFIER_DATA_KEY_CURRENT, NOTIFIER_BLIND_INDEX_KEY must be set in production "
+        "(otherwise development keys would be generated",
+    ),
+    Refusal(
+        "notifier",
+        ("EVENT_KEYS",),
+        "NOTIFIER_EVENT_KEYS must be set in production (otherwise development keys would be generated",
+    ),
+    Refusal(
+        "telegram-gateway",
+        ("WEBHOOK_URL",),
+        "TELEGRAM_GATEWAY_WEBHOOK_URL must be set in production, or TELEGRAM_GATEWAY_MODE=polling chosen "
+        "explicitly (polling serves one replica only)",
+    ),
+    Refusal("wallet-pool", ("NOTIFIER__API_KEY",), "WALLET_POOL_NOTIFIER__API_KEY must be set in production"),
+    Refusal("notifier", ("API_KEYS",), "NOTIFIER_API_KEYS must be set in production"),
+]
+
+
+@pytest.mark.parametrize(
+    "refusal", REFUSALS, ids=[f"{r.service}-without-{'+'.join(r.unset).lower()}" for r in REFUSALS]
+)
+async def test_production_refuses_to_start_without_what_it_would_guess(
+    refusal: Refusal, tmp_path: Path
+) -> None:
+    service = SERVICES[refusal.service]
+    var_dir = tmp_path / "var"
+    env = production_env(service) | {f"{service.prefix}VAR_DIR": str(var_dir)}
+    for setting in refusal.unset:
+        del env[service.prefix + setting]
+    line = await asyncio.to_thread(refused, image_command(service), env, tmp_path)
+    assert line.startswith(f"{service.name} refuses to start: "), line
+    assert refusal.message in line
+    assert not var_dir.exists(), "a refused start writes nothing (no SQLite file, no generated keys)"
+
+
+def in_production(service: Service, monkeypatch: pytest.MonkeyPatch, directory: Path) -> dict[str, str]:
+    """The environment of ``production_env`` set for this test, in ``directory`` (no stray ``.env``)."""
+    monkeypatch.chdir(directory)
+    env = production_env(service)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.mark.parametrize("service", SERVICES.values(), ids=list(SERVICES))
+def test_a_complete_production_configuration_is_not_refused(
+    service: Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    in_production(service, monkeypatch, tmp_path)
+    assert service.settings().production_problems() == []
+
+
+def test_the_gateway_may_poll_in_production_when_polling_is_chosen(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    in_production(SERVICES["telegram-gateway"], monkeypatch, tmp_path)
+    monkeypatch.delenv("TELEGRAM_GATEWAY_WEBHOOK_URL")
+    assert TelegramGatewaySettings().production_problems() != []
+    monkeypatch.setenv("TELEGRAM_GATEWAY_MODE", "polling")
+    settings = TelegramGatewaySettings()
+    assert settings.bot_mode == "polling"
+    assert settings.production_problems() == []
+
+
+def test_the_notifier_needs_the_gateways_key_only_when_it_sends_to_telegram(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    in_production(SERVICES["notifier"], monkeypatch, tmp_path)
+    monkeypatch.delenv("NOTIFIER_TELEGRAM_GATEWAY__API_KEY")
+    assert NotifierSettings().production_problems() == [
+        "NOTIFIER_TELEGRAM_GATEWAY__API_KEY must be set in production"
+    ]
+    monkeypatch.setenv("NOTIFIER_TELEGRAM_ENABLED", "false")
+    assert NotifierSettings().production_problems() == []
+
+
+def test_invalid_settings_stop_the_process_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+    service = SERVICES["telegram-gateway"]
+    env = production_env(service) | {"TELEGRAM_GATEWAY_WEBHOOK_SECRET": "not allowed!"}
+    line = refused(image_command(service), env, tmp_path)
+    assert line.startswith("invalid settings: TELEGRAM_GATEWAY_WEBHOOK_SECRET: "), line
+
+
+# --- secret files -------------------------------------------------------------------------------------------
+
+
+def write_secret_files(directory: Path, env: Mapping[str, str]) -> None:
+    """One file per variable, as a Kubernetes Secret volume or compose ``secrets:`` mounts them (values end
+    with a newline, as ``kubectl create secret --from-file`` of an edited file keeps it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, value in env.items():
+        (directory / name).write_text(value + "\n")
+
+
+def settings_fields(settings: BaseSettings) -> dict[str, object]:
+    """Settings compared by value, secrets included."""
+    return json.loads(json.dumps(settings.model_dump(mode="python"), default=_reveal))  # type: ignore[no-any-return]
+
+
+def _reveal(value: object) -> object:
+    reveal = getattr(value, "get_secret_value", None)
+    return reveal() if reveal is not None else str(value)
+
+
+@pytest.mark.parametrize("service", SERVICES.values(), ids=list(SERVICES))
+def test_every_setting_can_come_from_a_file_in_the_secrets_directory(
+    service: Service, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = in_production(service, monkeypatch, tmp_path)
+    from_variables = service.settings()
+    for name in env:
+        monkeypatch.delenv(name)
+
+    secrets = tmp_path / "secrets"
+    write_secret_files(
+        secrets, {name: value for name, value in env.items() if name != f"{service.prefix}ENVIRONMENT"}
+    )
+    monkeypatch.setenv(f"{service.prefix}SECRETS_DIR", str(secrets))
+    monkeypatch.setenv(f"{service.prefix}ENVIRONMENT", "production")
+    from_files = service.settings()
+
+    assert from_files.production_problems() == []
+    assert settings_fields(from_files) == settings_fields(from_variables) | {"secrets_dir": str(secrets)}
+    peer = service.peers[0].lower()
+    key = getattr(from_files, peer).api_key
+    assert key.get_secret_value() == env[f"{service.prefix}{service.peers[0]}__API_KEY"]  # nested, SecretStr
+    assert key.get_secret_value() not in repr(from_files)
+
+
+async def test_a_production_start_from_secret_files_serves_and_is_ready(
+    tmp_path: Path, services: list[ServiceProcess]
+) -> None:
+    service = SERVICES["order-api"]
+    async with migrated_database("order-api") as url:
+        secrets = tmp_path / "secrets"
+        write_secret_files(secrets, production_env(service, database_url=url))
+        process = ServiceProcess(
+            app="order_api.main:create_app",
+            env={"ORDER_API_SECRETS_DIR": str(secrets), "ORDER_API_VAR_DIR": str(tmp_path / "var")},
+            log_path=tmp_path / "order-api.log",
+        )
+        services.append(await process.start())
+        async with httpx.AsyncClient(base_url=process.url) as client:
+            ready = (await client.get("/health/ready")).json()
+        assert ready["checks"]["database"]["detail"] == "postgresql"
+        assert ready["checks"]["redis"]["status"] == "ok"
+        assert ready["schema"]["status"] == "ok"
+        await process.stop()
+        assert not (tmp_path / "var").exists()
+
+
+def test_a_production_migration_without_a_database_url_stops_instead_of_migrating_a_file(
+    tmp_path: Path,
+) -> None:
+    """The migration Job (``alembic upgrade head`` in the image's working directory) fails, rather than
+    migrate a SQLite file of its own and report success."""
+    var_dir = tmp_path / "var"
+    env = {"WALLET_POOL_ENVIRONMENT": "production", "WALLET_POOL_VAR_DIR": str(var_dir)}
+    command = [sys.executable, "-m", "alembic", "upgrade", "head"]
+    line = refused(command, env, ROOT / "services" / "wallet-pool")
+    assert line == (
+        "wallet-pool refuses to start: WALLET_POOL_DATABASE_URL must be set in production "
+        "(without it each replica would keep a SQLite file of its own)"
+    )
+    assert not var_dir.exists()
+
+
+def test_an_ops_command_in_production_without_a_database_url_stops(tmp_path: Path) -> None:
+    """``audit-verify`` would otherwise check an empty SQLite file and report an intact chain."""
+    var_dir = tmp_path / "var"
+    env = {"ORDER_API_ENVIRONMENT": "production", "ORDER_API_VAR_DIR": str(var_dir)}
+    line = refused([sys.executable, "-m", "order_api", "audit-verify"], env, tmp_path)
+    assert line.startswith("order-api refuses to start: ORDER_API_DATABASE_URL must be set in production")
+    assert not var_dir.exists()
