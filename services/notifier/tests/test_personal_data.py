@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, text
 
 from notifier.notifications.models import DeliveryAttempt, Notification
-from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, SmtpServer
+from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, SmtpServer, order_payload
 from servicekit.db import Database, utcnow
 from servicekit.sealing import Keyring, new_key, sealed_event_fields
 from servicekit.testing import TEST_EVENT_KEYRING, eventually
@@ -22,26 +22,14 @@ CODE = "974760"
 
 def _order_created(customer_id: str, email: str) -> dict[str, Any]:
     order_id = f"ord-{uuid.uuid4().hex[:8]}"
-    payload = {
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "status": "awaiting_deposit",
-        "from_currency": "BTC",
-        "from_network": "bitcoin",
-        "to_currency": "USDT",
-        "to_network": "tron",
-        "amount": "0.015",
-        "priority": "normal",
-        "deposit_address": "bc1qdeskaddress",
-        "queue_position": None,
-        "expires_at": (utcnow() + timedelta(hours=1)).isoformat(),
-        "operator_id": None,
-        "locale": "en",
-        "version": 2,
+    payload = order_payload(
+        order_id=order_id,
+        customer_id=customer_id,
+        expires_at=(utcnow() + timedelta(hours=1)).isoformat(),
         **sealed_event_fields(
             TEST_EVENT_KEYRING, {"customer_email": email}, event_type="order.created", aggregate_id=order_id
         ),
-    }
+    )
     return _envelope("order.created", order_id, payload)
 
 

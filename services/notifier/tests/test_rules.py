@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from notifier.notifications.models import Channel, Notification
 from notifier.rules import Message, messages_for
-from notifier.testing import KEYS, RunningApp
+from notifier.testing import KEYS, RunningApp, order_payload
 from servicekit.db import Database
 from servicekit.errors import ValidationFailedError
 from servicekit.outbox import EventEnvelope
@@ -22,21 +22,7 @@ EXPIRES = (NOW + timedelta(minutes=30)).isoformat()
 
 def _order(**changes: Any) -> dict[str, Any]:
     return {
-        "order_id": "ord-1",
-        "customer_id": "cus-1",
-        "status": "awaiting_deposit",
-        "from_currency": "BTC",
-        "from_network": "bitcoin",
-        "to_currency": "USDT",
-        "to_network": "tron",
-        "amount": "0.015",
-        "priority": "normal",
-        "deposit_address": "bc1qaddress",
-        "queue_position": None,
-        "expires_at": EXPIRES,
-        "operator_id": None,
-        "locale": "ru",
-        "version": 1,
+        **order_payload(expires_at=EXPIRES, locale="ru"),
         "customer_email": "anna@example.com",
         "_redact_after_delivery": ["customer_email"],
         **changes,

@@ -55,6 +55,28 @@ TEST_PROTECTION = DataProtection(
 """The keys of test apps (:func:`make_settings`): what a test queues directly opens in the app, and back."""
 
 
+def order_payload(**changes: Any) -> dict[str, Any]:
+    """An order event's payload as order-api writes it (``order_payload``), without the customer's address."""
+    return {
+        "order_id": "ord-1",
+        "customer_id": "cus-1",
+        "status": "awaiting_deposit",
+        "from_currency": "BTC",
+        "from_network": "bitcoin",
+        "to_currency": "USDT",
+        "to_network": "tron",
+        "amount": "0.015",
+        "priority": "normal",
+        "deposit_address": "bc1qaddress",
+        "queue_position": None,
+        "expires_at": "2026-11-21T15:30:00+00:00",
+        "operator_id": None,
+        "locale": "en",
+        "version": 1,
+        **changes,
+    }
+
+
 def protected(database: Database) -> Database:
     """``database`` with the test keys on its sessions (a database a test opens itself)."""
     if PROTECTION_INFO_KEY not in database.session_info:
