@@ -217,8 +217,9 @@ REDACT_AFTER_DELIVERY = "_redact_after_delivery"
 def redacted(payload: Mapping[str, Any]) -> dict[str, Any]:
     """``payload`` with the fields it lists under ``_redact_after_delivery`` masked.
 
-    Secrets a peer must receive (a one-time code, the address to send it to) are kept in the outbox only
-    until they are delivered.
+    Secrets a peer must receive (a one-time code, the address to send it to) travel sealed
+    (``servicekit.sealing``: the ``sealed`` field), and even that sealed copy is kept in the outbox only until
+    it is delivered.
     """
     fields = set(payload.get(REDACT_AFTER_DELIVERY) or ())
     return {k: ("***" if k in fields else v) for k, v in payload.items()}
