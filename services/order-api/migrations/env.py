@@ -20,4 +20,5 @@ run_env(
     url=resolve_database_url(
         settings.database_url, var_dir=settings.var_dir, service_name=settings.service_name
     ),
+    runtime_role=settings.database_runtime_role,
 )

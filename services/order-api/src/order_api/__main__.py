@@ -1,9 +1,15 @@
 """order-api's command line, for ops. It reads the service's own settings (``ORDER_API_*``), so it works on
 the database the service uses; run the migrations first.
 
-    python -m order_api audit-verify
-        Walk the audit trail's hash chain. Prints ``OK`` with the row count (exit 0), or the first broken
-        row and why (exit 1).
+    python -m order_api audit-verify [--max-checkpoint-age MINUTES]
+        Walk the audit trail's hash chain and hold it against its signed checkpoints (signatures checked with
+        ``ORDER_API_AUDIT_CHECKPOINT_KEY``). Prints ``OK`` with the row and checkpoint counts (exit 0), or the
+        first broken row or checkpoint and why (exit 1). With ``--max-checkpoint-age``, no checkpoint that
+        recent is a failure too (the checkpoint job stopped, or checkpoints were deleted).
+    python -m order_api audit-checkpoint
+        Verify the audit trail, then sign and store a checkpoint of its chain (row count and newest hash) with
+        ``ORDER_API_AUDIT_CHECKPOINT_KEY``. Run it periodically with the credentials of the role that owns the
+        schema (the service's runtime role cannot write checkpoints), never from the service itself.
     python -m order_api create-operator --name NAME [--role admin] [--telegram-user-id ID]
         Create a member of staff (e.g. the first admin, without curl) and print their personal token once.
 """
@@ -16,24 +22,40 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import get_args
 
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from order_api.audit.service import count_audit_rows, verify_audit_chain
+from order_api.audit.service import AuditVerification, Broken, checkpoint_audit_log, verify_audit_log
 from order_api.db import SCHEMA
 from order_api.operators.schemas import OperatorCreate, RoleName
 from order_api.operators.service import create_operator
 from order_api.orders.lifecycle import Actor
+from order_api.protection import DataProtectionConfigError, decode_key
 from order_api.settings import Settings
-from servicekit.db import Database
+from servicekit.db import Database, utcnow
 from servicekit.errors import DomainError
+
+CHECKPOINT_KEY_SETTING = "ORDER_API_AUDIT_CHECKPOINT_KEY"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m order_api", description="order-api administration.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("audit-verify", help="check the audit trail's hash chain; exit 1 when it is broken")
+    verify = commands.add_parser(
+        "audit-verify", help="check the audit trail's hash chain and checkpoints; exit 1 when broken"
+    )
+    verify.add_argument(
+        "--max-checkpoint-age",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="fail unless the newest checkpoint is at most this old",
+    )
+    commands.add_parser(
+        "audit-checkpoint", help="verify the audit trail, then sign and store a checkpoint of its chain"
+    )
     create = commands.add_parser("create-operator", help="create an operator and print their token once")
     create.add_argument("--name", required=True)
     create.add_argument("--role", choices=get_args(RoleName), default="operator")
@@ -51,18 +73,74 @@ def _database(settings: Settings) -> Database:
     )
 
 
-async def audit_verify(settings: Settings) -> int:
+class CheckpointKeyMissingError(RuntimeError):
+    """The checkpoint key is needed and not configured."""
+
+
+def _checkpoint_key(settings: Settings) -> bytes | None:
+    if settings.audit_checkpoint_key is None:
+        return None
+    return decode_key(
+        settings.audit_checkpoint_key.get_secret_value(), name=CHECKPOINT_KEY_SETTING, max_bytes=None
+    )
+
+
+def _verdict(verification: AuditVerification, *, max_age: timedelta | None) -> tuple[int, str]:
+    if verification.broken is not None:
+        return 1, str(verification.broken)
+    newest = verification.newest_checkpoint
+    if max_age is not None and (newest is None or utcnow() - newest.checkpointed_at > max_age):
+        when = (
+            "none was ever taken"
+            if newest is None
+            else f"the newest is from {newest.checkpointed_at:%Y-%m-%dT%H:%M:%SZ}"
+        )
+        return 1, f"BROKEN: no checkpoint in the last {max_age} ({when}): is audit-checkpoint running?"
+    summary = f"OK: the audit chain of {verification.tip.row_count} rows is intact"
+    if newest is None:
+        return 0, f"{summary}; no checkpoint yet"
+    return 0, (
+        f"{summary}; {verification.checkpoints} signed checkpoints agree with it "
+        f"(the newest covers {newest.row_count} rows)"
+    )
+
+
+async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    key = _checkpoint_key(settings)
     database = _database(settings)
     try:
         async with database.sessionmaker() as session:
-            broken = await verify_audit_chain(session)
-            rows = await count_audit_rows(session)
+            verification = await verify_audit_log(session, checkpoint_key=key)
     finally:
         await database.dispose()
-    if broken is not None:
-        print(f"BROKEN at audit_log row {broken.row_id}: {broken.reason}")
+    if key is None and verification.checkpoints:
+        # Without the key a forged checkpoint cannot be told from a real one: no verdict rather than a false OK.
+        raise CheckpointKeyMissingError(
+            f"{CHECKPOINT_KEY_SETTING} is not set: the {verification.checkpoints} checkpoints cannot be checked"
+        )
+    minutes = getattr(args, "max_checkpoint_age", None)
+    code, message = _verdict(verification, max_age=None if minutes is None else timedelta(minutes=minutes))
+    print(message)
+    return code
+
+
+async def audit_checkpoint(settings: Settings) -> int:
+    key = _checkpoint_key(settings)
+    if key is None:
+        raise CheckpointKeyMissingError(f"{CHECKPOINT_KEY_SETTING} is not set")
+    database = _database(settings)
+    try:
+        async with database.sessionmaker.begin() as session:
+            checkpoint = await checkpoint_audit_log(session, checkpoint_key=key)
+    finally:
+        await database.dispose()
+    if isinstance(checkpoint, Broken):
+        print(f"{checkpoint}; no checkpoint taken")
         return 1
-    print(f"OK: the audit chain of {rows} rows is intact")
+    print(
+        f"OK: checkpoint {checkpoint.id} covers {checkpoint.row_count} rows, head {checkpoint.head_hash}, "
+        f"signature {checkpoint.signature}"
+    )
     return 0
 
 
@@ -85,11 +163,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     try:
         if args.command == "audit-verify":
-            return asyncio.run(audit_verify(settings))
+            return asyncio.run(audit_verify(settings, args))
+        if args.command == "audit-checkpoint":
+            return asyncio.run(audit_checkpoint(settings))
         return asyncio.run(create_operator_command(settings, args))
+    except (CheckpointKeyMissingError, DataProtectionConfigError) as exc:
+        print(f"cannot {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except IntegrityError:
+        print("another audit-checkpoint stored its checkpoint first; run it again", file=sys.stderr)
+        return 2
     except (OperationalError, ProgrammingError) as exc:
         print(
-            f"cannot reach order-api's tables (is the database up and migrated?): {exc.orig}", file=sys.stderr
+            f"cannot use order-api's tables (is the database up and migrated, and may this role do it?): "
+            f"{exc.orig}",
+            file=sys.stderr,
         )
         return 2
     except DomainError as exc:
