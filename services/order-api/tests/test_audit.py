@@ -10,11 +10,11 @@ import base64
 import hashlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 import pytest
@@ -179,27 +179,60 @@ def as_asyncpg(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def order_api_command(
-    *args: str, database_url: str | None, key: str | None = CHECKPOINT_KEY, var_dir: Path | None = None
-) -> tuple[int, str]:
-    """``python -m order_api <args>`` as a process, as ops run it, with only the settings given here: its exit
-    code and the last line it printed (stdout, else stderr)."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ORDER_API_")}
-    settings = {"DATABASE_URL": database_url, "AUDIT_CHECKPOINT_KEY": key, "VAR_DIR": var_dir}
-    env.update({f"ORDER_API_{name}": str(value) for name, value in settings.items() if value is not None})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "order_api",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    lines = (out.decode().strip() or err.decode().strip()).splitlines()
-    return process.returncode, lines[-1] if lines else ""
+class OrderApiCommand(Protocol):
+    async def __call__(
+        self,
+        *args: str,
+        database_url: str | None,
+        key: str | None = CHECKPOINT_KEY,
+        var_dir: Path | None = None,
+        as_process: bool = False,
+    ) -> tuple[int, str]: ...
+
+
+@pytest.fixture
+def order_api_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> OrderApiCommand:
+    """``python -m order_api <args>`` with only the settings given here: its exit code and the last line it
+    printed (stdout, else stderr). ``as_process``: as ops run it, a process of its own (slower: a Python
+    start); otherwise its ``main`` in this process."""
+
+    async def run(
+        *args: str,
+        database_url: str | None,
+        key: str | None = CHECKPOINT_KEY,
+        var_dir: Path | None = None,
+        as_process: bool = False,
+    ) -> tuple[int, str]:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("ORDER_API_")}
+        settings = {"DATABASE_URL": database_url, "AUDIT_CHECKPOINT_KEY": key, "VAR_DIR": var_dir}
+        env.update({f"ORDER_API_{name}": str(value) for name, value in settings.items() if value is not None})
+        if as_process:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "order_api",
+                *args,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out_bytes, err_bytes = await process.communicate()
+            assert process.returncode is not None
+            code, out, err = process.returncode, out_bytes.decode(), err_bytes.decode()
+        else:
+            with monkeypatch.context() as patch:
+                for name in os.environ:
+                    if name not in env:
+                        patch.delenv(name)
+                for name, value in env.items():
+                    patch.setenv(name, value)
+                capsys.readouterr()
+                code = await asyncio.to_thread(order_api_cli, list(args))
+                out, err = capsys.readouterr()
+        lines = (out.strip() or err.strip()).splitlines()
+        return code, lines[-1] if lines else ""
+
+    return run
 
 
 @asynccontextmanager
@@ -289,7 +322,7 @@ async def test_the_runtime_role_may_only_append_to_and_read_the_audit_log(
         assert await connection.fetchval("SELECT current_user") == two_role_database.runtime_role
         for statement in REFUSED_TO_THE_RUNTIME_ROLE:
             # refused for want of the right ("permission denied", "must be owner"), before any trigger runs
-            with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError, match="permission|owner"):
+            with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError, match=r"permission|owner"):
                 await connection.execute(statement)
         owners = await connection.fetch(
             "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = $1", SCHEMA
@@ -308,7 +341,10 @@ async def test_migrations_refuse_a_runtime_role_that_is_the_migrating_role(own_d
 
 
 async def test_a_checkpointed_log_verifies_and_each_checkpoint_extends_the_last(
-    order_api: OrderApiRunner, two_role_database: TwoRoleDatabase, api_keys: ApiKeys
+    order_api: OrderApiRunner,
+    two_role_database: TwoRoleDatabase,
+    api_keys: ApiKeys,
+    order_api_command: OrderApiCommand,
 ) -> None:
     owner, runtime = two_role_database.owner_url, two_role_database.runtime_url
     assert await order_api_command("audit-checkpoint", database_url=owner) == (
@@ -319,7 +355,7 @@ async def test_a_checkpointed_log_verifies_and_each_checkpoint_extends_the_last(
     await hire_three(order_api, api_keys, database_url=runtime)
     code, said = await order_api_command("audit-checkpoint", database_url=owner)
     assert (code, said.split(",")[0]) == (0, "OK: checkpoint 2 covers 3 rows")
-    assert await order_api_command("audit-verify", database_url=owner) == (
+    assert await order_api_command("audit-verify", database_url=owner, as_process=True) == (
         0,
         "OK: the audit chain of 3 rows is intact; 2 signed checkpoints agree with it (the newest covers 3 rows)",
     )
@@ -347,18 +383,24 @@ async def checkpoint_signatures(database_url: str) -> list[str]:
         await connection.close()
 
 
-async def test_no_recent_checkpoint_fails_verification_when_one_is_required(own_database_url: str) -> None:
+async def test_no_recent_checkpoint_fails_verification_when_one_is_required(
+    own_database_url: str, order_api_command: OrderApiCommand
+) -> None:
     assert await order_api_command(
         "audit-verify", "--max-checkpoint-age", "60", database_url=own_database_url
     ) == (
         1,
-        "BROKEN: no checkpoint in the last 1:00:00 (none was ever taken): is audit-checkpoint running?",
+        "BROKEN: no checkpoint in the last 60 minutes (none was ever taken): is audit-checkpoint running?",
     )
 
 
-TAMPERING = {
+async def rename_the_second_operator(session: AsyncSession) -> None:
+    await rename_operator_in_the_log(session, row_id=2)
+
+
+TAMPERING: dict[str, tuple[Callable[[AsyncSession], Awaitable[None]], str]] = {
     "an edited row, its chain recomputed": (
-        lambda session: rename_operator_in_the_log(session, row_id=2),
+        rename_the_second_operator,
         "BROKEN at audit_checkpoint 1: the chain's hash at row 3 is not the one checkpointed at {at}: "
         "rows 1 to 3 were rewritten",
     ),
@@ -371,7 +413,11 @@ TAMPERING = {
 
 @pytest.mark.parametrize("tampering", list(TAMPERING), ids=["edit-and-rechain", "cut-the-tail"])
 async def test_a_rewritten_or_cut_log_fails_verification_against_its_checkpoint(
-    order_api: OrderApiRunner, two_role_database: TwoRoleDatabase, api_keys: ApiKeys, tampering: str
+    order_api: OrderApiRunner,
+    two_role_database: TwoRoleDatabase,
+    api_keys: ApiKeys,
+    order_api_command: OrderApiCommand,
+    tampering: str,
 ) -> None:
     tamper, verdict = TAMPERING[tampering]
     owner = two_role_database.owner_url
@@ -384,7 +430,7 @@ async def test_a_rewritten_or_cut_log_fails_verification_against_its_checkpoint(
         at = await session.scalar(select(AuditCheckpoint.checkpointed_at))
     assert at is not None
     expected = verdict.format(at=at.astimezone(UTC).isoformat(timespec="microseconds"))
-    assert await order_api_command("audit-verify", database_url=owner) == (1, expected)
+    assert await order_api_command("audit-verify", database_url=owner, as_process=True) == (1, expected)
     assert await order_api_command("audit-checkpoint", database_url=owner) == (
         1,
         f"{expected}; no checkpoint taken",
@@ -392,7 +438,10 @@ async def test_a_rewritten_or_cut_log_fails_verification_against_its_checkpoint(
 
 
 async def test_a_checkpoint_forged_without_the_key_fails_verification(
-    order_api: OrderApiRunner, two_role_database: TwoRoleDatabase, api_keys: ApiKeys
+    order_api: OrderApiRunner,
+    two_role_database: TwoRoleDatabase,
+    api_keys: ApiKeys,
+    order_api_command: OrderApiCommand,
 ) -> None:
     owner = two_role_database.owner_url
     await hire_three(order_api, api_keys, database_url=two_role_database.runtime_url)
@@ -414,16 +463,16 @@ async def test_a_checkpoint_forged_without_the_key_fails_verification(
         )
     assert await order_api_command("audit-verify", database_url=owner, key=FORGER_KEY) == (
         0,
-        "OK: the audit chain of 3 rows is intact; 1 signed checkpoints agree with it (the newest covers 3 rows)",
+        "OK: the audit chain of 3 rows is intact; 1 signed checkpoint agrees with it (the newest covers 3 rows)",
     ), "with the forger's key it holds: only the real key tells"
-    assert await order_api_command("audit-verify", database_url=owner) == (
+    assert await order_api_command("audit-verify", database_url=owner, as_process=True) == (
         1,
         "BROKEN at audit_checkpoint 1: its signature was not made with the checkpoint key (a forged checkpoint)",
     )
 
 
 async def test_checkpoints_find_a_cut_tail_on_the_embedded_sqlite_database(
-    order_api: OrderApiRunner, tmp_path: Path, api_keys: ApiKeys
+    order_api: OrderApiRunner, tmp_path: Path, api_keys: ApiKeys, order_api_command: OrderApiCommand
 ) -> None:
     var_dir = tmp_path / "embedded"
     url = resolve_database_url(None, var_dir=var_dir, service_name="order-api")
@@ -435,7 +484,7 @@ async def test_checkpoints_find_a_cut_tail_on_the_embedded_sqlite_database(
     async with owner_session(url) as session:
         await cut_the_tail(session)
         assert await verify_audit_chain(session) is None
-    assert await order_api_command("audit-verify", database_url=None, var_dir=var_dir) == (
+    assert await order_api_command("audit-verify", database_url=None, var_dir=var_dir, as_process=True) == (
         1,
         "BROKEN at audit_checkpoint 1: it covered 3 rows but the log has 2: rows 3 to 3 were removed",
     )

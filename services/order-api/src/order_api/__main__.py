@@ -85,24 +85,31 @@ def _checkpoint_key(settings: Settings) -> bytes | None:
     )
 
 
-def _verdict(verification: AuditVerification, *, max_age: timedelta | None) -> tuple[int, str]:
+def _verdict(verification: AuditVerification, *, max_age_minutes: float | None) -> tuple[int, str]:
     if verification.broken is not None:
         return 1, str(verification.broken)
     newest = verification.newest_checkpoint
-    if max_age is not None and (newest is None or utcnow() - newest.checkpointed_at > max_age):
+    if max_age_minutes is not None and (
+        newest is None or utcnow() - newest.checkpointed_at > timedelta(minutes=max_age_minutes)
+    ):
         when = (
             "none was ever taken"
             if newest is None
             else f"the newest is from {newest.checkpointed_at:%Y-%m-%dT%H:%M:%SZ}"
         )
-        return 1, f"BROKEN: no checkpoint in the last {max_age} ({when}): is audit-checkpoint running?"
+        return 1, (
+            f"BROKEN: no checkpoint in the last {max_age_minutes:g} minutes ({when}): "
+            "is audit-checkpoint running?"
+        )
     summary = f"OK: the audit chain of {verification.tip.row_count} rows is intact"
     if newest is None:
         return 0, f"{summary}; no checkpoint yet"
-    return 0, (
-        f"{summary}; {verification.checkpoints} signed checkpoints agree with it "
-        f"(the newest covers {newest.row_count} rows)"
+    agree = (
+        "1 signed checkpoint agrees"
+        if verification.checkpoints == 1
+        else (f"{verification.checkpoints} signed checkpoints agree")
     )
+    return 0, f"{summary}; {agree} with it (the newest covers {newest.row_count} rows)"
 
 
 async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -118,8 +125,7 @@ async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
         raise CheckpointKeyMissingError(
             f"{CHECKPOINT_KEY_SETTING} is not set: the {verification.checkpoints} checkpoints cannot be checked"
         )
-    minutes = getattr(args, "max_checkpoint_age", None)
-    code, message = _verdict(verification, max_age=None if minutes is None else timedelta(minutes=minutes))
+    code, message = _verdict(verification, max_age_minutes=args.max_checkpoint_age)
     print(message)
     return code
 
