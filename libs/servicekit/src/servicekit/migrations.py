@@ -80,7 +80,7 @@ def grant_runtime_role(connection: Connection, *, metadata: MetaData, schema: st
         name = f"{quoted_schema}.{_quoted(table.name)}"
         privileges = runtime_privileges(table)
         if privileges == RUNTIME_OWNS:
-            connection.execute(text(f"ALTER TABLE {name} OWNER TO {quoted_role}"))
+            _hand_over(connection, table=name, schema=quoted_schema, role=quoted_role)
             continue
         connection.execute(text(f"REVOKE ALL ON {name} FROM {quoted_role}"))
         if privileges:
@@ -89,6 +89,20 @@ def grant_runtime_role(connection: Connection, *, metadata: MetaData, schema: st
     connection.execute(
         text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {quoted_schema} TO {quoted_role}")
     )
+
+
+def _hand_over(connection: Connection, *, table: str, schema: str, role: str) -> None:
+    """Make ``role`` the owner of ``table``. PostgreSQL wants the new owner to hold ``CREATE`` on the schema at
+    that moment; it holds it only for the moment (same transaction), so it can create nothing there."""
+    owner = connection.execute(
+        text("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = CAST(:table AS regclass)"),
+        {"table": table},
+    ).scalar_one()
+    if _quoted(owner) == role:
+        return
+    connection.execute(text(f"GRANT CREATE ON SCHEMA {schema} TO {role}"))
+    connection.execute(text(f"ALTER TABLE {table} OWNER TO {role}"))
+    connection.execute(text(f"REVOKE CREATE ON SCHEMA {schema} FROM {role}"))
 
 
 def _run(connection: Connection, *, metadata: MetaData, schema: str, runtime_role: str | None = None) -> None:
