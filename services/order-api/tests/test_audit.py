@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.__main__ import main as order_api_cli
 from order_api.audit.models import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditLog
+from order_api.audit.schemas import CheckpointRecord
 from order_api.audit.service import (
     HASHED_FIELDS,
     Broken,
@@ -347,14 +348,14 @@ async def test_a_checkpointed_log_verifies_and_each_checkpoint_extends_the_last(
     order_api_command: OrderApiCommand,
 ) -> None:
     owner, runtime = two_role_database.owner_url, two_role_database.runtime_url
-    assert await order_api_command("audit-checkpoint", database_url=owner) == (
-        0,
-        f"OK: checkpoint 1 covers 0 rows, head {GENESIS_HASH}, signature "
-        + (await checkpoint_signatures(owner))[0],
-    )
+    code, said = await order_api_command("audit-checkpoint", database_url=owner)
+    printed = CheckpointRecord.model_validate_json(said.removeprefix("OK: checkpoint 1 covers 0 rows "))
+    assert code == 0
+    assert (printed.id, printed.row_count, printed.head_hash) == (1, 0, GENESIS_HASH)
+    assert [printed.signature] == await checkpoint_signatures(owner)
     await hire_three(order_api, api_keys, database_url=runtime)
     code, said = await order_api_command("audit-checkpoint", database_url=owner)
-    assert (code, said.split(",")[0]) == (0, "OK: checkpoint 2 covers 3 rows")
+    assert (code, said.split(" {")[0]) == (0, "OK: checkpoint 2 covers 3 rows")
     assert await order_api_command("audit-verify", database_url=owner, as_process=True) == (
         0,
         "OK: the audit chain of 3 rows is intact; 2 signed checkpoints agree with it (the newest covers 3 rows)",
@@ -479,7 +480,7 @@ async def test_checkpoints_find_a_cut_tail_on_the_embedded_sqlite_database(
     await asyncio.to_thread(upgrade, service_dir("order-api"), url=url)
     await hire_three(order_api, api_keys, database_url=None, var_dir=var_dir)
     code, said = await order_api_command("audit-checkpoint", database_url=None, var_dir=var_dir)
-    assert (code, said.split(",")[0]) == (0, "OK: checkpoint 1 covers 3 rows")
+    assert (code, said.split(" {")[0]) == (0, "OK: checkpoint 1 covers 3 rows")
 
     async with owner_session(url) as session:
         await cut_the_tail(session)
@@ -487,4 +488,41 @@ async def test_checkpoints_find_a_cut_tail_on_the_embedded_sqlite_database(
     assert await order_api_command("audit-verify", database_url=None, var_dir=var_dir, as_process=True) == (
         1,
         "BROKEN at audit_checkpoint 1: it covered 3 rows but the log has 2: rows 3 to 3 were removed",
+    )
+
+
+async def test_checkpoints_kept_outside_the_database_find_a_tail_cut_with_its_checkpoints(
+    order_api: OrderApiRunner,
+    two_role_database: TwoRoleDatabase,
+    api_keys: ApiKeys,
+    order_api_command: OrderApiCommand,
+    tmp_path: Path,
+) -> None:
+    """A superuser who cuts the tail, deletes the checkpoints that covered it and lets the next scheduled run
+    checkpoint what is left leaves a database that agrees with itself; the lines the checkpoint job printed
+    (its log, kept elsewhere) do not."""
+    owner = two_role_database.owner_url
+    await hire_three(order_api, api_keys, database_url=two_role_database.runtime_url)
+    code, said = await order_api_command("audit-checkpoint", database_url=owner)
+    assert code == 0
+    job_log = tmp_path / "audit-checkpoint.log"
+    job_log.write_text(f"2026-12-06T05:00:00Z {said}\n")
+
+    async with owner_session(owner) as session:
+        await cut_the_tail(session)
+        await session.execute(delete(AuditCheckpoint))
+    code, said = await order_api_command("audit-checkpoint", database_url=owner)
+    assert (code, said.split(" {")[0]) == (0, "OK: checkpoint 1 covers 2 rows")
+    assert (await order_api_command("audit-verify", database_url=owner))[0] == 0, "the database alone agrees"
+
+    assert await order_api_command(
+        "audit-verify", "--known-checkpoints", str(job_log), database_url=owner, as_process=True
+    ) == (1, "BROKEN at audit_checkpoint 1: it covered 3 rows but the log has 2: rows 3 to 3 were removed")
+    forged = CheckpointRecord.model_validate_json(said[said.index("{") :]).model_copy(update={"row_count": 1})
+    job_log.write_text(forged.model_dump_json() + "\n")
+    assert await order_api_command(
+        "audit-verify", "--known-checkpoints", str(job_log), database_url=owner
+    ) == (
+        1,
+        "BROKEN at audit_checkpoint 1: the copy given is not signed with the checkpoint key",
     )

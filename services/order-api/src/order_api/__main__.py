@@ -1,15 +1,19 @@
 """order-api's command line, for ops. It reads the service's own settings (``ORDER_API_*``), so it works on
 the database the service uses; run the migrations first.
 
-    python -m order_api audit-verify [--max-checkpoint-age MINUTES]
+    python -m order_api audit-verify [--max-checkpoint-age MINUTES] [--known-checkpoints FILE]
         Walk the audit trail's hash chain and hold it against its signed checkpoints (signatures checked with
         ``ORDER_API_AUDIT_CHECKPOINT_KEY``). Prints ``OK`` with the row and checkpoint counts (exit 0), or the
-        first broken row or checkpoint and why (exit 1). With ``--max-checkpoint-age``, no checkpoint that
-        recent is a failure too (the checkpoint job stopped, or checkpoints were deleted).
+        first broken row or checkpoint and why (exit 1); exit 2 when it cannot tell (no database, or
+        checkpoints but no key). With ``--max-checkpoint-age``, no checkpoint that recent is a failure too (the
+        checkpoint job stopped, or checkpoints were deleted). ``--known-checkpoints`` names a file of the lines
+        ``audit-checkpoint`` printed (its log, kept outside the database): each must still be in the database
+        and match the log, which finds rows cut off together with the checkpoints that covered them.
     python -m order_api audit-checkpoint
         Verify the audit trail, then sign and store a checkpoint of its chain (row count and newest hash) with
-        ``ORDER_API_AUDIT_CHECKPOINT_KEY``. Run it periodically with the credentials of the role that owns the
-        schema (the service's runtime role cannot write checkpoints), never from the service itself.
+        ``ORDER_API_AUDIT_CHECKPOINT_KEY``, and print it as JSON (exit 0); a broken trail is not checkpointed
+        (exit 1). Run it periodically with the credentials of the role that owns the schema (the service's
+        runtime role cannot write checkpoints), never from the service itself, and keep its output.
     python -m order_api create-operator --name NAME [--role admin] [--telegram-user-id ID]
         Create a member of staff (e.g. the first admin, without curl) and print their personal token once.
 """
@@ -23,10 +27,13 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import get_args
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from order_api.audit.schemas import CheckpointRecord
 from order_api.audit.service import AuditVerification, Broken, checkpoint_audit_log, verify_audit_log
 from order_api.db import SCHEMA
 from order_api.operators.schemas import OperatorCreate, RoleName
@@ -52,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="MINUTES",
         help="fail unless the newest checkpoint is at most this old",
+    )
+    verify.add_argument(
+        "--known-checkpoints",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="lines audit-checkpoint printed, kept outside the database: each must still hold",
     )
     commands.add_parser(
         "audit-checkpoint", help="verify the audit trail, then sign and store a checkpoint of its chain"
@@ -85,6 +99,32 @@ def _checkpoint_key(settings: Settings) -> bytes | None:
     )
 
 
+class KnownCheckpointsError(ValueError):
+    """The file of known checkpoints cannot be read."""
+
+
+def _known_checkpoints(path: Path | None) -> list[CheckpointRecord]:
+    """The checkpoints in ``path``: one per line, the JSON object ``audit-checkpoint`` printed (anything
+    before its ``{`` on the line, such as a log prefix, is ignored)."""
+    if path is None:
+        return []
+    records = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise KnownCheckpointsError(f"cannot read {path}: {exc.strerror}") from exc
+    for number, line in enumerate(lines, start=1):
+        if "{" not in line:
+            continue
+        try:
+            records.append(CheckpointRecord.model_validate_json(line[line.index("{") :]))
+        except ValidationError as exc:
+            raise KnownCheckpointsError(
+                f"{path}:{number} is not a checkpoint audit-checkpoint printed"
+            ) from exc
+    return records
+
+
 def _verdict(verification: AuditVerification, *, max_age_minutes: float | None) -> tuple[int, str]:
     if verification.broken is not None:
         return 1, str(verification.broken)
@@ -104,23 +144,23 @@ def _verdict(verification: AuditVerification, *, max_age_minutes: float | None) 
     summary = f"OK: the audit chain of {verification.tip.row_count} rows is intact"
     if newest is None:
         return 0, f"{summary}; no checkpoint yet"
-    agree = (
-        "1 signed checkpoint agrees"
-        if verification.checkpoints == 1
-        else (f"{verification.checkpoints} signed checkpoints agree")
-    )
+    count = verification.checkpoints
+    agree = "1 signed checkpoint agrees" if count == 1 else f"{count} signed checkpoints agree"
     return 0, f"{summary}; {agree} with it (the newest covers {newest.row_count} rows)"
 
 
 async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     key = _checkpoint_key(settings)
+    known = _known_checkpoints(args.known_checkpoints)
+    if key is None and known:
+        raise CheckpointKeyMissingError(f"{CHECKPOINT_KEY_SETTING} is not set: known checkpoints need it")
     database = _database(settings)
     try:
         async with database.sessionmaker() as session:
-            verification = await verify_audit_log(session, checkpoint_key=key)
+            verification = await verify_audit_log(session, checkpoint_key=key, known=known)
     finally:
         await database.dispose()
-    if key is None and verification.checkpoints:
+    if key is None and verification.checkpoints and verification.broken is None:
         # Without the key a forged checkpoint cannot be told from a real one: no verdict rather than a false OK.
         raise CheckpointKeyMissingError(
             f"{CHECKPOINT_KEY_SETTING} is not set: the {verification.checkpoints} checkpoints cannot be checked"
@@ -143,10 +183,8 @@ async def audit_checkpoint(settings: Settings) -> int:
     if isinstance(checkpoint, Broken):
         print(f"{checkpoint}; no checkpoint taken")
         return 1
-    print(
-        f"OK: checkpoint {checkpoint.id} covers {checkpoint.row_count} rows, head {checkpoint.head_hash}, "
-        f"signature {checkpoint.signature}"
-    )
+    record = CheckpointRecord.of(checkpoint).model_dump_json()
+    print(f"OK: checkpoint {checkpoint.id} covers {checkpoint.row_count} rows {record}")
     return 0
 
 
@@ -173,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit-checkpoint":
             return asyncio.run(audit_checkpoint(settings))
         return asyncio.run(create_operator_command(settings, args))
-    except (CheckpointKeyMissingError, DataProtectionConfigError) as exc:
+    except (CheckpointKeyMissingError, DataProtectionConfigError, KnownCheckpointsError) as exc:
         print(f"cannot {args.command}: {exc}", file=sys.stderr)
         return 2
     except IntegrityError:

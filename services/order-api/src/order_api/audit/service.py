@@ -18,16 +18,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.audit.models import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditLog
-from order_api.audit.schemas import AuditEntryRead, AuditFilter, AuditPage
+from order_api.audit.schemas import AuditEntryRead, AuditFilter, AuditPage, CheckpointRecord
 from servicekit.db import utcnow
 from servicekit.errors import ValidationFailedError
 from servicekit.telemetry import current_trace_id
@@ -236,7 +236,7 @@ def checkpoint_signature(
     return hmac.new(key, CHECKPOINT_CONTEXT + message.encode(), hashlib.sha256).hexdigest()
 
 
-def _signature_of(checkpoint: AuditCheckpoint, key: bytes) -> str:
+def _signature_of(checkpoint: AuditCheckpoint | CheckpointRecord, key: bytes) -> str:
     return checkpoint_signature(
         key,
         checkpoint_id=checkpoint.id,
@@ -255,32 +255,60 @@ class AuditVerification:
     tip: ChainTip
     checkpoints: int
     newest_checkpoint: AuditCheckpoint | None
-    signatures_checked: bool
     broken: Broken | None
 
 
 async def verify_audit_log(
-    session: AsyncSession, *, checkpoint_key: bytes | None, batch_size: int = 1000
+    session: AsyncSession,
+    *,
+    checkpoint_key: bytes | None,
+    known: Sequence[CheckpointRecord] = (),
+    batch_size: int = 1000,
 ) -> AuditVerification:
     """The chain (as :func:`verify_audit_chain`) and every checkpoint of it: checkpoints numbered from 1
     without gaps, each signing the one before, each signature made with ``checkpoint_key`` (not checked
     without it), and each ``(row_count, head_hash)`` still the chain's at that position. A row edited and the
     chain recomputed, rows cut off the end, or a checkpoint forged or removed from the middle all break it;
-    rows appended after the newest checkpoint are covered only by the chain until the next one."""
+    rows appended after the newest checkpoint are covered only by the chain until the next one.
+
+    ``known`` are checkpoints kept outside the database (checked only with ``checkpoint_key``): each must be
+    signed with the key, still match the chain, and still be in ``audit_checkpoint`` as it was."""
     checkpoints = list(
         (await session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.id))).scalars()
     )
-    positions = {checkpoint.row_count for checkpoint in checkpoints}
+    positions = {checkpoint.row_count for checkpoint in checkpoints} | {record.row_count for record in known}
     broken, tip, hashes = await _walk_chain(session, batch_size=batch_size, positions=positions)
+    if broken is None and checkpoint_key is not None:
+        broken = _check_known(known, stored=checkpoints, tip=tip, hashes=hashes, key=checkpoint_key)
     if broken is None:
         broken = _check_checkpoints(checkpoints, tip=tip, hashes=hashes, key=checkpoint_key)
     return AuditVerification(
         tip=tip,
         checkpoints=len(checkpoints),
         newest_checkpoint=checkpoints[-1] if checkpoints else None,
-        signatures_checked=checkpoint_key is not None,
         broken=broken,
     )
+
+
+def _held_against_chain(
+    checkpoint: AuditCheckpoint | CheckpointRecord, *, tip: ChainTip, hashes: Mapping[int, str]
+) -> Broken | None:
+    """Whether the chain still has, at the checkpoint's position, the hash it checkpointed."""
+    row = checkpoint.row_count
+    if row > tip.row_count:
+        return Broken(
+            tip.row_count + 1,
+            f"it covered {row} rows but the log has {tip.row_count}: rows {tip.row_count + 1} to {row} were removed",
+            checkpoint.id,
+        )
+    if hashes.get(row) != checkpoint.head_hash:
+        return Broken(
+            row,
+            f"the chain's hash at row {row} is not the one checkpointed at {_moment(checkpoint.checkpointed_at)}: "
+            f"rows 1 to {row} were rewritten",
+            checkpoint.id,
+        )
+    return None
 
 
 def _check_checkpoints(
@@ -299,21 +327,34 @@ def _check_checkpoints(
             return Broken(
                 row, f"it does not follow checkpoint {number - 1} (a checkpoint was replaced)", number
             )
-        if row > tip.row_count:
-            return Broken(
-                tip.row_count + 1,
-                f"it covered {row} rows but the log has {tip.row_count}: rows {tip.row_count + 1} to {row} "
-                "were removed",
-                number,
-            )
-        if hashes.get(row) != checkpoint.head_hash:
-            return Broken(
-                row,
-                f"the chain's hash at row {row} is not the one checkpointed at "
-                f"{_moment(checkpoint.checkpointed_at)}: rows 1 to {row} were rewritten",
-                number,
-            )
+        broken = _held_against_chain(checkpoint, tip=tip, hashes=hashes)
+        if broken is not None:
+            return broken
         previous_signature = checkpoint.signature
+    return None
+
+
+def _check_known(
+    known: Sequence[CheckpointRecord],
+    *,
+    stored: list[AuditCheckpoint],
+    tip: ChainTip,
+    hashes: Mapping[int, str],
+    key: bytes,
+) -> Broken | None:
+    by_id = {checkpoint.id: CheckpointRecord.of(checkpoint) for checkpoint in stored}
+    for record in known:
+        if not hmac.compare_digest(_signature_of(record, key), record.signature):
+            return Broken(record.row_count, "the copy given is not signed with the checkpoint key", record.id)
+        broken = _held_against_chain(record, tip=tip, hashes=hashes)
+        if broken is not None:
+            return broken
+        if by_id.get(record.id) != record:
+            return Broken(
+                record.row_count,
+                "it is gone from audit_checkpoint or was replaced there (a copy kept it)",
+                record.id,
+            )
     return None
 
 
@@ -337,10 +378,6 @@ async def checkpoint_audit_log(
     session.add(checkpoint)
     await session.flush()
     return checkpoint
-
-
-async def count_audit_rows(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(AuditLog)) or 0)
 
 
 def _cursor(cursor: str | None) -> int | None:
