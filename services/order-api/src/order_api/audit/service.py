@@ -145,6 +145,36 @@ class ChainTip:
     head_hash: str
 
 
+def _row_break(fields: Mapping[str, Any], *, expected_id: int, previous_hash: str) -> Broken | None:
+    """Why the row read where row ``expected_id`` should be does not continue the chain, if it does not."""
+    if fields["id"] != expected_id:
+        return Broken(expected_id, f"row {expected_id} is missing (the next row is {fields['id']})")
+    if fields["prev_hash"] != previous_hash:
+        return Broken(expected_id, "prev_hash is not the hash of the row before it")
+    if row_hash(fields) != fields["row_hash"]:
+        return Broken(expected_id, "the row's content does not match its row_hash")
+    return None
+
+
+async def _head_break(session: AsyncSession, tip: ChainTip) -> Broken | None:
+    """Why the chain head does not name the chain's last row, if it does not."""
+    head = (
+        await session.execute(
+            select(AuditChainHead.last_id, AuditChainHead.last_hash).where(AuditChainHead.id == CHAIN_HEAD_ID)
+        )
+    ).one_or_none()
+    last_id = tip.row_count
+    if head is None:
+        return Broken(last_id, "the chain head is missing")
+    if head.last_id > last_id:
+        return Broken(last_id + 1, f"rows {last_id + 1} to {head.last_id} are missing from the end")
+    if head.last_id < last_id:
+        return Broken(head.last_id + 1, "the row was not appended through the chain head")
+    if head.last_hash != tip.head_hash:
+        return Broken(last_id, "the last row's hash is not the one the chain head recorded")
+    return None
+
+
 async def _walk_chain(
     session: AsyncSession, *, batch_size: int, positions: set[int]
 ) -> tuple[Broken | None, ChainTip, dict[int, str]]:
@@ -153,7 +183,8 @@ async def _walk_chain(
     expected_id, previous_hash = 1, GENESIS_HASH
     hashes = {0: GENESIS_HASH} if 0 in positions else {}
     columns = [getattr(AuditLog, name) for name in (*HASHED_FIELDS, "row_hash")]
-    while True:
+    broken: Broken | None = None
+    while broken is None:
         rows = (
             await session.execute(
                 select(*columns).where(AuditLog.id >= expected_id).order_by(AuditLog.id).limit(batch_size)
@@ -161,42 +192,16 @@ async def _walk_chain(
         ).all()
         for row in rows:
             fields = row._asdict()
-            tip = ChainTip(expected_id - 1, previous_hash)
-            if fields["id"] != expected_id:
-                return (
-                    Broken(expected_id, f"row {expected_id} is missing (the next row is {fields['id']})"),
-                    tip,
-                    hashes,
-                )
-            if fields["prev_hash"] != previous_hash:
-                return Broken(expected_id, "prev_hash is not the hash of the row before it"), tip, hashes
-            if row_hash(fields) != fields["row_hash"]:
-                return Broken(expected_id, "the row's content does not match its row_hash"), tip, hashes
+            broken = _row_break(fields, expected_id=expected_id, previous_hash=previous_hash)
+            if broken is not None:
+                break
             expected_id, previous_hash = expected_id + 1, fields["row_hash"]
             if fields["id"] in positions:
                 hashes[fields["id"]] = previous_hash
         if len(rows) < batch_size:
             break
     tip = ChainTip(expected_id - 1, previous_hash)
-    head = (
-        await session.execute(
-            select(AuditChainHead.last_id, AuditChainHead.last_hash).where(AuditChainHead.id == CHAIN_HEAD_ID)
-        )
-    ).one_or_none()
-    last_id = tip.row_count
-    if head is None:
-        return Broken(last_id, "the chain head is missing"), tip, hashes
-    if head.last_id > last_id:
-        return (
-            Broken(last_id + 1, f"rows {last_id + 1} to {head.last_id} are missing from the end"),
-            tip,
-            hashes,
-        )
-    if head.last_id < last_id:
-        return Broken(head.last_id + 1, "the row was not appended through the chain head"), tip, hashes
-    if head.last_hash != previous_hash:
-        return Broken(last_id, "the last row's hash is not the one the chain head recorded"), tip, hashes
-    return None, tip, hashes
+    return broken or await _head_break(session, tip), tip, hashes
 
 
 async def verify_audit_chain(session: AsyncSession, *, batch_size: int = 1000) -> Broken | None:
