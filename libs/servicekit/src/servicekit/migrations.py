@@ -68,15 +68,25 @@ def runtime_privileges(table: Table) -> tuple[str, ...] | str:
 
 
 def grant_runtime_role(connection: Connection, *, metadata: MetaData, schema: str, role: str) -> None:
-    """Give ``role`` (the service's runtime role) what each table of ``metadata`` declares and nothing more;
-    run as the role that owns ``schema``, in the migration's transaction (PostgreSQL only)."""
+    """Give ``role`` (the service's runtime role) what each table of ``metadata`` that exists in ``schema``
+    declares and nothing more; run as the role that owns ``schema``, in the migration's transaction
+    (PostgreSQL only)."""
     if connection.execute(text("SELECT current_user")).scalar_one() == role:
         raise RuntimeRoleError(
             f"the runtime role {role!r} is the role running the migrations: the service would own its tables"
         )
     quoted_schema, quoted_role = _quoted(schema), _quoted(role)
     connection.execute(text(f"GRANT USAGE ON SCHEMA {quoted_schema} TO {quoted_role}"))
+    existing = set(
+        connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = :schema"), {"schema": schema}
+        )
+        .scalars()
+        .all()
+    )
     for table in metadata.sorted_tables:
+        if table.name not in existing:  # after a downgrade, or in a revision older than the code
+            continue
         name = f"{quoted_schema}.{_quoted(table.name)}"
         privileges = runtime_privileges(table)
         if privileges == RUNTIME_OWNS:
