@@ -116,7 +116,7 @@ GRANTS: Final = (
     #     receiver            holder              scopes
     Grant("order-api",        ADMIN,              ("admin",), credential="admin_token"),
     Grant("order-api",        "wallet-pool",      ("events:publish",)),
-    Grant("order-api",        "telegram-gateway", ("orders:act-as-operator", "pool:read")),
+    Grant("order-api",        "telegram-gateway", ("orders:act-as-operator",)),
     Grant("wallet-pool",      "order-api",        ("allocations:write", "allocations:read", "pool:read")),
     Grant("wallet-pool",      ADMIN,              ("wallets:write", "wallets:read", "pool:read", "allocations:read"),
           credential="wallet_pool_admin_key"),

@@ -48,7 +48,7 @@ ACCEPTED: dict[str, dict[str, list[str]]] = {
     "order-api": {
         "admin_token": ["admin"],
         "wallet-pool->order-api": ["events:publish"],
-        "telegram-gateway->order-api": ["orders:act-as-operator", "pool:read"],
+        "telegram-gateway->order-api": ["orders:act-as-operator"],
     },
     "wallet-pool": {
         "order-api->wallet-pool": ["allocations:write", "allocations:read", "pool:read"],

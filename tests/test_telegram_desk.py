@@ -23,6 +23,7 @@ from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi,
 
 ANNA = TelegramUser(id=7101, first_name="Anna", username="anna_desk")
 BORIS = TelegramUser(id=7102, first_name="Boris", username="boris_desk")
+CAROL = TelegramUser(id=7103, first_name="Carol", username="carol_desk")
 YOURS = "is yours: complete, cancel, release or escalate it from the card."
 
 
@@ -150,3 +151,59 @@ async def test_operators_take_and_complete_an_order_from_telegram(
     )
     assert queued_card.text.startswith("🆕 New order")
     assert "Address: " in queued_card.text
+
+
+async def test_the_link_an_admin_sets_in_order_api_is_the_bots_and_the_gateways_key_stays_narrow(
+    stack: Stack, services: list[ServiceProcess], bot_api: FakeBotApi
+) -> None:
+    """order-api's operator record is the one truth about the Telegram link: an admin setting or clearing
+    ``telegram_user_id`` is what the bot does, no code needed. And the gateway's key acting for an admin is an
+    operator at work, never an admin."""
+    order_api, gateway = stack.order_api(), stack.telegram_gateway(bot_api=bot_api)
+    services.extend([order_api, gateway])
+    for service in (order_api, gateway):
+        await service.start()
+
+    async def webhook() -> str | None:
+        return bot_api.webhook_url
+
+    await eventually(webhook, within=20.0, message="the gateway sets its webhook")
+
+    async def say(text: str) -> str:
+        before = len(bot_api.chat_messages(CAROL.id))
+        assert (await bot_api.send_text(CAROL, text)).status == 200
+        return bot_api.chat_messages(CAROL.id)[before].text
+
+    admin = {"Authorization": f"Bearer {stack.keys.admin}"}
+    acting_for_carol = {
+        "Authorization": f"Bearer {stack.keys.telegram_gateway_to_order_api}",
+        "X-Operator-Telegram-Id": str(CAROL.id),
+    }
+    async with httpx.AsyncClient(base_url=order_api.url) as client:
+        created = await client.post(
+            "/v1/admin/operators",
+            json={"name": "Carol", "role": "admin", "telegram_user_id": CAROL.id},
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+        assert await say("/my") == "You hold no open orders. Take one from a card in the operators' chat."
+        assert await say("/start") == "You are linked as Carol (admin). /help lists what I can do."
+
+        for method, path, body in [
+            ("POST", "/v1/admin/operators", {"name": "Eve", "role": "admin"}),
+            ("PATCH", f"/v1/admin/operators/{created.json()['id']}", {"telegram_user_id": None}),
+            ("GET", "/v1/audit", None),
+            ("GET", "/v1/operator/escalations", None),
+        ]:
+            refused = await client.request(method, path, json=body, headers=acting_for_carol)
+            assert (refused.status_code, refused.json()["code"]) == (403, "acted_for_identity_forbidden")
+        assert (await client.get("/v1/operator/orders", headers=acting_for_carol)).status_code == 200
+
+        cleared = await client.patch(
+            f"/v1/admin/operators/{created.json()['id']}", json={"telegram_user_id": None}, headers=admin
+        )
+        assert cleared.status_code == 200, cleared.text
+    assert await say("/my") == (
+        "Your Telegram account is no longer linked to an operator. Ask an admin for a new link code."
+    )
+    assert (await say("/help")).startswith("Sorry, this bot works only for the exchange desk's operators.")

@@ -289,6 +289,76 @@ async def test_the_telegram_gateway_acts_for_the_linked_operator_and_says_so(
     assert (await api.client.get("/v1/operator/orders", headers=operator.auth)).status_code == 401
 
 
+async def test_acting_for_an_operator_reaches_only_the_bots_work_whatever_their_role(
+    api: OrderApi, api_keys: ApiKeys
+) -> None:
+    """A leaked gateway key naming an admin (linked by an admin's edit) is an operator at work, no more."""
+    admin = await hire(api, api_keys, role="admin", telegram_user_id=515151)
+    support = await hire(api, api_keys, role="support", telegram_user_id=525252)
+    holder = await hire(api, api_keys)
+    as_admin = {**bearer(api_keys.telegram_gateway), "X-Operator-Telegram-Id": "515151"}
+    as_support = {**bearer(api_keys.telegram_gateway), "X-Operator-Telegram-Id": "525252"}
+    mine, theirs = await order_awaiting_deposit(api, api_keys), await order_awaiting_deposit(api, api_keys)
+    await take(api, holder, theirs)
+
+    # the bot's work, acted for
+    assert (await api.client.get("/v1/operator/orders", headers=as_admin)).status_code == 200
+    assert (await api.client.get("/v1/operator/orders", headers=as_support)).status_code == 200
+    taken = await api.client.post(f"/v1/operator/orders/{mine['id']}/take", headers=as_admin)
+    assert taken.status_code == 200, taken.text
+    assert (await api.client.get("/v1/operator/orders/mine", headers=as_admin)).json()["items"][0]["id"] == (
+        mine["id"]
+    )
+    assert (await api.client.get(f"/v1/operator/orders/{mine['id']}", headers=as_admin)).status_code == 200
+    escalated = await api.client.post(
+        f"/v1/operator/orders/{mine['id']}/escalate", json={"comment": "Paid twice?"}, headers=as_admin
+    )
+    assert escalated.status_code == 201, escalated.text
+    released = await api.client.post(f"/v1/operator/orders/{mine['id']}/release", headers=as_admin)
+    assert (released.status_code, released.json()["status"]) == (200, "awaiting_deposit")
+    await api.client.post(f"/v1/operator/orders/{mine['id']}/take", headers=as_admin)
+    completed = await api.client.post(
+        f"/v1/operator/orders/{mine['id']}/status", json={"status": "completed"}, headers=as_admin
+    )
+    assert (completed.status_code, completed.json()["status"]) == (200, "completed")
+    # ... with an operator's powers only: an admin acted for drives no one else's order
+    foreign = await api.client.post(
+        f"/v1/operator/orders/{theirs['id']}/status", json={"status": "cancelled"}, headers=as_admin
+    )
+    assert (foreign.status_code, foreign.json()["code"]) == (409, "order_not_held")
+
+    # every admin and support-only route (and the rest of the REST surface) refuses the identity acted for
+    escalation = f"/v1/operator/escalations/{escalated.json()['id']}"
+    refused_routes: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("POST", "/v1/admin/operators", {"name": "Eve", "role": "admin"}),
+        ("GET", "/v1/admin/operators", None),
+        ("GET", f"/v1/admin/operators/{holder.id}", None),
+        ("PATCH", f"/v1/admin/operators/{holder.id}", {"role": "admin"}),
+        ("POST", f"/v1/admin/operators/{holder.id}/rotate-token", None),
+        ("POST", f"/v1/admin/operators/{holder.id}/revoke-token", None),
+        ("POST", f"/v1/admin/operators/{holder.id}/telegram-link-code", None),
+        ("GET", "/v1/audit", None),
+        ("GET", "/v1/operator/escalations", None),
+        ("POST", f"{escalation}/comments", {"comment": "Looking"}),
+        ("POST", f"{escalation}/resolve", {"comment": "Refunded"}),
+        ("GET", "/v1/operator/stats", None),
+    ]
+    for headers in (as_admin, as_support):
+        for method, path, body in refused_routes:
+            refused = await api.client.request(method, path, json=body, headers=headers)
+            assert refused.status_code == 403, (method, path, refused.text)
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert refused.json()["code"] == "acted_for_identity_forbidden", (method, path)
+    pool_stats = await api.client.get("/v1/stats/pool", headers=as_admin)
+    assert pool_stats.status_code == 403
+    listed = await api.client.get("/v1/admin/operators", headers=bearer(api_keys.admin))
+    assert [o["name"] for o in listed.json()].count("Eve") == 0
+    assert [o["role"] for o in listed.json() if o["id"] == holder.id] == ["operator"]
+    # the same people with their own tokens keep their roles' routes
+    assert (await api.client.get("/v1/audit", headers=admin.auth)).status_code == 200
+    assert (await api.client.get("/v1/operator/escalations", headers=support.auth)).status_code == 200
+
+
 async def test_the_create_operator_command_bootstraps_an_admin(
     order_api: OrderApiRunner,
     own_database_url: str,

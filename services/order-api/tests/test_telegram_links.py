@@ -181,7 +181,12 @@ async def test_the_gateway_links_the_operator_with_the_code_and_then_acts_for_th
     typed = f" {issued['code'][:5].lower()}-{issued['code'][5:]} "  # as typed on a phone
     linked = await redeem(api, api_keys, typed, user, telegram_username="@anna_k")
     assert linked.status_code == 200, linked.text
-    assert linked.json() == {"operator_id": operator["id"], "name": operator["name"], "role": "support"}
+    assert linked.json() == {
+        "operator_id": operator["id"],
+        "name": operator["name"],
+        "role": "support",
+        "telegram_user_id": user,
+    }
     assert (await acts_as(api, api_keys, user)).status_code == 200
     listed = await api.client.get(f"/v1/admin/operators/{operator['id']}", headers=bearer(api_keys.admin))
     assert listed.json()["telegram_user_id"] == user
@@ -210,6 +215,56 @@ async def test_the_gateway_links_the_operator_with_the_code_and_then_acts_for_th
     assert_invalid_code(await redeem(api, api_keys, issued["code"], user))  # single use
     assert_invalid_code(await redeem(api, api_keys, issued["code"], telegram_user()))
     assert await verify_audit_chain(db_session) is None
+
+
+async def test_the_operator_record_is_the_one_truth_the_gateway_looks_up(
+    api: OrderApi, api_keys: ApiKeys
+) -> None:
+    """However the link was made (an admin's create or edit, or ``/start <code>``), the gateway's lookup
+    answers the same, and an admin clearing it or deactivating the operator ends it at once."""
+    gateway, admin = bearer(api_keys.telegram_gateway), bearer(api_keys.admin)
+    by_admin, by_code = telegram_user(), telegram_user()
+    created = await hire(api, api_keys, telegram_user_id=by_admin)
+    linked = await hire(api, api_keys, role="support")
+    redeemed = await redeem(api, api_keys, (await issue_code(api, api_keys, linked["id"]))["code"], by_code)
+    assert redeemed.status_code == 200, redeemed.text
+
+    found = await api.client.get(f"/v1/telegram/operators/{by_admin}", headers=gateway)
+    assert found.status_code == 200, found.text
+    assert found.json() == {
+        "operator_id": created["id"],
+        "name": created["name"],
+        "role": "operator",
+        "telegram_user_id": by_admin,
+    }
+    assert (await api.client.get(f"/v1/telegram/operators/{by_code}", headers=gateway)).json() == (
+        redeemed.json()
+    )
+
+    cleared = await api.client.patch(
+        f"/v1/admin/operators/{created['id']}", json={"telegram_user_id": None}, headers=admin
+    )
+    assert cleared.status_code == 200, cleared.text
+    gone = await api.client.get(f"/v1/telegram/operators/{by_admin}", headers=gateway)
+    assert (gone.status_code, gone.json()["code"]) == (404, "telegram_link_not_found")
+    moved = await api.client.patch(
+        f"/v1/admin/operators/{created['id']}", json={"telegram_user_id": by_admin + 1}, headers=admin
+    )
+    assert moved.status_code == 200, moved.text
+    assert (
+        await api.client.get(f"/v1/telegram/operators/{by_admin + 1}", headers=gateway)
+    ).status_code == 200
+    await api.client.patch(f"/v1/admin/operators/{linked['id']}", json={"active": False}, headers=admin)
+    deactivated = await api.client.get(f"/v1/telegram/operators/{by_code}", headers=gateway)
+    assert (deactivated.status_code, deactivated.json()["code"]) == (404, "telegram_link_not_found")
+
+    other_key = await api.client.get(f"/v1/telegram/operators/{by_admin + 1}", headers=admin)
+    assert (other_key.status_code, other_key.json()["code"]) == (403, "scope_missing")
+    personal = await api.client.get(
+        f"/v1/telegram/operators/{by_admin + 1}", headers=bearer(created["token"])
+    )
+    assert personal.status_code == 401
+    assert (await api.client.get("/v1/telegram/operators/0", headers=gateway)).status_code == 422
 
 
 async def test_wrong_expired_used_and_superseded_codes_get_the_same_answer(
@@ -418,3 +473,14 @@ async def test_linking_works_the_same_on_the_embedded_sqlite_database(
         assert linked.status_code == 200, linked.text
         assert_invalid_code(await redeem(api, api_keys, second["code"], telegram_user()))
         assert (await acts_as(api, api_keys, user)).status_code == 200
+        gateway = bearer(api_keys.telegram_gateway)
+        found = await api.client.get(f"/v1/telegram/operators/{user}", headers=gateway)
+        assert found.json()["operator_id"] == operator["id"]
+        by_admin = telegram_user()
+        boss = await hire(api, api_keys, role="admin", telegram_user_id=by_admin)
+        found = await api.client.get(f"/v1/telegram/operators/{by_admin}", headers=gateway)
+        assert found.json()["operator_id"] == boss["id"]
+        refused = await api.client.get(
+            "/v1/audit", headers={**gateway, "X-Operator-Telegram-Id": str(by_admin)}
+        )
+        assert (refused.status_code, refused.json()["code"]) == (403, "acted_for_identity_forbidden")

@@ -48,7 +48,7 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     )
     async with db.engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE operator_link, posted_message, order_snapshot, message_delivery RESTART IDENTITY")
+            text("TRUNCATE posted_message, order_snapshot, message_delivery RESTART IDENTITY")
         )
     try:
         yield db

@@ -135,10 +135,17 @@ class StandInOrderApi(StandIn):
         return order
 
     def operator_calls(self) -> list[Call]:
-        return [c for c in self.calls if c.path.startswith(("/v1/operator/", "/v1/telegram/"))]
+        """Calls acting for an operator or linking one (not the gateway's lookups of who someone is)."""
+        return [c for c in self.calls if c.path.startswith(("/v1/operator/", "/v1/telegram/links"))]
+
+    def lookups(self) -> list[int]:
+        """The Telegram users the gateway asked about (``GET /v1/telegram/operators/{id}``), in order."""
+        prefix = "/v1/telegram/operators/"
+        return [int(c.path.removeprefix(prefix)) for c in self.calls if c.path.startswith(prefix)]
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/telegram/links", self._link)
+        app.router.add_get("/v1/telegram/operators/{telegram_user_id}", self._who)
         app.router.add_get("/v1/operator/orders/mine", self._mine)
         app.router.add_get("/v1/operator/orders/{order_id}", self._read)
         app.router.add_post("/v1/operator/orders/{order_id}/take", self._take)
@@ -153,9 +160,23 @@ class StandInOrderApi(StandIn):
             return problem(422, "link_code_invalid", "The link code is wrong, expired or already used.")
         operator = self.operators[operator_id]
         operator["telegram_user_id"] = body["telegram_user_id"]
-        return web.json_response(
-            {"operator_id": operator_id, "name": operator["name"], "role": operator["role"]}
-        )
+        return web.json_response(self._linked(operator_id))
+
+    def _linked(self, operator_id: str) -> dict[str, Any]:
+        operator = self.operators[operator_id]
+        return {
+            "operator_id": operator_id,
+            "name": operator["name"],
+            "role": operator["role"],
+            "telegram_user_id": operator["telegram_user_id"],
+        }
+
+    async def _who(self, request: web.Request) -> web.Response:
+        user_id = request.match_info["telegram_user_id"]
+        for operator_id, operator in self.operators.items():
+            if str(operator["telegram_user_id"]) == user_id:
+                return web.json_response(self._linked(operator_id))
+        return problem(404, "telegram_link_not_found", f"No active operator is linked to {user_id}.")
 
     def _operator(self, request: web.Request) -> tuple[str, dict[str, Any]] | web.Response:
         user_id = request.headers.get("X-Operator-Telegram-Id")

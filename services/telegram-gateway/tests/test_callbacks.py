@@ -1,5 +1,5 @@
-"""Operators at work in Telegram: linking with a one-time code, the card's buttons acting on order-api (a
-stand-in with order-api's rules), commands, and strangers who never get through."""
+"""Operators at work in Telegram: linking with a one-time code or by an admin in order-api, the card's buttons
+acting on order-api (a stand-in with order-api's rules), commands, and strangers who never get through."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from conftest import Launch
 from gatewaytest import ANNA, BORIS, MALLORY, Gateway, StandInOrderApi, order_message
-from sqlalchemy import select
 
 from servicekit.db import Database
+from servicekit.testing import eventually
 from telegram_gateway.cards.models import OrderSnapshot
-from telegram_gateway.operators.models import OperatorLink
 from telegram_gateway.testing import (
     OPERATORS_CHAT,
     OPERATORS_CHAT_ID,
@@ -75,26 +74,76 @@ async def desk(launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrder
 
 
 async def test_start_with_a_code_links_the_telegram_user_to_the_operator(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, database: Database
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
 ) -> None:
     operator = order_api.add_operator("Anna")
     code = order_api.issue_code(operator)
     async with launch():
         delivery = await fake_bot_api.send_text(ANNA, f"/start {code}")
+        await fake_bot_api.send_text(ANNA, "/my")
     assert delivery.status == 200
-    [redeem] = order_api.calls
+    redeem, mine = order_api.operator_calls()
     assert (redeem.method, redeem.path) == ("POST", "/v1/telegram/links")
     assert redeem.body == {"code": code, "telegram_user_id": ANNA.id, "telegram_username": "anna_ops"}
-    [welcome] = fake_bot_api.chat_messages(ANNA.id)
+    assert mine.path == "/v1/operator/orders/mine"
+    assert order_api.operators[operator]["telegram_user_id"] == ANNA.id  # order-api holds the link
+    assert order_api.lookups() == [ANNA.id]  # asked once, before the link; the link itself is remembered
+    welcome, my = fake_bot_api.chat_messages(ANNA.id)
     assert welcome.text.startswith("Welcome, Anna! You are linked as operator.")
-    async with database.sessionmaker() as session:
-        saved = await session.get(OperatorLink, ANNA.id)
-    assert saved is not None
-    assert (saved.operator_id, saved.name, saved.role) == (operator, "Anna", "operator")
+    assert my.text == "You hold no open orders. Take one from a card in the operators' chat."
+
+
+async def test_an_operator_an_admin_links_or_unlinks_in_order_api_is_welcome_or_refused_alike(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+) -> None:
+    """No code needed: order-api's operator record is the truth (an admin set ``telegram_user_id``)."""
+    operator = order_api.add_operator("Anna")
+    order_api.link(operator, ANNA)
+
+    async def answer(text: str) -> str:
+        before = len(fake_bot_api.chat_messages(ANNA.id))
+        await fake_bot_api.send_text(ANNA, text)
+        return fake_bot_api.chat_messages(ANNA.id)[before].text
+
+    async with launch(operator_cache_seconds=0.5):
+        assert await answer("/my") == "You hold no open orders. Take one from a card in the operators' chat."
+        assert await answer("/start") == "You are linked as Anna (operator). /help lists what I can do."
+        order_api.operators[operator]["telegram_user_id"] = None  # an admin clears the link
+        assert await answer("/my") == (  # order-api refuses at once, whatever the cache says
+            "Your Telegram account is no longer linked to an operator. Ask an admin for a new link code."
+        )
+        assert (await answer("/help")).startswith("Sorry, this bot works only for the exchange desk's")
+
+        order_api.link(operator, ANNA)  # linked again: welcome within the cache's lifetime
+        await eventually(
+            lambda: answer("/help"),
+            until=lambda text: text.startswith("Exchange Desk bot\n"),
+            within=5.0,
+            message="the bot learns of the new link",
+        )
+        order_api.operators[operator]["telegram_user_id"] = None  # cleared again: the menu goes too
+        await eventually(
+            lambda: answer("/pool"),
+            until=lambda text: text.startswith("Sorry, this bot works only for the exchange desk's"),
+            within=5.0,
+            message="the bot learns of the cleared link",
+        )
+
+
+async def test_with_redis_every_replica_reads_one_cached_answer(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, redis_url: str
+) -> None:
+    operator = order_api.add_operator("Anna")
+    async with launch(redis_url=redis_url):
+        await fake_bot_api.send_text(ANNA, f"/start {order_api.issue_code(operator)}")
+    async with launch(redis_url=redis_url):  # another replica (or a restart) knows Anna without asking
+        await fake_bot_api.send_text(ANNA, "/my")
+    assert order_api.lookups() == [ANNA.id]  # once, before the link
+    assert fake_bot_api.chat_messages(ANNA.id)[-1].text.startswith("You hold no open orders.")
 
 
 async def test_a_wrong_or_used_code_links_nobody(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, database: Database
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
 ) -> None:
     code = order_api.issue_code(order_api.add_operator("Anna"))
     async with launch():
@@ -104,8 +153,7 @@ async def test_a_wrong_or_used_code_links_nobody(
     assert [m.text for m in fake_bot_api.chat_messages(MALLORY.id)] == [
         "That code is wrong, expired or already used. Ask an admin for a new one."
     ] * 2
-    async with database.sessionmaker() as session:
-        assert list(await session.scalars(select(OperatorLink.telegram_user_id))) == [ANNA.id]
+    assert [o["telegram_user_id"] for o in order_api.operators.values()] == [ANNA.id]
 
 
 async def test_strangers_are_refused_politely_and_never_reach_order_api(desk: Desk) -> None:
@@ -120,7 +168,8 @@ async def test_strangers_are_refused_politely_and_never_reach_order_api(desk: De
     assert my.text.startswith("Sorry, this bot works only for the exchange desk's operators.")
     assert hello.text.startswith("Hello! To link your account, ask an admin for a link code")
     assert in_group == []  # chatter in the group is not answered
-    assert desk.order_api.calls == []
+    assert desk.order_api.operator_calls() == []
+    assert desk.order_api.lookups() == [MALLORY.id]  # "nobody" is remembered too
     assert desk.card.edits == 0
 
 
@@ -194,11 +243,13 @@ async def test_with_order_api_down_a_button_answers_try_again_and_changes_nothin
     await desk.order_api.stop()
     try:
         answer = await desk.press(ANNA, "Take")
+        stranger = await desk.press(MALLORY, "Take")  # who they are cannot be asked now
     finally:
         await desk.order_api.start()
 
-    assert answer.text == "order-api is unreachable, try again in a moment."
-    assert answer.show_alert
+    for unanswered in (answer, stranger):
+        assert unanswered.text == "order-api is unreachable, try again in a moment."
+        assert unanswered.show_alert
     assert desk.card.edits == 0
     assert desk.card.text.startswith("🆕 New order")
     async with database.sessionmaker() as session:
@@ -243,23 +294,20 @@ async def test_escalate_asks_for_the_reason_and_escalates_with_the_reply(desk: D
     assert "🆘 Escalate" not in [b.text for b in desk.card.buttons()]
 
 
-async def test_an_operator_unlinked_in_order_api_is_forgotten_here_too(
-    desk: Desk, database: Database
-) -> None:
+async def test_an_operator_unlinked_in_order_api_is_forgotten_here_too(desk: Desk) -> None:
     desk.order_api.operators[desk.operators["Anna"]]["telegram_user_id"] = None
     answer = await desk.press(ANNA, "Take")
     assert (
         answer.text
         == "Your Telegram account is no longer linked to an operator. Ask an admin for a new link code."
     )
-    async with database.sessionmaker() as session:
-        assert await session.get(OperatorLink, ANNA.id) is None
 
-    calls = len(desk.order_api.calls)
+    calls = len(desk.order_api.operator_calls())
     again = await desk.press(ANNA, "Take")
     assert again.text is not None
     assert again.text.startswith("Sorry, this bot works only for the exchange desk's operators.")
-    assert len(desk.order_api.calls) == calls
+    assert len(desk.order_api.operator_calls()) == calls
+    assert desk.order_api.lookups() == [ANNA.id]  # asked again once the refusal dropped the cached link
 
 
 async def test_my_lists_the_orders_i_hold(desk: Desk) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from servicekit.db import Database, utcnow
 from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
+from telegram_gateway.main import create_app
 from telegram_gateway.messages.models import MessageDelivery
+from telegram_gateway.testing import make_settings
 from telegram_gateway.workers.retention import forget_old_messages
 
 
@@ -61,3 +65,19 @@ async def test_rows_older_than_the_retention_are_forgotten(database: Database) -
     assert cards == [2, 4]
     assert orders == ["live-order"]
     assert deliveries == ["00000000-0000-0000-0000-000000000002"]
+
+
+def test_the_service_sweeps_with_the_shared_mechanism_on_its_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TELEGRAM_GATEWAY_RETENTION_DAYS", "12")
+    monkeypatch.setenv("TELEGRAM_GATEWAY_RETENTION_SWEEP_SECONDS", "120")
+    settings = make_settings(database_url=None, var_dir=tmp_path, fake=None)
+    assert (settings.retention_days, settings.retention_sweep_seconds) == (12, 120.0)
+    rules = create_app(settings).state.runtime.retention_rules
+    assert [(rule.name, rule.keep) for rule in rules] == [
+        ("cards of untouched orders", timedelta(days=12)),
+        ("alerts", timedelta(days=12)),
+        ("order snapshots", timedelta(days=12)),
+        ("deliveries", timedelta(days=12)),
+    ]

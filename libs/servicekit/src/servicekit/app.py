@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -30,7 +31,10 @@ from servicekit.outbox import (
     OutboxEvent,
     OutboxRelay,
     PermanentDeliveryError,
+    delivered_events,
+    processed_events,
 )
+from servicekit.retention import RetentionRule, forget_expired
 from servicekit.settings import PeerSettings, ServiceSettings
 from servicekit.telemetry import (
     InstrumentedFastAPI,
@@ -78,6 +82,7 @@ class Runtime:
         self.peers: dict[str, ServiceClient] = {}
         self.workers: list[Worker] = []
         self.busy_tables: list[str] = []
+        self.retention_rules: list[RetentionRule] = []
         self.readiness_checks: list[ReadinessCheck] = [ReadinessCheck("database", self._check_database)]
         if self.redis is not None:
             self.readiness_checks.append(ReadinessCheck("redis", self._check_redis))
@@ -114,7 +119,8 @@ class Runtime:
 
     def add_outbox_relay(self, table: Table) -> OutboxRelay:
         """Deliver this service's outbox to its peers' ``POST /v1/events`` (peers added with ``add_peer``),
-        several events for one peer at once through ``POST /v1/events/batch``."""
+        several events for one peer at once through ``POST /v1/events/batch``; delivered events are deleted
+        after ``outbox_retention_days``."""
         source = self.settings.service_name
 
         def peer(destination: str) -> ServiceClient:
@@ -154,26 +160,48 @@ class Runtime:
         )
         self.add_worker(relay)
         self.add_busy_tables(table.name)
+        self.add_retention(delivered_events(table, keep=timedelta(days=self.settings.outbox_retention_days)))
         return relay
+
+    def add_inbox_retention(self, table: Table) -> None:
+        """Forget the ids of processed events after ``inbox_retention_days`` (the inbox of ``events_router``)."""
+        self.add_retention(processed_events(table, keep=timedelta(days=self.settings.inbox_retention_days)))
 
     def add_busy_tables(self, *tables: str) -> None:
         """Tables rewritten all the time, vacuumed by this service past a dead-row threshold
         (``servicekit.maintenance``; the outbox is one once its relay is added)."""
         if not self.busy_tables:
-            settings = self.settings
-            self.add_worker(
-                PeriodicWorker(
-                    name="busy-table-vacuum",
-                    job=lambda: vacuum_busy_tables(
-                        database=self.database,
-                        tables=self.busy_tables,
-                        dead_rows_threshold=settings.vacuum_dead_rows_threshold,
-                    ),
-                    interval_seconds=settings.vacuum_check_seconds,
-                    batch_size=sys.maxsize,  # a pass covers every table
-                )
+            self._add_sweep(
+                "busy-table-vacuum",
+                lambda: vacuum_busy_tables(
+                    database=self.database,
+                    tables=self.busy_tables,
+                    dead_rows_threshold=self.settings.vacuum_dead_rows_threshold,
+                ),
+                interval_seconds=self.settings.vacuum_check_seconds,
             )
         self.busy_tables.extend(table for table in tables if table not in self.busy_tables)
+
+    def add_retention(self, *rules: RetentionRule) -> None:
+        """Rows this service forgets after a while (``servicekit.retention``): one sweep runs every rule, in
+        the order added, every ``retention_sweep_seconds`` on every replica."""
+        if not self.retention_rules:
+            self._add_sweep(
+                "retention-sweep",
+                lambda: forget_expired(
+                    database=self.database,
+                    rules=self.retention_rules,
+                    batch_size=self.settings.retention_batch_size,
+                ),
+                interval_seconds=self.settings.retention_sweep_seconds,
+            )
+        self.retention_rules.extend(rules)
+
+    def _add_sweep(self, name: str, job: Callable[[], Awaitable[int]], *, interval_seconds: float) -> None:
+        """A periodic worker whose every pass covers all its work (its list grows as the service is built)."""
+        self.add_worker(
+            PeriodicWorker(name=name, job=job, interval_seconds=interval_seconds, batch_size=sys.maxsize)
+        )
 
     def add_worker(self, worker: Worker) -> None:
         self.workers.append(worker)

@@ -54,6 +54,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.db import RUNTIME_OWNS, RUNTIME_PRIVILEGES, Database, UtcDateTime, utcnow
+from servicekit.retention import RetentionRule
+from servicekit.settings import OUTBOX_LEASE_SECONDS
 from servicekit.telemetry import context_from_traceparent, current_traceparent, traceparent_of
 from servicekit.workers import WAKE_AFTER_COMMIT, QueueWorker, backoff_delay, wake_after_commit
 
@@ -100,6 +102,26 @@ def inbox_table(metadata: MetaData) -> Table:
         Column("event_type", String(100), nullable=False),
         Column("source", String(64), nullable=False),
         Column("received_at", UtcDateTime, nullable=False),
+    )
+
+
+def delivered_events(table: Table, *, keep: timedelta) -> RetentionRule:
+    """Retention of an outbox: events delivered longer than ``keep`` ago. Pending events and dead-lettered
+    ones (``delivered_at`` is NULL: an operator's to replay) are never touched."""
+    return RetentionRule(
+        name=f"{table.name} delivered",
+        table=table,
+        timestamp=table.c.delivered_at,
+        keep=keep,
+        finished=table.c.delivered_at.is_not(None),
+    )
+
+
+def processed_events(table: Table, *, keep: timedelta) -> RetentionRule:
+    """Retention of an inbox: ids of events received longer than ``keep`` ago. An id may be forgotten only
+    once its sender can no longer deliver the event again (``ServiceSettings.inbox_retention_days``)."""
+    return RetentionRule(
+        name=f"{table.name} processed", table=table, timestamp=table.c.received_at, keep=keep
     )
 
 
@@ -204,6 +226,13 @@ def redacted(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {k: ("***" if k in fields else v) for k, v in payload.items()}
 
 
+def without_personal_data(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` without the fields it lists under ``_redact_after_delivery`` (and without the list): what
+    stays of an undelivered event about someone who was erased. Its receiver then has nobody to tell."""
+    fields = set(payload.get(REDACT_AFTER_DELIVERY) or ())
+    return {k: v for k, v in payload.items() if k not in fields and k != REDACT_AFTER_DELIVERY}
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
     id: str
@@ -267,7 +296,7 @@ class OutboxRelay(QueueWorker):
         backoff_base_seconds: float = 0.5,
         backoff_max_seconds: float = 300.0,
         poll_seconds: float = 0.5,
-        lease_seconds: float = 30.0,
+        lease_seconds: float = OUTBOX_LEASE_SECONDS,
         linger_seconds: float = 0.0,
     ) -> None:
         super().__init__(

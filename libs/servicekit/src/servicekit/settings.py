@@ -7,12 +7,17 @@ print in logs or reprs.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.apikeys import ApiKeyEntry
+
+OUTBOX_LEASE_SECONDS = 30.0
+"""How long an outbox relay's claim holds an event (``OutboxRelay.lease_seconds``)."""
 
 
 def _repo_var_dir() -> Path:
@@ -108,6 +113,52 @@ class ServiceSettings(BaseSettings):
         description="How long a woken outbox relay waits for more events, so that a busy service sends them "
         "in batches (one request for many).",
     )
+
+    outbox_retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="Delivered outbox events are deleted this many days after delivery. Pending and "
+        "dead-lettered events are never deleted (dead ones are an operator's to replay).",
+    )
+    inbox_retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="Ids of processed events (the inbox that drops duplicates) are forgotten after this many "
+        "days. Must exceed the longest time a sender may still deliver an event again (its outbox retries: "
+        "max attempts, backoff and leases; checked against this service's own outbox settings, which all "
+        "services share by default), else a late duplicate would be processed twice.",
+    )
+    retention_sweep_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often the retention sweep deletes rows past their retention (every replica runs it; "
+        "replicas skip the rows another one is deleting).",
+    )
+    retention_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Rows the retention sweep deletes per transaction: a large backlog goes in many short "
+        "transactions.",
+    )
+
+    @property
+    def outbox_redelivery_span(self) -> timedelta:
+        """The longest an outbox event may go on being delivered again after its first attempt: every
+        backoff before dead-lettering, plus a claim's lease per attempt (a relay that died mid-delivery)."""
+        backoffs = sum(
+            min(self.outbox_backoff_max_seconds, self.outbox_backoff_base_seconds * 2**attempt)
+            for attempt in range(max(self.outbox_max_attempts - 1, 0))
+        )
+        return timedelta(seconds=backoffs + self.outbox_max_attempts * OUTBOX_LEASE_SECONDS)
+
+    @model_validator(mode="after")
+    def _inbox_outlives_redelivery(self) -> Self:
+        if timedelta(days=self.inbox_retention_days) <= self.outbox_redelivery_span:
+            raise ValueError(
+                f"inbox_retention_days ({self.inbox_retention_days}) must exceed the outbox's redelivery span "
+                f"({self.outbox_redelivery_span}): a duplicate arriving later would be processed again"
+            )
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -12,6 +12,7 @@ from notifier.db import SCHEMA, inbox
 from notifier.email import EmailSender, build_chain
 from notifier.events import event_handlers
 from notifier.metrics import AlertMetrics, DeliveryMetrics
+from notifier.notifications.retention import notification_retention
 from notifier.notifications.router import router as notifications_router
 from notifier.notifications.worker import ChannelSender, DeliveryWorker
 from notifier.settings import Settings
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, schema=SCHEMA)
     gateway = runtime.add_peer("telegram-gateway", settings.telegram_gateway)
     runtime.add_busy_tables("notification")  # every delivery attempt rewrites its row
+    runtime.add_inbox_retention(inbox)
+    runtime.add_retention(*notification_retention(settings))
     app = create_service_app(
         settings=settings,
         runtime=runtime,

@@ -71,6 +71,19 @@ class Settings(ServiceSettings):
     delivery_lease_seconds: float = Field(
         default=120.0, gt=0, description="A claimed notification is not claimed again before this."
     )
+    notification_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Sent and dead-lettered notifications (recipient, variables, subject) are deleted this "
+        "many days after they were created, with their delivery attempts. Pending ones are kept until they "
+        "finish.",
+    )
+    delivery_attempt_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Delivery attempts (provider, outcome, error text) are deleted this many days after they "
+        "were made; delivery statistics reach back no further.",
+    )
 
     admin_emails: list[str] = Field(
         default_factory=list,

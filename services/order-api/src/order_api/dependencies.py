@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from order_api.clients.wallet_pool import WalletPoolClient
-from order_api.operators.dependencies import AdminStaff, CurrentOperator, OrderHandler, SupportStaff
+from order_api.operators.dependencies import (
+    AdminStaff,
+    CurrentOperator,
+    OrderHandler,
+    OrderReader,
+    SupportStaff,
+)
 from servicekit.apikeys import Caller, require_scope
 
 
@@ -19,4 +25,12 @@ async def _wallet_pool(request: Request) -> WalletPoolClient:
 WalletPool = Annotated[WalletPoolClient, Depends(_wallet_pool)]
 AdminCaller = Annotated[Caller, Depends(require_scope("admin"))]
 
-__all__ = ["AdminCaller", "AdminStaff", "CurrentOperator", "OrderHandler", "SupportStaff", "WalletPool"]
+__all__ = [
+    "AdminCaller",
+    "AdminStaff",
+    "CurrentOperator",
+    "OrderHandler",
+    "OrderReader",
+    "SupportStaff",
+    "WalletPool",
+]

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from order_api.audit.router import router as audit_router
 from order_api.auth.router import router as auth_router
 from order_api.clients.wallet_pool import WalletPoolClient
+from order_api.customers.admin_router import router as customers_admin_router
 from order_api.db import SCHEMA, inbox, outbox
 from order_api.operators.admin_router import router as operators_admin_router
 from order_api.operators.router import router as operators_router
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     wallet_pool = runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)
+    runtime.add_inbox_retention(inbox)
     wallet_pool_client = WalletPoolClient(wallet_pool)
 
     async def expire() -> int:
@@ -84,7 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "description": "Operators take orders and drive them to completed or cancelled, give them "
                 "back or escalate them; support answers escalations.",
             },
-            {"name": "admin", "description": "Admins manage operators and their personal tokens."},
+            {
+                "name": "admin",
+                "description": "Admins manage operators and their personal tokens, and erase customers.",
+            },
             {"name": "audit", "description": "The append-only, hash-chained audit trail (admins)."},
             {"name": "stats", "description": "Statistics for admins and operators."},
             {"name": "events", "description": "Internal: events from peer services."},
@@ -101,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats_router)
     app.include_router(operators_router)
     app.include_router(operators_admin_router)
+    app.include_router(customers_admin_router)
     app.include_router(telegram_router)
     app.include_router(audit_router)
     app.include_router(events_router(inbox=inbox, handlers=wallet_event_handlers(settings)))

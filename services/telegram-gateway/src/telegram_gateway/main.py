@@ -8,11 +8,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from servicekit.app import Runtime, create_service_app
+from servicekit.cache import ExpiringCache
 from servicekit.client import ServiceClient
 from servicekit.errors import problem_response
 from servicekit.health import ReadinessCheck
 from servicekit.ratelimit import RateLimiter, parse_networks
-from servicekit.workers import PeriodicWorker
 from telegram_gateway.bot.errors import TelegramUnavailableError
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.bot.webhook import router as webhook_router
@@ -21,8 +21,9 @@ from telegram_gateway.clients.wallet_pool import WalletPoolClient
 from telegram_gateway.db import SCHEMA
 from telegram_gateway.messages.router import router as messages_router
 from telegram_gateway.metrics import GatewayMetrics
+from telegram_gateway.operators.service import OperatorLinks
 from telegram_gateway.settings import Settings
-from telegram_gateway.workers.retention import forget_old_messages
+from telegram_gateway.workers.retention import message_retention
 
 DESCRIPTION = """
 The operators' Telegram bot: order cards with inline buttons, and the callbacks that act on order-api
@@ -67,10 +68,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     metrics = GatewayMetrics(app.state.metrics_registry)
+    operator_links = OperatorLinks(
+        order_api=order_api,
+        cache=ExpiringCache(
+            redis=runtime.redis,
+            namespace=f"{settings.service_name}:operator-link",
+            ttl_seconds=settings.operator_cache_seconds,
+        ),
+    )
     telegram = TelegramBot(
         settings=settings,
         database=runtime.database,
         order_api=order_api,
+        operator_links=operator_links,
         wallet_pool=wallet_pool,
         metrics=metrics,
     )
@@ -78,16 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_worker(telegram)
     runtime.readiness_checks.append(ReadinessCheck("telegram", telegram.readiness, critical=False))
 
-    async def forget_old() -> int:
-        return await forget_old_messages(
-            database=runtime.database, retention=timedelta(days=settings.retention_days)
-        )
-
-    runtime.add_worker(
-        PeriodicWorker(
-            name="telegram-retention", job=forget_old, interval_seconds=settings.retention_sweep_seconds
-        )
-    )
+    runtime.add_retention(*message_retention(timedelta(days=settings.retention_days)))
     app.state.telegram = telegram
     app.state.gateway_metrics = metrics
     app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)

@@ -3,6 +3,5 @@
 from telegram_gateway.cards.models import OrderSnapshot, PostedMessage
 from telegram_gateway.db import metadata
 from telegram_gateway.messages.models import MessageDelivery
-from telegram_gateway.operators.models import OperatorLink
 
-__all__ = ["MessageDelivery", "OperatorLink", "OrderSnapshot", "PostedMessage", "metadata"]
+__all__ = ["MessageDelivery", "OrderSnapshot", "PostedMessage", "metadata"]

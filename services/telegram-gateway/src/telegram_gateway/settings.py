@@ -66,6 +66,14 @@ class Settings(ServiceSettings):
         default_factory=list,
         description="CIDRs whose X-Forwarded-For is believed for the webhook rate limit (JSON list).",
     )
+    operator_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long the bot trusts order-api's answer to who a Telegram user is (the linked "
+        "operator, or nobody) before asking again; shared by the replicas through Redis when REDIS_URL is "
+        "set. order-api checks the link on every action anyway: this bounds only how long an operator an "
+        "admin unlinked still sees the bot's menu and /pool. 0: ask every time.",
+    )
     operators_chat_id: int | None = Field(
         default=None, description="Chat (usually a group) where order cards and alerts are posted."
     )
@@ -80,9 +88,6 @@ class Settings(ServiceSettings):
         ge=1,
         description="Deliveries, alerts and the cards of orders untouched this long are forgotten (the "
         "messages stay in Telegram; they are just no longer edited).",
-    )
-    retention_sweep_seconds: float = Field(
-        default=3600.0, gt=0, description="How often the retention sweep runs."
     )
     setup_retry_max_seconds: float = Field(
         default=60.0,

@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_peer("order-api", settings.order_api)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox)
+    runtime.add_inbox_retention(inbox)
     app = create_service_app(
         settings=settings,
         runtime=runtime,

@@ -18,9 +18,19 @@ def new_customer_id() -> str:
     return str(uuid.uuid4())
 
 
+ERASED_EMAIL_SEALED = ""
+"""``email_sealed`` of an erased customer: nothing to open."""
+
+
+def erased_email_index(customer_id: str) -> str:
+    """``email_index`` of an erased customer: unique, and never the blind index of any email (not hex)."""
+    return f"erased:{customer_id}"
+
+
 class Customer(Base):
     """Someone who ordered. The email is kept only sealed (``email_sealed``) and found through its keyed
-    blind index (``email_index``, unique: one customer per mailbox)."""
+    blind index (``email_index``, unique: one customer per mailbox). An erased customer (``erased_at``)
+    keeps the row, for their orders, with neither."""
 
     __tablename__ = "customer"
     __table_args__ = (CheckConstraint("role IN ('customer')", name="role_known"),)
@@ -34,3 +44,6 @@ class Customer(Base):
     role: Mapped[str] = mapped_column(String(16), default=CUSTOMER_ROLE, server_default=CUSTOMER_ROLE)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     completed_orders: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    erased_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="When the customer was erased: email, payout addresses and sessions gone."
+    )

@@ -8,9 +8,10 @@ keeps typos and junk out; whether the mailbox exists is proven by the emailed co
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 EMAIL_MAX_LENGTH = 254
 _LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -47,3 +48,10 @@ Locale = Annotated[
     Field(max_length=8, examples=["en", "ru"], description="Language of the messages the customer gets."),
     AfterValidator(check_locale),
 ]
+
+
+class CustomerErasureRead(BaseModel):
+    """A customer's erasure: who and when (the same answer however often it is asked for)."""
+
+    customer_id: str
+    erased_at: datetime = Field(description="When the customer was erased (UTC).")

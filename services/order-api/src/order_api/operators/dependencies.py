@@ -1,13 +1,22 @@
-"""Who an operator route is called by (DESIGN §10: ``Annotated`` aliases).
+"""Who an operator route is called by (``Annotated`` aliases).
 
-- ``CurrentOperator``: any member of staff — an operator's personal token (``op_…``), the admin API key
-  (scope ``admin``), or the Telegram gateway's key (scope ``orders:act-as-operator``) naming the operator
-  with ``X-Operator-Telegram-Id``; ``401`` for a missing or unknown token;
-- ``OrderHandler``: roles ``operator`` and ``admin`` (take, drive, give back, escalate);
-- ``SupportStaff``: roles ``support`` and ``admin`` (escalations);
-- ``AdminStaff``: role ``admin`` (operators, audit). A wrong role is ``403 operator_forbidden``;
-- ``TelegramGateway``: the Telegram gateway's own key (scope ``orders:act-as-operator``), for calls it makes
-  for nobody in particular (redeeming a link code).
+A request is authenticated once (``_staff_member``): an operator's personal token (``op_…``), the admin API key
+(scope ``admin``), or the Telegram gateway's key (scope ``orders:act-as-operator``) naming the operator with
+``X-Operator-Telegram-Id``; ``401`` for a missing or unknown token. The principal carries which
+(``credential``). Each alias then admits the roles it names, and **only the aliases of the bot's work admit an
+identity acted for**; every other route answers it ``403 acted_for_identity_forbidden``, whatever the
+operator's role, so a leaked gateway key reaches an operator's work on orders and nothing else:
+
+- ``OrderReader`` (every role; acted for too): the takeable list, my orders, one order;
+- ``OrderHandler`` (roles ``operator`` and ``admin``; acted for too): take, change status, give back,
+  escalate. Acted for, an admin has an operator's powers only (``OperatorPrincipal.is_admin``);
+- ``CurrentOperator`` (every role, own credential): escalation comments, personal stats;
+- ``SupportStaff`` (roles ``support`` and ``admin``, own credential): escalations;
+- ``AdminStaff`` (role ``admin``, own credential): operators, audit.
+
+A wrong role is ``403 operator_forbidden``. ``TelegramGateway``: the Telegram gateway's own key (scope
+``orders:act-as-operator``), for calls it makes for nobody in particular (redeeming a link code, looking up
+who a Telegram user is).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from order_api.operators.errors import (
+    ActedForIdentityForbiddenError,
     OperatorForbiddenError,
     OperatorTokenInvalidError,
     OperatorTokenMissingError,
@@ -42,7 +52,7 @@ _operator_token = HTTPBearer(
 )
 
 
-async def _current_operator(
+async def _staff_member(
     request: Request,
     session: DbSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_operator_token)],
@@ -71,23 +81,40 @@ async def _current_operator(
     return principal
 
 
-CurrentOperator = Annotated[OperatorPrincipal, Depends(_current_operator)]
+_StaffMember = Annotated[OperatorPrincipal, Depends(_staff_member)]
 
 
-def _with_role(*roles: OperatorRole) -> Callable[[OperatorPrincipal], Awaitable[OperatorPrincipal]]:
-    async def dependency(principal: CurrentOperator) -> OperatorPrincipal:
-        if principal.role not in roles:
+def _staff(
+    *roles: OperatorRole, acted_for: bool = False
+) -> Callable[[OperatorPrincipal], Awaitable[OperatorPrincipal]]:
+    """A dependency admitting ``roles`` (every role when none is named), and an identity acted for only
+    when ``acted_for``."""
+
+    async def dependency(principal: _StaffMember) -> OperatorPrincipal:
+        if principal.acted_for and not acted_for:
+            raise ActedForIdentityForbiddenError(
+                "Acting for an operator reaches only their work on orders; this route needs the member of "
+                "staff's own credential.",
+                extra={"credential": principal.credential},
+            )
+        if roles and principal.role not in roles:
             raise OperatorForbiddenError(
                 f"This needs the role {' or '.join(roles)}; you are {principal.role}.",
                 extra={"roles": list(roles)},
             )
         return principal
 
-    dependency.__name__ = "require_" + "_or_".join(roles)
+    dependency.__name__ = (
+        "require_" + ("_or_".join(roles) or "staff") + ("_or_acted_for" if acted_for else "")
+    )
     return dependency
 
 
-OrderHandler = Annotated[OperatorPrincipal, Depends(_with_role(OperatorRole.OPERATOR, OperatorRole.ADMIN))]
-SupportStaff = Annotated[OperatorPrincipal, Depends(_with_role(OperatorRole.SUPPORT, OperatorRole.ADMIN))]
-AdminStaff = Annotated[OperatorPrincipal, Depends(_with_role(OperatorRole.ADMIN))]
+OrderReader = Annotated[OperatorPrincipal, Depends(_staff(acted_for=True))]
+OrderHandler = Annotated[
+    OperatorPrincipal, Depends(_staff(OperatorRole.OPERATOR, OperatorRole.ADMIN, acted_for=True))
+]
+CurrentOperator = Annotated[OperatorPrincipal, Depends(_staff())]
+SupportStaff = Annotated[OperatorPrincipal, Depends(_staff(OperatorRole.SUPPORT, OperatorRole.ADMIN))]
+AdminStaff = Annotated[OperatorPrincipal, Depends(_staff(OperatorRole.ADMIN))]
 TelegramGateway = Annotated[Caller, Depends(require_scope(ACT_AS_OPERATOR_SCOPE))]

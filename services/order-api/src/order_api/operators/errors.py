@@ -26,9 +26,23 @@ class OperatorForbiddenError(DomainError):
     title = "Your role may not do this"
 
 
+class ActedForIdentityForbiddenError(DomainError):
+    """An identity acted for (the Telegram gateway's key naming an operator) reaches only the operator's
+    work on orders; admin and support routes need the member of staff's own credential."""
+
+    status = 403
+    code = "acted_for_identity_forbidden"
+    title = "Not for an identity acted for by a service"
+
+
 class TelegramOperatorUnknownError(DomainError):
     status = 403
     code = "telegram_operator_unknown"
+    title = "No active operator is linked to this Telegram user"
+
+
+class TelegramLinkNotFoundError(NotFoundError):
+    code = "telegram_link_not_found"
     title = "No active operator is linked to this Telegram user"
 
 

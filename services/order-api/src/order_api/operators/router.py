@@ -1,5 +1,6 @@
 """``/v1/operator``: the operator's work on orders, support's escalations, workload stats. Thin: parse,
-call one service function, shape the response."""
+call one service function, shape the response. Only the work on orders (``OrderReader``, ``OrderHandler``)
+may be done by the Telegram gateway acting for an operator; the rest needs the person's own credential."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Body, Query, status
 
 from order_api.auth.dependencies import AppSettings, Protection
 from order_api.operators import stats, workflow
-from order_api.operators.dependencies import CurrentOperator, OrderHandler, SupportStaff
+from order_api.operators.dependencies import CurrentOperator, OrderHandler, OrderReader, SupportStaff
 from order_api.operators.models import EscalationStatus
 from order_api.operators.schemas import (
     EscalationCommentCreate,
@@ -42,7 +43,7 @@ OrderQuery = Annotated[OperatorOrderFilter, Query()]
     responses=problem_responses(401, 403, 422),
 )
 async def list_orders(
-    session: DbSession, protection: Protection, _staff: CurrentOperator, query: OrderQuery
+    session: DbSession, protection: Protection, _staff: OrderReader, query: OrderQuery
 ) -> OperatorOrderPage:
     return await workflow.list_orders(session=session, protection=protection, query=query)
 
@@ -56,7 +57,7 @@ async def list_orders(
     responses=problem_responses(401, 403, 422),
 )
 async def list_my_orders(
-    session: DbSession, protection: Protection, principal: CurrentOperator, query: OrderQuery
+    session: DbSession, protection: Protection, principal: OrderReader, query: OrderQuery
 ) -> OperatorOrderPage:
     return await workflow.list_my_orders(
         session=session, protection=protection, principal=principal, query=query
@@ -72,7 +73,7 @@ async def list_my_orders(
     responses=problem_responses(401, 403, 404),
 )
 async def get_order(
-    order_id: str, session: DbSession, protection: Protection, _staff: CurrentOperator
+    order_id: str, session: DbSession, protection: Protection, _staff: OrderReader
 ) -> OperatorOrderDetail:
     return await workflow.get_order(session=session, protection=protection, order_id=order_id)
 

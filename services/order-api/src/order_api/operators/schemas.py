@@ -38,7 +38,9 @@ class OperatorCreate(BaseModel):
         "of it and manages operators.",
     )
     telegram_user_id: TelegramUserId | None = Field(
-        default=None, description="Link a Telegram account: the gateway then acts for this operator."
+        default=None,
+        description="Link a Telegram account (the same as the operator sending `/start <code>`): the bot then "
+        "acts for this operator, in their work on orders only.",
     )
 
 
@@ -107,11 +109,12 @@ class TelegramLinkCreate(BaseModel):
 
 
 class TelegramLinkRead(BaseModel):
-    """The operator now linked to the Telegram user."""
+    """The active operator linked to a Telegram user (order-api's operator record is the one truth)."""
 
     operator_id: str
     name: str
     role: RoleName
+    telegram_user_id: int
 
 
 class OperatorOrderFilter(BaseModel):

@@ -3,7 +3,10 @@
 Personal tokens are ``op_`` + 256 random bits, shown once, stored as SHA-256 hex (nothing to brute-force),
 optionally expiring, revocable and rotatable. A request is made by an operator (their token), by the admin
 API key (scope ``admin``), or by the Telegram gateway for the operator linked to a Telegram user (its key
-with scope ``orders:act-as-operator`` and ``X-Operator-Telegram-Id``). Every change to an account is audited.
+with scope ``orders:act-as-operator`` and ``X-Operator-Telegram-Id``). The principal remembers which: an
+identity *acted for* holds only an operator's powers on orders (the bot's work), never an admin's or
+support's, whatever the operator's role (see ``operators.dependencies``). Every change to an account is
+audited.
 """
 
 from __future__ import annotations
@@ -43,17 +46,26 @@ OPERATOR_TOKEN_PREFIX = "op_"  # noqa: S105 (a prefix, not a secret)
 ADMIN_SCOPE = "admin"
 ACT_AS_OPERATOR_SCOPE = "orders:act-as-operator"
 Channel = Literal["rest", "telegram"]
+Credential = Literal["operator-token", "api-key", "acted-for"]
+"""How a principal was authenticated: its own personal token, an API key acting as itself (the admin key),
+or a service's key acting for an operator it names (the Telegram gateway)."""
 
 
 @dataclass(frozen=True, slots=True)
 class OperatorPrincipal:
-    """Who an operator request is made by. ``operator_id`` is ``None`` for the admin API key, which is no
-    operator account (it cannot hold orders)."""
+    """Who an operator request is made by, and how they proved it. ``operator_id`` is ``None`` for the admin
+    API key, which is no operator account (it cannot hold orders)."""
 
     operator_id: str | None
     role: RoleName
     channel: Channel
     name: str
+    credential: Credential
+
+    @property
+    def acted_for(self) -> bool:
+        """Named by a service's key rather than proven by a credential of their own."""
+        return self.credential == "acted-for"
 
     @property
     def actor(self) -> Actor:
@@ -65,16 +77,21 @@ class OperatorPrincipal:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == OperatorRole.ADMIN.value
+        """Admin powers (driving anyone's order) need the admin's own credential, never an acted-for one."""
+        return self.role == OperatorRole.ADMIN.value and not self.acted_for
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _principal(operator: Operator, channel: Channel) -> OperatorPrincipal:
+def _principal(operator: Operator, credential: Credential) -> OperatorPrincipal:
     return OperatorPrincipal(
-        operator_id=operator.id, role=cast(RoleName, operator.role), channel=channel, name=operator.name
+        operator_id=operator.id,
+        role=cast(RoleName, operator.role),
+        channel="telegram" if credential == "acted-for" else "rest",
+        name=operator.name,
+        credential=credential,
     )
 
 
@@ -89,7 +106,15 @@ async def authenticate_operator(*, session: AsyncSession, token: str) -> Operato
     )
     if operator is None or (operator.token_expires_at is not None and operator.token_expires_at <= utcnow()):
         raise OperatorTokenInvalidError("The operator token is unknown, revoked or expired.")
-    return _principal(operator, "rest")
+    return _principal(operator, "operator-token")
+
+
+async def find_telegram_operator(session: AsyncSession, *, telegram_user_id: int) -> Operator | None:
+    """The active operator linked to this Telegram user: the one source of truth the gateway acts on."""
+    operator: Operator | None = await session.scalar(
+        select(Operator).where(Operator.telegram_user_id == telegram_user_id, Operator.active.is_(True))
+    )
+    return operator
 
 
 async def principal_for_api_key(
@@ -97,17 +122,17 @@ async def principal_for_api_key(
 ) -> OperatorPrincipal:
     """The admin key acts as admin; the Telegram gateway's key acts for the linked, active operator."""
     if ACT_AS_OPERATOR_SCOPE in caller.scopes and telegram_user_id is not None:
-        operator = await session.scalar(
-            select(Operator).where(Operator.telegram_user_id == telegram_user_id, Operator.active.is_(True))
-        )
+        operator = await find_telegram_operator(session, telegram_user_id=telegram_user_id)
         if operator is None:
             raise TelegramOperatorUnknownError(
                 f"No active operator is linked to Telegram user {telegram_user_id}.",
                 extra={"telegram_user_id": telegram_user_id},
             )
-        return _principal(operator, "telegram")
+        return _principal(operator, "acted-for")
     if ADMIN_SCOPE in caller.scopes:
-        return OperatorPrincipal(operator_id=None, role="admin", channel="rest", name=caller.name)
+        return OperatorPrincipal(
+            operator_id=None, role="admin", channel="rest", name=caller.name, credential="api-key"
+        )
     if ACT_AS_OPERATOR_SCOPE in caller.scopes:
         raise TelegramOperatorUnknownError("Name the operator with the X-Operator-Telegram-Id header.")
     raise OperatorForbiddenError("This API key may not act on operator routes.")

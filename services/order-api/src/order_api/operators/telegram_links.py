@@ -2,7 +2,9 @@
 
 An admin issues a code for an operator (shown once); the operator sends ``/start <code>`` to the bot, and the
 Telegram gateway redeems it here for the Telegram user who sent it. From then on the gateway acts for that
-operator (``X-Operator-Telegram-Id``).
+operator (``X-Operator-Telegram-Id``). An admin may also set or clear ``telegram_user_id`` on the operator
+directly: either way the operator record is the one truth, and the gateway asks it who a Telegram user is
+(:func:`read_telegram_link`), caching the answer briefly.
 
 A code is 10 characters from an alphabet without look-alikes (about 50 bits: easy to type on a phone, not
 guessable within its lifetime, all the less so under the per-user attempt limit). Only its HMAC under the
@@ -28,6 +30,7 @@ from order_api.operators.errors import (
     LinkCodeInvalidError,
     OperatorInactiveError,
     OperatorTelegramIdTakenError,
+    TelegramLinkNotFoundError,
 )
 from order_api.operators.models import Operator, TelegramLinkCode, new_id
 from order_api.operators.schemas import (
@@ -36,7 +39,12 @@ from order_api.operators.schemas import (
     TelegramLinkCreate,
     TelegramLinkRead,
 )
-from order_api.operators.service import audit_operator, ensure_telegram_id_free, load_operator
+from order_api.operators.service import (
+    audit_operator,
+    ensure_telegram_id_free,
+    find_telegram_operator,
+    load_operator,
+)
 from order_api.orders.lifecycle import Actor
 from order_api.protection import DataProtection
 from order_api.settings import Settings
@@ -182,4 +190,25 @@ async def link_telegram_account(
         },
     )
     log.info("operator linked to Telegram", extra={"operator_id": operator.id})
-    return TelegramLinkRead(operator_id=operator.id, name=operator.name, role=cast(RoleName, operator.role))
+    return _link_read(operator)
+
+
+def _link_read(operator: Operator) -> TelegramLinkRead:
+    return TelegramLinkRead(
+        operator_id=operator.id,
+        name=operator.name,
+        role=cast(RoleName, operator.role),
+        telegram_user_id=cast(int, operator.telegram_user_id),
+    )
+
+
+async def read_telegram_link(*, session: AsyncSession, telegram_user_id: int) -> TelegramLinkRead:
+    """Who the Telegram user is, however they were linked (``/start <code>`` or an admin's edit); ``404``
+    when no active operator is linked to them."""
+    operator = await find_telegram_operator(session, telegram_user_id=telegram_user_id)
+    if operator is None:
+        raise TelegramLinkNotFoundError(
+            f"No active operator is linked to Telegram user {telegram_user_id}.",
+            extra={"telegram_user_id": telegram_user_id},
+        )
+    return _link_read(operator)

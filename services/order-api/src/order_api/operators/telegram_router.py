@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from order_api.auth.dependencies import AppSettings, Protection, RateLimits
 from order_api.operators import telegram_links
@@ -42,3 +44,21 @@ async def link_telegram_account(
         gateway=gateway,
         request=body,
     )
+
+
+@router.get(
+    "/operators/{telegram_user_id}",
+    summary="Who a Telegram user is",
+    description="The Telegram gateway's key (scope `orders:act-as-operator`) only. The active operator linked "
+    "to this Telegram user, however the link was made (`/start <code>`, or an admin setting "
+    "`telegram_user_id`); `404 telegram_link_not_found` when there is none (never linked, unlinked, or "
+    "deactivated). order-api's operator record is the one truth; the gateway caches the answer briefly.",
+    response_model=TelegramLinkRead,
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def read_telegram_link(
+    telegram_user_id: Annotated[int, Path(gt=0, lt=2**63, description="A Telegram user id.")],
+    session: DbSession,
+    _gateway: TelegramGateway,
+) -> TelegramLinkRead:
+    return await telegram_links.read_telegram_link(session=session, telegram_user_id=telegram_user_id)

@@ -239,7 +239,8 @@ async def take_order(
 
 
 async def _ensure_may_drive(session: AsyncSession, *, order: Order, principal: OperatorPrincipal) -> None:
-    """Only the holder of an order drives it; an admin may drive any."""
+    """Only the holder of an order drives it; an admin may drive any, with their own credential (acted for by
+    the Telegram gateway, an admin is an operator at work: ``OperatorPrincipal.is_admin``)."""
     if principal.is_admin or (order.operator_id is not None and order.operator_id == principal.operator_id):
         return
     held_by = await _held_by(session, order)

@@ -121,7 +121,7 @@ async def customer_email_fields(session: AsyncSession, *, order: Order) -> dict[
     if protection is None:
         return {}
     sealed = await session.scalar(select(Customer.email_sealed).where(Customer.id == order.customer_id))
-    if sealed is None:
+    if not sealed:  # no such customer, or erased: nobody to write to
         return {}
     return {
         "customer_email": protection.open(sealed, context=EMAIL_CONTEXT),

@@ -71,7 +71,7 @@ class OrderRead(BaseModel):
     to_currency: str
     to_network: str
     amount: Amount
-    payout_address: str
+    payout_address: str | None = Field(description="Where the customer is paid; null once they were erased.")
     deposit_address: str | None = Field(description="Where to send the funds; null while queued.")
     queue_position: int | None = Field(
         description="Place in the wait queue while queued (1 = next); null if unknown."

@@ -159,7 +159,11 @@ def _order_fields(order: Order, *, protection: DataProtection) -> dict[str, Any]
         "to_currency": order.to_currency,
         "to_network": order.to_network,
         "amount": order.amount,
-        "payout_address": protection.open(order.payout_address_sealed, context=PAYOUT_CONTEXT),
+        "payout_address": (
+            protection.open(order.payout_address_sealed, context=PAYOUT_CONTEXT)
+            if order.payout_address_sealed  # empty once the customer was erased
+            else None
+        ),
         "deposit_address": order.deposit_address,
         "queue_position": order.queue_position,
         "estimated_wait_seconds": order.estimated_wait_seconds,

@@ -36,6 +36,7 @@ from telegram_gateway.bot.handlers import build_dispatcher
 from telegram_gateway.clients.order_api import OrderApiClient
 from telegram_gateway.clients.wallet_pool import WalletPoolClient
 from telegram_gateway.metrics import GatewayMetrics
+from telegram_gateway.operators.service import OperatorLinks
 from telegram_gateway.settings import BotMode, Settings
 
 log = logging.getLogger("telegram_gateway.bot")
@@ -61,12 +62,17 @@ class TelegramBot:
         settings: Settings,
         database: Database,
         order_api: OrderApiClient,
+        operator_links: OperatorLinks,
         wallet_pool: WalletPoolClient,
         metrics: GatewayMetrics,
     ) -> None:
         self.settings = settings
         self.dispatcher = build_dispatcher(
-            database=database, order_api=order_api, wallet_pool=wallet_pool, metrics=metrics
+            database=database,
+            order_api=order_api,
+            operator_links=operator_links,
+            wallet_pool=wallet_pool,
+            metrics=metrics,
         )
         self.bot: Bot | None = None
         self.mode: BotMode | None = None

@@ -1,5 +1,6 @@
 """order-api, called for the linked operator: the gateway's key (scope ``orders:act-as-operator``) plus
-``X-Operator-Telegram-Id`` naming the operator's Telegram user.
+``X-Operator-Telegram-Id`` naming the operator's Telegram user. With that key alone, the gateway redeems link
+codes and asks who a Telegram user is (order-api's operator record is the one truth about the link).
 
 The errors order-api answers the bot with are declared here under order-api's codes, so the service client
 rebuilds them typed (with ``held_by`` and the other fields of the problem document). Callers dispatch on
@@ -70,6 +71,11 @@ class OperatorTelegramIdTakenError(ConflictError):
     title = "Another operator is linked to this Telegram user"
 
 
+class TelegramLinkNotFoundError(NotFoundError):
+    code = "telegram_link_not_found"
+    title = "No active operator is linked to this Telegram user"
+
+
 class OperatorInactiveError(ConflictError):
     code = "operator_inactive"
     title = "The operator is deactivated"
@@ -84,11 +90,14 @@ def held_by_name(error: DomainError) -> str | None:
 
 
 class LinkedOperator(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    """The active operator linked to a Telegram user, as order-api says."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     operator_id: str
     name: str
     role: RoleName
+    telegram_user_id: int
 
 
 class OperatorOrder(BaseModel):
@@ -141,6 +150,16 @@ class OrderApiClient:
         if telegram_username:
             body["telegram_username"] = telegram_username
         return LinkedOperator.model_validate(await self.client.post_json("/v1/telegram/links", body))
+
+    async def linked_operator(self, *, telegram_user_id: int) -> LinkedOperator | None:
+        """Who the Telegram user is (``None``: nobody, or a deactivated operator). Safe to retry."""
+        try:
+            response = await self.client.request("GET", f"/v1/telegram/operators/{telegram_user_id}")
+        except DomainError as error:
+            if error.code == TelegramLinkNotFoundError.code:
+                return None
+            raise
+        return LinkedOperator.model_validate(response.json())
 
     async def take(self, *, order_id: str, telegram_user_id: int) -> OperatorOrder:
         """Idempotent for the operator (taking an order one holds changes nothing), so it is retried."""

@@ -1,1 +1,1 @@
-"""Operators linked to Telegram users: who the bot acts for."""
+"""Who the bot acts for: the operators linked to Telegram users, as order-api says."""

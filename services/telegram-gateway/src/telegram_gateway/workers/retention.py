@@ -1,31 +1,44 @@
 """Forgetting what no longer matters: deliveries, alerts and cards of orders untouched for the retention
-period (an order closes within hours; its card can stay in the chat, the gateway just stops editing it)."""
+period (an order closes within hours; its card can stay in the chat, the gateway just stops editing it).
+The rules run in the service's retention sweep (``servicekit.retention``)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from servicekit.db import Database, utcnow
+from servicekit.db import Database
+from servicekit.retention import RetentionRule, forget_expired
 from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
 from telegram_gateway.messages.models import MessageDelivery
 
 
+def message_retention(retention: timedelta) -> list[RetentionRule]:
+    """The cards of orders untouched for ``retention`` (aged by their order's snapshot, so they go before
+    it), alerts and snapshots older than that, and the record of deliveries received before then."""
+    cards, snapshots, deliveries = PostedMessage.__table__, OrderSnapshot.__table__, MessageDelivery.__table__
+    order_touched = (
+        select(snapshots.c.updated_at).where(snapshots.c.order_id == cards.c.order_id).scalar_subquery()
+    )
+    return [
+        RetentionRule(name="cards of untouched orders", table=cards, timestamp=order_touched, keep=retention),
+        RetentionRule(
+            name="alerts",
+            table=cards,
+            timestamp=cards.c.posted_at,
+            keep=retention,
+            finished=cards.c.kind == MessageKind.ALERT.value,
+        ),
+        RetentionRule(
+            name="order snapshots", table=snapshots, timestamp=snapshots.c.updated_at, keep=retention
+        ),
+        RetentionRule(
+            name="deliveries", table=deliveries, timestamp=deliveries.c.received_at, keep=retention
+        ),
+    ]
+
+
 async def forget_old_messages(*, database: Database, retention: timedelta) -> int:
-    """Delete rows older than ``retention``; returns how many. Idempotent, safe on any replica."""
-    cutoff = utcnow() - retention
-    removed = 0
-    async with database.sessionmaker.begin() as session:
-        stale_orders = select(OrderSnapshot.order_id).where(OrderSnapshot.updated_at < cutoff)
-        for statement in (
-            delete(PostedMessage).where(PostedMessage.order_id.in_(stale_orders)),
-            delete(PostedMessage).where(
-                PostedMessage.kind == MessageKind.ALERT.value, PostedMessage.posted_at < cutoff
-            ),
-            delete(OrderSnapshot).where(OrderSnapshot.updated_at < cutoff),
-            delete(MessageDelivery).where(MessageDelivery.received_at < cutoff),
-        ):
-            result = await session.execute(statement)
-            removed += int(result.rowcount)  # type: ignore[attr-defined]
-    return removed
+    """Delete rows older than ``retention`` now; returns how many. Idempotent, safe on any replica."""
+    return await forget_expired(database=database, rules=message_retention(retention))

@@ -16,6 +16,7 @@ from telegram_gateway.bot.handlers.access import OperatorLinkMiddleware
 from telegram_gateway.clients.order_api import OrderApiClient
 from telegram_gateway.clients.wallet_pool import WalletPoolClient
 from telegram_gateway.metrics import GatewayMetrics
+from telegram_gateway.operators.service import OperatorLinks
 
 log = logging.getLogger("telegram_gateway.bot")
 
@@ -34,12 +35,19 @@ def build_dispatcher(
     *,
     database: Database,
     order_api: OrderApiClient,
+    operator_links: OperatorLinks,
     wallet_pool: WalletPoolClient,
     metrics: GatewayMetrics,
 ) -> Dispatcher:
     """The dispatcher with every handler; the collaborators are given to handlers by parameter name."""
-    dispatcher = Dispatcher(database=database, order_api=order_api, wallet_pool=wallet_pool, metrics=metrics)
-    who = OperatorLinkMiddleware(database)
+    dispatcher = Dispatcher(
+        database=database,
+        order_api=order_api,
+        operator_links=operator_links,
+        wallet_pool=wallet_pool,
+        metrics=metrics,
+    )
+    who = OperatorLinkMiddleware(operator_links)
     dispatcher.message.outer_middleware(who)
     dispatcher.callback_query.outer_middleware(who)
     dispatcher.include_routers(linking.router(), commands.router(), orders.router(), refusals.router())

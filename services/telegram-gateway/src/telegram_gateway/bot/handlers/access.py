@@ -1,7 +1,10 @@
-"""Who is writing: every message and button press is looked up in ``operator_link`` before any handler runs.
+"""Who is writing: every message and button press is looked up (``OperatorLinks``: order-api's operator
+record, briefly cached) before any handler runs.
 
-Handlers of operators' work take ``operator`` (an :class:`OperatorLink`); a Telegram user with no link
-reaches only ``/start``, ``/help`` and the polite refusal, never order-api.
+Handlers of operators' work take ``operator`` (a :class:`LinkedOperator`); a Telegram user with no link
+reaches only ``/start``, ``/help`` and the polite refusal, never order-api's operator routes. When order-api
+cannot say who someone is (unreachable, nothing cached), a button press or a message to the bot is answered
+"try again" and nothing else happens.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.enums import ChatType
 from aiogram.filters import Filter
-from aiogram.types import TelegramObject, User
+from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
-from servicekit.db import Database
-from telegram_gateway.operators.models import OperatorLink
-from telegram_gateway.operators.service import find_link
+from servicekit.errors import PeerUnavailableError
+from telegram_gateway.cards.render import html
+from telegram_gateway.clients.order_api import LinkedOperator
+from telegram_gateway.operators.service import OperatorLinks
 
 REFUSAL = (
     "Sorry, this bot works only for the exchange desk's operators. If you are one, ask an admin for a "
@@ -26,10 +31,10 @@ UNREACHABLE = "order-api is unreachable, try again in a moment."
 
 
 class OperatorLinkMiddleware(BaseMiddleware):
-    """Puts ``operator`` (the sender's link, or ``None``) into the handler data."""
+    """Puts ``operator`` (the sender's linked operator, or ``None``) into the handler data."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    def __init__(self, operator_links: OperatorLinks) -> None:
+        self.operator_links = operator_links
 
     async def __call__(
         self,
@@ -38,14 +43,27 @@ class OperatorLinkMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("event_from_user")
-        data["operator"] = (
-            None if user is None else await find_link(database=self.database, telegram_user_id=user.id)
-        )
+        try:
+            data["operator"] = (
+                None if user is None else await self.operator_links.find(telegram_user_id=user.id)
+            )
+        except PeerUnavailableError:
+            await _say_unreachable(event)
+            return None
         return await handler(event, data)
 
 
-class LinkedOperator(Filter):
+async def _say_unreachable(event: TelegramObject) -> None:
+    if isinstance(event, CallbackQuery):
+        await event.answer(UNREACHABLE, show_alert=True)
+    elif isinstance(event, Message) and (
+        event.chat.type == ChatType.PRIVATE or (event.text or "").startswith("/")
+    ):
+        await event.answer(html(UNREACHABLE))
+
+
+class LinkedOnly(Filter):
     """Passes updates from linked Telegram users only."""
 
-    async def __call__(self, event: TelegramObject, operator: OperatorLink | None = None) -> bool:
+    async def __call__(self, event: TelegramObject, operator: LinkedOperator | None = None) -> bool:
         return operator is not None

@@ -6,14 +6,13 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from servicekit.db import Database
 from servicekit.errors import DomainError, PeerUnavailableError
-from telegram_gateway.bot.handlers.access import LinkedOperator
+from telegram_gateway.bot.handlers.access import LinkedOnly
 from telegram_gateway.bot.handlers.orders import explain, forget_if_unlinked
 from telegram_gateway.cards.render import amount_text, html, short_id
-from telegram_gateway.clients.order_api import OperatorOrder, OrderApiClient
+from telegram_gateway.clients.order_api import LinkedOperator, OperatorOrder, OrderApiClient
 from telegram_gateway.clients.wallet_pool import CurrencyPool, PoolStats, WalletPoolClient
-from telegram_gateway.operators.models import OperatorLink
+from telegram_gateway.operators.service import OperatorLinks
 
 MY_ORDERS_SHOWN = 20
 
@@ -58,12 +57,12 @@ def pool_text(stats: PoolStats) -> str:
 
 
 async def my_orders(
-    message: Message, operator: OperatorLink, order_api: OrderApiClient, database: Database
+    message: Message, operator: LinkedOperator, order_api: OrderApiClient, operator_links: OperatorLinks
 ) -> None:
     try:
         orders = await order_api.my_orders(telegram_user_id=operator.telegram_user_id, limit=MY_ORDERS_SHOWN)
     except DomainError as error:
-        await forget_if_unlinked(error, database=database, operator=operator)
+        await forget_if_unlinked(error, operator_links=operator_links, operator=operator)
         await message.answer(html(explain(error)))
         return
     await message.answer(my_orders_text(orders))
@@ -83,7 +82,7 @@ async def pool(message: Message, wallet_pool: WalletPoolClient) -> None:
 
 def router() -> Router:
     commands = Router(name="commands")
-    commands.message.filter(LinkedOperator())
+    commands.message.filter(LinkedOnly())
     commands.message.register(my_orders, Command("my"))
     commands.message.register(pool, Command("pool"))
     return commands

@@ -8,13 +8,11 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
-from servicekit.db import Database
 from servicekit.errors import DomainError, PeerUnavailableError
 from telegram_gateway.bot.handlers.access import REFUSAL, UNREACHABLE
 from telegram_gateway.cards.render import html
-from telegram_gateway.clients.order_api import OrderApiClient
-from telegram_gateway.operators.models import OperatorLink
-from telegram_gateway.operators.service import link_operator
+from telegram_gateway.clients.order_api import LinkedOperator
+from telegram_gateway.operators.service import OperatorLinks
 
 log = logging.getLogger("telegram_gateway.bot")
 
@@ -41,9 +39,8 @@ LINK_REFUSALS = {
 async def start(
     message: Message,
     command: CommandObject,
-    operator: OperatorLink | None,
-    database: Database,
-    order_api: OrderApiClient,
+    operator: LinkedOperator | None,
+    operator_links: OperatorLinks,
 ) -> None:
     code = (command.args or "").strip()
     user = message.from_user
@@ -57,9 +54,7 @@ async def start(
             await message.answer(f"Hello! {HOW_TO_LINK}")
         return
     try:
-        link = await link_operator(
-            database=database,
-            order_api=order_api,
+        link = await operator_links.link(
             code=code,
             telegram_user_id=user.id,
             telegram_username=user.username,
@@ -81,7 +76,7 @@ async def start(
     )
 
 
-async def help_command(message: Message, operator: OperatorLink | None) -> None:
+async def help_command(message: Message, operator: LinkedOperator | None) -> None:
     await message.answer(HELP if operator is not None else html(REFUSAL))
 
 

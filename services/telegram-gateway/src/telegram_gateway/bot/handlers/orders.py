@@ -17,14 +17,13 @@ from aiogram.types import CallbackQuery, ForceReply, Message, ReplyParameters
 
 from servicekit.db import Database
 from servicekit.errors import DomainError, PeerUnavailableError
-from telegram_gateway.bot.handlers.access import UNREACHABLE, LinkedOperator
+from telegram_gateway.bot.handlers.access import UNREACHABLE, LinkedOnly
 from telegram_gateway.cards.callback_data import OrderAction, OrderCallback
 from telegram_gateway.cards.render import html, short_id
 from telegram_gateway.cards.service import EscalationChange, show_order_state
-from telegram_gateway.clients.order_api import OperatorOrder, OrderApiClient, held_by_name
+from telegram_gateway.clients.order_api import LinkedOperator, OperatorOrder, OrderApiClient, held_by_name
 from telegram_gateway.metrics import GatewayMetrics
-from telegram_gateway.operators.models import OperatorLink
-from telegram_gateway.operators.service import forget_link
+from telegram_gateway.operators.service import OperatorLinks
 
 log = logging.getLogger("telegram_gateway.bot")
 
@@ -73,14 +72,16 @@ def explain(error: DomainError) -> str:
     return text[:MAX_ANSWER]
 
 
-async def forget_if_unlinked(error: DomainError, *, database: Database, operator: OperatorLink) -> None:
+async def forget_if_unlinked(
+    error: DomainError, *, operator_links: OperatorLinks, operator: LinkedOperator
+) -> None:
     """order-api no longer acts for this Telegram user: neither does the gateway from now on."""
     if error.extra.get("peer_code") == "telegram_operator_unknown":
-        await forget_link(database=database, telegram_user_id=operator.telegram_user_id)
+        await operator_links.forget(telegram_user_id=operator.telegram_user_id)
 
 
 async def _act(
-    order_api: OrderApiClient, *, action: OrderAction, data: OrderCallback, operator: OperatorLink
+    order_api: OrderApiClient, *, action: OrderAction, data: OrderCallback, operator: LinkedOperator
 ) -> OperatorOrder:
     user = operator.telegram_user_id
     if action is OrderAction.TAKE:
@@ -96,7 +97,7 @@ async def _act(
 
 
 async def _show_current_state(
-    *, order_id: str, operator: OperatorLink, bot: Bot, database: Database, order_api: OrderApiClient
+    *, order_id: str, operator: LinkedOperator, bot: Bot, database: Database, order_api: OrderApiClient
 ) -> None:
     """After a refusal that means the card is outdated: show the order as order-api has it now."""
     try:
@@ -114,10 +115,11 @@ async def _show_current_state(
 async def on_order_button(
     query: CallbackQuery,
     callback_data: OrderCallback,
-    operator: OperatorLink,
+    operator: LinkedOperator,
     bot: Bot,
     database: Database,
     order_api: OrderApiClient,
+    operator_links: OperatorLinks,
     metrics: GatewayMetrics,
 ) -> None:
     action = callback_data.action
@@ -131,7 +133,7 @@ async def on_order_button(
         metrics.callbacks.labels(
             ACTION_NAMES[action], "unavailable" if isinstance(error, PeerUnavailableError) else "refused"
         ).inc()
-        await forget_if_unlinked(error, database=database, operator=operator)
+        await forget_if_unlinked(error, operator_links=operator_links, operator=operator)
         await query.answer(explain(error), show_alert=True)
         if error.code in REFRESH_AFTER:
             await _show_current_state(
@@ -154,7 +156,7 @@ async def on_order_button(
 
 
 async def _ask_for_escalation_reason(
-    query: CallbackQuery, *, callback_data: OrderCallback, operator: OperatorLink, bot: Bot
+    query: CallbackQuery, *, callback_data: OrderCallback, operator: LinkedOperator, bot: Bot
 ) -> None:
     """Escalating needs a reason: ask for it as a reply. The prompt names the order, so the reply carries
     everything needed to escalate (no conversation state to lose in a restart or across replicas)."""
@@ -189,10 +191,11 @@ def escalation_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
 async def on_escalation_reason(
     message: Message,
     order_id: str,
-    operator: OperatorLink,
+    operator: LinkedOperator,
     bot: Bot,
     database: Database,
     order_api: OrderApiClient,
+    operator_links: OperatorLinks,
     metrics: GatewayMetrics,
 ) -> None:
     reason = (message.text or message.caption or "").strip()
@@ -210,7 +213,7 @@ async def on_escalation_reason(
         metrics.callbacks.labels(
             "escalate", "unavailable" if isinstance(error, PeerUnavailableError) else "refused"
         ).inc()
-        await forget_if_unlinked(error, database=database, operator=operator)
+        await forget_if_unlinked(error, operator_links=operator_links, operator=operator)
         await message.reply(html(explain(error)))
         return
     metrics.callbacks.labels("escalate", "done").inc()
@@ -230,8 +233,8 @@ async def on_escalation_reason(
 
 def router() -> Router:
     orders = Router(name="orders")
-    orders.callback_query.filter(LinkedOperator())
-    orders.message.filter(LinkedOperator())
+    orders.callback_query.filter(LinkedOnly())
+    orders.message.filter(LinkedOnly())
     orders.callback_query.register(on_order_button, OrderCallback.filter())
     orders.message.register(on_escalation_reason, escalation_reply)
     return orders

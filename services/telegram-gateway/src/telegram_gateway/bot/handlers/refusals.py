@@ -9,14 +9,16 @@ from aiogram.types import CallbackQuery, Message
 
 from telegram_gateway.bot.handlers.access import REFUSAL
 from telegram_gateway.cards.render import html
+from telegram_gateway.clients.order_api import LinkedOperator
 from telegram_gateway.metrics import GatewayMetrics
-from telegram_gateway.operators.models import OperatorLink
 
 STALE_BUTTON = "This button is no longer valid. The card's current buttons work."
 NOT_UNDERSTOOD = "I did not understand that. /help lists what I can do."
 
 
-async def refuse_button(query: CallbackQuery, operator: OperatorLink | None, metrics: GatewayMetrics) -> None:
+async def refuse_button(
+    query: CallbackQuery, operator: LinkedOperator | None, metrics: GatewayMetrics
+) -> None:
     if operator is None:
         metrics.callbacks.labels("any", "unknown_user").inc()
         await query.answer(REFUSAL, show_alert=True)
@@ -25,7 +27,7 @@ async def refuse_button(query: CallbackQuery, operator: OperatorLink | None, met
     await query.answer(STALE_BUTTON, show_alert=True)
 
 
-async def refuse_message(message: Message, operator: OperatorLink | None) -> None:
+async def refuse_message(message: Message, operator: LinkedOperator | None) -> None:
     await message.answer(html(REFUSAL) if operator is None else html(NOT_UNDERSTOOD))
 
 

@@ -4,8 +4,8 @@ The signed checkpoints of the audit log's chain head (``python -m order_api audi
 write them is a matter of database roles, granted by every migration run (servicekit.migrations): the
 service's runtime role may only read them.
 
-Revision ID: 0007_i12_audit_checkpoint
-Revises: 0006
+Revision ID: 0008_i12_audit_checkpoint
+Revises: 0007_i12_retention_erasure
 Create Date: 2026-12-06 05:10:00.000000
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import servicekit.db
 
-revision: str = '0007_i12_audit_checkpoint'
-down_revision: str | None = '0006'
+revision: str = '0008_i12_audit_checkpoint'
+down_revision: str | None = '0007_i12_retention_erasure'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

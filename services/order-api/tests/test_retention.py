@@ -1,0 +1,18 @@
+"""order-api's retention sweep covers its outbox (delivered events) and its inbox (wallet-pool's events)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from order_api.main import create_app
+
+if TYPE_CHECKING:
+    from conftest import SettingsFactory
+
+
+def test_the_sweep_covers_the_outbox_and_the_inbox(make_settings: SettingsFactory) -> None:
+    app = create_app(make_settings())
+    assert [rule.name for rule in app.state.runtime.retention_rules] == [
+        "outbox delivered",
+        "inbox processed",
+    ]
