@@ -71,6 +71,19 @@ class Settings(ServiceSettings):
         default=None, description="Base64 key of the HMAC blind index used to find customers by email."
     )
 
+    # Who may change what in the database, and the audit log's checkpoints.
+    database_runtime_role: str | None = Field(
+        default=None,
+        description="PostgreSQL role the service runs as when it is not the role that runs the migrations: "
+        "`alembic upgrade head` (run as the owner of the schema) grants it rows of every table but only "
+        "INSERT and SELECT on audit_log. Unset: no grants (one role does both, or embedded SQLite).",
+    )
+    audit_checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 key (32 bytes or more) signing the audit log's checkpoints: for "
+        "`audit-checkpoint` and `audit-verify` only, never given to the service itself.",
+    )
+
     # Sessions and one-time email codes.
     order_session_days: int = Field(
         default=30, description="Lifetime of the session made by creating an order."
