@@ -5,7 +5,7 @@
     devstack.py run          credentials → migrate → seed demo wallets → the four services until Ctrl-C
     devstack.py credentials  create var/dev-credentials.json (mode 0600) the first time, reuse it afterwards
     devstack.py env          print every service's environment [--format dotenv|json] [--host-style compose]
-    devstack.py compose-env  write deploy/compose.env (mode 0600) for docker compose
+    devstack.py compose-env  write deploy/compose.env and deploy/audit-checkpoint.env (mode 0600) for compose
     devstack.py migrate      every service's Alembic migrations to head (SQLite under var/, or *_DATABASE_URL)
 
 Every subcommand takes ``--var-dir`` (default ``var/`` at the repository root): the credentials file, the
@@ -160,6 +160,10 @@ EVENT_KEY_ID: Final = "e1"
 """The event key ring order-api seals a customer's data in events with and the notifier opens it with: one
 credential, given to both (``make run`` and compose alike)."""
 EVENT_KEY_HOLDERS: Final = ("order-api", "notifier")
+AUDIT_CHECKPOINT_CREDENTIAL: Final = "order_api_audit_checkpoint_key"
+"""Signs order-api's audit checkpoints under compose: written to its own file (``deploy/audit-checkpoint.env``)
+for the checkpoint job only, never into ``compose.env``, which the services read."""
+AUDIT_CHECKPOINT_ENV_FILE: Final = "audit-checkpoint.env"
 
 
 def say(text: str) -> None:
@@ -209,13 +213,18 @@ def credential_names() -> list[str]:
         NOTIFIER_DATA_KEY_CREDENTIAL,
         NOTIFIER_BLIND_INDEX_CREDENTIAL,
         EVENT_KEY_CREDENTIAL,
+        AUDIT_CHECKPOINT_CREDENTIAL,
     ]
 
 
 def mint(name: str) -> str:
     if name == WEBHOOK_CREDENTIAL:
         return secrets.token_urlsafe(32)  # Telegram allows A-Z, a-z, 0-9, _ and - (1-256 characters)
-    if name in (*(key for keys in DATA_KEYS.values() for key in keys), EVENT_KEY_CREDENTIAL):
+    if name in (
+        *(key for keys in DATA_KEYS.values() for key in keys),
+        EVENT_KEY_CREDENTIAL,
+        AUDIT_CHECKPOINT_CREDENTIAL,
+    ):
         return new_data_key()
     grant = next(grant for grant in GRANTS if grant.credential_name == name)
     return mint_key(grant.key_prefix)
@@ -569,6 +578,14 @@ def write_compose_env(path: Path, credentials: Credentials) -> None:
     )
     write_private_file(path, header + render_dotenv(envs))
     say(f"wrote {shown(path)} (mode 0600) from {shown(credentials.path)}")
+    audit = path.with_name(AUDIT_CHECKPOINT_ENV_FILE)
+    audit_header = (
+        f"# Written by `scripts/devstack.py compose-env` from {source}: the key that signs order-api's audit\n"
+        "# checkpoints, for the order-api-audit-checkpoint job only (never the services). Secret: never commit.\n\n"
+    )
+    audit_env = {"ORDER_API_AUDIT_CHECKPOINT_KEY": credentials[AUDIT_CHECKPOINT_CREDENTIAL]}
+    write_private_file(audit, audit_header + render_dotenv({"order-api-audit-checkpoint": audit_env}))
+    say(f"wrote {shown(audit)} (mode 0600)")
 
 
 # --- command line -----------------------------------------------------------------------------------------
@@ -595,7 +612,9 @@ def parser() -> argparse.ArgumentParser:
         help="compose: peers by compose service name, no local paths (default: local)",
     )
     compose = commands.add_parser(
-        "compose-env", parents=[common], help="write deploy/compose.env (mode 0600)"
+        "compose-env",
+        parents=[common],
+        help="write deploy/compose.env and deploy/audit-checkpoint.env (0600)",
     )
     compose.add_argument("--output", type=Path, default=COMPOSE_ENV_FILE)
     commands.add_parser("migrate", parents=[common], help="every service's migrations to head")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -170,21 +171,69 @@ def test_each_service_is_built_health_checked_and_published(
     assert "curl" not in probe, "python:3.11-slim has no curl"
 
 
+RUNTIME_ROLES = {"order-api": "order_api_runtime"}
+"""Services that run as a role of their own, not the owner of their schema (which runs their migrations)."""
+
+
+def database_role(svc: Service, compose_service: str) -> str:
+    """The role a compose service of ``svc`` connects as: the runtime role for the service itself (where it
+    has one), the schema's owner for its migration and audit checkpoint jobs."""
+    return RUNTIME_ROLES.get(svc.name, svc.package) if compose_service == svc.name else svc.package
+
+
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
 def test_each_service_connects_as_its_own_database_role(
     compose_services: dict[str, dict[str, Any]], svc: Service
 ) -> None:
     postgres_env = environment(compose_services["postgres"])
-    for name in (svc.name, f"{svc.name}-migrate"):
+    names = [name for name in compose_services if name == svc.name or name.startswith(f"{svc.name}-")]
+    assert {svc.name, f"{svc.name}-migrate"} <= set(names)
+    for name in names:
         raw_url = environment(compose_services[name])[f"{svc.env_prefix}DATABASE_URL"]
         url = urlsplit(interpolate_defaults(raw_url))
+        role = database_role(svc, name)
         assert url.scheme == "postgresql+asyncpg"
-        assert url.username == svc.package, f"{name} must connect as role {svc.package}"
+        assert url.username == role, f"{name} must connect as role {role}"
         assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/exchange_desk")
         # the password expression is the very one the postgres container hands to init.sql
-        password_var = f"{svc.env_prefix}DB_PASSWORD"
+        password_var = f"{role.upper()}_DB_PASSWORD"
         assert f"${{{password_var}:-" in raw_url
         assert interpolate_defaults(postgres_env[password_var]) == url.password
+
+
+def test_order_api_runs_as_a_runtime_role_that_its_migrations_grant(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    migrate = environment(compose_services["order-api-migrate"])
+    assert migrate["ORDER_API_DATABASE_RUNTIME_ROLE"] == "order_api_runtime"
+    assert "ORDER_API_DATABASE_RUNTIME_ROLE" not in environment(compose_services["order-api"])
+
+    sql = (ROOT / "deploy" / "postgres" / "init.sql").read_text()
+    assert "\\getenv order_api_runtime_password ORDER_API_RUNTIME_DB_PASSWORD" in sql
+    assert "CREATE ROLE order_api_runtime LOGIN PASSWORD :'order_api_runtime_password';" in sql
+    assert 'GRANT CONNECT ON DATABASE :"DBNAME" TO order_api_runtime;' in sql, "connect, not create"
+    assert "GRANT order_api_runtime TO order_api;" in sql, "the owner hands it the outbox it vacuums"
+    assert "order_api_runtime" not in " ".join(re.findall(r"^CREATE SCHEMA .*$", sql, re.M))
+
+
+def test_order_api_audit_checkpoints_run_as_the_owner_with_a_key_the_service_lacks(
+    compose_services: dict[str, dict[str, Any]], written_compose_env: Path
+) -> None:
+    job = compose_services["order-api-audit-checkpoint"]
+    assert job["image"] == compose_services["order-api"]["image"]
+    assert "python -m order_api audit-checkpoint" in " ".join(job["command"])
+    assert job["depends_on"]["order-api-migrate"]["condition"] == "service_completed_successfully"
+    assert [entry["path"] for entry in job["env_file"]] == ["deploy/audit-checkpoint.env"]
+
+    key_file = written_compose_env.with_name("audit-checkpoint.env")
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    written = read_dotenv(key_file)
+    assert list(written) == ["ORDER_API_AUDIT_CHECKPOINT_KEY"]
+    assert len(base64.b64decode(written["ORDER_API_AUDIT_CHECKPOINT_KEY"])) >= 32
+    assert "ORDER_API_AUDIT_CHECKPOINT_KEY" not in read_dotenv(written_compose_env), "the services read it"
+    for name, service in compose_services.items():
+        if name != "order-api-audit-checkpoint":
+            assert "AUDIT_CHECKPOINT" not in json.dumps(service), name
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
@@ -330,7 +379,11 @@ def test_postgres_creates_one_role_and_schema_per_service(
         assert f"CREATE SCHEMA {role} AUTHORIZATION {role};" in sql
     grants = re.findall(r"^GRANT .*$", sql, re.M)
     assert grants
-    assert all(" ON DATABASE " in grant for grant in grants), "no role gets rights on a schema"
+    memberships = [grant for grant in grants if " ON " not in grant]
+    assert memberships == ["GRANT order_api_runtime TO order_api;"]
+    assert all(" ON DATABASE " in grant for grant in grants if grant not in memberships), (
+        "no role gets rights on a schema here (the migrations grant the runtime role its own)"
+    )
     assert "REVOKE ALL ON SCHEMA public FROM PUBLIC;" in sql
 
 
@@ -573,12 +626,14 @@ def pod_templates(manifests: dict[tuple[str, str], dict[str, Any]]) -> Iterator[
     for (kind, name), document in manifests.items():
         if kind in ("Deployment", "Job"):
             yield f"{kind} {name}", document["spec"]["template"]["spec"]
+        elif kind == "CronJob":
+            yield f"{kind} {name}", document["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 def test_no_secret_reaches_a_container_environment(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
     """Secrets are files, not variables (which every child process inherits and /proc/<pid>/environ shows)."""
     templates = dict(pod_templates(manifests))
-    assert len(templates) == 2 * len(SERVICES)
+    assert len(templates) == 2 * len(SERVICES) + 1  # and order-api's audit checkpoint CronJob
     for where, pod in templates.items():
         for container in pod["containers"] + pod.get("initContainers", []):
             assert not [s for s in container.get("envFrom", []) if "secretRef" in s], where
@@ -587,16 +642,30 @@ def test_no_secret_reaches_a_container_environment(manifests: dict[tuple[str, st
             )
 
 
-def assert_secret_is_mounted_as_files(pod: dict[str, Any], svc: Service, config: dict[str, str]) -> None:
-    """The service's Secret is a read-only volume, not readable by others, at the service's SECRETS_DIR."""
-    volumes = [volume for volume in pod["volumes"] if "secret" in volume]
-    assert [volume["secret"]["secretName"] for volume in volumes] == [f"{svc.name}-secrets"]
+def mounted_secrets(pod: dict[str, Any]) -> tuple[set[str], str]:
+    """The Secrets a pod reads as files (one volume, a Secret or a projection of several) and where."""
+    volumes = [volume for volume in pod["volumes"] if "secret" in volume or "projected" in volume]
+    assert len(volumes) == 1, "one read-only volume of Secrets per pod"
     (volume,) = volumes
-    assert volume["secret"]["defaultMode"] & 0o007 == 0, "Secret files must not be world-readable"
+    if "secret" in volume:
+        names, mode = {volume["secret"]["secretName"]}, volume["secret"]["defaultMode"]
+    else:
+        names = {source["secret"]["name"] for source in volume["projected"]["sources"]}
+        mode = volume["projected"]["defaultMode"]
+    assert mode & 0o007 == 0, "Secret files must not be world-readable"
     (container,) = pod["containers"]
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
     assert mount["readOnly"] is True
-    assert mount["mountPath"] == config[f"{svc.env_prefix}SECRETS_DIR"]
+    return names, mount["mountPath"]
+
+
+def assert_secret_is_mounted_as_files(
+    pod: dict[str, Any], svc: Service, config: dict[str, str], secret: str | None = None
+) -> None:
+    """The service's Secret is a read-only volume, not readable by others, at the service's SECRETS_DIR."""
+    names, path = mounted_secrets(pod)
+    assert names == {secret or f"{svc.name}-secrets"}
+    assert path == config[f"{svc.env_prefix}SECRETS_DIR"]
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
@@ -653,7 +722,9 @@ def test_each_service_has_a_service_and_a_migration_job(
     assert migrate["command"] == ["alembic", "upgrade", "head"]
     assert migrate["workingDir"] == "/app"
     assert config_maps_of(migrate) == {f"{svc.name}-config"}
-    assert_secret_is_mounted_as_files(pod, svc, manifests[("ConfigMap", f"{svc.name}-config")]["data"])
+    migration_secret = f"{svc.name}-migrate-secrets" if svc.name in RUNTIME_ROLES else f"{svc.name}-secrets"
+    config = manifests[("ConfigMap", f"{svc.name}-config")]["data"]
+    assert_secret_is_mounted_as_files(pod, svc, config, migration_secret)
     assert (
         not job["template"]["metadata"]["labels"].items()
         >= deployment["spec"]["selector"]["matchLabels"].items()
@@ -668,3 +739,36 @@ def test_order_api_scales_horizontally(manifests: dict[tuple[str, str], dict[str
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", "order-api")
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+
+
+def test_order_api_migrates_as_the_owner_and_checkpoints_its_audit_log_on_a_schedule(
+    manifests: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    job = manifests[("Job", "order-api-migrate")]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "ORDER_API_DATABASE_RUNTIME_ROLE", "value": "order_api_runtime"} in job["env"]
+
+    cron = manifests[("CronJob", "order-api-audit-checkpoint")]
+    assert cron["apiVersion"] == "batch/v1"
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid", "checkpoints are numbered: one writer at a time"
+    assert len(spec["schedule"].split()) == 5
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert_pod_is_hardened(pod, "CronJob order-api-audit-checkpoint")
+    (container,) = pod["containers"]
+    deployment = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == deployment["image"]
+    assert container["command"] == ["python", "-m", "order_api", "audit-checkpoint"]
+    config = manifests[("ConfigMap", "order-api-config")]["data"]
+    assert config_maps_of(container) == {"order-api-config"}
+    assert mounted_secrets(pod) == (
+        {"order-api-migrate-secrets", "order-api-audit-checkpoint-key"},
+        config["ORDER_API_SECRETS_DIR"],
+    )
+    service_pod = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]
+    assert mounted_secrets(service_pod)[0] == {"order-api-secrets"}, (
+        "the service never holds the checkpoint key"
+    )
+    labels = spec["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    selector = manifests[("Deployment", "order-api")]["spec"]["selector"]["matchLabels"]
+    assert not labels.items() >= selector.items(), "the Service must not route to the checkpoint pod"

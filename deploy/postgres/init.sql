@@ -1,14 +1,20 @@
--- Exchange Desk: one database, one schema and one login role per service (DESIGN.md section 9).
+-- Exchange Desk: one database, one schema and one login role per service; order-api has a second one.
 --
 -- The postgres image runs this file once, on an empty data directory, from /docker-entrypoint-initdb.d:
 -- as the superuser, connected to POSTGRES_DB (psql's :DBNAME), with ON_ERROR_STOP. Each role owns the schema
 -- of its name and has no rights on the others' schemas, nor on "public". Alembic (the <svc>-migrate jobs)
 -- then creates the tables as that role, so every table is owned by the service that uses it.
 --
+-- order-api itself runs as a second role, order_api_runtime: its migrations (run as order_api, with
+-- ORDER_API_DATABASE_RUNTIME_ROLE=order_api_runtime) grant it rows of every table, but on audit_log only
+-- INSERT and SELECT, so the service can neither change its audit trail nor disable the trigger guarding it.
+-- The only table it owns is the one it vacuums itself (its outbox; PostgreSQL 15 lets only an owner
+-- vacuum), which order_api hands over to it: hence order_api's membership in order_api_runtime.
+--
 -- Passwords come from the container's environment (psql 15's \getenv); docker-compose.yml passes
--- ORDER_API_DB_PASSWORD, WALLET_POOL_DB_PASSWORD, NOTIFIER_DB_PASSWORD and TELEGRAM_GATEWAY_DB_PASSWORD,
--- each defaulting to the role's name. Unset here too, a password defaults to the role's name (a local demo
--- only: set real ones anywhere else). To run it by hand:
+-- ORDER_API_DB_PASSWORD, ORDER_API_RUNTIME_DB_PASSWORD, WALLET_POOL_DB_PASSWORD, NOTIFIER_DB_PASSWORD and
+-- TELEGRAM_GATEWAY_DB_PASSWORD, each defaulting to the role's name. Unset here too, a password defaults to
+-- the role's name (a local demo only: set real ones anywhere else). To run it by hand:
 --   ORDER_API_DB_PASSWORD=... psql -v ON_ERROR_STOP=1 -d exchange_desk -f deploy/postgres/init.sql
 
 \set ON_ERROR_STOP on
@@ -17,6 +23,11 @@
 \if :{?order_api_password}
 \else
   \set order_api_password order_api
+\endif
+\getenv order_api_runtime_password ORDER_API_RUNTIME_DB_PASSWORD
+\if :{?order_api_runtime_password}
+\else
+  \set order_api_runtime_password order_api_runtime
 \endif
 \getenv wallet_pool_password WALLET_POOL_DB_PASSWORD
 \if :{?wallet_pool_password}
@@ -48,6 +59,11 @@ CREATE ROLE order_api LOGIN PASSWORD :'order_api_password';
 GRANT CONNECT, CREATE ON DATABASE :"DBNAME" TO order_api;
 CREATE SCHEMA order_api AUTHORIZATION order_api;
 ALTER ROLE order_api IN DATABASE :"DBNAME" SET search_path = order_api;
+
+CREATE ROLE order_api_runtime LOGIN PASSWORD :'order_api_runtime_password';
+GRANT CONNECT ON DATABASE :"DBNAME" TO order_api_runtime;
+ALTER ROLE order_api_runtime IN DATABASE :"DBNAME" SET search_path = order_api;
+GRANT order_api_runtime TO order_api;
 
 CREATE ROLE wallet_pool LOGIN PASSWORD :'wallet_pool_password';
 GRANT CONNECT, CREATE ON DATABASE :"DBNAME" TO wallet_pool;

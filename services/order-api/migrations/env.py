@@ -17,4 +17,5 @@ run_env(
     metadata=metadata,
     schema=settings.database_schema or SCHEMA,
     url=database_url(settings),
+    runtime_role=settings.database_runtime_role,
 )

@@ -4,6 +4,8 @@
 - ``db_session``: a session in an outer transaction rolled back after the test (commits are savepoints);
 - ``own_database_url``: a migrated database of the test's own, for tests that commit for real (races,
   the outbox relay);
+- ``two_role_database``: a migrated database of the test's own with a runtime role of its own, as deployed:
+  the migrations ran as the schema's owner and granted the runtime role its privileges;
 - ``make_settings(**overrides)``: order-api settings for tests (fixed data keys, var/ under tmp_path);
 - ``order_api(session=..., **overrides)``: the app, its lifespan running, with an in-process client;
   ``api`` is the common case of it on ``db_session``;
@@ -45,6 +47,7 @@ from servicekit.testing import (
     isolated_session,
     migrated_database,
     running_app,
+    runtime_role,
     serve_stand_in,
     use_session,
 )
@@ -85,6 +88,25 @@ async def db_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 async def own_database_url() -> AsyncIterator[str]:
     async with migrated_database("order-api", prefix="order_api_own") as url:
         yield url
+
+
+@dataclass(frozen=True)
+class TwoRoleDatabase:
+    """One database, two ways in: as the owner of the schema (who ran the migrations), and as the runtime role
+    the service runs as."""
+
+    owner_url: str
+    runtime_url: str
+    runtime_role: str
+
+
+@pytest.fixture
+async def two_role_database() -> AsyncIterator[TwoRoleDatabase]:
+    async with (
+        runtime_role("order_api_rt") as role,
+        migrated_database("order-api", prefix="order_api_roles", runtime_role=role.name) as url,
+    ):
+        yield TwoRoleDatabase(owner_url=url, runtime_url=role.url_for(url), runtime_role=role.name)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from order_api.orders.service import PAYOUT_CONTEXT
 from order_api.protection import DataProtection, SealedDataError
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
-from servicekit.testing import migrated_database, service_dir
+from servicekit.testing import migrated_database, runtime_role, service_dir
 
 if TYPE_CHECKING:
     from conftest import ApiKeys, OrderApi, OrderApiRunner
@@ -47,11 +47,13 @@ def bearer(token: str, **headers: str) -> dict[str, str]:
 async def desk(
     request: pytest.FixtureRequest, order_api: OrderApiRunner, tmp_path: Path
 ) -> AsyncIterator[OrderApi]:
-    """order-api committing for real: on a PostgreSQL database of the test's own, or on SQLite."""
+    """order-api committing for real: on a PostgreSQL database of the test's own, as deployed (connected as
+    the runtime role its migrations granted, not the tables' owner), or on SQLite."""
     if request.param == "postgresql":
         async with (
-            migrated_database("order-api", prefix="order_api_erasure") as url,
-            order_api(database_url=url) as running,
+            runtime_role("order_api_rt") as role,
+            migrated_database("order-api", prefix="order_api_erasure", runtime_role=role.name) as url,
+            order_api(database_url=role.url_for(url)) as running,
         ):
             yield running
         return

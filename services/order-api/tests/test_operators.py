@@ -12,12 +12,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import demo_address
@@ -25,7 +26,7 @@ from order_api.__main__ import main as order_api_cli
 from order_api.audit.models import AuditLog
 from order_api.audit.service import verify_audit_chain
 from order_api.customers.models import Customer
-from order_api.db import outbox
+from order_api.db import SCHEMA, outbox
 from order_api.operators.models import Operator
 from order_api.orders.models import Order, OrderEvent
 from servicekit.db import Database, utcnow
@@ -33,7 +34,7 @@ from servicekit.settings import PeerSettings
 from servicekit.testing import eventually
 
 if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApi, OrderApiRunner
+    from conftest import ApiKeys, OrderApi, OrderApiRunner, TwoRoleDatabase
 
 PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 PAYOUT_BTC = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
@@ -786,3 +787,54 @@ async def test_every_staff_action_is_audited_with_actor_channel_and_correlation_
     )
     assert older.json()["items"][0]["id"] == paged.json()["items"][-1]["id"] - 1
     assert await verify_audit_chain(db_session) is None
+
+
+# --- as deployed: the service's runtime role -------------------------------------------------------------
+
+
+async def test_the_desk_works_as_its_runtime_role_and_audits_every_action(
+    order_api: OrderApiRunner,
+    two_role_database: TwoRoleDatabase,
+    api_keys: ApiKeys,
+    empty_wallet_pool: PeerSettings,
+) -> None:
+    """The service connected as the role the migrations granted (not the tables' owner): intake, the events
+    it receives, the operator workflow (escalation comments included, a table with a sequence) and the audit
+    rows all of it appends."""
+    runtime = two_role_database.runtime_url
+    async with order_api(database_url=runtime, wallet_pool=empty_wallet_pool) as api:
+        operator, support = await hire(api, api_keys), await hire(api, api_keys, role="support")
+        order = await order_awaiting_deposit(api, api_keys)
+        await take(api, operator, order)
+        escalation = await api.client.post(
+            f"/v1/operator/orders/{order['id']}/escalate",
+            json={"comment": "Paid twice?"},
+            headers=operator.auth,
+        )
+        assert escalation.status_code == 201, escalation.text
+        resolved = await api.client.post(
+            f"/v1/operator/escalations/{escalation.json()['id']}/resolve",
+            json={"comment": "Refunded"},
+            headers=support.auth,
+        )
+        assert resolved.status_code == 200, resolved.text
+        await set_status(api, operator, order, "completed")
+        audit = await api.client.get("/v1/audit", headers=bearer(api_keys.admin))
+        assert (await api.client.get("/health/ready")).status_code == 200
+
+    assert [(row["action"], row["actor_role"]) for row in reversed(audit.json()["items"])] == [
+        ("operator.created", "admin"),
+        ("operator.created", "admin"),
+        ("order.taken", "operator"),
+        ("order.escalated", "operator"),
+        ("order.escalation_resolved", "support"),
+        ("order.status_changed", "operator"),
+    ]
+    database = Database(url=runtime, schema=SCHEMA, var_dir=Path("var"), service_name="order-api")
+    try:
+        async with database.sessionmaker() as session:
+            assert await verify_audit_chain(session) is None
+            current_user = await session.scalar(text("SELECT current_user"))
+    finally:
+        await database.dispose()
+    assert current_user == two_role_database.runtime_role

@@ -38,6 +38,15 @@ NAMING_CONVENTION = {
 }
 
 
+RUNTIME_PRIVILEGES = "runtime_privileges"
+"""``Table.info`` key: the privileges a service's runtime role gets on the table (a tuple of ``SELECT``,
+``INSERT``, ``UPDATE``, ``DELETE``; empty for none), or :data:`RUNTIME_OWNS` (``servicekit.migrations``)."""
+RUNTIME_OWNS = "OWNER"
+"""``Table.info[RUNTIME_PRIVILEGES]``: the runtime role owns the table (only for tables it vacuums itself)."""
+ROW_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+"""What the runtime role gets on a table that declares nothing."""
+
+
 def new_metadata() -> MetaData:
     """Metadata with the house naming convention, so migrations name constraints predictably."""
     return MetaData(naming_convention=NAMING_CONVENTION)

@@ -53,7 +53,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.db import Database, UtcDateTime, utcnow
+from servicekit.db import RUNTIME_OWNS, RUNTIME_PRIVILEGES, Database, UtcDateTime, utcnow
 from servicekit.retention import RetentionRule
 from servicekit.settings import OUTBOX_LEASE_SECONDS
 from servicekit.telemetry import context_from_traceparent, current_traceparent, traceparent_of
@@ -82,6 +82,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("delivered_at", UtcDateTime, nullable=True),
         Column("dead_at", UtcDateTime, nullable=True, comment="Dead-lettered: gave up after max attempts."),
         Column("last_error", Text, nullable=True),
+        # The service vacuums its outbox itself (servicekit.maintenance), which PostgreSQL lets only the owner do.
+        info={RUNTIME_PRIVILEGES: RUNTIME_OWNS},
     )
     pending = and_(table.c.delivered_at.is_(None), table.c.dead_at.is_(None))
     # The relay walks pending events oldest first (``OutboxRelay.claim``): this index hands it the head of the

@@ -1,6 +1,7 @@
 """pytest plugin for the services' tests (loaded with ``-p servicekit.testing``).
 
 - a fresh PostgreSQL database per test session and per service, migrated with Alembic, dropped at the end;
+  :func:`runtime_role`: a login role of the test's own for a service to run as (granted by the migrations);
 - :func:`isolated_session`: a session inside an outer transaction that is rolled back after the test, so code
   that commits (it commits a savepoint) leaves nothing behind;
 - real Redis (a database index of its own, flushed around each test that asks for it);
@@ -27,6 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +37,7 @@ import httpx
 import pytest
 from aiohttp import web
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from servicekit.app import request_session
@@ -93,16 +96,54 @@ async def drop_database(name: str) -> None:
 
 
 @asynccontextmanager
-async def migrated_database(*services: str, prefix: str = "desk_test") -> AsyncIterator[str]:
-    """A fresh database with the given services' migrations applied; yields its asyncpg URL."""
+async def migrated_database(
+    *services: str, prefix: str = "desk_test", runtime_role: str | None = None
+) -> AsyncIterator[str]:
+    """A fresh database with the given services' migrations applied (granting ``runtime_role`` its
+    privileges, see :func:`runtime_role`); yields its asyncpg URL."""
     name = await create_database(prefix)
     url = async_url(name)
     try:
         for service in services:
-            await asyncio.to_thread(upgrade, service_dir(service), url=url)
+            await asyncio.to_thread(upgrade, service_dir(service), url=url, runtime_role=runtime_role)
         yield url
     finally:
         await drop_database(name)
+
+
+@dataclass(frozen=True)
+class RuntimeRole:
+    """A login role made for one test: its name, and ``url_for(database_url)`` connects as it."""
+
+    name: str
+    password: str
+
+    def url_for(self, database_url: str) -> str:
+        return (
+            make_url(database_url)
+            .set(username=self.name, password=self.password)
+            .render_as_string(hide_password=False)
+        )
+
+
+@asynccontextmanager
+async def runtime_role(prefix: str = "desk_runtime") -> AsyncIterator[RuntimeRole]:
+    """A uniquely named login role (roles are cluster-wide, databases are not), dropped at the end: drop the
+    databases it has rights in first (``migrated_database`` nested inside this does)."""
+    role = RuntimeRole(name=f"{prefix}_{uuid.uuid4().hex[:10]}", password=uuid.uuid4().hex)
+    await _admin_execute(f"CREATE ROLE \"{role.name}\" LOGIN PASSWORD '{role.password}'")
+    try:
+        yield role
+    finally:
+        await _admin_execute(f'DROP ROLE IF EXISTS "{role.name}"')
+
+
+async def _admin_execute(statement: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 @asynccontextmanager

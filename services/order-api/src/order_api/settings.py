@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import DataKeySettings, EventKeySettings, PeerSettings, ServiceSettings
@@ -63,6 +63,19 @@ class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
         default=PeerSettings(url="http://127.0.0.1:8002"), description="wallet-pool"
     )
     notifier: PeerSettings = Field(default=PeerSettings(url="http://127.0.0.1:8003"), description="notifier")
+
+    # Who may change what in the database, and the audit log's checkpoints.
+    database_runtime_role: str | None = Field(
+        default=None,
+        description="PostgreSQL role the service runs as when it is not the role that runs the migrations: "
+        "`alembic upgrade head` (run as the owner of the schema) grants it rows of every table but only "
+        "INSERT and SELECT on audit_log. Unset: no grants (one role does both, or embedded SQLite).",
+    )
+    audit_checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 key (32 bytes or more) signing the audit log's checkpoints: for "
+        "`audit-checkpoint` and `audit-verify` only, never given to the service itself.",
+    )
 
     # Sessions and one-time email codes.
     order_session_days: int = Field(

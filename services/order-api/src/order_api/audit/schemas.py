@@ -1,4 +1,4 @@
-"""Bodies of ``GET /v1/audit``."""
+"""Bodies of ``GET /v1/audit``, and a checkpoint as ``audit-checkpoint`` prints it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from order_api.audit.models import AuditCheckpoint
 
 
 class AuditFilter(BaseModel):
@@ -44,3 +46,22 @@ class AuditEntryRead(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEntryRead]
     next_cursor: str | None = Field(description="Pass as `cursor` for older rows; null on the last page.")
+
+
+class CheckpointRecord(BaseModel):
+    """A checkpoint as ``audit-checkpoint`` prints it (one JSON line): kept outside the database (the job's
+    log, shipped elsewhere), it still proves what the log held after someone with the database's keys deleted
+    both the rows and the checkpoints covering them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int = Field(ge=1)
+    row_count: int = Field(ge=0)
+    head_hash: str = Field(min_length=64, max_length=64)
+    checkpointed_at: AwareDatetime
+    previous_signature: str = Field(min_length=64, max_length=64)
+    signature: str = Field(min_length=64, max_length=64)
+
+    @classmethod
+    def of(cls, checkpoint: AuditCheckpoint) -> CheckpointRecord:
+        return cls.model_validate(checkpoint, from_attributes=True)
