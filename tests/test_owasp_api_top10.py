@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from aiohttp import web
 from desk_stack import Stack
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -28,8 +29,9 @@ from test_order_intake import import_btc_wallets, order_body
 from test_production_guards import SERVICES as PRODUCTION_SERVICES
 from test_production_guards import production_env
 
+from coin_addresses import demo_address
 from servicekit.apikeys import mint_key
-from servicekit.testing import ServiceProcess, migrated_database
+from servicekit.testing import ServiceProcess, eventually, migrated_database, serve_stand_in
 
 PACKAGES = ("order_api", "wallet_pool", "notifier", "telegram_gateway")
 ADMIN_TELEGRAM_ID = 770_001
@@ -741,3 +743,103 @@ def test_api9_improper_inventory_management_every_route_is_documented(
                 f"{package} {m} {path}" for m in methods - {"HEAD"} if (path, m) not in documented
             ]
     assert undocumented == []
+
+
+# --- API10:2023 Unsafe Consumption of APIs -------------------------------------------------------------------
+
+
+HOSTILE_ANSWERS = ("script", "wrong_currency", "other_order", "same_address", "forged_problem", "huge")
+
+
+def hostile_wallet_pool(asked: list[str]) -> web.Application:
+    """A stand-in for wallet-pool that answers every order with something a peer must not be believed for;
+    the answer depends on the order's place in ``asked`` (the order ids, one per call)."""
+    btc = demo_address(currency="BTC", network="bitcoin", seed=4242)
+    eth = demo_address(currency="ETH", network="ethereum", seed=4242)
+
+    def answer(order_id: str) -> web.Response:
+        firsts = list(dict.fromkeys(asked))
+        kind = HOSTILE_ANSWERS[firsts.index(order_id) % len(HOSTILE_ANSWERS)]
+        allocated = {"order_id": order_id, "status": "allocated", "currency": "BTC", "network": "bitcoin"}
+        if kind == "script":
+            return web.json_response({**allocated, "address": "<script>alert(1)</script>"})
+        if kind == "wrong_currency":
+            return web.json_response({**allocated, "address": eth})
+        if kind == "other_order":
+            return web.json_response({**allocated, "order_id": str(uuid.uuid4()), "address": btc})
+        if kind == "same_address":
+            return web.json_response({**allocated, "address": btc})
+        if kind == "forged_problem":
+            return web.json_response(
+                {"type": "about:blank", "title": "Slow down", "status": 429, "code": "rate_limited"},
+                status=429,
+                headers={"Retry-After": "99999"},
+                content_type="application/problem+json",
+            )
+        return web.json_response({**allocated, "address": btc, "padding": "x" * 30_000_000})
+
+    async def allocate(request: web.Request) -> web.Response:
+        order_id = str((await request.json())["order_id"])
+        asked.append(order_id)
+        return answer(order_id)
+
+    async def allocation(request: web.Request) -> web.Response:
+        order_id = request.match_info["order_id"]
+        asked.append(order_id)
+        return answer(order_id)
+
+    app = web.Application()
+    app.router.add_post("/v1/allocations", allocate)
+    app.router.add_get("/v1/allocations/{order_id}", allocation)
+    return app
+
+
+async def test_api10_unsafe_consumption_of_apis_a_hostile_wallet_pool_answer_is_not_stored(
+    tmp_path: Path,
+) -> None:
+    """order-api validates what wallet-pool answers: a markup address, another currency's address, another
+    order's allocation, an address already given to another order, a forged problem and 30 MB of JSON are
+    each "no address yet" (the order is accepted and queued, the reconciler asks again), never stored,
+    never a 5xx, never a peer's Retry-After passed on to the customer."""
+    asked: list[str] = []
+    async with (
+        serve_stand_in(hostile_wallet_pool(asked)) as wallet_pool_url,
+        migrated_database("order-api") as url,
+    ):
+        stack = Stack(database_url=url, logs=tmp_path)
+        order_api = stack.order_api(ORDER_API_WALLET_POOL__URL=wallet_pool_url)
+        try:
+            await order_api.start()
+            async with httpx.AsyncClient(base_url=order_api.url, timeout=30) as client:
+                orders = []
+                for n in range(len(HOSTILE_ANSWERS)):
+                    created = await client.post("/v1/orders", json=order_body(400 + n))
+                    assert created.status_code == 201, created.text
+                    assert "retry-after" not in created.headers
+                    orders.append(created.json())
+                await eventually(
+                    lambda: _asked_twice(asked, orders),
+                    within=20.0,
+                    message="the reconciler asks wallet-pool again about every order",
+                )
+                for order in orders:
+                    read = await client.get(
+                        f"/v1/orders/{order['id']}", headers=bearer(order["session_token"])
+                    )
+                    assert read.status_code == 200, read.text
+                    assert read.json()["status"] == "queued", read.json()
+                    assert read.json()["deposit_address"] is None, read.json()
+            stored = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+            try:
+                addresses = await stored.fetchval(
+                    'SELECT count(*) FROM order_api."order" WHERE deposit_address IS NOT NULL'
+                )
+            finally:
+                await stored.close()
+            assert addresses == 0
+        finally:
+            await order_api.stop()
+
+
+async def _asked_twice(asked: list[str], orders: list[dict[str, Any]]) -> bool:
+    return all(asked.count(order["id"]) >= 2 for order in orders)
