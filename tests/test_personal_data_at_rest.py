@@ -4,7 +4,6 @@ logs."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
@@ -14,15 +13,7 @@ from test_customer_emails import mail_to, text_of
 from test_order_intake import PAYOUT_USDT, import_btc_wallets, order_body
 
 from notifier.testing import SmtpServer
-from servicekit.db import resolve_database_url
-from servicekit.migrations import upgrade
-from servicekit.testing import ServiceProcess, eventually, service_dir
-
-
-async def _migrate_embedded(var_dir: Path, *names: str) -> None:
-    for name in names:
-        url = resolve_database_url(None, var_dir=var_dir, service_name=name)
-        await asyncio.to_thread(upgrade, service_dir(name), url=url)
+from servicekit.testing import ServiceProcess, eventually, migrate_embedded
 
 
 def _files_holding(
@@ -44,7 +35,7 @@ async def test_no_file_and_no_log_holds_a_customers_address_payout_address_or_co
     tmp_path: Path, services: list[ServiceProcess], smtp_server: SmtpServer
 ) -> None:
     var_dir = tmp_path / "var"
-    await _migrate_embedded(var_dir, "order-api", "wallet-pool", "notifier")
+    await migrate_embedded(var_dir, "order-api", "wallet-pool", "notifier")
     logs = tmp_path / "logs"
     logs.mkdir()
     stack = Stack(database_url=None, logs=logs, var_dir=var_dir)

@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from servicekit.app import request_session
+from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
 from servicekit.sealing import Keyring
 
@@ -109,6 +110,13 @@ async def migrated_database(
         yield url
     finally:
         await drop_database(name)
+
+
+async def migrate_embedded(var_dir: Path, *services: str) -> None:
+    """Migrate the given services' embedded SQLite databases in ``var_dir`` (as ``make migrate`` does)."""
+    for service in services:
+        url = resolve_database_url(None, var_dir=var_dir, service_name=service)
+        await asyncio.to_thread(upgrade, service_dir(service), url=url)
 
 
 @dataclass(frozen=True)
