@@ -31,7 +31,14 @@ from test_production_guards import production_env
 
 from coin_addresses import demo_address
 from servicekit.apikeys import mint_key
-from servicekit.testing import ServiceProcess, eventually, migrate_embedded, migrated_database, serve_stand_in
+from servicekit.testing import (
+    ServiceProcess,
+    eventually,
+    free_port,
+    migrate_embedded,
+    migrated_database,
+    serve_stand_in,
+)
 
 PACKAGES = ("order_api", "wallet_pool", "notifier", "telegram_gateway")
 ADMIN_TELEGRAM_ID = 770_001
@@ -524,6 +531,34 @@ async def test_api4_unrestricted_resource_consumption_rate_limits_ignore_spoofed
     assert "retry-after" in limited.headers
 
 
+async def test_api4_unrestricted_resource_consumption_one_ipv6_64_is_one_client(abuse: Abuse) -> None:
+    """Behind a trusted proxy, IPv6 clients are keyed on their /64: one network hopping between its 2^64
+    addresses holds no more open orders than one address may."""
+    behind_proxy = abuse.stack.order_api(
+        ORDER_API_MAX_OPEN_ORDERS_PER_IP="3",
+        ORDER_API_ORDER_RATE_LIMIT="5/minute",
+        ORDER_API_TRUSTED_PROXIES='["127.0.0.1/32"]',
+    )
+    behind_proxy.port = free_port()
+    free = await free_btc(abuse)
+    try:
+        await behind_proxy.start(ready_within=60)
+        async with httpx.AsyncClient(base_url=behind_proxy.url) as client:
+            statuses = []
+            for n in range(5):
+                address = f"2001:db8:6464:6464:{n:x}:{n:x}:{n:x}:{n + 1:x}"
+                response = await client.post(
+                    "/v1/orders", json=order_body(500 + n), headers={"X-Forwarded-For": address}
+                )
+                statuses.append(response.status_code)
+                if response.status_code != 201:
+                    problem(response, 409, "open_order_limit_reached")
+    finally:
+        await behind_proxy.stop()
+    assert statuses == [201, 201, 201, 409, 409], statuses
+    assert await free_btc(abuse) == free - 3
+
+
 # --- API5:2023 Broken Function Level Authorization -----------------------------------------------------------
 
 
@@ -601,6 +636,7 @@ async def test_api5_broken_function_level_authorization(desk: Desk) -> None:
 async def test_api6_unrestricted_access_to_sensitive_business_flows_pool_draining(abuse: Abuse) -> None:
     """One client placing orders under ever new emails and forwarded addresses holds at most the per-client
     cap of deposit addresses (3), then is rate limited (5 orders a minute); the rest of the pool stays free."""
+    free = await free_btc(abuse)
     statuses = []
     for n in range(5):
         response = await abuse.order_api.post(
@@ -615,7 +651,7 @@ async def test_api6_unrestricted_access_to_sensitive_business_flows_pool_drainin
         429,
         "rate_limited",
     )
-    assert await free_btc(abuse) == abuse.wallets - 3
+    assert await free_btc(abuse) == free - 3
 
 
 # --- API7:2023 Server Side Request Forgery -------------------------------------------------------------------
