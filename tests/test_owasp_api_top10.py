@@ -710,8 +710,9 @@ def test_api7_server_side_request_forgery_no_route_takes_a_url(apps: list[tuple[
 async def test_api8_security_misconfiguration_production_shows_only_what_it_must(
     tmp_path: Path, services: list[ServiceProcess]
 ) -> None:
-    """In production order-api serves no docs or OpenAPI document, sends the usual security headers and
-    no server banner, and a response carrying a session token is never cached. (That production refuses to
+    """In production order-api serves no docs or OpenAPI document, no metrics and no readiness details to an
+    anonymous caller, sends the usual security headers and no server banner, never lets a response carrying a
+    session token be cached, and answers CORS preflights for its own methods (PATCH too) from its origins only. (That production refuses to
     start on guessed settings is ``test_production_guards.py``.)"""
     service = PRODUCTION_SERVICES["order-api"]
     async with migrated_database("order-api") as url:
@@ -726,9 +727,12 @@ async def test_api8_security_misconfiguration_production_shows_only_what_it_must
         )
         services.append(await process.start())
         async with httpx.AsyncClient(base_url=process.url) as client:
-            for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+            for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/metrics"):
                 response = await client.get(path)
                 assert response.status_code in (401, 403, 404), f"{path}: {response.status_code}"
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 200, ready.text
+            assert set(ready.json()) == {"status"}, "readiness details (checks, schema) are for a metrics key"
             created = await client.post("/v1/orders", json=order_body(300))
             assert created.status_code == 201, created.text
             assert "session_token" in created.json()
@@ -785,26 +789,30 @@ def test_api9_improper_inventory_management_every_route_is_documented(
 
 
 HOSTILE_ANSWERS = ("script", "wrong_currency", "other_order", "same_address", "forged_problem", "huge")
+HONEST_ADDRESS = demo_address(currency="BTC", network="bitcoin", seed=4242)
 
 
 def hostile_wallet_pool(asked: list[str]) -> web.Application:
     """A stand-in for wallet-pool that answers every order with something a peer must not be believed for;
-    the answer depends on the order's place in ``asked`` (the order ids, one per call)."""
-    btc = demo_address(currency="BTC", network="bitcoin", seed=4242)
+    the answer depends on the order's place in ``asked`` (the order ids, one per call). The first order is
+    answered honestly (``HONEST_ADDRESS``), so that "the same address for everyone" has a rightful holder."""
     eth = demo_address(currency="ETH", network="ethereum", seed=4242)
 
     def answer(order_id: str) -> web.Response:
-        firsts = list(dict.fromkeys(asked))
-        kind = HOSTILE_ANSWERS[firsts.index(order_id) % len(HOSTILE_ANSWERS)]
+        place = list(dict.fromkeys(asked)).index(order_id)
         allocated = {"order_id": order_id, "status": "allocated", "currency": "BTC", "network": "bitcoin"}
+        if place == 0:
+            return web.json_response({**allocated, "address": HONEST_ADDRESS}, status=201)
+        kind = HOSTILE_ANSWERS[(place - 1) % len(HOSTILE_ANSWERS)]
+        valid_elsewhere = demo_address(currency="BTC", network="bitcoin", seed=5000 + place)
         if kind == "script":
             return web.json_response({**allocated, "address": "<script>alert(1)</script>"})
         if kind == "wrong_currency":
             return web.json_response({**allocated, "address": eth})
         if kind == "other_order":
-            return web.json_response({**allocated, "order_id": str(uuid.uuid4()), "address": btc})
+            return web.json_response({**allocated, "order_id": str(uuid.uuid4()), "address": valid_elsewhere})
         if kind == "same_address":
-            return web.json_response({**allocated, "address": btc})
+            return web.json_response({**allocated, "address": HONEST_ADDRESS})
         if kind == "forged_problem":
             return web.json_response(
                 {"type": "about:blank", "title": "Slow down", "status": 429, "code": "rate_limited"},
@@ -812,7 +820,7 @@ def hostile_wallet_pool(asked: list[str]) -> web.Application:
                 headers={"Retry-After": "99999"},
                 content_type="application/problem+json",
             )
-        return web.json_response({**allocated, "address": btc, "padding": "x" * 30_000_000})
+        return web.json_response({**allocated, "address": valid_elsewhere, "padding": "x" * 30_000_000})
 
     async def allocate(request: web.Request) -> web.Response:
         order_id = str((await request.json())["order_id"])
@@ -858,6 +866,9 @@ async def test_api10_unsafe_consumption_of_apis_a_hostile_wallet_pool_answer_is_
         try:
             await order_api.start()
             async with httpx.AsyncClient(base_url=order_api.url, timeout=30) as client:
+                honest = await client.post("/v1/orders", json=order_body(399))
+                assert honest.status_code == 201, honest.text
+                assert honest.json()["deposit_address"] == HONEST_ADDRESS
                 orders = []
                 for n in range(len(HOSTILE_ANSWERS)):
                     created = await client.post("/v1/orders", json=order_body(400 + n))
