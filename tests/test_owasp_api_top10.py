@@ -531,30 +531,39 @@ async def test_api4_unrestricted_resource_consumption_rate_limits_ignore_spoofed
     assert "retry-after" in limited.headers
 
 
-async def test_api4_unrestricted_resource_consumption_one_ipv6_64_is_one_client(abuse: Abuse) -> None:
-    """Behind a trusted proxy, IPv6 clients are keyed on their /64: one network hopping between its 2^64
-    addresses holds no more open orders than one address may."""
+@pytest.fixture(scope="module")
+async def proxied(abuse: Abuse) -> AsyncIterator[httpx.AsyncClient]:
+    """A second order-api of the abuse desk, behind a trusted proxy on loopback: the client is whom
+    ``X-Forwarded-For`` names."""
     behind_proxy = abuse.stack.order_api(
         ORDER_API_MAX_OPEN_ORDERS_PER_IP="3",
         ORDER_API_ORDER_RATE_LIMIT="5/minute",
         ORDER_API_TRUSTED_PROXIES='["127.0.0.1/32"]',
     )
     behind_proxy.port = free_port()
-    free = await free_btc(abuse)
     try:
         await behind_proxy.start(ready_within=60)
         async with httpx.AsyncClient(base_url=behind_proxy.url) as client:
-            statuses = []
-            for n in range(5):
-                address = f"2001:db8:6464:6464:{n:x}:{n:x}:{n:x}:{n + 1:x}"
-                response = await client.post(
-                    "/v1/orders", json=order_body(500 + n), headers={"X-Forwarded-For": address}
-                )
-                statuses.append(response.status_code)
-                if response.status_code != 201:
-                    problem(response, 409, "open_order_limit_reached")
+            yield client
     finally:
         await behind_proxy.stop()
+
+
+async def test_api4_unrestricted_resource_consumption_one_ipv6_64_is_one_client(
+    abuse: Abuse, proxied: httpx.AsyncClient
+) -> None:
+    """Behind a trusted proxy, IPv6 clients are keyed on their /64: one network hopping between its 2^64
+    addresses holds no more open orders than one address may."""
+    free = await free_btc(abuse)
+    statuses = []
+    for n in range(5):
+        address = f"2001:db8:6464:6464:{n:x}:{n:x}:{n:x}:{n + 1:x}"
+        response = await proxied.post(
+            "/v1/orders", json=order_body(500 + n), headers={"X-Forwarded-For": address}
+        )
+        statuses.append(response.status_code)
+        if response.status_code != 201:
+            problem(response, 409, "open_order_limit_reached")
     assert statuses == [201, 201, 201, 409, 409], statuses
     assert await free_btc(abuse) == free - 3
 
@@ -652,6 +661,27 @@ async def test_api6_unrestricted_access_to_sensitive_business_flows_pool_drainin
         "rate_limited",
     )
     assert await free_btc(abuse) == free - 3
+
+
+async def test_api6_unrestricted_access_to_sensitive_business_flows_no_lockout_by_email(
+    proxied: httpx.AsyncClient,
+) -> None:
+    """Orders placed with someone else's email (no proven session) count against the client that placed them:
+    they fill the attacker's own cap, and the owner of the email, from their own network, still orders."""
+    victim = "victim@example.com"
+    attacker = {"X-Forwarded-For": "192.0.2.10"}
+    for n in range(3):
+        placed = await proxied.post("/v1/orders", json=order_body(600 + n, email=victim), headers=attacker)
+        assert placed.status_code == 201, placed.text
+    problem(
+        await proxied.post("/v1/orders", json=order_body(603, email=victim), headers=attacker),
+        409,
+        "open_order_limit_reached",
+    )
+    own = await proxied.post(
+        "/v1/orders", json=order_body(604, email=victim), headers={"X-Forwarded-For": "198.51.100.7"}
+    )
+    assert own.status_code == 201, own.text
 
 
 # --- API7:2023 Server Side Request Forgery -------------------------------------------------------------------
