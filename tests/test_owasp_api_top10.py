@@ -818,7 +818,9 @@ def test_api9_improper_inventory_management_every_route_is_documented(
 # --- API10:2023 Unsafe Consumption of APIs -------------------------------------------------------------------
 
 
-HOSTILE_ANSWERS = ("script", "wrong_currency", "other_order", "same_address", "forged_problem", "huge")
+HOSTILE_ANSWERS = ("script", "wrong_currency", "other_order", "same_address", "huge", "forged_problem")
+"""In the order the orders are placed: the reconciler takes them oldest first and ends its pass at a peer's
+problem (wallet-pool is taken to be away), so the forged problem comes last."""
 HONEST_ADDRESS = demo_address(currency="BTC", network="bitcoin", seed=4242)
 
 
