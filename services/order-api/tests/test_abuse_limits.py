@@ -18,15 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import asyncpg
 import pytest
+from alembic import command
 from sqlalchemy import select
 
 from order_api.auth.service import open_full_session
 from order_api.customers.service import find_or_create_customer
+from order_api.db import SCHEMA
 from order_api.orders.models import Order
 from order_api.protection import DataProtection
 from servicekit.db import resolve_database_url
-from servicekit.migrations import upgrade
+from servicekit.migrations import alembic_config, upgrade
 from servicekit.testing import migrated_database, service_dir
 
 if TYPE_CHECKING:
@@ -210,3 +213,35 @@ async def test_order_creation_is_rate_limited_per_ipv6_64(
         elsewhere = await running.order(new_email("rl-neighbour"), "2001:db8:1:3::1")
     assert statuses == [201] * 4 + [429] * 6
     assert elsewhere[0] == 201
+
+
+async def test_the_migration_marks_orders_placed_under_a_full_session_as_proven() -> None:
+    async with migrated_database("order-api", prefix="order_api_proven") as url:
+        config = alembic_config(service_dir("order-api"), url=url)
+        await asyncio.to_thread(command.downgrade, config, "0008_i12_audit_checkpoint")
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await connection.execute(f"SET search_path TO {SCHEMA}")
+            await connection.execute(
+                "INSERT INTO customer (id, email_sealed, email_index, created_at) VALUES ('c1', 's', 'i', now())"
+            )
+            await connection.execute(
+                "INSERT INTO customer_session (id, customer_id, token_hash, kind, order_id, created_at, "
+                "expires_at) VALUES ('full', 'c1', 'h1', 'full', NULL, now(), now()), "
+                "('one', 'c1', 'h2', 'order', 'o-email', now(), now())"
+            )
+            for order_id, session_id in (("o-proven", "full"), ("o-email", "one")):
+                await connection.execute(
+                    'INSERT INTO "order" (id, customer_id, session_id, from_currency, from_network, '
+                    "to_currency, to_network, amount, payout_address_sealed, locale, status, priority, "
+                    "allocation_state, client_ip, version, created_at, updated_at) VALUES ($1, 'c1', $2, "
+                    "'BTC', 'bitcoin', 'USDT', 'TRC20', 0.05, 's', 'en', 'queued', 'normal', 'pending', "
+                    "'203.0.113.5', 1, now(), now())",
+                    order_id,
+                    session_id,
+                )
+            await asyncio.to_thread(command.upgrade, config, "head")
+            proven = dict(await connection.fetch('SELECT id, mailbox_proven FROM "order"'))
+        finally:
+            await connection.close()
+    assert proven == {"o-proven": True, "o-email": False}
