@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 import pytest
+from aiohttp import web
 from alembic import command
 from sqlalchemy import select
 
@@ -30,7 +31,8 @@ from order_api.orders.models import Order
 from order_api.protection import DataProtection
 from servicekit.db import resolve_database_url
 from servicekit.migrations import alembic_config, upgrade
-from servicekit.testing import migrated_database, service_dir
+from servicekit.settings import PeerSettings
+from servicekit.testing import migrated_database, serve_stand_in, service_dir
 
 if TYPE_CHECKING:
     from conftest import OrderApi, OrderApiRunner
@@ -61,10 +63,25 @@ def addresses_of(network: ipaddress.IPv6Network, count: int) -> list[str]:
     return [str(network[step * (n + 1) + n]) for n in range(count)]
 
 
+@pytest.fixture
+async def wallet_pool() -> AsyncIterator[str]:
+    """wallet-pool's ``POST /v1/allocations``, answered at once: every order waits first in the queue."""
+
+    async def queue(request: web.Request) -> web.Response:
+        asked = await request.json()
+        place = {name: asked[name] for name in ("order_id", "currency", "network")}
+        answer = {**place, "status": "queued", "position": 1, "estimated_wait_seconds": 60.0}
+        return web.json_response(answer, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/allocations", queue)
+    async with serve_stand_in(app) as url:
+        yield url
+
+
 @dataclass
 class Desk:
-    """order-api behind a trusted proxy, committing for real (wallet-pool is unreachable: every accepted
-    order waits in the queue, and only an accepted order would ever ask it for a wallet)."""
+    """order-api behind a trusted proxy, committing for real."""
 
     api: OrderApi
 
@@ -106,7 +123,7 @@ def storage(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def desk(order_api: OrderApiRunner, storage: str, tmp_path: Path) -> DeskRunner:
+def desk(order_api: OrderApiRunner, storage: str, wallet_pool: str, tmp_path: Path) -> DeskRunner:
     """``async with desk(**settings) as running:`` order-api on ``storage``, behind a trusted proxy, with a
     generous rate limit unless a test sets one."""
 
@@ -114,6 +131,7 @@ def desk(order_api: OrderApiRunner, storage: str, tmp_path: Path) -> DeskRunner:
     async def run(**overrides: Any) -> AsyncIterator[Desk]:
         values: dict[str, Any] = {
             "trusted_proxies": PROXY,
+            "wallet_pool": PeerSettings(url=wallet_pool),
             "order_rate_limit": "1000/minute",
             **overrides,
         }
