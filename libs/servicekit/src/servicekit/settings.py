@@ -115,6 +115,26 @@ class DataKeySettings(BaseModel):
     )
 
 
+class ClientNetworkSettings(BaseModel):
+    """How wide a client is, for per-client limits: mixed into the settings of a service
+    that has them (``servicekit.ratelimit.client_network``)."""
+
+    client_ipv4_prefix: int = Field(
+        default=32,
+        ge=8,
+        le=32,
+        description="Per-client limits count an IPv4 client by this prefix of its address: 32 is one "
+        "address; 24 would count a /24 as one client.",
+    )
+    client_ipv6_prefix: int = Field(
+        default=64,
+        ge=16,
+        le=128,
+        description="Per-client limits count an IPv6 client by this prefix of its address: 64 counts a "
+        "subscriber's whole /64 as one client (IPv4-mapped addresses count as IPv4).",
+    )
+
+
 class EventKeySettings(BaseModel):
     """The keys personal data travels sealed with in events between two services (``servicekit.sealing``):
     the same key ring on the publisher and the receiver."""
