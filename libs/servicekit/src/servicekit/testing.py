@@ -44,6 +44,7 @@ from servicekit.app import request_session
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
 from servicekit.sealing import Keyring
+from servicekit.server import UVICORN_OPTIONS
 
 T = TypeVar("T")
 
@@ -285,8 +286,7 @@ class ServiceProcess:
                 "--port",
                 str(self.port),
                 "--no-access-log",
-                "--http",
-                "servicekit.server:HttpProtocol",
+                *UVICORN_OPTIONS,
             ],
             env=self.env,
             stdout=log,
