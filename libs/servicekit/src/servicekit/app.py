@@ -122,7 +122,11 @@ class Runtime:
     ) -> ServiceClient:
         """A client for peer ``name``; ``probe`` (an authenticated call) is reported by ``/health/ready``."""
         client = ServiceClient(
-            peer=name, base_url=peer.url, api_key=peer.api_key, timeout_seconds=peer.timeout_seconds
+            peer=name,
+            base_url=peer.url,
+            api_key=peer.api_key,
+            timeout_seconds=peer.timeout_seconds,
+            max_response_bytes=peer.max_response_bytes,
         )
         self.peers[name] = client
         if probe is not None:

@@ -49,8 +49,9 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 MAX_CONNECTIONS = 100
 MAX_RESPONSE_BYTES = 64 * 1024
-"""The largest answer body read from a peer by default: every answer between the services is a few hundred
-bytes; a peer answering megabytes is broken or hostile, and is not read into memory."""
+"""The largest answer body read from a peer by default (``PeerSettings.max_response_bytes``): every answer
+between the services is a few hundred bytes; a peer answering megabytes is broken or hostile, and is not read
+into memory."""
 _CHUNK_BYTES = 16 * 1024
 MAX_PEER_TEXT = 300
 """How much of a peer's problem ``code`` and ``detail`` is kept (for logs; callers never see them)."""
