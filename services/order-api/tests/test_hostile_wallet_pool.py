@@ -68,6 +68,8 @@ class HostileWalletPool:
     mode: str = "good"
     url: str = ""
     given: list[str] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+    """The order ids of every ``POST /v1/allocations``."""
 
 
 async def _flood(request: web.Request) -> web.StreamResponse:
@@ -128,6 +130,7 @@ async def wallet_pool() -> AsyncIterator[HostileWalletPool]:
 
     async def allocate(request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        stand_in.asked.append(body["order_id"])
         return await answer(request, body["order_id"], body["currency"], body["network"])
 
     async def allocation(request: web.Request) -> web.StreamResponse:
@@ -170,12 +173,27 @@ async def stored_orders(database: Database) -> dict[str, Order]:
         return {o.id: o for o in (await session.execute(select(Order))).scalars()}
 
 
+async def orders_and_history(database: Database) -> list[Any]:
+    async with database.sessionmaker() as session:
+        orders = (
+            await session.execute(
+                select(
+                    Order.id,
+                    Order.status,
+                    Order.allocation_state,
+                    Order.deposit_address,
+                    Order.queue_position,
+                ).order_by(Order.id)
+            )
+        ).all()
+        history = (await session.execute(select(OrderEvent.details).order_by(OrderEvent.id))).scalars().all()
+    return [[list(o) for o in orders], history]
+
+
 async def everything_stored(database: Database) -> str:
     async with database.sessionmaker() as session:
-        orders = (await session.execute(select(Order.deposit_address, Order.queue_position))).all()
-        history = (await session.execute(select(OrderEvent.details))).scalars().all()
         events = (await session.execute(select(outbox.c.payload))).scalars().all()
-    return json.dumps([[list(o) for o in orders], history, events], default=str)
+    return json.dumps([await orders_and_history(database), events], default=str)
 
 
 async def test_no_hostile_answer_is_stored_or_reaches_the_customer_and_the_reconciler_recovers(
@@ -252,10 +270,23 @@ async def test_no_hostile_answer_is_stored_or_reaches_the_customer_and_the_recon
             assert answer.status_code == 422, (address, answer.text)
         assert (await stored_orders(database))[victim].deposit_address is None
 
-        # wallet-pool comes to its senses: the reconciler gives every waiting order a valid address of its own
-        wallet_pool.mode = "good"
         async with database.sessionmaker.begin() as session:  # old enough for the reconciler's grace period
             await session.execute(update(Order).values(created_at=utcnow() - timedelta(minutes=1)))
+        # Still hostile: the reconciler asks for every waiting order (an unusable answer for one does not stop
+        # the pass), and stores nothing.
+        before = await orders_and_history(database)
+        for mode in ("eth_for_btc", "same_for_everyone"):
+            wallet_pool.mode = mode
+            wallet_pool.asked.clear()
+            settled = await reconcile_pending_allocations(
+                database=database, wallet_pool=api.app.state.wallet_pool, settings=api.settings
+            )
+            assert settled == 0, mode
+            assert sorted(wallet_pool.asked) == sorted(c["id"] for c in refused.values()), mode
+        assert await orders_and_history(database) == before
+
+        # wallet-pool comes to its senses: the reconciler gives every waiting order a valid address of its own
+        wallet_pool.mode = "good"
         settled = await reconcile_pending_allocations(
             database=database, wallet_pool=api.app.state.wallet_pool, settings=api.settings
         )
