@@ -3,6 +3,7 @@ the model the caller expects, and its errors never reach this service's own call
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import AsyncIterator
 
@@ -128,3 +129,32 @@ async def test_a_peers_problem_is_typed_for_the_caller_but_never_forwarded_as_is
     assert "99999" not in response.text
     assert FORGED_DETAIL not in json.dumps(body)
     assert "script" not in response.text
+
+
+async def test_a_compressed_answer_is_read_decompressed_and_a_compressed_flood_is_cut_off(
+    client: ServiceClient,
+) -> None:
+    async def compressed(request: web.Request) -> web.StreamResponse:
+        size = int(request.query["size"])
+        body = gzip.compress(json.dumps({"name": "x" * size}).encode())
+        return web.Response(
+            body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/compressed", compressed)
+    async with serve_stand_in(app) as url:
+        peer = ServiceClient(
+            peer="kit-zip",
+            base_url=url,
+            api_key="k",
+            attempts=1,
+            transport=httpx.AsyncHTTPTransport() if client.http is not None else None,
+        )
+        try:
+            small = await peer.get_json("/compressed", params={"size": 10})
+            assert client.answer_as(Named, small) == Named(name="x" * 10)
+            with pytest.raises(PeerAnswerInvalidError):  # 8 MB that compress to a few KB
+                await peer.get_json("/compressed", params={"size": 8 * 1024 * 1024})
+        finally:
+            await peer.aclose()

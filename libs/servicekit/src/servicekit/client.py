@@ -53,6 +53,8 @@ MAX_RESPONSE_BYTES = 64 * 1024
 between the services is a few hundred bytes; a peer answering megabytes is broken or hostile, and is not read
 into memory."""
 _CHUNK_BYTES = 16 * 1024
+_DECODED = frozenset({b"content-encoding", b"content-length"})
+"""Headers that describe the body as sent, dropped once it is read (decompressed)."""
 MAX_PEER_TEXT = 300
 """How much of a peer's problem ``code`` and ``detail`` is kept (for logs; callers never see them)."""
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, httpx.TransportError)
@@ -204,7 +206,10 @@ class ServiceClient:
                     content = await self._bounded(streamed.headers, streamed.aiter_bytes(_CHUNK_BYTES))
                 finally:
                     await streamed.aclose()
-                response = httpx.Response(streamed.status_code, headers=streamed.headers, content=content)
+                headers_read = [
+                    (name, value) for name, value in streamed.headers.raw if name.lower() not in _DECODED
+                ]
+                response = httpx.Response(streamed.status_code, headers=headers_read, content=content)
             else:
                 session = self._session
                 if session is None or session.closed:
@@ -231,7 +236,10 @@ class ServiceClient:
                 # Without an ``httpx.Request``: building one parses the URL again, half of this wrapping's
                 # cost on every call, and nothing reads it (``raise_for_status`` is not how peers' errors
                 # are raised here; ``_error_from`` is).
-                response = httpx.Response(answer.status, headers=answer.raw_headers, content=content)
+                raw_headers = answer.raw_headers
+                if "Content-Encoding" in answer.headers:  # ``content`` is decompressed already
+                    raw_headers = tuple((n, v) for n, v in raw_headers if n.lower() not in _DECODED)
+                response = httpx.Response(answer.status, headers=raw_headers, content=content)
             if span.is_recording():
                 span.set_attributes(
                     {
