@@ -165,7 +165,7 @@ class Runtime:
             answer = await client.post_json(
                 "/v1/events/batch", EventBatch(events=events).model_dump(mode="json"), idempotent=False
             )
-            return {receipt.event_id for receipt in EventBatchReceipt.model_validate(answer).receipts}
+            return {receipt.event_id for receipt in client.answer_as(EventBatchReceipt, answer).receipts}
 
         relay = OutboxRelay(
             database=self.database,
