@@ -4,8 +4,8 @@ A deposit address is held by at most one open order (awaiting the deposit or in 
 wallet-pool hands out twice at once is refused by the database, whichever path writes it. Closed orders keep
 the address they held (their history), so the index covers open orders only.
 
-Revision ID: 0009_i13_peers_open_address
-Revises: 0008_i12_audit_checkpoint
+Revision ID: 0010_i13_peers_open_address
+Revises: 0009_i13_abuse_mailbox_proven
 Create Date: 2026-12-06 06:00:00.000000
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0009_i13_peers_open_address'
-down_revision: str | None = '0008_i12_audit_checkpoint'
+revision: str = '0010_i13_peers_open_address'
+down_revision: str | None = '0009_i13_abuse_mailbox_proven'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
