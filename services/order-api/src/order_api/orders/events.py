@@ -4,25 +4,36 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.clients.wallet_pool import Allocation
+from order_api.clients.wallet_pool import Allocation, checked_allocation
 from order_api.orders.service import apply_allocation, load_order
 from order_api.settings import Settings
+from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError
 from servicekit.events import EventHandler
 from servicekit.outbox import EventEnvelope
 
 
 def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
     async def wallet_assigned(session: AsyncSession, envelope: EventEnvelope) -> None:
-        """A queued order got an address released by another order: it now awaits the deposit."""
+        """A queued order got an address released by another order: it now awaits the deposit. The address
+        is checked as an allocation answer is (``checked_allocation``), and one another open order holds is
+        refused too: such an event is ``422``, and nothing of it is stored."""
         payload = envelope.payload
         order = await load_order(session, order_id=str(payload["order_id"]), for_update=True)
-        allocation = Allocation(
-            order_id=order.id,
-            status="allocated",
-            currency=str(payload["currency"]),
-            network=str(payload["network"]),
-            address=str(payload["address"]),
-        )
-        await apply_allocation(session, order=order, allocation=allocation, settings=settings)
+        try:
+            allocation = checked_allocation(
+                Allocation(
+                    order_id=order.id,
+                    status="allocated",
+                    currency=str(payload["currency"])[:10],
+                    network=str(payload["network"])[:16],
+                    address=str(payload["address"])[:128],
+                ),
+                order_id=order.id,
+                currency=order.from_currency,
+                network=order.from_network,
+            )
+            await apply_allocation(session, order=order, allocation=allocation, settings=settings)
+        except PeerAnswerInvalidError as exc:
+            raise ValidationFailedError.for_field("payload.address", exc.detail) from exc
 
     return {"wallet.assigned": wallet_assigned}
