@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import pytest
 from aiohttp import web
-from desk_stack import Stack
+from desk_stack import Stack, StackKeys
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
@@ -33,13 +33,14 @@ from test_production_guards import SERVICES as PRODUCTION_SERVICES
 from test_production_guards import production_env
 
 from coin_addresses import demo_address
-from servicekit.apikeys import mint_key
+from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.testing import (
     ServiceProcess,
     eventually,
     free_port,
     migrate_embedded,
     migrated_database,
+    running_app,
     serve_stand_in,
 )
 
@@ -639,6 +640,70 @@ async def test_api5_broken_function_level_authorization(desk: Desk) -> None:
 
     assert await desk.operators() == operators
     assert await desk.wallets() == wallets
+
+
+async def test_api5_broken_function_level_authorization_at_the_notifier_and_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """The keys of order-api and wallet-pool publish events to the notifier and nothing else there; the
+    notifier's own admin routes and the gateway's message route refuse them (403 without the scope, 401 where
+    the key is unknown), and no notification or alert changes."""
+    keys = StackKeys()
+    await migrate_embedded(tmp_path / "var", "notifier", "telegram-gateway")
+    notifier_settings = importlib.import_module("notifier.settings").Settings(
+        var_dir=tmp_path / "var",
+        environment="test",
+        api_keys=[
+            ApiKeyEntry(
+                name="order-api", hash=hash_key(keys.order_api_to_notifier), scopes=["events:publish"]
+            ),
+            ApiKeyEntry(
+                name="admin",
+                hash=hash_key(keys.notifier_admin),
+                scopes=["notifications:read", "notifications:write", "alerts:write"],
+            ),
+        ],
+    )
+    gateway_settings = importlib.import_module("telegram_gateway.settings").Settings(
+        var_dir=tmp_path / "var",
+        environment="test",
+        api_keys=[
+            ApiKeyEntry(
+                name="notifier", hash=hash_key(keys.notifier_to_telegram_gateway), scopes=["messages:send"]
+            )
+        ],
+    )
+    notifier_app = importlib.import_module("notifier.main").create_app(notifier_settings)
+    gateway_app = importlib.import_module("telegram_gateway.main").create_app(gateway_settings)
+    async with running_app(notifier_app) as notifier, running_app(gateway_app) as gateway:
+        admin = bearer(keys.notifier_admin)
+        before = [
+            (await notifier.get(path, headers=admin)).json() for path in ("/v1/notifications", "/v1/alerts")
+        ]
+        for key in (keys.order_api_to_notifier, keys.wallet_pool_to_notifier):
+            for response in (
+                await notifier.get("/v1/notifications", headers=bearer(key)),
+                await notifier.post(f"/v1/notifications/{uuid.uuid4()}/redeliver", headers=bearer(key)),
+                await notifier.get("/v1/alerts", headers=bearer(key)),
+                await notifier.post(f"/v1/alerts/{uuid.uuid4()}/acknowledge", headers=bearer(key)),
+            ):
+                problem(response, 403, "scope_missing")
+        for key in (keys.admin, keys.wallet_pool_admin, keys.notifier_to_telegram_gateway):
+            problem(await notifier.get("/v1/notifications", headers=bearer(key)), 401, "api_key_invalid")
+        message = {"kind": "operators", "text": "hello"}
+        for key in (
+            keys.notifier_admin,
+            keys.order_api_to_notifier,
+            keys.wallet_pool_to_notifier,
+            keys.admin,
+        ):
+            problem(
+                await gateway.post("/v1/messages", json=message, headers=bearer(key)), 401, "api_key_invalid"
+            )
+        after = [
+            (await notifier.get(path, headers=admin)).json() for path in ("/v1/notifications", "/v1/alerts")
+        ]
+        assert after == before
 
 
 # --- API6:2023 Unrestricted Access to Sensitive Business Flows -----------------------------------------------
