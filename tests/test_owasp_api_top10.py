@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ import asyncpg
 import httpx
 import pytest
 from aiohttp import web
-from desk_stack import Stack, StackKeys
+from desk_stack import Stack
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
@@ -33,7 +34,7 @@ from test_production_guards import SERVICES as PRODUCTION_SERVICES
 from test_production_guards import production_env
 
 from coin_addresses import demo_address
-from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.apikeys import mint_key
 from servicekit.testing import (
     ServiceProcess,
     eventually,
@@ -642,44 +643,37 @@ async def test_api5_broken_function_level_authorization(desk: Desk) -> None:
     assert await desk.wallets() == wallets
 
 
+LISTS = ("/v1/notifications", "/v1/alerts")
+
+
 async def test_api5_broken_function_level_authorization_at_the_notifier_and_the_gateway(
     tmp_path: Path,
 ) -> None:
     """The keys of order-api and wallet-pool publish events to the notifier and nothing else there; the
     notifier's own admin routes and the gateway's message route refuse them (403 without the scope, 401 where
     the key is unknown), and no notification or alert changes."""
-    keys = StackKeys()
+    stack = Stack(database_url=None, logs=tmp_path, var_dir=tmp_path / "var")
+    keys = stack.keys
     await migrate_embedded(tmp_path / "var", "notifier", "telegram-gateway")
+    # the keys each accepts, exactly as the desk's processes are given them
+    notifier_keys = json.loads(stack.notifier(smtp_port=free_port()).env["NOTIFIER_API_KEYS"])
+    gateway_keys = json.loads(stack.telegram_gateway().env["TELEGRAM_GATEWAY_API_KEYS"])
     notifier_settings = importlib.import_module("notifier.settings").Settings(
-        var_dir=tmp_path / "var",
-        environment="test",
-        api_keys=[
-            ApiKeyEntry(
-                name="order-api", hash=hash_key(keys.order_api_to_notifier), scopes=["events:publish"]
-            ),
-            ApiKeyEntry(
-                name="admin",
-                hash=hash_key(keys.notifier_admin),
-                scopes=["notifications:read", "notifications:write", "alerts:write"],
-            ),
-        ],
+        var_dir=tmp_path / "var", environment="test", api_keys=notifier_keys
     )
     gateway_settings = importlib.import_module("telegram_gateway.settings").Settings(
-        var_dir=tmp_path / "var",
-        environment="test",
-        api_keys=[
-            ApiKeyEntry(
-                name="notifier", hash=hash_key(keys.notifier_to_telegram_gateway), scopes=["messages:send"]
-            )
-        ],
+        var_dir=tmp_path / "var", environment="test", api_keys=gateway_keys
     )
     notifier_app = importlib.import_module("notifier.main").create_app(notifier_settings)
     gateway_app = importlib.import_module("telegram_gateway.main").create_app(gateway_settings)
     async with running_app(notifier_app) as notifier, running_app(gateway_app) as gateway:
-        admin = bearer(keys.notifier_admin)
-        before = [
-            (await notifier.get(path, headers=admin)).json() for path in ("/v1/notifications", "/v1/alerts")
-        ]
+
+        async def notifications_and_alerts() -> list[Any]:
+            answers = [await notifier.get(path, headers=bearer(keys.notifier_admin)) for path in LISTS]
+            assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+            return [a.json() for a in answers]
+
+        before = await notifications_and_alerts()
         for key in (keys.order_api_to_notifier, keys.wallet_pool_to_notifier):
             for response in (
                 await notifier.get("/v1/notifications", headers=bearer(key)),
@@ -700,10 +694,7 @@ async def test_api5_broken_function_level_authorization_at_the_notifier_and_the_
             problem(
                 await gateway.post("/v1/messages", json=message, headers=bearer(key)), 401, "api_key_invalid"
             )
-        after = [
-            (await notifier.get(path, headers=admin)).json() for path in ("/v1/notifications", "/v1/alerts")
-        ]
-        assert after == before
+        assert await notifications_and_alerts() == before
 
 
 # --- API6:2023 Unrestricted Access to Sensitive Business Flows -----------------------------------------------
