@@ -200,6 +200,9 @@ class ServiceSettings(BaseSettings):
 
     cors_origins: list[str] = Field(default_factory=list, description="Frontend origins allowed (JSON list).")
     max_body_bytes: int = Field(default=1_048_576, description="Request bodies larger than this are refused.")
+    max_json_depth: int = Field(
+        default=32, ge=1, description="JSON request bodies nested deeper than this are refused (422)."
+    )
 
     outbox_poll_seconds: float = Field(default=0.5, description="Outbox relay poll interval when idle.")
     outbox_max_attempts: int = Field(
