@@ -83,12 +83,15 @@ async def operators(desk: OrderApi) -> int:
         return int((await session.execute(select(func.count()).select_from(Operator))).scalar_one())
 
 
-@pytest.mark.parametrize("amount", ["1E+1000000", "-1E-1000000", "1e999999999", 1e308, "NaN", "Infinity"])
+@pytest.mark.parametrize(
+    "amount",
+    ["1E+1000000", "1e999999999", "1e999999999 as a number", "-1E-1000000", 1e308, "NaN", "Infinity"],
+)
 async def test_an_amount_beyond_what_is_stored_is_refused_not_an_overflow(
     desk: OrderApi, amount: Any
 ) -> None:
-    if amount == "1e999999999":  # as a JSON number: no client library writes one this large
-        content = json.dumps(order_body(amount="?")).replace('"?"', amount)
+    if amount == "1e999999999 as a number":  # no client library writes a JSON number this large
+        content = json.dumps(order_body(amount="?")).replace('"?"', "1e999999999")
         response = await desk.client.post(
             "/v1/orders", content=content, headers={"Content-Type": "application/json"}
         )
