@@ -126,7 +126,7 @@ def json_body_problem(body: bytes, *, max_depth: int) -> ValidationFailedError |
 def _is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
             return media_type == b"application/json" or media_type.endswith(b"+json")
     return True  # no content type: parsers that assume JSON read it as JSON
 
@@ -165,10 +165,9 @@ class InputGuardMiddleware:
 
 
 def _replay(body: bytes, receive: Receive, *, first: Message | None = None) -> Receive:
-    """A ``receive`` that hands out ``body`` once (then ``first``, if given), then the original's messages."""
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-    if first is not None:
-        pending = [first]
+    """A ``receive`` that hands out ``first`` (a disconnect) or else ``body`` once, then the original's
+    messages."""
+    pending: list[Message] = [first or {"type": "http.request", "body": body, "more_body": False}]
 
     async def replayed() -> Message:
         if pending:
