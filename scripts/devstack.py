@@ -46,6 +46,7 @@ from honcho.printer import Message
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.private_files import private_directory, write_private_file
 from servicekit.sealing import new_key as new_data_key
+from servicekit.server import UVICORN_OPTIONS
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 CREDENTIALS_FILE: Final = "dev-credentials.json"
@@ -448,8 +449,7 @@ def uvicorn_command(service: Service, port: int) -> str:
             "uvicorn",
             f"{service.package}.main:create_app",
             "--factory",
-            "--http",
-            "servicekit.server:HttpProtocol",  # a response in one write (servicekit.server)
+            *UVICORN_OPTIONS,  # one write per response, X-Forwarded-For left to the service, no banner
             "--host",
             listen_host(service),
             "--port",

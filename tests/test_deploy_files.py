@@ -30,6 +30,7 @@ import yaml
 from dotenv import dotenv_values
 
 from servicekit.apikeys import ApiKeyEntry
+from servicekit.server import UVICORN_OPTIONS
 from servicekit.settings import PeerSettings, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -546,8 +547,7 @@ def test_dockerfile_runtime_stage_is_slim_non_root_and_health_checked(svc: Servi
         "uvicorn",
         f"{svc.package}.main:create_app",
         "--factory",
-        "--http",
-        "servicekit.server:HttpProtocol",
+        *UVICORN_OPTIONS,
         "--host",
         "0.0.0.0",  # noqa: S104  (inside the container)
         "--port",

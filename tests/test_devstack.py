@@ -301,6 +301,16 @@ async def test_order_api_reads_the_pool_through_wallet_pool_with_its_key(first_r
     assert check["critical"] is False
 
 
+async def test_make_run_serves_the_docs_and_metrics_without_a_server_banner(first_run: DevStackRun) -> None:
+    """Development keeps the documentation and ``/metrics`` open; uvicorn names itself nowhere."""
+    for service in ("order-api", "wallet-pool", "notifier", "telegram-gateway"):
+        for path in ("/docs", "/openapi.json", "/metrics"):
+            response = await get(first_run, service, path)
+            assert response.status_code == 200, f"{service} {path}"
+            assert "server" not in response.headers
+            assert response.headers["x-content-type-options"] == "nosniff"
+
+
 def modes_under(root: Path) -> dict[str, int]:
     """``root`` and everything below it (relative names; ``.`` is root) with their permission bits."""
     return {

@@ -26,8 +26,9 @@ from notifier.settings import Settings as NotifierSettings
 from order_api.settings import Settings as OrderApiSettings
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.sealing import new_key
+from servicekit.server import UVICORN_OPTIONS
 from servicekit.settings import ServiceSettings
-from servicekit.testing import REDIS_TEST_URL, ServiceProcess, free_port, migrated_database
+from servicekit.testing import REDIS_TEST_URL, ServiceProcess, eventually, free_port, migrated_database
 from telegram_gateway.settings import Settings as TelegramGatewaySettings
 from wallet_pool.settings import Settings as WalletPoolSettings
 
@@ -66,11 +67,21 @@ def hermetic_environ() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if not name.startswith(prefixes)}
 
 
+METRICS_KEY = mint_key("prom")
+"""Reads ``/metrics`` and the readiness details of a service started with :func:`production_env`."""
+
+
+METRICS_READER = {"Authorization": f"Bearer {METRICS_KEY}"}
+
+
 def production_env(service: Service, *, database_url: str = UNREACHABLE_DATABASE) -> dict[str, str]:
     """Everything ``service`` needs in production: a database, Redis, accepted keys, its peers' keys, and
     what only it needs (order-api's and the notifier's data and event keys, the gateway's webhook)."""
     p = service.prefix
-    accepted = [ApiKeyEntry(name="caller", hash=hash_key(mint_key("tst")), scopes=["events:publish"])]
+    accepted = [
+        ApiKeyEntry(name="caller", hash=hash_key(mint_key("tst")), scopes=["events:publish"]),
+        ApiKeyEntry(name="prometheus", hash=hash_key(METRICS_KEY), scopes=["metrics:read"]),
+    ]
     env = {
         f"{p}ENVIRONMENT": "production",
         f"{p}DATABASE_URL": database_url,
@@ -124,8 +135,7 @@ def image_command(service: Service) -> list[str]:
         "uvicorn",
         f"{service.package}.main:create_app",
         "--factory",
-        "--http",
-        "servicekit.server:HttpProtocol",
+        *UVICORN_OPTIONS,
         "--host",
         "127.0.0.1",
         "--port",
@@ -258,6 +268,58 @@ def write_secret_files(directory: Path, env: Mapping[str, str]) -> None:
         (directory / name).write_text(value + "\n")
 
 
+async def test_production_shows_only_what_it_must(tmp_path: Path, services: list[ServiceProcess]) -> None:
+    """order-api started as its image starts it, in production: no API documentation, ``/metrics`` and the
+    readiness details only for a ``metrics:read`` key, the readiness status alone for a probe, the security
+    headers and no ``Server`` banner."""
+    service = SERVICES["order-api"]
+    async with migrated_database("order-api") as url:
+        env = production_env(service, database_url=url) | {f"{service.prefix}VAR_DIR": str(tmp_path / "var")}
+        command = image_command(service)
+        process = subprocess.Popen(  # noqa: ASYNC220 (returns at once; fixed argv)
+            command,
+            env={**hermetic_environ(), **env},
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base_url = f"http://127.0.0.1:{command[-1]}"
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
+
+                async def ready() -> bool:
+                    assert process.poll() is None, "order-api exited"
+                    try:
+                        return (await client.get("/health/live")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                await eventually(ready, within=30.0, message="order-api answers")
+                answers = {path: await client.get(path) for path in ("/docs", "/redoc", "/openapi.json")}
+                answers["/metrics"] = await client.get("/metrics")
+                answers["/health/ready"] = await client.get("/health/ready")
+                metrics = await client.get("/metrics", headers=METRICS_READER)
+                details = await client.get("/health/ready", headers=METRICS_READER)
+        finally:
+            process.terminate()
+            await asyncio.to_thread(process.wait, 15)
+    assert {path: answer.status_code for path, answer in answers.items()} == {
+        "/docs": 404,
+        "/redoc": 404,
+        "/openapi.json": 404,
+        "/metrics": 401,
+        "/health/ready": 200,
+    }
+    assert answers["/health/ready"].json() == {"status": "ready"}
+    assert metrics.status_code == 200
+    assert "http_requests_total" in metrics.text
+    assert details.json()["checks"]["database"]["status"] == "ok"
+    for answer in [*answers.values(), metrics, details]:
+        assert "server" not in answer.headers
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store"
+
+
 def settings_fields(settings: BaseSettings) -> dict[str, object]:
     """Settings compared by value, secrets included."""
     return json.loads(json.dumps(settings.model_dump(mode="python"), default=_reveal))  # type: ignore[no-any-return]
@@ -307,7 +369,7 @@ async def test_a_production_start_from_secret_files_serves_and_is_ready(
         )
         services.append(await process.start())
         async with httpx.AsyncClient(base_url=process.url) as client:
-            ready = (await client.get("/health/ready")).json()
+            ready = (await client.get("/health/ready", headers=METRICS_READER)).json()
         assert ready["checks"]["database"]["detail"] == "postgresql"
         assert ready["checks"]["redis"]["status"] == "ok"
         assert ready["schema"]["status"] == "ok"

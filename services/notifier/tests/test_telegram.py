@@ -20,6 +20,7 @@ from notifier.testing import (
     delivery_attempts,
     make_settings,
     make_telegram_worker,
+    order_payload,
     running_workers,
     stored_notification,
 )
@@ -31,21 +32,11 @@ CARD = {
     "kind": "order_card",
     "chat": "operators",
     "event": "order.created",
+    # a card shows the order as order-api announced it, less whom it belongs to, plus who holds it
     "order": {
-        "order_id": "ord-1",
-        "status": "awaiting_deposit",
-        "from_currency": "BTC",
-        "from_network": "bitcoin",
-        "to_currency": "USDT",
-        "to_network": "tron",
-        "amount": "0.015",
-        "priority": "normal",
-        "deposit_address": "bc1qaddress",
-        "queue_position": None,
-        "expires_at": "2026-11-21T15:30:00+00:00",
-        "operator_id": None,
-        "operator_name": None,
-        "version": 1,
+        key: value
+        for key, value in order_payload(operator_name=None).items()
+        if key not in ("customer_id", "locale")
     },
     "note": None,
 }
@@ -172,9 +163,7 @@ async def test_an_unreachable_gateway_is_transient_then_dead(database: Database)
 
 def _order_event(event_type: str, event_id: str, **changes: Any) -> dict[str, Any]:
     payload = {
-        **CARD["order"],  # type: ignore[dict-item]
-        "customer_id": "cus-1",
-        "locale": "en",
+        **order_payload(operator_name=None),
         "from_status": None,
         "actor": "operator:op-7",
         "comment": None,

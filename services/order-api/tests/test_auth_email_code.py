@@ -273,7 +273,7 @@ async def test_code_requests_are_limited_per_email_even_for_unknown_emails(
             assert limited.json()["retry_after_seconds"] == retry_after
 
 
-async def test_auth_requests_are_limited_per_client_ip(
+async def test_auth_requests_are_limited_per_client_network(
     order_api: OrderApiRunner, db_session: AsyncSession, rate_limit_redis_url: str | None
 ) -> None:
     async with order_api(
@@ -298,6 +298,24 @@ async def test_auth_requests_are_limited_per_client_ip(
         forwarded = {"X-Forwarded-For": "203.0.113.7"}
         other = await client.post("/v1/auth/email-code", json={"email": "ip9@example.com"}, headers=forwarded)
         assert other.status_code == 202
+        # An IPv6 client is its /64: its addresses share one budget, and the next /64 is another client.
+        one_64 = [
+            (
+                await client.post(
+                    "/v1/auth/email-code",
+                    json={"email": f"v6-{n}@example.com"},
+                    headers={"X-Forwarded-For": f"2001:db8:1:2::{n:x}"},
+                )
+            ).status_code
+            for n in range(1, 5)
+        ]
+        assert one_64 == [202, 202, 202, 429]
+        next_64 = await client.post(
+            "/v1/auth/email-code",
+            json={"email": "v6@example.com"},
+            headers={"X-Forwarded-For": "2001:db8:1:3::1"},
+        )
+        assert next_64.status_code == 202
 
 
 async def test_the_flow_works_the_same_on_the_embedded_sqlite_database(

@@ -392,3 +392,21 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
         ("order.created", "queued"),
         ("order.status_changed", "awaiting_deposit"),
     ]
+
+
+async def test_the_order_with_its_session_token_and_payout_address_is_never_stored(
+    api: OrderApi, unique_email: str
+) -> None:
+    """Answers with a token or personal data carry ``Cache-Control: no-store`` (and the security headers):
+    no browser or proxy keeps them."""
+    created = await api.client.post("/v1/orders", json=order_body(unique_email))
+    assert created.status_code == 201, created.text
+    order = created.json()
+    assert order["session_token"].startswith("cs_")
+    auth = {"Authorization": f"Bearer {order['session_token']}"}
+    read = await api.client.get(f"/v1/orders/{order['id']}", headers=auth)
+    assert read.json()["payout_address"] == PAYOUT_USDT
+    for response in (created, read):
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"

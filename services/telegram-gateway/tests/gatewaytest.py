@@ -331,7 +331,16 @@ class Gateway:
 async def serve(app: FastAPI, port: int) -> AsyncIterator[Gateway]:
     """``app`` with its lifespan, on ``127.0.0.1:port``, until the block ends."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,  # as every launch does (servicekit.server.UVICORN_OPTIONS)
+            server_header=False,
+        )
     )
     task = asyncio.create_task(server.serve())
 

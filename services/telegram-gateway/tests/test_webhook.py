@@ -92,6 +92,29 @@ async def test_the_webhook_is_rate_limited_per_client(launch: Launch, fake_bot_a
     assert len(fake_bot_api.chat_messages(MALLORY.id)) == 3
 
 
+async def test_the_webhooks_rate_limit_counts_an_ipv6_client_by_its_64(
+    launch: Launch, fake_bot_api: FakeBotApi
+) -> None:
+    async with launch(webhook_rate_limit="3/minute", trusted_proxies=["127.0.0.1/32"]) as gateway:
+
+        async def post_from(client: str) -> int:
+            """``/help`` from Mallory, forwarded by the trusted proxy for ``client``."""
+            chat = {"id": MALLORY.id, "type": "private"}
+            message = {"message_id": 1, "date": 0, "chat": chat, "from": MALLORY.payload(), "text": "/help"}
+            response = await gateway.client.post(
+                "/telegram/webhook",
+                json={"update_id": 1, "message": message},
+                headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET, "X-Forwarded-For": client},
+            )
+            return response.status_code
+
+        one_64 = [await post_from(f"2001:db8:1:2::{n:x}") for n in range(1, 5)]
+        next_64 = await post_from("2001:db8:1:3::1")
+    assert one_64 == [200, 200, 200, 429]
+    assert next_64 == 200
+    assert len(fake_bot_api.chat_messages(MALLORY.id)) == 4  # the limited update reached no handler
+
+
 async def test_a_polling_gateway_refuses_webhook_calls(launch: Launch, fake_bot_api: FakeBotApi) -> None:
     async with launch(mode="polling") as gateway:
         response = await gateway.client.post(

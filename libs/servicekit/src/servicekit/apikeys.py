@@ -105,6 +105,21 @@ def _identify_caller(request: Request, credentials: HTTPAuthorizationCredentials
     return caller
 
 
+def caller_with_scope(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, scope: str
+) -> Caller:
+    """The caller of this request if its key carries ``scope``; ``401`` without a known key, ``403`` without
+    the scope."""
+    caller = _identify_caller(request, credentials)
+    if scope not in caller.scopes:
+        raise ScopeMissingError(f"This call needs the scope '{scope}'.", extra={"scope": scope})
+    return caller
+
+
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+"""The ``Authorization: Bearer`` credentials of a request, if any (for :func:`caller_with_scope`)."""
+
+
 async def current_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -123,10 +138,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Caller]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
-        caller = _identify_caller(request, credentials)
-        if scope not in caller.scopes:
-            raise ScopeMissingError(f"This call needs the scope '{scope}'.", extra={"scope": scope})
-        return caller
+        return caller_with_scope(request, credentials, scope)
 
     dependency.__name__ = f"require_scope_{scope.replace(':', '_').replace('-', '_')}"
     return dependency

@@ -37,6 +37,7 @@ from servicekit.outbox import (
 )
 from servicekit.retention import RetentionRule, forget_expired
 from servicekit.revisions import MigrationHistory, SchemaRevision, migrations_dir
+from servicekit.security_headers import SecurityHeadersMiddleware
 from servicekit.settings import PeerSettings, ServiceSettings, StartupRefusedError, refuse_production_guesses
 from servicekit.telemetry import (
     InstrumentedFastAPI,
@@ -52,6 +53,20 @@ log = logging.getLogger("servicekit.app")
 
 GC_YOUNG_THRESHOLD = 10_000
 """Allocations between collections of the youngest generation (CPython's default: 700)."""
+
+
+CORS_METHODS = ["GET", "POST", "PATCH", "OPTIONS"]
+"""What a browser on an allowed origin may send: the methods the services' routes have (a test compares them),
+the headers they read, and the response headers a page may read."""
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "traceparent",
+    "tracestate",
+]
+CORS_EXPOSED_HEADERS = ["X-Correlation-ID", "Retry-After"]
 
 
 class Worker(Protocol):
@@ -271,8 +286,16 @@ def create_service_app(
             log.info("service stopped")
 
     tags = [*(openapi_tags or []), {"name": "operations", "description": "Health and metrics."}]
+    docs = settings.docs_public
     app = InstrumentedFastAPI(
-        title=title, description=description, version=version, lifespan=lifespan, openapi_tags=tags
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        openapi_tags=tags,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.runtime = runtime
     app.state.settings = settings
@@ -287,12 +310,19 @@ def create_service_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
-            expose_headers=["X-Correlation-ID", "Retry-After", "ETag"],
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
         )
-    instrument_app(app, excluded_urls=settings.trace_excluded_urls, request_metrics=install_metrics(app))
-    app.include_router(health_router(settings.service_name))
+    docs_paths = [path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path]
+    app.outermost.append(
+        lambda inner: SecurityHeadersMiddleware(
+            inner, docs_paths=docs_paths if docs else (), hsts_max_age_seconds=settings.hsts_max_age_seconds
+        )
+    )
+    request_metrics = install_metrics(app, key_required=settings.metrics_need_key)
+    instrument_app(app, excluded_urls=settings.trace_excluded_urls, request_metrics=request_metrics)
+    app.include_router(health_router(settings.service_name, details_need_key=settings.metrics_need_key))
     return app
 
 

@@ -2,7 +2,9 @@
 
 Readiness runs every registered check with a timeout. Checks marked ``critical=False`` (peer services) are
 reported but do not make the service unready: a peer being down delays work, it must not take this service
-out of rotation too. It also reports the database's schema revision against the code's head
+out of rotation too. Where metrics need a key (``metrics_access``), only a caller with that key reads which
+checks ran and how they went; anyone else (a Kubernetes probe) gets the status alone, with the same HTTP
+status. It also reports the database's schema revision against the code's head
 (``servicekit.revisions``): a database behind the code makes the service unready.
 """
 
@@ -19,6 +21,9 @@ from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from pydantic import BaseModel, Field
 
+from servicekit.apikeys import BearerCredentials, caller_with_scope
+from servicekit.errors import DomainError
+from servicekit.metrics import METRICS_SCOPE
 from servicekit.revisions import SchemaRevision
 
 Check = Callable[[], Awaitable[str | None]]
@@ -63,7 +68,16 @@ async def _run(check: ReadinessCheck, limit_seconds: float) -> CheckResult:
     return CheckResult(status=status, critical=check.critical, latency_ms=latency, detail=detail)
 
 
-def health_router(service: str, timeout_seconds: float = 2.0) -> APIRouter:
+def _may_read_details(request: Request, credentials: BearerCredentials) -> bool:
+    try:
+        caller_with_scope(request, credentials, METRICS_SCOPE)
+    except DomainError:
+        return False
+    return True
+
+
+def health_router(service: str, timeout_seconds: float = 2.0, *, details_need_key: bool = False) -> APIRouter:
+    """``details_need_key``: readiness details only for a caller with :data:`METRICS_SCOPE`."""
     router = APIRouter(prefix="/health", tags=["operations"])
 
     @router.get("/live", summary="The process is up")
@@ -76,7 +90,8 @@ def health_router(service: str, timeout_seconds: float = 2.0) -> APIRouter:
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "A critical dependency is failing"}},
     )
-    async def ready(request: Request) -> JSONResponse:
+    async def ready(request: Request, credentials: BearerCredentials) -> JSONResponse:
+        """Where metrics need a key, a caller without a `metrics:read` key gets `{"status": ...}` alone."""
         checks: list[ReadinessCheck] = request.app.state.readiness_checks
         schema_revision: SchemaCheck | None = getattr(request.app.state, "schema_revision", None)
         # Health paths are never traced; without this each probe's SQL/Redis/HTTP calls would still export
@@ -98,6 +113,9 @@ def health_router(service: str, timeout_seconds: float = 2.0) -> APIRouter:
                 "schema": schema,
             }
         )
-        return JSONResponse(body.model_dump(by_alias=True), status_code=200 if healthy else 503)
+        status_code = 200 if healthy else 503
+        if details_need_key and not _may_read_details(request, credentials):
+            return JSONResponse({"status": body.status}, status_code=status_code)
+        return JSONResponse(body.model_dump(by_alias=True), status_code=status_code)
 
     return router

@@ -18,7 +18,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from servicekit.apikeys import BearerCredentials, caller_with_scope
+
 log = logging.getLogger("servicekit.access")
+METRICS_SCOPE = "metrics:read"
+"""The scope that reads ``/metrics`` and the details of ``/health/ready`` where they need a key."""
 QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
@@ -52,9 +56,10 @@ class RequestMetrics:
             )
 
 
-def install_metrics(app: FastAPI) -> RequestMetrics:
+def install_metrics(app: FastAPI, *, key_required: bool = False) -> RequestMetrics:
     """``GET /metrics`` on the app's registry (``app.state.metrics_registry``, for business metrics too), and
-    the request metrics the telemetry middleware records into it."""
+    the request metrics the telemetry middleware records into it. ``key_required``: only for an API key with
+    :data:`METRICS_SCOPE`."""
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
@@ -62,7 +67,9 @@ def install_metrics(app: FastAPI) -> RequestMetrics:
     router = APIRouter(tags=["operations"])
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response, include_in_schema=True)
-    async def metrics(request: Request) -> Response:
+    async def metrics(request: Request, credentials: BearerCredentials) -> Response:
+        if key_required:
+            caller_with_scope(request, credentials, METRICS_SCOPE)
         return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)

@@ -7,6 +7,11 @@ in the embedded single-node mode. A limit is a string like ``"30/minute"``; exce
 The client is identified by its IP. Behind a reverse proxy or a server-side frontend every request comes
 from the proxy's address, so ``X-Forwarded-For`` is honoured only when the direct peer is one of the
 configured trusted proxies; then the right-most address that is not itself a trusted proxy is the client.
+
+Limits count a client *network*, not an exact address (:func:`client_network`): an IPv6 client is its /64
+(one subscriber's LAN hands out addresses from a whole /64, so counting exact addresses lets one client be
+sixty), an IPv4 client its address (a /32; ``client_ipv4_prefix`` widens it), and an IPv4-mapped IPv6 address
+counts as the IPv4 address it maps.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 
 from fastapi import Request
 from limits import RateLimitItem, parse
@@ -22,8 +28,12 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from servicekit.errors import RateLimitedError
+from servicekit.settings import ClientNetworkSettings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MAX_CLIENT_KEY_LENGTH = 45
+"""Room a client network takes where it is stored (``2001:db8:1:2::/64``; an IPv6 text with a prefix fits)."""
 
 
 class RateLimiter:
@@ -74,6 +84,43 @@ def client_ip(request: Request, *, trusted_proxies: Sequence[Network]) -> str:
         if not _is_trusted(candidate, trusted_proxies):
             return candidate
     return forwarded[0] if forwarded else peer
+
+
+def client_network(address: str, *, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str:
+    """The client as per-client limits count it: an IPv4 address (or its ``/ipv4_prefix`` network when
+    narrower than 32), an IPv6 address's ``/ipv6_prefix`` network (``2001:db8:1:2::/64``), an IPv4-mapped
+    IPv6 address as the IPv4 address it maps. Equal clients give equal text whatever their spelling. A peer
+    that is not an IP address (a Unix socket, a test client) is kept as it is, cut to the stored length."""
+    return _client_network(address, ipv4_prefix, ipv6_prefix)
+
+
+@lru_cache(maxsize=4096)
+def _client_network(address: str, ipv4_prefix: int, ipv6_prefix: int) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:MAX_CLIENT_KEY_LENGTH]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        if ipv4_prefix >= 32:
+            return str(ip)
+        return str(ipaddress.IPv4Network((ip, ipv4_prefix), strict=False))
+    if ipv6_prefix >= 128:
+        return str(ip)
+    return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+
+
+def client_key(
+    request: Request, *, trusted_proxies: Sequence[Network], settings: ClientNetworkSettings
+) -> str:
+    """The client network of a request (:func:`client_ip`, then :func:`client_network`): what every
+    per-client limit counts."""
+    return client_network(
+        client_ip(request, trusted_proxies=trusted_proxies),
+        ipv4_prefix=settings.client_ipv4_prefix,
+        ipv6_prefix=settings.client_ipv6_prefix,
+    )
 
 
 def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:

@@ -14,6 +14,16 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+UVICORN_OPTIONS = ("--http", "servicekit.server:HttpProtocol", "--no-proxy-headers", "--no-server-header")
+"""How every launch of a service runs uvicorn (Dockerfiles, ``make run``, test and benchmark processes):
+
+- this module's protocol (a response in one write);
+- no proxy headers: uvicorn would otherwise take the client address from ``X-Forwarded-For`` sent from
+  127.0.0.1 whatever the service's ``TRUSTED_PROXIES`` say; the service reads the header itself, from the
+  proxies it trusts (``servicekit.ratelimit.client_ip``);
+- no ``Server`` banner.
+"""
+
 
 class CoalescedWrites:
     """A transport that sends what is written to it during one event-loop step as one write."""

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import ClassVar, Self, TypeVar
+from typing import ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -115,6 +115,26 @@ class DataKeySettings(BaseModel):
     )
 
 
+class ClientNetworkSettings(BaseModel):
+    """How wide a client is, for per-client limits: mixed into the settings of a service
+    that has them (``servicekit.ratelimit.client_network``)."""
+
+    client_ipv4_prefix: int = Field(
+        default=32,
+        ge=8,
+        le=32,
+        description="Per-client limits count an IPv4 client by this prefix of its address: 32 is one "
+        "address; 24 would count a /24 as one client.",
+    )
+    client_ipv6_prefix: int = Field(
+        default=64,
+        ge=16,
+        le=128,
+        description="Per-client limits count an IPv6 client by this prefix of its address: 64 counts a "
+        "subscriber's whole /64 as one client (IPv4-mapped addresses count as IPv4).",
+    )
+
+
 class EventKeySettings(BaseModel):
     """The keys personal data travels sealed with in events between two services (``servicekit.sealing``):
     the same key ring on the publisher and the receiver."""
@@ -199,6 +219,23 @@ class ServiceSettings(BaseSettings):
     trace_database: bool = Field(default=True, description="Emit a span per SQL statement.")
 
     cors_origins: list[str] = Field(default_factory=list, description="Frontend origins allowed (JSON list).")
+    api_docs: Literal["public", "off"] | None = Field(
+        default=None,
+        description="`/docs`, `/redoc` and `/openapi.json`: `public` or `off`. Unset: public, except off in "
+        "production.",
+    )
+    metrics_access: Literal["public", "key"] | None = Field(
+        default=None,
+        description="`/metrics` and the details of `/health/ready`: `public`, or `key` (only for an API key with "
+        "the scope `metrics:read`; others get the readiness status alone). Unset: public, except key in "
+        "production.",
+    )
+    hsts_max_age_seconds: int = Field(
+        default=0,
+        ge=0,
+        description="`Strict-Transport-Security: max-age=…` on every response when above 0: set it when the "
+        "service is reached over HTTPS only. 0 sends none.",
+    )
     max_body_bytes: int = Field(default=1_048_576, description="Request bodies larger than this are refused.")
     max_json_depth: int = Field(
         default=32, ge=1, description="JSON request bodies nested deeper than this are refused (422)."
@@ -265,6 +302,16 @@ class ServiceSettings(BaseSettings):
                 f"({self.outbox_redelivery_span}): a duplicate arriving later would be processed again"
             )
         return self
+
+    @property
+    def docs_public(self) -> bool:
+        """Whether the API documentation (``api_docs``) is served."""
+        return (self.api_docs or ("off" if self.environment == PRODUCTION else "public")) == "public"
+
+    @property
+    def metrics_need_key(self) -> bool:
+        """Whether ``/metrics`` and readiness details are only for a ``metrics:read`` key (``metrics_access``)."""
+        return (self.metrics_access or ("key" if self.environment == PRODUCTION else "public")) == "key"
 
     @property
     def embedded(self) -> bool:

@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from servicekit.app import request_session
 from servicekit.migrations import upgrade
 from servicekit.sealing import Keyring
+from servicekit.server import UVICORN_OPTIONS
 
 T = TypeVar("T")
 
@@ -277,8 +278,7 @@ class ServiceProcess:
                 "--port",
                 str(self.port),
                 "--no-access-log",
-                "--http",
-                "servicekit.server:HttpProtocol",
+                *UVICORN_OPTIONS,
             ],
             env=self.env,
             stdout=log,

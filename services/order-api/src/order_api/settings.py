@@ -8,7 +8,13 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import DataKeySettings, EventKeySettings, PeerSettings, ServiceSettings
+from servicekit.settings import (
+    ClientNetworkSettings,
+    DataKeySettings,
+    EventKeySettings,
+    PeerSettings,
+    ServiceSettings,
+)
 
 
 class CurrencyRules(BaseModel):
@@ -43,7 +49,7 @@ class PriorityRules(BaseModel):
     vip_completed_orders: int = Field(default=20, description="Completed orders that earn 'vip'.")
 
 
-class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
+class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, ServiceSettings):
     """Customer data is sealed with the data keys (``servicekit.sealing``); what events tell the notifier about
     a customer travels sealed with the event keys, the same ring as the notifier's."""
 
@@ -87,7 +93,9 @@ class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
     email_code_minutes: int = Field(default=10, description="How long an emailed one-time code is valid.")
     email_code_max_attempts: int = Field(default=5, description="Wrong guesses before a code is spent.")
     email_code_rate_limit: str = Field(default="5/hour", description="Code requests per email address.")
-    auth_rate_limit: str = Field(default="20/minute", description="Auth requests per client IP.")
+    auth_rate_limit: str = Field(
+        default="20/minute", description="Auth requests per client network (an IPv4 address, an IPv6 /64)."
+    )
 
     # Orders.
     currencies: dict[str, CurrencyRules] = Field(
@@ -95,9 +103,17 @@ class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
         description="Per-currency precision and limits (JSON).",
     )
     priority: PriorityRules = Field(default_factory=PriorityRules, description="Queue-priority rules (JSON).")
-    max_open_orders_per_customer: int = Field(default=3, description="Open orders one customer may hold.")
-    max_open_orders_per_ip: int = Field(default=20, description="Open orders one client IP may hold.")
-    order_rate_limit: str = Field(default="30/minute", description="Order creations per client IP.")
+    max_open_orders_per_customer: int = Field(
+        default=3,
+        description="Open orders one customer may hold: those placed with a session proven by the emailed "
+        "code count together; those placed with just the email count per client network.",
+    )
+    max_open_orders_per_ip: int = Field(
+        default=20, description="Open orders one client network (an IPv4 address, an IPv6 /64) may hold."
+    )
+    order_rate_limit: str = Field(
+        default="30/minute", description="Order creations per client network (an IPv4 address, an IPv6 /64)."
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list, description="CIDRs whose X-Forwarded-For is believed (JSON list)."
     )

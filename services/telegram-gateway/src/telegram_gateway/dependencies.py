@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from servicekit.ratelimit import Network, RateLimiter, client_ip
+from servicekit.ratelimit import Network, RateLimiter, client_key
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.metrics import GatewayMetrics
 from telegram_gateway.settings import Settings
@@ -33,8 +33,10 @@ async def _rate_limiter(request: Request) -> RateLimiter:
 
 
 async def _client_ip(request: Request) -> str:
+    """The client's network as the webhook's rate limit counts it (an IPv4 address, an IPv6 /64)."""
     trusted: list[Network] = request.app.state.trusted_proxies
-    return client_ip(request, trusted_proxies=trusted)
+    settings: Settings = request.app.state.settings
+    return client_key(request, trusted_proxies=trusted, settings=settings)
 
 
 AppSettings = Annotated[Settings, Depends(_settings)]

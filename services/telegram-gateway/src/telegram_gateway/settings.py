@@ -7,14 +7,14 @@ from typing import ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.settings import ClientNetworkSettings, PeerSettings, ServiceSettings
 
 BotMode = Literal["webhook", "polling"]
 TELEGRAM_API_URL = "https://api.telegram.org"
 SECRET_TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
-class Settings(ServiceSettings):
+class Settings(ClientNetworkSettings, ServiceSettings):
     model_config = SettingsConfigDict(
         env_prefix="TELEGRAM_GATEWAY_",
         env_file=".env",
@@ -63,7 +63,8 @@ class Settings(ServiceSettings):
         "required in webhook mode.",
     )
     webhook_rate_limit: str = Field(
-        default="600/minute", description="Webhook requests accepted per client address (limits syntax)."
+        default="600/minute",
+        description="Webhook requests accepted per client network (an IPv4 address, an IPv6 /64; limits syntax).",
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,

@@ -2,7 +2,9 @@
 
 - ``CurrentCustomer``: the customer of a valid ``Authorization: Bearer cs_…`` session, else ``401``;
 - ``OptionalCustomer``: ``None`` when no ``Authorization`` header is sent, ``401`` for a bad one;
-- ``Protection``, ``RateLimits``, ``ClientIp``, ``AppSettings``: what the app holds, for service calls.
+- ``Protection``, ``RateLimits``, ``AppSettings``: what the app holds, for service calls;
+- ``ClientIp``: the client's network as per-client limits count it (an IPv4 address, an IPv6 /64:
+  ``servicekit.ratelimit.client_key``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from order_api.auth.service import CustomerPrincipal, authenticate_customer
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.app import DbSession
-from servicekit.ratelimit import Network, RateLimiter, client_ip, parse_networks
+from servicekit.ratelimit import Network, RateLimiter, client_key, parse_networks
 
 _session_token = HTTPBearer(
     auto_error=False,
@@ -64,11 +66,11 @@ async def _settings(request: Request) -> Settings:
 
 
 async def _client_ip(request: Request) -> str:
+    settings: Settings = request.app.state.settings
     networks: list[Network] | None = getattr(request.app.state, "trusted_proxies", None)
     if networks is None:
-        settings: Settings = request.app.state.settings
         networks = request.app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
-    return client_ip(request, trusted_proxies=networks)
+    return client_key(request, trusted_proxies=networks, settings=settings)
 
 
 CurrentCustomer = Annotated[CustomerPrincipal, Depends(_current_customer)]

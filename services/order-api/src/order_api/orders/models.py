@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from order_api.db import Base
@@ -69,7 +69,17 @@ class Order(Base):
     deposit_address: Mapped[str | None] = mapped_column(String(128))
     queue_position: Mapped[int | None] = mapped_column(Integer)
     estimated_wait_seconds: Mapped[int | None] = mapped_column(Integer)
-    client_ip: Mapped[str] = mapped_column(String(45))
+    client_ip: Mapped[str] = mapped_column(
+        String(45),
+        comment="The client's network as per-client limits count it: an IPv4 address, an IPv6 /64.",
+    )
+    mailbox_proven: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        comment="Placed with a session proven by the emailed code: counts against the customer's own cap; "
+        "otherwise against the email's cap from this client network.",
+    )
     operator_id: Mapped[str | None] = mapped_column(String(36))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

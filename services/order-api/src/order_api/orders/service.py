@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -217,15 +217,27 @@ async def _claim_idempotency_key(
     return OrderResponse(status_code=existing.response_status, body=body)
 
 
-async def _holds_open_orders(session: AsyncSession, *, column: Any, value: str, limit: int) -> bool:
-    """Whether ``column == value`` already holds ``limit`` open orders (reads at most ``limit`` rows)."""
+async def _holds_open_orders(session: AsyncSession, *, holder: ColumnElement[bool], limit: int) -> bool:
+    """Whether the orders matching ``holder`` already hold ``limit`` open ones (reads at most ``limit`` rows)."""
     open_orders = (
-        select(Order.id)
-        .where(column == value, Order.status.in_([s.value for s in OPEN]))
-        .limit(limit)
-        .subquery()
+        select(Order.id).where(holder, Order.status.in_([s.value for s in OPEN])).limit(limit).subquery()
     )
     return int(await session.scalar(select(func.count()).select_from(open_orders)) or 0) >= limit
+
+
+def _customer_cap(customer_id: str, *, proven: bool, client_ip: str) -> ColumnElement[bool]:
+    """The orders a new order of this customer is counted with against ``max_open_orders_per_customer``.
+
+    Only what the caller has proven: with a full session (the mailbox proven by an emailed code), the
+    customer's orders placed the same way; with just the email, the orders placed with just that email from
+    the same client network. Whoever merely knows an email cannot fill the cap of its owner elsewhere, and
+    a proven customer can always order up to the cap. Pool draining stays bounded by the per-network cap and
+    rate limit, which count every order of the network."""
+    if proven:
+        return and_(Order.customer_id == customer_id, Order.mailbox_proven.is_(True))
+    return and_(
+        Order.customer_id == customer_id, Order.mailbox_proven.is_(False), Order.client_ip == client_ip
+    )
 
 
 async def create_order(
@@ -260,6 +272,7 @@ async def create_order(
         status=OrderStatus.QUEUED.value,
         allocation_state=AllocationState.PENDING.value,
         client_ip=client_ip,
+        mailbox_proven=full_session is not None,
         version=1,
         created_at=now,
         updated_at=now,
@@ -310,12 +323,20 @@ async def create_order(
     if full_session is not None and full_session.customer_id != customer.id:
         raise _field_error("email", "does not match the signed-in customer")
     limit = settings.max_open_orders_per_customer
-    if await _holds_open_orders(session, column=Order.customer_id, value=customer.id, limit=limit):
+    if await _holds_open_orders(
+        session,
+        holder=_customer_cap(customer.id, proven=full_session is not None, client_ip=client_ip),
+        limit=limit,
+    ):
         raise OpenOrderLimitError(
-            f"A customer may hold {limit} open orders; finish or cancel one first.", extra={"limit": limit}
+            f"A customer may hold {limit} open orders; finish or cancel one first."
+            if full_session is not None
+            else f"This email holds {limit} open orders from this network; finish or cancel one first, or "
+            "sign in with an emailed code (POST /v1/auth/email-code).",
+            extra={"limit": limit},
         )
     limit = settings.max_open_orders_per_ip
-    if await _holds_open_orders(session, column=Order.client_ip, value=client_ip, limit=limit):
+    if await _holds_open_orders(session, holder=Order.client_ip == client_ip, limit=limit):
         raise _ip_limit_error(limit)
 
     order.customer_id = customer.id
