@@ -24,7 +24,7 @@ CALLERS = {
     "reader": {"Authorization": f"Bearer {KEYS.reader}"},
     "anonymous": {},
 }
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 30
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

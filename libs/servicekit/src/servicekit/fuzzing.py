@@ -10,6 +10,7 @@ thread, one request at a time. Examples are derandomized: the same inputs every 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
+
+log = logging.getLogger("servicekit.fuzzing")
 
 HOSTILE_VALUES: tuple[Any, ...] = (
     "\x00",
@@ -111,6 +114,7 @@ def find_server_errors(
     ``peers_down``: the test left the service's peers unreachable, so a ``503 peer_unavailable`` is right."""
     schema = schemathesis.openapi.from_dict(dict(openapi))
     errors: list[ServerError] = []
+    sent: dict[str, int] = {}
     names = sorted(callers)
     for result in schema.get_all_operations():
         if not isinstance(result, Ok):
@@ -136,6 +140,7 @@ def find_server_errors(
                 _hostile(case, data)
             request = _request_of(case, callers[caller])
             response = asyncio.run_coroutine_threadsafe(client.request(**request), loop).result()
+            sent[case.operation.label] = sent.get(case.operation.label, 0) + 1
             if response.status_code >= 500 and not (peers_down and _peer_unavailable(response)):
                 errors.append(
                     ServerError(
@@ -144,6 +149,9 @@ def find_server_errors(
                 )
 
         check()
+        if not sent.get(operation.label):
+            raise AssertionError(f"{operation.label} was never fuzzed")
+    log.info("fuzzed %d operations with %d requests", len(sent), sum(sent.values()))
     return errors
 
 
