@@ -110,7 +110,7 @@ def json_body_problem(body: bytes, *, max_depth: int) -> ValidationFailedError |
     """A problem for a JSON body nested deeper than ``max_depth`` or holding a NUL (naming its fields)."""
     if _json_depth_exceeds(body, max_depth):
         return JsonTooDeepError.for_field("body", f"nested at most {max_depth} levels deep", kind="too_deep")
-    if _JSON_NUL.search(body) is None:
+    if (b"\\u0000" not in body and b"\x00" not in body) or _JSON_NUL.search(body) is None:
         return None
     try:
         fields = list(dict.fromkeys(_strings_with_nul(json.loads(body)))) or ["body"]
