@@ -138,7 +138,11 @@ class Runtime:
     ) -> ServiceClient:
         """A client for peer ``name``; ``probe`` (an authenticated call) is reported by ``/health/ready``."""
         client = ServiceClient(
-            peer=name, base_url=peer.url, api_key=peer.api_key, timeout_seconds=peer.timeout_seconds
+            peer=name,
+            base_url=peer.url,
+            api_key=peer.api_key,
+            timeout_seconds=peer.timeout_seconds,
+            max_response_bytes=peer.max_response_bytes,
         )
         self.peers[name] = client
         if probe is not None:
@@ -177,7 +181,7 @@ class Runtime:
             answer = await client.post_json(
                 "/v1/events/batch", EventBatch(events=events).model_dump(mode="json"), idempotent=False
             )
-            return {receipt.event_id for receipt in EventBatchReceipt.model_validate(answer).receipts}
+            return {receipt.event_id for receipt in client.answer_as(EventBatchReceipt, answer).receipts}
 
         relay = OutboxRelay(
             database=self.database,

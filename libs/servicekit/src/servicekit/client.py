@@ -11,6 +11,11 @@ Every request carries the API key. Idempotent requests are retried with exponent
 connection errors and 502/503/504. A peer's problem+json comes back as the same typed
 :class:`~servicekit.errors.DomainError` the peer raised, so errors stay typed across hops; a peer refusing
 our own key (401/403) is :class:`PeerRejectedError`, an outage :class:`PeerUnavailableError`.
+
+A peer is trusted for its job, not for anything: an answer body over ``max_response_bytes`` is not read
+(:class:`~servicekit.errors.PeerAnswerInvalidError`), ``answer_as`` checks an answer against the model the
+caller expects, and every error raised here is marked with the peer it came from, so this service's error
+handler never forwards it to its own callers as the peer wrote it (``servicekit.errors``).
 """
 
 from __future__ import annotations
@@ -18,24 +23,40 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from opentelemetry import propagate, trace
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
-from servicekit.errors import DomainError, PeerRejectedError, PeerUnavailableError, error_for_code
+from servicekit.errors import (
+    DomainError,
+    PeerAnswerInvalidError,
+    PeerRejectedError,
+    PeerUnavailableError,
+    error_for_code,
+)
 from servicekit.telemetry import instrument_httpx_client, tracer_provider
 from servicekit.workers import backoff_delay
 
 log = logging.getLogger("servicekit.client")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 MAX_CONNECTIONS = 100
+MAX_RESPONSE_BYTES = 64 * 1024
+"""The largest answer body read from a peer by default (``PeerSettings.max_response_bytes``): every answer
+between the services is a few hundred bytes; a peer answering megabytes is broken or hostile, and is not read
+into memory."""
+_CHUNK_BYTES = 16 * 1024
+_DECODED = frozenset({b"content-encoding", b"content-length"})
+"""Headers that describe the body as sent, dropped once it is read (decompressed)."""
+MAX_PEER_TEXT = 300
+"""How much of a peer's problem ``code`` and ``detail`` is kept (for logs; callers never see them)."""
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, httpx.TransportError)
 
 
@@ -69,8 +90,10 @@ class ServiceClient:
         attempts: int = 3,
         backoff_seconds: float = 0.1,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.peer = peer
+        self.max_response_bytes = max_response_bytes
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
         self.base_url = base_url.rstrip("/")
@@ -110,8 +133,27 @@ class ServiceClient:
         """Send a request; return the 2xx response or raise the typed error the peer answered with.
 
         ``idempotent`` defaults to the method's semantics; pass ``True`` for a POST the peer deduplicates
-        (by order id, event id or ``Idempotency-Key``) so it is retried too.
+        (by order id, event id or ``Idempotency-Key``) so it is retried too. Every error raised has ``peer``
+        set (see :attr:`DomainError.peer`).
         """
+        try:
+            return await self._request(
+                method, path, json=json, params=params, headers=headers, idempotent=idempotent
+            )
+        except DomainError as error:
+            error.peer = self.peer
+            raise
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        idempotent: bool | None,
+    ) -> httpx.Response:
         method = method.upper()
         retry = idempotent if idempotent is not None else method in IDEMPOTENT_METHODS
         attempts = self.attempts if retry else 1
@@ -156,9 +198,18 @@ class ServiceClient:
         with self._tracer.start_as_current_span(method, kind=trace.SpanKind.CLIENT) as span:
             propagate.inject(sent)
             if self.http is not None:
-                response = await self.http.request(
+                request = self.http.build_request(
                     method, path, content=body, params=tuple(_query(params or {})), headers=sent
                 )
+                streamed = await self.http.send(request, stream=True)
+                try:
+                    content = await self._bounded(streamed.headers, streamed.aiter_bytes(_CHUNK_BYTES))
+                finally:
+                    await streamed.aclose()
+                headers_read = [
+                    (name, value) for name, value in streamed.headers.raw if name.lower() not in _DECODED
+                ]
+                response = httpx.Response(streamed.status_code, headers=headers_read, content=content)
             else:
                 session = self._session
                 if session is None or session.closed:
@@ -170,11 +221,25 @@ class ServiceClient:
                 async with session.request(
                     method, url, data=body, params=_query(params) if params else None, headers=sent
                 ) as answer:
-                    content = await answer.read()
+                    try:
+                        if answer.content_length is not None and "Content-Encoding" not in answer.headers:
+                            if answer.content_length > self.max_response_bytes:
+                                raise self._too_large()
+                            content = await answer.read()  # exactly Content-Length bytes
+                        else:
+                            content = await self._bounded(
+                                answer.headers, answer.content.iter_chunked(_CHUNK_BYTES)
+                            )
+                    except PeerAnswerInvalidError:
+                        answer.close()  # the rest is never read: the connection is not reused
+                        raise
                 # Without an ``httpx.Request``: building one parses the URL again, half of this wrapping's
                 # cost on every call, and nothing reads it (``raise_for_status`` is not how peers' errors
                 # are raised here; ``_error_from`` is).
-                response = httpx.Response(answer.status, headers=answer.raw_headers, content=content)
+                raw_headers = answer.raw_headers
+                if "Content-Encoding" in answer.headers:  # ``content`` is decompressed already
+                    raw_headers = tuple((n, v) for n, v in raw_headers if n.lower() not in _DECODED)
+                response = httpx.Response(answer.status, headers=raw_headers, content=content)
             if span.is_recording():
                 span.set_attributes(
                     {
@@ -188,8 +253,40 @@ class ServiceClient:
                     span.set_status(trace.StatusCode.ERROR)
             return response
 
+    def _too_large(self) -> PeerAnswerInvalidError:
+        return PeerAnswerInvalidError.of(
+            self.peer,
+            f"more than {self.max_response_bytes} bytes",
+            max_response_bytes=self.max_response_bytes,
+        )
+
+    async def _bounded(self, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> bytes:
+        """The body, read chunk by chunk (decompressed, if the peer compressed it) up to the limit."""
+        length = headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_response_bytes and "Content-Encoding" not in headers:
+            raise self._too_large()
+        received = bytearray()
+        async for chunk in chunks:
+            received += chunk
+            if len(received) > self.max_response_bytes:
+                raise self._too_large()
+        return bytes(received)
+
+    def answer_as(self, model: type[ModelT], response_body: Any) -> ModelT:
+        """``response_body`` (decoded JSON) as ``model``, or :class:`PeerAnswerInvalidError` (marked with
+        this peer) when it is not one: a peer's malformed answer is its failure, never a 500 here."""
+        try:
+            return model.model_validate(response_body)
+        except ValidationError as exc:
+            error = self.invalid_answer(f"not a {model.__name__} ({exc.error_count()} problems)")
+            raise error from exc
+
+    def invalid_answer(self, reason: str) -> PeerAnswerInvalidError:
+        """The error for an answer of this peer the caller cannot use (its ``reason`` is logged, not shown)."""
+        return PeerAnswerInvalidError.of(self.peer, reason)
+
     async def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
-        return (await self.request("GET", path, params=params)).json()
+        return self._json(await self.request("GET", path, params=params))
 
     async def post_json(
         self,
@@ -200,7 +297,13 @@ class ServiceClient:
         idempotent: bool | None = None,
     ) -> Any:
         response = await self.request("POST", path, json=json, headers=headers, idempotent=idempotent)
-        return response.json() if response.content else None
+        return self._json(response) if response.content else None
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:  # not JSON, or not UTF-8
+            raise self.invalid_answer("not JSON") from exc
 
     def _error_from(self, response: httpx.Response) -> DomainError:
         problem: dict[str, Any] = {}
@@ -212,8 +315,8 @@ class ServiceClient:
                 problem = body if isinstance(body, dict) else {}
             except ValueError:
                 problem = {}
-        code = str(problem.get("code", ""))
-        detail = str(problem.get("detail") or response.reason_phrase)
+        code = str(problem.get("code", ""))[:MAX_PEER_TEXT]
+        detail = str(problem.get("detail") or response.reason_phrase)[:MAX_PEER_TEXT]
         if response.status_code in (401, 403):
             return PeerRejectedError(
                 f"{self.peer} refused this service's credentials: {detail}",

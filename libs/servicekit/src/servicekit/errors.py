@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
+PEER_RETRY_AFTER_SECONDS = 5
+"""The ``Retry-After`` of a call that failed because a peer did: this service's own, whatever the peer said."""
 log = logging.getLogger("servicekit.errors")
 
 _registry: dict[str, type[DomainError]] = {}
@@ -33,6 +35,10 @@ class DomainError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
+    #: The peer service this error came from (set by the service client). Such an error is for this
+    #: service's code to handle; if it reaches a route's caller, it is answered as this service's own
+    #: ``peer_unavailable``, never with the peer's status, detail or ``Retry-After``.
+    peer: str | None = None
 
     def __init__(self, detail: str | None = None, *, extra: Mapping[str, Any] | None = None) -> None:
         self.detail = detail or self.title
@@ -124,6 +130,21 @@ class PeerUnavailableError(DomainError):
     status = 503
     code = "peer_unavailable"
     title = "A service this call depends on is unavailable"
+
+
+class PeerAnswerInvalidError(PeerUnavailableError):
+    """A peer answered, but not with anything this service can use (too large, not the expected shape, or
+    content that fails its checks): treated like no answer at all."""
+
+    code = "peer_answer_invalid"
+    title = "A service this call depends on gave an answer that cannot be used"
+
+    @classmethod
+    def of(cls, peer: str, reason: str, **extra: Any) -> PeerAnswerInvalidError:
+        """The error for an answer of ``peer`` that cannot be used; ``reason`` is for the log."""
+        error = cls(f"{peer} gave an answer that cannot be used: {reason}", extra={"peer": peer, **extra})
+        error.peer = peer
+        return error
 
 
 class PeerRejectedError(DomainError):
@@ -226,6 +247,25 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _peer_failure(request: Request, exc: DomainError) -> JSONResponse:
+    """A peer's error that no code handled: logged as the peer wrote it, answered as this service's own."""
+    log.warning(
+        "a peer's error reached the caller; answered as peer_unavailable",
+        extra={
+            "peer": exc.peer,
+            "peer_error": type(exc).__name__,
+            "peer_code": exc.code,
+            "peer_detail": exc.detail[:300],
+            "path": request.url.path,
+        },
+    )
+    own = PeerUnavailableError(
+        "A service this call depends on is unavailable; try again later.",
+        extra={"retry_after_seconds": PEER_RETRY_AFTER_SECONDS},
+    )
+    return problem_response(own.to_problem(request.url.path), {"Retry-After": str(PEER_RETRY_AFTER_SECONDS)})
+
+
 def problem_response(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(dict(body), status_code=int(body["status"]), media_type=PROBLEM_JSON, headers=headers)
 
@@ -242,6 +282,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
         headers = None
+        if exc.peer is not None:
+            return _peer_failure(request, exc)
         if isinstance(exc, RateLimitedError):
             headers = {"Retry-After": str(exc.retry_after_seconds)}
         elif exc.status == 401:

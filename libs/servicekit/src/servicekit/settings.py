@@ -97,6 +97,12 @@ class PeerSettings(BaseModel):
     url: str = Field(description="Base URL of the peer service.")
     api_key: SecretStr = Field(default=SecretStr(""), description="The API key this service presents to it.")
     timeout_seconds: float = Field(default=5.0, description="Per-request timeout.")
+    max_response_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="The largest answer body read from it; a larger one is not read and counts as no answer.",
+    )
 
 
 class DataKeySettings(BaseModel):

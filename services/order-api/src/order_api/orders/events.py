@@ -5,9 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.clients.wallet_pool import Allocation
+from order_api.clients.wallet_pool import Allocation, checked_allocation
 from order_api.orders.service import apply_allocation, load_order
 from order_api.settings import Settings
+from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
 
@@ -23,16 +24,27 @@ class WalletAssigned(BaseModel):
 
 def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
     async def wallet_assigned(session: AsyncSession, envelope: EventEnvelope) -> None:
-        """A queued order got an address released by another order: it now awaits the deposit."""
+        """A queued order got an address released by another order: it now awaits the deposit. The payload
+        is read through its model, the address checked as an allocation answer is (``checked_allocation``),
+        and one another open order holds is refused too: such an event is ``422``, and nothing of it is
+        stored."""
         assigned = read_payload(WalletAssigned, envelope)
         order = await load_order(session, order_id=assigned.order_id, for_update=True)
-        allocation = Allocation(
-            order_id=order.id,
-            status="allocated",
-            currency=assigned.currency,
-            network=assigned.network,
-            address=assigned.address,
-        )
-        await apply_allocation(session, order=order, allocation=allocation, settings=settings)
+        try:
+            allocation = checked_allocation(
+                Allocation(
+                    order_id=order.id,
+                    status="allocated",
+                    currency=assigned.currency,
+                    network=assigned.network,
+                    address=assigned.address,
+                ),
+                order_id=order.id,
+                currency=order.from_currency,
+                network=order.from_network,
+            )
+            await apply_allocation(session, order=order, allocation=allocation, settings=settings)
+        except PeerAnswerInvalidError as exc:
+            raise ValidationFailedError.for_field("payload.address", exc.detail) from exc
 
     return {"wallet.assigned": wallet_assigned}

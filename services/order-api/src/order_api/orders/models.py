@@ -38,6 +38,9 @@ class AllocationState(enum.StrEnum):
     RELEASED = "released"
 
 
+OPEN_WITH_ADDRESS = "deposit_address IS NOT NULL AND status IN ('awaiting_deposit', 'in_progress')"
+
+
 class Order(Base):
     __tablename__ = "order"
     __table_args__ = (
@@ -50,6 +53,14 @@ class Order(Base):
             "created_at",
             postgresql_where=text("allocation_state = 'pending'"),
             sqlite_where=text("allocation_state = 'pending'"),
+        ),
+        # One open order per deposit address: wallet-pool handing out an address twice at once is refused.
+        Index(
+            "uq_order_open_deposit_address",
+            "deposit_address",
+            unique=True,
+            postgresql_where=text(OPEN_WITH_ADDRESS),
+            sqlite_where=text(OPEN_WITH_ADDRESS),
         ),
     )
 

@@ -3,7 +3,10 @@
 Creating an order takes two short transactions around one call to wallet-pool: the order is committed
 first (so it exists whatever wallet-pool does), then wallet-pool is asked for an address, then the answer is
 applied. If wallet-pool is down the order stays ``queued`` with its allocation pending and the reconciler
-(``workers``) asks again until it answers: the order is never lost.
+(``workers``) asks again until it answers: the order is never lost. An answer that cannot be used (see
+``clients.wallet_pool``: malformed, about another order, an address that is not the order's, or an address
+another open order holds) counts as no answer: nothing of it is stored, the customer gets the order without
+an address (``201``), and the reconciler asks again later.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -18,8 +22,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import InvalidAddressError, UnsupportedNetworkError, default_network, validate_address
@@ -30,7 +36,7 @@ from order_api.auth.service import (
     hash_token,
     open_order_session,
 )
-from order_api.clients.wallet_pool import Allocation, WalletPoolClient
+from order_api.clients.wallet_pool import WALLET_POOL, Allocation, WalletPoolClient
 from order_api.customers.models import CUSTOMER_ROLE, new_customer_id
 from order_api.customers.service import EMAIL_CONTEXT, lock_or_create_customer
 from order_api.db import outbox
@@ -59,11 +65,12 @@ from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, Order
 from order_api.protection import DataProtection
 from order_api.settings import CurrencyRules, PriorityRules, Settings
 from servicekit.db import Driver, driver, utcnow
-from servicekit.errors import DomainError, PeerRejectedError, PeerUnavailableError
+from servicekit.errors import DomainError, PeerAnswerInvalidError
 from servicekit.outbox import add_event
 from servicekit.ratelimit import RateLimiter
 from servicekit.telemetry import current_trace_id, current_traceparent
 
+log = logging.getLogger("order_api.orders")
 PAYOUT_CONTEXT = "order.payout_address"
 IDEMPOTENCY_CONTEXT = "order.idempotent_response"
 IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
@@ -360,7 +367,7 @@ async def create_order(
 
     allocation = await _ask_for_address(wallet_pool, order=order)
     if allocation is not None:
-        await apply_allocation(session, order=order, allocation=allocation, settings=settings, announce=False)
+        await _apply_answer(session, order=order, allocation=allocation, settings=settings)
     await announce_order(session, order=order)
 
     response = _created_response(order, issued=issued, protection=protection)
@@ -408,8 +415,10 @@ def _created_response(
 
 
 async def _ask_for_address(wallet_pool: WalletPoolClient, *, order: Order) -> Allocation | None:
-    """wallet-pool's answer for a committed order; ``None`` when it cannot be had now (the reconciler asks
-    again; the order is accepted as queued, position unknown)."""
+    """wallet-pool's checked answer for a committed order; ``None`` when none can be had now (the reconciler
+    asks again; the order is accepted as queued, position unknown). Whatever wallet-pool answered instead,
+    an outage, a refusal, a problem of any code (a forged ``rate_limited`` too) or an answer that cannot be
+    used, stays here: it is logged, never passed on to the customer."""
     try:
         return await wallet_pool.allocate(
             order_id=order.id,
@@ -417,8 +426,38 @@ async def _ask_for_address(wallet_pool: WalletPoolClient, *, order: Order) -> Al
             network=order.from_network,
             priority=order.priority,
         )
-    except (PeerUnavailableError, PeerRejectedError):
+    except DomainError as error:
+        log_unusable_answer(error, order_id=order.id)
         return None
+
+
+def log_unusable_answer(error: DomainError, *, order_id: str) -> None:
+    """A warning (with the request's correlation id, like every log line) that wallet-pool gave no usable
+    answer for an order; the order is left to the reconciler."""
+    log.warning(
+        "no usable answer from wallet-pool; the order waits for the reconciler",
+        extra={
+            "order_id": order_id,
+            "error": type(error).__name__,
+            "code": error.code,
+            "detail": error.detail,
+        },
+    )
+
+
+def address_taken(order: Order) -> PeerAnswerInvalidError:
+    return PeerAnswerInvalidError.of(WALLET_POOL, "an address another open order holds", order_id=order.id)
+
+
+async def _apply_answer(
+    session: AsyncSession, *, order: Order, allocation: Allocation, settings: Settings
+) -> None:
+    """``apply_allocation`` at intake, where an address another open order holds leaves the order as it is
+    (allocation pending: the reconciler asks again)."""
+    try:
+        await apply_allocation(session, order=order, allocation=allocation, settings=settings, announce=False)
+    except PeerAnswerInvalidError as error:
+        log_unusable_answer(error, order_id=order.id)
 
 
 # Intake of a new customer's first order on PostgreSQL, in two statements around the call to wallet-pool
@@ -568,7 +607,9 @@ async def _settle_new_order(
     email: str,
     idempotency: _IdempotencyClaim | None,
 ) -> OrderResponse:
-    """Step 2 above: apply wallet-pool's answer to the order made by step 1, announce it, and answer."""
+    """Step 2 above: apply wallet-pool's answer to the order made by step 1, announce it, and answer. An
+    address another open order holds (the unique index refuses it; the statement then wrote nothing) is
+    dropped and the order settled without one."""
     now = utcnow()
     history_details: dict[str, Any] = {}
     if allocation is not None and allocation.status == "allocated" and allocation.address:
@@ -597,39 +638,56 @@ async def _settle_new_order(
         ),
     }
     response = _created_response(order, issued=issued, protection=protection)
-    settled = await sql.fetchrow(
-        "settle new order",
-        _SETTLE_NEW_ORDER,
-        order.id,
-        order.status,
-        order.version,
-        order.updated_at,
-        order.deposit_address,
-        order.allocation_state,
-        order.address_assigned_at,
-        order.queue_position,
-        order.estimated_wait_seconds,
-        order.expires_at,
-        order.announced_at,
-        SYSTEM_WALLET_POOL.label,
-        current_trace_id(),
-        json.dumps(history_details),
-        str(uuid.uuid4()),
-        json.dumps(payload),
-        current_traceparent(),
-        idempotency.owner if idempotency else None,
-        idempotency.key if idempotency else None,
-        protection.seal(json.dumps(response.body), context=IDEMPOTENCY_CONTEXT) if idempotency else None,
-    )
+    try:
+        settled = await sql.fetchrow(
+            "settle new order",
+            _SETTLE_NEW_ORDER,
+            order.id,
+            order.status,
+            order.version,
+            order.updated_at,
+            order.deposit_address,
+            order.allocation_state,
+            order.address_assigned_at,
+            order.queue_position,
+            order.estimated_wait_seconds,
+            order.expires_at,
+            order.announced_at,
+            SYSTEM_WALLET_POOL.label,
+            current_trace_id(),
+            json.dumps(history_details),
+            str(uuid.uuid4()),
+            json.dumps(payload),
+            current_traceparent(),
+            idempotency.owner if idempotency else None,
+            idempotency.key if idempotency else None,
+            protection.seal(json.dumps(response.body), context=IDEMPOTENCY_CONTEXT) if idempotency else None,
+        )
+    except asyncpg.UniqueViolationError:
+        if allocation is None:  # pragma: no cover - only the deposit address is unique here
+            raise
+        # The unique index refused the address (another open order holds it) and the statement wrote
+        # nothing: settle the order without it, as if wallet-pool had not answered.
+        log_unusable_answer(address_taken(order), order_id=order.id)
+        _forget_address(order, settings=settings)
+        return await _settle_new_order(
+            session,
+            sql=sql,
+            order=order,
+            allocation=None,
+            settings=settings,
+            protection=protection,
+            issued=issued,
+            email=email,
+            idempotency=idempotency,
+        )
     if settled and settled["settled"]:
         sql.wake_workers()  # the relay delivers order.created
         return response
     # Changed meanwhile (a wallet.assigned event got there first): apply the answer to the order as it is.
     current = await load_order(session, order_id=order.id, for_update=True)
     if allocation is not None:
-        await apply_allocation(
-            session, order=current, allocation=allocation, settings=settings, announce=False
-        )
+        await _apply_answer(session, order=current, allocation=allocation, settings=settings)
     await announce_order(session, order=current)
     response = _created_response(current, issued=issued, protection=protection)
     if idempotency is not None:
@@ -637,6 +695,18 @@ async def _settle_new_order(
             session, owner=idempotency.owner, key=idempotency.key, response=response, protection=protection
         )
     return response
+
+
+def _forget_address(order: Order, *, settings: Settings) -> None:
+    """Undo, on the unsaved ``order``, what settling an address did to it (``_settle_new_order``)."""
+    order.status = OrderStatus.QUEUED.value
+    order.version = 1
+    order.deposit_address = None
+    order.allocation_state = AllocationState.PENDING.value
+    order.address_assigned_at = None
+    order.expires_at = order.created_at + timedelta(
+        minutes=settings.currencies[order.from_currency].queued_minutes
+    )
 
 
 async def announce_order(session: AsyncSession, *, order: Order) -> None:
@@ -662,28 +732,36 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
 async def apply_allocation(
     session: AsyncSession, *, order: Order, allocation: Allocation, settings: Settings, announce: bool = True
 ) -> None:
-    """Record wallet-pool's answer: an address moves the order to ``awaiting_deposit``; a queue place is
-    remembered. An address for an order that is already closed goes straight back to the pool."""
+    """Record wallet-pool's (checked) answer: an address moves the order to ``awaiting_deposit``; a queue
+    place is remembered. An address for an order that is already closed goes straight back to the pool.
+
+    An address another open order holds is refused by the database's unique index, in a savepoint so the
+    caller's transaction goes on: ``PeerAnswerInvalidError``, and the order is left as it was.
+    """
     if allocation.status == "allocated" and allocation.address:
         if order.status == OrderStatus.QUEUED:
             now = utcnow()
             rules = settings.currencies[order.from_currency]
-            await change_status(
-                session,
-                order=order,
-                to=OrderStatus.AWAITING_DEPOSIT,
-                actor=SYSTEM_WALLET_POOL,
-                announce=announce,
-                changes={
-                    "deposit_address": allocation.address,
-                    "allocation_state": AllocationState.ALLOCATED.value,
-                    "address_assigned_at": now,
-                    "queue_position": None,
-                    "estimated_wait_seconds": None,
-                    "expires_at": now + timedelta(minutes=rules.awaiting_deposit_minutes),
-                },
-                details={"deposit_address": allocation.address},
-            )
+            try:
+                async with session.begin_nested():
+                    await change_status(
+                        session,
+                        order=order,
+                        to=OrderStatus.AWAITING_DEPOSIT,
+                        actor=SYSTEM_WALLET_POOL,
+                        announce=announce,
+                        changes={
+                            "deposit_address": allocation.address,
+                            "allocation_state": AllocationState.ALLOCATED.value,
+                            "address_assigned_at": now,
+                            "queue_position": None,
+                            "estimated_wait_seconds": None,
+                            "expires_at": now + timedelta(minutes=rules.awaiting_deposit_minutes),
+                        },
+                        details={"deposit_address": allocation.address},
+                    )
+            except IntegrityError as exc:
+                raise address_taken(order) from exc
         elif order.allocation_state != AllocationState.RELEASED:
             await request_release(session, order=order)
     elif allocation.status == "queued" and order.status == OrderStatus.QUEUED:
@@ -736,9 +814,13 @@ async def get_order(
     read = read_order(order, protection=protection)
     if order.status == OrderStatus.QUEUED and order.allocation_state == AllocationState.QUEUED:
         try:
-            live = await wallet_pool.allocation(order_id=order.id)
-        except DomainError:
-            return read  # wallet-pool unreachable: the last known position is still a fair answer
+            live = await wallet_pool.allocation(
+                order_id=order.id, currency=order.from_currency, network=order.from_network
+            )
+        except DomainError as error:
+            # wallet-pool unreachable, or no usable answer: the last known position is still a fair answer
+            log_unusable_answer(error, order_id=order.id)
+            return read
         if live.status == "queued":
             read.queue_position = live.position
             read.estimated_wait_seconds = (

@@ -2,8 +2,8 @@
 
 - Expiry: ``awaiting_deposit`` and ``queued`` orders past ``expires_at`` become ``expired``, which releases
   their address (a finite pool must not be held by abandoned orders).
-- Reconciliation: orders accepted while wallet-pool was unreachable (allocation ``pending``) are allocated
-  as soon as it answers again.
+- Reconciliation: orders accepted while wallet-pool was unreachable or gave no usable answer (allocation
+  ``pending``) are allocated as soon as it answers again with one.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
 from order_api.orders.models import AllocationState, Order, OrderStatus
-from order_api.orders.service import announce_order, apply_allocation
+from order_api.orders.service import announce_order, apply_allocation, log_unusable_answer
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
-from servicekit.errors import DomainError
+from servicekit.errors import DomainError, PeerAnswerInvalidError
 
 log = logging.getLogger("order_api.workers")
 BATCH = 100
@@ -59,23 +59,27 @@ async def reconcile_pending_allocations(
     """Ask wallet-pool again for orders it never answered for; returns how many were settled.
 
     One transaction per order, holding only that order's row (``SKIP LOCKED``, so replicas share the work)
-    across its wallet-pool call; the first failure ends the pass: wallet-pool is still away.
+    across its wallet-pool call. An outage ends the pass: wallet-pool is still away. An answer that cannot be
+    used (``clients.wallet_pool.checked_allocation``, or an address another open order holds) leaves that
+    order pending, stores nothing, and the pass goes on with the next order.
     """
     settled = 0
     cutoff = utcnow() - RECONCILE_GRACE
+    after: tuple[object, str] | None = None  # the last order skipped for an unusable answer
     for _ in range(BATCH):
         async with database.sessionmaker.begin() as session:
+            query = select(Order).where(
+                Order.allocation_state == AllocationState.PENDING.value,
+                Order.status == OrderStatus.QUEUED.value,
+                Order.created_at <= cutoff,
+            )
+            if after is not None:
+                query = query.where(
+                    or_(Order.created_at > after[0], and_(Order.created_at == after[0], Order.id > after[1]))
+                )
             order = (
                 await session.execute(
-                    select(Order)
-                    .where(
-                        Order.allocation_state == AllocationState.PENDING.value,
-                        Order.status == OrderStatus.QUEUED.value,
-                        Order.created_at <= cutoff,
-                    )
-                    .order_by(Order.created_at)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
+                    query.order_by(Order.created_at, Order.id).limit(1).with_for_update(skip_locked=True)
                 )
             ).scalar_one_or_none()
             if order is None:
@@ -87,17 +91,21 @@ async def reconcile_pending_allocations(
                     network=order.from_network,
                     priority=order.priority,
                 )
+                # An order announced as queued gets "your address is ready"; one never announced, order.created.
+                announced = order.announced_at is not None
+                await apply_allocation(
+                    session, order=order, allocation=allocation, settings=settings, announce=announced
+                )
+            except PeerAnswerInvalidError as exc:
+                log_unusable_answer(exc, order_id=order.id)
+                after = (order.created_at, order.id)
+                continue
             except DomainError as exc:
                 log.warning(
                     "wallet-pool still unreachable; will retry",
                     extra={"order_id": order.id, "error": str(exc)},
                 )
                 break
-            # An order announced as queued gets "your address is ready"; one never announced, order.created.
-            announced = order.announced_at is not None
-            await apply_allocation(
-                session, order=order, allocation=allocation, settings=settings, announce=announced
-            )
             await announce_order(session, order=order)
             settled += 1
     if settled:
