@@ -416,6 +416,22 @@ async def test_a_422_from_the_receiver_dead_letters_at_once(make_sender: MakeSen
     assert await event_posts(peer) - posts_before == 1
 
 
+async def test_an_event_the_receivers_input_guard_refuses_dead_letters_at_once(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    """A NUL in a payload can never be stored: the receiver's 422 ``forbidden_character`` is permanent too."""
+    sender = await make_sender(outbox_max_attempts=10)
+    posts_before = await event_posts(peer)
+    await sender.runtime.start()
+    event_id = await sender.add(amount="1", note="a\x00b")
+
+    row = await settled(sender, event_id, "dead_at")
+    assert (row["attempts"], row["delivered_at"]) == (1, None)
+    assert row["last_error"] == "PermanentDeliveryError: payload.note: NUL characters are not allowed"
+    assert await event_posts(peer) - posts_before == 1
+    assert await effects(peer, [event_id]) == []
+
+
 async def test_the_delivery_continues_the_trace_of_the_transaction_that_wrote_the_event(
     make_sender: MakeSender, peer: Peer, spans: InMemorySpanExporter
 ) -> None:

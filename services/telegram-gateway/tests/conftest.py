@@ -106,7 +106,9 @@ def launch(
         }
         if values.get("mode", "webhook") == "webhook":
             values.setdefault("webhook_url", f"http://127.0.0.1:{port}/telegram/webhook")
-        settings = make_settings(database_url=database_url, var_dir=tmp_path, fake=fake, **values)
+        values.setdefault("database_url", database_url)
+        values.setdefault("var_dir", tmp_path)
+        settings = make_settings(fake=fake, **values)
         async with serve(create_app(settings), port) as gateway:
             if fake is not None and settings.bot_token is not None:
                 await registered(fake, gateway)

@@ -18,6 +18,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.apikeys import ApiKeyVerifier
+from servicekit.bounds import InputGuardMiddleware
 from servicekit.client import ServiceClient
 from servicekit.db import TRACE_STATEMENTS, Database, session_scope
 from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
@@ -306,6 +307,8 @@ def create_service_app(
     app.state.readiness_checks = runtime.readiness_checks
     app.state.schema_revision = runtime.schema_revision
     install_error_handlers(app)
+    # Outermost last: the size limit bounds what the input guard reads whole.
+    app.add_middleware(InputGuardMiddleware, max_json_depth=settings.max_json_depth)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

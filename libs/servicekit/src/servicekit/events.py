@@ -3,16 +3,17 @@ in effect."""
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends
 from opentelemetry import trace
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
-from servicekit.errors import problem_responses
+from servicekit.errors import ValidationFailedError, problem_responses
 from servicekit.outbox import EventBatch, EventBatchReceipt, EventEnvelope, EventReceipt, accept_once
 from servicekit.telemetry import context_from_traceparent
 
@@ -20,6 +21,26 @@ log = logging.getLogger("servicekit.events")
 tracer = trace.get_tracer("servicekit.events")
 
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_payload(model: type[M], envelope: EventEnvelope) -> M:
+    """``envelope``'s payload read into ``model``: a payload that can never be read is a 422 naming each bad
+    ``payload.<field>``, which the publisher's outbox relay dead-letters instead of retrying. Every handler
+    reads its payload through a model, so no event is a 500."""
+    try:
+        return model.model_validate(envelope.payload)
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": ".".join(["payload", *(str(part) for part in error["loc"])]),
+                "message": error["msg"],
+                "type": error["type"],
+            }
+            for error in exc.errors()
+        ]
+        fields = ", ".join(e["field"] for e in errors)
+        raise ValidationFailedError(f"{envelope.type} payload: {fields}", errors=errors) from exc
 
 
 def events_router(

@@ -128,14 +128,18 @@ def processed_events(table: Table, *, keep: timedelta) -> RetentionRule:
 class EventEnvelope(BaseModel):
     """What travels between services: a domain event with its identity and origin."""
 
-    id: str = Field(description="Unique event id; receivers ignore an id they have seen.")
-    type: str = Field(examples=["wallet.assigned"])
-    source: str = Field(examples=["wallet-pool"])
+    # Lengths as the outbox and the inbox store them.
+    id: str = Field(
+        min_length=1, max_length=36, description="Unique event id; receivers ignore an id they have seen."
+    )
+    type: str = Field(min_length=1, max_length=100, examples=["wallet.assigned"])
+    source: str = Field(min_length=1, max_length=64, examples=["wallet-pool"])
     occurred_at: datetime
-    aggregate_id: str | None = None
+    aggregate_id: str | None = Field(default=None, max_length=64)
     payload: dict[str, Any]
     traceparent: str | None = Field(
         default=None,
+        max_length=64,
         description="W3C trace context the event is handled in, when it travels in a batch (one request, many "
         "traces); a single event's request carries it as its `traceparent` header instead.",
     )

@@ -243,6 +243,9 @@ class ServiceSettings(BaseSettings):
         "service is reached over HTTPS only. 0 sends none.",
     )
     max_body_bytes: int = Field(default=1_048_576, description="Request bodies larger than this are refused.")
+    max_json_depth: int = Field(
+        default=32, ge=1, description="JSON request bodies nested deeper than this are refused (422)."
+    )
 
     outbox_poll_seconds: float = Field(default=0.5, description="Outbox relay poll interval when idle.")
     outbox_max_attempts: int = Field(

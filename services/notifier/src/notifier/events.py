@@ -14,10 +14,9 @@ from notifier.alerts.conditions import AlertPolicy
 from notifier.alerts.service import apply
 from notifier.notifications.errors import EventSealedFieldsUnreadableError
 from notifier.notifications.service import erase_customer, queue_notification
-from notifier.payloads import read_payload
 from notifier.protection import protection_of
 from notifier.rules import ALERT_RULES, RULES, CustomerErased, alert_conditions, messages_for
-from servicekit.events import EventHandler
+from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
 from servicekit.sealing import SealedDataError
 

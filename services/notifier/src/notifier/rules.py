@@ -33,7 +33,7 @@ from notifier.alerts.conditions import (
 )
 from notifier.messages.render import resolve_locale
 from notifier.notifications.models import TELEGRAM_NO_LOCALE, Channel
-from notifier.payloads import read_payload
+from servicekit.events import read_payload
 from servicekit.outbox import EventEnvelope
 
 Payload = Mapping[str, Any]

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, StringConstraints
 
 from notifier.alerts.models import Severity
-from notifier.payloads import read_payload
 from notifier.settings import Settings
+from servicekit.events import read_payload
 from servicekit.outbox import EventEnvelope
 
 

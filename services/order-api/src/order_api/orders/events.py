@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.clients.wallet_pool import Allocation, checked_allocation
 from order_api.orders.service import apply_allocation, load_order
 from order_api.settings import Settings
 from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError
-from servicekit.events import EventHandler
+from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
+
+
+class WalletAssigned(BaseModel):
+    """``wallet.assigned``: the address a queued order got (lengths as the order stores them)."""
+
+    order_id: str = Field(min_length=1, max_length=36)
+    currency: str = Field(min_length=1, max_length=10)
+    network: str = Field(min_length=1, max_length=16)
+    address: str = Field(min_length=1, max_length=128)
 
 
 def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
     async def wallet_assigned(session: AsyncSession, envelope: EventEnvelope) -> None:
-        """A queued order got an address released by another order: it now awaits the deposit. The address
-        is checked as an allocation answer is (``checked_allocation``), and one another open order holds is
-        refused too: such an event is ``422``, and nothing of it is stored."""
-        payload = envelope.payload
-        order = await load_order(session, order_id=str(payload["order_id"]), for_update=True)
+        """A queued order got an address released by another order: it now awaits the deposit. The payload
+        is read through its model, the address checked as an allocation answer is (``checked_allocation``),
+        and one another open order holds is refused too: such an event is ``422``, and nothing of it is
+        stored."""
+        assigned = read_payload(WalletAssigned, envelope)
+        order = await load_order(session, order_id=assigned.order_id, for_update=True)
         try:
             allocation = checked_allocation(
                 Allocation(
                     order_id=order.id,
                     status="allocated",
-                    currency=str(payload["currency"])[:10],
-                    network=str(payload["network"])[:16],
-                    address=str(payload["address"])[:128],
+                    currency=assigned.currency,
+                    network=assigned.network,
+                    address=assigned.address,
                 ),
                 order_id=order.id,
                 currency=order.from_currency,

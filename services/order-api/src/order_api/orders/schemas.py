@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
 
 from order_api.customers.schemas import CustomerEmail
+from servicekit.bounds import ExactAmount
 
 Amount = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 CurrencyCode = Annotated[
@@ -45,7 +46,7 @@ class OrderCreate(BaseModel):
     )
     to_currency: CurrencyCode = Field(description="What the customer receives.")
     to_network: NetworkCode | None = Field(default=None, description="Network of `to_currency`.")
-    amount: Decimal = Field(
+    amount: ExactAmount = Field(
         description='Amount of `from_currency`, as a string (`"0.05"`) or a JSON number; exact decimal.'
     )
     payout_address: str = Field(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
+from servicekit.bounds import row_id_path
 from servicekit.errors import problem_responses
 from wallet_pool.dependencies import AppSettings, Metrics
 from wallet_pool.wallets import service
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
 
 CanRead = Annotated[Caller, Depends(require_scope("wallets:read"))]
 CanWrite = Annotated[Caller, Depends(require_scope("wallets:write"))]
-WalletId = Annotated[int, Path(ge=1, description="The wallet's id.")]
+WalletId = Annotated[int, row_id_path("The wallet's id.")]
 
 
 @router.post(
