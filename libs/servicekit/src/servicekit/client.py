@@ -318,8 +318,15 @@ class ServiceClient:
         code = str(problem.get("code", ""))[:MAX_PEER_TEXT]
         detail = str(problem.get("detail") or response.reason_phrase)[:MAX_PEER_TEXT]
         if response.status_code in (401, 403):
+            # This service's own misconfiguration (its key, or the key's scopes): reported to the caller as
+            # such, in this service's words; what the peer said goes to the log only.
+            log.warning(
+                "%s refused this service's credentials",
+                self.peer,
+                extra={"peer": self.peer, "peer_status": response.status_code, "peer_detail": detail},
+            )
             return PeerRejectedError(
-                f"{self.peer} refused this service's credentials: {detail}",
+                f"{self.peer} refused this service's credentials ({response.status_code}).",
                 extra={"peer": self.peer, "peer_status": response.status_code, "peer_code": code or None},
             )
         if response.status_code >= 500:
@@ -329,8 +336,14 @@ class ServiceClient:
             )
         error_class = error_for_code(code) if code else None
         if error_class is None:
+            log.warning(
+                "%s answered %s with no error this service knows",
+                self.peer,
+                response.status_code,
+                extra={"peer": self.peer, "peer_status": response.status_code, "peer_detail": detail},
+            )
             return PeerRejectedError(
-                f"{self.peer} answered {response.status_code}: {detail}",
+                f"{self.peer} refused the request ({response.status_code}).",
                 extra={"peer": self.peer, "peer_status": response.status_code, "peer_code": code or None},
             )
         return error_class.from_problem(problem)

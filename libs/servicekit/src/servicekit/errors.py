@@ -37,7 +37,8 @@ class DomainError(Exception):
     title: ClassVar[str] = "Bad request"
     #: The peer service this error came from (set by the service client). Such an error is for this
     #: service's code to handle; if it reaches a route's caller, it is answered as this service's own
-    #: ``peer_unavailable``, never with the peer's status, detail or ``Retry-After``.
+    #: ``peer_unavailable``, never with the peer's status, detail or ``Retry-After`` (a ``PeerRejectedError``,
+    #: this service's own failure told in its own words, is answered as itself).
     peer: str | None = None
 
     def __init__(self, detail: str | None = None, *, extra: Mapping[str, Any] | None = None) -> None:
@@ -148,7 +149,9 @@ class PeerAnswerInvalidError(PeerUnavailableError):
 
 
 class PeerRejectedError(DomainError):
-    """A peer refused our own credentials or request in a way this process has no typed error for."""
+    """A peer refused our own credentials or request in a way this process has no typed error for. Unlike a
+    peer's own error, it reaches the caller (``502``): it is this service's failure, told in its own words
+    (the peer's name, status and code; what the peer wrote is logged, never shown)."""
 
     status = 502
     code = "peer_rejected"
@@ -282,7 +285,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_domain_error(request: Request, exc: DomainError) -> JSONResponse:
         headers = None
-        if exc.peer is not None:
+        if exc.peer is not None and not isinstance(exc, PeerRejectedError):
             return _peer_failure(request, exc)
         if isinstance(exc, RateLimitedError):
             headers = {"Retry-After": str(exc.retry_after_seconds)}
