@@ -43,7 +43,7 @@ ENV_PREFIXES = {
 READY_WITHIN = 60.0
 STOP_WITHIN = 15.0
 
-# Who accepts which key with which scopes (DESIGN §7, the issue): the credential's name in the file → scopes.
+# Who accepts which key with which scopes (README, "Security": roles and scopes): the credential's name in the file → scopes.
 ACCEPTED: dict[str, dict[str, list[str]]] = {
     "order-api": {
         "admin_token": ["admin"],

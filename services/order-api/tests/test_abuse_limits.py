@@ -29,10 +29,9 @@ from order_api.customers.service import find_or_create_customer
 from order_api.db import SCHEMA
 from order_api.orders.models import Order
 from order_api.protection import DataProtection
-from servicekit.db import resolve_database_url
-from servicekit.migrations import alembic_config, upgrade
+from servicekit.migrations import alembic_config
 from servicekit.settings import PeerSettings
-from servicekit.testing import migrated_database, serve_stand_in, service_dir
+from servicekit.testing import migrate_embedded, migrated_database, serve_stand_in, service_dir
 
 if TYPE_CHECKING:
     from conftest import OrderApi, OrderApiRunner
@@ -143,8 +142,7 @@ def desk(order_api: OrderApiRunner, storage: str, wallet_pool: str, tmp_path: Pa
                 values["database_url"] = url
             else:
                 var_dir = tmp_path / "embedded"
-                embedded = resolve_database_url(None, var_dir=var_dir, service_name="order-api")
-                await asyncio.to_thread(upgrade, service_dir("order-api"), url=embedded)
+                await migrate_embedded(var_dir, "order-api")
                 values.update(database_url=None, var_dir=var_dir)
             api = await stack.enter_async_context(order_api(**values))
             assert api.app.state.runtime.database.engine.dialect.name == storage

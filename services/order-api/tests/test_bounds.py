@@ -4,7 +4,6 @@ public API fuzzed (property-based) answers no 5xx."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -17,10 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.operators.models import Operator
-from servicekit.db import resolve_database_url, utcnow
+from servicekit.db import utcnow
 from servicekit.fuzzing import DeepJson, assert_no_server_errors
-from servicekit.migrations import upgrade
-from servicekit.testing import service_dir
+from servicekit.testing import migrate_embedded
 
 if TYPE_CHECKING:
     from conftest import ApiKeys, OrderApi, OrderApiRunner
@@ -71,8 +69,7 @@ async def desk(
             yield running
         return
     var_dir = tmp_path / "embedded"
-    url = resolve_database_url(None, var_dir=var_dir, service_name="order-api")
-    await asyncio.to_thread(upgrade, service_dir("order-api"), url=url)
+    await migrate_embedded(var_dir, "order-api")
     async with order_api(database_url=None, var_dir=var_dir) as running:
         assert running.app.state.runtime.database.engine.dialect.name == "sqlite"
         yield running

@@ -5,7 +5,6 @@ erasure without personal data, and only an admin in person may do it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
@@ -29,9 +28,7 @@ from order_api.operators.models import Operator
 from order_api.orders.models import IdempotencyKey, Order
 from order_api.orders.service import PAYOUT_CONTEXT
 from order_api.protection import DataProtection, SealedDataError
-from servicekit.db import resolve_database_url
-from servicekit.migrations import upgrade
-from servicekit.testing import migrated_database, runtime_role, service_dir
+from servicekit.testing import migrate_embedded, migrated_database, runtime_role
 
 if TYPE_CHECKING:
     from conftest import ApiKeys, OrderApi, OrderApiRunner
@@ -58,8 +55,7 @@ async def desk(
             yield running
         return
     var_dir = tmp_path / "embedded"
-    url = resolve_database_url(None, var_dir=var_dir, service_name="order-api")
-    await asyncio.to_thread(upgrade, service_dir("order-api"), url=url)
+    await migrate_embedded(var_dir, "order-api")
     async with order_api(database_url=None, var_dir=var_dir) as running:
         assert running.app.state.runtime.database.engine.dialect.name == "sqlite"
         yield running

@@ -6,7 +6,6 @@ and on the embedded SQLite default (the general path)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -25,10 +24,9 @@ from coin_addresses import demo_address, validate_address
 from order_api.db import outbox
 from order_api.orders.models import AllocationState, Order, OrderEvent
 from order_api.workers.sweeper import reconcile_pending_allocations
-from servicekit.db import Database, resolve_database_url, utcnow
-from servicekit.migrations import upgrade
+from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
-from servicekit.testing import serve_stand_in, service_dir
+from servicekit.testing import migrate_embedded, serve_stand_in
 
 if TYPE_CHECKING:
     from conftest import ApiKeys, OrderApiRunner
@@ -163,8 +161,7 @@ async def database_for(
     if request.param == "postgresql":
         return {"database_url": own_database_url}
     var_dir = tmp_path / "embedded"
-    url = resolve_database_url(None, var_dir=var_dir, service_name="order-api")
-    await asyncio.to_thread(upgrade, service_dir("order-api"), url=url)
+    await migrate_embedded(var_dir, "order-api")
     return {"database_url": None, "var_dir": var_dir}
 
 

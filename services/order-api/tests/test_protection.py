@@ -1,4 +1,4 @@
-"""Encryption at rest and the email blind index (DESIGN §5)."""
+"""Encryption at rest and the email blind index (README, "Security": what is sealed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Annotated dependency aliases of telegram-gateway's routes (DESIGN §10)."""
+"""Annotated dependency aliases of telegram-gateway's routes."""
 
 from __future__ import annotations
 

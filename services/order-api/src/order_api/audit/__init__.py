@@ -1,1 +1,1 @@
-"""The append-only, hash-chained audit trail of every operator, admin and order action (DESIGN §6)."""
+"""The append-only, hash-chained audit trail of every operator, admin and order action (README, "Security": the audit log's roles and checkpoints)."""

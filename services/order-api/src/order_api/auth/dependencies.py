@@ -1,4 +1,4 @@
-"""Annotated dependencies for routes that serve customers (DESIGN §10: ``Annotated`` aliases).
+"""Annotated dependencies for routes that serve customers (``Annotated`` aliases).
 
 - ``CurrentCustomer``: the customer of a valid ``Authorization: Bearer cs_…`` session, else ``401``;
 - ``OptionalCustomer``: ``None`` when no ``Authorization`` header is sent, ``401`` for a bad one;

@@ -118,7 +118,7 @@ class EscalationComment(Base):
 
 
 # The operator workflow reads ``order`` by status in arrival order (the takeable list), by holder (my orders,
-# stats, load) and by deposit address (the address's previous orders, DESIGN §4).
+# stats, load) and by deposit address (the address's previous orders).
 Index("ix_order_status_created_at_id", Order.status, Order.created_at, Order.id)
 Index("ix_order_operator_status", Order.operator_id, Order.status)
 Index("ix_order_deposit_address", Order.deposit_address)

@@ -1,4 +1,4 @@
-"""The order lifecycle (DESIGN §3): the one place that knows which status may follow which, and the one
+"""The order lifecycle: the one place that knows which status may follow which, and the one
 function every status change goes through — it checks the transition, bumps ``version``, writes the
 ``order_event`` row and the ``audit_log`` row and emits the events, all in the caller's transaction.
 
