@@ -86,6 +86,11 @@ INTAKE_GRACE = timedelta(seconds=10)
 an order older than both, still unannounced, was left by a request that died."""
 
 
+LIVE_POSITION_BUDGET_SECONDS = 1.0
+"""How long reading an order waits for wallet-pool's live queue place (attempts included) before answering
+with the last known one."""
+
+
 def intake_abandoned_before(settings: Settings) -> datetime:
     """Orders created before this moment are no longer in the hands of the request that made them."""
     return utcnow() - timedelta(seconds=settings.intake_budget_seconds) - INTAKE_GRACE
@@ -812,6 +817,8 @@ def _forget_address(order: Order, *, settings: Settings) -> None:
 async def announce_order(session: AsyncSession, *, order: Order) -> None:
     """Tell the notifier about a new order, as it is now, unless it was told already: ``announced_at`` is
     set only where it is still empty, and ``order.created`` written only by the one that set it."""
+    if order.announced_at is not None:  # never emptied again once set: nothing to ask the database
+        return
     now = utcnow()
     claimed = await session.scalar(
         update(Order)
@@ -931,9 +938,10 @@ async def get_order(
     read = read_order(order, protection=protection)
     if order.status == OrderStatus.QUEUED and order.allocation_state == AllocationState.QUEUED:
         try:
-            live = await wallet_pool.allocation(
-                order_id=order.id, currency=order.from_currency, network=order.from_network
-            )
+            with deadline(LIVE_POSITION_BUDGET_SECONDS):
+                live = await wallet_pool.allocation(
+                    order_id=order.id, currency=order.from_currency, network=order.from_network
+                )
         except DomainError as error:
             # wallet-pool unreachable, or no usable answer: the last known position is still a fair answer
             log_unusable_answer(error, order_id=order.id)
