@@ -13,9 +13,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
@@ -36,25 +40,24 @@ EXPIRING = (OrderStatus.AWAITING_ADDRESS, OrderStatus.QUEUED, OrderStatus.AWAITI
 RECONCILE_GRACE = timedelta(seconds=5)
 
 
+async def _claim_batch(
+    session: AsyncSession, *criteria: ColumnElement[bool], oldest_first: InstrumentedAttribute[Any]
+) -> Sequence[Order]:
+    """Up to ``BATCH`` orders matching ``criteria``, oldest first, locked for this transaction; orders another
+    replica holds are skipped (it is working on them)."""
+    query = select(Order).where(*criteria).order_by(oldest_first).limit(BATCH)
+    return (await session.execute(query.with_for_update(skip_locked=True))).scalars().all()
+
+
 async def expire_overdue_orders(*, database: Database) -> int:
     """Expire every open order past its deadline; returns how many."""
     now = utcnow()
     async with database.sessionmaker.begin() as session:
-        orders = (
-            (
-                await session.execute(
-                    select(Order)
-                    .where(
-                        Order.status.in_([s.value for s in EXPIRING]),
-                        Order.expires_at <= now,
-                    )
-                    .order_by(Order.expires_at)
-                    .limit(BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            .scalars()
-            .all()
+        orders = await _claim_batch(
+            session,
+            Order.status.in_([s.value for s in EXPIRING]),
+            Order.expires_at <= now,
+            oldest_first=Order.expires_at,
         )
         for order in orders:
             await change_status(session, order=order, to=OrderStatus.EXPIRED, actor=SYSTEM_EXPIRY)
@@ -133,20 +136,11 @@ async def announce_silent_orders(*, database: Database, settings: Settings) -> i
     ``announced_at`` is still empty, so a late intake, a recovering retry or another replica never repeats it.
     """
     async with database.sessionmaker.begin() as session:
-        orders = (
-            (
-                await session.execute(
-                    select(Order)
-                    .where(
-                        Order.announced_at.is_(None), Order.created_at <= intake_abandoned_before(settings)
-                    )
-                    .order_by(Order.created_at)
-                    .limit(BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            .scalars()
-            .all()
+        orders = await _claim_batch(
+            session,
+            Order.announced_at.is_(None),
+            Order.created_at <= intake_abandoned_before(settings),
+            oldest_first=Order.created_at,
         )
         for order in orders:
             await announce_order(session, order=order)
