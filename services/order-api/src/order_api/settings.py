@@ -26,7 +26,9 @@ class CurrencyRules(BaseModel):
     awaiting_deposit_minutes: int = Field(
         default=60, description="An unpaid order with an address expires after."
     )
-    queued_minutes: int = Field(default=240, description="A queued order gives up after.")
+    queued_minutes: int = Field(
+        default=240, description="An order without an address (queued, or awaiting it) gives up after."
+    )
 
 
 DEFAULT_CURRENCIES = {
