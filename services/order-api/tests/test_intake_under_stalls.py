@@ -31,7 +31,7 @@ from servicekit.settings import PeerSettings
 from servicekit.testing import serve_stand_in
 
 if TYPE_CHECKING:
-    from conftest import OrderApi, OrderApiRunner
+    from conftest import ApiKeys, OrderApi, OrderApiRunner
 
 PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 PATIENCE_PER_ATTEMPT = 30.0
@@ -331,3 +331,32 @@ async def test_a_key_whose_request_wrote_no_order_is_released_to_the_retry(api: 
         ).scalar_one()
         orders = await session.scalar(select(func.count()).select_from(Order))
     assert (key.order_id, key.response_status, orders) == (retried.json()["id"], 201, 2)
+
+
+async def test_an_address_event_for_an_order_nobody_announced_announces_it_with_the_address(
+    api: OrderApi, wallet_pool: SilentWalletPool, api_keys: ApiKeys
+) -> None:
+    """wallet-pool's ``wallet.assigned`` reaching an order its request never announced: the customer is told
+    once, that the order exists with this address (not "created" and then "address ready")."""
+    wallet_pool.silent = True
+    database = database_of(api)
+    order = (
+        await api.client.post("/v1/orders", json=order_body(f"a.{uuid.uuid4().hex[:8]}@example.com"))
+    ).json()
+    await as_if_its_request_died(database, order["id"])
+    address = demo_address(currency="BTC", network="bitcoin", seed=77)
+    event = {
+        "id": str(uuid.uuid4()),
+        "type": "wallet.assigned",
+        "source": "wallet-pool",
+        "occurred_at": utcnow().isoformat(),
+        "aggregate_id": order["id"],
+        "payload": {"order_id": order["id"], "currency": "BTC", "network": "bitcoin", "address": address},
+    }
+    answer = await api.client.post(
+        "/v1/events", json=event, headers={"Authorization": f"Bearer {api_keys.wallet_pool}"}
+    )
+    assert answer.json()["status"] == "processed", answer.text
+    assert await order_events(database, order["id"]) == [("order.created", "awaiting_deposit", None)]
+    await make_old(database, order["id"])
+    assert await announce_silent_orders(database=database, settings=api.settings) == 0
