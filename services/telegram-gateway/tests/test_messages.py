@@ -117,19 +117,6 @@ async def test_a_queued_order_that_gets_its_address_edits_its_card(
     assert [b.text for b in card.buttons()] == ["🙋 Take"]
 
 
-async def test_an_order_back_in_the_pool_still_gets_a_new_card(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
-) -> None:
-    order = order_api.add_order()
-    async with launch() as gateway:
-        await gateway.post_message(order_message(order, event="order.created"))
-        await gateway.post_message(order_message(order, event="order.released", version=3))
-
-    first, second = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
-    assert second.text.startswith("🔁 Back in the pool")
-    assert first.buttons() == []  # superseded: one card to act on
-
-
 async def test_a_repeated_message_id_posts_nothing_and_answers_duplicate(
     launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, database: Database
 ) -> None:
