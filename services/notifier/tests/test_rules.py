@@ -3,7 +3,9 @@ Telegram cards); ``POST /v1/events`` queues one message per rule and event, howe
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -11,10 +13,11 @@ from sqlalchemy import select
 
 from notifier.notifications.models import Channel, Notification
 from notifier.rules import Message, already_told, messages_for
-from notifier.testing import KEYS, RunningApp, order_payload
+from notifier.testing import KEYS, RunningApp, SmtpServer, order_payload
 from servicekit.db import Database
 from servicekit.errors import ValidationFailedError
 from servicekit.outbox import EventEnvelope
+from servicekit.testing import eventually
 
 NOW = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)
 EXPIRES = (NOW + timedelta(minutes=30)).isoformat()
@@ -176,17 +179,37 @@ async def _templates_of(database: Database, order_id: str) -> list[str]:
         return list(rows)
 
 
-async def test_an_order_announced_twice_and_its_address_arriving_make_two_emails(
-    notifier_app: RunningApp, database: Database
+async def test_an_order_announced_twice_and_its_address_arriving_make_two_coherent_emails(
+    notifier_app: RunningApp, database: Database, smtp_server: SmtpServer
 ) -> None:
-    preparing = _order(order_id="ord-twice", status="awaiting_address", deposit_address=None)
+    preparing = _order(order_id="ord-twice", status="awaiting_address", deposit_address=None, locale="en")
     await _post(notifier_app, _envelope("order.created", preparing, event_id="evt-a1"))
     await _post(notifier_app, _envelope("order.created", preparing, event_id="evt-a2"))
-    arrived = _order(order_id="ord-twice", from_status="awaiting_address", version=2)
+    arrived = _order(order_id="ord-twice", from_status="awaiting_address", version=2, locale="en")
     await _post(notifier_app, _envelope("order.status_changed", arrived, event_id="evt-a3"))
     await _post(notifier_app, _envelope("order.status_changed", arrived, event_id="evt-a4"))
 
     assert await _templates_of(database, "ord-twice") == ["order_created", "address_ready"]
+    mailbox = await eventually(
+        lambda: asyncio.sleep(0, {str(m["Subject"]): m for m in smtp_server.messages}),
+        until=lambda received: len(received) == 2,
+        message="both emails delivered",
+    )
+    created = _text(mailbox["Your order ord-twice has been created"])
+    ready = _text(mailbox["Order ord-twice: your deposit address is ready"])
+    assert "We are preparing your deposit address and will email it to you shortly." in created
+    assert "bc1qaddress" not in created
+    assert "queue" not in created
+    assert "None" not in created
+    assert "Please send exactly 0.015 BTC to:" in ready
+    assert "bc1qaddress" in ready
+    assert len(smtp_server.messages) == 2
+
+
+def _text(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
 
 
 async def test_an_order_announced_with_its_address_gets_no_address_ready(
