@@ -153,6 +153,18 @@ def test_a_missing_or_none_required_value_refuses_to_render(template: str) -> No
             render_email(template, "en", missing)
         with pytest.raises(TemplateValueMissingError, match=name):
             render_email(template, "ru", {**SAMPLE_VARIABLES[template], name: None})
+        with pytest.raises(TemplateValueMissingError, match=name):
+            render_email(template, "en", {**SAMPLE_VARIABLES[template], name: ""})
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_an_empty_optional_value_is_left_out_like_an_absent_one(template: str) -> None:
+    variables = {**SAMPLE_VARIABLES[template], **dict.fromkeys(OPTIONAL_VARIABLES[template], "")}
+
+    for locale in LOCALES:
+        rendered = render_email(template, locale, variables)
+        for body in (rendered.subject, rendered.text, rendered.html):
+            assert _placeholder_traces(body) == [], body
 
 
 def test_a_variable_a_template_names_but_nobody_gave_refuses_to_render(

@@ -49,8 +49,8 @@ REQUIRED_VARIABLES: dict[str, frozenset[str]] = {
         {"alert_id", "key", "change", "severity", "title", "text", "raised_at", "occurrences"}
     ),
 }
-"""What each template cannot do without: missing or ``None``, the email is refused (never sent saying
-``None``)."""
+"""What each template cannot do without: missing, ``None`` or empty, the email is refused (never sent saying
+``None`` or leaving a blank)."""
 
 OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {
     "order_created": frozenset({"name", "status", "address", "queue_position", "expires_at"}),
@@ -59,8 +59,8 @@ OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {
     "email_code": frozenset({"name"}),
     "alert": frozenset({"reason"}),
 }
-"""What each template says only when it is known: absent is ``None``, and the template leaves the sentence
-out (``{% if x is not none %}``)."""
+"""What each template says only when it is known: absent (or empty) is ``None``, and the template leaves the
+sentence out (``{% if x is not none %}``)."""
 CUSTOMER_TEMPLATES = ("order_created", "address_ready", "order_status_changed", "email_code")
 """Templates for customers (the rest, ``alert``, go to the desk's admins)."""
 
@@ -217,11 +217,12 @@ def render_email(template: str, locale: str | None, variables: Mapping[str, Any]
     ``UndefinedError``) when a value it cannot do without is missing, so no email ever says ``None``."""
     if template not in SUBJECTS:
         raise UnknownTemplateError(f"unknown template {template!r}")
-    missing = sorted(name for name in REQUIRED_VARIABLES[template] if variables.get(name) is None)
+    given = {name: value for name, value in variables.items() if value is not None and value != ""}
+    missing = sorted(REQUIRED_VARIABLES[template] - set(given))
     if missing:
         raise TemplateValueMissingError(f"{template}: {', '.join(missing)} missing")
     language = resolve_locale(locale)
-    context = dict.fromkeys(OPTIONAL_VARIABLES[template]) | dict(variables)
+    context = dict.fromkeys(OPTIONAL_VARIABLES[template]) | given  # an empty value is an absent one
     context["language"] = language
     status = str(context.get("status") or "")
     labels = ALERT_TEXT[language]
