@@ -149,6 +149,7 @@ def test_email_code() -> None:
     [
         ("order_created", [], False),
         ("order_created", [("order_created", {"address": None})], True),
+        ("order_created", [("address_ready", {"address": "bc1qaddress"})], True),  # announced late
         ("address_ready", [("order_created", {"address": None, "status": "awaiting_address"})], False),
         ("address_ready", [("order_created", {"address": "bc1qaddress"})], True),
         ("address_ready", [("order_created", {"address": None}), ("address_ready", {})], True),

@@ -145,10 +145,11 @@ def _address_arrived(payload: Payload) -> bool:
 def already_told(template: str, earlier: Iterable[tuple[str, Mapping[str, Any] | None]]) -> bool:
     """Whether a once-per-order email ``template`` would repeat what the order's ``earlier`` emails
     (template, variables; ``None`` once erased) told: ``order_created`` is sent once per order, whatever its
-    status when announced; ``address_ready`` once, and never after an ``order_created`` that carried the
-    address."""
+    status when announced, and not after ``address_ready`` (an announcement arriving late would say the
+    address is still on its way); ``address_ready`` once, and never after an ``order_created`` that carried
+    the address."""
     for told, variables in earlier:
-        if told == template:
+        if told == template or (template, told) == ("order_created", "address_ready"):
             return True
         address_told = variables is None or variables.get("address") is not None
         if template == "address_ready" and told == "order_created" and address_told:
