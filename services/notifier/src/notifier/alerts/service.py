@@ -333,7 +333,7 @@ async def _reopen(
         alert,
         AlertChange.escalated,
         reason=(
-            f"Keeps coming back ({alert.reopened_count} times): {previous} → {severity}."
+            f"Keeps coming back ({english(alert.reopened_count, 'time')}): {previous} → {severity}."
             if recurring
             else f"Worse: {previous} → {severity}."
         ),
