@@ -18,6 +18,7 @@ from notifier.alerts.models import Severity
 from notifier.settings import Settings
 from servicekit.events import read_payload
 from servicekit.outbox import EventEnvelope
+from servicekit.plurals import english
 
 
 class AlertChange(enum.StrEnum):
@@ -142,7 +143,7 @@ class PoolLevelPayload(BaseModel):
         return (
             f"{self.free} of {self.usable} usable addresses free ({self.free_percent} %, threshold "
             f"{self.threshold_percent} %); {self.reserved} reserved, {self.disabled} disabled; "
-            f"{self.queued} order(s) waiting for an address. Seen {self.observed_at.isoformat()}."
+            f"{english(self.queued, 'order')} waiting for an address. Seen {self.observed_at.isoformat()}."
         )
 
 
