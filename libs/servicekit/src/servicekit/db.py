@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import DateTime, MetaData, String, event, text
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import Numeric, TypeDecorator
 from sqlalchemy.util import greenlet_spawn
@@ -63,8 +64,12 @@ def resolve_database_url(url: str | None, *, var_dir: Path, service_name: str) -
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
-    """An engine whose connections live in ``schema`` on PostgreSQL, or a tuned SQLite engine."""
+def create_engine(
+    url: str, *, schema: str, pool_size: int = 10, pool_timeout_seconds: float = 5.0
+) -> AsyncEngine:
+    """An engine whose connections live in ``schema`` on PostgreSQL, or a tuned SQLite engine. A checkout
+    waits up to ``pool_timeout_seconds`` for a free connection (then ``sqlalchemy.exc.TimeoutError``, a
+    ``503``), and never hands out a connection the server has already closed (terminated, restarted)."""
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -80,7 +85,7 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         # ``pool_size`` connections at most, kept once opened. Overflow connections (opened above the pool
         # size and closed as soon as they are returned) were reopened by the next request under steady load:
@@ -93,19 +98,38 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
         # instead of every backend in turn touching (page-faulting in) shared memory and cold caches.
         pool_use_lifo=True,
         pool_recycle=1800,  # rather than pre-ping: a round trip saved on every checkout
+        pool_timeout=pool_timeout_seconds,
         connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server closed while it was idle (``pg_terminate_backend``, a restart) is
+    replaced at checkout, without the round trip of a pre-ping: asyncpg already knows it is closed."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the pooled connection was closed by the server")
 
 
 class Database:
     """The engine and session factory of one service."""
 
     def __init__(
-        self, *, url: str | None, schema: str, var_dir: Path, service_name: str, pool_size: int = 10
+        self,
+        *,
+        url: str | None,
+        schema: str,
+        var_dir: Path,
+        service_name: str,
+        pool_size: int = 10,
+        pool_timeout_seconds: float = 5.0,
     ):
         self.url = resolve_database_url(url, var_dir=var_dir, service_name=service_name)
         self.schema = schema
-        self.engine = create_engine(self.url, schema=schema, pool_size=pool_size)
+        self.engine = create_engine(
+            self.url, schema=schema, pool_size=pool_size, pool_timeout_seconds=pool_timeout_seconds
+        )
         self.after_commit_listeners: list[Callable[[], None]] = []
         #: Shared by every session this database makes (``session.info``): service-wide collaborators that
         #: session-level code needs, such as the after-commit listeners of the queue workers.
@@ -175,16 +199,17 @@ class Driver:
     async def fetch(self, name: str, statement: str, *args: Any) -> Sequence[Any]:
         """Run ``statement`` and return its rows (asyncpg records). ``name`` names the span."""
         pooled = await self.engine.raw_connection()
+        connection: Any = pooled.driver_connection
         try:
-            connection: Any = pooled.driver_connection
             if not self.traced:
                 rows: Sequence[Any] = await connection.fetch(statement, *args)
                 return rows
             with statement_span(name, statement):
                 rows = await connection.fetch(statement, *args)
                 return rows
-        except (OSError, asyncpg.InterfaceError):
-            pooled.invalidate()  # a lost connection goes no further than this statement
+        except BaseException as exc:
+            if not _still_usable(connection, exc):
+                pooled.invalidate()  # closed for good: never handed out again
             raise
         finally:
             await greenlet_spawn(pooled.close)
@@ -193,6 +218,19 @@ class Driver:
         """Run ``statement`` and return its first row, or ``None``."""
         rows = await self.fetch(name, statement, *args)
         return rows[0] if rows else None
+
+
+def _still_usable(connection: Any, error: BaseException) -> bool:
+    """Whether an asyncpg connection whose statement raised ``error`` may serve another statement: only when
+    the server refused the statement itself and the connection is idle again. A statement cut short (a
+    timeout or cancellation while it was in flight) leaves the connection mid-operation until the server
+    answers: reused then, asyncpg fails with "another operation is in progress"; a connection that died
+    (terminated, reset) is no use either."""
+    if connection.is_closed() or not isinstance(error, asyncpg.PostgresError):
+        return False
+    return not isinstance(
+        error, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+    )
 
 
 def driver(session: AsyncSession) -> Driver | None:
