@@ -1,0 +1,90 @@
+"""order-api and wallet-pool as processes on PostgreSQL, their database connections terminated
+(``pg_terminate_backend``) again and again while customers create and read orders: every answer is a success
+or ``503`` with ``Retry-After`` (never a bare ``500``), and the services serve as before once it stops, with
+no connection reused while an operation on it was still in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from desk_stack import Stack
+from test_order_intake import import_btc_wallets, order_body
+
+from servicekit.testing import ServiceProcess, eventually, migrated_database, terminate_connections
+
+CUSTOMERS = 6
+TERMINATIONS = 4
+MISUSE = ("another operation is in progress", "InternalClientError", "unhandled error")
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with migrated_database("order-api", "wallet-pool") as url:
+        yield Stack(database_url=url, logs=tmp_path)
+
+
+async def test_terminated_database_connections_cost_a_503_at_most_and_nothing_after(
+    stack: Stack, services: list[ServiceProcess]
+) -> None:
+    assert stack.database_url is not None
+    wallet_pool = stack.wallet_pool()
+    order_api = stack.order_api(
+        ORDER_API_ORDER_RATE_LIMIT="100000/minute", ORDER_API_MAX_OPEN_ORDERS_PER_IP="100000"
+    )
+    services.extend([wallet_pool, order_api])
+    await wallet_pool.start()
+    await order_api.start()
+    await import_btc_wallets(wallet_pool, stack, 30)
+
+    numbers = itertools.count(1)
+    answers: list[httpx.Response] = []
+    stop = asyncio.Event()
+
+    async def customer(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            created = await client.post("/v1/orders", json=order_body(next(numbers)))
+            answers.append(created)
+            if created.status_code == 201:
+                order = created.json()
+                token = {"Authorization": f"Bearer {order['session_token']}"}
+                answers.append(await client.get(f"/v1/orders/{order['id']}", headers=token))
+
+    async with httpx.AsyncClient(base_url=order_api.url, timeout=30.0) as client:
+        load = [asyncio.create_task(customer(client)) for _ in range(CUSTOMERS)]
+        try:
+            for _ in range(TERMINATIONS):
+                seen = len(answers)
+                await eventually(
+                    lambda seen=seen: asyncio.sleep(0, len(answers) - seen),
+                    until=lambda n: n >= 20,
+                    within=60,
+                    message="requests are answered between terminations",
+                )
+                assert await terminate_connections(stack.database_url) >= 1
+            seen = len(answers)
+            await eventually(
+                lambda: asyncio.sleep(0, len(answers) - seen), until=lambda n: n >= 20, within=60
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*load)
+
+        statuses = {a.status_code for a in answers}
+        assert statuses <= {200, 201, 503}, [
+            (a.status_code, a.text) for a in answers if a.status_code not in (200, 201, 503)
+        ]
+        for refused in (a for a in answers if a.status_code == 503):
+            assert int(refused.headers["Retry-After"]) >= 1, refused.text
+        assert answers[-1].status_code in (200, 201)
+
+        after = [await client.post("/v1/orders", json=order_body(next(numbers))) for _ in range(3)]
+        assert [a.status_code for a in after] == [201, 201, 201], [a.text for a in after]
+
+    for service in (order_api, wallet_pool):
+        log = service.log_text()
+        assert not [line for line in log.splitlines() if any(word in line for word in MISUSE)], service.app
