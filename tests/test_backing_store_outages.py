@@ -54,22 +54,21 @@ async def test_terminated_database_connections_cost_a_503_at_most_and_nothing_af
                 token = {"Authorization": f"Bearer {order['session_token']}"}
                 answers.append(await client.get(f"/v1/orders/{order['id']}", headers=token))
 
+    async def answered(count: int, *, since: int) -> None:
+        """Wait until ``count`` more answers than ``since`` have come."""
+
+        async def more() -> int:
+            return len(answers) - since
+
+        await eventually(more, until=lambda n: n >= count, within=60, message="requests are answered")
+
     async with httpx.AsyncClient(base_url=order_api.url, timeout=30.0) as client:
         load = [asyncio.create_task(customer(client)) for _ in range(CUSTOMERS)]
         try:
             for _ in range(TERMINATIONS):
-                seen = len(answers)
-                await eventually(
-                    lambda seen=seen: asyncio.sleep(0, len(answers) - seen),
-                    until=lambda n: n >= 20,
-                    within=60,
-                    message="requests are answered between terminations",
-                )
+                await answered(20, since=len(answers))
                 assert await terminate_connections(stack.database_url) >= 1
-            seen = len(answers)
-            await eventually(
-                lambda: asyncio.sleep(0, len(answers) - seen), until=lambda n: n >= 20, within=60
-            )
+            await answered(20, since=len(answers))
         finally:
             stop.set()
             await asyncio.gather(*load)

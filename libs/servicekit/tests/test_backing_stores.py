@@ -74,7 +74,7 @@ def store_app(tmp_path: Path, **settings: Any) -> FastAPI:
     async def driver_one(session: DbSession) -> dict[str, int]:
         raw = driver(session)
         assert raw is not None
-        row = await raw.fetchrow("one", "SELECT 1 AS one")
+        [row] = await raw.fetch("one", "SELECT 1 AS one")
         return {"one": int(row["one"])}
 
     @app.get("/v1/broken-sql")

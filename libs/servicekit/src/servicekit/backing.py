@@ -33,7 +33,7 @@ BACKING_STORE_RETRY_AFTER_SECONDS = 2
 """The ``Retry-After`` of a request that met a backing-store outage: a restarted store or a replaced
 connection is usually back within a second or two."""
 
-BACKING_STORE_ERRORS: tuple[type[BaseException], ...] = (
+BACKING_STORE_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.RedisError,
     sa_exc.SQLAlchemyError,
     asyncpg.PostgresError,

@@ -61,7 +61,7 @@ class RateLimiter:
                 "async+redis://",
                 implementation="redispy",
                 key_prefix=f"ratelimit:{namespace}",
-                connection_pool=redis.connection_pool,
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # typed too narrowly
             )
         else:
             storage = MemoryStorage()
