@@ -1,7 +1,9 @@
-"""order-api and wallet-pool as processes on PostgreSQL, their database connections terminated
-(``pg_terminate_backend``) again and again while customers create and read orders: every answer is a success
-or ``503`` with ``Retry-After`` (never a bare ``500``), and the services serve as before once it stops, with
-no connection reused while an operation on it was still in flight."""
+"""order-api and wallet-pool as processes on PostgreSQL and a Redis of the test's own. Their database
+connections terminated (``pg_terminate_backend``) again and again while customers create and read orders:
+every answer is a success or ``503`` with ``Retry-After`` (never a bare ``500``), and the services serve as
+before once it stops, with no connection reused while an operation on it was still in flight. A burst queues
+for Redis connections; with Redis gone, orders are still taken (their rate limit fails open) while email
+codes are refused (theirs fails closed)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ import pytest
 from desk_stack import Stack
 from test_order_intake import import_btc_wallets, order_body
 
-from servicekit.testing import ServiceProcess, eventually, migrated_database, terminate_connections
+from servicekit.testing import (
+    PrivateRedis,
+    ServiceProcess,
+    eventually,
+    migrated_database,
+    terminate_connections,
+)
 
 CUSTOMERS = 6
 TERMINATIONS = 4
@@ -87,3 +95,43 @@ async def test_terminated_database_connections_cost_a_503_at_most_and_nothing_af
     for service in (order_api, wallet_pool):
         log = service.log_text()
         assert not [line for line in log.splitlines() if any(word in line for word in MISUSE)], service.app
+
+
+async def test_a_burst_queues_for_redis_and_without_redis_orders_are_taken_but_email_codes_refused(
+    stack: Stack, services: list[ServiceProcess], private_redis: PrivateRedis
+) -> None:
+    wallet_pool = stack.wallet_pool()
+    order_api = stack.order_api(
+        ORDER_API_REDIS_URL=private_redis.url,
+        ORDER_API_REDIS_MAX_CONNECTIONS="3",  # far fewer than the burst
+        ORDER_API_ORDER_RATE_LIMIT="100000/minute",
+        ORDER_API_MAX_OPEN_ORDERS_PER_IP="100000",
+        ORDER_API_METRICS_ACCESS="public",
+    )
+    services.extend([wallet_pool, order_api])
+    await wallet_pool.start()
+    await order_api.start()
+    await import_btc_wallets(wallet_pool, stack, 10)
+
+    async with httpx.AsyncClient(base_url=order_api.url, timeout=30.0) as client:
+        burst = await asyncio.gather(*(client.post("/v1/orders", json=order_body(n)) for n in range(50)))
+        assert {a.status_code for a in burst} == {201}, {a.text for a in burst if a.status_code != 201}
+
+        await private_redis.kill()
+        order = await client.post("/v1/orders", json=order_body(1000))
+        code = await client.post("/v1/auth/email-code", json={"email": "customer1@example.com"})
+        assert order.status_code == 201, order.text
+        assert code.status_code == 503, code.text
+        assert code.json()["code"] == "backing_store_unavailable"
+        assert int(code.headers["Retry-After"]) >= 1
+        metrics = (await client.get("/metrics")).text
+        assert 'ratelimit_fail_open_total{limit="orders:create"} 1.0' in metrics
+
+        await private_redis.start()
+        again = await eventually(
+            lambda: client.post("/v1/auth/email-code", json={"email": "customer1@example.com"}),
+            until=lambda r: r.status_code == 202,
+            message="email codes are sent again once Redis is back",
+        )
+        assert again.json()["expires_in_seconds"] > 0
+    assert "Too many connections" not in order_api.log_text()
