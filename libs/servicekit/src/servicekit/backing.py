@@ -51,9 +51,13 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown (pg_terminate_backend), cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, out of memory or disk
     asyncpg.InterfaceError,  # the connection is closed
-    ConnectionError,  # refused, reset, aborted, broken pipe
+)
+_NETWORK_OUTAGES: tuple[type[BaseException], ...] = (
+    ConnectionError,  # refused, reset, aborted, broken pipe: asyncpg connecting raises these as they are
     socket.gaierror,  # the store's host name does not resolve
 )
+"""Counted only as the error raised itself: as the cause of another library's error (an HTTP client's, say)
+they are that library's failure, not a store's."""
 
 log = logging.getLogger("servicekit.backing")
 
@@ -61,6 +65,8 @@ log = logging.getLogger("servicekit.backing")
 def is_outage(error: BaseException) -> bool:
     """Whether ``error`` (or what it wraps) says a backing store is unreachable or lost the connection, as
     opposed to refusing the statement itself."""
+    if isinstance(error, _NETWORK_OUTAGES):
+        return True
     seen: set[int] = set()
     pending: list[BaseException | None] = [error]
     while pending:
