@@ -86,8 +86,11 @@ def is_outage(error: BaseException) -> bool:
 
 
 def describe(error: BaseException) -> str:
-    """One line naming an outage for the log (no traceback: the cause is outside this process)."""
-    return f"{type(error).__name__}: {error}"[:300]
+    """One line naming an outage for the log (no traceback: the cause is outside this process). For a
+    statement, the driver's error alone: never the statement or its parameters."""
+    if isinstance(error, sa_exc.StatementError) and error.orig is not None:
+        error = error.orig.__cause__ or error.orig  # asyncpg's own error under SQLAlchemy's adaptation
+    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
 
 
 class ThrottledWarning:
