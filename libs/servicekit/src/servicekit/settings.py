@@ -200,7 +200,28 @@ class ServiceSettings(BaseSettings):
         description="A busy table with this many dead rows is vacuumed by the service itself, whether or not "
         "the server's autovacuum is on.",
     )
+    database_pool_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits for a free pooled database connection (a burst queues); past "
+        "it, the request answers 503 backing_store_unavailable.",
+    )
     redis_url: str | None = Field(default=None, description="Unset means in-process stores (single node).")
+    redis_max_connections: int = Field(
+        default=50, ge=1, description="Redis connections per process at most; more callers queue for one."
+    )
+    redis_pool_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long a caller waits for a free Redis connection (a burst queues); past it, Redis "
+        "counts as unavailable.",
+    )
+    redis_timeout_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Connect and reply timeout of each Redis command: a frozen or unreachable Redis costs "
+        "about this much (one quick retry included: twice) before it counts as unavailable.",
+    )
     var_dir: Path = Field(
         default_factory=_repo_var_dir, description="Embedded databases, mail drop and dev files (`var/`)."
     )

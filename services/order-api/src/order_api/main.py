@@ -111,7 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.protection = DataProtection.from_settings(settings)
     # Lifecycle code opens the customer's email for events to the notifier (orders.lifecycle).
     runtime.database.session_info[PROTECTION_INFO_KEY] = app.state.protection
-    app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)
+    app.state.rate_limiter = RateLimiter(
+        redis=runtime.redis, namespace=settings.service_name, registry=app.state.metrics_registry
+    )
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.include_router(orders_router)
     app.include_router(auth_router)

@@ -346,7 +346,10 @@ async def create_order(
 ) -> OrderResponse:
     """Accept a customer's order and find it a deposit address (or a place in the queue)."""
     from_network, to_network, payout, amount = validate_order(request, settings)
-    await rate_limiter.hit(name="orders:create", identifier=client_ip, limit=settings.order_rate_limit)
+    # Fails open: a customer is not refused because Redis is down (README, Security).
+    await rate_limiter.hit(
+        name="orders:create", identifier=client_ip, limit=settings.order_rate_limit, fail_open=True
+    )
     email_index = protection.email_index(request.email)
     fingerprint = request_fingerprint(request)
     full_session = principal if principal is not None and principal.kind == "full" else None
