@@ -5,8 +5,8 @@ behind its own admin guard) and the same from the service's command line (``pyth
 may carry a customer's sealed data).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the routes' annotations name the guard given to the factory, which
+# FastAPI must see as a value, not as a string it would look up in this module.
 import argparse
 import enum
 import json
@@ -239,7 +239,7 @@ def outbox_admin_router(
 CliReplayAudit = Callable[[AsyncSession, OutboxEventRead], Awaitable[None]]
 
 
-def add_outbox_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_outbox_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """``outbox list [--status dead] [--event-type T] [--aggregate-id ID] [--limit N] [--cursor C]`` and
     ``outbox replay ID`` on a service's command line (run with :func:`run_outbox_command`)."""
     outbox = commands.add_parser("outbox", help="list or replay this service's outbox events")
