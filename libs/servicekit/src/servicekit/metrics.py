@@ -74,6 +74,21 @@ class QueueFigures:
     oldest_pending_at: datetime | None = None
 
 
+def queue_figures(
+    pending: Mapping[str, tuple[int, datetime | None]], dead: Mapping[str, int]
+) -> dict[str, QueueFigures]:
+    """Figures per label value from what an aggregate query counted: ``pending`` (how many, and the oldest's
+    time) and ``dead``."""
+    return {
+        value: QueueFigures(
+            pending=pending.get(value, (0, None))[0],
+            dead=dead.get(value, 0),
+            oldest_pending_at=pending.get(value, (0, None))[1],
+        )
+        for value in {*pending, *dead}
+    }
+
+
 ReadQueue = Callable[[], Awaitable[Mapping[str, QueueFigures]]]
 
 QUEUE_READ_MIN_SECONDS = 1.0

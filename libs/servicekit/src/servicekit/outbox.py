@@ -56,7 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.db import RUNTIME_OWNS, RUNTIME_PRIVILEGES, Database, UtcDateTime, utcnow
-from servicekit.metrics import QueueFigures, QueueGauges
+from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
 from servicekit.retention import RetentionRule
 from servicekit.settings import OUTBOX_LEASE_SECONDS
 from servicekit.telemetry import context_from_traceparent, current_traceparent, traceparent_of
@@ -653,14 +653,7 @@ async def outbox_figures(*, database: Database, table: Table) -> dict[str, Queue
     async with database.sessionmaker() as session:
         waiting = {row[0]: (int(row[1]), row[2]) for row in await session.execute(pending)}
         given_up = {row[0]: int(row[1]) for row in await session.execute(dead)}
-    return {
-        destination: QueueFigures(
-            pending=waiting.get(destination, (0, None))[0],
-            dead=given_up.get(destination, 0),
-            oldest_pending_at=waiting.get(destination, (0, None))[1],
-        )
-        for destination in {*waiting, *given_up}
-    }
+    return queue_figures(waiting, given_up)
 
 
 def outbox_gauges(*, database: Database, table: Table, destinations: Collection[str]) -> QueueGauges:

@@ -31,7 +31,7 @@ from notifier.notifications.models import (
 from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
 from notifier.protection import protection_of, without_one_time_secrets
 from servicekit.db import Database, utcnow
-from servicekit.metrics import QueueFigures, QueueGauges
+from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
 from servicekit.telemetry import context_from_traceparent, mask_secrets
 from servicekit.workers import QueueWorker, backoff_delay
 
@@ -294,14 +294,7 @@ async def delivery_queue_figures(*, database: Database) -> dict[str, QueueFigure
                 waiting[channel] = (int(count), oldest)
             else:
                 given_up[channel] = int(count)
-    return {
-        channel: QueueFigures(
-            pending=waiting.get(channel, (0, None))[0],
-            dead=given_up.get(channel, 0),
-            oldest_pending_at=waiting.get(channel, (0, None))[1],
-        )
-        for channel in {*waiting, *given_up}
-    }
+    return queue_figures(waiting, given_up)
 
 
 def delivery_queue_gauges(*, database: Database, channels: list[Channel]) -> QueueGauges:
