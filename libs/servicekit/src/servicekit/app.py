@@ -197,6 +197,8 @@ class Runtime:
             )
             return {receipt.event_id for receipt in client.answer_as(EventBatchReceipt, answer).receipts}
 
+        gauges = outbox_gauges(database=self.database, table=table, destinations=list(self.peers))
+        self.add_queue_gauges(gauges)
         relay = OutboxRelay(
             database=self.database,
             table=table,
@@ -208,10 +210,8 @@ class Runtime:
             backoff_max_seconds=self.settings.outbox_backoff_max_seconds,
             poll_seconds=self.settings.outbox_poll_seconds,
             metrics=OutboxMetrics(self.metrics_registry),
-            gauges=outbox_gauges(database=self.database, table=table, destinations=list(self.peers)),
+            gauges=gauges,
         )
-        if relay.gauges is not None:
-            self.add_queue_gauges(relay.gauges)
         if dead_letters_to is not None:
             if dead_letters_to not in self.peers:
                 raise ValueError(f"dead letters are reported to a peer: add {dead_letters_to!r} first")

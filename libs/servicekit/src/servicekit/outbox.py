@@ -12,6 +12,11 @@ order) are delivered in the order they were written: a later one waits while an 
 Every event stores the ``traceparent`` of the transaction that wrote it; delivery continues that trace, so a
 retry hours later is still part of the order's story. Receivers record event ids in their inbox
 (:func:`accept_once`) in the same transaction as the processing, so a redelivery changes nothing.
+
+An outbox is operated through its figures (:func:`outbox_gauges` and :class:`OutboxMetrics` on ``/metrics``),
+its admin routes and command line (``servicekit.outbox_admin``: list, replay a dead-lettered event), and
+:func:`report_dead_letters`, which tells the notifier when events are dead-lettered so that the operators
+get an alert.
 """
 
 from __future__ import annotations
