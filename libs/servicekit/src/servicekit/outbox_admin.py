@@ -217,7 +217,9 @@ def outbox_admin_router(
         response_model=OutboxEventRead,
         summary="Replay a dead-lettered outbox event",
         description="Puts a dead-lettered event back in the queue, due now, with a fresh attempt budget; the "
-        "receiver's inbox drops it if it had been processed after all. `409 outbox_event_not_replayable` for a "
+        "receiver's inbox drops it if it had been processed after all. Later events about the same aggregate "
+        "were not held back while it was dead, so it may arrive after them. "
+        "`409 outbox_event_not_replayable` for a "
         f"pending or delivered event, `404` for an unknown id. {who}.",
         responses=problem_responses(401, 403, 404, 409),
     )
@@ -239,6 +241,13 @@ def outbox_admin_router(
 CliReplayAudit = Callable[[AsyncSession, OutboxEventRead], Awaitable[None]]
 
 
+def _page_size(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_PAGE_SIZE}, got {value}")
+    return value
+
+
 def add_outbox_commands(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """``outbox list [--status dead] [--event-type T] [--aggregate-id ID] [--limit N] [--cursor C]`` and
     ``outbox replay ID`` on a service's command line (run with :func:`run_outbox_command`)."""
@@ -248,7 +257,7 @@ def add_outbox_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     listing.add_argument("--status", choices=[s.value for s in OutboxEventStatus], default=None)
     listing.add_argument("--event-type", default=None)
     listing.add_argument("--aggregate-id", default=None)
-    listing.add_argument("--limit", type=int, default=50, choices=range(1, MAX_PAGE_SIZE + 1), metavar="N")
+    listing.add_argument("--limit", type=_page_size, default=50, metavar="N", help=f"1 to {MAX_PAGE_SIZE}")
     listing.add_argument("--cursor", default=None, help="the next page (printed after a full page)")
     replay = actions.add_parser("replay", help="put a dead-lettered event back in the queue")
     replay.add_argument("event_id", metavar="ID")
