@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import uuid
 
+import pytest
 from pooltest import PoolApi
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
@@ -12,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import utcnow
 from servicekit.outbox import add_event
+from wallet_pool.__main__ import main as wallet_pool_cli
 from wallet_pool.db import outbox
 
 
@@ -55,3 +60,18 @@ async def test_metrics_have_the_outbox_gauges_for_every_peer(api: PoolApi) -> No
     for name in ("outbox_pending", "outbox_in_flight", "outbox_dead", "outbox_oldest_pending_age_seconds"):
         destinations = {s.labels["destination"] for s in families[name].samples}
         assert destinations == {"order-api", "notifier"}, name
+
+
+async def test_the_command_line_lists_and_refuses_an_unknown_replay(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [n for n in os.environ if n.startswith("WALLET_POOL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("WALLET_POOL_DATABASE_URL", database_url)
+    monkeypatch.setenv("WALLET_POOL_LOG_LEVEL", "WARNING")
+
+    assert await asyncio.to_thread(wallet_pool_cli, ["outbox", "list", "--status", "dead"]) == 0
+    assert all(json.loads(line)["status"] == "dead" for line in capsys.readouterr().out.splitlines())
+    unknown = str(uuid.uuid4())
+    assert await asyncio.to_thread(wallet_pool_cli, ["outbox", "replay", unknown]) == 2
+    assert capsys.readouterr().err.startswith(f"outbox_event_not_found: No outbox event {unknown}.")
