@@ -4,7 +4,8 @@
   payload, variables picked from it); operators get Telegram order cards through telegram-gateway, whose
   ``event`` and order snapshot tell the gateway whether to post a new card (a new order, an order back in
   the pool), edit the cards it posted, or post to the support chat (an escalation).
-- ``ALERT_RULES``: which event raises or resolves which alert (wallet-pool's pool levels). The delivery
+- ``ALERT_RULES``: which event raises or resolves which alert (wallet-pool's pool levels, dead-lettered
+  events in a service's outbox). The delivery
   failure-rate alert is raised by the alert worker from delivery figures, not by an event.
 - ``alert_messages``: who hears about an alert's changes: the operators' Telegram chat and the admins'
   emails.
@@ -29,13 +30,15 @@ from notifier.alerts.conditions import (
     AlertNotice,
     AlertPolicy,
     Recovery,
+    outbox_dead,
+    outbox_dead_cleared,
     pool_low,
     pool_recovered,
 )
 from notifier.messages.render import resolve_locale
 from notifier.notifications.models import TELEGRAM_NO_LOCALE, Channel
 from servicekit.events import read_payload
-from servicekit.outbox import EventEnvelope
+from servicekit.outbox import OUTBOX_DEAD_CLEARED, OUTBOX_DEAD_LETTERED, EventEnvelope
 
 Payload = Mapping[str, Any]
 
@@ -319,6 +322,9 @@ class AlertRule:
 ALERT_RULES: tuple[AlertRule, ...] = (
     AlertRule("pool.low", pool_low),  # key pool.low:{currency}:{network}; level empty is at least critical
     AlertRule("pool.recovered", pool_recovered),
+    # key outbox.dead:{service}: the sender's outbox holds dead-lettered events (servicekit reports the count)
+    AlertRule(OUTBOX_DEAD_LETTERED, outbox_dead),
+    AlertRule(OUTBOX_DEAD_CLEARED, outbox_dead_cleared),
 )
 
 

@@ -39,9 +39,9 @@ from notifier.alerts.models import LIVE, Alert, AlertStatus, Severity
 from notifier.alerts.schemas import AlertPageRead, AlertRead
 from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
-from notifier.pagination import decode_cursor, encode_cursor
 from notifier.rules import alert_messages
 from servicekit.db import Database, utcnow
+from servicekit.pagination import decode_cursor, encode_cursor
 from servicekit.plurals import english
 
 log = logging.getLogger("notifier.alerts")

@@ -24,9 +24,9 @@ from notifier.notifications.models import (
     NotificationStatus,
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
-from notifier.pagination import decode_cursor, encode_cursor
 from notifier.protection import DataProtection, protection_of
 from servicekit.db import utcnow
+from servicekit.pagination import decode_cursor, encode_cursor
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
 
