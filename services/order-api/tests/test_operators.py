@@ -649,7 +649,7 @@ async def test_an_untouched_assignment_times_out_back_to_the_pool(
         wallet_pool=empty_wallet_pool,
         sweep_seconds=0.1,
         assignment_timeout_minutes=30,
-        assignment_timeout_by_currency={"ETH": 5},
+        assignment_timeout_by_currency={"ETH": 1},
     ) as api:
         operator = await hire(api, api_keys)
         btc, eth = (
@@ -675,6 +675,7 @@ async def test_an_untouched_assignment_times_out_back_to_the_pool(
             eth_order = await session.get(Order, eth["id"])
         takeable = await api.client.get("/v1/operator/orders", headers=operator.auth)
     assert (timed_out["order_id"], timed_out["status"]) == (eth["id"], "awaiting_deposit")
+    assert timed_out["comment"] == "Untouched for 1 minute."  # the operators' card shows it as it is
     assert (timed_out["previous_operator_id"], timed_out["actor"]) == (
         operator.id,
         "system:assignment-timeout",

@@ -287,6 +287,13 @@ class ServiceSettings(BaseSettings):
         description="How long a woken outbox relay waits for more events, so that a busy service sends them "
         "in batches (one request for many).",
     )
+    outbox_dead_letter_check_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the outbox's dead-lettered events are counted; a change is reported to the "
+        "notifier (`outbox.dead_lettered`, `outbox.dead_cleared`), which raises or resolves the operators' "
+        "alert. Services without a notifier peer only count them for `/metrics` (`outbox_dead`).",
+    )
 
     outbox_retention_days: int = Field(
         default=7,

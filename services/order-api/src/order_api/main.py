@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from order_api.audit.outbox import router as outbox_admin_router
 from order_api.audit.router import router as audit_router
 from order_api.auth.router import router as auth_router
 from order_api.clients.wallet_pool import WalletPoolClient
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, schema=SCHEMA, package="order_api")
     wallet_pool = runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     runtime.add_peer("notifier", settings.notifier)
-    runtime.add_outbox_relay(outbox)
+    runtime.add_outbox_relay(outbox, dead_letters_to="notifier")
     runtime.add_inbox_retention(inbox)
     wallet_pool_client = WalletPoolClient(wallet_pool)
 
@@ -100,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
             {
                 "name": "admin",
-                "description": "Admins manage operators and their personal tokens, and erase customers.",
+                "description": "Admins manage operators and their personal tokens, erase customers, and list "
+                "and replay the outbox's events.",
             },
             {"name": "audit", "description": "The append-only, hash-chained audit trail (admins)."},
             {"name": "stats", "description": "Statistics for admins and operators."},
@@ -123,5 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers_admin_router)
     app.include_router(telegram_router)
     app.include_router(audit_router)
+    app.include_router(outbox_admin_router)
     app.include_router(events_router(inbox=inbox, handlers=wallet_event_handlers(settings)))
     return app
