@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from notifier.alerts.conditions import AlertCondition, AlertPolicy
+from notifier.alerts.conditions import AlertCondition, AlertPolicy, PoolLevelPayload
 from notifier.alerts.models import Alert, Severity
 from notifier.alerts.service import escalate_unacknowledged, raise_alert
 from notifier.db import SCHEMA
@@ -520,3 +520,10 @@ async def test_the_delivery_queue_figures_on_metrics_follow_a_dead_notification_
     sent = 'notifier_delivery_attempts_total{channel="email",outcome="sent",provider="smtp"}'
     assert f"{sent} 1.0" in dead
     assert f"{sent} 2.0" in cleared
+
+
+@pytest.mark.parametrize(("queued", "told"), [(0, "0 orders"), (1, "1 order"), (2, "2 orders")])
+def test_a_pool_alert_counts_waiting_orders_in_the_right_form(queued: int, told: str) -> None:
+    payload = PoolLevelPayload.model_validate({**pool_event()["payload"], "queued": queued})
+
+    assert f"; {told} waiting for an address." in payload.figures()

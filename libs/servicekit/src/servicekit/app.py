@@ -19,6 +19,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.apikeys import ApiKeyVerifier
+from servicekit.backing import redis_client
 from servicekit.bounds import InputGuardMiddleware
 from servicekit.client import ServiceClient
 from servicekit.db import TRACE_STATEMENTS, Database, session_scope
@@ -101,6 +102,7 @@ class Runtime:
             var_dir=settings.var_dir,
             service_name=settings.service_name,
             pool_size=settings.database_pool_size,
+            pool_timeout_seconds=settings.database_pool_timeout_seconds,
         )
         if settings.trace_database:
             instrument_engine(self.database.engine)
@@ -108,7 +110,7 @@ class Runtime:
         self.redis: Redis | None = None
         if settings.redis_url:
             instrument_redis()
-            self.redis = Redis.from_url(settings.redis_url)
+            self.redis = redis_client(settings.redis_url, settings)
         self.peers: dict[str, ServiceClient] = {}
         self.workers: list[Worker] = []
         self.busy_tables: list[str] = []

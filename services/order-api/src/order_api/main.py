@@ -20,7 +20,11 @@ from order_api.orders.router import router as orders_router
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from order_api.stats.router import router as stats_router
-from order_api.workers.sweeper import expire_overdue_orders, reconcile_pending_allocations
+from order_api.workers.sweeper import (
+    announce_silent_orders,
+    expire_overdue_orders,
+    reconcile_pending_allocations,
+)
 from servicekit.app import Runtime, create_service_app
 from servicekit.client import ServiceClient
 from servicekit.events import events_router
@@ -67,6 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         PeriodicWorker(name="allocation-reconciler", job=reconcile, interval_seconds=settings.sweep_seconds)
     )
 
+    async def announce() -> int:
+        return await announce_silent_orders(database=runtime.database, settings=settings)
+
+    runtime.add_worker(
+        PeriodicWorker(name="order-announcer", job=announce, interval_seconds=settings.sweep_seconds)
+    )
+
     async def time_out_assignments() -> int:
         return await sweep_idle_assignments(database=runtime.database, settings=settings)
 
@@ -102,7 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.protection = DataProtection.from_settings(settings)
     # Lifecycle code opens the customer's email for events to the notifier (orders.lifecycle).
     runtime.database.session_info[PROTECTION_INFO_KEY] = app.state.protection
-    app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)
+    app.state.rate_limiter = RateLimiter(
+        redis=runtime.redis, namespace=settings.service_name, registry=app.state.metrics_registry
+    )
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.include_router(orders_router)
     app.include_router(auth_router)

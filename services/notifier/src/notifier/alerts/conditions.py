@@ -18,6 +18,7 @@ from notifier.alerts.models import Severity
 from notifier.settings import Settings
 from servicekit.events import read_payload
 from servicekit.outbox import EventEnvelope
+from servicekit.plurals import english
 
 
 class AlertChange(enum.StrEnum):
@@ -142,7 +143,7 @@ class PoolLevelPayload(BaseModel):
         return (
             f"{self.free} of {self.usable} usable addresses free ({self.free_percent} %, threshold "
             f"{self.threshold_percent} %); {self.reserved} reserved, {self.disabled} disabled; "
-            f"{self.queued} order(s) waiting for an address. Seen {self.observed_at.isoformat()}."
+            f"{english(self.queued, 'order')} waiting for an address. Seen {self.observed_at.isoformat()}."
         )
 
 
@@ -218,7 +219,7 @@ def outbox_dead(envelope: EventEnvelope) -> AlertCondition:
         key=outbox_dead_key(report.service),
         source="outbox.dead_lettered",
         severity=Severity.critical,
-        title=f"{report.dead} {'event' if report.dead == 1 else 'events'} dead in {report.service}'s outbox",
+        title=f"{english(report.dead, 'event')} dead in {report.service}'s outbox",
         text=f"Delivery gave up on them ({events}); the oldest since {report.oldest_dead_at.isoformat()}. "
         f"Nothing retries them: list them with GET /v1/admin/outbox?status=dead on {report.service} (or "
         f"python -m {command} outbox list --status dead) and replay each once its cause is fixed "
