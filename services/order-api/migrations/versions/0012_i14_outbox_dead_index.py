@@ -5,8 +5,8 @@ events newest first (``GET /v1/admin/outbox?status=dead``), and ``/metrics`` and
 count them, without reading the delivered events the outbox keeps for its retention period. It holds only the
 few dead rows, so writing events costs nothing more.
 
-Revision ID: 0011_i14_outbox_dead_index
-Revises: 0010_i13_peers_open_address
+Revision ID: 0012_i14_outbox_dead_index
+Revises: 0011_i14_intake_awaiting_address
 Create Date: 2026-12-06 08:00:00.000000
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from servicekit.migrations import create_outbox_dead_index, drop_outbox_dead_index
 
-revision: str = '0011_i14_outbox_dead_index'
-down_revision: str | None = '0010_i13_peers_open_address'
+revision: str = '0012_i14_outbox_dead_index'
+down_revision: str | None = '0011_i14_intake_awaiting_address'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
