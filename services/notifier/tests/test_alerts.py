@@ -433,6 +433,13 @@ async def _mail(smtp: SmtpServer) -> list[EmailMessage]:
     return list(smtp.messages)
 
 
+@pytest.mark.parametrize(("queued", "told"), [(0, "0 orders"), (1, "1 order"), (2, "2 orders")])
+def test_a_pool_alert_counts_waiting_orders_in_the_right_form(queued: int, told: str) -> None:
+    payload = PoolLevelPayload.model_validate({**pool_event()["payload"], "queued": queued})
+
+    assert f"; {told} waiting for an address." in payload.figures()
+
+
 def outbox_report(dead: int, *, service: str = "order-api") -> dict[str, Any]:
     """What ``servicekit.outbox.report_dead_letters`` sends: ``outbox.dead_lettered``, or the all-clear."""
     observed = "2026-12-06T08:00:00+00:00"
@@ -520,10 +527,3 @@ async def test_the_delivery_queue_figures_on_metrics_follow_a_dead_notification_
     sent = 'notifier_delivery_attempts_total{channel="email",outcome="sent",provider="smtp"}'
     assert f"{sent} 1.0" in dead
     assert f"{sent} 2.0" in cleared
-
-
-@pytest.mark.parametrize(("queued", "told"), [(0, "0 orders"), (1, "1 order"), (2, "2 orders")])
-def test_a_pool_alert_counts_waiting_orders_in_the_right_form(queued: int, told: str) -> None:
-    payload = PoolLevelPayload.model_validate({**pool_event()["payload"], "queued": queued})
-
-    assert f"; {told} waiting for an address." in payload.figures()
