@@ -140,17 +140,25 @@ class FaultStack:
         return await asyncpg.connect(self.dsn)
 
 
+RETRIES = "200"
+"""Attempts before an event or a message is dead-lettered. ``desk_stack`` shrinks the backoffs to fractions of
+a second (production: seconds to an hour), so the attempts are raised to keep what production promises: a
+peer down for as long as a restart (tens of seconds on a loaded machine) delays work and never kills it."""
+
+
 def _service_env(stack: Stack, redis: PrivateRedis) -> dict[str, dict[str, str]]:
-    """What each process gets besides ``desk_stack``'s wiring: the private Redis, and limits per client network
-    high enough that one test client on loopback is many customers."""
+    """What each process gets besides ``desk_stack``'s wiring: the private Redis, retry budgets for the
+    shrunken backoffs, and limits per client network high enough that one test client on loopback is many
+    customers."""
     return {
-        "wallet-pool": {"WALLET_POOL_REDIS_URL": redis.url},
+        "wallet-pool": {"WALLET_POOL_REDIS_URL": redis.url, "WALLET_POOL_OUTBOX_MAX_ATTEMPTS": RETRIES},
         "order-api": {
             "ORDER_API_REDIS_URL": redis.url,
+            "ORDER_API_OUTBOX_MAX_ATTEMPTS": RETRIES,
             "ORDER_API_ORDER_RATE_LIMIT": "100000/minute",
             "ORDER_API_MAX_OPEN_ORDERS_PER_IP": "100000",
         },
-        "notifier": {"NOTIFIER_REDIS_URL": redis.url},
+        "notifier": {"NOTIFIER_REDIS_URL": redis.url, "NOTIFIER_DELIVERY_MAX_ATTEMPTS": RETRIES},
         "telegram-gateway": {"TELEGRAM_GATEWAY_REDIS_URL": redis.url},
     }
 
@@ -175,7 +183,9 @@ async def fault_stack(logs: Path) -> AsyncIterator[FaultStack]:
         await redis.start()
         smtp.start()
         try:
-            await asyncio.gather(*(process.start(ready_within=60) for process in processes.values()))
+            await asyncio.gather(
+                *(process.start(ready_within=RESTART_WITHIN) for process in processes.values())
+            )
             await _wait_for(
                 lambda: _true(bot_api.webhook_url is not None), within=30, what="the bot's webhook"
             )
@@ -292,7 +302,7 @@ class Client:
     ``Idempotency-Key``, until the client's own patience runs out."""
 
     def __init__(
-        self, desk: FaultStack, traffic: Traffic, *, timeout: float = 8.0, patience: float = 12.0
+        self, desk: FaultStack, traffic: Traffic, *, timeout: float = 8.0, patience: float = 45.0
     ) -> None:
         self.desk = desk
         self.traffic = traffic
@@ -335,7 +345,7 @@ class Client:
             response = await self.once(action, method, path, **kwargs)
             retry = response is None or response.status_code == 503
             if response is not None and response.status_code == 409:
-                retry = problem_code(response) in RETRYABLE_409
+                retry = problem_code(response) in RETRYABLE_409 and not _detail_hint(response)
             if not retry or time.monotonic() + delay > deadline:
                 return response
             wait = delay
@@ -447,23 +457,31 @@ async def take_by_bot(client: Client, intent: Intent) -> bool | None:
 
 
 async def steady_load(
-    desk: FaultStack, traffic: Traffic, *, label: str, rate: float, seconds: float, bot_share: float = 0.25
+    desk: FaultStack,
+    traffic: Traffic,
+    *,
+    label: str,
+    rate: float,
+    stop: asyncio.Event,
+    bot_share: float = 0.25,
 ) -> None:
-    """``rate`` new customers a second for ``seconds``, each followed through; returns when every one is done."""
+    """``rate`` new customers a second until ``stop`` is set, each followed through; returns when every one
+    is done."""
     rng = random.Random(label)
     client = Client(desk, traffic)
     tasks: list[asyncio.Task[None]] = []
     try:
         start = time.monotonic()
         n = 0
-        while (elapsed := time.monotonic() - start) < seconds:
-            due = int(elapsed * rate) + 1
+        while not stop.is_set():
+            due = int((time.monotonic() - start) * rate) + 1
             while n < due:
                 intent = Intent(key=str(uuid.uuid4()), email=f"{label}-{n}@faults.example.com")
                 traffic.intents.append(intent)
                 tasks.append(asyncio.create_task(customer(client, intent, rng=rng, bot_share=bot_share)))
                 n += 1
-            await asyncio.sleep(1 / rate)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1 / rate)
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:
@@ -540,6 +558,17 @@ def _freeze(service: str) -> Fault:
         os.kill(pid(desk), signal.SIGCONT)
 
     return Fault(f"SIGSTOP {service}", inject, heal, hold=4.0)
+
+
+async def restore(desk: FaultStack) -> None:
+    """Every process running and Redis up, whatever an earlier test left behind."""
+    for process in desk.processes.values():
+        if process.process is not None and process.process.poll() is None:
+            os.kill(process.process.pid, signal.SIGCONT)
+        else:
+            await process.start(ready_within=RESTART_WITHIN)
+    if desk.redis.process is None or desk.redis.process.poll() is not None:
+        await desk.redis.start()
 
 
 async def _kill_redis(desk: FaultStack) -> None:
@@ -1046,30 +1075,41 @@ def now_utc() -> datetime:
 
 # --- one fault, start to finish ----------------------------------------------------------------------------
 
-RATE = 8.0
+RATE = 5.0
 """New customers a second during a fault's run (each followed by a cancel, or a take and a completion)."""
-LOAD_SECONDS = 8.0
 INJECT_AFTER = 2.0
+"""Seconds of load before the fault."""
+LOAD_AFTER_HEAL = 3.0
+"""Seconds of load after the fault is healed (a restarted service is ready again)."""
 DRAIN_WITHIN = 60.0
 RESTART_WITHIN = 120.0
 """A restarted process is given this long to be ready (imports are slow on a loaded machine)."""
 
 
 async def run_fault(desk: FaultStack, fault: Fault) -> Outcome:
-    """Steady load; ``fault`` injected ``INJECT_AFTER`` seconds in, held, healed; the load runs out, the desk
-    drains, and every invariant is read back from the databases."""
+    """Steady load; ``fault`` injected ``INJECT_AFTER`` seconds in, held, healed; the load goes on for
+    ``LOAD_AFTER_HEAL`` seconds and stops, the desk drains, and every invariant is read back from the
+    databases."""
+    await restore(desk)
     since = now_utc()
     dead_before = (await snapshot(desk)).dead_work
     traffic = Traffic()
     label = re.sub(r"[^a-z0-9]+", "-", fault.name.lower()).strip("-")
-    load = asyncio.create_task(steady_load(desk, traffic, label=label, rate=RATE, seconds=LOAD_SECONDS))
-    await asyncio.sleep(INJECT_AFTER)  # the fault's place on the load's timeline
-    injected = time.monotonic()
-    await fault.inject(desk)
-    await asyncio.sleep(fault.hold)  # how long the fault lasts
-    await fault.heal(desk)
-    healed = time.monotonic()
-    await load
+    stop = asyncio.Event()
+    load = asyncio.create_task(steady_load(desk, traffic, label=label, rate=RATE, stop=stop))
+    try:
+        await asyncio.sleep(INJECT_AFTER)  # the fault's place on the load's timeline
+        injected = time.monotonic()
+        await fault.inject(desk)
+        try:
+            await asyncio.sleep(fault.hold)  # how long the fault lasts
+        finally:
+            await fault.heal(desk)
+        healed = time.monotonic()
+        await asyncio.sleep(LOAD_AFTER_HEAL)  # the load's tail, on the healed desk
+    finally:
+        stop.set()
+        await load
     drain_seconds, state = await drained(desk, within=DRAIN_WITHIN)
     return await assess(
         desk,

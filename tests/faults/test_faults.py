@@ -22,11 +22,12 @@ from faults.harness import (
     burst,
     drained,
     now_utc,
+    restore,
     run_fault,
     snapshot,
 )
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(300)
 
 
 def _failed(outcome: Outcome) -> str:
@@ -47,6 +48,7 @@ async def test_a_burst_of_customers_is_served_or_told_to_come_back(
 ) -> None:
     """200 customers at the same instant against a pool of 30 addresses: each is accepted (201), refused by a
     limit (409) or asked to slow down (429), never a 500; the pool's invariants hold after it."""
+    await restore(desk)
     since, traffic = now_utc(), Traffic()
     dead_before = (await snapshot(desk)).dead_work
     started = time.monotonic()
