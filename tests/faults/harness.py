@@ -184,7 +184,10 @@ async def fault_stack(logs: Path) -> AsyncIterator[FaultStack]:
         smtp.start()
         try:
             await asyncio.gather(
-                *(process.start(ready_within=RESTART_WITHIN) for process in processes.values())
+                *(
+                    process.start(ready_within=RESTART_WITHIN, probe_timeout=10.0)
+                    for process in processes.values()
+                )
             )
             await _wait_for(
                 lambda: _true(bot_api.webhook_url is not None), within=30, what="the bot's webhook"
@@ -540,7 +543,7 @@ def _kill(service: str) -> Fault:
         await desk.processes[service].stop(sig=signal.SIGKILL)
 
     async def heal(desk: FaultStack) -> None:
-        await desk.processes[service].start(ready_within=RESTART_WITHIN)
+        await desk.processes[service].start(ready_within=RESTART_WITHIN, probe_timeout=10.0)
 
     return Fault(f"kill -9 {service}", inject, heal)
 
@@ -566,7 +569,7 @@ async def restore(desk: FaultStack) -> None:
         if process.process is not None and process.process.poll() is None:
             os.kill(process.process.pid, signal.SIGCONT)
         else:
-            await process.start(ready_within=RESTART_WITHIN)
+            await process.start(ready_within=RESTART_WITHIN, probe_timeout=10.0)
     if desk.redis.process is None or desk.redis.process.poll() is not None:
         await desk.redis.start()
 

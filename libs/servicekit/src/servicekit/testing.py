@@ -271,8 +271,9 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, *, ready_within: float = 30.0) -> ServiceProcess:
-        """Start and wait until ``/health/ready`` answers 200."""
+    async def start(self, *, ready_within: float = 30.0, probe_timeout: float = 2.0) -> ServiceProcess:
+        """Start and wait until ``/health/ready`` answers 200 (each probe waiting ``probe_timeout`` at most:
+        longer for a process started under load)."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: ASYNC220, S603 (returns at once; fixed argv)
             [
@@ -295,7 +296,7 @@ class ServiceProcess:
         )
         log.close()
         deadline = time.monotonic() + ready_within
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=probe_timeout) as client:
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(
