@@ -305,7 +305,7 @@ class Client:
     ``Idempotency-Key``, until the client's own patience runs out."""
 
     def __init__(
-        self, desk: FaultStack, traffic: Traffic, *, timeout: float = 8.0, patience: float = 45.0
+        self, desk: FaultStack, traffic: Traffic, *, timeout: float = 10.0, patience: float = 40.0
     ) -> None:
         self.desk = desk
         self.traffic = traffic
@@ -343,7 +343,7 @@ class Client:
     async def call(self, action: str, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
         """The request, retried as a client retries it; the last answer (``None``: none before patience ran out)."""
         deadline = time.monotonic() + self.patience
-        delay = 0.2
+        delay = 0.5
         while True:
             response = await self.once(action, method, path, **kwargs)
             retry = response is None or response.status_code == 503
@@ -356,7 +356,7 @@ class Client:
                 with contextlib.suppress(ValueError):
                     wait = min(float(response.headers.get("retry-after", delay)), 2.0)
             await asyncio.sleep(wait + random.uniform(0, 0.1))
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, 4.0)
 
 
 def order_body(email: str) -> dict[str, Any]:
