@@ -28,6 +28,7 @@ import aiohttp
 import asyncpg
 import httpx
 from desk_stack import Stack
+from test_order_intake import order_body
 
 from coin_addresses import demo_address
 from notifier.testing import SmtpServer
@@ -37,7 +38,6 @@ from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi,
 SERVICES = ("wallet-pool", "order-api", "notifier", "telegram-gateway")
 POOL_SIZE = 30
 """BTC deposit addresses in the pool: small, so the load keeps a wait queue."""
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 DOCUMENTED = frozenset({200, 201, 204, 404, 409, 412, 422, 429, 503})
 """What a client may be answered during a fault (a 503 only with ``Retry-After``)."""
 OPEN = ("queued", "awaiting_address", "awaiting_deposit", "in_progress")
@@ -158,7 +158,11 @@ def _service_env(stack: Stack, redis: PrivateRedis) -> dict[str, dict[str, str]]
             "ORDER_API_ORDER_RATE_LIMIT": "100000/minute",
             "ORDER_API_MAX_OPEN_ORDERS_PER_IP": "100000",
         },
-        "notifier": {"NOTIFIER_REDIS_URL": redis.url, "NOTIFIER_DELIVERY_MAX_ATTEMPTS": RETRIES},
+        "notifier": {
+            "NOTIFIER_REDIS_URL": redis.url,
+            "NOTIFIER_DELIVERY_MAX_ATTEMPTS": RETRIES,
+            "NOTIFIER_DELIVERY_LEASE_SECONDS": "10",
+        },
         "telegram-gateway": {"TELEGRAM_GATEWAY_REDIS_URL": redis.url},
     }
 
@@ -267,6 +271,7 @@ class Intent:
     order_id: str | None = None
     token: str | None = None
     status: str | None = None
+    refused: str | None = None
     gave_up: str | None = None
 
 
@@ -359,26 +364,26 @@ class Client:
             delay = min(delay * 2, 4.0)
 
 
-def order_body(email: str) -> dict[str, Any]:
-    return {
-        "email": email,
-        "from_currency": "BTC",
-        "to_currency": "USDT",
-        "to_network": "TRC20",
-        "amount": "0.05",
-        "payout_address": PAYOUT_USDT,
-    }
-
-
-async def place_order(client: Client, intent: Intent) -> None:
-    response = await client.call(
-        "create", "POST", "/v1/orders", json=order_body(intent.email), headers={"Idempotency-Key": intent.key}
+async def place_order(client: Client, intent: Intent, *, retried: bool = True) -> None:
+    """The customer's ``POST /v1/orders`` (retried as a client does, or sent once); what it came to is kept on
+    ``intent``: the order, a refusal the customer is told about (a limit: 409, 429), or ``gave_up``."""
+    send = client.call if retried else client.once
+    response = await send(
+        "create",
+        "POST",
+        "/v1/orders",
+        json=order_body(0, email=intent.email),
+        headers={"Idempotency-Key": intent.key},
     )
     if response is None:
         intent.gave_up = "no answer"
     elif response.status_code == 201:
         body = response.json()
         intent.order_id, intent.token, intent.status = body["id"], body["session_token"], body["status"]
+    elif response.status_code == 429 or (
+        response.status_code == 409 and problem_code(response) not in RETRYABLE_409
+    ):
+        intent.refused = f"{response.status_code} {problem_code(response)}"
     else:
         intent.gave_up = f"{response.status_code} {problem_code(response)}{_detail_hint(response)}"
 
@@ -502,20 +507,7 @@ async def burst(desk: FaultStack, traffic: Traffic, *, label: str, count: int) -
 
         async def one(intent: Intent) -> None:
             await go.wait()
-            response = await client.once(
-                "create",
-                "POST",
-                "/v1/orders",
-                json=order_body(intent.email),
-                headers={"Idempotency-Key": intent.key},
-            )
-            if response is not None and response.status_code == 201:
-                body = response.json()
-                intent.order_id, intent.token, intent.status = (
-                    body["id"],
-                    body["session_token"],
-                    body["status"],
-                )
+            await place_order(client, intent, retried=False)
 
         tasks = [asyncio.create_task(one(intent)) for intent in intents]
         await asyncio.sleep(0.2)
@@ -530,12 +522,14 @@ async def burst(desk: FaultStack, traffic: Traffic, *, label: str, count: int) -
 
 @dataclass(frozen=True)
 class Fault:
-    """One fault: ``inject`` it, hold it for ``hold`` seconds, ``heal`` it."""
+    """One fault: ``inject`` it, hold it for ``hold`` seconds, ``heal`` it. ``answer_within``: the longest a
+    client may wait for an answer to an action (``create``, ``bot take``) sent during the fault."""
 
     name: str
     inject: Callable[[FaultStack], Awaitable[None]]
     heal: Callable[[FaultStack], Awaitable[None]]
     hold: float = 3.0
+    answer_within: dict[str, float] = field(default_factory=dict)
 
 
 def _kill(service: str) -> Fault:
@@ -548,7 +542,7 @@ def _kill(service: str) -> Fault:
     return Fault(f"kill -9 {service}", inject, heal)
 
 
-def _freeze(service: str) -> Fault:
+def _freeze(service: str, *, hold: float, answer_within: dict[str, float]) -> Fault:
     def pid(desk: FaultStack) -> int:
         process = desk.processes[service].process
         assert process is not None
@@ -560,7 +554,13 @@ def _freeze(service: str) -> Fault:
     async def heal(desk: FaultStack) -> None:
         os.kill(pid(desk), signal.SIGCONT)
 
-    return Fault(f"SIGSTOP {service}", inject, heal, hold=4.0)
+    return Fault(f"SIGSTOP {service}", inject, heal, hold=hold, answer_within=answer_within)
+
+
+INTAKE_WITHIN = 3.0
+"""Seconds within which ``POST /v1/orders`` answers while wallet-pool is frozen."""
+PRESS_WITHIN = 5.0
+"""Seconds within which the bot answers a button press while order-api is frozen."""
 
 
 async def restore(desk: FaultStack) -> None:
@@ -609,8 +609,10 @@ async def _nothing(desk: FaultStack) -> None:
 
 FAULTS: tuple[Fault, ...] = (
     *(_kill(service) for service in SERVICES),
-    _freeze("wallet-pool"),
-    _freeze("order-api"),
+    # A customer's order is answered within 3 s whatever wallet-pool does.
+    _freeze("wallet-pool", hold=5.0, answer_within={"create": INTAKE_WITHIN}),
+    # An operator's press is answered within Telegram's patience whatever order-api does.
+    _freeze("order-api", hold=8.0, answer_within={"bot take": PRESS_WITHIN}),
     Fault("Redis killed and restarted", _kill_redis, _restart_redis),
     Fault("PostgreSQL connections terminated", _terminate_repeatedly, _nothing, hold=0.0),
 )
@@ -720,6 +722,24 @@ def check_answers(exchanges: list[Exchange]) -> list[Finding]:
     if bare_503:
         by = Counter(f"{e.action} {e.code}" for e in bare_503)
         findings.append(Finding("503 without Retry-After", len(bare_503), _examples(sorted(by.items()))))
+    return findings
+
+
+def check_latency(exchanges: list[Exchange], bounds: dict[str, float]) -> list[Finding]:
+    """Actions sent during the fault answered within their bound (no answer at all counts as too slow)."""
+    findings = []
+    for action, bound in bounds.items():
+        slow = sorted(
+            e.seconds for e in exchanges if e.action == action and (e.status is None or e.seconds > bound)
+        )
+        if slow:
+            findings.append(
+                Finding(
+                    f"{action} answered later than {bound:g} s during the fault",
+                    len(slow),
+                    "slowest " + ", ".join(f"{t:.1f}s" for t in slow[-3:]),
+                )
+            )
     return findings
 
 
@@ -1124,6 +1144,7 @@ async def run_fault(desk: FaultStack, fault: Fault) -> Outcome:
         drain_seconds=drain_seconds,
         dead_before=dead_before,
         notifier_killed=fault.name == "kill -9 notifier",
+        answer_within=fault.answer_within,
     )
 
 
@@ -1138,14 +1159,36 @@ async def assess(
     drain_seconds: float | None,
     dead_before: dict[str, int],
     notifier_killed: bool = False,
+    answer_within: dict[str, float] | None = None,
 ) -> Outcome:
     several = await several_orders_per_customer(desk, since=since)
     message_findings, tolerated = check_messages(desk, state, since=since, notifier_killed=notifier_killed)
     findings = [
         *check_answers(traffic.exchanges),
+        *check_latency(traffic.between(*window), answer_within or {}),
         *check_intake(traffic.intents, state, several),
         *check_allocations(state),
         *message_findings,
         *check_work(state, drain_seconds, dead_before=dead_before),
     ]
     return outcome(name, traffic, window=window, drain=drain_seconds, findings=findings, tolerated=tolerated)
+
+
+async def run_burst(desk: FaultStack, *, count: int) -> Outcome:
+    """``count`` customers at once (no fault), then the same drain and invariants as after a fault."""
+    await restore(desk)
+    since, traffic = now_utc(), Traffic()
+    dead_before = (await snapshot(desk)).dead_work
+    started = time.monotonic()
+    await burst(desk, traffic, label="burst", count=count)
+    drain_seconds, state = await drained(desk, within=DRAIN_WITHIN)
+    return await assess(
+        desk,
+        f"burst: {count} concurrent orders",
+        traffic,
+        state=state,
+        since=since,
+        window=(started, time.monotonic()),
+        drain_seconds=drain_seconds,
+        dead_before=dead_before,
+    )

@@ -7,25 +7,8 @@ answers."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from faults.harness import (
-    DRAIN_WITHIN,
-    FAULTS,
-    Fault,
-    FaultStack,
-    Outcome,
-    Traffic,
-    answers,
-    assess,
-    burst,
-    drained,
-    now_utc,
-    restore,
-    run_fault,
-    snapshot,
-)
+from faults.harness import FAULTS, Fault, FaultStack, Outcome, run_burst, run_fault
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -48,25 +31,8 @@ async def test_a_burst_of_customers_is_served_or_told_to_come_back(
 ) -> None:
     """200 customers at the same instant against a pool of 30 addresses: each is accepted (201), refused by a
     limit (409) or asked to slow down (429), never a 500; the pool's invariants hold after it."""
-    await restore(desk)
-    since, traffic = now_utc(), Traffic()
-    dead_before = (await snapshot(desk)).dead_work
-    started = time.monotonic()
-    await burst(desk, traffic, label="burst", count=200)
-    ended = time.monotonic()
-    drain_seconds, state = await drained(desk, within=DRAIN_WITHIN)
-    outcome = await assess(
-        desk,
-        "burst: 200 concurrent orders",
-        traffic,
-        state=state,
-        since=since,
-        window=(started, ended),
-        drain_seconds=drain_seconds,
-        dead_before=dead_before,
-    )
+    outcome = await run_burst(desk, count=200)
     fault_report.append(outcome)
-    statuses = answers(traffic.exchanges)
-    unexpected = {status: n for status, n in statuses.items() if status not in {"201", "409", "429"}}
-    assert not unexpected, f"burst answers {dict(statuses)}"
+    unexpected = {status: n for status, n in outcome.answers.items() if status not in {"201", "409", "429"}}
+    assert not unexpected, f"burst answers {dict(outcome.answers)}"
     assert not outcome.findings, _failed(outcome)
