@@ -452,6 +452,10 @@ async def take_by_bot(client: Client, intent: Intent) -> bool | None:
     started = time.monotonic()
     try:
         delivery = await bot_api.press(BOT_OPERATOR, card, card.button("Take").callback_data or "")
+        if delivery.status != 200:
+            record = Exchange("bot take", started, time.monotonic() - started, delivery.status)
+            client.traffic.exchanges.append(record)
+            return False
         answer = await bot_api.answer_to(delivery.query_id or "", within=10.0)
     except (TimeoutError, OSError, aiohttp.ClientError) as error:
         client.traffic.exchanges.append(
