@@ -75,8 +75,9 @@ def test_order_created_queued() -> None:
     assert email.variables["queue_position"] == 2
 
 
-def test_address_assigned_to_a_queued_order_is_address_ready() -> None:
-    payload = _order(from_status="queued")
+@pytest.mark.parametrize("announced_as", ["queued", "awaiting_address"])
+def test_an_address_for_an_order_announced_without_one_is_address_ready(announced_as: str) -> None:
+    payload = _order(from_status=announced_as)
     [email] = emails_for(_envelope("order.status_changed", payload))
     assert email.template == "address_ready"
     assert email.variables == {
@@ -107,6 +108,7 @@ def test_closing_an_order_is_order_status_changed(status: str) -> None:
     [
         ("order.status_changed", _order(status="in_progress", from_status="awaiting_deposit")),
         ("order.status_changed", _order(status="awaiting_deposit", from_status="in_progress")),
+        ("order.status_changed", _order(status="queued", from_status="awaiting_address", queue_position=3)),
         ("order.taken", _order(status="in_progress", from_status="awaiting_deposit")),
         ("order.created", _order(customer_email=None)),
     ],

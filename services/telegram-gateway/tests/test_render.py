@@ -136,3 +136,17 @@ def test_support_sees_why_and_how_an_escalation_ended() -> None:
 def test_alert_text_is_escaped() -> None:
     text = alert_text(severity="critical", title="USDT <TRC20> pool empty", text="0 of 5 free & 3 queued")
     assert html_to_text(text) == "🔴 USDT <TRC20> pool empty\n0 of 5 free & 3 queued"
+
+
+def test_an_order_awaiting_its_address_is_a_new_order_with_nothing_to_take_yet() -> None:
+    card = order_card(
+        view(status="awaiting_address", deposit_address=None),
+        escalated=False,
+        escalation_note=None,
+        posted_for="order.created",
+    )
+    text = html_to_text(card.text)
+    assert text.startswith("🆕 New order")
+    assert "Expired" not in text
+    assert "position" not in text
+    assert card.keyboard is None  # taken only once it has its address

@@ -287,8 +287,9 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if exc.peer is not None and not isinstance(exc, PeerRejectedError):
             return _peer_failure(request, exc)
-        if isinstance(exc, RateLimitedError):
-            headers = {"Retry-After": str(exc.retry_after_seconds)}
+        retry_after = exc.extra.get("retry_after_seconds")  # a rate limit, a request still running
+        if isinstance(retry_after, int):
+            headers = {"Retry-After": str(retry_after)}
         elif exc.status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
         return problem_response(exc.to_problem(request.url.path), headers)

@@ -96,7 +96,11 @@ class PeerSettings(BaseModel):
 
     url: str = Field(description="Base URL of the peer service.")
     api_key: SecretStr = Field(default=SecretStr(""), description="The API key this service presents to it.")
-    timeout_seconds: float = Field(default=5.0, description="Per-request timeout.")
+    timeout_seconds: float = Field(
+        default=5.0,
+        description="Timeout of one attempt of a call (idempotent calls make up to 3, with backoff between "
+        "them); where the caller set a total budget for the call (order intake does), that ends it sooner.",
+    )
     max_response_bytes: int = Field(
         default=64 * 1024,
         ge=1024,

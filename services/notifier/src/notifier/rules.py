@@ -195,7 +195,11 @@ RULES: tuple[Rule, ...] = (
         "address_ready",
         _address_ready,
         recipient=customer_email,
-        applies=lambda p: p.get("status") == "awaiting_deposit" and p.get("from_status") == "queued",
+        # The address came after the order was announced without one (awaiting it, or queued for it). An
+        # order given back by its operator (from in_progress) already had its address.
+        applies=lambda p: (
+            p.get("status") == "awaiting_deposit" and p.get("from_status") in ("awaiting_address", "queued")
+        ),
     ),
     Rule(
         "order.status_changed",

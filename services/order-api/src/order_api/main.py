@@ -19,7 +19,11 @@ from order_api.orders.router import router as orders_router
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from order_api.stats.router import router as stats_router
-from order_api.workers.sweeper import expire_overdue_orders, reconcile_pending_allocations
+from order_api.workers.sweeper import (
+    announce_silent_orders,
+    expire_overdue_orders,
+    reconcile_pending_allocations,
+)
 from servicekit.app import Runtime, create_service_app
 from servicekit.client import ServiceClient
 from servicekit.events import events_router
@@ -64,6 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     runtime.add_worker(
         PeriodicWorker(name="allocation-reconciler", job=reconcile, interval_seconds=settings.sweep_seconds)
+    )
+
+    async def announce() -> int:
+        return await announce_silent_orders(database=runtime.database, settings=settings)
+
+    runtime.add_worker(
+        PeriodicWorker(name="order-announcer", job=announce, interval_seconds=settings.sweep_seconds)
     )
 
     async def time_out_assignments() -> int:

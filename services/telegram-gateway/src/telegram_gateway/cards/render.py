@@ -71,6 +71,8 @@ def button(action: OrderAction, view: OrderView) -> InlineKeyboardButton:
 
 def _headline(view: OrderView, *, posted_for: str | None) -> str:
     holder = html(view.operator_name or "an operator")
+    if view.status == "awaiting_address":
+        return "🆕 <b>New order</b> · its deposit address is on the way"
     if view.status == "queued":
         position = f"position {view.queue_position}" if view.queue_position else "position unknown"
         return f"⏳ <b>Queued</b> · {position}, no address yet"

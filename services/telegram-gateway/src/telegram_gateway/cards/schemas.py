@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-OrderStatus = Literal["queued", "awaiting_deposit", "in_progress", "completed", "cancelled", "expired"]
+OrderStatus = Literal[
+    "awaiting_address", "queued", "awaiting_deposit", "in_progress", "completed", "cancelled", "expired"
+]
 TERMINAL_STATUSES = frozenset({"completed", "cancelled", "expired"})
 
 OrderId = Annotated[
