@@ -893,6 +893,16 @@ def mail_by_order(messages: list[EmailMessage]) -> dict[str, Counter[str]]:
     return found
 
 
+def _addresses_told(messages: list[EmailMessage]) -> dict[str, set[str]]:
+    """Per order id, the text of every email about it (the deposit address, when one was told, is in it)."""
+    told: dict[str, set[str]] = {}
+    for message in messages:
+        match = ORDER_ID.search(str(message["Subject"]))
+        if match is not None:
+            told.setdefault(match.group(0), set()).update(_body(message).split())
+    return told
+
+
 def _body(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     return str(part.get_content()) if part is not None else ""
@@ -966,6 +976,23 @@ def check_messages(
                     duplicated=total,
                 )
             )
+    told = _addresses_told(desk.smtp.messages)
+    untold = [
+        o["id"]
+        for o in orders
+        if (allocation := state.allocations.get(o["id"])) is not None
+        and allocation["address"] is not None
+        and allocation["address"] not in told.get(o["id"], set())
+    ]
+    if untold:
+        findings.append(
+            Finding(
+                "orders given an address their customer was never emailed",
+                len(untold),
+                _examples(untold),
+                lost=len(untold),
+            )
+        )
     ids = {o["id"] for o in orders}
     wrong = sorted(
         {
