@@ -675,7 +675,8 @@ async def snapshot(desk: FaultStack) -> Snapshot:
     connection = await desk.connect()
     try:
         orders = await connection.fetch(
-            "SELECT id, status, deposit_address, allocation_state, queue_position, created_at, announced_at "
+            "SELECT id, status, deposit_address, allocation_state, queue_position, created_at, announced_at, "
+            "address_assigned_at "
             'FROM order_api."order"'
         )
         wallets = await connection.fetch("SELECT address, status, order_id FROM wallet_pool.wallet")
@@ -893,6 +894,11 @@ def mail_by_order(messages: list[EmailMessage]) -> dict[str, Counter[str]]:
     return found
 
 
+def _allocated_address(state: Snapshot, order_id: str) -> str | None:
+    allocation = state.allocations.get(order_id)
+    return None if allocation is None else str(allocation["address"]) if allocation["address"] else None
+
+
 def _addresses_told(messages: list[EmailMessage]) -> dict[str, set[str]]:
     """Per order id, the text of every email about it (the deposit address, when one was told, is in it)."""
     told: dict[str, set[str]] = {}
@@ -980,9 +986,9 @@ def check_messages(
     untold = [
         o["id"]
         for o in orders
-        if (allocation := state.allocations.get(o["id"])) is not None
-        and allocation["address"] is not None
-        and allocation["address"] not in told.get(o["id"], set())
+        if o["address_assigned_at"] is not None
+        and (address := o["deposit_address"] or _allocated_address(state, o["id"])) is not None
+        and address not in told.get(o["id"], set())
     ]
     if untold:
         findings.append(
