@@ -289,9 +289,10 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, *, ready_within: float = 90.0) -> ServiceProcess:
-        """Start and wait until ``/health/ready`` answers 200 (the wait is generous: it only matters when a loaded
-        machine imports slowly, and a process that never gets ready still fails the test with its log)."""
+    async def start(self, *, ready_within: float = 90.0, probe_timeout: float = 2.0) -> ServiceProcess:
+        """Start and wait until ``/health/ready`` answers 200, each probe waiting ``probe_timeout`` at most. The
+        wait is generous: it only matters when a loaded machine imports slowly, and a process that never gets
+        ready still fails the test with its log."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: ASYNC220, S603 (returns at once; fixed argv)
             [
@@ -314,7 +315,7 @@ class ServiceProcess:
         )
         log.close()
         deadline = time.monotonic() + ready_within
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=probe_timeout) as client:
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(
