@@ -46,6 +46,29 @@ DEFAULT_SECRETS_DIR = Path("/run/secrets")
 PRODUCTION = "production"
 
 
+def per_currency_overrides(defaults: Mapping[str, object], given: object, *, field_by_field: bool) -> object:
+    """A per-currency setting as an operator writes it, laid over its defaults: a currency listed replaces its
+    default (``field_by_field``: only the fields given change), ``null`` removes it, and a currency not listed
+    keeps its default. Currency codes are upper-cased, so ``ORDER_API_CURRENCIES__BTC__MIN_AMOUNT`` (which
+    arrives lower-cased) changes BTC. Anything but a mapping is returned as given, for pydantic to refuse."""
+    if not isinstance(given, Mapping):
+        return given
+    merged: dict[str, object] = {
+        code: value.model_dump() if isinstance(value, BaseModel) else value
+        for code, value in defaults.items()
+    }
+    for raw_code, value in given.items():
+        code = str(raw_code).upper()
+        base = merged.get(code)
+        if value is None:
+            merged.pop(code, None)
+        elif field_by_field and isinstance(value, Mapping) and isinstance(base, Mapping):
+            merged[code] = {**base, **value}
+        else:
+            merged[code] = value
+    return merged
+
+
 class SecretFilesSource(EnvSettingsSource):
     """Settings from the files of a directory, one per variable (the file's name is the variable's name).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import ClassVar
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import (
@@ -14,6 +14,7 @@ from servicekit.settings import (
     EventKeySettings,
     PeerSettings,
     ServiceSettings,
+    per_currency_overrides,
 )
 
 
@@ -36,17 +37,28 @@ DEFAULT_CURRENCIES = {
 }
 
 
-class PriorityRules(BaseModel):
-    """Which orders jump the wait queue: by amount per currency, or by the customer's history."""
+DEFAULT_VIP_AMOUNT = {"BTC": Decimal("1"), "ETH": Decimal("20"), "USDT": Decimal("50000")}
+DEFAULT_PRIORITY_AMOUNT = {"BTC": Decimal("0.2"), "ETH": Decimal("5"), "USDT": Decimal("10000")}
 
-    vip_amount: dict[str, Decimal] = Field(
-        default_factory=lambda: {"BTC": Decimal("1"), "ETH": Decimal("20"), "USDT": Decimal("50000")}
-    )
-    priority_amount: dict[str, Decimal] = Field(
-        default_factory=lambda: {"BTC": Decimal("0.2"), "ETH": Decimal("5"), "USDT": Decimal("10000")}
-    )
+
+class PriorityRules(BaseModel):
+    """Which orders jump the wait queue: by amount per currency, or by the customer's history. The amounts
+    given are laid over the defaults per currency (``null`` takes a currency out of amount-based priority)."""
+
+    vip_amount: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_VIP_AMOUNT))
+    priority_amount: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_PRIORITY_AMOUNT))
     priority_completed_orders: int = Field(default=3, description="Completed orders that earn 'priority'.")
     vip_completed_orders: int = Field(default=20, description="Completed orders that earn 'vip'.")
+
+    @field_validator("vip_amount", mode="before")
+    @classmethod
+    def _vip_over_defaults(cls, given: object) -> object:
+        return per_currency_overrides(DEFAULT_VIP_AMOUNT, given, field_by_field=False)
+
+    @field_validator("priority_amount", mode="before")
+    @classmethod
+    def _priority_over_defaults(cls, given: object) -> object:
+        return per_currency_overrides(DEFAULT_PRIORITY_AMOUNT, given, field_by_field=False)
 
 
 class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, ServiceSettings):
@@ -100,9 +112,20 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     # Orders.
     currencies: dict[str, CurrencyRules] = Field(
         default_factory=lambda: dict(DEFAULT_CURRENCIES),
-        description="Per-currency precision and limits (JSON).",
+        description="The currencies orders may be placed in, with their precision, limits and lifetimes "
+        "(JSON object). What is given is laid over the default: a listed currency changes only the fields "
+        'given, `null` removes a currency, a new one needs all its fields; e.g. `{"BTC": {"min_amount": '
+        '"0.001"}, "USDT": null}` raises the BTC minimum, keeps ETH as it is and stops taking USDT. One '
+        "field alone: `ORDER_API_CURRENCIES__BTC__MIN_AMOUNT=0.001`.",
     )
-    priority: PriorityRules = Field(default_factory=PriorityRules, description="Queue-priority rules (JSON).")
+    priority: PriorityRules = Field(
+        default_factory=PriorityRules,
+        description="Which orders jump the wait queue (JSON object): from which amount, per currency, an order "
+        "is VIP or priority, and after how many completed orders a customer is. Amounts are laid over the "
+        'default per currency, `null` ends amount-based priority in a currency; e.g. `{"vip_amount": '
+        '{"BTC": "2"}, "priority_completed_orders": 5}` changes the BTC VIP amount and keeps ETH\'s and '
+        "USDT's. One field alone: `ORDER_API_PRIORITY__VIP_AMOUNT__BTC=2`.",
+    )
     max_open_orders_per_customer: int = Field(
         default=3,
         description="Open orders one customer may hold: those placed with a session proven by the emailed "
@@ -135,5 +158,16 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     )
     assignment_timeout_by_currency: dict[str, int] = Field(
         default_factory=dict,
-        description='Per-currency overrides of the assignment timeout in minutes (JSON, e.g. {"BTC": 15}).',
+        description="Per-currency overrides of the assignment timeout in minutes (JSON object, e.g. "
+        '`{"BTC": 15}`); a currency not listed uses `ORDER_API_ASSIGNMENT_TIMEOUT_MINUTES`.',
     )
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _currencies_over_defaults(cls, given: object) -> object:
+        return per_currency_overrides(DEFAULT_CURRENCIES, given, field_by_field=True)
+
+    @field_validator("assignment_timeout_by_currency", mode="before")
+    @classmethod
+    def _currency_codes(cls, given: object) -> object:
+        return per_currency_overrides({}, given, field_by_field=False)

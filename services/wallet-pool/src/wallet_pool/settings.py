@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.settings import PeerSettings, ServiceSettings, per_currency_overrides
 
 
 class Settings(ServiceSettings):
@@ -33,8 +33,8 @@ class Settings(ServiceSettings):
     reuse_cooldown_seconds: dict[str, int] = Field(
         default_factory=dict,
         description=(
-            'Per currency (JSON object, e.g. {"BTC": 3600}): how long a released address rests before it is '
-            "handed out again, so a late deposit is not credited to the next customer. Unlisted currencies: 0."
+            'Per currency (JSON object, e.g. `{"BTC": 3600}`): how long a released address rests before it is '
+            "handed out again, so a late deposit is not credited to the next customer. A currency not listed: 0."
         ),
     )
     wallet_import_max_addresses: int = Field(
@@ -66,7 +66,8 @@ class Settings(ServiceSettings):
     )
     pool_low_threshold_percent_by_currency: dict[str, Decimal] = Field(
         default_factory=dict,
-        description='Per currency overrides of pool_low_threshold_percent (JSON object, e.g. {"BTC": 20}).',
+        description="Per-currency overrides of `WALLET_POOL_POOL_LOW_THRESHOLD_PERCENT` (JSON object, e.g. "
+        '`{"BTC": 20}`); a currency not listed uses it.',
     )
     pool_recovered_margin_percent: Decimal = Field(
         default=Decimal(5),
@@ -77,6 +78,11 @@ class Settings(ServiceSettings):
     pool_watch_seconds: float = Field(
         default=5.0, gt=0, description="How often pool levels are compared with their thresholds."
     )
+
+    @field_validator("reuse_cooldown_seconds", "pool_low_threshold_percent_by_currency", mode="before")
+    @classmethod
+    def _currency_codes(cls, given: object) -> object:
+        return per_currency_overrides({}, given, field_by_field=False)
 
     def pool_low_threshold(self, currency: str) -> Decimal:
         """The low-pool threshold of ``currency``, in percent."""
