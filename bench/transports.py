@@ -279,7 +279,7 @@ def verdict(rows: list[Row]) -> str:
     by_variant = {row.variant: row for row in rows}
     candidates = [row for row in rows if row.variant in HTTPX_COMPATIBLE]
     if not candidates:
-        return "Verdict: no httpx-compatible variant was run."
+        return "Verdict: no httpx-compatible variant was run." + traced_verdict(by_variant)
     best = max(candidates, key=lambda row: row.rps)
     parts = [f"Verdict: fastest httpx-compatible option is {best.label} at {best.rps:,.0f} req/s"]
     plain = by_variant.get("httpx")
