@@ -4,7 +4,6 @@ removed only by saying so, and a new currency without its rules is refused namin
 from __future__ import annotations
 
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,14 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from order_api.settings import DEFAULT_CURRENCIES, Settings
+from servicekit.testing import settings_from_scratch
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An empty directory (no stray ``.env``) and none of this service's variables from the caller."""
-    monkeypatch.chdir(tmp_path)
-    for variable in [name for name in os.environ if name.startswith("ORDER_API_")]:
-        monkeypatch.delenv(variable)
+def nothing_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings_from_scratch(monkeypatch, tmp_path, "ORDER_API_")
 
 
 def test_changing_one_currencys_minimum_keeps_its_other_rules_and_the_other_currencies(

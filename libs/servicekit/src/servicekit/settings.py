@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Literal, Self, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -67,6 +67,14 @@ def per_currency_overrides(defaults: Mapping[str, object], given: object, *, fie
         else:
             merged[code] = value
     return merged
+
+
+def laid_over(defaults: Mapping[str, object], *, field_by_field: bool = False) -> BeforeValidator:
+    """The validator of a per-currency setting (``Annotated[dict[str, X], laid_over(DEFAULTS)]``): what an
+    operator gives is laid over ``defaults`` by :func:`per_currency_overrides`."""
+    return BeforeValidator(
+        lambda given: per_currency_overrides(defaults, given, field_by_field=field_by_field)
+    )
 
 
 class SecretFilesSource(EnvSettingsSource):

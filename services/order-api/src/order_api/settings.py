@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import (
@@ -14,7 +14,7 @@ from servicekit.settings import (
     EventKeySettings,
     PeerSettings,
     ServiceSettings,
-    per_currency_overrides,
+    laid_over,
 )
 
 
@@ -45,20 +45,14 @@ class PriorityRules(BaseModel):
     """Which orders jump the wait queue: by amount per currency, or by the customer's history. The amounts
     given are laid over the defaults per currency (``null`` takes a currency out of amount-based priority)."""
 
-    vip_amount: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_VIP_AMOUNT))
-    priority_amount: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_PRIORITY_AMOUNT))
+    vip_amount: Annotated[dict[str, Decimal], laid_over(DEFAULT_VIP_AMOUNT)] = Field(
+        default_factory=lambda: dict(DEFAULT_VIP_AMOUNT)
+    )
+    priority_amount: Annotated[dict[str, Decimal], laid_over(DEFAULT_PRIORITY_AMOUNT)] = Field(
+        default_factory=lambda: dict(DEFAULT_PRIORITY_AMOUNT)
+    )
     priority_completed_orders: int = Field(default=3, description="Completed orders that earn 'priority'.")
     vip_completed_orders: int = Field(default=20, description="Completed orders that earn 'vip'.")
-
-    @field_validator("vip_amount", mode="before")
-    @classmethod
-    def _vip_over_defaults(cls, given: object) -> object:
-        return per_currency_overrides(DEFAULT_VIP_AMOUNT, given, field_by_field=False)
-
-    @field_validator("priority_amount", mode="before")
-    @classmethod
-    def _priority_over_defaults(cls, given: object) -> object:
-        return per_currency_overrides(DEFAULT_PRIORITY_AMOUNT, given, field_by_field=False)
 
 
 class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, ServiceSettings):
@@ -110,13 +104,15 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     )
 
     # Orders.
-    currencies: dict[str, CurrencyRules] = Field(
-        default_factory=lambda: dict(DEFAULT_CURRENCIES),
-        description="The currencies orders may be placed in, with their precision, limits and lifetimes "
-        "(JSON object). What is given is laid over the default: a listed currency changes only the fields "
-        'given, `null` removes a currency, a new one needs all its fields; e.g. `{"BTC": {"min_amount": '
-        '"0.001"}, "USDT": null}` raises the BTC minimum, keeps ETH as it is and stops taking USDT. One '
-        "field alone: `ORDER_API_CURRENCIES__BTC__MIN_AMOUNT=0.001`.",
+    currencies: Annotated[dict[str, CurrencyRules], laid_over(DEFAULT_CURRENCIES, field_by_field=True)] = (
+        Field(
+            default_factory=lambda: dict(DEFAULT_CURRENCIES),
+            description="The currencies orders may be placed in, with their precision, limits and lifetimes "
+            "(JSON object). What is given is laid over the default: a listed currency changes only the fields "
+            'given, `null` removes a currency, a new one needs all its fields; e.g. `{"BTC": {"min_amount": '
+            '"0.001"}, "USDT": null}` raises the BTC minimum, keeps ETH as it is and stops taking USDT. One '
+            "field alone: `ORDER_API_CURRENCIES__BTC__MIN_AMOUNT=0.001`.",
+        )
     )
     priority: PriorityRules = Field(
         default_factory=PriorityRules,
@@ -156,18 +152,8 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     assignment_timeout_minutes: int = Field(
         default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."
     )
-    assignment_timeout_by_currency: dict[str, int] = Field(
+    assignment_timeout_by_currency: Annotated[dict[str, int], laid_over({})] = Field(
         default_factory=dict,
         description="Per-currency overrides of the assignment timeout in minutes (JSON object, e.g. "
         '`{"BTC": 15}`); a currency not listed uses `ORDER_API_ASSIGNMENT_TIMEOUT_MINUTES`.',
     )
-
-    @field_validator("currencies", mode="before")
-    @classmethod
-    def _currencies_over_defaults(cls, given: object) -> object:
-        return per_currency_overrides(DEFAULT_CURRENCIES, given, field_by_field=True)
-
-    @field_validator("assignment_timeout_by_currency", mode="before")
-    @classmethod
-    def _currency_codes(cls, given: object) -> object:
-        return per_currency_overrides({}, given, field_by_field=False)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import PeerSettings, ServiceSettings, per_currency_overrides
+from servicekit.settings import PeerSettings, ServiceSettings, laid_over
 
 
 class Settings(ServiceSettings):
@@ -30,7 +31,7 @@ class Settings(ServiceSettings):
         default=PeerSettings(url="http://127.0.0.1:8003"),
         description="notifier, where pool.low and pool.recovered events go",
     )
-    reuse_cooldown_seconds: dict[str, int] = Field(
+    reuse_cooldown_seconds: Annotated[dict[str, int], laid_over({})] = Field(
         default_factory=dict,
         description=(
             'Per currency (JSON object, e.g. `{"BTC": 3600}`): how long a released address rests before it is '
@@ -64,7 +65,7 @@ class Settings(ServiceSettings):
         description="A pool is low (pool.low to the notifier) when its free wallets drop below this share "
         "of its wallets that are not disabled.",
     )
-    pool_low_threshold_percent_by_currency: dict[str, Decimal] = Field(
+    pool_low_threshold_percent_by_currency: Annotated[dict[str, Decimal], laid_over({})] = Field(
         default_factory=dict,
         description="Per-currency overrides of `WALLET_POOL_POOL_LOW_THRESHOLD_PERCENT` (JSON object, e.g. "
         '`{"BTC": 20}`); a currency not listed uses it.',
@@ -78,11 +79,6 @@ class Settings(ServiceSettings):
     pool_watch_seconds: float = Field(
         default=5.0, gt=0, description="How often pool levels are compared with their thresholds."
     )
-
-    @field_validator("reuse_cooldown_seconds", "pool_low_threshold_percent_by_currency", mode="before")
-    @classmethod
-    def _currency_codes(cls, given: object) -> object:
-        return per_currency_overrides({}, given, field_by_field=False)
 
     def pool_low_threshold(self, currency: str) -> Decimal:
         """The low-pool threshold of ``currency``, in percent."""
