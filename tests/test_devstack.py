@@ -52,7 +52,13 @@ ACCEPTED: dict[str, dict[str, list[str]]] = {
     },
     "wallet-pool": {
         "order-api->wallet-pool": ["allocations:write", "allocations:read", "pool:read"],
-        "wallet_pool_admin_key": ["wallets:write", "wallets:read", "pool:read", "allocations:read"],
+        "wallet_pool_admin_key": [
+            "wallets:write",
+            "wallets:read",
+            "pool:read",
+            "allocations:read",
+            "outbox:admin",
+        ],
         "telegram-gateway->wallet-pool": ["pool:read"],
     },
     "notifier": {

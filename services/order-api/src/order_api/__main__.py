@@ -16,6 +16,10 @@ the database the service uses; run the migrations first.
         runtime role cannot write checkpoints), never from the service itself, and keep its output.
     python -m order_api create-operator --name NAME [--role admin] [--telegram-user-id ID]
         Create a member of staff (e.g. the first admin, without curl) and print their personal token once.
+    python -m order_api outbox list [--status pending|dead|delivered] [--event-type T] [--aggregate-id ID]
+    python -m order_api outbox replay ID
+        List the outbox's events (one JSON object a line, newest first), or put a dead-lettered one back in
+        the queue (audited as ``outbox.event_replayed``), like ``/v1/admin/outbox``.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from typing import get_args
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from order_api.audit.outbox import audit_cli_replay
 from order_api.audit.schemas import CheckpointRecord
 from order_api.audit.service import AuditVerification, Broken, checkpoint_audit_log, verify_audit_log
-from order_api.db import SCHEMA
+from order_api.db import SCHEMA, outbox
 from order_api.operators.schemas import OperatorCreate, RoleName
 from order_api.operators.service import create_operator
 from order_api.orders.lifecycle import Actor
@@ -43,6 +48,7 @@ from order_api.protection import DataProtectionConfigError, decode_key
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
 from servicekit.errors import DomainError
+from servicekit.outbox_admin import add_outbox_commands, run_outbox_command
 from servicekit.settings import load_settings, refuse_production_guesses
 
 CHECKPOINT_KEY_SETTING = "ORDER_API_AUDIT_CHECKPOINT_KEY"
@@ -75,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--role", choices=get_args(RoleName), default="operator")
     create.add_argument("--telegram-user-id", type=int, default=None, metavar="ID")
+    add_outbox_commands(commands)
     return parser
 
 
@@ -203,6 +210,14 @@ async def create_operator_command(settings: Settings, args: argparse.Namespace) 
     return 0
 
 
+async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
+    database = _database(settings)
+    try:
+        return await run_outbox_command(args, database=database, table=outbox, on_replay=audit_cli_replay)
+    finally:
+        await database.dispose()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings(Settings)
@@ -212,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(audit_verify(settings, args))
         if args.command == "audit-checkpoint":
             return asyncio.run(audit_checkpoint(settings))
+        if args.command == "outbox":
+            return asyncio.run(outbox_command(settings, args))
         return asyncio.run(create_operator_command(settings, args))
     except (CheckpointKeyMissingError, DataProtectionConfigError, KnownCheckpointsError) as exc:
         print(f"cannot {args.command}: {exc}", file=sys.stderr)
