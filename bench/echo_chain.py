@@ -25,7 +25,16 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 
-CLIENTS = ("httpx", "httpx-aiohttp", "httpx-aiohttp-otel", "aiohttp", "servicekit")
+CLIENTS = (
+    "httpx",
+    "httpx-aiohttp",
+    "httpx-aiohttp-otel",
+    "aiohttp",
+    "aiohttp-otel",
+    "aiohttp-span",
+    "servicekit",
+)
+MAX_CONNECTIONS = 100  # as servicekit.client's pool
 HOST = "127.0.0.1"
 PEER_TIMEOUT_SECONDS = 5.0
 
@@ -63,12 +72,19 @@ def build_b() -> FastAPI:
     return app
 
 
+def pooled_transport(max_connections: int = MAX_CONNECTIONS) -> httpx.AsyncBaseTransport:
+    """An httpx transport over aiohttp's connection pool (httpx-aiohttp, a dev dependency: the bench only)."""
+    from httpx_aiohttp import AiohttpTransport
+
+    return AiohttpTransport(
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    )
+
+
 def _httpx_client(kind: str, peer: str) -> httpx.AsyncClient:
     """One shared httpx client: default pool for ``httpx``, ``pooled_transport()`` otherwise."""
     if kind == "httpx":
         return httpx.AsyncClient(base_url=peer, timeout=PEER_TIMEOUT_SECONDS)
-    from servicekit.client import pooled_transport
-
     client = httpx.AsyncClient(base_url=peer, transport=pooled_transport(), timeout=PEER_TIMEOUT_SECONDS)
     if kind == "httpx-aiohttp-otel":
         from servicekit.telemetry import configure_tracing, instrument_httpx_client
@@ -76,6 +92,55 @@ def _httpx_client(kind: str, peer: str) -> httpx.AsyncClient:
         configure_tracing(service="bench-a", sample_ratio=1.0, otlp_endpoint=None)
         instrument_httpx_client(client)
     return client
+
+
+def _aiohttp_session(kind: str, peer: str) -> aiohttp.ClientSession:
+    """aiohttp's pool as ServiceClient sets it up; ``aiohttp-otel`` adds OpenTelemetry's official aiohttp
+    client instrumentation (a client span and ``traceparent`` per request, from aiohttp's trace hooks)."""
+    trace_configs: list[aiohttp.TraceConfig] = []
+    if kind != "aiohttp":
+        from servicekit.telemetry import configure_tracing
+
+        provider = configure_tracing(service="bench-a", sample_ratio=1.0, otlp_endpoint=None)
+        if kind == "aiohttp-otel":
+            from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+            trace_configs.append(create_trace_config(tracer_provider=provider))
+    return aiohttp.ClientSession(
+        base_url=peer,
+        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+        timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_SECONDS),
+        trace_configs=trace_configs,
+    )
+
+
+def _aiohttp_call(kind: str, session: aiohttp.ClientSession) -> EchoCall:
+    """B's echo over ``session``; ``aiohttp-span`` wraps it in a span made by hand, as ServiceClient does."""
+
+    async def call() -> Any:
+        async with session.get("/echo", params={"msg": "hello"}) as response:
+            response.raise_for_status()
+            return await response.json()
+
+    if kind != "aiohttp-span":
+        return call
+    from opentelemetry import propagate, trace
+
+    from servicekit.telemetry import tracer_provider
+
+    tracer = trace.get_tracer("bench.aiohttp", tracer_provider=tracer_provider())
+
+    async def call_in_span() -> Any:
+        with tracer.start_as_current_span("GET", kind=trace.SpanKind.CLIENT) as span:
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            async with session.get("/echo", params={"msg": "hello"}, headers=headers) as response:
+                response.raise_for_status()
+                body = await response.json()
+            span.set_attributes({"http.request.method": "GET", "http.response.status_code": response.status})
+            return body
+
+    return call_in_span
 
 
 def build_a(kind: str, peer: str) -> FastAPI:
@@ -87,17 +152,9 @@ def build_a(kind: str, peer: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nonlocal call_b
-        if kind == "aiohttp":
-            session = aiohttp.ClientSession(
-                base_url=peer, timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_SECONDS)
-            )
-
-            async def call_aiohttp() -> Any:
-                async with session.get("/echo", params={"msg": "hello"}) as response:
-                    response.raise_for_status()
-                    return await response.json()
-
-            call_b = call_aiohttp
+        if kind.startswith("aiohttp"):
+            session = _aiohttp_session(kind, peer)
+            call_b = _aiohttp_call(kind, session)
             try:
                 yield
             finally:

@@ -1,4 +1,5 @@
-"""Service-to-service HTTP clients under load: plain httpx, httpx over aiohttp, raw aiohttp, and servicekit's
+"""Service-to-service HTTP clients under load: plain httpx, httpx over aiohttp, raw aiohttp (untraced, with
+OpenTelemetry's official aiohttp-client instrumentation, and with a span made by hand), and servicekit's
 ``ServiceClient`` (aiohttp underneath, a client span per call).
 
 A two-hop echo chain on loopback: ``loadgen.py`` -> service A -> service B (``echo_chain.py``, uvicorn,
@@ -45,10 +46,12 @@ VARIANTS: dict[str, str] = {
     "httpx-aiohttp": "httpx + pooled_transport() (aiohttp)",
     "httpx-aiohttp-otel": "httpx + pooled_transport() + OTel",
     "aiohttp": "aiohttp.ClientSession",
+    "aiohttp-otel": "aiohttp + official OTel aiohttp-client instrumentation",
+    "aiohttp-span": "aiohttp + a client span by hand (as ServiceClient's)",
     "servicekit": "servicekit ServiceClient (aiohttp, traced)",
 }
 HTTPX_COMPATIBLE = ("httpx", "httpx-aiohttp", "httpx-aiohttp-otel")
-INSTRUMENTED = ("httpx-aiohttp-otel", "servicekit")
+INSTRUMENTED = ("httpx-aiohttp-otel", "aiohttp-otel", "aiohttp-span", "servicekit")
 
 
 @dataclass
@@ -65,6 +68,9 @@ class Row:
     error_kinds: dict[str, int] = field(default_factory=dict)
     b_requests: int = 0
     b_traceparent: int = 0
+    a_cpu_ms_per_call: float | None = None
+    """Service A's CPU (user + system) over the run, per call it made to B: steadier than req/s on a
+    machine shared with other work."""
 
     @property
     def error_rate(self) -> float:
@@ -179,12 +185,22 @@ def start_a(procs: Processes, variant: str, b_port: int) -> ServiceA:
     return ServiceA(variant, port, proc)
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU a process has used so far (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     procs: Processes, a: ServiceA, b_port: int, seconds: float, concurrency: int, warmup: float
 ) -> Row:
-    """Load service A, read B's counters around the run, then stop A."""
+    """Load service A, read B's counters and A's CPU around the run, then stop A."""
     try:
         before = http_get_json(b_port, "/stats")
+        cpu_before = cpu_seconds(a.proc.pid)
         load = subprocess.run(  # noqa: S603 - fixed argv: this interpreter and our own script
             [
                 sys.executable,
@@ -204,8 +220,15 @@ def measure(
             raise RuntimeError(f"load generator failed ({load.returncode}): {load.stderr.strip()[-2000:]}")
         summary = json.loads(load.stdout)
         after = http_get_json(b_port, "/stats")
+        cpu_after = cpu_seconds(a.proc.pid)
     finally:
         procs.stop(a.proc)
+    calls = int(after["requests"]) - int(before["requests"])
+    cpu_per_call = (
+        (cpu_after - cpu_before) * 1000 / calls
+        if cpu_before is not None and cpu_after is not None and calls
+        else None
+    )
     return Row(
         variant=a.variant,
         label=VARIANTS[a.variant],
@@ -217,6 +240,7 @@ def measure(
         error_kinds={str(k): int(v) for k, v in summary["error_kinds"].items()},
         b_requests=int(after["requests"]) - int(before["requests"]),
         b_traceparent=int(after["traceparent"]) - int(before["traceparent"]),
+        a_cpu_ms_per_call=cpu_per_call,
     )
 
 
@@ -226,13 +250,14 @@ def _ms(value: float | None) -> str:
 
 def render_table(rows: list[Row]) -> str:
     """The results as an aligned text table."""
-    header = ("variant", "req/s", "p50 ms", "p99 ms", "errors", "traceparent seen")
+    header = ("variant", "req/s", "p50 ms", "p99 ms", "A CPU ms/call", "errors", "traceparent seen")
     lines = [
         (
             row.label,
             f"{row.rps:,.0f}",
             _ms(row.p50_ms),
             _ms(row.p99_ms),
+            "-" if row.a_cpu_ms_per_call is None else f"{row.a_cpu_ms_per_call:.2f}",
             f"{row.errors} ({row.error_rate:.1%})",
             f"{row.b_traceparent:,}/{row.b_requests:,}",
         )
@@ -254,7 +279,7 @@ def verdict(rows: list[Row]) -> str:
     by_variant = {row.variant: row for row in rows}
     candidates = [row for row in rows if row.variant in HTTPX_COMPATIBLE]
     if not candidates:
-        return "Verdict: no httpx-compatible variant was run."
+        return "Verdict: no httpx-compatible variant was run." + traced_verdict(by_variant)
     best = max(candidates, key=lambda row: row.rps)
     parts = [f"Verdict: fastest httpx-compatible option is {best.label} at {best.rps:,.0f} req/s"]
     plain = by_variant.get("httpx")
@@ -263,7 +288,31 @@ def verdict(rows: list[Row]) -> str:
     raw = by_variant.get("aiohttp")
     if raw is not None and raw.rps > 0:
         parts.append(f"{best.rps / raw.rps:.0%} of raw aiohttp")
-    return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "") + "."
+    line = parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "") + "."
+    return line + traced_verdict(by_variant)
+
+
+def traced_verdict(by_variant: dict[str, Row]) -> str:
+    """ServiceClient against aiohttp with OpenTelemetry's official instrumentation and with a span by hand
+    (the choice between the official instrumentation and ServiceClient's own span), when they were run."""
+    official = by_variant.get("aiohttp-otel")
+    if official is None or official.rps <= 0:
+        return ""
+    compared = [
+        f"{by_variant[variant].label} {by_variant[variant].rps / official.rps:.0%} of its req/s"
+        + _cpu_ratio(by_variant[variant], official)
+        for variant in ("aiohttp-span", "servicekit")
+        if variant in by_variant
+    ]
+    return (
+        f"\nTraced, against aiohttp + official OTel ({official.rps:,.0f} req/s): " + ", ".join(compared) + "."
+    )
+
+
+def _cpu_ratio(row: Row, reference: Row) -> str:
+    if row.a_cpu_ms_per_call is None or not reference.a_cpu_ms_per_call:
+        return ""
+    return f", {row.a_cpu_ms_per_call / reference.a_cpu_ms_per_call:.0%} of its CPU per call"
 
 
 def failures(rows: list[Row]) -> list[str]:
@@ -282,7 +331,15 @@ def failures(rows: list[Row]) -> list[str]:
 
 
 def _versions() -> dict[str, str]:
-    names = ("httpx", "httpx-aiohttp", "aiohttp", "uvicorn", "fastapi", "opentelemetry-sdk")
+    names = (
+        "httpx",
+        "httpx-aiohttp",
+        "aiohttp",
+        "uvicorn",
+        "fastapi",
+        "opentelemetry-sdk",
+        "opentelemetry-instrumentation-aiohttp-client",
+    )
     found: dict[str, str] = {}
     for name in names:
         try:

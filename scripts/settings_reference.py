@@ -3,7 +3,11 @@ Markdown, for the README: ``.venv/bin/python scripts/settings_reference.py``."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings
 
 from notifier.settings import Settings as NotifierSettings
@@ -39,13 +43,18 @@ def environment_variables(settings: type[BaseSettings]) -> list[tuple[str, str, 
                 rows.append((f"{prefix}{name}__{sub_name}".upper(), shown, meaning))
             continue
         if field.default_factory is not None:
-            shown = "var/" if name == "var_dir" else "[]"
+            shown = "var/" if name == "var_dir" else as_json(field.get_default(call_default_factory=True))
         else:
             shown = "" if default is None else str(default)
         base = ServiceSettings.model_fields.get(name)
         description = field.description or (base.description if base else None) or ""
         rows.append(((prefix + name).upper(), shown, description))
     return rows
+
+
+def as_json(default: Any) -> str:
+    """A default as the JSON an operator would write to the variable (Decimal amounts as strings)."""
+    return json.dumps(to_jsonable_python(default), separators=(", ", ": "))
 
 
 def main() -> None:

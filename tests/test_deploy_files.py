@@ -3,8 +3,10 @@
 - ``docker-compose.yml`` against the Compose specification (check-jsonschema's vendored schema), then for what
   a user relies on: each service waits for its own migration job, is health-checked, is published on its
   port, connects as its own database role, and finds its peers by compose service name;
-- every ``services/<svc>/Dockerfile``: multi-stage, ``uv sync --frozen --package <svc>``, a non-root final
-  stage with a ``HEALTHCHECK`` and the right ``CMD``;
+- the one ``Dockerfile``, resolved with each service's build arguments from the compose file: multi-stage,
+  ``uv sync --frozen --package <svc>``, a non-root final stage with a ``HEALTHCHECK`` and a ``CMD`` that
+  uvicorn's own CLI resolves to the service's app and port; the test stand-ins under ``src/`` stay out of the
+  build context, nothing in production imports them, and the lock installs no dev-only package in an image;
 - ``deploy/postgres/init.sql``, the collector and Prometheus configs, and the compose-env contract: what
   ``make compose-env`` (``scripts/devstack.py compose-env``) writes is what ``deploy/compose.env.example``
   lists and what the compose file expects;
@@ -13,13 +15,16 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +33,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from dotenv import dotenv_values
+from uvicorn.main import main as uvicorn_cli
 
 from servicekit.apikeys import ApiKeyEntry
 from servicekit.server import UVICORN_OPTIONS
@@ -35,6 +41,7 @@ from servicekit.settings import PeerSettings, ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
 K8S_DIR = ROOT / "deploy" / "k8s"
 
 
@@ -162,7 +169,11 @@ def test_each_service_is_built_health_checked_and_published(
     compose_services: dict[str, dict[str, Any]], svc: Service
 ) -> None:
     service = compose_services[svc.name]
-    assert service["build"] == {"context": ".", "dockerfile": f"services/{svc.name}/Dockerfile"}
+    assert service["build"] == {
+        "context": ".",
+        "dockerfile": "Dockerfile",
+        "args": {"SERVICE": svc.name, "PACKAGE": svc.package, "PORT": str(svc.port)},
+    }
     assert (svc.port, svc.port) in published_ports(service)
 
     healthcheck = service["healthcheck"]
@@ -445,8 +456,9 @@ class Instruction(NamedTuple):
     args: str
 
 
-def parse_dockerfile(path: Path) -> list[list[Instruction]]:
-    """Instructions grouped by build stage (comments dropped, continuation lines joined)."""
+def parse_dockerfile(path: Path) -> tuple[list[Instruction], list[list[Instruction]]]:
+    """The instructions before the first ``FROM`` (global ``ARG``s), then those of each build stage (comments
+    dropped, continuation lines joined)."""
     instructions: list[Instruction] = []
     pending = ""
     for raw in path.read_text().splitlines():
@@ -460,13 +472,45 @@ def parse_dockerfile(path: Path) -> list[list[Instruction]]:
         instructions.append(Instruction(keyword.upper(), " ".join(args.split())))
         pending = ""
     assert not pending, f"{path} ends inside a continued line"
+    preamble: list[Instruction] = []
     stages: list[list[Instruction]] = []
     for instruction in instructions:
         if instruction.keyword == "FROM":
             stages.append([])
-        assert stages, f"{path}: {instruction.keyword} before the first FROM"
-        stages[-1].append(instruction)
-    return stages
+        if not stages:
+            assert instruction.keyword == "ARG", f"{path}: {instruction.keyword} before the first FROM"
+            preamble.append(instruction)
+        else:
+            stages[-1].append(instruction)
+    return preamble, stages
+
+
+ARG_REFERENCE = re.compile(r"\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def resolve_stages(build_args: dict[str, str]) -> list[list[Instruction]]:
+    """The Dockerfile's stages as Docker builds them with ``build_args``: inside a stage, a global ``ARG`` has
+    a value only where the stage declares it again (otherwise it is empty, as in Docker)."""
+    preamble, stages = parse_dockerfile(DOCKERFILE)
+    declared = {args.split("=")[0] for args in args_of(preamble, "ARG")}
+    resolved: list[list[Instruction]] = []
+    for stage in stages:
+        scope: dict[str, str] = {}
+
+        def substitute(match: re.Match[str], scope: dict[str, str] = scope) -> str:
+            name = match.group("braced") or match.group("bare")
+            return scope.get(name, "") if name in declared | set(scope) else match.group(0)
+
+        instructions: list[Instruction] = []
+        for instruction in stage:
+            if instruction.keyword == "ARG":
+                name, _, default = instruction.args.partition("=")
+                scope[name] = build_args.get(name, default)
+            instructions.append(
+                Instruction(instruction.keyword, ARG_REFERENCE.sub(substitute, instruction.args))
+            )
+        resolved.append(instructions)
+    return resolved
 
 
 def args_of(stage: list[Instruction], keyword: str) -> list[str]:
@@ -478,8 +522,41 @@ def copy_sources(args: str) -> list[str]:
     return [token for token in args.split() if not token.startswith("--")][:-1]
 
 
+def build_args(svc: Service) -> dict[str, str]:
+    build = load_yaml(COMPOSE_FILE)["services"][svc.name]["build"]
+    return {str(name): str(value) for name, value in build["args"].items()}
+
+
 def dockerfile_stages(svc: Service) -> list[list[Instruction]]:
-    return parse_dockerfile(ROOT / "services" / svc.name / "Dockerfile")
+    return resolve_stages(build_args(svc))
+
+
+def image_environment(stage: list[Instruction]) -> dict[str, str]:
+    """The ``ENV`` of a stage, as ``key=value`` pairs (quotes removed)."""
+    pairs = [pair for args in args_of(stage, "ENV") for pair in shlex.split(args)]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_one_dockerfile_named_by_three_build_arguments_serves_every_service() -> None:
+    preamble, stages = parse_dockerfile(DOCKERFILE)
+    assert args_of(preamble, "ARG") == ["SERVICE", "PACKAGE", "PORT"], (
+        "no defaults: a build names its service"
+    )
+    assert not list(ROOT.glob("services/*/Dockerfile")), "one Dockerfile for every service"
+    # a build without them stops at once, saying what to pass
+    guard = " ".join(args_of(stages[0], "RUN"))
+    assert all(f'-z "${{{name}}}"' in guard for name in ("SERVICE", "PACKAGE", "PORT"))
+    assert "--build-arg SERVICE=" in guard
+    # a stage sees a build argument only where it declares it again: else it would build with an empty one
+    for stage in stages:
+        used = {
+            match.group("braced") or match.group("bare")
+            for instruction in stage
+            for match in ARG_REFERENCE.finditer(instruction.args)
+        }
+        declared_here = {args.split("=")[0] for args in args_of(stage, "ARG")}
+        missing = used & {"SERVICE", "PACKAGE", "PORT"} - declared_here
+        assert not missing, f"stage {stage[0].args!r} uses {sorted(missing)} without declaring ARG"
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
@@ -510,10 +587,14 @@ def test_dockerfile_builds_the_service_with_uv_from_the_lockfile(svc: Service) -
         f"services/{svc.name}/pyproject.toml",
     }
     assert sources <= allowed, "the build reads the workspace definition, libs/ and its own service only"
+    checks = " ".join(i.args for i in build_instructions if i.keyword == "RUN")
+    assert f'test -f "services/{svc.name}/src/{svc.package}/main.py"' in checks, "PACKAGE is checked"
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
-def test_dockerfile_runtime_stage_is_slim_non_root_and_health_checked(svc: Service) -> None:
+def test_dockerfile_runtime_stage_is_slim_non_root_and_health_checked(
+    svc: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runtime = dockerfile_stages(svc)[-1]
     assert runtime[0].args.startswith("python:3.11-slim")
 
@@ -536,24 +617,89 @@ def test_dockerfile_runtime_stage_is_slim_non_root_and_health_checked(svc: Servi
     assert (ROOT / "services" / svc.name / "migrations" / "env.py").is_file()
 
     assert args_of(runtime, "EXPOSE") == [str(svc.port)]
+    env = image_environment(runtime)
+    assert env["UVICORN_PORT"] == str(svc.port)
     healthchecks = args_of(runtime, "HEALTHCHECK")
     assert len(healthchecks) == 1
-    assert f"http://127.0.0.1:{svc.port}/health/live" in healthchecks[0]
+    assert "'http://127.0.0.1:' + os.environ['UVICORN_PORT'] + '/health/live'" in healthchecks[0]
     assert "urllib" in healthchecks[0]
 
+    # The CMD, as uvicorn's own CLI reads it with the image's environment: the service's app, on its port.
     cmd = args_of(runtime, "CMD")
     assert len(cmd) == 1
-    assert json.loads(cmd[0]) == [
-        "uvicorn",
-        f"{svc.package}.main:create_app",
-        "--factory",
-        *UVICORN_OPTIONS,
-        "--host",
-        "0.0.0.0",  # noqa: S104  (inside the container)
-        "--port",
-        str(svc.port),
-    ]
+    argv = json.loads(cmd[0])
+    assert argv == ["uvicorn", "--factory", *UVICORN_OPTIONS, "--host", "0.0.0.0"]  # noqa: S104  (container)
+    for name, value in env.items():
+        if name.startswith("UVICORN_"):
+            monkeypatch.setenv(name, value)
+    params = uvicorn_cli.make_context("uvicorn", argv[1:]).params
+    assert params["app"] == f"{svc.package}.main:create_app"
+    assert (params["port"], params["host"], params["factory"]) == (svc.port, "0.0.0.0", True)  # noqa: S104
+    assert (params["http"], params["proxy_headers"], params["server_header"]) == (
+        UVICORN_OPTIONS[1],
+        False,
+        False,
+    )
     assert (ROOT / "services" / svc.name / "src" / svc.package / "main.py").is_file()
+
+
+TEST_STAND_INS = ("testing.py", "fuzzing.py")
+"""Modules under ``src/`` that only tests import (fake peers, the fake Bot API, the pytest plugin, the fuzzer)."""
+
+
+def python_modules(path: Path) -> str:
+    """``services/notifier/src/notifier/email/x.py`` as ``notifier.email.x``."""
+    parts = (
+        path.relative_to(path.parents[len(path.parts) - path.parts.index("src") - 2]).with_suffix("").parts
+    )
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_images_leave_out_the_test_stand_ins_and_production_never_imports_them() -> None:
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [line for line in lines if "/src/" in line and not line.startswith(("#", "!"))]
+    left_out = {path for pattern in patterns for path in ROOT.glob(pattern)}
+    sources = sorted(ROOT.glob("libs/*/src/**/*.py")) + sorted(ROOT.glob("services/*/src/**/*.py"))
+    stand_ins = {path for path in sources if path.name in TEST_STAND_INS}
+    assert stand_ins, "no test stand-in found under src/"
+    assert left_out == stand_ins, "every test stand-in under src/, and nothing else, stays out of the images"
+
+    stand_in_modules = {python_modules(path) for path in stand_ins}
+    for path in set(sources) - stand_ins:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: from .testing import x / from . import testing
+                    package = python_modules(path).rsplit(".", node.level - (path.name == "__init__.py"))[0]
+                    base = f"{package}.{node.module}" if node.module else package
+                else:
+                    base = node.module or ""
+                imported = {base, *(f"{base}.{alias.name}" for alias in node.names)}
+            elif isinstance(node, ast.Import):
+                imported = {alias.name for alias in node.names}
+            else:
+                continue
+            assert not imported & stand_in_modules, f"{path.relative_to(ROOT)} imports a test stand-in"
+
+
+DEV_ONLY = {"httpx-aiohttp", "opentelemetry-instrumentation-aiohttp-client", "pytest", "schemathesis"}
+
+
+@pytest.mark.parametrize("svc", SERVICES, ids=IDS)
+def test_an_image_installs_no_package_that_only_the_bench_or_the_tests_use(svc: Service) -> None:
+    """What ``uv sync --no-dev --package <svc>`` installs, read from uv.lock: the service's dependencies and
+    theirs (extras and dev groups left out)."""
+    packages = {
+        package["name"]: package for package in tomllib.loads((ROOT / "uv.lock").read_text())["package"]
+    }
+    installed: set[str] = set()
+    todo = [svc.name]
+    while todo:
+        name = todo.pop()
+        if name not in installed:
+            installed.add(name)
+            todo += [dependency["name"] for dependency in packages[name].get("dependencies", [])]
+    assert {"servicekit", "aiohttp", "uvicorn"} <= installed
+    assert not installed & DEV_ONLY, f"{svc.name}'s image would install {sorted(installed & DEV_ONLY)}"
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_context() -> None:
@@ -566,6 +712,7 @@ def test_dockerignore_keeps_local_state_and_secrets_out_of_the_context() -> None
     assert {"!pyproject.toml", "!uv.lock", "!libs", "!services"} <= set(lines)
     for pattern in ("**/.venv", "**/var", "**/.env", "**/__pycache__", "**/.pytest_cache", "**/.git"):
         assert pattern in lines
+    assert "!Dockerfile" not in lines, "the Dockerfile reaches the builder on its own, not as context"
 
 
 # --- Kubernetes ---------------------------------------------------------------------------------------------

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+from types import ModuleType
+
+from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_environment_variable_is_documented() -> None:
+def settings_reference() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "settings_reference", ROOT / "scripts" / "settings_reference.py"
     )
@@ -16,6 +20,11 @@ def test_every_environment_variable_is_documented() -> None:
     assert spec.loader is not None
     reference = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reference)
+    return reference
+
+
+def test_every_environment_variable_is_documented() -> None:
+    reference = settings_reference()
     readme = (ROOT / "README.md").read_text()
     missing = [
         variable
@@ -24,6 +33,28 @@ def test_every_environment_variable_is_documented() -> None:
         if f"`{variable}`" not in readme
     ]
     assert missing == [], f"undocumented settings (run scripts/update_readme_reference.py): {missing}"
+
+
+def test_json_settings_show_their_real_default_and_an_example() -> None:
+    """A JSON setting's documented default, written back to its variable, is the default the service uses;
+    a per-currency one also shows how to override it."""
+    reference = settings_reference()
+    checked = 0
+    for _, settings in reference.SERVICES:
+        assert issubclass(settings, BaseSettings)
+        prefix = str(settings.model_config.get("env_prefix", ""))
+        for variable, shown, description in reference.environment_variables(settings):
+            name = variable.removeprefix(prefix).lower()
+            field = settings.model_fields.get(name)
+            if field is None or field.default_factory is None or name == "var_dir":
+                continue
+            real = field.get_default(call_default_factory=True)
+            rebuilt = settings.model_validate({name: json.loads(shown)}).model_dump()[name]
+            assert rebuilt == settings.model_validate({name: real}).model_dump()[name], variable
+            if "currenc" in description.lower():
+                assert "e.g. `{" in description, f"{variable}: no JSON example"
+            checked += 1
+    assert checked >= 6
 
 
 def test_the_two_commands_come_first() -> None:

@@ -158,3 +158,17 @@ async def test_a_compressed_answer_is_read_decompressed_and_a_compressed_flood_i
                 await peer.get_json("/compressed", params={"size": 8 * 1024 * 1024})
         finally:
             await peer.aclose()
+
+
+async def test_an_answer_carries_the_request_it_answers(client: ServiceClient, peer_url: str) -> None:
+    """As httpx's own responses do: ``response.request``, ``raise_for_status()`` and httpx's messages work."""
+    response = await client.request("GET", "/small", params={"page": 2, "fresh": True})
+    assert response.request.method == "GET"
+    assert str(response.request.url) == f"{peer_url}/small?page=2&fresh=true"
+    assert response.request.headers["authorization"] == "Bearer k"
+    assert response.raise_for_status() is response
+    assert response.json() == {"name": "ok"}
+
+    teapot = httpx.Response(418, headers=response.headers, content=b"", request=response.request)
+    with pytest.raises(httpx.HTTPStatusError, match=r"418 .* for url '.*/small\?page=2&fresh=true'"):
+        teapot.raise_for_status()

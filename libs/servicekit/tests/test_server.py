@@ -4,13 +4,18 @@ behaviour (keep-alive, streaming, closing) is unchanged."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
+from importlib import metadata
 from typing import Any
 
+from packaging.requirements import Requirement
 from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.server import ServerState
 
-from servicekit.server import HttpProtocol
+from servicekit.server import UVICORN_OPTIONS, CoalescedWrites, HttpProtocol
 from servicekit.testing import eventually
 
 
@@ -64,6 +69,48 @@ def connect() -> tuple[HttpProtocol, RecordingTransport]:
     transport = RecordingTransport()
     protocol.connection_made(transport)
     return protocol, transport
+
+
+CHECK = (
+    "servicekit.server.HttpProtocol subclasses uvicorn's private httptools protocol: check that its "
+    "CoalescedWrites still sees every write (and the close) uvicorn makes, rerun this file, then widen the "
+    "uvicorn bound in libs/servicekit/pyproject.toml. "
+)
+
+TRANSPORT_CALLS_KNOWN = {"write", "close", "is_closing", "set_protocol", "get_extra_info"}
+"""What uvicorn's httptools protocol calls on its transport: ``write`` and ``close`` go through the pending
+writes; the rest only read state or hand the socket on (an upgrade), and pass straight through."""
+
+
+def test_the_uvicorn_internals_the_protocol_relies_on_are_unchanged() -> None:
+    """Fails, saying what to check, when a uvicorn release moves what the subclass overrides or calls."""
+    installed = metadata.version("uvicorn")
+    (bound,) = [
+        Requirement(spec) for spec in metadata.requires("servicekit") or [] if spec.startswith("uvicorn")
+    ]
+    assert bound.specifier.contains(installed), f"{CHECK}uvicorn {installed} is outside {bound.specifier}."
+
+    overridden = inspect.signature(httptools_impl.HttpToolsProtocol.connection_made)
+    assert list(overridden.parameters) == ["self", "transport"], f"{CHECK}connection_made is {overridden}."
+    created = inspect.signature(httptools_impl.HttpToolsProtocol.__init__)
+    assert {"config", "server_state", "app_state"} <= set(created.parameters), (
+        f"{CHECK}__init__ is {created}."
+    )
+
+    called = set(re.findall(r"\btransport\.(\w+)\(", inspect.getsource(httptools_impl)))
+    unknown = called - TRANSPORT_CALLS_KNOWN
+    assert not unknown, (
+        f"{CHECK}uvicorn now calls transport.{sorted(unknown)}, which would bypass the writes held."
+    )
+    assert {"write", "close"} <= called, f"{CHECK}uvicorn no longer writes or closes through self.transport."
+
+    protocol, _ = connect()  # the loop it schedules the flush on, and the transport it writes to
+    assert isinstance(protocol.loop, asyncio.AbstractEventLoop), f"{CHECK}HttpToolsProtocol.loop is gone."
+    assert isinstance(protocol.transport, CoalescedWrites), f"{CHECK}connection_made no longer keeps it."
+
+    config = Config(app=app, http=UVICORN_OPTIONS[1], lifespan="off")
+    config.load()
+    assert config.http_protocol_class is HttpProtocol, f"{CHECK}--http no longer loads the class named."
 
 
 async def test_a_response_head_and_body_leave_in_one_write_and_keep_alive_still_works() -> None:

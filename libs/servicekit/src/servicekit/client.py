@@ -1,7 +1,7 @@
 """The typed client one service uses to call another.
 
 One shared connection pool per peer, aiohttp's: a plain ``httpx`` pool collapses under concurrency on this
-kind of machine, and even httpx over aiohttp's pool (``pooled_transport``, with OpenTelemetry's httpx
+kind of machine, and even httpx over aiohttp's pool (httpx-aiohttp, with OpenTelemetry's httpx
 instrumentation) spends more CPU per call than the call itself (``make bench`` measures the variants). So
 requests go to aiohttp directly, with one client span per request and ``traceparent`` propagated, and the
 answer comes back as an ``httpx.Response`` (the API callers code against). A ``transport`` given explicitly
@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from opentelemetry import propagate, trace
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -122,13 +121,6 @@ def remaining_seconds() -> float | None:
     """What is left of the current deadline (``0`` or less: spent); ``None`` outside any."""
     due = _DEADLINE.get()
     return None if due is None else due - time.monotonic()
-
-
-def pooled_transport(max_connections: int = MAX_CONNECTIONS) -> httpx.AsyncBaseTransport:
-    """An httpx transport over aiohttp's connection pool, for code that wants an ``httpx.AsyncClient``."""
-    return AiohttpTransport(
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    )
 
 
 def _query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -312,7 +304,9 @@ class ServiceClient:
                 headers_read = [
                     (name, value) for name, value in streamed.headers.raw if name.lower() not in _DECODED
                 ]
-                response = httpx.Response(streamed.status_code, headers=headers_read, content=content)
+                response = httpx.Response(
+                    streamed.status_code, headers=headers_read, content=content, request=request
+                )
             else:
                 session = self._session
                 if session is None or session.closed:
@@ -336,13 +330,15 @@ class ServiceClient:
                     except PeerAnswerInvalidError:
                         answer.close()  # the rest is never read: the connection is not reused
                         raise
-                # Without an ``httpx.Request``: building one parses the URL again, half of this wrapping's
-                # cost on every call, and nothing reads it (``raise_for_status`` is not how peers' errors
-                # are raised here; ``_error_from`` is).
                 raw_headers = answer.raw_headers
                 if "Content-Encoding" in answer.headers:  # ``content`` is decompressed already
                     raw_headers = tuple((n, v) for n, v in raw_headers if n.lower() not in _DECODED)
-                response = httpx.Response(answer.status, headers=raw_headers, content=content)
+                # With the request it answers (the URL as sent, query included), as httpx's own responses
+                # have: ``response.request``, ``raise_for_status()`` and httpx's messages need it.
+                sent_as = httpx.Request(method, str(answer.url), headers=sent)
+                response = httpx.Response(
+                    answer.status, headers=raw_headers, content=content, request=sent_as
+                )
             if span.is_recording():
                 span.set_attributes(
                     {

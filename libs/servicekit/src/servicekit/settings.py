@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Literal, Self, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -44,6 +44,37 @@ DEFAULT_SECRETS_DIR = Path("/run/secrets")
 """Where secrets are mounted as files by default (Kubernetes Secret volumes, compose ``secrets:``)."""
 
 PRODUCTION = "production"
+
+
+def per_currency_overrides(defaults: Mapping[str, object], given: object, *, field_by_field: bool) -> object:
+    """A per-currency setting as an operator writes it, laid over its defaults: a currency listed replaces its
+    default (``field_by_field``: only the fields given change), ``null`` removes it, and a currency not listed
+    keeps its default. Currency codes are upper-cased, so ``ORDER_API_CURRENCIES__BTC__MIN_AMOUNT`` (which
+    arrives lower-cased) changes BTC. Anything but a mapping is returned as given, for pydantic to refuse."""
+    if not isinstance(given, Mapping):
+        return given
+    merged: dict[str, object] = {
+        code: value.model_dump() if isinstance(value, BaseModel) else value
+        for code, value in defaults.items()
+    }
+    for raw_code, value in given.items():
+        code = str(raw_code).upper()
+        base = merged.get(code)
+        if value is None:
+            merged.pop(code, None)
+        elif field_by_field and isinstance(value, Mapping) and isinstance(base, Mapping):
+            merged[code] = {**base, **value}
+        else:
+            merged[code] = value
+    return merged
+
+
+def laid_over(defaults: Mapping[str, object], *, field_by_field: bool = False) -> BeforeValidator:
+    """The validator of a per-currency setting (``Annotated[dict[str, X], laid_over(DEFAULTS)]``): what an
+    operator gives is laid over ``defaults`` by :func:`per_currency_overrides`."""
+    return BeforeValidator(
+        lambda given: per_currency_overrides(defaults, given, field_by_field=field_by_field)
+    )
 
 
 class SecretFilesSource(EnvSettingsSource):

@@ -468,3 +468,11 @@ async def check_migrations(service: str, *, schema: str) -> list[str]:
     if own != 1:
         raise AssertionError(f"alembic_version is not in schema {schema}")
     return [row["name"] for row in rows]
+
+
+def settings_from_scratch(monkeypatch: pytest.MonkeyPatch, directory: Path, prefix: str) -> None:
+    """Read a service's settings as if nothing were configured: from ``directory`` (no stray ``.env``) and
+    without the caller's ``prefix`` variables (``ORDER_API_``...)."""
+    monkeypatch.chdir(directory)
+    for variable in [name for name in os.environ if name.startswith(prefix)]:
+        monkeypatch.delenv(variable)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -14,6 +14,7 @@ from servicekit.settings import (
     EventKeySettings,
     PeerSettings,
     ServiceSettings,
+    laid_over,
 )
 
 
@@ -38,14 +39,19 @@ DEFAULT_CURRENCIES = {
 }
 
 
-class PriorityRules(BaseModel):
-    """Which orders jump the wait queue: by amount per currency, or by the customer's history."""
+DEFAULT_VIP_AMOUNT = {"BTC": Decimal("1"), "ETH": Decimal("20"), "USDT": Decimal("50000")}
+DEFAULT_PRIORITY_AMOUNT = {"BTC": Decimal("0.2"), "ETH": Decimal("5"), "USDT": Decimal("10000")}
 
-    vip_amount: dict[str, Decimal] = Field(
-        default_factory=lambda: {"BTC": Decimal("1"), "ETH": Decimal("20"), "USDT": Decimal("50000")}
+
+class PriorityRules(BaseModel):
+    """Which orders jump the wait queue: by amount per currency, or by the customer's history. The amounts
+    given are laid over the defaults per currency (``null`` takes a currency out of amount-based priority)."""
+
+    vip_amount: Annotated[dict[str, Decimal], laid_over(DEFAULT_VIP_AMOUNT)] = Field(
+        default_factory=lambda: dict(DEFAULT_VIP_AMOUNT)
     )
-    priority_amount: dict[str, Decimal] = Field(
-        default_factory=lambda: {"BTC": Decimal("0.2"), "ETH": Decimal("5"), "USDT": Decimal("10000")}
+    priority_amount: Annotated[dict[str, Decimal], laid_over(DEFAULT_PRIORITY_AMOUNT)] = Field(
+        default_factory=lambda: dict(DEFAULT_PRIORITY_AMOUNT)
     )
     priority_completed_orders: int = Field(default=3, description="Completed orders that earn 'priority'.")
     vip_completed_orders: int = Field(default=20, description="Completed orders that earn 'vip'.")
@@ -100,11 +106,24 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     )
 
     # Orders.
-    currencies: dict[str, CurrencyRules] = Field(
-        default_factory=lambda: dict(DEFAULT_CURRENCIES),
-        description="Per-currency precision and limits (JSON).",
+    currencies: Annotated[dict[str, CurrencyRules], laid_over(DEFAULT_CURRENCIES, field_by_field=True)] = (
+        Field(
+            default_factory=lambda: dict(DEFAULT_CURRENCIES),
+            description="The currencies orders may be placed in, with their precision, limits and lifetimes "
+            "(JSON object). What is given is laid over the default: a listed currency changes only the fields "
+            'given, `null` removes a currency, a new one needs all its fields; e.g. `{"BTC": {"min_amount": '
+            '"0.001"}, "USDT": null}` raises the BTC minimum, keeps ETH as it is and stops taking USDT. One '
+            "field alone: `ORDER_API_CURRENCIES__BTC__MIN_AMOUNT=0.001`.",
+        )
     )
-    priority: PriorityRules = Field(default_factory=PriorityRules, description="Queue-priority rules (JSON).")
+    priority: PriorityRules = Field(
+        default_factory=PriorityRules,
+        description="Which orders jump the wait queue (JSON object): from which amount, per currency, an order "
+        "is VIP or priority, and after how many completed orders a customer is. Amounts are laid over the "
+        'default per currency, `null` ends amount-based priority in a currency; e.g. `{"vip_amount": '
+        '{"BTC": "2"}, "priority_completed_orders": 5}` changes the BTC VIP amount and keeps ETH\'s and '
+        "USDT's. One field alone: `ORDER_API_PRIORITY__VIP_AMOUNT__BTC=2`.",
+    )
     max_open_orders_per_customer: int = Field(
         default=3,
         description="Open orders one customer may hold: those placed with a session proven by the emailed "
@@ -143,7 +162,8 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     assignment_timeout_minutes: int = Field(
         default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."
     )
-    assignment_timeout_by_currency: dict[str, int] = Field(
+    assignment_timeout_by_currency: Annotated[dict[str, int], laid_over({})] = Field(
         default_factory=dict,
-        description='Per-currency overrides of the assignment timeout in minutes (JSON, e.g. {"BTC": 15}).',
+        description="Per-currency overrides of the assignment timeout in minutes (JSON object, e.g. "
+        '`{"BTC": 15}`); a currency not listed uses `ORDER_API_ASSIGNMENT_TIMEOUT_MINUTES`.',
     )

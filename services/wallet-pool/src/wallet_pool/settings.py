@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.settings import PeerSettings, ServiceSettings, laid_over
 
 
 class Settings(ServiceSettings):
@@ -30,11 +31,11 @@ class Settings(ServiceSettings):
         default=PeerSettings(url="http://127.0.0.1:8003"),
         description="notifier, where pool.low and pool.recovered events go",
     )
-    reuse_cooldown_seconds: dict[str, int] = Field(
+    reuse_cooldown_seconds: Annotated[dict[str, int], laid_over({})] = Field(
         default_factory=dict,
         description=(
-            'Per currency (JSON object, e.g. {"BTC": 3600}): how long a released address rests before it is '
-            "handed out again, so a late deposit is not credited to the next customer. Unlisted currencies: 0."
+            'Per currency (JSON object, e.g. `{"BTC": 3600}`): how long a released address rests before it is '
+            "handed out again, so a late deposit is not credited to the next customer. A currency not listed: 0."
         ),
     )
     wallet_import_max_addresses: int = Field(
@@ -64,9 +65,10 @@ class Settings(ServiceSettings):
         description="A pool is low (pool.low to the notifier) when its free wallets drop below this share "
         "of its wallets that are not disabled.",
     )
-    pool_low_threshold_percent_by_currency: dict[str, Decimal] = Field(
+    pool_low_threshold_percent_by_currency: Annotated[dict[str, Decimal], laid_over({})] = Field(
         default_factory=dict,
-        description='Per currency overrides of pool_low_threshold_percent (JSON object, e.g. {"BTC": 20}).',
+        description="Per-currency overrides of `WALLET_POOL_POOL_LOW_THRESHOLD_PERCENT` (JSON object, e.g. "
+        '`{"BTC": 20}`); a currency not listed uses it.',
     )
     pool_recovered_margin_percent: Decimal = Field(
         default=Decimal(5),
