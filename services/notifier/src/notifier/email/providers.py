@@ -5,6 +5,7 @@ outcomes every channel shares (``notifier.notifications.outcomes``)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,7 +148,8 @@ class MailDropProvider:
 
     async def send(self, message: OutgoingEmail) -> None:
         data = message.to_message().as_bytes()
-        path = self.directory / f"{uuid.uuid4().hex}.eml"
+        # Named by the time it was written first, so names sort oldest first (``mail-list``).
+        path = self.directory / f"{time.time_ns()}-{uuid.uuid4().hex[:12]}.eml"
         try:
             await asyncio.to_thread(self._write, path, data)
         except OSError as exc:
@@ -185,6 +187,11 @@ class FallbackChain:
         raise TransientDeliveryError("; ".join(errors))
 
 
+def mail_drop_directory(settings: Settings) -> Path:
+    """Where the mail drop writes: ``mail/`` under the service's ``VAR_DIR``."""
+    return settings.var_dir / "mail"
+
+
 def build_provider(name: str, settings: Settings) -> EmailProvider:
     if name == "smtp":
         return SmtpProvider(
@@ -205,7 +212,7 @@ def build_provider(name: str, settings: Settings) -> EmailProvider:
             timeout_seconds=settings.email_api_timeout_seconds,
         )
     if name == "maildrop":
-        return MailDropProvider(settings.var_dir / "mail")
+        return MailDropProvider(mail_drop_directory(settings))
     raise ValueError(f"unknown email provider {name!r} (smtp, http_api or maildrop)")
 
 
