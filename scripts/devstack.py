@@ -562,7 +562,7 @@ def banner(dev: DevEnvironment) -> str:
         *(f"  {name:<{width}} {local_url(service, dev.ports)}/docs" for name, service in SERVICES.items()),
         f"  {'credentials':<{width}} {shown(dev.credentials.path)} ({admin_keys}, ...)",
         f"  {'data':<{width}} {shown(dev.var_dir)}/ (embedded databases; emails in {mail}/)",
-        "Ready to paste (also `scripts/devstack.py urls`):",
+        f"Ready to paste (again: {shown(Path(sys.executable))} {shown(Path(__file__))} urls):",
         *(f"  {line}" for line in ready_to_paste(dev).splitlines()),
     ]
     return "\n".join(lines) + "\n"
