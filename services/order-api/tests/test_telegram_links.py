@@ -496,8 +496,8 @@ async def test_links_are_listed_and_ended_from_a_shell(
     order_api: OrderApiRunner,
     own_database_url: str,
     api_keys: ApiKeys,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``python -m order_api telegram-links`` / ``telegram-unlink``: the operator record, read and changed as an
     admin would, audited, and the gateway's lookup follows at once."""
