@@ -104,7 +104,7 @@ class Stack:
                 ApiKeyEntry(
                     name="admin",
                     hash=hash_key(self.keys.wallet_pool_admin),
-                    scopes=["wallets:write", "wallets:read", "pool:read", "allocations:read"],
+                    scopes=["wallets:write", "wallets:read", "pool:read", "allocations:read", "outbox:admin"],
                 ),
                 ApiKeyEntry(
                     name="telegram-gateway",

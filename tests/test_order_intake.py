@@ -116,7 +116,7 @@ async def test_orders_accepted_while_wallet_pool_is_down_get_addresses_when_it_r
             response = await client.post("/v1/orders", json=order_body(10 + n))
             assert response.status_code == 201, response.text
             body = response.json()
-            assert body["status"] == "queued"
+            assert body["status"] == "awaiting_address"
             assert body["queue_position"] is None
             accepted.append(body)
 

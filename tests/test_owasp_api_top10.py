@@ -472,7 +472,11 @@ async def test_api4_unrestricted_resource_consumption_open_orders_per_customer(d
     )
     assert await desk.count_orders() == count
     for order in placed:
-        assert (await desk.order_as_staff(order["id"]))["status"] in ("awaiting_deposit", "queued")
+        assert (await desk.order_as_staff(order["id"]))["status"] in (
+            "awaiting_address",
+            "awaiting_deposit",
+            "queued",
+        )
 
 
 @dataclass
@@ -945,7 +949,7 @@ async def test_api10_unsafe_consumption_of_apis_a_hostile_wallet_pool_answer_is_
 ) -> None:
     """order-api validates what wallet-pool answers: a markup address, another currency's address, another
     order's allocation, an address already given to another order, a forged problem and 30 MB of JSON are
-    each "no address yet" (the order is accepted and queued, the reconciler asks again), never stored,
+    each "no address yet" (the order is accepted, awaiting its address, the reconciler asks again), never stored,
     never a 5xx, never a peer's Retry-After passed on to the customer."""
     asked: list[str] = []
     async with (
@@ -976,7 +980,7 @@ async def test_api10_unsafe_consumption_of_apis_a_hostile_wallet_pool_answer_is_
                         f"/v1/orders/{order['id']}", headers=bearer(order["session_token"])
                     )
                     assert read.status_code == 200, read.text
-                    assert read.json()["status"] == "queued", read.json()
+                    assert read.json()["status"] == "awaiting_address", read.json()
                     assert read.json()["deposit_address"] is None, read.json()
         finally:
             await order_api.stop()

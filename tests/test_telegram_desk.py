@@ -103,7 +103,7 @@ async def test_operators_take_and_complete_an_order_from_telegram(
     queued_card = await card_of(bot_api, queued["id"])
     assert card.text.startswith("🆕 New order")
     assert [b.text for b in card.buttons()] == ["🙋 Take"]
-    assert queued_card.text.startswith("⏳ Queued · position 1, no address yet")
+    assert queued_card.text.startswith("⏳ Queued · in the queue, no address yet")
     assert queued_card.buttons() == []
 
     take = card.button("Take").callback_data or ""

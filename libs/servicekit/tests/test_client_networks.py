@@ -74,11 +74,18 @@ async def test_the_key_of_a_request_is_its_clients_network(
 
 
 async def test_addresses_of_one_64_share_one_rate_limit() -> None:
-    limiter = RateLimiter(redis_url=None, namespace="test")
+    limiter = RateLimiter(redis=None, namespace="test")
     for n in range(3):
         await limiter.hit(
-            name="orders", identifier=client_network(f"2001:db8:1:2::{n + 1:x}"), limit="3/minute"
+            name="orders",
+            identifier=client_network(f"2001:db8:1:2::{n + 1:x}"),
+            limit="3/minute",
+            fail_open=True,
         )
     with pytest.raises(RateLimitedError):
-        await limiter.hit(name="orders", identifier=client_network("2001:db8:1:2:ffff::9"), limit="3/minute")
-    await limiter.hit(name="orders", identifier=client_network("2001:db8:1:3::1"), limit="3/minute")
+        await limiter.hit(
+            name="orders", identifier=client_network("2001:db8:1:2:ffff::9"), limit="3/minute", fail_open=True
+        )
+    await limiter.hit(
+        name="orders", identifier=client_network("2001:db8:1:3::1"), limit="3/minute", fail_open=True
+    )

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from notifier.alerts.conditions import AlertCondition, AlertPolicy
+from notifier.alerts.conditions import AlertCondition, AlertPolicy, PoolLevelPayload
 from notifier.alerts.models import Alert, Severity
 from notifier.alerts.service import escalate_unacknowledged, raise_alert
 from notifier.db import SCHEMA
@@ -26,6 +26,7 @@ from notifier.main import create_app
 from notifier.notifications.models import Notification
 from notifier.testing import KEYS, TEST_PROTECTION, SmtpServer, StandInGateway, make_settings, protected
 from servicekit.db import Database
+from servicekit.outbox import OUTBOX_DEAD_CLEARED, OUTBOX_DEAD_LETTERED
 from servicekit.testing import eventually, running_app
 
 ADMIN = "ops@desk.test"
@@ -430,3 +431,99 @@ async def _alert_posts(gateway: StandInGateway) -> list[dict[str, Any]]:
 
 async def _mail(smtp: SmtpServer) -> list[EmailMessage]:
     return list(smtp.messages)
+
+
+@pytest.mark.parametrize(("queued", "told"), [(0, "0 orders"), (1, "1 order"), (2, "2 orders")])
+def test_a_pool_alert_counts_waiting_orders_in_the_right_form(queued: int, told: str) -> None:
+    payload = PoolLevelPayload.model_validate({**pool_event()["payload"], "queued": queued})
+
+    assert f"; {told} waiting for an address." in payload.figures()
+
+
+def outbox_report(dead: int, *, service: str = "order-api") -> dict[str, Any]:
+    """What ``servicekit.outbox.report_dead_letters`` sends: ``outbox.dead_lettered``, or the all-clear."""
+    observed = "2026-12-06T08:00:00+00:00"
+    payload: dict[str, Any] = {"service": service, "dead": dead, "observed_at": observed}
+    if dead:
+        payload |= {
+            "events": [{"destination": "wallet-pool", "event_type": "order.closed", "dead": dead}],
+            "oldest_dead_at": "2026-12-06T07:30:00+00:00",
+        }
+    return {
+        "id": f"outbox-evt-{next(_ids)}",
+        "type": OUTBOX_DEAD_LETTERED if dead else OUTBOX_DEAD_CLEARED,
+        "source": service,
+        "occurred_at": observed,
+        "aggregate_id": "outbox",
+        "payload": payload,
+    }
+
+
+async def test_dead_outbox_events_are_a_critical_alert_until_none_is_left(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory() as desk:
+        await desk.publish(outbox_report(1))
+        await desk.publish(outbox_report(3))
+        raised = await desk.alert()
+        await desk.publish(outbox_report(0))
+        resolved = await desk.alert()
+        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 2, within=20)
+        emails = await eventually(lambda: _mail(desk.smtp), until=lambda m: len(m) == 2, within=20)
+
+    assert (raised["key"], raised["status"], raised["severity"], raised["occurrences"]) == (
+        "outbox.dead:order-api",
+        "open",
+        "critical",
+        2,
+    )
+    assert raised["title"] == "3 events dead in order-api's outbox"
+    assert "order.closed for wallet-pool: 3" in raised["text"]
+    assert "python -m order_api outbox list --status dead" in raised["text"]
+    assert resolved["status"] == "resolved"
+    assert resolved["resolution"].startswith("No event is dead in order-api's outbox any more")
+    assert [p["alert"]["severity"] for p in posted] == ["critical", "resolved"]
+    assert posted[0]["alert"]["title"] == "1 event dead in order-api's outbox"  # told when raised
+    subjects = sorted(" ".join(str(m["Subject"]).split()) for m in emails)
+    assert subjects == [
+        "[critical] New alert: 1 event dead in order-api's outbox",
+        "[resolved] Back to normal: 3 events dead in order-api's outbox",
+    ]
+
+
+async def test_the_delivery_queue_figures_on_metrics_follow_a_dead_notification_and_its_redelivery(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory() as desk:
+        await desk.publish(pool_event())  # one email to the admin, one card to the operators' chat
+        await desk.settled()
+        async with desk.database.sessionmaker.begin() as session:
+            email_id = await session.scalar(select(Notification.id).where(Notification.channel == "email"))
+            await session.execute(
+                update(Notification).where(Notification.id == email_id).values(status="dead", attempts=8)
+            )
+
+        async def scrape() -> str:
+            return str((await desk.client.get("/metrics")).text)
+
+        dead = await eventually(
+            scrape, until=lambda m: 'notifier_delivery_queue_dead{channel="email"} 1.0' in m
+        )
+        redelivered = await desk.client.post(
+            f"/v1/notifications/{email_id}/redeliver", headers={"Authorization": f"Bearer {KEYS.admin}"}
+        )
+        await desk.settled()
+        cleared = await eventually(
+            scrape, until=lambda m: 'notifier_delivery_queue_dead{channel="email"} 0.0' in m
+        )
+
+    assert redelivered.status_code == 200, redelivered.text
+    for metrics in (dead, cleared):
+        for channel in ("email", "telegram"):
+            assert f'notifier_delivery_queue_pending{{channel="{channel}"}} 0.0' in metrics
+            assert f'notifier_delivery_queue_in_flight{{channel="{channel}"}} 0.0' in metrics
+            assert f'notifier_delivery_queue_oldest_pending_age_seconds{{channel="{channel}"}} 0.0' in metrics
+        assert 'notifier_delivery_queue_dead{channel="telegram"} 0.0' in metrics
+    sent = 'notifier_delivery_attempts_total{channel="email",outcome="sent",provider="smtp"}'
+    assert f"{sent} 1.0" in dead
+    assert f"{sent} 2.0" in cleared

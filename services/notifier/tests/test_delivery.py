@@ -11,7 +11,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from notifier.db import SCHEMA
 from notifier.messages import SAMPLE_VARIABLES
@@ -25,7 +25,7 @@ from notifier.testing import (
     running_workers,
     stored_notification,
 )
-from servicekit.db import Database
+from servicekit.db import Database, utcnow
 from servicekit.telemetry import TraceContextFilter, add_span_processor, configure_tracing
 from servicekit.testing import eventually
 
@@ -60,7 +60,7 @@ async def test_a_queued_email_is_delivered_through_smtp(database: Database, smtp
     assert sent.subject == "Заявка ORD-1042 создана"
     [message] = smtp_server.messages
     assert message["Subject"] == "Заявка ORD-1042 создана"
-    assert message["Message-ID"] == f"<{notification_id}@exchange-desk.local>"
+    assert message["Message-ID"] == f"<{notification_id}@desk.test>"  # the From address's domain
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     assert "0.00000001 USDT" in body.get_content()
@@ -142,6 +142,53 @@ async def test_after_max_attempts_it_is_dead(database: Database, smtp_server: Sm
 
     assert dead.attempts == 3
     assert [a.outcome for a in await delivery_attempts(database, notification_id)] == ["transient"] * 3
+
+
+async def test_a_notification_sent_again_is_the_same_message(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    """The worker dies after the server took the email and before it recorded so: the retry carries the same
+    Message-ID, so mail servers and clients see one message."""
+    notification_id = await _queue(
+        database, template="order_created", variables=SAMPLE_VARIABLES["order_created"]
+    )
+    async with running_workers(make_worker(database, smtp_server)):
+        await eventually(
+            lambda: stored_notification(database, notification_id), until=lambda n: n.status == "sent"
+        )
+    async with database.sessionmaker.begin() as session:  # died before writing "sent"
+        await session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id)
+            .values(status="pending", sent_at=None, next_attempt_at=utcnow())  # lease expired
+        )
+    async with running_workers(make_worker(database, smtp_server)):
+        await eventually(
+            lambda: stored_notification(database, notification_id), until=lambda n: n.status == "sent"
+        )
+
+    first, again = smtp_server.messages
+    assert first["Message-ID"] == again["Message-ID"] == f"<{notification_id}@desk.test>"
+    assert first["Subject"] == again["Subject"]
+
+
+async def test_an_email_missing_a_value_fails_with_the_reason_and_is_never_sent(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    variables = {k: v for k, v in SAMPLE_VARIABLES["address_ready"].items() if k != "address"}
+    notification_id = await _queue(database, template="address_ready", variables=variables)
+
+    async with running_workers(make_worker(database, smtp_server)):
+        failed = await eventually(
+            lambda: stored_notification(database, notification_id),
+            until=lambda n: n.status != "pending",
+            message="stuck",
+        )
+
+    assert (failed.status, failed.attempts) == ("failed", 1)
+    assert failed.last_error is not None
+    assert "address_ready: address missing" in failed.last_error
+    assert smtp_server.messages == []
 
 
 async def test_the_same_event_queued_twice_makes_one_notification(database: Database) -> None:

@@ -46,5 +46,5 @@ async def test_queued_email_lands_in_the_mail_drop_on_sqlite(tmp_path: Path) -> 
 
     parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert parsed["Subject"] == "Заявка ORD-1042: адрес для оплаты готов"
-    assert parsed["Message-ID"] == f"<{notification_id}@exchange-desk.local>"
+    assert parsed["Message-ID"] == f"<{notification_id}@desk.test>"  # the From address's domain
     assert page.json()["items"][0]["id"] == notification_id

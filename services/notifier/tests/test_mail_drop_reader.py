@@ -3,6 +3,7 @@ though the ``.eml`` files are quoted-printable or base64."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,10 @@ async def mail_drop(tmp_path: Path) -> Path:
             text=f"Спасибо за заявку {ORDER_ID}: 0,05 BTC на USDT.\nАдрес для оплаты: bc1qexample\nСрок: 30 минут",  # noqa: RUF001
         )
     )
+    # Anna's a second older, so the order does not rest on the clock ticking between two writes.
+    [anna] = [path for path in directory.glob("*.eml") if b"anna@example.com" in path.read_bytes()]
+    written = anna.stat().st_mtime_ns - 1_000_000_000
+    os.utime(anna, ns=(written, written))
     return directory
 
 

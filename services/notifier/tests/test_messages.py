@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from jinja2 import UndefinedError
 
 from notifier.__main__ import main as cli
-from notifier.messages import LOCALES, SAMPLE_VARIABLES, TEMPLATES, UnknownTemplateError, render_email
-from notifier.messages.render import CUSTOMER_TEMPLATES
+from notifier.messages import (
+    LOCALES,
+    SAMPLE_VARIABLES,
+    TEMPLATES,
+    TemplateValueMissingError,
+    UnknownTemplateError,
+    render_email,
+)
+from notifier.messages.render import CUSTOMER_TEMPLATES, OPTIONAL_VARIABLES, REQUIRED_VARIABLES
 
 EXPECTED_WORDS = {"en": "Best regards", "ru": "С уважением"}  # noqa: RUF001 (Russian text)
 
@@ -53,6 +62,144 @@ def test_order_created_without_address_shows_the_queue_position() -> None:
     assert "number 3 in the queue" in english.text
     assert "3-я в очереди" in russian.text
     assert "TJYeas" not in english.text
+
+
+PREPARING = {
+    "en": "We are preparing your deposit address and will email it to you shortly.",
+    "ru": "Мы готовим адрес для оплаты и вскоре пришлём его вам письмом.",  # noqa: RUF001 (Russian text)
+}
+QUEUED_WITHOUT_PLACE = {"en": "Your order is in the queue;", "ru": "Ваша заявка в очереди;"}
+NO_FUNDS_YET = {
+    "en": "Please do not send any funds before you receive it.",
+    "ru": "Пожалуйста, не отправляйте средства, пока не получите его.",  # noqa: RUF001 (Russian text)
+}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_order_created_awaiting_an_address_promises_it_and_names_no_queue_place(locale: str) -> None:
+    variables = {
+        **SAMPLE_VARIABLES["order_created"],
+        "status": "awaiting_address",
+        "address": None,
+        "queue_position": None,
+    }
+
+    rendered = render_email("order_created", locale, variables)
+
+    for body in (rendered.text, rendered.html):
+        assert PREPARING[locale] in body
+        assert NO_FUNDS_YET[locale] in body
+        assert "queue" not in body
+        assert "очеред" not in body
+        assert "TJYeas" not in body
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_order_created_queued_at_an_unknown_place_says_queued_without_a_number(locale: str) -> None:
+    variables = {**SAMPLE_VARIABLES["order_created"], "status": "queued", "address": None}
+
+    rendered = render_email("order_created", locale, variables)
+
+    for body in (rendered.text, rendered.html):
+        assert QUEUED_WITHOUT_PLACE[locale] in body
+        assert PREPARING[locale] not in body
+        assert not re.search(r"number|-я в", body)
+
+
+def _placeholder_traces(body: str) -> list[str]:
+    """What a missing value leaves behind: ``None``, template syntax, empty markup, a gap before punctuation."""
+    pattern = r"None|\{\{|\}\}|\{%|%\}|<(\w+)>\s*</\1>|\S  +\S| [.,;:!]"
+    return [match.group(0) for match in re.finditer(pattern, body)]
+
+
+def _only_required(template: str) -> dict[str, object]:
+    return {k: v for k, v in SAMPLE_VARIABLES[template].items() if k in REQUIRED_VARIABLES[template]}
+
+
+def _all_present(template: str) -> dict[str, object]:
+    extras: dict[str, object] = {"name": "Anna"}
+    if template == "alert":
+        extras["reason"] = "Worse: warning → critical."
+    return {**SAMPLE_VARIABLES[template], **extras}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("template", TEMPLATES)
+@pytest.mark.parametrize(
+    "variables_of", [_only_required, _all_present], ids=["optional-absent", "all-present"]
+)
+def test_every_template_renders_whole_sentences_with_optional_values_absent_or_present(
+    template: str, locale: str, variables_of: object
+) -> None:
+    assert callable(variables_of)
+    rendered = render_email(template, locale, variables_of(template))
+
+    for body in (rendered.subject, rendered.text, rendered.html):
+        assert _placeholder_traces(body) == [], body
+        assert "None" not in body
+
+
+def test_the_sample_variables_are_exactly_what_each_template_knows() -> None:
+    for template in TEMPLATES:
+        assert set(SAMPLE_VARIABLES[template]) <= REQUIRED_VARIABLES[template] | OPTIONAL_VARIABLES[template]
+        assert REQUIRED_VARIABLES[template] <= set(SAMPLE_VARIABLES[template])
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_a_missing_or_none_required_value_refuses_to_render(template: str) -> None:
+    for name in REQUIRED_VARIABLES[template]:
+        missing = {k: v for k, v in SAMPLE_VARIABLES[template].items() if k != name}
+        with pytest.raises(TemplateValueMissingError, match=name):
+            render_email(template, "en", missing)
+        with pytest.raises(TemplateValueMissingError, match=name):
+            render_email(template, "ru", {**SAMPLE_VARIABLES[template], name: None})
+        with pytest.raises(TemplateValueMissingError, match=name):
+            render_email(template, "en", {**SAMPLE_VARIABLES[template], name: ""})
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_an_empty_optional_value_is_left_out_like_an_absent_one(template: str) -> None:
+    variables = {**SAMPLE_VARIABLES[template], **dict.fromkeys(OPTIONAL_VARIABLES[template], "")}
+
+    for locale in LOCALES:
+        rendered = render_email(template, locale, variables)
+        for body in (rendered.subject, rendered.text, rendered.html):
+            assert _placeholder_traces(body) == [], body
+
+
+def test_a_variable_a_template_names_but_nobody_gave_refuses_to_render(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(OPTIONAL_VARIABLES, "email_code", frozenset())  # "name" no longer filled in
+    variables = {k: v for k, v in SAMPLE_VARIABLES["email_code"].items() if k != "name"}
+
+    with pytest.raises(UndefinedError, match="name"):
+        render_email("email_code", "en", variables)
+
+
+@pytest.mark.parametrize(
+    ("minutes", "english", "russian"),
+    [
+        (1, "valid for 1 minute.", "действует 1 минуту."),
+        (2, "valid for 2 minutes.", "действует 2 минуты."),
+        (5, "valid for 5 minutes.", "действует 5 минут."),
+        (11, "valid for 11 minutes.", "действует 11 минут."),
+        (21, "valid for 21 minutes.", "действует 21 минуту."),
+    ],
+)
+def test_the_code_email_counts_minutes_in_each_language(minutes: int, english: str, russian: str) -> None:
+    variables = {**SAMPLE_VARIABLES["email_code"], "minutes": minutes}
+
+    assert english in render_email("email_code", "en", variables).text
+    assert russian in render_email("email_code", "ru", variables).html
+
+
+def test_the_alert_email_counts_reports() -> None:
+    once = render_email("alert", "en", {**SAMPLE_VARIABLES["alert"], "occurrences": 1})
+    twice = render_email("alert", "en", {**SAMPLE_VARIABLES["alert"], "occurrences": 2})
+
+    assert "reported 1 time." in once.text
+    assert "reported 2 times." in twice.text
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,65 @@ async def test_http_api_posts_the_message_with_the_key() -> None:
     ]
 
 
+async def test_http_api_sends_the_idempotency_key_and_message_id_of_the_notification() -> None:
+    seen: list[tuple[str | None, dict[str, Any]]] = []
+
+    async def send(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("Idempotency-Key"), await request.json()))
+        return web.json_response({"id": "em_1"})
+
+    app = web.Application()
+    app.router.add_post("/emails", send)
+    message = OutgoingEmail.for_notification(
+        "5f0c6a2e-8a43-4f5e-9b1d-2c3d4e5f6a7b",
+        sender=SENDER,
+        recipient="anna@example.com",
+        subject=MESSAGE.subject,
+        text=MESSAGE.text,
+        html=MESSAGE.html,
+    )
+    async with serve_stand_in(app) as url:
+        provider = HttpApiProvider(url=f"{url}/emails", api_key=None)
+        await provider.send(message)
+        await provider.send(message)  # a retry of the same notification
+
+    assert [key for key, _body in seen] == ["notification-5f0c6a2e-8a43-4f5e-9b1d-2c3d4e5f6a7b"] * 2
+    assert [body["headers"] for _key, body in seen] == [
+        {"Message-ID": "<5f0c6a2e-8a43-4f5e-9b1d-2c3d4e5f6a7b@desk.test>"}
+    ] * 2
+
+
+@pytest.mark.parametrize(
+    ("sender", "domain"),
+    [
+        ("Exchange Desk <no-reply@Desk.Example>", "desk.example"),
+        ("no-reply@mail.desk.example", "mail.desk.example"),
+        ("Exchange Desk", "exchange-desk.local"),
+    ],
+)
+def test_message_ids_use_the_senders_domain(sender: str, domain: str) -> None:
+    message = OutgoingEmail.for_notification(
+        "n-1", sender=sender, recipient="a@b.c", subject="s", text="t", html="h"
+    )
+    assert message.message_id == f"<n-1@{domain}>"
+    assert message.to_message()["Message-ID"] == f"<n-1@{domain}>"
+
+
+async def test_maildrop_replaces_the_file_of_a_message_sent_again(tmp_path: Path) -> None:
+    message = OutgoingEmail.for_notification(
+        "n-1", sender=SENDER, recipient="anna@example.com", subject="s", text="t", html="h"
+    )
+    drop = MailDropProvider(tmp_path)
+    await drop.send(message)
+    await drop.send(message)
+
+    [path] = _eml_files(tmp_path)
+    assert (
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["Message-ID"]
+        == "<n-1@desk.test>"
+    )
+
+
 @pytest.mark.parametrize(("status", "error"), [(500, TransientDeliveryError), (422, PermanentDeliveryError)])
 async def test_http_api_errors_are_classified(status: int, error: type[Exception]) -> None:
     async with serve_stand_in(_email_api(status, [])) as url:

@@ -3,18 +3,21 @@ Telegram cards); ``POST /v1/events`` queues one message per rule and event, howe
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from notifier.notifications.models import Channel, Notification
-from notifier.rules import Message, messages_for
-from notifier.testing import KEYS, RunningApp, order_payload
+from notifier.rules import Message, already_told, messages_for
+from notifier.testing import KEYS, RunningApp, SmtpServer, order_payload
 from servicekit.db import Database
 from servicekit.errors import ValidationFailedError
 from servicekit.outbox import EventEnvelope
+from servicekit.testing import eventually
 
 NOW = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)
 EXPIRES = (NOW + timedelta(minutes=30)).isoformat()
@@ -61,10 +64,12 @@ def test_order_created_with_an_address() -> None:
         "amount": "0.015",
         "currency_from": "BTC",
         "currency_to": "USDT",
+        "status": "awaiting_deposit",
         "address": "bc1qaddress",
         "queue_position": None,
         "expires_at": EXPIRES,
     }
+    assert email.once_per_order
 
 
 def test_order_created_queued() -> None:
@@ -75,10 +80,21 @@ def test_order_created_queued() -> None:
     assert email.variables["queue_position"] == 2
 
 
-def test_address_assigned_to_a_queued_order_is_address_ready() -> None:
-    payload = _order(from_status="queued")
+def test_order_created_while_the_address_is_being_prepared() -> None:
+    payload = _order(status="awaiting_address", deposit_address=None, queue_position=None)
+    [email] = emails_for(_envelope("order.created", payload))
+    assert email.template == "order_created"
+    assert email.variables["status"] == "awaiting_address"
+    assert email.variables["address"] is None
+    assert email.variables["queue_position"] is None
+
+
+@pytest.mark.parametrize("from_status", ["queued", "awaiting_address"])
+def test_an_address_for_an_order_without_one_is_address_ready(from_status: str) -> None:
+    payload = _order(from_status=from_status)
     [email] = emails_for(_envelope("order.status_changed", payload))
     assert email.template == "address_ready"
+    assert email.once_per_order
     assert email.variables == {
         "order_id": "ord-1",
         "amount": "0.015",
@@ -126,6 +142,85 @@ def test_email_code() -> None:
     [email] = emails_for(_envelope("customer.email_code_requested", payload))
     assert (email.template, email.recipient, email.locale) == ("email_code", "anna@example.com", "en")
     assert email.variables == {"code": "482913", "minutes": 10}
+
+
+@pytest.mark.parametrize(
+    ("template", "earlier", "told"),
+    [
+        ("order_created", [], False),
+        ("order_created", [("order_created", {"address": None})], True),
+        ("order_created", [("address_ready", {"address": "bc1qaddress"})], True),  # announced late
+        ("address_ready", [("order_created", {"address": None, "status": "awaiting_address"})], False),
+        ("address_ready", [("order_created", {"address": "bc1qaddress"})], True),
+        ("address_ready", [("order_created", {"address": None}), ("address_ready", {})], True),
+        ("address_ready", [("order_created", None)], True),  # erased: nothing more is sent about it
+        ("address_ready", [("order_status_changed", {"status": "cancelled"})], False),
+    ],
+)
+def test_a_fact_is_told_once_per_order(
+    template: str, earlier: list[tuple[str, dict[str, Any] | None]], told: bool
+) -> None:
+    assert already_told(template, earlier) is told
+
+
+async def _post(app: RunningApp, envelope: EventEnvelope) -> None:
+    response = await app.client.post(
+        "/v1/events", json=envelope.model_dump(mode="json"), headers=app.auth(KEYS.publisher)
+    )
+    assert response.status_code == 200, response.text
+
+
+async def _templates_of(database: Database, order_id: str) -> list[str]:
+    async with database.sessionmaker() as session:
+        rows = await session.scalars(
+            select(Notification.template)
+            .where(Notification.order_id == order_id)
+            .order_by(Notification.created_at, Notification.id)
+        )
+        return list(rows)
+
+
+async def test_an_order_announced_twice_and_its_address_arriving_make_two_coherent_emails(
+    notifier_app: RunningApp, database: Database, smtp_server: SmtpServer
+) -> None:
+    preparing = _order(order_id="ord-twice", status="awaiting_address", deposit_address=None, locale="en")
+    await _post(notifier_app, _envelope("order.created", preparing, event_id="evt-a1"))
+    await _post(notifier_app, _envelope("order.created", preparing, event_id="evt-a2"))
+    arrived = _order(order_id="ord-twice", from_status="awaiting_address", version=2, locale="en")
+    await _post(notifier_app, _envelope("order.status_changed", arrived, event_id="evt-a3"))
+    await _post(notifier_app, _envelope("order.status_changed", arrived, event_id="evt-a4"))
+
+    assert await _templates_of(database, "ord-twice") == ["order_created", "address_ready"]
+    mailbox = await eventually(
+        lambda: asyncio.sleep(0, {str(m["Subject"]): m for m in smtp_server.messages}),
+        until=lambda received: len(received) == 2,
+        message="both emails delivered",
+    )
+    created = _text(mailbox["Your order ord-twice has been created"])
+    ready = _text(mailbox["Order ord-twice: your deposit address is ready"])
+    assert "We are preparing your deposit address and will email it to you shortly." in created
+    assert "bc1qaddress" not in created
+    assert "queue" not in created
+    assert "None" not in created
+    assert "Please send exactly 0.015 BTC to:" in ready
+    assert "bc1qaddress" in ready
+    assert len(smtp_server.messages) == 2
+
+
+def _text(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+async def test_an_order_announced_with_its_address_gets_no_address_ready(
+    notifier_app: RunningApp, database: Database
+) -> None:
+    await _post(notifier_app, _envelope("order.created", _order(order_id="ord-with"), event_id="evt-b1"))
+    late = _order(order_id="ord-with", from_status="queued", version=2)
+    await _post(notifier_app, _envelope("order.status_changed", late, event_id="evt-b2"))
+
+    assert await _templates_of(database, "ord-with") == ["order_created"]
 
 
 async def test_a_duplicate_envelope_sends_one_email(notifier_app: RunningApp, database: Database) -> None:

@@ -225,14 +225,17 @@ async def test_no_hostile_answer_is_stored_or_reaches_the_customer_and_the_recon
                 assert response.status_code == 201, (mode, attempt, response.text)
                 assert "Retry-After" not in response.headers, mode
                 created = response.json()
-                assert (created["status"], created["deposit_address"]) == ("queued", None), (mode, created)
+                assert (created["status"], created["deposit_address"]) == ("awaiting_address", None), (
+                    mode,
+                    created,
+                )
                 assert (created["queue_position"], created["estimated_wait_seconds"]) == (None, None), mode
                 refused[f"{mode}/{attempt}"] = created
 
         orders = await stored_orders(database)
         for name, created in refused.items():
             order = orders[created["id"]]
-            assert (order.status, order.deposit_address) == ("queued", None), name
+            assert (order.status, order.deposit_address) == ("awaiting_address", None), name
             assert order.allocation_state == AllocationState.PENDING, name
             assert order.queue_position is None, name
         stored = await everything_stored(database)

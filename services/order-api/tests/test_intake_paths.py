@@ -328,14 +328,18 @@ async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_ord
     if answer == "allocated":
         assert expected["order"]["status"] == "awaiting_deposit"
         assert [(h["from_status"], h["to_status"]) for h in expected["history"]] == [
-            (None, "queued"),
-            ("queued", "awaiting_deposit"),
+            (None, "awaiting_address"),
+            ("awaiting_address", "awaiting_deposit"),
         ]
         assert expected["history"][1]["details"] == {"deposit_address": "<address>"}
     else:
         assert (expected["order"]["status"], expected["order"]["queue_position"]) == ("queued", 1)
         assert expected["order"]["estimated_wait_seconds"] == 90
-        assert [(h["from_status"], h["to_status"]) for h in expected["history"]] == [(None, "queued")]
+        assert expected["order"]["version"] == 2
+        assert [(h["from_status"], h["to_status"]) for h in expected["history"]] == [
+            (None, "awaiting_address"),
+            ("awaiting_address", "queued"),
+        ]
     assert expected["history"][0]["actor"] == f"customer:{ANY_ID}"
     assert expected["announcement"]["_redact_after_delivery"] == ["sealed"]
     assert expected["announcement"]["status"] == expected["order"]["status"]
@@ -388,8 +392,8 @@ async def test_an_order_changed_before_its_settling_statement_is_settled_as_it_i
     assert record.order["allocation_state"] == "allocated"
     assert (record.order["queue_position"], record.order["version"]) == (None, 2)
     assert [(h["from_status"], h["to_status"]) for h in record.history] == [
-        (None, "queued"),
-        ("queued", "awaiting_deposit"),
+        (None, "awaiting_address"),
+        ("awaiting_address", "awaiting_deposit"),
     ]
     assert record.announcement["status"] == "awaiting_deposit"
     assert record.announcement["deposit_address"] == BTC_DEPOSITS[0]
@@ -445,7 +449,7 @@ async def test_the_per_ip_limit_holds_on_the_fast_path_and_a_refused_order_write
     assert keys == 0
     assert by_ip == ["203.0.113.10", "203.0.113.9", "203.0.113.9"]
     assert sessions == 3
-    assert events == 6  # queued, then awaiting_deposit: the three accepted orders' history only
+    assert events == 6  # awaiting_address, then awaiting_deposit: the three accepted orders' history only
 
 
 def _texts(value: Any) -> list[str]:

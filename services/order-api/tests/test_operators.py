@@ -107,7 +107,8 @@ async def order_awaiting_deposit(
     amount: str | None = None,
     address: str | None = None,
 ) -> dict[str, Any]:
-    """A customer's order (queued: wallet-pool is unreachable), then wallet-pool's ``wallet.assigned``."""
+    """A customer's order (queued: wallet-pool's pools are busy; version 2, after ``awaiting_address``), then
+    wallet-pool's ``wallet.assigned`` (version 3)."""
     body = {"email": f"c.{uuid.uuid4().hex[:10]}@example.com", "from_currency": currency, **ORDERS[currency]}
     if amount is not None:
         body["amount"] = amount
@@ -126,7 +127,8 @@ async def order_awaiting_deposit(
     }
     assigned = await api.client.post("/v1/events", json=envelope, headers=bearer(api_keys.wallet_pool))
     assert assigned.json()["status"] == "processed", assigned.text
-    return {**order, "status": "awaiting_deposit", "deposit_address": address, "version": 2}
+    assert (order["status"], order["version"]) == ("queued", 2)
+    return {**order, "status": "awaiting_deposit", "deposit_address": address, "version": 3}
 
 
 async def take(api: OrderApi, staff: Staff, order: dict[str, Any]) -> dict[str, Any]:
@@ -488,7 +490,7 @@ async def test_fifty_concurrent_takers_one_winner(
     assert [(a.actor, a.target_id) for a in take_audits] == [(f"operator:{winner.id}", order["id"])]
     assert in_progress_steps == 1
     assert stored is not None
-    assert (stored.status, stored.operator_id, stored.version) == ("in_progress", winner.id, 3)
+    assert (stored.status, stored.operator_id, stored.version) == ("in_progress", winner.id, 4)
     assert broken is None
 
 
@@ -502,20 +504,20 @@ async def test_only_the_holder_drives_an_order_with_if_match_and_the_lifecycle_t
     untaken = await api.client.post(url, json={"status": "completed"}, headers=holder.auth)
     assert (untaken.status_code, untaken.json()["code"]) == (409, "order_not_held")
     taken = await take(api, holder, order)
-    assert (taken["status"], taken["version"]) == ("in_progress", 3)
-    assert (await take(api, holder, order))["version"] == 3  # taking it again changes nothing
+    assert (taken["status"], taken["version"]) == ("in_progress", 4)
+    assert (await take(api, holder, order))["version"] == 4  # taking it again changes nothing
     again = await api.client.post(f"/v1/operator/orders/{order['id']}/take", headers=other.auth)
     assert again.json()["held_by"] == {"operator_id": holder.id, "name": holder.name}
 
     not_mine = await api.client.post(url, json={"status": "completed"}, headers=other.auth)
     assert (not_mine.status_code, not_mine.json()["code"]) == (409, "order_not_held")
     assert not_mine.json()["held_by"]["operator_id"] == holder.id
-    stale = await api.client.post(url, json={"status": "completed"}, headers={**holder.auth, "If-Match": "2"})
+    stale = await api.client.post(url, json={"status": "completed"}, headers={**holder.auth, "If-Match": "3"})
     assert (stale.status_code, stale.json()["code"]) == (412, "order_version_mismatch")
     expired = await api.client.post(url, json={"status": "expired"}, headers=holder.auth)
     assert expired.status_code == 422
-    done = await set_status(api, holder, order, "completed", **{"If-Match": "3"})
-    assert (done["status"], done["version"], done["operator_id"]) == ("completed", 4, holder.id)
+    done = await set_status(api, holder, order, "completed", **{"If-Match": "4"})
+    assert (done["status"], done["version"], done["operator_id"]) == ("completed", 5, holder.id)
     after = await api.client.post(url, json={"status": "cancelled"}, headers=holder.auth)
     assert (after.status_code, after.json()["code"]) == (409, "order_transition_not_allowed")
 
@@ -647,7 +649,7 @@ async def test_an_untouched_assignment_times_out_back_to_the_pool(
         wallet_pool=empty_wallet_pool,
         sweep_seconds=0.1,
         assignment_timeout_minutes=30,
-        assignment_timeout_by_currency={"ETH": 5},
+        assignment_timeout_by_currency={"ETH": 1},
     ) as api:
         operator = await hire(api, api_keys)
         btc, eth = (
@@ -673,6 +675,7 @@ async def test_an_untouched_assignment_times_out_back_to_the_pool(
             eth_order = await session.get(Order, eth["id"])
         takeable = await api.client.get("/v1/operator/orders", headers=operator.auth)
     assert (timed_out["order_id"], timed_out["status"]) == (eth["id"], "awaiting_deposit")
+    assert timed_out["comment"] == "Untouched for 1 minute."  # the operators' card shows it as it is
     assert (timed_out["previous_operator_id"], timed_out["actor"]) == (
         operator.id,
         "system:assignment-timeout",
@@ -767,7 +770,7 @@ async def test_every_staff_action_is_audited_with_actor_channel_and_correlation_
     assert trail[-1]["parameters"] == {
         "from_status": "in_progress",
         "to_status": "completed",
-        "version": 6,
+        "version": 7,
         "comment": None,
     }
     mine = await api.client.get(

@@ -129,8 +129,9 @@ async def test_an_order_is_accepted_while_wallet_pool_is_unreachable(
     response = await api.client.post("/v1/orders", json=order_body(unique_email, amount=0.1))
     assert response.status_code == 201, response.text
     order = response.json()
-    assert order["status"] == "queued"
+    assert order["status"] == "awaiting_address"  # truthful: no address, no place in any queue yet
     assert order["queue_position"] is None
+    assert order["estimated_wait_seconds"] is None
     assert order["deposit_address"] is None
     assert order["amount"] == "0.1"  # a JSON number is read exactly, never through a float
     assert order["session_token"].startswith("cs_")
@@ -141,7 +142,7 @@ async def test_an_order_is_accepted_while_wallet_pool_is_unreachable(
     event = (
         await db_session.execute(select(OrderEvent).where(OrderEvent.order_id == order["id"]))
     ).scalar_one()
-    assert (event.from_status, event.to_status, event.channel) == (None, "queued", "rest")
+    assert (event.from_status, event.to_status, event.channel) == (None, "awaiting_address", "rest")
     assert event.actor == f"customer:{stored.customer_id}"
     assert event.correlation_id == response.headers["X-Correlation-ID"]
 
@@ -340,7 +341,7 @@ async def test_overdue_orders_expire_and_release_their_address(
                 .scalars()
                 .all()
             )
-        assert (await statuses())[fresh["id"]] == "queued"
+        assert (await statuses())[fresh["id"]] == "awaiting_address"
         assert await expire_overdue_orders(database=database) == 0
     assert [p["order_id"] for p in closed] == [order["id"]]
     assert actors == ["system:expiry"]
@@ -354,7 +355,7 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
 ) -> None:
     async with order_api(database_url=own_database_url, sweep_seconds=3600) as api:
         order = (await api.client.post("/v1/orders", json=order_body(unique_email))).json()
-        assert order["status"] == "queued"
+        assert order["status"] == "awaiting_address"
         database: Database = api.app.state.runtime.database
         async with database.sessionmaker.begin() as session:  # old enough for the reconciler's grace period
             await session.execute(update(Order).values(created_at=utcnow() - timedelta(minutes=1)))
@@ -387,10 +388,10 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
     assert settled.deposit_address == BTC_DEPOSIT
     assert settled.allocation_state == AllocationState.ALLOCATED
     assert len(wallet_pool_stand_in.requests) == 1
-    # The customer was told "queued" at creation; now they are told the address is ready.
-    assert [(t, p["status"]) for t, p in announced if t.startswith("order.")] == [
-        ("order.created", "queued"),
-        ("order.status_changed", "awaiting_deposit"),
+    # The customer was told at creation that the address would follow; now they are told it is ready.
+    assert [(t, p["status"], p.get("from_status")) for t, p in announced if t.startswith("order.")] == [
+        ("order.created", "awaiting_address", None),
+        ("order.status_changed", "awaiting_deposit", "awaiting_address"),
     ]
 
 

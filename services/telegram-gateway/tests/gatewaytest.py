@@ -54,6 +54,20 @@ class StandIn:
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+        self._failures: dict[str, int] = {}
+
+    def freeze(self) -> None:
+        """Like ``SIGSTOP``: requests are still received (and recorded) but get no answer until :meth:`thaw`."""
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    def fail(self, path_ending: str, *, times: int) -> None:
+        """The next ``times`` requests whose path ends with ``path_ending`` get ``503`` (then served again)."""
+        self._failures[path_ending] = times
 
     @property
     def url(self) -> str:
@@ -66,6 +80,11 @@ class StandIn:
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.json() if request.can_read_body else None
         self.calls.append(Call(request.method, request.path, request.headers.copy(), body))
+        await self._thawed.wait()
+        for ending, left in self._failures.items():
+            if left > 0 and request.path.endswith(ending):
+                self._failures[ending] = left - 1
+                return problem(503, "unavailable", "Try again.")
         if request.headers.get("Authorization") != f"Bearer {GATEWAY_KEY}":
             return problem(401, "api_key_invalid", "The API key is unknown.")
         response: web.StreamResponse = await handler(request)

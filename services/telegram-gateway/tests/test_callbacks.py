@@ -4,7 +4,9 @@ acting on order-api (a stand-in with order-api's rules), commands, and strangers
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +41,7 @@ class Desk:
     ) -> CallbackAnswer:
         card = card or self.card
         pressed = await self.fake.press(user, card, card.button(label).callback_data or "")
-        assert pressed.status == 200
+        assert pressed.status in (200, None)  # None: queued for getUpdates (polling mode)
         return await self.fake.answer_to(pressed.query_id or "")
 
     async def say(self, user: TelegramUser, text: str, **options: Any) -> list[ChatMessage]:
@@ -56,14 +58,21 @@ class Desk:
 async def link(fake: FakeBotApi, order_api: StandInOrderApi, user: TelegramUser) -> str:
     operator = order_api.add_operator(user.first_name)
     delivery = await fake.send_text(user, f"/start {order_api.issue_code(operator)}")
-    assert delivery.status == 200
+    assert delivery.status in (200, None)  # None: queued for getUpdates (polling mode)
+    await eventually(
+        lambda: asyncio.sleep(0, order_api.operators[operator]["telegram_user_id"]),
+        until=lambda linked: linked == user.id,
+        message="the operator is linked",
+    )
     return operator
 
 
-@pytest.fixture
-async def desk(launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi) -> AsyncIterator[Desk]:
+@asynccontextmanager
+async def open_desk(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, **settings: Any
+) -> AsyncIterator[Desk]:
     """Anna and Boris linked, and the card of a new order in the operators' chat."""
-    async with launch() as gateway:
+    async with launch(**settings) as gateway:
         operators = {u.first_name: await link(fake_bot_api, order_api, u) for u in (ANNA, BORIS)}
         order = order_api.add_order()
         posted = await gateway.post_message(order_message(order, event="order.created"))
@@ -71,6 +80,12 @@ async def desk(launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrder
         [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
         order_api.calls.clear()
         yield Desk(gateway, fake_bot_api, order_api, order, card, operators)
+
+
+@pytest.fixture
+async def desk(launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi) -> AsyncIterator[Desk]:
+    async with open_desk(launch, fake_bot_api, order_api) as opened:
+        yield opened
 
 
 async def test_start_with_a_code_links_the_telegram_user_to_the_operator(
@@ -260,6 +275,42 @@ async def test_with_order_api_down_a_button_answers_try_again_and_changes_nothin
     retried = await desk.press(ANNA, "Take")  # and it works once order-api is back
     assert retried.text is not None
     assert retried.text.endswith("is yours: complete, cancel, release or escalate it from the card.")
+
+
+async def test_with_order_api_frozen_a_press_is_answered_within_the_budget_and_a_retry_is_safe(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+) -> None:
+    async with open_desk(launch, fake_bot_api, order_api, order_api_budget_seconds=1.0) as desk:
+        desk.order_api.freeze()
+        started = time.monotonic()
+        try:
+            answer = await desk.press(ANNA, "Take")
+            waited = time.monotonic() - started
+        finally:
+            desk.order_api.thaw()  # order-api wakes up and takes the order for Anna after all
+        assert answer.text == "order-api is slow, try again."
+        assert answer.show_alert
+        assert waited < 1.0 + 2.0  # the budget, and some room on a busy machine; not Telegram's 15 s
+
+        retried = await desk.press(ANNA, "Take")  # taking an order one holds changes nothing
+        assert retried.text is not None
+        assert retried.text.endswith("is yours: complete, cancel, release or escalate it from the card.")
+        order = desk.order_api.orders[desk.order["id"]]
+        assert (order["status"], order["operator_id"]) == ("in_progress", desk.operators["Anna"])
+
+
+async def test_in_polling_mode_one_press_is_one_trace_across_its_retries(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+) -> None:
+    async with open_desk(launch, fake_bot_api, order_api, mode="polling") as desk:
+        desk.order_api.fail("/take", times=2)
+        answer = await desk.press(ANNA, "Take")
+        assert answer.text is not None
+        assert answer.text.endswith("is yours: complete, cancel, release or escalate it from the card.")
+        takes = [c for c in desk.order_api.calls if c.path.endswith("/take")]
+        assert len(takes) == 3  # two refused, the third served
+        traces = {c.headers["traceparent"].split("-")[1] for c in takes}
+        assert len(traces) == 1, traces
 
 
 async def test_a_button_on_an_outdated_card_is_refused_and_the_card_catches_up(desk: Desk) -> None:

@@ -60,9 +60,61 @@ async def test_a_queued_order_gets_its_own_card_without_a_take_button(
 
     assert response.status_code == 200, response.text
     [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
-    assert card.text.startswith("⏳ Queued · position 3, no address yet")
+    assert card.text.startswith("⏳ Queued · in the queue, no address yet")
     assert "Address" not in card.text
     assert card.buttons() == []
+
+
+async def test_an_order_whose_address_arrives_later_keeps_its_one_card_edited_to_takeable(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+) -> None:
+    order = order_api.add_order(status="awaiting_address", deposit_address=None)
+    arrived = {"status": "awaiting_deposit", "deposit_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"}
+    async with launch() as gateway:
+        created = await gateway.post_message(order_message(order, event="order.created"))
+        again = await gateway.post_message(order_message(order, event="order.created"))  # announced twice
+        ready = await gateway.post_message(
+            order_message(order, event="order.status_changed", version=2, **arrived)
+        )
+
+    assert [r.json()["outcome"] for r in (created, again, ready)] == ["posted", "edited", "edited"]
+    assert created.json()["telegram_message_ids"] == again.json()["telegram_message_ids"]
+    calls = fake_bot_api.calls_to("sendMessage", "editMessageText")
+    assert [call.method for call in calls] == ["sendMessage", "editMessageText"]
+    [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
+    assert card.edits == 1
+    assert card.text.startswith("🆕 New order · awaiting the deposit")
+    assert "Address: bc1qw508…f3t4" in card.text
+    assert [b.text for b in card.buttons()] == ["🙋 Take"]
+
+
+async def test_a_queued_order_that_gets_its_address_edits_its_card(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+) -> None:
+    order = order_api.add_order(status="queued", deposit_address=None, queue_position=2)
+    async with launch() as gateway:
+        await gateway.post_message(order_message(order, event="order.created"))
+        await gateway.post_message(
+            order_message(order, event="order.status_changed", version=2, queue_position=1)
+        )  # the queue moved: the card says nothing different, so it is not edited
+        await gateway.post_message(
+            order_message(
+                order,
+                event="order.status_changed",
+                version=3,
+                status="awaiting_deposit",
+                deposit_address="bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+                queue_position=None,
+            )
+        )
+
+    assert [call.method for call in fake_bot_api.calls_to("sendMessage", "editMessageText")] == [
+        "sendMessage",
+        "editMessageText",
+    ]
+    [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
+    assert card.text.startswith("🆕 New order · awaiting the deposit")
+    assert [b.text for b in card.buttons()] == ["🙋 Take"]
 
 
 async def test_a_repeated_message_id_posts_nothing_and_answers_duplicate(

@@ -92,14 +92,32 @@ def test_names_and_notes_are_escaped_for_telegrams_html() -> None:
     assert "🆘 Escalate" not in [b.text for row in card.keyboard.inline_keyboard for b in row]
 
 
-def test_a_queued_order_has_no_address_and_no_button() -> None:
+def test_a_queued_order_has_no_address_no_button_and_no_position_to_go_stale() -> None:
     card = order_card(
         view(status="queued", deposit_address=None, queue_position=4),
         escalated=False,
         escalation_note=None,
         posted_for="order.created",
     )
-    assert html_to_text(card.text).startswith("⏳ Queued · position 4, no address yet")
+    text = html_to_text(card.text)
+    assert text.startswith("⏳ Queued · in the queue, no address yet")
+    assert "4" not in text.splitlines()[0]
+    assert "position" not in text
+    assert card.keyboard is None
+
+
+def test_an_order_awaiting_its_address_is_new_without_a_take_button() -> None:
+    card = order_card(
+        view(status="awaiting_address", deposit_address=None, queue_position=None),
+        escalated=False,
+        escalation_note=None,
+        posted_for="order.created",
+    )
+    text = html_to_text(card.text)
+    assert text.startswith("🕓 New order · preparing its deposit address")
+    assert "Take appears here when it arrives." in text
+    assert "Address:" not in text
+    assert "None" not in text
     assert card.keyboard is None
 
 

@@ -18,7 +18,14 @@ from servicekit.db import UtcDateTime
 from servicekit.testing import free_port
 from wallet_pool.settings import Settings
 
-ALL_SCOPES = ["wallets:write", "wallets:read", "allocations:write", "allocations:read", "pool:read"]
+ALL_SCOPES = [
+    "wallets:write",
+    "wallets:read",
+    "allocations:write",
+    "allocations:read",
+    "pool:read",
+    "outbox:admin",
+]
 
 
 @dataclass(frozen=True)

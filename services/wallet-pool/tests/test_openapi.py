@@ -24,6 +24,8 @@ async def test_every_route_is_documented(api: PoolApi) -> None:
         ("GET", "/v1/stats"),
         ("POST", "/v1/events"),
         ("POST", "/v1/events/batch"),
+        ("GET", "/v1/admin/outbox"),
+        ("POST", "/v1/admin/outbox/{event_id}/replay"),
     }
     for key, operation in operations.items():
         if key[1].startswith("/v1/events"):  # servicekit's receiver, the same in every service

@@ -13,27 +13,32 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.apikeys import ApiKeyVerifier
+from servicekit.backing import redis_client
 from servicekit.bounds import InputGuardMiddleware
 from servicekit.client import ServiceClient
 from servicekit.db import TRACE_STATEMENTS, Database, session_scope
 from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
 from servicekit.health import ReadinessCheck, health_router
 from servicekit.maintenance import vacuum_busy_tables
-from servicekit.metrics import install_metrics
+from servicekit.metrics import QueueGauges, install_metrics
 from servicekit.outbox import (
     BatchedEvent,
     EventBatch,
     EventBatchReceipt,
     OutboxEvent,
+    OutboxMetrics,
     OutboxRelay,
     PermanentDeliveryError,
     delivered_events,
+    outbox_gauges,
     processed_events,
+    report_dead_letters,
 )
 from servicekit.retention import RetentionRule, forget_expired
 from servicekit.revisions import MigrationHistory, SchemaRevision, migrations_dir
@@ -97,6 +102,7 @@ class Runtime:
             var_dir=settings.var_dir,
             service_name=settings.service_name,
             pool_size=settings.database_pool_size,
+            pool_timeout_seconds=settings.database_pool_timeout_seconds,
         )
         if settings.trace_database:
             instrument_engine(self.database.engine)
@@ -104,7 +110,7 @@ class Runtime:
         self.redis: Redis | None = None
         if settings.redis_url:
             instrument_redis()
-            self.redis = Redis.from_url(settings.redis_url)
+            self.redis = redis_client(settings.redis_url, settings)
         self.peers: dict[str, ServiceClient] = {}
         self.workers: list[Worker] = []
         self.busy_tables: list[str] = []
@@ -113,6 +119,9 @@ class Runtime:
         if self.redis is not None:
             self.readiness_checks.append(ReadinessCheck("redis", self._check_redis))
         self.on_start: list[Callable[[], Awaitable[None]]] = []
+        self.metrics_registry = CollectorRegistry()
+        """The service's ``/metrics`` (``create_service_app`` serves it), for what the runtime builds to count."""
+        self.queue_gauges: list[QueueGauges] = []
 
     async def schema_revision(self) -> SchemaRevision | None:
         """The database's schema revision against the code's head (``None`` when not compared)."""
@@ -153,10 +162,17 @@ class Runtime:
             self.readiness_checks.append(ReadinessCheck(f"peer:{name}", check, critical=False))
         return client
 
-    def add_outbox_relay(self, table: Table) -> OutboxRelay:
+    def add_queue_gauges(self, gauges: QueueGauges) -> None:
+        """Gauges of a queue's table, read when ``/metrics`` is scraped."""
+        self.metrics_registry.register(gauges)
+        self.queue_gauges.append(gauges)
+
+    def add_outbox_relay(self, table: Table, *, dead_letters_to: str | None = None) -> OutboxRelay:
         """Deliver this service's outbox to its peers' ``POST /v1/events`` (peers added with ``add_peer``),
         several events for one peer at once through ``POST /v1/events/batch``; delivered events are deleted
-        after ``outbox_retention_days``."""
+        after ``outbox_retention_days``. Its figures are on ``/metrics`` (``outbox_*``); with
+        ``dead_letters_to`` (the notifier), a change in the number of dead-lettered events is reported to that
+        peer every ``outbox_dead_letter_check_seconds`` (``servicekit.outbox.report_dead_letters``)."""
         source = self.settings.service_name
 
         def peer(destination: str) -> ServiceClient:
@@ -183,6 +199,8 @@ class Runtime:
             )
             return {receipt.event_id for receipt in client.answer_as(EventBatchReceipt, answer).receipts}
 
+        gauges = outbox_gauges(database=self.database, table=table, destinations=list(self.peers))
+        self.add_queue_gauges(gauges)
         relay = OutboxRelay(
             database=self.database,
             table=table,
@@ -193,7 +211,22 @@ class Runtime:
             backoff_base_seconds=self.settings.outbox_backoff_base_seconds,
             backoff_max_seconds=self.settings.outbox_backoff_max_seconds,
             poll_seconds=self.settings.outbox_poll_seconds,
+            metrics=OutboxMetrics(self.metrics_registry),
+            gauges=gauges,
         )
+        if dead_letters_to is not None:
+            if dead_letters_to not in self.peers:
+                raise ValueError(f"dead letters are reported to a peer: add {dead_letters_to!r} first")
+            notifier = dead_letters_to
+
+            async def report() -> int:
+                return await report_dead_letters(
+                    database=self.database, table=table, service=source, destination=notifier
+                )
+
+            self._add_sweep(
+                "outbox-dead-letters", report, interval_seconds=self.settings.outbox_dead_letter_check_seconds
+            )
         self.add_worker(relay)
         self.add_busy_tables(table.name)
         self.add_retention(delivered_events(table, keep=timedelta(days=self.settings.outbox_retention_days)))
@@ -324,7 +357,12 @@ def create_service_app(
             inner, docs_paths=docs_paths if docs else (), hsts_max_age_seconds=settings.hsts_max_age_seconds
         )
     )
-    request_metrics = install_metrics(app, key_required=settings.metrics_need_key)
+    request_metrics = install_metrics(
+        app,
+        registry=runtime.metrics_registry,
+        refreshed=runtime.queue_gauges,
+        key_required=settings.metrics_need_key,
+    )
     instrument_app(app, excluded_urls=settings.trace_excluded_urls, request_metrics=request_metrics)
     app.include_router(health_router(settings.service_name, details_need_key=settings.metrics_need_key))
     return app

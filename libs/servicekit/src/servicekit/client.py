@@ -12,6 +12,11 @@ connection errors and 502/503/504. A peer's problem+json comes back as the same 
 :class:`~servicekit.errors.DomainError` the peer raised, so errors stay typed across hops; a peer refusing
 our own key (401/403) is :class:`PeerRejectedError`, an outage :class:`PeerUnavailableError`.
 
+A call made under a :func:`deadline` (a budget for the whole request that makes it, attempts and backoff
+included) never outlives it: each attempt waits at most the time left, and no attempt or backoff sleep starts
+once it is spent; the call is then :class:`PeerUnavailableError`. Without one, each attempt has the peer's
+``timeout_seconds``.
+
 A peer is trusted for its job, not for anything: an answer body over ``max_response_bytes`` is not read
 (:class:`~servicekit.errors.PeerAnswerInvalidError`), ``answer_as`` checks an answer against the model the
 caller expects, and every error raised here is marked with the peer it came from, so this service's error
@@ -23,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar, Token
+from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
@@ -57,7 +65,63 @@ _DECODED = frozenset({b"content-encoding", b"content-length"})
 """Headers that describe the body as sent, dropped once it is read (decompressed)."""
 MAX_PEER_TEXT = 300
 """How much of a peer's problem ``code`` and ``detail`` is kept (for logs; callers never see them)."""
+
+
+class _OutOfTime(TimeoutError):
+    """The request's deadline ended an attempt (or came before it)."""
+
+
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, httpx.TransportError)
+
+
+_DEADLINE: ContextVar[float | None] = ContextVar("servicekit_request_deadline", default=None)
+"""When (``time.monotonic()``) the budget of the current request's calls to peers runs out; ``None``: no
+budget beyond each attempt's own timeout."""
+
+
+class RequestDeadline:
+    """The context of :func:`deadline` (``with`` or ``async with``); restores the enclosing one on exit."""
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._token: Token[float | None] | None = None
+
+    def __enter__(self) -> float:
+        due = time.monotonic() + self._seconds
+        enclosing = _DEADLINE.get()
+        if enclosing is not None and enclosing < due:
+            due = enclosing
+        self._token = _DEADLINE.set(due)
+        return due
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _DEADLINE.reset(self._token)
+            self._token = None
+
+    async def __aenter__(self) -> float:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, error, tb)
+
+
+def deadline(seconds: float) -> RequestDeadline:
+    """Run the peer calls made inside the block under one budget of ``seconds`` in total, attempts and
+    backoff included (within an enclosing deadline that ends earlier, that one holds)."""
+    return RequestDeadline(seconds)
+
+
+def remaining_seconds() -> float | None:
+    """What is left of the current deadline (``0`` or less: spent); ``None`` outside any."""
+    due = _DEADLINE.get()
+    return None if due is None else due - time.monotonic()
 
 
 def pooled_transport(max_connections: int = MAX_CONNECTIONS) -> httpx.AsyncBaseTransport:
@@ -158,26 +222,65 @@ class ServiceClient:
         retry = idempotent if idempotent is not None else method in IDEMPOTENT_METHODS
         attempts = self.attempts if retry else 1
         body = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
+        due = _DEADLINE.get()
         attempt = 1
         while True:
+            failure: BaseException | None = None
             try:
-                response = await self._send(method, path, body=body, params=params, headers=headers)
+                if due is None:
+                    response = await self._send(method, path, body=body, params=params, headers=headers)
+                else:
+                    response = await self._send_before(
+                        due, method, path, body=body, params=params, headers=headers
+                    )
             except _TRANSPORT_ERRORS as exc:
-                if attempt >= attempts:
-                    raise PeerUnavailableError(
-                        f"{self.peer} is unreachable ({type(exc).__name__}).", extra={"peer": self.peer}
-                    ) from exc
+                failure = exc
             else:
-                if response.status_code not in RETRYABLE_STATUSES or attempt >= attempts:
+                if response.status_code not in RETRYABLE_STATUSES:
                     break
             delay = backoff_delay(
                 attempt, base_seconds=self.backoff_seconds, max_seconds=self.backoff_seconds * 20
-            )
-            await asyncio.sleep(delay.total_seconds())
+            ).total_seconds()
+            if attempt >= attempts or (due is not None and time.monotonic() + delay >= due):
+                if failure is None:
+                    break  # the retryable answer is the peer's last word
+                raise self._unreachable(failure) from failure
+            await asyncio.sleep(delay)
             attempt += 1
         if response.is_success:
             return response
         raise self._error_from(response)
+
+    def _unreachable(self, failure: BaseException) -> PeerUnavailableError:
+        if isinstance(failure, _OutOfTime):
+            return PeerUnavailableError(
+                f"{self.peer} did not answer within the request's deadline.", extra={"peer": self.peer}
+            )
+        return PeerUnavailableError(
+            f"{self.peer} is unreachable ({type(failure).__name__}).", extra={"peer": self.peer}
+        )
+
+    async def _send_before(
+        self,
+        due: float,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """One attempt that ends by ``due`` at the latest (``_OutOfTime`` then, or at once if it is past)."""
+        left = due - time.monotonic()
+        if left <= 0:
+            raise _OutOfTime
+        if left >= self.timeout_seconds:  # the attempt's own timeout ends it first
+            return await self._send(method, path, body=body, params=params, headers=headers)
+        try:
+            async with asyncio.timeout(left):
+                return await self._send(method, path, body=body, params=params, headers=headers)
+        except TimeoutError as exc:
+            raise _OutOfTime from exc
 
     async def _send(
         self,

@@ -16,7 +16,8 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import DateTime, MetaData, String, event, text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, ExceptionContext, make_url
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import Numeric, TypeDecorator
 from sqlalchemy.util import greenlet_spawn
@@ -25,6 +26,11 @@ from servicekit.private_files import private_directory, private_sqlite_database
 from servicekit.telemetry import statement_span
 
 log = logging.getLogger("servicekit.db")
+
+LOST_CONNECTION = "the database connection was lost (closed by the server)"
+REFUSED_STATEMENT_ATTEMPTS = 4
+"""Connections a driver statement tries when asyncpg refuses to start it on one (a terminated connection
+not yet seen closed); past that the statement fails as a lost connection (``503``)."""
 
 TRACE_STATEMENTS = "trace_statements"
 """``session.info`` key: whether statements sent on the driver directly get a span each (``trace_database``)."""
@@ -63,8 +69,12 @@ def resolve_database_url(url: str | None, *, var_dir: Path, service_name: str) -
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
-    """An engine whose connections live in ``schema`` on PostgreSQL, or a tuned SQLite engine."""
+def create_engine(
+    url: str, *, schema: str, pool_size: int = 10, pool_timeout_seconds: float = 5.0
+) -> AsyncEngine:
+    """An engine whose connections live in ``schema`` on PostgreSQL, or a tuned SQLite engine. A checkout
+    waits up to ``pool_timeout_seconds`` for a free connection (then ``sqlalchemy.exc.TimeoutError``, a
+    ``503``), and never hands out a connection the server has already closed (terminated, restarted)."""
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -80,7 +90,7 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         # ``pool_size`` connections at most, kept once opened. Overflow connections (opened above the pool
         # size and closed as soon as they are returned) were reopened by the next request under steady load:
@@ -93,19 +103,41 @@ def create_engine(url: str, *, schema: str, pool_size: int = 10) -> AsyncEngine:
         # instead of every backend in turn touching (page-faulting in) shared memory and cold caches.
         pool_use_lifo=True,
         pool_recycle=1800,  # rather than pre-ping: a round trip saved on every checkout
+        pool_timeout=pool_timeout_seconds,
         connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    event.listen(engine.sync_engine, "handle_error", _refused_statement_is_a_lost_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server closed while it was idle (``pg_terminate_backend``, a restart) is
+    replaced at checkout, without the round trip of a pre-ping: asyncpg already knows it is closed. The
+    pool's other connections opened before it are replaced as they are checked out (the server has usually
+    closed them all)."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise InvalidatePoolError(LOST_CONNECTION)
 
 
 class Database:
     """The engine and session factory of one service."""
 
     def __init__(
-        self, *, url: str | None, schema: str, var_dir: Path, service_name: str, pool_size: int = 10
+        self,
+        *,
+        url: str | None,
+        schema: str,
+        var_dir: Path,
+        service_name: str,
+        pool_size: int = 10,
+        pool_timeout_seconds: float = 5.0,
     ):
         self.url = resolve_database_url(url, var_dir=var_dir, service_name=service_name)
         self.schema = schema
-        self.engine = create_engine(self.url, schema=schema, pool_size=pool_size)
+        self.engine = create_engine(
+            self.url, schema=schema, pool_size=pool_size, pool_timeout_seconds=pool_timeout_seconds
+        )
         self.after_commit_listeners: list[Callable[[], None]] = []
         #: Shared by every session this database makes (``session.info``): service-wide collaborators that
         #: session-level code needs, such as the after-commit listeners of the queue workers.
@@ -173,26 +205,72 @@ class Driver:
             listener()
 
     async def fetch(self, name: str, statement: str, *args: Any) -> Sequence[Any]:
-        """Run ``statement`` and return its rows (asyncpg records). ``name`` names the span."""
-        pooled = await self.engine.raw_connection()
-        try:
+        """Run ``statement`` and return its rows (asyncpg records). ``name`` names the span.
+
+        A connection asyncpg refuses to start the statement on (:func:`_refused_before_sending`: nothing was
+        sent) is discarded and the statement run on another one, a few times at most."""
+        refused: BaseException | None = None
+        for _ in range(REFUSED_STATEMENT_ATTEMPTS):
+            pooled = await self.engine.raw_connection()
             connection: Any = pooled.driver_connection
-            if not self.traced:
-                rows: Sequence[Any] = await connection.fetch(statement, *args)
-                return rows
-            with statement_span(name, statement):
-                rows = await connection.fetch(statement, *args)
-                return rows
-        except (OSError, asyncpg.InterfaceError):
-            pooled.invalidate()  # a lost connection goes no further than this statement
-            raise
-        finally:
-            await greenlet_spawn(pooled.close)
+            try:
+                if not self.traced:
+                    rows: Sequence[Any] = await connection.fetch(statement, *args)
+                    return rows
+                with statement_span(name, statement):
+                    rows = await connection.fetch(statement, *args)
+                    return rows
+            except BaseException as exc:
+                if not _still_usable(connection, exc):
+                    pooled.invalidate()  # closed for good: never handed out again
+                if not _refused_before_sending(exc):
+                    raise
+                refused = exc
+            finally:
+                await greenlet_spawn(pooled.close)
+        raise DisconnectionError(LOST_CONNECTION) from refused
 
     async def fetchrow(self, name: str, statement: str, *args: Any) -> Any | None:
         """Run ``statement`` and return its first row, or ``None``."""
         rows = await self.fetch(name, statement, *args)
         return rows[0] if rows else None
+
+
+def _still_usable(connection: Any, error: BaseException) -> bool:
+    """Whether an asyncpg connection whose statement raised ``error`` may serve another statement: only when
+    the server refused the statement itself and the connection is idle again. One that died (terminated,
+    reset), that asyncpg found busy, or whose statement was cut short (a timeout, a cancellation) is
+    discarded rather than trusted with the next request."""
+    if connection.is_closed() or not isinstance(error, asyncpg.PostgresError):
+        return False
+    return not isinstance(
+        error, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+    )
+
+
+def _refused_before_sending(error: BaseException) -> bool:
+    """asyncpg refused to start a statement on the connection, before sending anything, because its protocol
+    is not idle or the connection is closed. This is how a pooled connection that PostgreSQL terminated
+    while it sat idle (``pg_terminate_backend``, a restart) looks for a moment: the server's FATAL message
+    has been read and left the protocol consuming an error, but not yet the end of the stream that marks the
+    connection closed, so checking ``is_closed()`` at checkout cannot see it. The statement is safe to run
+    on another connection; this one must never be used again."""
+    for raised in (error, error.__cause__):  # asyncpg's own, or SQLAlchemy's adaptation of it
+        if isinstance(raised, asyncpg.exceptions.InternalClientError) and "another operation" in str(raised):
+            return True
+        if isinstance(raised, asyncpg.InterfaceError) and "connection is closed" in str(raised):
+            return True
+    return False
+
+
+def _refused_statement_is_a_lost_connection(context: ExceptionContext) -> BaseException | None:
+    """``handle_error`` of the engine: a statement asyncpg refused (:func:`_refused_before_sending`) under a
+    session is a lost connection: it is discarded with every other pooled connection opened before (a
+    server that terminated one has usually terminated them all), and the request answers ``503``."""
+    if _refused_before_sending(context.original_exception):
+        context.is_disconnect = True
+        return DisconnectionError(LOST_CONNECTION)
+    return None
 
 
 def driver(session: AsyncSession) -> Driver | None:

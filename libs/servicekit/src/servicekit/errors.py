@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.backing import BACKING_STORE_ERRORS, BACKING_STORE_RETRY_AFTER_SECONDS, describe, is_outage
+
 PROBLEM_JSON = "application/problem+json"
 PEER_RETRY_AFTER_SECONDS = 5
 """The ``Retry-After`` of a call that failed because a peer did: this service's own, whatever the peer said."""
@@ -131,6 +133,22 @@ class PeerUnavailableError(DomainError):
     status = 503
     code = "peer_unavailable"
     title = "A service this call depends on is unavailable"
+
+
+class BackingStoreUnavailableError(DomainError):
+    """PostgreSQL or Redis cannot serve this request right now (unreachable, its connection lost, no pooled
+    connection free in time): nothing was done, and trying again shortly will do."""
+
+    status = 503
+    code = "backing_store_unavailable"
+    title = "A data store this service depends on is unavailable"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "A data store this service depends on is unavailable; try again shortly.",
+            extra={"retry_after_seconds": BACKING_STORE_RETRY_AFTER_SECONDS},
+        )
+        self.retry_after_seconds = BACKING_STORE_RETRY_AFTER_SECONDS
 
 
 class PeerAnswerInvalidError(PeerUnavailableError):
@@ -287,8 +305,9 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if exc.peer is not None and not isinstance(exc, PeerRejectedError):
             return _peer_failure(request, exc)
-        if isinstance(exc, RateLimitedError):
-            headers = {"Retry-After": str(exc.retry_after_seconds)}
+        retry_after = exc.extra.get("retry_after_seconds")  # a rate limit, a request still running
+        if isinstance(retry_after, int):
+            headers = {"Retry-After": str(retry_after)}
         elif exc.status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
         return problem_response(exc.to_problem(request.url.path), headers)
@@ -315,6 +334,20 @@ def install_error_handlers(app: FastAPI) -> None:
         }
         return problem_response(body, getattr(exc, "headers", None))
 
+    async def on_store_error(request: Request, exc: Exception) -> JSONResponse:
+        """What a backing store raised: an outage is a ``503`` logged in one line; anything else is
+        re-raised to ``on_unexpected`` (a bug stays a ``500``)."""
+        if not is_outage(exc):
+            raise exc
+        log.warning(
+            "a backing store is unavailable; answered 503",
+            extra={"path": request.url.path, "error": describe(exc)},
+        )
+        problem = BackingStoreUnavailableError()
+        return problem_response(
+            problem.to_problem(request.url.path), {"Retry-After": str(problem.retry_after_seconds)}
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
         body = {
@@ -330,4 +363,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, on_domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
+    for store_error in BACKING_STORE_ERRORS:
+        app.add_exception_handler(store_error, on_store_error)
     app.add_exception_handler(Exception, on_unexpected)

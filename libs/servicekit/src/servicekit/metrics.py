@@ -6,7 +6,14 @@ Every app has its own registry (``app.state.metrics_registry``), so several apps
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
@@ -17,6 +24,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from servicekit.apikeys import BearerCredentials, caller_with_scope
 
@@ -56,13 +65,126 @@ class RequestMetrics:
             )
 
 
-def install_metrics(app: FastAPI, *, key_required: bool = False) -> RequestMetrics:
-    """``GET /metrics`` on the app's registry (``app.state.metrics_registry``, for business metrics too), and
-    the request metrics the telemetry middleware records into it. ``key_required``: only for an API key with
-    :data:`METRICS_SCOPE`."""
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """What a durable queue holds for one destination or channel, as one aggregate query read it."""
+
+    pending: int = 0
+    dead: int = 0
+    oldest_pending_at: datetime | None = None
+
+
+def queue_figures(
+    pending: Mapping[str, tuple[int, datetime | None]], dead: Mapping[str, int]
+) -> dict[str, QueueFigures]:
+    """Figures per label value from what an aggregate query counted: ``pending`` (how many, and the oldest's
+    time) and ``dead``."""
+    return {
+        value: QueueFigures(
+            pending=pending.get(value, (0, None))[0],
+            dead=dead.get(value, 0),
+            oldest_pending_at=pending.get(value, (0, None))[1],
+        )
+        for value in {*pending, *dead}
+    }
+
+
+ReadQueue = Callable[[], Awaitable[Mapping[str, QueueFigures]]]
+
+QUEUE_READ_MIN_SECONDS = 1.0
+"""Scrapes within this long of the last read share its figures: ``/metrics`` cannot be made to hammer the
+database, however often it is asked."""
+
+
+class QueueGauges(Collector):
+    """The gauges of a durable queue (an outbox, the notifier's delivery queue), per ``label`` value:
+
+    - ``<name>_pending``: not delivered yet (due, waiting for a retry, or being delivered);
+    - ``<name>_in_flight``: being delivered by this process right now (claimed, not yet recorded): summed
+      over replicas by Prometheus;
+    - ``<name>_dead``: given up on, waiting for an operator to replay them;
+    - ``<name>_oldest_pending_age_seconds``: how long the oldest pending item has waited (0 when none).
+
+    Pending and dead come from one aggregate query (``read``) run when ``/metrics`` is scraped, at most once
+    per :data:`QUEUE_READ_MIN_SECONDS` (:meth:`refresh`); a failing read keeps the last figures and is logged.
+    In flight is counted in memory by the worker (:meth:`delivering`). Every value of ``always`` is reported
+    even when its queue is empty, so a sum over it is 0 rather than absent.
+    """
+
+    def __init__(
+        self, *, name: str, label: str, noun: str, read: ReadQueue, always: Iterable[str] = ()
+    ) -> None:
+        self.name = name
+        self.label = label
+        self.noun = noun
+        self.read = read
+        self.always = list(always)
+        self.figures: Mapping[str, QueueFigures] = {}
+        self.in_flight: Tally[str] = Tally()
+        self._read_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            if self._read_at is not None and time.monotonic() - self._read_at < QUEUE_READ_MIN_SECONDS:
+                return
+            try:
+                self.figures = await self.read()
+            except Exception as exc:
+                log.warning(
+                    "queue figures not read; the last ones are reported",
+                    extra={"queue": self.name, "error": f"{type(exc).__name__}: {exc}"},
+                )
+            self._read_at = time.monotonic()
+
+    @contextmanager
+    def delivering(self, counts: Mapping[str, int]) -> Iterator[None]:
+        """Counts ``counts`` (per label value) as in flight while the block runs."""
+        self.in_flight.update(counts)
+        try:
+            yield
+        finally:
+            self.in_flight.subtract(counts)
+
+    def collect(self) -> Iterable[Metric]:
+        now = datetime.now(UTC)
+        labels = [self.label]
+        pending = GaugeMetricFamily(f"{self.name}_pending", f"{self.noun} not delivered yet", labels=labels)
+        in_flight = GaugeMetricFamily(
+            f"{self.name}_in_flight", f"{self.noun} being delivered by this process", labels=labels
+        )
+        dead = GaugeMetricFamily(f"{self.name}_dead", f"{self.noun} given up on, to replay", labels=labels)
+        oldest = GaugeMetricFamily(
+            f"{self.name}_oldest_pending_age_seconds",
+            f"How long the oldest pending {self.noun.lower()} has waited",
+            labels=labels,
+        )
+        values = sorted({*self.always, *self.figures, *(k for k, v in self.in_flight.items() if v)})
+        for value in values:
+            figures = self.figures.get(value, QueueFigures())
+            pending.add_metric([value], figures.pending)
+            in_flight.add_metric([value], max(self.in_flight[value], 0))
+            dead.add_metric([value], figures.dead)
+            age = (now - figures.oldest_pending_at).total_seconds() if figures.oldest_pending_at else 0.0
+            oldest.add_metric([value], max(age, 0.0))
+        return [pending, in_flight, dead, oldest]
+
+
+def install_metrics(
+    app: FastAPI,
+    *,
+    registry: CollectorRegistry | None = None,
+    refreshed: list[QueueGauges] | None = None,
+    key_required: bool = False,
+) -> RequestMetrics:
+    """``GET /metrics`` on ``registry`` (``app.state.metrics_registry``, for business metrics too), and the
+    request metrics the telemetry middleware records into it. The ``refreshed`` gauges (the list, with what
+    is added to it later) read their queues before each scrape is answered.
+    ``key_required``: only for an API key with :data:`METRICS_SCOPE`."""
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    registry = CollectorRegistry()
+    registry = registry if registry is not None else CollectorRegistry()
     app.state.metrics_registry = registry
+    app.state.refreshed_metrics = refreshed if refreshed is not None else []
     request_metrics = RequestMetrics(registry)
     router = APIRouter(tags=["operations"])
 
@@ -70,6 +192,8 @@ def install_metrics(app: FastAPI, *, key_required: bool = False) -> RequestMetri
     async def metrics(request: Request, credentials: BearerCredentials) -> Response:
         if key_required:
             caller_with_scope(request, credentials, METRICS_SCOPE)
+        for gauges in request.app.state.refreshed_metrics:
+            await gauges.refresh()
         return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)

@@ -247,3 +247,25 @@ def rebuild_outbox_pending_index(columns: list[str]) -> None:
         postgresql_where=OUTBOX_PENDING,
         sqlite_where=OUTBOX_PENDING,
     )
+
+
+OUTBOX_DEAD = text("dead_at IS NOT NULL")
+"""The condition of ``ix_outbox_dead``: dead-lettered events."""
+
+
+def create_outbox_dead_index() -> None:
+    """``ix_outbox_dead``: the dead-lettered events, newest first (listed, replayed, counted and reported)."""
+    op.create_index(
+        "ix_outbox_dead",
+        "outbox",
+        ["created_at", "id"],
+        unique=False,
+        postgresql_where=OUTBOX_DEAD,
+        sqlite_where=OUTBOX_DEAD,
+    )
+
+
+def drop_outbox_dead_index() -> None:
+    op.drop_index(
+        "ix_outbox_dead", table_name="outbox", postgresql_where=OUTBOX_DEAD, sqlite_where=OUTBOX_DEAD
+    )

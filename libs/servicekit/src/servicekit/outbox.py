@@ -12,6 +12,11 @@ order) are delivered in the order they were written: a later one waits while an 
 Every event stores the ``traceparent`` of the transaction that wrote it; delivery continues that trace, so a
 retry hours later is still part of the order's story. Receivers record event ids in their inbox
 (:func:`accept_once`) in the same transaction as the processing, so a redelivery changes nothing.
+
+An outbox is operated through its figures (:func:`outbox_gauges` and :class:`OutboxMetrics` on ``/metrics``),
+its admin routes and command line (``servicekit.outbox_admin``: list, replay a dead-lettered event), and
+:func:`report_dead_letters`, which tells the notifier when events are dead-lettered so that the operators
+get an alert.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as MetricCounter
 from pydantic import BaseModel, Field
 from sqlalchemy import (
     JSON,
@@ -54,6 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.db import RUNTIME_OWNS, RUNTIME_PRIVILEGES, Database, UtcDateTime, utcnow
+from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
 from servicekit.retention import RetentionRule
 from servicekit.settings import OUTBOX_LEASE_SECONDS
 from servicekit.telemetry import context_from_traceparent, current_traceparent, traceparent_of
@@ -90,6 +98,10 @@ def outbox_table(metadata: MetaData) -> Table:
     # queue without sorting every pending row. ``available_at`` is not indexed, so a lease is a HOT update.
     Index("ix_outbox_pending", table.c.created_at, table.c.id, postgresql_where=pending, sqlite_where=pending)
     Index("ix_outbox_aggregate", table.c.destination, table.c.aggregate_id, table.c.created_at)
+    # Dead-lettered events, newest first (``GET /v1/admin/outbox?status=dead``) and counted for the metrics and
+    # the dead-letter alert: a handful of rows, so the index costs nothing on the hot path.
+    dead = table.c.dead_at.is_not(None)
+    Index("ix_outbox_dead", table.c.created_at, table.c.id, postgresql_where=dead, sqlite_where=dead)
     return table
 
 
@@ -273,6 +285,25 @@ class PermanentDeliveryError(Exception):
     """The destination rejected the event in a way no retry can fix: dead-letter it at once."""
 
 
+class OutboxMetrics:
+    """The relay's counters (the gauges of what its outbox holds are ``servicekit.outbox_operations``')."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = MetricCounter(
+            "outbox_deliveries_total",
+            "Outbox events delivered, by destination and event type",
+            ["destination", "event_type"],
+            registry=registry,
+        )
+        self.failures = MetricCounter(
+            "outbox_delivery_failures_total",
+            "Failed outbox deliveries by destination, event type and outcome (retry: tried again later; dead: "
+            "dead-lettered)",
+            ["destination", "event_type", "outcome"],
+            registry=registry,
+        )
+
+
 Deliver = Callable[[OutboxEvent], Awaitable[None]]
 DeliverBatch = Callable[[str, list[BatchedEvent]], Awaitable[set[str]]]
 """Deliver events to one destination in one request; returns the ids it acknowledged (raises when the whole
@@ -303,7 +334,10 @@ class OutboxRelay(QueueWorker):
         poll_seconds: float = 0.5,
         lease_seconds: float = OUTBOX_LEASE_SECONDS,
         linger_seconds: float = 0.0,
+        metrics: OutboxMetrics | None = None,
+        gauges: QueueGauges | None = None,
     ) -> None:
+        """``metrics`` count deliveries and failures; ``gauges`` count the events being delivered."""
         super().__init__(
             name="outbox-relay", database=database, poll_seconds=poll_seconds, batch_size=batch_size
         )
@@ -316,6 +350,8 @@ class OutboxRelay(QueueWorker):
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_max_seconds = backoff_max_seconds
         self.lease_seconds = lease_seconds
+        self.metrics = metrics
+        self.gauges = gauges
 
     def backoff(self, attempts: int) -> timedelta:
         return backoff_delay(
@@ -444,6 +480,10 @@ class OutboxRelay(QueueWorker):
             "destination": event.destination,
             "error": values["last_error"],
         }
+        if self.metrics is not None:
+            self.metrics.failures.labels(
+                event.destination, event.event_type, "dead" if dead else "retry"
+            ).inc()
         if dead:
             values["dead_at"] = now
             log.error("outbox event dead-lettered", extra=details)
@@ -529,6 +569,14 @@ class OutboxRelay(QueueWorker):
         events = await self.claim()
         if not events:
             return 0
+        if self.gauges is None:
+            await self._deliver_claimed(events)
+        else:
+            with self.gauges.delivering(Counter(e.destination for e in events)):
+                await self._deliver_claimed(events)
+        return len(events)
+
+    async def _deliver_claimed(self, events: list[OutboxEvent]) -> None:
         started = time.monotonic()
         delivered: list[tuple[OutboxEvent, datetime]] = []
         by_destination: dict[str, list[OutboxEvent]] = {}
@@ -571,6 +619,9 @@ class OutboxRelay(QueueWorker):
             *(deliver_chain([e]) for e in singles), *(deliver_chain(c) for c in chains.values())
         )
         await self._mark_delivered(delivered)
+        if self.metrics is not None:
+            for e, _ in delivered:
+                self.metrics.deliveries.labels(e.destination, e.event_type).inc()
         log.info(
             "outbox batch delivered",
             extra={
@@ -581,7 +632,6 @@ class OutboxRelay(QueueWorker):
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
-        return len(events)
 
     async def pending_count(self) -> int:
         t = self.table
@@ -590,3 +640,107 @@ class OutboxRelay(QueueWorker):
                 select(func.count()).select_from(t).where(t.c.delivered_at.is_(None), t.c.dead_at.is_(None))
             )
         return int(count or 0)
+
+
+# --- operating an outbox: what it holds, and telling the operators about dead-lettered events ---------------
+
+
+async def outbox_figures(*, database: Database, table: Table) -> dict[str, QueueFigures]:
+    """Pending and dead-lettered events per destination, with the oldest pending event's time: one aggregate
+    statement each, off ``ix_outbox_pending`` and ``ix_outbox_dead``."""
+    t = table
+    pending = (
+        select(t.c.destination, func.count(), func.min(t.c.created_at))
+        .where(t.c.delivered_at.is_(None), t.c.dead_at.is_(None))
+        .group_by(t.c.destination)
+    )
+    dead = select(t.c.destination, func.count()).where(t.c.dead_at.is_not(None)).group_by(t.c.destination)
+    async with database.sessionmaker() as session:
+        waiting = {row[0]: (int(row[1]), row[2]) for row in await session.execute(pending)}
+        given_up = {row[0]: int(row[1]) for row in await session.execute(dead)}
+    return queue_figures(waiting, given_up)
+
+
+def outbox_gauges(*, database: Database, table: Table, destinations: Collection[str]) -> QueueGauges:
+    """``outbox_pending``, ``outbox_in_flight``, ``outbox_dead`` and ``outbox_oldest_pending_age_seconds`` by
+    ``destination`` (every one of ``destinations`` reported, 0 when nothing is for it)."""
+
+    async def read() -> dict[str, QueueFigures]:
+        return await outbox_figures(database=database, table=table)
+
+    return QueueGauges(
+        name="outbox", label="destination", noun="Outbox events", read=read, always=destinations
+    )
+
+
+OUTBOX_DEAD_LETTERED = "outbox.dead_lettered"
+"""Told to the operators' alert engine (the notifier) while a service's outbox holds dead-lettered events."""
+OUTBOX_DEAD_CLEARED = "outbox.dead_cleared"
+"""Told once none is dead any more (replayed)."""
+DEAD_LETTER_REPORTS = (OUTBOX_DEAD_LETTERED, OUTBOX_DEAD_CLEARED)
+DEAD_LETTER_REPORT_AGGREGATE = "outbox"
+"""The reports' aggregate: they reach the notifier in the order they were written."""
+
+
+async def report_dead_letters(*, database: Database, table: Table, service: str, destination: str) -> int:
+    """Tell ``destination`` (through the outbox itself) how many events are dead-lettered when that number
+    changed since the last report: ``outbox.dead_lettered`` with the count per destination and event type, or
+    ``outbox.dead_cleared`` once none is left. Returns how many reports were written (0 or 1).
+
+    Level-triggered rather than per event: the report is about the outbox's state, so a report lost or
+    forgotten (delivered reports are swept like any event) is made good by the next check, and a burst of
+    deaths is one message. The last report is read back from the outbox (``ix_outbox_aggregate``); replicas
+    take turns on PostgreSQL (a transaction-scoped advisory lock), so a change is reported once. The reports
+    themselves are not counted: a report that dies (its destination refuses it for good) must not report
+    itself for ever; it still shows in ``outbox_dead``, the metric an alerting rule watches for exactly the
+    case where the alert's own way is the one broken.
+    """
+    t = table
+    dead = (
+        select(t.c.destination, t.c.event_type, func.count(), func.min(t.c.dead_at))
+        .where(t.c.dead_at.is_not(None), t.c.event_type.not_in(DEAD_LETTER_REPORTS))
+        .group_by(t.c.destination, t.c.event_type)
+        .order_by(t.c.destination, t.c.event_type)
+    )
+    last_report = (
+        select(t.c.event_type, t.c.payload)
+        .where(t.c.destination == destination, t.c.aggregate_id == DEAD_LETTER_REPORT_AGGREGATE)
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
+        .limit(1)
+    )
+    async with database.sessionmaker.begin() as session:
+        if database.is_postgres:
+            lock = f"{database.schema}.{t.name} dead-letter report"
+            await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(lock))))
+        rows = (await session.execute(dead)).all()
+        last = (await session.execute(last_report)).first()
+        total = sum(int(row[2]) for row in rows)
+        reported = int(last.payload.get("dead", 0)) if last and last.event_type == OUTBOX_DEAD_LETTERED else 0
+        if total == reported:
+            return 0
+        now = utcnow()
+        if total:
+            payload: dict[str, Any] = {
+                "service": service,
+                "dead": total,
+                "events": [
+                    {"destination": row[0], "event_type": row[1], "dead": int(row[2])} for row in rows
+                ],
+                "oldest_dead_at": min(row[3] for row in rows).isoformat(),
+                "observed_at": now.isoformat(),
+            }
+            event_type = OUTBOX_DEAD_LETTERED
+            log.warning("dead-lettered outbox events reported", extra={"dead": total, "to": destination})
+        else:
+            payload = {"service": service, "dead": 0, "observed_at": now.isoformat()}
+            event_type = OUTBOX_DEAD_CLEARED
+            log.info("no dead-lettered outbox event left; reported", extra={"to": destination})
+        await add_event(
+            session,
+            table,
+            destination=destination,
+            event_type=event_type,
+            payload=payload,
+            aggregate_id=DEAD_LETTER_REPORT_AGGREGATE,
+        )
+    return 1

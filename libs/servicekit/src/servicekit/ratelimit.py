@@ -17,6 +17,7 @@ counts as the IPv4 address it maps.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -26,29 +27,52 @@ from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from prometheus_client import CollectorRegistry, Counter
+from redis.asyncio import Redis
 
-from servicekit.errors import RateLimitedError
+from servicekit.backing import BACKING_STORE_ERRORS, ThrottledWarning, describe, is_outage
+from servicekit.errors import BackingStoreUnavailableError, RateLimitedError
 from servicekit.settings import ClientNetworkSettings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+log = logging.getLogger("servicekit.ratelimit")
+_store_down = ThrottledWarning(log)
 
 MAX_CLIENT_KEY_LENGTH = 45
 """Room a client network takes where it is stored (``2001:db8:1:2::/64``; an IPv6 text with a prefix fits)."""
 
 
 class RateLimiter:
-    """Moving-window limits keyed by ``(name, identifier)``."""
+    """Moving-window limits keyed by ``(name, identifier)``, counted in ``redis`` (its connection pool is
+    shared) or, without it, in process memory.
 
-    def __init__(self, *, redis_url: str | None, namespace: str) -> None:
+    When Redis is unavailable, each call says what to do (``fail_open``): let the request through (counted in
+    ``ratelimit_fail_open_total{limit}`` and logged as a throttled WARNING), or refuse it with ``503
+    backing_store_unavailable`` where the limit is what protects a secret (README, Security).
+    """
+
+    def __init__(
+        self, *, redis: Redis | None, namespace: str, registry: CollectorRegistry | None = None
+    ) -> None:
         storage: Storage
-        if redis_url:
+        if redis is not None:
             storage = RedisStorage(
-                "async+" + redis_url, implementation="redispy", key_prefix=f"ratelimit:{namespace}"
+                "async+redis://",
+                implementation="redispy",
+                key_prefix=f"ratelimit:{namespace}",
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # typed too narrowly
             )
         else:
             storage = MemoryStorage()
         self._limiter = MovingWindowRateLimiter(storage)
         self._items: dict[str, RateLimitItem] = {}
+        self.fail_open_total = Counter(
+            "ratelimit_fail_open_total",
+            "Requests let through unchecked because the rate-limit store (Redis) was unavailable",
+            ["limit"],
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
 
     def _item(self, limit: str) -> RateLimitItem:
         item = self._items.get(limit)
@@ -56,12 +80,33 @@ class RateLimiter:
             item = self._items[limit] = parse(limit)
         return item
 
-    async def hit(self, *, name: str, identifier: str, limit: str) -> None:
-        """Count one request of ``identifier`` against ``limit``; raise ``RateLimitedError`` past it."""
+    async def hit(self, *, name: str, identifier: str, limit: str, fail_open: bool) -> None:
+        """Count one request of ``identifier`` against ``limit``; raise ``RateLimitedError`` past it. With
+        Redis unavailable: return (``fail_open``) or raise ``BackingStoreUnavailableError``."""
         item = self._item(limit)
-        if await self._limiter.hit(item, name, identifier):
+        try:
+            if await self._limiter.hit(item, name, identifier):
+                return
+            stats = await self._limiter.get_window_stats(item, name, identifier)
+        except BACKING_STORE_ERRORS as exc:
+            if not is_outage(exc):
+                raise
+            if not fail_open:
+                _store_down.warn(
+                    f"closed:{name}",
+                    "rate-limit store unavailable: refusing requests this limit protects",
+                    limit=name,
+                    error=describe(exc),
+                )
+                raise BackingStoreUnavailableError() from exc
+            self.fail_open_total.labels(limit=name).inc()
+            _store_down.warn(
+                f"open:{name}",
+                "rate-limit store unavailable: letting requests through unlimited",
+                limit=name,
+                error=describe(exc),
+            )
             return
-        stats = await self._limiter.get_window_stats(item, name, identifier)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimitedError(
             f"Too many requests ({limit}); try again in {retry_after} s.", retry_after_seconds=retry_after

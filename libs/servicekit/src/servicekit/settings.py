@@ -96,7 +96,11 @@ class PeerSettings(BaseModel):
 
     url: str = Field(description="Base URL of the peer service.")
     api_key: SecretStr = Field(default=SecretStr(""), description="The API key this service presents to it.")
-    timeout_seconds: float = Field(default=5.0, description="Per-request timeout.")
+    timeout_seconds: float = Field(
+        default=5.0,
+        description="Timeout of one attempt of a call (idempotent calls make up to 3, with backoff between "
+        "them); where the caller set a total budget for the call (order intake does), that ends it sooner.",
+    )
     max_response_bytes: int = Field(
         default=64 * 1024,
         ge=1024,
@@ -196,7 +200,28 @@ class ServiceSettings(BaseSettings):
         description="A busy table with this many dead rows is vacuumed by the service itself, whether or not "
         "the server's autovacuum is on.",
     )
+    database_pool_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a request waits for a free pooled database connection (a burst queues); past "
+        "it, the request answers 503 backing_store_unavailable.",
+    )
     redis_url: str | None = Field(default=None, description="Unset means in-process stores (single node).")
+    redis_max_connections: int = Field(
+        default=50, ge=1, description="Redis connections per process at most; more callers queue for one."
+    )
+    redis_pool_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long a caller waits for a free Redis connection (a burst queues); past it, Redis "
+        "counts as unavailable.",
+    )
+    redis_timeout_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Connect and reply timeout of each Redis command: a frozen or unreachable Redis costs "
+        "about this much (one quick retry included: twice) before it counts as unavailable.",
+    )
     var_dir: Path = Field(
         default_factory=_repo_var_dir, description="Embedded databases, mail drop and dev files (`var/`)."
     )
@@ -261,6 +286,13 @@ class ServiceSettings(BaseSettings):
         le=1.0,
         description="How long a woken outbox relay waits for more events, so that a busy service sends them "
         "in batches (one request for many).",
+    )
+    outbox_dead_letter_check_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the outbox's dead-lettered events are counted; a change is reported to the "
+        "notifier (`outbox.dead_lettered`, `outbox.dead_cleared`), which raises or resolves the operators' "
+        "alert. Services without a notifier peer only count them for `/metrics` (`outbox_dead`).",
     )
 
     outbox_retention_days: int = Field(

@@ -4,7 +4,8 @@
   :func:`runtime_role`: a login role of the test's own for a service to run as (granted by the migrations);
 - :func:`isolated_session`: a session inside an outer transaction that is rolled back after the test, so code
   that commits (it commits a savepoint) leaves nothing behind;
-- real Redis (a database index of its own, flushed around each test that asks for it);
+- real Redis (a database index of its own, flushed around each test that asks for it), and
+  :class:`PrivateRedis`, a ``redis-server`` of the test's own that it may kill and restart;
 - :class:`ServiceProcess`: a service as a real uvicorn process on a free loopback port, awaited until ready,
   its JSON log lines readable by the test;
 - :func:`eventually`: await a condition instead of sleeping;
@@ -20,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,6 +113,22 @@ async def migrated_database(
         yield url
     finally:
         await drop_database(name)
+
+
+async def terminate_connections(database_url: str) -> int:
+    """``pg_terminate_backend`` on every connection to the database of ``database_url`` (a test's own),
+    as a database failover or an operator would; returns how many were terminated."""
+    name = make_url(database_url).database
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        rows = await connection.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await connection.close()
+    return len(rows)
 
 
 async def migrate_embedded(var_dir: Path, *services: str) -> None:
@@ -355,6 +373,71 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+class PrivateRedis:
+    """A ``redis-server`` of the test's own on a free loopback port, without persistence: a test may kill it
+    (a Redis outage) and start it again (empty) without disturbing the shared Redis."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self, *, ready_within: float = 10.0) -> PrivateRedis:
+        """Start it (again, on the same port) and wait until it answers ``PING``."""
+        import redis.asyncio
+
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed (the tests need it on PATH)")
+        self.process = subprocess.Popen(  # noqa: ASYNC220, S603 (returns at once; fixed argv)
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=1)
+
+        async def answers() -> bool:
+            try:
+                return bool(await client.ping())
+            except redis.RedisError:
+                return False
+
+        try:
+            await eventually(answers, within=ready_within, message="the private redis-server answers")
+        finally:
+            await client.aclose()
+        return self
+
+    async def kill(self) -> None:
+        """``kill -9``: gone at once, connections reset."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait, 10)
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[PrivateRedis]:
+    """A :class:`PrivateRedis`, started; killed after the test."""
+    server = await PrivateRedis().start()
+    try:
+        yield server
+    finally:
+        await server.kill()
 
 
 async def check_migrations(service: str, *, schema: str) -> list[str]:

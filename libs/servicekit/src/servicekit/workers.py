@@ -10,12 +10,18 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from servicekit.backing import describe, is_outage
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from servicekit.db import Database
 
 log = logging.getLogger("servicekit.workers")
+
+OUTAGE_BACKOFF_BASE_SECONDS = 0.25
+OUTAGE_BACKOFF_MAX_SECONDS = 5.0
+"""A worker's pause after a pass that met a backing-store outage doubles from the base up to this."""
 
 
 class PeriodicWorker:
@@ -30,16 +36,33 @@ class PeriodicWorker:
         self.interval_seconds = interval_seconds
         self.batch_size = batch_size
         self._task: asyncio.Task[None] | None = None
+        self._outages = 0
 
     async def run_pass(self) -> int:
-        """One pass of ``job``; a failure is logged and counts as nothing handled."""
+        """One pass of ``job``; a failure is logged and counts as nothing handled. A backing store being
+        down is logged in one line and waited out, backing off longer the longer it lasts."""
         try:
-            return await self.job()
+            handled = await self.job()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("worker pass failed", extra={"worker": self.name})
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception("worker pass failed", extra={"worker": self.name})
+                return 0
+            self._outages += 1
+            delay = backoff_delay(
+                self._outages,
+                base_seconds=OUTAGE_BACKOFF_BASE_SECONDS,
+                max_seconds=OUTAGE_BACKOFF_MAX_SECONDS,
+            ).total_seconds()
+            log.warning(
+                "worker pass met a backing-store outage; retrying",
+                extra={"worker": self.name, "error": describe(exc), "retry_in_seconds": round(delay, 2)},
+            )
+            await asyncio.sleep(delay)
             return 0
+        self._outages = 0
+        return handled
 
     async def rest(self) -> None:
         """Between passes that did not fill a batch."""

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notifier.alerts.conditions import AlertPolicy
 from notifier.alerts.service import apply
 from notifier.notifications.errors import EventSealedFieldsUnreadableError
-from notifier.notifications.service import erase_customer, queue_notification
+from notifier.notifications.service import earlier_emails_of_order, erase_customer, queue_notification
 from notifier.protection import protection_of
-from notifier.rules import ALERT_RULES, RULES, CustomerErased, alert_conditions, messages_for
+from notifier.rules import ALERT_RULES, RULES, CustomerErased, alert_conditions, already_told, messages_for
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
 from servicekit.sealing import SealedDataError
@@ -40,6 +40,10 @@ def event_handlers(policy: AlertPolicy) -> dict[str, EventHandler]:
     async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
         envelope = opened(session, envelope)
         for message in messages_for(envelope, telegram=policy.telegram):
+            if message.once_per_order and message.order_id:
+                earlier = await earlier_emails_of_order(session, order_id=message.order_id)
+                if already_told(message.template, earlier):
+                    continue
             await queue_notification(
                 session=session,
                 channel=message.channel,

@@ -14,7 +14,7 @@ from notifier.events import event_handlers
 from notifier.metrics import AlertMetrics, DeliveryMetrics
 from notifier.notifications.retention import notification_retention
 from notifier.notifications.router import router as notifications_router
-from notifier.notifications.worker import ChannelSender, DeliveryWorker
+from notifier.notifications.worker import ChannelSender, DeliveryWorker, delivery_queue_gauges
 from notifier.protection import DataProtection, attach_protection
 from notifier.settings import Settings
 from notifier.stats.router import router as stats_router
@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     senders: list[ChannelSender] = [EmailSender(chain=build_chain(settings), sender=settings.email_from)]
     if settings.telegram_enabled:
         senders.append(TelegramSender(gateway))
+    queue_gauges = delivery_queue_gauges(database=runtime.database, channels=[s.channel for s in senders])
+    runtime.add_queue_gauges(queue_gauges)
     for sender in senders:
         runtime.add_worker(
             DeliveryWorker(
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 batch_size=settings.delivery_batch_size,
                 lease_seconds=settings.delivery_lease_seconds,
                 metrics=delivery_metrics,
+                gauges=queue_gauges,
             )
         )
     policy = AlertPolicy.from_settings(settings)

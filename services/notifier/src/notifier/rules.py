@@ -4,19 +4,21 @@
   payload, variables picked from it); operators get Telegram order cards through telegram-gateway, whose
   ``event`` and order snapshot tell the gateway whether to post a new card (a new order, an order back in
   the pool), edit the cards it posted, or post to the support chat (an escalation).
-- ``ALERT_RULES``: which event raises or resolves which alert (wallet-pool's pool levels). The delivery
+- ``ALERT_RULES``: which event raises or resolves which alert (wallet-pool's pool levels, dead-lettered
+  events in a service's outbox). The delivery
   failure-rate alert is raised by the alert worker from delivery figures, not by an event.
 - ``alert_messages``: who hears about an alert's changes: the operators' Telegram chat and the admins'
   emails.
 
-An event no rule applies to sends nothing; the inbox makes a redelivered event send nothing again.
+An event no rule applies to sends nothing; the inbox makes a redelivered event send nothing again, and a fact
+told once per order (``order_created``, ``address_ready``) is not told again by another event saying it.
 ``notifier.events`` applies these tables to ``POST /v1/events``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,13 +30,15 @@ from notifier.alerts.conditions import (
     AlertNotice,
     AlertPolicy,
     Recovery,
+    outbox_dead,
+    outbox_dead_cleared,
     pool_low,
     pool_recovered,
 )
 from notifier.messages.render import resolve_locale
 from notifier.notifications.models import TELEGRAM_NO_LOCALE, Channel
 from servicekit.events import read_payload
-from servicekit.outbox import EventEnvelope
+from servicekit.outbox import OUTBOX_DEAD_CLEARED, OUTBOX_DEAD_LETTERED, EventEnvelope
 
 Payload = Mapping[str, Any]
 
@@ -57,6 +61,8 @@ class Message:
     order_id: str | None
     customer_id: str | None = None
     """The customer an email is about (from the event's ``customer_id``), so that an erasure finds it."""
+    once_per_order: bool = False
+    """A fact told once per order, whichever event tells it (see :func:`already_told`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class Rule:
     variables: Callable[[EventEnvelope], dict[str, Any]]
     recipient: Callable[[Payload], str | None]
     applies: Callable[[Payload], bool] = lambda _payload: True
+    once_per_order: bool = False
 
 
 # --- customers: email ------------------------------------------------------------------------------------
@@ -90,6 +97,7 @@ def _order_created(envelope: EventEnvelope) -> dict[str, Any]:
         "amount": p["amount"],
         "currency_from": p["from_currency"],
         "currency_to": p["to_currency"],
+        "status": p.get("status"),
         "address": p.get("deposit_address"),
         "queue_position": p.get("queue_position"),
         "expires_at": p.get("expires_at"),
@@ -128,7 +136,28 @@ def _email_code(envelope: EventEnvelope) -> dict[str, Any]:
 
 
 CLOSED = frozenset({"completed", "cancelled", "expired"})
+WITHOUT_ADDRESS = frozenset({"queued", "awaiting_address"})
+"""An order in these states has no deposit address yet; its customer hears of it in ``address_ready``."""
 customer_email = _field("customer_email")
+
+
+def _address_arrived(payload: Payload) -> bool:
+    return payload.get("status") == "awaiting_deposit" and payload.get("from_status") in WITHOUT_ADDRESS
+
+
+def already_told(template: str, earlier: Iterable[tuple[str, Mapping[str, Any] | None]]) -> bool:
+    """Whether a once-per-order email ``template`` would repeat what the order's ``earlier`` emails
+    (template, variables; ``None`` once erased) told: ``order_created`` is sent once per order, whatever its
+    status when announced, and not after ``address_ready`` (an announcement arriving late would say the
+    address is still on its way); ``address_ready`` once, and never after an ``order_created`` that carried
+    the address."""
+    for told, variables in earlier:
+        if told == template or (template, told) == ("order_created", "address_ready"):
+            return True
+        address_told = variables is None or variables.get("address") is not None
+        if template == "address_ready" and told == "order_created" and address_told:
+            return True
+    return False
 
 
 # --- operators: Telegram order cards (telegram-gateway POST /v1/messages) ---------------------------------
@@ -188,14 +217,24 @@ def _card(event_type: str, chat: str = OPERATORS_CHAT) -> Rule:
 
 RULES: tuple[Rule, ...] = (
     # customers
-    Rule("order.created", Channel.email, "order_created", _order_created, recipient=customer_email),
+    # order_created: whatever the order's status when announced (an address, a queue place, or an address
+    # still being prepared); address_ready: when an order without an address gets one
+    Rule(
+        "order.created",
+        Channel.email,
+        "order_created",
+        _order_created,
+        recipient=customer_email,
+        once_per_order=True,
+    ),
     Rule(
         "order.status_changed",
         Channel.email,
         "address_ready",
         _address_ready,
         recipient=customer_email,
-        applies=lambda p: p.get("status") == "awaiting_deposit" and p.get("from_status") == "queued",
+        applies=_address_arrived,
+        once_per_order=True,
     ),
     Rule(
         "order.status_changed",
@@ -262,6 +301,7 @@ def messages_for(envelope: EventEnvelope, *, telegram: bool = True) -> list[Mess
                 variables=rule.variables(envelope),
                 order_id=envelope.payload.get("order_id"),
                 customer_id=_customer_id(envelope.payload) if email else None,
+                once_per_order=rule.once_per_order,
             )
         )
     return messages
@@ -282,6 +322,9 @@ class AlertRule:
 ALERT_RULES: tuple[AlertRule, ...] = (
     AlertRule("pool.low", pool_low),  # key pool.low:{currency}:{network}; level empty is at least critical
     AlertRule("pool.recovered", pool_recovered),
+    # key outbox.dead:{service}: the sender's outbox holds dead-lettered events (servicekit reports the count)
+    AlertRule(OUTBOX_DEAD_LETTERED, outbox_dead),
+    AlertRule(OUTBOX_DEAD_CLEARED, outbox_dead_cleared),
 )
 
 

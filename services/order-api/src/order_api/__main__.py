@@ -22,6 +22,10 @@ the database the service uses; run the migrations first.
     python -m order_api telegram-unlink OPERATOR_ID | --telegram-user-id ID
         End an operator's Telegram link (audited, as an admin clearing ``telegram_user_id``): their order
         actions from the bot stop at once, its menu within ``TELEGRAM_GATEWAY_OPERATOR_CACHE_SECONDS``.
+    python -m order_api outbox list [--status pending|dead|delivered] [--event-type T] [--aggregate-id ID]
+    python -m order_api outbox replay ID
+        List the outbox's events (one JSON object a line, newest first), or put a dead-lettered one back in
+        the queue (audited as ``outbox.event_replayed``), like ``/v1/admin/outbox``.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ from typing import get_args
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from order_api.audit.outbox import audit_cli_replay
 from order_api.audit.schemas import CheckpointRecord
 from order_api.audit.service import AuditVerification, Broken, checkpoint_audit_log, verify_audit_log
-from order_api.db import SCHEMA
+from order_api.db import SCHEMA, outbox
 from order_api.operators.errors import OperatorNotFoundError, TelegramLinkNotFoundError
 from order_api.operators.schemas import OperatorCreate, OperatorRead, OperatorUpdate, RoleName
 from order_api.operators.service import create_operator, list_operators, update_operator
@@ -50,6 +55,7 @@ from order_api.protection import DataProtectionConfigError, decode_key
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
 from servicekit.errors import DomainError
+from servicekit.outbox_admin import add_outbox_commands, run_outbox_command
 from servicekit.settings import load_settings, refuse_production_guesses
 
 CHECKPOINT_KEY_SETTING = "ORDER_API_AUDIT_CHECKPOINT_KEY"
@@ -87,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     whom = unlink.add_mutually_exclusive_group(required=True)
     whom.add_argument("operator_id", nargs="?", metavar="OPERATOR_ID")
     whom.add_argument("--telegram-user-id", type=int, metavar="ID", help="the operator linked to this user")
+    add_outbox_commands(commands)
     return parser
 
 
@@ -276,6 +283,14 @@ async def telegram_unlink(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
+    database = _database(settings)
+    try:
+        return await run_outbox_command(args, database=database, table=outbox, on_replay=audit_cli_replay)
+    finally:
+        await database.dispose()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = load_settings(Settings)
@@ -289,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(telegram_links(settings))
         if args.command == "telegram-unlink":
             return asyncio.run(telegram_unlink(settings, args))
+        if args.command == "outbox":
+            return asyncio.run(outbox_command(settings, args))
         return asyncio.run(create_operator_command(settings, args))
     except (CheckpointKeyMissingError, DataProtectionConfigError, KnownCheckpointsError) as exc:
         print(f"cannot {args.command}: {exc}", file=sys.stderr)

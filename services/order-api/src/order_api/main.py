@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from order_api.audit.outbox import router as outbox_admin_router
 from order_api.audit.router import router as audit_router
 from order_api.auth.router import router as auth_router
 from order_api.clients.wallet_pool import WalletPoolClient
@@ -19,7 +20,11 @@ from order_api.orders.router import router as orders_router
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from order_api.stats.router import router as stats_router
-from order_api.workers.sweeper import expire_overdue_orders, reconcile_pending_allocations
+from order_api.workers.sweeper import (
+    announce_silent_orders,
+    expire_overdue_orders,
+    reconcile_pending_allocations,
+)
 from servicekit.app import Runtime, create_service_app
 from servicekit.client import ServiceClient
 from servicekit.events import events_router
@@ -47,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, schema=SCHEMA, package="order_api")
     wallet_pool = runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     runtime.add_peer("notifier", settings.notifier)
-    runtime.add_outbox_relay(outbox)
+    runtime.add_outbox_relay(outbox, dead_letters_to="notifier")
     runtime.add_inbox_retention(inbox)
     wallet_pool_client = WalletPoolClient(wallet_pool)
 
@@ -64,6 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     runtime.add_worker(
         PeriodicWorker(name="allocation-reconciler", job=reconcile, interval_seconds=settings.sweep_seconds)
+    )
+
+    async def announce() -> int:
+        return await announce_silent_orders(database=runtime.database, settings=settings)
+
+    runtime.add_worker(
+        PeriodicWorker(name="order-announcer", job=announce, interval_seconds=settings.sweep_seconds)
     )
 
     async def time_out_assignments() -> int:
@@ -89,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
             {
                 "name": "admin",
-                "description": "Admins manage operators and their personal tokens, and erase customers.",
+                "description": "Admins manage operators and their personal tokens, erase customers, and list "
+                "and replay the outbox's events.",
             },
             {"name": "audit", "description": "The append-only, hash-chained audit trail (admins)."},
             {"name": "stats", "description": "Statistics for admins and operators."},
@@ -100,7 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.protection = DataProtection.from_settings(settings)
     # Lifecycle code opens the customer's email for events to the notifier (orders.lifecycle).
     runtime.database.session_info[PROTECTION_INFO_KEY] = app.state.protection
-    app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)
+    app.state.rate_limiter = RateLimiter(
+        redis=runtime.redis, namespace=settings.service_name, registry=app.state.metrics_registry
+    )
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.include_router(orders_router)
     app.include_router(auth_router)
@@ -110,5 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers_admin_router)
     app.include_router(telegram_router)
     app.include_router(audit_router)
+    app.include_router(outbox_admin_router)
     app.include_router(events_router(inbox=inbox, handlers=wallet_event_handlers(settings)))
     return app

@@ -26,7 +26,9 @@ class CurrencyRules(BaseModel):
     awaiting_deposit_minutes: int = Field(
         default=60, description="An unpaid order with an address expires after."
     )
-    queued_minutes: int = Field(default=240, description="A queued order gives up after.")
+    queued_minutes: int = Field(
+        default=240, description="An order without an address (queued, or awaiting it) gives up after."
+    )
 
 
 DEFAULT_CURRENCIES = {
@@ -118,6 +120,14 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
         default_factory=list, description="CIDRs whose X-Forwarded-For is believed (JSON list)."
     )
     max_body_bytes: int = Field(default=16_384, description="Request bodies larger than this are refused.")
+    intake_budget_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How long order intake waits for wallet-pool's answer in total: every attempt and the "
+        "backoff between them fit inside it (each attempt also keeps wallet-pool's own `timeout_seconds`). "
+        "Without an answer in time the order is still accepted, `awaiting_address`, and the reconciler gets "
+        "its address later.",
+    )
     sweep_seconds: float = Field(default=5.0, description="How often expiry and reconciliation run.")
 
     # Operators.

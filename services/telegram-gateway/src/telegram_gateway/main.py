@@ -54,7 +54,9 @@ async def _telegram_unavailable(request: Request, exc: Exception) -> JSONRespons
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
     runtime = Runtime(settings, schema=SCHEMA, package="telegram_gateway")
-    order_api = OrderApiClient(runtime.add_peer("order-api", settings.order_api))
+    order_api = OrderApiClient(
+        runtime.add_peer("order-api", settings.order_api), budget_seconds=settings.order_api_budget_seconds
+    )
     wallet_pool = WalletPoolClient(
         runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     )
@@ -92,7 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_retention(*message_retention(timedelta(days=settings.retention_days)))
     app.state.telegram = telegram
     app.state.gateway_metrics = metrics
-    app.state.rate_limiter = RateLimiter(redis_url=settings.redis_url, namespace=settings.service_name)
+    app.state.rate_limiter = RateLimiter(
+        redis=runtime.redis, namespace=settings.service_name, registry=app.state.metrics_registry
+    )
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.add_exception_handler(TelegramUnavailableError, _telegram_unavailable)
     app.include_router(messages_router)

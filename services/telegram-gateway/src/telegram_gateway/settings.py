@@ -84,6 +84,13 @@ class Settings(ClientNetworkSettings, ServiceSettings):
     support_chat_id: int | None = Field(
         default=None, description="Chat for escalations and support alerts; unset: the operators' chat."
     )
+    order_api_budget_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="Total time one call to order-api may take for a button press or message, its retries "
+        "included: past it the operator is told at once that order-api is slow (Telegram shows a spinner "
+        "until a press is answered), and order-api's own transaction makes a repeated press safe.",
+    )
     polling_timeout_seconds: int = Field(
         default=25, ge=1, le=50, description="Long-poll wait of one getUpdates call (polling mode)."
     )

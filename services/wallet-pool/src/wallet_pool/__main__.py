@@ -1,9 +1,12 @@
 """wallet-pool's command line.
 
     python -m wallet_pool seed-demo [--per-currency 5]
+    python -m wallet_pool outbox list [--status pending|dead|delivered] [--event-type T] [--aggregate-id ID]
+    python -m wallet_pool outbox replay ID
 
 ``seed-demo`` gives an empty pool demo wallets (see :mod:`wallet_pool.wallets.demo`); it adds nothing when
-the pool already has wallets. It reads the service's own settings (``WALLET_POOL_*``), so it seeds the same
+the pool already has wallets. ``outbox`` lists the outbox's events (one JSON object a line) or puts a
+dead-lettered one back in the queue, like ``/v1/admin/outbox``. It reads the service's own settings (``WALLET_POOL_*``), so it seeds the same
 database the service uses; run the migrations first.
 """
 
@@ -19,9 +22,11 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from coin_addresses import SUPPORTED
 from servicekit.db import Database
+from servicekit.errors import DomainError
+from servicekit.outbox_admin import add_outbox_commands, run_outbox_command
 from servicekit.settings import load_settings, refuse_production_guesses
 from servicekit.telemetry import configure_logging
-from wallet_pool.db import SCHEMA
+from wallet_pool.db import SCHEMA, outbox
 from wallet_pool.settings import Settings
 from wallet_pool.wallets.demo import seed_demo_wallets
 
@@ -48,18 +53,31 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="wallets per currency and network, e.g. 5 BTC, 5 ETH, 5 USDT/TRC20, 5 USDT/ERC20 (default: 5)",
     )
+    add_outbox_commands(commands)
     return parser
 
 
-async def seed_demo(settings: Settings, *, per_currency: int) -> int:
-    """Seed the service's database in one transaction; returns how many wallets were added."""
-    database = Database(
+def _database(settings: Settings) -> Database:
+    return Database(
         url=settings.database_url,
         schema=settings.database_schema or SCHEMA,
         var_dir=settings.var_dir,
         service_name=settings.service_name,
         pool_size=1,
     )
+
+
+async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
+    database = _database(settings)
+    try:
+        return await run_outbox_command(args, database=database, table=outbox)
+    finally:
+        await database.dispose()
+
+
+async def seed_demo(settings: Settings, *, per_currency: int) -> int:
+    """Seed the service's database in one transaction; returns how many wallets were added."""
+    database = _database(settings)
     try:
         async with database.sessionmaker.begin() as session:
             return await seed_demo_wallets(session=session, per_currency=per_currency)
@@ -72,6 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(Settings)
     refuse_production_guesses(settings, database_only=True)  # never a SQLite file of its own
     configure_logging(service=settings.service_name, level=settings.log_level, json_format=settings.log_json)
+    if args.command == "outbox":
+        try:
+            return asyncio.run(outbox_command(settings, args))
+        except (OperationalError, ProgrammingError) as exc:
+            log.error("cannot read the outbox (is the database reachable and migrated?): %s", exc.orig)
+            return 2
+        except DomainError as exc:
+            print(f"{exc.code}: {exc.detail}", file=sys.stderr)
+            return 2
     try:
         added = asyncio.run(seed_demo(settings, per_currency=args.per_currency))
     except (OperationalError, ProgrammingError) as exc:

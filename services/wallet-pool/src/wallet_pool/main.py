@@ -6,8 +6,10 @@ import sys
 
 from fastapi import FastAPI
 
+from servicekit.apikeys import require_scope
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
+from servicekit.outbox_admin import OUTBOX_ADMIN_SCOPE, outbox_admin_router
 from servicekit.settings import load_settings
 from servicekit.workers import PeriodicWorker
 from wallet_pool.allocations.events import order_event_handlers
@@ -32,6 +34,7 @@ The pool of deposit addresses the desk controls, per currency and network.
   event goes to the notifier, once; `pool.recovered` follows when they are back.
 - **Events**: order-api's `order.closed` command (from its outbox) releases the order's address, like
   `POST /v1/allocations/{order_id}/release`.
+- **Outbox**: admins list this service's outbox events and replay dead-lettered ones.
 
 Every call needs an API key (`Authorization: Bearer <key>`) with the scope named on the route.
 Errors are `application/problem+json` with a stable `code`.
@@ -43,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, schema=SCHEMA, package="wallet_pool")
     runtime.add_peer("order-api", settings.order_api)
     runtime.add_peer("notifier", settings.notifier)
-    runtime.add_outbox_relay(outbox)
+    runtime.add_outbox_relay(outbox, dead_letters_to="notifier")
     runtime.add_inbox_retention(inbox)
     app = create_service_app(
         settings=settings,
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "allocations", "description": "An address per order, the wait queue, release."},
             {"name": "stats", "description": "Pool health per currency."},
             {"name": "events", "description": "Commands and events from order-api."},
+            {"name": "admin", "description": "The outbox: list and replay its events."},
         ],
     )
     metrics = PoolMetrics(app.state.metrics_registry)
@@ -72,6 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(wallets_router)
     app.include_router(allocations_router)
     app.include_router(stats_router)
+    app.include_router(
+        outbox_admin_router(
+            table=outbox, guard=require_scope(OUTBOX_ADMIN_SCOPE), who=f"Scope `{OUTBOX_ADMIN_SCOPE}`"
+        )
+    )
     # order-api's release command (order.closed, from its outbox), accepted with the key it allocates with.
     app.include_router(
         events_router(

@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from notifier.alerts.models import Severity
 from notifier.settings import Settings
 from servicekit.events import read_payload
 from servicekit.outbox import EventEnvelope
+from servicekit.plurals import english
 
 
 class AlertChange(enum.StrEnum):
@@ -142,7 +143,7 @@ class PoolLevelPayload(BaseModel):
         return (
             f"{self.free} of {self.usable} usable addresses free ({self.free_percent} %, threshold "
             f"{self.threshold_percent} %); {self.reserved} reserved, {self.disabled} disabled; "
-            f"{self.queued} order(s) waiting for an address. Seen {self.observed_at.isoformat()}."
+            f"{english(self.queued, 'order')} waiting for an address. Seen {self.observed_at.isoformat()}."
         )
 
 
@@ -173,6 +174,65 @@ def pool_recovered(envelope: EventEnvelope) -> Recovery:
     pool = read_payload(PoolLevelPayload, envelope)
     return Recovery(
         key=pool_key(pool.currency, pool.network), text=f"{pool.pool} recovered: {pool.figures()}"
+    )
+
+
+# --- a service's outbox: outbox.dead_lettered / outbox.dead_cleared (servicekit.outbox.report_dead_letters) ---
+
+ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class DeadEvents(BaseModel):
+    destination: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    event_type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    dead: int = Field(ge=1)
+
+
+class OutboxDeadPayload(BaseModel):
+    """``outbox.dead_lettered``: how many of the sending service's outbox events are dead-lettered."""
+
+    service: ServiceName
+    dead: int = Field(ge=1)
+    events: list[DeadEvents] = Field(min_length=1, max_length=100)
+    oldest_dead_at: datetime
+    observed_at: datetime
+
+
+class OutboxClearedPayload(BaseModel):
+    """``outbox.dead_cleared``: none is dead any more."""
+
+    service: ServiceName
+    observed_at: datetime
+
+
+def outbox_dead_key(service: str) -> str:
+    return f"outbox.dead:{service}"
+
+
+def outbox_dead(envelope: EventEnvelope) -> AlertCondition:
+    """``outbox.dead_lettered``: critical at once. Nothing retries a dead event, and a dead ``order.closed``
+    keeps a deposit address out of the pool until someone replays it."""
+    report = read_payload(OutboxDeadPayload, envelope)
+    events = "; ".join(f"{e.event_type} for {e.destination}: {e.dead}" for e in report.events)
+    command = report.service.replace("-", "_")
+    return AlertCondition(
+        key=outbox_dead_key(report.service),
+        source="outbox.dead_lettered",
+        severity=Severity.critical,
+        title=f"{report.dead} {'event' if report.dead == 1 else 'events'} dead in {report.service}'s outbox",
+        text=f"Delivery gave up on them ({events}); the oldest since {report.oldest_dead_at.isoformat()}. "
+        f"Nothing retries them: list them with GET /v1/admin/outbox?status=dead on {report.service} (or "
+        f"python -m {command} outbox list --status dead) and replay each once its cause is fixed "
+        "(POST /v1/admin/outbox/{id}/replay, or outbox replay ID).",
+        details=report.model_dump(mode="json"),
+    )
+
+
+def outbox_dead_cleared(envelope: EventEnvelope) -> Recovery:
+    report = read_payload(OutboxClearedPayload, envelope)
+    return Recovery(
+        key=outbox_dead_key(report.service),
+        text=f"No event is dead in {report.service}'s outbox any more ({report.observed_at.isoformat()}).",
     )
 
 

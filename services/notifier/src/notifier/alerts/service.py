@@ -39,9 +39,10 @@ from notifier.alerts.models import LIVE, Alert, AlertStatus, Severity
 from notifier.alerts.schemas import AlertPageRead, AlertRead
 from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
-from notifier.pagination import decode_cursor, encode_cursor
 from notifier.rules import alert_messages
 from servicekit.db import Database, utcnow
+from servicekit.pagination import decode_cursor, encode_cursor
+from servicekit.plurals import english
 
 log = logging.getLogger("notifier.alerts")
 
@@ -312,7 +313,7 @@ async def _reopen(
             AlertChange.reopened,
             reason=(
                 f"Back within {_minutes(policy.quiet.total_seconds())} of its resolution "
-                f"({alert.reopened_count} time(s))."
+                f"({english(alert.reopened_count, 'time')})."
             ),
             policy=policy,
             event_id=event_id,
@@ -332,7 +333,7 @@ async def _reopen(
         alert,
         AlertChange.escalated,
         reason=(
-            f"Keeps coming back ({alert.reopened_count} times): {previous} → {severity}."
+            f"Keeps coming back ({english(alert.reopened_count, 'time')}): {previous} → {severity}."
             if recurring
             else f"Worse: {previous} → {severity}."
         ),

@@ -89,7 +89,8 @@ def read_email(path: Path, *, number: int = 0) -> DroppedEmail:
 
 
 def read_mail_drop(directory: Path) -> list[DroppedEmail]:
-    """Every email in ``directory``, oldest first (by when it was written; the provider names files by time too)."""
+    """Every email in ``directory``, oldest first (by when its file was written: a message sent again
+    replaces its own file, and counts from then)."""
     if not directory.is_dir():
         return []
     paths = sorted(directory.glob("*.eml"), key=lambda path: (path.stat().st_mtime_ns, path.name))

@@ -5,12 +5,12 @@ outcomes every channel shares (``notifier.notifications.outcomes``)."""
 from __future__ import annotations
 
 import asyncio
-import time
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol
 
@@ -22,15 +22,45 @@ from notifier.notifications.outcomes import PermanentDeliveryError, TransientDel
 from notifier.settings import Settings
 from servicekit.private_files import private_directory, write_private_file
 
+DEFAULT_MESSAGE_ID_DOMAIN = "exchange-desk.local"
+
+
+def message_id_domain(sender: str) -> str:
+    """The domain of the From address (``Exchange Desk <no-reply@desk.example>`` → ``desk.example``), the
+    right-hand side of the desk's ``Message-ID``s."""
+    _name, address = parseaddr(sender)
+    _local, at, domain = address.rpartition("@")
+    domain = domain.strip().lower()
+    return domain if at and re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)*", domain) else DEFAULT_MESSAGE_ID_DOMAIN
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingEmail:
+    """One email. A notification's email carries ``message_id`` and ``idempotency_key`` derived from the
+    notification's id, so every retry of it is the same message (``Message-ID`` for mail clients and
+    servers, the idempotency key for HTTP providers that deduplicate on it)."""
+
     sender: str
     recipient: str
     subject: str
     text: str
     html: str
     message_id: str | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def for_notification(
+        cls, notification_id: str, *, sender: str, recipient: str, subject: str, text: str, html: str
+    ) -> OutgoingEmail:
+        return cls(
+            sender=sender,
+            recipient=recipient,
+            subject=subject,
+            text=text,
+            html=html,
+            message_id=f"<{notification_id}@{message_id_domain(sender)}>",
+            idempotency_key=f"notification-{notification_id}",
+        )
 
     def to_message(self) -> EmailMessage:
         """The RFC 5322 message: a multipart/alternative with the plain text first, the HTML preferred."""
@@ -39,7 +69,7 @@ class OutgoingEmail:
         message["To"] = self.recipient
         message["Subject"] = self.subject
         message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = self.message_id or make_msgid(domain="exchange-desk.local")
+        message["Message-ID"] = self.message_id or make_msgid(domain=message_id_domain(self.sender))
         message.set_content(self.text)
         message.add_alternative(self.html, subtype="html")
         return message
@@ -99,7 +129,9 @@ class SmtpProvider:
 
 
 class HttpApiProvider:
-    """A Resend-compatible API: ``POST {url}`` with ``{from, to, subject, html, text}`` and a Bearer key."""
+    """A Resend-compatible API: ``POST {url}`` with ``{from, to, subject, html, text, headers}`` and a
+    Bearer key. The email's idempotency key goes in the ``Idempotency-Key`` header (the API accepts a retry
+    of the same key once and sends nothing again) and its ``Message-ID`` in the message's headers."""
 
     name = "http_api"
 
@@ -118,13 +150,17 @@ class HttpApiProvider:
 
     async def send(self, message: OutgoingEmail) -> None:
         headers = {"Authorization": f"Bearer {self.api_key.get_secret_value()}"} if self.api_key else {}
-        body = {
+        if message.idempotency_key:
+            headers["Idempotency-Key"] = message.idempotency_key
+        body: dict[str, object] = {
             "from": message.sender,
             "to": [message.recipient],
             "subject": message.subject,
             "html": message.html,
             "text": message.text,
         }
+        if message.message_id:
+            body["headers"] = {"Message-ID": message.message_id}
         try:
             async with httpx.AsyncClient(timeout=self.timeout_seconds, transport=self.transport) as client:
                 response = await client.post(self.url, json=body, headers=headers)
@@ -139,7 +175,8 @@ class HttpApiProvider:
 
 
 class MailDropProvider:
-    """The embedded default: every message becomes an ``.eml`` file in ``directory``."""
+    """The embedded default: every message becomes an ``.eml`` file in ``directory``; a message sent again
+    (the same idempotency key) replaces its own file."""
 
     name = "maildrop"
 
@@ -148,8 +185,8 @@ class MailDropProvider:
 
     async def send(self, message: OutgoingEmail) -> None:
         data = message.to_message().as_bytes()
-        # Named by the time it was written first, so names sort oldest first (``mail-list``).
-        path = self.directory / f"{time.time_ns()}-{uuid.uuid4().hex[:12]}.eml"
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", message.idempotency_key or uuid.uuid4().hex)
+        path = self.directory / f"{name}.eml"
         try:
             await asyncio.to_thread(self._write, path, data)
         except OSError as exc:

@@ -5,6 +5,7 @@ from notifier.messages.render import (
     SAMPLE_VARIABLES,
     TEMPLATES,
     RenderedEmail,
+    TemplateValueMissingError,
     UnknownTemplateError,
     render_email,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "SAMPLE_VARIABLES",
     "TEMPLATES",
     "RenderedEmail",
+    "TemplateValueMissingError",
     "UnknownTemplateError",
     "render_email",
 ]

@@ -9,9 +9,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, Undefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Undefined, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 from servicekit.db import strip_trailing_zeros
+from servicekit.plurals import counted
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 LOCALES = ("en", "ru")
@@ -37,6 +39,28 @@ SUBJECTS: dict[str, dict[str, str]] = {
     },
 }
 TEMPLATES = tuple(SUBJECTS)
+
+REQUIRED_VARIABLES: dict[str, frozenset[str]] = {
+    "order_created": frozenset({"order_id", "amount", "currency_from", "currency_to"}),
+    "address_ready": frozenset({"order_id", "amount", "currency_from", "address"}),
+    "order_status_changed": frozenset({"order_id", "status", "amount", "currency_from", "currency_to"}),
+    "email_code": frozenset({"code", "minutes"}),
+    "alert": frozenset(
+        {"alert_id", "key", "change", "severity", "title", "text", "raised_at", "occurrences"}
+    ),
+}
+"""What each template cannot do without: missing, ``None`` or empty, the email is refused (never sent saying
+``None`` or leaving a blank)."""
+
+OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {
+    "order_created": frozenset({"name", "status", "address", "queue_position", "expires_at"}),
+    "address_ready": frozenset({"name", "expires_at"}),
+    "order_status_changed": frozenset({"name"}),
+    "email_code": frozenset({"name"}),
+    "alert": frozenset({"reason"}),
+}
+"""What each template says only when it is known: absent (or empty) is ``None``, and the template leaves the
+sentence out (``{% if x is not none %}``)."""
 CUSTOMER_TEMPLATES = ("order_created", "address_ready", "order_status_changed", "email_code")
 """Templates for customers (the rest, ``alert``, go to the desk's admins)."""
 
@@ -78,6 +102,7 @@ SAMPLE_VARIABLES: dict[str, dict[str, Any]] = {
         "currency_from": "USDT",
         "currency_to": "BTC",
         "address": "TJYeasTPa6gpEEfYqNgF9aVwCPmEfTxN5W",
+        "status": "awaiting_deposit",
         "queue_position": None,
         "expires_at": _SAMPLE_EXPIRY,
     },
@@ -106,7 +131,7 @@ SAMPLE_VARIABLES: dict[str, dict[str, Any]] = {
         "title": "BTC (bitcoin): no free deposit address",
         "text": (
             "0 of 20 usable addresses free (0.00 %, threshold 10 %); 20 reserved, 0 disabled; "
-            "3 order(s) waiting for an address. Seen 2026-11-21T15:00:00+00:00."
+            "3 orders waiting for an address. Seen 2026-11-21T15:00:00+00:00."
         ),
         "reason": "Worse: warning → critical.",
         "raised_at": datetime(2026, 11, 21, 14, 40, tzinfo=UTC),
@@ -119,6 +144,10 @@ class UnknownTemplateError(ValueError):
     """No template of that name exists."""
 
 
+class TemplateValueMissingError(ValueError):
+    """A value the template cannot do without is missing (or ``None``): the email is not sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class RenderedEmail:
     subject: str
@@ -126,10 +155,15 @@ class RenderedEmail:
     html: str
 
 
+def _known(value: Any, what: str) -> Any:
+    if isinstance(value, Undefined) or value is None:
+        raise TemplateValueMissingError(f"{what} is missing")
+    return value
+
+
 def format_amount(value: Any) -> str:
     """An exact amount: ``Decimal("0.00000001")`` → ``0.00000001`` (strings are parsed, never floats)."""
-    if isinstance(value, Undefined) or value is None:
-        return ""
+    _known(value, "an amount")
     if isinstance(value, float):
         raise TypeError("amounts must be Decimal or str, never float")
     amount = value if isinstance(value, Decimal) else Decimal(str(value))
@@ -138,18 +172,26 @@ def format_amount(value: Any) -> str:
 
 def format_utc(value: Any) -> str:
     """``2026-11-21 15:30 UTC`` from an aware datetime or an ISO string."""
-    if isinstance(value, Undefined) or value is None:
-        return ""
+    _known(value, "a moment")
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@pass_context
+def format_count(context: Context, value: Any, *forms: str) -> str:
+    """``{{ minutes|counted("minute", "minutes") }}`` → ``1 minute``; Russian takes three forms
+    (``"минуту", "минуты", "минут"``): the form is the one the number takes in the email's language."""
+    return counted(int(_known(value, "a count")), forms, language=context["language"])
+
+
 def _environment() -> Environment:
-    """One environment: ``.html`` templates are autoescaped, ``.txt`` ones are plain text."""
+    """One environment: ``.html`` templates are autoescaped, ``.txt`` ones are plain text, and a variable a
+    template names but nobody gave refuses to render (``StrictUndefined``)."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATE_DIR),
+        undefined=StrictUndefined,
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -157,6 +199,7 @@ def _environment() -> Environment:
     )
     env.filters["amount"] = format_amount
     env.filters["utc"] = format_utc
+    env.filters["counted"] = format_count
     return env
 
 
@@ -170,10 +213,17 @@ def resolve_locale(locale: str | None) -> str:
 
 
 def render_email(template: str, locale: str | None, variables: Mapping[str, Any]) -> RenderedEmail:
+    """Subject, text and HTML of ``template``; :class:`TemplateValueMissingError` (or jinja2's
+    ``UndefinedError``) when a value it cannot do without is missing, so no email ever says ``None``."""
     if template not in SUBJECTS:
         raise UnknownTemplateError(f"unknown template {template!r}")
+    given = {name: value for name, value in variables.items() if value is not None and value != ""}
+    missing = sorted(REQUIRED_VARIABLES[template] - set(given))
+    if missing:
+        raise TemplateValueMissingError(f"{template}: {', '.join(missing)} missing")
     language = resolve_locale(locale)
-    context = dict(variables)
+    context = dict.fromkeys(OPTIONAL_VARIABLES[template]) | given  # an empty value is an absent one
+    context["language"] = language
     status = str(context.get("status") or "")
     labels = ALERT_TEXT[language]
     change = str(context.get("change") or "")

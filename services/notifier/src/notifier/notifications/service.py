@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,9 +24,9 @@ from notifier.notifications.models import (
     NotificationStatus,
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
-from notifier.pagination import decode_cursor, encode_cursor
 from notifier.protection import DataProtection, protection_of
 from servicekit.db import utcnow
+from servicekit.pagination import decode_cursor, encode_cursor
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
 
@@ -144,6 +144,27 @@ async def queue_notification(
         return existing
     request_delivery(session)
     return notification_id
+
+
+async def earlier_emails_of_order(
+    session: AsyncSession, *, order_id: str
+) -> list[tuple[str, dict[str, Any] | None]]:
+    """The order's emails queued so far (template, variables; ``None`` once erased), oldest first. On
+    PostgreSQL the order is locked for the rest of the transaction first, so two events about it deciding
+    at once see each other's emails."""
+    if session.bind.dialect.name == "postgresql":
+        key = func.hashtextextended(f"notifier.order:{order_id}", 0)
+        await session.execute(select(func.pg_advisory_xact_lock(key)))
+    rows = await session.execute(
+        select(Notification.template, Notification.variables_sealed)
+        .where(Notification.order_id == order_id, Notification.channel == Channel.email.value)
+        .order_by(Notification.created_at, Notification.id)
+    )
+    protection = protection_of(session)
+    return [
+        (template, protection.open_variables(sealed) if sealed is not None else None)
+        for template, sealed in rows.tuples()
+    ]
 
 
 def shown_recipient(protection: DataProtection, notification: Notification) -> str:

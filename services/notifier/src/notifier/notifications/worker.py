@@ -31,6 +31,7 @@ from notifier.notifications.models import (
 from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
 from notifier.protection import protection_of, without_one_time_secrets
 from servicekit.db import Database, utcnow
+from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
 from servicekit.telemetry import context_from_traceparent, mask_secrets
 from servicekit.workers import QueueWorker, backoff_delay
 
@@ -91,7 +92,9 @@ class DeliveryWorker(QueueWorker):
         batch_size: int = 20,
         lease_seconds: float = 120.0,
         metrics: DeliveryMetrics | None = None,
+        gauges: QueueGauges | None = None,
     ) -> None:
+        """``gauges``: the delivery queue's (:func:`delivery_queue_gauges`), which count what is in flight."""
         super().__init__(
             name=f"notifier-delivery-{sender.channel}",
             database=database,
@@ -106,6 +109,7 @@ class DeliveryWorker(QueueWorker):
         self.backoff_max_seconds = backoff_max_seconds
         self.lease_seconds = lease_seconds
         self.metrics = metrics or DeliveryMetrics()
+        self.gauges = gauges
 
     def backoff(self, attempts: int) -> timedelta:
         return backoff_delay(
@@ -157,7 +161,11 @@ class DeliveryWorker(QueueWorker):
     async def run_once(self) -> int:
         """Claim and deliver one batch; returns how many notifications were attempted."""
         claimed = await self.claim()
-        await asyncio.gather(*(self._deliver(c) for c in claimed))
+        if self.gauges is None or not claimed:
+            await asyncio.gather(*(self._deliver(c) for c in claimed))
+        else:
+            with self.gauges.delivering({self.channel.value: len(claimed)}):
+                await asyncio.gather(*(self._deliver(c) for c in claimed))
         return len(claimed)
 
     async def _deliver(self, item: Claimed) -> None:
@@ -262,6 +270,47 @@ class DeliveryWorker(QueueWorker):
         else:
             extra["status"] = status
             log.error(f"{channel} delivery gave up", extra=extra)
+
+
+GIVEN_UP = (NotificationStatus.dead.value, NotificationStatus.failed.value)
+"""What ``notifier_delivery_queue_dead`` counts: dead-lettered or failed for good, waiting for a redeliver."""
+
+
+async def delivery_queue_figures(*, database: Database) -> dict[str, QueueFigures]:
+    """Pending and given-up notifications per channel, with the oldest pending one's time: one aggregate
+    statement (off ``ix_notification_due``, whose first column is the status)."""
+    n = Notification
+    pending = n.status == NotificationStatus.pending.value
+    statement = (
+        select(n.channel, pending.label("pending"), func.count(), func.min(n.created_at))
+        .where(n.status.in_([NotificationStatus.pending.value, *GIVEN_UP]))
+        .group_by(n.channel, pending)
+    )
+    waiting: dict[str, tuple[int, datetime | None]] = {}
+    given_up: dict[str, int] = {}
+    async with database.sessionmaker() as session:
+        for channel, is_pending, count, oldest in await session.execute(statement):
+            if is_pending:
+                waiting[channel] = (int(count), oldest)
+            else:
+                given_up[channel] = int(count)
+    return queue_figures(waiting, given_up)
+
+
+def delivery_queue_gauges(*, database: Database, channels: list[Channel]) -> QueueGauges:
+    """``notifier_delivery_queue_pending``, ``…_in_flight``, ``…_dead`` (dead-lettered or failed for good)
+    and ``…_oldest_pending_age_seconds`` by ``channel``."""
+
+    async def read() -> dict[str, QueueFigures]:
+        return await delivery_queue_figures(database=database)
+
+    return QueueGauges(
+        name="notifier_delivery_queue",
+        label="channel",
+        noun="Notifications",
+        read=read,
+        always=[c.value for c in channels],
+    )
 
 
 def _classify(exc: Exception) -> tuple[AttemptOutcome, str]:

@@ -179,9 +179,14 @@ async def request_email_code(
     code is valid. The caller cannot tell whether a customer exists: the answer and the limits are the
     same either way. A new code supersedes older unused ones. The code leaves only through the outbox,
     sealed for the notifier, and even that sealed copy is masked once the notifier has it."""
-    await rate_limiter.hit(name=AUTH_LIMIT, identifier=client_ip, limit=settings.auth_rate_limit)
+    await rate_limiter.hit(
+        name=AUTH_LIMIT, identifier=client_ip, limit=settings.auth_rate_limit, fail_open=False
+    )
     index = protection.email_index(email)
-    await rate_limiter.hit(name=EMAIL_CODE_LIMIT, identifier=index, limit=settings.email_code_rate_limit)
+    # Fail closed: these limits bound email codes sent to an inbox and guesses (README, Security).
+    await rate_limiter.hit(
+        name=EMAIL_CODE_LIMIT, identifier=index, limit=settings.email_code_rate_limit, fail_open=False
+    )
     lifetime = timedelta(minutes=settings.email_code_minutes)
     customer = await find_customer_by_email(session=session, protection=protection, email=email)
     if customer is None:
@@ -246,7 +251,9 @@ async def verify_email_code(
     compared in constant time. A wrong guess is committed before the error is raised, so the count survives
     the error response; wrong, expired, spent and unknown codes all raise the same ``EmailCodeInvalidError``.
     """
-    await rate_limiter.hit(name=AUTH_LIMIT, identifier=client_ip, limit=settings.auth_rate_limit)
+    await rate_limiter.hit(
+        name=AUTH_LIMIT, identifier=client_ip, limit=settings.auth_rate_limit, fail_open=False
+    )
     index = protection.email_index(email)
     now = utcnow()
     newest = aliased(EmailCode)  # its own FROM: not correlated to the UPDATE's row

@@ -116,5 +116,7 @@ OrderHandler = Annotated[
 ]
 CurrentOperator = Annotated[OperatorPrincipal, Depends(_staff())]
 SupportStaff = Annotated[OperatorPrincipal, Depends(_staff(OperatorRole.SUPPORT, OperatorRole.ADMIN))]
-AdminStaff = Annotated[OperatorPrincipal, Depends(_staff(OperatorRole.ADMIN))]
+admin_staff = _staff(OperatorRole.ADMIN)
+"""The dependency of ``AdminStaff`` (for routers servicekit builds: the outbox's)."""
+AdminStaff = Annotated[OperatorPrincipal, Depends(admin_staff)]
 TelegramGateway = Annotated[Caller, Depends(require_scope(ACT_AS_OPERATOR_SCOPE))]

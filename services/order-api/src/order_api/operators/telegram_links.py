@@ -129,7 +129,10 @@ async def link_telegram_account(
     ``LinkCodeInvalidError``. Every attempt counts against the Telegram user's limit."""
     telegram_user_id = request.telegram_user_id
     await rate_limiter.hit(
-        name=TELEGRAM_LINK_LIMIT, identifier=str(telegram_user_id), limit=settings.telegram_link_rate_limit
+        name=TELEGRAM_LINK_LIMIT,
+        identifier=str(telegram_user_id),
+        limit=settings.telegram_link_rate_limit,
+        fail_open=False,  # this limit is what bounds guessing link codes
     )
     now = utcnow()
     code_hash = link_code_hash(protection, request.code)

@@ -17,6 +17,7 @@ from order_api.orders.lifecycle import ORDER_ASSIGNMENT_TIMED_OUT, SYSTEM_ASSIGN
 from order_api.orders.models import Order, OrderEvent, OrderStatus
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
+from servicekit.plurals import english
 
 log = logging.getLogger("order_api.operators.timeouts")
 BATCH = 100
@@ -66,7 +67,7 @@ async def return_idle_assignments(session: AsyncSession, *, settings: Settings) 
             actor=SYSTEM_ASSIGNMENT_TIMEOUT,
             expires_at=deposit_deadline(settings, order),
             event_type=ORDER_ASSIGNMENT_TIMED_OUT,
-            comment=f"Untouched for {timeout_minutes(settings, order.from_currency)} minutes.",
+            comment=f"Untouched for {english(timeout_minutes(settings, order.from_currency), 'minute')}.",
         )
     if orders:
         log.info("idle assignments returned to the pool", extra={"count": len(orders)})

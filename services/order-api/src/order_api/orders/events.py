@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.clients.wallet_pool import Allocation, checked_allocation
-from order_api.orders.service import apply_allocation, load_order
+from order_api.orders.service import announce_order, apply_allocation, load_order
 from order_api.settings import Settings
 from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError
 from servicekit.events import EventHandler, read_payload
@@ -43,8 +43,13 @@ def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
                 currency=order.from_currency,
                 network=order.from_network,
             )
-            await apply_allocation(session, order=order, allocation=allocation, settings=settings)
+            # An order still unannounced (its intake died, or is still waiting) is announced with the address.
+            announced = order.announced_at is not None
+            await apply_allocation(
+                session, order=order, allocation=allocation, settings=settings, announce=announced
+            )
         except PeerAnswerInvalidError as exc:
             raise ValidationFailedError.for_field("payload.address", exc.detail) from exc
+        await announce_order(session, order=order)
 
     return {"wallet.assigned": wallet_assigned}

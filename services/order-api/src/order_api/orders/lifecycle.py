@@ -31,6 +31,7 @@ from servicekit.telemetry import current_trace_id
 
 S = OrderStatus
 NEXT: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.AWAITING_ADDRESS: frozenset({S.AWAITING_DEPOSIT, S.QUEUED, S.CANCELLED, S.EXPIRED}),
     S.QUEUED: frozenset({S.AWAITING_DEPOSIT, S.CANCELLED, S.EXPIRED}),
     S.AWAITING_DEPOSIT: frozenset({S.IN_PROGRESS, S.CANCELLED, S.EXPIRED}),
     S.IN_PROGRESS: frozenset({S.COMPLETED, S.CANCELLED, S.AWAITING_DEPOSIT}),
@@ -269,8 +270,8 @@ async def change_status(
 
     The ``UPDATE`` is conditional on the version read, so a concurrent change makes this one fail with
     ``412`` (when the caller named a version) or ``409`` rather than silently overwrite it. Entering a
-    terminal status asks wallet-pool, through the outbox, to release the deposit address: a wallet-pool outage
-    delays the release, never the status change.
+    terminal status asks wallet-pool, through the outbox, to release the deposit address (a wallet-pool outage
+    delays the release, never the status change) and clears the order's queue fields.
     """
     check_transition(order.status, to)
     if expected_version is not None and expected_version != order.version:
@@ -285,8 +286,8 @@ async def change_status(
         "updated_at": now,
         **(changes or {}),
     }
-    if to in TERMINAL:
-        values["closed_at"] = now
+    if to in TERMINAL:  # a closed order has no place in any queue
+        values.update(closed_at=now, queue_position=None, estimated_wait_seconds=None)
     from_status = order.status  # read first: the ORM UPDATE below also updates ``order`` in the session
     result = await session.execute(
         update(Order).where(Order.id == order.id, Order.version == order.version).values(**values)

@@ -15,6 +15,7 @@ from servicekit.db import Money, UtcDateTime
 
 
 class OrderStatus(enum.StrEnum):
+    AWAITING_ADDRESS = "awaiting_address"  # accepted; wallet-pool has not answered yet (allocation pending)
     QUEUED = "queued"
     AWAITING_DEPOSIT = "awaiting_deposit"
     IN_PROGRESS = "in_progress"
@@ -53,6 +54,13 @@ class Order(Base):
             "created_at",
             postgresql_where=text("allocation_state = 'pending'"),
             sqlite_where=text("allocation_state = 'pending'"),
+        ),
+        # Orders whose order.created has not gone out: only those in intake, or left by a crash mid-intake.
+        Index(
+            "ix_order_unannounced",
+            "created_at",
+            postgresql_where=text("announced_at IS NULL"),
+            sqlite_where=text("announced_at IS NULL"),
         ),
         # One open order per deposit address: wallet-pool handing out an address twice at once is refused.
         Index(
@@ -130,6 +138,10 @@ class IdempotencyKey(Base):
     owner: Mapped[str] = mapped_column(String(80), comment="Whose key: the email's blind index.")
     key: Mapped[str] = mapped_column(String(255))
     request_fingerprint: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(
+        String(36),
+        comment="The order the key's request wrote (written with it, in the same transaction).",
+    )
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_sealed: Mapped[str | None] = mapped_column(
         Text, comment="The response, encrypted: it holds a token."

@@ -27,7 +27,8 @@ IdempotencyKeyHeader = Annotated[
         alias="Idempotency-Key",
         max_length=255,
         description="Retry-safe creation: the same key and body get the same response; another body is 422; "
-        "a request still running is 409.",
+        "a request still running is 409 with Retry-After. A retry of a request that died after writing its "
+        "order gets that order (201, with a new session token), whenever it comes.",
     ),
 ]
 IfMatch = Annotated[
@@ -42,7 +43,9 @@ IfMatch = Annotated[
     description="Validates the order, attaches it to the customer of `email` (created on first order) and "
     "asks the wallet pool for a deposit address. Answers `awaiting_deposit` with `deposit_address`, or "
     "`queued` with `queue_position` when every address of the currency is busy (you will get an email when "
-    "one is free). Without a signed-in session the response carries a `session_token` for this order.",
+    "one is free), or, when the wallet pool gives no answer within the intake budget, `awaiting_address` "
+    "with neither (the order is accepted; the address follows by email). Without a signed-in session the "
+    "response carries a `session_token` for this order.",
     response_model=OrderCreated,
     responses=problem_responses(401, 409, 422, 429),
 )
@@ -121,8 +124,8 @@ async def get_order(
 @router.post(
     "/{order_id}/cancel",
     summary="Cancel an order",
-    description="Possible while the order is `queued` or `awaiting_deposit`; its deposit address returns to "
-    "the pool.",
+    description="Possible while the order is `awaiting_address`, `queued` or `awaiting_deposit`; its deposit "
+    "address returns to the pool.",
     response_model=OrderRead,
     responses=problem_responses(401, 404, 409, 412),
 )

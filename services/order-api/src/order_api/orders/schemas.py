@@ -66,18 +66,28 @@ class OrderRead(BaseModel):
     """An order as its customer sees it."""
 
     id: str
-    status: Literal["queued", "awaiting_deposit", "in_progress", "completed", "cancelled", "expired"]
+    status: Literal[
+        "awaiting_address", "queued", "awaiting_deposit", "in_progress", "completed", "cancelled", "expired"
+    ] = Field(
+        description="`awaiting_address`: accepted, its deposit address is on the way (emailed when ready); "
+        "`queued`: every address is busy, it has a place in the queue; `awaiting_deposit`: send the funds to "
+        "`deposit_address`; `in_progress`: an operator handles it; then `completed`, `cancelled` or `expired`."
+    )
     from_currency: str
     from_network: str
     to_currency: str
     to_network: str
     amount: Amount
     payout_address: str | None = Field(description="Where the customer is paid; null once they were erased.")
-    deposit_address: str | None = Field(description="Where to send the funds; null while queued.")
-    queue_position: int | None = Field(
-        description="Place in the wait queue while queued (1 = next); null if unknown."
+    deposit_address: str | None = Field(
+        description="Where to send the funds; null while the order awaits its address or is queued."
     )
-    estimated_wait_seconds: int | None
+    queue_position: int | None = Field(
+        description="Place in the wait queue while queued (1 = next); null otherwise (closed orders too)."
+    )
+    estimated_wait_seconds: int | None = Field(
+        description="The queue's estimate while queued; null otherwise."
+    )
     priority: Literal["normal", "priority", "vip"]
     expires_at: datetime | None = Field(
         description="The order expires unless paid (or, while queued, served) by then."

@@ -1,12 +1,17 @@
 """Order intake, reading and cancelling, as the business says it.
 
 Creating an order takes two short transactions around one call to wallet-pool: the order is committed
-first (so it exists whatever wallet-pool does), then wallet-pool is asked for an address, then the answer is
-applied. If wallet-pool is down the order stays ``queued`` with its allocation pending and the reconciler
-(``workers``) asks again until it answers: the order is never lost. An answer that cannot be used (see
-``clients.wallet_pool``: malformed, about another order, an address that is not the order's, or an address
-another open order holds) counts as no answer: nothing of it is stored, the customer gets the order without
-an address (``201``), and the reconciler asks again later.
+first (so it exists whatever wallet-pool does), then wallet-pool is asked for an address, within the intake
+budget (``intake_budget_seconds``, every attempt included), then the answer is applied and the order
+announced (``order.created``). Without an answer in time the order stays ``awaiting_address`` (allocation
+pending) and the reconciler (``workers``) asks again until wallet-pool answers: the order is never lost. An
+answer that cannot be used (see ``clients.wallet_pool``: malformed, about another order, an address that is
+not the order's, or an address another open order holds) counts as no answer: nothing of it is stored, the
+customer gets the order without an address (``201``), and the reconciler asks again later.
+
+Every order is announced exactly once in effect: whoever sets ``announced_at`` (intake, the reconciler, the
+sweeper that announces orders a crash left silent, the recovery of an ``Idempotency-Key``) writes
+``order.created`` in the same transaction, and only where ``announced_at`` was still empty.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -27,6 +33,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from coin_addresses import InvalidAddressError, UnsupportedNetworkError, default_network, validate_address
 from order_api.auth.service import (
@@ -64,6 +71,7 @@ from order_api.orders.models import AllocationState, IdempotencyKey, Order, Orde
 from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, OrderRead
 from order_api.protection import DataProtection
 from order_api.settings import CurrencyRules, PriorityRules, Settings
+from servicekit.client import deadline
 from servicekit.db import Driver, driver, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
 from servicekit.outbox import add_event
@@ -73,7 +81,19 @@ from servicekit.telemetry import current_trace_id, current_traceparent
 log = logging.getLogger("order_api.orders")
 PAYOUT_CONTEXT = "order.payout_address"
 IDEMPOTENCY_CONTEXT = "order.idempotent_response"
-IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+INTAKE_GRACE = timedelta(seconds=10)
+"""How long beyond its wallet-pool budget an intake request may take (database waits, the rate limit):
+an order older than both, still unannounced, was left by a request that died."""
+
+
+LIVE_POSITION_BUDGET_SECONDS = 1.0
+"""How long reading an order waits for wallet-pool's live queue place (attempts included) before answering
+with the last known one."""
+
+
+def intake_abandoned_before(settings: Settings) -> datetime:
+    """Orders created before this moment are no longer in the hands of the request that made them."""
+    return utcnow() - timedelta(seconds=settings.intake_budget_seconds) - INTAKE_GRACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,15 +208,29 @@ def read_order(order: Order, *, protection: DataProtection) -> OrderRead:
 
 
 async def _claim_idempotency_key(
-    session: AsyncSession, *, owner: str, key: str, fingerprint: str, protection: DataProtection
+    session: AsyncSession,
+    *,
+    claim: _IdempotencyClaim,
+    order_id: str,
+    settings: Settings,
+    protection: DataProtection,
+    full_session: CustomerPrincipal | None,
 ) -> OrderResponse | None:
-    """Reserve ``key`` for this request, or return the stored answer of the request that used it."""
+    """Reserve the key for this request (which will write order ``order_id``), or answer as the request that
+    used it did: its stored answer; while it may still be running, ``409`` with ``Retry-After``; if it died
+    after writing its order, that order (``_recover_order``); if it died before, the key is this request's."""
     dialect = session.bind.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
     claimed = await session.scalar(
         insert(IdempotencyKey)
-        .values(owner=owner, key=key, request_fingerprint=fingerprint, created_at=now)
+        .values(
+            owner=claim.owner,
+            key=claim.key,
+            request_fingerprint=claim.fingerprint,
+            order_id=order_id,
+            created_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["owner", "key"])
         .returning(IdempotencyKey.id)
     )
@@ -204,24 +238,75 @@ async def _claim_idempotency_key(
         return None
     existing = (
         await session.execute(
-            select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+            select(IdempotencyKey)
+            .where(IdempotencyKey.owner == claim.owner, IdempotencyKey.key == claim.key)
+            .with_for_update()  # one retry at a time recovers what a dead request left
         )
     ).scalar_one()
-    if existing.request_fingerprint != fingerprint:
+    if existing.request_fingerprint != claim.fingerprint:
         raise IdempotencyKeyReusedError(
             "This Idempotency-Key was already used with a different request body.",
             errors=[
                 {"field": "Idempotency-Key", "message": "reused with a different body", "type": "reused"}
             ],
         )
-    if existing.response_sealed is None or existing.response_status is None:
-        if now - existing.created_at < IN_FLIGHT_TIMEOUT:
-            raise IdempotencyKeyInFlightError("The first request with this Idempotency-Key is still running.")
+    if existing.response_sealed is not None and existing.response_status is not None:
+        body = json.loads(protection.open(existing.response_sealed, context=IDEMPOTENCY_CONTEXT))
+        return OrderResponse(status_code=existing.response_status, body=body)
+    abandoned_before = intake_abandoned_before(settings)
+    if existing.created_at > abandoned_before:
+        wait = math.ceil((existing.created_at - abandoned_before).total_seconds())
         raise IdempotencyKeyInFlightError(
-            "The first request with this Idempotency-Key did not finish; use a new key."
+            "The first request with this Idempotency-Key is still running; retry it shortly.",
+            extra={"retry_after_seconds": max(1, wait)},
         )
-    body = json.loads(protection.open(existing.response_sealed, context=IDEMPOTENCY_CONTEXT))
-    return OrderResponse(status_code=existing.response_status, body=body)
+    order = (
+        None
+        if existing.order_id is None
+        else await session.scalar(
+            select(Order)
+            .where(Order.id == existing.order_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    if order is None:  # the first request died before writing its order: the key is this request's now
+        existing.order_id = order_id
+        existing.created_at = now
+        await session.flush()
+        return None
+    return await _recover_order(
+        session, order=order, claim=claim, settings=settings, protection=protection, full_session=full_session
+    )
+
+
+async def _recover_order(
+    session: AsyncSession,
+    *,
+    order: Order,
+    claim: _IdempotencyClaim,
+    settings: Settings,
+    protection: DataProtection,
+    full_session: CustomerPrincipal | None,
+) -> OrderResponse:
+    """Finish what a request that died after writing ``order`` left undone, and answer the retry with it:
+    the order is announced as it is now (if nothing announced it yet; the reconciler gets it its address),
+    and, as the dead request's session token cannot be recovered (only its hash is stored), a new session for
+    this order is issued. The answer is stored under the key, so later retries get the same one."""
+    if full_session is not None and full_session.customer_id != order.customer_id:
+        raise _field_error("email", "does not match the signed-in customer")
+    await announce_order(session, order=order)
+    issued = None
+    if full_session is None:
+        issued = await open_order_session(
+            session=session, settings=settings, customer_id=order.customer_id, order_id=order.id
+        )
+    response = _created_response(order, issued=issued, protection=protection)
+    await _store_idempotent_response(
+        session, owner=claim.owner, key=claim.key, response=response, protection=protection
+    )
+    log.info("an unfinished order request was recovered", extra={"order_id": order.id})
+    return response
 
 
 async def _holds_open_orders(session: AsyncSession, *, holder: ColumnElement[bool], limit: int) -> bool:
@@ -261,7 +346,10 @@ async def create_order(
 ) -> OrderResponse:
     """Accept a customer's order and find it a deposit address (or a place in the queue)."""
     from_network, to_network, payout, amount = validate_order(request, settings)
-    await rate_limiter.hit(name="orders:create", identifier=client_ip, limit=settings.order_rate_limit)
+    # Fails open: a customer is not refused because Redis is down (README, Security).
+    await rate_limiter.hit(
+        name="orders:create", identifier=client_ip, limit=settings.order_rate_limit, fail_open=True
+    )
     email_index = protection.email_index(request.email)
     fingerprint = request_fingerprint(request)
     full_session = principal if principal is not None and principal.kind == "full" else None
@@ -276,7 +364,7 @@ async def create_order(
         amount=amount,
         payout_address_sealed=protection.seal(payout, context=PAYOUT_CONTEXT),
         locale=request.locale,
-        status=OrderStatus.QUEUED.value,
+        status=OrderStatus.AWAITING_ADDRESS.value,
         allocation_state=AllocationState.PENDING.value,
         client_ip=client_ip,
         mailbox_proven=full_session is not None,
@@ -303,7 +391,7 @@ async def create_order(
             idempotency=key,
         )
         if issued is not None:
-            allocation = await _ask_for_address(wallet_pool, order=order)
+            allocation = await _ask_for_address(wallet_pool, order=order, settings=settings)
             return await _settle_new_order(
                 session,
                 sql=sql,
@@ -318,7 +406,12 @@ async def create_order(
 
     if idempotency_key is not None:
         replay = await _claim_idempotency_key(
-            session, owner=email_index, key=idempotency_key, fingerprint=fingerprint, protection=protection
+            session,
+            claim=_IdempotencyClaim(email_index, idempotency_key, fingerprint),
+            order_id=order.id,
+            settings=settings,
+            protection=protection,
+            full_session=full_session,
         )
         if replay is not None:
             return replay
@@ -365,10 +458,8 @@ async def create_order(
     # Commit the order before asking wallet-pool: from here on it exists whatever happens to that call.
     await session.commit()
 
-    allocation = await _ask_for_address(wallet_pool, order=order)
-    if allocation is not None:
-        await _apply_answer(session, order=order, allocation=allocation, settings=settings)
-    await announce_order(session, order=order)
+    allocation = await _ask_for_address(wallet_pool, order=order, settings=settings)
+    order = await _settle_order(session, order_id=order.id, allocation=allocation, settings=settings)
 
     response = _created_response(order, issued=issued, protection=protection)
     if idempotency_key is not None:
@@ -414,18 +505,22 @@ def _created_response(
     return OrderResponse(status_code=201, body=created.model_dump(mode="json"))
 
 
-async def _ask_for_address(wallet_pool: WalletPoolClient, *, order: Order) -> Allocation | None:
-    """wallet-pool's checked answer for a committed order; ``None`` when none can be had now (the reconciler
-    asks again; the order is accepted as queued, position unknown). Whatever wallet-pool answered instead,
-    an outage, a refusal, a problem of any code (a forged ``rate_limited`` too) or an answer that cannot be
-    used, stays here: it is logged, never passed on to the customer."""
+async def _ask_for_address(
+    wallet_pool: WalletPoolClient, *, order: Order, settings: Settings
+) -> Allocation | None:
+    """wallet-pool's checked answer for a committed order, within the intake budget; ``None`` when none can
+    be had in time (the reconciler asks again; the order is accepted as ``awaiting_address``). Whatever
+    wallet-pool answered instead, an outage, silence, a refusal, a problem of any code (a forged
+    ``rate_limited`` too) or an answer that cannot be used, stays here: it is logged, never passed on to the
+    customer."""
     try:
-        return await wallet_pool.allocate(
-            order_id=order.id,
-            currency=order.from_currency,
-            network=order.from_network,
-            priority=order.priority,
-        )
+        with deadline(settings.intake_budget_seconds):
+            return await wallet_pool.allocate(
+                order_id=order.id,
+                currency=order.from_currency,
+                network=order.from_network,
+                priority=order.priority,
+            )
     except DomainError as error:
         log_unusable_answer(error, order_id=order.id)
         return None
@@ -449,15 +544,27 @@ def address_taken(order: Order) -> PeerAnswerInvalidError:
     return PeerAnswerInvalidError.of(WALLET_POOL, "an address another open order holds", order_id=order.id)
 
 
-async def _apply_answer(
-    session: AsyncSession, *, order: Order, allocation: Allocation, settings: Settings
-) -> None:
-    """``apply_allocation`` at intake, where an address another open order holds leaves the order as it is
-    (allocation pending: the reconciler asks again)."""
-    try:
-        await apply_allocation(session, order=order, allocation=allocation, settings=settings, announce=False)
-    except PeerAnswerInvalidError as error:
-        log_unusable_answer(error, order_id=order.id)
+async def _settle_order(
+    session: AsyncSession, *, order_id: str, allocation: Allocation | None, settings: Settings
+) -> Order:
+    """Apply wallet-pool's answer at intake to the order as it is now (read locked) and announce it. An
+    address another open order holds leaves the order as it is (allocation pending: the reconciler asks
+    again). Where something announced the order meanwhile (the sweeper, after a very slow intake), the change
+    is announced as a change of status instead, so the customer still hears of the address once."""
+    order = await load_order(session, order_id=order_id, for_update=True)
+    if allocation is not None:
+        try:
+            await apply_allocation(
+                session,
+                order=order,
+                allocation=allocation,
+                settings=settings,
+                announce=order.announced_at is not None,
+            )
+        except PeerAnswerInvalidError as error:
+            log_unusable_answer(error, order_id=order.id)
+    await announce_order(session, order=order)
+    return order
 
 
 # Intake of a new customer's first order on PostgreSQL, in two statements around the call to wallet-pool
@@ -498,8 +605,8 @@ WITH by_ip AS (
                              created_at)
     SELECT id, NULL, $20, 'customer:' || $4, 'rest', $24, '{}', $9 FROM new_order
 ), claimed_key AS (
-    INSERT INTO idempotency_key (owner, key, request_fingerprint, created_at)
-    SELECT $6, $25, $26, $9 FROM new_order WHERE $25::varchar IS NOT NULL
+    INSERT INTO idempotency_key (owner, key, request_fingerprint, order_id, created_at)
+    SELECT $6, $25, $26, id, $9 FROM new_order WHERE $25::varchar IS NOT NULL
 )
 SELECT by_ip.open_orders, EXISTS (SELECT FROM new_order) AS created,
        EXISTS (SELECT FROM customer WHERE email_index = $6) AS known_before
@@ -512,12 +619,12 @@ WITH settled AS (
     SET status = $2, version = $3, updated_at = $4, deposit_address = $5, allocation_state = $6,
         address_assigned_at = $7, queue_position = $8, estimated_wait_seconds = $9, expires_at = $10,
         announced_at = $11
-    WHERE id = $1 AND version = 1 AND status = 'queued' AND announced_at IS NULL
+    WHERE id = $1 AND version = 1 AND status = 'awaiting_address' AND announced_at IS NULL
     RETURNING id
 ), history AS (
     INSERT INTO order_event (order_id, from_status, to_status, actor, channel, correlation_id, details,
                              created_at)
-    SELECT id, 'queued', $2, $12, 'system', $13, $14, $4 FROM settled WHERE $2 <> 'queued'
+    SELECT id, 'awaiting_address', $2, $12, 'system', $13, $14, $4 FROM settled WHERE $2 <> 'awaiting_address'
 ), announcement AS (
     INSERT INTO outbox (id, destination, event_type, aggregate_id, payload, traceparent, created_at,
                         available_at, attempts)
@@ -623,6 +730,9 @@ async def _settle_new_order(
         order.expires_at = now + timedelta(minutes=rules.awaiting_deposit_minutes)
         history_details = {"deposit_address": allocation.address}
     elif allocation is not None and allocation.status == "queued":
+        order.status = OrderStatus.QUEUED.value
+        order.version += 1
+        order.updated_at = now
         order.allocation_state = AllocationState.QUEUED.value
         order.queue_position = allocation.position
         order.estimated_wait_seconds = (
@@ -684,11 +794,9 @@ async def _settle_new_order(
     if settled and settled["settled"]:
         sql.wake_workers()  # the relay delivers order.created
         return response
-    # Changed meanwhile (a wallet.assigned event got there first): apply the answer to the order as it is.
-    current = await load_order(session, order_id=order.id, for_update=True)
-    if allocation is not None:
-        await _apply_answer(session, order=current, allocation=allocation, settings=settings)
-    await announce_order(session, order=current)
+    # Changed meanwhile (a wallet.assigned event or the sweeper got there first): apply the answer to the
+    # order as it is.
+    current = await _settle_order(session, order_id=order.id, allocation=allocation, settings=settings)
     response = _created_response(current, issued=issued, protection=protection)
     if idempotency is not None:
         await _store_idempotent_response(
@@ -699,7 +807,7 @@ async def _settle_new_order(
 
 def _forget_address(order: Order, *, settings: Settings) -> None:
     """Undo, on the unsaved ``order``, what settling an address did to it (``_settle_new_order``)."""
-    order.status = OrderStatus.QUEUED.value
+    order.status = OrderStatus.AWAITING_ADDRESS.value
     order.version = 1
     order.deposit_address = None
     order.allocation_state = AllocationState.PENDING.value
@@ -710,10 +818,20 @@ def _forget_address(order: Order, *, settings: Settings) -> None:
 
 
 async def announce_order(session: AsyncSession, *, order: Order) -> None:
-    """Tell the notifier about a new order once its first allocation outcome is known."""
-    if order.announced_at is not None:
+    """Tell the notifier about a new order, as it is now, unless it was told already: ``announced_at`` is
+    set only where it is still empty, and ``order.created`` written only by the one that set it."""
+    if order.announced_at is not None:  # never emptied again once set: nothing to ask the database
         return
     now = utcnow()
+    claimed = await session.scalar(
+        update(Order)
+        .where(Order.id == order.id, Order.announced_at.is_(None))
+        .values(announced_at=now)
+        .returning(Order.id)
+    )
+    if claimed is None:
+        return
+    set_committed_value(order, "announced_at", now)
     await add_event(
         session,
         outbox,
@@ -725,21 +843,20 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
         },
         aggregate_id=order.id,
     )
-    await session.execute(update(Order).where(Order.id == order.id).values(announced_at=now))
-    order.announced_at = now
 
 
 async def apply_allocation(
     session: AsyncSession, *, order: Order, allocation: Allocation, settings: Settings, announce: bool = True
 ) -> None:
-    """Record wallet-pool's (checked) answer: an address moves the order to ``awaiting_deposit``; a queue
-    place is remembered. An address for an order that is already closed goes straight back to the pool.
+    """Record wallet-pool's (checked) answer: an address moves an order awaiting it (or queued for it) to
+    ``awaiting_deposit``; a queue place moves an order awaiting its address to ``queued``, or updates the
+    place of a queued one. An address for an order that is already closed goes straight back to the pool.
 
     An address another open order holds is refused by the database's unique index, in a savepoint so the
     caller's transaction goes on: ``PeerAnswerInvalidError``, and the order is left as it was.
     """
     if allocation.status == "allocated" and allocation.address:
-        if order.status == OrderStatus.QUEUED:
+        if order.status in (OrderStatus.AWAITING_ADDRESS, OrderStatus.QUEUED):
             now = utcnow()
             rules = settings.currencies[order.from_currency]
             try:
@@ -764,23 +881,33 @@ async def apply_allocation(
                 raise address_taken(order) from exc
         elif order.allocation_state != AllocationState.RELEASED:
             await request_release(session, order=order)
-    elif allocation.status == "queued" and order.status == OrderStatus.QUEUED:
-        values = {
+    elif allocation.status == "queued" and order.status in (OrderStatus.AWAITING_ADDRESS, OrderStatus.QUEUED):
+        values: dict[str, Any] = {
             "allocation_state": AllocationState.QUEUED.value,
             "queue_position": allocation.position,
             "estimated_wait_seconds": round(allocation.estimated_wait_seconds)
             if allocation.estimated_wait_seconds is not None
             else None,
         }
+        if order.status == OrderStatus.AWAITING_ADDRESS:
+            await change_status(
+                session,
+                order=order,
+                to=OrderStatus.QUEUED,
+                actor=SYSTEM_WALLET_POOL,
+                announce=announce,
+                changes=values,
+            )
+            return
         await session.execute(update(Order).where(Order.id == order.id).values(**values))
         for name, value in values.items():
-            setattr(order, name, value)
+            set_committed_value(order, name, value)
 
 
 async def load_order(session: AsyncSession, *, order_id: str, for_update: bool = False) -> Order:
     query = select(Order).where(Order.id == order_id)
-    if for_update:
-        query = query.with_for_update()
+    if for_update:  # a locked read is a fresh read, whatever this session held of the order before
+        query = query.with_for_update().execution_options(populate_existing=True)
     order = (await session.execute(query)).scalar_one_or_none()
     if order is None:
         raise OrderNotFoundError(f"No order {order_id}.")
@@ -814,9 +941,10 @@ async def get_order(
     read = read_order(order, protection=protection)
     if order.status == OrderStatus.QUEUED and order.allocation_state == AllocationState.QUEUED:
         try:
-            live = await wallet_pool.allocation(
-                order_id=order.id, currency=order.from_currency, network=order.from_network
-            )
+            with deadline(LIVE_POSITION_BUDGET_SECONDS):
+                live = await wallet_pool.allocation(
+                    order_id=order.id, currency=order.from_currency, network=order.from_network
+                )
         except DomainError as error:
             # wallet-pool unreachable, or no usable answer: the last known position is still a fair answer
             log_unusable_answer(error, order_id=order.id)
@@ -882,7 +1010,7 @@ async def cancel_order(
 ) -> OrderRead:
     """The customer cancels an order not yet taken by an operator; its address goes back to the pool."""
     order = await customer_order(session, principal=principal, order_id=order_id, for_update=True)
-    if order.status not in (OrderStatus.QUEUED, OrderStatus.AWAITING_DEPOSIT):
+    if order.status not in (OrderStatus.AWAITING_ADDRESS, OrderStatus.QUEUED, OrderStatus.AWAITING_DEPOSIT):
         raise OrderTransitionError(
             f"An order that is {order.status} can no longer be cancelled by the customer.",
             extra={"order_status": order.status},

@@ -1,50 +1,63 @@
 """Expiry and reconciliation, run periodically in every replica (rows are claimed with ``SKIP LOCKED``).
 
-- Expiry: ``awaiting_deposit`` and ``queued`` orders past ``expires_at`` become ``expired``, which releases
-  their address (a finite pool must not be held by abandoned orders).
-- Reconciliation: orders accepted while wallet-pool was unreachable or gave no usable answer (allocation
-  ``pending``) are allocated as soon as it answers again with one.
+- Expiry: open orders not yet taken (``awaiting_address``, ``queued``, ``awaiting_deposit``) past
+  ``expires_at`` become ``expired``, which releases their address (a finite pool must not be held by
+  abandoned orders).
+- Reconciliation: orders accepted while wallet-pool was unreachable, silent or gave no usable answer
+  (``awaiting_address``, allocation ``pending``) get its answer as soon as it gives one: an address
+  (``awaiting_deposit``) or a place in its queue (``queued``).
+- Announcement: an order whose intake died between writing it and announcing it (a crash, a kill) is
+  announced as it is now, once its request can no longer be running.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
 from order_api.orders.models import AllocationState, Order, OrderStatus
-from order_api.orders.service import announce_order, apply_allocation, log_unusable_answer
+from order_api.orders.service import (
+    announce_order,
+    apply_allocation,
+    intake_abandoned_before,
+    log_unusable_answer,
+)
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
 
 log = logging.getLogger("order_api.workers")
 BATCH = 100
+EXPIRING = (OrderStatus.AWAITING_ADDRESS, OrderStatus.QUEUED, OrderStatus.AWAITING_DEPOSIT)
 RECONCILE_GRACE = timedelta(seconds=5)
+
+
+async def _claim_batch(
+    session: AsyncSession, *criteria: ColumnElement[bool], oldest_first: InstrumentedAttribute[Any]
+) -> Sequence[Order]:
+    """Up to ``BATCH`` orders matching ``criteria``, oldest first, locked for this transaction; orders another
+    replica holds are skipped (it is working on them)."""
+    query = select(Order).where(*criteria).order_by(oldest_first).limit(BATCH)
+    return (await session.execute(query.with_for_update(skip_locked=True))).scalars().all()
 
 
 async def expire_overdue_orders(*, database: Database) -> int:
     """Expire every open order past its deadline; returns how many."""
     now = utcnow()
     async with database.sessionmaker.begin() as session:
-        orders = (
-            (
-                await session.execute(
-                    select(Order)
-                    .where(
-                        Order.status.in_([OrderStatus.QUEUED.value, OrderStatus.AWAITING_DEPOSIT.value]),
-                        Order.expires_at <= now,
-                    )
-                    .order_by(Order.expires_at)
-                    .limit(BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            .scalars()
-            .all()
+        orders = await _claim_batch(
+            session,
+            Order.status.in_([s.value for s in EXPIRING]),
+            Order.expires_at <= now,
+            oldest_first=Order.expires_at,
         )
         for order in orders:
             await change_status(session, order=order, to=OrderStatus.EXPIRED, actor=SYSTEM_EXPIRY)
@@ -70,7 +83,7 @@ async def reconcile_pending_allocations(
         async with database.sessionmaker.begin() as session:
             query = select(Order).where(
                 Order.allocation_state == AllocationState.PENDING.value,
-                Order.status == OrderStatus.QUEUED.value,
+                Order.status == OrderStatus.AWAITING_ADDRESS.value,
                 Order.created_at <= cutoff,
             )
             if after is not None:
@@ -91,7 +104,8 @@ async def reconcile_pending_allocations(
                     network=order.from_network,
                     priority=order.priority,
                 )
-                # An order announced as queued gets "your address is ready"; one never announced, order.created.
+                # An order announced without its address gets "your address is ready"; one never announced,
+                # order.created (with the address).
                 announced = order.announced_at is not None
                 await apply_allocation(
                     session, order=order, allocation=allocation, settings=settings, announce=announced
@@ -111,3 +125,25 @@ async def reconcile_pending_allocations(
     if settled:
         log.info("pending allocations reconciled", extra={"count": settled})
     return settled
+
+
+async def announce_silent_orders(*, database: Database, settings: Settings) -> int:
+    """Announce every order whose ``order.created`` never went out although the request that wrote it can no
+    longer be running (it died between writing the order and announcing it); returns how many.
+
+    As the order is now: ``awaiting_address`` if wallet-pool has not answered for it yet (the reconciler then
+    brings the address, and "your address is ready"). ``announce_order`` writes the event only where
+    ``announced_at`` is still empty, so a late intake, a recovering retry or another replica never repeats it.
+    """
+    async with database.sessionmaker.begin() as session:
+        orders = await _claim_batch(
+            session,
+            Order.announced_at.is_(None),
+            Order.created_at <= intake_abandoned_before(settings),
+            oldest_first=Order.created_at,
+        )
+        for order in orders:
+            await announce_order(session, order=order)
+    if orders:
+        log.warning("orders announced that intake had left silent", extra={"count": len(orders)})
+    return len(orders)

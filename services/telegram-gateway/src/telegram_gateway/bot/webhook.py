@@ -53,7 +53,9 @@ async def receive_update(
     ] = None,
 ) -> WebhookAck:
     try:
-        await limiter.hit(name="telegram:webhook", identifier=client, limit=settings.webhook_rate_limit)
+        await limiter.hit(
+            name="telegram:webhook", identifier=client, limit=settings.webhook_rate_limit, fail_open=True
+        )
         telegram.verify_secret(secret)  # before the body is even read
         await telegram.receive_update(await request.body())
     except DomainError as error:

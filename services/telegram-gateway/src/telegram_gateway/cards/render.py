@@ -1,5 +1,7 @@
 """What a card says, for a phone: HTML parse mode with every value escaped, amounts exactly as order-api gave
-them, a short deposit address, and only the buttons the order's state allows."""
+them, a short deposit address, and only the buttons the order's state allows. A queued order's card says it
+is in the queue without a position: the position moves whenever an order ahead leaves the queue, which no
+event about this order reports, so a number on the card would soon be wrong."""
 
 from __future__ import annotations
 
@@ -71,9 +73,11 @@ def button(action: OrderAction, view: OrderView) -> InlineKeyboardButton:
 
 def _headline(view: OrderView, *, posted_for: str | None) -> str:
     holder = html(view.operator_name or "an operator")
+    if view.status == "awaiting_address":
+        return "🕓 <b>New order</b> · preparing its deposit address"
     if view.status == "queued":
-        position = f"position {view.queue_position}" if view.queue_position else "position unknown"
-        return f"⏳ <b>Queued</b> · {position}, no address yet"
+        # No position: it changes whenever an order ahead leaves the queue, and no event tells this card.
+        return "⏳ <b>Queued</b> · in the queue, no address yet"
     if view.status == "awaiting_deposit" and view.operator_id is None:
         if posted_for in BACK_IN_POOL_EVENTS:
             return "🔁 <b>Back in the pool</b> · awaiting the deposit"
@@ -96,6 +100,8 @@ def _order_lines(view: OrderView) -> list[str]:
         lines.append(f"Address: <code>{html(short_address(view.deposit_address))}</code>")
     elif view.status == "queued":
         lines.append("Gets an address when one is released.")
+    elif view.status == "awaiting_address":
+        lines.append("Its address is on the way; Take appears here when it arrives.")
     if view.priority != "normal":
         lines.append(f"Priority: <b>{html(view.priority.upper())}</b>")
     if view.expires_at is not None and view.status not in TERMINAL_STATUSES:

@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-OrderStatus = Literal["queued", "awaiting_deposit", "in_progress", "completed", "cancelled", "expired"]
+OrderStatus = Literal[
+    "awaiting_address", "queued", "awaiting_deposit", "in_progress", "completed", "cancelled", "expired"
+]
 TERMINAL_STATUSES = frozenset({"completed", "cancelled", "expired"})
 
 OrderId = Annotated[
@@ -50,7 +52,11 @@ class OrderView(BaseModel):
     amount: AmountText
     priority: Code = Field(examples=["normal"], description="normal, priority or vip.")
     deposit_address: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
-    queue_position: int | None = Field(default=None, ge=0)
+    queue_position: int | None = Field(
+        default=None,
+        ge=0,
+        description="Accepted for the record; a card never shows it (it changes whenever the queue moves).",
+    )
     expires_at: AwareDatetime | None = None
     operator_id: Annotated[str, StringConstraints(max_length=36)] | None = None
     operator_name: Annotated[str, StringConstraints(max_length=100)] | None = None

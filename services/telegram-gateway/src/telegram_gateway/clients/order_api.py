@@ -9,21 +9,38 @@ rebuilds them typed (with ``held_by`` and the other fields of the problem docume
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from servicekit.client import ServiceClient
-from servicekit.errors import ConflictError, DomainError, NotFoundError, ValidationFailedError
+from servicekit.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    PeerUnavailableError,
+    ValidationFailedError,
+)
 from telegram_gateway.cards.schemas import OrderView
 
 OPERATOR_HEADER = "X-Operator-Telegram-Id"
 RoleName = Literal["operator", "support", "admin"]
+T = TypeVar("T")
+DEFAULT_BUDGET_SECONDS = 3.0
 
 
 CARD_FIELDS = frozenset(OrderView.model_fields) - {"order_id"}
 """What a card shows of an order besides its id (order-api calls the id ``id``)."""
+
+
+class OrderApiSlowError(PeerUnavailableError):
+    """order-api gave no answer within the call's budget (the call and its retries were abandoned)."""
+
+    code = "order_api_slow"
+    title = "order-api did not answer in time"
 
 
 class OrderAlreadyTakenError(ConflictError):
@@ -133,8 +150,33 @@ class OperatorOrder(BaseModel):
 
 
 class OrderApiClient:
-    def __init__(self, client: ServiceClient) -> None:
+    """order-api's operator routes. Every call, its retries included, runs within ``budget_seconds``: the
+    bot answers a press inside Telegram's window, with :class:`OrderApiSlowError` when the budget ran out.
+    What order-api did meanwhile is whole or nothing (one transaction), and a repeated press is safe: a
+    take is idempotent, the other actions carry the card's version (``If-Match``)."""
+
+    def __init__(self, client: ServiceClient, *, budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> None:
         self.client = client
+        self.budget_seconds = budget_seconds
+
+    async def _within_budget(self, call: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.budget_seconds):
+                return await call
+        except TimeoutError as exc:
+            error = OrderApiSlowError(
+                f"order-api did not answer within {self.budget_seconds:g} s.", extra={"peer": "order-api"}
+            )
+            error.peer = "order-api"
+            raise error from exc
+
+    async def _request(self, method: str, path: str, **options: Any) -> Any:
+        """``ServiceClient.request`` within the budget; the answer's JSON."""
+        response = await self._within_budget(self.client.request(method, path, **options))
+        return response.json()
+
+    async def _post(self, path: str, body: Any = None, **options: Any) -> Any:
+        return await self._within_budget(self.client.post_json(path, body, **options))
 
     @staticmethod
     def _as(telegram_user_id: int, version: int | None = None) -> dict[str, str]:
@@ -149,21 +191,21 @@ class OrderApiClient:
         body: dict[str, Any] = {"code": code, "telegram_user_id": telegram_user_id}
         if telegram_username:
             body["telegram_username"] = telegram_username
-        return LinkedOperator.model_validate(await self.client.post_json("/v1/telegram/links", body))
+        return LinkedOperator.model_validate(await self._post("/v1/telegram/links", body))
 
     async def linked_operator(self, *, telegram_user_id: int) -> LinkedOperator | None:
         """Who the Telegram user is (``None``: nobody, or a deactivated operator). Safe to retry."""
         try:
-            response = await self.client.request("GET", f"/v1/telegram/operators/{telegram_user_id}")
+            answer = await self._request("GET", f"/v1/telegram/operators/{telegram_user_id}")
         except DomainError as error:
             if error.code == TelegramLinkNotFoundError.code:
                 return None
             raise
-        return LinkedOperator.model_validate(response.json())
+        return LinkedOperator.model_validate(answer)
 
     async def take(self, *, order_id: str, telegram_user_id: int) -> OperatorOrder:
         """Idempotent for the operator (taking an order one holds changes nothing), so it is retried."""
-        answer = await self.client.post_json(
+        answer = await self._post(
             f"/v1/operator/orders/{order_id}/take", headers=self._as(telegram_user_id), idempotent=True
         )
         return OperatorOrder.model_validate(answer)
@@ -180,32 +222,32 @@ class OrderApiClient:
         body: dict[str, Any] = {"status": status}
         if comment:
             body["comment"] = comment
-        answer = await self.client.post_json(
+        answer = await self._post(
             f"/v1/operator/orders/{order_id}/status", body, headers=self._as(telegram_user_id, version)
         )
         return OperatorOrder.model_validate(answer)
 
     async def release(self, *, order_id: str, telegram_user_id: int, version: int | None) -> OperatorOrder:
-        answer = await self.client.post_json(
+        answer = await self._post(
             f"/v1/operator/orders/{order_id}/release", {}, headers=self._as(telegram_user_id, version)
         )
         return OperatorOrder.model_validate(answer)
 
     async def escalate(self, *, order_id: str, telegram_user_id: int, comment: str) -> None:
-        await self.client.post_json(
+        await self._post(
             f"/v1/operator/orders/{order_id}/escalate",
             {"comment": comment},
             headers=self._as(telegram_user_id),
         )
 
     async def get_order(self, *, order_id: str, telegram_user_id: int) -> OperatorOrder:
-        response = await self.client.request(
+        answer = await self._request(
             "GET", f"/v1/operator/orders/{order_id}", headers=self._as(telegram_user_id)
         )
-        return OperatorOrder.model_validate(response.json())
+        return OperatorOrder.model_validate(answer)
 
     async def my_orders(self, *, telegram_user_id: int, limit: int = 20) -> list[OperatorOrder]:
-        response = await self.client.request(
+        answer = await self._request(
             "GET", "/v1/operator/orders/mine", params={"limit": limit}, headers=self._as(telegram_user_id)
         )
-        return [OperatorOrder.model_validate(item) for item in response.json()["items"]]
+        return [OperatorOrder.model_validate(item) for item in answer["items"]]

@@ -22,8 +22,10 @@ CanSend = Annotated[Caller, Depends(require_scope("messages:send"))]
     "",
     summary="Post an order card or an alert to Telegram",
     description=(
-        "`order.created`, `order.released` and `order.assignment_timed_out` post a new card to the chat "
-        "(**Take** on an order awaiting its deposit; a queued order's card has no button); `order.taken`, "
+        "`order.created` posts the order's card (edits it when the order already has one: one card per "
+        "order); `order.released` and `order.assignment_timed_out` post a new card to the chat (back in the "
+        "pool). **Take** on an order awaiting its deposit; a queued order's card, or one whose address is "
+        "still being prepared, has no button and no queue position; `order.taken`, "
         "`order.status_changed` and `order.escalation_resolved` edit every card of the order; "
         "`order.escalated` edits them and posts a card to the support chat. A card never shows an older "
         "`version` over a newer one. Idempotent by `message_id`: a repeat sends nothing and answers "

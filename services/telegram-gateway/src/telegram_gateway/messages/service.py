@@ -117,6 +117,23 @@ async def _claim(session: AsyncSession, *, request: MessageCreate, message_id: s
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def _announced_before(session: AsyncSession, *, order_id: str, chat_id: int, event: str) -> bool:
+    """An ``order.created`` for an order that already has a card in the chat (announced again, or after a
+    faster path showed it) edits that card instead of posting another."""
+    if event != "order.created":
+        return False
+    known = await session.scalar(
+        select(PostedMessage.id)
+        .where(
+            PostedMessage.order_id == order_id,
+            PostedMessage.chat_id == chat_id,
+            PostedMessage.kind == MessageKind.ORDER_CARD.value,
+        )
+        .limit(1)
+    )
+    return known is not None
+
+
 async def _post_alert(
     session: AsyncSession, *, bot: Bot, chat_id: int, alert: AlertView, delivery_id: str
 ) -> tuple[Outcome, list[int]]:
@@ -148,8 +165,10 @@ async def _deliver_order_card(
     request: MessageCreate,
     delivery_id: str,
 ) -> tuple[Outcome, list[int]]:
-    """order.created / released / assignment_timed_out post a new card (older ones of the order lose their
-    buttons); order.escalated edits the cards and posts one to support; every other event edits the cards."""
+    """order.created posts the order's card (or, when the order already has one in that chat, edits it: one
+    card per order); released / assignment_timed_out post a new card, the order being back in the pool (older
+    ones lose their buttons); order.escalated edits the cards and posts one to support; every other event
+    edits the cards."""
     if request.order is None or request.event is None:  # pragma: no cover - the schema requires both
         raise ValueError("an order card needs an order and an event")
     escalation = None
@@ -159,7 +178,9 @@ async def _deliver_order_card(
         escalation = EscalationChange(escalated=False, note=request.note)
     snapshot = await record_snapshot(session, view=request.order, escalation=escalation)
 
-    if request.event in POST_EVENTS:
+    if request.event in POST_EVENTS and not await _announced_before(
+        session, order_id=snapshot.order_id, chat_id=chat_id, event=request.event
+    ):
         card = await post_card(
             session,
             bot=bot,

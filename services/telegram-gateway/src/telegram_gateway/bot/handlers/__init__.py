@@ -13,6 +13,7 @@ from aiogram.types import ErrorEvent
 from servicekit.db import Database
 from telegram_gateway.bot.handlers import commands, linking, orders, refusals
 from telegram_gateway.bot.handlers.access import OperatorLinkMiddleware
+from telegram_gateway.bot.tracing import UpdateSpanMiddleware
 from telegram_gateway.clients.order_api import OrderApiClient
 from telegram_gateway.clients.wallet_pool import WalletPoolClient
 from telegram_gateway.metrics import GatewayMetrics
@@ -47,6 +48,7 @@ def build_dispatcher(
         wallet_pool=wallet_pool,
         metrics=metrics,
     )
+    dispatcher.update.outer_middleware(UpdateSpanMiddleware())
     who = OperatorLinkMiddleware(operator_links)
     dispatcher.message.outer_middleware(who)
     dispatcher.callback_query.outer_middleware(who)

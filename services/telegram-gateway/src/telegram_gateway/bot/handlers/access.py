@@ -19,7 +19,7 @@ from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
 from servicekit.errors import PeerUnavailableError
 from telegram_gateway.cards.render import html
-from telegram_gateway.clients.order_api import LinkedOperator
+from telegram_gateway.clients.order_api import LinkedOperator, OrderApiSlowError
 from telegram_gateway.operators.service import OperatorLinks
 
 REFUSAL = (
@@ -28,6 +28,13 @@ REFUSAL = (
 )
 UNREACHABLE = "order-api is unreachable, try again in a moment."
 """Plain text (callback answers have no parse mode); escape it for a message."""
+SLOW = "order-api is slow, try again."
+"""When order-api gave no answer within the bot's budget (``order_api_budget_seconds``)."""
+
+
+def unavailable(error: PeerUnavailableError) -> str:
+    """What to tell an operator order-api could not serve: slow (no answer in time) or unreachable."""
+    return SLOW if isinstance(error, OrderApiSlowError) else UNREACHABLE
 
 
 class OperatorLinkMiddleware(BaseMiddleware):
@@ -47,19 +54,19 @@ class OperatorLinkMiddleware(BaseMiddleware):
             data["operator"] = (
                 None if user is None else await self.operator_links.find(telegram_user_id=user.id)
             )
-        except PeerUnavailableError:
-            await _say_unreachable(event)
+        except PeerUnavailableError as error:
+            await _say_unavailable(event, unavailable(error))
             return None
         return await handler(event, data)
 
 
-async def _say_unreachable(event: TelegramObject) -> None:
+async def _say_unavailable(event: TelegramObject, text: str) -> None:
     if isinstance(event, CallbackQuery):
-        await event.answer(UNREACHABLE, show_alert=True)
+        await event.answer(text, show_alert=True)
     elif isinstance(event, Message) and (
         event.chat.type == ChatType.PRIVATE or (event.text or "").startswith("/")
     ):
-        await event.answer(html(UNREACHABLE))
+        await event.answer(html(text))
 
 
 class LinkedOnly(Filter):

@@ -9,7 +9,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
 from servicekit.errors import DomainError, PeerUnavailableError
-from telegram_gateway.bot.handlers.access import REFUSAL, UNREACHABLE
+from telegram_gateway.bot.handlers.access import REFUSAL, unavailable
 from telegram_gateway.cards.render import html
 from telegram_gateway.clients.order_api import LinkedOperator
 from telegram_gateway.operators.service import OperatorLinks
@@ -59,8 +59,8 @@ async def start(
             telegram_user_id=user.id,
             telegram_username=user.username,
         )
-    except PeerUnavailableError:
-        await message.answer(html(UNREACHABLE))
+    except PeerUnavailableError as error:
+        await message.answer(html(unavailable(error)))
         return
     except DomainError as error:
         if error.code == "link_code_invalid" and operator is not None:

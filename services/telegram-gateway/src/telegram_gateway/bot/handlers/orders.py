@@ -2,7 +2,8 @@
 escalation its reason, acting on order-api for the operator who pressed.
 
 Every press is answered (no spinning button): with what happened, who holds the order when someone else
-won, or "try again" when order-api is unreachable, in which case nothing changes. What order-api answers
+won, or "try again" when order-api is unreachable or slow (no answer within ``order_api_budget_seconds``), in
+which case nothing changes. What order-api answers
 is shown on every card of the order at once (``cards.service.show_order_state``).
 """
 
@@ -17,7 +18,7 @@ from aiogram.types import CallbackQuery, ForceReply, Message, ReplyParameters
 
 from servicekit.db import Database
 from servicekit.errors import DomainError, PeerUnavailableError
-from telegram_gateway.bot.handlers.access import UNREACHABLE, LinkedOnly
+from telegram_gateway.bot.handlers.access import LinkedOnly, unavailable
 from telegram_gateway.cards.callback_data import OrderAction, OrderCallback
 from telegram_gateway.cards.render import html, short_id
 from telegram_gateway.cards.service import EscalationChange, show_order_state
@@ -51,7 +52,7 @@ def explain(error: DomainError) -> str:
     """What to tell the operator about order-api's refusal, in plain text."""
     peer_code = error.extra.get("peer_code")
     if isinstance(error, PeerUnavailableError):
-        text = UNREACHABLE
+        text = unavailable(error)
     elif error.code == "order_already_taken":
         text = f"Already taken by {held_by_name(error) or 'another operator'}."
     elif error.code == "order_not_held":

@@ -1,4 +1,4 @@
-"""Keyset cursors for the notifier's lists (newest first by ``(moment, id)``): opaque to clients, checked
+"""Keyset cursors for the services' lists (newest first by ``(moment, id)``): opaque to clients, checked
 when they come back."""
 
 from __future__ import annotations
