@@ -289,8 +289,9 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, *, ready_within: float = 30.0) -> ServiceProcess:
-        """Start and wait until ``/health/ready`` answers 200."""
+    async def start(self, *, ready_within: float = 90.0) -> ServiceProcess:
+        """Start and wait until ``/health/ready`` answers 200 (the wait is generous: it only matters when a loaded
+        machine imports slowly, and a process that never gets ready still fails the test with its log)."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # noqa: ASYNC220, S603 (returns at once; fixed argv)
             [

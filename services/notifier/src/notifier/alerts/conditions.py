@@ -219,7 +219,7 @@ def outbox_dead(envelope: EventEnvelope) -> AlertCondition:
         key=outbox_dead_key(report.service),
         source="outbox.dead_lettered",
         severity=Severity.critical,
-        title=f"{report.dead} {'event' if report.dead == 1 else 'events'} dead in {report.service}'s outbox",
+        title=f"{english(report.dead, 'event')} dead in {report.service}'s outbox",
         text=f"Delivery gave up on them ({events}); the oldest since {report.oldest_dead_at.isoformat()}. "
         f"Nothing retries them: list them with GET /v1/admin/outbox?status=dead on {report.service} (or "
         f"python -m {command} outbox list --status dead) and replay each once its cause is fixed "

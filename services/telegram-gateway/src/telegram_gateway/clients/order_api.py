@@ -9,14 +9,13 @@ rebuilds them typed (with ``held_by`` and the other fields of the problem docume
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from servicekit.client import ServiceClient
+from servicekit.client import ServiceClient, deadline, remaining_seconds
 from servicekit.errors import (
     ConflictError,
     DomainError,
@@ -30,6 +29,8 @@ OPERATOR_HEADER = "X-Operator-Telegram-Id"
 RoleName = Literal["operator", "support", "admin"]
 T = TypeVar("T")
 DEFAULT_BUDGET_SECONDS = 3.0
+BUDGET_SPENT_SECONDS = 0.01
+"""A call that failed with less than this left of its budget failed for want of time."""
 
 
 CARD_FIELDS = frozenset(OrderView.model_fields) - {"order_id"}
@@ -150,8 +151,9 @@ class OperatorOrder(BaseModel):
 
 
 class OrderApiClient:
-    """order-api's operator routes. Every call, its retries included, runs within ``budget_seconds``: the
-    bot answers a press inside Telegram's window, with :class:`OrderApiSlowError` when the budget ran out.
+    """order-api's operator routes. Every call, its retries included, runs within ``budget_seconds`` (a
+    servicekit ``deadline``): the bot answers a press inside Telegram's window, with
+    :class:`OrderApiSlowError` when the budget ran out.
     What order-api did meanwhile is whole or nothing (one transaction), and a repeated press is safe: a
     take is idempotent, the other actions carry the card's version (``If-Match``)."""
 
@@ -160,15 +162,20 @@ class OrderApiClient:
         self.budget_seconds = budget_seconds
 
     async def _within_budget(self, call: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout(self.budget_seconds):
+        """``call`` under the servicekit deadline of ``budget_seconds``; out of time, it is
+        :class:`OrderApiSlowError` (any other outage stays ``PeerUnavailableError``)."""
+        with deadline(self.budget_seconds):
+            try:
                 return await call
-        except TimeoutError as exc:
-            error = OrderApiSlowError(
-                f"order-api did not answer within {self.budget_seconds:g} s.", extra={"peer": "order-api"}
-            )
-            error.peer = "order-api"
-            raise error from exc
+            except PeerUnavailableError as error:
+                left = remaining_seconds()
+                if left is None or left > BUDGET_SPENT_SECONDS:
+                    raise
+                slow = OrderApiSlowError(
+                    f"order-api did not answer within {self.budget_seconds:g} s.", extra={"peer": "order-api"}
+                )
+                slow.peer = "order-api"
+                raise slow from error
 
     async def _request(self, method: str, path: str, **options: Any) -> Any:
         """``ServiceClient.request`` within the budget; the answer's JSON."""
