@@ -3,13 +3,19 @@
 ``make run`` calls ``devstack.py run``; the other subcommands are its steps, usable on their own::
 
     devstack.py run          credentials → migrate → seed demo wallets → the four services until Ctrl-C
+    devstack.py urls         print the ready-to-paste commands ``run`` prints once it is up (ports filled in)
     devstack.py credentials  create var/dev-credentials.json (mode 0600) the first time, reuse it afterwards
     devstack.py env          print every service's environment [--format dotenv|json] [--host-style compose]
     devstack.py compose-env  write deploy/compose.env and deploy/audit-checkpoint.env (mode 0600) for compose
     devstack.py migrate      every service's Alembic migrations to head (SQLite under var/, or *_DATABASE_URL)
 
 Every subcommand takes ``--var-dir`` (default ``var/`` at the repository root): the credentials file, the
-embedded SQLite databases and ``mail/`` live there, so a test can run a stack of its own.
+embedded SQLite databases and ``mail/`` live there, so a test can run a stack of its own. Every step runs
+with the one environment :func:`dev_environment` builds (generated keys and secrets, ports, storage), and
+each service's settings are checked before anything starts: a bad one is one line naming it.
+
+``run`` exits 0 when it was asked to stop (Ctrl-C, SIGTERM) and every service stopped cleanly, and non-zero
+when a service failed or stopped on its own.
 
 Who may call whom is the one table :data:`GRANTS`: each row is a key the receiver accepts (configured there
 as a hash with scopes in ``<RECEIVER>_API_KEYS``). A row held by a service is also a call: the holder gets
@@ -21,22 +27,25 @@ kept in the credentials file under its own name. Ports default to 8001-8004 and 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
 import secrets
 import shlex
+import signal
 import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Final, Literal
 
 import httpx
@@ -47,6 +56,7 @@ from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.private_files import private_directory, write_private_file
 from servicekit.sealing import new_key as new_data_key
 from servicekit.server import UVICORN_OPTIONS
+from servicekit.settings import ServiceSettings, StartupRefusedError, load_settings
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 CREDENTIALS_FILE: Final = "dev-credentials.json"
@@ -353,6 +363,25 @@ def all_envs(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class DevEnvironment:
+    """Everything a step of the dev stack runs with: the credentials, the ports and each service's
+    environment. Built in one place (:func:`dev_environment`), so migrations, the demo seed and the services
+    see the same generated values (a webhook secret the migrations need as much as the gateway does)."""
+
+    var_dir: Path
+    credentials: Credentials
+    ports: Mapping[str, int]
+    envs: Mapping[str, Mapping[str, str]]
+
+
+def dev_environment(var_dir: Path, *, style: HostStyle = "local") -> DevEnvironment:
+    credentials = ensure_credentials(var_dir)
+    ports = configured_ports()
+    envs = all_envs(credentials, ports=ports, var_dir=var_dir, style=style)
+    return DevEnvironment(var_dir=var_dir, credentials=credentials, ports=ports, envs=envs)
+
+
 _PLAIN_VALUE: Final = re.compile(r"[A-Za-z0-9_@%+=:,./-]*")
 
 
@@ -393,17 +422,40 @@ def environment(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def migrate(var_dir: Path) -> None:
+def settings_problems(envs: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Each service's settings as it will read them (this environment plus its own): one line per service
+    that would refuse to start, naming the variables and why."""
+    problems = []
+    for name, service in SERVICES.items():
+        settings_class: type[ServiceSettings] = importlib.import_module(
+            f"{service.package}.settings"
+        ).Settings
+        with environment(envs[name]):
+            try:
+                load_settings(settings_class)
+            except StartupRefusedError as refused:
+                problems.append(f"{name}: {refused}")
+    return problems
+
+
+def check_settings(envs: Mapping[str, Mapping[str, str]]) -> None:
+    """Stop before migrating or starting anything when a service's settings are invalid."""
+    if problems := settings_problems(envs):
+        raise SystemExit("\n".join(f"devstack: {problem}" for problem in problems))
+
+
+def migrate(dev: DevEnvironment) -> None:
     """Every service's migrations to head, in its own database (or schema), with its own settings."""
     # Imported here: Alembic takes seconds to import, and only this step needs it.
     from servicekit.migrations import upgrade
 
-    for service in SERVICES.values():
+    check_settings(dev.envs)
+    for name, service in SERVICES.items():
         url_variable = f"{service.env_prefix}DATABASE_URL"
-        where = url_variable if os.environ.get(url_variable) else shown(var_dir / f"{service.name}.db")
-        say(f"migrating {service.name} ({where})")
-        with environment(storage_env(service, var_dir)):
-            upgrade(ROOT / "services" / service.name)
+        where = url_variable if os.environ.get(url_variable) else shown(dev.var_dir / f"{name}.db")
+        say(f"migrating {name} ({where})")
+        with environment(dev.envs[name]):
+            upgrade(ROOT / "services" / name)
 
 
 def seed_demo_wallets(env: Mapping[str, str]) -> None:
@@ -462,14 +514,57 @@ def uvicorn_command(service: Service, port: int) -> str:
     )
 
 
-def banner(ports: Mapping[str, int], credentials: Credentials, var_dir: Path) -> str:
+DEMO_ORDER: Final = {
+    "email": "alice@example.com",
+    "from_currency": "BTC",
+    "to_currency": "USDT",
+    "to_network": "TRC20",
+    "amount": "0.05",
+    "payout_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+}
+"""The customer's order of the README's example (a demo pool has addresses for it)."""
+
+
+def ready_to_paste(dev: DevEnvironment) -> str:
+    """The README's first commands with this stack's real ports and paths, to paste into a shell at the
+    repository root: the admin key, the pool through order-api → wallet-pool, a customer's order, its emails."""
+    order_api = local_url(SERVICES["order-api"], dev.ports)
+    credentials = shlex.quote(shown(dev.credentials.path))
+    mail_list = [shown(Path(sys.executable)), "-m", "notifier", "mail-list"]
+    if dev.var_dir != ROOT / "var":
+        mail_list += ["--dir", shown(dev.var_dir / "mail")]
+    overridden = [
+        f"{service.port_variable}={dev.ports[name]}"
+        for name, service in SERVICES.items()
+        if dev.ports[name] != service.default_port
+    ]
+    lines = [
+        "# the order-api admin key, then the pool as order-api reads it from wallet-pool:",
+        "ADMIN=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[\"admin_token\"])' "
+        f"{credentials})",
+        f'curl -s -H "Authorization: Bearer $ADMIN" {order_api}/v1/stats/pool | python3 -m json.tool',
+        "# a customer's order (the answer carries its id and session token):",
+        f"curl -s -X POST {order_api}/v1/orders -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(json.dumps(DEMO_ORDER))} | python3 -m json.tool",
+        "# the emails the desk sent, decoded (--grep <order id> finds one order's):",
+        shlex.join(mail_list),
+    ]
+    if overridden:
+        lines += ["# the README's examples read the ports from these:", f"export {' '.join(overridden)}"]
+    return "\n".join(lines) + "\n"
+
+
+def banner(dev: DevEnvironment) -> str:
     width = max(len(name) for name in SERVICES) + 2
     admin_keys = ", ".join(grant.credential_name for grant in GRANTS if grant.holder == ADMIN)
+    mail = shown(dev.var_dir / "mail")
     lines = [
         "Exchange Desk is up. Ctrl-C stops all four services.",
-        *(f"  {name:<{width}} {local_url(service, ports)}/docs" for name, service in SERVICES.items()),
-        f"  {'credentials':<{width}} {shown(credentials.path)} ({admin_keys}, ...)",
-        f"  {'data':<{width}} {shown(var_dir)}/ (embedded databases; emails in {shown(var_dir / 'mail')}/)",
+        *(f"  {name:<{width}} {local_url(service, dev.ports)}/docs" for name, service in SERVICES.items()),
+        f"  {'credentials':<{width}} {shown(dev.credentials.path)} ({admin_keys}, ...)",
+        f"  {'data':<{width}} {shown(dev.var_dir)}/ (embedded databases; emails in {mail}/)",
+        f"Ready to paste (again: {shown(Path(sys.executable))} {shown(Path(__file__))} urls):",
+        *(f"  {line}" for line in ready_to_paste(dev).splitlines()),
     ]
     return "\n".join(lines) + "\n"
 
@@ -481,9 +576,27 @@ def answers_ready(url: str) -> bool:
         return False
 
 
+STOPPED_AS_ASKED: Final = (0, -signal.SIGTERM)
+"""How a service ends after our SIGTERM: 0, or killed by the SIGTERM uvicorn raises again after its graceful
+shutdown (so its own parent sees the signal)."""
+
+
+def exit_status(*, asked_to_stop: bool, returncodes: Iterable[int | None]) -> int:
+    """``run``'s exit status: 0 when it was asked to stop (Ctrl-C, SIGTERM) and every service stopped as asked;
+    else the status of a service that failed (a signal as 128 + its number, as a shell shows it), or 1 when
+    a service stopped without being asked."""
+    failed = [code for code in returncodes if code not in STOPPED_AS_ASKED]
+    if failed:
+        code = failed[0]
+        return 1 if code is None else 128 - code if code < 0 else code
+    return 0 if asked_to_stop else 1
+
+
 class DevStack(Manager):  # type: ignore[misc]  # honcho ships no type hints
     """honcho's Manager (prefixed, coloured output; SIGINT or SIGTERM stops every process), plus a banner once
-    every service answers ``/health/ready``, and a stop that also reaches a process still being started.
+    every service answers ``/health/ready``, a stop that also reaches a process still being started, and an
+    exit status that tells a clean stop (0) from a failure (:func:`exit_status`; honcho's is 130 after every
+    Ctrl-C).
 
     The overrides rely on honcho 2.0's internals (pinned in uv.lock).
     """
@@ -494,15 +607,34 @@ class DevStack(Manager):  # type: ignore[misc]  # honcho ships no type hints
         self._banner = banner
         self._signalled: set[str] = set()
         self._deferred_stop: bool | None = None  # a stop owed to processes not started yet; True: SIGKILL
+        self.asked_to_stop = False  # SIGINT or SIGTERM arrived (rather than a service stopping on its own)
 
     def announce(self, text: str) -> None:
         """Print through honcho's own queue, so the text never interleaves with a service's log line."""
         self.events.put(Message(type="line", data=text, time=datetime.now(), name="devstack", colour=None))
 
     def _start(self) -> None:
+        # honcho's loop has just installed its SIGINT and SIGTERM handlers: note the request, then run them.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_stop_signal(signal.getsignal(signum)))
         super()._start()
         # Only now: honcho forks one runner per process in _start, and forking while a thread runs is unsafe.
         threading.Thread(target=self._announce_when_ready, name="devstack-ready", daemon=True).start()
+
+    def _on_stop_signal(self, honcho_handler: object) -> Callable[[int, FrameType | None], None]:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.asked_to_stop = True
+            if callable(honcho_handler):
+                honcho_handler(signum, frame)
+
+        return handler
+
+    @property
+    def exit_status(self) -> int:
+        return exit_status(
+            asked_to_stop=self.asked_to_stop,
+            returncodes=[process.get("returncode") for process in self._processes.values()],
+        )
 
     def _announce_when_ready(self) -> None:
         deadline = time.monotonic() + READY_WITHIN_SECONDS
@@ -549,27 +681,28 @@ class DevStack(Manager):  # type: ignore[misc]  # honcho ships no type hints
 
 
 def run(var_dir: Path) -> int:
-    credentials = ensure_credentials(var_dir)
-    ports = configured_ports()
-    require_free_ports(ports)
-    envs = all_envs(credentials, ports=ports, var_dir=var_dir, style="local")
-    migrate(var_dir)
-    seed_demo_wallets(envs["wallet-pool"])
+    dev = dev_environment(var_dir)
+    require_free_ports(dev.ports)
+    migrate(dev)
+    seed_demo_wallets(dev.envs["wallet-pool"])
     stack = DevStack(
-        ready_urls={name: local_url(service, ports) for name, service in SERVICES.items()},
-        banner=banner(ports, credentials, var_dir),
+        ready_urls={name: local_url(service, dev.ports) for name, service in SERVICES.items()},
+        banner=banner(dev),
     )
     for name, service in SERVICES.items():
         stack.add_process(
-            name, uvicorn_command(service, ports[name]), env={**os.environ, **envs[name]}, cwd=str(ROOT)
+            name,
+            uvicorn_command(service, dev.ports[name]),
+            env={**os.environ, **dev.envs[name]},
+            cwd=str(ROOT),
         )
     say(f"starting {', '.join(SERVICES)}; the URLs follow once all four are ready")
     stack.loop()
-    return int(stack.returncode or 0)
+    return stack.exit_status
 
 
-def write_compose_env(path: Path, credentials: Credentials) -> None:
-    envs = all_envs(credentials, ports=configured_ports(), var_dir=credentials.path.parent, style="compose")
+def write_compose_env(path: Path, dev: DevEnvironment) -> None:
+    envs, credentials = dev.envs, dev.credentials
     source = shown(credentials.path)
     header = (
         f"# Written by `scripts/devstack.py compose-env` from {source}: the API keys the four services\n"
@@ -603,6 +736,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="devstack.py", description=__doc__.split("\n\n")[0])
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", parents=[common], help="credentials, migrate, seed, then the four services")
+    commands.add_parser("urls", parents=[common], help="print ready-to-paste commands with the real ports")
     commands.add_parser("credentials", parents=[common], help=f"create or reuse <var-dir>/{CREDENTIALS_FILE}")
     env = commands.add_parser("env", parents=[common], help="print the environment of the four services")
     env.add_argument("--format", choices=["dotenv", "json"], default="dotenv")
@@ -628,19 +762,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run(var_dir)
+        style: HostStyle = (
+            "compose" if args.command == "compose-env" else getattr(args, "host_style", "local")
+        )
+        dev = dev_environment(var_dir, style=style)
         if args.command == "migrate":
-            migrate(var_dir)
-            return 0
-        credentials = ensure_credentials(var_dir)
-        if args.command == "credentials":
-            people = [name for name in credentials.values if "->" not in name]
-            calls = len(credentials.values) - len(people)
-            say(f"{shown(credentials.path)} holds {', '.join(people)} and {calls} service keys")
+            migrate(dev)
+        elif args.command == "urls":
+            print(ready_to_paste(dev), end="")
+        elif args.command == "credentials":
+            people = [name for name in dev.credentials.values if "->" not in name]
+            calls = len(dev.credentials.values) - len(people)
+            say(f"{shown(dev.credentials.path)} holds {', '.join(people)} and {calls} service keys")
         elif args.command == "env":
-            envs = all_envs(credentials, ports=configured_ports(), var_dir=var_dir, style=args.host_style)
+            envs = dev.envs
             print(json.dumps(envs, indent=2) + "\n" if args.format == "json" else render_dotenv(envs), end="")
         else:
-            write_compose_env(args.output, credentials)
+            write_compose_env(args.output, dev)
         return 0
     except KeyboardInterrupt:
         return 130

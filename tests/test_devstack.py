@@ -2,14 +2,17 @@
 process with a var dir of its own and four free ports.
 
 The first run mints private credentials, migrates, seeds the demo pool and serves it, through the real
-authenticated, traced order-api → wallet-pool hop; Ctrl-C stops every service and the script. A second run
-on the same var dir reuses the credentials and the data.
+authenticated, traced order-api → wallet-pool hop, and prints commands that work as pasted; Ctrl-C stops every
+service and the script, which exits 0 (so ``make`` reports no error). A second run on the same var dir reuses
+the credentials and the data, and SIGTERM stops it as cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +26,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -40,7 +44,7 @@ ENV_PREFIXES = {
     "notifier": "NOTIFIER_",
     "telegram-gateway": "TELEGRAM_GATEWAY_",
 }
-READY_WITHIN = 60.0
+READY_WITHIN = 120.0  # migrate, seed and start four processes; generous for a loaded machine
 STOP_WITHIN = 15.0
 
 # Who accepts which key with which scopes (README, "Security": roles and scopes): the credential's name in the file → scopes.
@@ -171,12 +175,13 @@ class DevStackRun:
                     raise AssertionError(f"not ready within {READY_WITHIN}s: {statuses}\n{self.tail()}")
                 await asyncio.sleep(0.25)
 
-    async def stop(self) -> Stopped:
-        """Ctrl-C (SIGINT) and wait up to STOP_WITHIN seconds; the outcome is kept, so calling again is free."""
+    async def stop(self, signum: signal.Signals = signal.SIGINT) -> Stopped:
+        """Ctrl-C (SIGINT, or ``signum``) and wait up to STOP_WITHIN seconds; the outcome is kept, so calling
+        again is free."""
         assert self.process is not None
         if self.stopped is None:
             started = time.monotonic()
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signum)
             try:
                 returncode: int | None = await asyncio.to_thread(self.process.wait, STOP_WITHIN)
             except subprocess.TimeoutExpired:
@@ -215,12 +220,16 @@ async def devstack_run(
         stack.kill_leftovers()
 
 
-async def assert_stops_cleanly(stack: DevStackRun) -> None:
-    """Ctrl-C ends the script within STOP_WITHIN seconds and leaves no service process or port behind."""
+async def assert_stops_cleanly(stack: DevStackRun, signum: signal.Signals = signal.SIGINT) -> None:
+    """Ctrl-C (or ``signum``) ends the script within STOP_WITHIN seconds with status 0 (``make run`` reports
+    no error after a clean stop) and leaves no service process or port behind."""
     pids = stack.service_pids()
     assert set(pids) == set(ENV_PREFIXES), f"honcho did not report four pids:\n{stack.tail()}"
-    stopped = await stack.stop()
-    assert stopped.returncode is not None, f"still running {STOP_WITHIN}s after Ctrl-C:\n{stack.tail()}"
+    stopped = await stack.stop(signum)
+    assert stopped.returncode is not None, (
+        f"still running {STOP_WITHIN}s after {signum.name}:\n{stack.tail()}"
+    )
+    assert stopped.returncode == 0, stack.tail()
     assert stopped.seconds < STOP_WITHIN
     assert [name for name, pid in pids.items() if is_alive(pid)] == []
     assert [name for name, port in stack.ports.items() if is_listening(port)] == []
@@ -357,20 +366,82 @@ async def test_everything_written_under_var_is_readable_by_its_owner_only(first_
         name: oct(mode) for name, mode in modes.items() if mode != (0o700 if name in directories else 0o600)
     } == {}
 
-    # Cancelled, so the second run finds the demo pool as seeded.
-    created = response.json()
-    async with httpx.AsyncClient(base_url=first_run.url("order-api"), timeout=10.0) as client:
+    await cancel_back_to_the_demo_pool(first_run, response.json())
+
+
+async def cancel_back_to_the_demo_pool(stack: DevStackRun, order: Mapping[str, Any]) -> None:
+    """Cancel ``order`` and wait until its address is free again, so later tests find the pool as seeded."""
+    async with httpx.AsyncClient(base_url=stack.url("order-api"), timeout=10.0) as client:
         cancel = await client.post(
-            f"/v1/orders/{created['id']}/cancel",
-            headers={"Authorization": f"Bearer {created['session_token']}"},
+            f"/v1/orders/{order['id']}/cancel", headers={"Authorization": f"Bearer {order['session_token']}"}
         )
     assert cancel.status_code == 200, cancel.text
-    admin = first_run.credentials()["admin_token"]
+    admin = stack.credentials()["admin_token"]
 
     async def pool() -> dict[str, tuple[int, int, int, int]]:
-        return pool_figures((await get(first_run, "order-api", "/v1/stats/pool", key=admin)).json())
+        return pool_figures((await get(stack, "order-api", "/v1/stats/pool", key=admin)).json())
 
     await eventually(pool, until=lambda figures: figures == DEMO_FIGURES, within=20.0)
+
+
+def run_script(*arguments: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *arguments],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def mail_list(var_dir: Path, *options: str) -> str:
+    command = [sys.executable, "-m", "notifier", "mail-list", "--dir", str(var_dir / "mail"), *options]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False).stdout
+
+
+async def test_the_commands_it_prints_work_as_pasted_with_the_real_ports(first_run: DevStackRun) -> None:
+    """Ports overridden: the banner's commands (also ``devstack.py urls``) reach this stack as they stand."""
+    urls = run_script("urls", "--var-dir", str(first_run.var_dir), env=hermetic_environ(first_run.ports))
+    assert urls.returncode == 0, urls.stderr
+    commands = urls.stdout
+    assert f"{first_run.url('order-api')}/v1/orders" in commands
+    assert f"export ORDER_API_PORT={first_run.ports['order-api']} " in commands
+
+    async def banner() -> str:
+        return first_run.log_text() if "Ready to paste" in first_run.log_text() else ""
+
+    log = await eventually(banner, within=20.0, message="the banner")
+    assert [line for line in commands.splitlines() if f"  {line}\n" not in log] == []
+    for name in ENV_PREFIXES:
+        assert f"{first_run.url(name)}/docs" in log
+
+    pasted = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-euo", "pipefail", "-c", commands],
+        env=hermetic_environ(first_run.ports),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    decoder = json.JSONDecoder()
+    pool, end = decoder.raw_decode(pasted.stdout)
+    order, _ = decoder.raw_decode(pasted.stdout[end:].lstrip())
+    assert pool_figures(pool) == DEMO_FIGURES
+    assert order["status"] in ("awaiting_deposit", "awaiting_address"), order  # the latter: wallet-pool slow
+
+    # The order's email, decoded: its id is found although the .eml file is quoted-printable.
+    async def order_email() -> str:
+        return await asyncio.to_thread(mail_list, first_run.var_dir, "--grep", order["id"], "--full")
+
+    listed = await eventually(order_email, within=60.0, message="the order's email in mail-list")
+    assert "To:      alice@example.com" in listed
+    assert f"Thank you for your order {order['id']}" in listed
+    if order["deposit_address"] is not None:
+        assert order["deposit_address"] in listed
+    await cancel_back_to_the_demo_pool(first_run, order)
 
 
 async def test_ctrl_c_stops_all_four_services_and_the_script(first_run: DevStackRun) -> None:
@@ -391,7 +462,7 @@ async def test_second_run_reuses_the_credentials_and_the_data(
         response = await get(second, "order-api", "/v1/stats/pool", key=admin)
         assert response.status_code == 200, response.text
         assert pool_figures(response.json()) == DEMO_FIGURES
-        await assert_stops_cleanly(second)
+        await assert_stops_cleanly(second, signal.SIGTERM)
 
 
 # --- the wiring, without starting anything ----------------------------------------------------------------
@@ -469,3 +540,71 @@ def test_compose_env_names_peers_by_compose_service_and_is_private(tmp_path: Pat
     for service, prefix in (("order-api", "ORDER_API_"), ("notifier", "NOTIFIER_")):
         for name in ("DATA_KEYS", "DATA_KEY_CURRENT", "BLIND_INDEX_KEY", "EVENT_KEYS", "EVENT_KEY_CURRENT"):
             assert written[f"{prefix}{name}"] == envs[service][f"{prefix}{name}"]
+
+
+def test_migrate_has_the_webhook_secret_make_run_generates(tmp_path: Path) -> None:
+    """A public webhook URL and a bot token, no secret: every step, migrations included, gets the generated one."""
+    env = hermetic_environ({}) | {
+        "TELEGRAM_GATEWAY_BOT_TOKEN": "123456:ABC-test",
+        "TELEGRAM_GATEWAY_WEBHOOK_URL": "https://example.test/hook",
+    }
+    migrated = run_script("migrate", "--var-dir", str(tmp_path), env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert (tmp_path / "telegram-gateway.db").exists()
+    assert "Traceback" not in migrated.stderr
+
+
+def test_an_invalid_setting_stops_make_run_with_one_line_naming_it_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    env = hermetic_environ(free_ports()) | {
+        "WALLET_POOL_POOL_WATCH_SECONDS": "often",
+        "TELEGRAM_GATEWAY_BOT_TOKEN": "not-a-token",
+    }
+    refused = run_script("run", "--var-dir", str(tmp_path), env=env)
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    problems = [line for line in refused.stderr.splitlines() if "invalid settings" in line]
+    assert len(problems) == 2, refused.stderr
+    assert problems[0].startswith("devstack: wallet-pool: invalid settings: WALLET_POOL_POOL_WATCH_SECONDS: ")
+    assert problems[1].startswith(
+        "devstack: telegram-gateway: invalid settings: TELEGRAM_GATEWAY_BOT_TOKEN: must be the token"
+    )
+    assert list(tmp_path.glob("*.db")) == []  # nothing migrated
+
+
+@functools.cache
+def devstack_module() -> ModuleType:
+    """``scripts/devstack.py`` imported (registered first, as its dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("devstack", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("asked_to_stop", "returncodes", "status"),
+    [
+        (True, [0, -signal.SIGTERM, 0, -signal.SIGTERM], 0),  # Ctrl-C, every service shut down gracefully
+        (True, [0, -signal.SIGKILL, 0, 0], 128 + signal.SIGKILL),  # one had to be killed
+        (True, [0, 1, 0, 0], 1),  # one failed on its way down
+        (False, [3, -signal.SIGTERM, -signal.SIGTERM, -signal.SIGTERM], 3),  # one crashed, the rest stopped
+        (False, [0, -signal.SIGTERM, -signal.SIGTERM, -signal.SIGTERM], 1),  # one stopped, nobody asked
+    ],
+)
+def test_run_exits_0_only_after_a_stop_it_was_asked_for(
+    asked_to_stop: bool, returncodes: list[int], status: int
+) -> None:
+    assert devstack_module().exit_status(asked_to_stop=asked_to_stop, returncodes=returncodes) == status
+
+
+def test_readme_examples_read_the_ports_make_run_reads() -> None:
+    """No example in the README's shell blocks hard-codes a service port: each reads ``<SERVICE>_PORT``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
+    hard_coded = [line for block in blocks for line in block.splitlines() if re.search(r":800[1-4]\b", line)]
+    assert hard_coded == []
+    assert "${ORDER_API_PORT:-8001}" in readme

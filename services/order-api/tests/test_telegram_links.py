@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.__main__ import main as order_api_cli
 from order_api.audit.models import AuditLog
 from order_api.audit.service import verify_audit_chain
+from order_api.db import SCHEMA
 from order_api.operators.models import Operator, TelegramLinkCode
 from order_api.operators.telegram_links import LINK_CODE_ALPHABET, link_code_hash
 from order_api.protection import DataProtection
@@ -484,3 +487,69 @@ async def test_linking_works_the_same_on_the_embedded_sqlite_database(
             "/v1/audit", headers={**gateway, "X-Operator-Telegram-Id": str(by_admin)}
         )
         assert (refused.status_code, refused.json()["code"]) == (403, "acted_for_identity_forbidden")
+
+
+# --- from a shell ---------------------------------------------------------------------------------------
+
+
+async def test_links_are_listed_and_ended_from_a_shell(
+    order_api: OrderApiRunner,
+    own_database_url: str,
+    api_keys: ApiKeys,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``python -m order_api telegram-links`` / ``telegram-unlink``: the operator record, read and changed as an
+    admin would, audited, and the gateway's lookup follows at once."""
+    monkeypatch.setenv("ORDER_API_DATABASE_URL", own_database_url)
+    gateway = bearer(api_keys.telegram_gateway)
+    async with order_api(database_url=own_database_url) as api:
+        by_admin, by_code = telegram_user(), telegram_user()
+        anna = await hire(api, api_keys, telegram_user_id=by_admin)
+        boris = await hire(api, api_keys, role="support")
+        redeemed = await redeem(
+            api, api_keys, (await issue_code(api, api_keys, boris["id"]))["code"], by_code
+        )
+        assert redeemed.status_code == 200, redeemed.text
+        unlinked = await hire(api, api_keys)
+
+        capsys.readouterr()  # the service's log so far
+        assert await asyncio.to_thread(order_api_cli, ["telegram-links"]) == 0
+        header, *rows = capsys.readouterr().out.splitlines()
+        assert header.split("\t") == ["telegram_user_id", "operator_id", "role", "state", "name"]
+        assert sorted(rows) == sorted(
+            [
+                f"{by_admin}\t{anna['id']}\toperator\tactive\t{anna['name']}",
+                f"{by_code}\t{boris['id']}\tsupport\tactive\t{boris['name']}",
+            ]
+        )
+
+        assert await asyncio.to_thread(order_api_cli, ["telegram-unlink", anna["id"]]) == 0
+        assert (
+            capsys.readouterr().out
+            == f"unlinked: {by_admin}\t{anna['id']}\toperator\tactive\t{anna['name']}\n"
+        )
+        assert (
+            await asyncio.to_thread(order_api_cli, ["telegram-unlink", "--telegram-user-id", str(by_code)])
+            == 0
+        )
+        for user in (by_admin, by_code):
+            gone = await api.client.get(f"/v1/telegram/operators/{user}", headers=gateway)
+            assert (gone.status_code, gone.json()["code"]) == (404, "telegram_link_not_found")
+
+        capsys.readouterr()
+        assert await asyncio.to_thread(order_api_cli, ["telegram-unlink", unlinked["id"]]) == 2
+        assert capsys.readouterr().err == (
+            f"telegram_link_not_found: Operator {unlinked['id']} ({unlinked['name']}) is not linked to Telegram.\n"
+        )
+        assert await asyncio.to_thread(order_api_cli, ["telegram-links"]) == 0
+        assert capsys.readouterr().err == "no operator is linked to Telegram\n"
+
+    database = Database(url=own_database_url, schema=SCHEMA, var_dir=Path("var"), service_name="order-api")
+    try:
+        async with database.sessionmaker() as session:
+            audited = await audit_rows(session, action="operator.updated", channel="cli")
+            assert sorted(row.target_id for row in audited) == sorted([anna["id"], boris["id"]])
+            assert all(row.parameters == {"telegram_user_id": None} for row in audited)
+    finally:
+        await database.dispose()

@@ -508,6 +508,11 @@ def refuse_production_guesses(settings: ServiceSettings, *, database_only: bool 
         raise StartupRefusedError(f"{settings.service_name} refuses to start: {'; '.join(problems)}")
 
 
+def _reason(message: str) -> str:
+    """pydantic's message for a validator's ``ValueError`` without its ``Value error, `` prefix."""
+    return message.removeprefix("Value error, ")
+
+
 def load_settings(settings_class: type[S]) -> S:
     """``settings_class()``, with invalid settings reported in one line (the variables and why) instead of a
     validation traceback."""
@@ -515,9 +520,9 @@ def load_settings(settings_class: type[S]) -> S:
         return settings_class()
     except ValidationError as exc:
         reasons = "; ".join(
-            f"{settings_class.variable('__'.join(str(part) for part in error['loc']))}: {error['msg']}"
+            f"{settings_class.variable('__'.join(str(part) for part in error['loc']))}: {_reason(error['msg'])}"
             if error["loc"]
-            else error["msg"]
+            else _reason(error["msg"])
             for error in exc.errors()
         )
         raise StartupRefusedError(f"invalid settings: {reasons}") from None

@@ -16,6 +16,12 @@ the database the service uses; run the migrations first.
         runtime role cannot write checkpoints), never from the service itself, and keep its output.
     python -m order_api create-operator --name NAME [--role admin] [--telegram-user-id ID]
         Create a member of staff (e.g. the first admin, without curl) and print their personal token once.
+    python -m order_api telegram-links
+        The operators linked to a Telegram account (the one record the Telegram gateway asks about): operator
+        id, name, role, whether active, and the Telegram user id, one per line.
+    python -m order_api telegram-unlink OPERATOR_ID | --telegram-user-id ID
+        End an operator's Telegram link (audited, as an admin clearing ``telegram_user_id``): their order
+        actions from the bot stop at once, its menu within ``TELEGRAM_GATEWAY_OPERATOR_CACHE_SECONDS``.
     python -m order_api outbox list [--status pending|dead|delivered] [--event-type T] [--aggregate-id ID]
     python -m order_api outbox replay ID
         List the outbox's events (one JSON object a line, newest first), or put a dead-lettered one back in
@@ -41,8 +47,9 @@ from order_api.audit.outbox import audit_cli_replay
 from order_api.audit.schemas import CheckpointRecord
 from order_api.audit.service import AuditVerification, Broken, checkpoint_audit_log, verify_audit_log
 from order_api.db import SCHEMA, outbox
-from order_api.operators.schemas import OperatorCreate, RoleName
-from order_api.operators.service import create_operator
+from order_api.operators.errors import OperatorNotFoundError, TelegramLinkNotFoundError
+from order_api.operators.schemas import OperatorCreate, OperatorRead, OperatorUpdate, RoleName
+from order_api.operators.service import create_operator, list_operators, update_operator
 from order_api.orders.lifecycle import Actor
 from order_api.protection import DataProtectionConfigError, decode_key
 from order_api.settings import Settings
@@ -81,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--role", choices=get_args(RoleName), default="operator")
     create.add_argument("--telegram-user-id", type=int, default=None, metavar="ID")
+    commands.add_parser("telegram-links", help="the operators linked to a Telegram account")
+    unlink = commands.add_parser("telegram-unlink", help="end an operator's Telegram link (audited)")
+    whom = unlink.add_mutually_exclusive_group(required=True)
+    whom.add_argument("operator_id", nargs="?", metavar="OPERATOR_ID")
+    whom.add_argument("--telegram-user-id", type=int, metavar="ID", help="the operator linked to this user")
     add_outbox_commands(commands)
     return parser
 
@@ -196,9 +208,14 @@ async def audit_checkpoint(settings: Settings) -> int:
     return 0
 
 
+def _cli_actor() -> Actor:
+    """Whoever runs the command, as an admin: the audit log names the system user and channel ``cli``."""
+    return Actor(kind="cli", id=getpass.getuser(), channel="cli", role="admin")
+
+
 async def create_operator_command(settings: Settings, args: argparse.Namespace) -> int:
     request = OperatorCreate(name=args.name, role=args.role, telegram_user_id=args.telegram_user_id)
-    actor = Actor(kind="cli", id=getpass.getuser(), channel="cli", role="admin")
+    actor = _cli_actor()
     database = _database(settings)
     try:
         async with database.sessionmaker.begin() as session:
@@ -207,6 +224,62 @@ async def create_operator_command(settings: Settings, args: argparse.Namespace) 
         await database.dispose()
     print(json.dumps(created.model_dump(mode="json"), indent=2))
     print("The token is shown only now; store it safely.", file=sys.stderr)
+    return 0
+
+
+def _link_line(operator: OperatorRead) -> str:
+    state = "active" if operator.active else "inactive"
+    return f"{operator.telegram_user_id}\t{operator.id}\t{operator.role}\t{state}\t{operator.name}"
+
+
+async def telegram_links(settings: Settings) -> int:
+    database = _database(settings)
+    try:
+        async with database.sessionmaker() as session:
+            operators = await list_operators(session=session)
+    finally:
+        await database.dispose()
+    linked = [operator for operator in operators if operator.telegram_user_id is not None]
+    if not linked:
+        print("no operator is linked to Telegram", file=sys.stderr)
+        return 0
+    print("telegram_user_id\toperator_id\trole\tstate\tname")
+    for operator in linked:
+        print(_link_line(operator))
+    return 0
+
+
+def _linked_operator(operators: Sequence[OperatorRead], args: argparse.Namespace) -> OperatorRead:
+    """The operator ``telegram-unlink`` names (by id, or by the Telegram user linked to them)."""
+    if args.operator_id is not None:
+        found = next((o for o in operators if o.id == args.operator_id), None)
+        if found is None:
+            raise OperatorNotFoundError(f"No operator {args.operator_id}.")
+    else:
+        found = next((o for o in operators if o.telegram_user_id == args.telegram_user_id), None)
+        if found is None:
+            raise TelegramLinkNotFoundError(
+                f"No operator is linked to Telegram user {args.telegram_user_id}."
+            )
+    if found.telegram_user_id is None:
+        raise TelegramLinkNotFoundError(f"Operator {found.id} ({found.name}) is not linked to Telegram.")
+    return found
+
+
+async def telegram_unlink(settings: Settings, args: argparse.Namespace) -> int:
+    database = _database(settings)
+    try:
+        async with database.sessionmaker.begin() as session:
+            linked = _linked_operator(await list_operators(session=session), args)
+            await update_operator(
+                session=session,
+                actor=_cli_actor(),
+                operator_id=linked.id,
+                request=OperatorUpdate(telegram_user_id=None),
+            )
+    finally:
+        await database.dispose()
+    print(f"unlinked: {_link_line(linked)}")
     return 0
 
 
@@ -227,6 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(audit_verify(settings, args))
         if args.command == "audit-checkpoint":
             return asyncio.run(audit_checkpoint(settings))
+        if args.command == "telegram-links":
+            return asyncio.run(telegram_links(settings))
+        if args.command == "telegram-unlink":
+            return asyncio.run(telegram_unlink(settings, args))
         if args.command == "outbox":
             return asyncio.run(outbox_command(settings, args))
         return asyncio.run(create_operator_command(settings, args))

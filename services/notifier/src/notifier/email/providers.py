@@ -224,6 +224,11 @@ class FallbackChain:
         raise TransientDeliveryError("; ".join(errors))
 
 
+def mail_drop_directory(settings: Settings) -> Path:
+    """Where the mail drop writes: ``mail/`` under the service's ``VAR_DIR``."""
+    return settings.var_dir / "mail"
+
+
 def build_provider(name: str, settings: Settings) -> EmailProvider:
     if name == "smtp":
         return SmtpProvider(
@@ -244,7 +249,7 @@ def build_provider(name: str, settings: Settings) -> EmailProvider:
             timeout_seconds=settings.email_api_timeout_seconds,
         )
     if name == "maildrop":
-        return MailDropProvider(settings.var_dir / "mail")
+        return MailDropProvider(mail_drop_directory(settings))
     raise ValueError(f"unknown email provider {name!r} (smtp, http_api or maildrop)")
 
 

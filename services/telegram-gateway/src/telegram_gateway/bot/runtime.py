@@ -52,6 +52,25 @@ STOP_TIMEOUT_SECONDS = 10.0
 State = Literal["off", "starting", "ready", "failing"]
 
 
+def new_bot(settings: Settings) -> Bot:
+    """aiogram's ``Bot`` for the configured token, pointed at the configured Bot API URL (the service's bot and
+    ``python -m telegram_gateway`` alike); its session is the caller's to close."""
+    if settings.bot_token is None:
+        raise TelegramDisabledError("No bot token is configured: Telegram is off on this gateway.")
+    session = AiohttpSession(
+        api=TelegramAPIServer.from_base(settings.bot_api_url), timeout=settings.bot_api_timeout_seconds
+    )
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def webhook_secret(settings: Settings) -> str | None:
+    return settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+
+
 class TelegramBot:
     """aiogram's ``Bot`` (pointed at the configured Bot API URL) and ``Dispatcher``, started and stopped
     with the service (a :class:`servicekit.app.Worker`)."""
@@ -83,15 +102,7 @@ class TelegramBot:
         if settings.bot_token is not None:
             self.mode = settings.bot_mode
             self.state = "starting"
-            session = AiohttpSession(
-                api=TelegramAPIServer.from_base(settings.bot_api_url),
-                timeout=settings.bot_api_timeout_seconds,
-            )
-            self.bot = Bot(
-                token=settings.bot_token.get_secret_value(),
-                session=session,
-                default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
-            )
+            self.bot = new_bot(settings)
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -152,9 +163,10 @@ class TelegramBot:
                 me = await bot.me()
                 await bot.set_my_commands(COMMANDS)
                 if self.mode == "webhook" and settings.webhook_url:
-                    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
                     await bot.set_webhook(
-                        url=settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES
+                        url=settings.webhook_url,
+                        secret_token=webhook_secret(settings),
+                        allowed_updates=ALLOWED_UPDATES,
                     )
                 elif self.mode == "polling":
                     await bot.delete_webhook(drop_pending_updates=False)
