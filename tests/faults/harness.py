@@ -12,7 +12,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -32,7 +31,7 @@ from test_order_intake import order_body
 
 from coin_addresses import demo_address
 from notifier.testing import SmtpServer
-from servicekit.testing import ServiceProcess, free_port, migrated_database
+from servicekit.testing import PrivateRedis, ServiceProcess, migrated_database
 from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
 
 SERVICES = ("wallet-pool", "order-api", "notifier", "telegram-gateway")
@@ -47,56 +46,6 @@ TAKEN_BY_BOT = "is yours: complete, cancel, release or escalate it from the card
 
 
 # --- the stack ---------------------------------------------------------------------------------------------
-
-
-class PrivateRedis:
-    """A ``redis-server`` of the suite's own on a free loopback port, nothing persisted: killing it disturbs no
-    one else. :meth:`start` after :meth:`kill` serves on the same port again."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
-                [
-                    "redis-server",
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError):
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.write(b"PING\r\n")
-                await writer.drain()
-                answer = await reader.readline()
-                writer.close()
-                if answer.startswith(b"+PONG"):
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not answer PING")
-            await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            await asyncio.to_thread(self.process.wait, 10)
 
 
 @dataclass
@@ -170,7 +119,7 @@ def _service_env(stack: Stack, redis: PrivateRedis) -> dict[str, dict[str, str]]
 @asynccontextmanager
 async def fault_stack(logs: Path) -> AsyncIterator[FaultStack]:
     """The whole desk started for a module of fault tests, stopped and its database dropped after it."""
-    redis = PrivateRedis(logs / "redis.log")
+    redis = PrivateRedis()
     smtp = SmtpServer()
     async with migrated_database(*SERVICES, prefix="desk_faults") as url, FakeBotApi() as bot_api:
         stack = Stack(database_url=url, logs=logs)
