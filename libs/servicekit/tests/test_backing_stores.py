@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from libs.servicekit.tests.kitapps import (
@@ -28,7 +29,7 @@ from libs.servicekit.tests.kitapps import (
     in_process_client,
 )
 from servicekit.app import DbSession
-from servicekit.backing import redis_client
+from servicekit.backing import outlasting_outages, redis_client
 from servicekit.cache import ExpiringCache
 from servicekit.db import Database, driver
 from servicekit.errors import BackingStoreUnavailableError, RateLimitedError
@@ -297,3 +298,36 @@ async def test_a_worker_waits_a_redis_outage_out_and_carries_on(
     assert len(outage) >= 2
     assert all(r.levelno == logging.WARNING and r.exc_info is None for r in logged)
     await redis.aclose()
+
+
+async def test_a_write_that_must_not_be_lost_waits_a_short_outage_out() -> None:
+    """The record that an email went out is written again once the database is back, not dropped (a
+    dropped record would send the email a second time)."""
+    tries: list[int] = []
+
+    async def write() -> str:
+        tries.append(len(tries))
+        if len(tries) < 3:
+            raise sa_exc.DisconnectionError("connection was terminated")
+        return "recorded"
+
+    assert await outlasting_outages(write, within=5.0, what="recording a delivery") == "recorded"
+    assert len(tries) == 3
+
+
+async def test_a_write_gives_up_after_its_window_and_never_retries_a_refused_statement() -> None:
+    refused: list[int] = []
+
+    async def constraint() -> None:
+        refused.append(1)
+        raise sa_exc.IntegrityError("INSERT …", {}, Exception("duplicate key"))
+
+    with pytest.raises(sa_exc.IntegrityError):
+        await outlasting_outages(constraint, within=5.0, what="recording a delivery")
+    assert refused == [1]
+
+    async def down() -> None:
+        raise sa_exc.DisconnectionError("connection refused")
+
+    with pytest.raises(sa_exc.DisconnectionError):
+        await outlasting_outages(down, within=0.3, what="recording a delivery")

@@ -13,11 +13,13 @@ Redis costs a bounded wait, and a short retry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import redis.exceptions
@@ -60,6 +62,7 @@ _NETWORK_OUTAGES: tuple[type[BaseException], ...] = (
 they are that library's failure, not a store's."""
 
 log = logging.getLogger("servicekit.backing")
+T = TypeVar("T")
 
 
 def is_outage(error: BaseException) -> bool:
@@ -91,6 +94,25 @@ def describe(error: BaseException) -> str:
     if isinstance(error, sa_exc.StatementError) and error.orig is not None:
         error = error.orig.__cause__ or error.orig  # asyncpg's own error under SQLAlchemy's adaptation
     return f"{type(error).__name__}: {error}".splitlines()[0][:300]
+
+
+async def outlasting_outages(work: Callable[[], Awaitable[T]], *, within: float, what: str) -> T:
+    """``work()`` (one whole transaction), run again after a short pause while a backing store is out, for
+    up to ``within`` seconds; then the outage is raised as usual.
+
+    For the few writes whose loss costs more than the wait: the record that an email went out, lost, sends
+    the email again once its lease runs out. Anything but an outage is raised at once."""
+    deadline = time.monotonic() + within
+    pause = 0.05
+    while True:
+        try:
+            return await work()
+        except BACKING_STORE_ERRORS as error:
+            if not is_outage(error) or time.monotonic() + pause > deadline:
+                raise
+            log.warning(f"{what} met an outage; trying again", extra={"error": describe(error)})
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 class ThrottledWarning:

@@ -30,6 +30,7 @@ from notifier.notifications.models import (
 )
 from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
 from notifier.protection import protection_of, without_one_time_secrets
+from servicekit.backing import outlasting_outages
 from servicekit.db import Database, utcnow
 from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
 from servicekit.telemetry import context_from_traceparent, mask_secrets
@@ -224,29 +225,35 @@ class DeliveryWorker(QueueWorker):
             values["status"] = NotificationStatus.dead.value
         else:
             values["next_attempt_at"] = now + self.backoff(attempts)
-        async with self.database.sessionmaker.begin() as session:
-            previous = await session.scalar(
-                select(func.count())
-                .select_from(DeliveryAttempt)
-                .where(DeliveryAttempt.notification_id == item.id)
-            )
-            await session.execute(
-                insert(DeliveryAttempt).values(
-                    notification_id=item.id,
-                    attempt=int(previous or 0) + 1,
-                    provider=provider,
-                    outcome=outcome.value,
-                    error=error,
-                    duration_ms=duration_ms,
-                    started_at=started_at,
+
+        async def write() -> None:
+            async with self.database.sessionmaker.begin() as session:
+                previous = await session.scalar(
+                    select(func.count())
+                    .select_from(DeliveryAttempt)
+                    .where(DeliveryAttempt.notification_id == item.id)
                 )
-            )
-            await session.execute(
-                update(Notification)
-                .where(Notification.id == item.id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
+                await session.execute(
+                    insert(DeliveryAttempt).values(
+                        notification_id=item.id,
+                        attempt=int(previous or 0) + 1,
+                        provider=provider,
+                        outcome=outcome.value,
+                        error=error,
+                        duration_ms=duration_ms,
+                        started_at=started_at,
+                    )
+                )
+                await session.execute(
+                    update(Notification)
+                    .where(Notification.id == item.id)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+
+        # The attempt is over (a sent email or card is out): were its record lost to a database outage, a sent
+        # message would go again once its lease ran out, so the record waits the outage out (half the lease).
+        await outlasting_outages(write, within=self.lease_seconds / 2, what="recording a delivery")
         extra: dict[str, Any] = {
             "notification_id": item.id,
             "template": item.template,
