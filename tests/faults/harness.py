@@ -31,7 +31,7 @@ from test_order_intake import order_body
 
 from coin_addresses import demo_address
 from notifier.testing import SmtpServer
-from servicekit.testing import PrivateRedis, ServiceProcess, migrated_database
+from servicekit.testing import PrivateRedis, ServiceProcess, eventually, migrated_database
 from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
 
 SERVICES = ("wallet-pool", "order-api", "notifier", "telegram-gateway")
@@ -142,8 +142,8 @@ async def fault_stack(logs: Path) -> AsyncIterator[FaultStack]:
                     for process in processes.values()
                 )
             )
-            await _wait_for(
-                lambda: _true(bot_api.webhook_url is not None), within=30, what="the bot's webhook"
+            await eventually(
+                lambda: _true(bot_api.webhook_url is not None), within=30, message="the bot's webhook is set"
             )
             await _seed(desk)
             yield desk
@@ -159,14 +159,6 @@ async def fault_stack(logs: Path) -> AsyncIterator[FaultStack]:
 
 async def _true(value: bool) -> bool:
     return value
-
-
-async def _wait_for(probe: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within}s")
-        await asyncio.sleep(0.1)
 
 
 async def _seed(desk: FaultStack) -> None:
