@@ -13,6 +13,7 @@ from notifier.notifications.service import queue_email
 from notifier.testing import KEYS, make_settings
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
+from servicekit.state import service_state
 from servicekit.testing import eventually, running_app, service_dir
 
 
@@ -24,7 +25,7 @@ async def test_queued_email_lands_in_the_mail_drop_on_sqlite(tmp_path: Path) -> 
     url = resolve_database_url(None, var_dir=tmp_path, service_name="notifier")
     await asyncio.to_thread(upgrade, service_dir("notifier"), url=url)
     app = create_app(make_settings(None, tmp_path))
-    runtime = app.state.runtime
+    runtime = service_state(app).runtime
     assert runtime.database.engine.dialect.name == "sqlite"
 
     async with running_app(app) as client:

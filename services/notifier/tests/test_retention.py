@@ -21,6 +21,7 @@ from notifier.notifications.service import queue_email
 from notifier.testing import make_settings, protected
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
+from servicekit.state import service_state
 from servicekit.testing import eventually, running_app, service_dir
 
 
@@ -125,7 +126,7 @@ async def test_finished_notifications_and_old_attempts_are_swept(
 
     settings = make_settings(url, tmp_path, retention_sweep_seconds=0.05)
     app = create_app(settings)
-    assert [rule.name for rule in app.state.runtime.retention_rules] == [
+    assert [rule.name for rule in service_state(app).runtime.retention_rules] == [
         "inbox processed",
         "delivery attempts",
         "notifications finished",

@@ -31,6 +31,7 @@ from order_api.orders.models import Order
 from order_api.protection import DataProtection
 from servicekit.migrations import alembic_config
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import migrate_embedded, migrated_database, serve_stand_in, service_dir
 
 if TYPE_CHECKING:
@@ -93,13 +94,13 @@ class Desk:
         return response.status_code, body
 
     async def stored_clients(self) -> list[str]:
-        async with self.api.app.state.runtime.database.sessionmaker() as session:
+        async with service_state(self.api.app).runtime.database.sessionmaker() as session:
             return list((await session.execute(select(Order.client_ip).order_by(Order.created_at))).scalars())
 
     async def proven_session(self, email: str) -> str:
         """A full session of the customer of ``email``, as ``POST /v1/auth/verify`` opens it."""
         protection: DataProtection = self.api.app.state.protection
-        async with self.api.app.state.runtime.database.sessionmaker.begin() as session:
+        async with service_state(self.api.app).runtime.database.sessionmaker.begin() as session:
             customer = await find_or_create_customer(
                 session=session, protection=protection, email=email, locale="en"
             )
@@ -145,7 +146,7 @@ def desk(order_api: OrderApiRunner, storage: str, wallet_pool: str, tmp_path: Pa
                 await migrate_embedded(var_dir, "order-api")
                 values.update(database_url=None, var_dir=var_dir)
             api = await stack.enter_async_context(order_api(**values))
-            assert api.app.state.runtime.database.engine.dialect.name == storage
+            assert service_state(api.app).runtime.database.engine.dialect.name == storage
             yield Desk(api=api)
 
     return run

@@ -28,6 +28,7 @@ from order_api.operators.models import Operator
 from order_api.orders.models import IdempotencyKey, Order
 from order_api.orders.service import PAYOUT_CONTEXT
 from order_api.protection import DataProtection, SealedDataError
+from servicekit.state import service_state
 from servicekit.testing import migrate_embedded, migrated_database, runtime_role
 
 if TYPE_CHECKING:
@@ -57,12 +58,12 @@ async def desk(
     var_dir = tmp_path / "embedded"
     await migrate_embedded(var_dir, "order-api")
     async with order_api(database_url=None, var_dir=var_dir) as running:
-        assert running.app.state.runtime.database.engine.dialect.name == "sqlite"
+        assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
         yield running
 
 
 def session_of(desk: OrderApi) -> AsyncSession:
-    session: AsyncSession = desk.app.state.runtime.database.sessionmaker()
+    session: AsyncSession = service_state(desk.app).runtime.database.sessionmaker()
     return session
 
 

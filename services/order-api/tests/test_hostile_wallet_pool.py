@@ -26,6 +26,7 @@ from order_api.orders.models import AllocationState, Order, OrderEvent
 from order_api.workers.sweeper import reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import migrate_embedded, serve_stand_in
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ async def test_no_hostile_answer_is_stored_or_reaches_the_customer_and_the_recon
     async with order_api(
         **database_for, wallet_pool=PeerSettings(url=wallet_pool.url, timeout_seconds=5.0), sweep_seconds=3600
     ) as api:
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         client = api.client
         warnings = Recorded(level=logging.WARNING)
         logging.getLogger("order_api.orders").addHandler(warnings)

@@ -28,6 +28,7 @@ from order_api.workers.sweeper import announce_silent_orders, reconcile_pending_
 from servicekit.db import Database, utcnow
 from servicekit.sealing import open_sealed_payload
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import serve_stand_in
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ async def api(
 
 
 def database_of(api: OrderApi) -> Database:
-    database: Database = api.app.state.runtime.database
+    database: Database = service_state(api.app).runtime.database
     return database
 
 

@@ -31,6 +31,7 @@ from order_api.operators.models import Operator
 from order_api.orders.models import Order, OrderEvent
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import eventually
 
 if TYPE_CHECKING:
@@ -469,7 +470,7 @@ async def test_fifty_concurrent_takers_one_winner(
         responses = await asyncio.gather(
             *(api.client.post(f"/v1/operator/orders/{order['id']}/take", headers=t.auth) for t in takers)
         )
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker() as session:
             taken_events = await outbox_payloads(session, "order.taken")
             take_audits = await audit_rows(session, action="order.taken")
@@ -658,7 +659,7 @@ async def test_an_untouched_assignment_times_out_back_to_the_pool(
         )
         await take(api, operator, btc)
         await take(api, operator, eth)
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker.begin() as session:  # both untouched for 6 minutes
             await session.execute(update(OrderEvent).values(created_at=utcnow() - timedelta(minutes=6)))
 

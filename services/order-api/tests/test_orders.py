@@ -20,6 +20,7 @@ from order_api.orders.models import AllocationState, Order, OrderEvent
 from order_api.workers.sweeper import expire_overdue_orders, reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import eventually, serve_stand_in
 
 if TYPE_CHECKING:
@@ -319,7 +320,7 @@ async def test_overdue_orders_expire_and_release_their_address(
     async with order_api(database_url=own_database_url, sweep_seconds=0.1) as api:
         order = (await api.client.post("/v1/orders", json=order_body(unique_email))).json()
         fresh = (await api.client.post("/v1/orders", json=order_body(unique_email))).json()
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker.begin() as session:
             await session.execute(update(Order).where(Order.id == order["id"]).values(expires_at=utcnow()))
 
@@ -356,7 +357,7 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
     async with order_api(database_url=own_database_url, sweep_seconds=3600) as api:
         order = (await api.client.post("/v1/orders", json=order_body(unique_email))).json()
         assert order["status"] == "awaiting_address"
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker.begin() as session:  # old enough for the reconciler's grace period
             await session.execute(update(Order).values(created_at=utcnow() - timedelta(minutes=1)))
     async with order_api(
@@ -364,7 +365,7 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
         sweep_seconds=0.1,
         wallet_pool=PeerSettings(url=wallet_pool_stand_in.url),
     ) as api:
-        database = api.app.state.runtime.database
+        database = service_state(api.app).runtime.database
 
         async def stored() -> Order:
             async with database.sessionmaker() as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from order_api.main import create_app
+from servicekit.state import service_state
 
 if TYPE_CHECKING:
     from conftest import SettingsFactory
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 
 def test_the_sweep_covers_the_outbox_and_the_inbox(make_settings: SettingsFactory) -> None:
     app = create_app(make_settings())
-    assert [rule.name for rule in app.state.runtime.retention_rules] == [
+    assert [rule.name for rule in service_state(app).runtime.retention_rules] == [
         "outbox delivered",
         "inbox processed",
     ]

@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.state import service_state
+
 sys.path.insert(0, str(Path(__file__).parent))  # pooltest, importable by the test modules
 
 from pooltest import KEYS, PoolApi, RunningApp, make_settings
@@ -48,7 +50,7 @@ async def pool_app(database_url: str) -> AsyncIterator[RunningApp]:
 @pytest.fixture
 async def session(pool_app: RunningApp) -> AsyncIterator[AsyncSession]:
     """The test's session, shared by every request it makes; everything is rolled back afterwards."""
-    async with isolated_session(pool_app.app.state.runtime.database.engine) as session:
+    async with isolated_session(service_state(pool_app.app).runtime.database.engine) as session:
         use_session(pool_app.app, session)
         try:
             yield session

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from pooltest import make_settings
 
+from servicekit.state import service_state
 from wallet_pool.main import create_app
 
 
 def test_the_sweep_covers_the_outbox_and_the_inbox(tmp_path: Path) -> None:
     app = create_app(make_settings(None, var_dir=tmp_path))
-    assert [rule.name for rule in app.state.runtime.retention_rules] == [
+    assert [rule.name for rule in service_state(app).runtime.retention_rules] == [
         "outbox delivered",
         "inbox processed",
     ]
