@@ -25,6 +25,7 @@ from alembic import command
 from sqlalchemy import select
 
 from order_api.auth.service import open_full_session
+from order_api.context import context_of
 from order_api.customers.service import find_or_create_customer
 from order_api.db import SCHEMA
 from order_api.orders.models import Order
@@ -99,7 +100,7 @@ class Desk:
 
     async def proven_session(self, email: str) -> str:
         """A full session of the customer of ``email``, as ``POST /v1/auth/verify`` opens it."""
-        protection: DataProtection = self.api.app.state.protection
+        protection: DataProtection = context_of(self.api.app).protection
         async with service_state(self.api.app).runtime.database.sessionmaker.begin() as session:
             customer = await find_or_create_customer(
                 session=session, protection=protection, email=email, locale="en"

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth.models import EmailCode
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.customers.service import find_or_create_customer
 from order_api.db import outbox
@@ -76,7 +77,7 @@ async def test_the_code_travels_only_through_the_outbox_and_verifies_into_a_full
         outbox_poll_seconds=0.1,
     ) as running:
         sessions = service_state(running.app).runtime.database.sessionmaker
-        protection: DataProtection = running.app.state.protection
+        protection: DataProtection = context_of(running.app).protection
         async with sessions.begin() as session:
             customer = await find_or_create_customer(
                 session=session, protection=protection, email=unique_email, locale="ru"
@@ -328,7 +329,7 @@ async def test_the_flow_works_the_same_on_the_embedded_sqlite_database(
     async with order_api(database_url=None, var_dir=var_dir) as running:
         assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
         sessions = service_state(running.app).runtime.database.sessionmaker
-        protection: DataProtection = running.app.state.protection
+        protection: DataProtection = context_of(running.app).protection
         async with sessions.begin() as session:
             customer = await find_or_create_customer(
                 session=session, protection=protection, email=unique_email, locale="en"

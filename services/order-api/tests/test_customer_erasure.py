@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.audit.models import AuditLog
 from order_api.audit.service import verify_audit_chain
 from order_api.auth.models import CustomerSession, EmailCode
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.customers.service import EMAIL_CONTEXT, find_customer_by_email
 from order_api.db import outbox
@@ -160,7 +161,7 @@ async def rows_holding(
 async def test_erasure_leaves_nothing_personal_and_keeps_the_orders(
     desk: OrderApi, api_keys: ApiKeys
 ) -> None:
-    protection: DataProtection = desk.app.state.protection
+    protection: DataProtection = context_of(desk.app).protection
     email = f"Carol.{uuid.uuid4().hex[:8]}@Example.com"
     first = await place_order(desk, email, **{"Idempotency-Key": "k-1"})
     await cancel(desk, first)

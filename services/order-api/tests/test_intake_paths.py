@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from order_api.auth.models import CustomerSession
 from order_api.auth.service import SESSION_TOKEN_PREFIX
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.customers.service import EMAIL_CONTEXT
 from order_api.db import outbox
@@ -136,7 +137,7 @@ class Record:
 
 async def record_of(api: OrderApi, *, order_id: str, email: str, key: str | None) -> Record:
     sessions: async_sessionmaker[Any] = service_state(api.app).runtime.database.sessionmaker
-    protection: DataProtection = api.app.state.protection
+    protection: DataProtection = context_of(api.app).protection
     async with sessions() as session:
         order = (await session.execute(select(Order).where(Order.id == order_id))).scalar_one()
         customer = (
@@ -437,7 +438,7 @@ async def test_the_per_ip_limit_holds_on_the_fast_path_and_a_refused_order_write
         assert (fast_path.tried, fast_path.created) == (4, 3)
         assert len(wallet_pool.requests) == 3  # the refused order never reached wallet-pool
 
-        protection: DataProtection = api.app.state.protection
+        protection: DataProtection = context_of(api.app).protection
         async with service_state(api.app).runtime.database.sessionmaker() as session:
             customers = await session.scalar(
                 select(func.count()).where(Customer.email_index == protection.email_index(refused_email))

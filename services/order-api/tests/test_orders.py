@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.db import outbox
 from order_api.orders.models import AllocationState, Order, OrderEvent
@@ -343,7 +344,7 @@ async def test_overdue_orders_expire_and_release_their_address(
                 .all()
             )
         assert (await statuses())[fresh["id"]] == "awaiting_address"
-        assert await expire_overdue_orders(database=database) == 0
+        assert await expire_overdue_orders(database=database, protection=context_of(api.app).protection) == 0
     assert [p["order_id"] for p in closed] == [order["id"]]
     assert actors == ["system:expiry"]
 
@@ -376,7 +377,10 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
         )
         assert (
             await reconcile_pending_allocations(
-                database=database, wallet_pool=api.app.state.wallet_pool, settings=api.settings
+                database=database,
+                wallet_pool=context_of(api.app).wallet_pool,
+                settings=api.settings,
+                protection=context_of(api.app).protection,
             )
             == 0
         )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
@@ -42,6 +42,7 @@ from servicekit.outbox import (
 )
 from servicekit.retention import RetentionRule, forget_expired
 from servicekit.revisions import MigrationHistory, SchemaRevision, migrations_dir
+from servicekit.sealing import DataProtectionConfigError
 from servicekit.security_headers import SecurityHeadersMiddleware
 from servicekit.settings import PeerSettings, ServiceSettings, StartupRefusedError, refuse_production_guesses
 from servicekit.state import ServiceState, attach_state, service_state
@@ -390,6 +391,17 @@ def _settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+@contextmanager
+def refusing_start(service: str) -> Iterator[None]:
+    """Around the building of a service's context: a collaborator configured wrongly (keys that do not
+    open, a network that is not one) stops the service at start-up with one line (:class:`StartupRefusedError`),
+    never at the first request that needs it."""
+    try:
+        yield
+    except (DataProtectionConfigError, ValueError) as exc:
+        raise StartupRefusedError(f"{service} cannot start: {exc}") from None
 
 
 def runtime_of(request: Request) -> Runtime:

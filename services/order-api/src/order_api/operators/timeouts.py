@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.operators.workflow import deposit_deadline, has_open_escalation
 from order_api.orders.lifecycle import ORDER_ASSIGNMENT_TIMED_OUT, SYSTEM_ASSIGNMENT_TIMEOUT, give_back
 from order_api.orders.models import Order, OrderEvent, OrderStatus
+from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
 from servicekit.plurals import english
@@ -33,7 +34,9 @@ def timeout_minutes(settings: Settings, currency: str) -> int:
     return settings.assignment_timeout_by_currency.get(currency, settings.assignment_timeout_minutes)
 
 
-async def return_idle_assignments(session: AsyncSession, *, settings: Settings) -> int:
+async def return_idle_assignments(
+    session: AsyncSession, *, settings: Settings, protection: DataProtection
+) -> int:
     """Give back every idle in-progress order, in the caller's transaction; returns how many."""
     now = utcnow()
     overrides = settings.assignment_timeout_by_currency
@@ -63,6 +66,7 @@ async def return_idle_assignments(session: AsyncSession, *, settings: Settings) 
     for order in orders:
         await give_back(
             session,
+            protection=protection,
             order=order,
             actor=SYSTEM_ASSIGNMENT_TIMEOUT,
             expires_at=deposit_deadline(settings, order),
@@ -74,7 +78,9 @@ async def return_idle_assignments(session: AsyncSession, *, settings: Settings) 
     return len(orders)
 
 
-async def sweep_idle_assignments(*, database: Database, settings: Settings) -> int:
+async def sweep_idle_assignments(
+    *, database: Database, settings: Settings, protection: DataProtection
+) -> int:
     """One pass of the assignment-timeout worker, in its own transaction."""
     async with database.sessionmaker.begin() as session:
-        return await return_idle_assignments(session, settings=settings)
+        return await return_idle_assignments(session, settings=settings, protection=protection)

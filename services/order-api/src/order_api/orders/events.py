@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.clients.wallet_pool import Allocation, checked_allocation
 from order_api.orders.service import announce_order, apply_allocation, load_order
+from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError
 from servicekit.events import EventHandler, read_payload
@@ -22,7 +23,7 @@ class WalletAssigned(BaseModel):
     address: str = Field(min_length=1, max_length=128)
 
 
-def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
+def wallet_event_handlers(*, settings: Settings, protection: DataProtection) -> dict[str, EventHandler]:
     async def wallet_assigned(session: AsyncSession, envelope: EventEnvelope) -> None:
         """A queued order got an address released by another order: it now awaits the deposit. The payload
         is read through its model, the address checked as an allocation answer is (``checked_allocation``),
@@ -46,10 +47,15 @@ def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
             # An order still unannounced (its intake died, or is still waiting) is announced with the address.
             announced = order.announced_at is not None
             await apply_allocation(
-                session, order=order, allocation=allocation, settings=settings, announce=announced
+                session,
+                order=order,
+                allocation=allocation,
+                settings=settings,
+                protection=protection,
+                announce=announced,
             )
         except PeerAnswerInvalidError as exc:
             raise ValidationFailedError.for_field("payload.address", exc.detail) from exc
-        await announce_order(session, order=order)
+        await announce_order(session, protection=protection, order=order)
 
     return {"wallet.assigned": wallet_assigned}

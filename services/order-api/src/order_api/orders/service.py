@@ -295,7 +295,7 @@ async def _recover_order(
     this order is issued. The answer is stored under the key, so later retries get the same one."""
     if full_session is not None and full_session.customer_id != order.customer_id:
         raise _field_error("email", "does not match the signed-in customer")
-    await announce_order(session, order=order)
+    await announce_order(session, protection=protection, order=order)
     issued = None
     if full_session is None:
         issued = await open_order_session(
@@ -459,7 +459,9 @@ async def create_order(
     await session.commit()
 
     allocation = await _ask_for_address(wallet_pool, order=order, settings=settings)
-    order = await _settle_order(session, order_id=order.id, allocation=allocation, settings=settings)
+    order = await _settle_order(
+        session, order_id=order.id, allocation=allocation, settings=settings, protection=protection
+    )
 
     response = _created_response(order, issued=issued, protection=protection)
     if idempotency_key is not None:
@@ -545,7 +547,12 @@ def address_taken(order: Order) -> PeerAnswerInvalidError:
 
 
 async def _settle_order(
-    session: AsyncSession, *, order_id: str, allocation: Allocation | None, settings: Settings
+    session: AsyncSession,
+    *,
+    order_id: str,
+    allocation: Allocation | None,
+    settings: Settings,
+    protection: DataProtection,
 ) -> Order:
     """Apply wallet-pool's answer at intake to the order as it is now (read locked) and announce it. An
     address another open order holds leaves the order as it is (allocation pending: the reconciler asks
@@ -559,11 +566,12 @@ async def _settle_order(
                 order=order,
                 allocation=allocation,
                 settings=settings,
+                protection=protection,
                 announce=order.announced_at is not None,
             )
         except PeerAnswerInvalidError as error:
             log_unusable_answer(error, order_id=order.id)
-    await announce_order(session, order=order)
+    await announce_order(session, protection=protection, order=order)
     return order
 
 
@@ -796,7 +804,9 @@ async def _settle_new_order(
         return response
     # Changed meanwhile (a wallet.assigned event or the sweeper got there first): apply the answer to the
     # order as it is.
-    current = await _settle_order(session, order_id=order.id, allocation=allocation, settings=settings)
+    current = await _settle_order(
+        session, order_id=order.id, allocation=allocation, settings=settings, protection=protection
+    )
     response = _created_response(current, issued=issued, protection=protection)
     if idempotency is not None:
         await _store_idempotent_response(
@@ -817,7 +827,7 @@ def _forget_address(order: Order, *, settings: Settings) -> None:
     )
 
 
-async def announce_order(session: AsyncSession, *, order: Order) -> None:
+async def announce_order(session: AsyncSession, *, protection: DataProtection, order: Order) -> None:
     """Tell the notifier about a new order, as it is now, unless it was told already: ``announced_at`` is
     set only where it is still empty, and ``order.created`` written only by the one that set it."""
     if order.announced_at is not None:  # never emptied again once set: nothing to ask the database
@@ -839,14 +849,22 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
         event_type=ORDER_CREATED,
         payload={
             **order_payload(order),
-            **await customer_email_fields(session, order=order, event_type=ORDER_CREATED),
+            **await customer_email_fields(
+                session, protection=protection, order=order, event_type=ORDER_CREATED
+            ),
         },
         aggregate_id=order.id,
     )
 
 
 async def apply_allocation(
-    session: AsyncSession, *, order: Order, allocation: Allocation, settings: Settings, announce: bool = True
+    session: AsyncSession,
+    *,
+    order: Order,
+    allocation: Allocation,
+    settings: Settings,
+    protection: DataProtection,
+    announce: bool = True,
 ) -> None:
     """Record wallet-pool's (checked) answer: an address moves an order awaiting it (or queued for it) to
     ``awaiting_deposit``; a queue place moves an order awaiting its address to ``queued``, or updates the
@@ -863,6 +881,7 @@ async def apply_allocation(
                 async with session.begin_nested():
                     await change_status(
                         session,
+                        protection=protection,
                         order=order,
                         to=OrderStatus.AWAITING_DEPOSIT,
                         actor=SYSTEM_WALLET_POOL,
@@ -892,6 +911,7 @@ async def apply_allocation(
         if order.status == OrderStatus.AWAITING_ADDRESS:
             await change_status(
                 session,
+                protection=protection,
                 order=order,
                 to=OrderStatus.QUEUED,
                 actor=SYSTEM_WALLET_POOL,
@@ -1017,6 +1037,7 @@ async def cancel_order(
         )
     await change_status(
         session,
+        protection=protection,
         order=order,
         to=OrderStatus.CANCELLED,
         actor=Actor(kind="customer", id=principal.customer_id),

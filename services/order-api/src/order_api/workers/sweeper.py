@@ -30,6 +30,7 @@ from order_api.orders.service import (
     intake_abandoned_before,
     log_unusable_answer,
 )
+from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
@@ -49,7 +50,7 @@ async def _claim_batch(
     return (await session.execute(query.with_for_update(skip_locked=True))).scalars().all()
 
 
-async def expire_overdue_orders(*, database: Database) -> int:
+async def expire_overdue_orders(*, database: Database, protection: DataProtection) -> int:
     """Expire every open order past its deadline; returns how many."""
     now = utcnow()
     async with database.sessionmaker.begin() as session:
@@ -60,14 +61,16 @@ async def expire_overdue_orders(*, database: Database) -> int:
             oldest_first=Order.expires_at,
         )
         for order in orders:
-            await change_status(session, order=order, to=OrderStatus.EXPIRED, actor=SYSTEM_EXPIRY)
+            await change_status(
+                session, protection=protection, order=order, to=OrderStatus.EXPIRED, actor=SYSTEM_EXPIRY
+            )
     if orders:
         log.info("orders expired", extra={"count": len(orders)})
     return len(orders)
 
 
 async def reconcile_pending_allocations(
-    *, database: Database, wallet_pool: WalletPoolClient, settings: Settings
+    *, database: Database, wallet_pool: WalletPoolClient, settings: Settings, protection: DataProtection
 ) -> int:
     """Ask wallet-pool again for orders it never answered for; returns how many were settled.
 
@@ -108,7 +111,12 @@ async def reconcile_pending_allocations(
                 # order.created (with the address).
                 announced = order.announced_at is not None
                 await apply_allocation(
-                    session, order=order, allocation=allocation, settings=settings, announce=announced
+                    session,
+                    order=order,
+                    allocation=allocation,
+                    settings=settings,
+                    protection=protection,
+                    announce=announced,
                 )
             except PeerAnswerInvalidError as exc:
                 log_unusable_answer(exc, order_id=order.id)
@@ -120,14 +128,16 @@ async def reconcile_pending_allocations(
                     extra={"order_id": order.id, "error": str(exc)},
                 )
                 break
-            await announce_order(session, order=order)
+            await announce_order(session, protection=protection, order=order)
             settled += 1
     if settled:
         log.info("pending allocations reconciled", extra={"count": settled})
     return settled
 
 
-async def announce_silent_orders(*, database: Database, settings: Settings) -> int:
+async def announce_silent_orders(
+    *, database: Database, settings: Settings, protection: DataProtection
+) -> int:
     """Announce every order whose ``order.created`` never went out although the request that wrote it can no
     longer be running (it died between writing the order and announcing it); returns how many.
 
@@ -143,7 +153,7 @@ async def announce_silent_orders(*, database: Database, settings: Settings) -> i
             oldest_first=Order.created_at,
         )
         for order in orders:
-            await announce_order(session, order=order)
+            await announce_order(session, protection=protection, order=order)
     if orders:
         log.warning("orders announced that intake had left silent", extra={"count": len(orders)})
     return len(orders)
