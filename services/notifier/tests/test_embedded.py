@@ -10,7 +10,7 @@ from pathlib import Path
 from notifier.main import create_app
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.service import queue_email
-from notifier.testing import KEYS, make_settings
+from notifier.testing import KEYS, TEST_PROTECTION, make_settings
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
 from servicekit.state import service_state
@@ -32,6 +32,7 @@ async def test_queued_email_lands_in_the_mail_drop_on_sqlite(tmp_path: Path) -> 
         async with runtime.database.sessionmaker.begin() as session:
             notification_id = await queue_email(
                 session=session,
+                protection=TEST_PROTECTION,
                 template="address_ready",
                 locale="ru",
                 recipient="anna@example.com",

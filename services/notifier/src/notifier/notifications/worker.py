@@ -29,7 +29,7 @@ from notifier.notifications.models import (
     NotificationStatus,
 )
 from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
-from notifier.protection import protection_of, without_one_time_secrets
+from notifier.protection import DataProtection, without_one_time_secrets
 from servicekit.backing import outlasting_outages
 from servicekit.db import Database, utcnow
 from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
@@ -85,6 +85,7 @@ class DeliveryWorker(QueueWorker):
         self,
         *,
         database: Database,
+        protection: DataProtection,
         sender: ChannelSender,
         max_attempts: int = 8,
         backoff_base_seconds: float = 30.0,
@@ -95,7 +96,8 @@ class DeliveryWorker(QueueWorker):
         metrics: DeliveryMetrics | None = None,
         gauges: QueueGauges | None = None,
     ) -> None:
-        """``gauges``: the delivery queue's (:func:`delivery_queue_gauges`), which count what is in flight."""
+        """``protection``: opens recipients and variables for the sender, seals what is kept once sent;
+        ``gauges``: the delivery queue's (:func:`delivery_queue_gauges`), which count what is in flight."""
         super().__init__(
             name=f"notifier-delivery-{sender.channel}",
             database=database,
@@ -103,6 +105,7 @@ class DeliveryWorker(QueueWorker):
             batch_size=batch_size,
         )
         self.database = database
+        self.protection = protection
         self.sender = sender
         self.channel = sender.channel
         self.max_attempts = max_attempts
@@ -144,7 +147,7 @@ class DeliveryWorker(QueueWorker):
         )
         async with self.database.sessionmaker.begin() as session:
             rows = (await session.execute(claim)).all()
-            protection = protection_of(session)
+        protection = self.protection
         # Opened in memory only, for the sender; the table keeps them sealed.
         return [
             Claimed(
@@ -218,7 +221,7 @@ class DeliveryWorker(QueueWorker):
             values.update(status=NotificationStatus.sent.value, sent_at=now)
             spent = without_one_time_secrets(item.template, item.variables)
             if spent is not None:  # a sign-in code is wiped once delivered: the attempts prove the delivery
-                values["variables_sealed"] = protection_of(self.database).seal_variables(spent)
+                values["variables_sealed"] = self.protection.seal_variables(spent)
         elif outcome is AttemptOutcome.permanent:
             values["status"] = NotificationStatus.failed.value
         elif attempts >= self.max_attempts:
