@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from order_api.auth.dependencies import ClientIp, CurrentCustomer, OptionalCustomer
-from order_api.context import Ctx
+from order_api.auth.dependencies import CurrentCustomer, OptionalCustomer
+from order_api.context import Ctx, context_of
 from order_api.orders import service
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, OrderRead
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.ratelimit import client_key
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -46,13 +47,16 @@ IfMatch = Annotated[
     responses=problem_responses(401, 409, 422, 429),
 )
 async def create_order(
+    request: Request,
     body: OrderCreate,
     session: DbSession,
-    ctx: Ctx,
     principal: OptionalCustomer,
-    client_ip: ClientIp,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
+    # The busiest call of the desk reads its context straight from the app (and the client's network with
+    # it) rather than through the ``Ctx`` and ``ClientIp`` dependencies: each costs FastAPI some ten
+    # microseconds to solve.
+    ctx = context_of(request.app)
     response = await service.create_order(
         session=session,
         settings=ctx.settings,
@@ -61,7 +65,7 @@ async def create_order(
         wallet_pool=ctx.wallet_pool,
         request=body,
         principal=principal,
-        client_ip=client_ip,
+        client_ip=client_key(request, trusted_proxies=ctx.trusted_proxies, settings=ctx.settings),
         idempotency_key=idempotency_key,
     )
     return JSONResponse(response.body, status_code=response.status_code)
