@@ -12,12 +12,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDES = sorted((ROOT / "docs").glob("*.md"))
-DOCUMENTS = [ROOT / "README.md", *GUIDES]
+DOCUMENTS = [ROOT / "README.md", ROOT / "deploy" / "README.md", *GUIDES]
 SKIPPED_DIRECTORIES = {".git", ".venv", ".tools", "var", "node_modules", ".mypy_cache", ".ruff_cache"}
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".yaml", ".yml", ".sql", ".ini", ".html", ".txt", ".mako", ".sh"}
 TEXT_NAMES = {"Makefile", "Dockerfile"}
-GENERATED = {"deploy/compose.env"}
-"""Files the README names that are written on a developer's machine and never committed."""
+GENERATED = {
+    line.strip().strip("/")
+    for line in (ROOT / ".gitignore").read_text().splitlines()
+    if line.strip() and not line.startswith("#") and not any(sign in line for sign in "*?[!")
+}
+"""Files the docs may name that are written on a developer's machine and never committed (``.gitignore``)."""
 
 FENCED_BLOCK = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 EXAMPLE_SOURCE = re.compile(r"^```\w*\n# ([\w.\-/]+\.\w+)\n", re.MULTILINE)
@@ -68,6 +72,22 @@ def written_paths(document: Path) -> Iterator[tuple[str, Path]]:
         yield target.split("#", 1)[0], document.parent
 
 
+def anchors(document: Path) -> set[str]:
+    """The anchors GitHub gives the document's headings (``## Measured in `make bench` `` →
+    ``measured-in-make-bench``)."""
+    headings = re.findall(r"^#+ (.+)$", prose(document), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def linked_anchors(document: Path) -> Iterator[tuple[str, Path]]:
+    """Every ``#anchor`` the document links to, with the document it is in."""
+    for target in MARKDOWN_LINK.findall(prose(document)):
+        if "://" in target or "#" not in target:
+            continue
+        file_part, anchor = target.split("#", 1)
+        yield anchor, (document.parent / file_part).resolve() if file_part else document
+
+
 def exists(path: str, base: Path) -> bool:
     file_part, _, test_name = path.partition("::")
     if file_part.rstrip("/") in GENERATED:
@@ -88,12 +108,22 @@ def test_the_guides_exist_and_the_readme_points_to_them() -> None:
     assert "docs/conventions.md" in head
 
 
-@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda document: document.name)
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda document: str(document.relative_to(ROOT)))
 def test_every_path_a_document_names_exists(document: Path) -> None:
     paths = list(written_paths(document))
     missing = sorted({path for path, base in paths if not exists(path, base)})
     assert paths, f"{document.name} names no file at all: is the path pattern still right?"
     assert missing == [], f"{document.name} names paths that are not in the repository: {missing}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda document: str(document.relative_to(ROOT)))
+def test_every_section_a_document_links_to_exists(document: Path) -> None:
+    broken = sorted(
+        f"{target.name}#{anchor}"
+        for anchor, target in linked_anchors(document)
+        if not target.is_file() or anchor not in anchors(target)
+    )
+    assert broken == [], f"{document.name} links to sections that are not there: {broken}"
 
 
 def test_a_moved_file_is_caught(tmp_path: Path) -> None:
@@ -114,6 +144,7 @@ def test_a_moved_file_is_caught(tmp_path: Path) -> None:
         "../gone.md",
         "libs/servicekit/src/servicekit/gone.py",
     }
+    assert anchors(ROOT / "docs" / "architecture.md") >= {"measured-in-make-bench", "the-order-lifecycle"}
 
 
 def repository_text_files() -> Iterator[Path]:
