@@ -377,3 +377,8 @@ ORDER_EVENTS: dict[str, type[OrderFields]] = {
     name: model for name, model in EVENTS.items() if issubclass(model, OrderFields)
 }
 """The ``order.*`` events to the notifier: each starts with the order's fields."""
+
+ACTION_EVENTS: dict[str, type[ActionFields]] = {
+    name: model for name, model in EVENTS.items() if issubclass(model, ActionFields)
+}
+"""The ``order.*`` events recording an action on an order (all but ``order.created``)."""
