@@ -108,7 +108,8 @@ async def update_pool_level(session: AsyncSession, *, pool: Pool, settings: Sett
         return None
     state.level, state.changed_at = level.value, now
     announcement = (PoolRecovered if level is Level.OK else PoolLow)(
-        **key,
+        currency=pool.currency,
+        network=pool.network,
         **asdict(figures),
         free_percent=figures.free_percent,
         threshold_percent=threshold,
