@@ -23,8 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 ORDER_API = "order-api"
 WALLET_POOL = "wallet-pool"
 NOTIFIER = "notifier"
-TELEGRAM_GATEWAY = "telegram-gateway"
-ANY_SERVICE_WITH_AN_OUTBOX = "order-api, wallet-pool, notifier, telegram-gateway"
 
 Timestamp = Annotated[
     datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")
@@ -37,14 +35,14 @@ def _absent(value: object) -> bool:
 
 
 class Event(BaseModel):
-    """Base of every event payload: the event's type name, version, producer and consumers are class
+    """Base of every event payload: the event's type name, version, producers and consumers are class
     attributes; the fields are the payload."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True)
 
     event_type: ClassVar[str]
     event_version: ClassVar[int] = 1
-    producer: ClassVar[str]
+    producers: ClassVar[tuple[str, ...]]
     consumers: ClassVar[tuple[str, ...]]
 
     def payload(self) -> dict[str, Any]:
@@ -136,8 +134,8 @@ class OrderCreated(CustomerEmail, OrderFields):
     card (through telegram-gateway)."""
 
     event_type = "order.created"
-    producer = ORDER_API
-    consumers = (NOTIFIER, TELEGRAM_GATEWAY)
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
 
 
 class OrderStatusChanged(CustomerEmail, ActionFields):
@@ -146,16 +144,16 @@ class OrderStatusChanged(CustomerEmail, ActionFields):
     (address ready, closed) and edits the order's cards."""
 
     event_type = "order.status_changed"
-    producer = ORDER_API
-    consumers = (NOTIFIER, TELEGRAM_GATEWAY)
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
 
 
 class OrderTaken(ActionFields):
     """An operator took the order (``in_progress``). The notifier edits its cards."""
 
     event_type = "order.taken"
-    producer = ORDER_API
-    consumers = (NOTIFIER, TELEGRAM_GATEWAY)
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
 
 
 class GivenBack(ActionFields):
@@ -167,8 +165,8 @@ class OrderReleased(GivenBack):
     again."""
 
     event_type = "order.released"
-    producer = ORDER_API
-    consumers = (NOTIFIER, TELEGRAM_GATEWAY)
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
 
 
 class OrderAssignmentTimedOut(GivenBack):
@@ -176,8 +174,8 @@ class OrderAssignmentTimedOut(GivenBack):
     ``system:assignment-timeout``). The notifier posts its card again."""
 
     event_type = "order.assignment_timed_out"
-    producer = ORDER_API
-    consumers = (NOTIFIER, TELEGRAM_GATEWAY)
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
 
 
 class EscalationFields(ActionFields):
@@ -190,8 +188,8 @@ class OrderEscalated(EscalationFields):
     posts the card to the support chat."""
 
     event_type = "order.escalated"
-    producer = ORDER_API
-    consumers = (NOTIFIER, TELEGRAM_GATEWAY)
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
 
 
 class OrderEscalationCommented(EscalationFields):
@@ -199,7 +197,7 @@ class OrderEscalationCommented(EscalationFields):
     for it today."""
 
     event_type = "order.escalation_commented"
-    producer = ORDER_API
+    producers = (ORDER_API,)
     consumers = (NOTIFIER,)
 
 
@@ -208,8 +206,8 @@ class OrderEscalationResolved(EscalationFields):
     cards."""
 
     event_type = "order.escalation_resolved"
-    producer = ORDER_API
-    consumers = (NOTIFIER, TELEGRAM_GATEWAY)
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
 
 
 # --- order-api → notifier: customers ---------------------------------------------------------------------
@@ -219,7 +217,7 @@ class CustomerEmailCodeRequested(SealedPersonalData):
     """A customer asked for a one-time sign-in code. The notifier emails it."""
 
     event_type = "customer.email_code_requested"
-    producer = ORDER_API
+    producers = (ORDER_API,)
     consumers = (NOTIFIER,)
 
     customer_id: str = Field(min_length=1, max_length=36)
@@ -234,7 +232,7 @@ class CustomerErased(Event):
     everything it holds about them."""
 
     event_type = "customer.erased"
-    producer = ORDER_API
+    producers = (ORDER_API,)
     consumers = (NOTIFIER,)
 
     customer_id: str = Field(min_length=1, max_length=64)
@@ -250,7 +248,7 @@ class OrderClosed(Event):
     for a payload without ``order_id``."""
 
     event_type = "order.closed"
-    producer = ORDER_API
+    producers = (ORDER_API,)
     consumers = (WALLET_POOL,)
 
     order_id: str | None = Field(default=None, max_length=64)
@@ -264,7 +262,7 @@ class WalletAssigned(Event):
     ``awaiting_deposit`` (after checking the address as it checks an allocation answer)."""
 
     event_type = "wallet.assigned"
-    producer = WALLET_POOL
+    producers = (WALLET_POOL,)
     consumers = (ORDER_API,)
 
     order_id: str = Field(min_length=1, max_length=36)
@@ -299,7 +297,7 @@ class PoolLow(PoolLevel):
     {network}``."""
 
     event_type = "pool.low"
-    producer = WALLET_POOL
+    producers = (WALLET_POOL,)
     consumers = (NOTIFIER,)
 
 
@@ -308,7 +306,7 @@ class PoolRecovered(PoolLevel):
     alert."""
 
     event_type = "pool.recovered"
-    producer = WALLET_POOL
+    producers = (WALLET_POOL,)
     consumers = (NOTIFIER,)
 
 
@@ -328,7 +326,7 @@ class OutboxDeadLettered(Event):
     ``*_OUTBOX_DEAD_LETTER_CHECK_SECONDS``). The notifier raises the critical alert ``outbox.dead:{service}``."""
 
     event_type = "outbox.dead_lettered"
-    producer = ANY_SERVICE_WITH_AN_OUTBOX
+    producers = (ORDER_API, WALLET_POOL)
     consumers = (NOTIFIER,)
 
     service: str = Field(min_length=1, max_length=64)
@@ -342,7 +340,7 @@ class OutboxDeadCleared(Event):
     """No dead-lettered event is left in the sender's outbox (replayed). The notifier resolves the alert."""
 
     event_type = "outbox.dead_cleared"
-    producer = ANY_SERVICE_WITH_AN_OUTBOX
+    producers = (ORDER_API, WALLET_POOL)
     consumers = (NOTIFIER,)
 
     service: str = Field(min_length=1, max_length=64)
