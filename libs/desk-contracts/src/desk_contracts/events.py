@@ -58,8 +58,8 @@ REDACT_AFTER_DELIVERY = "_redact_after_delivery"
 
 class SealedPersonalData(Event):
     """Personal data an event must carry travels in ``sealed``: a JSON object sealed with AES-256-GCM under the
-    event key ring order-api and the notifier share (``servicekit.sealing``), bound to the event's type and
-    aggregate id. The receiver opens it in memory, where its fields (the ``sealed:`` ones below) join the
+    event key ring order-api (``ORDER_API_EVENT_KEYS``) and the notifier (``NOTIFIER_EVENT_KEYS``) share
+    (``servicekit.sealing``), bound to the event's type and aggregate id. The receiver opens it in memory, where its fields (the ``sealed:`` ones below) join the
     payload; no outbox row, WAL page or wire body holds them in clear. ``_redact_after_delivery`` names
     ``sealed``: the sender's outbox masks it once the event is delivered."""
 
@@ -83,18 +83,22 @@ class SealedPersonalData(Event):
 class OrderFields(Event):
     """The fields every ``order.*`` event to the notifier starts with: the order as it is after the change."""
 
-    order_id: str = Field(min_length=1, max_length=36)
-    customer_id: str = Field(min_length=1, max_length=36)
+    order_id: str = Field(
+        min_length=1, max_length=36, description="The order (also the envelope's `aggregate_id`)."
+    )
+    customer_id: str = Field(min_length=1, max_length=36, description="Whose order it is.")
     status: str = Field(
         description="After the change: awaiting_address, queued, awaiting_deposit, in_progress, completed, "
         "cancelled or expired."
     )
-    from_currency: str
-    from_network: str
-    to_currency: str
-    to_network: str
+    from_currency: str = Field(description="What the customer sends (BTC, ETH, USDT).")
+    from_network: str = Field(description="On which network they send it.")
+    to_currency: str = Field(description="What they receive.")
+    to_network: str = Field(description="On which network they receive it.")
     amount: Decimal = Field(description="What the customer sends, in `from_currency` (decimal string).")
-    priority: str = Field(description="normal or priority (the customer's queue priority).")
+    priority: str = Field(
+        description="normal, priority or vip (the order's place in the queue for an address)."
+    )
     deposit_address: str | None = Field(description="Where the customer sends it; null until assigned.")
     queue_position: int | None = Field(description="The order's place in its currency's queue, when queued.")
     expires_at: Timestamp | None = Field(description="When the order expires unless it moves on.")
@@ -104,7 +108,9 @@ class OrderFields(Event):
 
 
 class ActionFields(OrderFields):
-    """An order payload plus who acted on the order, and how (every event recording an action)."""
+    """The order's fields plus who acted on the order, and how: every event recording an action. Each status
+    change emits exactly one of ``order.status_changed``, ``order.taken``, ``order.released`` and
+    ``order.assignment_timed_out``."""
 
     from_status: str | None = Field(default=None, description="The status before the action.")
     operator_name: str | None = Field(default=None, description="The name of `operator_id`.")
@@ -130,7 +136,7 @@ class CustomerEmail(SealedPersonalData):
 class OrderCreated(CustomerEmail, OrderFields):
     """A new order's first answer from wallet-pool is known (an address, a queue place), or the intake
     budget ran out (``awaiting_address``). Exactly once per order: an order whose request died before
-    announcing it is announced by the sweeper. The notifier emails the customer and posts the operators'
+    announcing it is announced by the sweeper (``announced_at`` still empty after the intake budget + 10 s). The notifier emails the customer and posts the operators'
     card (through telegram-gateway)."""
 
     event_type = "order.created"
@@ -179,8 +185,10 @@ class OrderAssignmentTimedOut(GivenBack):
 
 
 class EscalationFields(ActionFields):
-    escalation_id: str = Field(min_length=1, max_length=36)
-    escalation_status: Literal["open", "resolved"]
+    escalation_id: str = Field(min_length=1, max_length=36, description="The escalation's thread.")
+    escalation_status: Literal["open", "resolved"] = Field(
+        description="The escalation's status after the step."
+    )
 
 
 class OrderEscalated(EscalationFields):
@@ -220,7 +228,7 @@ class CustomerEmailCodeRequested(SealedPersonalData):
     producers = (ORDER_API,)
     consumers = (NOTIFIER,)
 
-    customer_id: str = Field(min_length=1, max_length=36)
+    customer_id: str = Field(min_length=1, max_length=36, description="Who asked.")
     locale: str = Field(description="The language of the email (en, ru).")
     expires_at: Timestamp = Field(description="When the code stops working.")
     email: str | None = Field(default=None, exclude_if=_absent, description="sealed: where to send the code.")
@@ -235,8 +243,8 @@ class CustomerErased(Event):
     producers = (ORDER_API,)
     consumers = (NOTIFIER,)
 
-    customer_id: str = Field(min_length=1, max_length=64)
-    erased_at: Timestamp
+    customer_id: str = Field(min_length=1, max_length=64, description="Whom to forget.")
+    erased_at: Timestamp = Field(description="When order-api erased them.")
 
 
 # --- order-api ↔ wallet-pool --------------------------------------------------------------------------------
@@ -251,7 +259,7 @@ class OrderClosed(Event):
     producers = (ORDER_API,)
     consumers = (WALLET_POOL,)
 
-    order_id: str | None = Field(default=None, max_length=64)
+    order_id: str | None = Field(default=None, max_length=64, description="The order whose address to free.")
     status: str | None = Field(default=None, description="completed, cancelled or expired.")
     currency: str | None = Field(default=None, description="The deposit address's currency.")
     network: str | None = Field(default=None, description="The deposit address's network.")
@@ -265,10 +273,10 @@ class WalletAssigned(Event):
     producers = (WALLET_POOL,)
     consumers = (ORDER_API,)
 
-    order_id: str = Field(min_length=1, max_length=36)
-    currency: str = Field(min_length=1, max_length=10)
-    network: str = Field(min_length=1, max_length=16)
-    address: str = Field(min_length=1, max_length=128)
+    order_id: str = Field(min_length=1, max_length=36, description="The queued order served.")
+    currency: str = Field(min_length=1, max_length=10, description="The address's currency (the order's).")
+    network: str = Field(min_length=1, max_length=16, description="The address's network (the order's).")
+    address: str = Field(min_length=1, max_length=128, description="The deposit address now the order's.")
     assigned_at: Timestamp | None = Field(default=None, description="When wallet-pool handed it over.")
 
 
@@ -276,25 +284,25 @@ class WalletAssigned(Event):
 
 
 class PoolLevel(Event):
-    """A pool's figures when its level crossed a threshold."""
+    """A pool's figures when its level crossed a threshold (``pool.low``, ``pool.recovered``)."""
 
-    currency: str = Field(min_length=1, max_length=20)
-    network: str = Field(min_length=1, max_length=32)
-    free: int
-    total: int
-    reserved: int
-    disabled: int
+    currency: str = Field(min_length=1, max_length=20, description="The pool's currency.")
+    network: str = Field(min_length=1, max_length=32, description="The pool's network.")
+    free: int = Field(description="Wallets free to hand out.")
+    total: int = Field(description="All wallets of the pool.")
+    reserved: int = Field(description="Wallets holding an open order's deposit.")
+    disabled: int = Field(description="Wallets taken out of use by an admin.")
     queued: int = Field(description="Orders waiting for an address of this pool.")
     free_percent: Decimal = Field(description="Free wallets in percent of the usable (not disabled) ones.")
     threshold_percent: Decimal = Field(description="The pool's low threshold.")
-    level: Literal["ok", "low", "empty"]
-    observed_at: Timestamp
+    level: Literal["ok", "low", "empty"] = Field(description="The pool's level now.")
+    observed_at: Timestamp = Field(description="When the figures were read.")
 
 
 class PoolLow(PoolLevel):
     """A pool's free wallets dropped below its threshold (``level`` ``low``), or it ran dry (``empty``); once
-    per crossing, never per order. The notifier raises (or escalates) the alert ``pool.low:{currency}:
-    {network}``."""
+    per crossing, never per order. The notifier raises (or escalates) the alert
+    ``pool.low:{currency}:{network}``."""
 
     event_type = "pool.low"
     producers = (WALLET_POOL,)
@@ -329,11 +337,13 @@ class OutboxDeadLettered(Event):
     producers = (ORDER_API, WALLET_POOL)
     consumers = (NOTIFIER,)
 
-    service: str = Field(min_length=1, max_length=64)
-    dead: int = Field(ge=1)
-    events: list[DeadEvents] = Field(min_length=1, max_length=100, description="Per destination and type.")
-    oldest_dead_at: Timestamp
-    observed_at: Timestamp
+    service: str = Field(min_length=1, max_length=64, description="The sender, whose outbox it is.")
+    dead: int = Field(ge=1, description="Dead-lettered events in all.")
+    events: list[DeadEvents] = Field(
+        min_length=1, max_length=100, description="How many are dead per destination and event type."
+    )
+    oldest_dead_at: Timestamp = Field(description="When the oldest of them died.")
+    observed_at: Timestamp = Field(description="When they were counted.")
 
 
 class OutboxDeadCleared(Event):
@@ -343,9 +353,9 @@ class OutboxDeadCleared(Event):
     producers = (ORDER_API, WALLET_POOL)
     consumers = (NOTIFIER,)
 
-    service: str = Field(min_length=1, max_length=64)
-    dead: Literal[0] = 0
-    observed_at: Timestamp
+    service: str = Field(min_length=1, max_length=64, description="The sender, whose outbox it is.")
+    dead: Literal[0] = Field(default=0, description="None any more.")
+    observed_at: Timestamp = Field(description="When they were counted.")
 
 
 EVENTS: dict[str, type[Event]] = {
