@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import CustomerErased
 from notifier.alerts.service import Alerting, apply
 from notifier.notifications.errors import EventSealedFieldsUnreadableError
 from notifier.notifications.service import earlier_emails_of_order, erase_customer, queue_notification
 from notifier.protection import DataProtection
-from notifier.rules import ALERT_RULES, RULES, CustomerErased, alert_conditions, already_told, messages_for
+from notifier.rules import ALERT_RULES, RULES, alert_conditions, already_told, messages_for
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
 from servicekit.sealing import SealedDataError
 
-CUSTOMER_ERASED = "customer.erased"
+CUSTOMER_ERASED = CustomerErased.event_type
 
 
 def opened(protection: DataProtection, envelope: EventEnvelope) -> EventEnvelope:
