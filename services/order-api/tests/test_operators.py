@@ -177,7 +177,7 @@ async def test_an_operator_token_is_shown_once_and_stored_only_as_its_hash(
     listed = await api.client.get("/v1/admin/operators", headers=bearer(api_keys.admin))
     assert listed.status_code == 200
     assert operator.token not in listed.text
-    assert [o["telegram_user_id"] for o in listed.json() if o["id"] == operator.id] == [7001]
+    assert [o["telegram_user_id"] for o in listed.json()["items"] if o["id"] == operator.id] == [7001]
     mine = await api.client.get("/v1/operator/orders/mine", headers=operator.auth)
     assert mine.status_code == 200, mine.text
     taken = await api.client.post(
@@ -354,8 +354,8 @@ async def test_acting_for_an_operator_reaches_only_the_bots_work_whatever_their_
     pool_stats = await api.client.get("/v1/stats/pool", headers=as_admin)
     assert pool_stats.status_code == 403
     listed = await api.client.get("/v1/admin/operators", headers=bearer(api_keys.admin))
-    assert [o["name"] for o in listed.json()].count("Eve") == 0
-    assert [o["role"] for o in listed.json() if o["id"] == holder.id] == ["operator"]
+    assert [o["name"] for o in listed.json()["items"]].count("Eve") == 0
+    assert [o["role"] for o in listed.json()["items"] if o["id"] == holder.id] == ["operator"]
     # the same people with their own tokens keep their roles' routes
     assert (await api.client.get("/v1/audit", headers=admin.auth)).status_code == 200
     assert (await api.client.get("/v1/operator/escalations", headers=support.auth)).status_code == 200
@@ -600,7 +600,8 @@ async def test_an_escalation_flags_the_order_until_support_resolves_it(
     assert (twice.status_code, twice.json()["code"]) == (409, "order_already_escalated")
 
     queue = await api.client.get("/v1/operator/escalations", headers=support.auth)
-    assert [e["id"] for e in queue.json()] == [escalation["id"]]
+    assert [e["id"] for e in queue.json()["items"]] == [escalation["id"]]
+    assert queue.json()["next_cursor"] is None
     detail = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=support.auth)).json()
     assert detail["escalated"] is True
     assert [c["body"] for c in detail["escalation"]["comments"]] == ["Paid twice?"]

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,15 +26,14 @@ from notifier.notifications.models import (
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from notifier.protection import DataProtection, protection_of
 from servicekit.db import utcnow
-from servicekit.pagination import decode_cursor, encode_cursor
+from servicekit.pagination import Keyset
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
 
 log = logging.getLogger("notifier.notifications")
 
-MAX_PAGE_SIZE = 200
 ERASED = "erased"
-_CURSOR_PREFIX = "n1"
+NEWEST_FIRST = Keyset("notifications", Notification.created_at, Notification.id, newest_first=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -203,7 +202,7 @@ async def list_notifications(
     cursor: str | None,
     limit: int,
 ) -> NotificationPageRead:
-    """Newest first, keyset-paginated by (created_at, id)."""
+    """Newest first, a page at a time."""
     query = select(Notification)
     if order_id is not None:
         query = query.where(Notification.order_id == order_id)
@@ -211,20 +210,8 @@ async def list_notifications(
         query = query.where(Notification.channel == channel.value)
     if status is not None:
         query = query.where(Notification.status == status.value)
-    if cursor:
-        created_at, after_id = decode_cursor(_CURSOR_PREFIX, cursor)
-        query = query.where(
-            or_(
-                Notification.created_at < created_at,
-                and_(Notification.created_at == created_at, Notification.id < after_id),
-            )
-        )
-    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(query)).all())
-    page = rows[:limit]
-    next_cursor = (
-        encode_cursor(_CURSOR_PREFIX, page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    )
+    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
+    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
     protection = protection_of(session)
     return NotificationPageRead(
         items=[to_read(n, protection=protection) for n in page], next_cursor=next_cursor
