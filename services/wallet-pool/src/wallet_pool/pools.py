@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import SUPPORTED, default_network
+from servicekit.db import is_postgresql
 from servicekit.errors import ValidationFailedError
 from wallet_pool.allocations.models import wait_queue_table
 
@@ -79,13 +78,12 @@ def canonical_network(network: str) -> str:
     return network.strip()
 
 
-def is_postgres(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
-
-
 async def lock_pool(session: AsyncSession, pool: Pool) -> None:
-    """Serialise this transaction with every other one that frees a wallet of ``pool`` or enqueues in it."""
-    if is_postgres(session):
+    """Serialise this transaction with every other one that frees a wallet of ``pool`` or enqueues in it.
+
+    PostgreSQL locks just the pool (an advisory lock); SQLite has no such lock, and takes the database's write
+    lock at once instead (a transaction that read first could not upgrade later without failing)."""
+    if is_postgresql(session):
         await session.execute(select(func.pg_advisory_xact_lock(pool.lock_key)))
     else:
         key = wait_queue_table.c.id  # never NULL: the statement writes nothing, but takes the write lock
@@ -94,12 +92,7 @@ async def lock_pool(session: AsyncSession, pool: Pool) -> None:
 
 async def try_lock_pool(session: AsyncSession, pool: Pool) -> bool:
     """Like :func:`lock_pool`, but gives up at once (``False``) when another transaction holds the pool."""
-    if is_postgres(session):
+    if is_postgresql(session):  # SQLite: the write lock waits (busy timeout) instead of giving up
         return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(pool.lock_key))))
     await lock_pool(session, pool)
     return True
-
-
-def dialect_insert(session: AsyncSession, table: Table) -> Any:
-    """``INSERT`` with ``ON CONFLICT`` support for the session's database."""
-    return (postgresql.insert if is_postgres(session) else sqlite.insert)(table)

@@ -29,7 +29,6 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, event, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -40,7 +39,7 @@ from notifier.alerts.schemas import AlertPageRead, AlertRead
 from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
 from notifier.rules import alert_messages
-from servicekit.db import Database, utcnow
+from servicekit.db import Database, try_insert, utcnow
 from servicekit.pagination import Keyset
 from servicekit.plurals import english
 
@@ -203,30 +202,24 @@ async def raise_alert(
 
 async def _insert(session: AsyncSession, condition: AlertCondition, *, now: datetime) -> Alert | None:
     """Insert the live alert of ``condition.key``; ``None`` when another transaction holds one already."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     alert_id = str(uuid.uuid4())
-    statement = (
-        insert(Alert)
-        .values(
-            id=alert_id,
-            key=condition.key,
-            source=condition.source,
-            status=AlertStatus.open.value,
-            severity=condition.severity.value,
-            title=condition.title[:TITLE_MAX],
-            text=condition.text,
-            details=condition.details,
-            occurrences=1,
-            reopened_count=0,
-            raised_at=now,
-            escalated_at=now,
-            updated_at=now,
-        )
-        # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
-        .on_conflict_do_nothing(index_elements=["key"], index_where=text(LIVE))
-    )
-    result = await session.execute(statement)
-    if not result.rowcount:  # type: ignore[attr-defined]
+    values = {
+        "id": alert_id,
+        "key": condition.key,
+        "source": condition.source,
+        "status": AlertStatus.open.value,
+        "severity": condition.severity.value,
+        "title": condition.title[:TITLE_MAX],
+        "text": condition.text,
+        "details": condition.details,
+        "occurrences": 1,
+        "reopened_count": 0,
+        "raised_at": now,
+        "escalated_at": now,
+        "updated_at": now,
+    }
+    # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
+    if not await try_insert(session, Alert, values, conflict=["key"], where=text(LIVE)):
         return None
     return await session.get(Alert, alert_id)
 

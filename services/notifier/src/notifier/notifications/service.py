@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.messages import TEMPLATES
@@ -25,7 +24,7 @@ from notifier.notifications.models import (
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from notifier.protection import DataProtection, protection_of
-from servicekit.db import utcnow
+from servicekit.db import is_postgresql, try_insert, utcnow
 from servicekit.pagination import Keyset
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
@@ -123,14 +122,11 @@ async def queue_notification(
         "traceparent": current_traceparent(),
         "created_at": now,
     }
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(Notification).values(**values)
-    if event_id is not None:
-        statement = statement.on_conflict_do_nothing(
-            index_elements=["event_id", "template", "recipient_index"]
-        )
-    result = await session.execute(statement)
-    if not result.rowcount:  # type: ignore[attr-defined]
+    # One notification per event, template and recipient (a redelivered event); without an event (NULL) the
+    # unique constraint never matches, so the row is always inserted.
+    if not await try_insert(
+        session, Notification, values, conflict=["event_id", "template", "recipient_index"]
+    ):
         existing = await session.scalar(
             select(Notification.id).where(
                 Notification.event_id == event_id,
@@ -151,7 +147,7 @@ async def earlier_emails_of_order(
     """The order's emails queued so far (template, variables; ``None`` once erased), oldest first. On
     PostgreSQL the order is locked for the rest of the transaction first, so two events about it deciding
     at once see each other's emails."""
-    if session.bind.dialect.name == "postgresql":
+    if is_postgresql(session):  # SQLite runs one writing transaction at a time: nothing to lock
         key = func.hashtextextended(f"notifier.order:{order_id}", 0)
         await session.execute(select(func.pg_advisory_xact_lock(key)))
     rows = await session.execute(

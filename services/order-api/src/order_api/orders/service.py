@@ -29,7 +29,6 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import ColumnElement, and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -71,7 +70,7 @@ from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, Order
 from order_api.protection import DataProtection
 from order_api.settings import CurrencyRules, PriorityRules, Settings
 from servicekit.client import deadline
-from servicekit.db import Driver, driver, utcnow
+from servicekit.db import Driver, driver, insert_ignoring, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
 from servicekit.outbox import add_event
 from servicekit.pagination import Keyset
@@ -219,20 +218,20 @@ async def _claim_idempotency_key(
     """Reserve the key for this request (which will write order ``order_id``), or answer as the request that
     used it did: its stored answer; while it may still be running, ``409`` with ``Retry-After``; if it died
     after writing its order, that order (``_recover_order``); if it died before, the key is this request's."""
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
     claimed = await session.scalar(
-        insert(IdempotencyKey)
-        .values(
-            owner=claim.owner,
-            key=claim.key,
-            request_fingerprint=claim.fingerprint,
-            order_id=order_id,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["owner", "key"])
-        .returning(IdempotencyKey.id)
+        insert_ignoring(
+            session,
+            IdempotencyKey,
+            {
+                "owner": claim.owner,
+                "key": claim.key,
+                "request_fingerprint": claim.fingerprint,
+                "order_id": order_id,
+                "created_at": now,
+            },
+            conflict=["owner", "key"],
+        ).returning(IdempotencyKey.id)
     )
     if claimed is not None:
         return None

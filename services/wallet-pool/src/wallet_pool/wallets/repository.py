@@ -9,9 +9,10 @@ from datetime import datetime
 from sqlalchemy import RowMapping, Select, and_, case, exists, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import insert_ignoring
 from servicekit.pagination import Keyset
 from wallet_pool.allocations.models import wait_queue_table
-from wallet_pool.pools import Pool, dialect_insert
+from wallet_pool.pools import Pool
 from wallet_pool.wallets.models import WalletStatus, wallet_table
 
 w = wallet_table
@@ -75,25 +76,23 @@ async def insert_free_wallets(
     this one in another pool) is skipped, and is missing from the rows returned."""
     if not addresses:
         return []
-    statement = (
-        dialect_insert(session, w)
-        .values(
-            [
-                {
-                    "currency": pool.currency,
-                    "network": pool.network,
-                    "address": address,
-                    "status": WalletStatus.FREE.value,
-                    "disable_on_release": False,
-                    "allocation_count": 0,
-                    "created_at": now,
-                }
-                for address in addresses
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["address"])
-        .returning(*WALLET_COLUMNS)
-    )
+    statement = insert_ignoring(
+        session,
+        w,
+        [
+            {
+                "currency": pool.currency,
+                "network": pool.network,
+                "address": address,
+                "status": WalletStatus.FREE.value,
+                "disable_on_release": False,
+                "allocation_count": 0,
+                "created_at": now,
+            }
+            for address in addresses
+        ],
+        conflict=["address"],
+    ).returning(*WALLET_COLUMNS)
     rows = (await session.execute(statement)).mappings().all()
     return sorted(rows, key=lambda row: int(row["id"]))
 
