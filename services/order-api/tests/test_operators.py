@@ -456,6 +456,58 @@ async def test_an_order_shows_the_earlier_orders_of_its_deposit_address(
     assert (missing.status_code, missing.json()["code"]) == (404, "order_not_found")
 
 
+async def every_page(api: OrderApi, path: str, headers: dict[str, str], **params: Any) -> list[list[str]]:
+    """The ids of each page of a list, following its cursors to the end."""
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        response = await api.client.get(
+            path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert set(body) == {"items", "next_cursor"}
+        pages.append([item["id"] for item in body["items"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_staff_and_escalations_are_listed_a_page_at_a_time(api: OrderApi, api_keys: ApiKeys) -> None:
+    admin = bearer(api_keys.admin)
+    hired = [await hire(api, api_keys) for _ in range(2)]
+    support = await hire(api, api_keys, role="support")
+    everyone = [o for page in await every_page(api, "/v1/admin/operators", admin, limit=50) for o in page]
+    pages = await every_page(api, "/v1/admin/operators", admin, limit=2)
+    assert [o for page in pages for o in page] == everyone  # oldest first, nothing skipped or repeated
+    assert everyone[-3:] == [hired[0].id, hired[1].id, support.id]
+    assert all(len(page) == 2 for page in pages[:-1])
+
+    raised = []
+    for _ in range(3):
+        order = await order_awaiting_deposit(api, api_keys)
+        await take(api, hired[0], order)
+        escalate = f"/v1/operator/orders/{order['id']}/escalate"
+        escalated = await api.client.post(escalate, json={"comment": "Look"}, headers=hired[0].auth)
+        raised.append(escalated.json()["id"])
+    assert await every_page(api, "/v1/operator/escalations", support.auth, limit=2) == [
+        raised[:2],
+        raised[2:],
+    ]
+
+    # A cursor is for its own list only: another list's is refused, naming the parameter.
+    first = await api.client.get("/v1/operator/escalations", params={"limit": 1}, headers=support.auth)
+    for path in ("/v1/operator/orders", "/v1/admin/operators", "/v1/audit"):
+        refused = await api.client.get(path, params={"cursor": first.json()["next_cursor"]}, headers=admin)
+        assert refused.status_code == 422, (path, refused.text)
+        assert [(e["field"], e["type"]) for e in refused.json()["errors"]] == [("cursor", "invalid_cursor")]
+    for limit in (0, 201):
+        too_many = await api.client.get(
+            "/v1/operator/escalations", params={"limit": limit}, headers=support.auth
+        )
+        assert too_many.status_code == 422
+
+
 # --- taking and driving -----------------------------------------------------------------------------------
 
 
