@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Column, Index, Integer, String, Table, insert, select, text
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from libs.servicekit.tests.kitapps import create_tables
 from servicekit.db import (
@@ -19,6 +19,7 @@ from servicekit.db import (
     UtcDateTime,
     epoch_seconds,
     insert_ignoring,
+    lock_until_commit,
     new_metadata,
     resolve_database_url,
     try_insert,
@@ -287,3 +288,26 @@ async def test_epoch_seconds_reads_a_moment_as_seconds_since_1970(database: Data
 
     assert seconds == pytest.approx(start.timestamp(), abs=1e-3)
     assert elapsed == pytest.approx(0.0, abs=1e-6)
+
+
+async def test_lock_until_commit_serialises_transactions_that_take_the_same_key(database: Database) -> None:
+    async with database.sessionmaker.begin() as holder:
+        assert await lock_until_commit(holder, 42, write_lock_on=claim_table)
+        assert await lock_until_commit(holder, "order:1")
+        if database.is_postgres:  # an advisory lock per key: another key is free, the same one is not
+            async with database.sessionmaker.begin() as other:
+                assert not await lock_until_commit(other, 42, wait=False)
+                assert not await lock_until_commit(other, "order:1", wait=False)
+                assert await lock_until_commit(other, 43, wait=False)
+                assert await lock_until_commit(other, "order:2", wait=False)
+        else:  # SQLite: the holder took the database's write lock, though it wrote nothing
+            async with database.engine.connect() as other:
+                await other.exec_driver_sql("PRAGMA busy_timeout = 0")
+                try:
+                    with pytest.raises(OperationalError, match="locked"):
+                        await other.execute(insert(claim_table).values(claim("k", "a")))
+                finally:
+                    await other.rollback()
+                    await other.exec_driver_sql("PRAGMA busy_timeout = 30000")
+    async with database.sessionmaker.begin() as later:
+        assert await lock_until_commit(later, 42, write_lock_on=claim_table, wait=False)

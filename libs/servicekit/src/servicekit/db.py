@@ -22,9 +22,13 @@ from sqlalchemy import (
     FunctionElement,
     MetaData,
     String,
+    Table,
     TextClause,
     event,
+    func,
+    select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Dialect, ExceptionContext, make_url
@@ -303,6 +307,27 @@ def is_postgresql(session: AsyncSession) -> bool:
     """Whether ``session`` runs on PostgreSQL (else the embedded SQLite). Code outside this module asks only
     where the SQL truly differs (advisory locks, ...), and says why next to the question."""
     return session.get_bind().dialect.name == "postgresql"
+
+
+async def lock_until_commit(
+    session: AsyncSession, key: int | str, *, write_lock_on: Table | None = None, wait: bool = True
+) -> bool:
+    """Serialise the rest of this transaction with every other one that locks ``key`` (a 64-bit number, or a
+    name the server hashes); ``False`` when ``wait`` is off and another transaction holds it.
+
+    PostgreSQL takes an advisory lock on ``key`` alone. SQLite has no such lock and runs one writing
+    transaction at a time: given ``write_lock_on`` (any table), the transaction takes the database's write
+    lock now with a statement that writes nothing, since one that only read first could not take it later
+    without failing; without, nothing is locked. On SQLite the lock is always waited for (busy timeout)."""
+    if is_postgresql(session):
+        number = func.hashtextextended(key, 0) if isinstance(key, str) else key
+        lock = func.pg_advisory_xact_lock(number) if wait else func.pg_try_advisory_xact_lock(number)
+        taken = await session.scalar(select(lock))
+        return wait or bool(taken)
+    if write_lock_on is not None:
+        column = next(iter(write_lock_on.primary_key.columns))  # never NULL: no row matches
+        await session.execute(update(write_lock_on).where(column.is_(None)).values({column.name: column}))
+    return True
 
 
 def _insert_for(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
