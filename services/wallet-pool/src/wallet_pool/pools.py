@@ -23,11 +23,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import SUPPORTED, default_network
-from servicekit.db import is_postgresql
+from servicekit.db import lock_until_commit
 from servicekit.errors import ValidationFailedError
 from wallet_pool.allocations.models import wait_queue_table
 
@@ -79,20 +78,11 @@ def canonical_network(network: str) -> str:
 
 
 async def lock_pool(session: AsyncSession, pool: Pool) -> None:
-    """Serialise this transaction with every other one that frees a wallet of ``pool`` or enqueues in it.
-
-    PostgreSQL locks just the pool (an advisory lock); SQLite has no such lock, and takes the database's write
-    lock at once instead (a transaction that read first could not upgrade later without failing)."""
-    if is_postgresql(session):
-        await session.execute(select(func.pg_advisory_xact_lock(pool.lock_key)))
-    else:
-        key = wait_queue_table.c.id  # never NULL: the statement writes nothing, but takes the write lock
-        await session.execute(update(wait_queue_table).where(key.is_(None)).values(id=key))
+    """Serialise this transaction with every other one that frees a wallet of ``pool`` or enqueues in it
+    (on SQLite, with every other writing transaction)."""
+    await lock_until_commit(session, pool.lock_key, write_lock_on=wait_queue_table)
 
 
 async def try_lock_pool(session: AsyncSession, pool: Pool) -> bool:
     """Like :func:`lock_pool`, but gives up at once (``False``) when another transaction holds the pool."""
-    if is_postgresql(session):  # SQLite: the write lock waits (busy timeout) instead of giving up
-        return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(pool.lock_key))))
-    await lock_pool(session, pool)
-    return True
+    return await lock_until_commit(session, pool.lock_key, write_lock_on=wait_queue_table, wait=False)

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.messages import TEMPLATES
@@ -24,7 +24,7 @@ from notifier.notifications.models import (
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from notifier.protection import DataProtection, protection_of
-from servicekit.db import is_postgresql, try_insert, utcnow
+from servicekit.db import lock_until_commit, try_insert, utcnow
 from servicekit.pagination import Keyset
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
@@ -147,9 +147,7 @@ async def earlier_emails_of_order(
     """The order's emails queued so far (template, variables; ``None`` once erased), oldest first. On
     PostgreSQL the order is locked for the rest of the transaction first, so two events about it deciding
     at once see each other's emails."""
-    if is_postgresql(session):  # SQLite runs one writing transaction at a time: nothing to lock
-        key = func.hashtextextended(f"notifier.order:{order_id}", 0)
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
+    await lock_until_commit(session, f"notifier.order:{order_id}")
     rows = await session.execute(
         select(Notification.template, Notification.variables_sealed)
         .where(Notification.order_id == order_id, Notification.channel == Channel.email.value)
