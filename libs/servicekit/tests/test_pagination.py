@@ -140,7 +140,7 @@ def test_a_cursor_round_trips_moments_strings_and_integers() -> None:
 
     assert values == (moment, "ORD-1|x", 42)
     assert isinstance(values[0], datetime)
-    assert values[0].utcoffset() == timedelta(hours=2)
+    assert values[0].utcoffset() == timedelta(0)  # the same instant, in UTC
 
 
 def refusal(keyset: Keyset, cursor: str) -> ValidationFailedError:
@@ -183,6 +183,11 @@ def test_a_cursor_whose_values_do_not_fit_the_columns_is_refused() -> None:
     assert_names_cursor(refusal(NEWEST, Keyset("events", events.c.id, newest_first=True).encode(["a"])))
     naive = Keyset("events", events.c.id, events.c.id, newest_first=True).encode(["2026-03-01T12:00:00", "a"])
     assert_names_cursor(refusal(NEWEST, naive))
+    as_text = Keyset("events", events.c.id, events.c.id, newest_first=True)
+    assert_names_cursor(refusal(NEWEST, as_text.encode(["0001-01-01T00:00:00+05:00", "a"])))
+    assert_names_cursor(refusal(NEWEST, as_text.encode([START.isoformat(), "a\x00"])))
+    too_large = Keyset("events-by-seq", events.c.seq, newest_first=True).encode([2**63])
+    assert_names_cursor(refusal(BY_SEQ, too_large))
 
 
 def test_a_page_model_names_its_items_and_describes_its_cursor() -> None:
