@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Column, Integer, Table, insert, select, text
 from sqlalchemy.exc import StatementError
 
-from libs.servicekit.tests.kitapps import create_tables
 from servicekit.db import Database, Money, UtcDateTime, new_metadata, resolve_database_url
 from servicekit.testing import async_url, create_database, drop_database
+from servicekit.testing.kitapps import create_tables
 
 metadata = new_metadata()
 amount_table = Table(

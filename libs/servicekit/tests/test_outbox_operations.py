@@ -21,7 +21,6 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from libs.servicekit.tests.kitapps import KitSettings, create_tables
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key, require_scope
 from servicekit.app import Runtime, create_service_app
 from servicekit.db import Database, new_metadata
@@ -36,6 +35,7 @@ from servicekit.testing import (
     running_app,
     serve_stand_in,
 )
+from servicekit.testing.kitapps import KitSettings, create_tables
 
 metadata = new_metadata()
 outbox = outbox_table(metadata)
