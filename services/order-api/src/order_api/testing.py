@@ -36,9 +36,9 @@ PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 """A valid USDT (TRC20) payout address."""
 
 
-def order_body(email: str | None = None, **overrides: Any) -> dict[str, Any]:
+def order_body(email: str | None = None, /, **overrides: Any) -> dict[str, Any]:
     """``POST /v1/orders``'s body as a frontend sends it: 0.05 BTC for USDT (TRC20), from ``email`` (a fresh
-    address when not given)."""
+    address when not given); ``overrides`` replace or add fields (``email=None`` included)."""
     return {
         "email": email or f"c.{uuid.uuid4().hex[:10]}@example.com",
         "from_currency": "BTC",
