@@ -25,6 +25,7 @@ PLANTED: dict[str, dict[str, str]] = {
             "import sys\nsys.path.insert(0, 'here')\nfrom conftest import Thing\nfrom alpha.testing import ok\n"
         ),
         "tests/test_b.py": "from test_a import body\n",
+        "libs/kit/tests/test_c.py": "from libs.kit.tests.apps import demo\nfrom kit.testing import apps\n",
         "testing/desk/src/desk/stack.py": "import sys\nprint(sys.path)\n",
     },
     "thin_routers": {
@@ -71,6 +72,7 @@ CAUGHT: dict[str, set[str]] = {
         "services/alpha/tests/test_a.py:2: test-helpers",
         "services/alpha/tests/test_a.py:3: test-helpers",
         "tests/test_b.py:1: test-helpers",
+        "libs/kit/tests/test_c.py:1: test-helpers",
         "testing/desk/src/desk/stack.py:2: test-helpers",
     },
     "thin_routers": {

@@ -1,5 +1,6 @@
 """Tests import their helpers from an installed package (``<package>.testing``, ``desk_testing``): no
-``sys.path`` edits, no ``from conftest import``, no importing another test module (docs/conventions.md)."""
+``sys.path`` edits, no ``from conftest import``, no importing another test module or a tests folder
+(docs/conventions.md)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,14 @@ def check(root: Path) -> list[Violation]:
                 found.append(Violation(path, node.lineno, f"{RULE}: sys.path is edited or read in a test"))
         for imported in imports(path, tree):
             module = imported.modules[0]
-            if module == "sys.path" or top(module) == "conftest" or top(module).startswith("test_"):
-                what = "sys.path" if module == "sys.path" else top(module)
+            from_tests = "tests" in module.split(".")  # libs.servicekit.tests.x, by its rootdir-relative name
+            if (
+                module == "sys.path"
+                or top(module) == "conftest"
+                or top(module).startswith("test_")
+                or from_tests
+            ):
+                what = module if module == "sys.path" or from_tests else top(module)
                 found.append(
                     Violation(
                         path, imported.line, f"{RULE}: imports {what}; import helpers from a testing package"
