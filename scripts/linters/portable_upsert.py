@@ -1,7 +1,5 @@
-"""Insert-or-ignore and upserts go through servicekit.db's portable helper: no ``postgresql.insert`` or
-``sqlite.insert`` anywhere else (docs/conventions.md). Files still to convert are listed, one path a line, in
-``scripts/linters/portable_upsert_allowed.txt``; the list only shrinks: a listed file that builds no dialect
-insert any more is reported until its line goes."""
+"""Insert-or-ignore and upserts go through servicekit.db's portable helpers: no ``postgresql.insert`` or
+``sqlite.insert`` anywhere else (docs/conventions.md)."""
 
 from __future__ import annotations
 
@@ -13,18 +11,6 @@ from _lintkit import Violation, imports, main, parse, python_files
 RULE = "portable-upsert"
 HELPER = Path("libs/servicekit/src/servicekit/db.py")
 DIALECTS = ("sqlalchemy.dialects.postgresql", "sqlalchemy.dialects.sqlite")
-ALLOWED = Path("scripts/linters/portable_upsert_allowed.txt")
-
-
-def listed(root: Path) -> dict[Path, int]:
-    """The files of the allow-list (relative to ``root``), each with its line in the list."""
-    allow_list = root / ALLOWED
-    lines = allow_list.read_text().splitlines() if allow_list.is_file() else []
-    return {
-        Path(line.strip()): number
-        for number, line in enumerate(lines, start=1)
-        if line.strip() and not line.startswith("#")
-    }
 
 
 def dialect_aliases(tree: ast.Module) -> set[str]:
@@ -60,17 +46,12 @@ def inserts(path: Path) -> list[Violation]:
 
 
 def check(root: Path) -> list[Violation]:
-    allowed = listed(root)
-    found: list[Violation] = []
-    for path in python_files(root, "services/*", "libs/*"):
-        relative = path.relative_to(root)
-        if relative != HELPER and relative not in allowed:
-            found += inserts(path)
-    for relative, line in allowed.items():
-        if not (root / relative).is_file() or not inserts(root / relative):
-            message = f"{RULE}: {relative} builds no dialect insert any more; remove it from this list"
-            found.append(Violation(root / ALLOWED, line, message))
-    return found
+    return [
+        violation
+        for path in python_files(root, "services/*", "libs/*")
+        if path.relative_to(root) != HELPER
+        for violation in inserts(path)
+    ]
 
 
 if __name__ == "__main__":
