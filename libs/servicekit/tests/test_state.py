@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from libs.servicekit.tests.kitapps import KitSettings
 from servicekit.app import Runtime, create_service_app
 from servicekit.state import service_context, service_state
+from servicekit.testing.kitapps import KitSettings
 
 
 @dataclass(frozen=True)

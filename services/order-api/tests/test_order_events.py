@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -22,12 +22,10 @@ from order_api.orders.lifecycle import ORDER_CREATED, ORDER_STATUS_CHANGED, SYST
 from order_api.orders.models import AllocationState, Order, OrderStatus
 from order_api.orders.service import PAYOUT_CONTEXT, announce_order
 from order_api.protection import DataProtection
+from order_api.testing import CustomerFactory, SettingsFactory
 from servicekit.db import utcnow
 from servicekit.sealing import open_sealed_payload
 from servicekit.settings import StartupRefusedError
-
-if TYPE_CHECKING:
-    from conftest import CustomerFactory, SettingsFactory
 
 
 async def _order(session: AsyncSession, protection: DataProtection, *, customer_id: str) -> Order:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from order_api.main import create_app
+from order_api.testing import SettingsFactory
 from servicekit.state import service_state
-
-if TYPE_CHECKING:
-    from conftest import SettingsFactory
 
 
 def test_the_sweep_covers_the_outbox_and_the_inbox(make_settings: SettingsFactory) -> None:

@@ -17,7 +17,7 @@ from notifier.alerts.conditions import AlertPolicy
 from notifier.alerts.service import Alerting
 from notifier.email import EmailSender, build_chain
 from notifier.metrics import AlertMetrics, DeliveryMetrics
-from notifier.notifications.worker import ChannelSender
+from notifier.notifications.outcomes import ChannelSender
 from notifier.protection import DataProtection
 from notifier.settings import Settings
 from notifier.telegram.sender import TelegramSender

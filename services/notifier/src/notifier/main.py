@@ -5,15 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from notifier.alerts.router import router as alerts_router
-from notifier.alerts.worker import AlertWorker
 from notifier.context import NotifierContext
 from notifier.db import SCHEMA, inbox
 from notifier.events import event_handlers
-from notifier.notifications.retention import notification_retention
 from notifier.notifications.router import router as notifications_router
-from notifier.notifications.worker import DeliveryWorker, delivery_queue_gauges
 from notifier.settings import Settings
 from notifier.stats.router import router as stats_router
+from notifier.workers.alerts import AlertWorker
+from notifier.workers.delivery import DeliveryWorker, delivery_queue_gauges
+from notifier.workers.retention import notification_retention
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
 from servicekit.settings import load_settings
