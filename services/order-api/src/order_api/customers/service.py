@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.customers import repository
 from order_api.customers.models import CUSTOMER_ROLE, Customer, new_customer_id
 from order_api.protection import DataProtection
 from servicekit.db import utcnow
@@ -14,13 +15,24 @@ EMAIL_CONTEXT = "customer.email"
 """The associated data a customer's email is sealed with."""
 
 
+def _new_customer(*, protection: DataProtection, email: str, locale: str) -> dict[str, Any]:
+    """The row of a customer making their first order with ``email``."""
+    return {
+        "id": new_customer_id(),
+        "email_sealed": protection.seal(email.strip(), context=EMAIL_CONTEXT),
+        "email_index": protection.email_index(email),
+        "locale": locale,
+        "role": CUSTOMER_ROLE,
+        "created_at": utcnow(),
+        "completed_orders": 0,
+    }
+
+
 async def find_customer_by_email(
     *, session: AsyncSession, protection: DataProtection, email: str
 ) -> Customer | None:
     """The customer whose (normalised) email this is, if any."""
-    index = protection.email_index(email)
-    customer: Customer | None = await session.scalar(select(Customer).where(Customer.email_index == index))
-    return customer
+    return await repository.customer_by_email_index(session, email_index=protection.email_index(email))
 
 
 async def find_or_create_customer(
@@ -37,21 +49,10 @@ async def find_or_create_customer(
     if existing is not None:
         return existing
     index = protection.email_index(email)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(Customer)
-        .values(
-            id=new_customer_id(),
-            email_sealed=protection.seal(email.strip(), context=EMAIL_CONTEXT),
-            email_index=index,
-            locale=locale,
-            role=CUSTOMER_ROLE,
-            created_at=utcnow(),
-            completed_orders=0,
-        )
-        .on_conflict_do_nothing(index_elements=[Customer.email_index])
+    await repository.insert_customer_unless_known(
+        session, values=_new_customer(protection=protection, email=email, locale=locale)
     )
-    customer = await session.scalar(select(Customer).where(Customer.email_index == index))
+    customer = await repository.customer_by_email_index(session, email_index=index)
     if customer is None:  # pragma: no cover - the row exists after an insert or a conflict on it
         raise RuntimeError("customer row vanished between INSERT and SELECT")
     return customer
@@ -71,21 +72,6 @@ async def lock_or_create_customer(
     customer's concurrent orders are serialised (the open-order limit cannot be raced past) and two first
     orders with one email still end with one customer.
     """
-    index = protection.email_index(email)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    values = insert(Customer).values(
-        id=new_customer_id(),
-        email_sealed=protection.seal(email.strip(), context=EMAIL_CONTEXT),
-        email_index=index,
-        locale=locale,
-        role=CUSTOMER_ROLE,
-        created_at=utcnow(),
-        completed_orders=0,
+    return await repository.upsert_locked_customer(
+        session, values=_new_customer(protection=protection, email=email, locale=locale)
     )
-    statement = values.on_conflict_do_update(
-        index_elements=[Customer.email_index], set_={"email_index": values.excluded.email_index}
-    ).returning(Customer)
-    customer: Customer = (
-        await session.scalars(statement, execution_options={"populate_existing": True})
-    ).one()
-    return customer

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from order_api.operators.models import EscalationStatus as EscalationStatus  # for the routers
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
 

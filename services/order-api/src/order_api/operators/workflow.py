@@ -12,10 +12,9 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
+from order_api.operators import repository
 from order_api.operators.errors import (
     EscalationNotFoundError,
     EscalationNotOpenError,
@@ -28,7 +27,6 @@ from order_api.operators.models import (
     Escalation,
     EscalationComment,
     EscalationStatus,
-    Operator,
     OperatorRole,
     new_id,
 )
@@ -52,15 +50,6 @@ from servicekit.db import utcnow
 from servicekit.errors import ValidationFailedError
 
 ADDRESS_HISTORY_LIMIT = 10
-
-
-def has_open_escalation(order_id: Any) -> Any:
-    """SQL: the order (an id or the ``order.id`` column) has an open escalation."""
-    return (
-        select(Escalation.id)
-        .where(Escalation.order_id == order_id, Escalation.status == EscalationStatus.OPEN.value)
-        .exists()
-    )
 
 
 def _cursor_of(order: Order) -> str:
@@ -101,31 +90,14 @@ async def list_orders(
     ``(created_at, id)``: an order taken meanwhile drops out and a new one joins the end, and nothing is
     skipped or repeated."""
     default = OrderStatus.AWAITING_DEPOSIT if held_by is None else OrderStatus.IN_PROGRESS
-    statement = (
-        select(Order, Operator.name, has_open_escalation(Order.id).label("escalated"))
-        .outerjoin(Operator, Operator.id == Order.operator_id)
-        .where(Order.status == (query.status or default).value)
+    rows = await repository.order_page(
+        session,
+        query=query,
+        status=query.status or default,
+        held_by=held_by,
+        after=_position(query.cursor) if query.cursor else None,
+        limit=query.limit + 1,
     )
-    if held_by is not None:
-        statement = statement.where(Order.operator_id == held_by)
-    if query.currency is not None:
-        statement = statement.where(Order.from_currency == query.currency)
-    if query.amount_min is not None:
-        statement = statement.where(Order.amount >= query.amount_min)
-    if query.amount_max is not None:
-        statement = statement.where(Order.amount <= query.amount_max)
-    if query.created_from is not None:
-        statement = statement.where(Order.created_at >= query.created_from)
-    if query.created_to is not None:
-        statement = statement.where(Order.created_at < query.created_to)
-    if query.cursor:
-        created_at, order_id = _position(query.cursor)
-        statement = statement.where(
-            or_(Order.created_at > created_at, and_(Order.created_at == created_at, Order.id > order_id))
-        )
-    rows = (
-        await session.execute(statement.order_by(Order.created_at, Order.id).limit(query.limit + 1))
-    ).all()
     page, more = rows[: query.limit], len(rows) > query.limit
     return OperatorOrderPage(
         items=[
@@ -154,8 +126,7 @@ async def list_my_orders(
 async def _operator_name(session: AsyncSession, operator_id: str | None) -> str | None:
     if operator_id is None:
         return None
-    name: str | None = await session.scalar(select(Operator.name).where(Operator.id == operator_id))
-    return name
+    return await repository.operator_name(session, operator_id=operator_id)
 
 
 async def _held_by(session: AsyncSession, order: Order) -> dict[str, Any] | None:
@@ -165,23 +136,13 @@ async def _held_by(session: AsyncSession, order: Order) -> dict[str, Any] | None
 
 
 async def _read(session: AsyncSession, *, protection: DataProtection, order: Order) -> OperatorOrderRead:
-    escalated = await session.scalar(select(has_open_escalation(order.id)))
+    escalated = await repository.is_escalated(session, order_id=order.id)
     return _operator_order(
         order,
         protection=protection,
         operator_name=await _operator_name(session, order.operator_id),
-        escalated=bool(escalated),
+        escalated=escalated,
     )
-
-
-async def _open_escalation(session: AsyncSession, *, order_id: str) -> Escalation | None:
-    escalation: Escalation | None = await session.scalar(
-        select(Escalation)
-        .where(Escalation.order_id == order_id, Escalation.status == EscalationStatus.OPEN.value)
-        .options(selectinload(Escalation.comments))
-        .execution_options(populate_existing=True)
-    )
-    return escalation
 
 
 async def get_order(
@@ -191,22 +152,14 @@ async def get_order(
     order = await load_order(session, order_id=order_id)
     history: list[AddressHistoryEntry] = []
     if order.deposit_address is not None:
-        earlier = await session.execute(
-            select(
-                Order.id.label("order_id"),
-                Order.status,
-                Order.amount,
-                Order.from_currency,
-                Order.created_at,
-                Order.address_assigned_at,
-                Order.closed_at,
-            )
-            .where(Order.deposit_address == order.deposit_address, Order.id != order.id)
-            .order_by(Order.created_at.desc(), Order.id.desc())
-            .limit(ADDRESS_HISTORY_LIMIT)
+        earlier = await repository.address_history(
+            session,
+            deposit_address=order.deposit_address,
+            except_order_id=order.id,
+            limit=ADDRESS_HISTORY_LIMIT,
         )
-        history = [AddressHistoryEntry.model_validate(row._asdict()) for row in earlier]
-    escalation = await _open_escalation(session, order_id=order.id)
+        history = [AddressHistoryEntry.model_validate(row) for row in earlier]
+    escalation = await repository.open_escalation(session, order_id=order.id)
     return OperatorOrderDetail(
         **(await _read(session, protection=protection, order=order)).model_dump(),
         address_history=history,
@@ -365,7 +318,7 @@ async def escalate_order(
     notifier tells support."""
     order = await load_order(session, order_id=order_id, for_update=True)
     await _ensure_may_drive(session, order=order, principal=principal)
-    existing = await _open_escalation(session, order_id=order.id)
+    existing = await repository.open_escalation(session, order_id=order.id)
     if existing is not None:
         raise OrderAlreadyEscalatedError(
             "Comment on the open escalation instead.", extra={"escalation_id": existing.id}
@@ -390,13 +343,7 @@ async def escalate_order(
 
 
 async def _load_escalation(session: AsyncSession, *, escalation_id: str) -> Escalation:
-    escalation: Escalation | None = await session.scalar(
-        select(Escalation)
-        .where(Escalation.id == escalation_id)
-        .options(selectinload(Escalation.comments))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    escalation = await repository.escalation_for_update(session, escalation_id=escalation_id)
     if escalation is None:
         raise EscalationNotFoundError(f"No escalation {escalation_id}.")
     return escalation
@@ -447,14 +394,5 @@ async def list_escalations(
     *, session: AsyncSession, status: EscalationStatus | None, limit: int
 ) -> list[EscalationRead]:
     """Escalations for support, oldest first (open ones by default)."""
-    statement = select(Escalation).options(selectinload(Escalation.comments))
-    if status is not None:
-        statement = statement.where(Escalation.status == status.value)
-    escalations = (
-        await session.execute(
-            statement.order_by(Escalation.raised_at, Escalation.id)
-            .limit(limit)
-            .execution_options(populate_existing=True)
-        )
-    ).scalars()
+    escalations = await repository.escalations(session, status=status, limit=limit)
     return [read_escalation(e) for e in escalations]
