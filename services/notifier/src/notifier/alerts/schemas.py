@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from notifier.alerts.models import AlertStatus, Severity
+from notifier.alerts.models import AlertStatus as AlertStatus  # the routers' too
+from notifier.alerts.models import Severity as Severity
 
 
 class AlertRead(BaseModel):

@@ -28,14 +28,14 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, event, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from notifier.alerts import repository
 from notifier.alerts.conditions import AlertChange, AlertCondition, AlertNotice, AlertPolicy, Recovery
 from notifier.alerts.errors import AlertAlreadyResolvedError, AlertNotFoundError
-from notifier.alerts.models import LIVE, Alert, AlertStatus, Severity
+from notifier.alerts.models import Alert, AlertStatus, Severity
 from notifier.alerts.schemas import AlertPageRead, AlertRead
 from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
@@ -58,30 +58,6 @@ _PENDING_COUNTS = "alert_changes_to_count"
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-async def _live(session: AsyncSession, key: str) -> Alert | None:
-    """The open or acknowledged alert of ``key``, locked."""
-    alert: Alert | None = await session.scalar(
-        select(Alert)
-        .where(Alert.key == key, Alert.status != AlertStatus.resolved.value)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return alert
-
-
-async def _recently_resolved(session: AsyncSession, key: str, *, since: datetime) -> Alert | None:
-    """The latest alert of ``key`` resolved at or after ``since``, locked."""
-    alert: Alert | None = await session.scalar(
-        select(Alert)
-        .where(Alert.key == key, Alert.status == AlertStatus.resolved.value, Alert.resolved_at >= since)
-        .order_by(Alert.resolved_at.desc())
-        .limit(1)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return alert
-
-
 def to_read(alert: Alert) -> AlertRead:
     return AlertRead.model_validate(alert, from_attributes=True)
 
@@ -96,20 +72,14 @@ async def list_alerts(
     limit: int,
 ) -> AlertPageRead:
     """Newest first (by when the alert was first raised), keyset-paginated."""
-    query = select(Alert)
-    if status is not None:
-        query = query.where(Alert.status == status.value)
-    if severity is not None:
-        query = query.where(Alert.severity == severity.value)
-    if key is not None:
-        query = query.where(Alert.key == key)
-    if cursor:
-        raised_at, after_id = decode_cursor(_CURSOR_PREFIX, cursor)
-        query = query.where(
-            or_(Alert.raised_at < raised_at, and_(Alert.raised_at == raised_at, Alert.id < after_id))
-        )
-    query = query.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(query)).all())
+    rows = await repository.alert_page(
+        session,
+        status=status,
+        severity=severity,
+        key=key,
+        before=decode_cursor(_CURSOR_PREFIX, cursor) if cursor else None,
+        limit=limit + 1,
+    )
     page = rows[:limit]
     next_cursor = (
         encode_cursor(_CURSOR_PREFIX, page[-1].raised_at, page[-1].id) if len(rows) > limit else None
@@ -192,9 +162,9 @@ async def raise_alert(
     """Report ``condition``: raise its alert, reopen a recently resolved one, or repeat the live one. Returns
     the change that was told (``None``: nothing anyone needs to hear)."""
     now = utcnow()
-    alert = await _live(session, condition.key)
+    alert = await repository.live_alert(session, key=condition.key)
     if alert is None:
-        recent = await _recently_resolved(session, condition.key, since=now - policy.quiet)
+        recent = await repository.recently_resolved(session, key=condition.key, since=now - policy.quiet)
         if recent is not None:
             return await _reopen(session, recent, condition, policy=policy, event_id=event_id, now=now)
         alert = await _insert(session, condition, now=now)
@@ -204,7 +174,9 @@ async def raise_alert(
                 session, alert, AlertChange.raised, reason="New alert.", policy=policy, event_id=event_id
             )
             return AlertChange.raised
-        alert = await _live(session, condition.key)  # a concurrent raise won: this report is a repeat
+        alert = await repository.live_alert(
+            session, key=condition.key
+        )  # a concurrent raise won: this report is a repeat
         if alert is None:  # pragma: no cover (resolved between the conflict and this read)
             return None
     return await _repeat(session, alert, condition, policy=policy, event_id=event_id, now=now)
@@ -212,30 +184,23 @@ async def raise_alert(
 
 async def _insert(session: AsyncSession, condition: AlertCondition, *, now: datetime) -> Alert | None:
     """Insert the live alert of ``condition.key``; ``None`` when another transaction holds one already."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     alert_id = str(uuid.uuid4())
-    statement = (
-        insert(Alert)
-        .values(
-            id=alert_id,
-            key=condition.key,
-            source=condition.source,
-            status=AlertStatus.open.value,
-            severity=condition.severity.value,
-            title=condition.title[:TITLE_MAX],
-            text=condition.text,
-            details=condition.details,
-            occurrences=1,
-            reopened_count=0,
-            raised_at=now,
-            escalated_at=now,
-            updated_at=now,
-        )
-        # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
-        .on_conflict_do_nothing(index_elements=["key"], index_where=text(LIVE))
-    )
-    result = await session.execute(statement)
-    if not result.rowcount:  # type: ignore[attr-defined]
+    values = {
+        "id": alert_id,
+        "key": condition.key,
+        "source": condition.source,
+        "status": AlertStatus.open.value,
+        "severity": condition.severity.value,
+        "title": condition.title[:TITLE_MAX],
+        "text": condition.text,
+        "details": condition.details,
+        "occurrences": 1,
+        "reopened_count": 0,
+        "raised_at": now,
+        "escalated_at": now,
+        "updated_at": now,
+    }
+    if not await repository.insert_live_alert(session, values=values):
         return None
     return await session.get(Alert, alert_id)
 
@@ -348,7 +313,7 @@ async def resolve_alert(
 ) -> AlertChange | None:
     """End the live alert of ``recovery.key`` (nothing when there is none). Its resolution is told now, or,
     for an alert that has reopened before, once it stays resolved for the quiet period (the alert worker)."""
-    alert = await _live(session, recovery.key)
+    alert = await repository.live_alert(session, key=recovery.key)
     if alert is None:
         return None
     now = utcnow()
@@ -407,38 +372,23 @@ async def acknowledge_alert(*, session: AsyncSession, alert_id: str, by: str) ->
 async def escalate_unacknowledged(*, database: Database, policy: AlertPolicy, batch_size: int = 100) -> int:
     """Climb one step for every open alert that has waited long enough at its severity; returns how many."""
     now = utcnow()
-    due = or_(
-        *(
-            and_(Alert.severity == severity.value, Alert.escalated_at <= now - delay)
-            for severity in Severity
-            if (delay := policy.escalation_delay(severity)) is not None
-        )
-    )
+    delays = {
+        severity: delay for severity in Severity if (delay := policy.escalation_delay(severity)) is not None
+    }
     escalated = 0
     async with database.sessionmaker.begin() as session:
-        alerts = (
-            await session.scalars(
-                select(Alert)
-                .where(Alert.status == AlertStatus.open.value, due)
-                .order_by(Alert.escalated_at)
-                .limit(batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        alerts = await repository.claim_due_escalations(session, now=now, delays=delays, limit=batch_size)
         for alert in alerts:
             current = Severity(alert.severity)
             following = list(Severity)[current.rank + 1]
             waited = policy.escalation_delay(current) or timedelta(0)
-            changed = await _conditionally(
-                session,
-                alert,
-                and_(Alert.status == AlertStatus.open.value, Alert.severity == current.value),
-                severity=following.value,
-                escalated_at=now,
-                updated_at=now,
-            )
-            if not changed:
+            # Conditional on the alert being as read: two replicas (or two in-process workers on SQLite,
+            # which has no row locks) never apply one change twice.
+            if not await repository.escalate_if_unchanged(
+                session, alert_id=alert.id, severity_was=current, severity=following, now=now
+            ):
                 continue
+            await session.refresh(alert)
             _count(session, AlertChange.escalated, alert.severity)
             await _tell(
                 session,
@@ -457,27 +407,12 @@ async def tell_settled_resolutions(*, database: Database, policy: AlertPolicy, b
     now = utcnow()
     told = 0
     async with database.sessionmaker.begin() as session:
-        alerts = (
-            await session.scalars(
-                select(Alert)
-                .where(
-                    Alert.status == AlertStatus.resolved.value,
-                    Alert.resolution_notified_at.is_(None),
-                    Alert.resolved_at <= now - policy.quiet,
-                )
-                .order_by(Alert.resolved_at)
-                .limit(batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        alerts = await repository.claim_settled_resolutions(
+            session, resolved_before=now - policy.quiet, limit=batch_size
+        )
         for alert in alerts:
-            changed = await _conditionally(
-                session,
-                alert,
-                and_(Alert.status == AlertStatus.resolved.value, Alert.resolution_notified_at.is_(None)),
-                resolution_notified_at=now,
-            )
-            if changed:
+            if await repository.mark_resolution_told(session, alert_id=alert.id, now=now):
+                await session.refresh(alert)
                 await _tell(
                     session,
                     alert,
@@ -490,31 +425,7 @@ async def tell_settled_resolutions(*, database: Database, policy: AlertPolicy, b
     return told
 
 
-async def _conditionally(
-    session: AsyncSession, alert: Alert, still: ColumnElement[bool], **values: object
-) -> bool:
-    """Update ``alert`` only if it is still as read (``still``): the guard that keeps two replicas (or two
-    in-process workers on SQLite, which has no row locks) from applying one change twice."""
-    result = await session.execute(
-        update(Alert)
-        .where(Alert.id == alert.id, still)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return False
-    await session.refresh(alert)
-    return True
-
-
 async def live_counts(*, database: Database) -> dict[tuple[str, str], int]:
     """Open and acknowledged alerts by (status, severity), for the ``notifier_alerts_live`` gauge."""
     async with database.sessionmaker() as session:
-        rows = (
-            await session.execute(
-                select(Alert.status, Alert.severity, func.count())
-                .where(Alert.status != AlertStatus.resolved.value)
-                .group_by(Alert.status, Alert.severity)
-            )
-        ).all()
-    return {(status, severity): int(count) for status, severity, count in rows}
+        return await repository.live_counts(session)

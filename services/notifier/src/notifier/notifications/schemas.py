@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from notifier.notifications.models import Channel, NotificationStatus
+from notifier.notifications.models import Channel as Channel  # the routers' too
+from notifier.notifications.models import NotificationStatus as NotificationStatus
 
 
 class NotificationRead(BaseModel):

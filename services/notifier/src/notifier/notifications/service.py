@@ -9,17 +9,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.messages import TEMPLATES
 from notifier.messages.render import resolve_locale
+from notifier.notifications import repository
 from notifier.notifications.errors import NotificationNotFoundError, NotificationNotRedeliverableError
 from notifier.notifications.models import (
     TELEGRAM_KINDS,
     Channel,
-    DeliveryAttempt,
     Notification,
     NotificationStatus,
 )
@@ -124,20 +122,9 @@ async def queue_notification(
         "traceparent": current_traceparent(),
         "created_at": now,
     }
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(Notification).values(**values)
-    if event_id is not None:
-        statement = statement.on_conflict_do_nothing(
-            index_elements=["event_id", "template", "recipient_index"]
-        )
-    result = await session.execute(statement)
-    if not result.rowcount:  # type: ignore[attr-defined]
-        existing = await session.scalar(
-            select(Notification.id).where(
-                Notification.event_id == event_id,
-                Notification.template == template,
-                Notification.recipient_index == index,
-            )
+    if not await repository.insert_notification(session, values=values):
+        existing = await repository.notification_of_event(
+            session, event_id=event_id, template=template, recipient_index=index
         )
         if existing is None:  # pragma: no cover (the conflicting row was deleted meanwhile)
             raise RuntimeError("notification conflict without a row")
@@ -152,18 +139,12 @@ async def earlier_emails_of_order(
     """The order's emails queued so far (template, variables; ``None`` once erased), oldest first. On
     PostgreSQL the order is locked for the rest of the transaction first, so two events about it deciding
     at once see each other's emails."""
-    if session.bind.dialect.name == "postgresql":
-        key = func.hashtextextended(f"notifier.order:{order_id}", 0)
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
-    rows = await session.execute(
-        select(Notification.template, Notification.variables_sealed)
-        .where(Notification.order_id == order_id, Notification.channel == Channel.email.value)
-        .order_by(Notification.created_at, Notification.id)
-    )
+    await repository.lock_order(session, order_id=order_id)
+    rows = await repository.emails_of_order(session, order_id=order_id)
     protection = protection_of(session)
     return [
         (template, protection.open_variables(sealed) if sealed is not None else None)
-        for template, sealed in rows.tuples()
+        for template, sealed in rows
     ]
 
 
@@ -204,23 +185,14 @@ async def list_notifications(
     limit: int,
 ) -> NotificationPageRead:
     """Newest first, keyset-paginated by (created_at, id)."""
-    query = select(Notification)
-    if order_id is not None:
-        query = query.where(Notification.order_id == order_id)
-    if channel is not None:
-        query = query.where(Notification.channel == channel.value)
-    if status is not None:
-        query = query.where(Notification.status == status.value)
-    if cursor:
-        created_at, after_id = decode_cursor(_CURSOR_PREFIX, cursor)
-        query = query.where(
-            or_(
-                Notification.created_at < created_at,
-                and_(Notification.created_at == created_at, Notification.id < after_id),
-            )
-        )
-    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(query)).all())
+    rows = await repository.notification_page(
+        session,
+        order_id=order_id,
+        channel=channel,
+        status=status,
+        before=decode_cursor(_CURSOR_PREFIX, cursor) if cursor else None,
+        limit=limit + 1,
+    )
     page = rows[:limit]
     next_cursor = (
         encode_cursor(_CURSOR_PREFIX, page[-1].created_at, page[-1].id) if len(rows) > limit else None
@@ -259,32 +231,6 @@ async def erase_customer(*, session: AsyncSession, customer_id: str) -> int:
     index and the sealed variables are dropped, error texts too (a provider's may quote the address); one
     still pending is failed, never sent. What stays (template, order id, status, times, attempts) names no
     one. Returns how many notifications were anonymised; erasing twice changes nothing more."""
-    about = select(Notification.id).where(Notification.customer_id == customer_id).scalar_subquery()
-    await session.execute(
-        update(DeliveryAttempt)
-        .where(DeliveryAttempt.notification_id.in_(about), DeliveryAttempt.error.is_not(None))
-        .values(error=None)
-        .execution_options(synchronize_session=False)
-    )
-    anonymised = {
-        "recipient_sealed": None,
-        "recipient_index": None,
-        "variables_sealed": None,
-        "last_error": None,
-    }
-    n = Notification
-    await session.execute(
-        update(n)
-        .where(n.customer_id == customer_id, n.status == NotificationStatus.pending.value)
-        .values(status=NotificationStatus.failed.value)
-        .execution_options(synchronize_session=False)
-    )
-    result = await session.execute(
-        update(n)
-        .where(n.customer_id == customer_id, n.recipient_sealed.is_not(None))
-        .values(**anonymised)
-        .execution_options(synchronize_session=False)
-    )
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = await repository.anonymise_customer(session, customer_id=customer_id)
     log.info("customer erased", extra={"customer_id": customer_id, "notifications": count})
     return count
