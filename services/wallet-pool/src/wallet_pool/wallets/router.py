@@ -12,8 +12,13 @@ from servicekit.bounds import row_id_path
 from servicekit.errors import problem_responses
 from wallet_pool.dependencies import AppSettings, Metrics
 from wallet_pool.wallets import service
-from wallet_pool.wallets.models import WalletStatus
-from wallet_pool.wallets.schemas import WalletImportCreate, WalletImportRead, WalletPageRead, WalletRead
+from wallet_pool.wallets.schemas import (
+    WalletImportCreate,
+    WalletImportRead,
+    WalletPageRead,
+    WalletRead,
+    WalletStatus,
+)
 
 router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
 

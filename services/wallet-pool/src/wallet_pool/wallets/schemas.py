@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wallet_pool.wallets.models import WalletStatus as WalletStatus  # for the routers
+
 WalletStatusName = Literal["free", "reserved", "disabled"]
 
 
