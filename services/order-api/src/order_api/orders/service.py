@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from coin_addresses import InvalidAddressError, UnsupportedNetworkError, default_network, validate_address
+from desk_contracts.events import OrderCreated as OrderCreatedEvent
 from order_api.auth.service import (
     SESSION_TOKEN_PREFIX,
     CustomerPrincipal,
@@ -63,7 +64,7 @@ from order_api.orders.lifecycle import (
     Actor,
     change_status,
     customer_email_fields,
-    order_payload,
+    order_fields,
     record_event,
     request_release,
 )
@@ -74,7 +75,7 @@ from order_api.settings import CurrencyRules, PriorityRules, Settings
 from servicekit.client import deadline
 from servicekit.db import Driver, driver, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
-from servicekit.outbox import add_event
+from servicekit.outbox import publish
 from servicekit.ratelimit import RateLimiter
 from servicekit.telemetry import current_trace_id, current_traceparent
 
@@ -741,12 +742,12 @@ async def _settle_new_order(
             else None
         )
     order.announced_at = now
-    payload = {
-        **order_payload(order),
+    payload = OrderCreatedEvent(
+        **order_fields(order),
         **protection.sealed_event_fields(
             {"customer_email": email.strip()}, event_type=ORDER_CREATED, aggregate_id=order.id
         ),
-    }
+    ).payload()
     response = _created_response(order, issued=issued, protection=protection)
     try:
         settled = await sql.fetchrow(
@@ -832,17 +833,10 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
     if claimed is None:
         return
     set_committed_value(order, "announced_at", now)
-    await add_event(
-        session,
-        outbox,
-        destination="notifier",
-        event_type=ORDER_CREATED,
-        payload={
-            **order_payload(order),
-            **await customer_email_fields(session, order=order, event_type=ORDER_CREATED),
-        },
-        aggregate_id=order.id,
+    created = OrderCreatedEvent(
+        **order_fields(order), **await customer_email_fields(session, order=order, event_type=ORDER_CREATED)
     )
+    await publish(session, outbox, destination="notifier", event=created, aggregate_id=order.id)
 
 
 async def apply_allocation(

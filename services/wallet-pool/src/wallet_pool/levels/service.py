@@ -13,21 +13,22 @@ to the outbox under the row's lock, so replicas watching side by side announce e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import PoolLow, PoolRecovered
 from servicekit.db import Database, utcnow
-from servicekit.outbox import add_event
+from servicekit.outbox import publish
 from wallet_pool.db import outbox
 from wallet_pool.levels import repository
 from wallet_pool.levels.models import Level
 from wallet_pool.pools import Pool
 from wallet_pool.settings import Settings
 
-POOL_LOW = "pool.low"
-POOL_RECOVERED = "pool.recovered"
+POOL_LOW = PoolLow.event_type
+POOL_RECOVERED = PoolRecovered.event_type
 _CENTS = Decimal("0.01")
 
 
@@ -70,7 +71,6 @@ async def pool_figures(session: AsyncSession, *, pool: Pool) -> PoolFigures:
 async def update_pool_level(session: AsyncSession, *, pool: Pool, settings: Settings) -> str | None:
     """Compare ``pool`` with the level last announced and announce a crossing (in the caller's
     transaction). Returns the event type written, if any."""
-    key = {"currency": pool.currency, "network": pool.network}
     now = utcnow()
     state = await repository.locked_pool_level(session, pool=pool, now=now)
     figures = await pool_figures(session, pool=pool)
@@ -85,27 +85,23 @@ async def update_pool_level(session: AsyncSession, *, pool: Pool, settings: Sett
     if level is current:
         return None
     state.level, state.changed_at = level.value, now
-    event_type = POOL_RECOVERED if level is Level.OK else POOL_LOW
-    await add_event(
+    announcement = (PoolRecovered if level is Level.OK else PoolLow)(
+        currency=pool.currency,
+        network=pool.network,
+        **asdict(figures),
+        free_percent=figures.free_percent,
+        threshold_percent=threshold,
+        level=level.value,
+        observed_at=now,
+    )
+    await publish(
         session,
         outbox,
         destination="notifier",
-        event_type=event_type,
+        event=announcement,
         aggregate_id=f"{pool.currency}:{pool.network}",
-        payload={
-            **key,
-            "free": figures.free,
-            "total": figures.total,
-            "reserved": figures.reserved,
-            "disabled": figures.disabled,
-            "queued": figures.queued,
-            "free_percent": str(figures.free_percent),
-            "threshold_percent": str(threshold),
-            "level": level.value,
-            "observed_at": now.isoformat(),
-        },
     )
-    return event_type
+    return announcement.event_type
 
 
 async def watch_pool_levels(*, database: Database, settings: Settings) -> int:
