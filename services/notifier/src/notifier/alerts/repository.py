@@ -4,15 +4,19 @@ aggregate. Repositories only execute; the caller commits."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.alerts.models import LIVE, Alert, AlertStatus, Severity
+from servicekit.db import try_insert
+from servicekit.pagination import Keyset
+
+NEWEST_FIRST = Keyset("alerts", Alert.raised_at, Alert.id, newest_first=True)
+"""Alerts as listed: newest first, by when they were first raised."""
 
 
 async def live_alert(session: AsyncSession, *, key: str) -> Alert | None:
@@ -45,11 +49,11 @@ async def alert_page(
     status: AlertStatus | None,
     severity: Severity | None,
     key: str | None,
-    before: tuple[datetime, str] | None,
+    cursor: str | None,
     limit: int,
-) -> list[Alert]:
-    """Up to ``limit`` alerts matching the filters, before the position ``before`` (``raised_at``, ``id``),
-    newest first: a keyset page."""
+) -> Sequence[Alert]:
+    """The page of alerts matching the filters after ``cursor`` (and the first row of the next, for
+    :meth:`Keyset.cut`), newest first."""
     query = select(Alert)
     if status is not None:
         query = query.where(Alert.status == status.value)
@@ -57,27 +61,14 @@ async def alert_page(
         query = query.where(Alert.severity == severity.value)
     if key is not None:
         query = query.where(Alert.key == key)
-    if before is not None:
-        raised_at, after_id = before
-        query = query.where(
-            or_(Alert.raised_at < raised_at, and_(Alert.raised_at == raised_at, Alert.id < after_id))
-        )
-    query = query.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
+    return (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
 
 
 async def insert_live_alert(session: AsyncSession, *, values: Mapping[str, Any]) -> bool:
     """Insert a live alert; ``False`` when another transaction holds the key's live alert already (the
     partial unique index on live alerts)."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    statement = (
-        insert(Alert)
-        .values(**values)
-        # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
-        .on_conflict_do_nothing(index_elements=["key"], index_where=text(LIVE))
-    )
-    result = await session.execute(statement)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
+    return await try_insert(session, Alert, values, conflict=["key"], where=text(LIVE))
 
 
 async def claim_due_escalations(

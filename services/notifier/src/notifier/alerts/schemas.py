@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from notifier.alerts.models import AlertStatus as AlertStatus  # the routers' too
+from notifier.alerts.models import AlertStatus as AlertStatus  # for the routers
 from notifier.alerts.models import Severity as Severity
+from servicekit.pagination import Page
 
 
 class AlertRead(BaseModel):
@@ -34,6 +35,5 @@ class AlertRead(BaseModel):
     updated_at: datetime
 
 
-class AlertPageRead(BaseModel):
-    items: list[AlertRead]
-    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null at the end.")
+class AlertPageRead(Page[AlertRead]):
+    """Alerts, newest first (by when first raised)."""

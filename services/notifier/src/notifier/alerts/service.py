@@ -41,14 +41,11 @@ from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
 from notifier.rules import alert_messages
 from servicekit.db import Database, utcnow
-from servicekit.pagination import decode_cursor, encode_cursor
 from servicekit.plurals import english
 
 log = logging.getLogger("notifier.alerts")
 
-MAX_PAGE_SIZE = 200
 TITLE_MAX = 200
-_CURSOR_PREFIX = "a1"
 METRICS_INFO_KEY = "alert_metrics"
 """Where ``session.info`` holds the app's :class:`AlertMetrics` (``Database.session_info``, set by
 ``notifier.main``): a change is counted once its transaction commits, never when it rolls back."""
@@ -71,19 +68,11 @@ async def list_alerts(
     cursor: str | None,
     limit: int,
 ) -> AlertPageRead:
-    """Newest first (by when the alert was first raised), keyset-paginated."""
+    """Newest first (by when the alert was first raised), a page at a time."""
     rows = await repository.alert_page(
-        session,
-        status=status,
-        severity=severity,
-        key=key,
-        before=decode_cursor(_CURSOR_PREFIX, cursor) if cursor else None,
-        limit=limit + 1,
+        session, status=status, severity=severity, key=key, cursor=cursor, limit=limit
     )
-    page = rows[:limit]
-    next_cursor = (
-        encode_cursor(_CURSOR_PREFIX, page[-1].raised_at, page[-1].id) if len(rows) > limit else None
-    )
+    page, next_cursor = repository.NEWEST_FIRST.cut(rows, limit=limit)
     return AlertPageRead(items=[to_read(a) for a in page], next_cursor=next_cursor)
 
 

@@ -8,27 +8,26 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.notifications.models import Channel, DeliveryAttempt, Notification, NotificationStatus
+from servicekit.db import try_insert
+from servicekit.pagination import Keyset
+
+NEWEST_FIRST = Keyset("notifications", Notification.created_at, Notification.id, newest_first=True)
 
 GIVEN_UP = (NotificationStatus.dead.value, NotificationStatus.failed.value)
 """What ``notifier_delivery_queue_dead`` counts: dead-lettered or failed for good, waiting for a redeliver."""
 
 
 async def insert_notification(session: AsyncSession, *, values: Mapping[str, Any]) -> bool:
-    """Insert the notification; with an ``event_id``, one already queued for the same event, template and
-    recipient makes this a no-op. ``False`` when nothing was inserted."""
-    upsert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    statement = upsert(Notification).values(**values)
-    if values["event_id"] is not None:
-        statement = statement.on_conflict_do_nothing(
-            index_elements=["event_id", "template", "recipient_index"]
-        )
-    result = await session.execute(statement)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    """Insert the notification; ``False`` when nothing was inserted."""
+    # One notification per event, template and recipient (a redelivered event); without an event (NULL) the
+    # unique constraint never matches, so the row is always inserted.
+    return await try_insert(
+        session, Notification, values, conflict=["event_id", "template", "recipient_index"]
+    )
 
 
 async def notification_of_event(
@@ -43,14 +42,6 @@ async def notification_of_event(
         )
     )
     return existing
-
-
-async def lock_order(session: AsyncSession, *, order_id: str) -> None:
-    """On PostgreSQL, lock the order for the rest of the transaction (an advisory lock on its id); SQLite has
-    a single writer and needs none."""
-    if session.bind.dialect.name == "postgresql":
-        key = func.hashtextextended(f"notifier.order:{order_id}", 0)
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 async def emails_of_order(session: AsyncSession, *, order_id: str) -> Sequence[tuple[str, str | None]]:
@@ -69,11 +60,11 @@ async def notification_page(
     order_id: str | None,
     channel: Channel | None,
     status: NotificationStatus | None,
-    before: tuple[datetime, str] | None,
+    cursor: str | None,
     limit: int,
-) -> list[Notification]:
-    """Up to ``limit`` notifications matching the filters, before the position ``before`` (``created_at``,
-    ``id``), newest first: a keyset page."""
+) -> Sequence[Notification]:
+    """The page of notifications matching the filters after ``cursor`` (and the first row of the next, for
+    :meth:`Keyset.cut`), newest first."""
     query = select(Notification)
     if order_id is not None:
         query = query.where(Notification.order_id == order_id)
@@ -81,16 +72,7 @@ async def notification_page(
         query = query.where(Notification.channel == channel.value)
     if status is not None:
         query = query.where(Notification.status == status.value)
-    if before is not None:
-        created_at, after_id = before
-        query = query.where(
-            or_(
-                Notification.created_at < created_at,
-                and_(Notification.created_at == created_at, Notification.id < after_id),
-            )
-        )
-    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
+    return (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
 
 
 async def anonymise_customer(session: AsyncSession, *, customer_id: str) -> int:

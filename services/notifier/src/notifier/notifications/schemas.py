@@ -6,8 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from notifier.notifications.models import Channel as Channel  # the routers' too
+from notifier.notifications.models import Channel as Channel  # for the routers
 from notifier.notifications.models import NotificationStatus as NotificationStatus
+from servicekit.pagination import Page
 
 
 class NotificationRead(BaseModel):
@@ -29,6 +30,5 @@ class NotificationRead(BaseModel):
     sent_at: datetime | None
 
 
-class NotificationPageRead(BaseModel):
-    items: list[NotificationRead]
-    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null at the end.")
+class NotificationPageRead(Page[NotificationRead]):
+    """Notifications, newest first."""

@@ -23,16 +23,13 @@ from notifier.notifications.models import (
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from notifier.protection import DataProtection, protection_of
-from servicekit.db import utcnow
-from servicekit.pagination import decode_cursor, encode_cursor
+from servicekit.db import lock_until_commit, utcnow
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
 
 log = logging.getLogger("notifier.notifications")
 
-MAX_PAGE_SIZE = 200
 ERASED = "erased"
-_CURSOR_PREFIX = "n1"
 
 
 def _jsonable(value: Any) -> Any:
@@ -139,7 +136,7 @@ async def earlier_emails_of_order(
     """The order's emails queued so far (template, variables; ``None`` once erased), oldest first. On
     PostgreSQL the order is locked for the rest of the transaction first, so two events about it deciding
     at once see each other's emails."""
-    await repository.lock_order(session, order_id=order_id)
+    await lock_until_commit(session, f"notifier.order:{order_id}")
     rows = await repository.emails_of_order(session, order_id=order_id)
     protection = protection_of(session)
     return [
@@ -186,17 +183,9 @@ async def list_notifications(
 ) -> NotificationPageRead:
     """Newest first, keyset-paginated by (created_at, id)."""
     rows = await repository.notification_page(
-        session,
-        order_id=order_id,
-        channel=channel,
-        status=status,
-        before=decode_cursor(_CURSOR_PREFIX, cursor) if cursor else None,
-        limit=limit + 1,
+        session, order_id=order_id, channel=channel, status=status, cursor=cursor, limit=limit
     )
-    page = rows[:limit]
-    next_cursor = (
-        encode_cursor(_CURSOR_PREFIX, page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    )
+    page, next_cursor = repository.NEWEST_FIRST.cut(rows, limit=limit)
     protection = protection_of(session)
     return NotificationPageRead(
         items=[to_read(n, protection=protection) for n in page], next_cursor=next_cursor

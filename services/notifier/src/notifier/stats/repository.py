@@ -12,15 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.notifications.models import AttemptOutcome, DeliveryAttempt, Notification
 from notifier.notifications.models import NotificationStatus as Status
+from servicekit.db import epoch_seconds
 
 PERCENTILES = (50, 95, 99)
-
-
-def _seconds_to_send(dialect: str) -> ColumnElement[Any]:
-    n = Notification
-    if dialect == "postgresql":
-        return func.extract("epoch", n.sent_at - n.created_at)
-    return (func.julianday(n.sent_at) - func.julianday(n.created_at)) * 86400.0
 
 
 async def latency_percentiles(
@@ -30,7 +24,7 @@ async def latency_percentiles(
     ``rn * 100 >= p * n`` (integer arithmetic: no ``ceil`` needed, which SQLite may lack)."""
     n = Notification
     keys = [n.channel, n.template] if by_template else [n.channel]
-    latency = _seconds_to_send(session.bind.dialect.name).label("latency")
+    latency = (epoch_seconds(n.sent_at) - epoch_seconds(n.created_at)).label("latency")
     ranked = (
         select(
             *keys,

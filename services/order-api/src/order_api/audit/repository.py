@@ -12,8 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.audit.models import AuditChainHead, AuditCheckpoint, AuditLog
 from order_api.audit.schemas import AuditFilter
+from servicekit.pagination import Keyset
 
 CHAIN_HEAD_ID = 1
+NEWEST_FIRST = Keyset("audit", AuditLog.id, newest_first=True)
+"""The audit trail as read: by id, which is the order rows were appended in."""
 
 
 async def advance_chain_head(session: AsyncSession) -> Row[Any]:
@@ -70,10 +73,9 @@ async def all_checkpoints(session: AsyncSession) -> list[AuditCheckpoint]:
     return list((await session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.id))).scalars())
 
 
-async def audit_page(
-    session: AsyncSession, *, query: AuditFilter, before: int | None, limit: int
-) -> list[AuditLog]:
-    """Up to ``limit`` rows matching ``query`` with ids below ``before``, newest first: a keyset page."""
+async def audit_page(session: AsyncSession, *, query: AuditFilter) -> Sequence[AuditLog]:
+    """The page of rows matching ``query`` after its cursor (and the first row of the next, for
+    :meth:`Keyset.cut`), newest first."""
     statement = select(AuditLog)
     if query.actor is not None:
         statement = statement.where(AuditLog.actor == query.actor)
@@ -85,6 +87,6 @@ async def audit_page(
         statement = statement.where(AuditLog.occurred_at >= query.occurred_from)
     if query.occurred_to is not None:
         statement = statement.where(AuditLog.occurred_at < query.occurred_to)
-    if before is not None:
-        statement = statement.where(AuditLog.id < before)
-    return list((await session.execute(statement.order_by(AuditLog.id.desc()).limit(limit))).scalars())
+    return (
+        await session.scalars(NEWEST_FIRST.select(statement, cursor=query.cursor, limit=query.limit))
+    ).all()

@@ -29,7 +29,6 @@ from order_api.audit import repository
 from order_api.audit.models import GENESIS_HASH, AuditCheckpoint
 from order_api.audit.schemas import AuditEntryRead, AuditFilter, AuditPage, CheckpointRecord
 from servicekit.db import utcnow
-from servicekit.errors import ValidationFailedError
 from servicekit.telemetry import current_trace_id
 
 CHECKPOINT_CONTEXT = b"order-api audit checkpoint\n"
@@ -362,21 +361,11 @@ async def checkpoint_audit_log(
     return checkpoint
 
 
-def _cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise ValidationFailedError.for_field("cursor", "not a cursor this API returned")
-    return int(cursor)
-
-
 async def list_audit(*, session: AsyncSession, query: AuditFilter) -> AuditPage:
     """Audit rows matching ``query``, newest first."""
-    rows = await repository.audit_page(
-        session, query=query, before=_cursor(query.cursor), limit=query.limit + 1
-    )
-    page, more = rows[: query.limit], len(rows) > query.limit
+    rows = await repository.audit_page(session, query=query)
+    page, next_cursor = repository.NEWEST_FIRST.cut(rows, limit=query.limit)
     return AuditPage(
         items=[AuditEntryRead.model_validate(row, from_attributes=True) for row in page],
-        next_cursor=str(page[-1].id) if more and page else None,
+        next_cursor=next_cursor,
     )

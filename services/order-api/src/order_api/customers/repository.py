@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth.models import CustomerSession, EmailCode
 from order_api.customers.models import Customer
 from order_api.db import outbox
 from order_api.orders.models import IdempotencyKey, Order
+from servicekit.db import try_insert, upsert
 
 
 async def customer_by_email_index(session: AsyncSession, *, email_index: str) -> Customer | None:
@@ -27,19 +27,18 @@ async def customer_by_email_index(session: AsyncSession, *, email_index: str) ->
 async def insert_customer_unless_known(session: AsyncSession, *, values: Mapping[str, Any]) -> None:
     """``INSERT … ON CONFLICT DO NOTHING`` on the unique blind index: of two first orders with one email the
     loser's insert waits for the winner's commit and does nothing."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(Customer).values(**values).on_conflict_do_nothing(index_elements=[Customer.email_index])
-    )
+    await try_insert(session, Customer, values, conflict=[Customer.email_index])
 
 
 async def upsert_locked_customer(session: AsyncSession, *, values: Mapping[str, Any]) -> Customer:
     """The customer with ``values["email_index"]``, inserted from ``values`` when new, row-locked until the
     transaction ends: one round trip, an upsert whose conflict branch rewrites nothing but takes the lock."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    inserting = insert(Customer).values(**values)
-    statement = inserting.on_conflict_do_update(
-        index_elements=[Customer.email_index], set_={"email_index": inserting.excluded.email_index}
+    statement = upsert(
+        session,
+        Customer,
+        values,
+        conflict=[Customer.email_index],
+        update={"email_index": values["email_index"]},  # the value it has: a rewrite that only takes the lock
     ).returning(Customer)
     customer: Customer = (
         await session.scalars(statement, execution_options={"populate_existing": True})

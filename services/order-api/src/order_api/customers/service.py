@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.customers import repository
@@ -13,19 +11,6 @@ from servicekit.db import utcnow
 
 EMAIL_CONTEXT = "customer.email"
 """The associated data a customer's email is sealed with."""
-
-
-def _new_customer(*, protection: DataProtection, email: str, locale: str) -> dict[str, Any]:
-    """The row of a customer making their first order with ``email``."""
-    return {
-        "id": new_customer_id(),
-        "email_sealed": protection.seal(email.strip(), context=EMAIL_CONTEXT),
-        "email_index": protection.email_index(email),
-        "locale": locale,
-        "role": CUSTOMER_ROLE,
-        "created_at": utcnow(),
-        "completed_orders": 0,
-    }
 
 
 async def find_customer_by_email(
@@ -50,12 +35,24 @@ async def find_or_create_customer(
         return existing
     index = protection.email_index(email)
     await repository.insert_customer_unless_known(
-        session, values=_new_customer(protection=protection, email=email, locale=locale)
+        session, values=_new_customer(protection, email=email, index=index, locale=locale)
     )
     customer = await repository.customer_by_email_index(session, email_index=index)
     if customer is None:  # pragma: no cover - the row exists after an insert or a conflict on it
         raise RuntimeError("customer row vanished between INSERT and SELECT")
     return customer
+
+
+def _new_customer(protection: DataProtection, *, email: str, index: str, locale: str) -> dict[str, object]:
+    return {
+        "id": new_customer_id(),
+        "email_sealed": protection.seal(email.strip(), context=EMAIL_CONTEXT),
+        "email_index": index,
+        "locale": locale,
+        "role": CUSTOMER_ROLE,
+        "created_at": utcnow(),
+        "completed_orders": 0,
+    }
 
 
 def customer_email(*, protection: DataProtection, customer: Customer) -> str:
@@ -72,6 +69,7 @@ async def lock_or_create_customer(
     customer's concurrent orders are serialised (the open-order limit cannot be raced past) and two first
     orders with one email still end with one customer.
     """
+    index = protection.email_index(email)
     return await repository.upsert_locked_customer(
-        session, values=_new_customer(protection=protection, email=email, locale=locale)
+        session, values=_new_customer(protection, email=email, index=index, locale=locale)
     )

@@ -15,8 +15,15 @@ from sqlalchemy.orm import selectinload
 from order_api.operators.models import Escalation, EscalationStatus, Operator, TelegramLinkCode
 from order_api.operators.schemas import OperatorOrderFilter
 from order_api.orders.models import Order, OrderEvent, OrderStatus
+from servicekit.pagination import Keyset
 
 CLOSED_BY_OPERATORS = (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value)
+OPERATORS = Keyset("operators", Operator.created_at, Operator.id, newest_first=False)
+TAKEABLE_ORDERS = Keyset("operator-orders", Order.created_at, Order.id, newest_first=False)
+"""The takeable list: oldest first, so the longest-waiting order comes first."""
+HELD_ORDERS = Keyset("operator-orders-mine", Order.created_at, Order.id, newest_first=False)
+"""An operator's own orders, in the same order."""
+ESCALATIONS = Keyset("escalations", Escalation.raised_at, Escalation.id, newest_first=False)
 
 
 # -- operator accounts -------------------------------------------------------------------------------------
@@ -58,6 +65,11 @@ async def all_operators(session: AsyncSession) -> list[Operator]:
     )
 
 
+async def operator_page(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[Operator]:
+    """The page of operators after ``cursor`` (and the first of the next, for :meth:`Keyset.cut`)."""
+    return (await session.scalars(OPERATORS.select(select(Operator), cursor=cursor, limit=limit))).all()
+
+
 async def operator_name(session: AsyncSession, *, operator_id: str) -> str | None:
     name: str | None = await session.scalar(select(Operator.name).where(Operator.id == operator_id))
     return name
@@ -79,13 +91,12 @@ async def order_page(
     session: AsyncSession,
     *,
     query: OperatorOrderFilter,
+    keyset: Keyset,
     status: OrderStatus,
     held_by: str | None,
-    after: tuple[datetime, str] | None,
-    limit: int,
 ) -> Sequence[Row[Any]]:
-    """Up to ``limit`` rows ``(order, holder's name, escalated)`` in ``status`` matching ``query``, after the
-    position ``after`` (``created_at``, ``id``): a keyset page, oldest first."""
+    """Rows ``(order, holder's name, escalated)`` in ``status`` matching ``query``: the page after its cursor
+    in ``keyset``'s order (and the first row of the next, for :meth:`Keyset.cut`)."""
     statement = (
         select(Order, Operator.name, has_open_escalation(Order.id).label("escalated"))
         .outerjoin(Operator, Operator.id == Order.operator_id)
@@ -103,12 +114,8 @@ async def order_page(
         statement = statement.where(Order.created_at >= query.created_from)
     if query.created_to is not None:
         statement = statement.where(Order.created_at < query.created_to)
-    if after is not None:
-        created_at, order_id = after
-        statement = statement.where(
-            or_(Order.created_at > created_at, and_(Order.created_at == created_at, Order.id > order_id))
-        )
-    return (await session.execute(statement.order_by(Order.created_at, Order.id).limit(limit))).all()
+    statement = keyset.select(statement, cursor=query.cursor, limit=query.limit)
+    return (await session.execute(statement)).all()
 
 
 async def is_escalated(session: AsyncSession, *, order_id: str) -> bool:
@@ -236,22 +243,16 @@ async def escalation_for_update(session: AsyncSession, *, escalation_id: str) ->
     return escalation
 
 
-async def escalations(
-    session: AsyncSession, *, status: EscalationStatus | None, limit: int
-) -> list[Escalation]:
-    """Up to ``limit`` escalations (in ``status``, if given) with their comments, oldest first."""
+async def escalation_page(
+    session: AsyncSession, *, status: EscalationStatus | None, cursor: str | None, limit: int
+) -> Sequence[Escalation]:
+    """The page of escalations (in ``status``, if given) with their comments after ``cursor`` (and the first
+    of the next, for :meth:`Keyset.cut`), oldest first."""
     statement = select(Escalation).options(selectinload(Escalation.comments))
     if status is not None:
         statement = statement.where(Escalation.status == status.value)
-    return list(
-        (
-            await session.execute(
-                statement.order_by(Escalation.raised_at, Escalation.id)
-                .limit(limit)
-                .execution_options(populate_existing=True)
-            )
-        ).scalars()
-    )
+    statement = ESCALATIONS.select(statement, cursor=cursor, limit=limit)
+    return (await session.scalars(statement.execution_options(populate_existing=True))).all()
 
 
 # -- Telegram link codes ------------------------------------------------------------------------------------

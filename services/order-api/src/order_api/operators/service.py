@@ -32,6 +32,7 @@ from order_api.operators.models import Operator, OperatorRole, new_id
 from order_api.operators.schemas import (
     OperatorCreate,
     OperatorCreated,
+    OperatorPage,
     OperatorRead,
     OperatorTokenRead,
     OperatorUpdate,
@@ -222,7 +223,15 @@ async def load_operator(session: AsyncSession, *, operator_id: str) -> Operator:
 
 
 async def list_operators(*, session: AsyncSession) -> list[OperatorRead]:
+    """Every operator, oldest first (the command line's view; the API pages them: :func:`operator_page`)."""
     return [read_operator(o) for o in await repository.all_operators(session)]
+
+
+async def operator_page(*, session: AsyncSession, cursor: str | None, limit: int) -> OperatorPage:
+    """A page of operators, oldest first."""
+    rows = await repository.operator_page(session, cursor=cursor, limit=limit)
+    page, next_cursor = repository.OPERATORS.cut(rows, limit=limit)
+    return OperatorPage(items=[read_operator(o) for o in page], next_cursor=next_cursor)
 
 
 async def get_operator(*, session: AsyncSession, operator_id: str) -> OperatorRead:

@@ -7,8 +7,6 @@ Only the holder of an order (or an admin) drives it; taking is race-free (one co
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +30,7 @@ from order_api.operators.models import (
 )
 from order_api.operators.schemas import (
     AddressHistoryEntry,
+    EscalationPage,
     EscalationRead,
     OperatorOrderDetail,
     OperatorOrderFilter,
@@ -47,24 +46,8 @@ from order_api.orders.service import load_order, read_order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import utcnow
-from servicekit.errors import ValidationFailedError
 
 ADDRESS_HISTORY_LIMIT = 10
-
-
-def _cursor_of(order: Order) -> str:
-    return base64.urlsafe_b64encode(json.dumps([order.created_at.isoformat(), order.id]).encode()).decode()
-
-
-def _position(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, order_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        created_at = datetime.fromisoformat(created)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise ValidationFailedError.for_field("cursor", "not a cursor this API returned") from exc
-    if created_at.tzinfo is None:
-        raise ValidationFailedError.for_field("cursor", "not a cursor this API returned")
-    return created_at, str(order_id)
 
 
 def _operator_order(
@@ -90,21 +73,19 @@ async def list_orders(
     ``(created_at, id)``: an order taken meanwhile drops out and a new one joins the end, and nothing is
     skipped or repeated."""
     default = OrderStatus.AWAITING_DEPOSIT if held_by is None else OrderStatus.IN_PROGRESS
+    keyset = repository.TAKEABLE_ORDERS if held_by is None else repository.HELD_ORDERS
     rows = await repository.order_page(
-        session,
-        query=query,
-        status=query.status or default,
-        held_by=held_by,
-        after=_position(query.cursor) if query.cursor else None,
-        limit=query.limit + 1,
+        session, query=query, keyset=keyset, status=query.status or default, held_by=held_by
     )
-    page, more = rows[: query.limit], len(rows) > query.limit
+    page, next_cursor = keyset.cut(
+        rows, limit=query.limit, position=lambda row: (row[0].created_at, row[0].id)
+    )
     return OperatorOrderPage(
         items=[
             _operator_order(order, protection=protection, operator_name=name, escalated=bool(escalated))
             for order, name, escalated in page
         ],
-        next_cursor=_cursor_of(page[-1][0]) if more and page else None,
+        next_cursor=next_cursor,
     )
 
 
@@ -391,8 +372,9 @@ async def resolve_escalation(
 
 
 async def list_escalations(
-    *, session: AsyncSession, status: EscalationStatus | None, limit: int
-) -> list[EscalationRead]:
+    *, session: AsyncSession, status: EscalationStatus | None, cursor: str | None, limit: int
+) -> EscalationPage:
     """Escalations for support, oldest first (open ones by default)."""
-    escalations = await repository.escalations(session, status=status, limit=limit)
-    return [read_escalation(e) for e in escalations]
+    rows = await repository.escalation_page(session, status=status, cursor=cursor, limit=limit)
+    page, next_cursor = repository.ESCALATIONS.cut(rows, limit=limit)
+    return EscalationPage(items=[read_escalation(e) for e in page], next_cursor=next_cursor)

@@ -16,7 +16,6 @@ sweeper that announces orders a crash left silent, the recovery of an ``Idempote
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -29,8 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -73,9 +71,10 @@ from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, Order
 from order_api.protection import DataProtection
 from order_api.settings import CurrencyRules, PriorityRules, Settings
 from servicekit.client import deadline
-from servicekit.db import Driver, driver, utcnow
+from servicekit.db import Driver, driver, insert_ignoring, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
 from servicekit.outbox import publish
+from servicekit.pagination import Keyset
 from servicekit.ratelimit import RateLimiter
 from servicekit.telemetry import current_trace_id, current_traceparent
 
@@ -220,20 +219,20 @@ async def _claim_idempotency_key(
     """Reserve the key for this request (which will write order ``order_id``), or answer as the request that
     used it did: its stored answer; while it may still be running, ``409`` with ``Retry-After``; if it died
     after writing its order, that order (``_recover_order``); if it died before, the key is this request's."""
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
     claimed = await session.scalar(
-        insert(IdempotencyKey)
-        .values(
-            owner=claim.owner,
-            key=claim.key,
-            request_fingerprint=claim.fingerprint,
-            order_id=order_id,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["owner", "key"])
-        .returning(IdempotencyKey.id)
+        insert_ignoring(
+            session,
+            IdempotencyKey,
+            {
+                "owner": claim.owner,
+                "key": claim.key,
+                "request_fingerprint": claim.fingerprint,
+                "order_id": order_id,
+                "created_at": now,
+            },
+            conflict=["owner", "key"],
+        ).returning(IdempotencyKey.id)
     )
     if claimed is not None:
         return None
@@ -951,16 +950,8 @@ async def get_order(
     return read
 
 
-def _encode_cursor(created_at: datetime, order_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, order_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), order_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _field_error("cursor", "not a cursor this API returned") from exc
+NEWEST_FIRST = Keyset("orders", Order.created_at, Order.id, newest_first=True)
+"""A customer's orders as listed."""
 
 
 async def list_orders(
@@ -978,20 +969,9 @@ async def list_orders(
     query = select(Order).where(Order.customer_id == principal.customer_id)
     if status is not None:
         query = query.where(Order.status == status.value)
-    if cursor:
-        created_at, order_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(Order.created_at < created_at, and_(Order.created_at == created_at, Order.id < order_id))
-        )
-    rows = (
-        await session.execute(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1))
-    ).scalars()
-    orders = list(rows)
-    page, more = orders[:limit], len(orders) > limit
-    return OrderPage(
-        items=[read_order(o, protection=protection) for o in page],
-        next_cursor=_encode_cursor(page[-1].created_at, page[-1].id) if more and page else None,
-    )
+    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
+    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
+    return OrderPage(items=[read_order(o, protection=protection) for o in page], next_cursor=next_cursor)
 
 
 async def cancel_order(

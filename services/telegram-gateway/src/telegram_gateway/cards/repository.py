@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import upsert
 from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
 
 CARD_KINDS = (MessageKind.ORDER_CARD.value, MessageKind.ESCALATION_CARD.value)
@@ -20,17 +20,14 @@ async def locked_snapshot(
 ) -> OrderSnapshot:
     """The order's snapshot (created from ``version`` and ``order`` when the order is new), locked for this
     transaction: the upsert takes the row lock on PostgreSQL and the write lock on SQLite alike."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     await session.execute(
-        insert(OrderSnapshot)
-        .values(
-            order_id=order_id,
-            version=version,
-            order=order,
-            escalated=False,
-            updated_at=now,
+        upsert(
+            session,
+            OrderSnapshot,
+            {"order_id": order_id, "version": version, "order": order, "escalated": False, "updated_at": now},
+            conflict=["order_id"],
+            update={"updated_at": now},
         )
-        .on_conflict_do_update(index_elements=["order_id"], set_={"updated_at": now})
     )
     snapshot = await session.scalar(
         select(OrderSnapshot)

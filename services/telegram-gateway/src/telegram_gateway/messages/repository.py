@@ -7,20 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import try_insert
 from telegram_gateway.messages.models import MessageDelivery
 
 
 async def claim_delivery(session: AsyncSession, *, values: Mapping[str, Any]) -> bool:
     """Insert the delivery row; ``False`` when its message id is known already (a concurrent insert of it
     waits for the first one's transaction and then does nothing)."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    result = await session.execute(
-        insert(MessageDelivery).values(**values).on_conflict_do_nothing(index_elements=["message_id"])
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await try_insert(session, MessageDelivery, values, conflict=["message_id"])
 
 
 async def delivery(session: AsyncSession, *, message_id: str) -> MessageDelivery | None:

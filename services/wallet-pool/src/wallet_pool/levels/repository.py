@@ -8,9 +8,10 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import insert_ignoring
 from wallet_pool.allocations.models import wait_queue_table
 from wallet_pool.levels.models import Level, PoolLevel, pool_level_table
-from wallet_pool.pools import Pool, dialect_insert
+from wallet_pool.pools import Pool
 from wallet_pool.wallets.models import WalletStatus, wallet_table
 
 
@@ -44,9 +45,11 @@ async def locked_pool_level(session: AsyncSession, *, pool: Pool, now: datetime)
     ends: replicas watching side by side take turns."""
     key = {"currency": pool.currency, "network": pool.network}
     await session.execute(
-        dialect_insert(session, pool_level_table)
-        .values(**key, level=Level.OK.value, free=0, usable=0, changed_at=now)
-        .on_conflict_do_nothing()
+        insert_ignoring(
+            session,
+            pool_level_table,
+            {**key, "level": Level.OK.value, "free": 0, "usable": 0, "changed_at": now},
+        )
     )
     state: PoolLevel = (
         await session.execute(select(PoolLevel).filter_by(**key).with_for_update())

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from servicekit.pagination import Page
 from wallet_pool.wallets.models import WalletStatus as WalletStatus  # for the routers
 
 WalletStatusName = Literal["free", "reserved", "disabled"]
@@ -59,8 +60,5 @@ class WalletImportRead(BaseModel):
     wallets: list[WalletRead]
 
 
-class WalletPageRead(BaseModel):
-    """One page of wallets, oldest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
-
-    items: list[WalletRead]
-    next_cursor: str | None = Field(description="Opaque; null on the last page.")
+class WalletPageRead(Page[WalletRead]):
+    """Wallets, oldest first (by id)."""
