@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from notifier.alerts import service
-from notifier.alerts.schemas import AlertPageRead, AlertRead, AlertStatus, Severity
+from notifier.alerts.models import AlertStatus, Severity
+from notifier.alerts.schemas import AlertPageRead, AlertRead
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses

@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from notifier.alerts.models import AlertStatus as AlertStatus  # for the routers
-from notifier.alerts.models import Severity as Severity
+from notifier.alerts.models import AlertStatus, Severity
 from servicekit.pagination import Page
 
 

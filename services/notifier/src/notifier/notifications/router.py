@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from notifier.notifications import service
-from notifier.notifications.schemas import Channel, NotificationPageRead, NotificationRead, NotificationStatus
+from notifier.notifications.models import Channel, NotificationStatus
+from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses

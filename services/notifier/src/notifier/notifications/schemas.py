@@ -6,8 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from notifier.notifications.models import Channel as Channel  # for the routers
-from notifier.notifications.models import NotificationStatus as NotificationStatus
+from notifier.notifications.models import Channel, NotificationStatus
 from servicekit.pagination import Page
 
 

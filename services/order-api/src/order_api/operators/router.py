@@ -11,13 +11,13 @@ from fastapi import APIRouter, Body, Query, status
 from order_api.auth.dependencies import AppSettings, Protection
 from order_api.operators import stats, workflow
 from order_api.operators.dependencies import CurrentOperator, OrderHandler, OrderReader, SupportStaff
+from order_api.operators.models import EscalationStatus
 from order_api.operators.schemas import (
     EscalationCommentCreate,
     EscalationCreate,
     EscalationPage,
     EscalationRead,
     EscalationResolutionCreate,
-    EscalationStatus,
     OperatorOrderDetail,
     OperatorOrderFilter,
     OperatorOrderPage,

@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from order_api.operators.models import EscalationStatus as EscalationStatus  # for the routers
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
 from servicekit.pagination import Page, PageQuery

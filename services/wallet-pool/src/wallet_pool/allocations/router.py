@@ -10,6 +10,7 @@ from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
 from wallet_pool.allocations import service
+from wallet_pool.allocations.models import Priority
 from wallet_pool.allocations.schemas import (
     ORDER_ID_PATTERN,
     AllocationAnswer,
@@ -17,7 +18,6 @@ from wallet_pool.allocations.schemas import (
     AllocationQueuedRead,
     AllocationRead,
     AllocationReleaseRead,
-    Priority,
 )
 from wallet_pool.dependencies import AppSettings, Metrics
 from wallet_pool.metrics import PoolMetrics

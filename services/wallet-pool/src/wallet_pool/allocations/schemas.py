@@ -11,8 +11,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wallet_pool.allocations.models import Priority as Priority  # for the routers
-
 ORDER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 PriorityName = Literal["normal", "priority", "vip"]
 

@@ -13,13 +13,8 @@ from servicekit.errors import problem_responses
 from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 from wallet_pool.dependencies import AppSettings, Metrics
 from wallet_pool.wallets import service
-from wallet_pool.wallets.schemas import (
-    WalletImportCreate,
-    WalletImportRead,
-    WalletPageRead,
-    WalletRead,
-    WalletStatus,
-)
+from wallet_pool.wallets.models import WalletStatus
+from wallet_pool.wallets.schemas import WalletImportCreate, WalletImportRead, WalletPageRead, WalletRead
 
 router = APIRouter(prefix="/v1/wallets", tags=["wallets"])
 

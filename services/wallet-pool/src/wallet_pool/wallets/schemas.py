@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from servicekit.pagination import Page
-from wallet_pool.wallets.models import WalletStatus as WalletStatus  # for the routers
 
 WalletStatusName = Literal["free", "reserved", "disabled"]
 
