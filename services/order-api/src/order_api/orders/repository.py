@@ -1,0 +1,45 @@
+"""The orders' non-trivial queries: an order read for update, and the counts of open orders the intake
+limits are checked with (``intake.OpenOrderCaps``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.orders.errors import OrderNotFoundError
+from order_api.orders.lifecycle import OPEN
+from order_api.orders.models import Order
+
+
+async def load_order(session: AsyncSession, *, order_id: str, for_update: bool = False) -> Order:
+    query = select(Order).where(Order.id == order_id)
+    if for_update:  # a locked read is a fresh read, whatever this session held of the order before
+        query = query.with_for_update().execution_options(populate_existing=True)
+    order = (await session.execute(query)).scalar_one_or_none()
+    if order is None:
+        raise OrderNotFoundError(f"No order {order_id}.")
+    return order
+
+
+async def holds_open_orders(session: AsyncSession, *, holder: ColumnElement[bool], limit: int) -> bool:
+    """Whether the orders matching ``holder`` already hold ``limit`` open ones (reads at most ``limit`` rows)."""
+    open_orders = (
+        select(Order.id).where(holder, Order.status.in_([s.value for s in OPEN])).limit(limit).subquery()
+    )
+    return int(await session.scalar(select(func.count()).select_from(open_orders)) or 0) >= limit
+
+
+def orders_of_customer(customer_id: str, *, mailbox_proven: bool, client_ip: str) -> ColumnElement[bool]:
+    """The orders a new order of this customer is counted with (``intake.OpenOrderCaps``): with a proven
+    mailbox, the customer's orders placed the same way; else those placed with just the email from the same
+    client network."""
+    if mailbox_proven:
+        return and_(Order.customer_id == customer_id, Order.mailbox_proven.is_(True))
+    return and_(
+        Order.customer_id == customer_id, Order.mailbox_proven.is_(False), Order.client_ip == client_ip
+    )
+
+
+def orders_of_network(client_ip: str) -> ColumnElement[bool]:
+    """Every order placed from the client network ``client_ip``."""
+    return Order.client_ip == client_ip
