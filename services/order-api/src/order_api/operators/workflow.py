@@ -45,8 +45,7 @@ from order_api.operators.service import OperatorPrincipal
 from order_api.orders import lifecycle
 from order_api.orders.errors import OrderTransitionError
 from order_api.orders.models import Order, OrderStatus
-from order_api.orders.repository import load_order
-from order_api.orders.service import read_order
+from order_api.orders.service import load_order, read_order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import utcnow

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.clients.wallet_pool import Allocation, checked_allocation
 from order_api.orders.intake_persistence import announce_order, apply_allocation
-from order_api.orders.repository import load_order
+from order_api.orders.service import load_order
 from order_api.settings import Settings
 from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError
 from servicekit.events import EventHandler, read_payload

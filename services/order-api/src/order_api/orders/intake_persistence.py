@@ -22,8 +22,7 @@ import uuid
 from datetime import timedelta
 
 import asyncpg
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
@@ -39,6 +38,7 @@ from order_api.clients.wallet_pool import WALLET_POOL, Allocation
 from order_api.customers.models import CUSTOMER_ROLE, new_customer_id
 from order_api.customers.service import EMAIL_CONTEXT, lock_or_create_customer
 from order_api.db import outbox
+from order_api.orders.errors import OrderNotFoundError
 from order_api.orders.intake import (
     IdempotencyClaim,
     OpenOrderCaps,
@@ -60,7 +60,14 @@ from order_api.orders.lifecycle import (
     request_release,
 )
 from order_api.orders.models import AllocationState, IdempotencyKey, Order, OrderStatus
-from order_api.orders.repository import holds_open_orders, load_order, orders_of_customer, orders_of_network
+from order_api.orders.repository import (
+    find_order,
+    holds_open_orders,
+    locked_idempotency_key,
+    orders_of_customer,
+    orders_of_network,
+    reserve_idempotency_key,
+)
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Driver, utcnow
@@ -190,7 +197,9 @@ async def settle_order(
     address another open order holds leaves the order as it is (allocation pending: the reconciler asks
     again). Where something announced the order meanwhile (the sweeper, after a very slow intake), the change
     is announced as a change of status instead, so the customer still hears of the address once."""
-    order = await load_order(session, order_id=order_id, for_update=True)
+    order = await find_order(session, order_id=order_id, for_update=True)
+    if order is None:  # pragma: no cover - this request wrote it, and orders are never deleted
+        raise OrderNotFoundError(f"No order {order_id}.")
     if allocation is not None:
         try:
             await apply_allocation(
@@ -502,30 +511,12 @@ async def claim_idempotency_key(
     used it did (``intake.judge_earlier_use``): its stored answer; while it may still be running, ``409``
     with ``Retry-After``; if it died after writing its order, that order (``recover_order``); if it died
     before, the key is this request's."""
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
-    claimed = await session.scalar(
-        insert(IdempotencyKey)
-        .values(
-            owner=claim.owner,
-            key=claim.key,
-            request_fingerprint=claim.fingerprint,
-            order_id=order_id,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["owner", "key"])
-        .returning(IdempotencyKey.id)
-    )
-    if claimed is not None:
+    if await reserve_idempotency_key(
+        session, owner=claim.owner, key=claim.key, fingerprint=claim.fingerprint, order_id=order_id, now=now
+    ):
         return None
-    existing = (
-        await session.execute(
-            select(IdempotencyKey)
-            .where(IdempotencyKey.owner == claim.owner, IdempotencyKey.key == claim.key)
-            .with_for_update()  # one retry at a time recovers what a dead request left
-        )
-    ).scalar_one()
+    existing = await locked_idempotency_key(session, owner=claim.owner, key=claim.key)
     sealed, status = existing.response_sealed, existing.response_status
     use = judge_earlier_use(
         claim=claim,
@@ -541,12 +532,7 @@ async def claim_idempotency_key(
     order = (
         None
         if existing.order_id is None
-        else await session.scalar(
-            select(Order)
-            .where(Order.id == existing.order_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        else await find_order(session, order_id=existing.order_id, for_update=True)
     )
     if order is None:  # the first request died before writing its order: the key is this request's now
         existing.order_id = order_id

@@ -1,24 +1,24 @@
-"""The orders' non-trivial queries: an order read for update, and the counts of open orders the intake
-limits are checked with (``intake.OpenOrderCaps``)."""
+"""The orders' non-trivial queries: an order read for update, the claim of an ``Idempotency-Key``, and the
+counts of open orders the intake caps are checked with (``intake.OpenOrderCaps``). They only execute: the
+callers decide what a missing row or a full cap means."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.orders.errors import OrderNotFoundError
 from order_api.orders.lifecycle import OPEN
-from order_api.orders.models import Order
+from order_api.orders.models import IdempotencyKey, Order
 
 
-async def load_order(session: AsyncSession, *, order_id: str, for_update: bool = False) -> Order:
+async def find_order(session: AsyncSession, *, order_id: str, for_update: bool = False) -> Order | None:
     query = select(Order).where(Order.id == order_id)
     if for_update:  # a locked read is a fresh read, whatever this session held of the order before
         query = query.with_for_update().execution_options(populate_existing=True)
-    order = (await session.execute(query)).scalar_one_or_none()
-    if order is None:
-        raise OrderNotFoundError(f"No order {order_id}.")
-    return order
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def holds_open_orders(session: AsyncSession, *, holder: ColumnElement[bool], limit: int) -> bool:
@@ -43,3 +43,30 @@ def orders_of_customer(customer_id: str, *, mailbox_proven: bool, client_ip: str
 def orders_of_network(client_ip: str) -> ColumnElement[bool]:
     """Every order placed from the client network ``client_ip``."""
     return Order.client_ip == client_ip
+
+
+async def reserve_idempotency_key(
+    session: AsyncSession, *, owner: str, key: str, fingerprint: str, order_id: str, now: datetime
+) -> bool:
+    """Write the key for order ``order_id`` unless it is written already; whether this call wrote it."""
+    dialect = session.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    claimed = await session.scalar(
+        insert(IdempotencyKey)
+        .values(owner=owner, key=key, request_fingerprint=fingerprint, order_id=order_id, created_at=now)
+        .on_conflict_do_nothing(index_elements=["owner", "key"])
+        .returning(IdempotencyKey.id)
+    )
+    return claimed is not None
+
+
+async def locked_idempotency_key(session: AsyncSession, *, owner: str, key: str) -> IdempotencyKey:
+    """The stored key, locked until the transaction ends: one retry at a time recovers what a dead request
+    left."""
+    return (
+        await session.execute(
+            select(IdempotencyKey)
+            .where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+            .with_for_update()
+        )
+    ).scalar_one()

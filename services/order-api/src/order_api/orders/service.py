@@ -44,7 +44,7 @@ from order_api.orders.intake import (
 from order_api.orders.intake_persistence import PAYOUT_CONTEXT, log_unusable_answer, open_payout_address
 from order_api.orders.lifecycle import Actor, change_status
 from order_api.orders.models import AllocationState, Order, OrderStatus
-from order_api.orders.repository import load_order
+from order_api.orders.repository import find_order
 from order_api.orders.schemas import OrderCreate, OrderPage, OrderRead
 from order_api.protection import DataProtection
 from order_api.settings import Settings
@@ -186,6 +186,13 @@ async def _ask_for_address(
     except DomainError as error:
         log_unusable_answer(error, order_id=order.id)
         return None
+
+
+async def load_order(session: AsyncSession, *, order_id: str, for_update: bool = False) -> Order:
+    order = await find_order(session, order_id=order_id, for_update=for_update)
+    if order is None:
+        raise OrderNotFoundError(f"No order {order_id}.")
+    return order
 
 
 async def customer_order(
