@@ -1,5 +1,6 @@
-"""Rewrite the configuration reference in README.md from the services' settings:
-``.venv/bin/python scripts/update_readme_reference.py`` (tests/test_readme.py fails when it is stale)."""
+"""Rewrite the generated parts of README.md: the configuration reference from the services' settings and the
+event catalogue from ``desk_contracts.events``: ``.venv/bin/python scripts/update_readme_reference.py``
+(tests/test_readme.py fails when either is stale)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,40 @@ import contextlib
 import io
 from pathlib import Path
 
+import event_catalogue
 import settings_reference
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-START = "<!-- settings-reference:start -->"
-END = "<!-- settings-reference:end -->"
+BLOCKS = {"settings-reference": settings_reference.main, "event-catalogue": event_catalogue.main}
+"""Each generated block of the README, between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def block(text: str, name: str) -> str:
+    """What the README holds between ``name``'s markers."""
+    start, end = markers(name)
+    if start not in text or end not in text:
+        raise SystemExit(f"README.md lacks the {start} … {end} markers")
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def generated(name: str) -> str:
+    """What belongs between ``name``'s markers, as the code says now."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        BLOCKS[name]()
+    return f"\n{buffer.getvalue().strip()}\n"
 
 
 def main() -> None:
     text = README.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"README.md lacks the {START} … {END} markers")
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        settings_reference.main()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{buffer.getvalue().strip()}\n{END}{tail}")
+    for name in BLOCKS:
+        start, end = markers(name)
+        text = text.replace(f"{start}{block(text, name)}{end}", f"{start}{generated(name)}{end}")
+    README.write_text(text)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,7 @@ async def test_an_event_delivered_twice_sends_one_email(
         "occurred_at": datetime.now(UTC).isoformat(),
         "aggregate_id": None,
         "payload": {
+            "customer_id": str(uuid.uuid4()),
             "email": "twice@example.com",
             "code": "482913",
             "locale": "en",

@@ -388,8 +388,9 @@ async def test_api3_broken_object_property_level_authorization(desk: Desk) -> No
 
 
 EVENT_BODIES = frozenset({"EventEnvelope", "EventBatch"})
-"""Reviewed: events between services carry a payload each receiver validates against its own model; the
-envelope is built by servicekit and only read field by field, so an unknown envelope key is never stored."""
+"""Reviewed: events between services carry a payload each receiver validates against its contract model
+(``desk_contracts.events``); the envelope is built by servicekit and only read field by field, so an unknown
+envelope key is never stored."""
 
 
 @pytest.fixture(scope="module")

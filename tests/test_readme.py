@@ -61,3 +61,19 @@ def test_the_two_commands_come_first() -> None:
     head = "\n".join((ROOT / "README.md").read_text().splitlines()[:20])
     assert "make run" in head
     assert "make test" in head
+
+
+def test_the_event_catalogue_is_generated_from_the_contracts() -> None:
+    """The README's event catalogue is what ``desk_contracts.events`` says now, to the character."""
+    spec = importlib.util.spec_from_file_location("event_catalogue", ROOT / "scripts" / "event_catalogue.py")
+    assert spec is not None
+    assert spec.loader is not None
+    catalogue = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(catalogue)
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("<!-- event-catalogue:start -->\n", 1)[1].split("\n<!-- event-catalogue:end -->", 1)[
+        0
+    ]
+    assert shown == catalogue.catalogue(), "stale event catalogue: run scripts/update_readme_reference.py"
+    for name in ("order.created", "wallet.assigned", "pool.low", "outbox.dead_lettered"):
+        assert f"### `{name}`" in shown

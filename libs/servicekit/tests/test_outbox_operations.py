@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from desk_contracts.events import EVENTS
 from libs.servicekit.tests.kitapps import KitSettings, create_tables
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key, require_scope
 from servicekit.app import Runtime, create_service_app
@@ -285,6 +286,9 @@ async def test_dead_events_are_reported_listed_replayed_and_the_report_clears(se
     assert set(counts) <= {1, 2}
     assert all(earlier != later for earlier, later in pairwise(counts))
     assert len(receiver.of_type(OUTBOX_DEAD_CLEARED)) == 1
+    # What the notifier's models read back, to the letter.
+    for told in receiver.of_type(OUTBOX_DEAD_LETTERED) + receiver.of_type(OUTBOX_DEAD_CLEARED):
+        assert EVENTS[told["type"]].model_validate(told["payload"]).payload() == told["payload"]
 
 
 async def _async(value: list[dict[str, Any]]) -> list[dict[str, Any]]:

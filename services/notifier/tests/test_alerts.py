@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from notifier.alerts.conditions import AlertCondition, AlertPolicy, PoolLevelPayload
+from desk_contracts.events import PoolLow
+from notifier.alerts.conditions import AlertCondition, AlertPolicy, pool_figures
 from notifier.alerts.models import Alert, Severity
 from notifier.alerts.service import escalate_unacknowledged, raise_alert
 from notifier.db import SCHEMA
@@ -435,9 +436,9 @@ async def _mail(smtp: SmtpServer) -> list[EmailMessage]:
 
 @pytest.mark.parametrize(("queued", "told"), [(0, "0 orders"), (1, "1 order"), (2, "2 orders")])
 def test_a_pool_alert_counts_waiting_orders_in_the_right_form(queued: int, told: str) -> None:
-    payload = PoolLevelPayload.model_validate({**pool_event()["payload"], "queued": queued})
+    payload = PoolLow.model_validate({**pool_event()["payload"], "queued": queued})
 
-    assert f"; {told} waiting for an address." in payload.figures()
+    assert f"; {told} waiting for an address." in pool_figures(payload)
 
 
 def outbox_report(dead: int, *, service: str = "order-api") -> dict[str, Any]:

@@ -304,19 +304,17 @@ def test_the_answer_shows_the_order_its_payout_address_and_the_session_token_onc
 
 def test_the_announcement_is_order_created_to_the_notifier_without_the_customers_data() -> None:
     order = placed()
-    event = announcement(order)
-    assert (event.destination, event.event_type, event.aggregate_id) == (
+    announced = announcement(order)
+    assert (announced.destination, announced.event_type, announced.aggregate_id) == (
         "notifier",
         "order.created",
         order.id,
     )
-    assert event.payload["order_id"] == order.id
-    assert (event.payload["status"], event.payload["amount"], event.payload["version"]) == (
-        "awaiting_address",
-        "0.05",
-        1,
-    )
+    payload = announced.event(sealed_email={}).payload()
+    assert payload["order_id"] == order.id
+    assert (payload["status"], payload["amount"], payload["version"]) == ("awaiting_address", "0.05", 1)
+    assert payload["expires_at"] == "2026-03-01T16:00:00+00:00"
     # The email is added by whoever stores the event, sealed; the payout address never travels.
-    text = json.dumps(event.payload)
+    text = json.dumps(payload)
     assert "customer@example.com" not in text
     assert PAYOUT_USDT not in text

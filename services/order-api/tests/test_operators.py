@@ -22,12 +22,14 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import demo_address
+from desk_contracts.events import EVENTS
 from order_api.__main__ import main as order_api_cli
 from order_api.audit.models import AuditLog
 from order_api.audit.service import verify_audit_chain
 from order_api.customers.models import Customer
 from order_api.db import SCHEMA, outbox
 from order_api.operators.models import Operator
+from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.models import Order, OrderEvent
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
@@ -106,10 +108,12 @@ async def order_awaiting_deposit(
     currency: str = "BTC",
     amount: str | None = None,
     address: str | None = None,
+    email: str | None = None,
 ) -> dict[str, Any]:
     """A customer's order (queued: wallet-pool's pools are busy; version 2, after ``awaiting_address``), then
     wallet-pool's ``wallet.assigned`` (version 3)."""
-    body = {"email": f"c.{uuid.uuid4().hex[:10]}@example.com", "from_currency": currency, **ORDERS[currency]}
+    email = email or f"c.{uuid.uuid4().hex[:10]}@example.com"
+    body = {"email": email, "from_currency": currency, **ORDERS[currency]}
     if amount is not None:
         body["amount"] = amount
     response = await api.client.post("/v1/orders", json=body)
@@ -841,3 +845,46 @@ async def test_the_desk_works_as_its_runtime_role_and_audits_every_action(
     finally:
         await database.dispose()
     assert current_user == two_role_database.runtime_role
+
+
+# --- the events it all writes -----------------------------------------------------------------------------
+
+
+async def test_every_event_order_api_writes_is_exactly_its_contract(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    """One order through its whole life, a sign-in code and an erasure: each event in the outbox reads back
+    with its ``desk_contracts`` model (the one its consumer parses it with) to the very payload written, so a
+    field the producer adds, drops or retypes outside the contract fails here."""
+    holder, support = await hire(api, api_keys), await hire(api, api_keys, role="support")
+    email = f"c.{uuid.uuid4().hex[:10]}@example.com"
+    order = await order_awaiting_deposit(api, api_keys, email=email)
+    await take(api, holder, order)
+    release = f"/v1/operator/orders/{order['id']}/release"
+    assert (await api.client.post(release, json={"comment": "Later"}, headers=holder.auth)).status_code == 200
+    await take(api, holder, order)
+    await db_session.execute(update(OrderEvent).values(created_at=utcnow() - timedelta(days=1)))
+    assert await return_idle_assignments(db_session, settings=api.settings) == 1
+    await take(api, holder, order)
+    escalate = f"/v1/operator/orders/{order['id']}/escalate"
+    escalation = (
+        await api.client.post(escalate, json={"comment": "Paid twice?"}, headers=holder.auth)
+    ).json()
+    thread = f"/v1/operator/escalations/{escalation['id']}"
+    await api.client.post(f"{thread}/comments", json={"comment": "Looking"}, headers=support.auth)
+    await api.client.post(f"{thread}/resolve", json={"comment": "Refunded"}, headers=support.auth)
+    await set_status(api, holder, order, "completed")
+    code = await api.client.post("/v1/auth/email-code", json={"email": email})
+    assert code.status_code == 202, code.text
+    customer_id = await db_session.scalar(select(Order.customer_id).where(Order.id == order["id"]))
+    erased = await api.client.post(f"/v1/admin/customers/{customer_id}/erase", headers=bearer(api_keys.admin))
+    assert erased.status_code == 200, erased.text
+
+    rows = (
+        await db_session.execute(select(outbox.c.destination, outbox.c.event_type, outbox.c.payload))
+    ).all()
+    for destination, event_type, payload in rows:
+        assert EVENTS[event_type].model_validate(payload).payload() == payload, event_type
+        assert destination in EVENTS[event_type].consumers, event_type
+    written = {event_type for _, event_type, _ in rows}
+    assert written == {name for name, event in EVENTS.items() if event.producers == ("order-api",)}

@@ -9,6 +9,7 @@ from pooltest import PoolApi, RunningApp, assert_pool_invariants
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import WalletAssigned
 from servicekit.db import utcnow
 from wallet_pool.allocations.service import hand_rested_wallets_to_waiting_orders
 from wallet_pool.pools import Pool
@@ -144,6 +145,7 @@ async def test_release_hands_the_wallet_to_the_head_of_the_queue_in_the_same_tra
         "assigned_at": event.payload["assigned_at"],
     }
     assert event.payload["assigned_at"].startswith(assigned["allocated_at"][:19])
+    assert WalletAssigned.model_validate(event.payload).payload() == event.payload  # as order-api reads it
     # One transaction wrote the event, the hand-over and the release (same transaction id on each row).
     (changed,) = await rows(
         session,

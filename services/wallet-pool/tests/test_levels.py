@@ -12,6 +12,7 @@ from pooltest import PoolApi, RunningApp, make_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import EVENTS
 from servicekit.db import Database
 from servicekit.testing import eventually, running_app
 from wallet_pool.levels.models import Level
@@ -105,6 +106,8 @@ async def test_draining_and_refilling_a_pool_announces_each_crossing_once(
     assert recovered[0] == "pool.recovered"
     assert (recovered[1]["level"], recovered[1]["free"], recovered[1]["free_percent"]) == ("ok", 3, "15.00")
     assert len(await pool_events(session)) == 3  # the ETH pool, untouched, said nothing
+    for kind, payload in await pool_events(session):  # read back by the notifier's model, to the letter
+        assert EVENTS[kind].model_validate(payload).payload() == payload
 
 
 async def test_replicas_watching_together_announce_a_crossing_once(

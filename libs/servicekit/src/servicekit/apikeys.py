@@ -26,6 +26,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import DomainError
 
 
@@ -47,19 +48,19 @@ class Caller:
 
 class ApiKeyMissingError(DomainError):
     status = 401
-    code = "api_key_missing"
+    code = ErrorCode.API_KEY_MISSING
     title = "API key required"
 
 
 class ApiKeyInvalidError(DomainError):
     status = 401
-    code = "api_key_invalid"
+    code = ErrorCode.API_KEY_INVALID
     title = "API key not accepted"
 
 
 class ScopeMissingError(DomainError):
     status = 403
-    code = "scope_missing"
+    code = ErrorCode.SCOPE_MISSING
     title = "The API key lacks a required scope"
 
 

@@ -22,6 +22,7 @@ from fastapi import Path
 from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from desk_contracts.errors import ErrorCode
 from servicekit.db import Money
 from servicekit.errors import ValidationFailedError, problem_response
 
@@ -47,12 +48,12 @@ RowIdPath = Annotated[int, row_id_path("The row's id.")]
 
 
 class ForbiddenCharacterError(ValidationFailedError):
-    code = "forbidden_character"
+    code = ErrorCode.FORBIDDEN_CHARACTER
     title = "The request contains a control character"
 
 
 class JsonTooDeepError(ValidationFailedError):
-    code = "json_too_deep"
+    code = ErrorCode.JSON_TOO_DEEP
     title = "The request body is nested too deeply"
 
 

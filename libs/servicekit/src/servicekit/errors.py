@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from desk_contracts.errors import ErrorCode
 from servicekit.backing import BACKING_STORE_ERRORS, BACKING_STORE_RETRY_AFTER_SECONDS, describe, is_outage
 
 PROBLEM_JSON = "application/problem+json"
@@ -35,7 +36,7 @@ class DomainError(Exception):
     """Base of every error a service raises on purpose. Subclasses set ``status``, ``code`` and ``title``."""
 
     status: ClassVar[int] = 400
-    code: ClassVar[str] = "bad_request"
+    code: ClassVar[str] = ErrorCode.BAD_REQUEST
     title: ClassVar[str] = "Bad request"
     #: The peer service this error came from (set by the service client). Such an error is for this
     #: service's code to handle; if it reaches a route's caller, it is answered as this service's own
@@ -87,13 +88,13 @@ def error_for_code(code: str) -> type[DomainError] | None:
 
 class NotFoundError(DomainError):
     status = 404
-    code = "not_found"
+    code = ErrorCode.NOT_FOUND
     title = "Not found"
 
 
 class ConflictError(DomainError):
     status = 409
-    code = "conflict"
+    code = ErrorCode.CONFLICT
     title = "Conflict"
 
 
@@ -101,7 +102,7 @@ class ValidationFailedError(DomainError):
     """Raised by service code for a field-level problem the schema could not catch."""
 
     status = 422
-    code = "validation_failed"
+    code = ErrorCode.VALIDATION_FAILED
     title = "The request is not valid"
 
     def __init__(self, detail: str | None = None, *, errors: Sequence[Mapping[str, Any]] = ()) -> None:
@@ -113,13 +114,13 @@ class ValidationFailedError(DomainError):
 
 
 class BodyTooLargeError(ValidationFailedError):
-    code = "body_too_large"
+    code = ErrorCode.BODY_TOO_LARGE
     title = "The request body is too large"
 
 
 class RateLimitedError(DomainError):
     status = 429
-    code = "rate_limited"
+    code = ErrorCode.RATE_LIMITED
     title = "Too many requests"
 
     def __init__(self, detail: str | None = None, *, retry_after_seconds: int) -> None:
@@ -131,7 +132,7 @@ class PeerUnavailableError(DomainError):
     """A peer service could not be reached or answered with a server error."""
 
     status = 503
-    code = "peer_unavailable"
+    code = ErrorCode.PEER_UNAVAILABLE
     title = "A service this call depends on is unavailable"
 
 
@@ -140,7 +141,7 @@ class BackingStoreUnavailableError(DomainError):
     connection free in time): nothing was done, and trying again shortly will do."""
 
     status = 503
-    code = "backing_store_unavailable"
+    code = ErrorCode.BACKING_STORE_UNAVAILABLE
     title = "A data store this service depends on is unavailable"
 
     def __init__(self, detail: str | None = None) -> None:
@@ -155,7 +156,7 @@ class PeerAnswerInvalidError(PeerUnavailableError):
     """A peer answered, but not with anything this service can use (too large, not the expected shape, or
     content that fails its checks): treated like no answer at all."""
 
-    code = "peer_answer_invalid"
+    code = ErrorCode.PEER_ANSWER_INVALID
     title = "A service this call depends on gave an answer that cannot be used"
 
     @classmethod
@@ -172,7 +173,7 @@ class PeerRejectedError(DomainError):
     (the peer's name, status and code; what the peer wrote is logged, never shown)."""
 
     status = 502
-    code = "peer_rejected"
+    code = ErrorCode.PEER_REJECTED
     title = "A service this call depends on refused the request"
 
 

@@ -60,6 +60,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from desk_contracts.events import DeadEvents, Event, OutboxDeadCleared, OutboxDeadLettered
 from servicekit.db import RUNTIME_OWNS, RUNTIME_PRIVILEGES, Database, UtcDateTime, utcnow
 from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
 from servicekit.retention import RetentionRule
@@ -202,6 +203,21 @@ async def add_event(
     )
     wake_after_commit(session)
     return event_id
+
+
+async def publish(
+    session: AsyncSession, table: Table, *, destination: str, event: Event, aggregate_id: str | None = None
+) -> str:
+    """Write ``event`` (a ``desk_contracts.events`` model) to the outbox in the caller's transaction: its type
+    and its payload as the model writes it, so what travels is what the consumer's model reads."""
+    return await add_event(
+        session,
+        table,
+        destination=destination,
+        event_type=event.event_type,
+        payload=event.payload(),
+        aggregate_id=aggregate_id,
+    )
 
 
 @event.listens_for(Session, "after_commit")
@@ -673,9 +689,9 @@ def outbox_gauges(*, database: Database, table: Table, destinations: Collection[
     )
 
 
-OUTBOX_DEAD_LETTERED = "outbox.dead_lettered"
+OUTBOX_DEAD_LETTERED = OutboxDeadLettered.event_type
 """Told to the operators' alert engine (the notifier) while a service's outbox holds dead-lettered events."""
-OUTBOX_DEAD_CLEARED = "outbox.dead_cleared"
+OUTBOX_DEAD_CLEARED = OutboxDeadCleared.event_type
 """Told once none is dead any more (replayed)."""
 DEAD_LETTER_REPORTS = (OUTBOX_DEAD_LETTERED, OUTBOX_DEAD_CLEARED)
 DEAD_LETTER_REPORT_AGGREGATE = "outbox"
@@ -719,28 +735,20 @@ async def report_dead_letters(*, database: Database, table: Table, service: str,
         if total == reported:
             return 0
         now = utcnow()
+        report: Event
         if total:
-            payload: dict[str, Any] = {
-                "service": service,
-                "dead": total,
-                "events": [
-                    {"destination": row[0], "event_type": row[1], "dead": int(row[2])} for row in rows
-                ],
-                "oldest_dead_at": min(row[3] for row in rows).isoformat(),
-                "observed_at": now.isoformat(),
-            }
-            event_type = OUTBOX_DEAD_LETTERED
+            report = OutboxDeadLettered(
+                service=service,
+                dead=total,
+                events=[DeadEvents(destination=row[0], event_type=row[1], dead=int(row[2])) for row in rows],
+                oldest_dead_at=min(row[3] for row in rows),
+                observed_at=now,
+            )
             log.warning("dead-lettered outbox events reported", extra={"dead": total, "to": destination})
         else:
-            payload = {"service": service, "dead": 0, "observed_at": now.isoformat()}
-            event_type = OUTBOX_DEAD_CLEARED
+            report = OutboxDeadCleared(service=service, observed_at=now)
             log.info("no dead-lettered outbox event left; reported", extra={"to": destination})
-        await add_event(
-            session,
-            table,
-            destination=destination,
-            event_type=event_type,
-            payload=payload,
-            aggregate_id=DEAD_LETTER_REPORT_AGGREGATE,
+        await publish(
+            session, table, destination=destination, event=report, aggregate_id=DEAD_LETTER_REPORT_AGGREGATE
         )
     return 1

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Row, Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.errors import ErrorCode
 from servicekit.app import DbSession
 from servicekit.db import Database, utcnow
 from servicekit.errors import ConflictError, NotFoundError, problem_responses
@@ -64,12 +65,12 @@ class OutboxEventPage(BaseModel):
 
 
 class OutboxEventNotFoundError(NotFoundError):
-    code = "outbox_event_not_found"
+    code = ErrorCode.OUTBOX_EVENT_NOT_FOUND
     title = "No such outbox event"
 
 
 class OutboxEventNotReplayableError(ConflictError):
-    code = "outbox_event_not_replayable"
+    code = ErrorCode.OUTBOX_EVENT_NOT_REPLAYABLE
     title = "Only a dead-lettered event can be replayed"
 
 

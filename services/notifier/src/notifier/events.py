@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import CustomerErased
 from notifier.alerts.conditions import AlertPolicy
 from notifier.alerts.service import apply
 from notifier.notifications.errors import EventSealedFieldsUnreadableError
 from notifier.notifications.service import earlier_emails_of_order, erase_customer, queue_notification
 from notifier.protection import protection_of
-from notifier.rules import ALERT_RULES, RULES, CustomerErased, alert_conditions, already_told, messages_for
+from notifier.rules import ALERT_RULES, RULES, alert_conditions, already_told, messages_for
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
 from servicekit.sealing import SealedDataError
 
-CUSTOMER_ERASED = "customer.erased"
+CUSTOMER_ERASED = CustomerErased.event_type
 
 
 def opened(session: AsyncSession, envelope: EventEnvelope) -> EventEnvelope:

@@ -23,8 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from desk_contracts.events import (
+    ActionFields,
+    CustomerEmailCodeRequested,
+    OrderCreated,
+    OrderFields,
+    OrderStatusChanged,
+)
 from notifier.alerts.conditions import (
     AlertCondition,
     AlertNotice,
@@ -90,49 +95,52 @@ def _field(name: str) -> Callable[[Payload], str | None]:
     return recipient
 
 
+def _iso(value: datetime | None) -> str | None:
+    """A time as the event wrote it."""
+    return value.isoformat() if value is not None else None
+
+
 def _order_created(envelope: EventEnvelope) -> dict[str, Any]:
-    p = envelope.payload
+    p = read_payload(OrderCreated, envelope)
     return {
-        "order_id": p["order_id"],
-        "amount": p["amount"],
-        "currency_from": p["from_currency"],
-        "currency_to": p["to_currency"],
-        "status": p.get("status"),
-        "address": p.get("deposit_address"),
-        "queue_position": p.get("queue_position"),
-        "expires_at": p.get("expires_at"),
+        "order_id": p.order_id,
+        "amount": str(p.amount),
+        "currency_from": p.from_currency,
+        "currency_to": p.to_currency,
+        "status": p.status,
+        "address": p.deposit_address,
+        "queue_position": p.queue_position,
+        "expires_at": _iso(p.expires_at),
     }
 
 
 def _address_ready(envelope: EventEnvelope) -> dict[str, Any]:
-    p = envelope.payload
+    p = read_payload(OrderStatusChanged, envelope)
     return {
-        "order_id": p["order_id"],
-        "amount": p["amount"],
-        "currency_from": p["from_currency"],
-        "address": p["deposit_address"],
-        "expires_at": p.get("expires_at"),
+        "order_id": p.order_id,
+        "amount": str(p.amount),
+        "currency_from": p.from_currency,
+        "address": p.deposit_address,
+        "expires_at": _iso(p.expires_at),
     }
 
 
 def _status_changed(envelope: EventEnvelope) -> dict[str, Any]:
-    p = envelope.payload
+    p = read_payload(OrderStatusChanged, envelope)
     return {
-        "order_id": p["order_id"],
-        "status": p["status"],
-        "amount": p["amount"],
-        "currency_from": p["from_currency"],
-        "currency_to": p["to_currency"],
+        "order_id": p.order_id,
+        "status": p.status,
+        "amount": str(p.amount),
+        "currency_from": p.from_currency,
+        "currency_to": p.to_currency,
     }
 
 
 def _email_code(envelope: EventEnvelope) -> dict[str, Any]:
-    p = envelope.payload
-    expires_at = datetime.fromisoformat(str(p["expires_at"]))
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)
+    p = read_payload(CustomerEmailCodeRequested, envelope)
+    expires_at = p.expires_at if p.expires_at.tzinfo else p.expires_at.replace(tzinfo=UTC)
     seconds = (expires_at - envelope.occurred_at).total_seconds()
-    return {"code": p["code"], "minutes": max(1, math.ceil(seconds / 60))}
+    return {"code": p.code, "minutes": max(1, math.ceil(seconds / 60))}
 
 
 CLOSED = frozenset({"completed", "cancelled", "expired"})
@@ -163,30 +171,15 @@ def already_told(template: str, earlier: Iterable[tuple[str, Mapping[str, Any] |
 # --- operators: Telegram order cards (telegram-gateway POST /v1/messages) ---------------------------------
 
 
-class OrderSnapshot(BaseModel):
-    """The order as telegram-gateway's card shows it, read from order-api's order payload."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    order_id: str
-    status: str
-    from_currency: str
-    from_network: str
-    to_currency: str
-    to_network: str
-    amount: str
-    priority: str
-    deposit_address: str | None = None
-    queue_position: int | None = None
-    expires_at: str | None = None
-    operator_id: str | None = None
-    operator_name: str | None = None
-    version: int
+CARD_FIELDS = (frozenset(OrderFields.model_fields) - {"customer_id", "locale"}) | {"operator_name"}
+"""What telegram-gateway's card shows of an order (``order`` of its ``POST /v1/messages``): the order's
+fields but whom to email and in which language, and who holds it."""
 
 
 def _order_snapshot(envelope: EventEnvelope) -> dict[str, Any]:
-    """The card's ``order`` (a payload missing a field is refused, never a half-filled card)."""
-    return read_payload(OrderSnapshot, envelope).model_dump(mode="json")
+    """The card's ``order``, read with the fields every order event carries (a payload missing one is
+    refused, never a half-filled card)."""
+    return read_payload(ActionFields, envelope).model_dump(mode="json", include=set(CARD_FIELDS))
 
 
 def _order_card(chat: str) -> Callable[[EventEnvelope], dict[str, Any]]:
@@ -268,15 +261,6 @@ RULES: tuple[Rule, ...] = (
 def _customer_id(payload: Payload) -> str | None:
     value = payload.get("customer_id")
     return str(value) if value else None
-
-
-class CustomerErased(BaseModel):
-    """``customer.erased`` (order-api): everything held about the customer is to be anonymised."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    customer_id: str = Field(min_length=1, max_length=64)
-    erased_at: datetime
 
 
 def messages_for(envelope: EventEnvelope, *, telegram: bool = True) -> list[Message]:

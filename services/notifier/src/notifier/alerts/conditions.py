@@ -9,11 +9,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, StringConstraints
-
+from desk_contracts.events import OutboxDeadCleared, OutboxDeadLettered, PoolLevel, PoolLow, PoolRecovered
 from notifier.alerts.models import Severity
 from notifier.settings import Settings
 from servicekit.events import read_payload
@@ -116,35 +114,17 @@ class AlertPolicy:
 # --- wallet-pool: pool.low / pool.recovered -------------------------------------------------------------
 
 
-class PoolLevelPayload(BaseModel):
-    """The payload of ``pool.low`` and ``pool.recovered`` (all fields always present; others ignored)."""
+def pool_name(pool: PoolLevel) -> str:
+    return f"{pool.currency} ({pool.network})"
 
-    currency: Annotated[str, StringConstraints(min_length=1, max_length=20)]
-    network: Annotated[str, StringConstraints(min_length=1, max_length=32)]
-    free: int
-    total: int
-    reserved: int
-    disabled: int
-    queued: int
-    free_percent: Decimal
-    threshold_percent: Decimal
-    level: Literal["ok", "low", "empty"]
-    observed_at: datetime
 
-    @property
-    def pool(self) -> str:
-        return f"{self.currency} ({self.network})"
-
-    @property
-    def usable(self) -> int:
-        return self.total - self.disabled
-
-    def figures(self) -> str:
-        return (
-            f"{self.free} of {self.usable} usable addresses free ({self.free_percent} %, threshold "
-            f"{self.threshold_percent} %); {self.reserved} reserved, {self.disabled} disabled; "
-            f"{english(self.queued, 'order')} waiting for an address. Seen {self.observed_at.isoformat()}."
-        )
+def pool_figures(pool: PoolLevel) -> str:
+    """A pool event's figures, as the alert's text tells them."""
+    return (
+        f"{pool.free} of {pool.total - pool.disabled} usable addresses free ({pool.free_percent} %, threshold "
+        f"{pool.threshold_percent} %); {pool.reserved} reserved, {pool.disabled} disabled; "
+        f"{english(pool.queued, 'order')} waiting for an address. Seen {pool.observed_at.isoformat()}."
+    )
 
 
 def pool_key(currency: str, network: str) -> str:
@@ -153,56 +133,31 @@ def pool_key(currency: str, network: str) -> str:
 
 def pool_low(envelope: EventEnvelope) -> AlertCondition:
     """``pool.low``: a warning, at least critical once the pool is empty."""
-    pool = read_payload(PoolLevelPayload, envelope)
+    pool = read_payload(PoolLow, envelope)
     empty = pool.level == "empty" or pool.free == 0
     title = (
-        f"{pool.pool}: no free deposit address"
+        f"{pool_name(pool)}: no free deposit address"
         if empty
-        else f"{pool.pool}: free deposit addresses below {pool.threshold_percent} %"
+        else f"{pool_name(pool)}: free deposit addresses below {pool.threshold_percent} %"
     )
     return AlertCondition(
         key=pool_key(pool.currency, pool.network),
         source="pool.low",
         severity=Severity.critical if empty else Severity.warning,
         title=title,
-        text=pool.figures(),
+        text=pool_figures(pool),
         details=pool.model_dump(mode="json"),
     )
 
 
 def pool_recovered(envelope: EventEnvelope) -> Recovery:
-    pool = read_payload(PoolLevelPayload, envelope)
+    pool = read_payload(PoolRecovered, envelope)
     return Recovery(
-        key=pool_key(pool.currency, pool.network), text=f"{pool.pool} recovered: {pool.figures()}"
+        key=pool_key(pool.currency, pool.network), text=f"{pool_name(pool)} recovered: {pool_figures(pool)}"
     )
 
 
 # --- a service's outbox: outbox.dead_lettered / outbox.dead_cleared (servicekit.outbox.report_dead_letters) ---
-
-ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-
-
-class DeadEvents(BaseModel):
-    destination: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    event_type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    dead: int = Field(ge=1)
-
-
-class OutboxDeadPayload(BaseModel):
-    """``outbox.dead_lettered``: how many of the sending service's outbox events are dead-lettered."""
-
-    service: ServiceName
-    dead: int = Field(ge=1)
-    events: list[DeadEvents] = Field(min_length=1, max_length=100)
-    oldest_dead_at: datetime
-    observed_at: datetime
-
-
-class OutboxClearedPayload(BaseModel):
-    """``outbox.dead_cleared``: none is dead any more."""
-
-    service: ServiceName
-    observed_at: datetime
 
 
 def outbox_dead_key(service: str) -> str:
@@ -212,7 +167,7 @@ def outbox_dead_key(service: str) -> str:
 def outbox_dead(envelope: EventEnvelope) -> AlertCondition:
     """``outbox.dead_lettered``: critical at once. Nothing retries a dead event, and a dead ``order.closed``
     keeps a deposit address out of the pool until someone replays it."""
-    report = read_payload(OutboxDeadPayload, envelope)
+    report = read_payload(OutboxDeadLettered, envelope)
     events = "; ".join(f"{e.event_type} for {e.destination}: {e.dead}" for e in report.events)
     command = report.service.replace("-", "_")
     return AlertCondition(
@@ -229,7 +184,7 @@ def outbox_dead(envelope: EventEnvelope) -> AlertCondition:
 
 
 def outbox_dead_cleared(envelope: EventEnvelope) -> Recovery:
-    report = read_payload(OutboxClearedPayload, envelope)
+    report = read_payload(OutboxDeadCleared, envelope)
     return Recovery(
         key=outbox_dead_key(report.service),
         text=f"No event is dead in {report.service}'s outbox any more ({report.observed_at.isoformat()}).",

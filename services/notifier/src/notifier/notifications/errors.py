@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import ConflictError, DomainError, NotFoundError
 
 
 class NotificationNotFoundError(NotFoundError):
-    code = "notification_not_found"
+    code = ErrorCode.NOTIFICATION_NOT_FOUND
     title = "No notification has that id"
 
 
 class NotificationNotRedeliverableError(ConflictError):
-    code = "notification_not_redeliverable"
+    code = ErrorCode.NOTIFICATION_NOT_REDELIVERABLE
     title = "Only a failed or dead notification can be redelivered"
 
 
@@ -21,5 +22,5 @@ class EventSealedFieldsUnreadableError(DomainError):
     dead-letters at once."""
 
     status = 503
-    code = "event_sealed_fields_unreadable"
+    code = ErrorCode.EVENT_SEALED_FIELDS_UNREADABLE
     title = "The event's sealed fields do not open with the event keys configured here"

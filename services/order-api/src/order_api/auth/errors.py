@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import DomainError, ValidationFailedError
 
 
 class SessionMissingError(DomainError):
     status = 401
-    code = "session_missing"
+    code = ErrorCode.SESSION_MISSING
     title = "Customer session required"
 
 
@@ -15,14 +16,14 @@ class SessionInvalidError(DomainError):
     """Unknown, revoked and expired tokens are one error: the answer does not say which."""
 
     status = 401
-    code = "session_invalid"
+    code = ErrorCode.SESSION_INVALID
     title = "Customer session not accepted"
 
 
 class EmailCodeInvalidError(ValidationFailedError):
     """Wrong, expired, spent and unknown codes are one error, so a guesser learns nothing from it."""
 
-    code = "email_code_invalid"
+    code = ErrorCode.EMAIL_CODE_INVALID
     title = "The code is not valid"
 
     def __init__(self, detail: str | None = None) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from desk_contracts.events import CustomerEmailCodeRequested
 from order_api.auth.errors import EmailCodeInvalidError, SessionInvalidError
 from order_api.auth.models import CustomerSession, EmailCode, new_id
 from order_api.customers.service import customer_email, find_customer_by_email
@@ -27,7 +28,7 @@ from order_api.db import outbox
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import utcnow
-from servicekit.outbox import add_event
+from servicekit.outbox import publish
 from servicekit.ratelimit import RateLimiter
 
 log = logging.getLogger("order_api.auth")
@@ -36,7 +37,7 @@ SessionKind = Literal["order", "full"]
 SESSION_TOKEN_PREFIX = "cs_"  # noqa: S105 (a prefix, not a secret)
 EMAIL_CODE_DIGITS = 6
 EMAIL_CODE_PURPOSE = "email-code"
-EMAIL_CODE_EVENT = "customer.email_code_requested"
+EMAIL_CODE_EVENT = CustomerEmailCodeRequested.event_type
 AUTH_LIMIT = "auth"
 EMAIL_CODE_LIMIT = "email-code"
 
@@ -212,24 +213,18 @@ async def request_email_code(
         )
     )
     await session.flush()
-    await add_event(
-        session,
-        outbox,
-        destination="notifier",
-        event_type=EMAIL_CODE_EVENT,
-        aggregate_id=customer.id,
-        payload={
-            "customer_id": customer.id,
-            "locale": locale or customer.locale,
-            "expires_at": (now + lifetime).isoformat(),
-            # The address and the code travel sealed for the notifier: never in clear in the outbox or its WAL.
-            **protection.sealed_event_fields(
-                {"email": customer_email(protection=protection, customer=customer), "code": code},
-                event_type=EMAIL_CODE_EVENT,
-                aggregate_id=customer.id,
-            ),
-        },
+    requested = CustomerEmailCodeRequested(
+        customer_id=customer.id,
+        locale=locale or customer.locale,
+        expires_at=now + lifetime,
+        # The address and the code travel sealed for the notifier: never in clear in the outbox or its WAL.
+        **protection.sealed_event_fields(
+            {"email": customer_email(protection=protection, customer=customer), "code": code},
+            event_type=EMAIL_CODE_EVENT,
+            aggregate_id=customer.id,
+        ),
     )
+    await publish(session, outbox, destination="notifier", event=requested, aggregate_id=customer.id)
     log.info("email code issued", extra={"customer_id": customer.id})
     return int(lifetime.total_seconds())
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import CustomerErased
 from order_api.audit.service import append_audit
 from order_api.auth.models import CustomerSession, EmailCode
 from order_api.customers.errors import CustomerHasOpenOrdersError, CustomerNotFoundError
@@ -26,10 +27,10 @@ from order_api.db import outbox
 from order_api.orders.lifecycle import OPEN, Actor
 from order_api.orders.models import IdempotencyKey, Order
 from servicekit.db import utcnow
-from servicekit.outbox import REDACT_AFTER_DELIVERY, add_event, without_personal_data
+from servicekit.outbox import REDACT_AFTER_DELIVERY, publish, without_personal_data
 from servicekit.settings import OUTBOX_LEASE_SECONDS
 
-CUSTOMER_ERASED = "customer.erased"
+CUSTOMER_ERASED = CustomerErased.event_type
 ERASED_PAYOUT_ADDRESS = ""
 """``payout_address_sealed`` of an erased customer's order: nothing to open (read as ``null``)."""
 ERASED_CLIENT_IP = ""
@@ -78,14 +79,8 @@ async def erase_customer(*, session: AsyncSession, actor: Actor, customer_id: st
         target_id=customer.id,
         parameters={"orders": len(order_ids)},
     )
-    event_id = await add_event(
-        session,
-        outbox,
-        destination="notifier",
-        event_type=CUSTOMER_ERASED,
-        aggregate_id=customer.id,
-        payload={"customer_id": customer.id, "erased_at": erased_at.isoformat()},
-    )
+    erased = CustomerErased(customer_id=customer.id, erased_at=erased_at)
+    event_id = await publish(session, outbox, destination="notifier", event=erased, aggregate_id=customer.id)
     # An event about one of their orders that a relay was delivering as this commits still carries what it
     # read before; such a delivery ends within its claim's lease, so the notifier hears of the erasure after.
     await session.execute(

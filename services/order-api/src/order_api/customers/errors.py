@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import ConflictError, NotFoundError
 
 
 class CustomerNotFoundError(NotFoundError):
-    code = "customer_not_found"
+    code = ErrorCode.CUSTOMER_NOT_FOUND
     title = "Customer not found"
 
 
 class CustomerHasOpenOrdersError(ConflictError):
     """Carries ``open_orders``: the ids of the orders still to finish or cancel."""
 
-    code = "customer_has_open_orders"
+    code = ErrorCode.CUSTOMER_HAS_OPEN_ORDERS
     title = "The customer has open orders"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import ConflictError, DomainError, NotFoundError, ValidationFailedError
 
 
 class OperatorTokenMissingError(DomainError):
     status = 401
-    code = "operator_token_missing"
+    code = ErrorCode.OPERATOR_TOKEN_MISSING
     title = "Operator token required"
 
 
@@ -16,13 +17,13 @@ class OperatorTokenInvalidError(DomainError):
     which."""
 
     status = 401
-    code = "operator_token_invalid"
+    code = ErrorCode.OPERATOR_TOKEN_INVALID
     title = "Operator token not accepted"
 
 
 class OperatorForbiddenError(DomainError):
     status = 403
-    code = "operator_forbidden"
+    code = ErrorCode.OPERATOR_FORBIDDEN
     title = "Your role may not do this"
 
 
@@ -31,69 +32,69 @@ class ActedForIdentityForbiddenError(DomainError):
     work on orders; admin and support routes need the member of staff's own credential."""
 
     status = 403
-    code = "acted_for_identity_forbidden"
+    code = ErrorCode.ACTED_FOR_IDENTITY_FORBIDDEN
     title = "Not for an identity acted for by a service"
 
 
 class TelegramOperatorUnknownError(DomainError):
     status = 403
-    code = "telegram_operator_unknown"
+    code = ErrorCode.TELEGRAM_OPERATOR_UNKNOWN
     title = "No active operator is linked to this Telegram user"
 
 
 class TelegramLinkNotFoundError(NotFoundError):
-    code = "telegram_link_not_found"
+    code = ErrorCode.TELEGRAM_LINK_NOT_FOUND
     title = "No active operator is linked to this Telegram user"
 
 
 class OperatorNotFoundError(NotFoundError):
-    code = "operator_not_found"
+    code = ErrorCode.OPERATOR_NOT_FOUND
     title = "Operator not found"
 
 
 class OperatorInactiveError(ConflictError):
-    code = "operator_inactive"
+    code = ErrorCode.OPERATOR_INACTIVE
     title = "The operator is deactivated"
 
 
 class OperatorTelegramIdTakenError(ConflictError):
-    code = "operator_telegram_id_taken"
+    code = ErrorCode.OPERATOR_TELEGRAM_ID_TAKEN
     title = "Another operator is linked to this Telegram user"
 
 
 class OrderAlreadyTakenError(ConflictError):
     """Carries ``held_by: {operator_id, name}``."""
 
-    code = "order_already_taken"
+    code = ErrorCode.ORDER_ALREADY_TAKEN
     title = "Another operator has taken this order"
 
 
 class OrderNotHeldError(ConflictError):
     """Carries ``held_by: {operator_id, name}`` (null when nobody holds the order)."""
 
-    code = "order_not_held"
+    code = ErrorCode.ORDER_NOT_HELD
     title = "You do not hold this order"
 
 
 class OrderAlreadyEscalatedError(ConflictError):
-    code = "order_already_escalated"
+    code = ErrorCode.ORDER_ALREADY_ESCALATED
     title = "The order already has an open escalation"
 
 
 class EscalationNotFoundError(NotFoundError):
-    code = "escalation_not_found"
+    code = ErrorCode.ESCALATION_NOT_FOUND
     title = "Escalation not found"
 
 
 class EscalationNotOpenError(ConflictError):
-    code = "escalation_not_open"
+    code = ErrorCode.ESCALATION_NOT_OPEN
     title = "The escalation is already resolved"
 
 
 class LinkCodeInvalidError(ValidationFailedError):
     """Wrong, expired, used and superseded Telegram link codes are one error: a guesser learns nothing."""
 
-    code = "link_code_invalid"
+    code = ErrorCode.LINK_CODE_INVALID
     title = "The link code is not valid"
 
     def __init__(self) -> None:

@@ -2,46 +2,47 @@
 
 from __future__ import annotations
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import ConflictError, DomainError, NotFoundError, ValidationFailedError
 
 
 class OrderNotFoundError(NotFoundError):
-    code = "order_not_found"
+    code = ErrorCode.ORDER_NOT_FOUND
     title = "Order not found"
 
 
 class OrderTransitionError(ConflictError):
-    code = "order_transition_not_allowed"
+    code = ErrorCode.ORDER_TRANSITION_NOT_ALLOWED
     title = "The order cannot move to that status now"
 
 
 class OrderVersionMismatchError(DomainError):
     status = 412
-    code = "order_version_mismatch"
+    code = ErrorCode.ORDER_VERSION_MISMATCH
     title = "The order changed since you read it"
 
 
 class OpenOrderLimitError(ConflictError):
-    code = "open_order_limit_reached"
+    code = ErrorCode.OPEN_ORDER_LIMIT_REACHED
     title = "Too many open orders"
 
 
 class OrderInputError(ValidationFailedError):
-    code = "order_invalid"
+    code = ErrorCode.ORDER_INVALID
     title = "The order is not valid"
 
 
 class IdempotencyKeyReusedError(ValidationFailedError):
-    code = "idempotency_key_reused"
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
     title = "This Idempotency-Key was used with a different request"
 
 
 class IdempotencyKeyInFlightError(ConflictError):
-    code = "idempotency_key_in_flight"
+    code = ErrorCode.IDEMPOTENCY_KEY_IN_FLIGHT
     title = "A request with this Idempotency-Key is still being processed"
 
 
 class FullSessionRequiredError(DomainError):
     status = 403
-    code = "full_session_required"
+    code = ErrorCode.FULL_SESSION_REQUIRED
     title = "This needs a session proven by an emailed code"

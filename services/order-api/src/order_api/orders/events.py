@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import WalletAssigned
 from order_api.clients.wallet_pool import Allocation, checked_allocation
 from order_api.orders.intake_persistence import announce_order, apply_allocation
 from order_api.orders.service import load_order
@@ -12,15 +12,6 @@ from order_api.settings import Settings
 from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
-
-
-class WalletAssigned(BaseModel):
-    """``wallet.assigned``: the address a queued order got (lengths as the order stores them)."""
-
-    order_id: str = Field(min_length=1, max_length=36)
-    currency: str = Field(min_length=1, max_length=10)
-    network: str = Field(min_length=1, max_length=16)
-    address: str = Field(min_length=1, max_length=128)
 
 
 def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
@@ -53,4 +44,4 @@ def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
             raise ValidationFailedError.for_field("payload.address", exc.detail) from exc
         await announce_order(session, order=order)
 
-    return {"wallet.assigned": wallet_assigned}
+    return {WalletAssigned.event_type: wallet_assigned}

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from coin_addresses import InvalidAddressError, UnsupportedNetworkError, default_network, validate_address
+from desk_contracts.events import OrderCreated as OrderCreatedEvent
 from order_api.clients.wallet_pool import Allocation
 from order_api.orders.errors import (
     IdempotencyKeyInFlightError,
@@ -34,7 +35,7 @@ from order_api.orders.errors import (
     OpenOrderLimitError,
     OrderInputError,
 )
-from order_api.orders.lifecycle import ORDER_CREATED, SYSTEM_WALLET_POOL, Actor, order_payload
+from order_api.orders.lifecycle import SYSTEM_WALLET_POOL, Actor, order_fields
 from order_api.orders.models import AllocationState, Order, OrderStatus, Priority
 from order_api.orders.schemas import OrderCreate, OrderCreated
 from order_api.settings import CurrencyRules, PriorityRules
@@ -360,13 +361,17 @@ class Announcement:
     (``DataProtection.sealed_event_fields``): never in clear in the outbox."""
 
     destination: ClassVar[str] = "notifier"
-    event_type: ClassVar[str] = ORDER_CREATED
+    event_type: ClassVar[str] = OrderCreatedEvent.event_type
     aggregate_id: str
-    payload: dict[str, Any]
+    fields: dict[str, Any]
+
+    def event(self, *, sealed_email: Mapping[str, Any]) -> OrderCreatedEvent:
+        """The event as it is written to the outbox, with the sealed email fields the adapter made."""
+        return OrderCreatedEvent(**self.fields, **sealed_email)
 
 
 def announcement(order: Order) -> Announcement:
-    return Announcement(aggregate_id=order.id, payload=order_payload(order))
+    return Announcement(aggregate_id=order.id, fields=order_fields(order))
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,7 +382,7 @@ class OrderResponse:
     body: dict[str, Any]
 
 
-def order_fields(order: Order, *, payout_address: str | None) -> dict[str, Any]:
+def read_fields(order: Order, *, payout_address: str | None) -> dict[str, Any]:
     """The order as its customer sees it (``OrderRead``), with its payout address opened by the caller."""
     return {
         "id": order.id,
@@ -401,5 +406,5 @@ def order_fields(order: Order, *, payout_address: str | None) -> dict[str, Any]:
 
 def created_response(order: Order, *, payout_address: str | None, session_token: str | None) -> OrderResponse:
     """``201`` with the order as it is now, and the session token when this request opened a session."""
-    created = OrderCreated(**order_fields(order, payout_address=payout_address), session_token=session_token)
+    created = OrderCreated(**read_fields(order, payout_address=payout_address), session_token=session_token)
     return OrderResponse(status_code=201, body=created.model_dump(mode="json"))

@@ -72,7 +72,7 @@ from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Driver, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
-from servicekit.outbox import add_event
+from servicekit.outbox import publish
 from servicekit.statements import NamedStatement
 from servicekit.telemetry import current_trace_id, current_traceparent
 
@@ -124,17 +124,14 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
     if claimed is None:
         return
     set_committed_value(order, "announced_at", now)
-    event = announcement(order)
-    await add_event(
+    announced = announcement(order)
+    sealed_email = await customer_email_fields(session, order=order, event_type=announced.event_type)
+    await publish(
         session,
         outbox,
-        destination=event.destination,
-        event_type=event.event_type,
-        payload={
-            **event.payload,
-            **await customer_email_fields(session, order=order, event_type=event.event_type),
-        },
-        aggregate_id=event.aggregate_id,
+        destination=announced.destination,
+        event=announced.event(sealed_email=sealed_email),
+        aggregate_id=announced.aggregate_id,
     )
 
 
@@ -426,13 +423,12 @@ async def settle_new_order(
         for name, value in settled.changes.items():
             setattr(order, name, value)
     order.announced_at = now
-    event = announcement(order)
-    payload = {
-        **event.payload,
-        **protection.sealed_event_fields(
-            {"customer_email": email}, event_type=event.event_type, aggregate_id=event.aggregate_id
-        ),
-    }
+    announced = announcement(order)
+    event = announced.event(
+        sealed_email=protection.sealed_event_fields(
+            {"customer_email": email}, event_type=announced.event_type, aggregate_id=announced.aggregate_id
+        )
+    )
     response = created_response(order, payout_address=payout_address, session_token=issued.token)
     statement = SETTLE_NEW_ORDER
     try:
@@ -449,9 +445,9 @@ async def settle_new_order(
                 history_details=json.dumps(entry.details) if entry else None,
                 correlation_id=current_trace_id(),
                 event_id=str(uuid.uuid4()),
-                event_destination=event.destination,
+                event_destination=announced.destination,
                 event_type=event.event_type,
-                event_payload=json.dumps(payload),
+                event_payload=json.dumps(event.payload()),
                 traceparent=current_traceparent(),
                 response_status=response.status_code,
                 response_sealed=(

@@ -3,8 +3,8 @@ function every status change goes through — it checks the transition, bumps ``
 ``order_event`` row and the ``audit_log`` row and emits the events, all in the caller's transaction.
 
 ``take_order`` is the same transition (``awaiting_deposit`` → ``in_progress``) as one conditional ``UPDATE``,
-so any number of concurrent takers have exactly one winner. Event types are the constants below; their
-payloads are documented in the README ("Events").
+so any number of concurrent takers have exactly one winner. The events are ``desk_contracts.events`` models
+(the README's event catalogue is generated from them).
 """
 
 from __future__ import annotations
@@ -17,6 +17,18 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from desk_contracts.events import (
+    ACTION_EVENTS,
+    OrderAssignmentTimedOut,
+    OrderClosed,
+    OrderCreated,
+    OrderEscalated,
+    OrderEscalationCommented,
+    OrderEscalationResolved,
+    OrderReleased,
+    OrderStatusChanged,
+    OrderTaken,
+)
 from order_api.audit.service import append_audit
 from order_api.customers.models import Customer
 from order_api.customers.service import EMAIL_CONTEXT
@@ -26,7 +38,7 @@ from order_api.orders.errors import OrderTransitionError, OrderVersionMismatchEr
 from order_api.orders.models import AllocationState, Order, OrderEvent, OrderStatus
 from order_api.protection import DataProtection
 from servicekit.db import utcnow
-from servicekit.outbox import add_event
+from servicekit.outbox import publish
 from servicekit.telemetry import current_trace_id
 
 S = OrderStatus
@@ -44,14 +56,14 @@ OPEN = frozenset(OrderStatus) - TERMINAL
 
 # Events to the notifier about an order (README, "Events"). Each transition emits exactly one of the first
 # four; the audit row of an action on an order is named by the same type.
-ORDER_CREATED = "order.created"
-ORDER_STATUS_CHANGED = "order.status_changed"
-ORDER_TAKEN = "order.taken"
-ORDER_RELEASED = "order.released"
-ORDER_ASSIGNMENT_TIMED_OUT = "order.assignment_timed_out"
-ORDER_ESCALATED = "order.escalated"
-ORDER_ESCALATION_COMMENTED = "order.escalation_commented"
-ORDER_ESCALATION_RESOLVED = "order.escalation_resolved"
+ORDER_CREATED = OrderCreated.event_type
+ORDER_STATUS_CHANGED = OrderStatusChanged.event_type
+ORDER_TAKEN = OrderTaken.event_type
+ORDER_RELEASED = OrderReleased.event_type
+ORDER_ASSIGNMENT_TIMED_OUT = OrderAssignmentTimedOut.event_type
+ORDER_ESCALATED = OrderEscalated.event_type
+ORDER_ESCALATION_COMMENTED = OrderEscalationCommented.event_type
+ORDER_ESCALATION_RESOLVED = OrderEscalationResolved.event_type
 
 
 def check_transition(current: str, target: OrderStatus) -> None:
@@ -91,8 +103,8 @@ SYSTEM_WALLET_POOL = Actor(kind="system", id="wallet-pool", channel="system", au
 SYSTEM_ASSIGNMENT_TIMEOUT = Actor(kind="system", id="assignment-timeout", channel="system")
 
 
-def order_payload(order: Order) -> dict[str, Any]:
-    """The stable event payload describing an order (documented in the README's event catalogue)."""
+def order_fields(order: Order) -> dict[str, Any]:
+    """The fields every order event starts with (``desk_contracts.events.OrderFields``), from ``order``."""
     return {
         "order_id": order.id,
         "customer_id": order.customer_id,
@@ -101,11 +113,11 @@ def order_payload(order: Order) -> dict[str, Any]:
         "from_network": order.from_network,
         "to_currency": order.to_currency,
         "to_network": order.to_network,
-        "amount": str(order.amount),
+        "amount": order.amount,
         "priority": order.priority,
         "deposit_address": order.deposit_address,
         "queue_position": order.queue_position,
-        "expires_at": order.expires_at.isoformat() if order.expires_at else None,
+        "expires_at": order.expires_at,
         "operator_id": order.operator_id,
         "locale": order.locale,
         "version": order.version,
@@ -169,7 +181,7 @@ async def record_order_action(
     announce: bool = True,
 ) -> None:
     """The record of one action on ``order`` (already applied): its ``order_event`` row, its audit row and,
-    when ``announce``, the ``event_type`` event to the notifier with ``order_payload`` plus who acted."""
+    when ``announce``, the ``event_type`` event to the notifier: the order's fields plus who acted."""
     await record_event(
         session, order=order, from_status=from_status, actor=actor, comment=comment, details=details
     )
@@ -193,28 +205,22 @@ async def record_order_action(
     operator_name = actor.name if actor.kind == "operator" and actor.id == order.operator_id else None
     if order.operator_id is not None and operator_name is None:
         operator_name = await session.scalar(select(Operator.name).where(Operator.id == order.operator_id))
-    await add_event(
-        session,
-        outbox,
-        destination="notifier",
-        event_type=event_type,
-        aggregate_id=order.id,
-        payload={
-            **order_payload(order),
-            "from_status": from_status,
-            "operator_name": operator_name,
-            "actor": actor.label,
-            "actor_role": actor.actor_role,
-            "channel": actor.channel,
-            "comment": comment,
-            **(extra or {}),
-            **(
-                await customer_email_fields(session, order=order, event_type=event_type)
-                if event_type == ORDER_STATUS_CHANGED
-                else {}
-            ),
-        },
+    event = ACTION_EVENTS[event_type](
+        **order_fields(order),
+        from_status=from_status,
+        operator_name=operator_name,
+        actor=actor.label,
+        actor_role=actor.actor_role,
+        channel=actor.channel,
+        comment=comment,
+        **(extra or {}),
+        **(
+            await customer_email_fields(session, order=order, event_type=event_type)
+            if event_type == ORDER_STATUS_CHANGED
+            else {}
+        ),
     )
+    await publish(session, outbox, destination="notifier", event=event, aggregate_id=order.id)
 
 
 async def _after_transition(
@@ -384,19 +390,10 @@ async def give_back(
 
 async def request_release(session: AsyncSession, *, order: Order) -> None:
     """Ask wallet-pool (through the outbox) to free the order's address or drop it from the queue."""
-    await add_event(
-        session,
-        outbox,
-        destination="wallet-pool",
-        event_type="order.closed",
-        aggregate_id=order.id,
-        payload={
-            "order_id": order.id,
-            "status": order.status,
-            "currency": order.from_currency,
-            "network": order.from_network,
-        },
+    closed = OrderClosed(
+        order_id=order.id, status=order.status, currency=order.from_currency, network=order.from_network
     )
+    await publish(session, outbox, destination="wallet-pool", event=closed, aggregate_id=order.id)
     await session.execute(
         update(Order).where(Order.id == order.id).values(allocation_state=AllocationState.RELEASED.value)
     )

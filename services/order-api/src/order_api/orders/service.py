@@ -37,7 +37,7 @@ from order_api.orders.intake import (
     field_error,
     new_order,
     open_order_caps,
-    order_fields,
+    read_fields,
     request_fingerprint,
     validate_order,
 )
@@ -59,7 +59,7 @@ with the last known one."""
 
 
 def read_order(order: Order, *, protection: DataProtection) -> OrderRead:
-    return OrderRead(**order_fields(order, payout_address=open_payout_address(order, protection=protection)))
+    return OrderRead(**read_fields(order, payout_address=open_payout_address(order, protection=protection)))
 
 
 async def create_order(

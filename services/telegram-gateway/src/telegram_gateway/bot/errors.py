@@ -18,6 +18,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import ConflictError, DomainError
 
 NOT_MODIFIED = "message is not modified"
@@ -25,12 +26,12 @@ MESSAGE_GONE = ("message to edit not found", "message can't be edited", "message
 
 
 class TelegramDisabledError(ConflictError):
-    code = "telegram_disabled"
+    code = ErrorCode.TELEGRAM_DISABLED
     title = "Telegram is off on this gateway"
 
 
 class TelegramRejectedError(ConflictError):
-    code = "telegram_rejected"
+    code = ErrorCode.TELEGRAM_REJECTED
     title = "Telegram refused the message"
 
 
@@ -38,7 +39,7 @@ class TelegramUnavailableError(DomainError):
     """Carries ``retry_after_seconds`` when Telegram said how long to wait (also sent as ``Retry-After``)."""
 
     status = 503
-    code = "telegram_unavailable"
+    code = ErrorCode.TELEGRAM_UNAVAILABLE
     title = "Telegram is unavailable"
 
     def __init__(self, detail: str | None = None, *, retry_after_seconds: int | None = None) -> None:
@@ -49,12 +50,12 @@ class TelegramUnavailableError(DomainError):
 
 class WebhookSecretInvalidError(DomainError):
     status = 401
-    code = "webhook_secret_invalid"
+    code = ErrorCode.WEBHOOK_SECRET_INVALID
     title = "The webhook secret token is missing or wrong"
 
 
 class WebhookNotInUseError(ConflictError):
-    code = "webhook_not_in_use"
+    code = ErrorCode.WEBHOOK_NOT_IN_USE
     title = "This gateway does not take updates by webhook"
 
 

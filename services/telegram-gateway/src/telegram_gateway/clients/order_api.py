@@ -2,9 +2,9 @@
 ``X-Operator-Telegram-Id`` naming the operator's Telegram user. With that key alone, the gateway redeems link
 codes and asks who a Telegram user is (order-api's operator record is the one truth about the link).
 
-The errors order-api answers the bot with are declared here under order-api's codes, so the service client
-rebuilds them typed (with ``held_by`` and the other fields of the problem document). Callers dispatch on
-``code``: a process that also imports order-api registers order-api's own classes under the same codes.
+The errors order-api answers the bot with are declared here under their ``desk_contracts.errors.ErrorCode``
+(the codes order-api's own classes carry), so the service client rebuilds them typed (with ``held_by`` and the
+other fields of the problem document). Callers dispatch on ``ErrorCode`` members, never on strings.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from desk_contracts.errors import ErrorCode
 from servicekit.client import ServiceClient, deadline, remaining_seconds
 from servicekit.errors import (
     ConflictError,
@@ -40,62 +41,62 @@ CARD_FIELDS = frozenset(OrderView.model_fields) - {"order_id"}
 class OrderApiSlowError(PeerUnavailableError):
     """order-api gave no answer within the call's budget (the call and its retries were abandoned)."""
 
-    code = "order_api_slow"
+    code = ErrorCode.ORDER_API_SLOW
     title = "order-api did not answer in time"
 
 
 class OrderAlreadyTakenError(ConflictError):
     """Carries ``held_by: {operator_id, name}``."""
 
-    code = "order_already_taken"
+    code = ErrorCode.ORDER_ALREADY_TAKEN
     title = "Another operator has taken this order"
 
 
 class OrderNotHeldError(ConflictError):
     """Carries ``held_by: {operator_id, name}`` (null when nobody holds the order)."""
 
-    code = "order_not_held"
+    code = ErrorCode.ORDER_NOT_HELD
     title = "You do not hold this order"
 
 
 class OrderTransitionError(ConflictError):
-    code = "order_transition_not_allowed"
+    code = ErrorCode.ORDER_TRANSITION_NOT_ALLOWED
     title = "The order's status does not allow this"
 
 
 class OrderAlreadyEscalatedError(ConflictError):
-    code = "order_already_escalated"
+    code = ErrorCode.ORDER_ALREADY_ESCALATED
     title = "The order already has an open escalation"
 
 
 class OrderVersionMismatchError(DomainError):
     status = 412
-    code = "order_version_mismatch"
+    code = ErrorCode.ORDER_VERSION_MISMATCH
     title = "The order has changed"
 
 
 class OrderNotFoundError(NotFoundError):
-    code = "order_not_found"
+    code = ErrorCode.ORDER_NOT_FOUND
     title = "Order not found"
 
 
 class LinkCodeInvalidError(ValidationFailedError):
-    code = "link_code_invalid"
+    code = ErrorCode.LINK_CODE_INVALID
     title = "The link code is not valid"
 
 
 class OperatorTelegramIdTakenError(ConflictError):
-    code = "operator_telegram_id_taken"
+    code = ErrorCode.OPERATOR_TELEGRAM_ID_TAKEN
     title = "Another operator is linked to this Telegram user"
 
 
 class TelegramLinkNotFoundError(NotFoundError):
-    code = "telegram_link_not_found"
+    code = ErrorCode.TELEGRAM_LINK_NOT_FOUND
     title = "No active operator is linked to this Telegram user"
 
 
 class OperatorInactiveError(ConflictError):
-    code = "operator_inactive"
+    code = ErrorCode.OPERATOR_INACTIVE
     title = "The operator is deactivated"
 
 
@@ -205,7 +206,7 @@ class OrderApiClient:
         try:
             answer = await self._request("GET", f"/v1/telegram/operators/{telegram_user_id}")
         except DomainError as error:
-            if error.code == TelegramLinkNotFoundError.code:
+            if error.code == ErrorCode.TELEGRAM_LINK_NOT_FOUND:
                 return None
             raise
         return LinkedOperator.model_validate(answer)

@@ -7,23 +7,16 @@ release as ``POST /v1/allocations/{order_id}/release``, in the transaction that 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import OrderClosed
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
 from wallet_pool.allocations.service import release_allocation
 from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 
-ORDER_CLOSED = "order.closed"
-
-
-class OrderClosed(BaseModel):
-    """``order.closed``: the order whose address (or place in the queue) to free; the envelope's
-    ``aggregate_id`` stands in when the payload does not name it."""
-
-    order_id: str | None = Field(default=None, max_length=64)
+ORDER_CLOSED = OrderClosed.event_type
 
 
 def order_event_handlers(

@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import WalletAssigned
 from servicekit.db import utcnow
-from servicekit.outbox import add_event
+from servicekit.outbox import publish
 from wallet_pool.allocations import repository
 from wallet_pool.allocations.errors import (
     AllocationClosedError,
@@ -52,8 +53,6 @@ from wallet_pool.wallets.models import WalletStatus
 from wallet_pool.wallets.repository import ReservedWallet
 
 log = logging.getLogger("wallet_pool.allocations")
-
-WALLET_ASSIGNED = "wallet.assigned"
 
 
 async def allocate_wallet(
@@ -194,19 +193,15 @@ async def serve_waiting_orders(
         await repository.assign_from_queue(session, wallet=handed, now=now)
         served[handed.order_id] = ReservedWallet(id=handed.id, address=handed.address)
         if handed.order_id != announce_except:
-            await add_event(
-                session,
-                outbox,
-                destination="order-api",
-                event_type=WALLET_ASSIGNED,
-                aggregate_id=handed.order_id,
-                payload={
-                    "order_id": handed.order_id,
-                    "currency": pool.currency,
-                    "network": pool.network,
-                    "address": handed.address,
-                    "assigned_at": now.isoformat(),
-                },
+            assigned = WalletAssigned(
+                order_id=handed.order_id,
+                currency=pool.currency,
+                network=pool.network,
+                address=handed.address,
+                assigned_at=now,
+            )
+            await publish(
+                session, outbox, destination="order-api", event=assigned, aggregate_id=handed.order_id
             )
             if metrics:
                 metrics.assigned_from_queue(pool)

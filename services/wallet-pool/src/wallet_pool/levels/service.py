@@ -13,14 +13,15 @@ to the outbox under the row's lock, so replicas watching side by side announce e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from desk_contracts.events import PoolLow, PoolRecovered
 from servicekit.db import Database, utcnow
-from servicekit.outbox import add_event
+from servicekit.outbox import publish
 from wallet_pool.allocations.models import wait_queue_table
 from wallet_pool.db import outbox
 from wallet_pool.levels.models import Level, PoolLevel, pool_level_table
@@ -28,8 +29,8 @@ from wallet_pool.pools import Pool, dialect_insert
 from wallet_pool.settings import Settings
 from wallet_pool.wallets.models import WalletStatus, wallet_table
 
-POOL_LOW = "pool.low"
-POOL_RECOVERED = "pool.recovered"
+POOL_LOW = PoolLow.event_type
+POOL_RECOVERED = PoolRecovered.event_type
 _CENTS = Decimal("0.01")
 
 
@@ -106,27 +107,23 @@ async def update_pool_level(session: AsyncSession, *, pool: Pool, settings: Sett
     if level is current:
         return None
     state.level, state.changed_at = level.value, now
-    event_type = POOL_RECOVERED if level is Level.OK else POOL_LOW
-    await add_event(
+    announcement = (PoolRecovered if level is Level.OK else PoolLow)(
+        currency=pool.currency,
+        network=pool.network,
+        **asdict(figures),
+        free_percent=figures.free_percent,
+        threshold_percent=threshold,
+        level=level.value,
+        observed_at=now,
+    )
+    await publish(
         session,
         outbox,
         destination="notifier",
-        event_type=event_type,
+        event=announcement,
         aggregate_id=f"{pool.currency}:{pool.network}",
-        payload={
-            **key,
-            "free": figures.free,
-            "total": figures.total,
-            "reserved": figures.reserved,
-            "disabled": figures.disabled,
-            "queued": figures.queued,
-            "free_percent": str(figures.free_percent),
-            "threshold_percent": str(threshold),
-            "level": level.value,
-            "observed_at": now.isoformat(),
-        },
     )
-    return event_type
+    return announcement.event_type
 
 
 async def pools_with_wallets(session: AsyncSession) -> list[Pool]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import NotFoundError, ValidationFailedError
 
 
 class WalletNotFoundError(NotFoundError):
-    code = "wallet_not_found"
+    code = ErrorCode.WALLET_NOT_FOUND
     title = "No wallet has this id"
 
 

@@ -8,6 +8,7 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
+from desk_contracts.errors import ErrorCode
 from servicekit.errors import DomainError, PeerUnavailableError
 from telegram_gateway.bot.handlers.access import REFUSAL, unavailable
 from telegram_gateway.cards.render import html
@@ -28,11 +29,11 @@ HOW_TO_LINK = (
     "To link your account, ask an admin for a link code and send it to me in a private chat: "
     "/start &lt;code&gt;"
 )
-LINK_REFUSALS = {
-    "link_code_invalid": "That code is wrong, expired or already used. Ask an admin for a new one.",
-    "rate_limited": "Too many attempts. Wait a while, then try again with a new code.",
-    "operator_telegram_id_taken": "This Telegram account is linked to another operator. Ask an admin.",
-    "operator_inactive": "That operator account is deactivated. Ask an admin.",
+LINK_REFUSALS: dict[str, str] = {
+    ErrorCode.LINK_CODE_INVALID: "That code is wrong, expired or already used. Ask an admin for a new one.",
+    ErrorCode.RATE_LIMITED: "Too many attempts. Wait a while, then try again with a new code.",
+    ErrorCode.OPERATOR_TELEGRAM_ID_TAKEN: "This Telegram account is linked to another operator. Ask an admin.",
+    ErrorCode.OPERATOR_INACTIVE: "That operator account is deactivated. Ask an admin.",
 }
 
 
@@ -63,7 +64,7 @@ async def start(
         await message.answer(html(unavailable(error)))
         return
     except DomainError as error:
-        if error.code == "link_code_invalid" and operator is not None:
+        if error.code == ErrorCode.LINK_CODE_INVALID and operator is not None:
             # Telegram may deliver an update twice: the code is spent, the link made the first time.
             await message.answer(f"You are linked as <b>{html(operator.name)}</b> ({html(operator.role)}).")
             return

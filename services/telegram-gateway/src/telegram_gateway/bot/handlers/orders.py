@@ -16,6 +16,7 @@ from typing import Any
 from aiogram import Bot, Router
 from aiogram.types import CallbackQuery, ForceReply, Message, ReplyParameters
 
+from desk_contracts.errors import ErrorCode
 from servicekit.db import Database
 from servicekit.errors import DomainError, PeerUnavailableError
 from telegram_gateway.bot.handlers.access import LinkedOnly, unavailable
@@ -45,7 +46,9 @@ DONE = {
     OrderAction.RELEASE: "Order {order} is back in the pool.",
 }
 UNLINKED = "Your Telegram account is no longer linked to an operator. Ask an admin for a new link code."
-REFRESH_AFTER = frozenset({"order_already_taken", "order_version_mismatch", "order_transition_not_allowed"})
+REFRESH_AFTER = frozenset(
+    {ErrorCode.ORDER_ALREADY_TAKEN, ErrorCode.ORDER_VERSION_MISMATCH, ErrorCode.ORDER_TRANSITION_NOT_ALLOWED}
+)
 
 
 def explain(error: DomainError) -> str:
@@ -53,20 +56,20 @@ def explain(error: DomainError) -> str:
     peer_code = error.extra.get("peer_code")
     if isinstance(error, PeerUnavailableError):
         text = unavailable(error)
-    elif error.code == "order_already_taken":
+    elif error.code == ErrorCode.ORDER_ALREADY_TAKEN:
         text = f"Already taken by {held_by_name(error) or 'another operator'}."
-    elif error.code == "order_not_held":
+    elif error.code == ErrorCode.ORDER_NOT_HELD:
         holder = held_by_name(error)
         text = f"{holder} holds this order: only they can do this." if holder else "Take the order first."
-    elif error.code in ("order_version_mismatch", "order_transition_not_allowed"):
+    elif error.code in (ErrorCode.ORDER_VERSION_MISMATCH, ErrorCode.ORDER_TRANSITION_NOT_ALLOWED):
         text = "The order changed meanwhile: the card now shows where it stands."
-    elif error.code == "order_already_escalated":
+    elif error.code == ErrorCode.ORDER_ALREADY_ESCALATED:
         text = "The order is already escalated to support."
-    elif error.code == "order_not_found":
+    elif error.code == ErrorCode.ORDER_NOT_FOUND:
         text = "order-api does not know this order."
-    elif peer_code == "telegram_operator_unknown":
+    elif peer_code == ErrorCode.TELEGRAM_OPERATOR_UNKNOWN:
         text = UNLINKED
-    elif peer_code == "operator_forbidden":
+    elif peer_code == ErrorCode.OPERATOR_FORBIDDEN:
         text = "Your role may not do this."
     else:
         text = f"order-api refused: {error.detail}"
@@ -77,7 +80,7 @@ async def forget_if_unlinked(
     error: DomainError, *, operator_links: OperatorLinks, operator: LinkedOperator
 ) -> None:
     """order-api no longer acts for this Telegram user: neither does the gateway from now on."""
-    if error.extra.get("peer_code") == "telegram_operator_unknown":
+    if error.extra.get("peer_code") == ErrorCode.TELEGRAM_OPERATOR_UNKNOWN:
         await operator_links.forget(telegram_user_id=operator.telegram_user_id)
 
 

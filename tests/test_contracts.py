@@ -1,0 +1,79 @@
+"""The contracts between the services hold on both sides. Each service handles the events whose contract
+(``desk_contracts.events``) names it as their consumer, and only those: renaming an event on either side, or
+sending it to a service that does not read it, fails here. Every error any service raises carries an
+``ErrorCode`` (``desk_contracts.errors``), and the errors telegram-gateway rebuilds from order-api's answers are
+order-api's own, code and status."""
+
+from __future__ import annotations
+
+import importlib
+
+from desk_contracts.errors import ErrorCode
+from desk_contracts.events import EVENTS
+from notifier.alerts.conditions import AlertPolicy
+from notifier.events import event_handlers
+from order_api.orders.events import wallet_event_handlers
+from order_api.settings import Settings as OrderApiSettings
+from servicekit.errors import DomainError
+from telegram_gateway.clients import order_api as gateway_client
+from wallet_pool.allocations.events import order_event_handlers
+from wallet_pool.settings import Settings as WalletPoolSettings
+
+IGNORED = {"notifier": {"order.escalation_commented"}}
+"""Sent to a consumer that acknowledges it and does nothing with it (yet): no rule reads it."""
+
+
+def sent_to(service: str) -> set[str]:
+    return {name for name, event in EVENTS.items() if service in event.consumers}
+
+
+def test_the_notifier_handles_what_is_sent_to_it() -> None:
+    handled = set(event_handlers(AlertPolicy()))
+    assert handled == sent_to("notifier") - IGNORED["notifier"]
+
+
+def test_order_api_handles_what_is_sent_to_it() -> None:
+    assert set(wallet_event_handlers(OrderApiSettings.model_construct())) == sent_to("order-api")
+
+
+def test_wallet_pool_handles_what_is_sent_to_it() -> None:
+    assert set(order_event_handlers(settings=WalletPoolSettings.model_construct())) == sent_to("wallet-pool")
+
+
+def test_nothing_is_sent_to_the_telegram_gateway_as_an_event() -> None:
+    """The notifier turns order events into cards and posts them to the gateway's ``POST /v1/messages``."""
+    assert sent_to("telegram-gateway") == set()
+
+
+SERVICES = ("order_api", "wallet_pool", "notifier", "telegram_gateway")
+
+
+def error_classes() -> list[type[DomainError]]:
+    """Every error class of every service (each service's app imports all of its own)."""
+    for service in SERVICES:
+        importlib.import_module(f"{service}.main")
+    found, todo = [], [DomainError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_error_of_every_service_carries_an_error_code() -> None:
+    classes = error_classes()
+    assert {cls.__module__.split(".")[0] for cls in classes} == {"servicekit", *SERVICES}
+    assert [cls.__qualname__ for cls in classes if not isinstance(cls.code, ErrorCode)] == []
+
+
+def test_the_errors_the_gateway_rebuilds_are_order_apis_own() -> None:
+    order_apis = {cls.code: cls for cls in error_classes() if cls.__module__.startswith("order_api.")}
+    rebuilt = [
+        cls
+        for cls in error_classes()
+        if cls.__module__ == gateway_client.__name__ and cls is not gateway_client.OrderApiSlowError
+    ]
+    assert len(rebuilt) == 10
+    for cls in rebuilt:
+        assert cls.code in order_apis, cls.__name__
+        assert (cls.__name__, cls.status) == (order_apis[cls.code].__name__, order_apis[cls.code].status)
