@@ -99,7 +99,7 @@ class Desk:
     async def operators(self) -> list[dict[str, Any]]:
         response = await self.order_api.get("/v1/admin/operators", headers=self.admin)
         assert response.status_code == 200, response.text
-        operators: list[dict[str, Any]] = response.json()
+        operators: list[dict[str, Any]] = response.json()["items"]
         return operators
 
     async def wallets(self) -> list[dict[str, Any]]:

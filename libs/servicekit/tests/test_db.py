@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, Table, insert, select, text
-from sqlalchemy.exc import StatementError
+from sqlalchemy import Column, Index, Integer, String, Table, insert, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from libs.servicekit.tests.kitapps import create_tables
-from servicekit.db import Database, Money, UtcDateTime, new_metadata, resolve_database_url
+from servicekit.db import (
+    Database,
+    Money,
+    UtcDateTime,
+    epoch_seconds,
+    insert_ignoring,
+    lock_until_commit,
+    new_metadata,
+    resolve_database_url,
+    try_insert,
+    upsert,
+)
 from servicekit.testing import async_url, create_database, drop_database
 
 metadata = new_metadata()
@@ -23,6 +34,17 @@ amount_table = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("value", Money, nullable=True),
     Column("at", UtcDateTime, nullable=True),
+)
+LIVE = "status = 'open'"
+claim_table = Table(
+    "claim",
+    metadata,
+    Column("note", String(20), primary_key=True),
+    Column("key", String(20), nullable=False),
+    # One open claim per key; closed ones pile up (a partial unique index, like the notifier's live alerts).
+    Index("uq_claim_open_key", "key", unique=True, postgresql_where=text(LIVE), sqlite_where=text(LIVE)),
+    Column("status", String(10), nullable=False),
+    Column("seen", Integer, nullable=False, server_default="0"),
 )
 
 
@@ -49,6 +71,7 @@ async def database(shared_database: Database) -> Database:
     """The SQLite or the PostgreSQL database, with an empty ``amount`` table."""
     async with shared_database.engine.begin() as connection:
         await connection.execute(amount_table.delete())
+        await connection.execute(claim_table.delete())
     return shared_database
 
 
@@ -176,3 +199,115 @@ async def test_postgres_tables_land_in_the_services_schema(pg_url: str, tmp_path
         await database.dispose()
     assert [r.table_schema for r in rows] == ["svc_x"]
     assert search_path == "svc_x"
+
+
+def claim(key: str, note: str, status: str = "open") -> dict[str, Any]:
+    return {"key": key, "status": status, "note": note}
+
+
+async def claims(database: Database) -> list[tuple[str, str, str, int]]:
+    async with database.sessionmaker() as session:
+        c = claim_table.c
+        rows = await session.execute(select(c.key, c.status, c.note, c.seen).order_by(c.note))
+        return [tuple(row) for row in rows]
+
+
+async def test_try_insert_skips_a_row_that_conflicts_on_the_named_index(database: Database) -> None:
+    async with database.sessionmaker.begin() as session:
+        first = await try_insert(session, claim_table, claim("k", "a"), conflict=["key"], where=text(LIVE))
+        again = await try_insert(session, claim_table, claim("k", "b"), conflict=["key"], where=text(LIVE))
+        closed = await try_insert(
+            session, claim_table, claim("k", "c", "closed"), conflict=["key"], where=text(LIVE)
+        )
+
+    assert (first, again, closed) == (True, False, True)
+    assert await claims(database) == [("k", "open", "a", 0), ("k", "closed", "c", 0)]
+
+
+async def test_a_conflict_on_another_unique_index_than_the_named_one_still_fails(database: Database) -> None:
+    async with database.sessionmaker.begin() as session:
+        assert await try_insert(session, claim_table, claim("k", "a"), conflict=["key"], where=text(LIVE))
+    with pytest.raises(IntegrityError):
+        async with database.sessionmaker.begin() as session:
+            await try_insert(session, claim_table, claim("other", "a"), conflict=["key"], where=text(LIVE))
+
+
+async def test_without_a_named_index_any_conflict_is_skipped(database: Database) -> None:
+    async with database.sessionmaker.begin() as session:
+        assert await try_insert(session, claim_table, claim("k", "a"))
+        assert not await try_insert(session, claim_table, claim("k", "b"))  # the open key
+        assert not await try_insert(session, claim_table, claim("m", "a"))  # the note
+
+    assert await claims(database) == [("k", "open", "a", 0)]
+
+
+async def test_insert_ignoring_many_rows_returns_those_written(database: Database) -> None:
+    async with database.sessionmaker.begin() as session:
+        await try_insert(session, claim_table, claim("k", "b"), conflict=["note"])
+        statement = insert_ignoring(
+            session, claim_table, [claim("x", "a"), claim("y", "b"), claim("z", "c")], conflict=["note"]
+        ).returning(claim_table.c.note)
+        written = (await session.scalars(statement)).all()
+
+    assert sorted(written) == ["a", "c"]
+    assert [row[2] for row in await claims(database)] == ["a", "b", "c"]
+
+
+async def test_upsert_inserts_then_updates_only_what_it_names(database: Database) -> None:
+    c = claim_table.c
+    async with database.sessionmaker.begin() as session:
+        for seen in (1, 2):
+            statement = upsert(
+                session,
+                claim_table,
+                claim("k", "a") | {"seen": seen},
+                conflict=["note"],
+                update={"seen": seen},
+            ).returning(c.seen)
+            assert await session.scalar(statement) == seen
+        later = upsert(
+            session, claim_table, claim("new", "a", "closed"), conflict=["note"], update={"seen": 3}
+        )
+        await session.execute(later)
+
+    assert await claims(database) == [("k", "open", "a", 3)]
+
+
+async def test_epoch_seconds_reads_a_moment_as_seconds_since_1970(database: Database) -> None:
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    row_id = await insert_values(database, at=start)
+    async with database.sessionmaker() as session:
+        seconds = await session.scalar(
+            select(epoch_seconds(amount_table.c.at)).where(amount_table.c.id == row_id)
+        )
+        elapsed = await session.scalar(
+            select(epoch_seconds(amount_table.c.at) - epoch_seconds(amount_table.c.at)).where(
+                amount_table.c.id == row_id
+            )
+        )
+
+    assert seconds == pytest.approx(start.timestamp(), abs=1e-3)
+    assert elapsed == pytest.approx(0.0, abs=1e-6)
+
+
+async def test_lock_until_commit_serialises_transactions_that_take_the_same_key(database: Database) -> None:
+    async with database.sessionmaker.begin() as holder:
+        assert await lock_until_commit(holder, 42, write_lock_on=claim_table)
+        assert await lock_until_commit(holder, "order:1")
+        if database.is_postgres:  # an advisory lock per key: another key is free, the same one is not
+            async with database.sessionmaker.begin() as other:
+                assert not await lock_until_commit(other, 42, wait=False)
+                assert not await lock_until_commit(other, "order:1", wait=False)
+                assert await lock_until_commit(other, 43, wait=False)
+                assert await lock_until_commit(other, "order:2", wait=False)
+        else:  # SQLite: the holder took the database's write lock, though it wrote nothing
+            async with database.engine.connect() as other:
+                await other.exec_driver_sql("PRAGMA busy_timeout = 0")
+                try:
+                    with pytest.raises(OperationalError, match="locked"):
+                        await other.execute(insert(claim_table).values(claim("k", "a")))
+                finally:
+                    await other.rollback()
+                    await other.exec_driver_sql("PRAGMA busy_timeout = 30000")
+    async with database.sessionmaker.begin() as later:
+        assert await lock_until_commit(later, 42, write_lock_on=claim_table, wait=False)

@@ -181,7 +181,7 @@ async def test_an_operator_token_is_shown_once_and_stored_only_as_its_hash(
     listed = await api.client.get("/v1/admin/operators", headers=bearer(api_keys.admin))
     assert listed.status_code == 200
     assert operator.token not in listed.text
-    assert [o["telegram_user_id"] for o in listed.json() if o["id"] == operator.id] == [7001]
+    assert [o["telegram_user_id"] for o in listed.json()["items"] if o["id"] == operator.id] == [7001]
     mine = await api.client.get("/v1/operator/orders/mine", headers=operator.auth)
     assert mine.status_code == 200, mine.text
     taken = await api.client.post(
@@ -358,8 +358,8 @@ async def test_acting_for_an_operator_reaches_only_the_bots_work_whatever_their_
     pool_stats = await api.client.get("/v1/stats/pool", headers=as_admin)
     assert pool_stats.status_code == 403
     listed = await api.client.get("/v1/admin/operators", headers=bearer(api_keys.admin))
-    assert [o["name"] for o in listed.json()].count("Eve") == 0
-    assert [o["role"] for o in listed.json() if o["id"] == holder.id] == ["operator"]
+    assert [o["name"] for o in listed.json()["items"]].count("Eve") == 0
+    assert [o["role"] for o in listed.json()["items"] if o["id"] == holder.id] == ["operator"]
     # the same people with their own tokens keep their roles' routes
     assert (await api.client.get("/v1/audit", headers=admin.auth)).status_code == 200
     assert (await api.client.get("/v1/operator/escalations", headers=support.auth)).status_code == 200
@@ -458,6 +458,58 @@ async def test_an_order_shows_the_earlier_orders_of_its_deposit_address(
     assert detail["escalation"] is None
     missing = await api.client.get(f"/v1/operator/orders/{uuid.uuid4()}", headers=operator.auth)
     assert (missing.status_code, missing.json()["code"]) == (404, "order_not_found")
+
+
+async def every_page(api: OrderApi, path: str, headers: dict[str, str], **params: Any) -> list[list[str]]:
+    """The ids of each page of a list, following its cursors to the end."""
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        response = await api.client.get(
+            path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert set(body) == {"items", "next_cursor"}
+        pages.append([item["id"] for item in body["items"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_staff_and_escalations_are_listed_a_page_at_a_time(api: OrderApi, api_keys: ApiKeys) -> None:
+    admin = bearer(api_keys.admin)
+    hired = [await hire(api, api_keys) for _ in range(2)]
+    support = await hire(api, api_keys, role="support")
+    everyone = [o for page in await every_page(api, "/v1/admin/operators", admin, limit=50) for o in page]
+    pages = await every_page(api, "/v1/admin/operators", admin, limit=2)
+    assert [o for page in pages for o in page] == everyone  # oldest first, nothing skipped or repeated
+    assert everyone[-3:] == [hired[0].id, hired[1].id, support.id]
+    assert all(len(page) == 2 for page in pages[:-1])
+
+    raised = []
+    for _ in range(3):
+        order = await order_awaiting_deposit(api, api_keys)
+        await take(api, hired[0], order)
+        escalate = f"/v1/operator/orders/{order['id']}/escalate"
+        escalated = await api.client.post(escalate, json={"comment": "Look"}, headers=hired[0].auth)
+        raised.append(escalated.json()["id"])
+    assert await every_page(api, "/v1/operator/escalations", support.auth, limit=2) == [
+        raised[:2],
+        raised[2:],
+    ]
+
+    # A cursor is for its own list only: another list's is refused, naming the parameter.
+    first = await api.client.get("/v1/operator/escalations", params={"limit": 1}, headers=support.auth)
+    for path in ("/v1/operator/orders", "/v1/admin/operators", "/v1/audit"):
+        refused = await api.client.get(path, params={"cursor": first.json()["next_cursor"]}, headers=admin)
+        assert refused.status_code == 422, (path, refused.text)
+        assert [(e["field"], e["type"]) for e in refused.json()["errors"]] == [("cursor", "invalid_cursor")]
+    for limit in (0, 201):
+        too_many = await api.client.get(
+            "/v1/operator/escalations", params={"limit": limit}, headers=support.auth
+        )
+        assert too_many.status_code == 422
 
 
 # --- taking and driving -----------------------------------------------------------------------------------
@@ -604,7 +656,8 @@ async def test_an_escalation_flags_the_order_until_support_resolves_it(
     assert (twice.status_code, twice.json()["code"]) == (409, "order_already_escalated")
 
     queue = await api.client.get("/v1/operator/escalations", headers=support.auth)
-    assert [e["id"] for e in queue.json()] == [escalation["id"]]
+    assert [e["id"] for e in queue.json()["items"]] == [escalation["id"]]
+    assert queue.json()["next_cursor"] is None
     detail = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=support.auth)).json()
     assert detail["escalated"] is True
     assert [c["body"] for c in detail["escalation"]["comments"]] == ["Paid twice?"]

@@ -8,17 +8,34 @@ embedded default: a SQLite file under ``var/`` when no ``DATABASE_URL`` is set.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData, String, event, text
-from sqlalchemy.engine import Dialect, ExceptionContext, make_url
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Float,
+    FunctionElement,
+    MetaData,
+    String,
+    Table,
+    TextClause,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult, Dialect, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import Numeric, TypeDecorator
 from sqlalchemy.util import greenlet_spawn
 
@@ -284,6 +301,110 @@ def driver(session: AsyncSession) -> Driver | None:
         traced=bool(session.info.get(TRACE_STATEMENTS)),
         after_commit=session.info.get("after_commit_listeners", ()),
     )
+
+
+def is_postgresql(session: AsyncSession) -> bool:
+    """Whether ``session`` runs on PostgreSQL (else the embedded SQLite). Code outside this module asks only
+    where the SQL truly differs (advisory locks, ...), and says why next to the question."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+async def lock_until_commit(
+    session: AsyncSession, key: int | str, *, write_lock_on: Table | None = None, wait: bool = True
+) -> bool:
+    """Serialise the rest of this transaction with every other one that locks ``key`` (a 64-bit number, or a
+    name the server hashes); ``False`` when ``wait`` is off and another transaction holds it.
+
+    PostgreSQL takes an advisory lock on ``key`` alone. SQLite has no such lock and runs one writing
+    transaction at a time: given ``write_lock_on`` (any table), the transaction takes the database's write
+    lock now with a statement that writes nothing, since one that only read first could not take it later
+    without failing; without, nothing is locked. On SQLite the lock is always waited for (busy timeout)."""
+    if is_postgresql(session):
+        number = func.hashtextextended(key, 0) if isinstance(key, str) else key
+        lock = func.pg_advisory_xact_lock(number) if wait else func.pg_try_advisory_xact_lock(number)
+        taken = await session.scalar(select(lock))
+        return wait or bool(taken)
+    if write_lock_on is not None:
+        column = next(iter(write_lock_on.primary_key.columns))  # never NULL: no row matches
+        await session.execute(update(write_lock_on).where(column.is_(None)).values({column.name: column}))
+    return True
+
+
+def _insert_for(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    return (postgresql.insert if is_postgresql(session) else sqlite.insert)(table)
+
+
+InsertValues = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+"""One row (column name → value), or several for a multi-row ``INSERT``."""
+
+
+def insert_ignoring(
+    session: AsyncSession,
+    table: Any,
+    values: InsertValues,
+    *,
+    conflict: Sequence[Any] | None = None,
+    where: ColumnElement[bool] | TextClause | None = None,
+) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT … ON CONFLICT DO NOTHING`` into ``table`` (a ``Table`` or a mapped class) on either database:
+    a row that conflicts on the unique index over ``conflict`` (the columns; ``None``: any unique index) is
+    skipped. ``where`` is a partial unique index's predicate, spelled as the index spells it so PostgreSQL
+    infers that index. Add ``.returning(...)`` for the rows written; :func:`try_insert` for one row."""
+    statement = _insert_for(session, table).values(values)
+    if conflict is None:
+        return statement.on_conflict_do_nothing()
+    return statement.on_conflict_do_nothing(index_elements=list(conflict), index_where=where)
+
+
+def upsert(
+    session: AsyncSession,
+    table: Any,
+    values: InsertValues,
+    *,
+    conflict: Sequence[Any],
+    update: Mapping[str, Any],
+    where: ColumnElement[bool] | TextClause | None = None,
+) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT … ON CONFLICT (conflict) DO UPDATE SET update`` on either database: the row is inserted, or the
+    existing one it conflicts with gets ``update`` (and is locked for the rest of the transaction, which an
+    ``update`` that rewrites a value unchanged is often written for)."""
+    statement = _insert_for(session, table).values(values)
+    return statement.on_conflict_do_update(
+        index_elements=list(conflict), index_where=where, set_=dict(update)
+    )
+
+
+async def try_insert(
+    session: AsyncSession,
+    table: Any,
+    values: Mapping[str, Any],
+    *,
+    conflict: Sequence[Any] | None = None,
+    where: ColumnElement[bool] | TextClause | None = None,
+) -> bool:
+    """Insert one row unless it conflicts (:func:`insert_ignoring`); whether it was inserted. A conflict with a
+    row another transaction is writing waits for that transaction, then reports ``False`` if it committed."""
+    result = await session.execute(insert_ignoring(session, table, values, conflict=conflict, where=where))
+    return bool(cast("CursorResult[Any]", result).rowcount)
+
+
+class epoch_seconds(FunctionElement[float]):
+    """SQL: a timestamp column as seconds since 1970 (fractional), on either database; the difference of two
+    is the seconds between them."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch_seconds, "postgresql")
+def _epoch_seconds_postgresql(element: epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_seconds_sqlite(element: epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite stores UTC text (``UtcDateTime``); julianday() reads it as days since the Julian epoch.
+    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
 
 
 class Money(TypeDecorator[Decimal]):

@@ -29,7 +29,7 @@ async def vacuum_busy_tables(*, database: Database, tables: Collection[str], dea
     an ``ANALYZE`` invalidates every cached plan on the table, and each connection of each service then plans
     its statements again, a CPU burst that made the order bench's slowest requests. Returns how many tables
     were vacuumed or analyzed."""
-    if database.engine.dialect.name != "postgresql" or not tables:
+    if not database.is_postgres or not tables:  # SQLite needs no vacuuming here
         return 0
     done = 0
     async with database.engine.connect() as connection:

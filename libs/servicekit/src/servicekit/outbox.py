@@ -56,12 +56,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from desk_contracts.events import DeadEvents, Event, OutboxDeadCleared, OutboxDeadLettered
-from servicekit.db import RUNTIME_OWNS, RUNTIME_PRIVILEGES, Database, UtcDateTime, utcnow
+from servicekit.db import RUNTIME_OWNS, RUNTIME_PRIVILEGES, Database, UtcDateTime, try_insert, utcnow
 from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
 from servicekit.retention import RetentionRule
 from servicekit.settings import OUTBOX_LEASE_SECONDS
@@ -234,15 +233,13 @@ def _forget_wake(session: Session) -> None:
 
 async def accept_once(session: AsyncSession, table: Table, envelope: EventEnvelope) -> bool:
     """Record ``envelope`` in the inbox; ``False`` when it was seen before (then do nothing with it)."""
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(table)
-        .values(event_id=envelope.id, event_type=envelope.type, source=envelope.source, received_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["event_id"])
-    )
-    result = await session.execute(statement)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    seen = {
+        "event_id": envelope.id,
+        "event_type": envelope.type,
+        "source": envelope.source,
+        "received_at": utcnow(),
+    }
+    return await try_insert(session, table, seen, conflict=["event_id"])
 
 
 REDACT_AFTER_DELIVERY = "_redact_after_delivery"
@@ -725,7 +722,7 @@ async def report_dead_letters(*, database: Database, table: Table, service: str,
         .limit(1)
     )
     async with database.sessionmaker.begin() as session:
-        if database.is_postgres:
+        if database.is_postgres:  # SQLite runs one writing transaction at a time: nothing to lock
             lock = f"{database.schema}.{t.name} dead-letter report"
             await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(lock))))
         rows = (await session.execute(dead)).all()

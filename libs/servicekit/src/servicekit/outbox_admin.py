@@ -17,21 +17,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, Row, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from desk_contracts.errors import ErrorCode
 from servicekit.app import DbSession
 from servicekit.db import Database, utcnow
 from servicekit.errors import ConflictError, NotFoundError, problem_responses
-from servicekit.pagination import decode_cursor, encode_cursor
+from servicekit.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, CursorParam, Keyset, LimitParam, Page
 from servicekit.telemetry import mask_secrets
 from servicekit.workers import wake_after_commit
 
-MAX_PAGE_SIZE = 200
 OUTBOX_ADMIN_SCOPE = "outbox:admin"
 """The API-key scope that lists and replays the outbox of a service without staff accounts."""
-_CURSOR_PREFIX = "o1"
 
 
 class OutboxEventStatus(enum.StrEnum):
@@ -59,9 +57,8 @@ class OutboxEventRead(BaseModel):
     dead_at: datetime | None
 
 
-class OutboxEventPage(BaseModel):
-    items: list[OutboxEventRead]
-    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null at the end.")
+class OutboxEventPage(Page[OutboxEventRead]):
+    """Outbox events, newest first."""
 
 
 class OutboxEventNotFoundError(NotFoundError):
@@ -118,9 +115,9 @@ async def list_outbox_events(
     event_type: str | None = None,
     aggregate_id: str | None = None,
     cursor: str | None = None,
-    limit: int = 50,
+    limit: int = DEFAULT_PAGE_SIZE,
 ) -> OutboxEventPage:
-    """Newest first, keyset-paginated by ``(created_at, id)``."""
+    """Newest first, a page at a time."""
     t = table
     query = select(*_columns(t))
     if status is not None:
@@ -129,19 +126,10 @@ async def list_outbox_events(
         query = query.where(t.c.event_type == event_type)
     if aggregate_id is not None:
         query = query.where(t.c.aggregate_id == aggregate_id)
-    if cursor:
-        created_at, after_id = decode_cursor(_CURSOR_PREFIX, cursor)
-        query = query.where(
-            or_(t.c.created_at < created_at, and_(t.c.created_at == created_at, t.c.id < after_id))
-        )
-    query = query.order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1)
-    rows = (await session.execute(query)).all()
-    page = rows[:limit]
-    more = len(rows) > limit
-    return OutboxEventPage(
-        items=[_read(row) for row in page],
-        next_cursor=encode_cursor(_CURSOR_PREFIX, page[-1].created_at, page[-1].id) if more else None,
-    )
+    newest_first = Keyset("outbox", t.c.created_at, t.c.id, newest_first=True)
+    rows = (await session.execute(newest_first.select(query, cursor=cursor, limit=limit))).all()
+    page, next_cursor = newest_first.cut(rows, limit=limit)
+    return OutboxEventPage(items=[_read(row) for row in page], next_cursor=next_cursor)
 
 
 async def replay_outbox_event(*, session: AsyncSession, table: Table, event_id: str) -> OutboxEventRead:
@@ -198,10 +186,8 @@ def outbox_admin_router(
         event_status: Annotated[OutboxEventStatus | None, Query(alias="status")] = None,
         event_type: Annotated[str | None, Query(max_length=100)] = None,
         aggregate_id: Annotated[str | None, Query(max_length=64)] = None,
-        cursor: Annotated[
-            str | None, Query(max_length=300, description="`next_cursor` of the previous page.")
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+        cursor: CursorParam = None,
+        limit: LimitParam = DEFAULT_PAGE_SIZE,
     ) -> OutboxEventPage:
         return await list_outbox_events(
             session=session,
@@ -258,7 +244,9 @@ def add_outbox_commands(commands: "argparse._SubParsersAction[argparse.ArgumentP
     listing.add_argument("--status", choices=[s.value for s in OutboxEventStatus], default=None)
     listing.add_argument("--event-type", default=None)
     listing.add_argument("--aggregate-id", default=None)
-    listing.add_argument("--limit", type=_page_size, default=50, metavar="N", help=f"1 to {MAX_PAGE_SIZE}")
+    listing.add_argument(
+        "--limit", type=_page_size, default=DEFAULT_PAGE_SIZE, metavar="N", help=f"1 to {MAX_PAGE_SIZE}"
+    )
     listing.add_argument("--cursor", default=None, help="the next page (printed after a full page)")
     replay = actions.add_parser("replay", help="put a dead-lettered event back in the queue")
     replay.add_argument("event_id", metavar="ID")

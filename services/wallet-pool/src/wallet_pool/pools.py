@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import SUPPORTED, default_network
+from servicekit.db import lock_until_commit
 from servicekit.errors import ValidationFailedError
 from wallet_pool.allocations.models import wait_queue_table
 
@@ -79,27 +77,12 @@ def canonical_network(network: str) -> str:
     return network.strip()
 
 
-def is_postgres(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
-
-
 async def lock_pool(session: AsyncSession, pool: Pool) -> None:
-    """Serialise this transaction with every other one that frees a wallet of ``pool`` or enqueues in it."""
-    if is_postgres(session):
-        await session.execute(select(func.pg_advisory_xact_lock(pool.lock_key)))
-    else:
-        key = wait_queue_table.c.id  # never NULL: the statement writes nothing, but takes the write lock
-        await session.execute(update(wait_queue_table).where(key.is_(None)).values(id=key))
+    """Serialise this transaction with every other one that frees a wallet of ``pool`` or enqueues in it
+    (on SQLite, with every other writing transaction)."""
+    await lock_until_commit(session, pool.lock_key, write_lock_on=wait_queue_table)
 
 
 async def try_lock_pool(session: AsyncSession, pool: Pool) -> bool:
     """Like :func:`lock_pool`, but gives up at once (``False``) when another transaction holds the pool."""
-    if is_postgres(session):
-        return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(pool.lock_key))))
-    await lock_pool(session, pool)
-    return True
-
-
-def dialect_insert(session: AsyncSession, table: Table) -> Any:
-    """``INSERT`` with ``ON CONFLICT`` support for the session's database."""
-    return (postgresql.insert if is_postgres(session) else sqlite.insert)(table)
+    return await lock_until_commit(session, pool.lock_key, write_lock_on=wait_queue_table, wait=False)

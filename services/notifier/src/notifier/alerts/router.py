@@ -12,6 +12,7 @@ from notifier.alerts.schemas import AlertPageRead, AlertRead
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
@@ -35,10 +36,8 @@ async def list_alerts(
     alert_status: Annotated[AlertStatus | None, Query(alias="status")] = None,
     severity: Annotated[Severity | None, Query()] = None,
     key: Annotated[str | None, Query(max_length=200, examples=["pool.low:BTC:bitcoin"])] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=300, description="`next_cursor` of the previous page.")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = 50,
+    cursor: CursorParam = None,
+    limit: LimitParam = DEFAULT_PAGE_SIZE,
 ) -> AlertPageRead:
     return await service.list_alerts(
         session=session, status=alert_status, severity=severity, key=key, cursor=cursor, limit=limit

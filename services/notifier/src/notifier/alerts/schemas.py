@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from notifier.alerts.models import AlertStatus, Severity
+from servicekit.pagination import Page
 
 
 class AlertRead(BaseModel):
@@ -33,6 +34,5 @@ class AlertRead(BaseModel):
     updated_at: datetime
 
 
-class AlertPageRead(BaseModel):
-    items: list[AlertRead]
-    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null at the end.")
+class AlertPageRead(Page[AlertRead]):
+    """Alerts, newest first (by when first raised)."""

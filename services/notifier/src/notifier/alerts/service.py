@@ -29,7 +29,6 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, event, func, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -40,15 +39,15 @@ from notifier.alerts.schemas import AlertPageRead, AlertRead
 from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
 from notifier.rules import alert_messages
-from servicekit.db import Database, utcnow
-from servicekit.pagination import decode_cursor, encode_cursor
+from servicekit.db import Database, try_insert, utcnow
+from servicekit.pagination import Keyset
 from servicekit.plurals import english
 
 log = logging.getLogger("notifier.alerts")
 
-MAX_PAGE_SIZE = 200
 TITLE_MAX = 200
-_CURSOR_PREFIX = "a1"
+NEWEST_FIRST = Keyset("alerts", Alert.raised_at, Alert.id, newest_first=True)
+"""Alerts as listed: newest first, by when they were first raised."""
 METRICS_INFO_KEY = "alert_metrics"
 """Where ``session.info`` holds the app's :class:`AlertMetrics` (``Database.session_info``, set by
 ``notifier.main``): a change is counted once its transaction commits, never when it rolls back."""
@@ -95,7 +94,7 @@ async def list_alerts(
     cursor: str | None,
     limit: int,
 ) -> AlertPageRead:
-    """Newest first (by when the alert was first raised), keyset-paginated."""
+    """Newest first (by when the alert was first raised), a page at a time."""
     query = select(Alert)
     if status is not None:
         query = query.where(Alert.status == status.value)
@@ -103,17 +102,8 @@ async def list_alerts(
         query = query.where(Alert.severity == severity.value)
     if key is not None:
         query = query.where(Alert.key == key)
-    if cursor:
-        raised_at, after_id = decode_cursor(_CURSOR_PREFIX, cursor)
-        query = query.where(
-            or_(Alert.raised_at < raised_at, and_(Alert.raised_at == raised_at, Alert.id < after_id))
-        )
-    query = query.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(query)).all())
-    page = rows[:limit]
-    next_cursor = (
-        encode_cursor(_CURSOR_PREFIX, page[-1].raised_at, page[-1].id) if len(rows) > limit else None
-    )
+    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
+    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
     return AlertPageRead(items=[to_read(a) for a in page], next_cursor=next_cursor)
 
 
@@ -212,30 +202,24 @@ async def raise_alert(
 
 async def _insert(session: AsyncSession, condition: AlertCondition, *, now: datetime) -> Alert | None:
     """Insert the live alert of ``condition.key``; ``None`` when another transaction holds one already."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     alert_id = str(uuid.uuid4())
-    statement = (
-        insert(Alert)
-        .values(
-            id=alert_id,
-            key=condition.key,
-            source=condition.source,
-            status=AlertStatus.open.value,
-            severity=condition.severity.value,
-            title=condition.title[:TITLE_MAX],
-            text=condition.text,
-            details=condition.details,
-            occurrences=1,
-            reopened_count=0,
-            raised_at=now,
-            escalated_at=now,
-            updated_at=now,
-        )
-        # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
-        .on_conflict_do_nothing(index_elements=["key"], index_where=text(LIVE))
-    )
-    result = await session.execute(statement)
-    if not result.rowcount:  # type: ignore[attr-defined]
+    values = {
+        "id": alert_id,
+        "key": condition.key,
+        "source": condition.source,
+        "status": AlertStatus.open.value,
+        "severity": condition.severity.value,
+        "title": condition.title[:TITLE_MAX],
+        "text": condition.text,
+        "details": condition.details,
+        "occurrences": 1,
+        "reopened_count": 0,
+        "raised_at": now,
+        "escalated_at": now,
+        "updated_at": now,
+    }
+    # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
+    if not await try_insert(session, Alert, values, conflict=["key"], where=text(LIVE)):
         return None
     return await session.get(Alert, alert_id)
 

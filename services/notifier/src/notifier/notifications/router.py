@@ -12,6 +12,7 @@ from notifier.notifications.schemas import NotificationPageRead, NotificationRea
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
@@ -35,10 +36,8 @@ async def list_notifications(
     order_id: Annotated[str | None, Query(max_length=64)] = None,
     channel: Annotated[Channel | None, Query()] = None,
     notification_status: Annotated[NotificationStatus | None, Query(alias="status")] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=300, description="`next_cursor` of the previous page.")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = 50,
+    cursor: CursorParam = None,
+    limit: LimitParam = DEFAULT_PAGE_SIZE,
 ) -> NotificationPageRead:
     return await service.list_notifications(
         session=session,

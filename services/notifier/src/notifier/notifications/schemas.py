@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from notifier.notifications.models import Channel, NotificationStatus
+from servicekit.pagination import Page
 
 
 class NotificationRead(BaseModel):
@@ -28,6 +29,5 @@ class NotificationRead(BaseModel):
     sent_at: datetime | None
 
 
-class NotificationPageRead(BaseModel):
-    items: list[NotificationRead]
-    next_cursor: str | None = Field(description="Pass back as `cursor` for the next page; null at the end.")
+class NotificationPageRead(Page[NotificationRead]):
+    """Notifications, newest first."""

@@ -9,8 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.messages import TEMPLATES
@@ -25,16 +24,15 @@ from notifier.notifications.models import (
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from notifier.protection import DataProtection, protection_of
-from servicekit.db import utcnow
-from servicekit.pagination import decode_cursor, encode_cursor
+from servicekit.db import lock_until_commit, try_insert, utcnow
+from servicekit.pagination import Keyset
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
 
 log = logging.getLogger("notifier.notifications")
 
-MAX_PAGE_SIZE = 200
 ERASED = "erased"
-_CURSOR_PREFIX = "n1"
+NEWEST_FIRST = Keyset("notifications", Notification.created_at, Notification.id, newest_first=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -124,14 +122,11 @@ async def queue_notification(
         "traceparent": current_traceparent(),
         "created_at": now,
     }
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(Notification).values(**values)
-    if event_id is not None:
-        statement = statement.on_conflict_do_nothing(
-            index_elements=["event_id", "template", "recipient_index"]
-        )
-    result = await session.execute(statement)
-    if not result.rowcount:  # type: ignore[attr-defined]
+    # One notification per event, template and recipient (a redelivered event); without an event (NULL) the
+    # unique constraint never matches, so the row is always inserted.
+    if not await try_insert(
+        session, Notification, values, conflict=["event_id", "template", "recipient_index"]
+    ):
         existing = await session.scalar(
             select(Notification.id).where(
                 Notification.event_id == event_id,
@@ -152,9 +147,7 @@ async def earlier_emails_of_order(
     """The order's emails queued so far (template, variables; ``None`` once erased), oldest first. On
     PostgreSQL the order is locked for the rest of the transaction first, so two events about it deciding
     at once see each other's emails."""
-    if session.bind.dialect.name == "postgresql":
-        key = func.hashtextextended(f"notifier.order:{order_id}", 0)
-        await session.execute(select(func.pg_advisory_xact_lock(key)))
+    await lock_until_commit(session, f"notifier.order:{order_id}")
     rows = await session.execute(
         select(Notification.template, Notification.variables_sealed)
         .where(Notification.order_id == order_id, Notification.channel == Channel.email.value)
@@ -203,7 +196,7 @@ async def list_notifications(
     cursor: str | None,
     limit: int,
 ) -> NotificationPageRead:
-    """Newest first, keyset-paginated by (created_at, id)."""
+    """Newest first, a page at a time."""
     query = select(Notification)
     if order_id is not None:
         query = query.where(Notification.order_id == order_id)
@@ -211,20 +204,8 @@ async def list_notifications(
         query = query.where(Notification.channel == channel.value)
     if status is not None:
         query = query.where(Notification.status == status.value)
-    if cursor:
-        created_at, after_id = decode_cursor(_CURSOR_PREFIX, cursor)
-        query = query.where(
-            or_(
-                Notification.created_at < created_at,
-                and_(Notification.created_at == created_at, Notification.id < after_id),
-            )
-        )
-    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit + 1)
-    rows = list((await session.scalars(query)).all())
-    page = rows[:limit]
-    next_cursor = (
-        encode_cursor(_CURSOR_PREFIX, page[-1].created_at, page[-1].id) if len(rows) > limit else None
-    )
+    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
+    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
     protection = protection_of(session)
     return NotificationPageRead(
         items=[to_read(n, protection=protection) for n in page], next_cursor=next_cursor

@@ -26,6 +26,7 @@ from notifier.stats.schemas import (
     LatencyRead,
     TemplateFigures,
 )
+from servicekit.db import epoch_seconds
 
 PERCENTILES = (50, 95, 99)
 
@@ -75,13 +76,6 @@ class _Tally:
         ).model_dump()
 
 
-def _seconds_to_send(dialect: str) -> ColumnElement[Any]:
-    n = Notification
-    if dialect == "postgresql":
-        return func.extract("epoch", n.sent_at - n.created_at)
-    return (func.julianday(n.sent_at) - func.julianday(n.created_at)) * 86400.0
-
-
 async def _percentiles(
     session: AsyncSession, *, since: datetime, until: datetime, by_template: bool
 ) -> dict[tuple[str, ...], dict[int, float | None]]:
@@ -89,7 +83,7 @@ async def _percentiles(
     ``rn * 100 >= p * n`` (integer arithmetic: no ``ceil`` needed, which SQLite may lack)."""
     n = Notification
     keys = [n.channel, n.template] if by_template else [n.channel]
-    latency = _seconds_to_send(session.bind.dialect.name).label("latency")
+    latency = (epoch_seconds(n.sent_at) - epoch_seconds(n.created_at)).label("latency")
     ranked = (
         select(
             *keys,

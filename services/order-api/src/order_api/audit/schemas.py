@@ -8,9 +8,10 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from order_api.audit.models import AuditCheckpoint
+from servicekit.pagination import Page, PageQuery
 
 
-class AuditFilter(BaseModel):
+class AuditFilter(PageQuery):
     """Which audit rows to read (query parameters)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -22,8 +23,6 @@ class AuditFilter(BaseModel):
     action: str | None = Field(default=None, max_length=64, examples=["order.taken"])
     occurred_from: AwareDatetime | None = Field(default=None, description="Inclusive, with a time zone.")
     occurred_to: AwareDatetime | None = Field(default=None, description="Exclusive, with a time zone.")
-    cursor: str | None = Field(default=None, max_length=20, description="`next_cursor` of the page before.")
-    limit: int = Field(default=50, ge=1, le=200)
 
 
 class AuditEntryRead(BaseModel):
@@ -43,9 +42,8 @@ class AuditEntryRead(BaseModel):
     row_hash: str
 
 
-class AuditPage(BaseModel):
-    items: list[AuditEntryRead]
-    next_cursor: str | None = Field(description="Pass as `cursor` for older rows; null on the last page.")
+class AuditPage(Page[AuditEntryRead]):
+    """Audit rows, newest first."""
 
 
 class CheckpointRecord(BaseModel):

@@ -29,10 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.audit.models import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditLog
 from order_api.audit.schemas import AuditEntryRead, AuditFilter, AuditPage, CheckpointRecord
 from servicekit.db import utcnow
-from servicekit.errors import ValidationFailedError
+from servicekit.pagination import Keyset
 from servicekit.telemetry import current_trace_id
 
 CHAIN_HEAD_ID = 1
+NEWEST_FIRST = Keyset("audit", AuditLog.id, newest_first=True)
+"""The audit trail as read: by id, which is the order rows were appended in."""
 CHECKPOINT_CONTEXT = b"order-api audit checkpoint\n"
 """Prefixed to what a checkpoint key signs, so its signatures mean nothing anywhere else."""
 HASHED_FIELDS = (
@@ -385,14 +387,6 @@ async def checkpoint_audit_log(
     return checkpoint
 
 
-def _cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise ValidationFailedError.for_field("cursor", "not a cursor this API returned")
-    return int(cursor)
-
-
 async def list_audit(*, session: AsyncSession, query: AuditFilter) -> AuditPage:
     """Audit rows matching ``query``, newest first."""
     statement = select(AuditLog)
@@ -406,14 +400,9 @@ async def list_audit(*, session: AsyncSession, query: AuditFilter) -> AuditPage:
         statement = statement.where(AuditLog.occurred_at >= query.occurred_from)
     if query.occurred_to is not None:
         statement = statement.where(AuditLog.occurred_at < query.occurred_to)
-    before = _cursor(query.cursor)
-    if before is not None:
-        statement = statement.where(AuditLog.id < before)
-    rows = list(
-        (await session.execute(statement.order_by(AuditLog.id.desc()).limit(query.limit + 1))).scalars()
-    )
-    page, more = rows[: query.limit], len(rows) > query.limit
+    statement = NEWEST_FIRST.select(statement, cursor=query.cursor, limit=query.limit)
+    page, next_cursor = NEWEST_FIRST.cut((await session.scalars(statement)).all(), limit=query.limit)
     return AuditPage(
         items=[AuditEntryRead.model_validate(row, from_attributes=True) for row in page],
-        next_cursor=str(page[-1].id) if more and page else None,
+        next_cursor=next_cursor,
     )

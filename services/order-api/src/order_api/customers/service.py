@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.customers.models import CUSTOMER_ROLE, Customer, new_customer_id
 from order_api.protection import DataProtection
-from servicekit.db import utcnow
+from servicekit.db import try_insert, upsert, utcnow
 
 EMAIL_CONTEXT = "customer.email"
 """The associated data a customer's email is sealed with."""
@@ -37,24 +36,24 @@ async def find_or_create_customer(
     if existing is not None:
         return existing
     index = protection.email_index(email)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    await session.execute(
-        insert(Customer)
-        .values(
-            id=new_customer_id(),
-            email_sealed=protection.seal(email.strip(), context=EMAIL_CONTEXT),
-            email_index=index,
-            locale=locale,
-            role=CUSTOMER_ROLE,
-            created_at=utcnow(),
-            completed_orders=0,
-        )
-        .on_conflict_do_nothing(index_elements=[Customer.email_index])
-    )
+    values = _new_customer(protection, email=email, index=index, locale=locale)
+    await try_insert(session, Customer, values, conflict=[Customer.email_index])
     customer = await session.scalar(select(Customer).where(Customer.email_index == index))
     if customer is None:  # pragma: no cover - the row exists after an insert or a conflict on it
         raise RuntimeError("customer row vanished between INSERT and SELECT")
     return customer
+
+
+def _new_customer(protection: DataProtection, *, email: str, index: str, locale: str) -> dict[str, object]:
+    return {
+        "id": new_customer_id(),
+        "email_sealed": protection.seal(email.strip(), context=EMAIL_CONTEXT),
+        "email_index": index,
+        "locale": locale,
+        "role": CUSTOMER_ROLE,
+        "created_at": utcnow(),
+        "completed_orders": 0,
+    }
 
 
 def customer_email(*, protection: DataProtection, customer: Customer) -> str:
@@ -72,18 +71,12 @@ async def lock_or_create_customer(
     orders with one email still end with one customer.
     """
     index = protection.email_index(email)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    values = insert(Customer).values(
-        id=new_customer_id(),
-        email_sealed=protection.seal(email.strip(), context=EMAIL_CONTEXT),
-        email_index=index,
-        locale=locale,
-        role=CUSTOMER_ROLE,
-        created_at=utcnow(),
-        completed_orders=0,
-    )
-    statement = values.on_conflict_do_update(
-        index_elements=[Customer.email_index], set_={"email_index": values.excluded.email_index}
+    statement = upsert(
+        session,
+        Customer,
+        _new_customer(protection, email=email, index=index, locale=locale),
+        conflict=[Customer.email_index],
+        update={"email_index": index},  # the value it has: a rewrite that only takes the lock
     ).returning(Customer)
     customer: Customer = (
         await session.scalars(statement, execution_options={"populate_existing": True})

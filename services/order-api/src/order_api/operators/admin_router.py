@@ -10,6 +10,7 @@ from order_api.operators.dependencies import AdminStaff
 from order_api.operators.schemas import (
     OperatorCreate,
     OperatorCreated,
+    OperatorPage,
     OperatorRead,
     OperatorTokenRead,
     OperatorUpdate,
@@ -17,6 +18,7 @@ from order_api.operators.schemas import (
 )
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 
 router = APIRouter(prefix="/v1/admin/operators", tags=["admin"])
 
@@ -39,11 +41,14 @@ async def create_operator(
 @router.get(
     "",
     summary="List operators",
-    response_model=list[OperatorRead],
-    responses=problem_responses(401, 403),
+    description="Oldest first, a page at a time.",
+    response_model=OperatorPage,
+    responses=problem_responses(401, 403, 422),
 )
-async def list_operators(session: DbSession, _admin: AdminStaff) -> list[OperatorRead]:
-    return await service.list_operators(session=session)
+async def list_operators(
+    session: DbSession, _admin: AdminStaff, cursor: CursorParam = None, limit: LimitParam = DEFAULT_PAGE_SIZE
+) -> OperatorPage:
+    return await service.operator_page(session=session, cursor=cursor, limit=limit)
 
 
 @router.get(

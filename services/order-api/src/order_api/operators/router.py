@@ -15,6 +15,7 @@ from order_api.operators.models import EscalationStatus
 from order_api.operators.schemas import (
     EscalationCommentCreate,
     EscalationCreate,
+    EscalationPage,
     EscalationRead,
     EscalationResolutionCreate,
     OperatorOrderDetail,
@@ -28,6 +29,7 @@ from order_api.operators.schemas import (
 from order_api.orders.router import IfMatch
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 
 router = APIRouter(prefix="/v1/operator", tags=["operators"])
 OrderQuery = Annotated[OperatorOrderFilter, Query()]
@@ -52,7 +54,7 @@ async def list_orders(
     "/orders/mine",
     summary="List my orders",
     description="The orders I hold (`in_progress` by default; `status=completed` for those I closed), oldest "
-    "first, with the same filters and cursor as the takeable list.",
+    "first, with the same filters and paging as the takeable list.",
     response_model=OperatorOrderPage,
     responses=problem_responses(401, 403, 422),
 )
@@ -173,16 +175,19 @@ async def escalate_order(
     "/escalations",
     summary="List escalations",
     description="Open ones by default, oldest first, with their threads. Roles support and admin.",
-    response_model=list[EscalationRead],
+    response_model=EscalationPage,
     responses=problem_responses(401, 403, 422),
 )
 async def list_escalations(
     session: DbSession,
     _support: SupportStaff,
     escalation_status: Annotated[EscalationStatus | None, Query(alias="status")] = EscalationStatus.OPEN,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> list[EscalationRead]:
-    return await workflow.list_escalations(session=session, status=escalation_status, limit=limit)
+    cursor: CursorParam = None,
+    limit: LimitParam = DEFAULT_PAGE_SIZE,
+) -> EscalationPage:
+    return await workflow.list_escalations(
+        session=session, status=escalation_status, cursor=cursor, limit=limit
+    )
 
 
 @router.post(

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
+from servicekit.pagination import Page, PageQuery
 
 RoleName = Literal["operator", "support", "admin"]
 OperatorName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -67,6 +68,10 @@ class OperatorRead(BaseModel):
     updated_at: datetime
 
 
+class OperatorPage(Page[OperatorRead]):
+    """Staff accounts, oldest first."""
+
+
 class OperatorCreated(OperatorRead):
     token: str = Field(
         description="The personal token (`op_…`), shown only here: send it as `Authorization: Bearer …`."
@@ -117,7 +122,7 @@ class TelegramLinkRead(BaseModel):
     telegram_user_id: int
 
 
-class OperatorOrderFilter(BaseModel):
+class OperatorOrderFilter(PageQuery):
     """Which orders to list (query parameters). Pages run oldest first, so the longest-waiting order
     comes first and a cursor stays correct while orders change."""
 
@@ -134,8 +139,6 @@ class OperatorOrderFilter(BaseModel):
     amount_max: Decimal | None = Field(default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive.")
     created_from: AwareDatetime | None = Field(default=None, description="Inclusive, with a time zone.")
     created_to: AwareDatetime | None = Field(default=None, description="Exclusive, with a time zone.")
-    cursor: str | None = Field(default=None, max_length=200, description="`next_cursor` of the page before.")
-    limit: int = Field(default=20, ge=1, le=100)
 
 
 class OperatorOrderRead(OrderRead):
@@ -146,9 +149,8 @@ class OperatorOrderRead(OrderRead):
     escalated: bool = Field(description="An escalation is open.")
 
 
-class OperatorOrderPage(BaseModel):
-    items: list[OperatorOrderRead]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+class OperatorOrderPage(Page[OperatorOrderRead]):
+    """Orders as staff see them, oldest first."""
 
 
 class AddressHistoryEntry(BaseModel):
@@ -181,6 +183,10 @@ class EscalationRead(BaseModel):
     resolved_by: str | None
     resolved_at: datetime | None
     comments: list[EscalationCommentRead] = Field(description="The thread, oldest first.")
+
+
+class EscalationPage(Page[EscalationRead]):
+    """Escalations, oldest first."""
 
 
 class OperatorOrderDetail(OperatorOrderRead):

@@ -32,6 +32,7 @@ from order_api.operators.models import Operator, OperatorRole, new_id
 from order_api.operators.schemas import (
     OperatorCreate,
     OperatorCreated,
+    OperatorPage,
     OperatorRead,
     OperatorTokenRead,
     OperatorUpdate,
@@ -41,10 +42,12 @@ from order_api.orders.lifecycle import Actor
 from order_api.settings import Settings
 from servicekit.apikeys import Caller
 from servicekit.db import utcnow
+from servicekit.pagination import Keyset
 
 OPERATOR_TOKEN_PREFIX = "op_"  # noqa: S105 (a prefix, not a secret)
 ADMIN_SCOPE = "admin"
 ACT_AS_OPERATOR_SCOPE = "orders:act-as-operator"
+OPERATORS = Keyset("operators", Operator.created_at, Operator.id, newest_first=False)
 Channel = Literal["rest", "telegram"]
 Credential = Literal["operator-token", "api-key", "acted-for"]
 """How a principal was authenticated: its own personal token, an API key acting as itself (the admin key),
@@ -231,8 +234,16 @@ async def load_operator(session: AsyncSession, *, operator_id: str) -> Operator:
 
 
 async def list_operators(*, session: AsyncSession) -> list[OperatorRead]:
+    """Every operator, oldest first (the command line's view; the API pages them: :func:`operator_page`)."""
     operators = (await session.execute(select(Operator).order_by(Operator.created_at, Operator.id))).scalars()
     return [read_operator(o) for o in operators]
+
+
+async def operator_page(*, session: AsyncSession, cursor: str | None, limit: int) -> OperatorPage:
+    """A page of operators, oldest first."""
+    statement = OPERATORS.select(select(Operator), cursor=cursor, limit=limit)
+    page, next_cursor = OPERATORS.cut((await session.scalars(statement)).all(), limit=limit)
+    return OperatorPage(items=[read_operator(o) for o in page], next_cursor=next_cursor)
 
 
 async def get_operator(*, session: AsyncSession, operator_id: str) -> OperatorRead:

@@ -7,12 +7,10 @@ Only the holder of an order (or an admin) drives it; taking is race-free (one co
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -34,6 +32,7 @@ from order_api.operators.models import (
 )
 from order_api.operators.schemas import (
     AddressHistoryEntry,
+    EscalationPage,
     EscalationRead,
     OperatorOrderDetail,
     OperatorOrderFilter,
@@ -49,7 +48,7 @@ from order_api.orders.service import load_order, read_order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import utcnow
-from servicekit.errors import ValidationFailedError
+from servicekit.pagination import Keyset
 
 ADDRESS_HISTORY_LIMIT = 10
 
@@ -63,19 +62,11 @@ def has_open_escalation(order_id: Any) -> Any:
     )
 
 
-def _cursor_of(order: Order) -> str:
-    return base64.urlsafe_b64encode(json.dumps([order.created_at.isoformat(), order.id]).encode()).decode()
-
-
-def _position(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, order_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        created_at = datetime.fromisoformat(created)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise ValidationFailedError.for_field("cursor", "not a cursor this API returned") from exc
-    if created_at.tzinfo is None:
-        raise ValidationFailedError.for_field("cursor", "not a cursor this API returned")
-    return created_at, str(order_id)
+TAKEABLE_ORDERS = Keyset("operator-orders", Order.created_at, Order.id, newest_first=False)
+"""The takeable list: oldest first, so the longest-waiting order comes first."""
+HELD_ORDERS = Keyset("operator-orders-mine", Order.created_at, Order.id, newest_first=False)
+"""An operator's own orders, in the same order."""
+ESCALATIONS = Keyset("escalations", Escalation.raised_at, Escalation.id, newest_first=False)
 
 
 def _operator_order(
@@ -118,21 +109,18 @@ async def list_orders(
         statement = statement.where(Order.created_at >= query.created_from)
     if query.created_to is not None:
         statement = statement.where(Order.created_at < query.created_to)
-    if query.cursor:
-        created_at, order_id = _position(query.cursor)
-        statement = statement.where(
-            or_(Order.created_at > created_at, and_(Order.created_at == created_at, Order.id > order_id))
-        )
-    rows = (
-        await session.execute(statement.order_by(Order.created_at, Order.id).limit(query.limit + 1))
-    ).all()
-    page, more = rows[: query.limit], len(rows) > query.limit
+    keyset = TAKEABLE_ORDERS if held_by is None else HELD_ORDERS
+    statement = keyset.select(statement, cursor=query.cursor, limit=query.limit)
+    rows = (await session.execute(statement)).all()
+    page, next_cursor = keyset.cut(
+        rows, limit=query.limit, position=lambda row: (row[0].created_at, row[0].id)
+    )
     return OperatorOrderPage(
         items=[
             _operator_order(order, protection=protection, operator_name=name, escalated=bool(escalated))
             for order, name, escalated in page
         ],
-        next_cursor=_cursor_of(page[-1][0]) if more and page else None,
+        next_cursor=next_cursor,
     )
 
 
@@ -444,17 +432,13 @@ async def resolve_escalation(
 
 
 async def list_escalations(
-    *, session: AsyncSession, status: EscalationStatus | None, limit: int
-) -> list[EscalationRead]:
+    *, session: AsyncSession, status: EscalationStatus | None, cursor: str | None, limit: int
+) -> EscalationPage:
     """Escalations for support, oldest first (open ones by default)."""
     statement = select(Escalation).options(selectinload(Escalation.comments))
     if status is not None:
         statement = statement.where(Escalation.status == status.value)
-    escalations = (
-        await session.execute(
-            statement.order_by(Escalation.raised_at, Escalation.id)
-            .limit(limit)
-            .execution_options(populate_existing=True)
-        )
-    ).scalars()
-    return [read_escalation(e) for e in escalations]
+    statement = ESCALATIONS.select(statement, cursor=cursor, limit=limit)
+    rows = (await session.scalars(statement.execution_options(populate_existing=True))).all()
+    page, next_cursor = ESCALATIONS.cut(rows, limit=limit)
+    return EscalationPage(items=[read_escalation(e) for e in page], next_cursor=next_cursor)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.orders.lifecycle import OPEN
 from order_api.orders.models import IdempotencyKey, Order
+from servicekit.db import insert_ignoring
 
 
 async def find_order(session: AsyncSession, *, order_id: str, for_update: bool = False) -> Order | None:
@@ -49,13 +49,19 @@ async def reserve_idempotency_key(
     session: AsyncSession, *, owner: str, key: str, fingerprint: str, order_id: str, now: datetime
 ) -> bool:
     """Write the key for order ``order_id`` unless it is written already; whether this call wrote it."""
-    dialect = session.bind.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     claimed = await session.scalar(
-        insert(IdempotencyKey)
-        .values(owner=owner, key=key, request_fingerprint=fingerprint, order_id=order_id, created_at=now)
-        .on_conflict_do_nothing(index_elements=["owner", "key"])
-        .returning(IdempotencyKey.id)
+        insert_ignoring(
+            session,
+            IdempotencyKey,
+            {
+                "owner": owner,
+                "key": key,
+                "request_fingerprint": fingerprint,
+                "order_id": order_id,
+                "created_at": now,
+            },
+            conflict=["owner", "key"],
+        ).returning(IdempotencyKey.id)
     )
     return claimed is not None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from order_api.auth.dependencies import ClientIp, CurrentCustomer, OptionalCustomer, Protection
@@ -17,6 +17,7 @@ from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 from servicekit.ratelimit import RateLimiter
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -89,8 +90,8 @@ async def list_orders(
     session: DbSession,
     protection: Protection,
     principal: CurrentCustomer,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: CursorParam = None,
+    limit: LimitParam = DEFAULT_PAGE_SIZE,
     status: OrderStatus | None = None,
 ) -> OrderPage:
     return await service.list_orders(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstr
 
 from order_api.customers.schemas import CustomerEmail
 from servicekit.bounds import ExactAmount
+from servicekit.pagination import Page
 
 Amount = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 CurrencyCode = Annotated[
@@ -107,6 +108,5 @@ class OrderCreated(OrderRead):
     )
 
 
-class OrderPage(BaseModel):
-    items: list[OrderRead]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+class OrderPage(Page[OrderRead]):
+    """A customer's orders, newest first."""

@@ -19,11 +19,9 @@ general one, in ``orders.intake_persistence``. ``create_order`` below runs the o
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth.service import CustomerPrincipal
@@ -34,7 +32,6 @@ from order_api.orders.intake import (
     IdempotencyClaim,
     OrderResponse,
     created_response,
-    field_error,
     new_order,
     open_order_caps,
     read_fields,
@@ -51,6 +48,7 @@ from order_api.settings import Settings
 from servicekit.client import deadline
 from servicekit.db import driver, utcnow
 from servicekit.errors import DomainError
+from servicekit.pagination import Keyset
 from servicekit.ratelimit import RateLimiter
 
 LIVE_POSITION_BUDGET_SECONDS = 1.0
@@ -238,16 +236,8 @@ async def get_order(
     return read
 
 
-def _encode_cursor(created_at: datetime, order_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, order_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), order_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise field_error("cursor", "not a cursor this API returned") from exc
+NEWEST_FIRST = Keyset("orders", Order.created_at, Order.id, newest_first=True)
+"""A customer's orders as listed."""
 
 
 async def list_orders(
@@ -265,20 +255,9 @@ async def list_orders(
     query = select(Order).where(Order.customer_id == principal.customer_id)
     if status is not None:
         query = query.where(Order.status == status.value)
-    if cursor:
-        created_at, order_id = _decode_cursor(cursor)
-        query = query.where(
-            or_(Order.created_at < created_at, and_(Order.created_at == created_at, Order.id < order_id))
-        )
-    rows = (
-        await session.execute(query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1))
-    ).scalars()
-    orders = list(rows)
-    page, more = orders[:limit], len(orders) > limit
-    return OrderPage(
-        items=[read_order(o, protection=protection) for o in page],
-        next_cursor=_encode_cursor(page[-1].created_at, page[-1].id) if more and page else None,
-    )
+    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
+    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
+    return OrderPage(items=[read_order(o, protection=protection) for o in page], next_cursor=next_cursor)
 
 
 async def cancel_order(

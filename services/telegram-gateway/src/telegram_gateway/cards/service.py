@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from aiogram import Bot
 from aiogram.exceptions import AiogramError
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import Database, utcnow
+from servicekit.db import Database, upsert, utcnow
 from telegram_gateway.bot.errors import is_message_gone, is_not_modified, is_transient
 from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
 from telegram_gateway.cards.render import Card, escalation_card, order_card
@@ -53,17 +52,20 @@ async def record_snapshot(
     """Keep ``view`` if it is newer than what is known; return the order's snapshot, locked for this
     transaction."""
     now = utcnow()
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     await session.execute(
-        insert(OrderSnapshot)
-        .values(
-            order_id=view.order_id,
-            version=view.version,
-            order=view.model_dump(mode="json"),
-            escalated=False,
-            updated_at=now,
+        upsert(
+            session,
+            OrderSnapshot,
+            {
+                "order_id": view.order_id,
+                "version": view.version,
+                "order": view.model_dump(mode="json"),
+                "escalated": False,
+                "updated_at": now,
+            },
+            conflict=["order_id"],
+            update={"updated_at": now},
         )
-        .on_conflict_do_update(index_elements=["order_id"], set_={"updated_at": now})
     )
     snapshot = await session.scalar(
         select(OrderSnapshot)

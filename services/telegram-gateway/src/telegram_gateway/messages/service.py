@@ -14,10 +14,9 @@ import logging
 from aiogram import Bot
 from aiogram.exceptions import AiogramError
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import utcnow
+from servicekit.db import try_insert, utcnow
 from servicekit.errors import DomainError
 from telegram_gateway.bot.errors import TelegramDisabledError, classify
 from telegram_gateway.cards.models import MessageKind, PostedMessage
@@ -100,21 +99,20 @@ async def _deliver(
 async def _claim(session: AsyncSession, *, request: MessageCreate, message_id: str) -> bool:
     """Record the delivery; ``False`` when this message id was handled before (or is being handled by a
     transaction that has now committed)."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-    result = await session.execute(
-        insert(MessageDelivery)
-        .values(
-            message_id=message_id,
-            kind=request.kind,
-            event=request.event,
-            order_id=request.order.order_id if request.order else None,
-            outcome=PENDING,
-            telegram_message_ids=[],
-            received_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["message_id"])
+    return await try_insert(
+        session,
+        MessageDelivery,
+        {
+            "message_id": message_id,
+            "kind": request.kind,
+            "event": request.event,
+            "order_id": request.order.order_id if request.order else None,
+            "outcome": PENDING,
+            "telegram_message_ids": [],
+            "received_at": utcnow(),
+        },
+        conflict=["message_id"],
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def _announced_before(session: AsyncSession, *, order_id: str, chat_id: int, event: str) -> bool:

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import and_, case, delete, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import driver
+from servicekit.db import driver, insert_ignoring
 from wallet_pool.allocations.models import AllocationStatus, Priority, allocation_table, wait_queue_table
-from wallet_pool.pools import Pool, dialect_insert
+from wallet_pool.pools import Pool
 from wallet_pool.wallets.models import WalletStatus, wallet_table
 from wallet_pool.wallets.repository import HandedWallet, ReservedWallet
 
@@ -106,37 +106,37 @@ async def claim_order(
     """Create the order's allocation row, as ``queued`` until it is given a wallet; ``False`` when the order id
     is known already. The primary key serialises concurrent requests for one order: a second one waits here
     until the first commits, then finds its row."""
-    statement = (
-        dialect_insert(session, a)
-        .values(
-            order_id=order_id,
-            currency=pool.currency,
-            network=pool.network,
-            priority=int(priority),
-            status=AllocationStatus.QUEUED.value,
-            requested_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["order_id"])
-        .returning(a.c.order_id)
-    )
+    statement = insert_ignoring(
+        session,
+        a,
+        {
+            "order_id": order_id,
+            "currency": pool.currency,
+            "network": pool.network,
+            "priority": int(priority),
+            "status": AllocationStatus.QUEUED.value,
+            "requested_at": now,
+        },
+        conflict=["order_id"],
+    ).returning(a.c.order_id)
     return (await session.execute(statement)).first() is not None
 
 
 async def record_tombstone(session: AsyncSession, *, order_id: str, now: datetime) -> bool:
     """Close an order id wallet-pool never saw, so a late allocation for it is refused; ``False`` when the
     order id turned up meanwhile (read it again)."""
-    statement = (
-        dialect_insert(session, a)
-        .values(
-            order_id=order_id,
-            priority=int(Priority.NORMAL),
-            status=AllocationStatus.RELEASED.value,
-            requested_at=now,
-            released_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["order_id"])
-        .returning(a.c.order_id)
-    )
+    statement = insert_ignoring(
+        session,
+        a,
+        {
+            "order_id": order_id,
+            "priority": int(Priority.NORMAL),
+            "status": AllocationStatus.RELEASED.value,
+            "requested_at": now,
+            "released_at": now,
+        },
+        conflict=["order_id"],
+    ).returning(a.c.order_id)
     return (await session.execute(statement)).first() is not None
 
 

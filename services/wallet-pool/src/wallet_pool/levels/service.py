@@ -20,12 +20,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from desk_contracts.events import PoolLow, PoolRecovered
-from servicekit.db import Database, utcnow
+from servicekit.db import Database, insert_ignoring, utcnow
 from servicekit.outbox import publish
 from wallet_pool.allocations.models import wait_queue_table
 from wallet_pool.db import outbox
 from wallet_pool.levels.models import Level, PoolLevel, pool_level_table
-from wallet_pool.pools import Pool, dialect_insert
+from wallet_pool.pools import Pool
 from wallet_pool.settings import Settings
 from wallet_pool.wallets.models import WalletStatus, wallet_table
 
@@ -90,9 +90,11 @@ async def update_pool_level(session: AsyncSession, *, pool: Pool, settings: Sett
     key = {"currency": pool.currency, "network": pool.network}
     now = utcnow()
     await session.execute(
-        dialect_insert(session, pool_level_table)
-        .values(**key, level=Level.OK.value, free=0, usable=0, changed_at=now)
-        .on_conflict_do_nothing()
+        insert_ignoring(
+            session,
+            pool_level_table,
+            {**key, "level": Level.OK.value, "free": 0, "usable": 0, "changed_at": now},
+        )
     )
     state = (await session.execute(select(PoolLevel).filter_by(**key).with_for_update())).scalar_one()
     figures = await pool_figures(session, pool=pool)

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import epoch_seconds
 from wallet_pool.allocations.models import allocation_table, wait_queue_table
-from wallet_pool.pools import Pool, is_postgres
+from wallet_pool.pools import Pool
 from wallet_pool.wallets.models import WalletStatus, wallet_table
-
-_UNIX_EPOCH_JULIAN_DAY = 2440587.5
-_SECONDS_PER_DAY = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +59,7 @@ async def wallet_counts(session: AsyncSession) -> dict[Pool, WalletCounts]:
 
 async def queue_figures(session: AsyncSession) -> dict[Pool, QueueFigures]:
     q = wait_queue_table
-    if is_postgres(session):
-        epoch: ColumnElement[Any] = func.extract("epoch", q.c.enqueued_at)
-    else:  # SQLite stores UTC text; julianday() reads it
-        epoch = (func.julianday(q.c.enqueued_at) - _UNIX_EPOCH_JULIAN_DAY) * _SECONDS_PER_DAY
+    epoch = epoch_seconds(q.c.enqueued_at)
     rows = await session.execute(
         select(q.c.currency, q.c.network, func.count(), func.min(q.c.enqueued_at), func.avg(epoch)).group_by(
             q.c.currency, q.c.network

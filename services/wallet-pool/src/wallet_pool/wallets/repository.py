@@ -9,8 +9,10 @@ from datetime import datetime
 from sqlalchemy import RowMapping, Select, and_, case, exists, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.db import insert_ignoring
+from servicekit.pagination import Keyset
 from wallet_pool.allocations.models import wait_queue_table
-from wallet_pool.pools import Pool, dialect_insert
+from wallet_pool.pools import Pool
 from wallet_pool.wallets.models import WalletStatus, wallet_table
 
 w = wallet_table
@@ -29,6 +31,8 @@ WALLET_COLUMNS = (
     w.c.created_at,
 )
 _LOOKUP_CHUNK = 500
+OLDEST_FIRST = Keyset("wallets", w.c.id, newest_first=False)
+"""Wallets as listed: by id, so a page stays put while wallets are added."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +76,23 @@ async def insert_free_wallets(
     this one in another pool) is skipped, and is missing from the rows returned."""
     if not addresses:
         return []
-    statement = (
-        dialect_insert(session, w)
-        .values(
-            [
-                {
-                    "currency": pool.currency,
-                    "network": pool.network,
-                    "address": address,
-                    "status": WalletStatus.FREE.value,
-                    "disable_on_release": False,
-                    "allocation_count": 0,
-                    "created_at": now,
-                }
-                for address in addresses
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["address"])
-        .returning(*WALLET_COLUMNS)
-    )
+    statement = insert_ignoring(
+        session,
+        w,
+        [
+            {
+                "currency": pool.currency,
+                "network": pool.network,
+                "address": address,
+                "status": WalletStatus.FREE.value,
+                "disable_on_release": False,
+                "allocation_count": 0,
+                "created_at": now,
+            }
+            for address in addresses
+        ],
+        conflict=["address"],
+    ).returning(*WALLET_COLUMNS)
     rows = (await session.execute(statement)).mappings().all()
     return sorted(rows, key=lambda row: int(row["id"]))
 
@@ -101,18 +103,21 @@ async def wallet_page(
     currency: str | None,
     network: str | None,
     status: str | None,
-    after_id: int,
+    cursor: str | None,
     limit: int,
-) -> list[RowMapping]:
-    """Up to ``limit`` wallets with ids above ``after_id``, by id: a keyset page, stable under inserts."""
-    statement = select(*WALLET_COLUMNS).where(w.c.id > after_id).order_by(w.c.id).limit(limit)
+) -> tuple[list[RowMapping], str | None]:
+    """A page of wallets by id, oldest first, and the cursor of the next: stable while wallets are added."""
+    statement = select(*WALLET_COLUMNS)
     if currency is not None:
         statement = statement.where(w.c.currency == currency)
     if network is not None:
         statement = statement.where(w.c.network == network)
     if status is not None:
         statement = statement.where(w.c.status == status)
-    return list((await session.execute(statement)).mappings().all())
+    rows = (
+        (await session.execute(OLDEST_FIRST.select(statement, cursor=cursor, limit=limit))).mappings().all()
+    )
+    return OLDEST_FIRST.cut(rows, limit=limit, position=lambda row: [row["id"]])
 
 
 async def wallet_by_id(session: AsyncSession, wallet_id: int) -> RowMapping | None:

@@ -10,6 +10,7 @@ from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.bounds import row_id_path
 from servicekit.errors import problem_responses
+from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 from wallet_pool.dependencies import AppSettings, Metrics
 from wallet_pool.wallets import service
 from wallet_pool.wallets.models import WalletStatus
@@ -68,10 +69,8 @@ async def list_wallets(
     currency: Annotated[str | None, Query(max_length=10, examples=["USDT"])] = None,
     network: Annotated[str | None, Query(max_length=16, examples=["TRC20"])] = None,
     wallet_status: Annotated[WalletStatus | None, Query(alias="status")] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE)] = 50,
+    cursor: CursorParam = None,
+    limit: LimitParam = DEFAULT_PAGE_SIZE,
 ) -> WalletPageRead:
     return await service.list_wallets(
         session=session, currency=currency, network=network, status=wallet_status, cursor=cursor, limit=limit

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from servicekit.pagination import Page
+
 WalletStatusName = Literal["free", "reserved", "disabled"]
 
 
@@ -57,8 +59,5 @@ class WalletImportRead(BaseModel):
     wallets: list[WalletRead]
 
 
-class WalletPageRead(BaseModel):
-    """One page of wallets, oldest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
-
-    items: list[WalletRead]
-    next_cursor: str | None = Field(description="Opaque; null on the last page.")
+class WalletPageRead(Page[WalletRead]):
+    """Wallets, oldest first (by id)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -24,9 +22,6 @@ from wallet_pool.wallets.models import WalletStatus
 from wallet_pool.wallets.schemas import WalletImportRead, WalletPageRead, WalletRead
 
 log = logging.getLogger("wallet_pool.wallets")
-
-MAX_PAGE_SIZE = 200
-_CURSOR_PREFIX = "wallet:"
 
 
 async def import_wallets(
@@ -107,17 +102,14 @@ async def list_wallets(
     limit: int,
 ) -> WalletPageRead:
     """The pool's wallets by id (oldest first), filtered, a page at a time."""
-    after_id = _after_id(cursor) if cursor else 0
-    rows = await repository.wallet_page(
+    page, next_cursor = await repository.wallet_page(
         session,
         currency=currency.strip().upper() if currency else None,
         network=canonical_network(network) if network else None,
         status=status.value if status else None,
-        after_id=after_id,
-        limit=limit + 1,
+        cursor=cursor,
+        limit=limit,
     )
-    page = rows[:limit]
-    next_cursor = _cursor_after(int(page[-1]["id"])) if len(rows) > limit else None
     return WalletPageRead(
         items=[WalletRead.model_validate(dict(row)) for row in page], next_cursor=next_cursor
     )
@@ -184,19 +176,3 @@ def _refuse_if_any(errors: list[dict[str, Any]], *, total: int) -> None:
         f"{len(errors)} of {total} lines cannot be imported (lines {lines}); nothing was imported.",
         errors=errors,
     )
-
-
-def _cursor_after(wallet_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{wallet_id}".encode()).decode().rstrip("=")
-
-
-def _after_id(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text.startswith(_CURSOR_PREFIX):
-            value = int(text.removeprefix(_CURSOR_PREFIX))
-            if value >= 0:
-                return value
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise ValidationFailedError.for_field("cursor", "not a cursor this service issued", kind="invalid_cursor")
