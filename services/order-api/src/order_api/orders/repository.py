@@ -1,5 +1,5 @@
-"""The orders' non-trivial queries: an order read for update, the claim of an ``Idempotency-Key``, and the
-counts of open orders the intake caps are checked with (``intake.OpenOrderCaps``). They only execute: the
+"""The orders' non-trivial queries: an order read for update, a customer's page of orders, the claim of an
+``Idempotency-Key``, and the counts of open orders the intake caps are checked with (``intake.OpenOrderCaps``). They only execute: the
 callers decide what a missing row or a full cap means."""
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.orders.lifecycle import OPEN
-from order_api.orders.models import IdempotencyKey, Order
+from order_api.orders.models import IdempotencyKey, Order, OrderStatus
 from servicekit.db import insert_ignoring
+from servicekit.pagination import Keyset
+
+NEWEST_FIRST = Keyset("orders", Order.created_at, Order.id, newest_first=True)
+"""A customer's orders as listed."""
 
 
 async def find_order(session: AsyncSession, *, order_id: str, for_update: bool = False) -> Order | None:
@@ -19,6 +23,18 @@ async def find_order(session: AsyncSession, *, order_id: str, for_update: bool =
     if for_update:  # a locked read is a fresh read, whatever this session held of the order before
         query = query.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def customer_orders_page(
+    session: AsyncSession, *, customer_id: str, status: OrderStatus | None, cursor: str | None, limit: int
+) -> tuple[list[Order], str | None]:
+    """One page of the customer's orders (of one status, if given), newest first, and the next page's cursor."""
+    query = select(Order).where(Order.customer_id == customer_id)
+    if status is not None:
+        query = query.where(Order.status == status.value)
+    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
+    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
+    return list(page), next_cursor
 
 
 async def holds_open_orders(session: AsyncSession, *, holder: ColumnElement[bool], limit: int) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth.service import CustomerPrincipal
@@ -41,14 +40,13 @@ from order_api.orders.intake import (
 from order_api.orders.intake_persistence import PAYOUT_CONTEXT, log_unusable_answer, open_payout_address
 from order_api.orders.lifecycle import Actor, change_status
 from order_api.orders.models import AllocationState, Order, OrderStatus
-from order_api.orders.repository import find_order
+from order_api.orders.repository import customer_orders_page, find_order
 from order_api.orders.schemas import OrderCreate, OrderPage, OrderRead
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.client import deadline
 from servicekit.db import driver, utcnow
 from servicekit.errors import DomainError
-from servicekit.pagination import Keyset
 from servicekit.ratelimit import RateLimiter
 
 LIVE_POSITION_BUDGET_SECONDS = 1.0
@@ -236,10 +234,6 @@ async def get_order(
     return read
 
 
-NEWEST_FIRST = Keyset("orders", Order.created_at, Order.id, newest_first=True)
-"""A customer's orders as listed."""
-
-
 async def list_orders(
     *,
     session: AsyncSession,
@@ -252,11 +246,9 @@ async def list_orders(
     """The customer's orders, newest first (a full session is needed to see them all)."""
     if principal.kind != "full":
         raise FullSessionRequiredError("Verify your email (/v1/auth/email-code) to list all your orders.")
-    query = select(Order).where(Order.customer_id == principal.customer_id)
-    if status is not None:
-        query = query.where(Order.status == status.value)
-    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
-    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
+    page, next_cursor = await customer_orders_page(
+        session, customer_id=principal.customer_id, status=status, cursor=cursor, limit=limit
+    )
     return OrderPage(items=[read_order(o, protection=protection) for o in page], next_cursor=next_cursor)
 
 
