@@ -12,7 +12,8 @@
 #
 # builder: installs exactly what uv.lock pins for this one workspace member (and the libs it uses) into
 #          /app/.venv, non-editable and byte-compiled. The other services' code never enters the build, and
-#          neither do the test stand-ins kept under src/ (`testing.py`, `fuzzing.py`: see .dockerignore).
+#          neither do the test helpers kept under src/ (`testing.py`, `testing/`, `fuzzing.py`: see
+#          .dockerignore).
 # runtime: python:3.11-slim with that venv, the service's Alembic history and a non-root user. No uv, no
 #          compiler, no source tree. The same image runs the service (CMD) and its migrations
 #          (`alembic upgrade head`, from /app where alembic.ini is).

@@ -33,12 +33,13 @@ migrate: install ## Apply every service's migrations (embedded SQLite, or the *_
 compose-env: install ## Write deploy/compose.env (keys from var/dev-credentials.json, minted on first use)
 	$(VENV)/bin/python scripts/devstack.py compose-env
 
-lint: install ## ruff (lint and format check)
+lint: install ## ruff (lint and format check) and the convention linters (scripts/linters/)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@status=0; for linter in scripts/linters/[!_]*.py; do $(VENV)/bin/python $$linter || status=1; done; exit $$status
 
 typecheck: install ## mypy --strict over every package and its tests
-	$(VENV)/bin/mypy libs/*/src services/*/src scripts bench tests
+	$(VENV)/bin/mypy libs/*/src services/*/src testing/*/src scripts bench tests
 	@# each tests/ folder on its own: their module names (conftest, test_migrations) repeat across services
 	@for dir in libs/*/tests services/*/tests; do \
 		echo "mypy $$dir"; $(VENV)/bin/mypy --cache-dir .mypy_cache/$$(echo $$dir | tr / _) $$dir || exit 1; \

@@ -33,6 +33,7 @@ import aiohttp
 import asyncpg
 import uvloop
 from aiohttp import web
+from loadgen import percentile  # bench/loadgen.py: a script's own folder is on its import path
 from sqlalchemy.engine import URL, make_url
 
 from coin_addresses import demo_address
@@ -46,8 +47,6 @@ from servicekit.testing import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-from loadgen import percentile  # noqa: E402
 
 PAYOUT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 BAR_ORDERS_PER_SECOND = 300

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from desk_stack import Stack
-from test_order_intake import import_btc_wallets, order_body
 
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from order_api.testing import order_body
 from servicekit.testing import (
     PrivateRedis,
     ServiceProcess,
@@ -55,7 +55,7 @@ async def test_terminated_database_connections_cost_a_503_at_most_and_nothing_af
 
     async def customer(client: httpx.AsyncClient) -> None:
         while not stop.is_set():
-            created = await client.post("/v1/orders", json=order_body(next(numbers)))
+            created = await client.post("/v1/orders", json=order_body(customer_email(next(numbers))))
             answers.append(created)
             if created.status_code == 201:
                 order = created.json()
@@ -89,7 +89,9 @@ async def test_terminated_database_connections_cost_a_503_at_most_and_nothing_af
             assert int(refused.headers["Retry-After"]) >= 1, refused.text
         assert answers[-1].status_code in (200, 201)
 
-        after = [await client.post("/v1/orders", json=order_body(next(numbers))) for _ in range(3)]
+        after = [
+            await client.post("/v1/orders", json=order_body(customer_email(next(numbers)))) for _ in range(3)
+        ]
         assert [a.status_code for a in after] == [201, 201, 201], [a.text for a in after]
 
     for service in (order_api, wallet_pool):
@@ -114,11 +116,13 @@ async def test_a_burst_queues_for_redis_and_without_redis_orders_are_taken_but_e
     await import_btc_wallets(wallet_pool, stack, 10)
 
     async with httpx.AsyncClient(base_url=order_api.url, timeout=30.0) as client:
-        burst = await asyncio.gather(*(client.post("/v1/orders", json=order_body(n)) for n in range(50)))
+        burst = await asyncio.gather(
+            *(client.post("/v1/orders", json=order_body(customer_email(n))) for n in range(50))
+        )
         assert {a.status_code for a in burst} == {201}, {a.text for a in burst if a.status_code != 201}
 
         await private_redis.kill()
-        order = await client.post("/v1/orders", json=order_body(1000))
+        order = await client.post("/v1/orders", json=order_body(customer_email(1000)))
         code = await client.post("/v1/auth/email-code", json={"email": "customer1@example.com"})
         assert order.status_code == 201, order.text
         assert code.status_code == 503, code.text

@@ -3,40 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 import pytest
-from desk_stack import Stack
-from test_order_intake import import_btc_wallets, order_body
 
-from notifier.testing import SmtpServer
-from servicekit.testing import ServiceProcess, eventually, migrated_database
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from notifier.testing import SmtpServer, mail_to, text_of
+from order_api.testing import order_body
+from servicekit.testing import ServiceProcess, migrated_database
 
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with migrated_database("order-api", "wallet-pool", "notifier") as url:
         yield Stack(database_url=url, logs=tmp_path)
-
-
-def text_of(message: EmailMessage) -> str:
-    body = message.get_body(preferencelist=("plain",))
-    assert body is not None
-    return str(body.get_content())
-
-
-async def mail_to(smtp: SmtpServer, recipient: str, count: int) -> list[EmailMessage]:
-    async def received() -> list[EmailMessage]:
-        return [m for m in smtp.messages if str(m["To"]) == recipient]
-
-    return await eventually(
-        received,
-        until=lambda found: len(found) >= count,
-        within=15.0,
-        message=f"{count} email(s) to {recipient}",
-    )
 
 
 async def test_customers_are_emailed_about_their_orders(
@@ -51,7 +32,10 @@ async def test_customers_are_emailed_about_their_orders(
     [address] = await import_btc_wallets(wallet_pool, stack, 1)
 
     async with httpx.AsyncClient(base_url=order_api.url) as client:
-        first_body, second_body = order_body(21, amount="0.0375"), order_body(22)
+        first_body, second_body = (
+            order_body(customer_email(21), amount="0.0375"),
+            order_body(customer_email(22)),
+        )
         first = (await client.post("/v1/orders", json=first_body)).json()
         second = (await client.post("/v1/orders", json=second_body)).json()
         assert (first["status"], first["deposit_address"]) == ("awaiting_deposit", address)

@@ -644,7 +644,12 @@ def test_dockerfile_runtime_stage_is_slim_non_root_and_health_checked(
 
 
 TEST_STAND_INS = ("testing.py", "fuzzing.py")
-"""Modules under ``src/`` that only tests import (fake peers, the fake Bot API, the pytest plugin, the fuzzer)."""
+"""Modules under ``src/`` that only tests import (fake peers, the fake Bot API, the pytest plugin, the fuzzer),
+besides every module of a package's ``testing/`` package."""
+
+
+def is_test_stand_in(path: Path) -> bool:
+    return path.name in TEST_STAND_INS or path.parent.name == "testing"
 
 
 def python_modules(path: Path) -> str:
@@ -658,9 +663,14 @@ def python_modules(path: Path) -> str:
 def test_images_leave_out_the_test_stand_ins_and_production_never_imports_them() -> None:
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
     patterns = [line for line in lines if "/src/" in line and not line.startswith(("#", "!"))]
-    left_out = {path for pattern in patterns for path in ROOT.glob(pattern)}
+    left_out = {
+        module
+        for pattern in patterns
+        for path in ROOT.glob(pattern)
+        for module in (sorted(path.glob("**/*.py")) if path.is_dir() else [path])
+    }
     sources = sorted(ROOT.glob("libs/*/src/**/*.py")) + sorted(ROOT.glob("services/*/src/**/*.py"))
-    stand_ins = {path for path in sources if path.name in TEST_STAND_INS}
+    stand_ins = {path for path in sources if is_test_stand_in(path)}
     assert stand_ins, "no test stand-in found under src/"
     assert left_out == stand_ins, "every test stand-in under src/, and nothing else, stays out of the images"
 

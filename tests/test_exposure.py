@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from desk_stack import Stack
 from fastapi.routing import APIRoute
 
+from desk_testing.stack import Stack
 from servicekit.app import CORS_METHODS
 from servicekit.testing import ServiceProcess, migrated_database
 

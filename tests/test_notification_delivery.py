@@ -13,11 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from desk_stack import Stack
-from test_customer_emails import mail_to, text_of
-from test_order_intake import import_btc_wallets, order_body
 
-from notifier.testing import SmtpServer
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from notifier.testing import SmtpServer, mail_to, text_of
+from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 
 
@@ -48,7 +47,7 @@ async def test_the_one_time_code_email_signs_the_customer_in(
     for service in (wallet_pool, notifier, order_api):
         await service.start()
     await import_btc_wallets(wallet_pool, stack, 1)
-    body = order_body(41)
+    body = order_body(customer_email(41))
     email = body["email"]
 
     async with httpx.AsyncClient(base_url=order_api.url) as client:
@@ -87,12 +86,12 @@ async def test_mail_waits_out_an_smtp_outage_and_a_refused_recipient_is_not_retr
     for service in (wallet_pool, notifier, order_api):
         await service.start()
     [address] = await import_btc_wallets(wallet_pool, stack, 1)
-    refused_body = order_body(31)
+    refused_body = order_body(customer_email(31))
     smtp_server.refused.add(refused_body["email"])
     smtp_server.stop()
 
     async with httpx.AsyncClient(base_url=order_api.url) as client:
-        waiting_body = order_body(32, amount="0.0421")
+        waiting_body = order_body(customer_email(32), amount="0.0421")
         waiting = (await client.post("/v1/orders", json=waiting_body)).json()
 
     # While the SMTP server is down the order's email is pending, retried with backoff, its error recorded.
@@ -117,7 +116,7 @@ async def test_mail_waits_out_an_smtp_outage_and_a_refused_recipient_is_not_retr
     # queue delivers a later email meanwhile, so the worker has had its chances to retry it).
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         refused = (await client.post("/v1/orders", json=refused_body)).json()
-        later_body = order_body(33)
+        later_body = order_body(customer_email(33))
         await client.post("/v1/orders", json=later_body)
     await mail_to(smtp_server, later_body["email"], 1)
     failed = await eventually(

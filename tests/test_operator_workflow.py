@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from desk_stack import Stack
-from test_order_intake import import_btc_wallets, order_body
 
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 
 
@@ -45,7 +45,7 @@ async def desk(stack: Stack, services: list[ServiceProcess]) -> AsyncIterator[De
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         orders = []
         for n in range(3):
-            response = await client.post("/v1/orders", json=order_body(n))
+            response = await client.post("/v1/orders", json=order_body(customer_email(n)))
             assert response.status_code == 201, response.text
             orders.append(response.json())
         assert [o["status"] for o in orders] == ["awaiting_deposit", "awaiting_deposit", "queued"]

@@ -8,42 +8,16 @@ from typing import Any
 
 import httpx
 import pytest
-from desk_stack import Stack
 
-from coin_addresses import demo_address
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
-
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with migrated_database("order-api", "wallet-pool") as url:
         yield Stack(database_url=url, logs=tmp_path)
-
-
-def order_body(n: int, **overrides: Any) -> dict[str, Any]:
-    return {
-        "email": f"customer{n}@example.com",
-        "from_currency": "BTC",
-        "to_currency": "USDT",
-        "to_network": "TRC20",
-        "amount": "0.05",
-        "payout_address": PAYOUT_USDT,
-        **overrides,
-    }
-
-
-async def import_btc_wallets(wallet_pool: ServiceProcess, stack: Stack, count: int) -> list[str]:
-    addresses = [demo_address(currency="BTC", network="bitcoin", seed=1000 + i) for i in range(count)]
-    async with httpx.AsyncClient(base_url=wallet_pool.url) as client:
-        response = await client.post(
-            "/v1/wallets",
-            json={"currency": "BTC", "addresses": addresses},
-            headers={"Authorization": f"Bearer {stack.keys.wallet_pool_admin}"},
-        )
-    assert response.status_code == 201, response.text
-    return addresses
 
 
 async def test_a_released_address_goes_to_the_queued_order(
@@ -59,7 +33,7 @@ async def test_a_released_address_goes_to_the_queued_order(
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         created = []
         for n in range(3):
-            response = await client.post("/v1/orders", json=order_body(n))
+            response = await client.post("/v1/orders", json=order_body(customer_email(n)))
             assert response.status_code == 201, response.text
             created.append(response.json())
         first, second, third = created
@@ -113,7 +87,7 @@ async def test_orders_accepted_while_wallet_pool_is_down_get_addresses_when_it_r
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         accepted = []
         for n in range(3):
-            response = await client.post("/v1/orders", json=order_body(10 + n))
+            response = await client.post("/v1/orders", json=order_body(customer_email(10 + n)))
             assert response.status_code == 201, response.text
             body = response.json()
             assert body["status"] == "awaiting_address"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from desk_stack import Stack
-from test_order_intake import import_btc_wallets, order_body
 
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
 from notifier.testing import SmtpServer
+from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 
 ADMIN_EMAIL = "ops@desk.test"
@@ -57,7 +57,7 @@ async def test_a_dead_release_is_an_alert_until_an_admin_replays_it(
         httpx.AsyncClient(base_url=order_api.url) as desk,
         httpx.AsyncClient(base_url=wallet_pool.url) as pool,
     ):
-        order = (await desk.post("/v1/orders", json=order_body(1))).json()
+        order = (await desk.post("/v1/orders", json=order_body(customer_email(1)))).json()
         assert order["status"] == "awaiting_deposit"
         await wallet_pool.stop()
         cancelled = await desk.post(

@@ -25,15 +25,15 @@ import asyncpg
 import httpx
 import pytest
 from aiohttp import web
-from desk_stack import Stack
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
-from test_order_intake import import_btc_wallets, order_body
-from test_production_guards import SERVICES as PRODUCTION_SERVICES
-from test_production_guards import production_env
 
 from coin_addresses import demo_address
+from desk_testing.production import SERVICES as PRODUCTION_SERVICES
+from desk_testing.production import production_env
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from order_api.testing import order_body
 from servicekit.apikeys import mint_key
 from servicekit.testing import (
     ServiceProcess,
@@ -84,7 +84,9 @@ class Desk:
         return operator
 
     async def place_order(self, email: str, **fields: Any) -> dict[str, Any]:
-        created = await self.order_api.post("/v1/orders", json={**order_body(0), "email": email, **fields})
+        created = await self.order_api.post(
+            "/v1/orders", json={**order_body(customer_email(0)), "email": email, **fields}
+        )
         assert created.status_code == 201, created.text
         order: dict[str, Any] = created.json()
         return order
@@ -349,7 +351,9 @@ async def test_api3_broken_object_property_level_authorization(desk: Desk) -> No
     """A property the caller may not set is refused by name (422), never mass-assigned."""
     count = await desk.count_orders()
     for field, value in MASS_ASSIGNED.items():
-        refused = await desk.order_api.post("/v1/orders", json={**order_body(7), field: value})
+        refused = await desk.order_api.post(
+            "/v1/orders", json={**order_body(customer_email(7)), field: value}
+        )
         body = problem(refused, 422, "validation_failed")
         assert field in body["detail"], body
     assert await desk.count_orders() == count
@@ -445,7 +449,7 @@ def test_api3_every_request_body_of_every_service_forbids_unknown_properties(
 async def test_api4_unrestricted_resource_consumption_bodies_and_pages(desk: Desk) -> None:
     count = await desk.count_orders()
     oversized = await desk.order_api.post(
-        "/v1/orders", json={**order_body(8), "payout_address": "T" * 40_000}
+        "/v1/orders", json={**order_body(customer_email(8)), "payout_address": "T" * 40_000}
     )
     problem(oversized, 422, "body_too_large")  # the house answer for a body over the limit, read or not
     assert await desk.count_orders() == count
@@ -467,7 +471,7 @@ async def test_api4_unrestricted_resource_consumption_open_orders_per_customer(d
     placed = [await desk.place_order(email) for _ in range(3)]
     count = await desk.count_orders()
     problem(
-        await desk.order_api.post("/v1/orders", json={**order_body(0), "email": email}),
+        await desk.order_api.post("/v1/orders", json={**order_body(customer_email(0)), "email": email}),
         409,
         "open_order_limit_reached",
     )
@@ -568,7 +572,7 @@ async def test_api4_unrestricted_resource_consumption_one_ipv6_64_is_one_client(
     for n in range(5):
         address = f"2001:db8:6464:6464:{n:x}:{n:x}:{n:x}:{n + 1:x}"
         response = await proxied.post(
-            "/v1/orders", json=order_body(500 + n), headers={"X-Forwarded-For": address}
+            "/v1/orders", json=order_body(customer_email(500 + n)), headers={"X-Forwarded-For": address}
         )
         statuses.append(response.status_code)
         if response.status_code != 201:
@@ -712,14 +716,14 @@ async def test_api6_unrestricted_access_to_sensitive_business_flows_pool_drainin
     statuses = []
     for n in range(5):
         response = await abuse.order_api.post(
-            "/v1/orders", json=order_body(200 + n), headers=spoofed(100 + n)
+            "/v1/orders", json=order_body(customer_email(200 + n)), headers=spoofed(100 + n)
         )
         statuses.append(response.status_code)
         if response.status_code != 201:
             problem(response, 409, "open_order_limit_reached")
     assert statuses == [201, 201, 201, 409, 409], statuses
     problem(
-        await abuse.order_api.post("/v1/orders", json=order_body(299), headers=spoofed(199)),
+        await abuse.order_api.post("/v1/orders", json=order_body(customer_email(299)), headers=spoofed(199)),
         429,
         "rate_limited",
     )
@@ -733,16 +737,16 @@ async def test_api6_unrestricted_access_to_sensitive_business_flows_no_lockout_b
     they fill the attacker's own cap, and the owner of the email, from their own network, still orders."""
     victim = "victim@example.com"
     attacker = {"X-Forwarded-For": "192.0.2.10"}
-    for n in range(3):
-        placed = await proxied.post("/v1/orders", json=order_body(600 + n, email=victim), headers=attacker)
+    for _ in range(3):
+        placed = await proxied.post("/v1/orders", json=order_body(victim), headers=attacker)
         assert placed.status_code == 201, placed.text
     problem(
-        await proxied.post("/v1/orders", json=order_body(603, email=victim), headers=attacker),
+        await proxied.post("/v1/orders", json=order_body(victim), headers=attacker),
         409,
         "open_order_limit_reached",
     )
     own = await proxied.post(
-        "/v1/orders", json=order_body(604, email=victim), headers={"X-Forwarded-For": "198.51.100.7"}
+        "/v1/orders", json=order_body(victim), headers={"X-Forwarded-For": "198.51.100.7"}
     )
     assert own.status_code == 201, own.text
 
@@ -826,7 +830,7 @@ async def test_api8_security_misconfiguration_production_shows_only_what_it_must
             ready = await client.get("/health/ready")
             assert ready.status_code == 200, ready.text
             assert set(ready.json()) == {"status"}, "readiness details (checks, schema) are for a metrics key"
-            created = await client.post("/v1/orders", json=order_body(300))
+            created = await client.post("/v1/orders", json=order_body(customer_email(300)))
             assert created.status_code == 201, created.text
             assert "session_token" in created.json()
             assert "no-store" in created.headers.get("cache-control", "")
@@ -961,12 +965,12 @@ async def test_api10_unsafe_consumption_of_apis_a_hostile_wallet_pool_answer_is_
         try:
             await order_api.start()
             async with httpx.AsyncClient(base_url=order_api.url, timeout=30) as client:
-                honest = await client.post("/v1/orders", json=order_body(399))
+                honest = await client.post("/v1/orders", json=order_body(customer_email(399)))
                 assert honest.status_code == 201, honest.text
                 assert honest.json()["deposit_address"] == HONEST_ADDRESS
                 orders = []
                 for n in range(len(HOSTILE_ANSWERS)):
-                    created = await client.post("/v1/orders", json=order_body(400 + n))
+                    created = await client.post("/v1/orders", json=order_body(customer_email(400 + n)))
                     assert created.status_code == 201, created.text
                     assert "retry-after" not in created.headers
                     assert created.json()["deposit_address"] is None

@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 
 import httpx
-from desk_stack import Stack
-from test_customer_emails import mail_to, text_of
-from test_order_intake import PAYOUT_USDT, import_btc_wallets, order_body
 
-from notifier.testing import SmtpServer
+from desk_testing.stack import Stack, import_btc_wallets
+from notifier.testing import SmtpServer, mail_to, text_of
+from order_api.testing import PAYOUT_USDT, order_body
 from servicekit.testing import ServiceProcess, eventually, migrate_embedded
 
 
@@ -47,7 +46,7 @@ async def test_no_file_and_no_log_holds_a_customers_address_payout_address_or_co
         await service.start()
     await import_btc_wallets(wallet_pool, stack, 1)
 
-    body = order_body(77, email="Carol.Rest@example.com")
+    body = order_body("Carol.Rest@example.com")
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         created = await client.post("/v1/orders", json=body)
         assert created.status_code == 201, created.text

@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from desk_stack import Stack
-from test_customer_emails import text_of
-from test_order_intake import import_btc_wallets, order_body
 
-from notifier.testing import SmtpServer
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from notifier.testing import SmtpServer, text_of
+from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 
 ADMIN_EMAIL = "ops@desk.test"
@@ -63,7 +62,7 @@ async def test_a_draining_pool_raises_one_alert_that_escalates_and_recovers(
     orders: list[dict[str, Any]] = []
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         for n in range(19):  # 19 of 20 taken: 1 free, 5 % < 10 %
-            response = await client.post("/v1/orders", json=order_body(100 + n))
+            response = await client.post("/v1/orders", json=order_body(customer_email(100 + n)))
             assert response.status_code == 201, response.text
             orders.append(response.json())
         assert {order["status"] for order in orders} == {"awaiting_deposit"}
@@ -79,7 +78,7 @@ async def test_a_draining_pool_raises_one_alert_that_escalates_and_recovers(
         assert KEY in text_of(first_mail)
 
         # The last address goes too: the pool is empty, which is worse, so the same alert turns critical ...
-        last = await client.post("/v1/orders", json=order_body(200))
+        last = await client.post("/v1/orders", json=order_body(customer_email(200)))
         orders.append(last.json())
         # ... and, with nobody acknowledging it, an emergency two seconds later.
         [emergency] = await eventually(

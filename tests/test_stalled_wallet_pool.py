@@ -13,11 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from desk_stack import Stack
-from test_customer_emails import mail_to, text_of
-from test_order_intake import import_btc_wallets, order_body
 
-from notifier.testing import SmtpServer
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from notifier.testing import SmtpServer, mail_to, text_of
+from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 
 ANSWER_WITHIN_SECONDS = 3.0
@@ -40,7 +39,7 @@ async def test_an_order_placed_while_wallet_pool_is_frozen_gets_one_email_per_fa
         await service.start()
     [address] = await import_btc_wallets(wallet_pool, stack, 1)
     assert wallet_pool.process is not None
-    body = order_body(41, amount="0.0415")
+    body = order_body(customer_email(41), amount="0.0415")
 
     async with httpx.AsyncClient(base_url=order_api.url, timeout=30) as client:
         os.kill(wallet_pool.process.pid, signal.SIGSTOP)

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from desk_stack import Stack
-from test_customer_emails import mail_to, text_of
-from test_order_intake import import_btc_wallets, order_body
 
-from notifier.testing import SmtpServer
+from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from notifier.testing import SmtpServer, mail_to, text_of
+from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
 
@@ -94,8 +93,8 @@ async def test_operators_take_and_complete_an_order_from_telegram(
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         await link_operator(client, stack, bot_api, ANNA)
         await link_operator(client, stack, bot_api, BORIS)
-        first = (await client.post("/v1/orders", json=order_body(71))).json()
-        queued_body = order_body(72)
+        first = (await client.post("/v1/orders", json=order_body(customer_email(71)))).json()
+        queued_body = order_body(customer_email(72))
         queued = (await client.post("/v1/orders", json=queued_body)).json()
     assert (first["status"], queued["status"]) == ("awaiting_deposit", "queued")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from faults.harness import FaultStack, Outcome, fault_stack, table
+
+from desk_testing.faults import FaultStack, Outcome, fault_stack, table
 
 OUTCOMES = pytest.StashKey[list[Outcome]]()
 

@@ -8,7 +8,8 @@ answers."""
 from __future__ import annotations
 
 import pytest
-from faults.harness import FAULTS, Fault, FaultStack, Outcome, run_burst, run_fault
+
+from desk_testing.faults import FAULTS, Fault, FaultStack, Outcome, run_burst, run_fault
 
 pytestmark = pytest.mark.timeout(300)
 

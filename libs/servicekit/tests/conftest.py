@@ -12,11 +12,11 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from libs.servicekit.tests.kitapps import PEER_SCHEMA, Peer, create_tables, demo_metadata, receiver_metadata
 from servicekit.apikeys import hash_key, mint_key
 from servicekit.db import Database
 from servicekit.telemetry import add_span_processor, configure_tracing
 from servicekit.testing import ServiceProcess, async_url, create_database, drop_database
+from servicekit.testing.kitapps import PEER_SCHEMA, Peer, create_tables, demo_metadata, receiver_metadata
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -67,9 +67,8 @@ async def peer_boot(
     name = await create_database("sk_peer")
     database = Database(url=async_url(name), schema=PEER_SCHEMA, var_dir=var_dir, service_name="kit-peer")
     process = ServiceProcess(
-        app="kitapps:peer_app",
+        app="servicekit.testing.kitapps:peer_app",
         env={
-            "PYTHONPATH": str(TESTS_DIR),
             "KIT_SERVICE_NAME": "kit-peer",
             "KIT_VAR_DIR": str(var_dir),
             "KIT_DATABASE_URL": async_url(name),
@@ -99,7 +98,7 @@ async def peer_boot(
 
 @pytest.fixture(scope="session")
 async def peer(peer_boot: asyncio.Task[Peer] | None) -> Peer:
-    """``kitapps:peer_app`` as a real uvicorn process on a PostgreSQL database of its own, shared by the
+    """``servicekit.testing.kitapps:peer_app`` as a real uvicorn process on a PostgreSQL database of its own, shared by the
     client, telemetry and outbox tests (a process start takes seconds on a busy machine).
 
     It runs with ``trace_sample_ratio=0``: it records no trace of its own, only those its callers sampled.

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from libs.servicekit.tests.kitapps import KitSettings, create_demo_app, in_process_client
 from servicekit.apikeys import ApiKeyEntry, ApiKeyVerifier, hash_key, main, mint_key
+from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
 OLD_KEY = mint_key("oa")
 NEW_KEY = mint_key("oa")

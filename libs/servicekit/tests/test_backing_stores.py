@@ -20,14 +20,6 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
-from libs.servicekit.tests.kitapps import (
-    DEMO_SCHEMA,
-    KitSettings,
-    create_demo_app,
-    create_tables,
-    demo_metadata,
-    in_process_client,
-)
 from servicekit.app import DbSession
 from servicekit.backing import outlasting_outages, redis_client
 from servicekit.cache import ExpiringCache
@@ -40,6 +32,14 @@ from servicekit.testing import (
     eventually,
     free_port,
     terminate_connections,
+)
+from servicekit.testing.kitapps import (
+    DEMO_SCHEMA,
+    KitSettings,
+    create_demo_app,
+    create_tables,
+    demo_metadata,
+    in_process_client,
 )
 from servicekit.workers import PeriodicWorker
 

@@ -12,10 +12,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from libs.servicekit.tests.kitapps import Peer, StockExhaustedError
 from servicekit.client import ServiceClient
 from servicekit.errors import PeerRejectedError, PeerUnavailableError
 from servicekit.testing import free_port
+from servicekit.testing.kitapps import Peer, StockExhaustedError
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Column, Index, Integer, String, Table, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
-from libs.servicekit.tests.kitapps import create_tables
 from servicekit.db import (
     Database,
     Money,
@@ -26,6 +25,7 @@ from servicekit.db import (
     upsert,
 )
 from servicekit.testing import async_url, create_database, drop_database
+from servicekit.testing.kitapps import create_tables
 
 metadata = new_metadata()
 amount_table = Table(

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from libs.servicekit.tests.kitapps import KitSettings, create_demo_app, in_process_client
 from servicekit.errors import PROBLEM_JSON
+from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 from fastapi import Response
 
-from libs.servicekit.tests.kitapps import KitSettings, create_demo_app, in_process_client
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.settings import ServiceSettings
+from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
 DOCS = ("/docs", "/redoc", "/openapi.json")
 METRICS_KEY = mint_key("prom")

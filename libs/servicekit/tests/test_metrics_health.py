@@ -7,11 +7,11 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from libs.servicekit.tests.kitapps import KitSettings, create_demo_app, in_process_client
 from servicekit.app import Runtime
 from servicekit.client import ServiceClient
 from servicekit.settings import PeerSettings
 from servicekit.testing import free_port
+from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
 
 def request_counts(exposition: str) -> dict[tuple[str, str, str], float]:

@@ -26,12 +26,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import SecretStr
 from sqlalchemy import RowMapping, select
 
-from libs.servicekit.tests.kitapps import KitSettings, Peer, create_tables, effect
 from servicekit.app import Runtime
 from servicekit.db import Database, new_metadata, utcnow
 from servicekit.outbox import BatchedEvent, EventEnvelope, OutboxEvent, OutboxRelay, add_event, outbox_table
 from servicekit.settings import PeerSettings
 from servicekit.testing import async_url, create_database, drop_database, eventually, free_port
+from servicekit.testing.kitapps import KitSettings, Peer, create_tables, effect
 
 DESTINATION = "kit-peer"
 sender_metadata = new_metadata()

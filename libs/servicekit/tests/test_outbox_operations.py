@@ -22,7 +22,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from desk_contracts.events import EVENTS
-from libs.servicekit.tests.kitapps import KitSettings, create_tables
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key, require_scope
 from servicekit.app import Runtime, create_service_app
 from servicekit.db import Database, new_metadata
@@ -37,6 +36,7 @@ from servicekit.testing import (
     running_app,
     serve_stand_in,
 )
+from servicekit.testing.kitapps import KitSettings, create_tables
 
 metadata = new_metadata()
 outbox = outbox_table(metadata)

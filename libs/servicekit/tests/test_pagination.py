@@ -11,11 +11,11 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import Column, Integer, String, Table, insert, select
 
-from libs.servicekit.tests.kitapps import create_tables
 from servicekit.db import Database, UtcDateTime, new_metadata
 from servicekit.errors import ValidationFailedError
 from servicekit.pagination import Keyset, Page
 from servicekit.testing import async_url, create_database, drop_database
+from servicekit.testing.kitapps import create_tables
 
 metadata = new_metadata()
 events = Table(

@@ -12,7 +12,9 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.servicekit.tests.kitapps import (
+from servicekit.db import Database
+from servicekit.testing import async_url, create_database, drop_database
+from servicekit.testing.kitapps import (
     DEMO_SCHEMA,
     KitSettings,
     create_demo_app,
@@ -21,8 +23,6 @@ from libs.servicekit.tests.kitapps import (
     in_process_client,
     note,
 )
-from servicekit.db import Database
-from servicekit.testing import async_url, create_database, drop_database
 
 
 @dataclass

@@ -15,12 +15,12 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from libs.servicekit.tests.kitapps import KitSettings, create_tables
 from servicekit.app import Runtime
 from servicekit.db import Database, new_metadata, utcnow
 from servicekit.outbox import delivered_events, inbox_table, outbox_table, processed_events
 from servicekit.retention import RetentionRule, forget_expired
 from servicekit.testing import async_url, create_database, drop_database, eventually
+from servicekit.testing.kitapps import KitSettings, create_tables
 
 SCHEMA = "kit_retention"
 metadata = new_metadata()

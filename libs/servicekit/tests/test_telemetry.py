@@ -17,7 +17,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from libs.servicekit.tests.kitapps import (
+from servicekit.apikeys import mint_key
+from servicekit.telemetry import mask_secrets
+from servicekit.testing.kitapps import (
     KitSettings,
     Peer,
     create_demo_app,
@@ -25,8 +27,6 @@ from libs.servicekit.tests.kitapps import (
     demo_metadata,
     in_process_client,
 )
-from servicekit.apikeys import mint_key
-from servicekit.telemetry import mask_secrets
 
 LogReader = Callable[[], list[dict[str, Any]]]
 

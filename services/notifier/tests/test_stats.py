@@ -15,11 +15,11 @@ from sqlalchemy import insert, select
 
 from notifier.alerts.conditions import AlertPolicy
 from notifier.alerts.models import Alert
-from notifier.alerts.worker import check_delivery_failure_rates
 from notifier.db import SCHEMA
 from notifier.notifications.models import DeliveryAttempt, Notification
 from notifier.stats.service import delivery_stats
 from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, protected
+from notifier.workers.alerts import check_delivery_failure_rates
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
 from servicekit.testing import service_dir

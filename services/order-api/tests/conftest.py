@@ -11,23 +11,20 @@
   ``api`` is the common case of it on ``db_session``;
 - ``protection``, ``make_customer``, ``unique_email``, ``api_keys``;
 - ``notifier_stand_in``: a tiny HTTP receiver of ``POST /v1/events`` on loopback that records envelopes.
+
+The helper classes they hand out (``OrderApi``, ``ApiKeys``, ...) are in ``order_api.testing``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
-from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -37,7 +34,20 @@ from order_api.db import SCHEMA
 from order_api.main import create_app
 from order_api.protection import DataProtection
 from order_api.settings import Settings
-from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from order_api.testing import (
+    TEST_BLIND_INDEX_KEY,
+    TEST_DATA_KEY_ID,
+    TEST_DATA_KEYS,
+    UNREACHABLE_PEER,
+    ApiKeys,
+    CustomerFactory,
+    OrderApi,
+    OrderApiRunner,
+    SettingsFactory,
+    StandInReceiver,
+    TwoRoleDatabase,
+)
+from servicekit.apikeys import mint_key
 from servicekit.db import create_engine
 from servicekit.settings import PeerSettings
 from servicekit.testing import (
@@ -51,18 +61,6 @@ from servicekit.testing import (
     serve_stand_in,
     use_session,
 )
-
-
-def _test_key(label: str) -> str:
-    """A fixed 32-byte key per label: tests are repeatable, and no dev secrets file is written."""
-    return base64.b64encode(hashlib.sha256(f"order-api tests: {label}".encode()).digest()).decode()
-
-
-TEST_DATA_KEY_ID = "test1"
-TEST_DATA_KEYS = {TEST_DATA_KEY_ID: _test_key("data key 1")}
-TEST_BLIND_INDEX_KEY = _test_key("blind index")
-UNREACHABLE_PEER = "http://127.0.0.1:9"
-"""A peer URL nothing listens on (the discard port): relays and clients fail fast, never hang."""
 
 
 @pytest.fixture(scope="session")
@@ -90,16 +88,6 @@ async def own_database_url() -> AsyncIterator[str]:
         yield url
 
 
-@dataclass(frozen=True)
-class TwoRoleDatabase:
-    """One database, two ways in: as the owner of the schema (who ran the migrations), and as the runtime role
-    the service runs as."""
-
-    owner_url: str
-    runtime_url: str
-    runtime_role: str
-
-
 @pytest.fixture
 async def two_role_database() -> AsyncIterator[TwoRoleDatabase]:
     async with (
@@ -109,33 +97,9 @@ async def two_role_database() -> AsyncIterator[TwoRoleDatabase]:
         yield TwoRoleDatabase(owner_url=url, runtime_url=role.url_for(url), runtime_role=role.name)
 
 
-@dataclass(frozen=True)
-class ApiKeys:
-    """Minted API keys the test app accepts, by caller."""
-
-    admin: str
-    wallet_pool: str
-    telegram_gateway: str
-
-    def entries(self) -> list[ApiKeyEntry]:
-        return [
-            ApiKeyEntry(name="admin", hash=hash_key(self.admin), scopes=["admin"]),
-            ApiKeyEntry(name="wallet-pool", hash=hash_key(self.wallet_pool), scopes=["events:publish"]),
-            ApiKeyEntry(
-                name="telegram-gateway",
-                hash=hash_key(self.telegram_gateway),
-                scopes=["orders:act-as-operator"],
-            ),
-        ]
-
-
 @pytest.fixture(scope="session")
 def api_keys() -> ApiKeys:
     return ApiKeys(admin=mint_key("adm"), wallet_pool=mint_key("wp"), telegram_gateway=mint_key("tg"))
-
-
-class SettingsFactory(Protocol):
-    def __call__(self, **overrides: Any) -> Settings: ...
 
 
 @pytest.fixture
@@ -173,9 +137,6 @@ def unique_email() -> str:
     return f"Alice.{uuid.uuid4().hex[:10]}@Example.com"
 
 
-CustomerFactory = Callable[..., Awaitable[Customer]]
-
-
 @pytest.fixture
 def make_customer(db_session: AsyncSession, protection: DataProtection) -> CustomerFactory:
     """``await make_customer(email=None, locale="en")``: a customer in ``db_session``."""
@@ -187,21 +148,6 @@ def make_customer(db_session: AsyncSession, protection: DataProtection) -> Custo
         )
 
     return make
-
-
-@dataclass
-class OrderApi:
-    """order-api running in process: its app, settings and a client for it."""
-
-    app: FastAPI
-    client: httpx.AsyncClient
-    settings: Settings
-
-
-class OrderApiRunner(Protocol):
-    def __call__(
-        self, *, session: AsyncSession | None = None, **overrides: Any
-    ) -> AbstractAsyncContextManager[OrderApi]: ...
 
 
 @pytest.fixture
@@ -226,18 +172,6 @@ async def api(order_api: OrderApiRunner, db_session: AsyncSession) -> AsyncItera
     """order-api on ``db_session``: whatever a test does is rolled back afterwards."""
     async with order_api(session=db_session) as running:
         yield running
-
-
-@dataclass
-class StandInReceiver:
-    """What a stand-in peer received on ``POST /v1/events``."""
-
-    url: str = ""
-    envelopes: list[dict[str, Any]] = field(default_factory=list)
-    authorizations: list[str | None] = field(default_factory=list)
-
-    def of_type(self, event_type: str) -> list[dict[str, Any]]:
-        return [e for e in self.envelopes if e.get("type") == event_type]
 
 
 @pytest.fixture

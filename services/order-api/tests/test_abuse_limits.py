@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import pytest
@@ -29,27 +29,13 @@ from order_api.customers.service import find_or_create_customer
 from order_api.db import SCHEMA
 from order_api.orders.models import Order
 from order_api.protection import DataProtection
+from order_api.testing import OrderApi, OrderApiRunner, order_body
 from servicekit.migrations import alembic_config
 from servicekit.settings import PeerSettings
 from servicekit.testing import migrate_embedded, migrated_database, serve_stand_in, service_dir
 
-if TYPE_CHECKING:
-    from conftest import OrderApi, OrderApiRunner
-
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 ONE_64 = ipaddress.IPv6Network("2001:db8:1:2::/64")
 PROXY = ["127.0.0.0/8"]
-
-
-def order_body(email: str) -> dict[str, Any]:
-    return {
-        "email": email,
-        "from_currency": "BTC",
-        "to_currency": "USDT",
-        "to_network": "TRC20",
-        "amount": "0.05",
-        "payout_address": PAYOUT_USDT,
-    }
 
 
 def new_email(label: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import pytest
@@ -35,12 +35,10 @@ from order_api.audit.service import (
 )
 from order_api.db import SCHEMA
 from order_api.orders.lifecycle import Actor
+from order_api.testing import ApiKeys, OrderApiRunner, TwoRoleDatabase
 from servicekit.db import create_engine, resolve_database_url
 from servicekit.migrations import RuntimeRoleError, upgrade
 from servicekit.testing import service_dir
-
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApiRunner, TwoRoleDatabase
 
 ADMIN = Actor(kind="api-key", id="admin", role="admin")
 TRIGGER = "audit_log_append_only"

@@ -18,6 +18,7 @@ from order_api.customers.models import Customer
 from order_api.customers.service import find_or_create_customer
 from order_api.db import outbox
 from order_api.protection import DataProtection
+from order_api.testing import CustomerFactory, OrderApi, OrderApiRunner, StandInReceiver
 from servicekit.apikeys import mint_key
 from servicekit.db import resolve_database_url, utcnow
 from servicekit.migrations import upgrade
@@ -27,7 +28,7 @@ from servicekit.testing import TEST_EVENT_KEYRING, eventually, service_dir
 
 if TYPE_CHECKING:
     import httpx
-    from conftest import CustomerFactory, OrderApi, OrderApiRunner, StandInReceiver
+
 
 EVENT = "customer.email_code_requested"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import pytest
 from fastapi import FastAPI
@@ -22,10 +21,8 @@ from order_api.auth.service import (
     open_order_session,
     revoke_session,
 )
+from order_api.testing import CustomerFactory, OrderApi, SettingsFactory
 from servicekit.db import utcnow
-
-if TYPE_CHECKING:
-    from conftest import CustomerFactory, OrderApi, SettingsFactory
 
 
 async def test_an_order_session_reaches_its_own_order_only(

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -16,30 +16,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.operators.models import Operator
+from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, order_body
 from servicekit.db import utcnow
 from servicekit.fuzzing import DeepJson, assert_no_server_errors
 from servicekit.testing import migrate_embedded
 
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApi, OrderApiRunner
-
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
-
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-def order_body(**overrides: Any) -> dict[str, Any]:
-    return {
-        "email": f"c.{uuid.uuid4().hex[:10]}@example.com",
-        "from_currency": "BTC",
-        "to_currency": "USDT",
-        "to_network": "TRC20",
-        "amount": "0.05",
-        "payout_address": PAYOUT_USDT,
-        **overrides,
-    }
 
 
 def envelope(**overrides: Any) -> dict[str, Any]:

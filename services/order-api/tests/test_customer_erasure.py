@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -28,10 +28,8 @@ from order_api.operators.models import Operator
 from order_api.orders.intake_persistence import PAYOUT_CONTEXT
 from order_api.orders.models import IdempotencyKey, Order
 from order_api.protection import DataProtection, SealedDataError
+from order_api.testing import ApiKeys, OrderApi, OrderApiRunner
 from servicekit.testing import migrate_embedded, migrated_database, runtime_role
-
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApi, OrderApiRunner
 
 PAYOUT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 

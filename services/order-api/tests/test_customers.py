@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -15,10 +14,8 @@ from order_api.customers.schemas import CustomerEmail, Locale
 from order_api.customers.service import customer_email, find_customer_by_email, find_or_create_customer
 from order_api.db import SCHEMA
 from order_api.protection import DataProtection
+from order_api.testing import CustomerFactory
 from servicekit.db import create_engine
-
-if TYPE_CHECKING:
-    from conftest import CustomerFactory
 
 
 async def test_the_same_email_finds_the_same_customer_whatever_its_case(

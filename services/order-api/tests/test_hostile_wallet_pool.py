@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -23,30 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from coin_addresses import demo_address, validate_address
 from order_api.db import outbox
 from order_api.orders.models import AllocationState, Order, OrderEvent
+from order_api.testing import ApiKeys, OrderApiRunner, order_body
 from order_api.workers.sweeper import reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
 from servicekit.testing import migrate_embedded, serve_stand_in
 
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApiRunner
-
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 HELD_BY_EVERYONE = demo_address(currency="BTC", network="bitcoin", seed=424242)
 ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 SCRIPT = "<script>alert(1)</script>"
 FLOOD_BYTES = 30 * 1024 * 1024
-
-
-def order_body(email: str) -> dict[str, Any]:
-    return {
-        "email": email,
-        "from_currency": "BTC",
-        "to_currency": "USDT",
-        "to_network": "TRC20",
-        "amount": "0.05",
-        "payout_address": PAYOUT_USDT,
-    }
 
 
 class Recorded(logging.Handler):

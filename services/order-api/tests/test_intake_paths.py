@@ -33,6 +33,7 @@ from order_api.db import outbox
 from order_api.orders import intake_persistence
 from order_api.orders.models import IdempotencyKey, Order, OrderEvent
 from order_api.protection import DataProtection
+from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, StandInReceiver, order_body
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
 from servicekit.sealing import open_sealed_payload
@@ -41,27 +42,14 @@ from servicekit.testing import TEST_EVENT_KEYRING, eventually, serve_stand_in, s
 
 if TYPE_CHECKING:
     import httpx
-    from conftest import ApiKeys, OrderApi, OrderApiRunner, StandInReceiver
 
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+
 BTC_DEPOSITS = [
     "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
     "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
     "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2",
 ]
 ANY_ID = "<id>"
-
-
-def order_body(email: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "email": email,
-        "from_currency": "BTC",
-        "to_currency": "USDT",
-        "to_network": "TRC20",
-        "amount": "0.05",
-        "payout_address": PAYOUT_USDT,
-        **overrides,
-    }
 
 
 @dataclass

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
@@ -24,30 +23,15 @@ from order_api.orders.intake import INTAKE_GRACE, request_fingerprint
 from order_api.orders.models import IdempotencyKey, Order
 from order_api.orders.schemas import OrderCreate
 from order_api.protection import DataProtection
+from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, order_body
 from order_api.workers.sweeper import announce_silent_orders, reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.sealing import open_sealed_payload
 from servicekit.settings import PeerSettings
 from servicekit.testing import serve_stand_in
 
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApi, OrderApiRunner
-
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 PATIENCE_PER_ATTEMPT = 30.0
 """wallet-pool's per-attempt timeout in these tests: three attempts of it would take minutes."""
-
-
-def order_body(email: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "email": email,
-        "from_currency": "BTC",
-        "to_currency": "USDT",
-        "to_network": "TRC20",
-        "amount": "0.05",
-        "payout_address": PAYOUT_USDT,
-        **overrides,
-    }
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -31,14 +31,11 @@ from order_api.db import SCHEMA, outbox
 from order_api.operators.models import Operator
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.models import Order, OrderEvent
+from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, TwoRoleDatabase
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
 from servicekit.testing import eventually
 
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApi, OrderApiRunner, TwoRoleDatabase
-
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 PAYOUT_BTC = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
 ORDERS = {  # what a customer sends → (what they receive, network, payout address, a fitting amount)
     "BTC": {"to_currency": "USDT", "to_network": "TRC20", "payout_address": PAYOUT_USDT, "amount": "0.05"},

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -17,28 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.customers.models import Customer
 from order_api.db import outbox
 from order_api.orders.models import AllocationState, Order, OrderEvent
+from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, order_body
 from order_api.workers.sweeper import expire_overdue_orders, reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
 from servicekit.testing import eventually, serve_stand_in
 
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApi, OrderApiRunner
-
-PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 BTC_DEPOSIT = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
-
-
-def order_body(customer_email: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "email": customer_email,
-        "from_currency": "BTC",
-        "to_currency": "USDT",
-        "to_network": "TRC20",
-        "amount": "0.05",
-        "payout_address": PAYOUT_USDT,
-        **overrides,
-    }
 
 
 async def count(session: AsyncSession, model: type[Any]) -> int:

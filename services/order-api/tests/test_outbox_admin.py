@@ -8,7 +8,6 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import select, update
@@ -17,11 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.__main__ import main as order_api_cli
 from order_api.audit.models import AuditLog
 from order_api.db import SCHEMA, outbox
+from order_api.testing import ApiKeys, OrderApi
 from servicekit.db import Database, utcnow
 from servicekit.outbox import add_event
-
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApi
 
 
 async def dead_event(session: AsyncSession, *, order_id: str) -> str:

@@ -7,7 +7,6 @@ import json
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from pydantic import SecretStr
@@ -19,9 +18,7 @@ from order_api.protection import (
     SealedDataError,
     new_key,
 )
-
-if TYPE_CHECKING:
-    from conftest import SettingsFactory
+from order_api.testing import SettingsFactory
 
 
 def _protection(*keys: str, current: str, blind: bytes = b"b" * 32) -> DataProtection:

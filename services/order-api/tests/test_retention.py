@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from order_api.main import create_app
-
-if TYPE_CHECKING:
-    from conftest import SettingsFactory
+from order_api.testing import SettingsFactory
 
 
 def test_the_sweep_covers_the_outbox_and_the_inbox(make_settings: SettingsFactory) -> None:

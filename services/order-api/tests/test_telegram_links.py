@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -25,12 +25,10 @@ from order_api.db import SCHEMA
 from order_api.operators.models import Operator, TelegramLinkCode
 from order_api.operators.telegram_links import LINK_CODE_ALPHABET, link_code_hash
 from order_api.protection import DataProtection
+from order_api.testing import ApiKeys, OrderApi, OrderApiRunner
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
 from servicekit.testing import service_dir
-
-if TYPE_CHECKING:
-    from conftest import ApiKeys, OrderApi, OrderApiRunner
 
 LINKS = "/v1/telegram/links"
 INVALID_DETAIL = "The link code is wrong, expired or already used. Ask an admin for a new code."

@@ -10,9 +10,8 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,21 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
 
-sys.path.insert(0, str(Path(__file__).parent))  # gatewaytest, importable by the test modules
-
-from gatewaytest import GATEWAY_KEY, Gateway, StandInOrderApi, StandInWalletPool, registered, serve
-
 from servicekit.db import Database
 from servicekit.settings import PeerSettings
 from servicekit.testing import free_port, migrated_database
 from telegram_gateway.db import SCHEMA
 from telegram_gateway.main import create_app
 from telegram_gateway.testing import FakeBotApi, make_settings
-
-Launch = Callable[..., contextlib.AbstractAsyncContextManager[Gateway]]
+from telegram_gateway.testing.harness import (
+    GATEWAY_KEY,
+    Gateway,
+    Launch,
+    StandInOrderApi,
+    StandInWalletPool,
+    registered,
+    serve,
+)
 
 
 @pytest.fixture(scope="session")

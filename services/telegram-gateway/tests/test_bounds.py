@@ -9,14 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Launch
-from gatewaytest import Gateway, StandInOrderApi, order_message
 
 from servicekit.db import resolve_database_url
 from servicekit.fuzzing import DeepJson, assert_no_server_errors
 from servicekit.migrations import upgrade
 from servicekit.testing import service_dir
 from telegram_gateway.testing import KEYS, WEBHOOK_SECRET
+from telegram_gateway.testing.harness import Gateway, Launch, StandInOrderApi, order_message
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 

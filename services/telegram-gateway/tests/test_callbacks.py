@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import Launch
-from gatewaytest import ANNA, BORIS, MALLORY, Gateway, StandInOrderApi, order_message
 
 from servicekit.db import Database
 from servicekit.testing import eventually
@@ -24,6 +22,15 @@ from telegram_gateway.testing import (
     ChatMessage,
     FakeBotApi,
     TelegramUser,
+)
+from telegram_gateway.testing.harness import (
+    ANNA,
+    BORIS,
+    MALLORY,
+    Gateway,
+    Launch,
+    StandInOrderApi,
+    order_message,
 )
 
 

@@ -6,15 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gatewaytest import (
-    ANNA,
-    GATEWAY_KEY,
-    StandInOrderApi,
-    StandInWalletPool,
-    order_message,
-    registered,
-    serve,
-)
 from pydantic import SecretStr
 
 from servicekit.db import resolve_database_url
@@ -23,6 +14,15 @@ from servicekit.settings import PeerSettings
 from servicekit.testing import free_port, service_dir
 from telegram_gateway.main import create_app
 from telegram_gateway.testing import OPERATORS_CHAT_ID, FakeBotApi, make_settings
+from telegram_gateway.testing.harness import (
+    ANNA,
+    GATEWAY_KEY,
+    StandInOrderApi,
+    StandInWalletPool,
+    order_message,
+    registered,
+    serve,
+)
 
 
 async def test_the_gateway_works_on_sqlite(

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conftest import Launch
-from gatewaytest import StandInOrderApi, alert_message, order_message
 from sqlalchemy import func, select, text
 
 from servicekit.db import Database
 from telegram_gateway.cards.models import PostedMessage
 from telegram_gateway.messages.models import MessageDelivery
 from telegram_gateway.testing import KEYS, OPERATORS_CHAT_ID, SUPPORT_CHAT_ID, FakeBotApi
+from telegram_gateway.testing.harness import Launch, StandInOrderApi, alert_message, order_message
 
 TAKEN: dict[str, Any] = {
     "status": "in_progress",

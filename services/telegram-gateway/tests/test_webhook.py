@@ -6,12 +6,18 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import Launch
-from gatewaytest import ANNA, MALLORY, StandInOrderApi, StandInWalletPool, order_message
 
 from servicekit.db import Database
 from servicekit.testing import eventually
 from telegram_gateway.testing import OPERATORS_CHAT_ID, WEBHOOK_SECRET, FakeBotApi, TelegramUser
+from telegram_gateway.testing.harness import (
+    ANNA,
+    MALLORY,
+    Launch,
+    StandInOrderApi,
+    StandInWalletPool,
+    order_message,
+)
 
 
 async def test_on_start_the_bot_sets_its_webhook_with_the_secret_and_its_commands(

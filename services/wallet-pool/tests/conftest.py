@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,15 +17,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-sys.path.insert(0, str(Path(__file__).parent))  # pooltest, importable by the test modules
-
-from pooltest import KEYS, PoolApi, RunningApp, make_settings
-
 from servicekit.app import request_session
 from servicekit.db import Database
 from servicekit.testing import isolated_session, migrated_database, running_app, use_session
 from wallet_pool.db import SCHEMA
 from wallet_pool.main import create_app
+from wallet_pool.testing import KEYS, PoolApi, RunningApp, make_settings
 
 # -- behaviour tests: one migrated database, one rolled-back transaction per test -----------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pooltest import PoolApi, RunningApp, assert_pool_invariants
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +12,7 @@ from desk_contracts.events import WalletAssigned
 from servicekit.db import utcnow
 from wallet_pool.allocations.service import hand_rested_wallets_to_waiting_orders
 from wallet_pool.pools import Pool
+from wallet_pool.testing import PoolApi, RunningApp, assert_pool_invariants
 
 
 async def rows(session: AsyncSession, sql: str, **params: Any) -> list[Any]:

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pooltest import KEYS, PoolApi, RunningApp, make_settings
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import resolve_database_url, utcnow
@@ -18,6 +17,7 @@ from servicekit.fuzzing import assert_no_server_errors
 from servicekit.migrations import upgrade
 from servicekit.testing import running_app, service_dir
 from wallet_pool.main import create_app
+from wallet_pool.testing import KEYS, PoolApi, RunningApp, make_settings
 
 CALLERS = {
     "admin": {"Authorization": f"Bearer {KEYS.admin}"},

@@ -6,7 +6,6 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from pooltest import PoolApi, assert_pool_invariants, make_settings
 from sqlalchemy import select, text
 
 from servicekit.db import resolve_database_url
@@ -15,6 +14,7 @@ from servicekit.testing import running_app, service_dir
 from wallet_pool.db import outbox
 from wallet_pool.levels.service import watch_pool_levels
 from wallet_pool.main import create_app
+from wallet_pool.testing import PoolApi, assert_pool_invariants, make_settings
 
 
 async def test_allocate_queue_release_and_hand_over_on_sqlite(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pooltest import PoolApi, RunningApp, make_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +18,7 @@ from wallet_pool.levels.models import Level
 from wallet_pool.levels.service import PoolFigures, next_level, update_pool_level, watch_pool_levels
 from wallet_pool.main import create_app
 from wallet_pool.pools import Pool
+from wallet_pool.testing import PoolApi, RunningApp, make_settings
 
 BTC = Pool("BTC", "bitcoin")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pooltest import PoolApi
+from wallet_pool.testing import PoolApi
 
 
 async def test_every_route_is_documented(api: PoolApi) -> None:

@@ -9,7 +9,6 @@ import os
 import uuid
 
 import pytest
-from pooltest import PoolApi
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +17,7 @@ from servicekit.db import utcnow
 from servicekit.outbox import add_event
 from wallet_pool.__main__ import main as wallet_pool_cli
 from wallet_pool.db import outbox
+from wallet_pool.testing import PoolApi
 
 
 async def test_admins_with_the_scope_list_and_replay_dead_events(

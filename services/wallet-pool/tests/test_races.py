@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pooltest import KEYS, PoolApi, addresses, assert_pool_invariants, make_settings
 from sqlalchemy import text
 
 from servicekit.db import Database
@@ -28,6 +27,7 @@ from wallet_pool.allocations.schemas import (
 )
 from wallet_pool.allocations.service import allocate_wallet, allocation_of, release_allocation
 from wallet_pool.settings import Settings
+from wallet_pool.testing import KEYS, PoolApi, addresses, assert_pool_invariants, make_settings
 from wallet_pool.wallets.service import disable_wallet, enable_wallet, import_wallets
 
 Answer = AllocationAllocatedRead | AllocationQueuedRead

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pooltest import make_settings
-
 from wallet_pool.main import create_app
+from wallet_pool.testing import make_settings
 
 
 def test_the_sweep_covers_the_outbox_and_the_inbox(tmp_path: Path) -> None:

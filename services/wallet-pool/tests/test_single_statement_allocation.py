@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from pooltest import addresses, assert_pool_invariants, make_settings
 from sqlalchemy import text
 
 from servicekit.db import Database, utcnow
@@ -26,6 +25,7 @@ from wallet_pool.allocations.schemas import AllocationAllocatedRead, AllocationQ
 from wallet_pool.allocations.service import allocate_wallet, release_allocation
 from wallet_pool.pools import Pool
 from wallet_pool.settings import Settings
+from wallet_pool.testing import addresses, assert_pool_invariants, make_settings
 from wallet_pool.wallets.repository import ReservedWallet
 from wallet_pool.wallets.service import import_wallets
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pooltest import PoolApi, RunningApp
+
+from wallet_pool.testing import PoolApi, RunningApp
 
 
 def by_currency(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -3,12 +3,12 @@ passed, with nobody releasing anything then (real commits, the worker started by
 
 from __future__ import annotations
 
-from pooltest import PoolApi, assert_pool_invariants, make_settings
 from sqlalchemy import text
 
 from servicekit.db import Database, utcnow
 from servicekit.testing import eventually, running_app
 from wallet_pool.main import create_app
+from wallet_pool.testing import PoolApi, assert_pool_invariants, make_settings
 
 
 async def test_a_rested_wallet_reaches_the_head_of_the_queue(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pooltest import PoolApi, RunningApp, addresses, make_settings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wallet_pool.main import create_app
+from wallet_pool.testing import PoolApi, RunningApp, addresses, make_settings
 
 
 def typo(address: str) -> str:
@@ -130,9 +130,8 @@ async def test_an_import_over_the_limit_or_for_an_unknown_pool_is_refused(
 
 
 async def test_the_limit_is_a_setting(database_url: str) -> None:
-    from pooltest import KEYS
-
     from servicekit.testing import running_app
+    from wallet_pool.testing import KEYS
 
     app = create_app(make_settings(database_url, wallet_import_max_addresses=2))
     async with running_app(app) as client:

@@ -7,18 +7,19 @@ from fastapi import FastAPI
 from notifier.alerts.conditions import AlertPolicy
 from notifier.alerts.router import router as alerts_router
 from notifier.alerts.service import METRICS_INFO_KEY
-from notifier.alerts.worker import AlertWorker
 from notifier.db import SCHEMA, inbox
 from notifier.email import EmailSender, build_chain
 from notifier.events import event_handlers
 from notifier.metrics import AlertMetrics, DeliveryMetrics
-from notifier.notifications.retention import notification_retention
+from notifier.notifications.outcomes import ChannelSender
 from notifier.notifications.router import router as notifications_router
-from notifier.notifications.worker import ChannelSender, DeliveryWorker, delivery_queue_gauges
 from notifier.protection import DataProtection, attach_protection
 from notifier.settings import Settings
 from notifier.stats.router import router as stats_router
 from notifier.telegram.sender import TelegramSender
+from notifier.workers.alerts import AlertWorker
+from notifier.workers.delivery import DeliveryWorker, delivery_queue_gauges
+from notifier.workers.retention import notification_retention
 from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
 from servicekit.settings import load_settings

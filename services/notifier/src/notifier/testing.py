@@ -24,10 +24,10 @@ from sqlalchemy import select
 
 from notifier.email import EmailSender, FallbackChain, SmtpProvider
 from notifier.notifications.models import DeliveryAttempt, Notification
-from notifier.notifications.worker import DeliveryWorker
 from notifier.protection import PROTECTION_INFO_KEY, DataProtection, attach_protection
 from notifier.settings import Settings
 from notifier.telegram.sender import TelegramSender
+from notifier.workers.delivery import DeliveryWorker
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.client import ServiceClient
 from servicekit.db import Database
@@ -36,6 +36,7 @@ from servicekit.testing import (
     TEST_EVENT_KEY_ID,
     TEST_EVENT_KEYRING,
     TEST_EVENT_KEYS,
+    eventually,
     fixed_key,
     free_port,
     serve_stand_in,
@@ -137,6 +138,28 @@ FAST_WORKER: dict[str, Any] = {
     "poll_seconds": 0.05,
     "batch_size": 10,
 }
+
+
+def text_of(message: EmailMessage) -> str:
+    """The plain-text part of an email."""
+    body = message.get_body(preferencelist=("plain",))
+    if body is None:
+        raise AssertionError(f"no plain-text part in {message['Subject']!r}")
+    return str(body.get_content())
+
+
+async def mail_to(smtp: SmtpServer, recipient: str, count: int) -> list[EmailMessage]:
+    """The emails to ``recipient`` once ``smtp`` has received ``count`` of them (15 s at most)."""
+
+    async def received() -> list[EmailMessage]:
+        return [m for m in smtp.messages if str(m["To"]) == recipient]
+
+    return await eventually(
+        received,
+        until=lambda found: len(found) >= count,
+        within=15.0,
+        message=f"{count} email(s) to {recipient}",
+    )
 
 
 def make_worker(database: Database, smtp: SmtpServer, **overrides: Any) -> DeliveryWorker:

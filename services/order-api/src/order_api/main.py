@@ -13,24 +13,18 @@ from order_api.db import SCHEMA, inbox, outbox
 from order_api.operators.admin_router import router as operators_admin_router
 from order_api.operators.router import router as operators_router
 from order_api.operators.telegram_router import router as telegram_router
-from order_api.operators.timeouts import sweep_idle_assignments
 from order_api.orders.events import wallet_event_handlers
 from order_api.orders.lifecycle import PROTECTION_INFO_KEY
 from order_api.orders.router import router as orders_router
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from order_api.stats.router import router as stats_router
-from order_api.workers.sweeper import (
-    announce_silent_orders,
-    expire_overdue_orders,
-    reconcile_pending_allocations,
-)
+from order_api.workers.sweeper import order_sweeps
 from servicekit.app import Runtime, create_service_app
 from servicekit.client import ServiceClient
 from servicekit.events import events_router
 from servicekit.ratelimit import RateLimiter, parse_networks
 from servicekit.settings import load_settings
-from servicekit.workers import PeriodicWorker
 
 DESCRIPTION = """
 The public API of the Exchange Desk: customers create orders and follow them; operators take and drive
@@ -56,36 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_inbox_retention(inbox)
     wallet_pool_client = WalletPoolClient(wallet_pool)
 
-    async def expire() -> int:
-        return await expire_overdue_orders(database=runtime.database)
-
-    async def reconcile() -> int:
-        return await reconcile_pending_allocations(
-            database=runtime.database, wallet_pool=wallet_pool_client, settings=settings
-        )
-
-    runtime.add_worker(
-        PeriodicWorker(name="order-expiry", job=expire, interval_seconds=settings.sweep_seconds)
-    )
-    runtime.add_worker(
-        PeriodicWorker(name="allocation-reconciler", job=reconcile, interval_seconds=settings.sweep_seconds)
-    )
-
-    async def announce() -> int:
-        return await announce_silent_orders(database=runtime.database, settings=settings)
-
-    runtime.add_worker(
-        PeriodicWorker(name="order-announcer", job=announce, interval_seconds=settings.sweep_seconds)
-    )
-
-    async def time_out_assignments() -> int:
-        return await sweep_idle_assignments(database=runtime.database, settings=settings)
-
-    runtime.add_worker(
-        PeriodicWorker(
-            name="assignment-timeout", job=time_out_assignments, interval_seconds=settings.sweep_seconds
-        )
-    )
+    for sweep in order_sweeps(database=runtime.database, wallet_pool=wallet_pool_client, settings=settings):
+        runtime.add_worker(sweep)
     app = create_service_app(
         settings=settings,
         runtime=runtime,

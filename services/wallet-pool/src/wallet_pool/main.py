@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from fastapi import FastAPI
 
 from servicekit.apikeys import require_scope
@@ -11,15 +9,14 @@ from servicekit.app import Runtime, create_service_app
 from servicekit.events import events_router
 from servicekit.outbox_admin import OUTBOX_ADMIN_SCOPE, outbox_admin_router
 from servicekit.settings import load_settings
-from servicekit.workers import PeriodicWorker
 from wallet_pool.allocations.events import order_event_handlers
 from wallet_pool.allocations.router import router as allocations_router
 from wallet_pool.db import SCHEMA, inbox, outbox
-from wallet_pool.levels.service import watch_pool_levels
 from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 from wallet_pool.stats.router import router as stats_router
 from wallet_pool.wallets.router import router as wallets_router
+from wallet_pool.workers.pool_levels import pool_level_watch
 from wallet_pool.workers.queue_sweeper import QueueSweeper
 
 DESCRIPTION = """
@@ -64,14 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = PoolMetrics(app.state.metrics_registry)
     app.state.pool_metrics = metrics
     runtime.add_worker(QueueSweeper(database=runtime.database, settings=settings, metrics=metrics).worker())
-    runtime.add_worker(
-        PeriodicWorker(
-            name="pool-level-watch",
-            job=lambda: watch_pool_levels(database=runtime.database, settings=settings),
-            interval_seconds=settings.pool_watch_seconds,
-            batch_size=sys.maxsize,  # a pass covers every pool
-        )
-    )
+    runtime.add_worker(pool_level_watch(database=runtime.database, settings=settings))
     runtime.add_busy_tables("wallet", "allocation", "wait_queue_entry")
     app.include_router(wallets_router)
     app.include_router(allocations_router)

@@ -10,8 +10,13 @@ from jinja2 import TemplateError
 from notifier.email.providers import FallbackChain, OutgoingEmail
 from notifier.messages import TemplateValueMissingError, UnknownTemplateError, render_email
 from notifier.notifications.models import Channel
-from notifier.notifications.outcomes import DeliveryError, PermanentDeliveryError
-from notifier.notifications.worker import Claimed, Delivered, SendFailed
+from notifier.notifications.outcomes import (
+    Claimed,
+    Delivered,
+    DeliveryError,
+    PermanentDeliveryError,
+    SendFailed,
+)
 
 
 class EmailSender:

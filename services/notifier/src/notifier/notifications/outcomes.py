@@ -1,8 +1,14 @@
-"""How a channel reports a failed send: :class:`TransientDeliveryError` (worth retrying later) or
+"""What the delivery worker hands a channel (:class:`Claimed`) and what the channel answers: :class:`Delivered`,
+or how a send failed: :class:`TransientDeliveryError` (worth retrying later) or
 :class:`PermanentDeliveryError` (no retry can fix it). Every channel (email providers, telegram-gateway)
 raises these; the delivery worker turns them into attempt outcomes."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from notifier.notifications.models import Channel
 
 
 class DeliveryError(Exception):
@@ -15,3 +21,43 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """No retry can fix it (invalid recipient, SMTP 5xx, an API's other 4xx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    template: str
+    locale: str
+    recipient: str
+    variables: dict[str, Any]
+    attempts: int
+    traceparent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What a sender reports once the message was accepted."""
+
+    provider: str
+    subject: str | None = None
+
+
+class ChannelSender(Protocol):
+    """Sends one claimed notification of ``channel``; raises :class:`TransientDeliveryError` or
+    :class:`PermanentDeliveryError`, or :class:`SendFailed` wrapping one to record the provider and subject
+    known when it failed."""
+
+    channel: Channel
+    name: str
+
+    async def send(self, item: Claimed) -> Delivered: ...
+
+
+class SendFailed(Exception):
+    """Wraps a delivery error with the provider and subject known when it happened."""
+
+    def __init__(self, error: Exception, *, provider: str, subject: str | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.provider = provider
+        self.subject = subject

@@ -14,8 +14,7 @@ import logging
 import httpx
 
 from notifier.notifications.models import Channel
-from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
-from notifier.notifications.worker import Claimed, Delivered
+from notifier.notifications.outcomes import Claimed, Delivered, PermanentDeliveryError, TransientDeliveryError
 from servicekit.client import ServiceClient
 from servicekit.errors import DomainError, PeerUnavailableError
 

@@ -1,7 +1,8 @@
 """Assignment timeout (seed 13.4): an order taken and left untouched — no step of its story (``order_event``)
 for ``assignment_timeout_minutes``, or the override for its currency — goes back to the takeable pool, and
 ``order.assignment_timed_out`` tells the operators. Orders waiting on an open escalation are left alone:
-support holds them up, not the operator. Runs in every replica; rows are claimed with ``SKIP LOCKED``."""
+support holds them up, not the operator. The assignment-timeout worker (``order_api.workers.sweeper``) runs
+it in every replica; rows are claimed with ``SKIP LOCKED``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from order_api.operators.workflow import deposit_deadline, has_open_escalation
 from order_api.orders.lifecycle import ORDER_ASSIGNMENT_TIMED_OUT, SYSTEM_ASSIGNMENT_TIMEOUT, give_back
 from order_api.orders.models import Order, OrderEvent, OrderStatus
 from order_api.settings import Settings
-from servicekit.db import Database, utcnow
+from servicekit.db import utcnow
 from servicekit.plurals import english
 
 log = logging.getLogger("order_api.operators.timeouts")
@@ -72,9 +73,3 @@ async def return_idle_assignments(session: AsyncSession, *, settings: Settings) 
     if orders:
         log.info("idle assignments returned to the pool", extra={"count": len(orders)})
     return len(orders)
-
-
-async def sweep_idle_assignments(*, database: Database, settings: Settings) -> int:
-    """One pass of the assignment-timeout worker, in its own transaction."""
-    async with database.sessionmaker.begin() as session:
-        return await return_idle_assignments(session, settings=settings)

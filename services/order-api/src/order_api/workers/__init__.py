@@ -1,1 +1,2 @@
-"""order-api's background workers: expiry and allocation reconciliation."""
+"""order-api's background workers: the order sweeps (expiry, allocation reconciliation, announcement,
+assignment timeout)."""

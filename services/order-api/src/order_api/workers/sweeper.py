@@ -1,4 +1,4 @@
-"""Expiry and reconciliation, run periodically in every replica (rows are claimed with ``SKIP LOCKED``).
+"""The order sweeps, run every ``sweep_seconds`` in every replica (rows are claimed with ``SKIP LOCKED``).
 
 - Expiry: open orders not yet taken (``awaiting_address``, ``queued``, ``awaiting_deposit``) past
   ``expires_at`` become ``expired``, which releases their address (a finite pool must not be held by
@@ -8,6 +8,7 @@
   (``awaiting_deposit``) or a place in its queue (``queued``).
 - Announcement: an order whose intake died between writing it and announcing it (a crash, a kill) is
   announced as it is now, once its request can no longer be running.
+- Assignment timeout: a taken order left untouched goes back to the pool (``operators.timeouts``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from order_api.clients.wallet_pool import WalletPoolClient
+from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.intake import intake_abandoned_before
 from order_api.orders.intake_persistence import announce_order, apply_allocation, log_unusable_answer
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
@@ -29,6 +31,7 @@ from order_api.orders.models import AllocationState, Order, OrderStatus
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
+from servicekit.workers import PeriodicWorker
 
 log = logging.getLogger("order_api.workers")
 BATCH = 100
@@ -144,3 +147,38 @@ async def announce_silent_orders(*, database: Database, settings: Settings) -> i
     if orders:
         log.warning("orders announced that intake had left silent", extra={"count": len(orders)})
     return len(orders)
+
+
+async def sweep_idle_assignments(*, database: Database, settings: Settings) -> int:
+    """One pass of the assignment-timeout worker, in its own transaction."""
+    async with database.sessionmaker.begin() as session:
+        return await return_idle_assignments(session, settings=settings)
+
+
+def order_sweeps(
+    *, database: Database, wallet_pool: WalletPoolClient, settings: Settings
+) -> list[PeriodicWorker]:
+    """The four sweeps, each a worker of its own (one failing never holds up the others)."""
+    every = settings.sweep_seconds
+    return [
+        PeriodicWorker(
+            name="order-expiry", job=lambda: expire_overdue_orders(database=database), interval_seconds=every
+        ),
+        PeriodicWorker(
+            name="allocation-reconciler",
+            job=lambda: reconcile_pending_allocations(
+                database=database, wallet_pool=wallet_pool, settings=settings
+            ),
+            interval_seconds=every,
+        ),
+        PeriodicWorker(
+            name="order-announcer",
+            job=lambda: announce_silent_orders(database=database, settings=settings),
+            interval_seconds=every,
+        ),
+        PeriodicWorker(
+            name="assignment-timeout",
+            job=lambda: sweep_idle_assignments(database=database, settings=settings),
+            interval_seconds=every,
+        ),
+    ]

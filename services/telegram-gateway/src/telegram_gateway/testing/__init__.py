@@ -34,12 +34,12 @@ from aiohttp import web
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from telegram_gateway.settings import Settings
 
-BOT_TOKEN = "7000000001:AAHfakeTokenForTheExchangeDeskTests_01"  # noqa: S105 (a fake server's token)
+BOT_TOKEN = "7000000001:AAHfakeTokenForTheExchangeDeskTests_01"
 BOT_ID = 7000000001
 BOT_USERNAME = "exchange_desk_test_bot"
 OPERATORS_CHAT_ID = -1001000000001
 SUPPORT_CHAT_ID = -1001000000002
-WEBHOOK_SECRET = "test-webhook-secret_0123456789abcdef"  # noqa: S105 (a fake server's secret)
+WEBHOOK_SECRET = "test-webhook-secret_0123456789abcdef"
 
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are exactly the "

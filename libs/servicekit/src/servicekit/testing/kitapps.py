@@ -1,7 +1,6 @@
 """Small apps built with servicekit, shared by the tests and the uvicorn processes they start.
 
-The tests import it as ``libs.servicekit.tests.kitapps`` (the rootdir-relative name pytest's importlib mode
-and mypy both resolve); the uvicorn processes as ``kitapps``, with this directory as ``PYTHONPATH``.
+servicekit's tests import it, and start ``servicekit.testing.kitapps:peer_app`` as a uvicorn process.
 Everything here uses servicekit exactly as a service would.
 """
 

@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
+from coin_addresses import demo_address
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.testing import TEST_EVENT_KEY_ID, TEST_EVENT_KEYS, ServiceProcess, free_port
 from telegram_gateway.testing import OPERATORS_CHAT_ID, SUPPORT_CHAT_ID, WEBHOOK_SECRET, FakeBotApi
@@ -207,3 +210,22 @@ class Stack:
             log_path=self.logs / "telegram-gateway.log",
             port=self.telegram_gateway_port,
         )
+
+
+def customer_email(n: int) -> str:
+    """The address of the desk tests' customer number ``n``."""
+    return f"customer{n}@example.com"
+
+
+async def import_btc_wallets(wallet_pool: ServiceProcess, stack: Stack, count: int) -> list[str]:
+    """Import ``count`` BTC deposit addresses into the running ``wallet_pool``; the addresses."""
+    addresses = [demo_address(currency="BTC", network="bitcoin", seed=1000 + i) for i in range(count)]
+    async with httpx.AsyncClient(base_url=wallet_pool.url) as client:
+        response = await client.post(
+            "/v1/wallets",
+            json={"currency": "BTC", "addresses": addresses},
+            headers={"Authorization": f"Bearer {stack.keys.wallet_pool_admin}"},
+        )
+    if response.status_code != 201:
+        raise AssertionError(f"wallet import answered {response.status_code}: {response.text}")
+    return addresses

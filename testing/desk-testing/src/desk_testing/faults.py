@@ -26,11 +26,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 import httpx
-from desk_stack import Stack
-from test_order_intake import order_body
 
 from coin_addresses import demo_address
+from desk_testing.stack import Stack
 from notifier.testing import SmtpServer
+from order_api.testing import order_body
 from servicekit.testing import PrivateRedis, ServiceProcess, eventually, migrated_database
 from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
 
@@ -313,7 +313,7 @@ async def place_order(client: Client, intent: Intent, *, retried: bool = True) -
         "create",
         "POST",
         "/v1/orders",
-        json=order_body(0, email=intent.email),
+        json=order_body(intent.email),
         headers={"Idempotency-Key": intent.key},
     )
     if response is None:

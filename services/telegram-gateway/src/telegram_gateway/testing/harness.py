@@ -1,4 +1,4 @@
-"""Helpers of telegram-gateway's tests: stand-ins for order-api and wallet-pool (small aiohttp apps on
+"""The rest of telegram-gateway's test helpers (the fake Bot API is in ``telegram_gateway.testing``): stand-ins for order-api and wallet-pool (small aiohttp apps on
 loopback that behave like the real operator endpoints and record every call), the gateway served by uvicorn
 in this process (Telegram must be able to reach its webhook), and contract-B message bodies."""
 
@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -426,3 +426,7 @@ async def registered(fake: FakeBotApi, gateway: Gateway) -> None:
 
 async def _ready(gateway: Gateway) -> bool:
     return gateway.telegram.state == "ready"
+
+
+Launch = Callable[..., contextlib.AbstractAsyncContextManager[Gateway]]
+"""What the ``launch`` fixture hands out: ``async with launch(**settings) as gateway``."""

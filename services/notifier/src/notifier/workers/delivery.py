@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import trace
 from sqlalchemy import func, insert, select, update
@@ -28,7 +27,13 @@ from notifier.notifications.models import (
     Notification,
     NotificationStatus,
 )
-from notifier.notifications.outcomes import PermanentDeliveryError, TransientDeliveryError
+from notifier.notifications.outcomes import (
+    ChannelSender,
+    Claimed,
+    PermanentDeliveryError,
+    SendFailed,
+    TransientDeliveryError,
+)
 from notifier.protection import protection_of, without_one_time_secrets
 from servicekit.backing import outlasting_outages
 from servicekit.db import Database, utcnow
@@ -38,46 +43,6 @@ from servicekit.workers import QueueWorker, backoff_delay
 
 log = logging.getLogger("notifier.delivery")
 tracer = trace.get_tracer("notifier.delivery")
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    id: str
-    template: str
-    locale: str
-    recipient: str
-    variables: dict[str, Any]
-    attempts: int
-    traceparent: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """What a sender reports once the message was accepted."""
-
-    provider: str
-    subject: str | None = None
-
-
-class ChannelSender(Protocol):
-    """Sends one claimed notification of ``channel``; raises :class:`TransientDeliveryError` or
-    :class:`PermanentDeliveryError`, or :class:`SendFailed` wrapping one to record the provider and subject
-    known when it failed."""
-
-    channel: Channel
-    name: str
-
-    async def send(self, item: Claimed) -> Delivered: ...
-
-
-class SendFailed(Exception):
-    """Wraps a delivery error with the provider and subject known when it happened."""
-
-    def __init__(self, error: Exception, *, provider: str, subject: str | None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.provider = provider
-        self.subject = subject
 
 
 class DeliveryWorker(QueueWorker):

@@ -1,5 +1,6 @@
-"""What wallet-pool's tests share: keys, settings, the HTTP API as a test calls it, valid addresses, and the
-invariants that must hold after any interleaving of requests (checked in SQL)."""
+"""Test helpers for wallet-pool (like ``servicekit.testing``): keys, settings, the HTTP API as a test calls it,
+valid addresses, and the invariants that must hold after any interleaving of requests (checked in SQL). The
+fixtures that hand these out are in ``services/wallet-pool/tests/conftest.py``."""
 
 from __future__ import annotations
 

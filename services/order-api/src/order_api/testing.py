@@ -1,0 +1,114 @@
+"""Test helpers for order-api and the suites that exercise it (like ``servicekit.testing``): fixed data keys,
+the API keys its test app accepts, the running app and its settings factory, a recorder of the events a peer
+receives, and the body of an order as a frontend sends it. The fixtures that hand these out are in
+``services/order-api/tests/conftest.py``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.customers.models import Customer
+from order_api.settings import Settings
+from servicekit.apikeys import ApiKeyEntry, hash_key
+
+
+def _test_key(label: str) -> str:
+    """A fixed 32-byte key per label: tests are repeatable, and no dev secrets file is written."""
+    return base64.b64encode(hashlib.sha256(f"order-api tests: {label}".encode()).digest()).decode()
+
+
+TEST_DATA_KEY_ID = "test1"
+TEST_DATA_KEYS = {TEST_DATA_KEY_ID: _test_key("data key 1")}
+TEST_BLIND_INDEX_KEY = _test_key("blind index")
+UNREACHABLE_PEER = "http://127.0.0.1:9"
+"""A peer URL nothing listens on (the discard port): relays and clients fail fast, never hang."""
+PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
+"""A valid USDT (TRC20) payout address."""
+
+
+def order_body(email: str | None = None, /, **overrides: Any) -> dict[str, Any]:
+    """``POST /v1/orders``'s body as a frontend sends it: 0.05 BTC for USDT (TRC20), from ``email`` (a fresh
+    address when not given); ``overrides`` replace or add fields (``email=None`` included)."""
+    return {
+        "email": email or f"c.{uuid.uuid4().hex[:10]}@example.com",
+        "from_currency": "BTC",
+        "to_currency": "USDT",
+        "to_network": "TRC20",
+        "amount": "0.05",
+        "payout_address": PAYOUT_USDT,
+        **overrides,
+    }
+
+
+@dataclass(frozen=True)
+class TwoRoleDatabase:
+    """One database, two ways in: as the owner of the schema (who ran the migrations), and as the runtime role
+    the service runs as."""
+
+    owner_url: str
+    runtime_url: str
+    runtime_role: str
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """Minted API keys the test app accepts, by caller."""
+
+    admin: str
+    wallet_pool: str
+    telegram_gateway: str
+
+    def entries(self) -> list[ApiKeyEntry]:
+        return [
+            ApiKeyEntry(name="admin", hash=hash_key(self.admin), scopes=["admin"]),
+            ApiKeyEntry(name="wallet-pool", hash=hash_key(self.wallet_pool), scopes=["events:publish"]),
+            ApiKeyEntry(
+                name="telegram-gateway",
+                hash=hash_key(self.telegram_gateway),
+                scopes=["orders:act-as-operator"],
+            ),
+        ]
+
+
+class SettingsFactory(Protocol):
+    def __call__(self, **overrides: Any) -> Settings: ...
+
+
+CustomerFactory = Callable[..., Awaitable[Customer]]
+
+
+@dataclass
+class OrderApi:
+    """order-api running in process: its app, settings and a client for it."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: Settings
+
+
+class OrderApiRunner(Protocol):
+    def __call__(
+        self, *, session: AsyncSession | None = None, **overrides: Any
+    ) -> AbstractAsyncContextManager[OrderApi]: ...
+
+
+@dataclass
+class StandInReceiver:
+    """What a stand-in peer received on ``POST /v1/events``."""
+
+    url: str = ""
+    envelopes: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+
+    def of_type(self, event_type: str) -> list[dict[str, Any]]:
+        return [e for e in self.envelopes if e.get("type") == event_type]
