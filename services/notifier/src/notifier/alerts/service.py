@@ -28,26 +28,24 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, event, func, or_, select, text, update
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from notifier.alerts import repository
 from notifier.alerts.conditions import AlertChange, AlertCondition, AlertNotice, AlertPolicy, Recovery
 from notifier.alerts.errors import AlertAlreadyResolvedError, AlertNotFoundError
-from notifier.alerts.models import LIVE, Alert, AlertStatus, Severity
+from notifier.alerts.models import Alert, AlertStatus, Severity
 from notifier.alerts.schemas import AlertPageRead, AlertRead
 from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
 from notifier.rules import alert_messages
-from servicekit.db import Database, try_insert, utcnow
-from servicekit.pagination import Keyset
+from servicekit.db import Database, utcnow
 from servicekit.plurals import english
 
 log = logging.getLogger("notifier.alerts")
 
 TITLE_MAX = 200
-NEWEST_FIRST = Keyset("alerts", Alert.raised_at, Alert.id, newest_first=True)
-"""Alerts as listed: newest first, by when they were first raised."""
 METRICS_INFO_KEY = "alert_metrics"
 """Where ``session.info`` holds the app's :class:`AlertMetrics` (``Database.session_info``, set by
 ``notifier.main``): a change is counted once its transaction commits, never when it rolls back."""
@@ -55,30 +53,6 @@ _PENDING_COUNTS = "alert_changes_to_count"
 
 
 # --- reading ---------------------------------------------------------------------------------------------
-
-
-async def _live(session: AsyncSession, key: str) -> Alert | None:
-    """The open or acknowledged alert of ``key``, locked."""
-    alert: Alert | None = await session.scalar(
-        select(Alert)
-        .where(Alert.key == key, Alert.status != AlertStatus.resolved.value)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return alert
-
-
-async def _recently_resolved(session: AsyncSession, key: str, *, since: datetime) -> Alert | None:
-    """The latest alert of ``key`` resolved at or after ``since``, locked."""
-    alert: Alert | None = await session.scalar(
-        select(Alert)
-        .where(Alert.key == key, Alert.status == AlertStatus.resolved.value, Alert.resolved_at >= since)
-        .order_by(Alert.resolved_at.desc())
-        .limit(1)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return alert
 
 
 def to_read(alert: Alert) -> AlertRead:
@@ -95,15 +69,10 @@ async def list_alerts(
     limit: int,
 ) -> AlertPageRead:
     """Newest first (by when the alert was first raised), a page at a time."""
-    query = select(Alert)
-    if status is not None:
-        query = query.where(Alert.status == status.value)
-    if severity is not None:
-        query = query.where(Alert.severity == severity.value)
-    if key is not None:
-        query = query.where(Alert.key == key)
-    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
-    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
+    rows = await repository.alert_page(
+        session, status=status, severity=severity, key=key, cursor=cursor, limit=limit
+    )
+    page, next_cursor = repository.NEWEST_FIRST.cut(rows, limit=limit)
     return AlertPageRead(items=[to_read(a) for a in page], next_cursor=next_cursor)
 
 
@@ -182,9 +151,9 @@ async def raise_alert(
     """Report ``condition``: raise its alert, reopen a recently resolved one, or repeat the live one. Returns
     the change that was told (``None``: nothing anyone needs to hear)."""
     now = utcnow()
-    alert = await _live(session, condition.key)
+    alert = await repository.live_alert(session, key=condition.key)
     if alert is None:
-        recent = await _recently_resolved(session, condition.key, since=now - policy.quiet)
+        recent = await repository.recently_resolved(session, key=condition.key, since=now - policy.quiet)
         if recent is not None:
             return await _reopen(session, recent, condition, policy=policy, event_id=event_id, now=now)
         alert = await _insert(session, condition, now=now)
@@ -194,7 +163,9 @@ async def raise_alert(
                 session, alert, AlertChange.raised, reason="New alert.", policy=policy, event_id=event_id
             )
             return AlertChange.raised
-        alert = await _live(session, condition.key)  # a concurrent raise won: this report is a repeat
+        alert = await repository.live_alert(
+            session, key=condition.key
+        )  # a concurrent raise won: this report is a repeat
         if alert is None:  # pragma: no cover (resolved between the conflict and this read)
             return None
     return await _repeat(session, alert, condition, policy=policy, event_id=event_id, now=now)
@@ -218,8 +189,7 @@ async def _insert(session: AsyncSession, condition: AlertCondition, *, now: date
         "escalated_at": now,
         "updated_at": now,
     }
-    # The literal predicate of the partial index, so PostgreSQL infers it as the arbiter.
-    if not await try_insert(session, Alert, values, conflict=["key"], where=text(LIVE)):
+    if not await repository.insert_live_alert(session, values=values):
         return None
     return await session.get(Alert, alert_id)
 
@@ -332,7 +302,7 @@ async def resolve_alert(
 ) -> AlertChange | None:
     """End the live alert of ``recovery.key`` (nothing when there is none). Its resolution is told now, or,
     for an alert that has reopened before, once it stays resolved for the quiet period (the alert worker)."""
-    alert = await _live(session, recovery.key)
+    alert = await repository.live_alert(session, key=recovery.key)
     if alert is None:
         return None
     now = utcnow()
@@ -391,38 +361,23 @@ async def acknowledge_alert(*, session: AsyncSession, alert_id: str, by: str) ->
 async def escalate_unacknowledged(*, database: Database, policy: AlertPolicy, batch_size: int = 100) -> int:
     """Climb one step for every open alert that has waited long enough at its severity; returns how many."""
     now = utcnow()
-    due = or_(
-        *(
-            and_(Alert.severity == severity.value, Alert.escalated_at <= now - delay)
-            for severity in Severity
-            if (delay := policy.escalation_delay(severity)) is not None
-        )
-    )
+    delays = {
+        severity: delay for severity in Severity if (delay := policy.escalation_delay(severity)) is not None
+    }
     escalated = 0
     async with database.sessionmaker.begin() as session:
-        alerts = (
-            await session.scalars(
-                select(Alert)
-                .where(Alert.status == AlertStatus.open.value, due)
-                .order_by(Alert.escalated_at)
-                .limit(batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        alerts = await repository.claim_due_escalations(session, now=now, delays=delays, limit=batch_size)
         for alert in alerts:
             current = Severity(alert.severity)
             following = list(Severity)[current.rank + 1]
             waited = policy.escalation_delay(current) or timedelta(0)
-            changed = await _conditionally(
-                session,
-                alert,
-                and_(Alert.status == AlertStatus.open.value, Alert.severity == current.value),
-                severity=following.value,
-                escalated_at=now,
-                updated_at=now,
-            )
-            if not changed:
+            # Conditional on the alert being as read: two replicas (or two in-process workers on SQLite,
+            # which has no row locks) never apply one change twice.
+            if not await repository.escalate_if_unchanged(
+                session, alert_id=alert.id, severity_was=current, severity=following, now=now
+            ):
                 continue
+            await session.refresh(alert)
             _count(session, AlertChange.escalated, alert.severity)
             await _tell(
                 session,
@@ -441,27 +396,12 @@ async def tell_settled_resolutions(*, database: Database, policy: AlertPolicy, b
     now = utcnow()
     told = 0
     async with database.sessionmaker.begin() as session:
-        alerts = (
-            await session.scalars(
-                select(Alert)
-                .where(
-                    Alert.status == AlertStatus.resolved.value,
-                    Alert.resolution_notified_at.is_(None),
-                    Alert.resolved_at <= now - policy.quiet,
-                )
-                .order_by(Alert.resolved_at)
-                .limit(batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        alerts = await repository.claim_settled_resolutions(
+            session, resolved_before=now - policy.quiet, limit=batch_size
+        )
         for alert in alerts:
-            changed = await _conditionally(
-                session,
-                alert,
-                and_(Alert.status == AlertStatus.resolved.value, Alert.resolution_notified_at.is_(None)),
-                resolution_notified_at=now,
-            )
-            if changed:
+            if await repository.mark_resolution_told(session, alert_id=alert.id, now=now):
+                await session.refresh(alert)
                 await _tell(
                     session,
                     alert,
@@ -474,31 +414,7 @@ async def tell_settled_resolutions(*, database: Database, policy: AlertPolicy, b
     return told
 
 
-async def _conditionally(
-    session: AsyncSession, alert: Alert, still: ColumnElement[bool], **values: object
-) -> bool:
-    """Update ``alert`` only if it is still as read (``still``): the guard that keeps two replicas (or two
-    in-process workers on SQLite, which has no row locks) from applying one change twice."""
-    result = await session.execute(
-        update(Alert)
-        .where(Alert.id == alert.id, still)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return False
-    await session.refresh(alert)
-    return True
-
-
 async def live_counts(*, database: Database) -> dict[tuple[str, str], int]:
     """Open and acknowledged alerts by (status, severity), for the ``notifier_alerts_live`` gauge."""
     async with database.sessionmaker() as session:
-        rows = (
-            await session.execute(
-                select(Alert.status, Alert.severity, func.count())
-                .where(Alert.status != AlertStatus.resolved.value)
-                .group_by(Alert.status, Alert.severity)
-            )
-        ).all()
-    return {(status, severity): int(count) for status, severity, count in rows}
+        return await repository.live_counts(session)

@@ -9,30 +9,27 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.messages import TEMPLATES
 from notifier.messages.render import resolve_locale
+from notifier.notifications import repository
 from notifier.notifications.errors import NotificationNotFoundError, NotificationNotRedeliverableError
 from notifier.notifications.models import (
     TELEGRAM_KINDS,
     Channel,
-    DeliveryAttempt,
     Notification,
     NotificationStatus,
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from notifier.protection import DataProtection, protection_of
-from servicekit.db import lock_until_commit, try_insert, utcnow
-from servicekit.pagination import Keyset
+from servicekit.db import lock_until_commit, utcnow
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
 
 log = logging.getLogger("notifier.notifications")
 
 ERASED = "erased"
-NEWEST_FIRST = Keyset("notifications", Notification.created_at, Notification.id, newest_first=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -122,17 +119,9 @@ async def queue_notification(
         "traceparent": current_traceparent(),
         "created_at": now,
     }
-    # One notification per event, template and recipient (a redelivered event); without an event (NULL) the
-    # unique constraint never matches, so the row is always inserted.
-    if not await try_insert(
-        session, Notification, values, conflict=["event_id", "template", "recipient_index"]
-    ):
-        existing = await session.scalar(
-            select(Notification.id).where(
-                Notification.event_id == event_id,
-                Notification.template == template,
-                Notification.recipient_index == index,
-            )
+    if not await repository.insert_notification(session, values=values):
+        existing = await repository.notification_of_event(
+            session, event_id=event_id, template=template, recipient_index=index
         )
         if existing is None:  # pragma: no cover (the conflicting row was deleted meanwhile)
             raise RuntimeError("notification conflict without a row")
@@ -148,15 +137,11 @@ async def earlier_emails_of_order(
     PostgreSQL the order is locked for the rest of the transaction first, so two events about it deciding
     at once see each other's emails."""
     await lock_until_commit(session, f"notifier.order:{order_id}")
-    rows = await session.execute(
-        select(Notification.template, Notification.variables_sealed)
-        .where(Notification.order_id == order_id, Notification.channel == Channel.email.value)
-        .order_by(Notification.created_at, Notification.id)
-    )
+    rows = await repository.emails_of_order(session, order_id=order_id)
     protection = protection_of(session)
     return [
         (template, protection.open_variables(sealed) if sealed is not None else None)
-        for template, sealed in rows.tuples()
+        for template, sealed in rows
     ]
 
 
@@ -196,16 +181,11 @@ async def list_notifications(
     cursor: str | None,
     limit: int,
 ) -> NotificationPageRead:
-    """Newest first, a page at a time."""
-    query = select(Notification)
-    if order_id is not None:
-        query = query.where(Notification.order_id == order_id)
-    if channel is not None:
-        query = query.where(Notification.channel == channel.value)
-    if status is not None:
-        query = query.where(Notification.status == status.value)
-    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
-    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
+    """Newest first, keyset-paginated by (created_at, id)."""
+    rows = await repository.notification_page(
+        session, order_id=order_id, channel=channel, status=status, cursor=cursor, limit=limit
+    )
+    page, next_cursor = repository.NEWEST_FIRST.cut(rows, limit=limit)
     protection = protection_of(session)
     return NotificationPageRead(
         items=[to_read(n, protection=protection) for n in page], next_cursor=next_cursor
@@ -240,32 +220,6 @@ async def erase_customer(*, session: AsyncSession, customer_id: str) -> int:
     index and the sealed variables are dropped, error texts too (a provider's may quote the address); one
     still pending is failed, never sent. What stays (template, order id, status, times, attempts) names no
     one. Returns how many notifications were anonymised; erasing twice changes nothing more."""
-    about = select(Notification.id).where(Notification.customer_id == customer_id).scalar_subquery()
-    await session.execute(
-        update(DeliveryAttempt)
-        .where(DeliveryAttempt.notification_id.in_(about), DeliveryAttempt.error.is_not(None))
-        .values(error=None)
-        .execution_options(synchronize_session=False)
-    )
-    anonymised = {
-        "recipient_sealed": None,
-        "recipient_index": None,
-        "variables_sealed": None,
-        "last_error": None,
-    }
-    n = Notification
-    await session.execute(
-        update(n)
-        .where(n.customer_id == customer_id, n.status == NotificationStatus.pending.value)
-        .values(status=NotificationStatus.failed.value)
-        .execution_options(synchronize_session=False)
-    )
-    result = await session.execute(
-        update(n)
-        .where(n.customer_id == customer_id, n.recipient_sealed.is_not(None))
-        .values(**anonymised)
-        .execution_options(synchronize_session=False)
-    )
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = await repository.anonymise_customer(session, customer_id=customer_id)
     log.info("customer erased", extra={"customer_id": customer_id, "notifications": count})
     return count

@@ -17,14 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
-from sqlalchemy import func, insert, select, update
 
 from notifier.metrics import DeliveryMetrics
+from notifier.notifications import repository
 from notifier.notifications.models import (
     AttemptOutcome,
     Channel,
-    DeliveryAttempt,
-    Notification,
     NotificationStatus,
 )
 from notifier.notifications.outcomes import (
@@ -83,32 +81,14 @@ class DeliveryWorker(QueueWorker):
         )
 
     async def claim(self) -> list[Claimed]:
-        n = Notification
-        now = utcnow()
-        due = (
-            select(n.id)
-            .where(
-                n.status == NotificationStatus.pending.value,
-                n.channel == self.channel.value,
-                n.next_attempt_at <= now,
-                n.recipient_sealed.is_not(None),
-                n.variables_sealed.is_not(None),
-            )
-            .order_by(n.next_attempt_at)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        claim = (
-            update(n)
-            .where(n.id.in_(due.scalar_subquery()))
-            .values(next_attempt_at=now + timedelta(seconds=self.lease_seconds))
-            .returning(
-                n.id, n.template, n.locale, n.recipient_sealed, n.variables_sealed, n.attempts, n.traceparent
-            )
-            .execution_options(synchronize_session=False)
-        )
         async with self.database.sessionmaker.begin() as session:
-            rows = (await session.execute(claim)).all()
+            rows = await repository.claim_due(
+                session,
+                channel=self.channel,
+                now=utcnow(),
+                lease_seconds=self.lease_seconds,
+                limit=self.batch_size,
+            )
             protection = protection_of(session)
         # Opened in memory only, for the sender; the table keeps them sealed.
         return [
@@ -193,27 +173,15 @@ class DeliveryWorker(QueueWorker):
 
         async def write() -> None:
             async with self.database.sessionmaker.begin() as session:
-                previous = await session.scalar(
-                    select(func.count())
-                    .select_from(DeliveryAttempt)
-                    .where(DeliveryAttempt.notification_id == item.id)
-                )
-                await session.execute(
-                    insert(DeliveryAttempt).values(
-                        notification_id=item.id,
-                        attempt=int(previous or 0) + 1,
-                        provider=provider,
-                        outcome=outcome.value,
-                        error=error,
-                        duration_ms=duration_ms,
-                        started_at=started_at,
-                    )
-                )
-                await session.execute(
-                    update(Notification)
-                    .where(Notification.id == item.id)
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
+                await repository.record_attempt(
+                    session,
+                    notification_id=item.id,
+                    provider=provider,
+                    outcome=outcome.value,
+                    error=error,
+                    duration_ms=duration_ms,
+                    started_at=started_at,
+                    changes=values,
                 )
 
         # The attempt is over (a sent email or card is out): were its record lost to a database outage, a sent
@@ -244,24 +212,12 @@ class DeliveryWorker(QueueWorker):
             log.error(f"{channel} delivery gave up", extra=extra)
 
 
-GIVEN_UP = (NotificationStatus.dead.value, NotificationStatus.failed.value)
-"""What ``notifier_delivery_queue_dead`` counts: dead-lettered or failed for good, waiting for a redeliver."""
-
-
 async def delivery_queue_figures(*, database: Database) -> dict[str, QueueFigures]:
-    """Pending and given-up notifications per channel, with the oldest pending one's time: one aggregate
-    statement (off ``ix_notification_due``, whose first column is the status)."""
-    n = Notification
-    pending = n.status == NotificationStatus.pending.value
-    statement = (
-        select(n.channel, pending.label("pending"), func.count(), func.min(n.created_at))
-        .where(n.status.in_([NotificationStatus.pending.value, *GIVEN_UP]))
-        .group_by(n.channel, pending)
-    )
+    """Pending and given-up notifications per channel, with the oldest pending one's time."""
     waiting: dict[str, tuple[int, datetime | None]] = {}
     given_up: dict[str, int] = {}
     async with database.sessionmaker() as session:
-        for channel, is_pending, count, oldest in await session.execute(statement):
+        for channel, is_pending, count, oldest in await repository.queue_counts(session):
             if is_pending:
                 waiting[channel] = (int(count), oldest)
             else:

@@ -23,18 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.audit.models import GENESIS_HASH, AuditChainHead, AuditCheckpoint, AuditLog
+from order_api.audit import repository
+from order_api.audit.models import GENESIS_HASH, AuditCheckpoint
 from order_api.audit.schemas import AuditEntryRead, AuditFilter, AuditPage, CheckpointRecord
 from servicekit.db import utcnow
-from servicekit.pagination import Keyset
 from servicekit.telemetry import current_trace_id
 
-CHAIN_HEAD_ID = 1
-NEWEST_FIRST = Keyset("audit", AuditLog.id, newest_first=True)
-"""The audit trail as read: by id, which is the order rows were appended in."""
 CHECKPOINT_CONTEXT = b"order-api audit checkpoint\n"
 """Prefixed to what a checkpoint key signs, so its signatures mean nothing anywhere else."""
 HASHED_FIELDS = (
@@ -91,15 +87,7 @@ async def append_audit(
 ) -> int:
     """Append one row in the caller's transaction; returns its id. The chain head stays locked until the
     transaction ends, so keep appending transactions short."""
-    head = (
-        await session.execute(
-            update(AuditChainHead)
-            .where(AuditChainHead.id == CHAIN_HEAD_ID)
-            .values(last_id=AuditChainHead.last_id + 1)
-            .returning(AuditChainHead.last_id, AuditChainHead.last_hash)
-            .execution_options(synchronize_session=False)
-        )
-    ).one()
+    head = await repository.advance_chain_head(session)
     row: dict[str, Any] = {
         "id": head.last_id,
         "occurred_at": utcnow(),
@@ -115,13 +103,8 @@ async def append_audit(
         "prev_hash": head.last_hash,
     }
     row["row_hash"] = row_hash(row)
-    await session.execute(insert(AuditLog).values(**row))
-    await session.execute(
-        update(AuditChainHead)
-        .where(AuditChainHead.id == CHAIN_HEAD_ID)
-        .values(last_hash=row["row_hash"], updated_at=row["occurred_at"])
-        .execution_options(synchronize_session=False)
-    )
+    await repository.insert_audit_row(session, row=row)
+    await repository.record_chain_hash(session, last_hash=row["row_hash"], updated_at=row["occurred_at"])
     return int(row["id"])
 
 
@@ -160,11 +143,7 @@ def _row_break(fields: Mapping[str, Any], *, expected_id: int, previous_hash: st
 
 async def _head_break(session: AsyncSession, tip: ChainTip) -> Broken | None:
     """Why the chain head does not name the chain's last row, if it does not."""
-    head = (
-        await session.execute(
-            select(AuditChainHead.last_id, AuditChainHead.last_hash).where(AuditChainHead.id == CHAIN_HEAD_ID)
-        )
-    ).one_or_none()
+    head = await repository.chain_head(session)
     last_id = tip.row_count
     if head is None:
         return Broken(last_id, "the chain head is missing")
@@ -184,14 +163,11 @@ async def _walk_chain(
     ``row_hash`` of each row listed in ``positions`` that it reached (position 0 is the genesis hash)."""
     expected_id, previous_hash = 1, GENESIS_HASH
     hashes = {0: GENESIS_HASH} if 0 in positions else {}
-    columns = [getattr(AuditLog, name) for name in (*HASHED_FIELDS, "row_hash")]
     broken: Broken | None = None
     while broken is None:
-        rows = (
-            await session.execute(
-                select(*columns).where(AuditLog.id >= expected_id).order_by(AuditLog.id).limit(batch_size)
-            )
-        ).all()
+        rows = await repository.chain_rows(
+            session, fields=(*HASHED_FIELDS, "row_hash"), from_id=expected_id, limit=batch_size
+        )
         for row in rows:
             fields = row._asdict()
             broken = _row_break(fields, expected_id=expected_id, previous_hash=previous_hash)
@@ -280,9 +256,7 @@ async def verify_audit_log(
 
     ``known`` are checkpoints kept outside the database (checked only with ``checkpoint_key``): each must be
     signed with the key, still match the chain, and still be in ``audit_checkpoint`` as it was."""
-    checkpoints = list(
-        (await session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.id))).scalars()
-    )
+    checkpoints = await repository.all_checkpoints(session)
     positions = {checkpoint.row_count for checkpoint in checkpoints} | {record.row_count for record in known}
     broken, tip, hashes = await _walk_chain(session, batch_size=batch_size, positions=positions)
     if broken is None and checkpoint_key is not None:
@@ -389,19 +363,8 @@ async def checkpoint_audit_log(
 
 async def list_audit(*, session: AsyncSession, query: AuditFilter) -> AuditPage:
     """Audit rows matching ``query``, newest first."""
-    statement = select(AuditLog)
-    if query.actor is not None:
-        statement = statement.where(AuditLog.actor == query.actor)
-    if query.order_id is not None:
-        statement = statement.where(AuditLog.target_type == "order", AuditLog.target_id == query.order_id)
-    if query.action is not None:
-        statement = statement.where(AuditLog.action == query.action)
-    if query.occurred_from is not None:
-        statement = statement.where(AuditLog.occurred_at >= query.occurred_from)
-    if query.occurred_to is not None:
-        statement = statement.where(AuditLog.occurred_at < query.occurred_to)
-    statement = NEWEST_FIRST.select(statement, cursor=query.cursor, limit=query.limit)
-    page, next_cursor = NEWEST_FIRST.cut((await session.scalars(statement)).all(), limit=query.limit)
+    rows = await repository.audit_page(session, query=query)
+    page, next_cursor = repository.NEWEST_FIRST.cut(rows, limit=query.limit)
     return AuditPage(
         items=[AuditEntryRead.model_validate(row, from_attributes=True) for row in page],
         next_cursor=next_cursor,

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from desk_contracts.events import CustomerEmailCodeRequested
+from order_api.auth import repository
 from order_api.auth.errors import EmailCodeInvalidError, SessionInvalidError
 from order_api.auth.models import CustomerSession, EmailCode, new_id
 from order_api.customers.service import customer_email, find_customer_by_email
@@ -127,14 +126,7 @@ async def authenticate_customer(*, session: AsyncSession, token: str) -> Custome
     """The customer holding ``token``; ``SessionInvalidError`` when it is unknown, revoked or expired."""
     if not token.startswith(SESSION_TOKEN_PREFIX):
         raise SessionInvalidError("This is not a customer session token.")
-    s = CustomerSession
-    row = (
-        await session.execute(
-            select(s.id, s.customer_id, s.kind, s.order_id).where(
-                s.token_hash == hash_token(token), s.revoked_at.is_(None), s.expires_at > utcnow()
-            )
-        )
-    ).first()
+    row = await repository.live_session(session, token_hash=hash_token(token), now=utcnow())
     if row is None:
         raise SessionInvalidError("The session is unknown, has expired or was ended.")
     return CustomerPrincipal(
@@ -155,11 +147,7 @@ async def get_customer_session(*, session: AsyncSession, session_id: str) -> Cus
 
 async def revoke_session(*, session: AsyncSession, session_id: str) -> None:
     """End a session: its token is refused from now on."""
-    await session.execute(
-        update(CustomerSession)
-        .where(CustomerSession.id == session_id, CustomerSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    await repository.revoke_session(session, session_id=session_id, now=utcnow())
 
 
 def _code_hash(protection: DataProtection, *, code_id: str, code: str) -> str:
@@ -195,11 +183,7 @@ async def request_email_code(
         return int(lifetime.total_seconds())
 
     now = utcnow()
-    await session.execute(
-        update(EmailCode)
-        .where(EmailCode.email_index == index, EmailCode.consumed_at.is_(None))
-        .values(consumed_at=now)
-    )
+    await repository.supersede_email_codes(session, email_index=index, now=now)
     code = f"{secrets.randbelow(10**EMAIL_CODE_DIGITS):0{EMAIL_CODE_DIGITS}d}"
     code_id = new_id()
     session.add(
@@ -251,52 +235,23 @@ async def verify_email_code(
     )
     index = protection.email_index(email)
     now = utcnow()
-    newest = aliased(EmailCode)  # its own FROM: not correlated to the UPDATE's row
-    latest = (
-        select(newest.id)
-        .where(newest.email_index == index, newest.consumed_at.is_(None))
-        .order_by(newest.created_at.desc())
-        .limit(1)
-        .scalar_subquery()
+    reserved = await repository.take_code_attempt(
+        session, email_index=index, max_attempts=settings.email_code_max_attempts, now=now
     )
-    reserved = (
-        await session.execute(
-            update(EmailCode)
-            .where(
-                EmailCode.id == latest,
-                EmailCode.consumed_at.is_(None),
-                EmailCode.attempts < settings.email_code_max_attempts,
-                EmailCode.expires_at > now,
-            )
-            .values(attempts=EmailCode.attempts + 1)
-            .returning(EmailCode.id, EmailCode.code_hash, EmailCode.attempts)
-            .execution_options(synchronize_session=False)
-        )
-    ).first()
     if reserved is None:
         _code_hash(protection, code_id=new_id(), code=code)  # the same work as a real comparison
         raise EmailCodeInvalidError()
     expected = _code_hash(protection, code_id=reserved.id, code=code)
     if not hmac.compare_digest(expected, reserved.code_hash):
         if reserved.attempts >= settings.email_code_max_attempts:
-            await session.execute(
-                update(EmailCode)
-                .where(EmailCode.id == reserved.id, EmailCode.consumed_at.is_(None))
-                .values(consumed_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            await repository.consume_email_code(session, code_id=reserved.id, now=now)
         # The one place this service commits by itself: the spent attempt must outlive the error response.
         await session.commit()
         log.info("wrong email code", extra={"attempts": reserved.attempts})
         raise EmailCodeInvalidError()
-    used = await session.execute(
-        update(EmailCode)
-        .where(EmailCode.id == reserved.id, EmailCode.consumed_at.is_(None))
-        .values(consumed_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    used = await repository.consume_email_code(session, code_id=reserved.id, now=now)
     customer = await find_customer_by_email(session=session, protection=protection, email=email)
-    if used.rowcount != 1 or customer is None:  # type: ignore[attr-defined]
+    if not used or customer is None:
         raise EmailCodeInvalidError()  # a parallel request used the same code first
     issued = await open_full_session(session=session, settings=settings, customer_id=customer.id)
     log.info("email verified, full session opened", extra={"customer_id": customer.id})

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from desk_contracts.events import CustomerErased
 from order_api.audit.service import append_audit
-from order_api.auth.models import CustomerSession, EmailCode
+from order_api.customers import repository
 from order_api.customers.errors import CustomerHasOpenOrdersError, CustomerNotFoundError
-from order_api.customers.models import ERASED_EMAIL_SEALED, Customer, erased_email_index
+from order_api.customers.models import ERASED_EMAIL_SEALED, erased_email_index
 from order_api.customers.schemas import CustomerErasureRead
 from order_api.db import outbox
 from order_api.orders.lifecycle import OPEN, Actor
-from order_api.orders.models import IdempotencyKey, Order
 from servicekit.db import utcnow
 from servicekit.outbox import REDACT_AFTER_DELIVERY, publish, without_personal_data
 from servicekit.settings import OUTBOX_LEASE_SECONDS
@@ -38,16 +36,12 @@ ERASED_CLIENT_IP = ""
 
 async def erase_customer(*, session: AsyncSession, actor: Actor, customer_id: str) -> CustomerErasureRead:
     """Erase the customer (see the module); a customer already erased gets the first erasure's answer."""
-    customer = await session.scalar(
-        select(Customer).where(Customer.id == customer_id).with_for_update()  # one erasure at a time
-    )
+    customer = await repository.customer_for_update(session, customer_id=customer_id)  # one erasure at a time
     if customer is None:
         raise CustomerNotFoundError(f"No customer has the id {customer_id}.")
     if customer.erased_at is not None:
         return CustomerErasureRead(customer_id=customer.id, erased_at=customer.erased_at)
-    orders = (
-        await session.execute(select(Order.id, Order.status).where(Order.customer_id == customer.id))
-    ).all()
+    orders = await repository.orders_of_customer(session, customer_id=customer.id)
     still_open = sorted(order.id for order in orders if order.status in OPEN)
     if still_open:
         raise CustomerHasOpenOrdersError(
@@ -57,15 +51,15 @@ async def erase_customer(*, session: AsyncSession, actor: Actor, customer_id: st
         )
     order_ids = [order.id for order in orders]
     await _forget_personal_data_in_outbox(session, aggregate_ids=[customer.id, *order_ids])
-    await session.execute(
-        update(Order)
-        .where(Order.customer_id == customer.id)
-        .values(payout_address_sealed=ERASED_PAYOUT_ADDRESS, client_ip=ERASED_CLIENT_IP)
-        .execution_options(synchronize_session=False)
+    await repository.clear_order_personal_data(
+        session,
+        customer_id=customer.id,
+        payout_address_sealed=ERASED_PAYOUT_ADDRESS,
+        client_ip=ERASED_CLIENT_IP,
     )
-    await session.execute(delete(CustomerSession).where(CustomerSession.customer_id == customer.id))
-    await session.execute(delete(EmailCode).where(EmailCode.email_index == customer.email_index))
-    await session.execute(delete(IdempotencyKey).where(IdempotencyKey.owner == customer.email_index))
+    await repository.delete_customer_credentials(
+        session, customer_id=customer.id, email_index=customer.email_index
+    )
     erased_at = utcnow()
     customer.email_sealed = ERASED_EMAIL_SEALED
     customer.email_index = erased_email_index(customer.id)
@@ -83,10 +77,8 @@ async def erase_customer(*, session: AsyncSession, actor: Actor, customer_id: st
     event_id = await publish(session, outbox, destination="notifier", event=erased, aggregate_id=customer.id)
     # An event about one of their orders that a relay was delivering as this commits still carries what it
     # read before; such a delivery ends within its claim's lease, so the notifier hears of the erasure after.
-    await session.execute(
-        update(outbox)
-        .where(outbox.c.id == event_id)
-        .values(available_at=erased_at + timedelta(seconds=OUTBOX_LEASE_SECONDS))
+    await repository.hold_event_until(
+        session, event_id=event_id, available_at=erased_at + timedelta(seconds=OUTBOX_LEASE_SECONDS)
     )
     return CustomerErasureRead(customer_id=customer.id, erased_at=erased_at)
 
@@ -94,17 +86,8 @@ async def erase_customer(*, session: AsyncSession, actor: Actor, customer_id: st
 async def _forget_personal_data_in_outbox(session: AsyncSession, *, aggregate_ids: list[str]) -> None:
     """Events about the customer or their orders not yet delivered (pending or dead-lettered) lose the
     personal fields they list (``_redact_after_delivery``); delivered ones were masked on delivery."""
-    waiting = (
-        await session.execute(
-            select(outbox.c.id, outbox.c.payload).where(
-                outbox.c.delivered_at.is_(None), outbox.c.aggregate_id.in_(aggregate_ids)
-            )
-        )
-    ).all()
-    for event in waiting:
+    for event in await repository.undelivered_events(session, aggregate_ids=aggregate_ids):
         if event.payload.get(REDACT_AFTER_DELIVERY):
-            await session.execute(
-                update(outbox)
-                .where(outbox.c.id == event.id)
-                .values(payload=without_personal_data(event.payload))
+            await repository.replace_event_payload(
+                session, event_id=event.id, payload=without_personal_data(event.payload)
             )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.customers import repository
 from order_api.customers.models import CUSTOMER_ROLE, Customer, new_customer_id
 from order_api.protection import DataProtection
-from servicekit.db import try_insert, upsert, utcnow
+from servicekit.db import utcnow
 
 EMAIL_CONTEXT = "customer.email"
 """The associated data a customer's email is sealed with."""
@@ -17,9 +17,7 @@ async def find_customer_by_email(
     *, session: AsyncSession, protection: DataProtection, email: str
 ) -> Customer | None:
     """The customer whose (normalised) email this is, if any."""
-    index = protection.email_index(email)
-    customer: Customer | None = await session.scalar(select(Customer).where(Customer.email_index == index))
-    return customer
+    return await repository.customer_by_email_index(session, email_index=protection.email_index(email))
 
 
 async def find_or_create_customer(
@@ -36,9 +34,10 @@ async def find_or_create_customer(
     if existing is not None:
         return existing
     index = protection.email_index(email)
-    values = _new_customer(protection, email=email, index=index, locale=locale)
-    await try_insert(session, Customer, values, conflict=[Customer.email_index])
-    customer = await session.scalar(select(Customer).where(Customer.email_index == index))
+    await repository.insert_customer_unless_known(
+        session, values=_new_customer(protection, email=email, index=index, locale=locale)
+    )
+    customer = await repository.customer_by_email_index(session, email_index=index)
     if customer is None:  # pragma: no cover - the row exists after an insert or a conflict on it
         raise RuntimeError("customer row vanished between INSERT and SELECT")
     return customer
@@ -71,14 +70,6 @@ async def lock_or_create_customer(
     orders with one email still end with one customer.
     """
     index = protection.email_index(email)
-    statement = upsert(
-        session,
-        Customer,
-        _new_customer(protection, email=email, index=index, locale=locale),
-        conflict=[Customer.email_index],
-        update={"email_index": index},  # the value it has: a rewrite that only takes the lock
-    ).returning(Customer)
-    customer: Customer = (
-        await session.scalars(statement, execution_options={"populate_existing": True})
-    ).one()
-    return customer
+    return await repository.upsert_locked_customer(
+        session, values=_new_customer(protection, email=email, index=index, locale=locale)
+    )

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.audit.service import append_audit
+from order_api.operators import repository
 from order_api.operators.errors import (
     OperatorForbiddenError,
     OperatorNotFoundError,
@@ -42,12 +42,10 @@ from order_api.orders.lifecycle import Actor
 from order_api.settings import Settings
 from servicekit.apikeys import Caller
 from servicekit.db import utcnow
-from servicekit.pagination import Keyset
 
 OPERATOR_TOKEN_PREFIX = "op_"  # noqa: S105 (a prefix, not a secret)
 ADMIN_SCOPE = "admin"
 ACT_AS_OPERATOR_SCOPE = "orders:act-as-operator"
-OPERATORS = Keyset("operators", Operator.created_at, Operator.id, newest_first=False)
 Channel = Literal["rest", "telegram"]
 Credential = Literal["operator-token", "api-key", "acted-for"]
 """How a principal was authenticated: its own personal token, an API key acting as itself (the admin key),
@@ -100,13 +98,7 @@ def _principal(operator: Operator, credential: Credential) -> OperatorPrincipal:
 
 async def authenticate_operator(*, session: AsyncSession, token: str) -> OperatorPrincipal:
     """The active operator whose personal token this is; ``401`` when unknown, revoked or expired."""
-    operator = await session.scalar(
-        select(Operator).where(
-            Operator.token_hash == hash_token(token),
-            Operator.active.is_(True),
-            Operator.token_revoked_at.is_(None),
-        )
-    )
+    operator = await repository.operator_by_token(session, token_hash=hash_token(token))
     if operator is None or (operator.token_expires_at is not None and operator.token_expires_at <= utcnow()):
         raise OperatorTokenInvalidError("The operator token is unknown, revoked or expired.")
     return _principal(operator, "operator-token")
@@ -114,10 +106,7 @@ async def authenticate_operator(*, session: AsyncSession, token: str) -> Operato
 
 async def find_telegram_operator(session: AsyncSession, *, telegram_user_id: int) -> Operator | None:
     """The active operator linked to this Telegram user: the one source of truth the gateway acts on."""
-    operator: Operator | None = await session.scalar(
-        select(Operator).where(Operator.telegram_user_id == telegram_user_id, Operator.active.is_(True))
-    )
-    return operator
+    return await repository.active_operator_of_telegram_user(session, telegram_user_id=telegram_user_id)
 
 
 async def principal_for_api_key(
@@ -176,7 +165,7 @@ async def ensure_telegram_id_free(
 ) -> None:
     if telegram_user_id is None:
         return
-    holder = await session.scalar(select(Operator.id).where(Operator.telegram_user_id == telegram_user_id))
+    holder = await repository.operator_id_of_telegram_user(session, telegram_user_id=telegram_user_id)
     if holder is not None and holder != operator_id:
         raise OperatorTelegramIdTakenError(
             f"Telegram user {telegram_user_id} is linked to another operator.",
@@ -235,14 +224,13 @@ async def load_operator(session: AsyncSession, *, operator_id: str) -> Operator:
 
 async def list_operators(*, session: AsyncSession) -> list[OperatorRead]:
     """Every operator, oldest first (the command line's view; the API pages them: :func:`operator_page`)."""
-    operators = (await session.execute(select(Operator).order_by(Operator.created_at, Operator.id))).scalars()
-    return [read_operator(o) for o in operators]
+    return [read_operator(o) for o in await repository.all_operators(session)]
 
 
 async def operator_page(*, session: AsyncSession, cursor: str | None, limit: int) -> OperatorPage:
     """A page of operators, oldest first."""
-    statement = OPERATORS.select(select(Operator), cursor=cursor, limit=limit)
-    page, next_cursor = OPERATORS.cut((await session.scalars(statement)).all(), limit=limit)
+    rows = await repository.operator_page(session, cursor=cursor, limit=limit)
+    page, next_cursor = repository.OPERATORS.cut(rows, limit=limit)
     return OperatorPage(items=[read_operator(o) for o in page], next_cursor=next_cursor)
 
 

@@ -6,15 +6,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.operators import repository
 from order_api.operators.schemas import OperatorStatsRead, TeamWorkloadRead, WorkloadRead
 from order_api.operators.service import OperatorPrincipal
-from order_api.orders.models import Order, OrderEvent, OrderStatus
+from order_api.orders.models import OrderStatus
 from servicekit.db import utcnow
-
-CLOSED_BY_OPERATORS = (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value)
 
 
 @dataclass
@@ -49,19 +47,7 @@ async def _tallies(session: AsyncSession, *, since: datetime) -> dict[str, _Tall
     """Per operator: orders they closed since ``since`` (with the time from taking to closing) and the
     orders they hold now."""
     tallies: dict[str, _Tally] = defaultdict(_Tally)
-    taken_at = (
-        select(func.max(OrderEvent.created_at))
-        .where(OrderEvent.order_id == Order.id, OrderEvent.to_status == OrderStatus.IN_PROGRESS.value)
-        .scalar_subquery()
-    )
-    closed = await session.execute(
-        select(Order.operator_id, Order.status, Order.closed_at, taken_at.label("taken_at")).where(
-            Order.operator_id.is_not(None),
-            Order.status.in_(CLOSED_BY_OPERATORS),
-            Order.closed_at >= since,
-        )
-    )
-    for operator_id, status, closed_at, taken in closed:
+    for operator_id, status, closed_at, taken in await repository.orders_closed_since(session, since=since):
         tally = tallies[operator_id]
         if status == OrderStatus.COMPLETED:
             tally.completed += 1
@@ -69,13 +55,8 @@ async def _tallies(session: AsyncSession, *, since: datetime) -> dict[str, _Tall
             tally.cancelled += 1
         if taken is not None and closed_at is not None:
             tally.handling_seconds.append((closed_at - taken).total_seconds())
-    held = await session.execute(
-        select(Order.operator_id, func.count())
-        .where(Order.operator_id.is_not(None), Order.status == OrderStatus.IN_PROGRESS.value)
-        .group_by(Order.operator_id)
-    )
-    for operator_id, count in held:
-        tallies[operator_id].open_orders = int(count)
+    for operator_id, count in (await repository.orders_held(session)).items():
+        tallies[operator_id].open_orders = count
     return tallies
 
 

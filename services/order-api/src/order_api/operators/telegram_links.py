@@ -21,11 +21,11 @@ import secrets
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.audit.service import append_audit
+from order_api.operators import repository
 from order_api.operators.errors import (
     LinkCodeInvalidError,
     OperatorInactiveError,
@@ -85,12 +85,7 @@ async def issue_telegram_link_code(
             extra={"operator_id": operator_id},
         )
     now = utcnow()
-    await session.execute(
-        update(TelegramLinkCode)
-        .where(TelegramLinkCode.operator_id == operator.id, TelegramLinkCode.consumed_at.is_(None))
-        .values(consumed_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    await repository.supersede_link_codes(session, operator_id=operator.id, now=now)
     code = new_link_code()
     row = TelegramLinkCode(
         id=new_id(),
@@ -136,32 +131,16 @@ async def link_telegram_account(
     )
     now = utcnow()
     code_hash = link_code_hash(protection, request.code)
-    found = (
-        await session.execute(
-            select(TelegramLinkCode.id, TelegramLinkCode.operator_id).where(
-                TelegramLinkCode.code_hash == code_hash,
-                TelegramLinkCode.consumed_at.is_(None),
-                TelegramLinkCode.expires_at > now,
-            )
-        )
-    ).first()
+    found = await repository.usable_link_code(session, code_hash=code_hash, now=now)
     if found is None:
         log.info("wrong Telegram link code", extra={"telegram_user_id": telegram_user_id})
         raise LinkCodeInvalidError()
     operator = await session.get(Operator, found.operator_id, with_for_update=True, populate_existing=True)
     if operator is None or not operator.active:
         raise LinkCodeInvalidError()
-    consumed = await session.execute(
-        update(TelegramLinkCode)
-        .where(
-            TelegramLinkCode.id == found.id,
-            TelegramLinkCode.consumed_at.is_(None),
-            TelegramLinkCode.expires_at > now,
-        )
-        .values(consumed_at=now, telegram_user_id=telegram_user_id)
-        .execution_options(synchronize_session=False)
-    )
-    if consumed.rowcount != 1:  # type: ignore[attr-defined]
+    if not await repository.consume_link_code(
+        session, code_id=found.id, telegram_user_id=telegram_user_id, now=now
+    ):
         raise LinkCodeInvalidError()  # a concurrent redemption (or a newer code) got there first
 
     await ensure_telegram_id_free(session, telegram_user_id=telegram_user_id, operator_id=operator.id)

@@ -7,15 +7,12 @@ it in every replica; rows are claimed with ``SKIP LOCKED``."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.operators.workflow import deposit_deadline, has_open_escalation
+from order_api.operators import repository
+from order_api.operators.workflow import deposit_deadline
 from order_api.orders.lifecycle import ORDER_ASSIGNMENT_TIMED_OUT, SYSTEM_ASSIGNMENT_TIMEOUT, give_back
-from order_api.orders.models import Order, OrderEvent, OrderStatus
 from order_api.settings import Settings
 from servicekit.db import utcnow
 from servicekit.plurals import english
@@ -24,42 +21,18 @@ log = logging.getLogger("order_api.operators.timeouts")
 BATCH = 100
 
 
-def _untouched_since(cutoff: datetime) -> Any:
-    return (
-        ~select(OrderEvent.id).where(OrderEvent.order_id == Order.id, OrderEvent.created_at > cutoff).exists()
-    )
-
-
 def timeout_minutes(settings: Settings, currency: str) -> int:
     return settings.assignment_timeout_by_currency.get(currency, settings.assignment_timeout_minutes)
 
 
 async def return_idle_assignments(session: AsyncSession, *, settings: Settings) -> int:
     """Give back every idle in-progress order, in the caller's transaction; returns how many."""
-    now = utcnow()
-    overrides = settings.assignment_timeout_by_currency
-    idle = or_(
-        *(
-            and_(Order.from_currency == currency, _untouched_since(now - timedelta(minutes=minutes)))
-            for currency, minutes in overrides.items()
-        ),
-        and_(
-            Order.from_currency.not_in(list(overrides)),
-            _untouched_since(now - timedelta(minutes=settings.assignment_timeout_minutes)),
-        ),
-    )
-    orders = (
-        (
-            await session.execute(
-                select(Order)
-                .where(Order.status == OrderStatus.IN_PROGRESS.value, idle, ~has_open_escalation(Order.id))
-                .order_by(Order.updated_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True, of=Order)
-            )
-        )
-        .scalars()
-        .all()
+    orders = await repository.claim_idle_assignments(
+        session,
+        now=utcnow(),
+        timeout_minutes=settings.assignment_timeout_minutes,
+        timeout_by_currency=settings.assignment_timeout_by_currency,
+        limit=BATCH,
     )
     for order in orders:
         await give_back(

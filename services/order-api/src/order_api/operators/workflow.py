@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
+from order_api.operators import repository
 from order_api.operators.errors import (
     EscalationNotFoundError,
     EscalationNotOpenError,
@@ -26,7 +25,6 @@ from order_api.operators.models import (
     Escalation,
     EscalationComment,
     EscalationStatus,
-    Operator,
     OperatorRole,
     new_id,
 )
@@ -48,25 +46,8 @@ from order_api.orders.service import load_order, read_order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import utcnow
-from servicekit.pagination import Keyset
 
 ADDRESS_HISTORY_LIMIT = 10
-
-
-def has_open_escalation(order_id: Any) -> Any:
-    """SQL: the order (an id or the ``order.id`` column) has an open escalation."""
-    return (
-        select(Escalation.id)
-        .where(Escalation.order_id == order_id, Escalation.status == EscalationStatus.OPEN.value)
-        .exists()
-    )
-
-
-TAKEABLE_ORDERS = Keyset("operator-orders", Order.created_at, Order.id, newest_first=False)
-"""The takeable list: oldest first, so the longest-waiting order comes first."""
-HELD_ORDERS = Keyset("operator-orders-mine", Order.created_at, Order.id, newest_first=False)
-"""An operator's own orders, in the same order."""
-ESCALATIONS = Keyset("escalations", Escalation.raised_at, Escalation.id, newest_first=False)
 
 
 def _operator_order(
@@ -92,26 +73,10 @@ async def list_orders(
     ``(created_at, id)``: an order taken meanwhile drops out and a new one joins the end, and nothing is
     skipped or repeated."""
     default = OrderStatus.AWAITING_DEPOSIT if held_by is None else OrderStatus.IN_PROGRESS
-    statement = (
-        select(Order, Operator.name, has_open_escalation(Order.id).label("escalated"))
-        .outerjoin(Operator, Operator.id == Order.operator_id)
-        .where(Order.status == (query.status or default).value)
+    keyset = repository.TAKEABLE_ORDERS if held_by is None else repository.HELD_ORDERS
+    rows = await repository.order_page(
+        session, query=query, keyset=keyset, status=query.status or default, held_by=held_by
     )
-    if held_by is not None:
-        statement = statement.where(Order.operator_id == held_by)
-    if query.currency is not None:
-        statement = statement.where(Order.from_currency == query.currency)
-    if query.amount_min is not None:
-        statement = statement.where(Order.amount >= query.amount_min)
-    if query.amount_max is not None:
-        statement = statement.where(Order.amount <= query.amount_max)
-    if query.created_from is not None:
-        statement = statement.where(Order.created_at >= query.created_from)
-    if query.created_to is not None:
-        statement = statement.where(Order.created_at < query.created_to)
-    keyset = TAKEABLE_ORDERS if held_by is None else HELD_ORDERS
-    statement = keyset.select(statement, cursor=query.cursor, limit=query.limit)
-    rows = (await session.execute(statement)).all()
     page, next_cursor = keyset.cut(
         rows, limit=query.limit, position=lambda row: (row[0].created_at, row[0].id)
     )
@@ -142,8 +107,7 @@ async def list_my_orders(
 async def _operator_name(session: AsyncSession, operator_id: str | None) -> str | None:
     if operator_id is None:
         return None
-    name: str | None = await session.scalar(select(Operator.name).where(Operator.id == operator_id))
-    return name
+    return await repository.operator_name(session, operator_id=operator_id)
 
 
 async def _held_by(session: AsyncSession, order: Order) -> dict[str, Any] | None:
@@ -153,23 +117,13 @@ async def _held_by(session: AsyncSession, order: Order) -> dict[str, Any] | None
 
 
 async def _read(session: AsyncSession, *, protection: DataProtection, order: Order) -> OperatorOrderRead:
-    escalated = await session.scalar(select(has_open_escalation(order.id)))
+    escalated = await repository.is_escalated(session, order_id=order.id)
     return _operator_order(
         order,
         protection=protection,
         operator_name=await _operator_name(session, order.operator_id),
-        escalated=bool(escalated),
+        escalated=escalated,
     )
-
-
-async def _open_escalation(session: AsyncSession, *, order_id: str) -> Escalation | None:
-    escalation: Escalation | None = await session.scalar(
-        select(Escalation)
-        .where(Escalation.order_id == order_id, Escalation.status == EscalationStatus.OPEN.value)
-        .options(selectinload(Escalation.comments))
-        .execution_options(populate_existing=True)
-    )
-    return escalation
 
 
 async def get_order(
@@ -179,22 +133,14 @@ async def get_order(
     order = await load_order(session, order_id=order_id)
     history: list[AddressHistoryEntry] = []
     if order.deposit_address is not None:
-        earlier = await session.execute(
-            select(
-                Order.id.label("order_id"),
-                Order.status,
-                Order.amount,
-                Order.from_currency,
-                Order.created_at,
-                Order.address_assigned_at,
-                Order.closed_at,
-            )
-            .where(Order.deposit_address == order.deposit_address, Order.id != order.id)
-            .order_by(Order.created_at.desc(), Order.id.desc())
-            .limit(ADDRESS_HISTORY_LIMIT)
+        earlier = await repository.address_history(
+            session,
+            deposit_address=order.deposit_address,
+            except_order_id=order.id,
+            limit=ADDRESS_HISTORY_LIMIT,
         )
-        history = [AddressHistoryEntry.model_validate(row._asdict()) for row in earlier]
-    escalation = await _open_escalation(session, order_id=order.id)
+        history = [AddressHistoryEntry.model_validate(row) for row in earlier]
+    escalation = await repository.open_escalation(session, order_id=order.id)
     return OperatorOrderDetail(
         **(await _read(session, protection=protection, order=order)).model_dump(),
         address_history=history,
@@ -353,7 +299,7 @@ async def escalate_order(
     notifier tells support."""
     order = await load_order(session, order_id=order_id, for_update=True)
     await _ensure_may_drive(session, order=order, principal=principal)
-    existing = await _open_escalation(session, order_id=order.id)
+    existing = await repository.open_escalation(session, order_id=order.id)
     if existing is not None:
         raise OrderAlreadyEscalatedError(
             "Comment on the open escalation instead.", extra={"escalation_id": existing.id}
@@ -378,13 +324,7 @@ async def escalate_order(
 
 
 async def _load_escalation(session: AsyncSession, *, escalation_id: str) -> Escalation:
-    escalation: Escalation | None = await session.scalar(
-        select(Escalation)
-        .where(Escalation.id == escalation_id)
-        .options(selectinload(Escalation.comments))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    escalation = await repository.escalation_for_update(session, escalation_id=escalation_id)
     if escalation is None:
         raise EscalationNotFoundError(f"No escalation {escalation_id}.")
     return escalation
@@ -435,10 +375,6 @@ async def list_escalations(
     *, session: AsyncSession, status: EscalationStatus | None, cursor: str | None, limit: int
 ) -> EscalationPage:
     """Escalations for support, oldest first (open ones by default)."""
-    statement = select(Escalation).options(selectinload(Escalation.comments))
-    if status is not None:
-        statement = statement.where(Escalation.status == status.value)
-    statement = ESCALATIONS.select(statement, cursor=cursor, limit=limit)
-    rows = (await session.scalars(statement.execution_options(populate_existing=True))).all()
-    page, next_cursor = ESCALATIONS.cut(rows, limit=limit)
+    rows = await repository.escalation_page(session, status=status, cursor=cursor, limit=limit)
+    page, next_cursor = repository.ESCALATIONS.cut(rows, limit=limit)
     return EscalationPage(items=[read_escalation(e) for e in page], next_cursor=next_cursor)

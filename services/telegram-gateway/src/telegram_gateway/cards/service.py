@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 
 from aiogram import Bot
 from aiogram.exceptions import AiogramError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import Database, upsert, utcnow
+from servicekit.db import Database, utcnow
 from telegram_gateway.bot.errors import is_message_gone, is_not_modified, is_transient
+from telegram_gateway.cards import repository
 from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
 from telegram_gateway.cards.render import Card, escalation_card, order_card
 from telegram_gateway.cards.schemas import OrderView
 
 log = logging.getLogger("telegram_gateway.cards")
-CARD_KINDS = (MessageKind.ORDER_CARD.value, MessageKind.ESCALATION_CARD.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,30 +50,13 @@ async def record_snapshot(
 ) -> OrderSnapshot:
     """Keep ``view`` if it is newer than what is known; return the order's snapshot, locked for this
     transaction."""
-    now = utcnow()
-    await session.execute(
-        upsert(
-            session,
-            OrderSnapshot,
-            {
-                "order_id": view.order_id,
-                "version": view.version,
-                "order": view.model_dump(mode="json"),
-                "escalated": False,
-                "updated_at": now,
-            },
-            conflict=["order_id"],
-            update={"updated_at": now},
-        )
+    snapshot = await repository.locked_snapshot(
+        session,
+        order_id=view.order_id,
+        version=view.version,
+        order=view.model_dump(mode="json"),
+        now=utcnow(),
     )
-    snapshot = await session.scalar(
-        select(OrderSnapshot)
-        .where(OrderSnapshot.order_id == view.order_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if snapshot is None:  # pragma: no cover - the upsert above guarantees the row
-        raise LookupError(view.order_id)
     known = snapshot.version
     if view.version > known:
         snapshot.version = view.version
@@ -115,16 +97,6 @@ def render(card: PostedMessage, snapshot: OrderSnapshot, *, superseded: bool = F
     )
 
 
-async def cards_of(session: AsyncSession, *, order_id: str) -> list[PostedMessage]:
-    """The order's cards, oldest first."""
-    rows = await session.scalars(
-        select(PostedMessage)
-        .where(PostedMessage.order_id == order_id, PostedMessage.kind.in_(CARD_KINDS))
-        .order_by(PostedMessage.id)
-    )
-    return list(rows)
-
-
 def _superseded(cards: list[PostedMessage]) -> set[int]:
     """Ids of cards with a newer card of the same kind for the same order in the same chat."""
     newest: dict[tuple[int, str], int] = {}
@@ -138,7 +110,7 @@ async def refresh_cards(session: AsyncSession, *, bot: Bot, snapshot: OrderSnaps
     is success; a deleted message drops its card; a transient failure stops the pass (the rest would fail
     too, and a flood limit must not be pushed further) and is returned with any other failure."""
     result = RefreshResult()
-    cards = await cards_of(session, order_id=snapshot.order_id)
+    cards = await repository.cards_of_order(session, order_id=snapshot.order_id)
     superseded = _superseded(cards)
     for card in cards:
         wanted = render(card, snapshot, superseded=card.id in superseded)

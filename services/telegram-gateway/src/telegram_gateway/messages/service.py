@@ -13,16 +13,16 @@ import logging
 
 from aiogram import Bot
 from aiogram.exceptions import AiogramError
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.db import try_insert, utcnow
+from servicekit.db import utcnow
 from servicekit.errors import DomainError
 from telegram_gateway.bot.errors import TelegramDisabledError, classify
+from telegram_gateway.cards import repository as cards_repository
 from telegram_gateway.cards.models import MessageKind, PostedMessage
 from telegram_gateway.cards.render import alert_text
 from telegram_gateway.cards.service import EscalationChange, post_card, record_snapshot, refresh_cards
-from telegram_gateway.messages.models import MessageDelivery
+from telegram_gateway.messages import repository
 from telegram_gateway.messages.schemas import AlertView, MessageCreate, MessageDeliveryRead, Outcome
 from telegram_gateway.metrics import GatewayMetrics
 from telegram_gateway.settings import Settings
@@ -61,11 +61,7 @@ async def _deliver(
         raise TelegramDisabledError("No chat is configured: set TELEGRAM_GATEWAY_OPERATORS_CHAT_ID.")
     message_id = str(request.message_id)
     if not await _claim(session, request=request, message_id=message_id):
-        first = await session.scalar(
-            select(MessageDelivery)
-            .where(MessageDelivery.message_id == message_id)
-            .execution_options(populate_existing=True)
-        )
+        first = await repository.delivery(session, message_id=message_id)
         ids = list(first.telegram_message_ids) if first is not None else []
         return MessageDeliveryRead(message_id=message_id, outcome="duplicate", telegram_message_ids=ids)
     try:
@@ -79,11 +75,7 @@ async def _deliver(
             )
     except AiogramError as error:
         raise classify(error) from error
-    await session.execute(
-        update(MessageDelivery)
-        .where(MessageDelivery.message_id == message_id)
-        .values(outcome=outcome, telegram_message_ids=ids)
-    )
+    await repository.record_outcome(session, message_id=message_id, outcome=outcome, telegram_message_ids=ids)
     log.info(
         "message delivered",
         extra={
@@ -99,10 +91,9 @@ async def _deliver(
 async def _claim(session: AsyncSession, *, request: MessageCreate, message_id: str) -> bool:
     """Record the delivery; ``False`` when this message id was handled before (or is being handled by a
     transaction that has now committed)."""
-    return await try_insert(
+    return await repository.claim_delivery(
         session,
-        MessageDelivery,
-        {
+        values={
             "message_id": message_id,
             "kind": request.kind,
             "event": request.event,
@@ -111,7 +102,6 @@ async def _claim(session: AsyncSession, *, request: MessageCreate, message_id: s
             "telegram_message_ids": [],
             "received_at": utcnow(),
         },
-        conflict=["message_id"],
     )
 
 
@@ -120,16 +110,7 @@ async def _announced_before(session: AsyncSession, *, order_id: str, chat_id: in
     faster path showed it) edits that card instead of posting another."""
     if event != "order.created":
         return False
-    known = await session.scalar(
-        select(PostedMessage.id)
-        .where(
-            PostedMessage.order_id == order_id,
-            PostedMessage.chat_id == chat_id,
-            PostedMessage.kind == MessageKind.ORDER_CARD.value,
-        )
-        .limit(1)
-    )
-    return known is not None
+    return await cards_repository.has_order_card(session, order_id=order_id, chat_id=chat_id)
 
 
 async def _post_alert(

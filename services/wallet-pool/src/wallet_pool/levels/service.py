@@ -16,18 +16,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from desk_contracts.events import PoolLow, PoolRecovered
-from servicekit.db import Database, insert_ignoring, utcnow
+from servicekit.db import Database, utcnow
 from servicekit.outbox import publish
-from wallet_pool.allocations.models import wait_queue_table
 from wallet_pool.db import outbox
-from wallet_pool.levels.models import Level, PoolLevel, pool_level_table
+from wallet_pool.levels import repository
+from wallet_pool.levels.models import Level
 from wallet_pool.pools import Pool
 from wallet_pool.settings import Settings
-from wallet_pool.wallets.models import WalletStatus, wallet_table
 
 POOL_LOW = PoolLow.event_type
 POOL_RECOVERED = PoolRecovered.event_type
@@ -66,37 +64,15 @@ def next_level(*, current: Level, figures: PoolFigures, threshold: Decimal, marg
 
 async def pool_figures(session: AsyncSession, *, pool: Pool) -> PoolFigures:
     """The pool's wallets by status and its queue length, read now."""
-    w, q = wallet_table, wait_queue_table
-    in_pool = (w.c.currency == pool.currency) & (w.c.network == pool.network)
-    total, free, reserved, disabled = (
-        await session.execute(
-            select(
-                func.count(),
-                func.count().filter(w.c.status == WalletStatus.FREE.value),
-                func.count().filter(w.c.status == WalletStatus.RESERVED.value),
-                func.count().filter(w.c.status == WalletStatus.DISABLED.value),
-            ).where(in_pool)
-        )
-    ).one()
-    queued = await session.scalar(
-        select(func.count()).where(q.c.currency == pool.currency, q.c.network == pool.network)
-    )
-    return PoolFigures(int(total), int(free), int(reserved), int(disabled), int(queued or 0))
+    total, free, reserved, disabled = await repository.wallets_by_status(session, pool=pool)
+    return PoolFigures(total, free, reserved, disabled, await repository.queue_length(session, pool=pool))
 
 
 async def update_pool_level(session: AsyncSession, *, pool: Pool, settings: Settings) -> str | None:
     """Compare ``pool`` with the level last announced and announce a crossing (in the caller's
     transaction). Returns the event type written, if any."""
-    key = {"currency": pool.currency, "network": pool.network}
     now = utcnow()
-    await session.execute(
-        insert_ignoring(
-            session,
-            pool_level_table,
-            {**key, "level": Level.OK.value, "free": 0, "usable": 0, "changed_at": now},
-        )
-    )
-    state = (await session.execute(select(PoolLevel).filter_by(**key).with_for_update())).scalar_one()
+    state = await repository.locked_pool_level(session, pool=pool, now=now)
     figures = await pool_figures(session, pool=pool)
     if figures.total == 0:
         return None  # nothing imported yet: not a pool anyone relies on
@@ -128,16 +104,10 @@ async def update_pool_level(session: AsyncSession, *, pool: Pool, settings: Sett
     return announcement.event_type
 
 
-async def pools_with_wallets(session: AsyncSession) -> list[Pool]:
-    w = wallet_table
-    rows = await session.execute(select(w.c.currency, w.c.network).distinct())
-    return [Pool(currency, network) for currency, network in rows]
-
-
 async def watch_pool_levels(*, database: Database, settings: Settings) -> int:
     """One pass over every pool, each in a transaction of its own; returns how many crossings were announced."""
     async with database.sessionmaker() as session:
-        pools = await pools_with_wallets(session)
+        pools = await repository.pools_with_wallets(session)
     announced = 0
     for pool in pools:
         async with database.sessionmaker.begin() as session:

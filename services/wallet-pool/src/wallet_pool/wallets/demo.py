@@ -7,10 +7,10 @@ and must never be handed out for a real deposit, which is why seeding only ever 
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import SUPPORTED, demo_address
+from wallet_pool.wallets import repository
 from wallet_pool.wallets.models import Wallet, WalletStatus
 
 
@@ -22,7 +22,7 @@ async def seed_demo_wallets(*, session: AsyncSession, per_currency: int) -> int:
     """
     if per_currency < 1:
         raise ValueError(f"per_currency must be at least 1, got {per_currency}")
-    if await session.scalar(select(Wallet.id).limit(1)) is not None:
+    if await repository.has_any_wallet(session):
         return 0
     wallets = [
         Wallet(

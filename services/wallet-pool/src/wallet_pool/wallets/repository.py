@@ -259,6 +259,11 @@ async def free_wallet_of(session: AsyncSession, *, order_id: str, now: datetime)
     )
 
 
+async def has_any_wallet(session: AsyncSession) -> bool:
+    """Whether the pool holds any wallet at all, whatever its status."""
+    return await session.scalar(select(w.c.id).limit(1)) is not None
+
+
 async def has_free_wallet(session: AsyncSession, *, pool: Pool, rested_before: datetime) -> bool:
     statement = select(
         exists().where(

@@ -1,0 +1,299 @@
+"""The operators' queries: operator accounts, their view of orders (keyset pages, joins), escalations, Telegram
+link codes, workload figures and the idle assignments the timeout worker claims. Repositories only execute;
+the caller commits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from order_api.operators.models import Escalation, EscalationStatus, Operator, TelegramLinkCode
+from order_api.operators.schemas import OperatorOrderFilter
+from order_api.orders.models import Order, OrderEvent, OrderStatus
+from servicekit.pagination import Keyset
+
+CLOSED_BY_OPERATORS = (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value)
+OPERATORS = Keyset("operators", Operator.created_at, Operator.id, newest_first=False)
+TAKEABLE_ORDERS = Keyset("operator-orders", Order.created_at, Order.id, newest_first=False)
+"""The takeable list: oldest first, so the longest-waiting order comes first."""
+HELD_ORDERS = Keyset("operator-orders-mine", Order.created_at, Order.id, newest_first=False)
+"""An operator's own orders, in the same order."""
+ESCALATIONS = Keyset("escalations", Escalation.raised_at, Escalation.id, newest_first=False)
+
+
+# -- operator accounts -------------------------------------------------------------------------------------
+
+
+async def operator_by_token(session: AsyncSession, *, token_hash: str) -> Operator | None:
+    """The active operator holding this token, unless it was revoked (expiry is the caller's rule)."""
+    operator: Operator | None = await session.scalar(
+        select(Operator).where(
+            Operator.token_hash == token_hash,
+            Operator.active.is_(True),
+            Operator.token_revoked_at.is_(None),
+        )
+    )
+    return operator
+
+
+async def active_operator_of_telegram_user(
+    session: AsyncSession, *, telegram_user_id: int
+) -> Operator | None:
+    operator: Operator | None = await session.scalar(
+        select(Operator).where(Operator.telegram_user_id == telegram_user_id, Operator.active.is_(True))
+    )
+    return operator
+
+
+async def operator_id_of_telegram_user(session: AsyncSession, *, telegram_user_id: int) -> str | None:
+    """Whichever operator (active or not) holds this Telegram user."""
+    holder: str | None = await session.scalar(
+        select(Operator.id).where(Operator.telegram_user_id == telegram_user_id)
+    )
+    return holder
+
+
+async def all_operators(session: AsyncSession) -> list[Operator]:
+    """Every operator, oldest account first."""
+    return list(
+        (await session.execute(select(Operator).order_by(Operator.created_at, Operator.id))).scalars()
+    )
+
+
+async def operator_page(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[Operator]:
+    """The page of operators after ``cursor`` (and the first of the next, for :meth:`Keyset.cut`)."""
+    return (await session.scalars(OPERATORS.select(select(Operator), cursor=cursor, limit=limit))).all()
+
+
+async def operator_name(session: AsyncSession, *, operator_id: str) -> str | None:
+    name: str | None = await session.scalar(select(Operator.name).where(Operator.id == operator_id))
+    return name
+
+
+# -- orders as operators see them ----------------------------------------------------------------------------
+
+
+def has_open_escalation(order_id: Any) -> Any:
+    """SQL: the order (an id or the ``order.id`` column) has an open escalation."""
+    return (
+        select(Escalation.id)
+        .where(Escalation.order_id == order_id, Escalation.status == EscalationStatus.OPEN.value)
+        .exists()
+    )
+
+
+async def order_page(
+    session: AsyncSession,
+    *,
+    query: OperatorOrderFilter,
+    keyset: Keyset,
+    status: OrderStatus,
+    held_by: str | None,
+) -> Sequence[Row[Any]]:
+    """Rows ``(order, holder's name, escalated)`` in ``status`` matching ``query``: the page after its cursor
+    in ``keyset``'s order (and the first row of the next, for :meth:`Keyset.cut`)."""
+    statement = (
+        select(Order, Operator.name, has_open_escalation(Order.id).label("escalated"))
+        .outerjoin(Operator, Operator.id == Order.operator_id)
+        .where(Order.status == status.value)
+    )
+    if held_by is not None:
+        statement = statement.where(Order.operator_id == held_by)
+    if query.currency is not None:
+        statement = statement.where(Order.from_currency == query.currency)
+    if query.amount_min is not None:
+        statement = statement.where(Order.amount >= query.amount_min)
+    if query.amount_max is not None:
+        statement = statement.where(Order.amount <= query.amount_max)
+    if query.created_from is not None:
+        statement = statement.where(Order.created_at >= query.created_from)
+    if query.created_to is not None:
+        statement = statement.where(Order.created_at < query.created_to)
+    statement = keyset.select(statement, cursor=query.cursor, limit=query.limit)
+    return (await session.execute(statement)).all()
+
+
+async def is_escalated(session: AsyncSession, *, order_id: str) -> bool:
+    return bool(await session.scalar(select(has_open_escalation(order_id))))
+
+
+async def address_history(
+    session: AsyncSession, *, deposit_address: str, except_order_id: str, limit: int
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` other orders that were given ``deposit_address``."""
+    earlier = await session.execute(
+        select(
+            Order.id.label("order_id"),
+            Order.status,
+            Order.amount,
+            Order.from_currency,
+            Order.created_at,
+            Order.address_assigned_at,
+            Order.closed_at,
+        )
+        .where(Order.deposit_address == deposit_address, Order.id != except_order_id)
+        .order_by(Order.created_at.desc(), Order.id.desc())
+        .limit(limit)
+    )
+    return [row._asdict() for row in earlier]
+
+
+def _untouched_since(cutoff: datetime) -> Any:
+    return (
+        ~select(OrderEvent.id).where(OrderEvent.order_id == Order.id, OrderEvent.created_at > cutoff).exists()
+    )
+
+
+async def claim_idle_assignments(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    timeout_minutes: int,
+    timeout_by_currency: Mapping[str, int],
+    limit: int,
+) -> Sequence[Order]:
+    """Up to ``limit`` orders in progress with no step of their story for their currency's timeout and no
+    open escalation, row-locked with ``SKIP LOCKED`` (replicas claim different ones), least recently updated
+    first."""
+    overrides = timeout_by_currency
+    idle = or_(
+        *(
+            and_(Order.from_currency == currency, _untouched_since(now - timedelta(minutes=minutes)))
+            for currency, minutes in overrides.items()
+        ),
+        and_(
+            Order.from_currency.not_in(list(overrides)),
+            _untouched_since(now - timedelta(minutes=timeout_minutes)),
+        ),
+    )
+    return (
+        (
+            await session.execute(
+                select(Order)
+                .where(Order.status == OrderStatus.IN_PROGRESS.value, idle, ~has_open_escalation(Order.id))
+                .order_by(Order.updated_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=Order)
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+# -- workload -------------------------------------------------------------------------------------------------
+
+
+async def orders_closed_since(session: AsyncSession, *, since: datetime) -> Sequence[Row[Any]]:
+    """Rows ``(operator_id, status, closed_at, taken_at)`` of the orders operators completed or cancelled
+    since ``since``; ``taken_at`` is when the order last went in progress."""
+    taken_at = (
+        select(func.max(OrderEvent.created_at))
+        .where(OrderEvent.order_id == Order.id, OrderEvent.to_status == OrderStatus.IN_PROGRESS.value)
+        .scalar_subquery()
+    )
+    return (
+        await session.execute(
+            select(Order.operator_id, Order.status, Order.closed_at, taken_at.label("taken_at")).where(
+                Order.operator_id.is_not(None),
+                Order.status.in_(CLOSED_BY_OPERATORS),
+                Order.closed_at >= since,
+            )
+        )
+    ).all()
+
+
+async def orders_held(session: AsyncSession) -> dict[str, int]:
+    """How many orders each operator holds in progress now."""
+    held = await session.execute(
+        select(Order.operator_id, func.count())
+        .where(Order.operator_id.is_not(None), Order.status == OrderStatus.IN_PROGRESS.value)
+        .group_by(Order.operator_id)
+    )
+    return {operator_id: int(count) for operator_id, count in held}
+
+
+# -- escalations ----------------------------------------------------------------------------------------------
+
+
+async def open_escalation(session: AsyncSession, *, order_id: str) -> Escalation | None:
+    escalation: Escalation | None = await session.scalar(
+        select(Escalation)
+        .where(Escalation.order_id == order_id, Escalation.status == EscalationStatus.OPEN.value)
+        .options(selectinload(Escalation.comments))
+        .execution_options(populate_existing=True)
+    )
+    return escalation
+
+
+async def escalation_for_update(session: AsyncSession, *, escalation_id: str) -> Escalation | None:
+    """The escalation with its comments, row-locked until the transaction ends."""
+    escalation: Escalation | None = await session.scalar(
+        select(Escalation)
+        .where(Escalation.id == escalation_id)
+        .options(selectinload(Escalation.comments))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return escalation
+
+
+async def escalation_page(
+    session: AsyncSession, *, status: EscalationStatus | None, cursor: str | None, limit: int
+) -> Sequence[Escalation]:
+    """The page of escalations (in ``status``, if given) with their comments after ``cursor`` (and the first
+    of the next, for :meth:`Keyset.cut`), oldest first."""
+    statement = select(Escalation).options(selectinload(Escalation.comments))
+    if status is not None:
+        statement = statement.where(Escalation.status == status.value)
+    statement = ESCALATIONS.select(statement, cursor=cursor, limit=limit)
+    return (await session.scalars(statement.execution_options(populate_existing=True))).all()
+
+
+# -- Telegram link codes ------------------------------------------------------------------------------------
+
+
+async def supersede_link_codes(session: AsyncSession, *, operator_id: str, now: datetime) -> None:
+    """Spend every unused code of the operator (a new one replaces them)."""
+    await session.execute(
+        update(TelegramLinkCode)
+        .where(TelegramLinkCode.operator_id == operator_id, TelegramLinkCode.consumed_at.is_(None))
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def usable_link_code(session: AsyncSession, *, code_hash: str, now: datetime) -> Row[Any] | None:
+    """``(id, operator_id)`` of the unused, unexpired code with this hash."""
+    return (
+        await session.execute(
+            select(TelegramLinkCode.id, TelegramLinkCode.operator_id).where(
+                TelegramLinkCode.code_hash == code_hash,
+                TelegramLinkCode.consumed_at.is_(None),
+                TelegramLinkCode.expires_at > now,
+            )
+        )
+    ).first()
+
+
+async def consume_link_code(
+    session: AsyncSession, *, code_id: str, telegram_user_id: int, now: datetime
+) -> bool:
+    """Spend the code for ``telegram_user_id`` if it is still usable, in one conditional ``UPDATE``; ``False``
+    when a concurrent redemption (or a newer code) got there first."""
+    consumed = await session.execute(
+        update(TelegramLinkCode)
+        .where(
+            TelegramLinkCode.id == code_id,
+            TelegramLinkCode.consumed_at.is_(None),
+            TelegramLinkCode.expires_at > now,
+        )
+        .values(consumed_at=now, telegram_user_id=telegram_user_id)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(consumed.rowcount == 1)  # type: ignore[attr-defined]
