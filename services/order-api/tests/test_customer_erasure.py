@@ -26,8 +26,8 @@ from order_api.customers.models import Customer
 from order_api.customers.service import EMAIL_CONTEXT, find_customer_by_email
 from order_api.db import outbox
 from order_api.operators.models import Operator
+from order_api.orders.intake_persistence import PAYOUT_CONTEXT
 from order_api.orders.models import IdempotencyKey, Order
-from order_api.orders.service import PAYOUT_CONTEXT
 from order_api.protection import DataProtection, SealedDataError
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner
 from servicekit.state import service_state

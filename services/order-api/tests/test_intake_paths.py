@@ -1,7 +1,7 @@
 """The two intake paths of ``POST /v1/orders`` leave the same record.
 
 A new customer's order on PostgreSQL takes the fast path (one statement before the call to wallet-pool, one
-after: ``orders.service._intake_for_new_customer`` and ``_settle_new_order``); a returning customer's order,
+after: ``orders.intake_persistence.create_for_new_customer`` and ``settle_new_order``); a returning customer's order,
 and every order on the embedded SQLite database, take the general path. Whichever ran, the order row, its
 history, the ``order.created`` announcement (with the customer's email sealed, masked once delivered) and the
 answer stored under the ``Idempotency-Key`` must be the same. These tests run order-api against a real
@@ -31,7 +31,7 @@ from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.customers.service import EMAIL_CONTEXT
 from order_api.db import outbox
-from order_api.orders import service as orders_service
+from order_api.orders import intake_persistence
 from order_api.orders.models import IdempotencyKey, Order, OrderEvent
 from order_api.protection import DataProtection
 from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, StandInReceiver, order_body
@@ -65,6 +65,10 @@ class WalletPool:
     position: int = 1
     """The queue place every queued answer gives (the same for every order, so two orders compare equal)."""
     before_answer: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    taken: str | None = None
+    """An address another open order holds, handed out to every order while set."""
+    about_another_order: bool = False
+    """Every answer names another order (an answer order-api cannot use)."""
 
 
 @pytest.fixture
@@ -77,6 +81,10 @@ async def wallet_pool() -> AsyncIterator[WalletPool]:
         if stand_in.before_answer is not None:
             await stand_in.before_answer(body)
         base = {"order_id": body["order_id"], "currency": body["currency"], "network": body["network"]}
+        if stand_in.about_another_order:
+            base["order_id"] = str(uuid.uuid4())
+        if stand_in.taken is not None:
+            return web.json_response({**base, "status": "allocated", "address": stand_in.taken}, status=201)
         if stand_in.addresses:
             address = stand_in.addresses.pop(0)
             return web.json_response({**base, "status": "allocated", "address": address}, status=201)
@@ -101,7 +109,7 @@ class FastPathSpy:
 @pytest.fixture
 def fast_path(monkeypatch: pytest.MonkeyPatch) -> FastPathSpy:
     spy = FastPathSpy()
-    real = orders_service._intake_for_new_customer
+    real = intake_persistence.create_for_new_customer
 
     async def counted(*args: Any, **kwargs: Any) -> Any:
         spy.tried += 1
@@ -109,7 +117,7 @@ def fast_path(monkeypatch: pytest.MonkeyPatch) -> FastPathSpy:
         spy.created += issued is not None
         return issued
 
-    monkeypatch.setattr(orders_service, "_intake_for_new_customer", counted)
+    monkeypatch.setattr(intake_persistence, "create_for_new_customer", counted)
     return spy
 
 
@@ -157,7 +165,9 @@ async def record_of(api: OrderApi, *, order_id: str, email: str, key: str | None
                 )
             ).scalar_one()
     assert protection.open(customer.email_sealed, context=EMAIL_CONTEXT) == email
-    assert protection.open(order.payout_address_sealed, context=orders_service.PAYOUT_CONTEXT) == PAYOUT_USDT
+    assert (
+        protection.open(order.payout_address_sealed, context=intake_persistence.PAYOUT_CONTEXT) == PAYOUT_USDT
+    )
     assert order.session_id is not None
     assert order.created_at <= order.updated_at <= order.announced_at
     assert order.expires_at is not None
@@ -193,7 +203,7 @@ async def record_of(api: OrderApi, *, order_id: str, email: str, key: str | None
         assert stored.response_status == 201
         assert stored.completed_at is not None
         answer = json.loads(
-            protection.open(stored.response_sealed, context=orders_service.IDEMPOTENCY_CONTEXT)
+            protection.open(stored.response_sealed, context=intake_persistence.IDEMPOTENCY_CONTEXT)
         )
         assert answer["id"] == order.id
     return Record(
@@ -271,7 +281,15 @@ def comparable(created: dict[str, Any], record: Record) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.parametrize("answer", ["allocated", "queued"])
+async def hold_an_address(api: OrderApi, wallet_pool: WalletPool) -> None:
+    """An open order holds the next address of the pool, and wallet-pool hands that address out again to
+    every order from now on (an answer that cannot be used: the database's unique index refuses it)."""
+    held = await api.client.post("/v1/orders", json=order_body(f"holder.{uuid.uuid4().hex[:8]}@example.com"))
+    assert held.json()["status"] == "awaiting_deposit", held.text
+    wallet_pool.taken = held.json()["deposit_address"]
+
+
+@pytest.mark.parametrize("answer", ["allocated", "queued", "unusable", "taken"])
 async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_order(
     answer: str,
     order_api: OrderApiRunner,
@@ -281,8 +299,12 @@ async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_ord
     fast_path: FastPathSpy,
     tmp_path: Path,
 ) -> None:
+    """Each of wallet-pool's answers: an address, a queue place, an answer about another order (none usable in
+    time: the order awaits its address) and an address another open order holds (refused by the unique index,
+    which the fast path's settling statement meets as a failed statement, the general path in a savepoint)."""
     if answer == "queued":
         wallet_pool.addresses.clear()
+    wallet_pool.about_another_order = answer == "unusable"
     peers: dict[str, Any] = {
         "wallet_pool": PeerSettings(url=wallet_pool.url),
         "notifier": PeerSettings(url=notifier_stand_in.url),
@@ -291,6 +313,9 @@ async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_ord
     returning = f"returning.{uuid.uuid4().hex[:8]}@example.com"
     async with order_api(database_url=own_database_url, **peers) as api:
         assert service_state(api.app).runtime.database.engine.dialect.name == "postgresql"
+        if answer == "taken":
+            await hold_an_address(api, wallet_pool)
+            fast_path.tried = fast_path.created = 0  # the holder's order is no part of the comparison
         new, new_record = await place(api, notifier_stand_in, email=f"new.{uuid.uuid4().hex[:8]}@example.com")
         # Tried for the order and for its retry, which found the email known and replayed the stored answer.
         assert (fast_path.tried, fast_path.created) == (2, 1)
@@ -307,6 +332,9 @@ async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_ord
         wallet_pool.addresses.insert(0, BTC_DEPOSITS[-1])
     async with order_api(database_url=None, var_dir=var_dir, **peers) as api:
         assert service_state(api.app).runtime.database.engine.dialect.name == "sqlite"
+        if answer == "taken":
+            wallet_pool.taken = None
+            await hold_an_address(api, wallet_pool)
         embedded, embedded_record = await place(
             api, notifier_stand_in, email=f"embedded.{uuid.uuid4().hex[:8]}@example.com"
         )
@@ -322,13 +350,23 @@ async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_ord
             ("awaiting_address", "awaiting_deposit"),
         ]
         assert expected["history"][1]["details"] == {"deposit_address": "<address>"}
-    else:
+    elif answer == "queued":
         assert (expected["order"]["status"], expected["order"]["queue_position"]) == ("queued", 1)
         assert expected["order"]["estimated_wait_seconds"] == 90
         assert expected["order"]["version"] == 2
         assert [(h["from_status"], h["to_status"]) for h in expected["history"]] == [
             (None, "awaiting_address"),
             ("awaiting_address", "queued"),
+        ]
+    else:  # nothing of the answer is stored: the order awaits its address, the reconciler asks again
+        assert (expected["order"]["status"], expected["order"]["allocation_state"]) == (
+            "awaiting_address",
+            "pending",
+        )
+        assert (expected["order"]["deposit_address"], expected["order"]["version"]) == (None, 1)
+        assert expected["answer"]["deposit_address"] is None
+        assert [(h["from_status"], h["to_status"]) for h in expected["history"]] == [
+            (None, "awaiting_address")
         ]
     assert expected["history"][0]["actor"] == f"customer:{ANY_ID}"
     assert expected["announcement"]["_redact_after_delivery"] == ["sealed"]
@@ -440,6 +478,71 @@ async def test_the_per_ip_limit_holds_on_the_fast_path_and_a_refused_order_write
     assert by_ip == ["203.0.113.10", "203.0.113.9", "203.0.113.9"]
     assert sessions == 3
     assert events == 6  # awaiting_address, then awaiting_deposit: the three accepted orders' history only
+
+
+async def test_a_full_network_refuses_a_new_and_a_returning_customer_alike_and_writes_nothing(
+    order_api: OrderApiRunner,
+    own_database_url: str,
+    wallet_pool: WalletPool,
+    fast_path: FastPathSpy,
+    tmp_path: Path,
+) -> None:
+    """The cap of open orders per client network, met by a new customer (the fast path's first statement)
+    and by a returning one (the general path, under the customer's row lock), on PostgreSQL and on SQLite:
+    the same ``409`` naming the limit, and nothing stored of either refused order, not even its key."""
+    settings: dict[str, Any] = {
+        "wallet_pool": PeerSettings(url=wallet_pool.url),
+        "max_open_orders_per_ip": 1,
+        "trusted_proxies": ["127.0.0.0/8"],
+    }
+    crowded = {"X-Forwarded-For": "203.0.113.20"}
+
+    async def refusals(api: OrderApi) -> tuple[list[dict[str, Any]], tuple[int, int, int]]:
+        returning = f"returning.{uuid.uuid4().hex[:8]}@example.com"
+        first = await api.client.post("/v1/orders", json=order_body(returning), headers=crowded)
+        assert first.status_code == 201, first.text
+        refused = []
+        for email in (f"new.{uuid.uuid4().hex[:8]}@example.com", returning):
+            answer = await api.client.post(
+                "/v1/orders", json=order_body(email), headers={**crowded, "Idempotency-Key": "full-network"}
+            )
+            assert answer.status_code == 409, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            refused.append(answer.json())
+        async with service_state(api.app).runtime.database.sessionmaker() as session:
+            stored = (
+                await session.scalar(select(func.count()).select_from(Order)),
+                await session.scalar(select(func.count()).select_from(Customer)),
+                await session.scalar(select(func.count()).select_from(IdempotencyKey)),
+            )
+        return refused, (int(stored[0] or 0), int(stored[1] or 0), int(stored[2] or 0))
+
+    async with order_api(database_url=own_database_url, **settings) as api:
+        on_postgres, stored = await refusals(api)
+        assert (fast_path.tried, fast_path.created) == (
+            3,
+            1,
+        )  # the returning customer's refusal: general path
+    assert stored == (1, 1, 0)
+
+    var_dir = tmp_path / "embedded"
+    url = resolve_database_url(None, var_dir=var_dir, service_name="order-api")
+    await asyncio.to_thread(upgrade, service_dir("order-api"), url=url)
+    async with order_api(database_url=None, var_dir=var_dir, **settings) as api:
+        on_sqlite, stored = await refusals(api)
+    assert stored == (1, 1, 0)
+
+    [expected] = {json.dumps(problem, sort_keys=True) for problem in on_postgres + on_sqlite}
+    assert json.loads(expected) | {"instance": None} == {
+        "type": json.loads(expected)["type"],
+        "title": "Too many open orders",
+        "status": 409,
+        "detail": "Too many open orders from this network address.",
+        "code": "open_order_limit_reached",
+        "limit": 1,
+        "instance": None,
+    }
+    assert len(wallet_pool.requests) == 2  # only the two accepted orders reached wallet-pool
 
 
 def _texts(value: Any) -> list[str]:

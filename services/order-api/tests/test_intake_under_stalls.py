@@ -20,9 +20,9 @@ from sqlalchemy import delete, func, select, update
 from coin_addresses import demo_address
 from order_api.context import context_of
 from order_api.db import outbox
+from order_api.orders.intake import INTAKE_GRACE, request_fingerprint
 from order_api.orders.models import IdempotencyKey, Order
 from order_api.orders.schemas import OrderCreate
-from order_api.orders.service import INTAKE_GRACE, request_fingerprint
 from order_api.protection import DataProtection
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, order_body
 from order_api.workers.sweeper import announce_silent_orders, reconcile_pending_allocations

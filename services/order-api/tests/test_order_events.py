@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.db import outbox
 from order_api.main import create_app
+from order_api.orders.intake_persistence import PAYOUT_CONTEXT, announce_order
 from order_api.orders.lifecycle import ORDER_CREATED, ORDER_STATUS_CHANGED, SYSTEM_EXPIRY, change_status
 from order_api.orders.models import AllocationState, Order, OrderStatus
-from order_api.orders.service import PAYOUT_CONTEXT, announce_order
 from order_api.protection import DataProtection
 from order_api.testing import CustomerFactory, SettingsFactory
 from servicekit.db import utcnow

@@ -6,7 +6,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from desk_contracts.events import WalletAssigned
 from order_api.clients.wallet_pool import Allocation, checked_allocation
-from order_api.orders.service import announce_order, apply_allocation, load_order
+from order_api.orders.intake_persistence import announce_order, apply_allocation
+from order_api.orders.service import load_order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError

@@ -25,14 +25,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.context import OrderApiContext
 from order_api.operators.timeouts import return_idle_assignments
+from order_api.orders.intake import intake_abandoned_before
+from order_api.orders.intake_persistence import announce_order, apply_allocation, log_unusable_answer
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
 from order_api.orders.models import AllocationState, Order, OrderStatus
-from order_api.orders.service import (
-    announce_order,
-    apply_allocation,
-    intake_abandoned_before,
-    log_unusable_answer,
-)
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
@@ -149,11 +145,12 @@ async def announce_silent_orders(
     brings the address, and "your address is ready"). ``announce_order`` writes the event only where
     ``announced_at`` is still empty, so a late intake, a recovering retry or another replica never repeats it.
     """
+    abandoned_before = intake_abandoned_before(now=utcnow(), budget_seconds=settings.intake_budget_seconds)
     async with database.sessionmaker.begin() as session:
         orders = await _claim_batch(
             session,
             Order.announced_at.is_(None),
-            Order.created_at <= intake_abandoned_before(settings),
+            Order.created_at <= abandoned_before,
             oldest_first=Order.created_at,
         )
         for order in orders:

@@ -1,0 +1,94 @@
+"""The orders' non-trivial queries: an order read for update, a customer's page of orders, the claim of an
+``Idempotency-Key``, and the counts of open orders the intake caps are checked with (``intake.OpenOrderCaps``). They only execute: the
+callers decide what a missing row or a full cap means."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order_api.orders.lifecycle import OPEN
+from order_api.orders.models import IdempotencyKey, Order, OrderStatus
+from servicekit.db import insert_ignoring
+from servicekit.pagination import Keyset
+
+NEWEST_FIRST = Keyset("orders", Order.created_at, Order.id, newest_first=True)
+"""A customer's orders as listed."""
+
+
+async def find_order(session: AsyncSession, *, order_id: str, for_update: bool = False) -> Order | None:
+    query = select(Order).where(Order.id == order_id)
+    if for_update:  # a locked read is a fresh read, whatever this session held of the order before
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def customer_orders_page(
+    session: AsyncSession, *, customer_id: str, status: OrderStatus | None, cursor: str | None, limit: int
+) -> tuple[list[Order], str | None]:
+    """One page of the customer's orders (of one status, if given), newest first, and the next page's cursor."""
+    query = select(Order).where(Order.customer_id == customer_id)
+    if status is not None:
+        query = query.where(Order.status == status.value)
+    rows = (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
+    page, next_cursor = NEWEST_FIRST.cut(rows, limit=limit)
+    return list(page), next_cursor
+
+
+async def holds_open_orders(session: AsyncSession, *, holder: ColumnElement[bool], limit: int) -> bool:
+    """Whether the orders matching ``holder`` already hold ``limit`` open ones (reads at most ``limit`` rows)."""
+    open_orders = (
+        select(Order.id).where(holder, Order.status.in_([s.value for s in OPEN])).limit(limit).subquery()
+    )
+    return int(await session.scalar(select(func.count()).select_from(open_orders)) or 0) >= limit
+
+
+def orders_of_customer(customer_id: str, *, mailbox_proven: bool, client_ip: str) -> ColumnElement[bool]:
+    """The orders a new order of this customer is counted with (``intake.OpenOrderCaps``): with a proven
+    mailbox, the customer's orders placed the same way; else those placed with just the email from the same
+    client network."""
+    if mailbox_proven:
+        return and_(Order.customer_id == customer_id, Order.mailbox_proven.is_(True))
+    return and_(
+        Order.customer_id == customer_id, Order.mailbox_proven.is_(False), Order.client_ip == client_ip
+    )
+
+
+def orders_of_network(client_ip: str) -> ColumnElement[bool]:
+    """Every order placed from the client network ``client_ip``."""
+    return Order.client_ip == client_ip
+
+
+async def reserve_idempotency_key(
+    session: AsyncSession, *, owner: str, key: str, fingerprint: str, order_id: str, now: datetime
+) -> bool:
+    """Write the key for order ``order_id`` unless it is written already; whether this call wrote it."""
+    claimed = await session.scalar(
+        insert_ignoring(
+            session,
+            IdempotencyKey,
+            {
+                "owner": owner,
+                "key": key,
+                "request_fingerprint": fingerprint,
+                "order_id": order_id,
+                "created_at": now,
+            },
+            conflict=["owner", "key"],
+        ).returning(IdempotencyKey.id)
+    )
+    return claimed is not None
+
+
+async def locked_idempotency_key(session: AsyncSession, *, owner: str, key: str) -> IdempotencyKey:
+    """The stored key, locked until the transaction ends: one retry at a time recovers what a dead request
+    left."""
+    return (
+        await session.execute(
+            select(IdempotencyKey)
+            .where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+            .with_for_update()
+        )
+    ).scalar_one()
