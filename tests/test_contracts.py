@@ -12,7 +12,9 @@ from desk_contracts.errors import ErrorCode
 from desk_contracts.events import EVENTS
 from notifier.alerts.conditions import AlertPolicy
 from notifier.events import event_handlers
+from notifier.testing import alerting_of
 from order_api.orders.events import wallet_event_handlers
+from order_api.protection import DataProtection
 from order_api.settings import Settings as OrderApiSettings
 from servicekit.errors import DomainError
 from telegram_gateway.clients import order_api as gateway_client
@@ -28,12 +30,14 @@ def sent_to(service: str) -> set[str]:
 
 
 def test_the_notifier_handles_what_is_sent_to_it() -> None:
-    handled = set(event_handlers(AlertPolicy()))
+    handled = set(event_handlers(alerting_of(AlertPolicy())))
     assert handled == sent_to("notifier") - IGNORED["notifier"]
 
 
 def test_order_api_handles_what_is_sent_to_it() -> None:
-    assert set(wallet_event_handlers(OrderApiSettings.model_construct())) == sent_to("order-api")
+    protection = DataProtection(keys={"k": bytes(32)}, current_key_id="k", blind_index_key=bytes(32))
+    handlers = wallet_event_handlers(settings=OrderApiSettings.model_construct(), protection=protection)
+    assert set(handlers) == sent_to("order-api")
 
 
 def test_wallet_pool_handles_what_is_sent_to_it() -> None:

@@ -26,6 +26,7 @@ from servicekit.cache import ExpiringCache
 from servicekit.db import Database, driver
 from servicekit.errors import BackingStoreUnavailableError, RateLimitedError
 from servicekit.ratelimit import RateLimiter
+from servicekit.state import service_state
 from servicekit.testing import (
     POSTGRES_ADMIN_URL,
     PrivateRedis,
@@ -67,7 +68,7 @@ def store_app(tmp_path: Path, **settings: Any) -> FastAPI:
 
     @app.get("/v1/hits")
     async def hit() -> dict[str, int]:
-        redis = app.state.runtime.redis
+        redis = service_state(app).runtime.redis
         assert redis is not None
         return {"hits": int(await redis.incr("hits"))}
 
@@ -95,7 +96,7 @@ def assert_unavailable(response: httpx.Response) -> None:
 @asynccontextmanager
 async def pg_app(tmp_path: Path, pg_url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     app = store_app(tmp_path, database_url=pg_url, **settings)
-    await create_tables(app.state.runtime.database, demo_metadata)
+    await create_tables(service_state(app).runtime.database, demo_metadata)
     async with in_process_client(app) as client:
         yield client
 
@@ -176,9 +177,9 @@ async def test_no_free_database_connection_within_the_pool_timeout_is_a_503(
     tmp_path: Path, pg_url: str
 ) -> None:
     app = store_app(tmp_path, database_url=pg_url, database_pool_size=1, database_pool_timeout_seconds=0.2)
-    await create_tables(app.state.runtime.database, demo_metadata)
+    await create_tables(service_state(app).runtime.database, demo_metadata)
     async with in_process_client(app) as client:
-        async with app.state.runtime.database.engine.connect():  # the pool's only connection
+        async with service_state(app).runtime.database.engine.connect():  # the pool's only connection
             assert_unavailable(await client.get("/v1/notes/count"))
         assert (await client.get("/v1/notes/count")).status_code == 200
 

@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from servicekit.apikeys import mint_key
+from servicekit.state import service_state
 from servicekit.telemetry import mask_secrets
 from servicekit.testing.kitapps import (
     KitSettings,
@@ -47,7 +48,7 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[LogReader]:
 @pytest.fixture
 async def app(tmp_path: Path) -> FastAPI:
     app = create_demo_app(KitSettings(service_name="kit-telemetry", var_dir=tmp_path))
-    await create_tables(app.state.runtime.database, demo_metadata)
+    await create_tables(service_state(app).runtime.database, demo_metadata)
     return app
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from notifier.db import SCHEMA
 from notifier.main import create_app
-from notifier.testing import RunningApp, SmtpServer, make_settings, protected
+from notifier.testing import RunningApp, SmtpServer, make_settings
 from servicekit.db import Database
 from servicekit.testing import migrated_database, running_app
 
@@ -49,10 +49,8 @@ async def _empty(database: Database) -> None:
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
     """The test database, empty, for code that commits for real."""
-    db = protected(
-        Database(
-            url=database_url, schema=SCHEMA, var_dir=Path(tempfile.gettempdir()), service_name="notifier"
-        )
+    db = Database(
+        url=database_url, schema=SCHEMA, var_dir=Path(tempfile.gettempdir()), service_name="notifier"
     )
     await _empty(db)
     try:

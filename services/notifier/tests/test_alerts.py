@@ -25,7 +25,7 @@ from notifier.alerts.service import escalate_unacknowledged, raise_alert
 from notifier.db import SCHEMA
 from notifier.main import create_app
 from notifier.notifications.models import Notification
-from notifier.testing import KEYS, TEST_PROTECTION, SmtpServer, StandInGateway, make_settings, protected
+from notifier.testing import KEYS, TEST_PROTECTION, SmtpServer, StandInGateway, alerting_of, make_settings
 from servicekit.db import Database
 from servicekit.outbox import OUTBOX_DEAD_CLEARED, OUTBOX_DEAD_LETTERED
 from servicekit.testing import eventually, running_app
@@ -352,6 +352,7 @@ async def test_alerts_are_listed_by_filters_page_by_page(desk_factory: Callable[
 POLICY = AlertPolicy(
     warning_to_critical=timedelta(0), critical_to_emergency=timedelta(hours=1), admin_emails=(ADMIN,)
 )
+ALERTING = alerting_of(POLICY)
 
 
 def _condition(key: str) -> AlertCondition:
@@ -362,7 +363,7 @@ def _condition(key: str) -> AlertCondition:
 
 @asynccontextmanager
 async def second_database(database_url: str, tmp_path: Path) -> AsyncIterator[Database]:
-    other = protected(Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier"))
+    other = Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
     try:
         yield other
     finally:
@@ -385,13 +386,13 @@ async def test_two_escalation_workers_escalate_each_alert_once(
 ) -> None:
     async with database.sessionmaker.begin() as session:
         for i in range(30):
-            await raise_alert(session=session, condition=_condition(f"k{i}"), policy=POLICY)
+            await raise_alert(session=session, condition=_condition(f"k{i}"), alerting=ALERTING)
 
     async with second_database(database_url, tmp_path) as other:
         rounds = [
             await asyncio.gather(
-                escalate_unacknowledged(database=database, policy=POLICY, batch_size=7),
-                escalate_unacknowledged(database=other, policy=POLICY, batch_size=7),
+                escalate_unacknowledged(database=database, alerting=ALERTING, batch_size=7),
+                escalate_unacknowledged(database=other, alerting=ALERTING, batch_size=7),
             )
             for _ in range(6)
         ]
@@ -413,7 +414,7 @@ async def test_concurrent_raises_of_one_key_make_one_alert(
 ) -> None:
     async def raise_in(db: Database) -> object:
         async with db.sessionmaker.begin() as session:
-            return await raise_alert(session=session, condition=_condition("pool.low:X:y"), policy=POLICY)
+            return await raise_alert(session=session, condition=_condition("pool.low:X:y"), alerting=ALERTING)
 
     async with second_database(database_url, tmp_path) as other:
         outcomes = [await asyncio.gather(*(raise_in(db) for db in (database, other) * 3)) for _ in range(3)]

@@ -10,7 +10,7 @@ from sqlalchemy import update
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.models import Notification
 from notifier.notifications.service import queue_email
-from notifier.testing import KEYS, RunningApp, SmtpServer
+from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, SmtpServer
 from servicekit.db import Database
 from servicekit.testing import eventually
 
@@ -19,6 +19,7 @@ async def _queue(database: Database, *, order_id: str | None, recipient: str = "
     async with database.sessionmaker.begin() as session:
         return await queue_email(
             session=session,
+            protection=TEST_PROTECTION,
             template="email_code",
             locale="ru",
             recipient=recipient,

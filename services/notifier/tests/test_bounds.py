@@ -17,6 +17,7 @@ from notifier.testing import KEYS, RunningApp, make_settings
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.fuzzing import assert_no_server_errors
 from servicekit.migrations import upgrade
+from servicekit.state import service_state
 from servicekit.testing import running_app, service_dir
 
 
@@ -53,7 +54,7 @@ async def notifier(
         await asyncio.to_thread(upgrade, service_dir("notifier"), url=embedded)
     app = create_app(make_settings(url, tmp_path))
     async with running_app(app) as client:
-        assert app.state.runtime.database.engine.dialect.name == request.param
+        assert service_state(app).runtime.database.engine.dialect.name == request.param
         yield RunningApp(app, client)
 
 

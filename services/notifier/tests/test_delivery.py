@@ -18,10 +18,10 @@ from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.models import DeliveryAttempt, Notification
 from notifier.notifications.service import queue_email
 from notifier.testing import (
+    TEST_PROTECTION,
     SmtpServer,
     delivery_attempts,
     make_worker,
-    protected,
     running_workers,
     stored_notification,
 )
@@ -34,6 +34,7 @@ async def _queue(database: Database, recipient: str = "anna@example.com", **opti
     async with database.sessionmaker.begin() as session:
         return await queue_email(
             session=session,
+            protection=TEST_PROTECTION,
             template=options.pop("template", "email_code"),
             locale=options.pop("locale", "en"),
             recipient=recipient,
@@ -206,7 +207,7 @@ async def test_two_workers_deliver_fifty_notifications_without_duplicates(
     database: Database, database_url: str, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     ids = [await _queue(database, recipient=f"customer{i}@example.com") for i in range(50)]
-    other = protected(Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier"))
+    other = Database(url=database_url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
     try:
         async with running_workers(make_worker(database, smtp_server), make_worker(other, smtp_server)):
             await eventually(lambda: _count_sent(database), until=lambda n: n == 50, within=20)

@@ -10,9 +10,10 @@ from pathlib import Path
 from notifier.main import create_app
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.service import queue_email
-from notifier.testing import KEYS, make_settings
+from notifier.testing import KEYS, TEST_PROTECTION, make_settings
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
+from servicekit.state import service_state
 from servicekit.testing import eventually, running_app, service_dir
 
 
@@ -24,13 +25,14 @@ async def test_queued_email_lands_in_the_mail_drop_on_sqlite(tmp_path: Path) -> 
     url = resolve_database_url(None, var_dir=tmp_path, service_name="notifier")
     await asyncio.to_thread(upgrade, service_dir("notifier"), url=url)
     app = create_app(make_settings(None, tmp_path))
-    runtime = app.state.runtime
+    runtime = service_state(app).runtime
     assert runtime.database.engine.dialect.name == "sqlite"
 
     async with running_app(app) as client:
         async with runtime.database.sessionmaker.begin() as session:
             notification_id = await queue_email(
                 session=session,
+                protection=TEST_PROTECTION,
                 template="address_ready",
                 locale="ru",
                 recipient="anna@example.com",

@@ -7,14 +7,18 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
+from notifier.main import create_app
 from notifier.notifications.models import DeliveryAttempt, Notification
-from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, SmtpServer, order_payload
+from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, SmtpServer, make_settings, order_payload
 from servicekit.db import Database, utcnow
 from servicekit.sealing import Keyring, new_key, sealed_event_fields
+from servicekit.settings import StartupRefusedError
 from servicekit.testing import TEST_EVENT_KEYRING, eventually
 
 CODE = "974760"
@@ -172,3 +176,12 @@ async def test_an_event_sealed_with_an_unknown_key_is_retried_not_read(notifier_
     )
     assert response.status_code == 503
     assert response.json()["code"] == "event_sealed_fields_unreadable"
+
+
+def test_the_notifier_without_usable_event_keys_refuses_to_start_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(StartupRefusedError) as refused:
+        create_app(make_settings(None, tmp_path, event_key_current="retired"))
+    message = str(refused.value)
+    assert message.startswith("notifier cannot start: ")
+    assert "'retired' is not among the event keys" in message
+    assert "\n" not in message

@@ -18,9 +18,10 @@ from notifier.main import create_app
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.models import DeliveryAttempt, Notification, NotificationStatus
 from notifier.notifications.service import queue_email
-from notifier.testing import make_settings, protected
+from notifier.testing import TEST_PROTECTION, make_settings
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
+from servicekit.state import service_state
 from servicekit.testing import eventually, running_app, service_dir
 
 
@@ -34,7 +35,7 @@ async def database_at(
         url = None
         sqlite_url = resolve_database_url(None, var_dir=tmp_path, service_name="notifier")
         await asyncio.to_thread(upgrade, service_dir("notifier"), url=sqlite_url)
-    database = protected(Database(url=url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier"))
+    database = Database(url=url, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
     async with database.engine.begin() as connection:
         for statement in (delete(DeliveryAttempt), delete(Notification), inbox.delete()):
             await connection.execute(statement)
@@ -49,6 +50,7 @@ async def notification(database: Database, *, status: NotificationStatus, age: t
     async with database.sessionmaker.begin() as session:
         notification_id = await queue_email(
             session=session,
+            protection=TEST_PROTECTION,
             template="address_ready",
             locale="en",
             recipient=f"carol.{uuid.uuid4().hex[:6]}@example.com",
@@ -125,7 +127,7 @@ async def test_finished_notifications_and_old_attempts_are_swept(
 
     settings = make_settings(url, tmp_path, retention_sweep_seconds=0.05)
     app = create_app(settings)
-    assert [rule.name for rule in app.state.runtime.retention_rules] == [
+    assert [rule.name for rule in service_state(app).runtime.retention_rules] == [
         "inbox processed",
         "delivery attempts",
         "notifications finished",

@@ -18,7 +18,7 @@ from notifier.alerts.models import Alert
 from notifier.db import SCHEMA
 from notifier.notifications.models import DeliveryAttempt, Notification
 from notifier.stats.service import delivery_stats
-from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, protected
+from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, alerting_of
 from notifier.workers.alerts import check_delivery_failure_rates
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
@@ -173,7 +173,7 @@ def _by_key(body: dict[str, Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
 async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
     url = resolve_database_url(None, var_dir=tmp_path, service_name="notifier")
     await asyncio.to_thread(upgrade, service_dir("notifier"), url=url)
-    db = protected(Database(url=None, schema=SCHEMA, var_dir=tmp_path, service_name="notifier"))
+    db = Database(url=None, schema=SCHEMA, var_dir=tmp_path, service_name="notifier")
     try:
         yield db
     finally:
@@ -253,6 +253,7 @@ POLICY = AlertPolicy(
     quiet=timedelta(0),
     admin_emails=("ops@desk.test",),
 )
+ALERTING = alerting_of(POLICY)
 
 
 async def attempts_now(database: Database, *, sent: int = 0, failed: int = 0, channel: str = "email") -> None:
@@ -290,11 +291,11 @@ async def test_the_failure_rate_alert_is_raised_kept_and_resolved_with_hysteresi
 ) -> None:
     database = database if backend == "postgresql" else sqlite_database
     await attempts_now(database, sent=5, failed=4)
-    await check_delivery_failure_rates(database=database, policy=POLICY)
+    await check_delivery_failure_rates(database=database, alerting=ALERTING)
     assert await failure_alerts(database) == []  # 9 attempts: too few to judge
 
     await attempts_now(database, sent=3, failed=1)  # 5 of 13 failed: 38 %
-    await check_delivery_failure_rates(database=database, policy=POLICY)
+    await check_delivery_failure_rates(database=database, alerting=ALERTING)
     [raised] = await failure_alerts(database)
     assert (raised.key, raised.status, raised.severity) == ("delivery.failure_rate:email", "open", "warning")
     assert raised.details["attempts"] == 13
@@ -302,14 +303,14 @@ async def test_the_failure_rate_alert_is_raised_kept_and_resolved_with_hysteresi
     assert raised.title == "Email deliveries are failing: 38.5 %"
 
     await attempts_now(database, failed=12)  # 17 of 25: 68 %, at least critical
-    await check_delivery_failure_rates(database=database, policy=POLICY)
+    await check_delivery_failure_rates(database=database, alerting=ALERTING)
     await attempts_now(database, sent=130)  # 17 of 155: 11 %, between the shares: no change
-    await check_delivery_failure_rates(database=database, policy=POLICY)
+    await check_delivery_failure_rates(database=database, alerting=ALERTING)
     [kept] = await failure_alerts(database)
     assert (kept.status, kept.severity, kept.occurrences) == ("open", "critical", 2)
 
     await attempts_now(database, sent=20)  # 17 of 175: 9.7 %, below the resolve share
-    await check_delivery_failure_rates(database=database, policy=POLICY)
+    await check_delivery_failure_rates(database=database, alerting=ALERTING)
     [resolved] = await failure_alerts(database)
     assert resolved.status == "resolved"
     assert resolved.resolution is not None
@@ -321,7 +322,7 @@ async def test_each_channel_has_its_own_failure_rate_alert(database: Database) -
     await attempts_now(database, channel="telegram", failed=10)
     await attempts_now(database, channel="email", sent=10)
 
-    await check_delivery_failure_rates(database=database, policy=POLICY)
+    await check_delivery_failure_rates(database=database, alerting=ALERTING)
 
     [alert] = await failure_alerts(database)
     assert (alert.key, alert.severity) == ("delivery.failure_rate:telegram", "critical")

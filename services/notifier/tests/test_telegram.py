@@ -16,6 +16,7 @@ from notifier.notifications.models import Channel, Notification
 from notifier.notifications.service import queue_notification
 from notifier.testing import (
     KEYS,
+    TEST_PROTECTION,
     StandInGateway,
     delivery_attempts,
     make_settings,
@@ -46,6 +47,7 @@ async def _queue_card(database: Database, variables: dict[str, Any] | None = Non
     async with database.sessionmaker.begin() as session:
         return await queue_notification(
             session=session,
+            protection=TEST_PROTECTION,
             channel=Channel.telegram,
             template="order_card",
             locale="",

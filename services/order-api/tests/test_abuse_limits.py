@@ -25,6 +25,7 @@ from alembic import command
 from sqlalchemy import select
 
 from order_api.auth.service import open_full_session
+from order_api.context import context_of
 from order_api.customers.service import find_or_create_customer
 from order_api.db import SCHEMA
 from order_api.orders.models import Order
@@ -32,6 +33,7 @@ from order_api.protection import DataProtection
 from order_api.testing import OrderApi, OrderApiRunner, order_body
 from servicekit.migrations import alembic_config
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import migrate_embedded, migrated_database, serve_stand_in, service_dir
 
 ONE_64 = ipaddress.IPv6Network("2001:db8:1:2::/64")
@@ -79,13 +81,13 @@ class Desk:
         return response.status_code, body
 
     async def stored_clients(self) -> list[str]:
-        async with self.api.app.state.runtime.database.sessionmaker() as session:
+        async with service_state(self.api.app).runtime.database.sessionmaker() as session:
             return list((await session.execute(select(Order.client_ip).order_by(Order.created_at))).scalars())
 
     async def proven_session(self, email: str) -> str:
         """A full session of the customer of ``email``, as ``POST /v1/auth/verify`` opens it."""
-        protection: DataProtection = self.api.app.state.protection
-        async with self.api.app.state.runtime.database.sessionmaker.begin() as session:
+        protection: DataProtection = context_of(self.api.app).protection
+        async with service_state(self.api.app).runtime.database.sessionmaker.begin() as session:
             customer = await find_or_create_customer(
                 session=session, protection=protection, email=email, locale="en"
             )
@@ -131,7 +133,7 @@ def desk(order_api: OrderApiRunner, storage: str, wallet_pool: str, tmp_path: Pa
                 await migrate_embedded(var_dir, "order-api")
                 values.update(database_url=None, var_dir=var_dir)
             api = await stack.enter_async_context(order_api(**values))
-            assert api.app.state.runtime.database.engine.dialect.name == storage
+            assert service_state(api.app).runtime.database.engine.dialect.name == storage
             yield Desk(api=api)
 
     return run

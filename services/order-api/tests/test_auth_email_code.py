@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.auth.models import EmailCode
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.customers.service import find_or_create_customer
 from order_api.db import outbox
@@ -24,6 +25,7 @@ from servicekit.db import resolve_database_url, utcnow
 from servicekit.migrations import upgrade
 from servicekit.sealing import open_sealed_payload
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import TEST_EVENT_KEYRING, eventually, service_dir
 
 if TYPE_CHECKING:
@@ -75,8 +77,8 @@ async def test_the_code_travels_only_through_the_outbox_and_verifies_into_a_full
         notifier=PeerSettings(url=notifier_stand_in.url, api_key=SecretStr(notifier_key)),
         outbox_poll_seconds=0.1,
     ) as running:
-        sessions = running.app.state.runtime.database.sessionmaker
-        protection: DataProtection = running.app.state.protection
+        sessions = service_state(running.app).runtime.database.sessionmaker
+        protection: DataProtection = context_of(running.app).protection
         async with sessions.begin() as session:
             customer = await find_or_create_customer(
                 session=session, protection=protection, email=unique_email, locale="ru"
@@ -326,9 +328,9 @@ async def test_the_flow_works_the_same_on_the_embedded_sqlite_database(
     url = resolve_database_url(None, var_dir=var_dir, service_name="order-api")
     await asyncio.to_thread(upgrade, service_dir("order-api"), url=url)
     async with order_api(database_url=None, var_dir=var_dir) as running:
-        assert running.app.state.runtime.database.engine.dialect.name == "sqlite"
-        sessions = running.app.state.runtime.database.sessionmaker
-        protection: DataProtection = running.app.state.protection
+        assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
+        sessions = service_state(running.app).runtime.database.sessionmaker
+        protection: DataProtection = context_of(running.app).protection
         async with sessions.begin() as session:
             customer = await find_or_create_customer(
                 session=session, protection=protection, email=unique_email, locale="en"

@@ -19,6 +19,7 @@ from order_api.operators.models import Operator
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, order_body
 from servicekit.db import utcnow
 from servicekit.fuzzing import DeepJson, assert_no_server_errors
+from servicekit.state import service_state
 from servicekit.testing import migrate_embedded
 
 
@@ -55,12 +56,12 @@ async def desk(
     var_dir = tmp_path / "embedded"
     await migrate_embedded(var_dir, "order-api")
     async with order_api(database_url=None, var_dir=var_dir) as running:
-        assert running.app.state.runtime.database.engine.dialect.name == "sqlite"
+        assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
         yield running
 
 
 async def operators(desk: OrderApi) -> int:
-    async with desk.app.state.runtime.database.sessionmaker() as session:
+    async with service_state(desk.app).runtime.database.sessionmaker() as session:
         return int((await session.execute(select(func.count()).select_from(Operator))).scalar_one())
 
 

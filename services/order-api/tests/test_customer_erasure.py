@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.audit.models import AuditLog
 from order_api.audit.service import verify_audit_chain
 from order_api.auth.models import CustomerSession, EmailCode
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.customers.service import EMAIL_CONTEXT, find_customer_by_email
 from order_api.db import outbox
@@ -29,6 +30,7 @@ from order_api.orders.intake_persistence import PAYOUT_CONTEXT
 from order_api.orders.models import IdempotencyKey, Order
 from order_api.protection import DataProtection, SealedDataError
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner
+from servicekit.state import service_state
 from servicekit.testing import migrate_embedded, migrated_database, runtime_role
 
 PAYOUT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
@@ -55,12 +57,12 @@ async def desk(
     var_dir = tmp_path / "embedded"
     await migrate_embedded(var_dir, "order-api")
     async with order_api(database_url=None, var_dir=var_dir) as running:
-        assert running.app.state.runtime.database.engine.dialect.name == "sqlite"
+        assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
         yield running
 
 
 def session_of(desk: OrderApi) -> AsyncSession:
-    session: AsyncSession = desk.app.state.runtime.database.sessionmaker()
+    session: AsyncSession = service_state(desk.app).runtime.database.sessionmaker()
     return session
 
 
@@ -157,7 +159,7 @@ async def rows_holding(
 async def test_erasure_leaves_nothing_personal_and_keeps_the_orders(
     desk: OrderApi, api_keys: ApiKeys
 ) -> None:
-    protection: DataProtection = desk.app.state.protection
+    protection: DataProtection = context_of(desk.app).protection
     email = f"Carol.{uuid.uuid4().hex[:8]}@Example.com"
     first = await place_order(desk, email, **{"Idempotency-Key": "k-1"})
     await cancel(desk, first)

@@ -21,12 +21,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import demo_address, validate_address
+from order_api.context import context_of
 from order_api.db import outbox
 from order_api.orders.models import AllocationState, Order, OrderEvent
 from order_api.testing import ApiKeys, OrderApiRunner, order_body
 from order_api.workers.sweeper import reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import migrate_embedded, serve_stand_in
 
 HELD_BY_EVERYONE = demo_address(currency="BTC", network="bitcoin", seed=424242)
@@ -188,7 +190,7 @@ async def test_no_hostile_answer_is_stored_or_reaches_the_customer_and_the_recon
     async with order_api(
         **database_for, wallet_pool=PeerSettings(url=wallet_pool.url, timeout_seconds=5.0), sweep_seconds=3600
     ) as api:
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         client = api.client
         warnings = Recorded(level=logging.WARNING)
         logging.getLogger("order_api.orders").addHandler(warnings)
@@ -265,7 +267,10 @@ async def test_no_hostile_answer_is_stored_or_reaches_the_customer_and_the_recon
             wallet_pool.mode = mode
             wallet_pool.asked.clear()
             settled = await reconcile_pending_allocations(
-                database=database, wallet_pool=api.app.state.wallet_pool, settings=api.settings
+                database=database,
+                wallet_pool=context_of(api.app).wallet_pool,
+                settings=api.settings,
+                protection=context_of(api.app).protection,
             )
             assert settled == 0, mode
             assert sorted(wallet_pool.asked) == sorted(c["id"] for c in refused.values()), mode
@@ -274,7 +279,10 @@ async def test_no_hostile_answer_is_stored_or_reaches_the_customer_and_the_recon
         # wallet-pool comes to its senses: the reconciler gives every waiting order a valid address of its own
         wallet_pool.mode = "good"
         settled = await reconcile_pending_allocations(
-            database=database, wallet_pool=api.app.state.wallet_pool, settings=api.settings
+            database=database,
+            wallet_pool=context_of(api.app).wallet_pool,
+            settings=api.settings,
+            protection=context_of(api.app).protection,
         )
         assert settled == len(refused)
         orders = await stored_orders(database)

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from order_api.auth.models import CustomerSession
 from order_api.auth.service import SESSION_TOKEN_PREFIX
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.customers.service import EMAIL_CONTEXT
 from order_api.db import outbox
@@ -38,6 +39,7 @@ from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
 from servicekit.sealing import open_sealed_payload
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import TEST_EVENT_KEYRING, eventually, serve_stand_in, service_dir
 
 if TYPE_CHECKING:
@@ -130,8 +132,8 @@ class Record:
 
 
 async def record_of(api: OrderApi, *, order_id: str, email: str, key: str | None) -> Record:
-    sessions: async_sessionmaker[Any] = api.app.state.runtime.database.sessionmaker
-    protection: DataProtection = api.app.state.protection
+    sessions: async_sessionmaker[Any] = service_state(api.app).runtime.database.sessionmaker
+    protection: DataProtection = context_of(api.app).protection
     async with sessions() as session:
         order = (await session.execute(select(Order).where(Order.id == order_id))).scalar_one()
         customer = (
@@ -222,7 +224,7 @@ async def record_of(api: OrderApi, *, order_id: str, email: str, key: str | None
 
 
 async def delivered_announcement(api: OrderApi, order_id: str) -> bool:
-    async with api.app.state.runtime.database.sessionmaker() as session:
+    async with service_state(api.app).runtime.database.sessionmaker() as session:
         delivered_at = await session.scalar(
             select(outbox.c.delivered_at).where(
                 outbox.c.aggregate_id == order_id, outbox.c.event_type == "order.created"
@@ -310,7 +312,7 @@ async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_ord
     }
     returning = f"returning.{uuid.uuid4().hex[:8]}@example.com"
     async with order_api(database_url=own_database_url, **peers) as api:
-        assert api.app.state.runtime.database.engine.dialect.name == "postgresql"
+        assert service_state(api.app).runtime.database.engine.dialect.name == "postgresql"
         if answer == "taken":
             await hold_an_address(api, wallet_pool)
             fast_path.tried = fast_path.created = 0  # the holder's order is no part of the comparison
@@ -329,7 +331,7 @@ async def test_a_new_customers_fast_path_and_the_general_path_store_the_same_ord
     if answer == "allocated":
         wallet_pool.addresses.insert(0, BTC_DEPOSITS[-1])
     async with order_api(database_url=None, var_dir=var_dir, **peers) as api:
-        assert api.app.state.runtime.database.engine.dialect.name == "sqlite"
+        assert service_state(api.app).runtime.database.engine.dialect.name == "sqlite"
         if answer == "taken":
             wallet_pool.taken = None
             await hold_an_address(api, wallet_pool)
@@ -462,8 +464,8 @@ async def test_the_per_ip_limit_holds_on_the_fast_path_and_a_refused_order_write
         assert (fast_path.tried, fast_path.created) == (4, 3)
         assert len(wallet_pool.requests) == 3  # the refused order never reached wallet-pool
 
-        protection: DataProtection = api.app.state.protection
-        async with api.app.state.runtime.database.sessionmaker() as session:
+        protection: DataProtection = context_of(api.app).protection
+        async with service_state(api.app).runtime.database.sessionmaker() as session:
             customers = await session.scalar(
                 select(func.count()).where(Customer.email_index == protection.email_index(refused_email))
             )
@@ -507,7 +509,7 @@ async def test_a_full_network_refuses_a_new_and_a_returning_customer_alike_and_w
             assert answer.status_code == 409, answer.text
             assert answer.headers["content-type"] == "application/problem+json"
             refused.append(answer.json())
-        async with api.app.state.runtime.database.sessionmaker() as session:
+        async with service_state(api.app).runtime.database.sessionmaker() as session:
             stored = (
                 await session.scalar(select(func.count()).select_from(Order)),
                 await session.scalar(select(func.count()).select_from(Customer)),
@@ -573,7 +575,7 @@ async def test_no_table_and_no_outbox_event_holds_a_customers_data_in_clear(
         assert cancelled.status_code == 200, cancelled.text
         assert (await api.client.post("/v1/auth/email-code", json={"email": email})).status_code == 202
 
-        database = api.app.state.runtime.database
+        database = service_state(api.app).runtime.database
         async with database.sessionmaker() as session:
             events = (await session.execute(select(outbox).where(outbox.c.destination == "notifier"))).all()
             rows = [

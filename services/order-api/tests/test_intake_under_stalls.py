@@ -18,6 +18,7 @@ from aiohttp import web
 from sqlalchemy import delete, func, select, update
 
 from coin_addresses import demo_address
+from order_api.context import context_of
 from order_api.db import outbox
 from order_api.orders.intake import INTAKE_GRACE, request_fingerprint
 from order_api.orders.models import IdempotencyKey, Order
@@ -28,6 +29,7 @@ from order_api.workers.sweeper import announce_silent_orders, reconcile_pending_
 from servicekit.db import Database, utcnow
 from servicekit.sealing import open_sealed_payload
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import serve_stand_in
 
 PATIENCE_PER_ATTEMPT = 30.0
@@ -90,7 +92,7 @@ async def api(
 
 
 def database_of(api: OrderApi) -> Database:
-    database: Database = api.app.state.runtime.database
+    database: Database = service_state(api.app).runtime.database
     return database
 
 
@@ -159,7 +161,10 @@ async def test_a_silent_wallet_pool_costs_intake_its_budget_and_the_address_foll
     for order_id in created:
         await make_old(database, order_id)  # past the reconciler's grace period
     reconciled = await reconcile_pending_allocations(
-        database=database, wallet_pool=api.app.state.wallet_pool, settings=api.settings
+        database=database,
+        wallet_pool=context_of(api.app).wallet_pool,
+        settings=api.settings,
+        protection=context_of(api.app).protection,
     )
     assert reconciled == 2
     for order_id in created:
@@ -168,7 +173,12 @@ async def test_a_silent_wallet_pool_costs_intake_its_budget_and_the_address_foll
             ("order.created", "awaiting_address", None),
             ("order.status_changed", "awaiting_deposit", "awaiting_address"),
         ]
-    assert await announce_silent_orders(database=database, settings=api.settings) == 0
+    assert (
+        await announce_silent_orders(
+            database=database, settings=api.settings, protection=context_of(api.app).protection
+        )
+        == 0
+    )
 
 
 async def test_a_queue_place_after_the_budget_makes_the_order_queued_and_a_closed_order_has_none(
@@ -182,7 +192,10 @@ async def test_a_queue_place_after_the_budget_makes_the_order_queued_and_a_close
     wallet_pool.wake("queued")
     await make_old(database, order["id"])
     await reconcile_pending_allocations(
-        database=database, wallet_pool=api.app.state.wallet_pool, settings=api.settings
+        database=database,
+        wallet_pool=context_of(api.app).wallet_pool,
+        settings=api.settings,
+        protection=context_of(api.app).protection,
     )
     auth = {"Authorization": f"Bearer {order['session_token']}"}
     read = (await api.client.get(f"/v1/orders/{order['id']}", headers=auth)).json()
@@ -229,7 +242,12 @@ async def test_an_order_a_crash_left_silent_is_announced_once_by_the_sweeper(
 
     # Every replica's sweeper at once: the order is announced once.
     passes = await asyncio.gather(
-        *(announce_silent_orders(database=database, settings=api.settings) for _ in range(4))
+        *(
+            announce_silent_orders(
+                database=database, settings=api.settings, protection=context_of(api.app).protection
+            )
+            for _ in range(4)
+        )
     )
     assert sum(passes) == 1
     assert await order_events(database, left["id"]) == [("order.created", "awaiting_address", None)]
@@ -239,12 +257,17 @@ async def test_an_order_a_crash_left_silent_is_announced_once_by_the_sweeper(
             await session.execute(select(outbox.c.payload).where(outbox.c.aggregate_id == left["id"]))
         ).scalars()
     assert payload["queue_position"] is None
-    protection: DataProtection = api.app.state.protection
+    protection: DataProtection = context_of(api.app).protection
     opened = open_sealed_payload(
         protection.event_keyring(), payload, event_type="order.created", aggregate_id=left["id"]
     )
     assert opened["customer_email"] == email  # sealed for the notifier, as intake writes it
-    assert await announce_silent_orders(database=database, settings=api.settings) == 0
+    assert (
+        await announce_silent_orders(
+            database=database, settings=api.settings, protection=context_of(api.app).protection
+        )
+        == 0
+    )
 
 
 async def test_a_retry_gets_the_order_its_dead_request_made_with_a_new_session(
@@ -286,7 +309,12 @@ async def test_a_retry_gets_the_order_its_dead_request_made_with_a_new_session(
         orders = await session.scalar(select(func.count()).select_from(Order))
     assert orders == 1
     assert await order_events(database, first["id"]) == [("order.created", "awaiting_address", None)]
-    assert await announce_silent_orders(database=database, settings=api.settings) == 0
+    assert (
+        await announce_silent_orders(
+            database=database, settings=api.settings, protection=context_of(api.app).protection
+        )
+        == 0
+    )
 
 
 async def test_a_key_whose_request_wrote_no_order_is_released_to_the_retry(api: OrderApi) -> None:
@@ -295,7 +323,7 @@ async def test_a_key_whose_request_wrote_no_order_is_released_to_the_retry(api: 
     body = order_body(f"released.{uuid.uuid4().hex[:8]}@example.com")
     earlier = await api.client.post("/v1/orders", json=order_body(body["email"], amount="0.07"))
     assert earlier.status_code == 201  # keys are written with their customer: the email is one
-    protection: DataProtection = api.app.state.protection
+    protection: DataProtection = context_of(api.app).protection
     owner = protection.email_index(body["email"])
     database = database_of(api)
     async with database.sessionmaker.begin() as session:
@@ -343,4 +371,9 @@ async def test_an_address_event_for_an_order_nobody_announced_announces_it_with_
     assert answer.json()["status"] == "processed", answer.text
     assert await order_events(database, order["id"]) == [("order.created", "awaiting_deposit", None)]
     await make_old(database, order["id"])
-    assert await announce_silent_orders(database=database, settings=api.settings) == 0
+    assert (
+        await announce_silent_orders(
+            database=database, settings=api.settings, protection=context_of(api.app).protection
+        )
+        == 0
+    )

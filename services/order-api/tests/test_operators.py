@@ -26,6 +26,7 @@ from desk_contracts.events import EVENTS
 from order_api.__main__ import main as order_api_cli
 from order_api.audit.models import AuditLog
 from order_api.audit.service import verify_audit_chain
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.db import SCHEMA, outbox
 from order_api.operators.models import Operator
@@ -34,6 +35,7 @@ from order_api.orders.models import Order, OrderEvent
 from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, TwoRoleDatabase
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import eventually
 
 PAYOUT_BTC = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
@@ -522,7 +524,7 @@ async def test_fifty_concurrent_takers_one_winner(
         responses = await asyncio.gather(
             *(api.client.post(f"/v1/operator/orders/{order['id']}/take", headers=t.auth) for t in takers)
         )
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker() as session:
             taken_events = await outbox_payloads(session, "order.taken")
             take_audits = await audit_rows(session, action="order.taken")
@@ -712,7 +714,7 @@ async def test_an_untouched_assignment_times_out_back_to_the_pool(
         )
         await take(api, operator, btc)
         await take(api, operator, eth)
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker.begin() as session:  # both untouched for 6 minutes
             await session.execute(update(OrderEvent).values(created_at=utcnow() - timedelta(minutes=6)))
 
@@ -914,7 +916,8 @@ async def test_every_event_order_api_writes_is_exactly_its_contract(
     assert (await api.client.post(release, json={"comment": "Later"}, headers=holder.auth)).status_code == 200
     await take(api, holder, order)
     await db_session.execute(update(OrderEvent).values(created_at=utcnow() - timedelta(days=1)))
-    assert await return_idle_assignments(db_session, settings=api.settings) == 1
+    protection = context_of(api.app).protection
+    assert await return_idle_assignments(db_session, settings=api.settings, protection=protection) == 1
     await take(api, holder, order)
     escalate = f"/v1/operator/orders/{order['id']}/escalate"
     escalation = (

@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.db import outbox
 from order_api.orders.models import AllocationState, Order, OrderEvent
@@ -21,6 +22,7 @@ from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, or
 from order_api.workers.sweeper import expire_overdue_orders, reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import eventually, serve_stand_in
 
 BTC_DEPOSIT = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
@@ -304,7 +306,7 @@ async def test_overdue_orders_expire_and_release_their_address(
     async with order_api(database_url=own_database_url, sweep_seconds=0.1) as api:
         order = (await api.client.post("/v1/orders", json=order_body(unique_email))).json()
         fresh = (await api.client.post("/v1/orders", json=order_body(unique_email))).json()
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker.begin() as session:
             await session.execute(update(Order).where(Order.id == order["id"]).values(expires_at=utcnow()))
 
@@ -327,7 +329,7 @@ async def test_overdue_orders_expire_and_release_their_address(
                 .all()
             )
         assert (await statuses())[fresh["id"]] == "awaiting_address"
-        assert await expire_overdue_orders(database=database) == 0
+        assert await expire_overdue_orders(database=database, protection=context_of(api.app).protection) == 0
     assert [p["order_id"] for p in closed] == [order["id"]]
     assert actors == ["system:expiry"]
 
@@ -341,7 +343,7 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
     async with order_api(database_url=own_database_url, sweep_seconds=3600) as api:
         order = (await api.client.post("/v1/orders", json=order_body(unique_email))).json()
         assert order["status"] == "awaiting_address"
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker.begin() as session:  # old enough for the reconciler's grace period
             await session.execute(update(Order).values(created_at=utcnow() - timedelta(minutes=1)))
     async with order_api(
@@ -349,7 +351,7 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
         sweep_seconds=0.1,
         wallet_pool=PeerSettings(url=wallet_pool_stand_in.url),
     ) as api:
-        database = api.app.state.runtime.database
+        database = service_state(api.app).runtime.database
 
         async def stored() -> Order:
             async with database.sessionmaker() as session:
@@ -360,7 +362,10 @@ async def test_the_reconciler_allocates_orders_accepted_during_an_outage(
         )
         assert (
             await reconcile_pending_allocations(
-                database=database, wallet_pool=api.app.state.wallet_pool, settings=api.settings
+                database=database,
+                wallet_pool=context_of(api.app).wallet_pool,
+                settings=api.settings,
+                protection=context_of(api.app).protection,
             )
             == 0
         )

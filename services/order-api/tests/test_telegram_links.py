@@ -28,6 +28,7 @@ from order_api.protection import DataProtection
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
+from servicekit.state import service_state
 from servicekit.testing import service_dir
 
 LINKS = "/v1/telegram/links"
@@ -400,7 +401,7 @@ async def test_ten_concurrent_redemptions_of_one_code_link_exactly_once(
         users = [telegram_user() for _ in range(10)]
 
         responses = await asyncio.gather(*(redeem(api, api_keys, issued["code"], u) for u in users))
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker() as session:
             stored = await session.get(Operator, operator["id"])
             code = await session.scalar(select(TelegramLinkCode))
@@ -429,7 +430,7 @@ async def test_one_telegram_user_redeeming_two_operators_codes_at_once_links_one
         user = telegram_user()
 
         responses = await asyncio.gather(*(redeem(api, api_keys, c["code"], user) for c in codes))
-        database: Database = api.app.state.runtime.database
+        database: Database = service_state(api.app).runtime.database
         async with database.sessionmaker() as session:
             linked = (
                 (await session.execute(select(Operator.id).where(Operator.telegram_user_id == user)))
@@ -464,7 +465,7 @@ async def test_linking_works_the_same_on_the_embedded_sqlite_database(
     url = resolve_database_url(None, var_dir=var_dir, service_name="order-api")
     await asyncio.to_thread(upgrade, service_dir("order-api"), url=url)
     async with order_api(database_url=None, var_dir=var_dir) as api:
-        assert api.app.state.runtime.database.engine.dialect.name == "sqlite"
+        assert service_state(api.app).runtime.database.engine.dialect.name == "sqlite"
         operator = await hire(api, api_keys)
         first = await issue_code(api, api_keys, operator["id"])
         second = await issue_code(api, api_keys, operator["id"])

@@ -13,6 +13,7 @@ import pytest
 from servicekit.db import resolve_database_url
 from servicekit.fuzzing import DeepJson, assert_no_server_errors
 from servicekit.migrations import upgrade
+from servicekit.state import service_state
 from servicekit.testing import service_dir
 from telegram_gateway.testing import KEYS, WEBHOOK_SECRET
 from telegram_gateway.testing.harness import Gateway, Launch, StandInOrderApi, order_message
@@ -37,7 +38,7 @@ async def gateway(request: pytest.FixtureRequest, launch: Launch, tmp_path: Path
     url = resolve_database_url(None, var_dir=var_dir, service_name="telegram-gateway")
     await asyncio.to_thread(upgrade, service_dir("telegram-gateway"), url=url)
     async with launch(database_url=None, var_dir=var_dir) as running:
-        assert running.app.state.runtime.database.engine.dialect.name == "sqlite"
+        assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
         yield running
 
 

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
 from servicekit.settings import PeerSettings
+from servicekit.state import service_state
 from servicekit.testing import free_port, service_dir
 from telegram_gateway.main import create_app
 from telegram_gateway.testing import OPERATORS_CHAT_ID, FakeBotApi, make_settings
@@ -40,7 +41,7 @@ async def test_the_gateway_works_on_sqlite(
         wallet_pool=PeerSettings(url=wallet_pool.url, api_key=SecretStr(GATEWAY_KEY)),
     )
     app = create_app(settings)
-    assert app.state.runtime.database.engine.dialect.name == "sqlite"
+    assert service_state(app).runtime.database.engine.dialect.name == "sqlite"
     order = order_api.add_order()
     operator = order_api.add_operator("Anna")
 

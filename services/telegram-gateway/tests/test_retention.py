@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from servicekit.db import Database, utcnow
+from servicekit.state import service_state
 from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
 from telegram_gateway.main import create_app
 from telegram_gateway.messages.models import MessageDelivery
@@ -74,7 +75,7 @@ def test_the_service_sweeps_with_the_shared_mechanism_on_its_settings(
     monkeypatch.setenv("TELEGRAM_GATEWAY_RETENTION_SWEEP_SECONDS", "120")
     settings = make_settings(database_url=None, var_dir=tmp_path, fake=None)
     assert (settings.retention_days, settings.retention_sweep_seconds) == (12, 120.0)
-    rules = create_app(settings).state.runtime.retention_rules
+    rules = service_state(create_app(settings)).runtime.retention_rules
     assert [(rule.name, rule.keep) for rule in rules] == [
         ("cards of untouched orders", timedelta(days=12)),
         ("alerts", timedelta(days=12)),

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.app import request_session
 from servicekit.db import Database
+from servicekit.state import service_state
 from servicekit.testing import isolated_session, migrated_database, running_app, use_session
 from wallet_pool.db import SCHEMA
 from wallet_pool.main import create_app
@@ -44,7 +45,7 @@ async def pool_app(database_url: str) -> AsyncIterator[RunningApp]:
 @pytest.fixture
 async def session(pool_app: RunningApp) -> AsyncIterator[AsyncSession]:
     """The test's session, shared by every request it makes; everything is rolled back afterwards."""
-    async with isolated_session(pool_app.app.state.runtime.database.engine) as session:
+    async with isolated_session(service_state(pool_app.app).runtime.database.engine) as session:
         use_session(pool_app.app, session)
         try:
             yield session

@@ -10,7 +10,9 @@ from sqlalchemy import select, text
 
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
+from servicekit.state import service_state
 from servicekit.testing import running_app, service_dir
+from wallet_pool.context import context_of
 from wallet_pool.db import outbox
 from wallet_pool.levels.service import watch_pool_levels
 from wallet_pool.main import create_app
@@ -22,7 +24,7 @@ async def test_allocate_queue_release_and_hand_over_on_sqlite(tmp_path: Path) ->
     assert url.startswith("sqlite+aiosqlite:///")
     await asyncio.to_thread(upgrade, service_dir("wallet-pool"), url=url)
     app = create_app(make_settings(None, var_dir=tmp_path))
-    runtime = app.state.runtime
+    runtime = service_state(app).runtime
     assert runtime.database.engine.dialect.name == "sqlite"
 
     async with running_app(app) as client:
@@ -66,8 +68,8 @@ async def test_allocate_queue_release_and_hand_over_on_sqlite(tmp_path: Path) ->
             assert events.scalars().all()[:2] == ["d", "c"]
 
         # The pool level watch works on SQLite too: the drained BTC pool is announced once.
-        await watch_pool_levels(database=runtime.database, settings=app.state.settings)
-        await watch_pool_levels(database=runtime.database, settings=app.state.settings)
+        await watch_pool_levels(database=runtime.database, settings=context_of(app).settings)
+        await watch_pool_levels(database=runtime.database, settings=context_of(app).settings)
         async with runtime.database.sessionmaker() as session:
             levels = await session.execute(
                 select(outbox.c.payload)

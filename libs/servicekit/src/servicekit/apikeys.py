@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from desk_contracts.errors import ErrorCode
 from servicekit.errors import DomainError
+from servicekit.state import service_state
 
 
 class ApiKeyEntry(BaseModel):
@@ -98,8 +99,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 def _identify_caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     if credentials is None or not credentials.credentials:
         raise ApiKeyMissingError("Send an API key as 'Authorization: Bearer <key>'.")
-    verifier: ApiKeyVerifier = request.app.state.api_key_verifier
-    caller = verifier.identify(credentials.credentials)
+    caller = service_state(request.app).api_key_verifier.identify(credentials.credentials)
     if caller is None:
         raise ApiKeyInvalidError("The API key is unknown or has been retired.")
     request.state.caller = caller

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Annotated, Any, Protocol
 
@@ -42,8 +42,10 @@ from servicekit.outbox import (
 )
 from servicekit.retention import RetentionRule, forget_expired
 from servicekit.revisions import MigrationHistory, SchemaRevision, migrations_dir
+from servicekit.sealing import DataProtectionConfigError
 from servicekit.security_headers import SecurityHeadersMiddleware
 from servicekit.settings import PeerSettings, ServiceSettings, StartupRefusedError, refuse_production_guesses
+from servicekit.state import ServiceState, attach_state, service_state
 from servicekit.telemetry import (
     InstrumentedFastAPI,
     configure_logging,
@@ -299,8 +301,10 @@ def create_service_app(
     description: str,
     version: str = "1.0.0",
     openapi_tags: list[dict[str, Any]] | None = None,
+    context: object = None,
 ) -> FastAPI:
-    """The FastAPI app of a service, with everything every service has."""
+    """The FastAPI app of a service, with everything every service has. ``context``: the service's
+    collaborators, built once before the app (routes get it through ``servicekit.state.service_context``)."""
     configure_logging(service=settings.service_name, level=settings.log_level, json_format=settings.log_json)
     configure_tracing(
         service=settings.service_name,
@@ -334,11 +338,15 @@ def create_service_app(
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
     )
-    app.state.runtime = runtime
-    app.state.settings = settings
-    app.state.api_key_verifier = ApiKeyVerifier(settings.api_keys)
-    app.state.readiness_checks = runtime.readiness_checks
-    app.state.schema_revision = runtime.schema_revision
+    attach_state(
+        app,
+        ServiceState(
+            runtime=runtime,
+            settings=settings,
+            api_key_verifier=ApiKeyVerifier(settings.api_keys),
+            context=context,
+        ),
+    )
     install_error_handlers(app)
     # Outermost last: the size limit bounds what the input guard reads whole.
     app.add_middleware(InputGuardMiddleware, max_json_depth=settings.max_json_depth)
@@ -364,7 +372,14 @@ def create_service_app(
         key_required=settings.metrics_need_key,
     )
     instrument_app(app, excluded_urls=settings.trace_excluded_urls, request_metrics=request_metrics)
-    app.include_router(health_router(settings.service_name, details_need_key=settings.metrics_need_key))
+    app.include_router(
+        health_router(
+            settings.service_name,
+            checks=runtime.readiness_checks,
+            schema_revision=runtime.schema_revision,
+            details_need_key=settings.metrics_need_key,
+        )
+    )
     return app
 
 
@@ -378,9 +393,19 @@ def _settle_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+@contextmanager
+def refusing_start(service: str) -> Iterator[None]:
+    """Around the building of a service's context: a collaborator configured wrongly (keys that do not
+    open, a network that is not one) stops the service at start-up with one line (:class:`StartupRefusedError`),
+    never at the first request that needs it."""
+    try:
+        yield
+    except (DataProtectionConfigError, ValueError) as exc:
+        raise StartupRefusedError(f"{service} cannot start: {exc}") from None
+
+
 def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+    return service_state(request.app).runtime
 
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:

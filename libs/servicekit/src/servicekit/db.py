@@ -156,8 +156,9 @@ class Database:
             self.url, schema=schema, pool_size=pool_size, pool_timeout_seconds=pool_timeout_seconds
         )
         self.after_commit_listeners: list[Callable[[], None]] = []
-        #: Shared by every session this database makes (``session.info``): service-wide collaborators that
-        #: session-level code needs, such as the after-commit listeners of the queue workers.
+        #: Shared by every session this database makes (``session.info``): servicekit's own session-level
+        #: wiring (the after-commit listeners of the queue workers, whether statements are traced). A
+        #: service's collaborators are not kept here: they are arguments (``<service>.context``).
         self.session_info: dict[str, object] = {"after_commit_listeners": self.after_commit_listeners}
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, info=self.session_info)
 

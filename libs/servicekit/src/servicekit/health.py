@@ -76,8 +76,17 @@ def _may_read_details(request: Request, credentials: BearerCredentials) -> bool:
     return True
 
 
-def health_router(service: str, timeout_seconds: float = 2.0, *, details_need_key: bool = False) -> APIRouter:
-    """``details_need_key``: readiness details only for a caller with :data:`METRICS_SCOPE`."""
+def health_router(
+    service: str,
+    timeout_seconds: float = 2.0,
+    *,
+    checks: list[ReadinessCheck],
+    schema_revision: SchemaCheck | None = None,
+    details_need_key: bool = False,
+) -> APIRouter:
+    """``checks``: what ``/health/ready`` runs (the list, with what is added to it later);
+    ``schema_revision``: the database's schema against the code's; ``details_need_key``: readiness details
+    only for a caller with :data:`METRICS_SCOPE`."""
     router = APIRouter(prefix="/health", tags=["operations"])
 
     @router.get("/live", summary="The process is up")
@@ -92,8 +101,6 @@ def health_router(service: str, timeout_seconds: float = 2.0, *, details_need_ke
     )
     async def ready(request: Request, credentials: BearerCredentials) -> JSONResponse:
         """Where metrics need a key, a caller without a `metrics:read` key gets `{"status": ...}` alone."""
-        checks: list[ReadinessCheck] = request.app.state.readiness_checks
-        schema_revision: SchemaCheck | None = getattr(request.app.state, "schema_revision", None)
         # Health paths are never traced; without this each probe's SQL/Redis/HTTP calls would still export
         # a root span of their own (an orphan trace every few seconds per replica).
         with suppress_instrumentation():

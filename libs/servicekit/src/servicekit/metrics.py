@@ -1,6 +1,6 @@
 """Prometheus metrics: request rate, latency and errors per route, plus each service's business metrics.
 
-Every app has its own registry (``app.state.metrics_registry``), so several apps can live in one process
+Every app has its own registry (``Runtime.metrics_registry``), so several apps can live in one process
 (as in tests) and a service adds its gauges and counters to the same ``/metrics`` page.
 """
 
@@ -177,14 +177,13 @@ def install_metrics(
     refreshed: list[QueueGauges] | None = None,
     key_required: bool = False,
 ) -> RequestMetrics:
-    """``GET /metrics`` on ``registry`` (``app.state.metrics_registry``, for business metrics too), and the
+    """``GET /metrics`` on ``registry`` (the runtime's, for business metrics too), and the
     request metrics the telemetry middleware records into it. The ``refreshed`` gauges (the list, with what
     is added to it later) read their queues before each scrape is answered.
     ``key_required``: only for an API key with :data:`METRICS_SCOPE`."""
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = registry if registry is not None else CollectorRegistry()
-    app.state.metrics_registry = registry
-    app.state.refreshed_metrics = refreshed if refreshed is not None else []
+    refreshed = refreshed if refreshed is not None else []
     request_metrics = RequestMetrics(registry)
     router = APIRouter(tags=["operations"])
 
@@ -192,9 +191,9 @@ def install_metrics(
     async def metrics(request: Request, credentials: BearerCredentials) -> Response:
         if key_required:
             caller_with_scope(request, credentials, METRICS_SCOPE)
-        for gauges in request.app.state.refreshed_metrics:
+        for gauges in refreshed:
             await gauges.refresh()
-        return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
     return request_metrics

@@ -117,6 +117,14 @@ def parse_networks(values: Sequence[str]) -> list[Network]:
     return [ipaddress.ip_network(v, strict=False) for v in values]
 
 
+def parse_trusted_proxies(values: Sequence[str], *, variable: str) -> list[Network]:
+    """The networks of the ``variable`` setting; a ``ValueError`` naming it for one that is not a network."""
+    try:
+        return parse_networks(values)
+    except ValueError as exc:
+        raise ValueError(f"{variable}: {exc}") from None
+
+
 def client_ip(request: Request, *, trusted_proxies: Sequence[Network]) -> str:
     """The client's IP address, honouring ``X-Forwarded-For`` only from trusted proxies."""
     peer = request.client.host if request.client else "0.0.0.0"  # noqa: S104 (no peer: unknown client)

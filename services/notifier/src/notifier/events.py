@@ -11,11 +11,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from desk_contracts.events import CustomerErased
-from notifier.alerts.conditions import AlertPolicy
-from notifier.alerts.service import apply
+from notifier.alerts.service import Alerting, apply
 from notifier.notifications.errors import EventSealedFieldsUnreadableError
 from notifier.notifications.service import earlier_emails_of_order, erase_customer, queue_notification
-from notifier.protection import protection_of
+from notifier.protection import DataProtection
 from notifier.rules import ALERT_RULES, RULES, alert_conditions, already_told, messages_for
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
@@ -24,29 +23,33 @@ from servicekit.sealing import SealedDataError
 CUSTOMER_ERASED = CustomerErased.event_type
 
 
-def opened(session: AsyncSession, envelope: EventEnvelope) -> EventEnvelope:
+def opened(protection: DataProtection, envelope: EventEnvelope) -> EventEnvelope:
     """``envelope`` with its sealed personal data opened (in memory only)."""
     try:
-        return protection_of(session).open_sealed_event(envelope)
+        return protection.open_sealed_event(envelope)
     except SealedDataError as exc:
         raise EventSealedFieldsUnreadableError(
             f"{envelope.type} {envelope.id}: {exc}", extra={"event_id": envelope.id}
         ) from exc
 
 
-def event_handlers(policy: AlertPolicy) -> dict[str, EventHandler]:
-    """One handler per event type a rule reads: queue its messages, apply its alert conditions; and the
-    erasure of a customer."""
+def event_handlers(alerting: Alerting) -> dict[str, EventHandler]:
+    """One handler per event type a rule reads: queue its messages (sealed with ``alerting.protection``),
+    apply its alert conditions; and the erasure of a customer."""
+    protection = alerting.protection
 
     async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
-        envelope = opened(session, envelope)
-        for message in messages_for(envelope, telegram=policy.telegram):
+        envelope = opened(protection, envelope)
+        for message in messages_for(envelope, telegram=alerting.policy.telegram):
             if message.once_per_order and message.order_id:
-                earlier = await earlier_emails_of_order(session, order_id=message.order_id)
+                earlier = await earlier_emails_of_order(
+                    session, protection=protection, order_id=message.order_id
+                )
                 if already_told(message.template, earlier):
                     continue
             await queue_notification(
                 session=session,
+                protection=protection,
                 channel=message.channel,
                 template=message.template,
                 locale=message.locale,
@@ -57,7 +60,7 @@ def event_handlers(policy: AlertPolicy) -> dict[str, EventHandler]:
                 customer_id=message.customer_id,
             )
         for report in alert_conditions(envelope):
-            await apply(session=session, report=report, policy=policy, event_id=envelope.id)
+            await apply(session=session, report=report, alerting=alerting, event_id=envelope.id)
 
     async def customer_erased(session: AsyncSession, envelope: EventEnvelope) -> None:
         erased = read_payload(CustomerErased, envelope)

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from notifier.alerts.conditions import AlertPolicy
 from notifier.alerts.router import router as alerts_router
-from notifier.alerts.service import METRICS_INFO_KEY
+from notifier.context import NotifierContext
 from notifier.db import SCHEMA, inbox
-from notifier.email import EmailSender, build_chain
 from notifier.events import event_handlers
-from notifier.metrics import AlertMetrics, DeliveryMetrics
-from notifier.notifications.outcomes import ChannelSender
 from notifier.notifications.router import router as notifications_router
-from notifier.protection import DataProtection, attach_protection
 from notifier.settings import Settings
 from notifier.stats.router import router as stats_router
-from notifier.telegram.sender import TelegramSender
 from notifier.workers.alerts import AlertWorker
 from notifier.workers.delivery import DeliveryWorker, delivery_queue_gauges
 from notifier.workers.retention import notification_retention
@@ -39,9 +33,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_busy_tables("notification")  # every delivery attempt rewrites its row
     runtime.add_inbox_retention(inbox)
     runtime.add_retention(*notification_retention(settings))
+    context = NotifierContext.build(settings=settings, runtime=runtime, gateway=gateway)
     app = create_service_app(
         settings=settings,
         runtime=runtime,
+        context=context,
         title="Exchange Desk — notifier",
         description=DESCRIPTION,
         openapi_tags=[
@@ -51,21 +47,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "stats", "description": "Delivery figures per channel and template."},
         ],
     )
-    registry = app.state.metrics_registry
-    delivery_metrics = DeliveryMetrics(registry)
-    alert_metrics = AlertMetrics(registry)
-    runtime.database.session_info[METRICS_INFO_KEY] = alert_metrics
-    app.state.protection = DataProtection.from_settings(settings)
-    attach_protection(runtime.database, app.state.protection)  # recipients and variables sealed at rest
-    senders: list[ChannelSender] = [EmailSender(chain=build_chain(settings), sender=settings.email_from)]
-    if settings.telegram_enabled:
-        senders.append(TelegramSender(gateway))
-    queue_gauges = delivery_queue_gauges(database=runtime.database, channels=[s.channel for s in senders])
+    queue_gauges = delivery_queue_gauges(
+        database=runtime.database, channels=[s.channel for s in context.senders]
+    )
     runtime.add_queue_gauges(queue_gauges)
-    for sender in senders:
+    for sender in context.senders:
         runtime.add_worker(
             DeliveryWorker(
                 database=runtime.database,
+                protection=context.protection,
                 sender=sender,
                 max_attempts=settings.delivery_max_attempts,
                 backoff_base_seconds=settings.delivery_backoff_base_seconds,
@@ -73,14 +63,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 poll_seconds=settings.delivery_poll_seconds,
                 batch_size=settings.delivery_batch_size,
                 lease_seconds=settings.delivery_lease_seconds,
-                metrics=delivery_metrics,
+                metrics=context.delivery_metrics,
                 gauges=queue_gauges,
             )
         )
-    policy = AlertPolicy.from_settings(settings)
-    alert_worker = AlertWorker(database=runtime.database, policy=policy, metrics=alert_metrics)
+    alert_worker = AlertWorker(database=runtime.database, alerting=context.alerting)
     runtime.add_worker(alert_worker.periodic(interval_seconds=settings.alert_check_seconds))
-    app.include_router(events_router(inbox=inbox, handlers=event_handlers(policy), scope="events:publish"))
+    app.include_router(
+        events_router(inbox=inbox, handlers=event_handlers(context.alerting), scope="events:publish")
+    )
     app.include_router(notifications_router)
     app.include_router(alerts_router)
     app.include_router(stats_router)

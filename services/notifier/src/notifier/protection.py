@@ -18,15 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from servicekit import sealing
-from servicekit.db import Database
 
 RECIPIENT_CONTEXT = "notification.recipient"
 VARIABLES_CONTEXT = "notification.variables"
-PROTECTION_INFO_KEY = "protection"
-"""Where ``session.info`` holds the app's :class:`DataProtection` (set on the session factory)."""
 ONE_TIME_VARIABLES: Mapping[str, tuple[str, ...]] = {"email_code": ("code",)}
 """Variables of a template that are secrets good for one use: removed once the message is sent."""
 
@@ -55,20 +50,6 @@ class DataProtection(sealing.DataProtection):
         if not isinstance(opened, dict):
             raise sealing.SealedDataError("sealed variables are not an object")
         return opened
-
-
-def protection_of(holder: AsyncSession | Database) -> DataProtection:
-    """The app's :class:`DataProtection`, from a session's ``info`` (or the database's, which sessions get)."""
-    info = holder.info if isinstance(holder, AsyncSession) else holder.session_info
-    protection = info.get(PROTECTION_INFO_KEY)
-    if not isinstance(protection, DataProtection):
-        raise RuntimeError("the notifier's sessions carry no DataProtection (see notifier.protection)")
-    return protection
-
-
-def attach_protection(database: Database, protection: DataProtection) -> None:
-    """Every session of ``database`` seals and opens with ``protection``."""
-    database.session_info[PROTECTION_INFO_KEY] = protection
 
 
 def without_one_time_secrets(template: str, variables: Mapping[str, Any]) -> dict[str, Any] | None:

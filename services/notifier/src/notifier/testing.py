@@ -22,9 +22,12 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from notifier.alerts.conditions import AlertPolicy
+from notifier.alerts.service import Alerting
 from notifier.email import EmailSender, FallbackChain, SmtpProvider
+from notifier.metrics import AlertMetrics
 from notifier.notifications.models import DeliveryAttempt, Notification
-from notifier.protection import PROTECTION_INFO_KEY, DataProtection, attach_protection
+from notifier.protection import DataProtection
 from notifier.settings import Settings
 from notifier.telegram.sender import TelegramSender
 from notifier.workers.delivery import DeliveryWorker
@@ -78,11 +81,9 @@ def order_payload(**changes: Any) -> dict[str, Any]:
     }
 
 
-def protected(database: Database) -> Database:
-    """``database`` with the test keys on its sessions (a database a test opens itself)."""
-    if PROTECTION_INFO_KEY not in database.session_info:
-        attach_protection(database, TEST_PROTECTION)
-    return database
+def alerting_of(policy: AlertPolicy) -> Alerting:
+    """The alert lifecycle of a test: ``policy``, the test keys and metrics of its own."""
+    return Alerting(policy=policy, protection=TEST_PROTECTION, metrics=AlertMetrics())
 
 
 class _Handler:
@@ -165,13 +166,18 @@ async def mail_to(smtp: SmtpServer, recipient: str, count: int) -> list[EmailMes
 def make_worker(database: Database, smtp: SmtpServer, **overrides: Any) -> DeliveryWorker:
     """A fast email worker: tiny backoff and poll interval, sending through ``smtp``."""
     sender = EmailSender(chain=FallbackChain([smtp.provider(timeout_seconds=2.0)]), sender=SENDER)
-    return DeliveryWorker(database=protected(database), sender=sender, **{**FAST_WORKER, **overrides})
+    return DeliveryWorker(
+        database=database, protection=TEST_PROTECTION, sender=sender, **{**FAST_WORKER, **overrides}
+    )
 
 
 def make_telegram_worker(database: Database, client: ServiceClient, **overrides: Any) -> DeliveryWorker:
     """A fast Telegram worker posting to telegram-gateway through ``client``."""
     return DeliveryWorker(
-        database=protected(database), sender=TelegramSender(client), **{**FAST_WORKER, **overrides}
+        database=database,
+        protection=TEST_PROTECTION,
+        sender=TelegramSender(client),
+        **{**FAST_WORKER, **overrides},
     )
 
 

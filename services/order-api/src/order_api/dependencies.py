@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.operators.dependencies import (
     AdminStaff,
     CurrentOperator,
@@ -16,13 +15,6 @@ from order_api.operators.dependencies import (
 )
 from servicekit.apikeys import Caller, require_scope
 
-
-async def _wallet_pool(request: Request) -> WalletPoolClient:
-    client: WalletPoolClient = request.app.state.wallet_pool
-    return client
-
-
-WalletPool = Annotated[WalletPoolClient, Depends(_wallet_pool)]
 AdminCaller = Annotated[Caller, Depends(require_scope("admin"))]
 
 __all__ = [
@@ -32,5 +24,4 @@ __all__ = [
     "OrderHandler",
     "OrderReader",
     "SupportStaff",
-    "WalletPool",
 ]

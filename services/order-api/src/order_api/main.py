@@ -8,22 +8,20 @@ from order_api.audit.outbox import router as outbox_admin_router
 from order_api.audit.router import router as audit_router
 from order_api.auth.router import router as auth_router
 from order_api.clients.wallet_pool import WalletPoolClient
+from order_api.context import OrderApiContext
 from order_api.customers.admin_router import router as customers_admin_router
 from order_api.db import SCHEMA, inbox, outbox
 from order_api.operators.admin_router import router as operators_admin_router
 from order_api.operators.router import router as operators_router
 from order_api.operators.telegram_router import router as telegram_router
 from order_api.orders.events import wallet_event_handlers
-from order_api.orders.lifecycle import PROTECTION_INFO_KEY
 from order_api.orders.router import router as orders_router
-from order_api.protection import DataProtection
 from order_api.settings import Settings
 from order_api.stats.router import router as stats_router
 from order_api.workers.sweeper import order_sweeps
 from servicekit.app import Runtime, create_service_app
 from servicekit.client import ServiceClient
 from servicekit.events import events_router
-from servicekit.ratelimit import RateLimiter, parse_networks
 from servicekit.settings import load_settings
 
 DESCRIPTION = """
@@ -48,13 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox, dead_letters_to="notifier")
     runtime.add_inbox_retention(inbox)
-    wallet_pool_client = WalletPoolClient(wallet_pool)
-
-    for sweep in order_sweeps(database=runtime.database, wallet_pool=wallet_pool_client, settings=settings):
+    context = OrderApiContext.build(
+        settings=settings, runtime=runtime, wallet_pool=WalletPoolClient(wallet_pool)
+    )
+    for sweep in order_sweeps(context):
         runtime.add_worker(sweep)
     app = create_service_app(
         settings=settings,
         runtime=runtime,
+        context=context,
         title="Exchange Desk — order-api",
         description=DESCRIPTION,
         openapi_tags=[
@@ -75,14 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "events", "description": "Internal: events from peer services."},
         ],
     )
-    app.state.wallet_pool = wallet_pool_client
-    app.state.protection = DataProtection.from_settings(settings)
-    # Lifecycle code opens the customer's email for events to the notifier (orders.lifecycle).
-    runtime.database.session_info[PROTECTION_INFO_KEY] = app.state.protection
-    app.state.rate_limiter = RateLimiter(
-        redis=runtime.redis, namespace=settings.service_name, registry=app.state.metrics_registry
-    )
-    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.include_router(orders_router)
     app.include_router(auth_router)
     app.include_router(stats_router)
@@ -92,5 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(telegram_router)
     app.include_router(audit_router)
     app.include_router(outbox_admin_router)
-    app.include_router(events_router(inbox=inbox, handlers=wallet_event_handlers(settings)))
+    app.include_router(
+        events_router(
+            inbox=inbox, handlers=wallet_event_handlers(settings=settings, protection=context.protection)
+        )
+    )
     return app

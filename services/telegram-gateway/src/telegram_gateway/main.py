@@ -8,21 +8,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from servicekit.app import Runtime, create_service_app
-from servicekit.cache import ExpiringCache
 from servicekit.client import ServiceClient
 from servicekit.errors import problem_response
 from servicekit.health import ReadinessCheck
-from servicekit.ratelimit import RateLimiter, parse_networks
 from servicekit.settings import load_settings
 from telegram_gateway.bot.errors import TelegramUnavailableError
-from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.bot.webhook import router as webhook_router
 from telegram_gateway.clients.order_api import OrderApiClient
 from telegram_gateway.clients.wallet_pool import WalletPoolClient
+from telegram_gateway.context import GatewayContext
 from telegram_gateway.db import SCHEMA
 from telegram_gateway.messages.router import router as messages_router
-from telegram_gateway.metrics import GatewayMetrics
-from telegram_gateway.operators.service import OperatorLinks
 from telegram_gateway.settings import Settings
 from telegram_gateway.workers.retention import message_retention
 
@@ -60,9 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     wallet_pool = WalletPoolClient(
         runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     )
+    context = GatewayContext.build(
+        settings=settings, runtime=runtime, order_api=order_api, wallet_pool=wallet_pool
+    )
+    telegram = context.telegram
     app = create_service_app(
         settings=settings,
         runtime=runtime,
+        context=context,
         title="Exchange Desk — telegram-gateway",
         description=DESCRIPTION,
         openapi_tags=[
@@ -70,34 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "telegram", "description": "Updates from Telegram (webhook mode)."},
         ],
     )
-    metrics = GatewayMetrics(app.state.metrics_registry)
-    operator_links = OperatorLinks(
-        order_api=order_api,
-        cache=ExpiringCache(
-            redis=runtime.redis,
-            namespace=f"{settings.service_name}:operator-link",
-            ttl_seconds=settings.operator_cache_seconds,
-        ),
-    )
-    telegram = TelegramBot(
-        settings=settings,
-        database=runtime.database,
-        order_api=order_api,
-        operator_links=operator_links,
-        wallet_pool=wallet_pool,
-        metrics=metrics,
-    )
     runtime.on_start.append(telegram.announce)
     runtime.add_worker(telegram)
     runtime.readiness_checks.append(ReadinessCheck("telegram", telegram.readiness, critical=False))
 
     runtime.add_retention(*message_retention(timedelta(days=settings.retention_days)))
-    app.state.telegram = telegram
-    app.state.gateway_metrics = metrics
-    app.state.rate_limiter = RateLimiter(
-        redis=runtime.redis, namespace=settings.service_name, registry=app.state.metrics_registry
-    )
-    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     app.add_exception_handler(TelegramUnavailableError, _telegram_unavailable)
     app.include_router(messages_router)
     app.include_router(webhook_router)

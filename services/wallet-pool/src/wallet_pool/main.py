@@ -11,8 +11,8 @@ from servicekit.outbox_admin import OUTBOX_ADMIN_SCOPE, outbox_admin_router
 from servicekit.settings import load_settings
 from wallet_pool.allocations.events import order_event_handlers
 from wallet_pool.allocations.router import router as allocations_router
+from wallet_pool.context import WalletPoolContext
 from wallet_pool.db import SCHEMA, inbox, outbox
-from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 from wallet_pool.stats.router import router as stats_router
 from wallet_pool.wallets.router import router as wallets_router
@@ -45,9 +45,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox, dead_letters_to="notifier")
     runtime.add_inbox_retention(inbox)
+    context = WalletPoolContext.build(settings=settings, runtime=runtime)
+    metrics = context.metrics
     app = create_service_app(
         settings=settings,
         runtime=runtime,
+        context=context,
         title="Exchange Desk — wallet-pool",
         description=DESCRIPTION,
         openapi_tags=[
@@ -58,8 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "admin", "description": "The outbox: list and replay its events."},
         ],
     )
-    metrics = PoolMetrics(app.state.metrics_registry)
-    app.state.pool_metrics = metrics
     runtime.add_worker(QueueSweeper(database=runtime.database, settings=settings, metrics=metrics).worker())
     runtime.add_worker(pool_level_watch(database=runtime.database, settings=settings))
     runtime.add_busy_tables("wallet", "allocation", "wait_queue_entry")

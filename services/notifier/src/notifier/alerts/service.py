@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import event
@@ -39,6 +40,7 @@ from notifier.alerts.models import Alert, AlertStatus, Severity
 from notifier.alerts.schemas import AlertPageRead, AlertRead
 from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
+from notifier.protection import DataProtection
 from notifier.rules import alert_messages
 from servicekit.db import Database, utcnow
 from servicekit.plurals import english
@@ -46,10 +48,18 @@ from servicekit.plurals import english
 log = logging.getLogger("notifier.alerts")
 
 TITLE_MAX = 200
-METRICS_INFO_KEY = "alert_metrics"
-"""Where ``session.info`` holds the app's :class:`AlertMetrics` (``Database.session_info``, set by
-``notifier.main``): a change is counted once its transaction commits, never when it rolls back."""
 _PENDING_COUNTS = "alert_changes_to_count"
+"""Where a session keeps the changes it made, counted in their metrics once it commits (never on rollback)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alerting:
+    """What the alert lifecycle works with: its rules, the keys its messages are sealed with, and the metrics
+    its changes are counted in."""
+
+    policy: AlertPolicy
+    protection: DataProtection
+    metrics: AlertMetrics
 
 
 # --- reading ---------------------------------------------------------------------------------------------
@@ -85,7 +95,7 @@ async def _tell(
     change: AlertChange,
     *,
     reason: str,
-    policy: AlertPolicy,
+    alerting: Alerting,
     event_id: str | None,
 ) -> None:
     notice = AlertNotice(
@@ -99,9 +109,10 @@ async def _tell(
         raised_at=alert.raised_at,
         occurrences=alert.occurrences,
     )
-    for message in alert_messages(notice, policy):
+    for message in alert_messages(notice, alerting.policy):
         await queue_notification(
             session=session,
+            protection=alerting.protection,
             channel=message.channel,
             template=message.template,
             locale=message.locale,
@@ -115,18 +126,15 @@ async def _tell(
     )
 
 
-def _count(session: AsyncSession, change: AlertChange, severity: str) -> None:
-    """Count ``change`` in the metrics once the session commits (never for a rolled-back change)."""
-    session.sync_session.info.setdefault(_PENDING_COUNTS, []).append((change.value, severity))
+def _count(session: AsyncSession, metrics: AlertMetrics, change: AlertChange, severity: str) -> None:
+    """Count ``change`` in ``metrics`` once the session commits (never for a rolled-back change)."""
+    session.sync_session.info.setdefault(_PENDING_COUNTS, []).append((metrics, change.value, severity))
 
 
 @event.listens_for(Session, "after_commit")
 def _count_committed_changes(session: Session) -> None:
-    changes = session.info.pop(_PENDING_COUNTS, None)
-    metrics = session.info.get(METRICS_INFO_KEY)
-    if changes and isinstance(metrics, AlertMetrics):
-        for change, severity in changes:
-            metrics.changes.labels(change, severity).inc()
+    for metrics, change, severity in session.info.pop(_PENDING_COUNTS, None) or ():
+        metrics.changes.labels(change, severity).inc()
 
 
 @event.listens_for(Session, "after_rollback")
@@ -145,7 +153,7 @@ async def raise_alert(
     *,
     session: AsyncSession,
     condition: AlertCondition,
-    policy: AlertPolicy,
+    alerting: Alerting,
     event_id: str | None = None,
 ) -> AlertChange | None:
     """Report ``condition``: raise its alert, reopen a recently resolved one, or repeat the live one. Returns
@@ -153,14 +161,16 @@ async def raise_alert(
     now = utcnow()
     alert = await repository.live_alert(session, key=condition.key)
     if alert is None:
-        recent = await repository.recently_resolved(session, key=condition.key, since=now - policy.quiet)
+        recent = await repository.recently_resolved(
+            session, key=condition.key, since=now - alerting.policy.quiet
+        )
         if recent is not None:
-            return await _reopen(session, recent, condition, policy=policy, event_id=event_id, now=now)
+            return await _reopen(session, recent, condition, alerting=alerting, event_id=event_id, now=now)
         alert = await _insert(session, condition, now=now)
         if alert is not None:
-            _count(session, AlertChange.raised, alert.severity)
+            _count(session, alerting.metrics, AlertChange.raised, alert.severity)
             await _tell(
-                session, alert, AlertChange.raised, reason="New alert.", policy=policy, event_id=event_id
+                session, alert, AlertChange.raised, reason="New alert.", alerting=alerting, event_id=event_id
             )
             return AlertChange.raised
         alert = await repository.live_alert(
@@ -168,7 +178,7 @@ async def raise_alert(
         )  # a concurrent raise won: this report is a repeat
         if alert is None:  # pragma: no cover (resolved between the conflict and this read)
             return None
-    return await _repeat(session, alert, condition, policy=policy, event_id=event_id, now=now)
+    return await _repeat(session, alert, condition, alerting=alerting, event_id=event_id, now=now)
 
 
 async def _insert(session: AsyncSession, condition: AlertCondition, *, now: datetime) -> Alert | None:
@@ -207,7 +217,7 @@ async def _repeat(
     alert: Alert,
     condition: AlertCondition,
     *,
-    policy: AlertPolicy,
+    alerting: Alerting,
     event_id: str | None,
     now: datetime,
 ) -> AlertChange | None:
@@ -219,13 +229,13 @@ async def _repeat(
     alert.severity = condition.severity.value
     alert.escalated_at = now
     await session.flush()
-    _count(session, AlertChange.escalated, alert.severity)
+    _count(session, alerting.metrics, AlertChange.escalated, alert.severity)
     await _tell(
         session,
         alert,
         AlertChange.escalated,
         reason=f"Worse: {current} → {condition.severity}.",
-        policy=policy,
+        alerting=alerting,
         event_id=event_id,
     )
     return AlertChange.escalated
@@ -236,7 +246,7 @@ async def _reopen(
     alert: Alert,
     condition: AlertCondition,
     *,
-    policy: AlertPolicy,
+    alerting: Alerting,
     event_id: str | None,
     now: datetime,
 ) -> AlertChange | None:
@@ -249,11 +259,11 @@ async def _reopen(
     alert.resolution = None
     alert.resolution_notified_at = None
     floor = condition.severity
-    if alert.reopened_count >= policy.recurrences_to_critical:
+    if alert.reopened_count >= alerting.policy.recurrences_to_critical:
         floor = floor.at_least(Severity.critical)
     severity = previous.at_least(floor)
     alert.severity = severity.value
-    _count(session, AlertChange.reopened, alert.severity)
+    _count(session, alerting.metrics, AlertChange.reopened, alert.severity)
     if told_resolved:
         # People heard it had ended: it is news again, unacknowledged, its escalation clock restarted.
         alert.status = AlertStatus.open.value
@@ -266,10 +276,10 @@ async def _reopen(
             alert,
             AlertChange.reopened,
             reason=(
-                f"Back within {_minutes(policy.quiet.total_seconds())} of its resolution "
+                f"Back within {_minutes(alerting.policy.quiet.total_seconds())} of its resolution "
                 f"({english(alert.reopened_count, 'time')})."
             ),
-            policy=policy,
+            alerting=alerting,
             event_id=event_id,
         )
         return AlertChange.reopened
@@ -280,7 +290,7 @@ async def _reopen(
         return None
     alert.escalated_at = now
     await session.flush()
-    _count(session, AlertChange.escalated, alert.severity)
+    _count(session, alerting.metrics, AlertChange.escalated, alert.severity)
     recurring = severity.rank > condition.severity.rank
     await _tell(
         session,
@@ -291,14 +301,14 @@ async def _reopen(
             if recurring
             else f"Worse: {previous} → {severity}."
         ),
-        policy=policy,
+        alerting=alerting,
         event_id=event_id,
     )
     return AlertChange.escalated
 
 
 async def resolve_alert(
-    *, session: AsyncSession, recovery: Recovery, policy: AlertPolicy, event_id: str | None = None
+    *, session: AsyncSession, recovery: Recovery, alerting: Alerting, event_id: str | None = None
 ) -> AlertChange | None:
     """End the live alert of ``recovery.key`` (nothing when there is none). Its resolution is told now, or,
     for an alert that has reopened before, once it stays resolved for the quiet period (the alert worker)."""
@@ -310,14 +320,16 @@ async def resolve_alert(
     alert.resolved_at = now
     alert.resolution = recovery.text
     alert.updated_at = now
-    _count(session, AlertChange.resolved, alert.severity)
-    if alert.reopened_count and policy.quiet.total_seconds() > 0:
+    _count(session, alerting.metrics, AlertChange.resolved, alert.severity)
+    if alert.reopened_count and alerting.policy.quiet.total_seconds() > 0:
         await session.flush()
         log.info("alert resolved, told after the quiet period", extra={"alert_id": alert.id})
         return None
     alert.resolution_notified_at = now
     await session.flush()
-    await _tell(session, alert, AlertChange.resolved, reason=recovery.text, policy=policy, event_id=event_id)
+    await _tell(
+        session, alert, AlertChange.resolved, reason=recovery.text, alerting=alerting, event_id=event_id
+    )
     return AlertChange.resolved
 
 
@@ -325,13 +337,13 @@ async def apply(
     *,
     session: AsyncSession,
     report: AlertCondition | Recovery,
-    policy: AlertPolicy,
+    alerting: Alerting,
     event_id: str | None = None,
 ) -> AlertChange | None:
     """Raise for a condition, resolve for a recovery."""
     if isinstance(report, Recovery):
-        return await resolve_alert(session=session, recovery=report, policy=policy, event_id=event_id)
-    return await raise_alert(session=session, condition=report, policy=policy, event_id=event_id)
+        return await resolve_alert(session=session, recovery=report, alerting=alerting, event_id=event_id)
+    return await raise_alert(session=session, condition=report, alerting=alerting, event_id=event_id)
 
 
 async def acknowledge_alert(*, session: AsyncSession, alert_id: str, by: str) -> AlertRead:
@@ -358,11 +370,13 @@ async def acknowledge_alert(*, session: AsyncSession, alert_id: str, by: str) ->
 # --- the alert worker's passes ---------------------------------------------------------------------------
 
 
-async def escalate_unacknowledged(*, database: Database, policy: AlertPolicy, batch_size: int = 100) -> int:
+async def escalate_unacknowledged(*, database: Database, alerting: Alerting, batch_size: int = 100) -> int:
     """Climb one step for every open alert that has waited long enough at its severity; returns how many."""
     now = utcnow()
     delays = {
-        severity: delay for severity in Severity if (delay := policy.escalation_delay(severity)) is not None
+        severity: delay
+        for severity in Severity
+        if (delay := alerting.policy.escalation_delay(severity)) is not None
     }
     escalated = 0
     async with database.sessionmaker.begin() as session:
@@ -370,7 +384,7 @@ async def escalate_unacknowledged(*, database: Database, policy: AlertPolicy, ba
         for alert in alerts:
             current = Severity(alert.severity)
             following = list(Severity)[current.rank + 1]
-            waited = policy.escalation_delay(current) or timedelta(0)
+            waited = alerting.policy.escalation_delay(current) or timedelta(0)
             # Conditional on the alert being as read: two replicas (or two in-process workers on SQLite,
             # which has no row locks) never apply one change twice.
             if not await repository.escalate_if_unchanged(
@@ -378,26 +392,26 @@ async def escalate_unacknowledged(*, database: Database, policy: AlertPolicy, ba
             ):
                 continue
             await session.refresh(alert)
-            _count(session, AlertChange.escalated, alert.severity)
+            _count(session, alerting.metrics, AlertChange.escalated, alert.severity)
             await _tell(
                 session,
                 alert,
                 AlertChange.escalated,
                 reason=f"Not acknowledged for {_minutes(waited.total_seconds())}: {current} → {following}.",
-                policy=policy,
+                alerting=alerting,
                 event_id=None,
             )
             escalated += 1
     return escalated
 
 
-async def tell_settled_resolutions(*, database: Database, policy: AlertPolicy, batch_size: int = 100) -> int:
+async def tell_settled_resolutions(*, database: Database, alerting: Alerting, batch_size: int = 100) -> int:
     """Tell the resolutions held back by the quiet period once they stayed resolved through it."""
     now = utcnow()
     told = 0
     async with database.sessionmaker.begin() as session:
         alerts = await repository.claim_settled_resolutions(
-            session, resolved_before=now - policy.quiet, limit=batch_size
+            session, resolved_before=now - alerting.policy.quiet, limit=batch_size
         )
         for alert in alerts:
             if await repository.mark_resolution_told(session, alert_id=alert.id, now=now):
@@ -407,7 +421,7 @@ async def tell_settled_resolutions(*, database: Database, policy: AlertPolicy, b
                     alert,
                     AlertChange.resolved,
                     reason=alert.resolution or "Resolved.",
-                    policy=policy,
+                    alerting=alerting,
                     event_id=None,
                 )
                 told += 1

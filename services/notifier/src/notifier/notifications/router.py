@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
+from notifier.context import Ctx
 from notifier.notifications import service
 from notifier.notifications.models import Channel, NotificationStatus
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
@@ -32,6 +33,7 @@ CanWrite = Annotated[Caller, Depends(require_scope("notifications:write"))]
 )
 async def list_notifications(
     session: DbSession,
+    ctx: Ctx,
     _caller: CanRead,
     order_id: Annotated[str | None, Query(max_length=64)] = None,
     channel: Annotated[Channel | None, Query()] = None,
@@ -41,6 +43,7 @@ async def list_notifications(
 ) -> NotificationPageRead:
     return await service.list_notifications(
         session=session,
+        protection=ctx.protection,
         order_id=order_id,
         channel=channel,
         status=notification_status,
@@ -61,7 +64,10 @@ async def list_notifications(
 )
 async def redeliver(
     session: DbSession,
+    ctx: Ctx,
     _caller: CanWrite,
     notification_id: Annotated[str, Path(max_length=36, description="The notification's id.")],
 ) -> NotificationRead:
-    return await service.redeliver(session=session, notification_id=notification_id)
+    return await service.redeliver(
+        session=session, protection=ctx.protection, notification_id=notification_id
+    )

@@ -22,7 +22,7 @@ from notifier.notifications.models import (
     NotificationStatus,
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
-from notifier.protection import DataProtection, protection_of
+from notifier.protection import DataProtection
 from servicekit.db import lock_until_commit, utcnow
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
@@ -53,6 +53,7 @@ def request_delivery(session: AsyncSession) -> None:
 async def queue_email(
     *,
     session: AsyncSession,
+    protection: DataProtection,
     template: str,
     locale: str | None,
     recipient: str,
@@ -64,6 +65,7 @@ async def queue_email(
     """Record an email to send, in the caller's transaction; returns its id (see :func:`queue_notification`)."""
     return await queue_notification(
         session=session,
+        protection=protection,
         channel=Channel.email,
         template=template,
         locale=resolve_locale(locale),
@@ -78,6 +80,7 @@ async def queue_email(
 async def queue_notification(
     *,
     session: AsyncSession,
+    protection: DataProtection,
     channel: Channel,
     template: str,
     locale: str,
@@ -92,12 +95,11 @@ async def queue_notification(
 
     ``template`` is an email template for email and the message kind (``order_card``, ``alert``) for
     Telegram, whose ``variables`` are the telegram-gateway request without its ``message_id``. The recipient
-    and the variables are stored sealed (``notifier.protection``), the recipient found by its blind index;
+    and the variables are stored sealed with ``protection``, the recipient found by its blind index;
     ``customer_id`` names the customer they are about, so that an erasure finds them."""
     known = TEMPLATES if channel is Channel.email else TELEGRAM_KINDS
     if template not in known:
         raise ValueError(f"unknown {channel} template {template!r}")
-    protection = protection_of(session)
     now = utcnow()
     notification_id = str(uuid.uuid4())
     address = recipient.strip()
@@ -131,14 +133,13 @@ async def queue_notification(
 
 
 async def earlier_emails_of_order(
-    session: AsyncSession, *, order_id: str
+    session: AsyncSession, *, protection: DataProtection, order_id: str
 ) -> list[tuple[str, dict[str, Any] | None]]:
     """The order's emails queued so far (template, variables; ``None`` once erased), oldest first. On
     PostgreSQL the order is locked for the rest of the transaction first, so two events about it deciding
     at once see each other's emails."""
     await lock_until_commit(session, f"notifier.order:{order_id}")
     rows = await repository.emails_of_order(session, order_id=order_id)
-    protection = protection_of(session)
     return [
         (template, protection.open_variables(sealed) if sealed is not None else None)
         for template, sealed in rows
@@ -175,6 +176,7 @@ def to_read(notification: Notification, *, protection: DataProtection) -> Notifi
 async def list_notifications(
     *,
     session: AsyncSession,
+    protection: DataProtection,
     order_id: str | None,
     channel: Channel | None,
     status: NotificationStatus | None,
@@ -186,13 +188,14 @@ async def list_notifications(
         session, order_id=order_id, channel=channel, status=status, cursor=cursor, limit=limit
     )
     page, next_cursor = repository.NEWEST_FIRST.cut(rows, limit=limit)
-    protection = protection_of(session)
     return NotificationPageRead(
         items=[to_read(n, protection=protection) for n in page], next_cursor=next_cursor
     )
 
 
-async def redeliver(*, session: AsyncSession, notification_id: str) -> NotificationRead:
+async def redeliver(
+    *, session: AsyncSession, protection: DataProtection, notification_id: str
+) -> NotificationRead:
     """Put a failed or dead notification back in the queue, due now, with a fresh attempt budget."""
     notification = await session.get(Notification, notification_id, with_for_update=True)
     if notification is None:
@@ -212,7 +215,7 @@ async def redeliver(*, session: AsyncSession, notification_id: str) -> Notificat
     notification.next_attempt_at = utcnow()
     await session.flush()
     request_delivery(session)
-    return to_read(notification, protection=protection_of(session))
+    return to_read(notification, protection=protection)
 
 
 async def erase_customer(*, session: AsyncSession, customer_id: str) -> int:

@@ -5,22 +5,28 @@ the one-live-alert-per-key index keep them from telling anything twice."""
 
 from __future__ import annotations
 
-from notifier.alerts.conditions import AlertPolicy, judge_failure_rate
+from notifier.alerts.conditions import judge_failure_rate
 from notifier.alerts.models import AlertStatus, Severity
-from notifier.alerts.service import apply, escalate_unacknowledged, live_counts, tell_settled_resolutions
-from notifier.metrics import AlertMetrics
+from notifier.alerts.service import (
+    Alerting,
+    apply,
+    escalate_unacknowledged,
+    live_counts,
+    tell_settled_resolutions,
+)
 from notifier.stats.service import failure_figures
 from servicekit.db import Database, utcnow
 from servicekit.workers import PeriodicWorker
 
 
-async def check_delivery_failure_rates(*, database: Database, policy: AlertPolicy) -> None:
+async def check_delivery_failure_rates(*, database: Database, alerting: Alerting) -> None:
     """Raise ``delivery.failure_rate:{channel}`` at the threshold, resolve it below the resolve share."""
+    policy = alerting.policy
     async with database.sessionmaker.begin() as session:
         for figures in await failure_figures(session=session, since=utcnow() - policy.failure_window):
             report = judge_failure_rate(figures, policy)
             if report is not None:
-                await apply(session=session, report=report, policy=policy)
+                await apply(session=session, report=report, alerting=alerting)
 
 
 class AlertWorker:
@@ -28,31 +34,28 @@ class AlertWorker:
         self,
         *,
         database: Database,
-        policy: AlertPolicy,
-        metrics: AlertMetrics | None = None,
+        alerting: Alerting,
         batch_size: int = 100,
     ) -> None:
         self.database = database
-        self.policy = policy
-        self.metrics = metrics
+        self.alerting = alerting
         self.batch_size = batch_size
 
     async def run_once(self) -> int:
         """One pass; returns the escalations and resolutions told (a full batch runs again at once)."""
         handled = await escalate_unacknowledged(
-            database=self.database, policy=self.policy, batch_size=self.batch_size
+            database=self.database, alerting=self.alerting, batch_size=self.batch_size
         )
         handled += await tell_settled_resolutions(
-            database=self.database, policy=self.policy, batch_size=self.batch_size
+            database=self.database, alerting=self.alerting, batch_size=self.batch_size
         )
-        await check_delivery_failure_rates(database=self.database, policy=self.policy)
-        if self.metrics is not None:
-            counts = await live_counts(database=self.database)
-            for status in (AlertStatus.open, AlertStatus.acknowledged):
-                for severity in Severity:
-                    self.metrics.live.labels(status.value, severity.value).set(
-                        counts.get((status, severity), 0)
-                    )
+        await check_delivery_failure_rates(database=self.database, alerting=self.alerting)
+        counts = await live_counts(database=self.database)
+        for status in (AlertStatus.open, AlertStatus.acknowledged):
+            for severity in Severity:
+                self.alerting.metrics.live.labels(status.value, severity.value).set(
+                    counts.get((status, severity), 0)
+                )
         return handled
 
     def periodic(self, *, interval_seconds: float) -> PeriodicWorker:

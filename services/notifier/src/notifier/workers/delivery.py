@@ -32,7 +32,7 @@ from notifier.notifications.outcomes import (
     SendFailed,
     TransientDeliveryError,
 )
-from notifier.protection import protection_of, without_one_time_secrets
+from notifier.protection import DataProtection, without_one_time_secrets
 from servicekit.backing import outlasting_outages
 from servicekit.db import Database, utcnow
 from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
@@ -48,6 +48,7 @@ class DeliveryWorker(QueueWorker):
         self,
         *,
         database: Database,
+        protection: DataProtection,
         sender: ChannelSender,
         max_attempts: int = 8,
         backoff_base_seconds: float = 30.0,
@@ -58,7 +59,8 @@ class DeliveryWorker(QueueWorker):
         metrics: DeliveryMetrics | None = None,
         gauges: QueueGauges | None = None,
     ) -> None:
-        """``gauges``: the delivery queue's (:func:`delivery_queue_gauges`), which count what is in flight."""
+        """``protection``: opens recipients and variables for the sender, seals what is kept once sent;
+        ``gauges``: the delivery queue's (:func:`delivery_queue_gauges`), which count what is in flight."""
         super().__init__(
             name=f"notifier-delivery-{sender.channel}",
             database=database,
@@ -66,6 +68,7 @@ class DeliveryWorker(QueueWorker):
             batch_size=batch_size,
         )
         self.database = database
+        self.protection = protection
         self.sender = sender
         self.channel = sender.channel
         self.max_attempts = max_attempts
@@ -89,7 +92,7 @@ class DeliveryWorker(QueueWorker):
                 lease_seconds=self.lease_seconds,
                 limit=self.batch_size,
             )
-            protection = protection_of(session)
+        protection = self.protection
         # Opened in memory only, for the sender; the table keeps them sealed.
         return [
             Claimed(
@@ -163,7 +166,7 @@ class DeliveryWorker(QueueWorker):
             values.update(status=NotificationStatus.sent.value, sent_at=now)
             spent = without_one_time_secrets(item.template, item.variables)
             if spent is not None:  # a sign-in code is wiped once delivered: the attempts prove the delivery
-                values["variables_sealed"] = protection_of(self.database).seal_variables(spent)
+                values["variables_sealed"] = self.protection.seal_variables(spent)
         elif outcome is AttemptOutcome.permanent:
             values["status"] = NotificationStatus.failed.value
         elif attempts >= self.max_attempts:

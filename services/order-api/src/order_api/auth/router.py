@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from order_api.auth import service
-from order_api.auth.dependencies import AppSettings, ClientIp, CurrentCustomer, Protection, RateLimits
+from order_api.auth.dependencies import ClientIp, CurrentCustomer
 from order_api.auth.schemas import (
     EmailCodeCreate,
     EmailCodeRead,
@@ -13,6 +13,7 @@ from order_api.auth.schemas import (
     SessionCreate,
     SessionRead,
 )
+from order_api.context import Ctx
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
 
@@ -34,16 +35,14 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 async def request_email_code(
     body: EmailCodeCreate,
     session: DbSession,
-    settings: AppSettings,
-    protection: Protection,
-    rate_limiter: RateLimits,
+    ctx: Ctx,
     ip: ClientIp,
 ) -> EmailCodeRead:
     seconds = await service.request_email_code(
         session=session,
-        settings=settings,
-        protection=protection,
-        rate_limiter=rate_limiter,
+        settings=ctx.settings,
+        protection=ctx.protection,
+        rate_limiter=ctx.rate_limiter,
         client_ip=ip,
         email=body.email,
         locale=body.locale,
@@ -64,16 +63,14 @@ async def request_email_code(
 async def verify_email_code(
     body: SessionCreate,
     session: DbSession,
-    settings: AppSettings,
-    protection: Protection,
-    rate_limiter: RateLimits,
+    ctx: Ctx,
     ip: ClientIp,
 ) -> IssuedSessionRead:
     verified = await service.verify_email_code(
         session=session,
-        settings=settings,
-        protection=protection,
-        rate_limiter=rate_limiter,
+        settings=ctx.settings,
+        protection=ctx.protection,
+        rate_limiter=ctx.rate_limiter,
         client_ip=ip,
         email=body.email,
         code=body.code,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from order_api.auth.dependencies import AppSettings, Protection
+from order_api.context import Ctx
 from order_api.operators import service, telegram_links
 from order_api.operators.dependencies import AdminStaff
 from order_api.operators.schemas import (
@@ -33,9 +33,11 @@ router = APIRouter(prefix="/v1/admin/operators", tags=["admin"])
     responses=problem_responses(401, 403, 409, 422),
 )
 async def create_operator(
-    body: OperatorCreate, session: DbSession, settings: AppSettings, admin: AdminStaff
+    body: OperatorCreate, session: DbSession, ctx: Ctx, admin: AdminStaff
 ) -> OperatorCreated:
-    return await service.create_operator(session=session, settings=settings, actor=admin.actor, request=body)
+    return await service.create_operator(
+        session=session, settings=ctx.settings, actor=admin.actor, request=body
+    )
 
 
 @router.get(
@@ -85,10 +87,10 @@ async def update_operator(
     responses=problem_responses(401, 403, 404),
 )
 async def rotate_operator_token(
-    operator_id: str, session: DbSession, settings: AppSettings, admin: AdminStaff
+    operator_id: str, session: DbSession, ctx: Ctx, admin: AdminStaff
 ) -> OperatorTokenRead:
     return await service.rotate_operator_token(
-        session=session, settings=settings, actor=admin.actor, operator_id=operator_id
+        session=session, settings=ctx.settings, actor=admin.actor, operator_id=operator_id
     )
 
 
@@ -116,8 +118,12 @@ async def revoke_operator_token(operator_id: str, session: DbSession, admin: Adm
     responses=problem_responses(401, 403, 404, 409),
 )
 async def issue_telegram_link_code(
-    operator_id: str, session: DbSession, settings: AppSettings, protection: Protection, admin: AdminStaff
+    operator_id: str, session: DbSession, ctx: Ctx, admin: AdminStaff
 ) -> TelegramLinkCodeRead:
     return await telegram_links.issue_telegram_link_code(
-        session=session, settings=settings, protection=protection, actor=admin.actor, operator_id=operator_id
+        session=session,
+        settings=ctx.settings,
+        protection=ctx.protection,
+        actor=admin.actor,
+        operator_id=operator_id,
     )

@@ -41,8 +41,9 @@ from order_api.operators.service import (
     authenticate_operator,
     principal_for_api_key,
 )
-from servicekit.apikeys import ApiKeyVerifier, Caller, require_scope
+from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
+from servicekit.state import service_state
 
 _operator_token = HTTPBearer(
     auto_error=False,
@@ -70,8 +71,7 @@ async def _staff_member(
     if token.startswith(OPERATOR_TOKEN_PREFIX):
         principal = await authenticate_operator(session=session, token=token)
     else:
-        verifier: ApiKeyVerifier = request.app.state.api_key_verifier
-        caller = verifier.identify(token)
+        caller = service_state(request.app).api_key_verifier.identify(token)
         if caller is None:
             raise OperatorTokenInvalidError("The token is neither an operator token nor an accepted API key.")
         principal = await principal_for_api_key(

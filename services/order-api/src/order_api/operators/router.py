@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, status
 
-from order_api.auth.dependencies import AppSettings, Protection
+from order_api.context import Ctx
 from order_api.operators import stats, workflow
 from order_api.operators.dependencies import CurrentOperator, OrderHandler, OrderReader, SupportStaff
 from order_api.operators.models import EscalationStatus
@@ -45,9 +45,9 @@ OrderQuery = Annotated[OperatorOrderFilter, Query()]
     responses=problem_responses(401, 403, 422),
 )
 async def list_orders(
-    session: DbSession, protection: Protection, _staff: OrderReader, query: OrderQuery
+    session: DbSession, ctx: Ctx, _staff: OrderReader, query: OrderQuery
 ) -> OperatorOrderPage:
-    return await workflow.list_orders(session=session, protection=protection, query=query)
+    return await workflow.list_orders(session=session, protection=ctx.protection, query=query)
 
 
 @router.get(
@@ -59,10 +59,10 @@ async def list_orders(
     responses=problem_responses(401, 403, 422),
 )
 async def list_my_orders(
-    session: DbSession, protection: Protection, principal: OrderReader, query: OrderQuery
+    session: DbSession, ctx: Ctx, principal: OrderReader, query: OrderQuery
 ) -> OperatorOrderPage:
     return await workflow.list_my_orders(
-        session=session, protection=protection, principal=principal, query=query
+        session=session, protection=ctx.protection, principal=principal, query=query
     )
 
 
@@ -74,10 +74,8 @@ async def list_my_orders(
     response_model=OperatorOrderDetail,
     responses=problem_responses(401, 403, 404),
 )
-async def get_order(
-    order_id: str, session: DbSession, protection: Protection, _staff: OrderReader
-) -> OperatorOrderDetail:
-    return await workflow.get_order(session=session, protection=protection, order_id=order_id)
+async def get_order(order_id: str, session: DbSession, ctx: Ctx, _staff: OrderReader) -> OperatorOrderDetail:
+    return await workflow.get_order(session=session, protection=ctx.protection, order_id=order_id)
 
 
 @router.post(
@@ -90,10 +88,10 @@ async def get_order(
     responses=problem_responses(401, 403, 404, 409),
 )
 async def take_order(
-    order_id: str, session: DbSession, protection: Protection, principal: OrderHandler
+    order_id: str, session: DbSession, ctx: Ctx, principal: OrderHandler
 ) -> OperatorOrderRead:
     return await workflow.take_order(
-        session=session, protection=protection, principal=principal, order_id=order_id
+        session=session, protection=ctx.protection, principal=principal, order_id=order_id
     )
 
 
@@ -110,15 +108,14 @@ async def change_order_status(
     order_id: str,
     body: OrderStatusUpdate,
     session: DbSession,
-    settings: AppSettings,
-    protection: Protection,
+    ctx: Ctx,
     principal: OrderHandler,
     if_match: IfMatch = None,
 ) -> OperatorOrderRead:
     return await workflow.change_order_status(
         session=session,
-        settings=settings,
-        protection=protection,
+        settings=ctx.settings,
+        protection=ctx.protection,
         principal=principal,
         order_id=order_id,
         request=body,
@@ -137,16 +134,15 @@ async def change_order_status(
 async def release_order(
     order_id: str,
     session: DbSession,
-    settings: AppSettings,
-    protection: Protection,
+    ctx: Ctx,
     principal: OrderHandler,
     body: Annotated[OrderReleaseCreate | None, Body()] = None,
     if_match: IfMatch = None,
 ) -> OperatorOrderRead:
     return await workflow.give_back_order(
         session=session,
-        settings=settings,
-        protection=protection,
+        settings=ctx.settings,
+        protection=ctx.protection,
         principal=principal,
         order_id=order_id,
         comment=body.comment if body else None,
@@ -164,10 +160,14 @@ async def release_order(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def escalate_order(
-    order_id: str, body: EscalationCreate, session: DbSession, principal: OrderHandler
+    order_id: str, body: EscalationCreate, session: DbSession, ctx: Ctx, principal: OrderHandler
 ) -> EscalationRead:
     return await workflow.escalate_order(
-        session=session, principal=principal, order_id=order_id, comment=body.comment
+        session=session,
+        protection=ctx.protection,
+        principal=principal,
+        order_id=order_id,
+        comment=body.comment,
     )
 
 
@@ -199,10 +199,18 @@ async def list_escalations(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def comment_on_escalation(
-    escalation_id: str, body: EscalationCommentCreate, session: DbSession, principal: CurrentOperator
+    escalation_id: str,
+    body: EscalationCommentCreate,
+    session: DbSession,
+    ctx: Ctx,
+    principal: CurrentOperator,
 ) -> EscalationRead:
     return await workflow.comment_on_escalation(
-        session=session, principal=principal, escalation_id=escalation_id, comment=body.comment
+        session=session,
+        protection=ctx.protection,
+        principal=principal,
+        escalation_id=escalation_id,
+        comment=body.comment,
     )
 
 
@@ -215,10 +223,18 @@ async def comment_on_escalation(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def resolve_escalation(
-    escalation_id: str, body: EscalationResolutionCreate, session: DbSession, principal: SupportStaff
+    escalation_id: str,
+    body: EscalationResolutionCreate,
+    session: DbSession,
+    ctx: Ctx,
+    principal: SupportStaff,
 ) -> EscalationRead:
     return await workflow.resolve_escalation(
-        session=session, principal=principal, escalation_id=escalation_id, comment=body.comment
+        session=session,
+        protection=ctx.protection,
+        principal=principal,
+        escalation_id=escalation_id,
+        comment=body.comment,
     )
 
 

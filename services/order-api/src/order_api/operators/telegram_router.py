@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from order_api.auth.dependencies import AppSettings, Protection, RateLimits
+from order_api.context import Ctx
 from order_api.operators import telegram_links
 from order_api.operators.dependencies import TelegramGateway
 from order_api.operators.schemas import TelegramLinkCreate, TelegramLinkRead
@@ -31,16 +31,14 @@ router = APIRouter(prefix="/v1/telegram", tags=["operators"])
 async def link_telegram_account(
     body: TelegramLinkCreate,
     session: DbSession,
-    settings: AppSettings,
-    protection: Protection,
-    rate_limiter: RateLimits,
+    ctx: Ctx,
     gateway: TelegramGateway,
 ) -> TelegramLinkRead:
     return await telegram_links.link_telegram_account(
         session=session,
-        settings=settings,
-        protection=protection,
-        rate_limiter=rate_limiter,
+        settings=ctx.settings,
+        protection=ctx.protection,
+        rate_limiter=ctx.rate_limiter,
         gateway=gateway,
         request=body,
     )

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.operators import repository
 from order_api.operators.workflow import deposit_deadline
 from order_api.orders.lifecycle import ORDER_ASSIGNMENT_TIMED_OUT, SYSTEM_ASSIGNMENT_TIMEOUT, give_back
+from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import utcnow
 from servicekit.plurals import english
@@ -25,7 +26,9 @@ def timeout_minutes(settings: Settings, currency: str) -> int:
     return settings.assignment_timeout_by_currency.get(currency, settings.assignment_timeout_minutes)
 
 
-async def return_idle_assignments(session: AsyncSession, *, settings: Settings) -> int:
+async def return_idle_assignments(
+    session: AsyncSession, *, settings: Settings, protection: DataProtection
+) -> int:
     """Give back every idle in-progress order, in the caller's transaction; returns how many."""
     orders = await repository.claim_idle_assignments(
         session,
@@ -37,6 +40,7 @@ async def return_idle_assignments(session: AsyncSession, *, settings: Settings) 
     for order in orders:
         await give_back(
             session,
+            protection=protection,
             order=order,
             actor=SYSTEM_ASSIGNMENT_TIMEOUT,
             expires_at=deposit_deadline(settings, order),

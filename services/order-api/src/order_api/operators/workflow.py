@@ -155,7 +155,9 @@ async def take_order(
     learn who holds it. Taking an order one already holds changes nothing."""
     if principal.operator_id is None:
         raise OperatorForbiddenError("Only an operator account can hold an order; the admin key cannot.")
-    order = await lifecycle.take_order(session, order_id=order_id, actor=principal.actor)
+    order = await lifecycle.take_order(
+        session, protection=protection, order_id=order_id, actor=principal.actor
+    )
     if order is None:
         order = await load_order(session, order_id=order_id)
         mine = order.status == OrderStatus.IN_PROGRESS and order.operator_id == principal.operator_id
@@ -207,6 +209,7 @@ async def give_back_order(
     await _ensure_may_drive(session, order=order, principal=principal)
     await lifecycle.give_back(
         session,
+        protection=protection,
         order=order,
         actor=principal.actor,
         expires_at=deposit_deadline(settings, order),
@@ -242,6 +245,7 @@ async def change_order_status(
     await _ensure_may_drive(session, order=order, principal=principal)
     await lifecycle.change_status(
         session,
+        protection=protection,
         order=order,
         to=OrderStatus(request.status),
         actor=principal.actor,
@@ -270,6 +274,7 @@ def _comment(principal: OperatorPrincipal, body: str) -> EscalationComment:
 async def _add_to_thread(
     session: AsyncSession,
     *,
+    protection: DataProtection,
     order: Order,
     escalation: Escalation,
     principal: OperatorPrincipal,
@@ -281,6 +286,7 @@ async def _add_to_thread(
     await session.flush()
     await lifecycle.record_order_action(
         session,
+        protection=protection,
         order=order,
         actor=principal.actor,
         event_type=event_type,
@@ -293,7 +299,12 @@ async def _add_to_thread(
 
 
 async def escalate_order(
-    *, session: AsyncSession, principal: OperatorPrincipal, order_id: str, comment: str
+    *,
+    session: AsyncSession,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    order_id: str,
+    comment: str,
 ) -> EscalationRead:
     """The holder pulls support into an order: the order is flagged and a comment thread starts; the
     notifier tells support."""
@@ -315,6 +326,7 @@ async def escalate_order(
     session.add(escalation)
     return await _add_to_thread(
         session,
+        protection=protection,
         order=order,
         escalation=escalation,
         principal=principal,
@@ -331,7 +343,13 @@ async def _load_escalation(session: AsyncSession, *, escalation_id: str) -> Esca
 
 
 async def _continue_escalation(
-    *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str, resolve: bool
+    *,
+    session: AsyncSession,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    escalation_id: str,
+    comment: str,
+    resolve: bool,
 ) -> EscalationRead:
     escalation = await _load_escalation(session, escalation_id=escalation_id)
     order = await load_order(session, order_id=escalation.order_id)
@@ -345,6 +363,7 @@ async def _continue_escalation(
         escalation.resolved_at = utcnow()
     return await _add_to_thread(
         session,
+        protection=protection,
         order=order,
         escalation=escalation,
         principal=principal,
@@ -354,20 +373,40 @@ async def _continue_escalation(
 
 
 async def comment_on_escalation(
-    *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str
+    *,
+    session: AsyncSession,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    escalation_id: str,
+    comment: str,
 ) -> EscalationRead:
     """Support, an admin or the order's holder adds to an open escalation's thread."""
     return await _continue_escalation(
-        session=session, principal=principal, escalation_id=escalation_id, comment=comment, resolve=False
+        session=session,
+        protection=protection,
+        principal=principal,
+        escalation_id=escalation_id,
+        comment=comment,
+        resolve=False,
     )
 
 
 async def resolve_escalation(
-    *, session: AsyncSession, principal: OperatorPrincipal, escalation_id: str, comment: str
+    *,
+    session: AsyncSession,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    escalation_id: str,
+    comment: str,
 ) -> EscalationRead:
     """Support resolves the escalation: the flag is cleared and the resolution ends the thread."""
     return await _continue_escalation(
-        session=session, principal=principal, escalation_id=escalation_id, comment=comment, resolve=True
+        session=session,
+        protection=protection,
+        principal=principal,
+        escalation_id=escalation_id,
+        comment=comment,
+        resolve=True,
     )
 
 

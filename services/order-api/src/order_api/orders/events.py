@@ -8,13 +8,14 @@ from desk_contracts.events import WalletAssigned
 from order_api.clients.wallet_pool import Allocation, checked_allocation
 from order_api.orders.intake_persistence import announce_order, apply_allocation
 from order_api.orders.service import load_order
+from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.errors import PeerAnswerInvalidError, ValidationFailedError
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
 
 
-def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
+def wallet_event_handlers(*, settings: Settings, protection: DataProtection) -> dict[str, EventHandler]:
     async def wallet_assigned(session: AsyncSession, envelope: EventEnvelope) -> None:
         """A queued order got an address released by another order: it now awaits the deposit. The payload
         is read through its model, the address checked as an allocation answer is (``checked_allocation``),
@@ -38,10 +39,15 @@ def wallet_event_handlers(settings: Settings) -> dict[str, EventHandler]:
             # An order still unannounced (its intake died, or is still waiting) is announced with the address.
             announced = order.announced_at is not None
             await apply_allocation(
-                session, order=order, allocation=allocation, settings=settings, announce=announced
+                session,
+                order=order,
+                allocation=allocation,
+                settings=settings,
+                protection=protection,
+                announce=announced,
             )
         except PeerAnswerInvalidError as exc:
             raise ValidationFailedError.for_field("payload.address", exc.detail) from exc
-        await announce_order(session, order=order)
+        await announce_order(session, protection=protection, order=order)
 
     return {WalletAssigned.event_type: wallet_assigned}

@@ -109,7 +109,7 @@ def address_taken(order: Order) -> PeerAnswerInvalidError:
     return PeerAnswerInvalidError.of(WALLET_POOL, "an address another open order holds", order_id=order.id)
 
 
-async def announce_order(session: AsyncSession, *, order: Order) -> None:
+async def announce_order(session: AsyncSession, *, protection: DataProtection, order: Order) -> None:
     """Tell the notifier about a new order, as it is now, unless it was told already: ``announced_at`` is
     set only where it is still empty, and ``order.created`` written only by the one that set it."""
     if order.announced_at is not None:  # never emptied again once set: nothing to ask the database
@@ -125,7 +125,9 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
         return
     set_committed_value(order, "announced_at", now)
     announced = announcement(order)
-    sealed_email = await customer_email_fields(session, order=order, event_type=announced.event_type)
+    sealed_email = await customer_email_fields(
+        session, protection=protection, order=order, event_type=announced.event_type
+    )
     await publish(
         session,
         outbox,
@@ -136,7 +138,13 @@ async def announce_order(session: AsyncSession, *, order: Order) -> None:
 
 
 async def apply_allocation(
-    session: AsyncSession, *, order: Order, allocation: Allocation, settings: Settings, announce: bool = True
+    session: AsyncSession,
+    *,
+    order: Order,
+    allocation: Allocation,
+    settings: Settings,
+    protection: DataProtection,
+    announce: bool = True,
 ) -> None:
     """Store wallet-pool's (checked) answer as ``intake.settlement`` decides. An address for an order that
     no longer waits for one (closed meanwhile) goes straight back to the pool.
@@ -164,20 +172,31 @@ async def apply_allocation(
             set_committed_value(order, name, value)
         return
     if settled.to != OrderStatus.AWAITING_DEPOSIT:
-        await _change_status(session, order=order, to=settled.to, settled=settled, announce=announce)
+        await _change_status(
+            session, protection=protection, order=order, to=settled.to, settled=settled, announce=announce
+        )
         return
     try:
         async with session.begin_nested():  # the deposit address is unique among open orders
-            await _change_status(session, order=order, to=settled.to, settled=settled, announce=announce)
+            await _change_status(
+                session, protection=protection, order=order, to=settled.to, settled=settled, announce=announce
+            )
     except IntegrityError as exc:
         raise address_taken(order) from exc
 
 
 async def _change_status(
-    session: AsyncSession, *, order: Order, to: OrderStatus, settled: Settlement, announce: bool
+    session: AsyncSession,
+    *,
+    protection: DataProtection,
+    order: Order,
+    to: OrderStatus,
+    settled: Settlement,
+    announce: bool,
 ) -> None:
     await change_status(
         session,
+        protection=protection,
         order=order,
         to=to,
         actor=settled.actor,
@@ -188,7 +207,12 @@ async def _change_status(
 
 
 async def settle_order(
-    session: AsyncSession, *, order_id: str, allocation: Allocation | None, settings: Settings
+    session: AsyncSession,
+    *,
+    order_id: str,
+    allocation: Allocation | None,
+    settings: Settings,
+    protection: DataProtection,
 ) -> Order:
     """Apply wallet-pool's answer at intake to the order as it is now (read locked) and announce it. An
     address another open order holds leaves the order as it is (allocation pending: the reconciler asks
@@ -204,11 +228,12 @@ async def settle_order(
                 order=order,
                 allocation=allocation,
                 settings=settings,
+                protection=protection,
                 announce=order.announced_at is not None,
             )
         except PeerAnswerInvalidError as error:
             log_unusable_answer(error, order_id=order.id)
-    await announce_order(session, order=order)
+    await announce_order(session, protection=protection, order=order)
     return order
 
 
@@ -484,7 +509,9 @@ async def settle_new_order(
         return response
     # Changed meanwhile (a wallet.assigned event or the sweeper got there first): apply the answer to the
     # order as it is.
-    current = await settle_order(session, order_id=order.id, allocation=allocation, settings=settings)
+    current = await settle_order(
+        session, order_id=order.id, allocation=allocation, settings=settings, protection=protection
+    )
     response = created_response(current, payout_address=payout_address, session_token=issued.token)
     if idempotency is not None:
         await store_idempotent_response(session, claim=idempotency, response=response, protection=protection)
@@ -556,7 +583,7 @@ async def recover_order(
     check_signed_in_customer(
         signed_in=full_session.customer_id if full_session else None, customer_id=order.customer_id
     )
-    await announce_order(session, order=order)
+    await announce_order(session, protection=protection, order=order)
     issued = None
     if full_session is None:
         issued = await open_order_session(

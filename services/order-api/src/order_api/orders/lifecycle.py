@@ -124,17 +124,13 @@ def order_fields(order: Order) -> dict[str, Any]:
     }
 
 
-PROTECTION_INFO_KEY = "protection"
-"""Where ``session.info`` holds the app's ``DataProtection`` (set on the session factory by ``create_app``)."""
-
-
-async def customer_email_fields(session: AsyncSession, *, order: Order, event_type: str) -> dict[str, Any]:
+async def customer_email_fields(
+    session: AsyncSession, *, protection: DataProtection, order: Order, event_type: str
+) -> dict[str, Any]:
     """``customer_email`` for an event to the notifier, sealed with the event keys (never in clear in the
-    outbox or its WAL) and masked once delivered: one ``SELECT`` of the sealed email, opened with the app's
-    ``DataProtection`` (nothing when the session has none)."""
-    protection: DataProtection | None = session.info.get(PROTECTION_INFO_KEY)
-    if protection is None:
-        return {}
+    outbox or its WAL) and masked once delivered: one ``SELECT`` of the sealed email, opened with
+    ``protection``. Every function that may build such an event takes ``protection`` as a required argument,
+    so an event cannot silently go without the address the customer is written to."""
     sealed = await session.scalar(select(Customer.email_sealed).where(Customer.id == order.customer_id))
     if not sealed:  # no such customer, or erased: nobody to write to
         return {}
@@ -171,6 +167,7 @@ async def record_event(
 async def record_order_action(
     session: AsyncSession,
     *,
+    protection: DataProtection,
     order: Order,
     actor: Actor,
     event_type: str,
@@ -215,7 +212,7 @@ async def record_order_action(
         comment=comment,
         **(extra or {}),
         **(
-            await customer_email_fields(session, order=order, event_type=event_type)
+            await customer_email_fields(session, protection=protection, order=order, event_type=event_type)
             if event_type == ORDER_STATUS_CHANGED
             else {}
         ),
@@ -226,6 +223,7 @@ async def record_order_action(
 async def _after_transition(
     session: AsyncSession,
     *,
+    protection: DataProtection,
     order: Order,
     from_status: str,
     actor: Actor,
@@ -237,6 +235,7 @@ async def _after_transition(
 ) -> None:
     await record_order_action(
         session,
+        protection=protection,
         order=order,
         actor=actor,
         event_type=event_type,
@@ -260,6 +259,7 @@ async def _after_transition(
 async def change_status(
     session: AsyncSession,
     *,
+    protection: DataProtection,
     order: Order,
     to: OrderStatus,
     actor: Actor,
@@ -306,6 +306,7 @@ async def change_status(
         set_committed_value(order, name, value)  # already written above: keep the ORM from writing it again
     await _after_transition(
         session,
+        protection=protection,
         order=order,
         from_status=from_status,
         actor=actor,
@@ -318,7 +319,9 @@ async def change_status(
     return order
 
 
-async def take_order(session: AsyncSession, *, order_id: str, actor: Actor) -> Order | None:
+async def take_order(
+    session: AsyncSession, *, protection: DataProtection, order_id: str, actor: Actor
+) -> Order | None:
     """Give an ``awaiting_deposit`` order nobody holds to the operator ``actor``, in ONE conditional
     ``UPDATE``: of any number of concurrent takers exactly one matches the row. ``None`` when this one did
     not (taken by someone else, not takeable, or no such order: the caller reads the order to tell which)."""
@@ -344,6 +347,7 @@ async def take_order(session: AsyncSession, *, order_id: str, actor: Actor) -> O
     if order is not None:
         await _after_transition(
             session,
+            protection=protection,
             order=order,
             from_status=OrderStatus.AWAITING_DEPOSIT.value,
             actor=actor,
@@ -359,6 +363,7 @@ async def take_order(session: AsyncSession, *, order_id: str, actor: Actor) -> O
 async def give_back(
     session: AsyncSession,
     *,
+    protection: DataProtection,
     order: Order,
     actor: Actor,
     expires_at: datetime,
@@ -376,6 +381,7 @@ async def give_back(
         )
     return await change_status(
         session,
+        protection=protection,
         order=order,
         to=OrderStatus.AWAITING_DEPOSIT,
         actor=actor,

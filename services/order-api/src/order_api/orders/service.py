@@ -151,7 +151,7 @@ async def create_order(
     await persistence.commit_before_asking_wallet_pool(session)
     allocation = await _ask_for_address(wallet_pool, order=order, settings=settings)
     order = await persistence.settle_order(
-        session, order_id=order.id, allocation=allocation, settings=settings
+        session, order_id=order.id, allocation=allocation, settings=settings, protection=protection
     )
     response = created_response(
         order, payout_address=valid.payout_address, session_token=issued.token if issued else None
@@ -269,6 +269,7 @@ async def cancel_order(
         )
     await change_status(
         session,
+        protection=protection,
         order=order,
         to=OrderStatus.CANCELLED,
         actor=Actor(kind="customer", id=principal.customer_id),

@@ -23,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from order_api.clients.wallet_pool import WalletPoolClient
+from order_api.context import OrderApiContext
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.intake import intake_abandoned_before
 from order_api.orders.intake_persistence import announce_order, apply_allocation, log_unusable_answer
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
 from order_api.orders.models import AllocationState, Order, OrderStatus
+from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
 from servicekit.errors import DomainError, PeerAnswerInvalidError
@@ -48,7 +50,7 @@ async def _claim_batch(
     return (await session.execute(query.with_for_update(skip_locked=True))).scalars().all()
 
 
-async def expire_overdue_orders(*, database: Database) -> int:
+async def expire_overdue_orders(*, database: Database, protection: DataProtection) -> int:
     """Expire every open order past its deadline; returns how many."""
     now = utcnow()
     async with database.sessionmaker.begin() as session:
@@ -59,14 +61,16 @@ async def expire_overdue_orders(*, database: Database) -> int:
             oldest_first=Order.expires_at,
         )
         for order in orders:
-            await change_status(session, order=order, to=OrderStatus.EXPIRED, actor=SYSTEM_EXPIRY)
+            await change_status(
+                session, protection=protection, order=order, to=OrderStatus.EXPIRED, actor=SYSTEM_EXPIRY
+            )
     if orders:
         log.info("orders expired", extra={"count": len(orders)})
     return len(orders)
 
 
 async def reconcile_pending_allocations(
-    *, database: Database, wallet_pool: WalletPoolClient, settings: Settings
+    *, database: Database, wallet_pool: WalletPoolClient, settings: Settings, protection: DataProtection
 ) -> int:
     """Ask wallet-pool again for orders it never answered for; returns how many were settled.
 
@@ -107,7 +111,12 @@ async def reconcile_pending_allocations(
                 # order.created (with the address).
                 announced = order.announced_at is not None
                 await apply_allocation(
-                    session, order=order, allocation=allocation, settings=settings, announce=announced
+                    session,
+                    order=order,
+                    allocation=allocation,
+                    settings=settings,
+                    protection=protection,
+                    announce=announced,
                 )
             except PeerAnswerInvalidError as exc:
                 log_unusable_answer(exc, order_id=order.id)
@@ -119,14 +128,16 @@ async def reconcile_pending_allocations(
                     extra={"order_id": order.id, "error": str(exc)},
                 )
                 break
-            await announce_order(session, order=order)
+            await announce_order(session, protection=protection, order=order)
             settled += 1
     if settled:
         log.info("pending allocations reconciled", extra={"count": settled})
     return settled
 
 
-async def announce_silent_orders(*, database: Database, settings: Settings) -> int:
+async def announce_silent_orders(
+    *, database: Database, settings: Settings, protection: DataProtection
+) -> int:
     """Announce every order whose ``order.created`` never went out although the request that wrote it can no
     longer be running (it died between writing the order and announcing it); returns how many.
 
@@ -143,42 +154,46 @@ async def announce_silent_orders(*, database: Database, settings: Settings) -> i
             oldest_first=Order.created_at,
         )
         for order in orders:
-            await announce_order(session, order=order)
+            await announce_order(session, protection=protection, order=order)
     if orders:
         log.warning("orders announced that intake had left silent", extra={"count": len(orders)})
     return len(orders)
 
 
-async def sweep_idle_assignments(*, database: Database, settings: Settings) -> int:
+async def sweep_idle_assignments(
+    *, database: Database, settings: Settings, protection: DataProtection
+) -> int:
     """One pass of the assignment-timeout worker, in its own transaction."""
     async with database.sessionmaker.begin() as session:
-        return await return_idle_assignments(session, settings=settings)
+        return await return_idle_assignments(session, settings=settings, protection=protection)
 
 
-def order_sweeps(
-    *, database: Database, wallet_pool: WalletPoolClient, settings: Settings
-) -> list[PeriodicWorker]:
-    """The four sweeps, each a worker of its own (one failing never holds up the others)."""
+def order_sweeps(context: OrderApiContext) -> list[PeriodicWorker]:
+    """The four sweeps, each a worker of its own (one failing never holds up the others), built with what
+    they need of order-api's context."""
+    database, settings, protection = context.database, context.settings, context.protection
     every = settings.sweep_seconds
     return [
         PeriodicWorker(
-            name="order-expiry", job=lambda: expire_overdue_orders(database=database), interval_seconds=every
+            name="order-expiry",
+            job=lambda: expire_overdue_orders(database=database, protection=protection),
+            interval_seconds=every,
         ),
         PeriodicWorker(
             name="allocation-reconciler",
             job=lambda: reconcile_pending_allocations(
-                database=database, wallet_pool=wallet_pool, settings=settings
+                database=database, wallet_pool=context.wallet_pool, settings=settings, protection=protection
             ),
             interval_seconds=every,
         ),
         PeriodicWorker(
             name="order-announcer",
-            job=lambda: announce_silent_orders(database=database, settings=settings),
+            job=lambda: announce_silent_orders(database=database, settings=settings, protection=protection),
             interval_seconds=every,
         ),
         PeriodicWorker(
             name="assignment-timeout",
-            job=lambda: sweep_idle_assignments(database=database, settings=settings),
+            job=lambda: sweep_idle_assignments(database=database, settings=settings, protection=protection),
             interval_seconds=every,
         ),
     ]

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 
 from servicekit.errors import DomainError, problem_responses
-from telegram_gateway.dependencies import AppSettings, ClientIp, Metrics, RateLimits, Telegram
+from telegram_gateway.context import Ctx
+from telegram_gateway.dependencies import ClientIp
 
 router = APIRouter(tags=["telegram"])
 
@@ -42,24 +43,21 @@ class WebhookAck(BaseModel):
 )
 async def receive_update(
     request: Request,
-    telegram: Telegram,
-    settings: AppSettings,
-    limiter: RateLimits,
+    ctx: Ctx,
     client: ClientIp,
-    metrics: Metrics,
     secret: Annotated[
         str | None,
         Header(alias="X-Telegram-Bot-Api-Secret-Token", description="The secret token given to setWebhook."),
     ] = None,
 ) -> WebhookAck:
     try:
-        await limiter.hit(
-            name="telegram:webhook", identifier=client, limit=settings.webhook_rate_limit, fail_open=True
+        await ctx.rate_limiter.hit(
+            name="telegram:webhook", identifier=client, limit=ctx.settings.webhook_rate_limit, fail_open=True
         )
-        telegram.verify_secret(secret)  # before the body is even read
-        await telegram.receive_update(await request.body())
+        ctx.telegram.verify_secret(secret)  # before the body is even read
+        await ctx.telegram.receive_update(await request.body())
     except DomainError as error:
-        metrics.webhook_requests.labels(error.code).inc()
+        ctx.metrics.webhook_requests.labels(error.code).inc()
         raise
-    metrics.webhook_requests.labels("accepted").inc()
+    ctx.metrics.webhook_requests.labels("accepted").inc()
     return WebhookAck()

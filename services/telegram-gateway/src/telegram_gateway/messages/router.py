@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
-from telegram_gateway.dependencies import AppSettings, Metrics, Telegram
+from telegram_gateway.context import Ctx
 from telegram_gateway.messages import service
 from telegram_gateway.messages.schemas import MessageCreate, MessageDeliveryRead
 
@@ -39,11 +39,9 @@ CanSend = Annotated[Caller, Depends(require_scope("messages:send"))]
 async def post_message(
     body: MessageCreate,
     session: DbSession,
-    settings: AppSettings,
-    telegram: Telegram,
-    metrics: Metrics,
+    ctx: Ctx,
     _caller: CanSend,
 ) -> MessageDeliveryRead:
     return await service.deliver_message(
-        session=session, bot=telegram.bot, settings=settings, metrics=metrics, request=body
+        session=session, bot=ctx.telegram.bot, settings=ctx.settings, metrics=ctx.metrics, request=body
     )

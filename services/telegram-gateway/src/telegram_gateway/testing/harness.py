@@ -22,6 +22,7 @@ from servicekit.apikeys import mint_key
 from servicekit.testing import eventually, free_port
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.clients.order_api import CARD_FIELDS
+from telegram_gateway.context import context_of
 from telegram_gateway.testing import KEYS, FakeBotApi, TelegramUser
 
 ANNA = TelegramUser(id=401, first_name="Anna", username="anna_ops")
@@ -338,8 +339,7 @@ class Gateway:
 
     @property
     def telegram(self) -> TelegramBot:
-        telegram: TelegramBot = self.app.state.telegram
-        return telegram
+        return context_of(self.app).telegram
 
     async def post_message(self, body: dict[str, Any], *, key: str | None = KEYS.notifier) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else {}

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
-from wallet_pool.dependencies import AppSettings, Metrics
+from wallet_pool.context import Ctx
 from wallet_pool.stats import service
 from wallet_pool.stats.schemas import PoolStatsRead
 
@@ -27,8 +27,7 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 )
 async def get_pool_stats(
     session: DbSession,
-    settings: AppSettings,
-    metrics: Metrics,
+    ctx: Ctx,
     _caller: Annotated[Caller, Depends(require_scope("pool:read"))],
 ) -> PoolStatsRead:
-    return await service.pool_stats(session=session, settings=settings, metrics=metrics)
+    return await service.pool_stats(session=session, settings=ctx.settings, metrics=ctx.metrics)

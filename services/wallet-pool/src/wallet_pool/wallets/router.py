@@ -11,7 +11,7 @@ from servicekit.app import DbSession
 from servicekit.bounds import row_id_path
 from servicekit.errors import problem_responses
 from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
-from wallet_pool.dependencies import AppSettings, Metrics
+from wallet_pool.context import Ctx
 from wallet_pool.wallets import service
 from wallet_pool.wallets.models import WalletStatus
 from wallet_pool.wallets.schemas import WalletImportCreate, WalletImportRead, WalletPageRead, WalletRead
@@ -41,15 +41,15 @@ WalletId = Annotated[int, row_id_path("The wallet's id.")]
     responses=problem_responses(401, 403, 422),
 )
 async def import_wallets(
-    body: WalletImportCreate, session: DbSession, settings: AppSettings, metrics: Metrics, _caller: CanWrite
+    body: WalletImportCreate, session: DbSession, ctx: Ctx, _caller: CanWrite
 ) -> WalletImportRead:
     return await service.import_wallets(
         session=session,
-        settings=settings,
+        settings=ctx.settings,
         currency=body.currency,
         network=body.network,
         addresses=body.addresses,
-        metrics=metrics,
+        metrics=ctx.metrics,
     )
 
 
@@ -102,9 +102,7 @@ async def disable_wallet(wallet_id: WalletId, session: DbSession, _caller: CanWr
     ),
     responses=problem_responses(401, 403, 404),
 )
-async def enable_wallet(
-    wallet_id: WalletId, session: DbSession, settings: AppSettings, metrics: Metrics, _caller: CanWrite
-) -> WalletRead:
+async def enable_wallet(wallet_id: WalletId, session: DbSession, ctx: Ctx, _caller: CanWrite) -> WalletRead:
     return await service.enable_wallet(
-        session=session, settings=settings, wallet_id=wallet_id, metrics=metrics
+        session=session, settings=ctx.settings, wallet_id=wallet_id, metrics=ctx.metrics
     )

@@ -1,0 +1,69 @@
+"""What order-api's routes and workers work with, built once by ``create_app``.
+
+Routes get it through one dependency (``Ctx``); workers get the parts they need when they are built. A
+collaborator that cannot be built (keys that do not open, no event keys to seal the customer's address with)
+stops the service at start-up with one line, never at the first request that needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.applications import Starlette
+
+from order_api.clients.wallet_pool import WalletPoolClient
+from order_api.protection import DataProtection
+from order_api.settings import Settings
+from servicekit.app import Runtime, refusing_start
+from servicekit.db import Database
+from servicekit.ratelimit import Network, RateLimiter, parse_trusted_proxies
+from servicekit.state import service_context
+
+
+@dataclass(frozen=True, slots=True)
+class OrderApiContext:
+    settings: Settings
+    runtime: Runtime
+    protection: DataProtection
+    """Customer data at rest, and the customer's address sealed into events to the notifier."""
+    wallet_pool: WalletPoolClient
+    rate_limiter: RateLimiter
+    trusted_proxies: list[Network]
+    """Proxies whose ``X-Forwarded-For`` names the client (``ORDER_API_TRUSTED_PROXIES``)."""
+
+    @property
+    def database(self) -> Database:
+        return self.runtime.database
+
+    @classmethod
+    def build(cls, *, settings: Settings, runtime: Runtime, wallet_pool: WalletPoolClient) -> OrderApiContext:
+        with refusing_start(settings.service_name):
+            protection = DataProtection.from_settings(settings)
+            protection.event_keyring()  # events to the notifier carry the customer's address sealed with it
+            proxies = parse_trusted_proxies(
+                settings.trusted_proxies, variable=settings.variable("trusted_proxies")
+            )
+        return cls(
+            settings=settings,
+            runtime=runtime,
+            protection=protection,
+            wallet_pool=wallet_pool,
+            rate_limiter=RateLimiter(
+                redis=runtime.redis, namespace=settings.service_name, registry=runtime.metrics_registry
+            ),
+            trusted_proxies=proxies,
+        )
+
+
+def context_of(app: Starlette) -> OrderApiContext:
+    """The context of an order-api app (tests, and the one hot route that skips the dependency)."""
+    return service_context(app, OrderApiContext)
+
+
+async def order_api_context(request: Request) -> OrderApiContext:
+    return service_context(request.app, OrderApiContext)
+
+
+Ctx = Annotated[OrderApiContext, Depends(order_api_context)]
