@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -139,6 +139,17 @@ FAST_WORKER: dict[str, Any] = {
     "poll_seconds": 0.05,
     "batch_size": 10,
 }
+
+
+@contextmanager
+def running_smtp_server() -> Iterator[SmtpServer]:
+    """An :class:`SmtpServer`, started, until the block ends (whatever the block raises)."""
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def text_of(message: EmailMessage) -> str:
