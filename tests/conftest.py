@@ -6,15 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from notifier.testing import SmtpServer
+from notifier.testing import SmtpServer, running_smtp_server
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     """A real SMTP server on loopback that records the mail it accepts."""
-    server = SmtpServer()
-    server.start()
-    try:
+    with running_smtp_server() as server:
         yield server
-    finally:
-        server.stop()

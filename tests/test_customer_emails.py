@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from desk_testing.stack import Stack, customer_email, import_btc_wallets, start_emailing
 from notifier.testing import SmtpServer, mail_to, text_of
 from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, migrated_database
@@ -23,12 +23,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 async def test_customers_are_emailed_about_their_orders(
     stack: Stack, services: list[ServiceProcess], smtp_server: SmtpServer
 ) -> None:
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api()
-    notifier = stack.notifier(smtp_port=smtp_server.port, NOTIFIER_TELEGRAM_ENABLED="false")
-    services.extend([wallet_pool, order_api, notifier])
-    for service in (wallet_pool, notifier, order_api):
-        await service.start()
+    wallet_pool, order_api, _ = await start_emailing(stack, services, smtp_port=smtp_server.port)
     [address] = await import_btc_wallets(wallet_pool, stack, 1)
 
     async with httpx.AsyncClient(base_url=order_api.url) as client:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from desk_testing.stack import Stack, customer_email, import_btc_wallets, start_emailing
 from notifier.testing import SmtpServer, mail_to, text_of
 from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
@@ -40,12 +40,7 @@ async def notifications(notifier: ServiceProcess, stack: Stack, **params: Any) -
 async def test_the_one_time_code_email_signs_the_customer_in(
     stack: Stack, services: list[ServiceProcess], smtp_server: SmtpServer
 ) -> None:
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api()
-    notifier = stack.notifier(smtp_port=smtp_server.port, NOTIFIER_TELEGRAM_ENABLED="false")
-    services.extend([wallet_pool, order_api, notifier])
-    for service in (wallet_pool, notifier, order_api):
-        await service.start()
+    wallet_pool, order_api, _ = await start_emailing(stack, services, smtp_port=smtp_server.port)
     await import_btc_wallets(wallet_pool, stack, 1)
     body = order_body(customer_email(41))
     email = body["email"]
@@ -76,15 +71,10 @@ async def test_the_one_time_code_email_signs_the_customer_in(
 async def test_mail_waits_out_an_smtp_outage_and_a_refused_recipient_is_not_retried(
     stack: Stack, services: list[ServiceProcess], smtp_server: SmtpServer
 ) -> None:
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api()
     # Enough attempts to outlast the outage: with the stack's short backoff, 8 would be spent in seconds.
-    notifier = stack.notifier(
-        smtp_port=smtp_server.port, NOTIFIER_DELIVERY_MAX_ATTEMPTS="1000", NOTIFIER_TELEGRAM_ENABLED="false"
+    wallet_pool, order_api, notifier = await start_emailing(
+        stack, services, smtp_port=smtp_server.port, NOTIFIER_DELIVERY_MAX_ATTEMPTS="1000"
     )
-    services.extend([wallet_pool, order_api, notifier])
-    for service in (wallet_pool, notifier, order_api):
-        await service.start()
     [address] = await import_btc_wallets(wallet_pool, stack, 1)
     refused_body = order_body(customer_email(31))
     smtp_server.refused.add(refused_body["email"])

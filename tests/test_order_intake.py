@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from desk_testing.stack import Stack, customer_email, import_btc_wallets
+from desk_testing.stack import Stack, customer_email, import_btc_wallets, start_intake
 from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 
@@ -23,11 +23,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 async def test_a_released_address_goes_to_the_queued_order(
     stack: Stack, services: list[ServiceProcess]
 ) -> None:
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api()
-    services.extend([wallet_pool, order_api])
-    await wallet_pool.start()
-    await order_api.start()
+    wallet_pool, order_api = await start_intake(stack, services)
     addresses = await import_btc_wallets(wallet_pool, stack, 2)
 
     async with httpx.AsyncClient(base_url=order_api.url) as client:
@@ -76,11 +72,7 @@ async def test_a_released_address_goes_to_the_queued_order(
 async def test_orders_accepted_while_wallet_pool_is_down_get_addresses_when_it_returns(
     stack: Stack, services: list[ServiceProcess]
 ) -> None:
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api()
-    services.extend([wallet_pool, order_api])
-    await wallet_pool.start()
-    await order_api.start()
+    wallet_pool, order_api = await start_intake(stack, services)
     addresses = await import_btc_wallets(wallet_pool, stack, 2)
     await wallet_pool.stop()
 

@@ -38,8 +38,7 @@ from servicekit.testing.kitapps import (
     DEMO_SCHEMA,
     KitSettings,
     create_demo_app,
-    create_tables,
-    demo_metadata,
+    create_demo_tables,
     in_process_client,
 )
 from servicekit.workers import PeriodicWorker
@@ -96,7 +95,7 @@ def assert_unavailable(response: httpx.Response) -> None:
 @asynccontextmanager
 async def pg_app(tmp_path: Path, pg_url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     app = store_app(tmp_path, database_url=pg_url, **settings)
-    await create_tables(service_state(app).runtime.database, demo_metadata)
+    await create_demo_tables(app)
     async with in_process_client(app) as client:
         yield client
 
@@ -177,7 +176,7 @@ async def test_no_free_database_connection_within_the_pool_timeout_is_a_503(
     tmp_path: Path, pg_url: str
 ) -> None:
     app = store_app(tmp_path, database_url=pg_url, database_pool_size=1, database_pool_timeout_seconds=0.2)
-    await create_tables(service_state(app).runtime.database, demo_metadata)
+    await create_demo_tables(app)
     async with in_process_client(app) as client:
         async with service_state(app).runtime.database.engine.connect():  # the pool's only connection
             assert_unavailable(await client.get("/v1/notes/count"))

@@ -13,14 +13,12 @@ from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.db import Database
-from servicekit.state import service_state
 from servicekit.testing import async_url, create_database, drop_database
 from servicekit.testing.kitapps import (
     DEMO_SCHEMA,
     KitSettings,
     create_demo_app,
-    create_tables,
-    demo_metadata,
+    create_demo_tables,
     in_process_client,
     note,
 )
@@ -61,7 +59,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     url = async_url(name) if name else None
     settings = KitSettings(service_name="kit-session", var_dir=tmp_path, database_url=url)
     app: FastAPI = create_demo_app(settings)
-    await create_tables(service_state(app).runtime.database, demo_metadata)
+    await create_demo_tables(app)
     holder: list[Harness] = []
     app.add_middleware(ObserveAtResponseStart, harness=holder)
     observer = Database(url=url, schema=DEMO_SCHEMA, var_dir=tmp_path, service_name="kit-session")

@@ -18,14 +18,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from servicekit.apikeys import mint_key
-from servicekit.state import service_state
 from servicekit.telemetry import mask_secrets
 from servicekit.testing.kitapps import (
     KitSettings,
     Peer,
     create_demo_app,
-    create_tables,
-    demo_metadata,
+    create_demo_tables,
     in_process_client,
 )
 
@@ -48,7 +46,7 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[LogReader]:
 @pytest.fixture
 async def app(tmp_path: Path) -> FastAPI:
     app = create_demo_app(KitSettings(service_name="kit-telemetry", var_dir=tmp_path))
-    await create_tables(service_state(app).runtime.database, demo_metadata)
+    await create_demo_tables(app)
     return app
 
 

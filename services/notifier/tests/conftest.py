@@ -18,19 +18,15 @@ from sqlalchemy import text
 
 from notifier.db import SCHEMA
 from notifier.main import create_app
-from notifier.testing import RunningApp, SmtpServer, make_settings
+from notifier.testing import RunningApp, SmtpServer, make_settings, running_smtp_server
 from servicekit.db import Database
 from servicekit.testing import migrated_database, running_app
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    try:
+    with running_smtp_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

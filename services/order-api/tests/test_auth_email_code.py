@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,15 +180,39 @@ def _wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
-async def test_wrong_codes_are_counted_and_exhaust_the_code(
+@dataclass
+class Mailbox:
+    """A known customer's email: ask for a sign-in code (answers the code sent) and read the codes stored."""
+
+    api: OrderApi
+    session: AsyncSession
+    protection: DataProtection
+    customer: Customer
+    email: str
+
+    async def request_code(self) -> str:
+        return await _request_code(self.api.client, self.session, self.customer, self.email)
+
+    async def stored_codes(self) -> list[EmailCode]:
+        return await _email_codes(self.session, self.protection, self.email)
+
+
+@pytest.fixture
+async def mailbox(
     api: OrderApi,
     db_session: AsyncSession,
     protection: DataProtection,
     make_customer: CustomerFactory,
     unique_email: str,
-) -> None:
+) -> Mailbox:
     customer = await make_customer(unique_email)
-    code = await _request_code(api.client, db_session, customer, unique_email)
+    return Mailbox(api=api, session=db_session, protection=protection, customer=customer, email=unique_email)
+
+
+async def test_wrong_codes_are_counted_and_exhaust_the_code(
+    api: OrderApi, mailbox: Mailbox, unique_email: str
+) -> None:
+    code = await mailbox.request_code()
     maximum = api.settings.email_code_max_attempts
     for attempt in range(1, maximum + 1):
         wrong = await api.client.post("/v1/auth/verify", json={"email": unique_email, "code": _wrong(code)})
@@ -195,7 +220,7 @@ async def test_wrong_codes_are_counted_and_exhaust_the_code(
         problem = wrong.json()
         assert problem["code"] == "email_code_invalid"
         assert [e["field"] for e in problem["errors"]] == ["code"]
-        [row] = await _email_codes(db_session, protection, unique_email)
+        [row] = await mailbox.stored_codes()
         assert row.attempts == attempt  # the count survives the error response
     assert row.consumed_at is not None
     right = await api.client.post("/v1/auth/verify", json={"email": unique_email, "code": code})
@@ -204,19 +229,14 @@ async def test_wrong_codes_are_counted_and_exhaust_the_code(
 
 
 async def test_an_expired_code_and_a_superseded_code_are_refused(
-    api: OrderApi,
-    db_session: AsyncSession,
-    protection: DataProtection,
-    make_customer: CustomerFactory,
-    unique_email: str,
+    api: OrderApi, db_session: AsyncSession, mailbox: Mailbox, unique_email: str
 ) -> None:
-    customer = await make_customer(unique_email)
-    first = await _request_code(api.client, db_session, customer, unique_email)
-    second = await _request_code(api.client, db_session, customer, unique_email)
+    first = await mailbox.request_code()
+    second = await mailbox.request_code()
     superseded = await api.client.post("/v1/auth/verify", json={"email": unique_email, "code": first})
     if first != second:
         assert superseded.status_code == 422
-    old, new = await _email_codes(db_session, protection, unique_email)
+    old, new = await mailbox.stored_codes()
     assert old.consumed_at is not None
     assert new.consumed_at is None
 

@@ -16,11 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.operators.models import Operator
-from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, order_body
+from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, embedded_order_api, order_body
 from servicekit.db import utcnow
 from servicekit.fuzzing import DeepJson, assert_no_server_errors
 from servicekit.state import service_state
-from servicekit.testing import migrate_embedded
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -53,10 +52,7 @@ async def desk(
         async with order_api(session=db_session) as running:
             yield running
         return
-    var_dir = tmp_path / "embedded"
-    await migrate_embedded(var_dir, "order-api")
-    async with order_api(database_url=None, var_dir=var_dir) as running:
-        assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
+    async with embedded_order_api(order_api, tmp_path / "embedded") as running:
         yield running
 
 

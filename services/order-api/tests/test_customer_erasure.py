@@ -29,9 +29,9 @@ from order_api.operators.models import Operator
 from order_api.orders.intake_persistence import PAYOUT_CONTEXT
 from order_api.orders.models import IdempotencyKey, Order
 from order_api.protection import DataProtection, SealedDataError
-from order_api.testing import ApiKeys, OrderApi, OrderApiRunner
+from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, embedded_order_api
 from servicekit.state import service_state
-from servicekit.testing import migrate_embedded, migrated_database, runtime_role
+from servicekit.testing import migrated_database, runtime_role
 
 PAYOUT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 
@@ -54,10 +54,7 @@ async def desk(
         ):
             yield running
         return
-    var_dir = tmp_path / "embedded"
-    await migrate_embedded(var_dir, "order-api")
-    async with order_api(database_url=None, var_dir=var_dir) as running:
-        assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
+    async with embedded_order_api(order_api, tmp_path / "embedded") as running:
         yield running
 
 

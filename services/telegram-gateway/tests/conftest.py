@@ -66,22 +66,20 @@ async def fake_bot_api() -> AsyncIterator[FakeBotApi]:
 
 @pytest.fixture
 async def order_api() -> AsyncIterator[StandInOrderApi]:
-    stand_in = StandInOrderApi()
-    await stand_in.start()
-    try:
+    async with StandInOrderApi() as stand_in:
         yield stand_in
-    finally:
-        await stand_in.stop()
+
+
+@pytest.fixture
+def order(order_api: StandInOrderApi) -> dict[str, Any]:
+    """An order the stand-in order-api knows (a new one, awaiting its deposit)."""
+    return order_api.add_order()
 
 
 @pytest.fixture
 async def wallet_pool() -> AsyncIterator[StandInWalletPool]:
-    stand_in = StandInWalletPool()
-    await stand_in.start()
-    try:
+    async with StandInWalletPool() as stand_in:
         yield stand_in
-    finally:
-        await stand_in.stop()
 
 
 @pytest.fixture

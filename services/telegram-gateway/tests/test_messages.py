@@ -136,9 +136,8 @@ async def test_a_repeated_message_id_posts_nothing_and_answers_duplicate(
 
 
 async def test_later_events_edit_the_card_with_the_buttons_of_the_new_state(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any]
 ) -> None:
-    order = order_api.add_order()
     async with launch() as gateway:
         await gateway.post_message(order_message(order, event="order.created"))
         taken = await gateway.post_message(order_message(order, event="order.taken", **TAKEN))
@@ -162,9 +161,8 @@ async def test_later_events_edit_the_card_with_the_buttons_of_the_new_state(
 
 
 async def test_an_event_for_an_order_without_a_card_answers_no_card(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any]
 ) -> None:
-    order = order_api.add_order()
     async with launch() as gateway:
         response = await gateway.post_message(order_message(order, event="order.taken", **TAKEN))
     assert response.status_code == 200
@@ -198,9 +196,8 @@ async def test_an_older_version_never_shows_over_a_newer_one(
 
 
 async def test_an_order_back_in_the_pool_is_posted_again_and_its_old_card_loses_its_buttons(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any]
 ) -> None:
-    order = order_api.add_order()
     async with launch() as gateway:
         await gateway.post_message(order_message(order, event="order.created"))
         await gateway.post_message(order_message(order, event="order.taken", **TAKEN))
@@ -219,9 +216,8 @@ async def test_an_order_back_in_the_pool_is_posted_again_and_its_old_card_loses_
 
 
 async def test_an_escalation_posts_a_card_to_support_and_flags_the_operators_card(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any]
 ) -> None:
-    order = order_api.add_order()
     async with launch() as gateway:
         await gateway.post_message(order_message(order, event="order.created"))
         await gateway.post_message(order_message(order, event="order.taken", **TAKEN))
@@ -288,9 +284,8 @@ async def test_with_no_chat_configured_messages_are_409_telegram_disabled(
 
 
 async def test_a_failing_bot_api_is_503_and_the_retry_posts_the_card_once(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, database: Database
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any], database: Database
 ) -> None:
-    order = order_api.add_order()
     body = order_message(order, event="order.created")
     async with launch() as gateway:
         fake_bot_api.fail("sendMessage", status=502)
@@ -306,9 +301,8 @@ async def test_a_failing_bot_api_is_503_and_the_retry_posts_the_card_once(
 
 
 async def test_telegrams_flood_control_is_503_with_its_retry_after(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any]
 ) -> None:
-    order = order_api.add_order()
     async with launch() as gateway:
         await gateway.post_message(order_message(order, event="order.created"))
         fake_bot_api.fail("editMessageText", status=429, retry_after=7)
@@ -341,9 +335,8 @@ async def test_a_chat_telegram_refuses_is_409_telegram_rejected(
 
 
 async def test_message_is_not_modified_counts_as_an_edit(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, database: Database
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any], database: Database
 ) -> None:
-    order = order_api.add_order()
     async with launch() as gateway:
         await gateway.post_message(order_message(order, event="order.created"))
         await gateway.post_message(order_message(order, event="order.taken", **TAKEN))
@@ -359,9 +352,8 @@ async def test_message_is_not_modified_counts_as_an_edit(
 
 
 async def test_a_card_deleted_in_telegram_is_forgotten(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, database: Database
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any], database: Database
 ) -> None:
-    order = order_api.add_order()
     async with launch() as gateway:
         await gateway.post_message(order_message(order, event="order.created"))
         fake_bot_api.delete_message(fake_bot_api.chat_messages(OPERATORS_CHAT_ID)[0])
@@ -372,9 +364,8 @@ async def test_a_card_deleted_in_telegram_is_forgotten(
 
 
 async def test_edits_reach_the_cards_posted_before_a_restart(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any]
 ) -> None:
-    order = order_api.add_order()
     async with launch() as before:
         await before.post_message(order_message(order, event="order.created"))
     async with launch() as after:
@@ -389,8 +380,7 @@ async def test_edits_reach_the_cards_posted_before_a_restart(
     assert card.text.startswith("🔧 Taken by Anna")
 
 
-async def test_bad_bodies_are_422_naming_the_field(launch: Launch, order_api: StandInOrderApi) -> None:
-    order = order_api.add_order()
+async def test_bad_bodies_are_422_naming_the_field(launch: Launch, order: dict[str, Any]) -> None:
     card = order_message(order, event="order.created")
     async with launch() as gateway:
         without_order = await gateway.post_message({**card, "order": None})

@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -42,6 +42,7 @@ from servicekit.testing import (
     eventually,
     fixed_key,
     free_port,
+    in_process_settings,
     serve_stand_in,
 )
 
@@ -139,6 +140,17 @@ FAST_WORKER: dict[str, Any] = {
     "poll_seconds": 0.05,
     "batch_size": 10,
 }
+
+
+@contextmanager
+def running_smtp_server() -> Iterator[SmtpServer]:
+    """An :class:`SmtpServer`, started, until the block ends (whatever the block raises)."""
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def text_of(message: EmailMessage) -> str:
@@ -294,12 +306,7 @@ def make_settings(database_url: str | None, var_dir: Path, **overrides: Any) -> 
             "telegram_gateway", PeerSettings(url=gateway_url, api_key=SecretStr(GATEWAY_KEY))
         )
     values: dict[str, Any] = {
-        "database_url": database_url,
-        "var_dir": var_dir,
-        "api_keys": KEYS.entries(),
-        "log_json": False,
-        "log_level": "WARNING",
-        "trace_database": False,
+        **in_process_settings(database_url=database_url, var_dir=var_dir, api_keys=KEYS.entries()),
         "email_from": SENDER,
         "delivery_poll_seconds": 0.05,
         "delivery_backoff_base_seconds": 0.05,

@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -20,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.customers.models import Customer
 from order_api.settings import Settings
 from servicekit.apikeys import ApiKeyEntry, hash_key
+from servicekit.state import service_state
+from servicekit.testing import migrate_embedded
 
 
 def _test_key(label: str) -> str:
@@ -100,6 +103,15 @@ class OrderApiRunner(Protocol):
     def __call__(
         self, *, session: AsyncSession | None = None, **overrides: Any
     ) -> AbstractAsyncContextManager[OrderApi]: ...
+
+
+@asynccontextmanager
+async def embedded_order_api(order_api: OrderApiRunner, var_dir: Path) -> AsyncIterator[OrderApi]:
+    """order-api on the embedded default, SQLite files in ``var_dir`` (migrated first), until the block ends."""
+    await migrate_embedded(var_dir, "order-api")
+    async with order_api(database_url=None, var_dir=var_dir) as running:
+        assert service_state(running.app).runtime.database.engine.dialect.name == "sqlite"
+        yield running
 
 
 @dataclass

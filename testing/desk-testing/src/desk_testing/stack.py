@@ -229,3 +229,29 @@ async def import_btc_wallets(wallet_pool: ServiceProcess, stack: Stack, count: i
     if response.status_code != 201:
         raise AssertionError(f"wallet import answered {response.status_code}: {response.text}")
     return addresses
+
+
+async def start_services(services: list[ServiceProcess], *processes: ServiceProcess) -> None:
+    """Start ``processes`` one after the other, each handed to ``services`` first so that it is stopped after the
+    test even when a later one fails to start."""
+    for process in processes:
+        services.append(process)
+        await process.start()
+
+
+async def start_intake(stack: Stack, services: list[ServiceProcess]) -> tuple[ServiceProcess, ServiceProcess]:
+    """wallet-pool, then order-api, running; ``(wallet_pool, order_api)``."""
+    wallet_pool, order_api = stack.wallet_pool(), stack.order_api()
+    await start_services(services, wallet_pool, order_api)
+    return wallet_pool, order_api
+
+
+async def start_emailing(
+    stack: Stack, services: list[ServiceProcess], *, smtp_port: int, **notifier_env: str
+) -> tuple[ServiceProcess, ServiceProcess, ServiceProcess]:
+    """wallet-pool, the notifier (email through the SMTP server at ``smtp_port``, Telegram off) and then
+    order-api, running; ``(wallet_pool, order_api, notifier)``."""
+    wallet_pool, order_api = stack.wallet_pool(), stack.order_api()
+    notifier = stack.notifier(smtp_port=smtp_port, NOTIFIER_TELEGRAM_ENABLED="false", **notifier_env)
+    await start_services(services, wallet_pool, notifier, order_api)
+    return wallet_pool, order_api, notifier

@@ -42,6 +42,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from servicekit.apikeys import ApiKeyEntry
 from servicekit.app import request_session
 from servicekit.db import resolve_database_url
 from servicekit.migrations import upgrade
@@ -68,6 +69,21 @@ TEST_EVENT_KEYRING = Keyring(
     current_key_id=TEST_EVENT_KEY_ID,
     name="event",
 )
+
+
+def in_process_settings(
+    *, database_url: str | None, var_dir: Path, api_keys: list[ApiKeyEntry]
+) -> dict[str, Any]:
+    """The settings every service's in-process test app starts from: its storage, its API keys, plain logs at
+    WARNING and no per-query traces."""
+    return {
+        "database_url": database_url,
+        "var_dir": var_dir,
+        "api_keys": api_keys,
+        "log_json": False,
+        "log_level": "WARNING",
+        "trace_database": False,
+    }
 
 
 def service_dir(name: str) -> Path:

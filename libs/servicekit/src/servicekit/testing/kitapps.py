@@ -39,6 +39,7 @@ from servicekit.errors import (
 from servicekit.events import events_router
 from servicekit.outbox import EventEnvelope, inbox_table
 from servicekit.settings import ServiceSettings
+from servicekit.state import service_state
 from servicekit.telemetry import add_span_processor, current_trace_id
 
 if TYPE_CHECKING:
@@ -133,6 +134,11 @@ async def create_tables(database: Database, metadata: MetaData) -> None:
         if database.is_postgres:
             await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{database.schema}"'))
         await connection.run_sync(metadata.create_all)
+
+
+async def create_demo_tables(app: FastAPI) -> None:
+    """Create the demo app's tables in the app's own database."""
+    await create_tables(service_state(app).runtime.database, demo_metadata)
 
 
 def create_demo_app(settings: ServiceSettings, *, runtime: Runtime | None = None) -> FastAPI:
