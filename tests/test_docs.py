@@ -4,6 +4,7 @@ the docs fails here. And nothing refers to a design document outside the reposit
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +164,46 @@ def test_nothing_cites_a_design_document_outside_the_repository() -> None:
         if outside.search(path.read_text(errors="replace"))
     ]
     assert citing == [], f"point to docs/architecture.md or docs/conventions.md instead: {citing}"
+
+
+DOTTED_NAME = re.compile(r"^([a-z_]+)(\.[A-Za-z_]\w*)+$")
+
+
+def written_names(document: Path) -> Iterator[str]:
+    """Every dotted name of the desk's own code the document writes in backticks (``servicekit.db.upsert``,
+    ``order_api.context.OrderApiContext``)."""
+    ours = set(package_roots()) | {"desk_testing"}
+    for token in INLINE_CODE.findall(prose(document)):
+        token = token.strip().removesuffix("()")
+        match = DOTTED_NAME.match(token)
+        if match and match.group(1) in ours:
+            yield token
+
+
+def resolves(name: str) -> bool:
+    """``name`` is a module of ours, or an attribute reached from the longest module prefix of it."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(found, attribute):
+                return False
+            found = getattr(found, attribute)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda document: str(document.relative_to(ROOT)))
+def test_every_module_and_name_a_document_writes_exists(document: Path) -> None:
+    missing = sorted({name for name in written_names(document) if not resolves(name)})
+    assert missing == [], f"{document.name} names code that is not there: {missing}"
+
+
+def test_a_renamed_function_is_caught() -> None:
+    assert resolves("servicekit.pagination.Keyset")
+    assert resolves("order_api.orders.intake")
+    assert not resolves("servicekit.pagination.encode_cursor_v0")
+    assert not resolves("order_api.orders.nowhere")
