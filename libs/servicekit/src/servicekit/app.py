@@ -40,6 +40,7 @@ from servicekit.outbox import (
     processed_events,
     report_dead_letters,
 )
+from servicekit.ratelimit import RateLimiter
 from servicekit.retention import RetentionRule, forget_expired
 from servicekit.revisions import MigrationHistory, SchemaRevision, migrations_dir
 from servicekit.sealing import DataProtectionConfigError
@@ -124,6 +125,13 @@ class Runtime:
         self.metrics_registry = CollectorRegistry()
         """The service's ``/metrics`` (``create_service_app`` serves it), for what the runtime builds to count."""
         self.queue_gauges: list[QueueGauges] = []
+
+    def rate_limiter(self) -> RateLimiter:
+        """A rate limiter for the service's limits: its windows in the runtime's Redis (in memory without one),
+        under the service's name, its refusals counted in the service's ``/metrics``."""
+        return RateLimiter(
+            redis=self.redis, namespace=self.settings.service_name, registry=self.metrics_registry
+        )
 
     async def schema_revision(self) -> SchemaRevision | None:
         """The database's schema revision against the code's head (``None`` when not compared)."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 from sqlalchemy import (
@@ -41,6 +42,9 @@ from sqlalchemy.util import greenlet_spawn
 
 from servicekit.private_files import private_directory, private_sqlite_database
 from servicekit.telemetry import statement_span
+
+if TYPE_CHECKING:
+    from servicekit.settings import ServiceSettings
 
 log = logging.getLogger("servicekit.db")
 
@@ -172,6 +176,23 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def command_database(settings: ServiceSettings, *, schema: str) -> AsyncIterator[Database]:
+    """The service's database for one run of its command line: one connection, let go when the run ends.
+    ``schema``: the service's own, unless the settings name another."""
+    database = Database(
+        url=settings.database_url,
+        schema=settings.database_schema or schema,
+        var_dir=settings.var_dir,
+        service_name=settings.service_name,
+        pool_size=1,
+    )
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 if TYPE_CHECKING:
     from servicekit.apikeys import ApiKeyVerifier
     from servicekit.app import Runtime
+    from servicekit.db import Database
     from servicekit.settings import ServiceSettings
 
 C = TypeVar("C")
@@ -29,6 +30,18 @@ class ServiceState:
     settings: ServiceSettings
     api_key_verifier: ApiKeyVerifier
     context: object
+
+
+class RuntimeContext:
+    """Base of a service's context dataclass, which holds the service's ``runtime``: what every context
+    reaches through it."""
+
+    __slots__ = ()
+    runtime: Runtime
+
+    @property
+    def database(self) -> Database:
+        return self.runtime.database
 
 
 def attach_state(app: Starlette, state: ServiceState) -> None:

@@ -23,12 +23,11 @@ from notifier.settings import Settings
 from notifier.telegram.sender import TelegramSender
 from servicekit.app import Runtime, refusing_start
 from servicekit.client import ServiceClient
-from servicekit.db import Database
-from servicekit.state import service_context
+from servicekit.state import RuntimeContext, service_context
 
 
 @dataclass(frozen=True, slots=True)
-class NotifierContext:
+class NotifierContext(RuntimeContext):
     settings: Settings
     runtime: Runtime
     protection: DataProtection
@@ -37,10 +36,6 @@ class NotifierContext:
     delivery_metrics: DeliveryMetrics
     senders: tuple[ChannelSender, ...]
     """One per channel the notifier delivers on: email, and Telegram when it is on."""
-
-    @property
-    def database(self) -> Database:
-        return self.runtime.database
 
     @classmethod
     def build(cls, *, settings: Settings, runtime: Runtime, gateway: ServiceClient) -> NotifierContext:

@@ -53,7 +53,7 @@ from order_api.operators.service import create_operator, list_operators, update_
 from order_api.orders.lifecycle import Actor
 from order_api.protection import DataProtectionConfigError, decode_key
 from order_api.settings import Settings
-from servicekit.db import Database, utcnow
+from servicekit.db import command_database, utcnow
 from servicekit.errors import DomainError
 from servicekit.outbox_admin import add_outbox_commands, run_outbox_command
 from servicekit.settings import load_settings, refuse_production_guesses
@@ -95,16 +95,6 @@ def _parser() -> argparse.ArgumentParser:
     whom.add_argument("--telegram-user-id", type=int, metavar="ID", help="the operator linked to this user")
     add_outbox_commands(commands)
     return parser
-
-
-def _database(settings: Settings) -> Database:
-    return Database(
-        url=settings.database_url,
-        schema=settings.database_schema or SCHEMA,
-        var_dir=settings.var_dir,
-        service_name=settings.service_name,
-        pool_size=1,
-    )
 
 
 class CheckpointKeyMissingError(RuntimeError):
@@ -174,12 +164,11 @@ async def audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     known = _known_checkpoints(args.known_checkpoints)
     if key is None and known:
         raise CheckpointKeyMissingError(f"{CHECKPOINT_KEY_SETTING} is not set: known checkpoints need it")
-    database = _database(settings)
-    try:
-        async with database.sessionmaker() as session:
-            verification = await verify_audit_log(session, checkpoint_key=key, known=known)
-    finally:
-        await database.dispose()
+    async with (
+        command_database(settings, schema=SCHEMA) as database,
+        database.sessionmaker() as session,
+    ):
+        verification = await verify_audit_log(session, checkpoint_key=key, known=known)
     if key is None and verification.checkpoints and verification.broken is None:
         # Without the key a forged checkpoint cannot be told from a real one: no verdict rather than a false OK.
         raise CheckpointKeyMissingError(
@@ -194,12 +183,11 @@ async def audit_checkpoint(settings: Settings) -> int:
     key = _checkpoint_key(settings)
     if key is None:
         raise CheckpointKeyMissingError(f"{CHECKPOINT_KEY_SETTING} is not set")
-    database = _database(settings)
-    try:
-        async with database.sessionmaker.begin() as session:
-            checkpoint = await checkpoint_audit_log(session, checkpoint_key=key)
-    finally:
-        await database.dispose()
+    async with (
+        command_database(settings, schema=SCHEMA) as database,
+        database.sessionmaker.begin() as session,
+    ):
+        checkpoint = await checkpoint_audit_log(session, checkpoint_key=key)
     if isinstance(checkpoint, Broken):
         print(f"{checkpoint}; no checkpoint taken")
         return 1
@@ -216,12 +204,11 @@ def _cli_actor() -> Actor:
 async def create_operator_command(settings: Settings, args: argparse.Namespace) -> int:
     request = OperatorCreate(name=args.name, role=args.role, telegram_user_id=args.telegram_user_id)
     actor = _cli_actor()
-    database = _database(settings)
-    try:
-        async with database.sessionmaker.begin() as session:
-            created = await create_operator(session=session, settings=settings, actor=actor, request=request)
-    finally:
-        await database.dispose()
+    async with (
+        command_database(settings, schema=SCHEMA) as database,
+        database.sessionmaker.begin() as session,
+    ):
+        created = await create_operator(session=session, settings=settings, actor=actor, request=request)
     print(json.dumps(created.model_dump(mode="json"), indent=2))
     print("The token is shown only now; store it safely.", file=sys.stderr)
     return 0
@@ -233,12 +220,11 @@ def _link_line(operator: OperatorRead) -> str:
 
 
 async def telegram_links(settings: Settings) -> int:
-    database = _database(settings)
-    try:
-        async with database.sessionmaker() as session:
-            operators = await list_operators(session=session)
-    finally:
-        await database.dispose()
+    async with (
+        command_database(settings, schema=SCHEMA) as database,
+        database.sessionmaker() as session,
+    ):
+        operators = await list_operators(session=session)
     linked = [operator for operator in operators if operator.telegram_user_id is not None]
     if not linked:
         print("no operator is linked to Telegram", file=sys.stderr)
@@ -267,28 +253,24 @@ def _linked_operator(operators: Sequence[OperatorRead], args: argparse.Namespace
 
 
 async def telegram_unlink(settings: Settings, args: argparse.Namespace) -> int:
-    database = _database(settings)
-    try:
-        async with database.sessionmaker.begin() as session:
-            linked = _linked_operator(await list_operators(session=session), args)
-            await update_operator(
-                session=session,
-                actor=_cli_actor(),
-                operator_id=linked.id,
-                request=OperatorUpdate(telegram_user_id=None),
-            )
-    finally:
-        await database.dispose()
+    async with (
+        command_database(settings, schema=SCHEMA) as database,
+        database.sessionmaker.begin() as session,
+    ):
+        linked = _linked_operator(await list_operators(session=session), args)
+        await update_operator(
+            session=session,
+            actor=_cli_actor(),
+            operator_id=linked.id,
+            request=OperatorUpdate(telegram_user_id=None),
+        )
     print(f"unlinked: {_link_line(linked)}")
     return 0
 
 
 async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
-    database = _database(settings)
-    try:
+    async with command_database(settings, schema=SCHEMA) as database:
         return await run_outbox_command(args, database=database, table=outbox, on_replay=audit_cli_replay)
-    finally:
-        await database.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

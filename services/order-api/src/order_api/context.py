@@ -17,13 +17,12 @@ from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.app import Runtime, refusing_start
-from servicekit.db import Database
 from servicekit.ratelimit import Network, RateLimiter, parse_trusted_proxies
-from servicekit.state import service_context
+from servicekit.state import RuntimeContext, service_context
 
 
 @dataclass(frozen=True, slots=True)
-class OrderApiContext:
+class OrderApiContext(RuntimeContext):
     settings: Settings
     runtime: Runtime
     protection: DataProtection
@@ -32,10 +31,6 @@ class OrderApiContext:
     rate_limiter: RateLimiter
     trusted_proxies: list[Network]
     """Proxies whose ``X-Forwarded-For`` names the client (``ORDER_API_TRUSTED_PROXIES``)."""
-
-    @property
-    def database(self) -> Database:
-        return self.runtime.database
 
     @classmethod
     def build(cls, *, settings: Settings, runtime: Runtime, wallet_pool: WalletPoolClient) -> OrderApiContext:
@@ -50,9 +45,7 @@ class OrderApiContext:
             runtime=runtime,
             protection=protection,
             wallet_pool=wallet_pool,
-            rate_limiter=RateLimiter(
-                redis=runtime.redis, namespace=settings.service_name, registry=runtime.metrics_registry
-            ),
+            rate_limiter=runtime.rate_limiter(),
             trusted_proxies=proxies,
         )
 

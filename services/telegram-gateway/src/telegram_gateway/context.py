@@ -15,9 +15,8 @@ from starlette.applications import Starlette
 
 from servicekit.app import Runtime, refusing_start
 from servicekit.cache import ExpiringCache
-from servicekit.db import Database
 from servicekit.ratelimit import Network, RateLimiter, parse_trusted_proxies
-from servicekit.state import service_context
+from servicekit.state import RuntimeContext, service_context
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.clients.order_api import OrderApiClient
 from telegram_gateway.clients.wallet_pool import WalletPoolClient
@@ -27,7 +26,7 @@ from telegram_gateway.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
-class GatewayContext:
+class GatewayContext(RuntimeContext):
     settings: Settings
     runtime: Runtime
     order_api: OrderApiClient
@@ -38,10 +37,6 @@ class GatewayContext:
     rate_limiter: RateLimiter
     trusted_proxies: list[Network]
     """Proxies whose ``X-Forwarded-For`` names the client (``TELEGRAM_GATEWAY_TRUSTED_PROXIES``)."""
-
-    @property
-    def database(self) -> Database:
-        return self.runtime.database
 
     @classmethod
     def build(
@@ -75,9 +70,7 @@ class GatewayContext:
             wallet_pool=wallet_pool,
             metrics=metrics,
             telegram=telegram,
-            rate_limiter=RateLimiter(
-                redis=runtime.redis, namespace=settings.service_name, registry=runtime.metrics_registry
-            ),
+            rate_limiter=runtime.rate_limiter(),
             trusted_proxies=proxies,
         )
 

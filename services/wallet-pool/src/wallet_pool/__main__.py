@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from coin_addresses import SUPPORTED
-from servicekit.db import Database
+from servicekit.db import command_database
 from servicekit.errors import DomainError
 from servicekit.outbox_admin import add_outbox_commands, run_outbox_command
 from servicekit.settings import load_settings, refuse_production_guesses
@@ -57,32 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database(settings: Settings) -> Database:
-    return Database(
-        url=settings.database_url,
-        schema=settings.database_schema or SCHEMA,
-        var_dir=settings.var_dir,
-        service_name=settings.service_name,
-        pool_size=1,
-    )
-
-
 async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
-    database = _database(settings)
-    try:
+    async with command_database(settings, schema=SCHEMA) as database:
         return await run_outbox_command(args, database=database, table=outbox)
-    finally:
-        await database.dispose()
 
 
 async def seed_demo(settings: Settings, *, per_currency: int) -> int:
     """Seed the service's database in one transaction; returns how many wallets were added."""
-    database = _database(settings)
-    try:
-        async with database.sessionmaker.begin() as session:
-            return await seed_demo_wallets(session=session, per_currency=per_currency)
-    finally:
-        await database.dispose()
+    async with (
+        command_database(settings, schema=SCHEMA) as database,
+        database.sessionmaker.begin() as session,
+    ):
+        return await seed_demo_wallets(session=session, per_currency=per_currency)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

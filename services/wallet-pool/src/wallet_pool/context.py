@@ -12,22 +12,17 @@ from fastapi import Depends, Request
 from starlette.applications import Starlette
 
 from servicekit.app import Runtime
-from servicekit.db import Database
-from servicekit.state import service_context
+from servicekit.state import RuntimeContext, service_context
 from wallet_pool.metrics import PoolMetrics
 from wallet_pool.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
-class WalletPoolContext:
+class WalletPoolContext(RuntimeContext):
     settings: Settings
     runtime: Runtime
     metrics: PoolMetrics
     """The pool's business metrics, on the runtime's ``/metrics``."""
-
-    @property
-    def database(self) -> Database:
-        return self.runtime.database
 
     @classmethod
     def build(cls, *, settings: Settings, runtime: Runtime) -> WalletPoolContext:

@@ -3,7 +3,8 @@
 - ``CurrentCustomer``: the customer of a valid ``Authorization: Bearer cs_…`` session, else ``401``;
 - ``OptionalCustomer``: ``None`` when no ``Authorization`` header is sent, ``401`` for a bad one;
 - ``ClientIp``: the client's network as per-client limits count it (an IPv4 address, an IPv6 /64:
-  ``servicekit.ratelimit.client_key``).
+  ``servicekit.ratelimit.client_key``);
+- ``MailboxCheck``: what asking for or guessing an emailed code works with, for this client.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from order_api.auth.errors import SessionInvalidError, SessionMissingError
-from order_api.auth.service import CustomerPrincipal, authenticate_customer
+from order_api.auth.service import CustomerPrincipal, MailboxProof, authenticate_customer
 from order_api.context import Ctx
 from servicekit.app import DbSession
 from servicekit.ratelimit import client_key
@@ -52,6 +53,17 @@ async def _client_ip(request: Request, ctx: Ctx) -> str:
     return client_key(request, trusted_proxies=ctx.trusted_proxies, settings=ctx.settings)
 
 
+async def _mailbox_check(session: DbSession, ctx: Ctx, ip: ClientIp) -> MailboxProof:
+    return MailboxProof(
+        session=session,
+        settings=ctx.settings,
+        protection=ctx.protection,
+        rate_limiter=ctx.rate_limiter,
+        client_ip=ip,
+    )
+
+
 CurrentCustomer = Annotated[CustomerPrincipal, Depends(_current_customer)]
 OptionalCustomer = Annotated[CustomerPrincipal | None, Depends(_optional_customer)]
 ClientIp = Annotated[str, Depends(_client_ip)]
+MailboxCheck = Annotated[MailboxProof, Depends(_mailbox_check)]

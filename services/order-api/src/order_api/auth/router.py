@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from order_api.auth import service
-from order_api.auth.dependencies import ClientIp, CurrentCustomer
+from order_api.auth.dependencies import CurrentCustomer, MailboxCheck
 from order_api.auth.schemas import (
     EmailCodeCreate,
     EmailCodeRead,
@@ -13,7 +13,6 @@ from order_api.auth.schemas import (
     SessionCreate,
     SessionRead,
 )
-from order_api.context import Ctx
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
 
@@ -32,21 +31,8 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
     response_model=EmailCodeRead,
     responses=problem_responses(422, 429),
 )
-async def request_email_code(
-    body: EmailCodeCreate,
-    session: DbSession,
-    ctx: Ctx,
-    ip: ClientIp,
-) -> EmailCodeRead:
-    seconds = await service.request_email_code(
-        session=session,
-        settings=ctx.settings,
-        protection=ctx.protection,
-        rate_limiter=ctx.rate_limiter,
-        client_ip=ip,
-        email=body.email,
-        locale=body.locale,
-    )
+async def request_email_code(body: EmailCodeCreate, proof: MailboxCheck) -> EmailCodeRead:
+    seconds = await service.request_email_code(proof=proof, email=body.email, locale=body.locale)
     return EmailCodeRead(expires_in_seconds=seconds)
 
 
@@ -60,21 +46,8 @@ async def request_email_code(
     response_model=IssuedSessionRead,
     responses=problem_responses(422, 429),
 )
-async def verify_email_code(
-    body: SessionCreate,
-    session: DbSession,
-    ctx: Ctx,
-    ip: ClientIp,
-) -> IssuedSessionRead:
-    verified = await service.verify_email_code(
-        session=session,
-        settings=ctx.settings,
-        protection=ctx.protection,
-        rate_limiter=ctx.rate_limiter,
-        client_ip=ip,
-        email=body.email,
-        code=body.code,
-    )
+async def verify_email_code(body: SessionCreate, proof: MailboxCheck) -> IssuedSessionRead:
+    verified = await service.verify_email_code(proof=proof, email=body.email, code=body.code)
     return IssuedSessionRead(
         session_token=verified.session.token,
         kind=verified.session.kind,

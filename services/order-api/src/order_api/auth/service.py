@@ -154,26 +154,32 @@ def _code_hash(protection: DataProtection, *, code_id: str, code: str) -> str:
     return protection.keyed_digest(f"{code_id}:{code}", purpose=EMAIL_CODE_PURPOSE)
 
 
-async def request_email_code(
-    *,
-    session: AsyncSession,
-    settings: Settings,
-    protection: DataProtection,
-    rate_limiter: RateLimiter,
-    client_ip: str,
-    email: str,
-    locale: str | None,
-) -> int:
+@dataclass(frozen=True)
+class MailboxProof:
+    """One client's attempt at proving a mailbox (asking for a code, or guessing it), and what it works with."""
+
+    session: AsyncSession
+    settings: Settings
+    protection: DataProtection
+    rate_limiter: RateLimiter
+    client_ip: str
+
+    async def count_attempt(self) -> None:
+        """Fail closed: these limits bound email codes sent to an inbox and guesses (README, Security)."""
+        await self.rate_limiter.hit(
+            name=AUTH_LIMIT, identifier=self.client_ip, limit=self.settings.auth_rate_limit, fail_open=False
+        )
+
+
+async def request_email_code(*, proof: MailboxProof, email: str, locale: str | None) -> int:
     """Email a one-time code to the customer with this email, if there is one; returns how many seconds a
     code is valid. The caller cannot tell whether a customer exists: the answer and the limits are the
     same either way. A new code supersedes older unused ones. The code leaves only through the outbox,
     sealed for the notifier, and even that sealed copy is masked once the notifier has it."""
-    await rate_limiter.hit(
-        name=AUTH_LIMIT, identifier=client_ip, limit=settings.auth_rate_limit, fail_open=False
-    )
+    session, settings, protection = proof.session, proof.settings, proof.protection
+    await proof.count_attempt()
     index = protection.email_index(email)
-    # Fail closed: these limits bound email codes sent to an inbox and guesses (README, Security).
-    await rate_limiter.hit(
+    await proof.rate_limiter.hit(
         name=EMAIL_CODE_LIMIT, identifier=index, limit=settings.email_code_rate_limit, fail_open=False
     )
     lifetime = timedelta(minutes=settings.email_code_minutes)
@@ -213,16 +219,7 @@ async def request_email_code(
     return int(lifetime.total_seconds())
 
 
-async def verify_email_code(
-    *,
-    session: AsyncSession,
-    settings: Settings,
-    protection: DataProtection,
-    rate_limiter: RateLimiter,
-    client_ip: str,
-    email: str,
-    code: str,
-) -> VerifiedEmail:
+async def verify_email_code(*, proof: MailboxProof, email: str, code: str) -> VerifiedEmail:
     """Exchange the emailed code for a full session.
 
     Every guess first takes one of the code's attempts in a single conditional ``UPDATE`` (race-free on
@@ -230,9 +227,8 @@ async def verify_email_code(
     compared in constant time. A wrong guess is committed before the error is raised, so the count survives
     the error response; wrong, expired, spent and unknown codes all raise the same ``EmailCodeInvalidError``.
     """
-    await rate_limiter.hit(
-        name=AUTH_LIMIT, identifier=client_ip, limit=settings.auth_rate_limit, fail_open=False
-    )
+    session, settings, protection = proof.session, proof.settings, proof.protection
+    await proof.count_attempt()
     index = protection.email_index(email)
     now = utcnow()
     reserved = await repository.take_code_attempt(

@@ -5,17 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from order_api.context import Ctx
-from order_api.operators import service, telegram_links
+from order_api.operators import schemas, service, telegram_links
 from order_api.operators.dependencies import AdminStaff
-from order_api.operators.schemas import (
-    OperatorCreate,
-    OperatorCreated,
-    OperatorPage,
-    OperatorRead,
-    OperatorTokenRead,
-    OperatorUpdate,
-    TelegramLinkCodeRead,
-)
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
 from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
@@ -29,12 +20,12 @@ router = APIRouter(prefix="/v1/admin/operators", tags=["admin"])
     description="Returns the operator with a personal token (`op_…`) shown only in this response; only its "
     "hash is stored. `telegram_user_id` lets the Telegram gateway act for them. Admins only.",
     status_code=status.HTTP_201_CREATED,
-    response_model=OperatorCreated,
+    response_model=schemas.OperatorCreated,
     responses=problem_responses(401, 403, 409, 422),
 )
 async def create_operator(
-    body: OperatorCreate, session: DbSession, ctx: Ctx, admin: AdminStaff
-) -> OperatorCreated:
+    body: schemas.OperatorCreate, session: DbSession, ctx: Ctx, admin: AdminStaff
+) -> schemas.OperatorCreated:
     return await service.create_operator(
         session=session, settings=ctx.settings, actor=admin.actor, request=body
     )
@@ -44,22 +35,22 @@ async def create_operator(
     "",
     summary="List operators",
     description="Oldest first, a page at a time.",
-    response_model=OperatorPage,
+    response_model=schemas.OperatorPage,
     responses=problem_responses(401, 403, 422),
 )
 async def list_operators(
     session: DbSession, _admin: AdminStaff, cursor: CursorParam = None, limit: LimitParam = DEFAULT_PAGE_SIZE
-) -> OperatorPage:
+) -> schemas.OperatorPage:
     return await service.operator_page(session=session, cursor=cursor, limit=limit)
 
 
 @router.get(
     "/{operator_id}",
     summary="Read an operator",
-    response_model=OperatorRead,
+    response_model=schemas.OperatorRead,
     responses=problem_responses(401, 403, 404),
 )
-async def get_operator(operator_id: str, session: DbSession, _admin: AdminStaff) -> OperatorRead:
+async def get_operator(operator_id: str, session: DbSession, _admin: AdminStaff) -> schemas.OperatorRead:
     return await service.get_operator(session=session, operator_id=operator_id)
 
 
@@ -68,12 +59,12 @@ async def get_operator(operator_id: str, session: DbSession, _admin: AdminStaff)
     summary="Change an operator",
     description="Rename, change the role, link or unlink Telegram (`telegram_user_id: null`), deactivate "
     "(`active: false`: nothing works for them any more, token and Telegram alike).",
-    response_model=OperatorRead,
+    response_model=schemas.OperatorRead,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def update_operator(
-    operator_id: str, body: OperatorUpdate, session: DbSession, admin: AdminStaff
-) -> OperatorRead:
+    operator_id: str, body: schemas.OperatorUpdate, session: DbSession, admin: AdminStaff
+) -> schemas.OperatorRead:
     return await service.update_operator(
         session=session, actor=admin.actor, operator_id=operator_id, request=body
     )
@@ -83,12 +74,12 @@ async def update_operator(
     "/{operator_id}/rotate-token",
     summary="Issue a new personal token",
     description="The new token is shown only in this response; the previous one stops working at once.",
-    response_model=OperatorTokenRead,
+    response_model=schemas.OperatorTokenRead,
     responses=problem_responses(401, 403, 404),
 )
 async def rotate_operator_token(
     operator_id: str, session: DbSession, ctx: Ctx, admin: AdminStaff
-) -> OperatorTokenRead:
+) -> schemas.OperatorTokenRead:
     return await service.rotate_operator_token(
         session=session, settings=ctx.settings, actor=admin.actor, operator_id=operator_id
     )
@@ -99,10 +90,12 @@ async def rotate_operator_token(
     summary="Revoke the personal token",
     description="The token stops working at once (`401`); a linked Telegram account keeps working unless "
     "the operator is deactivated.",
-    response_model=OperatorRead,
+    response_model=schemas.OperatorRead,
     responses=problem_responses(401, 403, 404),
 )
-async def revoke_operator_token(operator_id: str, session: DbSession, admin: AdminStaff) -> OperatorRead:
+async def revoke_operator_token(
+    operator_id: str, session: DbSession, admin: AdminStaff
+) -> schemas.OperatorRead:
     return await service.revoke_operator_token(session=session, actor=admin.actor, operator_id=operator_id)
 
 
@@ -114,12 +107,12 @@ async def revoke_operator_token(operator_id: str, session: DbSession, admin: Adm
     "to the bot to link their Telegram account. A new code replaces the operator's unused ones. "
     "`409 operator_inactive` for a deactivated operator.",
     status_code=status.HTTP_201_CREATED,
-    response_model=TelegramLinkCodeRead,
+    response_model=schemas.TelegramLinkCodeRead,
     responses=problem_responses(401, 403, 404, 409),
 )
 async def issue_telegram_link_code(
     operator_id: str, session: DbSession, ctx: Ctx, admin: AdminStaff
-) -> TelegramLinkCodeRead:
+) -> schemas.TelegramLinkCodeRead:
     return await telegram_links.issue_telegram_link_code(
         session=session,
         settings=ctx.settings,

@@ -205,7 +205,8 @@ async def comment_on_escalation(
     ctx: Ctx,
     principal: CurrentOperator,
 ) -> EscalationRead:
-    return await workflow.comment_on_escalation(
+    return await workflow.continue_escalation(
+        resolve=False,
         session=session,
         protection=ctx.protection,
         principal=principal,
@@ -229,7 +230,8 @@ async def resolve_escalation(
     ctx: Ctx,
     principal: SupportStaff,
 ) -> EscalationRead:
-    return await workflow.resolve_escalation(
+    return await workflow.continue_escalation(
+        resolve=True,
         session=session,
         protection=ctx.protection,
         principal=principal,

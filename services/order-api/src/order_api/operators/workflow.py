@@ -186,6 +186,13 @@ async def _ensure_may_drive(session: AsyncSession, *, order: Order, principal: O
     )
 
 
+async def _order_to_drive(session: AsyncSession, *, order_id: str, principal: OperatorPrincipal) -> Order:
+    """The order, locked for the change, once ``principal`` may drive it."""
+    order = await load_order(session, order_id=order_id, for_update=True)
+    await _ensure_may_drive(session, order=order, principal=principal)
+    return order
+
+
 def deposit_deadline(settings: Settings, order: Order) -> datetime:
     """When an order handed back to the pool expires unless paid: a full deposit window from now."""
     rules = settings.currencies.get(order.from_currency)
@@ -205,8 +212,7 @@ async def give_back_order(
     expected_version: int | None,
 ) -> OperatorOrderRead:
     """The holder gives the order back: it is takeable again and operators are told."""
-    order = await load_order(session, order_id=order_id, for_update=True)
-    await _ensure_may_drive(session, order=order, principal=principal)
+    order = await _order_to_drive(session, order_id=order_id, principal=principal)
     await lifecycle.give_back(
         session,
         protection=protection,
@@ -241,8 +247,7 @@ async def change_order_status(
             comment=request.comment,
             expected_version=expected_version,
         )
-    order = await load_order(session, order_id=order_id, for_update=True)
-    await _ensure_may_drive(session, order=order, principal=principal)
+    order = await _order_to_drive(session, order_id=order_id, principal=principal)
     await lifecycle.change_status(
         session,
         protection=protection,
@@ -308,8 +313,7 @@ async def escalate_order(
 ) -> EscalationRead:
     """The holder pulls support into an order: the order is flagged and a comment thread starts; the
     notifier tells support."""
-    order = await load_order(session, order_id=order_id, for_update=True)
-    await _ensure_may_drive(session, order=order, principal=principal)
+    order = await _order_to_drive(session, order_id=order_id, principal=principal)
     existing = await repository.open_escalation(session, order_id=order.id)
     if existing is not None:
         raise OrderAlreadyEscalatedError(
@@ -342,7 +346,7 @@ async def _load_escalation(session: AsyncSession, *, escalation_id: str) -> Esca
     return escalation
 
 
-async def _continue_escalation(
+async def continue_escalation(
     *,
     session: AsyncSession,
     protection: DataProtection,
@@ -351,6 +355,8 @@ async def _continue_escalation(
     comment: str,
     resolve: bool,
 ) -> EscalationRead:
+    """Support, an admin or the order's holder adds to an open escalation's thread; with ``resolve``
+    (support and admins) the comment resolves the escalation: the flag is cleared and the thread ends."""
     escalation = await _load_escalation(session, escalation_id=escalation_id)
     order = await load_order(session, order_id=escalation.order_id)
     if principal.role == OperatorRole.OPERATOR.value:
@@ -369,44 +375,6 @@ async def _continue_escalation(
         principal=principal,
         event_type=lifecycle.ORDER_ESCALATION_RESOLVED if resolve else lifecycle.ORDER_ESCALATION_COMMENTED,
         comment=comment,
-    )
-
-
-async def comment_on_escalation(
-    *,
-    session: AsyncSession,
-    protection: DataProtection,
-    principal: OperatorPrincipal,
-    escalation_id: str,
-    comment: str,
-) -> EscalationRead:
-    """Support, an admin or the order's holder adds to an open escalation's thread."""
-    return await _continue_escalation(
-        session=session,
-        protection=protection,
-        principal=principal,
-        escalation_id=escalation_id,
-        comment=comment,
-        resolve=False,
-    )
-
-
-async def resolve_escalation(
-    *,
-    session: AsyncSession,
-    protection: DataProtection,
-    principal: OperatorPrincipal,
-    escalation_id: str,
-    comment: str,
-) -> EscalationRead:
-    """Support resolves the escalation: the flag is cleared and the resolution ends the thread."""
-    return await _continue_escalation(
-        session=session,
-        protection=protection,
-        principal=principal,
-        escalation_id=escalation_id,
-        comment=comment,
-        resolve=True,
     )
 
 

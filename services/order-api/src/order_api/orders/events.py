@@ -37,14 +37,8 @@ def wallet_event_handlers(*, settings: Settings, protection: DataProtection) -> 
                 network=order.from_network,
             )
             # An order still unannounced (its intake died, or is still waiting) is announced with the address.
-            announced = order.announced_at is not None
             await apply_allocation(
-                session,
-                order=order,
-                allocation=allocation,
-                settings=settings,
-                protection=protection,
-                announce=announced,
+                session, order=order, allocation=allocation, settings=settings, protection=protection
             )
         except PeerAnswerInvalidError as exc:
             raise ValidationFailedError.for_field("payload.address", exc.detail) from exc

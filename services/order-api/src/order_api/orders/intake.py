@@ -35,7 +35,7 @@ from order_api.orders.errors import (
     OpenOrderLimitError,
     OrderInputError,
 )
-from order_api.orders.lifecycle import SYSTEM_WALLET_POOL, Actor, order_fields
+from order_api.orders.lifecycle import SYSTEM_WALLET_POOL, Actor, exchange_fields, order_fields
 from order_api.orders.models import AllocationState, Order, OrderStatus, Priority
 from order_api.orders.schemas import OrderCreate, OrderCreated
 from order_api.settings import CurrencyRules, PriorityRules
@@ -387,11 +387,7 @@ def read_fields(order: Order, *, payout_address: str | None) -> dict[str, Any]:
     return {
         "id": order.id,
         "status": order.status,
-        "from_currency": order.from_currency,
-        "from_network": order.from_network,
-        "to_currency": order.to_currency,
-        "to_network": order.to_network,
-        "amount": order.amount,
+        **exchange_fields(order),
         "payout_address": payout_address,
         "deposit_address": order.deposit_address,
         "queue_position": order.queue_position,

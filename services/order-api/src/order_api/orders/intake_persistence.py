@@ -144,14 +144,15 @@ async def apply_allocation(
     allocation: Allocation,
     settings: Settings,
     protection: DataProtection,
-    announce: bool = True,
 ) -> None:
     """Store wallet-pool's (checked) answer as ``intake.settlement`` decides. An address for an order that
-    no longer waits for one (closed meanwhile) goes straight back to the pool.
+    no longer waits for one (closed meanwhile) goes straight back to the pool. An order already announced
+    hears of the change as a change of status; one not yet announced is announced by the caller, with it.
 
     An address another open order holds is refused by the database's unique index, in a savepoint so the
     caller's transaction goes on: ``PeerAnswerInvalidError``, and the order is left as it was.
     """
+    announce = order.announced_at is not None
     settled = settlement(
         status=order.status,
         allocation=allocation,
@@ -224,12 +225,7 @@ async def settle_order(
     if allocation is not None:
         try:
             await apply_allocation(
-                session,
-                order=order,
-                allocation=allocation,
-                settings=settings,
-                protection=protection,
-                announce=order.announced_at is not None,
+                session, order=order, allocation=allocation, settings=settings, protection=protection
             )
         except PeerAnswerInvalidError as error:
             log_unusable_answer(error, order_id=order.id)

@@ -103,17 +103,24 @@ SYSTEM_WALLET_POOL = Actor(kind="system", id="wallet-pool", channel="system", au
 SYSTEM_ASSIGNMENT_TIMEOUT = Actor(kind="system", id="assignment-timeout", channel="system")
 
 
+def exchange_fields(order: Order) -> dict[str, Any]:
+    """What the order exchanges: the pair of currencies and networks, and the amount."""
+    return {
+        "from_currency": order.from_currency,
+        "from_network": order.from_network,
+        "to_currency": order.to_currency,
+        "to_network": order.to_network,
+        "amount": order.amount,
+    }
+
+
 def order_fields(order: Order) -> dict[str, Any]:
     """The fields every order event starts with (``desk_contracts.events.OrderFields``), from ``order``."""
     return {
         "order_id": order.id,
         "customer_id": order.customer_id,
         "status": order.status,
-        "from_currency": order.from_currency,
-        "from_network": order.from_network,
-        "to_currency": order.to_currency,
-        "to_network": order.to_network,
-        "amount": order.amount,
+        **exchange_fields(order),
         "priority": order.priority,
         "deposit_address": order.deposit_address,
         "queue_position": order.queue_position,

@@ -109,14 +109,8 @@ async def reconcile_pending_allocations(
                 )
                 # An order announced without its address gets "your address is ready"; one never announced,
                 # order.created (with the address).
-                announced = order.announced_at is not None
                 await apply_allocation(
-                    session,
-                    order=order,
-                    allocation=allocation,
-                    settings=settings,
-                    protection=protection,
-                    announce=announced,
+                    session, order=order, allocation=allocation, settings=settings, protection=protection
                 )
             except PeerAnswerInvalidError as exc:
                 log_unusable_answer(exc, order_id=order.id)
