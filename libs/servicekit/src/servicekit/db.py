@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from pathlib import Path
@@ -181,21 +182,24 @@ async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> Async
     a client never sees a success whose data was not committed.
     """
     async with sessionmaker() as session:
-        try:
+        async with rolled_back_on_error(session):
             yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            if not session.in_transaction():
-                return  # never used (a hot path that ran plain SQL, or none at all): nothing to commit
-            try:
-                await session.commit()
-            except BaseException:
-                # A failed COMMIT (a deferred constraint) leaves SQLite's transaction open; without this
-                # rollback the pooled connection would carry the rejected rows into the next request.
-                await session.rollback()
-                raise
+        if not session.in_transaction():
+            return  # never used (a hot path that ran plain SQL, or none at all): nothing to commit
+        # A failed COMMIT (a deferred constraint) leaves SQLite's transaction open; without the rollback
+        # the pooled connection would carry the rejected rows into the next request.
+        async with rolled_back_on_error(session):
+            await session.commit()
+
+
+@asynccontextmanager
+async def rolled_back_on_error(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Roll ``session`` back when the block raises (cancellation included), then let the error go on."""
+    try:
+        yield session
+    except BaseException:
+        await session.rollback()
+        raise
 
 
 class Driver:
