@@ -42,6 +42,7 @@ from servicekit.testing import (
     eventually,
     fixed_key,
     free_port,
+    in_process_settings,
     serve_stand_in,
 )
 
@@ -294,12 +295,7 @@ def make_settings(database_url: str | None, var_dir: Path, **overrides: Any) -> 
             "telegram_gateway", PeerSettings(url=gateway_url, api_key=SecretStr(GATEWAY_KEY))
         )
     values: dict[str, Any] = {
-        "database_url": database_url,
-        "var_dir": var_dir,
-        "api_keys": KEYS.entries(),
-        "log_json": False,
-        "log_level": "WARNING",
-        "trace_database": False,
+        **in_process_settings(database_url=database_url, var_dir=var_dir, api_keys=KEYS.entries()),
         "email_from": SENDER,
         "delivery_poll_seconds": 0.05,
         "delivery_backoff_base_seconds": 0.05,

@@ -42,6 +42,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from servicekit.apikeys import ApiKeyEntry
 from servicekit.app import request_session
 from servicekit.db import resolve_database_url, rolled_back_on_error
 from servicekit.migrations import upgrade
@@ -187,6 +188,21 @@ async def isolated_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
             await session.close()
             if outer.is_active:
                 await outer.rollback()
+
+
+def in_process_settings(
+    *, database_url: str | None, var_dir: Path, api_keys: list[ApiKeyEntry]
+) -> dict[str, Any]:
+    """The settings every service's in-process test app starts from: its store and keys, warnings-only plain
+    logs, no database spans."""
+    return {
+        "database_url": database_url,
+        "var_dir": var_dir,
+        "api_keys": api_keys,
+        "log_json": False,
+        "log_level": "WARNING",
+        "trace_database": False,
+    }
 
 
 def use_session(app: FastAPI, session: AsyncSession) -> None:

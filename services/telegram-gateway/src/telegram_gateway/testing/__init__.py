@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.testing import in_process_settings
 from telegram_gateway.settings import Settings
 
 BOT_TOKEN = "7000000001:AAHfakeTokenForTheExchangeDeskTests_01"
@@ -726,12 +727,7 @@ def make_settings(
     """Settings for an in-process gateway talking to ``fake`` (``None``: Telegram off), in polling mode
     unless ``webhook_url``/``mode`` say otherwise, with both chats configured."""
     values: dict[str, Any] = {
-        "database_url": database_url,
-        "var_dir": var_dir,
-        "api_keys": KEYS.entries(),
-        "log_json": False,
-        "log_level": "WARNING",
-        "trace_database": False,
+        **in_process_settings(database_url=database_url, var_dir=var_dir, api_keys=KEYS.entries()),
         "webhook_secret": WEBHOOK_SECRET,
         "operators_chat_id": OPERATORS_CHAT_ID,
         "support_chat_id": SUPPORT_CHAT_ID,
