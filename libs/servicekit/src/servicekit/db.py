@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 from sqlalchemy import (
@@ -42,6 +42,9 @@ from sqlalchemy.util import greenlet_spawn
 
 from servicekit.private_files import private_directory, private_sqlite_database
 from servicekit.telemetry import statement_span
+
+if TYPE_CHECKING:
+    from servicekit.settings import ServiceSettings
 
 log = logging.getLogger("servicekit.db")
 
@@ -162,6 +165,18 @@ class Database:
         #: service's collaborators are not kept here: they are arguments (``<service>.context``).
         self.session_info: dict[str, object] = {"after_commit_listeners": self.after_commit_listeners}
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, info=self.session_info)
+
+    @classmethod
+    def for_command(cls, settings: ServiceSettings, *, schema: str) -> Database:
+        """One connection to the service's database for a command run from a shell (``python -m <service>
+        …``), in ``schema`` unless the settings name another."""
+        return cls(
+            url=settings.database_url,
+            schema=settings.database_schema or schema,
+            var_dir=settings.var_dir,
+            service_name=settings.service_name,
+            pool_size=1,
+        )
 
     @property
     def is_postgres(self) -> bool:

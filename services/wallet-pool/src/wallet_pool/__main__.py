@@ -58,13 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _database(settings: Settings) -> Database:
-    return Database(
-        url=settings.database_url,
-        schema=settings.database_schema or SCHEMA,
-        var_dir=settings.var_dir,
-        service_name=settings.service_name,
-        pool_size=1,
-    )
+    return Database.for_command(settings, schema=SCHEMA)
 
 
 async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
