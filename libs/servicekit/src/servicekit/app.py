@@ -40,6 +40,7 @@ from servicekit.outbox import (
     processed_events,
     report_dead_letters,
 )
+from servicekit.ratelimit import RateLimiter
 from servicekit.retention import RetentionRule, forget_expired
 from servicekit.revisions import MigrationHistory, SchemaRevision, migrations_dir
 from servicekit.sealing import DataProtectionConfigError
@@ -163,6 +164,13 @@ class Runtime:
 
             self.readiness_checks.append(ReadinessCheck(f"peer:{name}", check, critical=False))
         return client
+
+    def rate_limiter(self) -> RateLimiter:
+        """Request limits for this service, kept in its Redis when it has one (shared by its replicas) and
+        counted on its ``/metrics``."""
+        return RateLimiter(
+            redis=self.redis, namespace=self.settings.service_name, registry=self.metrics_registry
+        )
 
     def add_queue_gauges(self, gauges: QueueGauges) -> None:
         """Gauges of a queue's table, read when ``/metrics`` is scraped."""

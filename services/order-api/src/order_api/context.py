@@ -50,9 +50,7 @@ class OrderApiContext:
             runtime=runtime,
             protection=protection,
             wallet_pool=wallet_pool,
-            rate_limiter=RateLimiter(
-                redis=runtime.redis, namespace=settings.service_name, registry=runtime.metrics_registry
-            ),
+            rate_limiter=runtime.rate_limiter(),
             trusted_proxies=proxies,
         )
 

@@ -75,9 +75,7 @@ class GatewayContext:
             wallet_pool=wallet_pool,
             metrics=metrics,
             telegram=telegram,
-            rate_limiter=RateLimiter(
-                redis=runtime.redis, namespace=settings.service_name, registry=runtime.metrics_registry
-            ),
+            rate_limiter=runtime.rate_limiter(),
             trusted_proxies=proxies,
         )
 
