@@ -55,7 +55,7 @@ from honcho.printer import Message
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.private_files import private_directory, write_private_file
 from servicekit.sealing import new_key as new_data_key
-from servicekit.server import UVICORN_OPTIONS
+from servicekit.server import uvicorn_argv
 from servicekit.settings import ServiceSettings, StartupRefusedError, load_settings
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -497,16 +497,8 @@ def uvicorn_command(service: Service, port: int) -> str:
     return shlex.join(
         [
             "exec",
-            sys.executable,
-            "-m",
-            "uvicorn",
-            f"{service.package}.main:create_app",
-            "--factory",
-            *UVICORN_OPTIONS,  # one write per response, X-Forwarded-For left to the service, no banner
-            "--host",
-            listen_host(service),
-            "--port",
-            str(port),
+            # one write per response, X-Forwarded-For left to the service, no banner (UVICORN_OPTIONS)
+            *uvicorn_argv(service.package, host=listen_host(service), port=port),
             "--timeout-graceful-shutdown",
             "5",
             "--no-access-log",  # servicekit logs one line per request, with its correlation id

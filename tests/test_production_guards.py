@@ -29,7 +29,7 @@ from desk_testing.production import (
     production_env,
 )
 from notifier.settings import Settings as NotifierSettings
-from servicekit.server import UVICORN_OPTIONS
+from servicekit.server import uvicorn_argv
 from servicekit.testing import ServiceProcess, eventually, free_port, migrated_database
 from telegram_gateway.settings import Settings as TelegramGatewaySettings
 
@@ -56,18 +56,7 @@ def refused(command: list[str], env: Mapping[str, str], cwd: Path) -> str:
 
 def image_command(service: Service) -> list[str]:
     """The service's container command (its Dockerfile's CMD), on a free loopback port."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        f"{service.package}.main:create_app",
-        "--factory",
-        *UVICORN_OPTIONS,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(free_port()),
-    ]
+    return uvicorn_argv(service.package, host="127.0.0.1", port=free_port())
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ handler never forwards it to its own callers as the peer wrote it (``servicekit.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json as jsonlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, TypeVar
@@ -215,16 +216,12 @@ class ServiceClient:
         attempts = self.attempts if retry else 1
         body = None if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
         due = _DEADLINE.get()
+        send = functools.partial(self._send, method, path, body=body, params=params, headers=headers)
         attempt = 1
         while True:
             failure: BaseException | None = None
             try:
-                if due is None:
-                    response = await self._send(method, path, body=body, params=params, headers=headers)
-                else:
-                    response = await self._send_before(
-                        due, method, path, body=body, params=params, headers=headers
-                    )
+                response = await (send() if due is None else self._send_before(due, send))
             except _TRANSPORT_ERRORS as exc:
                 failure = exc
             else:
@@ -252,25 +249,17 @@ class ServiceClient:
             f"{self.peer} is unreachable ({type(failure).__name__}).", extra={"peer": self.peer}
         )
 
-    async def _send_before(
-        self,
-        due: float,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None,
-        params: Mapping[str, Any] | None,
-        headers: Mapping[str, str] | None,
-    ) -> httpx.Response:
-        """One attempt that ends by ``due`` at the latest (``_OutOfTime`` then, or at once if it is past)."""
+    async def _send_before(self, due: float, send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+        """One attempt (``send``) that ends by ``due`` at the latest (``_OutOfTime`` then, or at once if it
+        is past)."""
         left = due - time.monotonic()
         if left <= 0:
             raise _OutOfTime
         if left >= self.timeout_seconds:  # the attempt's own timeout ends it first
-            return await self._send(method, path, body=body, params=params, headers=headers)
+            return await send()
         try:
             async with asyncio.timeout(left):
-                return await self._send(method, path, body=body, params=params, headers=headers)
+                return await send()
         except TimeoutError as exc:
             raise _OutOfTime from exc
 

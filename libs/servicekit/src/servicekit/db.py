@@ -166,6 +166,18 @@ class Database:
         self.session_info: dict[str, object] = {"after_commit_listeners": self.after_commit_listeners}
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, info=self.session_info)
 
+    @classmethod
+    def for_command(cls, settings: ServiceSettings, *, schema: str) -> Database:
+        """One connection to the service's database for a command run from a shell (``python -m <service>
+        …``), in ``schema`` unless the settings name another."""
+        return cls(
+            url=settings.database_url,
+            schema=settings.database_schema or schema,
+            var_dir=settings.var_dir,
+            service_name=settings.service_name,
+            pool_size=1,
+        )
+
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
@@ -182,13 +194,7 @@ class Database:
 async def command_database(settings: ServiceSettings, *, schema: str) -> AsyncIterator[Database]:
     """The service's database for one run of its command line: one connection, let go when the run ends.
     ``schema``: the service's own, unless the settings name another."""
-    database = Database(
-        url=settings.database_url,
-        schema=settings.database_schema or schema,
-        var_dir=settings.var_dir,
-        service_name=settings.service_name,
-        pool_size=1,
-    )
+    database = Database.for_command(settings, schema=schema)
     try:
         yield database
     finally:
@@ -202,21 +208,24 @@ async def session_scope(sessionmaker: async_sessionmaker[AsyncSession]) -> Async
     a client never sees a success whose data was not committed.
     """
     async with sessionmaker() as session:
-        try:
+        async with rolled_back_on_error(session):
             yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            if not session.in_transaction():
-                return  # never used (a hot path that ran plain SQL, or none at all): nothing to commit
-            try:
-                await session.commit()
-            except BaseException:
-                # A failed COMMIT (a deferred constraint) leaves SQLite's transaction open; without this
-                # rollback the pooled connection would carry the rejected rows into the next request.
-                await session.rollback()
-                raise
+        if not session.in_transaction():
+            return  # never used (a hot path that ran plain SQL, or none at all): nothing to commit
+        # A failed COMMIT (a deferred constraint) leaves SQLite's transaction open; without the rollback
+        # the pooled connection would carry the rejected rows into the next request.
+        async with rolled_back_on_error(session):
+            await session.commit()
+
+
+@asynccontextmanager
+async def rolled_back_on_error(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Roll ``session`` back when the block raises (cancellation included), then let the error go on."""
+    try:
+        yield session
+    except BaseException:
+        await session.rollback()
+        raise
 
 
 class Driver:

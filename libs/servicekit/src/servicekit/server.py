@@ -10,6 +10,7 @@ of the step. Everything else is uvicorn's.
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -23,6 +24,23 @@ UVICORN_OPTIONS = ("--http", "servicekit.server:HttpProtocol", "--no-proxy-heade
   proxies it trusts (``servicekit.ratelimit.client_ip``);
 - no ``Server`` banner.
 """
+
+
+def uvicorn_argv(package: str, *, host: str, port: int) -> list[str]:
+    """The command that runs ``package``'s service (``<package>.main:create_app``) as its image does, on this
+    interpreter, listening on ``host``:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"{package}.main:create_app",
+        "--factory",
+        *UVICORN_OPTIONS,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
 
 
 class CoalescedWrites:

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from servicekit.apikeys import ApiKeyEntry
 from servicekit.app import request_session
-from servicekit.db import resolve_database_url
+from servicekit.db import resolve_database_url, rolled_back_on_error
 from servicekit.migrations import upgrade
 from servicekit.sealing import Keyring
 from servicekit.server import UVICORN_OPTIONS
@@ -209,13 +209,9 @@ def use_session(app: FastAPI, session: AsyncSession) -> None:
     """Make ``app``'s routes use ``session`` (from :func:`isolated_session`) instead of their own."""
 
     async def scoped() -> AsyncIterator[AsyncSession]:
-        try:
+        async with rolled_back_on_error(session):
             yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+        await session.commit()
 
     app.dependency_overrides[request_session] = scoped
 

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.alerts.models import LIVE, Alert, AlertStatus, Severity
+from notifier.alerts.schemas import AlertFilter
 from servicekit.db import try_insert
 from servicekit.pagination import Keyset
 
@@ -46,21 +47,19 @@ async def recently_resolved(session: AsyncSession, *, key: str, since: datetime)
 async def alert_page(
     session: AsyncSession,
     *,
-    status: AlertStatus | None,
-    severity: Severity | None,
-    key: str | None,
+    filters: AlertFilter,
     cursor: str | None,
     limit: int,
 ) -> Sequence[Alert]:
     """The page of alerts matching the filters after ``cursor`` (and the first row of the next, for
     :meth:`Keyset.cut`), newest first."""
     query = select(Alert)
-    if status is not None:
-        query = query.where(Alert.status == status.value)
-    if severity is not None:
-        query = query.where(Alert.severity == severity.value)
-    if key is not None:
-        query = query.where(Alert.key == key)
+    if filters.status is not None:
+        query = query.where(Alert.status == filters.status.value)
+    if filters.severity is not None:
+        query = query.where(Alert.severity == filters.severity.value)
+    if filters.key is not None:
+        query = query.where(Alert.key == filters.key)
     return (await session.scalars(NEWEST_FIRST.select(query, cursor=cursor, limit=limit))).all()
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from notifier.alerts import service
 from notifier.alerts.models import AlertStatus, Severity
-from notifier.alerts.schemas import AlertPageRead, AlertRead
+from notifier.alerts.schemas import AlertFilter, AlertPageRead, AlertRead
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
@@ -40,7 +40,10 @@ async def list_alerts(
     limit: LimitParam = DEFAULT_PAGE_SIZE,
 ) -> AlertPageRead:
     return await service.list_alerts(
-        session=session, status=alert_status, severity=severity, key=key, cursor=cursor, limit=limit
+        session=session,
+        filters=AlertFilter(status=alert_status, severity=severity, key=key),
+        cursor=cursor,
+        limit=limit,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,15 @@ from pydantic import BaseModel, Field
 
 from notifier.alerts.models import AlertStatus, Severity
 from servicekit.pagination import Page
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertFilter:
+    """Which alerts a listing shows: those matching every filter given (``None``: any)."""
+
+    status: AlertStatus | None = None
+    severity: Severity | None = None
+    key: str | None = None
 
 
 class AlertRead(BaseModel):

@@ -37,7 +37,7 @@ from notifier.alerts import repository
 from notifier.alerts.conditions import AlertChange, AlertCondition, AlertNotice, AlertPolicy, Recovery
 from notifier.alerts.errors import AlertAlreadyResolvedError, AlertNotFoundError
 from notifier.alerts.models import Alert, AlertStatus, Severity
-from notifier.alerts.schemas import AlertPageRead, AlertRead
+from notifier.alerts.schemas import AlertFilter, AlertPageRead, AlertRead
 from notifier.metrics import AlertMetrics
 from notifier.notifications.service import queue_notification
 from notifier.protection import DataProtection
@@ -72,16 +72,12 @@ def to_read(alert: Alert) -> AlertRead:
 async def list_alerts(
     *,
     session: AsyncSession,
-    status: AlertStatus | None,
-    severity: Severity | None,
-    key: str | None,
+    filters: AlertFilter,
     cursor: str | None,
     limit: int,
 ) -> AlertPageRead:
     """Newest first (by when the alert was first raised), a page at a time."""
-    rows = await repository.alert_page(
-        session, status=status, severity=severity, key=key, cursor=cursor, limit=limit
-    )
+    rows = await repository.alert_page(session, filters=filters, cursor=cursor, limit=limit)
     page, next_cursor = repository.NEWEST_FIRST.cut(rows, limit=limit)
     return AlertPageRead(items=[to_read(a) for a in page], next_cursor=next_cursor)
 
@@ -178,7 +174,18 @@ async def raise_alert(
         )  # a concurrent raise won: this report is a repeat
         if alert is None:  # pragma: no cover (resolved between the conflict and this read)
             return None
-    return await _repeat(session, alert, condition, alerting=alerting, event_id=event_id, now=now)
+    _refresh(alert, condition, now=now)  # a repeat of the live alert: escalated when it got worse
+    current = Severity(alert.severity)
+    return await _escalate_to(
+        session,
+        alert,
+        condition.severity,
+        previous=current,
+        now=now,
+        reason=f"Worse: {current} → {condition.severity}.",
+        alerting=alerting,
+        event_id=event_id,
+    )
 
 
 async def _insert(session: AsyncSession, condition: AlertCondition, *, now: datetime) -> Alert | None:
@@ -212,32 +219,27 @@ def _refresh(alert: Alert, condition: AlertCondition, *, now: datetime) -> None:
     alert.updated_at = now
 
 
-async def _repeat(
+async def _escalate_to(
     session: AsyncSession,
     alert: Alert,
-    condition: AlertCondition,
+    severity: Severity,
     *,
+    previous: Severity,
+    now: datetime,
+    reason: str,
     alerting: Alerting,
     event_id: str | None,
-    now: datetime,
 ) -> AlertChange | None:
-    _refresh(alert, condition, now=now)
-    current = Severity(alert.severity)
-    if condition.severity.rank <= current.rank:
+    """Put ``alert`` at ``severity`` and tell it escalated when that is worse than ``previous``; otherwise it
+    only keeps what was refreshed (``None``: nothing to tell)."""
+    if severity.rank <= previous.rank:
         await session.flush()
         return None
-    alert.severity = condition.severity.value
+    alert.severity = severity.value
     alert.escalated_at = now
     await session.flush()
     _count(session, alerting.metrics, AlertChange.escalated, alert.severity)
-    await _tell(
-        session,
-        alert,
-        AlertChange.escalated,
-        reason=f"Worse: {current} → {condition.severity}.",
-        alerting=alerting,
-        event_id=event_id,
-    )
+    await _tell(session, alert, AlertChange.escalated, reason=reason, alerting=alerting, event_id=event_id)
     return AlertChange.escalated
 
 
@@ -285,17 +287,13 @@ async def _reopen(
         return AlertChange.reopened
     # Its resolution was never told: to everyone it never ended; it keeps its acknowledgement and clock.
     alert.status = (AlertStatus.acknowledged if alert.acknowledged_at else AlertStatus.open).value
-    if severity.rank <= previous.rank:
-        await session.flush()
-        return None
-    alert.escalated_at = now
-    await session.flush()
-    _count(session, alerting.metrics, AlertChange.escalated, alert.severity)
     recurring = severity.rank > condition.severity.rank
-    await _tell(
+    return await _escalate_to(
         session,
         alert,
-        AlertChange.escalated,
+        severity,
+        previous=previous,
+        now=now,
         reason=(
             f"Keeps coming back ({english(alert.reopened_count, 'time')}): {previous} → {severity}."
             if recurring
@@ -304,7 +302,6 @@ async def _reopen(
         alerting=alerting,
         event_id=event_id,
     )
-    return AlertChange.escalated
 
 
 async def resolve_alert(

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,6 +50,14 @@ def request_delivery(session: AsyncSession) -> None:
     wake_after_commit(session)
 
 
+class MessageSubject(TypedDict, total=False):
+    """What a queued message is about (see :func:`queue_notification`)."""
+
+    order_id: str | None
+    event_id: str | None
+    customer_id: str | None
+
+
 async def queue_email(
     *,
     session: AsyncSession,
@@ -58,9 +66,7 @@ async def queue_email(
     locale: str | None,
     recipient: str,
     variables: Mapping[str, Any],
-    order_id: str | None = None,
-    event_id: str | None = None,
-    customer_id: str | None = None,
+    **about: Unpack[MessageSubject],
 ) -> str:
     """Record an email to send, in the caller's transaction; returns its id (see :func:`queue_notification`)."""
     return await queue_notification(
@@ -71,9 +77,7 @@ async def queue_email(
         locale=resolve_locale(locale),
         recipient=recipient,
         variables=variables,
-        order_id=order_id,
-        event_id=event_id,
-        customer_id=customer_id,
+        **about,
     )
 
 

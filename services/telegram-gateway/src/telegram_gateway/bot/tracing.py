@@ -9,7 +9,6 @@ webhook mode.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -17,6 +16,7 @@ from aiogram.types import TelegramObject, Update
 from opentelemetry import trace
 
 from servicekit.telemetry import tracer_provider
+from telegram_gateway.bot import NextHandler
 
 
 class UpdateSpanMiddleware(BaseMiddleware):
@@ -25,12 +25,7 @@ class UpdateSpanMiddleware(BaseMiddleware):
     def __init__(self) -> None:
         self._tracer: trace.Tracer | None = None  # resolved at the first update, once tracing is configured
 
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
+    async def __call__(self, handler: NextHandler, event: TelegramObject, data: dict[str, Any]) -> Any:
         if self._tracer is None:
             self._tracer = trace.get_tracer("telegram_gateway.bot", tracer_provider=tracer_provider())
         attributes: dict[str, str | int] = {"messaging.system": "telegram"}

@@ -47,6 +47,9 @@ def build_dispatcher(
         operator_links=operator_links,
         wallet_pool=wallet_pool,
         metrics=metrics,
+        desk=orders.OrderDesk(
+            database=database, order_api=order_api, operator_links=operator_links, metrics=metrics
+        ),
     )
     dispatcher.update.outer_middleware(UpdateSpanMiddleware())
     who = OperatorLinkMiddleware(operator_links)

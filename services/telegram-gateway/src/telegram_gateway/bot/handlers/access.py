@@ -9,7 +9,6 @@ cannot say who someone is (unreachable, nothing cached), a button press or a mes
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -18,6 +17,7 @@ from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
 from servicekit.errors import PeerUnavailableError
+from telegram_gateway.bot import NextHandler
 from telegram_gateway.cards.render import html
 from telegram_gateway.clients.order_api import LinkedOperator, OrderApiSlowError
 from telegram_gateway.operators.service import OperatorLinks
@@ -43,12 +43,7 @@ class OperatorLinkMiddleware(BaseMiddleware):
     def __init__(self, operator_links: OperatorLinks) -> None:
         self.operator_links = operator_links
 
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
+    async def __call__(self, handler: NextHandler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         try:
             data["operator"] = (

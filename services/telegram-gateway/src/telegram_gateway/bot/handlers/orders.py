@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot, Router
@@ -84,6 +85,23 @@ async def forget_if_unlinked(
         await operator_links.forget(telegram_user_id=operator.telegram_user_id)
 
 
+@dataclass(frozen=True, slots=True)
+class OrderDesk:
+    """What the order handlers work with; the dispatcher gives it to them as ``desk``."""
+
+    database: Database
+    order_api: OrderApiClient
+    operator_links: OperatorLinks
+    metrics: GatewayMetrics
+
+    async def refused(self, error: DomainError, *, action: str, operator: LinkedOperator) -> None:
+        """Count ``action`` refused (or its peer unavailable) and stop acting for an operator order-api
+        no longer knows."""
+        outcome = "unavailable" if isinstance(error, PeerUnavailableError) else "refused"
+        self.metrics.callbacks.labels(action, outcome).inc()
+        await forget_if_unlinked(error, operator_links=self.operator_links, operator=operator)
+
+
 async def _act(
     order_api: OrderApiClient, *, action: OrderAction, data: OrderCallback, operator: LinkedOperator
 ) -> OperatorOrder:
@@ -121,31 +139,26 @@ async def on_order_button(
     callback_data: OrderCallback,
     operator: LinkedOperator,
     bot: Bot,
-    database: Database,
-    order_api: OrderApiClient,
-    operator_links: OperatorLinks,
-    metrics: GatewayMetrics,
+    desk: OrderDesk,
 ) -> None:
     action = callback_data.action
+    metrics = desk.metrics
     if action is OrderAction.ESCALATE:
         metrics.callbacks.labels(ACTION_NAMES[action], "asked").inc()
         await _ask_for_escalation_reason(query, callback_data=callback_data, operator=operator, bot=bot)
         return
     try:
-        order = await _act(order_api, action=action, data=callback_data, operator=operator)
+        order = await _act(desk.order_api, action=action, data=callback_data, operator=operator)
     except DomainError as error:
-        metrics.callbacks.labels(
-            ACTION_NAMES[action], "unavailable" if isinstance(error, PeerUnavailableError) else "refused"
-        ).inc()
-        await forget_if_unlinked(error, operator_links=operator_links, operator=operator)
+        await desk.refused(error, action=ACTION_NAMES[action], operator=operator)
         await query.answer(explain(error), show_alert=True)
         if error.code in REFRESH_AFTER:
             await _show_current_state(
                 order_id=callback_data.order_id,
                 operator=operator,
                 bot=bot,
-                database=database,
-                order_api=order_api,
+                database=desk.database,
+                order_api=desk.order_api,
             )
         return
     metrics.callbacks.labels(ACTION_NAMES[action], "done").inc()
@@ -155,7 +168,10 @@ async def on_order_button(
     )
     await query.answer(DONE[action].format(order=short_id(order.id)))
     await show_order_state(
-        database=database, bot=bot, view=order.view(), escalation=EscalationChange(escalated=order.escalated)
+        database=desk.database,
+        bot=bot,
+        view=order.view(),
+        escalation=EscalationChange(escalated=order.escalated),
     )
 
 
@@ -197,10 +213,7 @@ async def on_escalation_reason(
     order_id: str,
     operator: LinkedOperator,
     bot: Bot,
-    database: Database,
-    order_api: OrderApiClient,
-    operator_links: OperatorLinks,
-    metrics: GatewayMetrics,
+    desk: OrderDesk,
 ) -> None:
     reason = (message.text or message.caption or "").strip()
     if not reason:
@@ -210,25 +223,22 @@ async def on_escalation_reason(
         await message.reply(f"Please keep it under {MAX_ESCALATION_NOTE} characters and reply again.")
         return
     try:
-        await order_api.escalate(
+        await desk.order_api.escalate(
             order_id=order_id, telegram_user_id=operator.telegram_user_id, comment=reason
         )
     except DomainError as error:
-        metrics.callbacks.labels(
-            "escalate", "unavailable" if isinstance(error, PeerUnavailableError) else "refused"
-        ).inc()
-        await forget_if_unlinked(error, operator_links=operator_links, operator=operator)
+        await desk.refused(error, action="escalate", operator=operator)
         await message.reply(html(explain(error)))
         return
-    metrics.callbacks.labels("escalate", "done").inc()
+    desk.metrics.callbacks.labels("escalate", "done").inc()
     await message.reply(f"🆘 Order <code>{html(short_id(order_id))}</code> is escalated to support.")
     try:
-        order = await order_api.get_order(order_id=order_id, telegram_user_id=operator.telegram_user_id)
+        order = await desk.order_api.get_order(order_id=order_id, telegram_user_id=operator.telegram_user_id)
     except DomainError as error:
         log.info("could not read the escalated order", extra={"order_id": order_id, "code": error.code})
         return
     await show_order_state(
-        database=database,
+        database=desk.database,
         bot=bot,
         view=order.view(),
         escalation=EscalationChange(escalated=True, note=reason),
