@@ -166,18 +166,6 @@ class Database:
         self.session_info: dict[str, object] = {"after_commit_listeners": self.after_commit_listeners}
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, info=self.session_info)
 
-    @classmethod
-    def for_command(cls, settings: ServiceSettings, *, schema: str) -> Database:
-        """One connection to the service's database for a command run from a shell (``python -m <service>
-        …``), in ``schema`` unless the settings name another."""
-        return cls(
-            url=settings.database_url,
-            schema=settings.database_schema or schema,
-            var_dir=settings.var_dir,
-            service_name=settings.service_name,
-            pool_size=1,
-        )
-
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
@@ -194,7 +182,13 @@ class Database:
 async def command_database(settings: ServiceSettings, *, schema: str) -> AsyncIterator[Database]:
     """The service's database for one run of its command line: one connection, let go when the run ends.
     ``schema``: the service's own, unless the settings name another."""
-    database = Database.for_command(settings, schema=schema)
+    database = Database(
+        url=settings.database_url,
+        schema=settings.database_schema or schema,
+        var_dir=settings.var_dir,
+        service_name=settings.service_name,
+        pool_size=1,
+    )
     try:
         yield database
     finally:
