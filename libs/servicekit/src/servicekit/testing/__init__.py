@@ -1,6 +1,8 @@
 """pytest plugin for the services' tests (loaded with ``-p servicekit.testing``).
 
 - a fresh PostgreSQL database per test session and per service, migrated with Alembic, dropped at the end;
+  :func:`migrated_database` copies one template per set of services (migrated from scratch once per process)
+  instead of running the histories again for every test that needs a database of its own;
   :func:`runtime_role`: a login role of the test's own for a service to run as (granted by the migrations);
 - :func:`isolated_session`: a session inside an outer transaction that is rolled back after the test, so code
   that commits (it commits a savepoint) leaves nothing behind;
@@ -115,18 +117,71 @@ async def drop_database(name: str) -> None:
         await connection.close()
 
 
+_TEMPLATES: dict[tuple[str, ...], str] = {}
+"""Per set of services, a database this process migrated from scratch once: the template of later copies."""
+
+
+async def _migrate(name: str, services: tuple[str, ...], runtime_role: str | None) -> None:
+    url = async_url(name)
+    for service in services:
+        await asyncio.to_thread(upgrade, service_dir(service), url=url, runtime_role=runtime_role)
+
+
+async def _template(services: tuple[str, ...]) -> str:
+    """The template database of ``services`` (made at the first call): their whole histories run on an empty
+    database, with no runtime role (roles are per test)."""
+    if services not in _TEMPLATES:
+        name = await create_database("desk_template")
+        try:
+            await _migrate(name, services, None)
+        except BaseException:
+            await drop_database(name)
+            raise
+        if services in _TEMPLATES:  # made meanwhile by a concurrent caller
+            await drop_database(name)
+        else:
+            _TEMPLATES[services] = name
+    return _TEMPLATES[services]
+
+
+def drop_templates() -> None:
+    """Drop the template databases this process made (at the end of the test session)."""
+    names = list(_TEMPLATES.values())
+    _TEMPLATES.clear()
+
+    async def drop() -> None:
+        for name in names:
+            await drop_database(name)
+
+    if names:
+        asyncio.run(drop())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    drop_templates()
+
+
 @asynccontextmanager
 async def migrated_database(
-    *services: str, prefix: str = "desk_test", runtime_role: str | None = None
+    *services: str, prefix: str = "desk_test", runtime_role: str | None = None, from_scratch: bool = False
 ) -> AsyncIterator[str]:
     """A fresh database with the given services' migrations applied (granting ``runtime_role`` its
-    privileges, see :func:`runtime_role`); yields its asyncpg URL."""
-    name = await create_database(prefix)
-    url = async_url(name)
+    privileges, see :func:`runtime_role`); yields its asyncpg URL.
+
+    It is a copy (``CREATE DATABASE ... TEMPLATE``, a fraction of a second) of a database the same histories
+    were run on from scratch once in this process; with ``runtime_role``, ``alembic upgrade head`` then runs on
+    the copy, as on every deployment, and grants the role its privileges. ``from_scratch``: run the histories
+    on an empty database instead (tests of the migrations themselves)."""
+    if from_scratch:
+        name = await create_database(prefix)
+    else:
+        template = await _template(services)
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        await _admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     try:
-        for service in services:
-            await asyncio.to_thread(upgrade, service_dir(service), url=url, runtime_role=runtime_role)
-        yield url
+        if from_scratch or runtime_role is not None:
+            await _migrate(name, services, runtime_role)
+        yield async_url(name)
     finally:
         await drop_database(name)
 
@@ -461,7 +516,7 @@ async def check_migrations(service: str, *, schema: str) -> list[str]:
 
     from servicekit.migrations import alembic_config
 
-    async with migrated_database(service, prefix="desk_migrations") as url:
+    async with migrated_database(service, prefix="desk_migrations", from_scratch=True) as url:
         await asyncio.to_thread(command.check, alembic_config(service_dir(service), url=url))
         connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
