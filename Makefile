@@ -10,6 +10,7 @@ VENV := .venv
 export UV_PYTHON := $(shell $(PYTHON) -c "import sys; print(sys.executable)")
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+TEST_WORKERS ?= 2
 
 .PHONY: help install run migrate compose-env lint typecheck test test-fast bench clean
 
@@ -48,7 +49,12 @@ typecheck: install ## mypy --strict over every package and its tests
 test: install ## Everything CI runs: backing services, lint, types, then all tests (PostgreSQL, Redis, processes)
 	scripts/ensure-backing-services.sh
 	$(MAKE) --no-print-directory lint typecheck
-	$(VENV)/bin/pytest
+	@# every test but the fault suite in $(TEST_WORKERS) processes (a test file stays on one), then the fault
+	@# suite alone: it measures answers under load, which tests beside it would distort
+	@status=0; \
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/faults || status=1; \
+	$(VENV)/bin/pytest tests/faults || status=1; \
+	exit $$status
 
 bench: install ## Benchmarks that print their figures (service-to-service HTTP transports, order intake, the FIFO pick under churn)
 	scripts/ensure-backing-services.sh

@@ -35,6 +35,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -55,7 +56,21 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[5]
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _redis_test_url() -> str:
+    """``TEST_REDIS_URL`` (database index 13 by default); under pytest-xdist, worker ``gwN`` takes the index N
+    places further, so that parallel workers never flush each other's keys."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    index = int(parts.path.lstrip("/") or 0) + int(worker.removeprefix("gw"))
+    return urlunsplit(parts._replace(path=f"/{index}"))
+
+
+REDIS_TEST_URL = _redis_test_url()
 
 
 def fixed_key(label: str) -> str:
