@@ -17,6 +17,7 @@ from order_api.operators.router import router as operators_router
 from order_api.operators.service import OPERATOR_TOKEN_PREFIX
 from order_api.operators.telegram_router import router as telegram_router
 from order_api.orders.events import wallet_event_handlers
+from order_api.orders.metrics import OpenOrderGauges
 from order_api.orders.router import router as orders_router
 from order_api.settings import Settings
 from order_api.stats.router import router as stats_router
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     context = OrderApiContext.build(
         settings=settings, runtime=runtime, wallet_pool=WalletPoolClient(wallet_pool)
     )
+    runtime.add_scraped_gauges(OpenOrderGauges(database=runtime.database))
     for sweep in order_sweeps(context):
         runtime.add_worker(sweep)
     app = create_service_app(
