@@ -3,8 +3,6 @@ details behind a ``metrics:read`` key there, and the security headers on every r
 
 from __future__ import annotations
 
-import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -12,6 +10,7 @@ from fastapi import Response
 
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.settings import ServiceSettings
+from servicekit.testing.docs import assert_docs_served_offline
 from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
 DOCS = ("/docs", "/redoc", "/openapi.json")
@@ -109,71 +108,12 @@ async def test_development_serves_docs_metrics_and_readiness_details_to_anyone(t
         assert (await client.get("/health/ready")).json()["checks"]["database"]["status"] == "ok"
 
 
-class ReferencedUrls(HTMLParser):
-    """Every URL a page makes the browser load (``src`` and ``href``), and the text of its inline scripts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[str] = []
-        self.inline_scripts: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
-        self._in_script = tag == "script"
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_script = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_script and data.strip():
-            self.inline_scripts.append(data)
-
-
-ASSET_TYPES = {
-    ".js": ("text/javascript", "application/javascript"),
-    ".css": ("text/css",),
-    ".png": ("image/png",),
-}
-POLICY_SOURCES = {"'self'", "'none'", "'unsafe-inline'", "data:", "blob:"}
-"""What a documentation page's Content-Security-Policy may name: this origin, inline code, and the data: and
-blob: URLs a page makes itself; no host."""
-
-
 async def test_the_documentation_pages_load_everything_from_the_service_itself(tmp_path: Path) -> None:
     """A desk without internet still has working docs: Swagger UI and ReDoc name no outside host, every
     asset they reference is served here with its type, and their policy lets the browser load nothing else."""
     app = create_demo_app(KitSettings(service_name="kit-exposure", var_dir=tmp_path))
     async with in_process_client(app) as client:
-        for page in ("/docs", "/redoc"):
-            answer = await client.get(page)
-            assert answer.status_code == 200, page
-            assert answer.headers["content-type"].startswith("text/html")
-            assert re.findall(r"https?://[^\s'\"<>]+", answer.text) == [], page
-            parsed = ReferencedUrls()
-            parsed.feed(answer.text)
-            assets = [url for url in parsed.urls if url.startswith("/docs-assets/")]
-            assert sorted(Path(url).suffix for url in assets) == (
-                [".css", ".js", ".png"] if page == "/docs" else [".js", ".png"]
-            ), parsed.urls
-            assert set(parsed.urls) == set(assets), parsed.urls
-            for url in assets:
-                served = await client.get(url)
-                assert served.status_code == 200, url
-                assert served.headers["content-type"].split(";")[0] in ASSET_TYPES[Path(url).suffix], url
-                assert len(served.content) > 1000, url
-                revalidated = await client.get(url, headers={"If-None-Match": served.headers["etag"]})
-                assert revalidated.status_code == 304, url
-            if page == "/docs":
-                assert "SwaggerUIBundle(" in "".join(parsed.inline_scripts)
-                assert "'/openapi.json'" in "".join(parsed.inline_scripts)
-            else:
-                assert '<redoc spec-url="/openapi.json">' in answer.text
-            directives = [d.split() for d in answer.headers["content-security-policy"].split(";")]
-            assert {source for _, *sources in directives for source in sources} <= POLICY_SOURCES, page
-            assert ["default-src", "'none'"] in directives
-            assert ["frame-ancestors", "'none'"] in directives
-            assert answer.headers["x-frame-options"] == "DENY"
+        await assert_docs_served_offline(client)
         # The assets themselves are not documents: they keep the policy that allows nothing.
         bundle = await client.get("/docs-assets/swagger-ui-bundle.js")
     assert bundle.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
