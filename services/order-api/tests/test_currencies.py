@@ -108,6 +108,24 @@ async def test_changed_settings_change_the_body_and_the_etag(order_api: OrderApi
     assert again.status_code == 304
 
 
+async def test_a_website_on_an_allowed_origin_may_revalidate_its_copy(order_api: OrderApiRunner) -> None:
+    website = {"Origin": "https://desk.example"}
+    async with order_api(cors_origins=["https://desk.example"]) as running:
+        first = await running.client.get("/v1/currencies", headers=website)
+        preflight = await running.client.options(
+            "/v1/currencies",
+            headers={
+                **website,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "if-none-match",
+            },
+        )
+    assert first.headers["access-control-allow-origin"] == "https://desk.example"
+    assert "etag" in first.headers["access-control-expose-headers"].lower()  # a page's script may read it
+    assert preflight.status_code == 200, preflight.text
+    assert "if-none-match" in preflight.headers["access-control-allow-headers"].lower()
+
+
 def order(**fields: Any) -> OrderCreate:
     return OrderCreate.model_validate({"email": "customer@example.com", **fields})
 

@@ -72,10 +72,11 @@ CORS_REQUEST_HEADERS = [
     "Content-Type",
     "Idempotency-Key",
     "If-Match",
+    "If-None-Match",
     "traceparent",
     "tracestate",
 ]
-CORS_EXPOSED_HEADERS = ["X-Correlation-ID", "Retry-After"]
+CORS_EXPOSED_HEADERS = ["X-Correlation-ID", "Retry-After", "ETag"]
 
 
 class Worker(Protocol):
