@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from order_api.context import Ctx
 from order_api.currencies.schemas import CurrencyCatalogue
+from servicekit.errors import problem_responses
 
 router = APIRouter(prefix="/v1/currencies", tags=["currencies"])
 
@@ -44,6 +45,8 @@ IfNoneMatch = Annotated[
             "description": "Not Modified: the copy named by If-None-Match is current.",
             "headers": CACHE_HEADERS,
         },
+        # It reads nothing a caller sends but If-None-Match: there is nothing to refuse.
+        **problem_responses(500),
     },
 )
 async def list_currencies(ctx: Ctx, if_none_match: IfNoneMatch = None) -> Response:
