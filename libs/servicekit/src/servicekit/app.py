@@ -23,6 +23,7 @@ from servicekit.backing import redis_client
 from servicekit.bounds import InputGuardMiddleware
 from servicekit.client import ServiceClient
 from servicekit.db import TRACE_STATEMENTS, Database, session_scope
+from servicekit.docs import install_docs
 from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
 from servicekit.health import ReadinessCheck, health_router
 from servicekit.maintenance import vacuum_busy_tables
@@ -71,10 +72,11 @@ CORS_REQUEST_HEADERS = [
     "Content-Type",
     "Idempotency-Key",
     "If-Match",
+    "If-None-Match",
     "traceparent",
     "tracestate",
 ]
-CORS_EXPOSED_HEADERS = ["X-Correlation-ID", "Retry-After"]
+CORS_EXPOSED_HEADERS = ["X-Correlation-ID", "Retry-After", "ETag"]
 
 
 class Worker(Protocol):
@@ -345,8 +347,8 @@ def create_service_app(
         lifespan=lifespan,
         openapi_tags=tags,
         openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # servicekit.docs serves the documentation pages with their assets
+        redoc_url=None,
     )
     attach_state(
         app,
@@ -371,10 +373,10 @@ def create_service_app(
             allow_headers=CORS_REQUEST_HEADERS,
             expose_headers=CORS_EXPOSED_HEADERS,
         )
-    docs_paths = [path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path]
+    docs_paths = install_docs(app, openapi_url=app.openapi_url) if app.openapi_url else []
     app.outermost.append(
         lambda inner: SecurityHeadersMiddleware(
-            inner, docs_paths=docs_paths if docs else (), hsts_max_age_seconds=settings.hsts_max_age_seconds
+            inner, docs_paths=docs_paths, hsts_max_age_seconds=settings.hsts_max_age_seconds
         )
     )
     request_metrics = install_metrics(
