@@ -22,6 +22,7 @@ async def test_every_route_is_documented(api: PoolApi) -> None:
         ("GET", "/v1/allocations/{order_id}"),
         ("POST", "/v1/allocations/{order_id}/release"),
         ("GET", "/v1/stats"),
+        ("GET", "/v1/stats/queue"),
         ("POST", "/v1/events"),
         ("POST", "/v1/events/batch"),
         ("GET", "/v1/admin/outbox"),
@@ -36,3 +37,9 @@ async def test_every_route_is_documented(api: PoolApi) -> None:
     allocate = operations[("POST", "/v1/allocations")]["responses"]
     assert {"201", "202", "409", "422"} <= set(allocate)
     assert allocate["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/AllocationQueuedRead")
+    queue = operations[("GET", "/v1/stats/queue")]
+    assert queue["operationId"] == "getQueueStats"
+    assert set(queue["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+    assert queue["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/QueueStatsRead"
+    )
