@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypedDict
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit import windows
 from servicekit.db import utcnow
-from servicekit.errors import ValidationFailedError
 from wallet_pool.pools import Pool
 from wallet_pool.settings import Settings
 from wallet_pool.stats import capacity, repository
@@ -277,26 +277,13 @@ def queue_window(
 ) -> QueueWindow:
     """The request's window, checked: ``[since, until)`` (default the last 24 hours) or the last ``days`` days,
     at most 31 days long; ``tz`` an IANA time zone."""
-    if days is not None and since is not None:
-        raise ValidationFailedError.for_field("days", "give either days or since, not both", kind="conflict")
-    until = (until or utcnow()).astimezone(UTC)
-    if days is not None:
-        since = until - timedelta(days=days)
-    since = (since or until - DEFAULT_WINDOW).astimezone(UTC)
-    if since >= until:
-        raise ValidationFailedError.for_field("since", "must be earlier than until", kind="window_empty")
-    if until - since > MAX_WINDOW:
-        raise ValidationFailedError.for_field("since", "the window may span at most 31 days", kind="too_long")
-    try:
-        zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationFailedError.for_field(
-            "tz", f"{tz!r} is not a known time zone", kind="unknown"
-        ) from None
+    start, end = windows.window(
+        since=since, until=until, days=days, now=utcnow(), default=DEFAULT_WINDOW, longest=MAX_WINDOW
+    )
     return QueueWindow(
-        since=since,
-        until=until,
+        since=start,
+        until=end,
         peak_days=peak_days,
-        tz=zone,
+        tz=windows.time_zone(tz),
         target_p90_wait_seconds=target_p90_wait_seconds or settings.queue_target_p90_wait_seconds,
     )
