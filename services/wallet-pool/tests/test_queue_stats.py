@@ -270,3 +270,12 @@ async def test_bad_windows_and_time_zones_are_refused_naming_the_field(
         assert field in response.text, (params, response.text)
     assert (await reader_api.queue_stats()).status_code == 200  # pool:read is enough
     assert (await api.client.get("/v1/stats/queue")).status_code == 401
+
+
+async def test_order_apis_model_carries_every_figure(api: PoolApi, session: AsyncSession) -> None:
+    """order-api proxies this answer through its own bounded model: nothing dropped, nothing refused."""
+    client_models = pytest.importorskip("order_api.clients.wallet_pool")
+    await make_a_queue(api, session)
+    answer = (await api.queue_stats(days=31, tz="America/New_York")).json()
+    carried = client_models.QueueStats.model_validate(answer).model_dump(mode="json")
+    assert carried == answer
