@@ -149,7 +149,7 @@ async def test_staff_read_the_pool_as_wallet_pool_computes_it(desk: Desk) -> Non
         "rate": 0.0,
     }
     assert (btc_queue["capacity"]["method"], btc_queue["capacity"]["usable_wallets"]) == ("erlang_c", 2)
-    assert sum(h["arrivals"] for h in btc_queue["peak_hours"]["by_hour_of_day"]) == 1
+    assert sum(btc_queue["peak_hours"]["arrivals_by_hour_of_day"]) == 1
 
     internal = await desk.client.post("/v1/events", json={}, headers=desk.operator)
     assert internal.status_code == 403, internal.text

@@ -46,14 +46,8 @@ def figures(network: str | None) -> dict[str, Any]:
             "shortfall": 2,
             "p_wait_over_target": 0.3912 if network else None,
         },
-        "peak_hours": {
-            "peak_hour": 19,
-            "by_hour_of_day": [{"hour": h, "arrivals": 6 if h == 19 else 0} for h in range(24)],
-        },
-        "hourly": [
-            {"hour": "2026-12-06T13:00:00Z", "arrivals": 4, "hand_overs": 1},
-            {"hour": "2026-12-06T14:00:00Z", "arrivals": 2, "hand_overs": 1},
-        ],
+        "peak_hours": {"peak_hour": 19, "arrivals_by_hour_of_day": [6 if h == 19 else 0 for h in range(24)]},
+        "hourly": {"first_hour": "2026-12-06T13:00:00Z", "arrivals": [4, 2], "hand_overs": [1, 1]},
         **({"network": network} if network else {}),
     }
 
@@ -140,7 +134,8 @@ async def test_every_member_of_staff_reads_every_figure_and_customers_do_not(
     lines = dict(list(csv.reader(io.StringIO(as_csv.text)))[1:])
     assert lines["currencies[BTC].networks[bitcoin].capacity.p_wait_over_target"] == "0.3912"
     assert lines["currencies[BTC].capacity.p_wait_over_target"] == ""
-    assert lines["currencies[BTC].hourly[2026-12-06T14:00:00Z].hand_overs"] == "1"
+    assert lines["currencies[BTC].hourly.arrivals[1]"] == "2"
+    assert lines["currencies[BTC].peak_hours.arrivals_by_hour_of_day[19]"] == "6"
 
 
 async def test_bad_input_and_unbelievable_answers(
@@ -158,6 +153,10 @@ async def test_bad_input_and_unbelievable_answers(
         assert name in response.text
     assert stand_in.queries == []  # refused by order-api itself
 
+    stand_in.answer["currencies"][0]["networks"][0]["hourly"]["arrivals"] = [0] * (31 * 24 + 2)  # > 31 days
+    too_long = await desk.client.get("/v1/stats/queue", headers=admin)
+    assert (too_long.status_code, too_long.json()["code"]) == (503, "peer_unavailable"), too_long.text
+    stand_in.answer = copy.deepcopy(ANSWER)
     stand_in.answer["currencies"][0]["networks"][0]["abandonment"]["rate"] = 7.5
     absurd = await desk.client.get("/v1/stats/queue", headers=admin)
     assert (absurd.status_code, absurd.json()["code"]) == (503, "peer_unavailable"), (

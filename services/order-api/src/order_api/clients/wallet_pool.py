@@ -131,20 +131,25 @@ class QueueCapacity(BaseModel):
     )
 
 
-class QueueHour(BaseModel):
-    hour: datetime = Field(description="Start of the hour (UTC).")
-    arrivals: Count = Field(description="Orders that entered the queue in this hour.")
-    hand_overs: Count = Field(description="Orders handed an address from the queue in this hour.")
+class QueueHours(BaseModel):
+    """Per hour of the window (UTC): item ``i`` is the hour starting ``first_hour`` + ``i`` hours."""
 
-
-class QueueHourOfDay(BaseModel):
-    hour: int = Field(ge=0, le=23, description="Hour of the day in `tz`.")
-    arrivals: Count
+    first_hour: datetime
+    arrivals: list[Count] = Field(
+        max_length=MAX_HOURS_IN_WINDOW, description="Orders that entered the queue."
+    )
+    hand_overs: list[Count] = Field(
+        max_length=MAX_HOURS_IN_WINDOW, description="Orders handed an address from the queue."
+    )
 
 
 class QueuePeakHours(BaseModel):
-    peak_hour: int | None = Field(ge=0, le=23, description="The hour of the day with the most arrivals.")
-    by_hour_of_day: list[QueueHourOfDay] = Field(max_length=24)
+    peak_hour: int | None = Field(
+        ge=0, le=23, description="The hour of the day (in `tz`) with the most arrivals."
+    )
+    arrivals_by_hour_of_day: list[Count] = Field(
+        min_length=24, max_length=24, description="Item ``h``: arrivals from h:00 to h:59 in `tz`."
+    )
 
 
 class QueueFigures(BaseModel):
@@ -155,7 +160,7 @@ class QueueFigures(BaseModel):
     abandonment: QueueAbandonment
     capacity: QueueCapacity
     peak_hours: QueuePeakHours
-    hourly: list[QueueHour] = Field(max_length=MAX_HOURS_IN_WINDOW, description="Per hour of the window.")
+    hourly: QueueHours
 
 
 class NetworkQueue(QueueFigures):

@@ -4,6 +4,7 @@ queue), ``allocated_at`` (handed an address), ``released_at`` (cancelled or expi
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,9 @@ from wallet_pool.stats.schemas import (
     AbandonmentRead,
     CapacityRead,
     CurrencyQueueRead,
-    HourOfDayRead,
     NetworkQueueRead,
     PeakHoursRead,
-    QueueHourRead,
+    QueueHoursRead,
     QueueStatsRead,
     WaitBucketRead,
     WaitDistributionRead,
@@ -50,7 +50,7 @@ class QueueWindow:
 class _Common(TypedDict):
     wait: WaitDistributionRead
     abandonment: AbandonmentRead
-    hourly: list[QueueHourRead]
+    hourly: QueueHoursRead
     peak_hours: PeakHoursRead
 
 
@@ -239,26 +239,23 @@ def _abandonment(entered: list[QueuedOrder]) -> AbandonmentRead:
     )
 
 
-def _hourly(rows: _PoolRows, *, since: datetime, until: datetime) -> list[QueueHourRead]:
+def _hourly(rows: _PoolRows, *, since: datetime, until: datetime) -> QueueHoursRead:
     def hour_of(moment: datetime) -> datetime:
         return moment.replace(minute=0, second=0, microsecond=0)
 
     arrivals = Counter(hour_of(o.enqueued_at) for o in rows.entered)
     hand_overs = Counter(hour_of(o.allocated_at) for o in rows.handed_over if o.allocated_at)
-    hours: list[QueueHourRead] = []
-    hour = hour_of(since)
-    while hour < until:
-        hours.append(QueueHourRead(hour=hour, arrivals=arrivals[hour], hand_overs=hand_overs[hour]))
-        hour += HOUR
-    return hours
+    first = hour_of(since)
+    hours = [first + n * HOUR for n in range(math.ceil((until - first) / HOUR))]
+    return QueueHoursRead(
+        first_hour=first, arrivals=[arrivals[h] for h in hours], hand_overs=[hand_overs[h] for h in hours]
+    )
 
 
 def peak_hours(arrivals: Iterable[datetime], *, tz: ZoneInfo) -> PeakHoursRead:
     counts = Counter(moment.astimezone(tz).hour for moment in arrivals)
     peak = max(range(24), key=lambda h: (counts[h], -h)) if counts else None
-    return PeakHoursRead(
-        peak_hour=peak, by_hour_of_day=[HourOfDayRead(hour=h, arrivals=counts[h]) for h in range(24)]
-    )
+    return PeakHoursRead(peak_hour=peak, arrivals_by_hour_of_day=[counts[h] for h in range(24)])
 
 
 MAX_WINDOW = timedelta(days=31)

@@ -93,19 +93,13 @@ class AbandonmentRead(BaseModel):
     rate: float | None = Field(description="abandoned / queued (0..1); null when nobody was queued.")
 
 
-class QueueHourRead(BaseModel):
-    """One hour of the window (UTC)."""
+class QueueHoursRead(BaseModel):
+    """Arrivals and hand-overs per hour of the window (UTC), as arrays: item ``i`` is the hour starting
+    ``first_hour`` + ``i`` hours (compact: a 31-day window is 745 hours)."""
 
-    hour: datetime = Field(description="Start of the hour.")
-    arrivals: int = Field(description="Orders that entered the queue in this hour.")
-    hand_overs: int = Field(description="Orders handed an address from the queue in this hour.")
-
-
-class HourOfDayRead(BaseModel):
-    hour: int = Field(ge=0, le=23, description="Hour of the day in `tz`.")
-    arrivals: int = Field(
-        description="Orders that entered the queue in this hour of the day, over `peak_days`."
-    )
+    first_hour: datetime = Field(description="Start of the window's first hour (UTC).")
+    arrivals: list[int] = Field(description="Orders that entered the queue, per hour.")
+    hand_overs: list[int] = Field(description="Orders handed an address from the queue, per hour.")
 
 
 class PeakHoursRead(BaseModel):
@@ -114,7 +108,9 @@ class PeakHoursRead(BaseModel):
     peak_hour: int | None = Field(
         description="The hour of the day with the most arrivals (the earliest on a tie); null without arrivals."
     )
-    by_hour_of_day: list[HourOfDayRead] = Field(description="All 24 hours of the day.")
+    arrivals_by_hour_of_day: list[int] = Field(
+        description="24 counts: item ``h`` is the arrivals from h:00 to h:59 in `tz`, over `peak_days`."
+    )
 
 
 class CapacityRead(BaseModel):
@@ -152,7 +148,7 @@ class QueueFiguresRead(BaseModel):
     abandonment: AbandonmentRead
     capacity: CapacityRead
     peak_hours: PeakHoursRead
-    hourly: list[QueueHourRead] = Field(description="Arrivals and hand-overs per hour of the window (UTC).")
+    hourly: QueueHoursRead
 
 
 class NetworkQueueRead(QueueFiguresRead):
