@@ -75,6 +75,7 @@ def test_windows_default_last_days_and_bounds() -> None:
         ({"days": 2, "since": NOW - DAY}, "days"),
         ({"since": NOW}, "since"),
         ({"since": NOW - 32 * DAY}, "since"),
+        ({"until": datetime(1, 1, 1, 12, tzinfo=UTC)}, "until"),
     ):
         with pytest.raises(ValidationFailedError) as refused:
             check(**given)

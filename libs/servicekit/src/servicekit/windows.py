@@ -36,8 +36,11 @@ def window(
     ``longest`` is refused."""
     if days is not None and since is not None:
         raise ValidationFailedError.for_field("days", "give either days or since, not both", kind="conflict")
-    end = (until or now).astimezone(UTC)
-    start = (end - timedelta(days=days) if days is not None else since or end - default).astimezone(UTC)
+    try:
+        end = (until or now).astimezone(UTC)
+        start = (end - timedelta(days=days) if days is not None else since or end - default).astimezone(UTC)
+    except OverflowError:  # a window reaching before year 1
+        raise ValidationFailedError.for_field("until", "is too early", kind="out_of_range") from None
     if start >= end:
         raise ValidationFailedError.for_field("since", "must be earlier than until", kind="window_empty")
     if end - start > longest:
