@@ -289,3 +289,26 @@ async def test_order_apis_model_carries_every_figure(api: PoolApi, session: Asyn
     answer = response.json()
     carried = client_models.QueueStats.model_validate(answer).model_dump(mode="json")
     assert carried == answer
+
+
+async def test_the_queue_window_is_read_through_its_index(session: AsyncSession) -> None:
+    """With many allocations, few of them queued, the orders that entered the queue in a day are found through
+    ``ix_allocation_enqueued_at`` (the predicate of ``repository.queued_orders``), not a scan of the table."""
+    await session.execute(
+        text(
+            "INSERT INTO allocation (order_id, currency, network, priority, status, requested_at, released_at,"
+            " enqueued_at) SELECT 'bulk-' || g, 'BTC', 'bitcoin', 0, 'released', now() - g * interval '1 minute',"
+            " now() - g * interval '1 minute', CASE WHEN g % 10 = 0 THEN now() - g * interval '1 minute' END"
+            " FROM generate_series(1, 60000) AS g"
+        )
+    )
+    await session.execute(text("ANALYZE allocation"))
+    plan = await session.scalar(
+        text(
+            "EXPLAIN (FORMAT JSON) SELECT currency, network, enqueued_at, allocated_at, released_at FROM allocation"
+            " WHERE enqueued_at >= now() - interval '1 day' AND enqueued_at < now()"
+            " AND enqueued_at IS NOT NULL AND currency IS NOT NULL"
+        )
+    )
+    assert "ix_allocation_enqueued_at" in str(plan), plan
+    assert "Seq Scan" not in str(plan), plan
