@@ -86,6 +86,7 @@ async def queue_stats(*, session: AsyncSession, settings: Settings, window: Queu
     by_currency: dict[str, list[tuple[Pool, NetworkQueueRead]]] = defaultdict(list)
     for pool in sorted(set(rows) | set(demand) | set(wallets), key=lambda p: (p.currency, p.network)):
         figures = _pool_figures(
+            pool,
             rows[pool],
             demand.get(pool, Demand()),
             wallets.get(pool, WalletCounts()),
@@ -108,7 +109,7 @@ async def queue_stats(*, session: AsyncSession, settings: Settings, window: Queu
 
 
 def _pool_figures(
-    rows: _PoolRows, demand: Demand, wallets: WalletCounts, *, cooldown: int, window: QueueWindow
+    pool: Pool, rows: _PoolRows, demand: Demand, wallets: WalletCounts, *, cooldown: int, window: QueueWindow
 ) -> NetworkQueueRead:
     seconds = (window.until - window.since).total_seconds()
     arrival_rate = (demand.served + demand.abandoned) / seconds
@@ -147,7 +148,7 @@ def _pool_figures(
                 ),
             }
         )
-    return NetworkQueueRead(network="", capacity=plan, **_figures(rows, window=window))
+    return NetworkQueueRead(network=pool.network, capacity=plan, **_figures(rows, window=window))
 
 
 def _currency_figures(
@@ -168,7 +169,9 @@ def _currency_figures(
     usable = sum(p.usable_wallets for p in plans)
     known = None if None in recommended else sum(r or 0 for r in recommended)
     # Mean holding over the currency: the networks' means weighted by their arrival rates.
-    holding = [(p.mean_holding_seconds, p.arrival_rate_per_hour) for p in plans if p.mean_holding_seconds]
+    holding = [
+        (p.mean_holding_seconds, p.arrival_rate_per_hour) for p in plans if p.mean_holding_seconds is not None
+    ]
     weight = sum(rate for _, rate in holding)
     plan = CapacityRead(
         arrival_rate_per_hour=round(arrivals, 4),
@@ -183,7 +186,7 @@ def _currency_figures(
     return CurrencyQueueRead(
         currency=currency,
         capacity=plan,
-        networks=[figures.model_copy(update={"network": pool.network}) for pool, figures in networks],
+        networks=[figures for _, figures in networks],
         **_figures(together, window=window),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -114,7 +115,7 @@ class Demand:
 
 
 async def queued_orders(
-    session: AsyncSession, *, since: datetime, until: datetime, by: str
+    session: AsyncSession, *, since: datetime, until: datetime, by: Literal["enqueued", "allocated"]
 ) -> list[QueuedOrder]:
     """The orders that entered the queue (``by="enqueued"``, on ``ix_allocation_enqueued_at``) or were handed
     an address from it (``by="allocated"``, on ``ix_allocation_allocated_at``) in ``[since, until)``."""
