@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from notifier.telegram.sender import TelegramSender
 from notifier.workers.delivery import DeliveryWorker
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.client import ServiceClient
-from servicekit.db import Database
+from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
 from servicekit.testing import (
     TEST_EVENT_KEY_ID,
@@ -80,6 +81,40 @@ def order_payload(**changes: Any) -> dict[str, Any]:
         "version": 1,
         **changes,
     }
+
+
+def event_envelope(event_type: str, aggregate_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """An event as a peer posts it to ``POST /v1/events``, with a fresh id."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "source": "order-api",
+        "occurred_at": utcnow().isoformat(),
+        "aggregate_id": aggregate_id,
+        "payload": payload,
+    }
+
+
+@dataclass
+class WebhookReceiver:
+    """A website's webhook endpoint on loopback: records each request (headers, body exactly as received) and
+    answers ``answers`` first, one status per request, then 200."""
+
+    answers: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        self.received.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
+        return web.Response(status=self.answers.pop(0) if self.answers else 200)
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[WebhookReceiver]:
+        app = web.Application()
+        app.router.add_post("/hooks/desk", self._receive)
+        async with serve_stand_in(app) as base:
+            self.url = f"{base}/hooks/desk"
+            yield self
 
 
 def alerting_of(policy: AlertPolicy) -> Alerting:
@@ -284,7 +319,9 @@ class Keys:
         return [
             ApiKeyEntry(name="reader", hash=hash_key(self.reader), scopes=["notifications:read"]),
             ApiKeyEntry(
-                name="admin", hash=hash_key(self.admin), scopes=["notifications:read", "notifications:write"]
+                name="admin",
+                hash=hash_key(self.admin),
+                scopes=["notifications:read", "notifications:write", "webhooks:admin"],
             ),
             ApiKeyEntry(name="other", hash=hash_key(self.other), scopes=["events:write"]),
             ApiKeyEntry(name="order-api", hash=hash_key(self.publisher), scopes=["events:publish"]),
