@@ -27,6 +27,7 @@ from notifier.testing import (
     make_settings,
     order_payload,
 )
+from notifier.webhooks import receiver as receiver_module
 from notifier.webhooks.models import WebhookEndpoint
 from notifier.webhooks.receiver import verify_webhook
 from servicekit.db import Database, utcnow
@@ -290,3 +291,19 @@ async def test_patch_delete_and_scopes(api: RunningApp, receiver: WebhookReceive
     assert (await api.client.get(ENDPOINTS, headers=api.auth(KEYS.reader))).status_code == 403
     assert (await api.client.delete(path, headers=api.auth(KEYS.admin))).status_code == 204
     assert (await api.client.get(path, headers=api.auth(KEYS.admin))).status_code == 404
+
+
+def test_the_readme_quotes_the_receiver_function_the_tests_run() -> None:
+    source = Path(receiver_module.__file__).read_text(encoding="utf-8")
+    code = source[source.index("import base64") :]
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    assert f"```python\n{code}```" in readme
+
+
+def test_production_refuses_the_development_webhook_settings(tmp_path: Path) -> None:
+    settings = make_settings(
+        None, tmp_path, environment="production", webhook_allow_http=True, webhook_allow_private_targets=True
+    )
+    problems = " ".join(settings.production_problems())
+    assert "NOTIFIER_WEBHOOK_ALLOW_HTTP must be off in production" in problems
+    assert "NOTIFIER_WEBHOOK_ALLOW_PRIVATE_TARGETS must be off in production" in problems
