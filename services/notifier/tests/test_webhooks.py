@@ -7,6 +7,7 @@ the development settings, except where a test refuses it)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,10 +31,25 @@ from notifier.testing import (
 from notifier.webhooks import receiver as receiver_module
 from notifier.webhooks.models import WebhookEndpoint
 from notifier.webhooks.receiver import verify_webhook
+from notifier.webhooks.targets import address_refusal
 from servicekit.db import Database, utcnow
 from servicekit.testing import eventually, running_app
 
 ENDPOINTS = "/v1/admin/webhook-endpoints"
+REFUSED = (
+    "127.0.0.1",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "100.64.0.1",  # CGNAT
+    "169.254.169.254",  # metadata
+    "0.0.0.0",  # noqa: S104 (an address refused, not bound)
+    "224.0.0.251",
+    "::1",
+    "fe80::1",
+    "fd00:ec2::254",  # metadata
+    "::ffff:127.0.0.1",
+)
 ALL_EVENTS = ["order.created", "order.address_assigned", "order.status_changed", "order.expired"]
 
 
@@ -254,7 +270,7 @@ async def test_failures_are_retried_then_dead_lettered_and_redelivered_with_the_
     api: RunningApp, receiver: WebhookReceiver
 ) -> None:
     endpoint = await _register(api, receiver.url)
-    receiver.answers = [500, 503, 500]
+    receiver.answers = [307, 503, 500]  # a redirect is a failed attempt, never followed
     queued = await _test_event(api, endpoint["id"])
     [dead] = await _settled(api, endpoint["id"], 1)
     assert (dead["status"], dead["attempts"], dead["response_status"]) == ("dead", 3, 500)
@@ -266,6 +282,7 @@ async def test_failures_are_retried_then_dead_lettered_and_redelivered_with_the_
     [sent] = await _settled(api, endpoint["id"], 1)
     assert (sent["status"], sent["response_status"]) == ("sent", 200)
     assert [h["webhook-id"] for h, _ in receiver.received] == [queued["id"]] * 4
+    assert receiver.redirected == 0
     secret = endpoint["secret"]
     assert all(verify_webhook(secret, h, b) for h, b in receiver.received)
 
@@ -307,3 +324,16 @@ def test_production_refuses_the_development_webhook_settings(tmp_path: Path) -> 
     problems = " ".join(settings.production_problems())
     assert "NOTIFIER_WEBHOOK_ALLOW_HTTP must be off in production" in problems
     assert "NOTIFIER_WEBHOOK_ALLOW_PRIVATE_TARGETS must be off in production" in problems
+
+
+@pytest.mark.parametrize("address", REFUSED)
+def test_addresses_off_the_public_internet_are_refused(address: str) -> None:
+    assert address_refusal(ipaddress.ip_address(address), allow_private=False) is not None
+
+
+def test_public_addresses_are_allowed_and_metadata_stays_refused_in_development() -> None:
+    for public in ("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"):
+        assert address_refusal(ipaddress.ip_address(public), allow_private=False) is None
+    assert address_refusal(ipaddress.ip_address("192.168.1.1"), allow_private=True) is None
+    for metadata in ("169.254.169.254", "fd00:ec2::254"):
+        assert address_refusal(ipaddress.ip_address(metadata), allow_private=True) is not None

@@ -102,16 +102,25 @@ class WebhookReceiver:
 
     answers: list[int] = field(default_factory=list)
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    redirected: int = 0
+    """Requests that followed a redirect (a 3xx answer points to ``/hooks/elsewhere``)."""
     url: str = ""
 
     async def _receive(self, request: web.Request) -> web.Response:
         self.received.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
-        return web.Response(status=self.answers.pop(0) if self.answers else 200)
+        status = self.answers.pop(0) if self.answers else 200
+        location = {"Location": "/hooks/elsewhere"} if 300 <= status < 400 else None
+        return web.Response(status=status, headers=location)
+
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        self.redirected += 1
+        return web.Response(status=200)
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[WebhookReceiver]:
         app = web.Application()
         app.router.add_post("/hooks/desk", self._receive)
+        app.router.add_route("*", "/hooks/elsewhere", self._elsewhere)
         async with serve_stand_in(app) as base:
             self.url = f"{base}/hooks/desk"
             yield self

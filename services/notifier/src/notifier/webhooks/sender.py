@@ -81,9 +81,12 @@ class WebhookSender:
             async with httpx.AsyncClient(
                 timeout=self.timeout_seconds, follow_redirects=False, trust_env=False
             ) as client:
-                response = await client.post(
-                    target.connect_url, content=body, headers=headers, extensions=extensions
+                # Only the status counts: the answer's body is never read (it may be of any size).
+                request = client.build_request(
+                    "POST", target.connect_url, content=body, headers=headers, extensions=extensions
                 )
+                response = await client.send(request, stream=True)
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
         if response.is_success:
