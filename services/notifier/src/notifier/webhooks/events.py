@@ -47,29 +47,31 @@ WITHOUT_ADDRESS = frozenset({"queued", "awaiting_address"})
 
 
 class OrderData(BaseModel):
-    """The order as it is after the event (``data`` of every ``order.*`` webhook)."""
+    """The order as it is after the change."""
 
     model_config = ConfigDict(frozen=True)
 
-    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="This payload's version.")
-    order_id: str
+    schema_version: Literal[1] = Field(description="This payload's version: 1.")
+    order_id: str = Field(description="The order, as order-api's `GET /v1/orders/{id}` names it.")
     status: str = Field(
         description="awaiting_address, queued, awaiting_deposit, in_progress, completed, cancelled or expired."
     )
     from_status: str | None = Field(description="The status before the change; null for `order.created`.")
-    from_currency: str
-    from_network: str
-    to_currency: str
-    to_network: str
+    from_currency: str = Field(description="What the customer sends (BTC, ETH, USDT).")
+    from_network: str = Field(description="On which network they send it.")
+    to_currency: str = Field(description="What they receive.")
+    to_network: str = Field(description="On which network they receive it.")
     amount: DecimalString = Field(description="What the customer sends, in `from_currency` (decimal string).")
     deposit_address: str | None = Field(description="Where the customer sends it; null until assigned.")
     queue_position: int | None = Field(description="The order's place in its currency's queue, when queued.")
-    expires_at: datetime | None
+    expires_at: datetime | None = Field(description="When the order expires unless it moves on.")
     version: int = Field(description="The order's version after the change: the newest version wins.")
 
 
 class TestData(BaseModel):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    """``data`` of ``webhook.test``."""
+
+    schema_version: Literal[1] = Field(description="This payload's version: 1.")
     message: str
 
 
@@ -88,6 +90,7 @@ def webhook_events(envelope: EventEnvelope) -> list[WebhookEvent]:
     order = read_payload(ActionFields, envelope)
     from_status = order.from_status if envelope.type != "order.created" else None
     data = OrderData(
+        schema_version=SCHEMA_VERSION,
         order_id=order.order_id,
         status=order.status,
         from_status=from_status,

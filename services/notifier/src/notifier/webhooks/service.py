@@ -20,7 +20,7 @@ from notifier.webhooks.errors import (
     WebhookEndpointNotFoundError,
     WebhookUrlRefusedError,
 )
-from notifier.webhooks.events import TestData, WebhookEvent, WebhookEventType, webhook_events
+from notifier.webhooks.events import SCHEMA_VERSION, TestData, WebhookEvent, WebhookEventType, webhook_events
 from notifier.webhooks.models import WebhookEndpoint
 from notifier.webhooks.schemas import (
     WebhookDeliveryPage,
@@ -203,7 +203,11 @@ async def send_test(
 ) -> WebhookDeliveryRead:
     """Queue a ``webhook.test`` delivery to the endpoint (enabled or not: it is how one checks it first)."""
     endpoint = await endpoint_of(session, endpoint_id)
-    event = WebhookEvent(type=WebhookEventType.test, timestamp=utcnow(), data=TestData(message=TEST_MESSAGE))
+    event = WebhookEvent(
+        type=WebhookEventType.test,
+        timestamp=utcnow(),
+        data=TestData(schema_version=SCHEMA_VERSION, message=TEST_MESSAGE),
+    )
     delivery_id = await _queue(
         session, protection=protection, endpoint_id=endpoint.id, event=event, event_id=None, order_id=None
     )
