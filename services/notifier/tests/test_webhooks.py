@@ -7,6 +7,7 @@ the development settings, except where a test refuses it)."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from notifier.main import create_app
@@ -119,11 +121,16 @@ def _reference_verifies(secret: str, headers: dict[str, str], body: bytes) -> bo
 
 
 async def test_order_events_arrive_signed_once_per_endpoint_and_tampering_fails(
-    api: RunningApp, receiver: WebhookReceiver
+    api: RunningApp, receiver: WebhookReceiver, database: Database
 ) -> None:
     endpoint = await _register(api, receiver.url, description="the shop")
     secret = endpoint["secret"]
     assert secret.startswith("whsec_")
+    assert len(base64.b64decode(secret.removeprefix("whsec_"))) == 32
+    async with database.engine.connect() as connection:
+        stored = str((await connection.execute(text("SELECT * FROM webhook_endpoint"))).all())
+    assert endpoint["id"] in stored
+    assert secret.removeprefix("whsec_") not in stored  # sealed at rest
     shown = await api.client.get(f"{ENDPOINTS}/{endpoint['id']}", headers=api.auth(KEYS.admin))
     listed = await api.client.get(ENDPOINTS, headers=api.auth(KEYS.admin))
     assert "secret" not in shown.json()
