@@ -22,18 +22,26 @@ from notifier.main import create_app
 from notifier.notifications.models import TELEGRAM_NO_LOCALE, Channel
 from notifier.notifications.service import queue_notification
 from notifier.testing import (
+    FAST_WORKER,
     KEYS,
     TEST_PROTECTION,
     RunningApp,
     WebhookReceiver,
     event_envelope,
+    localhost_tls,
     make_settings,
     order_payload,
+    running_workers,
 )
 from notifier.webhooks import receiver as receiver_module
+from notifier.webhooks.events import WebhookEventType
 from notifier.webhooks.models import WebhookEndpoint
 from notifier.webhooks.receiver import verify_webhook
+from notifier.webhooks.schemas import WebhookEndpointCreate
+from notifier.webhooks.sender import WebhookSender
+from notifier.webhooks.service import create_endpoint, send_test
 from notifier.webhooks.targets import address_refusal
+from notifier.workers.delivery import DeliveryWorker
 from servicekit.db import Database, utcnow
 from servicekit.testing import eventually, running_app
 
@@ -344,3 +352,31 @@ def test_public_addresses_are_allowed_and_metadata_stays_refused_in_development(
     assert address_refusal(ipaddress.ip_address("192.168.1.1"), allow_private=True) is None
     for metadata in ("169.254.169.254", "fd00:ec2::254"):
         assert address_refusal(ipaddress.ip_address(metadata), allow_private=True) is not None
+
+
+async def test_https_goes_to_the_checked_address_with_the_host_name_in_tls(
+    database: Database, tmp_path: Path
+) -> None:
+    """The delivery connects to the address it checked and still verifies the certificate of the URL's host."""
+    settings = make_settings(None, tmp_path, webhook_allow_private_targets=True)
+    server_tls, client_tls = localhost_tls()
+    async with WebhookReceiver().serving(tls=server_tls) as website:
+        async with database.sessionmaker.begin() as session:
+            body = WebhookEndpointCreate(url=website.url, event_types=[WebhookEventType.order_created])
+            endpoint = await create_endpoint(
+                session=session, protection=TEST_PROTECTION, settings=settings, body=body
+            )
+            await send_test(session=session, protection=TEST_PROTECTION, endpoint_id=endpoint.id)
+        sender = WebhookSender(
+            database=database, protection=TEST_PROTECTION, settings=settings, trust=client_tls
+        )
+        worker = DeliveryWorker(database=database, protection=TEST_PROTECTION, sender=sender, **FAST_WORKER)
+        async with running_workers(worker):
+            await eventually(lambda: _received(website), until=lambda n: n == 1, within=15)
+        headers, sent = website.received[0]
+        assert headers["host"] == website.url.split("/")[2]
+        assert verify_webhook(endpoint.secret, headers, sent)
+
+
+async def _received(receiver: WebhookReceiver) -> int:
+    return len(receiver.received)

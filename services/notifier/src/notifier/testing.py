@@ -1,6 +1,6 @@
 """Test helpers for notifier and the suites that exercise it (like ``servicekit.testing``): a real SMTP server
 that records what it accepts, a stand-in telegram-gateway (``POST /v1/messages`` as contract B answers it),
-fast delivery workers, settings and API keys for in-process apps.
+fast delivery workers, settings and API keys for in-process apps, a website's webhook receiver (HTTP or HTTPS).
 
 ``aiosmtpd`` (a development dependency) is imported only when a server starts."""
 
@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import ssl
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -117,13 +120,62 @@ class WebhookReceiver:
         return web.Response(status=200)
 
     @asynccontextmanager
-    async def serving(self) -> AsyncIterator[WebhookReceiver]:
+    async def serving(self, *, tls: ssl.SSLContext | None = None) -> AsyncIterator[WebhookReceiver]:
+        """Serve on loopback: plain HTTP, or HTTPS with ``tls`` (``https://localhost:…``, see
+        :func:`localhost_tls`)."""
         app = web.Application()
         app.router.add_post("/hooks/desk", self._receive)
         app.router.add_route("*", "/hooks/elsewhere", self._elsewhere)
-        async with serve_stand_in(app) as base:
-            self.url = f"{base}/hooks/desk"
+        if tls is None:
+            async with serve_stand_in(app) as base:
+                self.url = f"{base}/hooks/desk"
+                yield self
+            return
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+        await site.start()
+        self.url = f"https://localhost:{runner.addresses[0][1]}/hooks/desk"
+        try:
             yield self
+        finally:
+            await runner.cleanup()
+
+
+def localhost_tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A fresh self-signed certificate for ``localhost``: the server's TLS context and a client's trusting it
+    (``cryptography``, a dependency of order-api's, is imported only here)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert_file.write_bytes(pem)
+        key_file.write_bytes(key_pem)
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cadata=pem.decode())
+    return server, client
 
 
 def alerting_of(policy: AlertPolicy) -> Alerting:

@@ -12,6 +12,7 @@ deleted or disabled endpoint fail it at once.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 
 import httpx
@@ -45,8 +46,17 @@ class WebhookSender:
     channel = Channel.webhook
     name = PROVIDER
 
-    def __init__(self, *, database: Database, protection: DataProtection, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        protection: DataProtection,
+        settings: Settings,
+        trust: ssl.SSLContext | None = None,
+    ) -> None:
+        """``trust``: what endpoints' certificates are checked against (the system's CAs by default)."""
         self.database = database
+        self.trust: ssl.SSLContext | bool = trust if trust is not None else True
         self.protection = protection
         self.allow_http = settings.webhook_allow_http
         self.allow_private = settings.webhook_allow_private_targets
@@ -79,7 +89,7 @@ class WebhookSender:
         try:
             # A client per attempt: it connects to the address just checked, never to a pooled one.
             async with httpx.AsyncClient(
-                timeout=self.timeout_seconds, follow_redirects=False, trust_env=False
+                timeout=self.timeout_seconds, follow_redirects=False, trust_env=False, verify=self.trust
             ) as client:
                 # Only the status counts: the answer's body is never read (it may be of any size).
                 request = client.build_request(
