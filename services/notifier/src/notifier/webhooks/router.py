@@ -8,16 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response, status
 
 from notifier.context import Ctx
-from notifier.webhooks import service
-from notifier.webhooks.schemas import (
-    WebhookDeliveryPage,
-    WebhookDeliveryRead,
-    WebhookEndpointCreate,
-    WebhookEndpointPage,
-    WebhookEndpointRead,
-    WebhookEndpointUpdate,
-    WebhookEndpointWithSecret,
-)
+from notifier.webhooks import schemas, service
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
@@ -33,7 +24,7 @@ DeliveryId = Annotated[str, Path(max_length=36, description="The delivery's id (
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=WebhookEndpointWithSecret,
+    response_model=schemas.WebhookEndpointWithSecret,
     operation_id="createWebhookEndpoint",
     summary="Register a webhook endpoint",
     description=(
@@ -43,8 +34,8 @@ DeliveryId = Annotated[str, Path(max_length=36, description="The delivery's id (
     responses=problem_responses(401, 403, 422),
 )
 async def create_endpoint(
-    session: DbSession, ctx: Ctx, _caller: Admin, body: WebhookEndpointCreate
-) -> WebhookEndpointWithSecret:
+    session: DbSession, ctx: Ctx, _caller: Admin, body: schemas.WebhookEndpointCreate
+) -> schemas.WebhookEndpointWithSecret:
     return await service.create_endpoint(
         session=session, protection=ctx.protection, settings=ctx.settings, body=body
     )
@@ -52,38 +43,40 @@ async def create_endpoint(
 
 @router.get(
     "",
-    response_model=WebhookEndpointPage,
+    response_model=schemas.WebhookEndpointPage,
     operation_id="listWebhookEndpoints",
     summary="List webhook endpoints",
     responses=problem_responses(401, 403, 422),
 )
 async def list_endpoints(
     session: DbSession, _caller: Admin, cursor: CursorParam = None, limit: LimitParam = DEFAULT_PAGE_SIZE
-) -> WebhookEndpointPage:
+) -> schemas.WebhookEndpointPage:
     return await service.list_endpoints(session=session, cursor=cursor, limit=limit)
 
 
 @router.get(
     "/{endpoint_id}",
-    response_model=WebhookEndpointRead,
+    response_model=schemas.WebhookEndpointRead,
     operation_id="getWebhookEndpoint",
     summary="Read a webhook endpoint (never its secret)",
     responses=problem_responses(401, 403, 404),
 )
-async def get_endpoint(session: DbSession, _caller: Admin, endpoint_id: EndpointId) -> WebhookEndpointRead:
+async def get_endpoint(
+    session: DbSession, _caller: Admin, endpoint_id: EndpointId
+) -> schemas.WebhookEndpointRead:
     return service.to_read(await service.endpoint_of(session, endpoint_id))
 
 
 @router.patch(
     "/{endpoint_id}",
-    response_model=WebhookEndpointRead,
+    response_model=schemas.WebhookEndpointRead,
     operation_id="updateWebhookEndpoint",
     summary="Change a webhook endpoint's URL, event types, description, or enable/disable it",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def update_endpoint(
-    session: DbSession, ctx: Ctx, _caller: Admin, endpoint_id: EndpointId, body: WebhookEndpointUpdate
-) -> WebhookEndpointRead:
+    session: DbSession, ctx: Ctx, _caller: Admin, endpoint_id: EndpointId, body: schemas.WebhookEndpointUpdate
+) -> schemas.WebhookEndpointRead:
     return await service.update_endpoint(
         session=session, settings=ctx.settings, endpoint_id=endpoint_id, body=body
     )
@@ -104,7 +97,7 @@ async def delete_endpoint(session: DbSession, _caller: Admin, endpoint_id: Endpo
 
 @router.post(
     "/{endpoint_id}/rotate-secret",
-    response_model=WebhookEndpointWithSecret,
+    response_model=schemas.WebhookEndpointWithSecret,
     operation_id="rotateWebhookSecret",
     summary="Issue a new signing secret",
     description=(
@@ -116,7 +109,7 @@ async def delete_endpoint(session: DbSession, _caller: Admin, endpoint_id: Endpo
 )
 async def rotate_secret(
     session: DbSession, ctx: Ctx, _caller: Admin, endpoint_id: EndpointId
-) -> WebhookEndpointWithSecret:
+) -> schemas.WebhookEndpointWithSecret:
     return await service.rotate_secret(
         session=session, protection=ctx.protection, settings=ctx.settings, endpoint_id=endpoint_id
     )
@@ -125,7 +118,7 @@ async def rotate_secret(
 @router.post(
     "/{endpoint_id}/test",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookDeliveryRead,
+    response_model=schemas.WebhookDeliveryRead,
     operation_id="sendWebhookTest",
     summary="Send a test event",
     description="Queues a `webhook.test` delivery to the endpoint (even a disabled one); follow it in the log.",
@@ -133,13 +126,13 @@ async def rotate_secret(
 )
 async def send_test(
     session: DbSession, ctx: Ctx, _caller: Admin, endpoint_id: EndpointId
-) -> WebhookDeliveryRead:
+) -> schemas.WebhookDeliveryRead:
     return await service.send_test(session=session, protection=ctx.protection, endpoint_id=endpoint_id)
 
 
 @router.get(
     "/{endpoint_id}/deliveries",
-    response_model=WebhookDeliveryPage,
+    response_model=schemas.WebhookDeliveryPage,
     operation_id="listWebhookDeliveries",
     summary="An endpoint's delivery log",
     description="Newest first: status, attempts, the last answer's HTTP status and latency, the last error.",
@@ -152,7 +145,7 @@ async def list_deliveries(
     endpoint_id: EndpointId,
     cursor: CursorParam = None,
     limit: LimitParam = DEFAULT_PAGE_SIZE,
-) -> WebhookDeliveryPage:
+) -> schemas.WebhookDeliveryPage:
     return await service.list_deliveries(
         session=session, protection=ctx.protection, endpoint_id=endpoint_id, cursor=cursor, limit=limit
     )
@@ -161,7 +154,7 @@ async def list_deliveries(
 @router.post(
     "/{endpoint_id}/deliveries/{delivery_id}/redeliver",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=WebhookDeliveryRead,
+    response_model=schemas.WebhookDeliveryRead,
     operation_id="redeliverWebhook",
     summary="Send a delivery again",
     description=(
@@ -172,7 +165,7 @@ async def list_deliveries(
 )
 async def redeliver(
     session: DbSession, ctx: Ctx, _caller: Admin, endpoint_id: EndpointId, delivery_id: DeliveryId
-) -> WebhookDeliveryRead:
+) -> schemas.WebhookDeliveryRead:
     return await service.redeliver(
         session=session, protection=ctx.protection, endpoint_id=endpoint_id, delivery_id=delivery_id
     )
