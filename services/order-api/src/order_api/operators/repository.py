@@ -218,6 +218,41 @@ async def orders_held(session: AsyncSession) -> dict[str, int]:
     return {operator_id: int(count) for operator_id, count in held}
 
 
+async def held_count(session: AsyncSession, *, operator_id: str) -> int:
+    """How many orders ``operator_id`` holds in progress now."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(Order.operator_id == operator_id, Order.status == OrderStatus.IN_PROGRESS.value)
+    )
+    return int(count or 0)
+
+
+async def operator_locked(session: AsyncSession, *, operator_id: str) -> Operator | None:
+    """The operator, row-locked until the transaction ends: takes, reassignments and deactivation by the
+    same operator queue behind each other, so a cap is checked against a count nobody else is changing."""
+    operator: Operator | None = await session.scalar(
+        select(Operator)
+        .where(Operator.id == operator_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return operator
+
+
+async def held_orders_locked(session: AsyncSession, *, operator_id: str) -> Sequence[Order]:
+    """The orders ``operator_id`` holds in progress, row-locked, oldest first."""
+    return (
+        await session.scalars(
+            select(Order)
+            .where(Order.operator_id == operator_id, Order.status == OrderStatus.IN_PROGRESS.value)
+            .order_by(Order.created_at, Order.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+
+
 # -- escalations ----------------------------------------------------------------------------------------------
 
 
