@@ -974,7 +974,8 @@ async def test_a_take_beyond_the_cap_is_refused_naming_it(
         assert "holds 2 orders (the cap is 2)" in problem["detail"]
         assert (await take(api, anna, second))["operator_id"] == anna.id  # one she holds: still fine
         stored = await db_session.get(Order, third["id"])
-        assert stored is not None and (stored.status, stored.operator_id) == ("awaiting_deposit", None)
+        assert stored is not None
+        assert (stored.status, stored.operator_id) == ("awaiting_deposit", None)
 
         admin = bearer(api_keys.admin)
         raised = await api.client.patch(
@@ -991,7 +992,8 @@ async def test_a_take_beyond_the_cap_is_refused_naming_it(
         bad = await api.client.patch(
             f"/v1/admin/operators/{anna.id}", json={"max_held_orders": 0}, headers=admin
         )
-        assert bad.status_code == 422 and "max_held_orders" in bad.text
+        assert bad.status_code == 422
+        assert "max_held_orders" in bad.text
 
 
 async def test_two_takes_at_once_one_below_the_cap_exactly_one_wins(
@@ -1045,7 +1047,8 @@ async def test_presence_is_recorded_audited_and_does_not_stop_work_on_held_order
     assert (await set_status(api, anna, order, "completed"))["status"] == "completed"
 
     wrong = await api.client.put("/v1/operator/presence", json={"status": "asleep"}, headers=anna.auth)
-    assert wrong.status_code == 422 and "status" in wrong.text
+    assert wrong.status_code == 422
+    assert "status" in wrong.text
     by_key = await api.client.put(
         "/v1/operator/presence", json={"status": "away"}, headers=bearer(api_keys.admin)
     )
@@ -1115,8 +1118,17 @@ async def test_support_reassigns_a_held_order_within_the_targets_cap_audited_and
         )
         assert no_longer.json()["code"] == "order_not_held"
 
-        back = await api.client.post(url, json={"operator_id": anna.id}, headers=support.auth)
-        assert back.status_code == 200, back.text
+        back = await api.client.post(url, json={"operator_name": anna.name.upper()}, headers=support.auth)
+        assert (back.status_code, back.json()["operator_id"]) == (200, anna.id)
+        both = await api.client.post(
+            url, json={"operator_id": anna.id, "operator_name": anna.name}, headers=support.auth
+        )
+        assert both.status_code == 422, both.text
+        await api.client.patch(
+            f"/v1/admin/operators/{admin.id}", json={"name": boris.name}, headers=admin.auth
+        )
+        ambiguous = await api.client.post(url, json={"operator_name": boris.name}, headers=support.auth)
+        assert (ambiguous.status_code, ambiguous.json()["errors"][0]["field"]) == (422, "operator_name")
         other = await order_awaiting_deposit(api, api_keys)
         await take(api, boris, other)
         full = await api.client.post(url, json={"operator_id": boris.id}, headers=support.auth)
@@ -1154,7 +1166,8 @@ async def test_deactivating_an_operator_returns_their_orders_to_the_pool_as_a_re
 
     for order in orders:
         stored = await db_session.get(Order, order["id"])
-        assert stored is not None and (stored.status, stored.operator_id) == ("awaiting_deposit", None)
+        assert stored is not None
+        assert (stored.status, stored.operator_id) == ("awaiting_deposit", None)
     released = await outbox_payloads(db_session, "order.released")
     assert sorted(p["order_id"] for p in released) == sorted(o["id"] for o in orders)
     assert {(p["actor"], p["previous_operator_id"]) for p in released} == {("api-key:admin", anna.id)}

@@ -70,6 +70,19 @@ async def operator_page(session: AsyncSession, *, cursor: str | None, limit: int
     return (await session.scalars(OPERATORS.select(select(Operator), cursor=cursor, limit=limit))).all()
 
 
+async def active_operator_ids_named(session: AsyncSession, *, name: str) -> list[str]:
+    """The active operators called ``name``, whatever its case (names are not unique)."""
+    return list(
+        (
+            await session.scalars(
+                select(Operator.id)
+                .where(func.lower(Operator.name) == name.lower(), Operator.active.is_(True))
+                .limit(2)
+            )
+        ).all()
+    )
+
+
 async def operator_name(session: AsyncSession, *, operator_id: str) -> str | None:
     name: str | None = await session.scalar(select(Operator.name).where(Operator.id == operator_id))
     return name

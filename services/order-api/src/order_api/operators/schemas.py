@@ -6,7 +6,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
@@ -177,13 +185,26 @@ class OrderReassign(BaseModel):
         },
     )
 
-    operator_id: str = Field(min_length=1, max_length=36, description="The active operator to hold it now.")
+    operator_id: str | None = Field(
+        default=None, min_length=1, max_length=36, description="The active operator to hold it now."
+    )
+    operator_name: OperatorName | None = Field(
+        default=None,
+        description="Instead of `operator_id`: the active operator of this name (any case), as support types "
+        "it in the bot; a name two operators share is `422`.",
+    )
     comment: Comment | None = None
     override_cap: bool = Field(
         default=False,
         description="Admins only: hand it over even if the operator already holds as many orders as their "
         "cap allows (otherwise `409 operator_at_capacity`).",
     )
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> OrderReassign:
+        if (self.operator_id is None) == (self.operator_name is None):
+            raise ValueError("name the operator with exactly one of operator_id and operator_name")
+        return self
 
 
 class OperatorOrderFilter(PageQuery):

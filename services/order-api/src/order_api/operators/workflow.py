@@ -40,7 +40,13 @@ from order_api.operators.schemas import (
     OrderStatusUpdate,
 )
 from order_api.operators.service import OperatorPrincipal
-from order_api.operators.workload import at_capacity, deposit_deadline, locked_operator, room_for_one_more
+from order_api.operators.workload import (
+    at_capacity,
+    deposit_deadline,
+    locked_operator,
+    operator_named,
+    room_for_one_more,
+)
 from order_api.orders import lifecycle
 from order_api.orders.errors import OrderTransitionError
 from order_api.orders.models import Order, OrderStatus
@@ -279,9 +285,8 @@ async def reassign_order(
     cap unless an admin overrides it; both operators are told (``order.reassigned``)."""
     if request.override_cap and not principal.is_admin:
         raise OperatorForbiddenError("Only an admin may override an operator's cap.")
-    operator = await locked_operator(
-        session, operator_id=request.operator_id
-    )  # the operator before the order
+    target = await operator_named(session, operator_id=request.operator_id, name=request.operator_name)
+    operator = await locked_operator(session, operator_id=target)  # the operator before the order
     if not operator.active:
         raise OperatorInactiveError(f"{operator.name} is deactivated.", extra={"operator_id": operator.id})
     if operator.role == OperatorRole.SUPPORT.value:

@@ -28,6 +28,7 @@ from order_api.orders.models import Order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import utcnow
+from servicekit.errors import ValidationFailedError
 from servicekit.plurals import english
 
 
@@ -59,6 +60,20 @@ async def at_capacity(
         "back first.",
         extra={"operator_id": operator.id, "held_orders": held, "max_held_orders": cap},
     )
+
+
+async def operator_named(session: AsyncSession, *, operator_id: str | None, name: str | None) -> str:
+    """The id of the operator named by id, or by the name of exactly one active operator."""
+    if operator_id is not None:
+        return operator_id
+    found = await repository.active_operator_ids_named(session, name=name or "")
+    if not found:
+        raise OperatorNotFoundError(f"No active operator is called {name}.", extra={"operator_name": name})
+    if len(found) > 1:
+        raise ValidationFailedError.for_field(
+            "operator_name", f"More than one active operator is called {name}; name them by operator_id."
+        )
+    return found[0]
 
 
 def deposit_deadline(settings: Settings, order: Order) -> datetime:
