@@ -196,11 +196,22 @@ async def _ask_for_escalation_reason(
 ) -> None:
     """Escalating needs a reason: ask for it as a reply. The prompt names the order, so the reply carries
     everything needed to escalate (no conversation state to lose in a restart or across replicas)."""
-    mention = f'<a href="tg://user?id={operator.telegram_user_id}">{html(operator.name)}</a>'
     text = (
-        f"🆘 {mention}, reply to this message with what support should look at.\n"
+        f"🆘 {mention(operator)}, reply to this message with what support should look at.\n"
         f"Escalate order {html(callback_data.order_id)}."
     )
+    await _prompt(query, operator=operator, bot=bot, text=text, placeholder="What should support look at?")
+    await query.answer("Reply to my message with the reason: support is told once you send it.")
+
+
+def mention(operator: LinkedOperator) -> str:
+    return f'<a href="tg://user?id={operator.telegram_user_id}">{html(operator.name)}</a>'
+
+
+async def _prompt(
+    query: CallbackQuery, *, operator: LinkedOperator, bot: Bot, text: str, placeholder: str
+) -> None:
+    """Ask the one who pressed for a reply, under the card pressed (in a private chat when it is gone)."""
     if query.message is not None:
         chat_id = query.message.chat.id
         reply_to = ReplyParameters(message_id=query.message.message_id, allow_sending_without_reply=True)
@@ -209,10 +220,9 @@ async def _ask_for_escalation_reason(
     await bot.send_message(
         chat_id=chat_id,
         text=text,
-        reply_markup=ForceReply(selective=True, input_field_placeholder="What should support look at?"),
+        reply_markup=ForceReply(selective=True, input_field_placeholder=placeholder),
         reply_parameters=reply_to,
     )
-    await query.answer("Reply to my message with the reason: support is told once you send it.")
 
 
 def _reply_to(prompt: re.Pattern[str], message: Message, bot: Bot) -> dict[str, Any] | bool:
@@ -240,19 +250,8 @@ async def _ask_for_operator(
     """Reassigning needs the operator to hand the order to: ask for their name as a reply (the prompt names
     the order, as the escalation prompt does). order-api decides who may reassign (support and admins)."""
     language = language_of(query.from_user)
-    mention = f'<a href="tg://user?id={operator.telegram_user_id}">{html(operator.name)}</a>'
-    text = say("reassign_prompt", language, mention=mention, order_id=html(callback_data.order_id))
-    if query.message is not None:
-        chat_id = query.message.chat.id
-        reply_to = ReplyParameters(message_id=query.message.message_id, allow_sending_without_reply=True)
-    else:
-        chat_id, reply_to = operator.telegram_user_id, None
-    await bot.send_message(
-        chat_id=chat_id,
-        text=text,
-        reply_markup=ForceReply(selective=True, input_field_placeholder="Operator's name"),
-        reply_parameters=reply_to,
-    )
+    text = say("reassign_prompt", language, mention=mention(operator), order_id=html(callback_data.order_id))
+    await _prompt(query, operator=operator, bot=bot, text=text, placeholder="Operator's name")
     await query.answer(say("reassign_asked", language))
 
 
