@@ -83,7 +83,7 @@ def test_the_errors_the_gateway_rebuilds_are_order_apis_own() -> None:
         for cls in error_classes()
         if cls.__module__ == gateway_client.__name__ and cls is not gateway_client.OrderApiSlowError
     ]
-    assert len(rebuilt) == 10
+    assert len(rebuilt) == 12
     for cls in rebuilt:
         assert cls.code in order_apis, cls.__name__
         assert (cls.__name__, cls.status) == (order_apis[cls.code].__name__, order_apis[cls.code].status)

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import Row, Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from order_api.operators.models import Escalation, EscalationStatus, Operator, TelegramLinkCode
 from order_api.operators.schemas import OperatorOrderFilter
 from order_api.orders.models import Order, OrderEvent, OrderStatus
+from servicekit.db import lock_until_commit
 from servicekit.pagination import Keyset
 
+OPERATOR_TABLE = cast(Table, Operator.__table__)
 CLOSED_BY_OPERATORS = (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value)
 OPERATORS = Keyset("operators", Operator.created_at, Operator.id, newest_first=False)
 TAKEABLE_ORDERS = Keyset("operator-orders", Order.created_at, Order.id, newest_first=False)
@@ -242,8 +244,11 @@ async def held_count(session: AsyncSession, *, operator_id: str) -> int:
 
 
 async def operator_locked(session: AsyncSession, *, operator_id: str) -> Operator | None:
-    """The operator, row-locked until the transaction ends: takes, reassignments and deactivation by the
-    same operator queue behind each other, so a cap is checked against a count nobody else is changing."""
+    """The operator, locked until the transaction ends: takes, reassignments and deactivation of the same
+    operator queue behind each other, so a cap is checked against a count nobody else is changing. On
+    PostgreSQL a lock per operator (``lock_until_commit``) and the row itself; on SQLite the database's write
+    lock, taken before the count is read."""
+    await lock_until_commit(session, f"operator-load:{operator_id}", write_lock_on=OPERATOR_TABLE)
     operator: Operator | None = await session.scalar(
         select(Operator)
         .where(Operator.id == operator_id)

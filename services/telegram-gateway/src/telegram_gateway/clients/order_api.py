@@ -102,6 +102,11 @@ class TelegramLinkNotFoundError(NotFoundError):
     title = "No active operator is linked to this Telegram user"
 
 
+class OperatorNotFoundError(NotFoundError):
+    code = ErrorCode.OPERATOR_NOT_FOUND
+    title = "Operator not found"
+
+
 class OperatorInactiveError(ConflictError):
     code = ErrorCode.OPERATOR_INACTIVE
     title = "The operator is deactivated"
