@@ -108,7 +108,10 @@ async def read_presence(
     *, session: AsyncSession, settings: Settings, principal: OperatorPrincipal
 ) -> PresenceRead:
     """Whether I am at the desk, since when, and my load against my cap."""
-    operator = await locked_operator(session, operator_id=_own_operator_id(principal))
+    operator_id = _own_operator_id(principal)
+    operator = await session.get(Operator, operator_id)
+    if operator is None:  # pragma: no cover - the principal was just read from this table
+        raise OperatorNotFoundError(f"No operator {operator_id}.")
     return await _presence(session, settings=settings, operator=operator)
 
 
