@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     queue_gauges = delivery_queue_gauges(
         database=runtime.database, channels=[s.channel for s in context.senders]
     )
-    runtime.add_queue_gauges(queue_gauges)
+    runtime.add_scraped_gauges(queue_gauges)
     for sender in context.senders:
         runtime.add_worker(
             DeliveryWorker(
