@@ -50,8 +50,7 @@ from servicekit.state import service_state
 _operator_token = HTTPBearer(
     auto_error=False,
     scheme_name="OperatorToken",
-    description="An operator's personal token (`op_…`), or an API key: the admin key, or the Telegram "
-    "gateway's key together with `X-Operator-Telegram-Id`.",
+    description="An operator's personal token (`op_…`), or the admin API key.",
 )
 
 
@@ -63,6 +62,7 @@ async def _staff_member(
         int | None,
         Header(
             alias="X-Operator-Telegram-Id",
+            include_in_schema=False,
             description="Telegram gateway only: the Telegram user id of the operator it acts for.",
         ),
     ] = None,
