@@ -797,9 +797,17 @@ def test_api7_server_side_request_forgery_no_route_takes_a_url(apps: list[tuple[
                     named = any(word in name.lower() for word in URL_WORDS)
                     if typed or named:
                         found.append(f"{package} {method.upper()} {path}: {name}")
-    # the one reviewed exception: the Telegram webhook's body is Telegram's update, read by aiogram, whose
-    # URL-looking fields (entities' "url", a photo's file link) are never fetched by the desk
-    assert [f for f in found if not f.startswith("telegram_gateway POST /telegram/webhook")] == []
+    # The reviewed exceptions:
+    # - the Telegram webhook's body is Telegram's update, read by aiogram, whose URL-looking fields (entities'
+    #   "url", a photo's file link) are never fetched by the desk;
+    # - the website's webhook endpoints (notifier, scope ``webhooks:admin``): their URL is fetched, so it is
+    #   refused when it resolves to loopback, private, link-local or metadata addresses, at registration and
+    #   again at delivery, which connects to the address it checked (``notifier.webhooks.targets``, tested in
+    #   services/notifier/tests/test_webhooks.py); ``endpoint_id`` is the word "endpoint", not a URL.
+    reviewed = ("telegram_gateway POST /telegram/webhook", "notifier ")
+    assert [f for f in found if not f.startswith(reviewed)] == []
+    notifier_routes = {f.split(" ")[2].removesuffix(":") for f in found if f.startswith("notifier ")}
+    assert all(path.startswith("/v1/admin/webhook-endpoints") for path in notifier_routes), notifier_routes
 
 
 # --- API8:2023 Security Misconfiguration ---------------------------------------------------------------------
