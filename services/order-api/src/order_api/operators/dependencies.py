@@ -61,6 +61,7 @@ async def _staff_member(
         int | None,
         Header(
             alias="X-Operator-Telegram-Id",
+            include_in_schema=False,
             description="Telegram gateway only: the Telegram user id of the operator it acts for.",
         ),
     ] = None,

@@ -12,6 +12,7 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 
 @router.get(
     "/pool",
+    operation_id="getPoolStats",
     summary="Deposit-address pool health per currency (from wallet-pool)",
     response_model=PoolStats,
     responses=problem_responses(401, 403, 502, 503),

@@ -21,6 +21,7 @@ class WebhookAck(BaseModel):
 
 @router.post(
     "/telegram/webhook",
+    operation_id="receiveTelegramUpdate",
     summary="Receive an update from Telegram",
     description=(
         "Telegram's webhook. `X-Telegram-Bot-Api-Secret-Token` must equal the configured secret "
