@@ -63,7 +63,7 @@ export async function orderFlow(baseUrl: string) {
 
   // Cancel the order as read: a change made since would make this a 412 problem.
   const cancel = await customer.POST("/v1/orders/{order_id}/cancel", {
-    params: { path: { order_id: order.id }, header: { "If-Match": order.version } },
+    params: { path: { order_id: order.id }, header: { "If-Match": `"${order.version}"` } },
   });
   const cancelled = cancel.data ?? fail(`cancelling answered ${cancel.response.status}`);
 
