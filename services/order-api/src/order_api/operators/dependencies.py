@@ -48,8 +48,7 @@ from servicekit.state import service_state
 _operator_token = HTTPBearer(
     auto_error=False,
     scheme_name="OperatorToken",
-    description="An operator's personal token (`op_…`), or an API key: the admin key, or the Telegram "
-    "gateway's key together with `X-Operator-Telegram-Id`.",
+    description="An operator's personal token (`op_…`), or the admin API key.",
 )
 
 

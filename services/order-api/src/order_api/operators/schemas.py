@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from order_api.orders.models import OrderStatus
-from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
+from order_api.orders.schemas import CurrencyCode, OrderRead
+from servicekit.bounds import DecimalString
 from servicekit.pagination import Page, PageQuery
 
 RoleName = Literal["operator", "support", "admin"]
@@ -48,7 +49,9 @@ class OperatorCreate(BaseModel):
 class OperatorUpdate(BaseModel):
     """Fields to change; an explicit `telegram_user_id: null` unlinks Telegram."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"role": "support", "active": True}]}
+    )
 
     name: OperatorName | None = None
     role: RoleName | None = None
@@ -133,10 +136,10 @@ class OperatorOrderFilter(PageQuery):
         description="Default: `awaiting_deposit` (takeable) for the list, `in_progress` for my orders.",
     )
     currency: CurrencyCode | None = Field(default=None, description="What the customer sends.")
-    amount_min: Decimal | None = Field(
+    amount_min: DecimalString | None = Field(
         default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive, e.g. `0.01`."
     )
-    amount_max: Decimal | None = Field(default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive.")
+    amount_max: DecimalString | None = Field(default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive.")
     created_from: AwareDatetime | None = Field(default=None, description="Inclusive, with a time zone.")
     created_to: AwareDatetime | None = Field(default=None, description="Exclusive, with a time zone.")
 
@@ -158,7 +161,7 @@ class AddressHistoryEntry(BaseModel):
 
     order_id: str
     status: str
-    amount: Amount
+    amount: DecimalString
     from_currency: str
     created_at: datetime
     address_assigned_at: datetime | None
@@ -199,7 +202,10 @@ class OperatorOrderDetail(OperatorOrderRead):
 class OrderStatusUpdate(BaseModel):
     """Drive a held order: complete it, cancel it, or give it back (`awaiting_deposit`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"status": "completed", "comment": "Paid out, tx 9f2c…"}]},
+    )
 
     status: Literal["completed", "cancelled", "awaiting_deposit"]
     comment: Comment | None = None
@@ -208,25 +214,35 @@ class OrderStatusUpdate(BaseModel):
 class OrderReleaseCreate(BaseModel):
     """Give a held order back to the takeable pool."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"comment": "Handing over at the end of my shift."}]}
+    )
 
     comment: Comment | None = None
 
 
 class EscalationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"comment": "The deposit arrived short by 0.001 BTC."}]},
+    )
 
     comment: Comment = Field(description="What support should look at.")
 
 
 class EscalationCommentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"comment": "Asked the customer for the transaction id."}]},
+    )
 
     comment: Comment
 
 
 class EscalationResolutionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"comment": "The customer topped up; completed."}]}
+    )
 
     comment: Comment = Field(description="How it was resolved.")
 

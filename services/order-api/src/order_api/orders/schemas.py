@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -11,17 +10,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     StringConstraints,
     WithJsonSchema,
     field_validator,
 )
 
 from order_api.customers.schemas import CustomerEmail
-from servicekit.bounds import ExactAmount
+from servicekit.bounds import DecimalString, ExactAmount
 from servicekit.pagination import Page
 
-Amount = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 CurrencyCode = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=2, max_length=10)
 ]
@@ -74,7 +71,7 @@ class OrderCreate(BaseModel):
     to_currency: CurrencyCode = Field(description="What the customer receives.")
     to_network: NetworkCode | None = Field(default=None, description="Network of `to_currency`.")
     amount: ExactAmount = Field(
-        description='Amount of `from_currency`, as a string (`"0.05"`) or a JSON number; exact decimal.'
+        description='Amount of `from_currency`: an exact decimal string (`"0.05"`; a JSON number is accepted too).'
     )
     payout_address: str = Field(
         min_length=1, max_length=128, description="The customer's address for the payout."
@@ -104,7 +101,7 @@ class OrderRead(BaseModel):
     from_network: str
     to_currency: str
     to_network: str
-    amount: Amount
+    amount: DecimalString
     payout_address: str | None = Field(description="Where the customer is paid; null once they were erased.")
     deposit_address: str | None = Field(
         description="Where to send the funds; null while the order awaits its address or is queued."
