@@ -243,6 +243,8 @@ def test_response_headers_are_documented(
                 assert "X-Correlation-ID" in response.get("headers", {}), where
                 if status in ("429", "503"):
                     assert "Retry-After" in response["headers"], where
+                if status == "401":
+                    assert "WWW-Authenticate" in response["headers"], where
                 for header in response["headers"].values():
                     assert header["$ref"].removeprefix("#/components/headers/") in defined, where
     created = documents["order_api"][0]["paths"]["/v1/orders"]["post"]["responses"]

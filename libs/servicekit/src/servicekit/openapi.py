@@ -5,7 +5,8 @@ FastAPI's document is reworked once per app (:func:`install_openapi`, :class:`Op
 - every error response (4xx, 5xx) is declared under ``application/problem+json`` with :class:`ProblemDetail`,
   what the error handlers really send (``servicekit.errors``); FastAPI's default ``422``
   (``HTTPValidationError``) becomes the same problem, and its schemas are gone;
-- every response documents ``X-Correlation-ID``, and ``429`` and ``503`` document ``Retry-After``;
+- every response documents ``X-Correlation-ID``, ``429`` and ``503`` document ``Retry-After``, ``401``
+  ``WWW-Authenticate``;
 - routes only peer services call (``openapi_extra=INTERNAL``: the event receivers, the Telegram gateway's
   link routes …) leave the public ``/openapi.json`` for ``/openapi.internal.json``, served under the same docs
   setting: a website's generated client has no method it may not call, and a peer's developer still finds
@@ -45,6 +46,10 @@ _HEADERS: dict[str, dict[str, Any]] = {
     "Retry-After": {
         "description": "Seconds to wait before trying again.",
         "schema": {"type": "integer", "minimum": 0},
+    },
+    "WWW-Authenticate": {
+        "description": "`Bearer`: send a credential as `Authorization: Bearer <token>`.",
+        "schema": {"type": "string"},
     },
 }
 RETRY_AFTER_STATUSES = ("429", "503")
@@ -123,6 +128,8 @@ def shape_document(generated: dict[str, Any]) -> dict[str, Any]:
             headers.setdefault("X-Correlation-ID", {"$ref": "#/components/headers/X-Correlation-ID"})
             if status in RETRY_AFTER_STATUSES:
                 headers.update(RETRY_AFTER_HEADER)
+            if status == "401":
+                headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWW-Authenticate"}
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
