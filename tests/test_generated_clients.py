@@ -71,7 +71,7 @@ def assert_the_flow_worked(report: dict[str, Any]) -> None:
     """What either example reports after creating, failing twice, and cancelling."""
     created, cancelled = report["created"], report["cancelled"]
     assert created["status"] == "awaiting_address"
-    assert created["amount"] == "0.05"  # a decimal string, never a float
+    assert created["sent"] == created["amount"] == "0.05"  # decimal strings, never floats
     assert report["invalid"] == {"status": 422, "code": "order_invalid", "fields": ["amount"]}
     assert report["missing"] == {"status": 404, "code": "order_not_found", "fields": []}
     assert cancelled == {"id": created["id"], "status": "cancelled", "version": created["version"] + 1}

@@ -64,7 +64,8 @@ def order_flow(base_url: str) -> dict[str, Any]:
     anonymous = cast(AuthenticatedClient, Client(base_url=base_url))
 
     # Creating an order needs no account: the answer carries a session token for this order.
-    order = expect(create_order.sync_detailed(client=anonymous, body=an_order()), OrderCreated)
+    body = an_order()
+    order = expect(create_order.sync_detailed(client=anonymous, body=body), OrderCreated)
     if not isinstance(order.session_token, str):
         raise SystemExit("an anonymous order came without a session token")
     customer = AuthenticatedClient(base_url=base_url, token=order.session_token)
@@ -79,9 +80,16 @@ def order_flow(base_url: str) -> dict[str, Any]:
     cancelled = expect(
         cancel_order.sync_detailed(order.id, client=customer, if_match=f'"{order.version}"'), OrderRead
     )
-    amount: str = order.amount  # a decimal string, never a float
+    sent: str = body.amount  # money is a decimal string both ways, never a float
+    received: str = order.amount
     return {
-        "created": {"id": order.id, "status": str(order.status), "version": order.version, "amount": amount},
+        "created": {
+            "id": order.id,
+            "status": str(order.status),
+            "version": order.version,
+            "sent": sent,
+            "amount": received,
+        },
         "invalid": problem_summary(invalid),
         "missing": problem_summary(missing),
         "cancelled": {"id": cancelled.id, "status": str(cancelled.status), "version": cancelled.version},

@@ -46,7 +46,8 @@ export async function orderFlow(baseUrl: string) {
   const desk = createClient<paths>({ baseUrl });
 
   // Creating an order needs no account: the answer carries a session token for this order.
-  const created = await desk.POST("/v1/orders", { body: anOrder() });
+  const body = anOrder();
+  const created = await desk.POST("/v1/orders", { body });
   const order = created.data ?? fail(`creating an order answered ${created.response.status}`);
   const token = order.session_token ?? fail("an anonymous order came without a session token");
   const customer = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${token}` } });
@@ -72,7 +73,8 @@ export async function orderFlow(baseUrl: string) {
       id: order.id,
       status: order.status,
       version: order.version,
-      amount: order.amount satisfies string, // a decimal string, never a float
+      sent: body.amount satisfies string, // money is a decimal string both ways, never a float
+      amount: order.amount satisfies string,
     },
     invalid: problemSummary(invalidProblem),
     missing: problemSummary(missingProblem),
