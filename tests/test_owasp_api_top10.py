@@ -825,7 +825,7 @@ async def test_api8_security_misconfiguration_production_shows_only_what_it_must
         )
         services.append(await process.start())
         async with httpx.AsyncClient(base_url=process.url) as client:
-            for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/metrics"):
+            for path in (*HIDDEN_ROUTES, "/metrics"):
                 response = await client.get(path)
                 assert response.status_code in (401, 403, 404), f"{path}: {response.status_code}"
             ready = await client.get("/health/ready")

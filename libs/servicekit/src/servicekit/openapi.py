@@ -47,12 +47,18 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before trying again.",
         "schema": {"type": "integer", "minimum": 0},
     },
+    "ETag": {
+        "description": "The answer's version: send it back as `If-None-Match` to get `304` while it holds.",
+        "schema": {"type": "string"},
+    },
     "WWW-Authenticate": {
         "description": "`Bearer`: send a credential as `Authorization: Bearer <token>`.",
         "schema": {"type": "string"},
     },
 }
 RETRY_AFTER_STATUSES = ("429", "503")
+ETAG_HEADER = {"ETag": {"$ref": "#/components/headers/ETag"}}
+"""A response's ``headers`` entry for an answer sent with ``ETag``: ``responses={200: {"headers": ETAG_HEADER}}``."""
 
 
 class OpenApiDocuments:
