@@ -48,7 +48,7 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "integer", "minimum": 0},
     },
     "ETag": {
-        "description": "The answer's version: send it back as `If-None-Match` to get `304` while it holds.",
+        "description": "The version of the answer (for `If-None-Match`).",
         "schema": {"type": "string"},
     },
     "WWW-Authenticate": {
