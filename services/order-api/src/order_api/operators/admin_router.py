@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from order_api.context import Ctx
-from order_api.operators import schemas, service, telegram_links
+from order_api.operators import schemas, service, telegram_links, workload
 from order_api.operators.dependencies import AdminStaff
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
@@ -61,16 +61,23 @@ async def get_operator(operator_id: str, session: DbSession, _admin: AdminStaff)
     "/{operator_id}",
     operation_id="updateOperator",
     summary="Change an operator",
-    description="Rename, change the role, link or unlink Telegram (`telegram_user_id: null`), deactivate "
-    "(`active: false`: nothing works for them any more, token and Telegram alike).",
+    description="Rename, change the role, link or unlink Telegram (`telegram_user_id: null`), set their cap "
+    "on held orders (`max_held_orders`; `null`: the desk's default), deactivate (`active: false`: nothing "
+    "works for them any more, token and Telegram alike, and the orders they hold return to the pool at once, "
+    "announced as `order.released` by the admin).",
     response_model=schemas.OperatorRead,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def update_operator(
-    operator_id: str, body: schemas.OperatorUpdate, session: DbSession, admin: AdminStaff
+    operator_id: str, body: schemas.OperatorUpdate, session: DbSession, ctx: Ctx, admin: AdminStaff
 ) -> schemas.OperatorRead:
-    return await service.update_operator(
-        session=session, actor=admin.actor, operator_id=operator_id, request=body
+    return await workload.change_operator(
+        session=session,
+        settings=ctx.settings,
+        protection=ctx.protection,
+        actor=admin.actor,
+        operator_id=operator_id,
+        request=body,
     )
 
 

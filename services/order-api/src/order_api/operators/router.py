@@ -87,7 +87,9 @@ async def get_order(order_id: str, session: DbSession, ctx: Ctx, _staff: OrderRe
     summary="Take an order",
     description="Only an order `awaiting_deposit` that nobody holds; it becomes `in_progress`, held by you. "
     "Of concurrent takers exactly one wins; the others get `409 order_already_taken` with `held_by`. "
-    "Taking an order you already hold changes nothing. Roles operator and admin (with an operator account).",
+    "Taking an order you already hold changes nothing. Roles operator and admin (with an operator account). "
+    "Holding as many orders as your cap allows (`ORDER_API_OPERATOR_MAX_HELD_ORDERS`, or your own), a take is "
+    "`409 operator_at_capacity`.",
     response_model=OperatorOrderRead,
     responses=problem_responses(401, 403, 404, 409),
 )
@@ -95,7 +97,11 @@ async def take_order(
     order_id: str, session: DbSession, ctx: Ctx, principal: OrderHandler
 ) -> OperatorOrderRead:
     return await workflow.take_order(
-        session=session, protection=ctx.protection, principal=principal, order_id=order_id
+        session=session,
+        settings=ctx.settings,
+        protection=ctx.protection,
+        principal=principal,
+        order_id=order_id,
     )
 
 

@@ -6,7 +6,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import CurrencyCode, OrderRead
@@ -14,6 +22,8 @@ from servicekit.bounds import DecimalString
 from servicekit.pagination import Page, PageQuery
 
 RoleName = Literal["operator", "support", "admin"]
+PresenceName = Literal["available", "away"]
+MaxHeldOrders = Annotated[int, Field(ge=1, le=1000)]
 OperatorName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 TelegramUserId = Annotated[int, Field(gt=0, lt=2**63, description="The operator's Telegram user id.")]
 TelegramUsername = Annotated[
@@ -50,13 +60,23 @@ class OperatorUpdate(BaseModel):
     """Fields to change; an explicit `telegram_user_id: null` unlinks Telegram."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"role": "support", "active": True}]}
+        extra="forbid",
+        json_schema_extra={"examples": [{"max_held_orders": 8}, {"active": False}]},
     )
 
     name: OperatorName | None = None
     role: RoleName | None = None
     telegram_user_id: TelegramUserId | None = None
-    active: bool | None = Field(default=None, description="An inactive operator can do nothing.")
+    active: bool | None = Field(
+        default=None,
+        description="An inactive operator can do nothing; deactivating returns the orders they hold to the "
+        "pool at once (`order.released`, the admin as actor).",
+    )
+    max_held_orders: MaxHeldOrders | None = Field(
+        default=None,
+        description="Their cap on orders held at once; an explicit `null` returns them to the desk's default "
+        "(`ORDER_API_OPERATOR_MAX_HELD_ORDERS`).",
+    )
 
 
 class OperatorRead(BaseModel):
@@ -67,6 +87,11 @@ class OperatorRead(BaseModel):
     active: bool
     token_active: bool = Field(description="A personal token is issued and neither revoked nor expired.")
     token_expires_at: datetime | None
+    max_held_orders: int | None = Field(
+        description="Their own cap on orders held at once; null: the desk's default."
+    )
+    presence: PresenceName = Field(description="`available` at the desk, or `away`.")
+    presence_since: datetime | None = Field(description="Since when; null: never changed.")
     created_at: datetime
     updated_at: datetime
 
@@ -123,6 +148,64 @@ class TelegramLinkRead(BaseModel):
     name: str
     role: RoleName
     telegram_user_id: int
+
+
+class PresenceUpdate(BaseModel):
+    """Mark yourself at the desk (`available`) or `away`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "away"}]})
+
+    status: PresenceName = Field(
+        description="`away` keeps the orders you hold (you still drive them) but says you take no new work."
+    )
+
+
+class PresenceRead(BaseModel):
+    """An operator's presence and load."""
+
+    operator_id: str
+    name: str
+    status: PresenceName
+    since: datetime | None = Field(description="When the status last changed; null: never changed.")
+    held_orders: int = Field(description="Orders they hold in progress now.")
+    max_held_orders: int = Field(description="Their cap (their own, or the desk's default).")
+
+
+class OrderReassign(BaseModel):
+    """Hand a held order to another operator."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "operator_id": "7d1f0c2a-3b4e-4f5a-8b9c-0d1e2f3a4b5c",
+                    "comment": "Anna is off sick; Boris takes over.",
+                }
+            ]
+        },
+    )
+
+    operator_id: str | None = Field(
+        default=None, min_length=1, max_length=36, description="The active operator to hold it now."
+    )
+    operator_name: OperatorName | None = Field(
+        default=None,
+        description="Instead of `operator_id`: the active operator of this name (any case), as support types "
+        "it in the bot; a name two operators share is `422`.",
+    )
+    comment: Comment | None = None
+    override_cap: bool = Field(
+        default=False,
+        description="Admins only: hand it over even if the operator already holds as many orders as their "
+        "cap allows (otherwise `409 operator_at_capacity`).",
+    )
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> OrderReassign:
+        if (self.operator_id is None) == (self.operator_name is None):
+            raise ValueError("name the operator with exactly one of operator_id and operator_name")
+        return self
 
 
 class OperatorOrderFilter(PageQuery):
