@@ -11,7 +11,7 @@ from order_api.auth.dependencies import CurrentCustomer, OptionalCustomer
 from order_api.context import Ctx, context_of
 from order_api.orders import service
 from order_api.orders.models import OrderStatus
-from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, OrderRead
+from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, OrderRead, OrderVersionTag
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
 from servicekit.openapi import ANONYMOUS_ALLOWED
@@ -31,7 +31,11 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 IfMatch = Annotated[
-    int | None, Header(alias="If-Match", description="The order version you read; a stale one is 412.")
+    OrderVersionTag | None,
+    Header(
+        alias="If-Match",
+        description='The order `version` you read, as an entity tag (`"3"`) or bare (`3`); a stale one is 412.',
+    ),
 ]
 
 

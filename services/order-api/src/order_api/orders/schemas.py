@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from order_api.customers.schemas import CustomerEmail
 from servicekit.bounds import DecimalString, ExactAmount
@@ -15,6 +23,23 @@ CurrencyCode = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=2, max_length=10)
 ]
 NetworkCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=16)]
+
+
+def _unquoted(value: object) -> object:
+    """An entity tag's opaque part (``"3"`` → ``3``); a bare version passes as it is."""
+    if isinstance(value, str) and len(value) > 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+OrderVersionTag = Annotated[
+    int,
+    BeforeValidator(_unquoted),
+    WithJsonSchema({"type": "string", "pattern": r'^("[0-9]{1,18}"|[0-9]{1,18})$', "examples": ['"1"']}),
+]
+"""An order's ``version`` as ``If-Match`` carries it: an entity tag (``"3"``, as RFC 9110 writes it) or the bare
+number (``3``). Declared a string, so generated clients send what they are given rather than an integer
+that an HTTP library may refuse as a header value."""
 
 
 class OrderCreate(BaseModel):
