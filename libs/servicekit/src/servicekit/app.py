@@ -71,6 +71,7 @@ CORS_REQUEST_HEADERS = [
     "Content-Type",
     "Idempotency-Key",
     "If-Match",
+    "Last-Event-ID",
     "traceparent",
     "tracestate",
 ]

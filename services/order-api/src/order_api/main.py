@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for sweep in order_sweeps(context):
         runtime.add_worker(sweep)
+    runtime.add_worker(context.order_streams.listener(runtime.database))
     app = create_service_app(
         settings=settings,
         runtime=runtime,

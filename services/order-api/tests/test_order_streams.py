@@ -1,0 +1,263 @@
+"""The customer's live order stream, ``GET /v1/orders/{id}/events``, served over real HTTP in process.
+
+On PostgreSQL a change reaches streams through ``LISTEN/NOTIFY`` (on any replica); on the embedded database
+through the in-process fallback. The bounds, ``Last-Event-ID`` resume, heartbeats, the stream's lifetime and
+the clean-up when a client goes away are checked here; ``tests/test_order_streams.py`` follows a queued order
+across real order-api and wallet-pool processes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from coin_addresses import demo_address
+from order_api.context import context_of
+from order_api.main import create_app
+from order_api.orders.stream import OrderStreams
+from order_api.testing import ApiKeys, SettingsFactory, order_body
+from servicekit.db import utcnow
+from servicekit.testing import EventStreamReader, eventually, migrate_embedded, served_app
+
+
+@dataclass
+class Served:
+    url: str
+    streams: OrderStreams
+    client: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def served(make_settings: SettingsFactory, **overrides: Any) -> AsyncIterator[Served]:
+    app = create_app(make_settings(**overrides))
+    async with served_app(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        ctx = context_of(app)
+        yield Served(url=url, streams=ctx.order_streams, client=client)
+
+
+async def new_order(desk: Served) -> dict[str, Any]:
+    """An order (wallet-pool unreachable: ``awaiting_address``) with its session token."""
+    response = await desk.client.post("/v1/orders", json=order_body())
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == "awaiting_address"
+    return body
+
+
+def auth(order: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {order['session_token']}"}
+
+
+@asynccontextmanager
+async def stream(
+    desk: Served, order: dict[str, Any], *, last_event_id: str | None = None
+) -> AsyncIterator[EventStreamReader]:
+    headers = auth(order) | ({"Last-Event-ID": last_event_id} if last_event_id else {})
+    async with (
+        httpx.AsyncClient(base_url=desk.url, timeout=10) as client,
+        client.stream("GET", f"/v1/orders/{order['id']}/events", headers=headers) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        reader = EventStreamReader(response)
+        try:
+            yield reader
+        finally:
+            await reader.aclose()
+
+
+async def assign_address(desk: Served, api_keys: ApiKeys, order: dict[str, Any], seed: int) -> str:
+    """wallet-pool's ``wallet.assigned`` for ``order``, as its relay delivers it."""
+    address = demo_address(currency="BTC", network="bitcoin", seed=seed)
+    event = {
+        "id": str(uuid.uuid4()),
+        "type": "wallet.assigned",
+        "source": "wallet-pool",
+        "occurred_at": utcnow().isoformat(),
+        "aggregate_id": order["id"],
+        "payload": {"order_id": order["id"], "currency": "BTC", "network": "bitcoin", "address": address},
+    }
+    answer = await desk.client.post(
+        "/v1/events", json=event, headers={"Authorization": f"Bearer {api_keys.wallet_pool}"}
+    )
+    assert answer.status_code == 200, answer.text
+    return address
+
+
+async def open_streams(desk: Served) -> int:
+    return desk.streams.open_count
+
+
+async def test_the_stream_sends_the_order_at_once_then_every_change_and_ends_with_a_closed_order(
+    make_settings: SettingsFactory, own_database_url: str, api_keys: ApiKeys
+) -> None:
+    async with served(make_settings, database_url=own_database_url, stream_retry_ms=2500) as desk:
+        order = await new_order(desk)
+        async with stream(desk, order) as events:
+            hint = await events.next()
+            assert hint.retry == 2500  # the reconnection delay, first
+            first = await events.next()
+            shown = (await desk.client.get(f"/v1/orders/{order['id']}", headers=auth(order))).json()
+            assert (first.event, first.json(), first.id) == ("order", shown, str(shown["version"]))
+
+            address = await assign_address(desk, api_keys, order, seed=7001)
+            assigned = await events.next()
+            assert assigned.event == "address_assigned"
+            assert (assigned.json()["status"], assigned.json()["deposit_address"]) == (
+                "awaiting_deposit",
+                address,
+            )
+            assert assigned.id == str(assigned.json()["version"])
+
+            cancelled = await desk.client.post(f"/v1/orders/{order['id']}/cancel", headers=auth(order))
+            assert cancelled.status_code == 200, cancelled.text
+            closing = await events.next()
+            assert (closing.event, closing.json()) == ("status_changed", cancelled.json())
+            await events.ends()  # nothing more will happen to a closed order
+
+        # The client has the closed order's last state: 204 tells an EventSource to stop reconnecting.
+        again = await desk.client.get(
+            f"/v1/orders/{order['id']}/events", headers=auth(order) | {"Last-Event-ID": closing.id or ""}
+        )
+        assert again.status_code == 204
+        assert await eventually(lambda: open_streams(desk), until=lambda n: n == 0) == 0
+
+
+async def test_a_change_made_through_one_replica_reaches_a_stream_on_another(
+    make_settings: SettingsFactory, own_database_url: str
+) -> None:
+    async with (
+        served(make_settings, database_url=own_database_url) as first,
+        served(make_settings, database_url=own_database_url) as second,
+    ):
+        order = await new_order(first)
+        async with stream(second, order) as events:
+            await events.next()  # retry:
+            assert (await events.next()).json()["status"] == "awaiting_address"
+            cancelled = await first.client.post(f"/v1/orders/{order['id']}/cancel", headers=auth(order))
+            assert cancelled.status_code == 200, cancelled.text
+            changed = await events.next(within=2)
+            assert (changed.event, changed.json()["status"]) == ("status_changed", "cancelled")
+
+
+async def test_a_reconnecting_client_gets_the_order_again_only_if_it_changed_and_heartbeats_meanwhile(
+    make_settings: SettingsFactory, own_database_url: str, api_keys: ApiKeys
+) -> None:
+    async with served(make_settings, database_url=own_database_url, stream_heartbeat_seconds=0.2) as desk:
+        order = await new_order(desk)
+        async with stream(desk, order) as events:
+            await events.next()
+            seen = await events.next()
+        async with stream(desk, order, last_event_id=seen.id) as events:
+            await events.next()  # retry:
+            await eventually(
+                lambda: _heartbeats(events), until=lambda n: n >= 2, within=5
+            )  # nothing new: no event
+            address = await assign_address(desk, api_keys, order, seed=7002)
+            assigned = await events.next()
+            assert (assigned.event, assigned.json()["deposit_address"]) == ("address_assigned", address)
+        async with stream(desk, order, last_event_id=seen.id) as events:  # an older state: the order at once
+            await events.next()
+            current = await events.next()
+            assert (current.event, current.id) == ("order", assigned.id)
+
+
+async def _heartbeats(events: EventStreamReader) -> int:
+    try:
+        await events.next(within=0.3)
+    except TimeoutError:
+        pass
+    else:
+        raise AssertionError("an event although the order did not change")
+    return events.comments.count("heartbeat")
+
+
+async def test_streams_are_bounded_per_session_and_per_client_address(
+    make_settings: SettingsFactory, own_database_url: str
+) -> None:
+    async with served(
+        make_settings, database_url=own_database_url, stream_max_per_session=2, stream_max_per_client=3
+    ) as desk:
+        one, other = await new_order(desk), await new_order(desk)
+        async with AsyncExitStack() as opened:
+            for _ in range(2):
+                await opened.enter_async_context(stream(desk, one))
+            refused = await desk.client.get(f"/v1/orders/{one['id']}/events", headers=auth(one))
+            assert refused.status_code == 429
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.headers["retry-after"] == "10"
+            assert refused.json()["code"] == "rate_limited"
+            assert "session" in refused.json()["detail"]
+
+            await opened.enter_async_context(stream(desk, other))  # another session, the same address
+            refused = await desk.client.get(f"/v1/orders/{other['id']}/events", headers=auth(other))
+            assert refused.status_code == 429
+            assert "address" in refused.json()["detail"]
+            assert desk.streams.open_count == 3
+
+        # The clients went away: their places are free again, and nothing is left behind.
+        assert await eventually(lambda: open_streams(desk), until=lambda n: n == 0) == 0
+        async with stream(desk, other) as events:
+            await events.next()
+            assert (await events.next()).event == "order"
+
+
+async def test_a_stream_ends_after_its_lifetime_and_a_gone_client_leaves_nothing_behind(
+    make_settings: SettingsFactory, own_database_url: str
+) -> None:
+    async with served(
+        make_settings, database_url=own_database_url, stream_max_seconds=0.5, stream_heartbeat_seconds=0.1
+    ) as desk:
+        order = await new_order(desk)
+        async with stream(desk, order) as events:
+            await events.next()
+            await events.next()
+            await events.ends(within=3)  # the client reconnects with Last-Event-ID
+        assert await eventually(lambda: open_streams(desk), until=lambda n: n == 0) == 0
+
+        async with served(make_settings, database_url=own_database_url) as long_lived:
+            async with AsyncExitStack() as opened:
+                for _ in range(3):
+                    events = await opened.enter_async_context(stream(long_lived, order))
+                    await events.next()
+                assert long_lived.streams.open_count == 3
+            # Closed by the client, not by the server: the server notices and cleans up.
+            assert await eventually(lambda: open_streams(long_lived), until=lambda n: n == 0) == 0
+
+
+async def test_another_customers_order_is_not_found_and_a_stream_needs_the_session(
+    make_settings: SettingsFactory, own_database_url: str
+) -> None:
+    async with served(make_settings, database_url=own_database_url) as desk:
+        mine, theirs = await new_order(desk), await new_order(desk)
+        foreign = await desk.client.get(f"/v1/orders/{theirs['id']}/events", headers=auth(mine))
+        assert foreign.status_code == 404
+        assert foreign.headers["content-type"] == "application/problem+json"
+        anonymous = await desk.client.get(f"/v1/orders/{mine['id']}/events")
+        assert anonymous.status_code == 401
+        assert desk.streams.open_count == 0
+
+
+@pytest.mark.parametrize("database", ["sqlite"])
+async def test_on_the_embedded_database_changes_reach_streams_in_process(
+    make_settings: SettingsFactory, tmp_path: Path, database: str
+) -> None:
+    var_dir = tmp_path / "embedded"
+    await migrate_embedded(var_dir, "order-api")
+    async with served(make_settings, database_url=None, var_dir=var_dir) as desk:
+        order = await new_order(desk)
+        async with stream(desk, order) as events:
+            await events.next()
+            await events.next()
+            cancelled = await desk.client.post(f"/v1/orders/{order['id']}/cancel", headers=auth(order))
+            assert cancelled.status_code == 200, cancelled.text
+            changed = await events.next(within=2)
+            assert (changed.event, changed.json()["status"]) == ("status_changed", database and "cancelled")
