@@ -1,0 +1,88 @@
+"""A customer follows a queued order live (``GET /v1/orders/{id}/events``) while order-api and wallet-pool run
+as processes: another order's address comes back to the pool, the queued order gets it, and the stream says so
+within a second; the order queued behind it hears that it moved up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from desk_testing.stack import Stack, customer_email, import_btc_wallets, start_intake
+from order_api.testing import order_body
+from servicekit.testing import EventStreamReader, ServiceProcess, migrated_database
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with migrated_database("order-api", "wallet-pool") as url:
+        yield Stack(database_url=url, logs=tmp_path)
+
+
+def auth(order: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {order['session_token']}"}
+
+
+@asynccontextmanager
+async def order_stream(order_api: ServiceProcess, order: dict[str, Any]) -> AsyncIterator[EventStreamReader]:
+    async with (
+        httpx.AsyncClient(base_url=order_api.url, timeout=10) as client,
+        client.stream("GET", f"/v1/orders/{order['id']}/events", headers=auth(order)) as response,
+    ):
+        assert response.status_code == 200, await response.aread()
+        reader = EventStreamReader(response)
+        try:
+            await reader.next()  # retry:
+            yield reader
+        finally:
+            await reader.aclose()
+
+
+async def test_a_queued_order_hears_of_its_address_within_a_second_of_another_orders_cancel(
+    stack: Stack, services: list[ServiceProcess]
+) -> None:
+    wallet_pool, order_api = await start_intake(stack, services)
+    addresses = await import_btc_wallets(wallet_pool, stack, 1)
+
+    async with httpx.AsyncClient(base_url=order_api.url) as client:
+        created = []
+        for n in range(3):
+            response = await client.post("/v1/orders", json=order_body(customer_email(40 + n)))
+            assert response.status_code == 201, response.text
+            created.append(response.json())
+        holder, first_queued, second_queued = created
+        assert holder["deposit_address"] == addresses[0]
+        assert [first_queued["queue_position"], second_queued["queue_position"]] == [1, 2]
+
+        async with (
+            order_stream(order_api, first_queued) as first,
+            order_stream(order_api, second_queued) as second,
+        ):
+            now = await first.next()
+            assert (now.event, now.json()["status"], now.json()["queue_position"]) == ("order", "queued", 1)
+            assert (await second.next()).json()["queue_position"] == 2
+
+            cancelled = await client.post(f"/v1/orders/{holder['id']}/cancel", headers=auth(holder))
+            assert cancelled.status_code == 200, cancelled.text
+            answered = time.monotonic()
+
+            assigned = await first.next(within=5)
+            took = time.monotonic() - answered
+            assert assigned.event == "address_assigned"
+            assert (assigned.json()["status"], assigned.json()["deposit_address"]) == (
+                "awaiting_deposit",
+                addresses[0],
+            )
+            assert took < 1.0, f"the stream heard of the address {took:.3f} s after the cancel was answered"
+
+            moved = await second.next(within=5)
+            assert (moved.event, moved.json()["status"], moved.json()["queue_position"]) == (
+                "queue_position",
+                "queued",
+                1,
+            )
