@@ -8,7 +8,6 @@ across real order-api and wallet-pool processes.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ from coin_addresses import demo_address
 from order_api.context import context_of
 from order_api.main import create_app
 from order_api.orders.stream import OrderStreams
-from order_api.testing import ApiKeys, SettingsFactory, order_body
-from servicekit.db import utcnow
+from order_api.testing import ApiKeys, SettingsFactory, order_body, wallet_assigned
 from servicekit.testing import EventStreamReader, eventually, migrate_embedded, served_app
 
 
@@ -77,16 +75,10 @@ async def stream(
 async def assign_address(desk: Served, api_keys: ApiKeys, order: dict[str, Any], seed: int) -> str:
     """wallet-pool's ``wallet.assigned`` for ``order``, as its relay delivers it."""
     address = demo_address(currency="BTC", network="bitcoin", seed=seed)
-    event = {
-        "id": str(uuid.uuid4()),
-        "type": "wallet.assigned",
-        "source": "wallet-pool",
-        "occurred_at": utcnow().isoformat(),
-        "aggregate_id": order["id"],
-        "payload": {"order_id": order["id"], "currency": "BTC", "network": "bitcoin", "address": address},
-    }
     answer = await desk.client.post(
-        "/v1/events", json=event, headers={"Authorization": f"Bearer {api_keys.wallet_pool}"}
+        "/v1/events",
+        json=wallet_assigned(order["id"], address),
+        headers={"Authorization": f"Bearer {api_keys.wallet_pool}"},
     )
     assert answer.status_code == 200, answer.text
     return address
@@ -261,3 +253,15 @@ async def test_on_the_embedded_database_changes_reach_streams_in_process(
             assert cancelled.status_code == 200, cancelled.text
             changed = await events.next(within=2)
             assert (changed.event, changed.json()["status"]) == ("status_changed", database and "cancelled")
+
+
+def test_the_public_document_describes_the_stream_and_its_event_types(make_settings: SettingsFactory) -> None:
+    operation = create_app(make_settings()).openapi()["paths"]["/v1/orders/{order_id}/events"]["get"]
+    assert (operation["operationId"], operation["summary"]) == ("streamOrderEvents", "Follow an order live")
+    stream_content = operation["responses"]["200"]["content"]
+    assert list(stream_content) == ["text/event-stream"]
+    event = stream_content["text/event-stream"]["itemSchema"]["properties"]
+    assert event["event"]["enum"] == ["order", "status_changed", "address_assigned", "queue_position"]
+    assert event["data"]["contentSchema"] == {"$ref": "#/components/schemas/OrderRead"}
+    assert {"204", "401", "404", "429"} <= set(operation["responses"])
+    assert "Last-Event-ID" in [parameter["name"] for parameter in operation["parameters"]]

@@ -17,7 +17,6 @@ every receiver read again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.db import Database, is_postgresql
+from servicekit.workers import cancel_task
 
 log = logging.getLogger("servicekit.signals")
 
@@ -95,11 +95,8 @@ class SignalListener:
         self._task = asyncio.create_task(self._listen(), name=f"signals:{self.channel}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         self.listening.clear()
 
     def _receive(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:

@@ -185,19 +185,33 @@ EVENT_STREAM_DESCRIPTION = "\n".join(
             "description": "The order's events, as they happen.",
             "content": {
                 "text/event-stream": {
-                    "schema": {
-                        "type": "string",
-                        "description": "`event:` one of "
-                        + ", ".join(f"`{kind}`" for kind in stream.EVENT_TYPES)
-                        + "; `data:` the order (OrderRead) as JSON; `id:` its state; `retry:` once, first.",
+                    "itemSchema": {
+                        "type": "object",
+                        "description": "One event. Comment lines (`: heartbeat`) and the first block, "
+                        "`retry:` alone, carry no event.",
+                        "required": ["event", "data", "id"],
+                        "properties": {
+                            "event": {"type": "string", "enum": list(stream.EVENT_TYPES)},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {"$ref": "#/components/schemas/OrderRead"},
+                            },
+                            "id": {
+                                "type": "string",
+                                "description": "The state the event shows: `<version>` or, while queued, "
+                                "`<version>.<queue place>`; send it back as `Last-Event-ID`.",
+                            },
+                            "retry": {"type": "integer", "minimum": 0},
+                        },
                     },
-                    "example": 'retry: 3000\n\nevent: order\ndata: {"id": "…", "status": "queued", '
+                    "example": 'retry: 3000\n\nevent: order\ndata: {"id": "5b0c…", "status": "queued", '
                     '"queue_position": 2, "version": 2, …}\nid: 2.2\n\n: heartbeat\n\n',
                 }
             },
         },
         204: {"description": "The order is closed and `Last-Event-ID` shows you have its last state."},
-        **problem_responses(401, 404, 429),
+        **problem_responses(401, 404, 422, 429),
     },
 )
 async def stream_order_events(
