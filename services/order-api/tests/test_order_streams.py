@@ -8,20 +8,25 @@ across real order-api and wallet-pool processes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from coin_addresses import demo_address
 from order_api.context import context_of
 from order_api.main import create_app
 from order_api.orders.stream import OrderStreams
 from order_api.testing import ApiKeys, SettingsFactory, order_body, wallet_assigned
+from servicekit.signals import SignalListener
+from servicekit.state import service_state
 from servicekit.testing import EventStreamReader, eventually, migrate_embedded, served_app
 
 
@@ -30,6 +35,7 @@ class Served:
     url: str
     streams: OrderStreams
     client: httpx.AsyncClient
+    listener: SignalListener
 
 
 @asynccontextmanager
@@ -37,7 +43,8 @@ async def served(make_settings: SettingsFactory, **overrides: Any) -> AsyncItera
     app = create_app(make_settings(**overrides))
     async with served_app(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
         ctx = context_of(app)
-        yield Served(url=url, streams=ctx.order_streams, client=client)
+        [listener] = [w for w in service_state(app).runtime.workers if isinstance(w, SignalListener)]
+        yield Served(url=url, streams=ctx.order_streams, client=client, listener=listener)
 
 
 async def new_order(desk: Served) -> dict[str, Any]:
@@ -265,3 +272,60 @@ def test_the_public_document_describes_the_stream_and_its_event_types(make_setti
     assert event["data"]["contentSchema"] == {"$ref": "#/components/schemas/OrderRead"}
     assert {"204", "401", "404", "429"} <= set(operation["responses"])
     assert "Last-Event-ID" in [parameter["name"] for parameter in operation["parameters"]]
+
+
+async def test_a_change_is_not_lost_while_the_listening_connection_is_down(
+    make_settings: SettingsFactory, own_database_url: str, api_keys: ApiKeys
+) -> None:
+    async with served(make_settings, database_url=own_database_url) as desk:
+        order = await new_order(desk)
+        async with stream(desk, order) as events:
+            await events.next()
+            await events.next()
+            await asyncio.wait_for(desk.listener.listening.wait(), 5)
+            assert await _terminate_listeners(own_database_url) == 1
+            address = await assign_address(
+                desk, api_keys, order, seed=7003
+            )  # while it listens again, or before
+            assigned = await events.next(within=5)
+            assert (assigned.event, assigned.json()["deposit_address"]) == ("address_assigned", address)
+
+            await eventually(_listening(desk, True), within=5, message="the replica listens again")
+            cancelled = await desk.client.post(f"/v1/orders/{order['id']}/cancel", headers=auth(order))
+            assert cancelled.status_code == 200, cancelled.text
+            assert (await events.next(within=2)).event == "status_changed"
+
+
+def _listening(desk: Served, listening: bool) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return desk.listener.listening.is_set() == listening
+
+    return probe
+
+
+async def _terminate_listeners(database_url: str) -> int:
+    url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(url)
+    try:
+        ended: int = await connection.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+        )
+        return ended
+    finally:
+        await connection.close()
+
+
+async def test_a_stream_whose_session_was_ended_tells_nothing_more(
+    make_settings: SettingsFactory, own_database_url: str, api_keys: ApiKeys
+) -> None:
+    async with served(make_settings, database_url=own_database_url) as desk:
+        order = await new_order(desk)
+        async with stream(desk, order) as events:
+            await events.next()
+            await events.next()
+            logged_out = await desk.client.post("/v1/auth/logout", headers=auth(order))
+            assert logged_out.status_code == 204, logged_out.text
+            await assign_address(desk, api_keys, order, seed=7004)
+            await events.ends()  # the address is not told to a session that was ended
+        assert await eventually(lambda: open_streams(desk), until=lambda n: n == 0) == 0

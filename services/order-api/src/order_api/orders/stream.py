@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fastapi.sse import format_sse_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order_api.auth.service import CustomerPrincipal
+from order_api.auth.service import CustomerPrincipal, check_still_live
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.orders.errors import STREAM_RETRY_AFTER_SECONDS, TooManyStreamsError
 from order_api.orders.lifecycle import TERMINAL
@@ -261,7 +261,8 @@ async def open_order_stream(
 ) -> OrderStream | None:
     """Open a stream of the customer's order, or ``None`` when there is nothing more to tell: the order is
     closed and ``last_event_id`` shows the client has its last state. Another customer's order is ``404``,
-    a stream over the bounds ``429``, both before anything is streamed."""
+    a stream over the bounds ``429``, both before anything is streamed. Each later read checks the session
+    again, so a stream whose session was ended (logout) stops at the next thing it would tell."""
     current = await get_order(
         session=session,
         protection=protection,
@@ -276,6 +277,7 @@ async def open_order_stream(
 
     async def read_again() -> OrderRead:
         async for fresh in session_scope(database.sessionmaker):
+            await check_still_live(session=fresh, principal=principal)
             return await get_order(
                 session=fresh,
                 protection=protection,
