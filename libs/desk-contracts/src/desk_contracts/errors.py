@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     API_KEY_MISSING = "api_key_missing"
     API_KEY_INVALID = "api_key_invalid"
     SCOPE_MISSING = "scope_missing"
+    API_KEY_REQUIRED = "api_key_required"
     FORBIDDEN_CHARACTER = "forbidden_character"
     JSON_TOO_DEEP = "json_too_deep"
     NOT_FOUND = "not_found"

@@ -311,9 +311,11 @@ def create_service_app(
     version: str = "1.0.0",
     openapi_tags: list[dict[str, Any]] | None = None,
     context: object = None,
+    personal_token_prefixes: tuple[str, ...] = (),
 ) -> FastAPI:
     """The FastAPI app of a service, with everything every service has. ``context``: the service's
-    collaborators, built once before the app (routes get it through ``servicekit.state.service_context``)."""
+    collaborators, built once before the app (routes get it through ``servicekit.state.service_context``);
+    ``personal_token_prefixes``: how the service's tokens for people start (``servicekit.apikeys``)."""
     configure_logging(service=settings.service_name, level=settings.log_level, json_format=settings.log_json)
     configure_tracing(
         service=settings.service_name,
@@ -352,7 +354,9 @@ def create_service_app(
         ServiceState(
             runtime=runtime,
             settings=settings,
-            api_key_verifier=ApiKeyVerifier(settings.api_keys),
+            api_key_verifier=ApiKeyVerifier(
+                settings.api_keys, personal_token_prefixes=personal_token_prefixes
+            ),
             context=context,
         ),
     )

@@ -81,9 +81,18 @@ class DomainError(Exception):
         return body
 
 
-def error_for_code(code: str) -> type[DomainError] | None:
-    """The registered error class for a problem ``code``, if this process knows it."""
-    return _registry.get(code)
+def peer_error_class(code: str, *, status: int, title: str) -> type[DomainError] | None:
+    """The class a peer's ``4xx`` problem is rebuilt as: the one registered for ``code``, or, for a code of
+    the shared contract (``desk_contracts.errors.ErrorCode``) that no class of this process carries, one made
+    from the problem's status and title. A caller therefore matches a peer's error on ``error.code``, with
+    its fields in ``error.extra``, without declaring the peer's error classes a second time."""
+    known = _registry.get(code)
+    if known is not None or code not in _CONTRACT_CODES or not 400 <= status < 500:
+        return known
+    base = _BASE_BY_STATUS.get(status, DomainError)
+    name = "".join(word.capitalize() for word in code.split("_")) + "Error"
+    # Made once per code: the new class registers itself (``__init_subclass__``), so the next answer finds it.
+    return type(name, (base,), {"code": ErrorCode(code), "status": status, "title": title or base.title})
 
 
 class NotFoundError(DomainError):
@@ -367,3 +376,12 @@ def install_error_handlers(app: FastAPI) -> None:
     for store_error in BACKING_STORE_ERRORS:
         app.add_exception_handler(store_error, on_store_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+_CONTRACT_CODES = frozenset(ErrorCode)
+_BASE_BY_STATUS: dict[int, type[DomainError]] = {
+    404: NotFoundError,
+    409: ConflictError,
+    422: ValidationFailedError,
+}
+"""The base a peer's error made by :func:`peer_error_class` gets, so ``except NotFoundError`` still works."""

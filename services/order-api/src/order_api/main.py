@@ -7,12 +7,14 @@ from fastapi import FastAPI
 from order_api.audit.outbox import router as outbox_admin_router
 from order_api.audit.router import router as audit_router
 from order_api.auth.router import router as auth_router
+from order_api.auth.service import SESSION_TOKEN_PREFIX
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.context import OrderApiContext
 from order_api.customers.admin_router import router as customers_admin_router
 from order_api.db import SCHEMA, inbox, outbox
 from order_api.operators.admin_router import router as operators_admin_router
 from order_api.operators.router import router as operators_router
+from order_api.operators.service import OPERATOR_TOKEN_PREFIX
 from order_api.operators.telegram_router import router as telegram_router
 from order_api.orders.events import wallet_event_handlers
 from order_api.orders.router import router as orders_router
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime=runtime,
         context=context,
         title="Exchange Desk — order-api",
+        personal_token_prefixes=(OPERATOR_TOKEN_PREFIX, SESSION_TOKEN_PREFIX),
         description=DESCRIPTION,
         openapi_tags=[
             {"name": "orders", "description": "Customers create, follow and cancel their orders."},

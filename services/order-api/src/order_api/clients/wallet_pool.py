@@ -25,19 +25,55 @@ MAX_WAIT_SECONDS = 366 * 24 * 3600
 the order's integer columns)."""
 
 
-class CurrencyPool(BaseModel):
-    currency: str = Field(max_length=10)
-    total: int = Field(ge=0)
-    free: int = Field(ge=0)
-    reserved: int = Field(ge=0)
-    disabled: int = Field(ge=0)
-    queue_length: int = Field(ge=0)
-    oldest_wait_seconds: float | None = Field(ge=0, allow_inf_nan=False)
-    average_wait_seconds: float | None = Field(ge=0, allow_inf_nan=False)
+class PoolFigures(BaseModel):
+    """What wallet-pool counts of one pool (a currency, or the currency on one network), bounded as a peer's
+    answer is; staff read it through ``GET /v1/stats/pool``."""
+
+    total: int = Field(ge=0, description="Deposit addresses in the pool.")
+    free: int = Field(ge=0, description="Addresses waiting for an order.")
+    reserved: int = Field(ge=0, description="Addresses held by open orders.")
+    disabled: int = Field(ge=0, description="Addresses taken out of use.")
+    queue_length: int = Field(ge=0, description="Orders waiting for an address of this pool.")
+    oldest_wait_seconds: float | None = Field(
+        ge=0, allow_inf_nan=False, description="How long the longest-waiting order has waited."
+    )
+    average_wait_seconds: float | None = Field(
+        ge=0, allow_inf_nan=False, description="Average time the waiting orders have waited so far."
+    )
+    allocations_in_window: int = Field(
+        default=0, ge=0, description="Addresses handed to orders in the last `window_seconds`."
+    )
+    releases_in_window: int = Field(
+        default=0, ge=0, description="Addresses given back in the last `window_seconds`."
+    )
+    free_exhausted_in_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="When the free addresses run out at the window's net allocation rate; null when the pool "
+        "is not draining.",
+    )
+
+
+class NetworkPool(PoolFigures):
+    network: str = Field(max_length=16, examples=["TRC20"])
+
+
+class CurrencyPool(PoolFigures):
+    currency: str = Field(max_length=10, examples=["BTC"])
+    networks: list[NetworkPool] = Field(
+        default_factory=list, max_length=20, description="The same figures, per network."
+    )
 
 
 class PoolStats(BaseModel):
+    """Pool health per currency, as wallet-pool computes it (currencies with no address and no queue are
+    left out)."""
+
     generated_at: datetime
+    window_seconds: int = Field(
+        default=3600, ge=0, description="The recent window the allocation and release rates cover."
+    )
     currencies: list[CurrencyPool] = Field(max_length=100)
 
 

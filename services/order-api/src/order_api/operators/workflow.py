@@ -367,14 +367,15 @@ async def continue_escalation(
         escalation.status = EscalationStatus.RESOLVED.value
         escalation.resolved_by = principal.actor.label
         escalation.resolved_at = utcnow()
+    step = lifecycle.ORDER_ESCALATION_RESOLVED if resolve else lifecycle.ORDER_ESCALATION_COMMENTED
     return await _add_to_thread(
         session,
-        protection=protection,
-        order=order,
+        event_type=step,
         escalation=escalation,
+        order=order,
         principal=principal,
-        event_type=lifecycle.ORDER_ESCALATION_RESOLVED if resolve else lifecycle.ORDER_ESCALATION_COMMENTED,
         comment=comment,
+        protection=protection,
     )
 
 

@@ -2,9 +2,9 @@
 ``X-Operator-Telegram-Id`` naming the operator's Telegram user. With that key alone, the gateway redeems link
 codes and asks who a Telegram user is (order-api's operator record is the one truth about the link).
 
-The errors order-api answers the bot with are declared here under their ``desk_contracts.errors.ErrorCode``
-(the codes order-api's own classes carry), so the service client rebuilds them typed (with ``held_by`` and the
-other fields of the problem document). Callers dispatch on ``ErrorCode`` members, never on strings.
+The errors order-api answers the bot with are not declared here again: the service client rebuilds every code of
+``desk_contracts.errors.ErrorCode`` as a ``DomainError`` carrying that code, order-api's status and title and the
+other fields of the problem document (``held_by`` …). Callers dispatch on ``ErrorCode`` members, never on strings.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from pydantic import BaseModel, ConfigDict
 from desk_contracts.errors import ErrorCode
 from servicekit.client import ServiceClient, deadline, remaining_seconds
 from servicekit.errors import (
-    ConflictError,
     DomainError,
-    NotFoundError,
     PeerUnavailableError,
-    ValidationFailedError,
 )
 from telegram_gateway.cards.schemas import OrderView
 
@@ -43,61 +40,6 @@ class OrderApiSlowError(PeerUnavailableError):
 
     code = ErrorCode.ORDER_API_SLOW
     title = "order-api did not answer in time"
-
-
-class OrderAlreadyTakenError(ConflictError):
-    """Carries ``held_by: {operator_id, name}``."""
-
-    code = ErrorCode.ORDER_ALREADY_TAKEN
-    title = "Another operator has taken this order"
-
-
-class OrderNotHeldError(ConflictError):
-    """Carries ``held_by: {operator_id, name}`` (null when nobody holds the order)."""
-
-    code = ErrorCode.ORDER_NOT_HELD
-    title = "You do not hold this order"
-
-
-class OrderTransitionError(ConflictError):
-    code = ErrorCode.ORDER_TRANSITION_NOT_ALLOWED
-    title = "The order's status does not allow this"
-
-
-class OrderAlreadyEscalatedError(ConflictError):
-    code = ErrorCode.ORDER_ALREADY_ESCALATED
-    title = "The order already has an open escalation"
-
-
-class OrderVersionMismatchError(DomainError):
-    status = 412
-    code = ErrorCode.ORDER_VERSION_MISMATCH
-    title = "The order has changed"
-
-
-class OrderNotFoundError(NotFoundError):
-    code = ErrorCode.ORDER_NOT_FOUND
-    title = "Order not found"
-
-
-class LinkCodeInvalidError(ValidationFailedError):
-    code = ErrorCode.LINK_CODE_INVALID
-    title = "The link code is not valid"
-
-
-class OperatorTelegramIdTakenError(ConflictError):
-    code = ErrorCode.OPERATOR_TELEGRAM_ID_TAKEN
-    title = "Another operator is linked to this Telegram user"
-
-
-class TelegramLinkNotFoundError(NotFoundError):
-    code = ErrorCode.TELEGRAM_LINK_NOT_FOUND
-    title = "No active operator is linked to this Telegram user"
-
-
-class OperatorInactiveError(ConflictError):
-    code = ErrorCode.OPERATOR_INACTIVE
-    title = "The operator is deactivated"
 
 
 def held_by_name(error: DomainError) -> str | None:

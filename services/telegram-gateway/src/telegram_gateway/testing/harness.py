@@ -23,6 +23,7 @@ from servicekit.testing import eventually, free_port
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.clients.order_api import CARD_FIELDS
 from telegram_gateway.context import context_of
+from telegram_gateway.messages.schemas import ORDER_EXAMPLE
 from telegram_gateway.testing import KEYS, FakeBotApi, TelegramUser
 
 ANNA = TelegramUser(id=401, first_name="Anna", username="anna_ops")
@@ -137,24 +138,13 @@ class StandInOrderApi(StandIn):
         order_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         order = {
+            **{name: value for name, value in ORDER_EXAMPLE.items() if name != "order_id"},
             "id": order_id,
-            "status": "awaiting_deposit",
-            "from_currency": "BTC",
-            "from_network": "bitcoin",
-            "to_currency": "USDT",
-            "to_network": "TRC20",
-            "amount": "0.05",
             "payout_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
-            "deposit_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
-            "queue_position": None,
             "estimated_wait_seconds": None,
-            "priority": "normal",
             "expires_at": (now + timedelta(hours=1)).isoformat(),
             "created_at": now.isoformat(),
             "updated_at": now.isoformat(),
-            "version": 1,
-            "operator_id": None,
-            "operator_name": None,
             "escalated": False,
             **fields,
         }
