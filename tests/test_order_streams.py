@@ -1,6 +1,6 @@
 """A customer follows a queued order live (``GET /v1/orders/{id}/events``) while order-api and wallet-pool run
 as processes: another order's address comes back to the pool, the queued order gets it, and the stream says so
-within a second; the order queued behind it hears that it moved up."""
+within a second; the orders queued behind hear that they moved up."""
 
 from __future__ import annotations
 
@@ -86,3 +86,21 @@ async def test_a_queued_order_hears_of_its_address_within_a_second_of_another_or
                 "queued",
                 1,
             )
+
+            # A queued order ahead leaves the queue by its own cancel: wallet-pool's queue moves a relay hop
+            # after order-api's, and the order behind hears of its new place all the same, within a second.
+            response = await client.post("/v1/orders", json=order_body(customer_email(43)))
+            third_queued = response.json()
+            assert (third_queued["status"], third_queued["queue_position"]) == ("queued", 2)
+            async with order_stream(order_api, third_queued) as third:
+                assert (await third.next()).json()["queue_position"] == 2
+                cancelled = await client.post(
+                    f"/v1/orders/{second_queued['id']}/cancel", headers=auth(second_queued)
+                )
+                assert cancelled.status_code == 200, cancelled.text
+                answered = time.monotonic()
+                assert (await second.next()).json()["status"] == "cancelled"
+                moved_up = await third.next(within=5)
+                took = time.monotonic() - answered
+                assert (moved_up.event, moved_up.json()["queue_position"]) == ("queue_position", 1)
+                assert took < 1.5, f"the order behind heard of its new place {took:.3f} s after the cancel"

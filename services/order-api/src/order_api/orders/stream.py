@@ -55,6 +55,9 @@ EVENT_TYPES = {
     QUEUE_POSITION: "The queued order's place in the queue or its estimated wait changed.",
 }
 HEARTBEAT = b": heartbeat\n\n"
+QUEUE_RECHECK_SECONDS = (0.3, 1.0, 3.0)
+"""After a queue signal that showed a queued order no new place, when to read it again (wallet-pool's queue
+moves once order-api's event reaches it, a relay hop later)."""
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """Nothing on the way caches the stream or holds it back (``X-Accel-Buffering``: nginx)."""
 CLOSED = frozenset(status.value for status in TERMINAL)
@@ -215,21 +218,27 @@ class OrderStream:
             yield format_sse_event(retry=settings.stream_retry_ms)
             if self.send_first:
                 yield encode(SNAPSHOT, last)
+            rechecks: list[
+                float
+            ] = []  # when to read a queued order's place again, after a wake that showed nothing
             while last.status not in CLOSED:
                 self.streams.follow_queue(self.watch, self.queue if last.status == QUEUED else None)
-                remaining = ends - time.monotonic()
-                if remaining <= 0:
+                started = time.monotonic()
+                if started >= ends:
                     return
-                try:
-                    await asyncio.wait_for(
-                        self.watch.changed.wait(), timeout=min(settings.stream_heartbeat_seconds, remaining)
-                    )
-                except TimeoutError:
+                wait = min(
+                    settings.stream_heartbeat_seconds, ends - started, *(at - started for at in rechecks[:1])
+                )
+                woken = await _woken(self.watch.changed, within=max(wait, 0))
+                if not woken:
                     if time.monotonic() >= ends:
                         return
-                    yield HEARTBEAT
-                    if last.status != QUEUED:
-                        continue
+                    if rechecks and time.monotonic() >= rechecks[0]:
+                        rechecks.pop(0)
+                    else:
+                        yield HEARTBEAT
+                        if last.status != QUEUED:
+                            continue
                 self.watch.changed.clear()
                 try:
                     now = await self.read_again()
@@ -241,9 +250,23 @@ class OrderStream:
                 kind = change_kind(last, now)
                 if kind is not None:
                     yield encode(kind, now)
+                    rechecks.clear()
+                elif woken and now.status == QUEUED:
+                    # The queue moved in order-api's eyes, not yet in wallet-pool's (a cancelled queued order
+                    # leaves wallet-pool's queue when ``order.closed`` reaches it): read again shortly.
+                    rechecks = [time.monotonic() + delay for delay in QUEUE_RECHECK_SECONDS]
                 last = now
         finally:
             self.close()
+
+
+async def _woken(changed: asyncio.Event, *, within: float) -> bool:
+    """Whether ``changed`` was set within ``within`` seconds."""
+    try:
+        await asyncio.wait_for(changed.wait(), timeout=within)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def open_order_stream(
