@@ -37,7 +37,6 @@ async def order_stream(order_api: ServiceProcess, order: dict[str, Any]) -> Asyn
         assert response.status_code == 200, await response.aread()
         reader = EventStreamReader(response)
         try:
-            await reader.next()  # retry:
             yield reader
         finally:
             await reader.aclose()

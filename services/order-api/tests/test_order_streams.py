@@ -9,22 +9,26 @@ across real order-api and wallet-pool processes.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 from sqlalchemy.engine import make_url
 
 from coin_addresses import demo_address
 from order_api.context import context_of
 from order_api.main import create_app
-from order_api.orders.stream import OrderStreams
+from order_api.orders.live import OrderChange
+from order_api.orders.schemas import OrderRead
+from order_api.orders.stream import OrderStreams, change_kind, event_id
 from order_api.testing import ApiKeys, SettingsFactory, order_body, wallet_assigned
+from servicekit.db import utcnow
 from servicekit.signals import SignalListener
 from servicekit.state import service_state
 from servicekit.testing import EventStreamReader, eventually, migrate_embedded, served_app
@@ -101,9 +105,8 @@ async def test_the_stream_sends_the_order_at_once_then_every_change_and_ends_wit
     async with served(make_settings, database_url=own_database_url, stream_retry_ms=2500) as desk:
         order = await new_order(desk)
         async with stream(desk, order) as events:
-            hint = await events.next()
-            assert hint.retry == 2500  # the reconnection delay, first
             first = await events.next()
+            assert events.retry == 2500  # the reconnection delay, before the first event
             shown = (await desk.client.get(f"/v1/orders/{order['id']}", headers=auth(order))).json()
             assert (first.event, first.json(), first.id) == ("order", shown, str(shown["version"]))
 
@@ -139,7 +142,6 @@ async def test_a_change_made_through_one_replica_reaches_a_stream_on_another(
     ):
         order = await new_order(first)
         async with stream(second, order) as events:
-            await events.next()  # retry:
             assert (await events.next()).json()["status"] == "awaiting_address"
             cancelled = await first.client.post(f"/v1/orders/{order['id']}/cancel", headers=auth(order))
             assert cancelled.status_code == 200, cancelled.text
@@ -153,18 +155,14 @@ async def test_a_reconnecting_client_gets_the_order_again_only_if_it_changed_and
     async with served(make_settings, database_url=own_database_url, stream_heartbeat_seconds=0.2) as desk:
         order = await new_order(desk)
         async with stream(desk, order) as events:
-            await events.next()
             seen = await events.next()
         async with stream(desk, order, last_event_id=seen.id) as events:
-            await events.next()  # retry:
-            await eventually(
-                lambda: _heartbeats(events), until=lambda n: n >= 2, within=5
-            )  # nothing new: no event
+            # Nothing new: no event, only heartbeats.
+            await eventually(lambda: _heartbeats(events), until=lambda n: n >= 2, within=5)
             address = await assign_address(desk, api_keys, order, seed=7002)
             assigned = await events.next()
             assert (assigned.event, assigned.json()["deposit_address"]) == ("address_assigned", address)
         async with stream(desk, order, last_event_id=seen.id) as events:  # an older state: the order at once
-            await events.next()
             current = await events.next()
             assert (current.event, current.id) == ("order", assigned.id)
 
@@ -205,7 +203,6 @@ async def test_streams_are_bounded_per_session_and_per_client_address(
         # The clients went away: their places are free again, and nothing is left behind.
         assert await eventually(lambda: open_streams(desk), until=lambda n: n == 0) == 0
         async with stream(desk, other) as events:
-            await events.next()
             assert (await events.next()).event == "order"
 
 
@@ -217,7 +214,6 @@ async def test_a_stream_ends_after_its_lifetime_and_a_gone_client_leaves_nothing
     ) as desk:
         order = await new_order(desk)
         async with stream(desk, order) as events:
-            await events.next()
             await events.next()
             await events.ends(within=3)  # the client reconnects with Last-Event-ID
         assert await eventually(lambda: open_streams(desk), until=lambda n: n == 0) == 0
@@ -245,9 +241,8 @@ async def test_another_customers_order_is_not_found_and_a_stream_needs_the_sessi
         assert desk.streams.open_count == 0
 
 
-@pytest.mark.parametrize("database", ["sqlite"])
 async def test_on_the_embedded_database_changes_reach_streams_in_process(
-    make_settings: SettingsFactory, tmp_path: Path, database: str
+    make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
     var_dir = tmp_path / "embedded"
     await migrate_embedded(var_dir, "order-api")
@@ -255,11 +250,10 @@ async def test_on_the_embedded_database_changes_reach_streams_in_process(
         order = await new_order(desk)
         async with stream(desk, order) as events:
             await events.next()
-            await events.next()
             cancelled = await desk.client.post(f"/v1/orders/{order['id']}/cancel", headers=auth(order))
             assert cancelled.status_code == 200, cancelled.text
             changed = await events.next(within=2)
-            assert (changed.event, changed.json()["status"]) == ("status_changed", database and "cancelled")
+            assert (changed.event, changed.json()["status"]) == ("status_changed", "cancelled")
 
 
 def test_the_public_document_describes_the_stream_and_its_event_types(make_settings: SettingsFactory) -> None:
@@ -280,7 +274,6 @@ async def test_a_change_is_not_lost_while_the_listening_connection_is_down(
     async with served(make_settings, database_url=own_database_url) as desk:
         order = await new_order(desk)
         async with stream(desk, order) as events:
-            await events.next()
             await events.next()
             await asyncio.wait_for(desk.listener.listening.wait(), 5)
             assert await _terminate_listeners(own_database_url) == 1
@@ -323,9 +316,65 @@ async def test_a_stream_whose_session_was_ended_tells_nothing_more(
         order = await new_order(desk)
         async with stream(desk, order) as events:
             await events.next()
-            await events.next()
             logged_out = await desk.client.post("/v1/auth/logout", headers=auth(order))
             assert logged_out.status_code == 204, logged_out.text
             await assign_address(desk, api_keys, order, seed=7004)
             await events.ends()  # the address is not told to a session that was ended
         assert await eventually(lambda: open_streams(desk), until=lambda n: n == 0) == 0
+
+
+def test_what_a_change_is_called_and_the_id_of_each_state() -> None:
+    now = utcnow()
+    queued = OrderRead(
+        id=str(uuid.uuid4()),
+        status="queued",
+        from_currency="BTC",
+        from_network="bitcoin",
+        to_currency="USDT",
+        to_network="TRC20",
+        amount=Decimal("0.05"),
+        payout_address=None,
+        deposit_address=None,
+        queue_position=2,
+        estimated_wait_seconds=600,
+        priority="normal",
+        expires_at=now,
+        created_at=now,
+        updated_at=now,
+        version=2,
+    )
+    moved = queued.model_copy(update={"queue_position": 1})
+    served = queued.model_copy(
+        update={
+            "status": "awaiting_deposit",
+            "deposit_address": "bc1q…",
+            "queue_position": None,
+            "version": 3,
+        }
+    )
+    cancelled = queued.model_copy(update={"status": "cancelled", "queue_position": None, "version": 3})
+    assert (event_id(queued), event_id(moved), event_id(served)) == ("2.2", "2.1", "3")
+    assert change_kind(queued, queued) is None
+    assert change_kind(queued, moved) == "queue_position"
+    assert change_kind(queued, served) == "address_assigned"
+    assert change_kind(queued, cancelled) == "status_changed"
+    assert change_kind(queued, queued.model_copy(update={"version": 3})) == "order"
+
+
+def test_a_signal_wakes_the_streams_of_its_order_and_of_its_queue_only(
+    make_settings: SettingsFactory,
+) -> None:
+    streams = OrderStreams(settings=make_settings())
+    queued = streams.open(order_id="q", session_id="s1", client="198.51.100.1")
+    streams.follow_queue(queued, "BTC/bitcoin")
+    other = streams.open(order_id="o", session_id="s2", client="198.51.100.1")
+    streams.on_signal(OrderChange(order_id="x", queue="ETH/ethereum").payload())
+    streams.on_signal("not a signal")
+    assert (queued.changed.is_set(), other.changed.is_set()) == (False, False)
+    streams.on_signal(OrderChange(order_id="x", queue="BTC/bitcoin").payload())
+    assert (queued.changed.is_set(), other.changed.is_set()) == (True, False)
+    streams.on_signal(OrderChange(order_id="o", queue=None).payload())
+    assert other.changed.is_set()
+    for watch in (queued, other, queued):  # closing twice changes nothing
+        streams.close(watch)
+    assert streams.open_count == 0

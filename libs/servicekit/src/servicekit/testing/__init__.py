@@ -539,12 +539,14 @@ class ServerSentEvent:
 
 
 class EventStreamReader:
-    """Reads a streamed ``text/event-stream`` response block by block: events, and the comment lines (heartbeats)
-    between them in ``comments``. Lines are read by a task of its own, so a wait that times out loses nothing."""
+    """Reads a streamed ``text/event-stream`` response as ``EventSource`` does: the events (blocks with data),
+    the reconnection time the server asked for in ``retry``, and the comment lines (heartbeats) in
+    ``comments``. Lines are read by a task of its own, so a wait that times out loses nothing."""
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.comments: list[str] = []
+        self.retry: int | None = None
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read())
 
@@ -561,30 +563,30 @@ class EventStreamReader:
             await self._reader
 
     async def next(self, *, within: float = 5.0) -> ServerSentEvent:
-        """The next event (a block with ``event``/``data``/``id``/``retry``); comments are collected on the way.
-        ``TimeoutError`` when none comes ``within`` seconds, ``EOFError`` when the stream ends first."""
+        """The next event; ``TimeoutError`` when none comes ``within`` seconds, ``EOFError`` when the stream
+        ends first."""
         found = ServerSentEvent()
-        seen = False
+        data: list[str] = []
         async with asyncio.timeout(within):
             while (line := await self._lines.get()) is not None:
                 if not line:
-                    if seen:
+                    if data:
+                        found.data = "\n".join(data)
                         return found
+                    found = ServerSentEvent()  # a block without data dispatches nothing
                     continue
                 name, _, value = line.partition(":")
                 value = value.removeprefix(" ")
                 if not name:
                     self.comments.append(value)
-                    continue
-                seen = True
-                if name == "data":
-                    found.data = f"{found.data}\n{value}" if found.data else value
+                elif name == "data":
+                    data.append(value)
                 elif name == "event":
                     found.event = value
                 elif name == "id":
                     found.id = value
                 elif name == "retry":
-                    found.retry = int(value)
+                    self.retry = found.retry = int(value)
         self._lines.put_nowait(None)  # the end stays the end for the next call
         raise EOFError("the stream ended")
 
