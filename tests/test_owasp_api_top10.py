@@ -824,7 +824,14 @@ async def test_api8_security_misconfiguration_production_shows_only_what_it_must
         )
         services.append(await process.start())
         async with httpx.AsyncClient(base_url=process.url) as client:
-            for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/metrics"):
+            for path in (
+                "/docs",
+                "/redoc",
+                "/openapi.json",
+                "/docs/oauth2-redirect",
+                "/docs-assets/swagger-ui-bundle.js",
+                "/metrics",
+            ):
                 response = await client.get(path)
                 assert response.status_code in (401, 403, 404), f"{path}: {response.status_code}"
             ready = await client.get("/health/ready")
@@ -854,8 +861,9 @@ async def test_api8_security_misconfiguration_production_shows_only_what_it_must
 # --- API9:2023 Improper Inventory Management -----------------------------------------------------------------
 
 
-HIDDEN_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-"""Reviewed: the documentation routes themselves are the only routes not in the OpenAPI document."""
+HIDDEN_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/docs-assets"}
+"""Reviewed: the documentation routes themselves (and their static assets) are the only routes not in the
+OpenAPI document."""
 
 
 def test_api9_improper_inventory_management_every_route_is_documented(

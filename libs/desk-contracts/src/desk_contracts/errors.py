@@ -73,6 +73,10 @@ class ErrorCode(StrEnum):
     NOTIFICATION_NOT_FOUND = "notification_not_found"
     NOTIFICATION_NOT_REDELIVERABLE = "notification_not_redeliverable"
     EVENT_SEALED_FIELDS_UNREADABLE = "event_sealed_fields_unreadable"
+    WEBHOOK_ENDPOINT_NOT_FOUND = "webhook_endpoint_not_found"
+    WEBHOOK_URL_REFUSED = "webhook_url_refused"
+    WEBHOOK_DELIVERY_NOT_FOUND = "webhook_delivery_not_found"
+    WEBHOOK_DELIVERY_PENDING = "webhook_delivery_pending"
 
     # telegram-gateway
     TELEGRAM_DISABLED = "telegram_disabled"

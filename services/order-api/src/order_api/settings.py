@@ -116,6 +116,13 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
             "field alone: `ORDER_API_CURRENCIES__BTC__MIN_AMOUNT=0.001`.",
         )
     )
+    currencies_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How long a browser or proxy may keep `GET /v1/currencies` before asking again "
+        "(`Cache-Control: public, max-age`); asking again with its `ETag` is a `304` while the settings are "
+        "unchanged.",
+    )
     priority: PriorityRules = Field(
         default_factory=PriorityRules,
         description="Which orders jump the wait queue (JSON object): from which amount, per currency, an order "
