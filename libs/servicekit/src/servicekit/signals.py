@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from servicekit.db import Database, is_postgresql
 from servicekit.workers import cancel_task
@@ -43,6 +43,7 @@ async def send_signal(session: AsyncSession, *, channel: str, payload: str) -> N
             text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
         )
     else:
+        await session.connection()  # in a transaction, so that its rollback drops the signal too
         session.sync_session.info.setdefault(_PENDING, []).append((channel, payload))
 
 
@@ -56,9 +57,10 @@ def _deliver_in_process(session: Session) -> None:
             listener.on_signal(payload)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_pending(session: Session, previous_transaction: SessionTransaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint within it
+        session.info.pop(_PENDING, None)
 
 
 class SignalListener:
