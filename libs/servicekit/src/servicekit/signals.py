@@ -21,8 +21,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
 from servicekit.db import Database, is_postgresql
@@ -67,8 +68,8 @@ class SignalListener:
     """One replica's ear on ``channel``: ``on_signal(payload)`` for every signal committed by any replica,
     ``on_gap()`` after the listening connection was lost and found again (signals may have been missed).
 
-    A runtime worker: started with the service, stopped before it exits. On PostgreSQL it holds one pooled
-    connection for as long as it runs; on the embedded database it holds nothing.
+    A runtime worker: started with the service, stopped before it exits. On PostgreSQL it holds one connection
+    of its own (not from the pool) for as long as it runs; on the embedded database it holds nothing.
     """
 
     def __init__(
@@ -108,34 +109,37 @@ class SignalListener:
         attempt = 0
         while True:
             lost = asyncio.Event()
-            on_lost = _setter(lost)
+            connection: asyncpg.Connection | None = None
             try:
-                async with self._database.engine.connect() as connection:
-                    driver = await _driver_connection(connection)
-                    driver.add_termination_listener(on_lost)
-                    await driver.add_listener(self.channel, self._receive)
-                    if attempt:
-                        log.info("listening for signals again", extra={"channel": self.channel})
-                        self.on_gap()
-                    attempt = 0
-                    self.listening.set()
-                    await lost.wait()
-                    await connection.invalidate()
+                connection = await self._connect()
+                connection.add_termination_listener(_setter(lost))
+                await connection.add_listener(self.channel, self._receive)
+                if attempt:
+                    log.info("listening for signals again", extra={"channel": self.channel})
+                    self.on_gap()
+                attempt = 0
+                self.listening.set()
+                await lost.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any database trouble: listen again after a pause
                 log.warning(
                     "not listening for signals", extra={"channel": self.channel, "error": type(exc).__name__}
                 )
-            self.listening.clear()
+            finally:
+                self.listening.clear()
+                if connection is not None and not connection.is_closed():
+                    connection.terminate()  # at once, even while cancelled
             await asyncio.sleep(RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)])
             attempt += 1
 
-
-async def _driver_connection(connection: AsyncConnection) -> Any:
-    """asyncpg's own connection under ``connection`` (``LISTEN`` needs the driver's callback API)."""
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
+    async def _connect(self) -> asyncpg.Connection:
+        """A connection of its own, outside the service's pool: it stays in ``LISTEN`` for as long as it lives,
+        and is never handed to a request."""
+        engine = self._database.engine
+        args, options = engine.sync_engine.dialect.create_connect_args(engine.url)
+        options["server_settings"] = {"application_name": f"{self._database.schema}-signals"}
+        return await asyncpg.connect(*args, **options)
 
 
 def _setter(flag: asyncio.Event) -> Callable[[Any], None]:
