@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     OPERATOR_TELEGRAM_ID_TAKEN = "operator_telegram_id_taken"
     ORDER_ALREADY_TAKEN = "order_already_taken"
     ORDER_NOT_HELD = "order_not_held"
+    OPERATOR_AT_CAPACITY = "operator_at_capacity"
     ORDER_ALREADY_ESCALATED = "order_already_escalated"
     ESCALATION_NOT_FOUND = "escalation_not_found"
     ESCALATION_NOT_OPEN = "escalation_not_open"
