@@ -1,13 +1,21 @@
+"""Statistics for admins and operators."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
 
 from order_api.clients.wallet_pool import PoolStats
 from order_api.context import Ctx
 from order_api.dependencies import CurrentOperator
+from order_api.stats import service
+from order_api.stats.schemas import OrderStatsQuery, OrderStatsRead
+from servicekit.app import DbSession
 from servicekit.errors import problem_responses
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"])
+CSV = "text/csv"
 
 
 @router.get(
@@ -21,3 +29,34 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 )
 async def get_pool_stats(_staff: CurrentOperator, ctx: Ctx) -> PoolStats:
     return await ctx.wallet_pool.pool_stats()
+
+
+@router.get(
+    "/orders",
+    operation_id="getOrderStats",
+    summary="Order statistics for a window: conversion, step times, breakdowns",
+    description="The orders created in `[since, until)` (default: the last 7 days; at most "
+    "`ORDER_API_STATS_MAX_WINDOW_DAYS`) with their outcome as of now: counts by status; conversion (completed, "
+    "cancelled by the customer, by staff or by the desk, expired unpaid, still open); time to address, to "
+    "take, handling time and time to complete as p50/p90/p99 in seconds; breakdowns by currency and network, "
+    "amount band (`ORDER_API_STATS_AMOUNT_BANDS`), hour of day and day of week in `tz`, and counts per "
+    "`bucket` (hour or day in `tz`). Support, admins and the admin API key see the whole desk; an operator "
+    "sees the orders they took at least once. With `Accept: text/csv` the same figures come as one long "
+    "table `section,key,metric,value`.",
+    response_model=OrderStatsRead,
+    responses={
+        **problem_responses(401, 403, 422),
+        200: {"content": {CSV: {"schema": {"type": "string"}}}, "description": "The report."},
+    },
+)
+async def get_order_stats(
+    staff: CurrentOperator,
+    ctx: Ctx,
+    session: DbSession,
+    query: Annotated[OrderStatsQuery, Query()],
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> OrderStatsRead | Response:
+    stats = await service.order_stats(session=session, settings=ctx.settings, principal=staff, query=query)
+    if accept is not None and CSV in accept:
+        return Response(service.order_stats_csv(stats), media_type=f"{CSV}; charset=utf-8")
+    return stats
