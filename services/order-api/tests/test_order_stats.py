@@ -80,20 +80,20 @@ def at(hour: int, minute: int, day: int = 0) -> datetime:
 def the_day() -> list[Seeded]:
     """Operators ``a`` and ``b``, support ``s``; ``customer`` stands for the customer who placed the order."""
     return [
-        Seeded("BTC", "BTC", "0.05", at(9, 10), 30, [("a", 120)], ("completed", 900, "a")),
-        Seeded("BTC", "BTC", "0.5", at(10, 20), 10, [("b", 60)], ("completed", 1800, "b")),
-        Seeded("ETH", "ETH", "2", at(11, 5), 5, [("a", 300)], ("cancelled", 400, "a")),
+        Seeded("BTC", "bitcoin", "0.05", at(9, 10), 30, [("a", 120)], ("completed", 900, "a")),
+        Seeded("BTC", "bitcoin", "0.5", at(10, 20), 10, [("b", 60)], ("completed", 1800, "b")),
+        Seeded("ETH", "ethereum", "2", at(11, 5), 5, [("a", 300)], ("cancelled", 400, "a")),
         Seeded("USDT", "TRC20", "500", at(12, 40), 20, [], ("cancelled", 100, "customer")),
         Seeded("USDT", "TRC20", "20000", at(13, 15), 40, [], ("expired", 1800, "system:expiry")),
-        Seeded("BTC", "BTC", "0.005", at(23, 30), 15, [("b", 200), ("a", 700)], ("completed", 1500, "a")),
-        Seeded("ETH", "ETH", "0.05", at(14, 0), None, [], ("cancelled", 600, "customer")),
+        Seeded("BTC", "bitcoin", "0.005", at(23, 30), 15, [("b", 200), ("a", 700)], ("completed", 1500, "a")),
+        Seeded("ETH", "ethereum", "0.05", at(14, 0), None, [], ("cancelled", 600, "customer")),
         Seeded("USDT", "ERC20", "50", at(15, 0), 8, [("a", 90)]),
-        Seeded("BTC", "BTC", "2", at(16, 45), 12, [("b", 30)], ("cancelled", 200, "s")),
-        Seeded("BTC", "BTC", "0.02", at(1, 50), 3, [("b", 40)], ("completed", 300, "b")),
+        Seeded("BTC", "bitcoin", "2", at(16, 45), 12, [("b", 30)], ("cancelled", 200, "s")),
+        Seeded("BTC", "bitcoin", "0.02", at(1, 50), 3, [("b", 40)], ("completed", 300, "b")),
         Seeded("USDT", "TRC20", "1000", at(0, 0), 60),
         # outside the window: the day before, and the first instant of the next day
-        Seeded("BTC", "BTC", "0.3", at(23, 59, day=-1), 10, [("a", 20)], ("completed", 100, "a")),
-        Seeded("ETH", "ETH", "1", at(0, 0, day=1), 10, [("b", 20)], ("completed", 100, "b")),
+        Seeded("BTC", "bitcoin", "0.3", at(23, 59, day=-1), 10, [("a", 20)], ("completed", 100, "a")),
+        Seeded("ETH", "ethereum", "1", at(0, 0, day=1), 10, [("b", 20)], ("completed", 100, "b")),
     ]
 
 
@@ -114,8 +114,12 @@ class Desk:
         return body
 
 
-async def hire(api: OrderApi, api_keys: ApiKeys, role: str) -> dict[str, str]:
-    body = {"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role}
+async def hire(
+    api: OrderApi, api_keys: ApiKeys, role: str, *, telegram_user_id: int | None = None
+) -> dict[str, str]:
+    body: dict[str, Any] = {"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role}
+    if telegram_user_id is not None:
+        body["telegram_user_id"] = telegram_user_id
     response = await api.client.post("/v1/admin/operators", json=body, headers=bearer(api_keys.admin))
     assert response.status_code == 201, response.text
     created: dict[str, str] = response.json()
@@ -167,7 +171,7 @@ async def write_day(
                 from_currency=seeded.currency,
                 from_network=seeded.network,
                 to_currency="USDT" if seeded.currency != "USDT" else "BTC",
-                to_network="TRC20" if seeded.currency != "USDT" else "BTC",
+                to_network="TRC20" if seeded.currency != "USDT" else "bitcoin",
                 amount=Decimal(seeded.amount),
                 payout_address_sealed="sealed",
                 locale="en",
@@ -366,6 +370,13 @@ async def test_time_zone_and_buckets_count_in_local_time(desk: Desk) -> None:
         ("2021-03-01T00:00:00-05:00", sum(o.created.hour >= 5 for o in day)),
     ]
 
+    empty = await desk.stats(since="2020-01-01T00:00:00Z", until="2020-01-02T00:00:00Z")
+    assert (empty["conversion"]["created"], empty["conversion"]["completion_rate"]) == (0, None)
+    assert {name: figures["p50"] for name, figures in empty["durations"].items()} == dict.fromkeys(
+        empty["durations"]
+    )
+    assert (empty["by_currency"], empty["by_amount_band"], len(empty["buckets"])) == ([], [], 1)
+
     narrow = await desk.stats(since=at(9, 0).isoformat(), until=at(12, 0).isoformat(), bucket="hour")
     assert narrow["conversion"]["created"] == 3
     assert [t["orders"] for t in narrow["buckets"]] == [1, 1, 1]
@@ -417,10 +428,17 @@ async def test_the_csv_is_the_json_in_long_form(desk: Desk) -> None:
 
 
 async def test_permissions_and_bad_input(api: OrderApi, api_keys: ApiKeys) -> None:
-    operator = await hire(api, api_keys, "operator")
+    telegram_user_id = uuid.uuid4().int % 10**9
+    operator = await hire(api, api_keys, "operator", telegram_user_id=telegram_user_id)
     ok = await api.client.get("/v1/stats/orders", headers=bearer(operator["token"]))
     assert ok.status_code == 200, ok.text
-    assert (ok.json()["since"], ok.json()["bucket"]) != (None, None)
+    default = ok.json()
+    since, until = datetime.fromisoformat(default["since"]), datetime.fromisoformat(default["until"])
+    assert until - since == timedelta(days=7)
+    assert abs(until - datetime.now(UTC)) < timedelta(minutes=1)
+    assert (default["tz"], default["bucket"], default["scope"]) == ("UTC", "day", "operator")
+    assert len(default["buckets"]) == 8  # 7 days from mid-day touch 8 calendar days
+    assert default["conversion"]["created"] == 0  # an operator who took nothing has an empty slice
 
     placed = await api.client.post("/v1/orders", json=order_body())
     assert placed.status_code == 201, placed.text
@@ -431,9 +449,10 @@ async def test_permissions_and_bad_input(api: OrderApi, api_keys: ApiKeys) -> No
     assert (await api.client.get("/v1/stats/orders")).status_code == 401
     acted_for = await api.client.get(
         "/v1/stats/orders",
-        headers={**bearer(api_keys.telegram_gateway), "X-Operator-Telegram-Id": "1"},
+        headers={**bearer(api_keys.telegram_gateway), "X-Operator-Telegram-Id": str(telegram_user_id)},
     )
-    assert acted_for.status_code in (401, 403)
+    assert acted_for.status_code == 403, acted_for.text
+    assert acted_for.json()["code"] == "acted_for_identity_forbidden"
 
     async def refused(field: str, **params: str) -> None:
         response = await api.client.get("/v1/stats/orders", params=params, headers=bearer(api_keys.admin))
@@ -442,6 +461,8 @@ async def test_permissions_and_bad_input(api: OrderApi, api_keys: ApiKeys) -> No
         assert field in [e["field"] for e in response.json()["errors"]], response.text
 
     await refused("tz", tz="Mars/Olympus_Mons")
+    await refused("tz", tz="../../etc/passwd")
+    await refused("until", until="0001-01-01T00:00:00Z")
     await refused("bucket", bucket="week")
     await refused("since", since="2021-03-01T00:00:00")  # no time zone
     await refused("since", since=WINDOW["until"], until=WINDOW["since"])
@@ -476,7 +497,7 @@ async def test_at_a_million_orders_the_queries_read_indexes_only(
                     'INSERT INTO "order" (id, customer_id, from_currency, from_network, to_currency, to_network,'
                     " amount, payout_address_sealed, locale, status, priority, allocation_state, client_ip,"
                     " operator_id, version, created_at, updated_at, address_assigned_at, announced_at, closed_at)"
-                    " SELECT 'o' || i, :customer, 'BTC', 'BTC', 'USDT', 'TRC20', (i % 1000) / 1000.0, 's', 'en',"
+                    " SELECT 'o' || i, :customer, 'BTC', 'bitcoin', 'USDT', 'TRC20', (i % 1000) / 1000.0, 's', 'en',"
                     " (ARRAY['completed','cancelled','expired','in_progress'])[i % 4 + 1], 'normal', 'released',"
                     " '192.0.2.1', 'op', 5, t, t, t + interval '10 seconds', t, t + interval '900 seconds'"
                     " FROM generate_series(1, :n) AS i, LATERAL (SELECT timestamptz '2020-01-01' +"

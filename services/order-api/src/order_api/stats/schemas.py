@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -14,6 +15,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 class Bucket(enum.StrEnum):
     HOUR = "hour"
     DAY = "day"
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 class OrderStatsQuery(BaseModel):
@@ -37,10 +47,15 @@ class OrderStatsQuery(BaseModel):
     @field_validator("tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"'{value}' is not an IANA time zone name") from error
+        if value not in _zone_names():
+            raise ValueError(f"'{value}' is not an IANA time zone name (e.g. 'Europe/Berlin')")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not EARLIEST <= value < LATEST:
+            raise ValueError("must be from 1970 to 8999")
         return value
 
 

@@ -130,7 +130,9 @@ async def _durations(
                 samples[name].append((_aware(end) - _aware(start)).total_seconds())
     return Durations(
         **{
-            name: _percentiles(len(values), [percentile_cont(values, f) for f in repository.PERCENTILES])
+            name: _percentiles(
+                len(values), [percentile_cont(values, f) for f in repository.PERCENTILES] if values else None
+            )
             for name, values in samples.items()
         }
     )
