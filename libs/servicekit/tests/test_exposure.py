@@ -9,11 +9,12 @@ import httpx
 from fastapi import Response
 
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.openapi import INTERNAL_OPENAPI_URL
 from servicekit.settings import ServiceSettings
 from servicekit.testing.docs import assert_docs_served_offline
 from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
-DOCS = ("/docs", "/redoc", "/openapi.json")
+DOCS = ("/docs", "/redoc", "/openapi.json", INTERNAL_OPENAPI_URL)
 METRICS_KEY = mint_key("prom")
 OTHER_KEY = mint_key("kc")
 KEYS = [

@@ -36,6 +36,7 @@ from order_api.testing import (
     OrderApiRunner,
     SettingsFactory,
     embedded_order_api,
+    hire,
     order_body,
 )
 from servicekit.db import create_engine
@@ -101,7 +102,7 @@ def the_day() -> list[Seeded]:
 class Desk:
     api: OrderApi
     api_keys: ApiKeys
-    staff: dict[str, dict[str, str]]  # key → {"id", "token"}
+    staff: dict[str, dict[str, Any]]  # key → {"id", "token"}
     orders: list[Seeded]
 
     def auth(self, who: str) -> dict[str, str]:
@@ -114,20 +115,8 @@ class Desk:
         return body
 
 
-async def hire(
-    api: OrderApi, api_keys: ApiKeys, role: str, *, telegram_user_id: int | None = None
-) -> dict[str, str]:
-    body: dict[str, Any] = {"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role}
-    if telegram_user_id is not None:
-        body["telegram_user_id"] = telegram_user_id
-    response = await api.client.post("/v1/admin/operators", json=body, headers=bearer(api_keys.admin))
-    assert response.status_code == 201, response.text
-    created: dict[str, str] = response.json()
-    return created
-
-
 async def write_day(
-    session: AsyncSession, protection: DataProtection, staff: dict[str, dict[str, str]]
+    session: AsyncSession, protection: DataProtection, staff: dict[str, dict[str, Any]]
 ) -> None:
     """The day's orders and their history, as the lifecycle writes them."""
     customer = await find_or_create_customer(
@@ -219,12 +208,12 @@ async def desk(
     """The day on PostgreSQL (in the test's rolled-back session) or on the embedded SQLite."""
     if request.param == "postgresql":
         async with order_api(session=db_session, stats_amount_bands=BANDS) as api:
-            staff = {key: await hire(api, api_keys, role) for key, role in _ROLES.items()}
+            staff = {key: await hire(api, api_keys, role=role) for key, role in _ROLES.items()}
             await write_day(db_session, protection, staff)
             yield Desk(api, api_keys, staff, the_day())
         return
     async with embedded_order_api(_with_bands(order_api), tmp_path / "var") as api:
-        staff = {key: await hire(api, api_keys, role) for key, role in _ROLES.items()}
+        staff = {key: await hire(api, api_keys, role=role) for key, role in _ROLES.items()}
         engine = service_state(api.app).runtime.database.engine
         async with async_sessionmaker(engine)() as session:
             await write_day(session, protection, staff)
@@ -322,10 +311,10 @@ async def test_every_figure_matches_the_rows_of_the_day(desk: Desk) -> None:
         upper = next((b for b in bounds if b > Decimal(o.amount)), None)
         return f"{o.currency} {lower}-{upper}" if upper is not None else f"{o.currency} {lower}+"
 
-    assert {f"{t['currency']} {t['band']}": t["orders"] for t in report["by_amount_band"]} == {
+    assert {f"{t['currency']} {t['band']}": t["orders"] for t in report["by_band"]} == {
         key: len(orders) for key, orders in _group(day, band).items()
     }
-    assert {"0-0.01", "0.01-0.1", "0.1-1", "1+"} <= {t["band"] for t in report["by_amount_band"]}
+    assert {"0-0.01", "0.01-0.1", "0.1-1", "1+"} <= {t["band"] for t in report["by_band"]}
 
     hours = _group(day, lambda o: o.created.hour)
     assert [t["hour"] for t in report["by_hour_of_day"]] == list(range(24))
@@ -375,7 +364,7 @@ async def test_time_zone_and_buckets_count_in_local_time(desk: Desk) -> None:
     assert {name: figures["p50"] for name, figures in empty["durations"].items()} == dict.fromkeys(
         empty["durations"]
     )
-    assert (empty["by_currency"], empty["by_amount_band"], len(empty["buckets"])) == ([], [], 1)
+    assert (empty["by_currency"], empty["by_band"], len(empty["buckets"])) == ([], [], 1)
 
     narrow = await desk.stats(since=at(9, 0).isoformat(), until=at(12, 0).isoformat(), bucket="hour")
     assert narrow["conversion"]["created"] == 3
@@ -429,7 +418,7 @@ async def test_the_csv_is_the_json_in_long_form(desk: Desk) -> None:
 
 async def test_permissions_and_bad_input(api: OrderApi, api_keys: ApiKeys) -> None:
     telegram_user_id = uuid.uuid4().int % 10**9
-    operator = await hire(api, api_keys, "operator", telegram_user_id=telegram_user_id)
+    operator = await hire(api, api_keys, telegram_user_id=telegram_user_id)
     ok = await api.client.get("/v1/stats/orders", headers=bearer(operator["token"]))
     assert ok.status_code == 200, ok.text
     default = ok.json()

@@ -28,6 +28,7 @@ from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, in
 from servicekit.health import ReadinessCheck, health_router
 from servicekit.maintenance import vacuum_busy_tables
 from servicekit.metrics import ScrapedGauges, install_metrics
+from servicekit.openapi import install_openapi
 from servicekit.outbox import (
     BatchedEvent,
     EventBatch,
@@ -362,6 +363,7 @@ def create_service_app(
         ),
     )
     install_error_handlers(app)
+    install_openapi(app)
     # Outermost last: the size limit bounds what the input guard reads whole.
     app.add_middleware(InputGuardMiddleware, max_json_depth=settings.max_json_depth)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -32,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from servicekit.apikeys import BearerCredentials, caller_with_scope
+from servicekit.openapi import ANONYMOUS_ALLOWED
 
 log = logging.getLogger("servicekit.access")
 METRICS_SCOPE = "metrics:read"
@@ -218,7 +219,13 @@ def install_metrics(
     request_metrics = RequestMetrics(registry)
     router = APIRouter(tags=["operations"])
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response, include_in_schema=True)
+    @router.get(
+        "/metrics",
+        operation_id="getMetrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        openapi_extra=None if key_required else ANONYMOUS_ALLOWED,
+    )
     async def metrics(request: Request, credentials: BearerCredentials) -> Response:
         if key_required:
             caller_with_scope(request, credentials, METRICS_SCOPE)

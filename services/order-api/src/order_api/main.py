@@ -17,6 +17,7 @@ from order_api.operators.admin_router import router as operators_admin_router
 from order_api.operators.router import router as operators_router
 from order_api.operators.service import OPERATOR_TOKEN_PREFIX
 from order_api.operators.telegram_router import router as telegram_router
+from order_api.operators.workload_router import router as workload_router
 from order_api.orders.events import wallet_event_handlers
 from order_api.orders.metrics import OpenOrderGauges
 from order_api.orders.router import router as orders_router
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats_router)
     app.include_router(operators_router)
     app.include_router(operators_admin_router)
+    app.include_router(workload_router)
     app.include_router(customers_admin_router)
     app.include_router(telegram_router)
     app.include_router(audit_router)

@@ -194,6 +194,13 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     telegram_link_rate_limit: str = Field(
         default="10/hour", description="Telegram link attempts (right or wrong code) per Telegram user."
     )
+    operator_max_held_orders: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="How many orders an operator may hold in progress at once; a take beyond it is "
+        "`409 operator_at_capacity`. An admin may set another cap per operator (`max_held_orders`).",
+    )
     assignment_timeout_minutes: int = Field(
         default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."
     )

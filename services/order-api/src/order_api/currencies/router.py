@@ -10,14 +10,12 @@ from fastapi.responses import Response
 from order_api.context import Ctx
 from order_api.currencies.schemas import CurrencyCatalogue
 from servicekit.errors import problem_responses
+from servicekit.openapi import ETAG_HEADER
 
 router = APIRouter(prefix="/v1/currencies", tags=["currencies"])
 
 CACHE_HEADERS = {
-    "ETag": {
-        "description": "The catalogue's version (a hash of the body): send it as If-None-Match.",
-        "schema": {"type": "string"},
-    },
+    **ETAG_HEADER,  # the catalogue's version, a hash of the body
     "Cache-Control": {
         "description": "`public, max-age=<ORDER_API_CURRENCIES_CACHE_SECONDS>`.",
         "schema": {"type": "string"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from order_api.orders.schemas import Amount
+from servicekit.bounds import DecimalString
 
 
 class AddressFormatRead(BaseModel):
@@ -35,11 +35,11 @@ class CurrencyRead(BaseModel):
         description="What `from_currency` and `to_currency` of an order take.", examples=["BTC"]
     )
     precision: int = Field(description="Decimal places an order's `amount` may have in this currency.")
-    min_amount: Amount = Field(
+    min_amount: DecimalString = Field(
         description="The smallest `amount` an order sending this currency may have (decimal string).",
         examples=["0.0001"],
     )
-    max_amount: Amount = Field(
+    max_amount: DecimalString = Field(
         description="The largest `amount` an order sending this currency may have (decimal string).",
         examples=["10"],
     )

@@ -25,6 +25,7 @@ from desk_contracts.events import (
     OrderEscalated,
     OrderEscalationCommented,
     OrderEscalationResolved,
+    OrderReassigned,
     OrderReleased,
     OrderStatusChanged,
     OrderTaken,
@@ -61,6 +62,7 @@ ORDER_STATUS_CHANGED = OrderStatusChanged.event_type
 ORDER_TAKEN = OrderTaken.event_type
 ORDER_RELEASED = OrderReleased.event_type
 ORDER_ASSIGNMENT_TIMED_OUT = OrderAssignmentTimedOut.event_type
+ORDER_REASSIGNED = OrderReassigned.event_type
 ORDER_ESCALATED = OrderEscalated.event_type
 ORDER_ESCALATION_COMMENTED = OrderEscalationCommented.event_type
 ORDER_ESCALATION_RESOLVED = OrderEscalationResolved.event_type
@@ -263,6 +265,28 @@ async def _after_transition(
         await request_release(session, order=order)
 
 
+async def _versioned_update(
+    session: AsyncSession, *, order: Order, values: dict[str, Any], expected_version: int | None
+) -> None:
+    """Write ``values`` to ``order`` and bump its version, if nobody changed it since it was read: ``412``
+    when the caller named another version (or lost the race having named one), ``409`` otherwise."""
+    if expected_version is not None and expected_version != order.version:
+        raise OrderVersionMismatchError(
+            f"The order is at version {order.version}, not {expected_version}.",
+            extra={"version": order.version},
+        )
+    values = {**values, "version": order.version + 1, "updated_at": utcnow()}
+    result = await session.execute(
+        update(Order).where(Order.id == order.id, Order.version == order.version).values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        if expected_version is not None:
+            raise OrderVersionMismatchError("The order changed since you read it.")
+        raise OrderTransitionError("The order changed while this request was handled; read it again.")
+    for name, value in values.items():
+        set_committed_value(order, name, value)  # already written above: keep the ORM from writing it again
+
+
 async def change_status(
     session: AsyncSession,
     *,
@@ -287,30 +311,12 @@ async def change_status(
     delays the release, never the status change) and clears the order's queue fields.
     """
     check_transition(order.status, to)
-    if expected_version is not None and expected_version != order.version:
-        raise OrderVersionMismatchError(
-            f"The order is at version {order.version}, not {expected_version}.",
-            extra={"version": order.version},
-        )
     now = utcnow()
-    values: dict[str, Any] = {
-        "status": to.value,
-        "version": order.version + 1,
-        "updated_at": now,
-        **(changes or {}),
-    }
+    values: dict[str, Any] = {"status": to.value, **(changes or {})}
     if to in TERMINAL:  # a closed order has no place in any queue
         values.update(closed_at=now, queue_position=None, estimated_wait_seconds=None)
     from_status = order.status  # read first: the ORM UPDATE below also updates ``order`` in the session
-    result = await session.execute(
-        update(Order).where(Order.id == order.id, Order.version == order.version).values(**values)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        if expected_version is not None:
-            raise OrderVersionMismatchError("The order changed since you read it.")
-        raise OrderTransitionError("The order changed while this request was handled; read it again.")
-    for name, value in values.items():
-        set_committed_value(order, name, value)  # already written above: keep the ORM from writing it again
+    await _versioned_update(session, order=order, values=values, expected_version=expected_version)
     await _after_transition(
         session,
         protection=protection,
@@ -399,6 +405,49 @@ async def give_back(
         event_type=event_type,
         extra={"previous_operator_id": previous},
     )
+
+
+async def reassign(
+    session: AsyncSession,
+    *,
+    protection: DataProtection,
+    order: Order,
+    operator: Operator,
+    actor: Actor,
+    comment: str | None = None,
+    expected_version: int | None = None,
+) -> Order:
+    """Hand an order in progress to ``operator`` (its status does not change): versioned, recorded, audited
+    and announced (``order.reassigned``, naming the previous holder) in the caller's transaction."""
+    if order.status != OrderStatus.IN_PROGRESS:
+        raise OrderTransitionError(
+            f"Only an order in progress can be reassigned; this one is {order.status}.",
+            extra={"order_status": order.status},
+        )
+    previous = order.operator_id
+    holder = (
+        await session.execute(select(Operator.name, Operator.telegram_user_id).where(Operator.id == previous))
+    ).first()
+    await _versioned_update(
+        session, order=order, values={"operator_id": operator.id}, expected_version=expected_version
+    )
+    await record_order_action(
+        session,
+        protection=protection,
+        order=order,
+        actor=actor,
+        event_type=ORDER_REASSIGNED,
+        from_status=order.status,
+        comment=comment,
+        details={"previous_operator_id": previous},
+        extra={
+            "previous_operator_id": previous,
+            "previous_operator_name": holder.name if holder else None,
+            "operator_telegram_user_id": operator.telegram_user_id,
+            "previous_operator_telegram_user_id": holder.telegram_user_id if holder else None,
+        },
+    )
+    return order
 
 
 async def request_release(session: AsyncSession, *, order: Order) -> None:

@@ -11,9 +11,10 @@ from order_api.auth.dependencies import CurrentCustomer, OptionalCustomer
 from order_api.context import Ctx, context_of
 from order_api.orders import service
 from order_api.orders.models import OrderStatus
-from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, OrderRead
+from order_api.orders.schemas import OrderCreate, OrderCreated, OrderPage, OrderRead, OrderVersionTag
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.openapi import ANONYMOUS_ALLOWED
 from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 from servicekit.ratelimit import client_key
 
@@ -30,12 +31,18 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 IfMatch = Annotated[
-    int | None, Header(alias="If-Match", description="The order version you read; a stale one is 412.")
+    OrderVersionTag | None,
+    Header(
+        alias="If-Match",
+        description='The order `version` you read, as an entity tag (`"3"`) or bare (`3`); a stale one is 412.',
+    ),
 ]
 
 
 @router.post(
     "",
+    operation_id="createOrder",
+    openapi_extra=ANONYMOUS_ALLOWED,
     status_code=201,
     summary="Create an order",
     description="Validates the order, attaches it to the customer of `email` (created on first order) and "
@@ -45,7 +52,7 @@ IfMatch = Annotated[
     "with neither (the order is accepted; the address follows by email). Without a signed-in session the "
     "response carries a `session_token` for this order.",
     response_model=OrderCreated,
-    responses=problem_responses(401, 409, 422, 429),
+    responses=problem_responses(401, 409, 422, 429, retry_after=(409,)),
 )
 async def create_order(
     request: Request,
@@ -74,6 +81,7 @@ async def create_order(
 
 @router.get(
     "",
+    operation_id="listOrders",
     summary="List my orders",
     description="Newest first, cursor-paginated. Needs a full session (from the emailed one-time code).",
     response_model=OrderPage,
@@ -99,6 +107,7 @@ async def list_orders(
 
 @router.get(
     "/{order_id}",
+    operation_id="getOrder",
     summary="Read an order",
     description="Only its customer may read it; another customer's order is `404`.",
     response_model=OrderRead,
@@ -121,6 +130,7 @@ async def get_order(
 
 @router.post(
     "/{order_id}/cancel",
+    operation_id="cancelOrder",
     summary="Cancel an order",
     description="Possible while the order is `awaiting_address`, `queued` or `awaiting_deposit`; its deposit "
     "address returns to the pool.",

@@ -20,6 +20,7 @@ CSV = "text/csv"
 
 @router.get(
     "/pool",
+    operation_id="getPoolStats",
     summary="Deposit-address pool health per currency (from wallet-pool)",
     description="Levels, queue, allocation and release rates and when the free addresses run out, per "
     "currency and network, for every member of staff (operator, support, admin: their own token) and the "

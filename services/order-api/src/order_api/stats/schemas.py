@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import cache
 from typing import Literal
 from zoneinfo import available_timezones
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from servicekit.bounds import DecimalString
 
 
 class Bucket(enum.StrEnum):
@@ -95,7 +96,7 @@ class Durations(BaseModel):
 class Tally(BaseModel):
     orders: int = Field(description="Orders created.")
     completed: int = Field(description="Of them, completed by now.")
-    amount: Decimal = Field(description="Their amounts summed (only within one currency).")
+    amount: DecimalString = Field(description="Their amounts summed (only within one currency).")
 
 
 class CurrencyTally(Tally):
@@ -106,8 +107,8 @@ class CurrencyTally(Tally):
 class AmountBandTally(Tally):
     currency: str
     band: str = Field(description="`lower-upper` (lower inclusive) or `lower+` for the top band.")
-    lower: Decimal
-    upper: Decimal | None = Field(description="Exclusive; null for the top band.")
+    lower: DecimalString
+    upper: DecimalString | None = Field(description="Exclusive; null for the top band.")
 
 
 class CountTally(BaseModel):
@@ -143,8 +144,8 @@ class OrderStatsRead(BaseModel):
     conversion: Conversion
     durations: Durations
     by_currency: list[CurrencyTally]
-    by_amount_band: list[AmountBandTally] = Field(
-        description="Per currency, in bands set by `ORDER_API_STATS_AMOUNT_BANDS`; only bands with orders."
+    by_band: list[AmountBandTally] = Field(
+        description="Per currency and amount band (bands set by `ORDER_API_STATS_AMOUNT_BANDS`); only bands with orders."
     )
     by_hour_of_day: list[HourTally] = Field(description="24 entries, 0 to 23.")
     by_day_of_week: list[WeekdayTally] = Field(description="7 entries, Monday first.")

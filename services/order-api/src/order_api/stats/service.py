@@ -201,7 +201,7 @@ async def order_stats(
             CurrencyTally(currency=currency, network=network, orders=n, completed=done, amount=total)
             for (currency, network), (n, done, total) in sorted(currencies.items())
         ],
-        by_amount_band=[
+        by_band=[
             AmountBandTally(
                 currency=currency,
                 band=label,
@@ -250,9 +250,9 @@ def _csv_rows(stats: OrderStatsRead) -> Iterator[tuple[str, str, str, Any]]:
             (f"{t.currency}/{t.network}", t.model_dump(include={"orders", "completed", "amount"}))
             for t in stats.by_currency
         ],
-        "by_amount_band": [
+        "by_band": [
             (f"{t.currency} {t.band}", t.model_dump(include={"orders", "completed", "amount"}))
-            for t in stats.by_amount_band
+            for t in stats.by_band
         ],
         "by_hour_of_day": [
             (str(t.hour), t.model_dump(include={"orders", "completed"})) for t in stats.by_hour_of_day

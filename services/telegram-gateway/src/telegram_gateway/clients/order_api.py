@@ -93,6 +93,17 @@ class OperatorOrder(BaseModel):
         )
 
 
+class Presence(BaseModel):
+    """An operator's presence and load, as order-api says."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["available", "away"]
+    since: datetime | None
+    held_orders: int
+    max_held_orders: int
+
+
 class OrderApiClient:
     """order-api's operator routes. Every call, its retries included, runs within ``budget_seconds`` (a
     servicekit ``deadline``): the bot answers a press inside Telegram's window, with
@@ -201,3 +212,25 @@ class OrderApiClient:
             "GET", "/v1/operator/orders/mine", params={"limit": limit}, headers=self._as(telegram_user_id)
         )
         return [OperatorOrder.model_validate(item) for item in answer["items"]]
+
+    async def set_presence(self, *, telegram_user_id: int, status: Literal["available", "away"]) -> Presence:
+        """Setting the same status twice changes nothing, so it is retried."""
+        answer = await self._request(
+            "PUT",
+            "/v1/operator/presence",
+            json={"status": status},
+            headers=self._as(telegram_user_id),
+        )
+        return Presence.model_validate(answer)
+
+    async def reassign(
+        self, *, order_id: str, telegram_user_id: int, operator_name: str, comment: str | None = None
+    ) -> OperatorOrder:
+        """Support hands the order to the active operator called ``operator_name``."""
+        body: dict[str, Any] = {"operator_name": operator_name}
+        if comment:
+            body["comment"] = comment
+        answer = await self._post(
+            f"/v1/admin/orders/{order_id}/reassign", body, headers=self._as(telegram_user_id)
+        )
+        return OperatorOrder.model_validate(answer)

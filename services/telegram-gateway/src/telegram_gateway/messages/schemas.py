@@ -20,6 +20,7 @@ OrderEvent = Literal[
     "order.assignment_timed_out",
     "order.escalated",
     "order.escalation_resolved",
+    "order.reassigned",
 ]
 Outcome = Literal["posted", "edited", "no_card", "duplicate"]
 
@@ -57,6 +58,17 @@ ORDER_EXAMPLE: JsonDict = {
 """The order of the documented example card (the test harness's fake order-api starts its orders from it)."""
 
 
+class ReassignmentView(BaseModel):
+    """Who an order was handed from and to (``order.reassigned``): both operators are told privately."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    previous_operator_name: Annotated[str, StringConstraints(max_length=100)] | None = None
+    previous_telegram_user_id: int | None = Field(default=None, gt=0, lt=2**63)
+    telegram_user_id: int | None = Field(default=None, gt=0, lt=2**63, description="The new holder's.")
+    actor_role: Annotated[str, StringConstraints(max_length=16)] | None = None
+
+
 class MessageCreate(BaseModel):
     """An order card (``kind: order_card`` with ``event`` and ``order``) or an alert (``kind: alert`` with
     ``alert``). ``message_id`` is the notifier's notification id: a repeat posts nothing."""
@@ -88,6 +100,9 @@ class MessageCreate(BaseModel):
         default=None, description="A comment, or the escalation's reason."
     )
     alert: AlertView | None = Field(default=None, validate_default=True, description="alert only.")
+    reassignment: ReassignmentView | None = Field(
+        default=None, description="order.reassigned only: the two operators to tell."
+    )
 
     @field_validator("event", "order", "alert")
     @classmethod

@@ -16,6 +16,7 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 
 @router.get(
     "",
+    operation_id="getPoolStats",
     summary="Pool health per currency",
     description=(
         "Per currency, and per network within it: wallets by status, the wait queue (length, oldest and "

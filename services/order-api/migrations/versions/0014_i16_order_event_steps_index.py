@@ -6,8 +6,8 @@ it serves every lookup of an order's history the old one served (its first colum
 alone, one order at a time, at any size of the table. One index replaces another, so writing history costs
 no more.
 
-Revision ID: 0013_i16_order_event_steps_index
-Revises: 0012_i14_outbox_dead_index
+Revision ID: 0014_i16_order_event_steps_index
+Revises: 0013_i16_operator_workload
 Create Date: 2026-12-06 14:40:00.000000
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0013_i16_order_event_steps_index'
-down_revision: str | None = '0012_i14_outbox_dead_index'
+revision: str = '0014_i16_order_event_steps_index'
+down_revision: str | None = '0013_i16_operator_workload'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
