@@ -38,22 +38,24 @@ def _taken_at(aggregate: Any) -> ColumnElement[Any]:
 
 def _outcome() -> ColumnElement[str]:
     """SQL: where the order went: its status, and for a cancellation who made it (the history's actor)."""
-    cancelled_by = (
-        select(OrderEvent.actor)
+    by_whom = (
+        select(
+            case(
+                (OrderEvent.actor.like("customer:%"), literal("cancelled_by_customer")),
+                (OrderEvent.actor.like("system:%"), literal("cancelled_by_system")),
+                else_=literal("cancelled_by_operator"),
+            )
+        )
         .where(OrderEvent.order_id == Order.id, OrderEvent.to_status == OrderStatus.CANCELLED.value)
         .order_by(OrderEvent.created_at.desc())
         .limit(1)
         .scalar_subquery()
     )
-    by_whom = case(
-        (cancelled_by.like("customer:%"), literal("cancelled_by_customer")),
-        (cancelled_by.like("system:%"), literal("cancelled_by_system")),
-        else_=literal("cancelled_by_operator"),
-    )
     return case(
         (Order.status == OrderStatus.COMPLETED.value, literal("completed")),
         (Order.status == OrderStatus.EXPIRED.value, literal("expired")),
-        (Order.status == OrderStatus.CANCELLED.value, by_whom),
+        # Every status change writes its history; a cancellation without one counts as staff's.
+        (Order.status == OrderStatus.CANCELLED.value, func.coalesce(by_whom, "cancelled_by_operator")),
         else_=literal("open"),
     )
 
