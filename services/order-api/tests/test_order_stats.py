@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -315,6 +316,10 @@ async def test_every_figure_matches_the_rows_of_the_day(desk: Desk) -> None:
         key: len(orders) for key, orders in _group(day, band).items()
     }
     assert {"0-0.01", "0.01-0.1", "0.1-1", "1+"} <= {t["band"] for t in report["by_band"]}
+    assert {t["band"] for t in report["by_band"] if t["currency"] == "USDT"} == {
+        "0-1000",
+        "1000+",
+    }  # the setting
 
     hours = _group(day, lambda o: o.created.hour)
     assert [t["hour"] for t in report["by_hour_of_day"]] == list(range(24))
@@ -456,6 +461,12 @@ async def test_permissions_and_bad_input(api: OrderApi, api_keys: ApiKeys) -> No
     await refused("since", since="2021-03-01T00:00:00")  # no time zone
     await refused("since", since=WINDOW["until"], until=WINDOW["since"])
     await refused("since", since="2020-01-01T00:00:00Z", until="2021-03-01T00:00:00Z")
+
+
+def test_amount_bands_must_ascend(make_settings: SettingsFactory) -> None:
+    with pytest.raises(ValidationError, match="amount bands of BTC"):
+        make_settings(stats_amount_bands={"BTC": ["0.1", "0.01"]})
+    assert make_settings(stats_amount_bands={"BTC": ["0.5"]}).stats_amount_bands["BTC"] == [Decimal("0.5")]
 
 
 # -- a million orders ---------------------------------------------------------------------------------------------
