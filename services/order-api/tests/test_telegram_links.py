@@ -253,7 +253,7 @@ async def test_the_operator_record_is_the_one_truth_the_gateway_looks_up(
     personal = await api.client.get(
         f"/v1/telegram/operators/{by_admin + 1}", headers=bearer(created["token"])
     )
-    assert personal.status_code == 401
+    assert (personal.status_code, personal.json()["code"]) == (403, "api_key_required")
     assert (await api.client.get("/v1/telegram/operators/0", headers=gateway)).status_code == 422
 
 
@@ -340,7 +340,7 @@ async def test_only_the_gateways_key_redeems_and_the_body_is_validated(
     admin = await api.client.post(LINKS, json=body, headers=bearer(api_keys.admin))
     assert (admin.status_code, admin.json()["code"]) == (403, "scope_missing")
     personal = await api.client.post(LINKS, json=body, headers=bearer(operator["token"]))
-    assert (personal.status_code, personal.json()["code"]) == (401, "api_key_invalid")
+    assert (personal.status_code, personal.json()["code"]) == (403, "api_key_required")
     assert (await api.client.post(LINKS, json=body)).status_code == 401
 
     gateway = bearer(api_keys.telegram_gateway)
