@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 TEST_WORKERS ?= 2
 
-.PHONY: help install run migrate compose-env lint typecheck test test-fast bench clean
+.PHONY: help install clients run migrate compose-env lint typecheck test test-fast bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -24,6 +24,15 @@ $(UV):
 
 install: $(UV) ## Install uv (into .tools/) and the locked dependencies (into .venv/)
 	$(UV) sync --frozen --all-packages
+
+CLIENTS_TS := clients/typescript
+
+clients: $(CLIENTS_TS)/node_modules/.package-lock.json ## Install the TypeScript client example's locked npm packages (needs Node.js 20+ and npm)
+
+$(CLIENTS_TS)/node_modules/.package-lock.json: $(CLIENTS_TS)/package.json $(CLIENTS_TS)/package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js 20+ and npm are needed: tests/test_generated_clients.py type-checks and runs the TypeScript client generated from order-api's OpenAPI document" >&2; exit 1; }
+	cd $(CLIENTS_TS) && npm ci --no-audit --no-fund
+	@touch $@
 
 run: install ## Start the four services on the embedded default (SQLite) with demo data; Ctrl-C stops them
 	$(VENV)/bin/python scripts/devstack.py run
@@ -46,7 +55,7 @@ typecheck: install ## mypy --strict over every package and its tests
 		echo "mypy $$dir"; $(VENV)/bin/mypy --cache-dir .mypy_cache/$$(echo $$dir | tr / _) $$dir || exit 1; \
 	done
 
-test: install ## Everything CI runs: backing services, lint, types, then all tests (PostgreSQL, Redis, processes)
+test: install clients ## Everything CI runs: backing services, lint, types, then all tests (PostgreSQL, Redis, processes)
 	scripts/ensure-backing-services.sh
 	$(MAKE) --no-print-directory lint typecheck
 	@# every test but the fault suite in $(TEST_WORKERS) processes (a test file stays on one), then the fault
@@ -63,4 +72,4 @@ bench: install ## Benchmarks that print their figures (service-to-service HTTP t
 	$(VENV)/bin/python bench/pick_churn.py
 
 clean: ## Remove the virtualenvs, caches and var/ (dev credentials and embedded databases)
-	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache $(CLIENTS_TS)/node_modules

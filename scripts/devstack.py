@@ -135,7 +135,8 @@ GRANTS: Final = (
     Grant("wallet-pool",      "telegram-gateway", ("pool:read",)),
     Grant("notifier",         "order-api",        ("events:publish",)),
     Grant("notifier",         "wallet-pool",      ("events:publish",)),
-    Grant("notifier",         ADMIN,              ("notifications:read", "notifications:write", "alerts:write"),
+    Grant("notifier",         ADMIN,              ("notifications:read", "notifications:write", "alerts:write",
+                                                   "webhooks:admin"),
           credential="notifier_admin_key"),
     Grant("telegram-gateway", "notifier",         ("messages:send",)),
 )

@@ -125,8 +125,26 @@ def anchor(name: str) -> str:
     return name.replace(".", "")
 
 
+def webhook_catalogue() -> str:
+    """The website's webhook events (``notifier.webhooks.events``): their types and the ``data`` of an order's."""
+    from notifier.webhooks.events import DESCRIPTIONS, OrderData
+
+    types = ["| type | when |", "|---|---|", *(f"| `{t}` | {d} |" for t, d in DESCRIPTIONS.items())]
+    return "\n\n".join(
+        [
+            "\n".join(types),
+            f"`data` of every `order.*` event: {summary(OrderData.__doc__)}",
+            table(OrderData, list(OrderData.model_fields)),
+        ]
+    )
+
+
 def main() -> None:
     print(catalogue())
+
+
+def webhooks_main() -> None:
+    print(webhook_catalogue())
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Rewrite the generated parts of README.md: the configuration reference from the services' settings and the
-event catalogue from ``desk_contracts.events``: ``.venv/bin/python scripts/update_readme_reference.py``
+event catalogues from ``desk_contracts.events`` and ``notifier.webhooks.events``: ``.venv/bin/python scripts/update_readme_reference.py``
 (tests/test_readme.py fails when either is stale)."""
 
 from __future__ import annotations
@@ -12,7 +12,11 @@ import event_catalogue
 import settings_reference
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = {"settings-reference": settings_reference.main, "event-catalogue": event_catalogue.main}
+BLOCKS = {
+    "settings-reference": settings_reference.main,
+    "event-catalogue": event_catalogue.main,
+    "webhook-catalogue": event_catalogue.webhooks_main,
+}
 """Each generated block of the README, between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
 
 

@@ -68,7 +68,7 @@ ACCEPTED: dict[str, dict[str, list[str]]] = {
     "notifier": {
         "order-api->notifier": ["events:publish"],
         "wallet-pool->notifier": ["events:publish"],
-        "notifier_admin_key": ["notifications:read", "notifications:write", "alerts:write"],
+        "notifier_admin_key": ["notifications:read", "notifications:write", "alerts:write", "webhooks:admin"],
     },
     "telegram-gateway": {"notifier->telegram-gateway": ["messages:send"]},
 }

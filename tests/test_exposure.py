@@ -10,14 +10,28 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from desk_testing.stack import Stack
 from servicekit.app import CORS_METHODS
 from servicekit.testing import ServiceProcess, migrated_database
+from servicekit.testing.docs import assert_docs_served_offline
 
 SERVICES = ["order_api", "wallet_pool", "notifier", "telegram_gateway"]
 ORIGIN = "https://desk.example"
+
+
+def service_app(package: str, var_dir: Path) -> FastAPI:
+    """A service's app with its default (development) settings."""
+    main = importlib.import_module(f"{package}.main")
+    settings_module = importlib.import_module(f"{package}.settings")
+    app: FastAPI = main.create_app(settings_module.Settings(var_dir=var_dir))
+    return app
+
+
+def in_process(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
 @pytest.fixture
@@ -49,10 +63,8 @@ async def test_a_spoofed_x_forwarded_for_from_loopback_is_not_believed_without_t
 
 @pytest.mark.parametrize("package", SERVICES)
 async def test_every_service_answers_with_the_security_headers(package: str, tmp_path: Path) -> None:
-    main = importlib.import_module(f"{package}.main")
-    settings_module = importlib.import_module(f"{package}.settings")
-    app = main.create_app(settings_module.Settings(var_dir=tmp_path))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    app = service_app(package, tmp_path)
+    async with in_process(app) as client:
         answers = [await client.get("/health/live"), await client.get("/v1/no-such-route")]
     for answer in answers:
         assert answer.headers["x-content-type-options"] == "nosniff"
@@ -63,10 +75,15 @@ async def test_every_service_answers_with_the_security_headers(package: str, tmp
 
 
 @pytest.mark.parametrize("package", SERVICES)
+async def test_every_service_serves_its_docs_without_the_internet(package: str, tmp_path: Path) -> None:
+    app = service_app(package, tmp_path)
+    async with in_process(app) as client:
+        await assert_docs_served_offline(client)
+
+
+@pytest.mark.parametrize("package", SERVICES)
 def test_cors_allows_every_method_the_routes_have(package: str, tmp_path: Path) -> None:
-    main = importlib.import_module(f"{package}.main")
-    settings_module = importlib.import_module(f"{package}.settings")
-    app = main.create_app(settings_module.Settings(var_dir=tmp_path))
+    app = service_app(package, tmp_path)
     methods = {
         method for route in app.routes if isinstance(route, APIRoute) for method in route.methods or ()
     }

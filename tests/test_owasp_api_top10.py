@@ -35,6 +35,7 @@ from desk_testing.production import production_env
 from desk_testing.stack import Stack, customer_email, import_btc_wallets
 from order_api.testing import order_body
 from servicekit.apikeys import mint_key
+from servicekit.openapi import INTERNAL_OPENAPI_URL, documents_of
 from servicekit.testing import (
     ServiceProcess,
     eventually,
@@ -782,7 +783,7 @@ def test_api7_server_side_request_forgery_no_route_takes_a_url(apps: list[tuple[
     and header parameter of every OpenAPI document for URL-typed or URL-named inputs."""
     found = []
     for package, app in apps:
-        document = app.openapi()
+        document = documents_of(app).complete()
         components = document.get("components", {}).get("schemas", {})
         for path, operations in document["paths"].items():
             for method, operation in operations.items():
@@ -796,9 +797,17 @@ def test_api7_server_side_request_forgery_no_route_takes_a_url(apps: list[tuple[
                     named = any(word in name.lower() for word in URL_WORDS)
                     if typed or named:
                         found.append(f"{package} {method.upper()} {path}: {name}")
-    # the one reviewed exception: the Telegram webhook's body is Telegram's update, read by aiogram, whose
-    # URL-looking fields (entities' "url", a photo's file link) are never fetched by the desk
-    assert [f for f in found if not f.startswith("telegram_gateway POST /telegram/webhook")] == []
+    # The reviewed exceptions:
+    # - the Telegram webhook's body is Telegram's update, read by aiogram, whose URL-looking fields (entities'
+    #   "url", a photo's file link) are never fetched by the desk;
+    # - the website's webhook endpoints (notifier, scope ``webhooks:admin``): their URL is fetched, so it is
+    #   refused when it resolves to loopback, private, link-local or metadata addresses, at registration and
+    #   again at delivery, which connects to the address it checked (``notifier.webhooks.targets``, tested in
+    #   services/notifier/tests/test_webhooks.py); ``endpoint_id`` is the word "endpoint", not a URL.
+    reviewed = ("telegram_gateway POST /telegram/webhook", "notifier ")
+    assert [f for f in found if not f.startswith(reviewed)] == []
+    notifier_routes = {f.split(" ")[2].removesuffix(":") for f in found if f.startswith("notifier ")}
+    assert all(path.startswith("/v1/admin/webhook-endpoints") for path in notifier_routes), notifier_routes
 
 
 # --- API8:2023 Security Misconfiguration ---------------------------------------------------------------------
@@ -824,7 +833,15 @@ async def test_api8_security_misconfiguration_production_shows_only_what_it_must
         )
         services.append(await process.start())
         async with httpx.AsyncClient(base_url=process.url) as client:
-            for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/metrics"):
+            for path in (
+                "/docs",
+                "/redoc",
+                "/openapi.json",
+                INTERNAL_OPENAPI_URL,
+                "/docs/oauth2-redirect",
+                "/docs-assets/swagger-ui-bundle.js",
+                "/metrics",
+            ):
                 response = await client.get(path)
                 assert response.status_code in (401, 403, 404), f"{path}: {response.status_code}"
             ready = await client.get("/health/ready")
@@ -854,8 +871,16 @@ async def test_api8_security_misconfiguration_production_shows_only_what_it_must
 # --- API9:2023 Improper Inventory Management -----------------------------------------------------------------
 
 
-HIDDEN_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-"""Reviewed: the documentation routes themselves are the only routes not in the OpenAPI document."""
+HIDDEN_ROUTES = {
+    "/openapi.json",
+    INTERNAL_OPENAPI_URL,
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/docs-assets",
+}
+"""Reviewed: the documentation routes themselves (and their static assets) are the only routes in neither
+OpenAPI document (public or internal)."""
 
 
 def test_api9_improper_inventory_management_every_route_is_documented(
@@ -865,7 +890,7 @@ def test_api9_improper_inventory_management_every_route_is_documented(
     for package, app in apps:
         documented = {
             (path, method.upper())
-            for path, operations in app.openapi()["paths"].items()
+            for path, operations in documents_of(app).complete()["paths"].items()
             for method in operations
         }
         for context in iter_route_contexts(app.routes):

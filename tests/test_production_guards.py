@@ -211,7 +211,10 @@ async def test_production_shows_only_what_it_must(tmp_path: Path, services: list
                         return False
 
                 await eventually(ready, within=30.0, message="order-api answers")
-                answers = {path: await client.get(path) for path in ("/docs", "/redoc", "/openapi.json")}
+                answers = {
+                    path: await client.get(path)
+                    for path in ("/docs", "/redoc", "/openapi.json", "/openapi.internal.json")
+                }
                 answers["/metrics"] = await client.get("/metrics")
                 answers["/health/ready"] = await client.get("/health/ready")
                 metrics = await client.get("/metrics", headers=METRICS_READER)
@@ -223,6 +226,7 @@ async def test_production_shows_only_what_it_must(tmp_path: Path, services: list
         "/docs": 404,
         "/redoc": 404,
         "/openapi.json": 404,
+        "/openapi.internal.json": 404,
         "/metrics": 401,
         "/health/ready": 200,
     }

@@ -12,15 +12,18 @@ from pydantic_settings import BaseSettings
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def settings_reference() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "settings_reference", ROOT / "scripts" / "settings_reference.py"
-    )
+def script(name: str) -> ModuleType:
+    """``scripts/<name>.py``, loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
-    reference = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(reference)
-    return reference
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def settings_reference() -> ModuleType:
+    return script("settings_reference")
 
 
 def test_every_environment_variable_is_documented() -> None:
@@ -65,11 +68,7 @@ def test_the_two_commands_come_first() -> None:
 
 def test_the_event_catalogue_is_generated_from_the_contracts() -> None:
     """The README's event catalogue is what ``desk_contracts.events`` says now, to the character."""
-    spec = importlib.util.spec_from_file_location("event_catalogue", ROOT / "scripts" / "event_catalogue.py")
-    assert spec is not None
-    assert spec.loader is not None
-    catalogue = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(catalogue)
+    catalogue = script("event_catalogue")
     readme = (ROOT / "README.md").read_text()
     shown = readme.split("<!-- event-catalogue:start -->\n", 1)[1].split("\n<!-- event-catalogue:end -->", 1)[
         0
@@ -77,3 +76,15 @@ def test_the_event_catalogue_is_generated_from_the_contracts() -> None:
     assert shown == catalogue.catalogue(), "stale event catalogue: run scripts/update_readme_reference.py"
     for name in ("order.created", "wallet.assigned", "pool.low", "outbox.dead_lettered"):
         assert f"### `{name}`" in shown
+
+
+def test_the_webhook_catalogue_is_generated_from_the_payload_models() -> None:
+    catalogue = script("event_catalogue")
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("<!-- webhook-catalogue:start -->\n", 1)[1].split(
+        "\n<!-- webhook-catalogue:end -->"
+    )[0]
+    assert shown == catalogue.webhook_catalogue(), (
+        "stale webhook catalogue: run scripts/update_readme_reference.py"
+    )
+    assert "| `order.address_assigned` |" in shown

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import base58
 import pytest
 from bech32 import CHARSET as BECH32_CHARSET
 
 from coin_addresses import (
+    ADDRESS_FORMATS,
     SUPPORTED,
     InvalidAddressError,
     UnsupportedNetworkError,
@@ -381,3 +384,96 @@ def test_demo_address_shapes() -> None:
     assert ethereum.startswith("0x")
     assert ethereum != ethereum.lower()  # carries EIP-55 case
     assert ethereum != demo_address(currency="USDT", network="ERC20", seed=1)
+
+
+# --- address formats (what a form checks before sending) ----------------------------------------------
+
+SHORTEST_P2PKH = base58.b58encode_check(bytes(21)).decode()  # a zero hash: "1" for each leading zero byte
+VALID = {
+    "bitcoin": [
+        P2WPKH,
+        P2WSH,
+        TAPROOT,
+        GENESIS_P2PKH,
+        P2SH,
+        SHORTEST_P2PKH,
+        "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2",
+    ],
+    "ethereum": EIP55_VECTORS,
+    "ERC20": EIP55_VECTORS,
+    "TRC20": [USDT_CONTRACT_TRON],
+}
+"""Published and real addresses of each network (the test vectors above)."""
+
+
+def accepted_variants(currency: str, network: str) -> list[str]:
+    """Addresses ``validate_address`` accepts for the network: the vectors, their other cases that it accepts
+    too, and demo addresses."""
+    candidates = [
+        variant for address in VALID[network] for variant in (address, address.upper(), address.lower())
+    ]
+    candidates += [demo_address(currency=currency, network=network, seed=seed) for seed in range(200)]
+    accepted = []
+    for candidate in candidates:
+        try:
+            validate_address(currency=currency, network=network, address=candidate)
+        except InvalidAddressError:
+            continue
+        accepted.append(candidate)
+    return accepted
+
+
+def test_every_network_has_an_address_format() -> None:
+    assert set(ADDRESS_FORMATS) == {network for networks in SUPPORTED.values() for network in networks}
+    for address_format in ADDRESS_FORMATS.values():
+        assert address_format.description
+        assert address_format.pattern.startswith("^")
+        assert address_format.pattern.endswith("$")
+
+
+@pytest.mark.parametrize(("currency", "network"), PAIRS)
+def test_the_pattern_matches_every_address_the_validation_accepts(currency: str, network: str) -> None:
+    """A form that checks the pattern never refuses an address the desk would take: the vectors in every case
+    the validation accepts, demo addresses, and every single-character change of a vector that still passes
+    the validation (a checksum that happens to hold)."""
+    pattern = re.compile(ADDRESS_FORMATS[network].pattern)
+    accepted = accepted_variants(currency, network)
+    assert len(accepted) > len(VALID[network])
+    for address in accepted:
+        assert pattern.fullmatch(address), address
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for address in VALID[network]:
+        for position in range(len(address)):
+            for char in alphabet:
+                changed = substituted(address, position, char)
+                try:
+                    validate_address(currency=currency, network=network, address=changed)
+                except InvalidAddressError:
+                    continue
+                assert pattern.fullmatch(changed), changed
+
+
+@pytest.mark.parametrize(
+    ("network", "address"),
+    [
+        ("bitcoin", P2WPKH[:-1]),  # wrong length
+        ("bitcoin", P2WPKH + "q"),
+        ("bitcoin", substituted(P2WPKH, 10, "b")),  # not in bech32's alphabet
+        ("bitcoin", P2WPKH[:20] + P2WPKH[20:].upper()),  # mixed case
+        ("bitcoin", "tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7"),  # testnet
+        ("bitcoin", "mipcBbFg9gMiCh81Kj8tqqdgoZub1ZJRfn"),
+        ("bitcoin", "LVg2kJoFNg45Nbpy53h7Fe1wKyeXVRhMH9"),  # Litecoin
+        ("bitcoin", substituted(GENESIS_P2PKH, 5, "0")),  # not in base58's alphabet
+        ("bitcoin", GENESIS_P2PKH + "a"),
+        ("bitcoin", f" {P2WPKH}"),  # a form trims first, as the validation does
+        ("ethereum", EIP55_VECTORS[0][2:]),
+        ("ethereum", EIP55_VECTORS[0] + "0"),
+        ("ethereum", substituted(EIP55_VECTORS[0], 5, "g")),
+        ("ERC20", USDT_CONTRACT_TRON),
+        ("TRC20", EIP55_VECTORS[0]),
+        ("TRC20", USDT_CONTRACT_TRON[:-1]),
+        ("TRC20", substituted(USDT_CONTRACT_TRON, 8, "l")),
+    ],
+)
+def test_the_pattern_refuses_a_wrong_shape(network: str, address: str) -> None:
+    assert re.fullmatch(ADDRESS_FORMATS[network].pattern, address) is None

@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from desk_contracts.errors import ErrorCode
+from servicekit import errors
 from servicekit.errors import PROBLEM_JSON
 from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
@@ -103,3 +105,47 @@ async def test_an_oversized_body_is_a_422_problem_by_length_or_by_streamed_count
             assert len(response.headers["X-Correlation-ID"]) == 32
         small = await client.post("/v1/orders", json={"amount": "1", "items": []})
         assert small.status_code == 201, small.text
+
+
+def test_a_peers_contract_error_no_class_here_carries_comes_back_with_its_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """telegram-gateway does not declare order-api's errors again: a problem whose code is in the shared
+    ``ErrorCode`` comes back as an error with that code, the peer's status and title, and the problem's fields."""
+    monkeypatch.setattr(errors, "_registry", {})  # as in a process that imports none of the peer's classes
+    made = errors.peer_error_class(
+        ErrorCode.ORDER_ALREADY_TAKEN, status=409, title="Another operator has taken this order"
+    )
+    assert made is not None
+    error = made.from_problem(
+        {
+            "type": "urn:exchange-desk:problem:order_already_taken",
+            "title": "Another operator has taken this order",
+            "status": 409,
+            "detail": "Anna took it a minute ago.",
+            "code": "order_already_taken",
+            "held_by": {"operator_id": "op-1", "name": "Anna"},
+        }
+    )
+    assert isinstance(error, errors.ConflictError)
+    assert (error.code, error.status, error.title) == (
+        ErrorCode.ORDER_ALREADY_TAKEN,
+        409,
+        "Another operator has taken this order",
+    )
+    assert error.detail == "Anna took it a minute ago."
+    assert error.extra["held_by"] == {"operator_id": "op-1", "name": "Anna"}
+    assert type(error).__name__ == "OrderAlreadyTakenError"
+    assert errors.peer_error_class(ErrorCode.ORDER_ALREADY_TAKEN, status=409, title="") is made  # made once
+    not_found = errors.peer_error_class(ErrorCode.ORDER_NOT_FOUND, status=404, title="Order not found")
+    assert not_found is not None
+    assert issubclass(not_found, errors.NotFoundError)
+
+
+def test_a_code_outside_the_contract_or_a_server_error_is_not_made_into_a_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Those stay the client's ``PeerRejectedError`` and ``PeerUnavailableError``."""
+    monkeypatch.setattr(errors, "_registry", {})
+    assert errors.peer_error_class("made_up_by_the_peer", status=409, title="Whatever") is None
+    assert errors.peer_error_class(ErrorCode.ORDER_NOT_FOUND, status=500, title="Order not found") is None

@@ -9,10 +9,12 @@ import httpx
 from fastapi import Response
 
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
+from servicekit.openapi import INTERNAL_OPENAPI_URL
 from servicekit.settings import ServiceSettings
+from servicekit.testing.docs import assert_docs_served_offline
 from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
-DOCS = ("/docs", "/redoc", "/openapi.json")
+DOCS = ("/docs", "/redoc", "/openapi.json", INTERNAL_OPENAPI_URL)
 METRICS_KEY = mint_key("prom")
 OTHER_KEY = mint_key("kc")
 KEYS = [
@@ -60,7 +62,7 @@ async def test_production_serves_no_docs_and_metrics_and_readiness_details_only_
 ) -> None:
     app = create_demo_app(production(tmp_path, pg_url))
     async with in_process_client(app) as client:
-        for path in DOCS:
+        for path in (*DOCS, "/docs/oauth2-redirect", "/docs-assets/swagger-ui-bundle.js"):
             response = await client.get(path)
             assert response.status_code == 404, path
             assert_security_headers(response)
@@ -105,12 +107,18 @@ async def test_development_serves_docs_metrics_and_readiness_details_to_anyone(t
             assert (await client.get(path)).status_code == 200, path
         assert (await client.get("/metrics")).status_code == 200
         assert (await client.get("/health/ready")).json()["checks"]["database"]["status"] == "ok"
-        swagger = await client.get("/docs")
-    # The documentation pages load Swagger UI from its CDN and run an inline script; nothing else may.
-    policy = swagger.headers["content-security-policy"]
-    assert "https://cdn.jsdelivr.net" in policy
-    assert "frame-ancestors 'none'" in policy
-    assert swagger.headers["x-frame-options"] == "DENY"
+
+
+async def test_the_documentation_pages_load_everything_from_the_service_itself(tmp_path: Path) -> None:
+    """A desk without internet still has working docs: Swagger UI and ReDoc name no outside host, every
+    asset they reference is served here with its type, and their policy lets the browser load nothing else."""
+    app = create_demo_app(KitSettings(service_name="kit-exposure", var_dir=tmp_path))
+    async with in_process_client(app) as client:
+        await assert_docs_served_offline(client)
+        # The assets themselves are not documents: they keep the policy that allows nothing.
+        bundle = await client.get("/docs-assets/swagger-ui-bundle.js")
+    assert bundle.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert bundle.headers["cache-control"] == "no-cache"
 
 
 async def test_every_response_carries_the_security_headers(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""``/metrics`` counts requests per route template; ``/health/ready`` follows the critical dependencies."""
+"""``/metrics`` counts requests per route template, the requests being handled and the process's own
+figures; ``/health/ready`` follows the critical dependencies."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,43 @@ async def test_requests_are_counted_by_route_template_never_by_raw_path(tmp_path
     assert (
         'http_request_duration_seconds_count{method="GET",route="/v1/items/{item_id}"} 3.0' in response.text
     )
+
+
+def gauge(exposition: str, name: str) -> float:
+    [value] = [
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name
+    ]
+    return value
+
+
+async def test_the_requests_being_handled_and_the_process_are_on_metrics(tmp_path: Path) -> None:
+    """On-call sees a pile-up as it happens (requests in flight, open streams included) and the process
+    behind it: its memory, CPU, open files and garbage collections."""
+    app = create_demo_app(KitSettings(service_name="kit-metrics", var_dir=tmp_path))
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @app.get("/v1/held")
+    async def held() -> dict[str, str]:
+        entered.set()
+        await release.wait()
+        return {"status": "done"}
+
+    async with in_process_client(app) as client:
+        waiting = asyncio.create_task(client.get("/v1/held"))
+        await asyncio.wait_for(entered.wait(), timeout=10)
+        during = (await client.get("/metrics")).text
+        release.set()
+        assert (await waiting).status_code == 200
+        after = (await client.get("/metrics")).text
+    assert gauge(during, "http_requests_in_flight") == 2  # the held request and the scrape itself
+    assert gauge(after, "http_requests_in_flight") == 1
+    assert gauge(after, "process_resident_memory_bytes") > 0
+    assert gauge(after, "process_open_fds") > 0
+    assert 'python_gc_collections_total{generation="0"}' in after
+    assert "python_info{" in after
 
 
 async def ready(app_settings: KitSettings, **peer: Any) -> tuple[int, dict[str, Any]]:

@@ -38,7 +38,7 @@ async def database_url() -> AsyncIterator[str]:
 async def _empty(database: Database) -> None:
     async with database.engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE delivery_attempt, notification, alert, inbox RESTART IDENTITY")
+            text("TRUNCATE delivery_attempt, notification, alert, inbox, webhook_endpoint RESTART IDENTITY")
         )
 
 

@@ -15,7 +15,15 @@ from sqlalchemy import select, text
 
 from notifier.main import create_app
 from notifier.notifications.models import DeliveryAttempt, Notification
-from notifier.testing import KEYS, TEST_PROTECTION, RunningApp, SmtpServer, make_settings, order_payload
+from notifier.testing import (
+    KEYS,
+    TEST_PROTECTION,
+    RunningApp,
+    SmtpServer,
+    event_envelope,
+    make_settings,
+    order_payload,
+)
 from servicekit.db import Database, utcnow
 from servicekit.sealing import Keyring, new_key, sealed_event_fields
 from servicekit.settings import StartupRefusedError
@@ -34,7 +42,7 @@ def _order_created(customer_id: str, email: str) -> dict[str, Any]:
             TEST_EVENT_KEYRING, {"customer_email": email}, event_type="order.created", aggregate_id=order_id
         ),
     )
-    return _envelope("order.created", order_id, payload)
+    return event_envelope("order.created", order_id, payload)
 
 
 def _email_code(customer_id: str, email: str, *, keyring: Keyring = TEST_EVENT_KEYRING) -> dict[str, Any]:
@@ -47,18 +55,7 @@ def _email_code(customer_id: str, email: str, *, keyring: Keyring = TEST_EVENT_K
             keyring, {"email": email, "code": CODE}, event_type=event_type, aggregate_id=customer_id
         ),
     }
-    return _envelope(event_type, customer_id, payload)
-
-
-def _envelope(event_type: str, aggregate_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "type": event_type,
-        "source": "order-api",
-        "occurred_at": utcnow().isoformat(),
-        "aggregate_id": aggregate_id,
-        "payload": payload,
-    }
+    return event_envelope(event_type, customer_id, payload)
 
 
 async def _publish(api: RunningApp, event: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +136,9 @@ async def test_a_customer_erased_leaves_nothing_about_them(
         until=lambda found: bool(found) and found[0].status == "failed",
     )
 
-    event = _envelope("customer.erased", erased, {"customer_id": erased, "erased_at": utcnow().isoformat()})
+    event = event_envelope(
+        "customer.erased", erased, {"customer_id": erased, "erased_at": utcnow().isoformat()}
+    )
     assert (await _publish(notifier_app, event))["status"] == "processed"
     assert (await _publish(notifier_app, event))["status"] == "duplicate"
 

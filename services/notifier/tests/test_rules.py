@@ -331,6 +331,37 @@ def test_other_order_changes_update_the_cards(event_type: str, status: str, comm
     assert card.variables["note"] == comment
 
 
+def test_a_reassignment_edits_the_cards_and_names_both_operators_to_tell() -> None:
+    payload = _order(
+        status="in_progress",
+        operator_id="op-8",
+        operator_name="Boris",
+        version=6,
+        previous_operator_id="op-7",
+        previous_operator_name="Anna",
+        operator_telegram_user_id=802,
+        previous_operator_telegram_user_id=701,
+        actor="operator:sup-1",
+        actor_role="support",
+        comment="Anna is off",
+    )
+    [card] = cards_for(_envelope("order.reassigned", payload))
+
+    assert (card.recipient, card.variables["event"], card.variables["note"]) == (
+        "operators",
+        "order.reassigned",
+        "Anna is off",
+    )
+    assert card.variables["order"]["operator_name"] == "Boris"
+    assert card.variables["reassignment"] == {
+        "previous_operator_name": "Anna",
+        "previous_telegram_user_id": 701,
+        "telegram_user_id": 802,
+        "actor_role": "support",
+    }
+    assert emails_for(_envelope("order.reassigned", payload)) == []
+
+
 def test_an_escalation_goes_to_the_support_chat_with_its_reason() -> None:
     reason = "Customer sent the wrong amount <twice>" + "!" * 1200
     payload = _order(

@@ -19,6 +19,7 @@ from order_api.operators.models import Operator
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, embedded_order_api, order_body
 from servicekit.db import utcnow
 from servicekit.fuzzing import DeepJson, assert_no_server_errors
+from servicekit.openapi import documents_of
 from servicekit.state import service_state
 
 
@@ -138,5 +139,5 @@ async def test_no_input_to_any_route_is_a_server_error(desk: OrderApi, api_keys:
     }
     # wallet-pool and notifier are unreachable here: a 503 peer_unavailable is the right answer then.
     await assert_no_server_errors(
-        desk.client, desk.app.openapi(), callers=callers, max_examples=15, peers_down=True
+        desk.client, documents_of(desk.app).complete(), callers=callers, max_examples=15, peers_down=True
     )

@@ -347,6 +347,7 @@ async def test_acting_for_an_operator_reaches_only_the_bots_work_whatever_their_
         ("POST", f"{escalation}/comments", {"comment": "Looking"}),
         ("POST", f"{escalation}/resolve", {"comment": "Refunded"}),
         ("GET", "/v1/operator/stats", None),
+        ("GET", "/v1/stats/pool", None),
     ]
     for headers in (as_admin, as_support):
         for method, path, body in refused_routes:
@@ -354,8 +355,6 @@ async def test_acting_for_an_operator_reaches_only_the_bots_work_whatever_their_
             assert refused.status_code == 403, (method, path, refused.text)
             assert refused.headers["content-type"].startswith("application/problem+json")
             assert refused.json()["code"] == "acted_for_identity_forbidden", (method, path)
-    pool_stats = await api.client.get("/v1/stats/pool", headers=as_admin)
-    assert pool_stats.status_code == 403
     listed = await api.client.get("/v1/admin/operators", headers=bearer(api_keys.admin))
     assert [o["name"] for o in listed.json()["items"]].count("Eve") == 0
     assert [o["role"] for o in listed.json()["items"] if o["id"] == holder.id] == ["operator"]
@@ -926,7 +925,12 @@ async def test_every_event_order_api_writes_is_exactly_its_contract(
     thread = f"/v1/operator/escalations/{escalation['id']}"
     await api.client.post(f"{thread}/comments", json={"comment": "Looking"}, headers=support.auth)
     await api.client.post(f"{thread}/resolve", json={"comment": "Refunded"}, headers=support.auth)
-    await set_status(api, holder, order, "completed")
+    successor = await hire(api, api_keys)
+    reassigned = await api.client.post(
+        f"/v1/admin/orders/{order['id']}/reassign", json={"operator_id": successor.id}, headers=support.auth
+    )
+    assert reassigned.status_code == 200, reassigned.text
+    await set_status(api, successor, order, "completed")
     code = await api.client.post("/v1/auth/email-code", json={"email": email})
     assert code.status_code == 202, code.text
     customer_id = await db_session.scalar(select(Order.customer_id).where(Order.id == order["id"]))
@@ -941,3 +945,230 @@ async def test_every_event_order_api_writes_is_exactly_its_contract(
         assert destination in EVENTS[event_type].consumers, event_type
     written = {event_type for _, event_type, _ in rows}
     assert written == {name for name, event in EVENTS.items() if event.producers == ("order-api",)}
+
+
+# --- workload: the cap, presence, reassignment, deactivation ---------------------------------------------
+
+
+async def test_a_take_beyond_the_cap_is_refused_naming_it(
+    order_api: OrderApiRunner, db_session: AsyncSession, api_keys: ApiKeys, empty_wallet_pool: PeerSettings
+) -> None:
+    async with order_api(
+        session=db_session, wallet_pool=empty_wallet_pool, operator_max_held_orders=2
+    ) as api:
+        anna = await hire(api, api_keys)
+        first, second, third = [await order_awaiting_deposit(api, api_keys) for _ in range(3)]
+        await take(api, anna, first)
+        await take(api, anna, second)
+
+        refused = await api.client.post(f"/v1/operator/orders/{third['id']}/take", headers=anna.auth)
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        problem = refused.json()
+        assert (problem["code"], problem["held_orders"], problem["max_held_orders"]) == (
+            "operator_at_capacity",
+            2,
+            2,
+        )
+        assert "holds 2 orders (the cap is 2)" in problem["detail"]
+        assert (await take(api, anna, second))["operator_id"] == anna.id  # one she holds: still fine
+        stored = await db_session.get(Order, third["id"])
+        assert stored is not None
+        assert (stored.status, stored.operator_id) == ("awaiting_deposit", None)
+
+        admin = bearer(api_keys.admin)
+        raised = await api.client.patch(
+            f"/v1/admin/operators/{anna.id}", json={"max_held_orders": 3}, headers=admin
+        )
+        assert raised.json()["max_held_orders"] == 3
+        assert (await take(api, anna, third))["operator_id"] == anna.id
+        reset = await api.client.patch(
+            f"/v1/admin/operators/{anna.id}", json={"max_held_orders": None}, headers=admin
+        )
+        assert reset.json()["max_held_orders"] is None
+        presence = (await api.client.get("/v1/operator/presence", headers=anna.auth)).json()
+        assert (presence["held_orders"], presence["max_held_orders"]) == (3, 2)
+        bad = await api.client.patch(
+            f"/v1/admin/operators/{anna.id}", json={"max_held_orders": 0}, headers=admin
+        )
+        assert bad.status_code == 422
+        assert "max_held_orders" in bad.text
+
+
+async def test_two_takes_at_once_one_below_the_cap_exactly_one_wins(
+    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys, empty_wallet_pool: PeerSettings
+) -> None:
+    async with order_api(
+        database_url=own_database_url, wallet_pool=empty_wallet_pool, operator_max_held_orders=2
+    ) as api:
+        anna = await hire(api, api_keys)
+        held = await order_awaiting_deposit(api, api_keys)
+        await take(api, anna, held)
+        rivals = [await order_awaiting_deposit(api, api_keys) for _ in range(4)]
+
+        responses = await asyncio.gather(
+            *(api.client.post(f"/v1/operator/orders/{o['id']}/take", headers=anna.auth) for o in rivals)
+        )
+        database: Database = service_state(api.app).runtime.database
+        async with database.sessionmaker() as session:
+            holding = await session.scalar(
+                select(func.count())
+                .select_from(Order)
+                .where(Order.operator_id == anna.id, Order.status == "in_progress")
+            )
+
+    assert Counter(r.status_code for r in responses) == {200: 1, 409: 3}
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"operator_at_capacity"}
+    assert holding == 2
+
+
+async def test_presence_is_recorded_audited_and_does_not_stop_work_on_held_orders(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    anna = await hire(api, api_keys)
+    order = await order_awaiting_deposit(api, api_keys)
+    await take(api, anna, order)
+    fresh = (await api.client.get("/v1/operator/presence", headers=anna.auth)).json()
+    assert (fresh["status"], fresh["since"], fresh["held_orders"], fresh["max_held_orders"]) == (
+        "available",
+        None,
+        1,
+        5,
+    )
+
+    away = await api.client.put("/v1/operator/presence", json={"status": "away"}, headers=anna.auth)
+    assert away.status_code == 200, away.text
+    assert (away.json()["status"], away.json()["since"] is not None) == ("away", True)
+    again = await api.client.put("/v1/operator/presence", json={"status": "away"}, headers=anna.auth)
+    assert again.json()["since"] == away.json()["since"]
+    shown = (await api.client.get(f"/v1/admin/operators/{anna.id}", headers=bearer(api_keys.admin))).json()
+    assert (shown["presence"], shown["presence_since"]) == ("away", away.json()["since"])
+    assert (await set_status(api, anna, order, "completed"))["status"] == "completed"
+
+    wrong = await api.client.put("/v1/operator/presence", json={"status": "asleep"}, headers=anna.auth)
+    assert wrong.status_code == 422
+    assert "status" in wrong.text
+    by_key = await api.client.put(
+        "/v1/operator/presence", json={"status": "away"}, headers=bearer(api_keys.admin)
+    )
+    assert (by_key.status_code, by_key.json()["code"]) == (403, "operator_forbidden")
+    await api.client.put("/v1/operator/presence", json={"status": "available"}, headers=anna.auth)
+    changes = await audit_rows(db_session, action="operator.presence_changed", target_id=anna.id)
+    assert [(r.actor, r.parameters["presence"]) for r in changes] == [
+        (f"operator:{anna.id}", "away"),
+        (f"operator:{anna.id}", "available"),
+    ]
+
+
+async def test_support_reassigns_a_held_order_within_the_targets_cap_audited_and_announced(
+    order_api: OrderApiRunner, db_session: AsyncSession, api_keys: ApiKeys, empty_wallet_pool: PeerSettings
+) -> None:
+    async with order_api(
+        session=db_session, wallet_pool=empty_wallet_pool, operator_max_held_orders=1
+    ) as api:
+        anna, boris = await hire(api, api_keys, telegram_user_id=71001), await hire(api, api_keys)
+        support, admin = await hire(api, api_keys, role="support"), await hire(api, api_keys, role="admin")
+        order = await order_awaiting_deposit(api, api_keys)
+        taken = await take(api, anna, order)
+        url = f"/v1/admin/orders/{order['id']}/reassign"
+
+        by_operator = await api.client.post(url, json={"operator_id": boris.id}, headers=anna.auth)
+        assert (by_operator.status_code, by_operator.json()["code"]) == (403, "operator_forbidden")
+        stale = await api.client.post(
+            url, json={"operator_id": boris.id}, headers={**support.auth, "If-Match": "1"}
+        )
+        assert stale.status_code == 412, stale.text
+        to_support = await api.client.post(url, json={"operator_id": support.id}, headers=support.auth)
+        assert to_support.status_code == 403, to_support.text
+        nobody = await api.client.post(url, json={"operator_id": str(uuid.uuid4())}, headers=support.auth)
+        assert (nobody.status_code, nobody.json()["code"]) == (404, "operator_not_found")
+
+        moved = await api.client.post(
+            url,
+            json={"operator_id": boris.id, "comment": "Anna is off"},
+            headers={**support.auth, "If-Match": str(taken["version"])},
+        )
+        assert moved.status_code == 200, moved.text
+        assert (moved.json()["operator_id"], moved.json()["status"]) == (boris.id, "in_progress")
+        assert moved.json()["version"] == taken["version"] + 1
+        [event] = await outbox_payloads(db_session, "order.reassigned")
+        assert (event["operator_id"], event["operator_name"], event["previous_operator_id"]) == (
+            boris.id,
+            boris.name,
+            anna.id,
+        )
+        assert (event["previous_operator_name"], event["previous_operator_telegram_user_id"]) == (
+            anna.name,
+            71001,
+        )
+        assert (event["actor"], event["actor_role"], event["comment"]) == (
+            f"operator:{support.id}",
+            "support",
+            "Anna is off",
+        )
+        [audited] = await audit_rows(db_session, action="order.reassigned")
+        assert (audited.actor, audited.target_id, audited.parameters["previous_operator_id"]) == (
+            f"operator:{support.id}",
+            order["id"],
+            anna.id,
+        )
+        no_longer = await api.client.post(
+            f"/v1/operator/orders/{order['id']}/status", json={"status": "completed"}, headers=anna.auth
+        )
+        assert no_longer.json()["code"] == "order_not_held"
+
+        back = await api.client.post(url, json={"operator_name": anna.name.upper()}, headers=support.auth)
+        assert (back.status_code, back.json()["operator_id"]) == (200, anna.id)
+        both = await api.client.post(
+            url, json={"operator_id": anna.id, "operator_name": anna.name}, headers=support.auth
+        )
+        assert both.status_code == 422, both.text
+        await api.client.patch(
+            f"/v1/admin/operators/{admin.id}", json={"name": boris.name}, headers=admin.auth
+        )
+        ambiguous = await api.client.post(url, json={"operator_name": boris.name}, headers=support.auth)
+        assert (ambiguous.status_code, ambiguous.json()["errors"][0]["field"]) == (422, "operator_name")
+        other = await order_awaiting_deposit(api, api_keys)
+        await take(api, boris, other)
+        full = await api.client.post(url, json={"operator_id": boris.id}, headers=support.auth)
+        assert (full.status_code, full.json()["code"]) == (409, "operator_at_capacity")
+        support_override = await api.client.post(
+            url, json={"operator_id": boris.id, "override_cap": True}, headers=support.auth
+        )
+        assert support_override.status_code == 403, support_override.text
+        overridden = await api.client.post(
+            url, json={"operator_id": boris.id, "override_cap": True}, headers=admin.auth
+        )
+        assert overridden.status_code == 200, overridden.text
+        await set_status(api, boris, order, "completed")
+        closed = await api.client.post(url, json={"operator_id": anna.id}, headers=support.auth)
+        assert (closed.status_code, closed.json()["code"]) == (409, "order_transition_not_allowed")
+        await api.client.patch(f"/v1/admin/operators/{anna.id}", json={"active": False}, headers=admin.auth)
+        inactive = await api.client.post(
+            f"/v1/admin/orders/{other['id']}/reassign", json={"operator_id": anna.id}, headers=support.auth
+        )
+        assert (inactive.status_code, inactive.json()["code"]) == (409, "operator_inactive")
+
+
+async def test_deactivating_an_operator_returns_their_orders_to_the_pool_as_a_release(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    anna, boris = await hire(api, api_keys), await hire(api, api_keys)
+    orders = [await order_awaiting_deposit(api, api_keys) for _ in range(2)]
+    for order in orders:
+        await take(api, anna, order)
+
+    deactivated = await api.client.patch(
+        f"/v1/admin/operators/{anna.id}", json={"active": False}, headers=bearer(api_keys.admin)
+    )
+    assert deactivated.status_code == 200, deactivated.text
+
+    for order in orders:
+        stored = await db_session.get(Order, order["id"])
+        assert stored is not None
+        assert (stored.status, stored.operator_id) == ("awaiting_deposit", None)
+    released = await outbox_payloads(db_session, "order.released")
+    assert sorted(p["order_id"] for p in released) == sorted(o["id"] for o in orders)
+    assert {(p["actor"], p["previous_operator_id"]) for p in released} == {("api-key:admin", anna.id)}
+    assert "deactivated" in released[0]["comment"]
+    assert (await take(api, boris, orders[0]))["operator_id"] == boris.id

@@ -4,6 +4,7 @@ unreachable)."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -259,7 +261,11 @@ async def test_cancelling_releases_the_address_through_the_outbox(
     auth = {"Authorization": f"Bearer {order['session_token']}"}
     stale = await api.client.post(f"/v1/orders/{order['id']}/cancel", headers={**auth, "If-Match": "7"})
     assert stale.status_code == 412
-    cancelled = await api.client.post(f"/v1/orders/{order['id']}/cancel", headers={**auth, "If-Match": "1"})
+    weak = await api.client.post(f"/v1/orders/{order['id']}/cancel", headers={**auth, "If-Match": 'W/"1"'})
+    assert weak.status_code == 422
+    assert [e["field"] for e in weak.json()["errors"]] == ["If-Match"]
+    # the entity tag, as RFC 9110 writes If-Match (and generated clients send it: a string)
+    cancelled = await api.client.post(f"/v1/orders/{order['id']}/cancel", headers={**auth, "If-Match": '"1"'})
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["version"] == 2
@@ -401,3 +407,38 @@ async def test_the_order_with_its_session_token_and_payout_address_is_never_stor
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+def open_orders_gauge(exposition: str) -> dict[str, float]:
+    (family,) = [f for f in text_string_to_metric_families(exposition) if f.name == "orders_open"]
+    return {sample.labels["status"]: sample.value for sample in family.samples}
+
+
+async def test_metrics_count_the_open_orders_by_status(order_api: OrderApiRunner) -> None:
+    """On-call sees orders piling up in a status (waiting for an address while wallet-pool is down) on
+    ``/metrics``, from the database, so every replica reports the desk's figures."""
+    async with order_api() as api:
+        before = open_orders_gauge((await api.client.get("/metrics")).text)
+        assert set(before) == {"awaiting_address", "queued", "awaiting_deposit", "in_progress"}
+        for _ in range(2):
+            created = await api.client.post(
+                "/v1/orders", json=order_body(f"gauge-{uuid.uuid4()}@example.com")
+            )
+            assert created.status_code == 201, created.text
+
+        async def scraped() -> dict[str, float]:
+            return open_orders_gauge((await api.client.get("/metrics")).text)
+
+        # a scrape within a second of the last one shares its figures
+        after = await eventually(
+            scraped,
+            until=lambda figures: figures["awaiting_address"] == before["awaiting_address"] + 2,
+            within=10.0,
+            message="the new orders are counted",
+        )
+    assert after["awaiting_address"] == before["awaiting_address"] + 2
+    assert {status: after[status] - before[status] for status in after if status != "awaiting_address"} == {
+        "queued": 0,
+        "awaiting_deposit": 0,
+        "in_progress": 0,
+    }

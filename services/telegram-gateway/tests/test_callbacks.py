@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -18,6 +18,8 @@ from telegram_gateway.cards.models import OrderSnapshot
 from telegram_gateway.testing import (
     OPERATORS_CHAT,
     OPERATORS_CHAT_ID,
+    SUPPORT_CHAT,
+    SUPPORT_CHAT_ID,
     CallbackAnswer,
     ChatMessage,
     FakeBotApi,
@@ -384,6 +386,64 @@ async def test_pool_shows_free_wallets_and_queues(desk: Desk) -> None:
         "USDT: 0 of 10 free ⚠️ · queue 4 (oldest 12 min)\n"
         "   TRC20 0/5, queue 3 · ERC20 0/5, queue 1"
     )
+
+
+async def test_a_take_beyond_the_cap_is_answered_with_the_cap_in_the_operators_language(desk: Desk) -> None:
+    desk.order_api.max_held_orders = 1
+    await desk.press(ANNA, "Take")
+    second = desk.order_api.add_order()
+    await desk.gateway.post_message(order_message(second, event="order.created"))
+    card = desk.fake.chat_messages(OPERATORS_CHAT_ID)[-1]
+
+    refused = await desk.press(ANNA, "Take", card=card)
+    in_russian = await desk.press(replace(ANNA, language_code="ru"), "Take", card=card)
+
+    assert (refused.text, refused.show_alert) == (
+        "You already hold 1 order — finish or give one back first.",
+        True,
+    )
+    assert in_russian.text == "У вас уже 1 заказ — сначала завершите или верните один."  # noqa: RUF001
+    assert card.text.startswith("🆕 New order")
+    assert desk.order_api.orders[second["id"]]["operator_id"] is None
+
+
+async def test_on_and_off_set_the_operators_presence(desk: Desk) -> None:
+    await desk.press(ANNA, "Take")
+    [away] = await desk.say(ANNA, "/off")
+    [back] = await desk.say(ANNA, "/on")
+
+    presence = [c.body for c in desk.order_api.calls if c.path == "/v1/operator/presence"]
+    assert presence == [{"status": "away"}, {"status": "available"}]
+    assert away.text == (
+        "🌙 You are away: you take no new work and still finish the 1 order you hold. /on when you are back."
+    )
+    assert back.text == "🟢 You are available: you hold 1 order (your cap is 5)."
+
+
+async def test_support_reassigns_an_escalated_order_from_its_card_by_name(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+) -> None:
+    sam = TelegramUser(id=403, first_name="Sam")
+    async with open_desk(launch, fake_bot_api, order_api) as desk:
+        order_api.link(order_api.add_operator("Sam", role="support"), sam)
+        await desk.press(ANNA, "Take")
+        held = order_api.orders[desk.order["id"]]
+        escalated = order_message(held, event="order.escalated", chat="support", note="Paid twice")
+        await desk.gateway.post_message(escalated)
+        [support_card] = fake_bot_api.chat_messages(SUPPORT_CHAT_ID)
+
+        answer = await desk.press(sam, "Reassign", card=support_card)
+        prompt = fake_bot_api.chat_messages(SUPPORT_CHAT_ID)[-1]
+        [unknown] = await desk.say(sam, "Zed", chat=SUPPORT_CHAT, reply_to=prompt)
+        [done] = await desk.say(sam, "@boris", chat=SUPPORT_CHAT, reply_to=prompt)
+
+    assert answer.text == "Reply to my message with the operator's name."
+    assert f"Reassign order {desk.order['id']}." in prompt.text
+    assert unknown.text == "No active operator has that name."
+    reassigned = [c.body for c in order_api.calls if c.path.endswith("/reassign")]
+    assert reassigned == [{"operator_name": "Zed"}, {"operator_name": "boris"}]
+    assert done.text == f"↪️ Order {desk.order['id'][:8]} is now held by Boris."
+    assert desk.card.text.startswith("🔧 Taken by Boris")
 
 
 async def test_every_press_is_answered_even_on_a_button_of_an_unknown_kind(desk: Desk) -> None:

@@ -232,7 +232,8 @@ async def test_an_escalation_posts_a_card_to_support_and_flags_the_operators_car
             f"🆘 Escalated · order {order['id'][:8]}",
             "Customer paid twice",
         ]
-        assert support.buttons() == []
+        [reassign] = support.buttons()  # support may hand the escalated order to another operator
+        assert (reassign.text, reassign.callback_data) == ("↪️ Reassign", f"o:a:{order['id']}:2")
         assert "🆘 Escalated to support: Customer paid twice" in card.text
         assert "🆘 Escalate" not in [b.text for b in card.buttons()]
 
@@ -243,8 +244,48 @@ async def test_an_escalation_posts_a_card_to_support_and_flags_the_operators_car
     assert sorted(resolved.json()["telegram_message_ids"]) == sorted([card.message_id, support.message_id])
     assert support.text.startswith("☑️ Escalation resolved")
     assert "Resolution: Refunded" in support.text
+    assert support.buttons() == []
     assert "Escalated to support" not in card.text
     assert "🆘 Escalate" in [b.text for b in card.buttons()]
+
+
+async def test_a_reassignment_edits_the_cards_and_tells_both_operators_privately(
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any]
+) -> None:
+    anna, boris = 7001, 7002
+    reassigned = {**TAKEN, "operator_id": "op-boris", "operator_name": "Boris <B>", "version": 3}
+    async with launch() as gateway:
+        await gateway.post_message(order_message(order, event="order.created"))
+        await gateway.post_message(order_message(order, event="order.taken", **TAKEN))
+        fake_bot_api.refused_chats.add(boris)  # Boris never opened a chat with the bot
+        refused = await gateway.post_message(
+            {
+                **order_message(order, event="order.reassigned", note="Anna is off", **reassigned),
+                "reassignment": {
+                    "previous_operator_name": "Anna",
+                    "previous_telegram_user_id": anna,
+                    "telegram_user_id": boris,
+                    "actor_role": "support",
+                },
+            }
+        )
+        fake_bot_api.refused_chats.discard(boris)
+        told = await gateway.post_message(
+            {
+                **order_message(order, event="order.reassigned", **{**reassigned, "version": 4}),
+                "reassignment": {"previous_operator_name": "Anna", "telegram_user_id": boris},
+            }
+        )
+
+    [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
+    assert (refused.json()["outcome"], told.json()["outcome"]) == ("edited", "edited")
+    assert card.text.startswith("🔧 Taken by Boris <B>")
+    [to_anna] = fake_bot_api.chat_messages(anna)
+    assert to_anna.text.startswith(f"↪️ Order {order['id'][:8]} (")
+    assert "was handed to Boris <B> by support: you no longer hold it." in to_anna.text
+    assert to_anna.text.endswith("Anna is off")
+    [to_boris] = fake_bot_api.chat_messages(boris)  # the second time round
+    assert "is yours now, handed over from Anna by support." in to_boris.text
 
 
 async def test_alerts_are_posted_escaped_and_support_falls_back_to_the_operators_chat(

@@ -148,7 +148,17 @@ def test_support_sees_why_and_how_an_escalation_ended() -> None:
     )
     assert html_to_text(open_card.text).splitlines()[:2] == ["🆘 Escalated · order ffffffff", "Paid twice"]
     assert "Resolution: Refunded the second payment" in html_to_text(resolved.text)
-    assert open_card.keyboard is None
+    assert open_card.keyboard is not None  # support may hand the held order to another operator
+    [[reassign]] = open_card.keyboard.inline_keyboard
+    assert reassign.text == "↪️ Reassign"
+    assert resolved.keyboard is None
+    closed = escalation_card(
+        view(status="completed", operator_id="op", operator_name="Anna"),
+        escalated=True,
+        escalation_note="Paid twice",
+        resolution_note=None,
+    )
+    assert closed.keyboard is None
 
 
 def test_alert_text_is_escaped() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
@@ -20,7 +21,9 @@ from bech32 import bech32_encode, bech32_hrp_expand, bech32_polymod, convertbits
 from Crypto.Hash import keccak
 
 __all__ = [
+    "ADDRESS_FORMATS",
     "SUPPORTED",
+    "AddressFormat",
     "InvalidAddressError",
     "UnsupportedNetworkError",
     "default_network",
@@ -36,6 +39,47 @@ SUPPORTED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
     }
 )
 """Currency → networks the desk accepts it on; the first one is the default."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressFormat:
+    """What an address of one network looks like, for a form to check before it sends one.
+
+    ``pattern`` matches every address :func:`validate_address` accepts once surrounding whitespace is trimmed
+    (and refuses most that it refuses: a wrong prefix, length or alphabet); only the checksum is left to
+    :func:`validate_address`. It is written in the syntax ECMAScript and Python share (no flags, no
+    look-behind), so a browser can use it as it is.
+    """
+
+    description: str
+    pattern: str
+
+
+_BASE58 = "[1-9A-HJ-NP-Za-km-z]"
+_BECH32_LOWER = "[ac-hj-np-z02-9]"  # bech32's alphabet: no 1, b, i or o
+_BECH32_UPPER = "[AC-HJ-NP-Z02-9]"
+_EVM = AddressFormat(
+    description="0x and 40 hexadecimal digits; in mixed case, the EIP-55 checksum case.",
+    pattern="^0x[0-9a-fA-F]{40}$",
+)
+
+ADDRESS_FORMATS: Final[Mapping[str, AddressFormat]] = MappingProxyType(
+    {
+        "bitcoin": AddressFormat(
+            description="Bitcoin mainnet: a legacy address starting with 1 or 3 (base58, 26 to 34 characters), "
+            "or a segwit address starting with bc1q (42 or 62 characters) or bc1p (62), all in one case.",
+            pattern=f"^(?:[13]{_BASE58}{{25,33}}"
+            f"|bc1q(?:{_BECH32_LOWER}{{38}}|{_BECH32_LOWER}{{58}})|bc1p{_BECH32_LOWER}{{58}}"
+            f"|BC1Q(?:{_BECH32_UPPER}{{38}}|{_BECH32_UPPER}{{58}})|BC1P{_BECH32_UPPER}{{58}})$",
+        ),
+        "ethereum": _EVM,
+        "ERC20": _EVM,
+        "TRC20": AddressFormat(
+            description="TRON: T and 33 base58 characters (34 in all).", pattern=f"^T{_BASE58}{{33}}$"
+        ),
+    }
+)
+"""Network → the shape of its addresses (every network of :data:`SUPPORTED` has one)."""
 
 # Longer than any address we accept (bech32 caps at 90); stops a pasted blob before base58 decoding.
 _MAX_ADDRESS_LENGTH: Final = 100

@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     API_KEY_MISSING = "api_key_missing"
     API_KEY_INVALID = "api_key_invalid"
     SCOPE_MISSING = "scope_missing"
+    API_KEY_REQUIRED = "api_key_required"
     FORBIDDEN_CHARACTER = "forbidden_character"
     JSON_TOO_DEEP = "json_too_deep"
     NOT_FOUND = "not_found"
@@ -47,6 +48,7 @@ class ErrorCode(StrEnum):
     OPERATOR_TELEGRAM_ID_TAKEN = "operator_telegram_id_taken"
     ORDER_ALREADY_TAKEN = "order_already_taken"
     ORDER_NOT_HELD = "order_not_held"
+    OPERATOR_AT_CAPACITY = "operator_at_capacity"
     ORDER_ALREADY_ESCALATED = "order_already_escalated"
     ESCALATION_NOT_FOUND = "escalation_not_found"
     ESCALATION_NOT_OPEN = "escalation_not_open"
@@ -72,6 +74,10 @@ class ErrorCode(StrEnum):
     NOTIFICATION_NOT_FOUND = "notification_not_found"
     NOTIFICATION_NOT_REDELIVERABLE = "notification_not_redeliverable"
     EVENT_SEALED_FIELDS_UNREADABLE = "event_sealed_fields_unreadable"
+    WEBHOOK_ENDPOINT_NOT_FOUND = "webhook_endpoint_not_found"
+    WEBHOOK_URL_REFUSED = "webhook_url_refused"
+    WEBHOOK_DELIVERY_NOT_FOUND = "webhook_delivery_not_found"
+    WEBHOOK_DELIVERY_PENDING = "webhook_delivery_pending"
 
     # telegram-gateway
     TELEGRAM_DISABLED = "telegram_disabled"

@@ -184,6 +184,25 @@ class OrderAssignmentTimedOut(GivenBack):
     consumers = (NOTIFIER,)
 
 
+class OrderReassigned(ActionFields):
+    """Support or an admin handed an order in progress to another operator (``operator_id`` now holds it;
+    the status does not change). The notifier edits the order's cards and tells both operators privately
+    on Telegram (``telegram_user_id`` fields: staff accounts, not customers' data)."""
+
+    event_type = "order.reassigned"
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
+
+    previous_operator_id: str | None = Field(description="Who held the order until now.")
+    previous_operator_name: str | None = Field(default=None, description="Their name.")
+    operator_telegram_user_id: int | None = Field(
+        default=None, description="The new holder's Telegram user, if linked."
+    )
+    previous_operator_telegram_user_id: int | None = Field(
+        default=None, description="The previous holder's Telegram user, if linked."
+    )
+
+
 class EscalationFields(ActionFields):
     escalation_id: str = Field(min_length=1, max_length=36, description="The escalation's thread.")
     escalation_status: Literal["open", "resolved"] = Field(
@@ -366,6 +385,7 @@ EVENTS: dict[str, type[Event]] = {
         OrderTaken,
         OrderReleased,
         OrderAssignmentTimedOut,
+        OrderReassigned,
         OrderEscalated,
         OrderEscalationCommented,
         OrderEscalationResolved,

@@ -59,6 +59,15 @@ class ApiKeyInvalidError(DomainError):
     title = "API key not accepted"
 
 
+class ApiKeyRequiredError(DomainError):
+    """A person's own token (an operator's, a customer's session) on a route only services' API keys reach:
+    the token may be valid, but not here."""
+
+    status = 403
+    code = ErrorCode.API_KEY_REQUIRED
+    title = "This route takes a service's API key"
+
+
 class ScopeMissingError(DomainError):
     status = 403
     code = ErrorCode.SCOPE_MISSING
@@ -79,8 +88,13 @@ def hash_key(key: str) -> str:
 class ApiKeyVerifier:
     """Checks a presented key against the configured hashes, touching every entry (constant time)."""
 
-    def __init__(self, entries: Sequence[ApiKeyEntry]) -> None:
+    def __init__(
+        self, entries: Sequence[ApiKeyEntry], *, personal_token_prefixes: Sequence[str] = ()
+    ) -> None:
+        """``personal_token_prefixes``: how the service's own personal tokens start (order-api's ``op_`` and
+        ``cs_``), so such a token on an API-key route is told so rather than called an unknown key."""
         self._entries = [(bytes.fromhex(e.hash.removeprefix("sha256:")), e) for e in entries]
+        self.personal_token_prefixes = tuple(personal_token_prefixes)
 
     def identify(self, presented: str) -> Caller | None:
         digest = hashlib.sha256(presented.encode()).digest()
@@ -99,8 +113,14 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 def _identify_caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
     if credentials is None or not credentials.credentials:
         raise ApiKeyMissingError("Send an API key as 'Authorization: Bearer <key>'.")
-    caller = service_state(request.app).api_key_verifier.identify(credentials.credentials)
+    verifier = service_state(request.app).api_key_verifier
+    caller = verifier.identify(credentials.credentials)
     if caller is None:
+        if credentials.credentials.startswith(verifier.personal_token_prefixes):
+            raise ApiKeyRequiredError(
+                "This route is for services' API keys; a personal token (an operator's or a customer's) "
+                "cannot use it."
+            )
         raise ApiKeyInvalidError("The API key is unknown or has been retired.")
     request.state.caller = caller
     return caller

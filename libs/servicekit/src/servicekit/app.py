@@ -23,10 +23,12 @@ from servicekit.backing import redis_client
 from servicekit.bounds import InputGuardMiddleware
 from servicekit.client import ServiceClient
 from servicekit.db import TRACE_STATEMENTS, Database, session_scope
+from servicekit.docs import install_docs
 from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
 from servicekit.health import ReadinessCheck, health_router
 from servicekit.maintenance import vacuum_busy_tables
-from servicekit.metrics import QueueGauges, install_metrics
+from servicekit.metrics import ScrapedGauges, install_metrics
+from servicekit.openapi import install_openapi
 from servicekit.outbox import (
     BatchedEvent,
     EventBatch,
@@ -71,10 +73,12 @@ CORS_REQUEST_HEADERS = [
     "Content-Type",
     "Idempotency-Key",
     "If-Match",
+    "If-None-Match",
+    "Last-Event-ID",
     "traceparent",
     "tracestate",
 ]
-CORS_EXPOSED_HEADERS = ["X-Correlation-ID", "Retry-After"]
+CORS_EXPOSED_HEADERS = ["X-Correlation-ID", "Retry-After", "ETag"]
 
 
 class Worker(Protocol):
@@ -124,7 +128,7 @@ class Runtime:
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         self.metrics_registry = CollectorRegistry()
         """The service's ``/metrics`` (``create_service_app`` serves it), for what the runtime builds to count."""
-        self.queue_gauges: list[QueueGauges] = []
+        self.scraped_gauges: list[ScrapedGauges] = []
 
     def rate_limiter(self) -> RateLimiter:
         """A rate limiter for the service's limits: its windows in the runtime's Redis (in memory without one),
@@ -172,10 +176,10 @@ class Runtime:
             self.readiness_checks.append(ReadinessCheck(f"peer:{name}", check, critical=False))
         return client
 
-    def add_queue_gauges(self, gauges: QueueGauges) -> None:
-        """Gauges of a queue's table, read when ``/metrics`` is scraped."""
+    def add_scraped_gauges(self, gauges: ScrapedGauges) -> None:
+        """Gauges read from the database when ``/metrics`` is scraped (a queue's table, open orders …)."""
         self.metrics_registry.register(gauges)
-        self.queue_gauges.append(gauges)
+        self.scraped_gauges.append(gauges)
 
     def add_outbox_relay(self, table: Table, *, dead_letters_to: str | None = None) -> OutboxRelay:
         """Deliver this service's outbox to its peers' ``POST /v1/events`` (peers added with ``add_peer``),
@@ -210,7 +214,7 @@ class Runtime:
             return {receipt.event_id for receipt in client.answer_as(EventBatchReceipt, answer).receipts}
 
         gauges = outbox_gauges(database=self.database, table=table, destinations=list(self.peers))
-        self.add_queue_gauges(gauges)
+        self.add_scraped_gauges(gauges)
         relay = OutboxRelay(
             database=self.database,
             table=table,
@@ -310,9 +314,11 @@ def create_service_app(
     version: str = "1.0.0",
     openapi_tags: list[dict[str, Any]] | None = None,
     context: object = None,
+    personal_token_prefixes: tuple[str, ...] = (),
 ) -> FastAPI:
     """The FastAPI app of a service, with everything every service has. ``context``: the service's
-    collaborators, built once before the app (routes get it through ``servicekit.state.service_context``)."""
+    collaborators, built once before the app (routes get it through ``servicekit.state.service_context``);
+    ``personal_token_prefixes``: how the service's tokens for people start (``servicekit.apikeys``)."""
     configure_logging(service=settings.service_name, level=settings.log_level, json_format=settings.log_json)
     configure_tracing(
         service=settings.service_name,
@@ -343,19 +349,22 @@ def create_service_app(
         lifespan=lifespan,
         openapi_tags=tags,
         openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # servicekit.docs serves the documentation pages with their assets
+        redoc_url=None,
     )
     attach_state(
         app,
         ServiceState(
             runtime=runtime,
             settings=settings,
-            api_key_verifier=ApiKeyVerifier(settings.api_keys),
+            api_key_verifier=ApiKeyVerifier(
+                settings.api_keys, personal_token_prefixes=personal_token_prefixes
+            ),
             context=context,
         ),
     )
     install_error_handlers(app)
+    install_openapi(app)
     # Outermost last: the size limit bounds what the input guard reads whole.
     app.add_middleware(InputGuardMiddleware, max_json_depth=settings.max_json_depth)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -367,16 +376,16 @@ def create_service_app(
             allow_headers=CORS_REQUEST_HEADERS,
             expose_headers=CORS_EXPOSED_HEADERS,
         )
-    docs_paths = [path for path in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if path]
+    docs_paths = install_docs(app, openapi_url=app.openapi_url) if app.openapi_url else []
     app.outermost.append(
         lambda inner: SecurityHeadersMiddleware(
-            inner, docs_paths=docs_paths if docs else (), hsts_max_age_seconds=settings.hsts_max_age_seconds
+            inner, docs_paths=docs_paths, hsts_max_age_seconds=settings.hsts_max_age_seconds
         )
     )
     request_metrics = install_metrics(
         app,
         registry=runtime.metrics_registry,
-        refreshed=runtime.queue_gauges,
+        refreshed=runtime.scraped_gauges,
         key_required=settings.metrics_need_key,
     )
     instrument_app(app, excluded_urls=settings.trace_excluded_urls, request_metrics=request_metrics)

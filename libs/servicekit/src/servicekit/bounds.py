@@ -5,6 +5,9 @@
   deeper than ``max_depth`` (Python's parser would run out of stack long before the size limit is reached).
 - :data:`RowIdPath` / :func:`row_id_path` bound an integer id to the range of the ``INTEGER`` columns that
   hold ids (PostgreSQL's int4; SQLite takes up to int64), so an id beyond it is a 422, not a driver error.
+- :data:`DecimalString` is a decimal on the wire: a plain decimal string (never an exponent) in every answer,
+  and a string with a pattern in the OpenAPI document, so a generated client keeps money exact (a JSON
+  number is still accepted on input).
 - :data:`ExactAmount` bounds a decimal to what ``servicekit.db.Money`` stores (digits and exponent checked
   from the digits given, before any arithmetic, so ``1E+1000000`` never reaches ``Decimal`` operations).
 """
@@ -19,7 +22,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Path
-from pydantic import Field
+from pydantic import Field, PlainSerializer, WithJsonSchema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from desk_contracts.errors import ErrorCode
@@ -32,8 +35,24 @@ INT32_MAX = 2**31 - 1
 MAX_JSON_DEPTH = 32
 """Default nesting limit of a JSON body (no API of the desk nests anywhere near it)."""
 
-ExactAmount = Annotated[
+DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
+"""What a decimal string looks like: digits, at most one point, no exponent."""
+
+
+def plain_decimal(value: Decimal) -> str:
+    """``value`` as plain digits (``1E-8`` is ``0.00000001``)."""
+    return format(value, "f")
+
+
+DecimalString = Annotated[
     Decimal,
+    PlainSerializer(plain_decimal, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN, "examples": ["0.05"]}),
+]
+"""A decimal sent and answered as a string (``"0.05"``); every decimal a route exposes is one."""
+
+ExactAmount = Annotated[
+    DecimalString,
     Field(max_digits=Money.INTEGER_DIGITS + Money.SCALE, decimal_places=Money.SCALE, allow_inf_nan=False),
 ]
 """A finite decimal with at most as many digits (before and after the point) as ``Money`` stores."""

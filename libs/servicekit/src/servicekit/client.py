@@ -45,7 +45,7 @@ from servicekit.errors import (
     PeerAnswerInvalidError,
     PeerRejectedError,
     PeerUnavailableError,
-    error_for_code,
+    peer_error_class,
 )
 from servicekit.telemetry import instrument_httpx_client, tracer_provider
 from servicekit.workers import backoff_delay
@@ -422,7 +422,8 @@ class ServiceClient:
                 f"{self.peer} answered {response.status_code}: {detail}",
                 extra={"peer": self.peer, "peer_status": response.status_code},
             )
-        error_class = error_for_code(code) if code else None
+        title = str(problem.get("title") or "")[:MAX_PEER_TEXT]
+        error_class = peer_error_class(code, status=response.status_code, title=title) if code else None
         if error_class is None:
             log.warning(
                 "%s answered %s with no error this service knows",

@@ -9,14 +9,14 @@ the same typed error on the calling side. Validation errors share the shape and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -81,9 +81,18 @@ class DomainError(Exception):
         return body
 
 
-def error_for_code(code: str) -> type[DomainError] | None:
-    """The registered error class for a problem ``code``, if this process knows it."""
-    return _registry.get(code)
+def peer_error_class(code: str, *, status: int, title: str) -> type[DomainError] | None:
+    """The class a peer's ``4xx`` problem is rebuilt as: the one registered for ``code``, or, for a code of
+    the shared contract (``desk_contracts.errors.ErrorCode``) that no class of this process carries, one made
+    from the problem's status and title. A caller therefore matches a peer's error on ``error.code``, with
+    its fields in ``error.extra``, without declaring the peer's error classes a second time."""
+    known = _registry.get(code)
+    if known is not None or code not in _CONTRACT_CODES or not 400 <= status < 500:
+        return known
+    base = _BASE_BY_STATUS.get(status, DomainError)
+    name = "".join(word.capitalize() for word in code.split("_")) + "Error"
+    # Made once per code: the new class registers itself (``__init_subclass__``), so the next answer finds it.
+    return type(name, (base,), {"code": ErrorCode(code), "status": status, "title": title or base.title})
 
 
 class NotFoundError(DomainError):
@@ -177,26 +186,55 @@ class PeerRejectedError(DomainError):
     title = "A service this call depends on refused the request"
 
 
-class ProblemDetail(BaseModel):
-    """An RFC 9457 problem document, as every error of this API is rendered."""
+class ProblemFieldError(BaseModel):
+    """One failing field of a validation problem."""
 
-    type: str = Field(examples=["urn:exchange-desk:problem:not_found"])
-    title: str
-    status: int
-    detail: str
-    code: str = Field(description="Stable machine-readable error code.")
-    instance: str | None = None
-    errors: list[dict[str, Any]] | None = Field(
+    field: str = Field(
+        description="The field, dotted for a nested one (`items.0.address`), or a header's name, or `body`.",
+        examples=["amount"],
+    )
+    message: str = Field(description="What is wrong with it, for a person.", examples=["Field required"])
+    type: str = Field(
+        description="A short machine-readable kind (`missing`, `invalid` …).", examples=["missing"]
+    )
+
+
+class ProblemDetail(BaseModel):
+    """An RFC 9457 problem document, as every error of this API is rendered (``application/problem+json``).
+    Some problems carry more fields (``retry_after_seconds``, ``order_status`` …), named in the route's
+    description."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(
+        description="A URN naming the problem: `urn:exchange-desk:problem:<code>`.",
+        examples=["urn:exchange-desk:problem:not_found"],
+    )
+    title: str = Field(description="A short summary of the problem type.", examples=["Not found"])
+    status: int = Field(description="The HTTP status.", examples=[404])
+    detail: str = Field(description="What went wrong with this request, for a person.")
+    code: str = Field(description="Stable machine-readable error code.", examples=["not_found"])
+    instance: str | None = Field(default=None, description="The path the problem was answered for.")
+    errors: list[ProblemFieldError] | None = Field(
         default=None, description="For validation problems: one entry per failing field."
     )
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries declaring problem+json bodies for the given statuses."""
-    return {
+RETRY_AFTER_HEADER = {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}
+"""A response's ``headers`` entry documenting ``Retry-After`` (the document defines the header once)."""
+
+
+def problem_responses(*statuses: int, retry_after: Collection[int] = ()) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries declaring problem+json bodies for the given statuses (the document
+    declares them under ``application/problem+json`` only: ``servicekit.openapi``). ``retry_after``: the
+    statuses besides ``429`` and ``503`` that send ``Retry-After``."""
+    responses: dict[int | str, dict[str, Any]] = {
         status: {"model": ProblemDetail, "content": {PROBLEM_JSON: {}}, "description": _status_text(status)}
         for status in statuses
     }
+    for status in retry_after:
+        responses[status]["headers"] = dict(RETRY_AFTER_HEADER)
+    return responses
 
 
 def _status_text(status: int) -> str:
@@ -367,3 +405,12 @@ def install_error_handlers(app: FastAPI) -> None:
     for store_error in BACKING_STORE_ERRORS:
         app.add_exception_handler(store_error, on_store_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+_CONTRACT_CODES = frozenset(ErrorCode)
+_BASE_BY_STATUS: dict[int, type[DomainError]] = {
+    404: NotFoundError,
+    409: ConflictError,
+    422: ValidationFailedError,
+}
+"""The base a peer's error made by :func:`peer_error_class` gets, so ``except NotFoundError`` still works."""

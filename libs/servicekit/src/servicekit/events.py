@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import ValidationFailedError, problem_responses
+from servicekit.openapi import INTERNAL
 from servicekit.outbox import EventBatch, EventBatchReceipt, EventEnvelope, EventReceipt, accept_once
 from servicekit.telemetry import context_from_traceparent
 
@@ -69,6 +70,8 @@ def events_router(
 
     @router.post(
         "",
+        operation_id="receiveEvent",
+        openapi_extra=INTERNAL,
         summary="Receive a domain event from a peer service",
         response_model=EventReceipt,
         responses=problem_responses(401, 403, 422),
@@ -78,6 +81,8 @@ def events_router(
 
     @router.post(
         "/batch",
+        operation_id="receiveEventBatch",
+        openapi_extra=INTERNAL,
         summary="Receive several domain events from a peer service at once",
         description="The events are handled in the order given, in one transaction: every one is applied or "
         "none is (an error answers as `POST /v1/events` would for the event that caused it). Each event is "

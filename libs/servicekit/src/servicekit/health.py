@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from servicekit.apikeys import BearerCredentials, caller_with_scope
 from servicekit.errors import DomainError
 from servicekit.metrics import METRICS_SCOPE
+from servicekit.openapi import ANONYMOUS_ALLOWED
 from servicekit.revisions import SchemaRevision
 
 Check = Callable[[], Awaitable[str | None]]
@@ -89,12 +90,14 @@ def health_router(
     only for a caller with :data:`METRICS_SCOPE`."""
     router = APIRouter(prefix="/health", tags=["operations"])
 
-    @router.get("/live", summary="The process is up")
+    @router.get("/live", operation_id="checkLiveness", summary="The process is up")
     async def live() -> dict[str, Any]:
         return {"status": "live", "service": service}
 
     @router.get(
         "/ready",
+        operation_id="checkReadiness",
+        openapi_extra=ANONYMOUS_ALLOWED,
         summary="The service and what it depends on are reachable",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "A critical dependency is failing"}},

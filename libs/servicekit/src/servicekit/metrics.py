@@ -18,8 +18,12 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -28,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from servicekit.apikeys import BearerCredentials, caller_with_scope
+from servicekit.openapi import ANONYMOUS_ALLOWED
 
 log = logging.getLogger("servicekit.access")
 METRICS_SCOPE = "metrics:read"
@@ -36,11 +41,17 @@ QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
 class RequestMetrics:
-    """Counts and times every HTTP request by method, route template and status, and writes one access log
-    line per request. Called by ``servicekit.telemetry.RequestTelemetryMiddleware`` inside the request's span
-    (so the line carries the correlation id): one middleware does all the per-request bookkeeping."""
+    """Counts and times every HTTP request by method, route template and status, counts the requests being
+    handled, and writes one access log line per request. Called by
+    ``servicekit.telemetry.RequestTelemetryMiddleware`` inside the request's span (so the line carries the
+    correlation id): one middleware does all the per-request bookkeeping."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "HTTP requests being handled by this process (open event streams included)",
+            registry=registry,
+        )
         self.requests = Counter(
             "http_requests_total", "HTTP requests handled", ["method", "route", "status"], registry=registry
         )
@@ -96,7 +107,35 @@ QUEUE_READ_MIN_SECONDS = 1.0
 database, however often it is asked."""
 
 
-class QueueGauges(Collector):
+class ScrapedGauges(Collector):
+    """Gauges whose figures a query reads when ``/metrics`` is scraped (``Runtime.add_scraped_gauges``), at
+    most once per :data:`QUEUE_READ_MIN_SECONDS` however often it is asked; a failing read keeps the last
+    figures and is logged. Subclasses read in :meth:`read_figures` and report in ``collect``."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self._read_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def read_figures(self) -> None:
+        raise NotImplementedError
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            if self._read_at is not None and time.monotonic() - self._read_at < QUEUE_READ_MIN_SECONDS:
+                return
+            try:
+                await self.read_figures()
+            except Exception as exc:
+                log.warning(
+                    "figures not read for /metrics; the last ones are reported",
+                    extra={"gauges": self.name, "error": f"{type(exc).__name__}: {exc}"},
+                )
+            self._read_at = time.monotonic()
+
+
+class QueueGauges(ScrapedGauges):
     """The gauges of a durable queue (an outbox, the notifier's delivery queue), per ``label`` value:
 
     - ``<name>_pending``: not delivered yet (due, waiting for a retry, or being delivered);
@@ -114,6 +153,7 @@ class QueueGauges(Collector):
     def __init__(
         self, *, name: str, label: str, noun: str, read: ReadQueue, always: Iterable[str] = ()
     ) -> None:
+        super().__init__()
         self.name = name
         self.label = label
         self.noun = noun
@@ -121,21 +161,9 @@ class QueueGauges(Collector):
         self.always = list(always)
         self.figures: Mapping[str, QueueFigures] = {}
         self.in_flight: Tally[str] = Tally()
-        self._read_at: float | None = None
-        self._lock = asyncio.Lock()
 
-    async def refresh(self) -> None:
-        async with self._lock:
-            if self._read_at is not None and time.monotonic() - self._read_at < QUEUE_READ_MIN_SECONDS:
-                return
-            try:
-                self.figures = await self.read()
-            except Exception as exc:
-                log.warning(
-                    "queue figures not read; the last ones are reported",
-                    extra={"queue": self.name, "error": f"{type(exc).__name__}: {exc}"},
-                )
-            self._read_at = time.monotonic()
+    async def read_figures(self) -> None:
+        self.figures = await self.read()
 
     @contextmanager
     def delivering(self, counts: Mapping[str, int]) -> Iterator[None]:
@@ -174,20 +202,30 @@ def install_metrics(
     app: FastAPI,
     *,
     registry: CollectorRegistry | None = None,
-    refreshed: list[QueueGauges] | None = None,
+    refreshed: list[ScrapedGauges] | None = None,
     key_required: bool = False,
 ) -> RequestMetrics:
     """``GET /metrics`` on ``registry`` (the runtime's, for business metrics too), and the
     request metrics the telemetry middleware records into it. The ``refreshed`` gauges (the list, with what
-    is added to it later) read their queues before each scrape is answered.
+    is added to it later) read their figures before each scrape is answered.
     ``key_required``: only for an API key with :data:`METRICS_SCOPE`."""
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = registry if registry is not None else CollectorRegistry()
+    for process_wide in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+        # The process's CPU, memory, open files and garbage collections: one process, several registries
+        # (apps in one test process), so the shared collectors are registered on each.
+        registry.register(process_wide)
     refreshed = refreshed if refreshed is not None else []
     request_metrics = RequestMetrics(registry)
     router = APIRouter(tags=["operations"])
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response, include_in_schema=True)
+    @router.get(
+        "/metrics",
+        operation_id="getMetrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        openapi_extra=None if key_required else ANONYMOUS_ALLOWED,
+    )
     async def metrics(request: Request, credentials: BearerCredentials) -> Response:
         if key_required:
             caller_with_scope(request, credentials, METRICS_SCOPE)

@@ -34,7 +34,7 @@ from typing import Any
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as MetricCounter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     JSON,
     Column,
@@ -137,8 +137,20 @@ def processed_events(table: Table, *, keep: timedelta) -> RetentionRule:
     )
 
 
+EXAMPLE_ENVELOPE: dict[str, Any] = {
+    "id": "0b6f7c1e-5a1d-4f7e-9c2b-7d3e8a9f1c20",
+    "type": "wallet.assigned",
+    "source": "wallet-pool",
+    "occurred_at": "2026-05-04T10:15:00Z",
+    "aggregate_id": "5f0c6a8e-3b7d-4c1e-9a44-0d2f5b9e7c11",
+    "payload": {"order_id": "5f0c6a8e-3b7d-4c1e-9a44-0d2f5b9e7c11", "address": "bc1qexampleaddress"},
+}
+
+
 class EventEnvelope(BaseModel):
     """What travels between services: a domain event with its identity and origin."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_ENVELOPE]})
 
     # Lengths as the outbox and the inbox store them.
     id: str = Field(
@@ -167,6 +179,8 @@ MAX_BATCH_EVENTS = 100
 
 class EventBatch(BaseModel):
     """Several events for one receiver, in the order they are to be handled."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"events": [EXAMPLE_ENVELOPE]}]})
 
     events: list[EventEnvelope] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 

@@ -172,6 +172,7 @@ def outbox_admin_router(
 
     @router.get(
         "",
+        operation_id="listOutboxEvents",
         response_model=OutboxEventPage,
         summary="List outbox events",
         description="The events this service has written for its peers, newest first, filtered by status "
@@ -201,6 +202,7 @@ def outbox_admin_router(
 
     @router.post(
         "/{event_id}/replay",
+        operation_id="replayOutboxEvent",
         response_model=OutboxEventRead,
         summary="Replay a dead-lettered outbox event",
         description="Puts a dead-lettered event back in the queue, due now, with a fresh attempt budget; the "

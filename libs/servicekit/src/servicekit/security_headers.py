@@ -3,7 +3,7 @@
 - ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, ``X-Frame-Options: DENY``;
 - ``Content-Security-Policy``: nothing may be loaded or framed (``default-src 'none'; frame-ancestors
   'none'``: the services answer JSON), except on the API documentation pages, which load Swagger UI and ReDoc
-  from their CDN and run an inline script;
+  from the service itself (``servicekit.docs``) and run an inline script: from this origin only;
 - ``Cache-Control: no-store`` unless the route chose its own: answers carry tokens and personal data (an
   order's session token, a payout address, an operator's token), so nothing is kept by a browser or a proxy
   unless a route says it may be;
@@ -26,13 +26,12 @@ API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
 """The services answer JSON (and Prometheus text): a browser is to load and frame nothing from them."""
 
 DOCS_POLICY = (
-    b"default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    b"font-src https://fonts.gstatic.com; img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    b"connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
+    b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'"
 )
-"""The documentation pages: Swagger UI and ReDoc from their CDN, an inline start-up script, the OpenAPI
-document from this origin."""
+"""The documentation pages: Swagger UI and ReDoc, their assets and the OpenAPI document from this origin and
+no other, an inline start-up script and inline styles (both draw with them), ReDoc's search in a worker it
+makes from a blob."""
 
 NO_STORE: Header = (b"cache-control", b"no-store")
 

@@ -283,8 +283,8 @@ class ServiceSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Frontend origins allowed (JSON list).")
     api_docs: Literal["public", "off"] | None = Field(
         default=None,
-        description="`/docs`, `/redoc` and `/openapi.json`: `public` or `off`. Unset: public, except off in "
-        "production.",
+        description="`/docs`, `/redoc`, `/openapi.json` and `/openapi.internal.json`: `public` or `off`. Unset: "
+        "public, except off in production.",
     )
     metrics_access: Literal["public", "key"] | None = Field(
         default=None,

@@ -311,12 +311,14 @@ class RequestTelemetryMiddleware:
             await send(message)
 
         error: BaseException | None = None
+        self.request_metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_correlation)
         except BaseException as exc:
             error = exc
             raise
         finally:
+            self.request_metrics.in_flight.dec()
             route = getattr(scope.get("route"), "path", None)
             self.request_metrics.record(
                 method=method,

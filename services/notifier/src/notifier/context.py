@@ -21,6 +21,7 @@ from notifier.notifications.outcomes import ChannelSender
 from notifier.protection import DataProtection
 from notifier.settings import Settings
 from notifier.telegram.sender import TelegramSender
+from notifier.webhooks.sender import WebhookSender
 from servicekit.app import Runtime, refusing_start
 from servicekit.client import ServiceClient
 from servicekit.state import RuntimeContext, service_context
@@ -35,7 +36,7 @@ class NotifierContext(RuntimeContext):
     alerting: Alerting
     delivery_metrics: DeliveryMetrics
     senders: tuple[ChannelSender, ...]
-    """One per channel the notifier delivers on: email, and Telegram when it is on."""
+    """One per channel the notifier delivers on: email, webhooks, and Telegram when it is on."""
 
     @classmethod
     def build(cls, *, settings: Settings, runtime: Runtime, gateway: ServiceClient) -> NotifierContext:
@@ -45,6 +46,7 @@ class NotifierContext(RuntimeContext):
         senders: list[ChannelSender] = [EmailSender(chain=build_chain(settings), sender=settings.email_from)]
         if settings.telegram_enabled:
             senders.append(TelegramSender(gateway))
+        senders.append(WebhookSender(database=runtime.database, protection=protection, settings=settings))
         return cls(
             settings=settings,
             runtime=runtime,

@@ -3,6 +3,7 @@ the inbox's transaction, so an event's messages and alert changes are written ex
 
 Personal data in an event (the address to write to, a one-time code) arrives sealed with the event keys and
 is opened here, in memory only; the notifications store it sealed with the notifier's own data keys.
+Order events are also the website's webhooks (``notifier.webhooks``), queued in the same transaction.
 ``customer.erased`` (order-api, after an admin erased a customer) anonymises everything held about them.
 """
 
@@ -16,6 +17,7 @@ from notifier.notifications.errors import EventSealedFieldsUnreadableError
 from notifier.notifications.service import earlier_emails_of_order, erase_customer, queue_notification
 from notifier.protection import DataProtection
 from notifier.rules import ALERT_RULES, RULES, alert_conditions, already_told, messages_for
+from notifier.webhooks.service import queue_webhooks
 from servicekit.events import EventHandler, read_payload
 from servicekit.outbox import EventEnvelope
 from servicekit.sealing import SealedDataError
@@ -59,6 +61,7 @@ def event_handlers(alerting: Alerting) -> dict[str, EventHandler]:
                 event_id=envelope.id,
                 customer_id=message.customer_id,
             )
+        await queue_webhooks(session, protection=protection, envelope=envelope)
         for report in alert_conditions(envelope):
             await apply(session=session, report=report, alerting=alerting, event_id=envelope.id)
 

@@ -11,6 +11,7 @@ from notifier.events import event_handlers
 from notifier.notifications.router import router as notifications_router
 from notifier.settings import Settings
 from notifier.stats.router import router as stats_router
+from notifier.webhooks.router import router as webhooks_router
 from notifier.workers.alerts import AlertWorker
 from notifier.workers.delivery import DeliveryWorker, delivery_queue_gauges
 from notifier.workers.retention import notification_retention
@@ -20,7 +21,7 @@ from servicekit.settings import load_settings
 
 DESCRIPTION = """
 Turns the desk's domain events into messages: email to customers and admins, Telegram to operators (through
-telegram-gateway); tracks every delivery, and raises, escalates and resolves alerts.
+telegram-gateway), signed webhooks to the website; tracks every delivery, and raises, escalates and resolves alerts.
 
 Every call needs an API key (`Authorization: Bearer <key>`) with the scope named on the route.
 """
@@ -45,12 +46,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "notifications", "description": "The delivery queue: every message and its attempts."},
             {"name": "alerts", "description": "Alerts for operators and admins: list, acknowledge."},
             {"name": "stats", "description": "Delivery figures per channel and template."},
+            {
+                "name": "webhooks",
+                "description": "The website's signed webhooks: endpoints, delivery log, redelivery, tests.",
+            },
         ],
     )
     queue_gauges = delivery_queue_gauges(
         database=runtime.database, channels=[s.channel for s in context.senders]
     )
-    runtime.add_queue_gauges(queue_gauges)
+    runtime.add_scraped_gauges(queue_gauges)
     for sender in context.senders:
         runtime.add_worker(
             DeliveryWorker(
@@ -75,4 +80,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications_router)
     app.include_router(alerts_router)
     app.include_router(stats_router)
+    app.include_router(webhooks_router)
     return app

@@ -3,5 +3,6 @@
 from notifier.alerts.models import Alert
 from notifier.db import inbox, metadata
 from notifier.notifications.models import DeliveryAttempt, Notification
+from notifier.webhooks.models import WebhookEndpoint
 
-__all__ = ["Alert", "DeliveryAttempt", "Notification", "inbox", "metadata"]
+__all__ = ["Alert", "DeliveryAttempt", "Notification", "WebhookEndpoint", "inbox", "metadata"]

@@ -7,6 +7,7 @@ order-api).
 - Personal data in order-api's events (the address to write to, a one-time code) arrives sealed with the
   event keys (``NOTIFIER_EVENT_KEYS``, the same ring as order-api's ``ORDER_API_EVENT_KEYS``) and is opened
   in memory only.
+- A webhook endpoint's signing secrets are stored only sealed with the data keys.
 - One-time secrets (a sign-in code) are removed from the sealed variables once the message is sent.
 
 Outside production, when none is configured, the data keys are generated once and kept in
@@ -22,6 +23,7 @@ from servicekit import sealing
 
 RECIPIENT_CONTEXT = "notification.recipient"
 VARIABLES_CONTEXT = "notification.variables"
+WEBHOOK_SECRET_CONTEXT = "webhook.secret"  # noqa: S105 (a sealing context, not a secret)
 ONE_TIME_VARIABLES: Mapping[str, tuple[str, ...]] = {"email_code": ("code",)}
 """Variables of a template that are secrets good for one use: removed once the message is sent."""
 
@@ -41,6 +43,12 @@ class DataProtection(sealing.DataProtection):
 
     def open_recipient(self, sealed: str) -> str:
         return self.open(sealed, context=RECIPIENT_CONTEXT)
+
+    def seal_webhook_secret(self, secret: str) -> str:
+        return self.seal(secret, context=WEBHOOK_SECRET_CONTEXT)
+
+    def open_webhook_secret(self, sealed: str) -> str:
+        return self.open(sealed, context=WEBHOOK_SECRET_CONTEXT)
 
     def seal_variables(self, variables: Mapping[str, Any]) -> str:
         return self.seal_json(dict(variables), context=VARIABLES_CONTEXT)

@@ -28,6 +28,7 @@ from desk_contracts.events import (
     CustomerEmailCodeRequested,
     OrderCreated,
     OrderFields,
+    OrderReassigned,
     OrderStatusChanged,
 )
 from notifier.alerts.conditions import (
@@ -200,6 +201,20 @@ def _order_card(chat: str) -> Callable[[EventEnvelope], dict[str, Any]]:
     return variables
 
 
+def _reassignment_card(envelope: EventEnvelope) -> dict[str, Any]:
+    """The cards edited to the new holder, and both operators told privately (``reassignment``)."""
+    p = read_payload(OrderReassigned, envelope)
+    return {
+        **_order_card(OPERATORS_CHAT)(envelope),
+        "reassignment": {
+            "previous_operator_name": p.previous_operator_name,
+            "previous_telegram_user_id": p.previous_operator_telegram_user_id,
+            "telegram_user_id": p.operator_telegram_user_id,
+            "actor_role": p.actor_role,
+        },
+    }
+
+
 def _chat(name: str) -> Callable[[Payload], str | None]:
     return lambda _payload: name
 
@@ -253,6 +268,14 @@ RULES: tuple[Rule, ...] = (
     _card("order.taken"),
     _card("order.status_changed"),
     _card("order.escalation_resolved"),
+    # operators: the cards edited to the new holder; both operators told privately
+    Rule(
+        "order.reassigned",
+        Channel.telegram,
+        "order_card",
+        _reassignment_card,
+        recipient=_chat(OPERATORS_CHAT),
+    ),
     # support: a card in the support chat (the gateway also edits the operators' cards)
     _card("order.escalated", SUPPORT_CHAT),
 )

@@ -88,6 +88,25 @@ class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
         "were made; delivery statistics reach back no further.",
     )
 
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="How long a webhook delivery waits for the endpoint's answer."
+    )
+    webhook_secret_overlap_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="After a webhook endpoint's secret is rotated, the old secret keeps signing (beside the new "
+        "one) this long, so the receiver can switch without missing a delivery.",
+    )
+    webhook_allow_http: bool = Field(
+        default=False,
+        description="Development only (refused in production): accept `http://` webhook endpoints.",
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Development only (refused in production): accept webhook endpoints that resolve to "
+        "loopback, private, link-local or CGNAT addresses (cloud metadata addresses stay refused).",
+    )
+
     admin_emails: list[str] = Field(
         default_factory=list,
         description="Who receives alert emails (JSON list of addresses); empty sends alerts to Telegram only.",
@@ -146,6 +165,13 @@ class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
         return [
             peer for peer in super().peers_in_use() if peer != "telegram_gateway" or self.telegram_enabled
         ]
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        for name in ("webhook_allow_http", "webhook_allow_private_targets"):
+            if getattr(self, name):
+                problems.append(f"{self.variable(name)} must be off in production (a development setting)")
+        return problems
 
     @field_validator("admin_emails")
     @classmethod

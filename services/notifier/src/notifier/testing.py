@@ -1,6 +1,6 @@
 """Test helpers for notifier and the suites that exercise it (like ``servicekit.testing``): a real SMTP server
 that records what it accepts, a stand-in telegram-gateway (``POST /v1/messages`` as contract B answers it),
-fast delivery workers, settings and API keys for in-process apps.
+fast delivery workers, settings and API keys for in-process apps, a website's webhook receiver (HTTP or HTTPS).
 
 ``aiosmtpd`` (a development dependency) is imported only when a server starts."""
 
@@ -9,9 +9,13 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import ssl
+import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ from notifier.telegram.sender import TelegramSender
 from notifier.workers.delivery import DeliveryWorker
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key
 from servicekit.client import ServiceClient
-from servicekit.db import Database
+from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
 from servicekit.testing import (
     TEST_EVENT_KEY_ID,
@@ -80,6 +84,98 @@ def order_payload(**changes: Any) -> dict[str, Any]:
         "version": 1,
         **changes,
     }
+
+
+def event_envelope(event_type: str, aggregate_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """An event as a peer posts it to ``POST /v1/events``, with a fresh id."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "source": "order-api",
+        "occurred_at": utcnow().isoformat(),
+        "aggregate_id": aggregate_id,
+        "payload": payload,
+    }
+
+
+@dataclass
+class WebhookReceiver:
+    """A website's webhook endpoint on loopback: records each request (headers, body exactly as received) and
+    answers ``answers`` first, one status per request, then 200."""
+
+    answers: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    redirected: int = 0
+    """Requests that followed a redirect (a 3xx answer points to ``/hooks/elsewhere``)."""
+    url: str = ""
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        self.received.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
+        status = self.answers.pop(0) if self.answers else 200
+        location = {"Location": "/hooks/elsewhere"} if 300 <= status < 400 else None
+        return web.Response(status=status, headers=location)
+
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        self.redirected += 1
+        return web.Response(status=200)
+
+    @asynccontextmanager
+    async def serving(self, *, tls: ssl.SSLContext | None = None) -> AsyncIterator[WebhookReceiver]:
+        """Serve on loopback: plain HTTP, or HTTPS with ``tls`` (``https://localhost:…``, see
+        :func:`localhost_tls`)."""
+        app = web.Application()
+        app.router.add_post("/hooks/desk", self._receive)
+        app.router.add_route("*", "/hooks/elsewhere", self._elsewhere)
+        if tls is None:
+            async with serve_stand_in(app) as base:
+                self.url = f"{base}/hooks/desk"
+                yield self
+            return
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+        await site.start()
+        self.url = f"https://localhost:{runner.addresses[0][1]}/hooks/desk"
+        try:
+            yield self
+        finally:
+            await runner.cleanup()
+
+
+def localhost_tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A fresh self-signed certificate for ``localhost``: the server's TLS context and a client's trusting it
+    (``cryptography``, a dependency of order-api's, is imported only here)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert_file.write_bytes(pem)
+        key_file.write_bytes(key_pem)
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cadata=pem.decode())
+    return server, client
 
 
 def alerting_of(policy: AlertPolicy) -> Alerting:
@@ -284,7 +380,9 @@ class Keys:
         return [
             ApiKeyEntry(name="reader", hash=hash_key(self.reader), scopes=["notifications:read"]),
             ApiKeyEntry(
-                name="admin", hash=hash_key(self.admin), scopes=["notifications:read", "notifications:write"]
+                name="admin",
+                hash=hash_key(self.admin),
+                scopes=["notifications:read", "notifications:write", "webhooks:admin"],
             ),
             ApiKeyEntry(name="other", hash=hash_key(self.other), scopes=["events:write"]),
             ApiKeyEntry(name="order-api", hash=hash_key(self.publisher), scopes=["events:publish"]),

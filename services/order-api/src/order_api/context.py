@@ -14,6 +14,8 @@ from fastapi import Depends, Request
 from starlette.applications import Starlette
 
 from order_api.clients.wallet_pool import WalletPoolClient
+from order_api.currencies.service import PublishedCatalogue, currency_catalogue, published_catalogue
+from order_api.orders.stream import OrderStreams
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.app import Runtime, refusing_start
@@ -31,6 +33,10 @@ class OrderApiContext(RuntimeContext):
     rate_limiter: RateLimiter
     trusted_proxies: list[Network]
     """Proxies whose ``X-Forwarded-For`` names the client (``ORDER_API_TRUSTED_PROXIES``)."""
+    currency_catalogue: PublishedCatalogue
+    """``GET /v1/currencies``: made from the settings once, answered as it is."""
+    order_streams: OrderStreams
+    """This replica's open order streams (``GET /v1/orders/{id}/events``)."""
 
     @classmethod
     def build(cls, *, settings: Settings, runtime: Runtime, wallet_pool: WalletPoolClient) -> OrderApiContext:
@@ -47,6 +53,11 @@ class OrderApiContext(RuntimeContext):
             wallet_pool=wallet_pool,
             rate_limiter=runtime.rate_limiter(),
             trusted_proxies=proxies,
+            currency_catalogue=published_catalogue(
+                currency_catalogue(currencies=settings.currencies),
+                max_age_seconds=settings.currencies_cache_seconds,
+            ),
+            order_streams=OrderStreams(settings=settings),
         )
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends
-
 from order_api.operators.dependencies import (
     AdminStaff,
     CurrentOperator,
@@ -13,12 +9,8 @@ from order_api.operators.dependencies import (
     OrderReader,
     SupportStaff,
 )
-from servicekit.apikeys import Caller, require_scope
-
-AdminCaller = Annotated[Caller, Depends(require_scope("admin"))]
 
 __all__ = [
-    "AdminCaller",
     "AdminStaff",
     "CurrentOperator",
     "OrderHandler",

@@ -7,14 +7,19 @@ from fastapi import FastAPI
 from order_api.audit.outbox import router as outbox_admin_router
 from order_api.audit.router import router as audit_router
 from order_api.auth.router import router as auth_router
+from order_api.auth.service import SESSION_TOKEN_PREFIX
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.context import OrderApiContext
+from order_api.currencies.router import router as currencies_router
 from order_api.customers.admin_router import router as customers_admin_router
 from order_api.db import SCHEMA, inbox, outbox
 from order_api.operators.admin_router import router as operators_admin_router
 from order_api.operators.router import router as operators_router
+from order_api.operators.service import OPERATOR_TOKEN_PREFIX
 from order_api.operators.telegram_router import router as telegram_router
+from order_api.operators.workload_router import router as workload_router
 from order_api.orders.events import wallet_event_handlers
+from order_api.orders.metrics import OpenOrderGauges
 from order_api.orders.router import router as orders_router
 from order_api.settings import Settings
 from order_api.stats.router import router as stats_router
@@ -49,16 +54,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     context = OrderApiContext.build(
         settings=settings, runtime=runtime, wallet_pool=WalletPoolClient(wallet_pool)
     )
+    runtime.add_scraped_gauges(OpenOrderGauges(database=runtime.database))
     for sweep in order_sweeps(context):
         runtime.add_worker(sweep)
+    runtime.add_worker(context.order_streams.listener(runtime.database))
     app = create_service_app(
         settings=settings,
         runtime=runtime,
         context=context,
         title="Exchange Desk — order-api",
+        personal_token_prefixes=(OPERATOR_TOKEN_PREFIX, SESSION_TOKEN_PREFIX),
         description=DESCRIPTION,
         openapi_tags=[
             {"name": "orders", "description": "Customers create, follow and cancel their orders."},
+            {
+                "name": "currencies",
+                "description": "The currencies, networks, limits and address formats orders may use.",
+            },
             {"name": "auth", "description": "Customer sessions: emailed one-time codes, who am I, log out."},
             {
                 "name": "operators",
@@ -76,10 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.include_router(orders_router)
+    app.include_router(currencies_router)
     app.include_router(auth_router)
     app.include_router(stats_router)
     app.include_router(operators_router)
     app.include_router(operators_admin_router)
+    app.include_router(workload_router)
     app.include_router(customers_admin_router)
     app.include_router(telegram_router)
     app.include_router(audit_router)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import pairwise
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import (
@@ -41,6 +42,18 @@ DEFAULT_CURRENCIES = {
 
 DEFAULT_VIP_AMOUNT = {"BTC": Decimal("1"), "ETH": Decimal("20"), "USDT": Decimal("50000")}
 DEFAULT_PRIORITY_AMOUNT = {"BTC": Decimal("0.2"), "ETH": Decimal("5"), "USDT": Decimal("10000")}
+DEFAULT_STATS_AMOUNT_BANDS = {
+    "BTC": [Decimal("0.01"), Decimal("0.1"), Decimal("1")],
+    "ETH": [Decimal("0.1"), Decimal("1"), Decimal("10")],
+    "USDT": [Decimal("100"), Decimal("1000"), Decimal("10000")],
+}
+
+
+def _ascending_bands(bands: dict[str, list[Decimal]]) -> dict[str, list[Decimal]]:
+    for currency, boundaries in bands.items():
+        if any(b < 0 for b in boundaries) or any(a >= b for a, b in pairwise(boundaries)):
+            raise ValueError(f"the amount bands of {currency} must be non-negative and strictly ascending")
+    return bands
 
 
 class PriorityRules(BaseModel):
@@ -116,6 +129,13 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
             "field alone: `ORDER_API_CURRENCIES__BTC__MIN_AMOUNT=0.001`.",
         )
     )
+    currencies_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How long a browser or proxy may keep `GET /v1/currencies` before asking again "
+        "(`Cache-Control: public, max-age`); asking again with its `ETag` is a `304` while the settings are "
+        "unchanged.",
+    )
     priority: PriorityRules = Field(
         default_factory=PriorityRules,
         description="Which orders jump the wait queue (JSON object): from which amount, per currency, an order "
@@ -149,6 +169,47 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     )
     sweep_seconds: float = Field(default=5.0, description="How often expiry and reconciliation run.")
 
+    # Order statistics.
+    stats_amount_bands: Annotated[
+        dict[str, list[Decimal]], laid_over(DEFAULT_STATS_AMOUNT_BANDS), AfterValidator(_ascending_bands)
+    ] = Field(
+        default_factory=lambda: {
+            currency: list(bands) for currency, bands in DEFAULT_STATS_AMOUNT_BANDS.items()
+        },
+        description="Where `GET /v1/stats/orders` splits amounts into bands, per currency: ascending "
+        'boundaries (JSON, e.g. `{"BTC": ["0.01", "0.1", "1"]}`); n boundaries make n + 1 bands, each '
+        "including its lower boundary. A currency not listed has one band.",
+    )
+    stats_max_window_days: int = Field(
+        default=92, ge=1, le=366, description="The longest window `GET /v1/stats/orders` answers for."
+    )
+
+    # Live order streams (GET /v1/orders/{id}/events).
+    stream_heartbeat_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="An order stream sends a comment line this often when nothing else was sent, so proxies "
+        "keep it open and a client notices a dead one; a queued order's place is read again with it.",
+    )
+    stream_retry_ms: int = Field(
+        default=3000, ge=0, description="The reconnection delay an order stream asks clients for (`retry:`)."
+    )
+    stream_max_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="An order stream is closed after this long; the client reconnects with `Last-Event-ID` and "
+        "misses nothing.",
+    )
+    stream_max_per_session: int = Field(
+        default=3, ge=1, description="Order streams one customer session may hold open at once, per replica."
+    )
+    stream_max_per_client: int = Field(
+        default=20,
+        ge=1,
+        description="Order streams one client address (an IPv4 address, an IPv6 /64) may hold open at once, per "
+        "replica.",
+    )
+
     # Operators.
     operator_token_days: int | None = Field(
         default=None, ge=1, description="Lifetime of an operator's personal token in days; unset: no expiry."
@@ -158,6 +219,13 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     )
     telegram_link_rate_limit: str = Field(
         default="10/hour", description="Telegram link attempts (right or wrong code) per Telegram user."
+    )
+    operator_max_held_orders: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="How many orders an operator may hold in progress at once; a take beyond it is "
+        "`409 operator_at_capacity`. An admin may set another cap per operator (`max_held_orders`).",
     )
     assignment_timeout_minutes: int = Field(
         default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.customers.models import Customer
 from order_api.settings import Settings
 from servicekit.apikeys import ApiKeyEntry, hash_key
+from servicekit.db import utcnow
 from servicekit.state import service_state
 from servicekit.testing import migrate_embedded
 
@@ -37,6 +38,19 @@ UNREACHABLE_PEER = "http://127.0.0.1:9"
 """A peer URL nothing listens on (the discard port): relays and clients fail fast, never hang."""
 PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 """A valid USDT (TRC20) payout address."""
+
+
+def wallet_assigned(order_id: str, address: str) -> dict[str, Any]:
+    """wallet-pool's ``wallet.assigned`` envelope giving the BTC order ``order_id`` ``address``, as its relay
+    sends it to ``POST /v1/events``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "wallet.assigned",
+        "source": "wallet-pool",
+        "occurred_at": utcnow().isoformat(),
+        "aggregate_id": order_id,
+        "payload": {"order_id": order_id, "currency": "BTC", "network": "bitcoin", "address": address},
+    }
 
 
 def order_body(email: str | None = None, /, **overrides: Any) -> dict[str, Any]:
@@ -81,6 +95,22 @@ class ApiKeys:
                 scopes=["orders:act-as-operator"],
             ),
         ]
+
+
+async def hire(
+    api: OrderApi, api_keys: ApiKeys, *, role: str = "operator", telegram_user_id: int | None = None
+) -> dict[str, Any]:
+    """A new member of staff, created with the admin API key: ``POST /v1/admin/operators``'s answer (its
+    ``id`` and the personal ``token`` among it)."""
+    body: dict[str, Any] = {"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role}
+    if telegram_user_id is not None:
+        body["telegram_user_id"] = telegram_user_id
+    response = await api.client.post(
+        "/v1/admin/operators", json=body, headers={"Authorization": f"Bearer {api_keys.admin}"}
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
 
 
 class SettingsFactory(Protocol):

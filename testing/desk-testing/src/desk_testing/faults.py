@@ -106,6 +106,8 @@ def _service_env(stack: Stack, redis: PrivateRedis) -> dict[str, dict[str, str]]
             "ORDER_API_OUTBOX_MAX_ATTEMPTS": RETRIES,
             "ORDER_API_ORDER_RATE_LIMIT": "100000/minute",
             "ORDER_API_MAX_OPEN_ORDERS_PER_IP": "100000",
+            # one operator account takes every customer's order, many at once: no cap stands in its way
+            "ORDER_API_OPERATOR_MAX_HELD_ORDERS": "1000",
         },
         "notifier": {
             "NOTIFIER_REDIS_URL": redis.url,

@@ -151,7 +151,7 @@ class Stack:
                 ApiKeyEntry(
                     name="admin",
                     hash=hash_key(self.keys.notifier_admin),
-                    scopes=["notifications:read", "notifications:write", "alerts:write"],
+                    scopes=["notifications:read", "notifications:write", "alerts:write", "webhooks:admin"],
                 ),
             ),
             "NOTIFIER_TELEGRAM_GATEWAY__URL": f"http://127.0.0.1:{self.telegram_gateway_port}",

@@ -22,6 +22,7 @@ CanWrite = Annotated[Caller, Depends(require_scope("alerts:write"))]
 
 @router.get(
     "",
+    operation_id="listAlerts",
     response_model=AlertPageRead,
     summary="List alerts",
     description=(
@@ -49,6 +50,7 @@ async def list_alerts(
 
 @router.post(
     "/{alert_id}/acknowledge",
+    operation_id="acknowledgeAlert",
     response_model=AlertRead,
     summary="Acknowledge an alert",
     description=(

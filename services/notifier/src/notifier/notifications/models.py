@@ -1,11 +1,11 @@
-"""``notification`` (one message to one recipient) and ``delivery_attempt`` (every try to send it)."""
+"""``notification`` (one message to one recipient: an email, a Telegram message, a webhook delivery) and ``delivery_attempt`` (every try to send it)."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from notifier.db import Base
@@ -15,13 +15,15 @@ from servicekit.db import UtcDateTime
 class Channel(enum.StrEnum):
     email = "email"
     telegram = "telegram"
+    webhook = "webhook"
 
 
 TELEGRAM_KINDS = ("order_card", "alert")
 """The ``template`` of a Telegram notification: the ``kind`` of telegram-gateway's ``POST /v1/messages``."""
 
 TELEGRAM_NO_LOCALE = ""
-"""The ``locale`` of a Telegram notification: telegram-gateway renders it in the operators' language."""
+"""The ``locale`` of a Telegram notification: telegram-gateway renders it in the operators' language (and of a
+webhook delivery, which has none)."""
 
 
 class NotificationStatus(enum.StrEnum):
@@ -84,6 +86,15 @@ class Notification(Base):
         Index("ix_notification_order_id", "order_id"),
         Index("ix_notification_customer_id", "customer_id"),
         Index("ix_notification_created_at", "created_at", "id"),
+        # a webhook endpoint's delivery log (its id is the recipient)
+        Index(
+            "ix_notification_webhook_log",
+            "recipient_index",
+            "created_at",
+            "id",
+            postgresql_where=text("channel = 'webhook'"),
+            sqlite_where=text("channel = 'webhook'"),
+        ),
     )
 
 
@@ -99,6 +110,9 @@ class DeliveryAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     duration_ms: Mapped[int] = mapped_column(Integer)
+    response_status: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, comment="The HTTP status a webhook endpoint answered."
+    )
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_delivery_attempt_started_at", "started_at"),)

@@ -40,6 +40,8 @@ class Delivered:
 
     provider: str
     subject: str | None = None
+    response_status: int | None = None
+    """What a webhook endpoint answered."""
 
 
 class ChannelSender(Protocol):
@@ -56,8 +58,11 @@ class ChannelSender(Protocol):
 class SendFailed(Exception):
     """Wraps a delivery error with the provider and subject known when it happened."""
 
-    def __init__(self, error: Exception, *, provider: str, subject: str | None) -> None:
+    def __init__(
+        self, error: Exception, *, provider: str, subject: str | None, response_status: int | None = None
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.provider = provider
         self.subject = subject
+        self.response_status = response_status

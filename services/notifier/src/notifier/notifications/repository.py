@@ -153,6 +153,7 @@ async def record_attempt(
     duration_ms: int,
     started_at: datetime,
     changes: Mapping[str, Any],
+    response_status: int | None = None,
 ) -> None:
     """Add the notification's next ``delivery_attempt`` row and apply ``changes`` to the notification."""
     previous = await session.scalar(
@@ -169,6 +170,7 @@ async def record_attempt(
             error=error,
             duration_ms=duration_ms,
             started_at=started_at,
+            response_status=response_status,
         )
     )
     await session.execute(

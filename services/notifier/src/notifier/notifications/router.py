@@ -23,6 +23,7 @@ CanWrite = Annotated[Caller, Depends(require_scope("notifications:write"))]
 
 @router.get(
     "",
+    operation_id="listNotifications",
     response_model=NotificationPageRead,
     summary="List notifications",
     description=(
@@ -54,6 +55,7 @@ async def list_notifications(
 
 @router.post(
     "/{notification_id}/redeliver",
+    operation_id="redeliverNotification",
     response_model=NotificationRead,
     summary="Redeliver a failed or dead notification",
     description=(

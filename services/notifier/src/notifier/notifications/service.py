@@ -23,6 +23,7 @@ from notifier.notifications.models import (
 )
 from notifier.notifications.schemas import NotificationPageRead, NotificationRead
 from notifier.protection import DataProtection
+from notifier.webhooks.events import WebhookEventType
 from servicekit.db import lock_until_commit, utcnow
 from servicekit.telemetry import current_traceparent, mask_secrets
 from servicekit.workers import wake_after_commit
@@ -30,6 +31,7 @@ from servicekit.workers import wake_after_commit
 log = logging.getLogger("notifier.notifications")
 
 ERASED = "erased"
+WEBHOOK_TYPES = frozenset(WebhookEventType)
 
 
 def _jsonable(value: Any) -> Any:
@@ -97,12 +99,13 @@ async def queue_notification(
     """Record a message to send, in the caller's transaction; returns its id. The same ``event_id``,
     ``template`` and ``recipient`` queued twice make one notification (the first one's id is returned).
 
-    ``template`` is an email template for email and the message kind (``order_card``, ``alert``) for
-    Telegram, whose ``variables`` are the telegram-gateway request without its ``message_id``. The recipient
+    ``template`` is an email template for email, the message kind (``order_card``, ``alert``) for
+    Telegram, whose ``variables`` are the telegram-gateway request without its ``message_id``, and the event
+    type for a webhook, whose recipient is the endpoint's id and ``variables`` the body. The recipient
     and the variables are stored sealed with ``protection``, the recipient found by its blind index;
     ``customer_id`` names the customer they are about, so that an erasure finds them."""
-    known = TEMPLATES if channel is Channel.email else TELEGRAM_KINDS
-    if template not in known:
+    known = {Channel.email: TEMPLATES, Channel.telegram: TELEGRAM_KINDS, Channel.webhook: WEBHOOK_TYPES}
+    if template not in known[channel]:
         raise ValueError(f"unknown {channel} template {template!r}")
     now = utcnow()
     notification_id = str(uuid.uuid4())
@@ -214,12 +217,17 @@ async def redeliver(
             f"The notification is {notification.status}; only failed or dead ones can be redelivered.",
             extra={"status": notification.status},
         )
+    await requeue(session, notification)
+    return to_read(notification, protection=protection)
+
+
+async def requeue(session: AsyncSession, notification: Notification) -> None:
+    """Put ``notification`` back in the queue, due now, with a fresh attempt budget (its attempts stay)."""
     notification.status = NotificationStatus.pending.value
     notification.attempts = 0
     notification.next_attempt_at = utcnow()
     await session.flush()
     request_delivery(session)
-    return to_read(notification, protection=protection)
 
 
 async def erase_customer(*, session: AsyncSession, customer_id: str) -> int:

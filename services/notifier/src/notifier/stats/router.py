@@ -22,6 +22,7 @@ DEFAULT_WINDOW = timedelta(hours=24)
 
 @router.get(
     "/delivery",
+    operation_id="getDeliveryStats",
     response_model=DeliveryStatsRead,
     summary="Delivery figures per channel and template",
     description=(

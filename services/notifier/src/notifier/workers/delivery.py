@@ -1,7 +1,7 @@
 """The delivery worker: claims due notifications of one channel (``FOR UPDATE SKIP LOCKED`` + a lease, so
 replicas share the queue), sends each through the channel's sender and records every attempt.
 
-One worker runs per channel (email, telegram) over the same queue, so an outage of one channel never holds
+One worker runs per channel (email, telegram, webhook) over the same queue, so an outage of one channel never holds
 up the other. Transient failures are retried with exponential backoff and jitter; a permanent one fails the
 notification at once; after ``max_attempts`` it is dead-lettered. Each delivery continues the trace of the
 request that queued it, so its log lines carry that request's correlation id and its calls to peers carry
@@ -130,19 +130,23 @@ class DeliveryWorker(QueueWorker):
             provider = self.sender.name
             subject: str | None = None
             error: str | None = None
+            response_status: int | None = None
             try:
                 delivered = await self.sender.send(item)
                 provider, subject = delivered.provider, delivered.subject
+                response_status = delivered.response_status
                 outcome = AttemptOutcome.sent
             except SendFailed as exc:
-                provider, subject = exc.provider, exc.subject
+                provider, subject, response_status = exc.provider, exc.subject, exc.response_status
                 outcome, error = _classify(exc.error)
             except Exception as exc:
                 outcome, error = _classify(exc)
                 if outcome is AttemptOutcome.transient and not isinstance(exc, TransientDeliveryError):
                     log.exception("delivery raised unexpectedly", extra={"notification_id": item.id})
             duration_ms = int((time.monotonic() - started) * 1000)
-            await self._record(item, outcome, provider, subject, error, started_at, duration_ms)
+            await self._record(
+                item, outcome, provider, subject, error, started_at, duration_ms, response_status
+            )
 
     async def _record(
         self,
@@ -153,6 +157,7 @@ class DeliveryWorker(QueueWorker):
         error: str | None,
         started_at: datetime,
         duration_ms: int,
+        response_status: int | None,
     ) -> None:
         attempts = item.attempts + 1
         now = utcnow()
@@ -184,6 +189,7 @@ class DeliveryWorker(QueueWorker):
                     error=error,
                     duration_ms=duration_ms,
                     started_at=started_at,
+                    response_status=response_status,
                     changes=values,
                 )
 

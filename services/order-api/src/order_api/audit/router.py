@@ -17,6 +17,7 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 @router.get(
     "",
+    operation_id="listAudit",
     summary="Read the audit trail",
     description="Every operator, admin and order action, newest first, filtered by actor, order, action and "
     "time. Each row carries `prev_hash` and `row_hash`; `python -m order_api audit-verify` walks the chain. "

@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 @router.post(
     "/email-code",
+    operation_id="requestEmailCode",
     summary="Email a one-time code to prove the mailbox",
     description=(
         "Always answers `202 sent`, whether or not a customer has this email. When one does, a 6-digit "
@@ -38,6 +39,7 @@ async def request_email_code(body: EmailCodeCreate, proof: MailboxCheck) -> Emai
 
 @router.post(
     "/verify",
+    operation_id="verifyEmailCode",
     summary="Exchange the emailed code for a full session",
     description=(
         "A full session reaches all of the customer's orders. A wrong, expired or used code answers `422` "
@@ -58,6 +60,7 @@ async def verify_email_code(body: SessionCreate, proof: MailboxCheck) -> IssuedS
 
 @router.get(
     "/session",
+    operation_id="getSession",
     summary="The session this request is made with",
     response_model=SessionRead,
     responses=problem_responses(401),
@@ -74,6 +77,7 @@ async def get_session(customer: CurrentCustomer, session: DbSession) -> SessionR
 
 @router.post(
     "/logout",
+    operation_id="logout",
     summary="End this session",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,

@@ -14,7 +14,9 @@ from order_api.customers.schemas import CustomerEmail, Locale
 class EmailCodeCreate(BaseModel):
     """Ask for a one-time code to be emailed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"email": "customer@example.com", "locale": "en"}]}
+    )
 
     email: CustomerEmail
     locale: Locale | None = Field(
@@ -32,7 +34,9 @@ class EmailCodeRead(BaseModel):
 class SessionCreate(BaseModel):
     """Prove the mailbox with the emailed code, for a full session."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"email": "customer@example.com", "code": "042917"}]}
+    )
 
     email: CustomerEmail
     code: str = Field(min_length=1, max_length=32, examples=["042917"], description="The 6-digit code.")

@@ -15,6 +15,7 @@ router = APIRouter(prefix="/v1/admin/customers", tags=["admin"])
 
 @router.post(
     "/{customer_id}/erase",
+    operation_id="eraseCustomer",
     summary="Erase a customer",
     description="Irreversibly removes what identifies the customer: their email (sealed value and blind "
     "index: the email no longer finds them, and a later order with it makes a new customer), the payout "

@@ -7,9 +7,11 @@ A request is authenticated once (``_staff_member``): an operator's personal toke
 identity acted for**; every other route answers it ``403 acted_for_identity_forbidden``, whatever the
 operator's role, so a leaked gateway key reaches an operator's work on orders and nothing else:
 
-- ``OrderReader`` (every role; acted for too): the takeable list, my orders, one order;
+- ``OrderReader`` (every role; acted for too): the takeable list, my orders, one order, my presence;
 - ``OrderHandler`` (roles ``operator`` and ``admin``; acted for too): take, change status, give back,
   escalate. Acted for, an admin has an operator's powers only (``OperatorPrincipal.is_admin``);
+- ``OrderReassigner`` (roles ``support`` and ``admin``; acted for too, for support's reassign in the bot):
+  hand a held order to another operator;
 - ``CurrentOperator`` (every role, own credential): escalation comments, personal stats;
 - ``SupportStaff`` (roles ``support`` and ``admin``, own credential): escalations;
 - ``AdminStaff`` (role ``admin``, own credential): operators, audit.
@@ -48,8 +50,7 @@ from servicekit.state import service_state
 _operator_token = HTTPBearer(
     auto_error=False,
     scheme_name="OperatorToken",
-    description="An operator's personal token (`op_…`), or an API key: the admin key, or the Telegram "
-    "gateway's key together with `X-Operator-Telegram-Id`.",
+    description="An operator's personal token (`op_…`), or the admin API key.",
 )
 
 
@@ -61,6 +62,7 @@ async def _staff_member(
         int | None,
         Header(
             alias="X-Operator-Telegram-Id",
+            include_in_schema=False,
             description="Telegram gateway only: the Telegram user id of the operator it acts for.",
         ),
     ] = None,
@@ -113,6 +115,9 @@ def _staff(
 OrderReader = Annotated[OperatorPrincipal, Depends(_staff(acted_for=True))]
 OrderHandler = Annotated[
     OperatorPrincipal, Depends(_staff(OperatorRole.OPERATOR, OperatorRole.ADMIN, acted_for=True))
+]
+OrderReassigner = Annotated[
+    OperatorPrincipal, Depends(_staff(OperatorRole.SUPPORT, OperatorRole.ADMIN, acted_for=True))
 ]
 CurrentOperator = Annotated[OperatorPrincipal, Depends(_staff())]
 SupportStaff = Annotated[OperatorPrincipal, Depends(_staff(OperatorRole.SUPPORT, OperatorRole.ADMIN))]

@@ -69,6 +69,13 @@ class OrderAlreadyTakenError(ConflictError):
     title = "Another operator has taken this order"
 
 
+class OperatorAtCapacityError(ConflictError):
+    """Carries ``held_orders`` and ``max_held_orders`` (the operator's cap)."""
+
+    code = ErrorCode.OPERATOR_AT_CAPACITY
+    title = "The operator holds as many orders as allowed"
+
+
 class OrderNotHeldError(ConflictError):
     """Carries ``held_by: {operator_id, name}`` (null when nobody holds the order)."""
 

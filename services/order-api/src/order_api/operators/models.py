@@ -25,12 +25,23 @@ class OperatorRole(enum.StrEnum):
     ADMIN = "admin"  # everything, including managing operators and reading the audit trail
 
 
+class Presence(enum.StrEnum):
+    AVAILABLE = "available"  # at the desk
+    AWAY = "away"  # not taking new work (still drives the orders they hold)
+
+
 class Operator(Base):
     """A member of staff. Their personal token is shown once; only its SHA-256 is kept (``token_hash``).
-    ``telegram_user_id`` links them to the Telegram account the gateway acts for."""
+    ``telegram_user_id`` links them to the Telegram account the gateway acts for. ``max_held_orders`` caps
+    the orders they hold at once (null: ``ORDER_API_OPERATOR_MAX_HELD_ORDERS``); ``presence`` is whether
+    they are at the desk, since ``presence_since``."""
 
     __tablename__ = "operator"
-    __table_args__ = (CheckConstraint("role IN ('operator', 'support', 'admin')", name="role_known"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('operator', 'support', 'admin')", name="role_known"),
+        CheckConstraint("presence IN ('available', 'away')", name="presence_known"),
+        CheckConstraint("max_held_orders IS NULL OR max_held_orders >= 1", name="max_held_orders_positive"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100))
@@ -43,6 +54,15 @@ class Operator(Base):
     token_issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     token_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, comment="Null: no expiry.")
     token_revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    max_held_orders: Mapped[int | None] = mapped_column(
+        Integer, comment="Null: the desk's default cap (ORDER_API_OPERATOR_MAX_HELD_ORDERS)."
+    )
+    presence: Mapped[str] = mapped_column(
+        String(16), default=Presence.AVAILABLE.value, server_default=Presence.AVAILABLE.value
+    )
+    presence_since: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="When presence last changed; null: never set (available since created)."
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

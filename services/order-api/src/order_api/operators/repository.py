@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import Row, Table, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from order_api.operators.models import Escalation, EscalationStatus, Operator, TelegramLinkCode
 from order_api.operators.schemas import OperatorOrderFilter
 from order_api.orders.models import Order, OrderEvent, OrderStatus
+from servicekit.db import lock_until_commit
 from servicekit.pagination import Keyset
 
+OPERATOR_TABLE = cast(Table, Operator.__table__)
 CLOSED_BY_OPERATORS = (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value)
 OPERATORS = Keyset("operators", Operator.created_at, Operator.id, newest_first=False)
 TAKEABLE_ORDERS = Keyset("operator-orders", Order.created_at, Order.id, newest_first=False)
@@ -68,6 +70,19 @@ async def all_operators(session: AsyncSession) -> list[Operator]:
 async def operator_page(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[Operator]:
     """The page of operators after ``cursor`` (and the first of the next, for :meth:`Keyset.cut`)."""
     return (await session.scalars(OPERATORS.select(select(Operator), cursor=cursor, limit=limit))).all()
+
+
+async def active_operator_ids_named(session: AsyncSession, *, name: str) -> list[str]:
+    """The active operators called ``name``, whatever its case (names are not unique)."""
+    return list(
+        (
+            await session.scalars(
+                select(Operator.id)
+                .where(func.lower(Operator.name) == name.lower(), Operator.active.is_(True))
+                .limit(2)
+            )
+        ).all()
+    )
 
 
 async def operator_name(session: AsyncSession, *, operator_id: str) -> str | None:
@@ -216,6 +231,44 @@ async def orders_held(session: AsyncSession) -> dict[str, int]:
         .group_by(Order.operator_id)
     )
     return {operator_id: int(count) for operator_id, count in held}
+
+
+async def held_count(session: AsyncSession, *, operator_id: str) -> int:
+    """How many orders ``operator_id`` holds in progress now."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(Order.operator_id == operator_id, Order.status == OrderStatus.IN_PROGRESS.value)
+    )
+    return int(count or 0)
+
+
+async def operator_locked(session: AsyncSession, *, operator_id: str) -> Operator | None:
+    """The operator, locked until the transaction ends: takes, reassignments and deactivation of the same
+    operator queue behind each other, so a cap is checked against a count nobody else is changing. On
+    PostgreSQL a lock per operator (``lock_until_commit``) and the row itself; on SQLite the database's write
+    lock, taken before the count is read."""
+    await lock_until_commit(session, f"operator-load:{operator_id}", write_lock_on=OPERATOR_TABLE)
+    operator: Operator | None = await session.scalar(
+        select(Operator)
+        .where(Operator.id == operator_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return operator
+
+
+async def held_orders_locked(session: AsyncSession, *, operator_id: str) -> Sequence[Order]:
+    """The orders ``operator_id`` holds in progress, row-locked, oldest first."""
+    return (
+        await session.scalars(
+            select(Order)
+            .where(Order.operator_id == operator_id, Order.status == OrderStatus.IN_PROGRESS.value)
+            .order_by(Order.created_at, Order.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).all()
 
 
 # -- escalations ----------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ OrderQuery = Annotated[OperatorOrderFilter, Query()]
 
 @router.get(
     "/orders",
+    operation_id="listOperatorOrders",
     summary="List takeable orders",
     description="Orders awaiting their deposit that nobody holds, oldest first (any status with `status`), "
     "filtered by currency, amount range and creation time. Cursor pages stay correct while orders are taken "
@@ -52,6 +53,7 @@ async def list_orders(
 
 @router.get(
     "/orders/mine",
+    operation_id="listMyOperatorOrders",
     summary="List my orders",
     description="The orders I hold (`in_progress` by default; `status=completed` for those I closed), oldest "
     "first, with the same filters and paging as the takeable list.",
@@ -68,6 +70,7 @@ async def list_my_orders(
 
 @router.get(
     "/orders/{order_id}",
+    operation_id="getOperatorOrder",
     summary="Read an order",
     description="With its holder, its open escalation and up to 10 earlier orders that had the same deposit "
     "address (a late deposit may belong to one of them).",
@@ -80,10 +83,13 @@ async def get_order(order_id: str, session: DbSession, ctx: Ctx, _staff: OrderRe
 
 @router.post(
     "/orders/{order_id}/take",
+    operation_id="takeOrder",
     summary="Take an order",
     description="Only an order `awaiting_deposit` that nobody holds; it becomes `in_progress`, held by you. "
     "Of concurrent takers exactly one wins; the others get `409 order_already_taken` with `held_by`. "
-    "Taking an order you already hold changes nothing. Roles operator and admin (with an operator account).",
+    "Taking an order you already hold changes nothing. Roles operator and admin (with an operator account). "
+    "Holding as many orders as your cap allows (`ORDER_API_OPERATOR_MAX_HELD_ORDERS`, or your own), a take is "
+    "`409 operator_at_capacity`.",
     response_model=OperatorOrderRead,
     responses=problem_responses(401, 403, 404, 409),
 )
@@ -91,12 +97,17 @@ async def take_order(
     order_id: str, session: DbSession, ctx: Ctx, principal: OrderHandler
 ) -> OperatorOrderRead:
     return await workflow.take_order(
-        session=session, protection=ctx.protection, principal=principal, order_id=order_id
+        session=session,
+        settings=ctx.settings,
+        protection=ctx.protection,
+        principal=principal,
+        order_id=order_id,
     )
 
 
 @router.post(
     "/orders/{order_id}/status",
+    operation_id="changeOrderStatus",
     summary="Change an order's status",
     description="`completed` or `cancelled` (the deposit address returns to the pool, even if wallet-pool is "
     "down right now), or `awaiting_deposit` to give it back. Only the holder, or an admin; only the "
@@ -125,6 +136,7 @@ async def change_order_status(
 
 @router.post(
     "/orders/{order_id}/release",
+    operation_id="releaseOrder",
     summary="Give an order back",
     description="The held order returns to `awaiting_deposit`, takeable by anyone, and operators are told "
     "(`order.released`). Only the holder, or an admin.",
@@ -152,6 +164,7 @@ async def release_order(
 
 @router.post(
     "/orders/{order_id}/escalate",
+    operation_id="escalateOrder",
     summary="Escalate an order to support",
     description="Flags the order and starts a comment thread; support is notified (`order.escalated`). "
     "Only the holder, or an admin; one open escalation per order.",
@@ -173,6 +186,7 @@ async def escalate_order(
 
 @router.get(
     "/escalations",
+    operation_id="listEscalations",
     summary="List escalations",
     description="Open ones by default, oldest first, with their threads. Roles support and admin.",
     response_model=EscalationPage,
@@ -192,6 +206,7 @@ async def list_escalations(
 
 @router.post(
     "/escalations/{escalation_id}/comments",
+    operation_id="commentOnEscalation",
     summary="Comment on an escalation",
     description="Support, admins and the order's holder add to an open escalation's thread.",
     status_code=status.HTTP_201_CREATED,
@@ -217,6 +232,7 @@ async def comment_on_escalation(
 
 @router.post(
     "/escalations/{escalation_id}/resolve",
+    operation_id="resolveEscalation",
     summary="Resolve an escalation",
     description="Clears the order's flag; the comment ends the thread and the holder is notified "
     "(`order.escalation_resolved`). Roles support and admin.",
@@ -242,6 +258,7 @@ async def resolve_escalation(
 
 @router.get(
     "/stats",
+    operation_id="getOperatorStats",
     summary="My workload next to the team's",
     description="Orders I completed or cancelled in the last `days`, my average handling time (taken to "
     "closed) and my open orders; the same for the whole team, anonymised, with my rank.",

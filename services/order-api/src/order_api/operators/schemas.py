@@ -6,13 +6,24 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from order_api.orders.models import OrderStatus
-from order_api.orders.schemas import Amount, CurrencyCode, OrderRead
+from order_api.orders.schemas import CurrencyCode, OrderRead
+from servicekit.bounds import DecimalString
 from servicekit.pagination import Page, PageQuery
 
 RoleName = Literal["operator", "support", "admin"]
+PresenceName = Literal["available", "away"]
+MaxHeldOrders = Annotated[int, Field(ge=1, le=1000)]
 OperatorName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 TelegramUserId = Annotated[int, Field(gt=0, lt=2**63, description="The operator's Telegram user id.")]
 TelegramUsername = Annotated[
@@ -48,12 +59,24 @@ class OperatorCreate(BaseModel):
 class OperatorUpdate(BaseModel):
     """Fields to change; an explicit `telegram_user_id: null` unlinks Telegram."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"max_held_orders": 8}, {"active": False}]},
+    )
 
     name: OperatorName | None = None
     role: RoleName | None = None
     telegram_user_id: TelegramUserId | None = None
-    active: bool | None = Field(default=None, description="An inactive operator can do nothing.")
+    active: bool | None = Field(
+        default=None,
+        description="An inactive operator can do nothing; deactivating returns the orders they hold to the "
+        "pool at once (`order.released`, the admin as actor).",
+    )
+    max_held_orders: MaxHeldOrders | None = Field(
+        default=None,
+        description="Their cap on orders held at once; an explicit `null` returns them to the desk's default "
+        "(`ORDER_API_OPERATOR_MAX_HELD_ORDERS`).",
+    )
 
 
 class OperatorRead(BaseModel):
@@ -64,6 +87,11 @@ class OperatorRead(BaseModel):
     active: bool
     token_active: bool = Field(description="A personal token is issued and neither revoked nor expired.")
     token_expires_at: datetime | None
+    max_held_orders: int | None = Field(
+        description="Their own cap on orders held at once; null: the desk's default."
+    )
+    presence: PresenceName = Field(description="`available` at the desk, or `away`.")
+    presence_since: datetime | None = Field(description="Since when; null: never changed.")
     created_at: datetime
     updated_at: datetime
 
@@ -122,6 +150,64 @@ class TelegramLinkRead(BaseModel):
     telegram_user_id: int
 
 
+class PresenceUpdate(BaseModel):
+    """Mark yourself at the desk (`available`) or `away`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "away"}]})
+
+    status: PresenceName = Field(
+        description="`away` keeps the orders you hold (you still drive them) but says you take no new work."
+    )
+
+
+class PresenceRead(BaseModel):
+    """An operator's presence and load."""
+
+    operator_id: str
+    name: str
+    status: PresenceName
+    since: datetime | None = Field(description="When the status last changed; null: never changed.")
+    held_orders: int = Field(description="Orders they hold in progress now.")
+    max_held_orders: int = Field(description="Their cap (their own, or the desk's default).")
+
+
+class OrderReassign(BaseModel):
+    """Hand a held order to another operator."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "operator_id": "7d1f0c2a-3b4e-4f5a-8b9c-0d1e2f3a4b5c",
+                    "comment": "Anna is off sick; Boris takes over.",
+                }
+            ]
+        },
+    )
+
+    operator_id: str | None = Field(
+        default=None, min_length=1, max_length=36, description="The active operator to hold it now."
+    )
+    operator_name: OperatorName | None = Field(
+        default=None,
+        description="Instead of `operator_id`: the active operator of this name (any case), as support types "
+        "it in the bot; a name two operators share is `422`.",
+    )
+    comment: Comment | None = None
+    override_cap: bool = Field(
+        default=False,
+        description="Admins only: hand it over even if the operator already holds as many orders as their "
+        "cap allows (otherwise `409 operator_at_capacity`).",
+    )
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> OrderReassign:
+        if (self.operator_id is None) == (self.operator_name is None):
+            raise ValueError("name the operator with exactly one of operator_id and operator_name")
+        return self
+
+
 class OperatorOrderFilter(PageQuery):
     """Which orders to list (query parameters). Pages run oldest first, so the longest-waiting order
     comes first and a cursor stays correct while orders change."""
@@ -133,10 +219,10 @@ class OperatorOrderFilter(PageQuery):
         description="Default: `awaiting_deposit` (takeable) for the list, `in_progress` for my orders.",
     )
     currency: CurrencyCode | None = Field(default=None, description="What the customer sends.")
-    amount_min: Decimal | None = Field(
+    amount_min: DecimalString | None = Field(
         default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive, e.g. `0.01`."
     )
-    amount_max: Decimal | None = Field(default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive.")
+    amount_max: DecimalString | None = Field(default=None, ge=0, lt=MAX_AMOUNT, description="Inclusive.")
     created_from: AwareDatetime | None = Field(default=None, description="Inclusive, with a time zone.")
     created_to: AwareDatetime | None = Field(default=None, description="Exclusive, with a time zone.")
 
@@ -158,7 +244,7 @@ class AddressHistoryEntry(BaseModel):
 
     order_id: str
     status: str
-    amount: Amount
+    amount: DecimalString
     from_currency: str
     created_at: datetime
     address_assigned_at: datetime | None
@@ -199,7 +285,10 @@ class OperatorOrderDetail(OperatorOrderRead):
 class OrderStatusUpdate(BaseModel):
     """Drive a held order: complete it, cancel it, or give it back (`awaiting_deposit`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"status": "completed", "comment": "Paid out, tx 9f2c…"}]},
+    )
 
     status: Literal["completed", "cancelled", "awaiting_deposit"]
     comment: Comment | None = None
@@ -208,25 +297,35 @@ class OrderStatusUpdate(BaseModel):
 class OrderReleaseCreate(BaseModel):
     """Give a held order back to the takeable pool."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"comment": "Handing over at the end of my shift."}]}
+    )
 
     comment: Comment | None = None
 
 
 class EscalationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"comment": "The deposit arrived short by 0.001 BTC."}]},
+    )
 
     comment: Comment = Field(description="What support should look at.")
 
 
 class EscalationCommentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"comment": "Asked the customer for the transaction id."}]},
+    )
 
     comment: Comment
 
 
 class EscalationResolutionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"comment": "The customer topped up; completed."}]}
+    )
 
     comment: Comment = Field(description="How it was resolved.")
 

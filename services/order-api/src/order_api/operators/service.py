@@ -36,6 +36,7 @@ from order_api.operators.schemas import (
     OperatorRead,
     OperatorTokenRead,
     OperatorUpdate,
+    PresenceName,
     RoleName,
 )
 from order_api.orders.lifecycle import Actor
@@ -47,6 +48,8 @@ OPERATOR_TOKEN_PREFIX = "op_"  # noqa: S105 (a prefix, not a secret)
 ADMIN_SCOPE = "admin"
 ACT_AS_OPERATOR_SCOPE = "orders:act-as-operator"
 Channel = Literal["rest", "telegram"]
+NULLABLE = frozenset({"telegram_user_id", "max_held_orders"})
+"""The fields of an operator an explicit ``null`` unsets."""
 Credential = Literal["operator-token", "api-key", "acted-for"]
 """How a principal was authenticated: its own personal token, an API key acting as itself (the admin key),
 or a service's key acting for an operator it names (the Telegram gateway)."""
@@ -142,6 +145,9 @@ def read_operator(operator: Operator) -> OperatorRead:
         and operator.token_revoked_at is None
         and (operator.token_expires_at is None or operator.token_expires_at > now),
         token_expires_at=operator.token_expires_at,
+        max_held_orders=operator.max_held_orders,
+        presence=cast(PresenceName, operator.presence),
+        presence_since=operator.presence_since,
         created_at=operator.created_at,
         updated_at=operator.updated_at,
     )
@@ -246,7 +252,7 @@ async def update_operator(
     changes = {
         name: value
         for name, value in request.model_dump(exclude_unset=True).items()
-        if value is not None or name == "telegram_user_id"  # only Telegram can be unset (unlinked)
+        if value is not None or name in NULLABLE  # Telegram can be unlinked, the cap reset to the default
     }
     if "telegram_user_id" in changes:
         await ensure_telegram_id_free(

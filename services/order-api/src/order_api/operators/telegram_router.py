@@ -12,12 +12,15 @@ from order_api.operators.dependencies import TelegramGateway
 from order_api.operators.schemas import TelegramLinkCreate, TelegramLinkRead
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.openapi import INTERNAL
 
 router = APIRouter(prefix="/v1/telegram", tags=["operators"])
 
 
 @router.post(
     "/links",
+    operation_id="linkTelegramAccount",
+    openapi_extra=INTERNAL,
     summary="Link a Telegram user to an operator with a one-time code",
     description="The Telegram gateway's key (scope `orders:act-as-operator`) only. Redeems the code an admin "
     "issued (`POST /v1/admin/operators/{operator_id}/telegram-link-code`) for the Telegram user who sent it: "
@@ -46,6 +49,8 @@ async def link_telegram_account(
 
 @router.get(
     "/operators/{telegram_user_id}",
+    operation_id="getTelegramLink",
+    openapi_extra=INTERNAL,
     summary="Who a Telegram user is",
     description="The Telegram gateway's key (scope `orders:act-as-operator`) only. The active operator linked "
     "to this Telegram user, however the link was made (`/start <code>`, or an admin setting "

@@ -11,7 +11,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.operators import repository
-from order_api.operators.workflow import deposit_deadline
+from order_api.operators.workload import deposit_deadline
 from order_api.orders.lifecycle import ORDER_ASSIGNMENT_TIMED_OUT, SYSTEM_ASSIGNMENT_TIMEOUT, give_back
 from order_api.protection import DataProtection
 from order_api.settings import Settings

@@ -7,7 +7,6 @@ Only the holder of an order (or an admin) drives it; taking is race-free (one co
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +16,7 @@ from order_api.operators.errors import (
     EscalationNotFoundError,
     EscalationNotOpenError,
     OperatorForbiddenError,
+    OperatorInactiveError,
     OrderAlreadyEscalatedError,
     OrderAlreadyTakenError,
     OrderNotHeldError,
@@ -36,9 +36,17 @@ from order_api.operators.schemas import (
     OperatorOrderFilter,
     OperatorOrderPage,
     OperatorOrderRead,
+    OrderReassign,
     OrderStatusUpdate,
 )
 from order_api.operators.service import OperatorPrincipal
+from order_api.operators.workload import (
+    at_capacity,
+    deposit_deadline,
+    locked_operator,
+    operator_named,
+    room_for_one_more,
+)
 from order_api.orders import lifecycle
 from order_api.orders.errors import OrderTransitionError
 from order_api.orders.models import Order, OrderStatus
@@ -149,18 +157,29 @@ async def get_order(
 
 
 async def take_order(
-    *, session: AsyncSession, protection: DataProtection, principal: OperatorPrincipal, order_id: str
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    order_id: str,
 ) -> OperatorOrderRead:
     """The operator takes an order awaiting its deposit; of concurrent takers exactly one wins, the others
-    learn who holds it. Taking an order one already holds changes nothing."""
+    learn who holds it. Taking an order one already holds changes nothing; one more than the operator's cap
+    is ``409 operator_at_capacity`` (``operators.workload``)."""
     if principal.operator_id is None:
         raise OperatorForbiddenError("Only an operator account can hold an order; the admin key cannot.")
-    order = await lifecycle.take_order(
-        session, protection=protection, order_id=order_id, actor=principal.actor
-    )
+    operator = await locked_operator(session, operator_id=principal.operator_id)
+    order = None
+    if await room_for_one_more(session, settings=settings, operator=operator):
+        order = await lifecycle.take_order(
+            session, protection=protection, order_id=order_id, actor=principal.actor
+        )
     if order is None:
         order = await load_order(session, order_id=order_id)
         mine = order.status == OrderStatus.IN_PROGRESS and order.operator_id == principal.operator_id
+        if not mine and order.status == OrderStatus.AWAITING_DEPOSIT:
+            raise await at_capacity(session, settings=settings, operator=operator)
         if not mine and order.status == OrderStatus.IN_PROGRESS:
             held_by = await _held_by(session, order)
             raise OrderAlreadyTakenError(
@@ -191,14 +210,6 @@ async def _order_to_drive(session: AsyncSession, *, order_id: str, principal: Op
     order = await load_order(session, order_id=order_id, for_update=True)
     await _ensure_may_drive(session, order=order, principal=principal)
     return order
-
-
-def deposit_deadline(settings: Settings, order: Order) -> datetime:
-    """When an order handed back to the pool expires unless paid: a full deposit window from now."""
-    rules = settings.currencies.get(order.from_currency)
-    if rules is None:
-        return order.expires_at or utcnow()
-    return utcnow() + timedelta(minutes=rules.awaiting_deposit_minutes)
 
 
 async def give_back_order(
@@ -253,6 +264,47 @@ async def change_order_status(
         protection=protection,
         order=order,
         to=OrderStatus(request.status),
+        actor=principal.actor,
+        comment=request.comment,
+        expected_version=expected_version,
+    )
+    return await _read(session, protection=protection, order=order)
+
+
+async def reassign_order(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    protection: DataProtection,
+    principal: OperatorPrincipal,
+    order_id: str,
+    request: OrderReassign,
+    expected_version: int | None,
+) -> OperatorOrderRead:
+    """Support or an admin hands an order in progress to another active operator, within that operator's
+    cap unless an admin overrides it; both operators are told (``order.reassigned``)."""
+    if request.override_cap and not principal.is_admin:
+        raise OperatorForbiddenError("Only an admin may override an operator's cap.")
+    target = await operator_named(session, operator_id=request.operator_id, name=request.operator_name)
+    operator = await locked_operator(session, operator_id=target)  # the operator before the order
+    if not operator.active:
+        raise OperatorInactiveError(f"{operator.name} is deactivated.", extra={"operator_id": operator.id})
+    if operator.role == OperatorRole.SUPPORT.value:
+        raise OperatorForbiddenError(
+            f"{operator.name} is support and holds no orders.", extra={"operator_id": operator.id}
+        )
+    order = await load_order(session, order_id=order_id, for_update=True)
+    if order.operator_id == operator.id and order.status == OrderStatus.IN_PROGRESS:
+        return await _read(session, protection=protection, order=order)
+    if not request.override_cap and not await room_for_one_more(
+        session, settings=settings, operator=operator
+    ):
+        raise await at_capacity(session, settings=settings, operator=operator)
+    await lifecycle.reassign(
+        session,
+        protection=protection,
+        order=order,
+        operator=operator,
         actor=principal.actor,
         comment=request.comment,
         expected_version=expected_version,
@@ -367,14 +419,15 @@ async def continue_escalation(
         escalation.status = EscalationStatus.RESOLVED.value
         escalation.resolved_by = principal.actor.label
         escalation.resolved_at = utcnow()
+    step = lifecycle.ORDER_ESCALATION_RESOLVED if resolve else lifecycle.ORDER_ESCALATION_COMMENTED
     return await _add_to_thread(
         session,
-        protection=protection,
-        order=order,
+        event_type=step,
         escalation=escalation,
+        order=order,
         principal=principal,
-        event_type=lifecycle.ORDER_ESCALATION_RESOLVED if resolve else lifecycle.ORDER_ESCALATION_COMMENTED,
         comment=comment,
+        protection=protection,
     )
 
 

@@ -25,6 +25,7 @@ from desk_contracts.events import (
     OrderEscalated,
     OrderEscalationCommented,
     OrderEscalationResolved,
+    OrderReassigned,
     OrderReleased,
     OrderStatusChanged,
     OrderTaken,
@@ -35,6 +36,7 @@ from order_api.customers.service import EMAIL_CONTEXT
 from order_api.db import outbox
 from order_api.operators.models import Operator
 from order_api.orders.errors import OrderTransitionError, OrderVersionMismatchError
+from order_api.orders.live import signal_order_change
 from order_api.orders.models import AllocationState, Order, OrderEvent, OrderStatus
 from order_api.protection import DataProtection
 from servicekit.db import utcnow
@@ -61,6 +63,7 @@ ORDER_STATUS_CHANGED = OrderStatusChanged.event_type
 ORDER_TAKEN = OrderTaken.event_type
 ORDER_RELEASED = OrderReleased.event_type
 ORDER_ASSIGNMENT_TIMED_OUT = OrderAssignmentTimedOut.event_type
+ORDER_REASSIGNED = OrderReassigned.event_type
 ORDER_ESCALATED = OrderEscalated.event_type
 ORDER_ESCALATION_COMMENTED = OrderEscalationCommented.event_type
 ORDER_ESCALATION_RESOLVED = OrderEscalationResolved.event_type
@@ -184,11 +187,13 @@ async def record_order_action(
     extra: dict[str, Any] | None = None,
     announce: bool = True,
 ) -> None:
-    """The record of one action on ``order`` (already applied): its ``order_event`` row, its audit row and,
-    when ``announce``, the ``event_type`` event to the notifier: the order's fields plus who acted."""
+    """The record of one action on ``order`` (already applied): its ``order_event`` row, the signal to the
+    order's live streams (``orders.live``), its audit row and, when ``announce``, the ``event_type`` event to
+    the notifier: the order's fields plus who acted."""
     await record_event(
         session, order=order, from_status=from_status, actor=actor, comment=comment, details=details
     )
+    await signal_order_change(session, order=order, from_status=from_status)
     if actor.audited:
         await append_audit(
             session,
@@ -263,6 +268,28 @@ async def _after_transition(
         await request_release(session, order=order)
 
 
+async def _versioned_update(
+    session: AsyncSession, *, order: Order, values: dict[str, Any], expected_version: int | None
+) -> None:
+    """Write ``values`` to ``order`` and bump its version, if nobody changed it since it was read: ``412``
+    when the caller named another version (or lost the race having named one), ``409`` otherwise."""
+    if expected_version is not None and expected_version != order.version:
+        raise OrderVersionMismatchError(
+            f"The order is at version {order.version}, not {expected_version}.",
+            extra={"version": order.version},
+        )
+    values = {**values, "version": order.version + 1, "updated_at": utcnow()}
+    result = await session.execute(
+        update(Order).where(Order.id == order.id, Order.version == order.version).values(**values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        if expected_version is not None:
+            raise OrderVersionMismatchError("The order changed since you read it.")
+        raise OrderTransitionError("The order changed while this request was handled; read it again.")
+    for name, value in values.items():
+        set_committed_value(order, name, value)  # already written above: keep the ORM from writing it again
+
+
 async def change_status(
     session: AsyncSession,
     *,
@@ -287,30 +314,12 @@ async def change_status(
     delays the release, never the status change) and clears the order's queue fields.
     """
     check_transition(order.status, to)
-    if expected_version is not None and expected_version != order.version:
-        raise OrderVersionMismatchError(
-            f"The order is at version {order.version}, not {expected_version}.",
-            extra={"version": order.version},
-        )
     now = utcnow()
-    values: dict[str, Any] = {
-        "status": to.value,
-        "version": order.version + 1,
-        "updated_at": now,
-        **(changes or {}),
-    }
+    values: dict[str, Any] = {"status": to.value, **(changes or {})}
     if to in TERMINAL:  # a closed order has no place in any queue
         values.update(closed_at=now, queue_position=None, estimated_wait_seconds=None)
     from_status = order.status  # read first: the ORM UPDATE below also updates ``order`` in the session
-    result = await session.execute(
-        update(Order).where(Order.id == order.id, Order.version == order.version).values(**values)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        if expected_version is not None:
-            raise OrderVersionMismatchError("The order changed since you read it.")
-        raise OrderTransitionError("The order changed while this request was handled; read it again.")
-    for name, value in values.items():
-        set_committed_value(order, name, value)  # already written above: keep the ORM from writing it again
+    await _versioned_update(session, order=order, values=values, expected_version=expected_version)
     await _after_transition(
         session,
         protection=protection,
@@ -399,6 +408,49 @@ async def give_back(
         event_type=event_type,
         extra={"previous_operator_id": previous},
     )
+
+
+async def reassign(
+    session: AsyncSession,
+    *,
+    protection: DataProtection,
+    order: Order,
+    operator: Operator,
+    actor: Actor,
+    comment: str | None = None,
+    expected_version: int | None = None,
+) -> Order:
+    """Hand an order in progress to ``operator`` (its status does not change): versioned, recorded, audited
+    and announced (``order.reassigned``, naming the previous holder) in the caller's transaction."""
+    if order.status != OrderStatus.IN_PROGRESS:
+        raise OrderTransitionError(
+            f"Only an order in progress can be reassigned; this one is {order.status}.",
+            extra={"order_status": order.status},
+        )
+    previous = order.operator_id
+    holder = (
+        await session.execute(select(Operator.name, Operator.telegram_user_id).where(Operator.id == previous))
+    ).first()
+    await _versioned_update(
+        session, order=order, values={"operator_id": operator.id}, expected_version=expected_version
+    )
+    await record_order_action(
+        session,
+        protection=protection,
+        order=order,
+        actor=actor,
+        event_type=ORDER_REASSIGNED,
+        from_status=order.status,
+        comment=comment,
+        details={"previous_operator_id": previous},
+        extra={
+            "previous_operator_id": previous,
+            "previous_operator_name": holder.name if holder else None,
+            "operator_telegram_user_id": operator.telegram_user_id,
+            "previous_operator_telegram_user_id": holder.telegram_user_id if holder else None,
+        },
+    )
+    return order
 
 
 async def request_release(session: AsyncSession, *, order: Order) -> None:

@@ -37,6 +37,17 @@ async def customer_orders_page(
     return list(page), next_cursor
 
 
+async def open_orders_by_status(session: AsyncSession) -> dict[str, int]:
+    """How many orders are in each open status (off ``ix_order_status_expires_at``, which leads with the
+    status)."""
+    query = (
+        select(Order.status, func.count())
+        .where(Order.status.in_([status.value for status in OPEN]))
+        .group_by(Order.status)
+    )
+    return {status: int(count) for status, count in (await session.execute(query)).all()}
+
+
 async def holds_open_orders(session: AsyncSession, *, holder: ColumnElement[bool], limit: int) -> bool:
     """Whether the orders matching ``holder`` already hold ``limit`` open ones (reads at most ``limit`` rows)."""
     open_orders = (

@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from order_api.customers.schemas import CustomerEmail
-from servicekit.bounds import ExactAmount
+from servicekit.bounds import DecimalString, ExactAmount
 from servicekit.pagination import Page
 
-Amount = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 CurrencyCode = Annotated[
     str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=2, max_length=10)
 ]
 NetworkCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=16)]
+
+
+def _unquoted(value: object) -> object:
+    """An entity tag's opaque part (``"3"`` → ``3``); a bare version passes as it is."""
+    if isinstance(value, str) and len(value) > 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+OrderVersionTag = Annotated[
+    int,
+    BeforeValidator(_unquoted),
+    WithJsonSchema({"type": "string", "pattern": r'^("[0-9]{1,18}"|[0-9]{1,18})$', "examples": ['"1"']}),
+]
+"""An order's ``version`` as ``If-Match`` carries it: an entity tag (``"3"``, as RFC 9110 writes it) or the bare
+number (``3``). Declared a string, so generated clients send what they are given rather than an integer
+that an HTTP library may refuse as a header value."""
 
 
 class OrderCreate(BaseModel):
@@ -48,7 +71,7 @@ class OrderCreate(BaseModel):
     to_currency: CurrencyCode = Field(description="What the customer receives.")
     to_network: NetworkCode | None = Field(default=None, description="Network of `to_currency`.")
     amount: ExactAmount = Field(
-        description='Amount of `from_currency`, as a string (`"0.05"`) or a JSON number; exact decimal.'
+        description='Amount of `from_currency`: an exact decimal string (`"0.05"`; a JSON number is accepted too).'
     )
     payout_address: str = Field(
         min_length=1, max_length=128, description="The customer's address for the payout."
@@ -78,7 +101,7 @@ class OrderRead(BaseModel):
     from_network: str
     to_currency: str
     to_network: str
-    amount: Amount
+    amount: DecimalString
     payout_address: str | None = Field(description="Where the customer is paid; null once they were erased.")
     deposit_address: str | None = Field(
         description="Where to send the funds; null while the order awaits its address or is queued."

@@ -45,6 +45,8 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 COMMANDS = [
     BotCommand(command="my", description="My open orders"),
     BotCommand(command="pool", description="Free wallets and queues per currency"),
+    BotCommand(command="on", description="I am available"),
+    BotCommand(command="off", description="I am away (I keep my orders)"),
     BotCommand(command="help", description="What this bot does"),
     BotCommand(command="start", description="Link your account: /start <code>"),
 ]

@@ -21,6 +21,7 @@ class WebhookAck(BaseModel):
 
 @router.post(
     "/telegram/webhook",
+    operation_id="receiveTelegramUpdate",
     summary="Receive an update from Telegram",
     description=(
         "Telegram's webhook. `X-Telegram-Bot-Api-Secret-Token` must equal the configured secret "
@@ -35,7 +36,17 @@ class WebhookAck(BaseModel):
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"type": "object", "description": "A Telegram Update (Bot API)."}
+                    "schema": {"type": "object", "description": "A Telegram Update (Bot API)."},
+                    "example": {
+                        "update_id": 10001,
+                        "message": {
+                            "message_id": 7,
+                            "date": 1767225600,
+                            "chat": {"id": 42, "type": "private"},
+                            "from": {"id": 42, "is_bot": False, "first_name": "Ann"},
+                            "text": "/start 7KQ2M9XD",
+                        },
+                    },
                 }
             },
         }

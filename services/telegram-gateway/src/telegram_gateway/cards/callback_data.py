@@ -15,6 +15,7 @@ class OrderAction(enum.StrEnum):
     CANCEL = "x"
     RELEASE = "r"
     ESCALATE = "e"
+    REASSIGN = "a"  # support, on an escalated order's card
 
 
 class OrderCallback(CallbackData, prefix="o"):

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from html import escape
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from telegram_gateway.cards.callback_data import OrderAction, OrderCallback
 from telegram_gateway.cards.schemas import TERMINAL_STATUSES, OrderView
+
+if TYPE_CHECKING:
+    from telegram_gateway.messages.schemas import ReassignmentView
 
 Severity = Literal["warning", "critical", "emergency", "resolved"]
 SEVERITY_ICONS: dict[str, str] = {"warning": "⚠️", "critical": "🔴", "emergency": "🚨", "resolved": "✅"}
@@ -27,6 +30,7 @@ BUTTON_LABELS = {
     OrderAction.CANCEL: "✖️ Cancel",
     OrderAction.RELEASE: "↩️ Release",
     OrderAction.ESCALATE: "🆘 Escalate",
+    OrderAction.REASSIGN: "↪️ Reassign",
 }
 
 
@@ -155,7 +159,39 @@ def escalation_card(
         lines.append(f"Resolution: {html(resolution_note)}")
     lines.append(_headline(view, posted_for=None))
     lines.extend(_order_lines(view))
-    return Card(text="\n".join(lines), keyboard=None)
+    keyboard = None
+    if escalated and view.status == "in_progress":  # support may hand it to another operator
+        keyboard = InlineKeyboardMarkup(inline_keyboard=[[button(OrderAction.REASSIGN, view)]])
+    return Card(text="\n".join(lines), keyboard=keyboard)
+
+
+def reassignment_texts(
+    view: OrderView, *, reassignment: ReassignmentView, note: str | None
+) -> list[tuple[int, str]]:
+    """What each operator of a reassignment is told privately: ``(telegram user id, text)``."""
+    order = f"<code>{html(short_id(view.order_id))}</code>"
+    what = f"{html(amount_text(view.amount))} {html(view.from_currency)} → {html(view.to_currency)}"
+    by = html(reassignment.actor_role or "support")
+    why = f"\n<i>{html(note)}</i>" if note else ""
+    texts: list[tuple[int, str]] = []
+    if reassignment.previous_telegram_user_id is not None:
+        texts.append(
+            (
+                reassignment.previous_telegram_user_id,
+                f"↪️ Order {order} ({what}) was handed to <b>{html(view.operator_name or 'another operator')}"
+                f"</b> by {by}: you no longer hold it.{why}",
+            )
+        )
+    if reassignment.telegram_user_id is not None:
+        previous = html(reassignment.previous_operator_name or "another operator")
+        texts.append(
+            (
+                reassignment.telegram_user_id,
+                f"↪️ Order {order} ({what}) is yours now, handed over from <b>{previous}</b> by {by}. "
+                f"/my lists your orders.{why}",
+            )
+        )
+    return texts
 
 
 def alert_text(*, severity: str, title: str, text: str) -> str:

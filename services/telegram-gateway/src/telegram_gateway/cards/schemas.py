@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from servicekit.bounds import DECIMAL_PATTERN
+
 OrderStatus = Literal[
     "awaiting_address", "queued", "awaiting_deposit", "in_progress", "completed", "cancelled", "expired"
 ]
@@ -34,7 +36,11 @@ AmountText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=60),
     AfterValidator(_decimal_text),
-    Field(description="Exact decimal as a string; shown as given, never rounded.", examples=["0.05"]),
+    Field(
+        description="Exact decimal as a string; shown as given, never rounded.",
+        examples=["0.05"],
+        json_schema_extra={"pattern": DECIMAL_PATTERN},
+    ),
 ]
 
 

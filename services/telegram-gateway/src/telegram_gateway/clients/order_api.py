@@ -2,9 +2,9 @@
 ``X-Operator-Telegram-Id`` naming the operator's Telegram user. With that key alone, the gateway redeems link
 codes and asks who a Telegram user is (order-api's operator record is the one truth about the link).
 
-The errors order-api answers the bot with are declared here under their ``desk_contracts.errors.ErrorCode``
-(the codes order-api's own classes carry), so the service client rebuilds them typed (with ``held_by`` and the
-other fields of the problem document). Callers dispatch on ``ErrorCode`` members, never on strings.
+The errors order-api answers the bot with are not declared here again: the service client rebuilds every code of
+``desk_contracts.errors.ErrorCode`` as a ``DomainError`` carrying that code, order-api's status and title and the
+other fields of the problem document (``held_by`` …). Callers dispatch on ``ErrorCode`` members, never on strings.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from pydantic import BaseModel, ConfigDict
 from desk_contracts.errors import ErrorCode
 from servicekit.client import ServiceClient, deadline, remaining_seconds
 from servicekit.errors import (
-    ConflictError,
     DomainError,
-    NotFoundError,
     PeerUnavailableError,
-    ValidationFailedError,
 )
 from telegram_gateway.cards.schemas import OrderView
 
@@ -43,61 +40,6 @@ class OrderApiSlowError(PeerUnavailableError):
 
     code = ErrorCode.ORDER_API_SLOW
     title = "order-api did not answer in time"
-
-
-class OrderAlreadyTakenError(ConflictError):
-    """Carries ``held_by: {operator_id, name}``."""
-
-    code = ErrorCode.ORDER_ALREADY_TAKEN
-    title = "Another operator has taken this order"
-
-
-class OrderNotHeldError(ConflictError):
-    """Carries ``held_by: {operator_id, name}`` (null when nobody holds the order)."""
-
-    code = ErrorCode.ORDER_NOT_HELD
-    title = "You do not hold this order"
-
-
-class OrderTransitionError(ConflictError):
-    code = ErrorCode.ORDER_TRANSITION_NOT_ALLOWED
-    title = "The order's status does not allow this"
-
-
-class OrderAlreadyEscalatedError(ConflictError):
-    code = ErrorCode.ORDER_ALREADY_ESCALATED
-    title = "The order already has an open escalation"
-
-
-class OrderVersionMismatchError(DomainError):
-    status = 412
-    code = ErrorCode.ORDER_VERSION_MISMATCH
-    title = "The order has changed"
-
-
-class OrderNotFoundError(NotFoundError):
-    code = ErrorCode.ORDER_NOT_FOUND
-    title = "Order not found"
-
-
-class LinkCodeInvalidError(ValidationFailedError):
-    code = ErrorCode.LINK_CODE_INVALID
-    title = "The link code is not valid"
-
-
-class OperatorTelegramIdTakenError(ConflictError):
-    code = ErrorCode.OPERATOR_TELEGRAM_ID_TAKEN
-    title = "Another operator is linked to this Telegram user"
-
-
-class TelegramLinkNotFoundError(NotFoundError):
-    code = ErrorCode.TELEGRAM_LINK_NOT_FOUND
-    title = "No active operator is linked to this Telegram user"
-
-
-class OperatorInactiveError(ConflictError):
-    code = ErrorCode.OPERATOR_INACTIVE
-    title = "The operator is deactivated"
 
 
 def held_by_name(error: DomainError) -> str | None:
@@ -149,6 +91,17 @@ class OperatorOrder(BaseModel):
                 **self.model_dump(include=set(CARD_FIELDS)),
             }
         )
+
+
+class Presence(BaseModel):
+    """An operator's presence and load, as order-api says."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["available", "away"]
+    since: datetime | None
+    held_orders: int
+    max_held_orders: int
 
 
 class OrderApiClient:
@@ -259,3 +212,25 @@ class OrderApiClient:
             "GET", "/v1/operator/orders/mine", params={"limit": limit}, headers=self._as(telegram_user_id)
         )
         return [OperatorOrder.model_validate(item) for item in answer["items"]]
+
+    async def set_presence(self, *, telegram_user_id: int, status: Literal["available", "away"]) -> Presence:
+        """Setting the same status twice changes nothing, so it is retried."""
+        answer = await self._request(
+            "PUT",
+            "/v1/operator/presence",
+            json={"status": status},
+            headers=self._as(telegram_user_id),
+        )
+        return Presence.model_validate(answer)
+
+    async def reassign(
+        self, *, order_id: str, telegram_user_id: int, operator_name: str, comment: str | None = None
+    ) -> OperatorOrder:
+        """Support hands the order to the active operator called ``operator_name``."""
+        body: dict[str, Any] = {"operator_name": operator_name}
+        if comment:
+            body["comment"] = comment
+        answer = await self._post(
+            f"/v1/admin/orders/{order_id}/reassign", body, headers=self._as(telegram_user_id)
+        )
+        return OperatorOrder.model_validate(answer)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.openapi import INTERNAL
 from telegram_gateway.context import Ctx
 from telegram_gateway.messages import service
 from telegram_gateway.messages.schemas import MessageCreate, MessageDeliveryRead
@@ -20,6 +21,8 @@ CanSend = Annotated[Caller, Depends(require_scope("messages:send"))]
 
 @router.post(
     "",
+    operation_id="postMessage",
+    openapi_extra=INTERNAL,
     summary="Post an order card or an alert to Telegram",
     description=(
         "`order.created` posts the order's card (edits it when the order already has one: one card per "

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic.config import JsonDict
 
 from telegram_gateway.cards.schemas import OrderView
 
@@ -19,6 +20,7 @@ OrderEvent = Literal[
     "order.assignment_timed_out",
     "order.escalated",
     "order.escalation_resolved",
+    "order.reassigned",
 ]
 Outcome = Literal["posted", "edited", "no_card", "duplicate"]
 
@@ -37,6 +39,36 @@ class AlertView(BaseModel):
     text: Annotated[str, StringConstraints(max_length=3000)]
 
 
+ORDER_EXAMPLE: JsonDict = {
+    "order_id": "0b7c3f9e-5d1a-4c2b-9e8f-1a2b3c4d5e6f",
+    "status": "awaiting_deposit",
+    "from_currency": "BTC",
+    "from_network": "bitcoin",
+    "to_currency": "USDT",
+    "to_network": "TRC20",
+    "amount": "0.05",
+    "priority": "normal",
+    "deposit_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+    "queue_position": None,
+    "expires_at": "2026-11-21T13:34:00+00:00",
+    "operator_id": None,
+    "operator_name": None,
+    "version": 1,
+}
+"""The order of the documented example card (the test harness's fake order-api starts its orders from it)."""
+
+
+class ReassignmentView(BaseModel):
+    """Who an order was handed from and to (``order.reassigned``): both operators are told privately."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    previous_operator_name: Annotated[str, StringConstraints(max_length=100)] | None = None
+    previous_telegram_user_id: int | None = Field(default=None, gt=0, lt=2**63)
+    telegram_user_id: int | None = Field(default=None, gt=0, lt=2**63, description="The new holder's.")
+    actor_role: Annotated[str, StringConstraints(max_length=16)] | None = None
+
+
 class MessageCreate(BaseModel):
     """An order card (``kind: order_card`` with ``event`` and ``order``) or an alert (``kind: alert`` with
     ``alert``). ``message_id`` is the notifier's notification id: a repeat posts nothing."""
@@ -50,22 +82,7 @@ class MessageCreate(BaseModel):
                     "kind": "order_card",
                     "chat": "operators",
                     "event": "order.created",
-                    "order": {
-                        "order_id": "0b7c3f9e-5d1a-4c2b-9e8f-1a2b3c4d5e6f",
-                        "status": "awaiting_deposit",
-                        "from_currency": "BTC",
-                        "from_network": "bitcoin",
-                        "to_currency": "USDT",
-                        "to_network": "TRC20",
-                        "amount": "0.05",
-                        "priority": "normal",
-                        "deposit_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
-                        "queue_position": None,
-                        "expires_at": "2026-11-21T13:34:00+00:00",
-                        "operator_id": None,
-                        "operator_name": None,
-                        "version": 1,
-                    },
+                    "order": ORDER_EXAMPLE,
                     "note": None,
                 }
             ]
@@ -83,6 +100,9 @@ class MessageCreate(BaseModel):
         default=None, description="A comment, or the escalation's reason."
     )
     alert: AlertView | None = Field(default=None, validate_default=True, description="alert only.")
+    reassignment: ReassignmentView | None = Field(
+        default=None, description="order.reassigned only: the two operators to tell."
+    )
 
     @field_validator("event", "order", "alert")
     @classmethod

@@ -20,10 +20,17 @@ from servicekit.errors import DomainError
 from telegram_gateway.bot.errors import TelegramDisabledError, classify
 from telegram_gateway.cards import repository as cards_repository
 from telegram_gateway.cards.models import MessageKind, PostedMessage
-from telegram_gateway.cards.render import alert_text
+from telegram_gateway.cards.render import alert_text, reassignment_texts
+from telegram_gateway.cards.schemas import OrderView
 from telegram_gateway.cards.service import EscalationChange, post_card, record_snapshot, refresh_cards
 from telegram_gateway.messages import repository
-from telegram_gateway.messages.schemas import AlertView, MessageCreate, MessageDeliveryRead, Outcome
+from telegram_gateway.messages.schemas import (
+    AlertView,
+    MessageCreate,
+    MessageDeliveryRead,
+    Outcome,
+    ReassignmentView,
+)
 from telegram_gateway.metrics import GatewayMetrics
 from telegram_gateway.settings import Settings
 
@@ -86,6 +93,27 @@ async def _deliver(
         },
     )
     return MessageDeliveryRead(message_id=message_id, outcome=outcome, telegram_message_ids=ids)
+
+
+async def _tell_both_operators(
+    bot: Bot, *, view: OrderView, reassignment: ReassignmentView, note: str | None
+) -> None:
+    """A private message to each operator of a reassignment who is linked to Telegram. Best effort: the cards
+    already show the new holder, and an operator who never opened a chat with the bot cannot be written to
+    (Telegram refuses), which must not make the notifier repeat the edit."""
+    texts = reassignment_texts(view, reassignment=reassignment, note=note)
+    for telegram_user_id, text in texts:
+        try:
+            await bot.send_message(chat_id=telegram_user_id, text=text)
+        except AiogramError as error:
+            log.warning(
+                "could not tell an operator of a reassignment",
+                extra={
+                    "order_id": view.order_id,
+                    "telegram_user_id": telegram_user_id,
+                    "error": str(error)[:300],
+                },
+            )
 
 
 async def _claim(session: AsyncSession, *, request: MessageCreate, message_id: str) -> bool:
@@ -180,6 +208,10 @@ async def _deliver_order_card(
     refreshed = await refresh_cards(session, bot=bot, snapshot=snapshot)
     if refreshed.failures:
         raise refreshed.failures[0]
+    if request.reassignment is not None:
+        await _tell_both_operators(
+            bot, view=request.order, reassignment=request.reassignment, note=request.note
+        )
     if request.event == "order.escalated":
         support_chat = settings.chat_id_for("support")
         card = await post_card(

@@ -140,12 +140,13 @@ class TelegramUser:
     id: int
     first_name: str
     username: str | None = None
+    language_code: str = "en"
 
     def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "is_bot": False, "first_name": self.first_name}
         if self.username:
             body["username"] = self.username
-        body["language_code"] = "en"
+        body["language_code"] = self.language_code
         return body
 
 

@@ -23,6 +23,7 @@ from servicekit.testing import eventually, free_port
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.clients.order_api import CARD_FIELDS
 from telegram_gateway.context import context_of
+from telegram_gateway.messages.schemas import ORDER_EXAMPLE
 from telegram_gateway.testing import KEYS, FakeBotApi, TelegramUser
 
 ANNA = TelegramUser(id=401, first_name="Anna", username="anna_ops")
@@ -119,10 +120,16 @@ class StandInOrderApi(StandIn):
     operators: dict[str, dict[str, Any]] = field(default_factory=dict)
     link_codes: dict[str, str] = field(default_factory=dict)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_held_orders: int = 5
 
     def add_operator(self, name: str, *, role: str = "operator") -> str:
         operator_id = str(uuid.uuid4())
-        self.operators[operator_id] = {"name": name, "role": role, "telegram_user_id": None}
+        self.operators[operator_id] = {
+            "name": name,
+            "role": role,
+            "telegram_user_id": None,
+            "presence": "available",
+        }
         return operator_id
 
     def issue_code(self, operator_id: str) -> str:
@@ -137,24 +144,13 @@ class StandInOrderApi(StandIn):
         order_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         order = {
+            **{name: value for name, value in ORDER_EXAMPLE.items() if name != "order_id"},
             "id": order_id,
-            "status": "awaiting_deposit",
-            "from_currency": "BTC",
-            "from_network": "bitcoin",
-            "to_currency": "USDT",
-            "to_network": "TRC20",
-            "amount": "0.05",
             "payout_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
-            "deposit_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
-            "queue_position": None,
             "estimated_wait_seconds": None,
-            "priority": "normal",
             "expires_at": (now + timedelta(hours=1)).isoformat(),
             "created_at": now.isoformat(),
             "updated_at": now.isoformat(),
-            "version": 1,
-            "operator_id": None,
-            "operator_name": None,
             "escalated": False,
             **fields,
         }
@@ -179,6 +175,60 @@ class StandInOrderApi(StandIn):
         app.router.add_post("/v1/operator/orders/{order_id}/status", self._status)
         app.router.add_post("/v1/operator/orders/{order_id}/release", self._release)
         app.router.add_post("/v1/operator/orders/{order_id}/escalate", self._escalate)
+        app.router.add_put("/v1/operator/presence", self._presence)
+        app.router.add_post("/v1/admin/orders/{order_id}/reassign", self._reassign)
+
+    def _held(self, operator_id: str) -> int:
+        return sum(
+            o["operator_id"] == operator_id and o["status"] == "in_progress" for o in self.orders.values()
+        )
+
+    def _at_capacity(self, operator_id: str) -> web.Response | None:
+        held = self._held(operator_id)
+        if held < self.max_held_orders:
+            return None
+        name = self.operators[operator_id]["name"]
+        return problem(
+            409,
+            "operator_at_capacity",
+            f"{name} already holds {held} orders (the cap is {self.max_held_orders}).",
+            held_orders=held,
+            max_held_orders=self.max_held_orders,
+        )
+
+    async def _presence(self, request: web.Request) -> web.Response:
+        who = self._operator(request)
+        if isinstance(who, web.Response):
+            return who
+        operator_id, operator = who
+        operator["presence"] = (await request.json())["status"]
+        return web.json_response(
+            {
+                "operator_id": operator_id,
+                "name": operator["name"],
+                "status": operator["presence"],
+                "since": datetime.now(UTC).isoformat(),
+                "held_orders": self._held(operator_id),
+                "max_held_orders": self.max_held_orders,
+            }
+        )
+
+    async def _reassign(self, request: web.Request) -> web.Response:
+        who, order = self._operator(request), self._order(request)
+        if isinstance(who, web.Response):
+            return who
+        if isinstance(order, web.Response):
+            return order
+        if who[1]["role"] not in ("support", "admin"):
+            return problem(403, "operator_forbidden", "This needs the role support or admin.")
+        name = str((await request.json())["operator_name"]).lower()
+        found = [i for i, o in self.operators.items() if o["name"].lower() == name]
+        if not found:
+            return problem(404, "operator_not_found", f"No active operator is called {name}.")
+        refusal = self._at_capacity(found[0])
+        if refusal is not None:
+            return refusal
+        return self._change(order, operator_id=found[0], operator_name=self.operators[found[0]]["name"])
 
     async def _link(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -259,6 +309,9 @@ class StandInOrderApi(StandIn):
             )
         if order["status"] != "awaiting_deposit":
             return problem(409, "order_transition_not_allowed", f"The order is {order['status']}.")
+        refusal = self._at_capacity(operator_id)
+        if refusal is not None:
+            return refusal
         return self._change(
             order, status="in_progress", operator_id=operator_id, operator_name=operator["name"]
         )

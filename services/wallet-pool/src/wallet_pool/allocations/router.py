@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from servicekit.apikeys import Caller, require_scope
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
+from servicekit.openapi import INTERNAL
 from wallet_pool.allocations import service
 from wallet_pool.allocations.models import Priority
 from wallet_pool.allocations.schemas import (
@@ -34,6 +35,8 @@ _QUEUED: dict[int | str, dict[str, Any]] = {
 
 @router.post(
     "",
+    operation_id="allocateWallet",
+    openapi_extra=INTERNAL,
     status_code=status.HTTP_201_CREATED,
     response_model=AllocationAnswer,
     summary="Give an order a deposit address, or queue it",
@@ -74,6 +77,8 @@ async def allocate_wallet(
 
 @router.get(
     "/{order_id}",
+    operation_id="getAllocation",
+    openapi_extra=INTERNAL,
     response_model=AllocationRead,
     summary="An order's allocation",
     description=(
@@ -89,6 +94,8 @@ async def get_allocation(order_id: OrderId, session: DbSession, ctx: Ctx, _calle
 
 @router.post(
     "/{order_id}/release",
+    operation_id="releaseAllocation",
+    openapi_extra=INTERNAL,
     response_model=AllocationReleaseRead,
     summary="Release an order's address (or its place in the queue)",
     description=(

@@ -19,7 +19,19 @@ class AllocationCreate(BaseModel):
     """Ask for a deposit address for an order. Idempotent per ``order_id``: asking again returns the current
     answer and never a second address."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "5f0c6a8e-3b7d-4c1e-9a44-0d2f5b9e7c11",
+                    "currency": "BTC",
+                    "network": "bitcoin",
+                    "priority": "normal",
+                }
+            ]
+        },
+    )
 
     order_id: str = Field(pattern=ORDER_ID_PATTERN, examples=["5f0c6a8e-3b7d-4c1e-9a44-0d2f5b9e7c11"])
     currency: str = Field(min_length=2, max_length=10, examples=["BTC"])

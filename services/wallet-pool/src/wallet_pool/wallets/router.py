@@ -25,6 +25,7 @@ WalletId = Annotated[int, row_id_path("The wallet's id.")]
 
 @router.post(
     "",
+    operation_id="importWallets",
     status_code=status.HTTP_201_CREATED,
     response_model=WalletImportRead,
     summary="Import deposit addresses into a pool",
@@ -55,6 +56,7 @@ async def import_wallets(
 
 @router.get(
     "",
+    operation_id="listWallets",
     response_model=WalletPageRead,
     summary="List wallets",
     description=(
@@ -79,6 +81,7 @@ async def list_wallets(
 
 @router.post(
     "/{wallet_id}/disable",
+    operation_id="disableWallet",
     response_model=WalletRead,
     summary="Take a wallet out of service",
     description=(
@@ -94,6 +97,7 @@ async def disable_wallet(wallet_id: WalletId, session: DbSession, _caller: CanWr
 
 @router.post(
     "/{wallet_id}/enable",
+    operation_id="enableWallet",
     response_model=WalletRead,
     summary="Put a wallet back in service",
     description=(

@@ -15,7 +15,14 @@ WalletStatusName = Literal["free", "reserved", "disabled"]
 class WalletImportCreate(BaseModel):
     """A batch of deposit addresses for one pool. All of them are imported, or none."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"currency": "USDT", "network": "TRC20", "addresses": ["TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE"]}
+            ]
+        },
+    )
 
     currency: str = Field(min_length=2, max_length=10, examples=["USDT"])
     network: str | None = Field(

@@ -1,6 +1,9 @@
-"""``/my`` (the orders I hold) and ``/pool`` (free wallets and queues), for linked operators."""
+"""``/my`` (the orders I hold), ``/pool`` (free wallets and queues), ``/on`` and ``/off`` (I am at the desk, or
+away), for linked operators."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from aiogram import Router
 from aiogram.filters import Command
@@ -9,6 +12,7 @@ from aiogram.types import Message
 from servicekit.errors import DomainError, PeerUnavailableError
 from telegram_gateway.bot.handlers.access import LinkedOnly
 from telegram_gateway.bot.handlers.orders import explain, forget_if_unlinked
+from telegram_gateway.bot.texts import language_of, orders_count, say
 from telegram_gateway.cards.render import amount_text, html, short_id
 from telegram_gateway.clients.order_api import LinkedOperator, OperatorOrder, OrderApiClient
 from telegram_gateway.clients.wallet_pool import CurrencyPool, PoolStats, WalletPoolClient
@@ -80,9 +84,41 @@ async def pool(message: Message, wallet_pool: WalletPoolClient) -> None:
     await message.answer(pool_text(stats))
 
 
+async def _presence(
+    message: Message,
+    operator: LinkedOperator,
+    order_api: OrderApiClient,
+    operator_links: OperatorLinks,
+    status: Literal["available", "away"],
+) -> None:
+    language = language_of(message.from_user)
+    try:
+        presence = await order_api.set_presence(telegram_user_id=operator.telegram_user_id, status=status)
+    except DomainError as error:
+        await forget_if_unlinked(error, operator_links=operator_links, operator=operator)
+        await message.answer(html(explain(error, language=language)))
+        return
+    held = orders_count(presence.held_orders, language)
+    await message.answer(say(presence.status, language, held=held, cap=presence.max_held_orders))
+
+
+async def on_duty(
+    message: Message, operator: LinkedOperator, order_api: OrderApiClient, operator_links: OperatorLinks
+) -> None:
+    await _presence(message, operator, order_api, operator_links, "available")
+
+
+async def off_duty(
+    message: Message, operator: LinkedOperator, order_api: OrderApiClient, operator_links: OperatorLinks
+) -> None:
+    await _presence(message, operator, order_api, operator_links, "away")
+
+
 def router() -> Router:
     commands = Router(name="commands")
     commands.message.filter(LinkedOnly())
     commands.message.register(my_orders, Command("my"))
     commands.message.register(pool, Command("pool"))
+    commands.message.register(on_duty, Command("on"))
+    commands.message.register(off_duty, Command("off"))
     return commands

@@ -20,9 +20,11 @@ log = logging.getLogger("telegram_gateway.bot")
 HELP = (
     "<b>Exchange Desk bot</b>\n"
     "Order cards appear in the operators' chat: 🙋 <b>Take</b> an order, then ✅ <b>Complete</b>, "
-    "✖️ <b>Cancel</b>, ↩️ <b>Release</b> it or 🆘 <b>Escalate</b> it to support.\n"
+    "✖️ <b>Cancel</b>, ↩️ <b>Release</b> it or 🆘 <b>Escalate</b> it to support; support may ↪️ "
+    "<b>Reassign</b> an escalated order to another operator.\n"
     "/my — your open orders\n"
     "/pool — free wallets and queues per currency\n"
+    "/on, /off — you are available, or away (you keep the orders you hold)\n"
     "/help — this message"
 )
 HOW_TO_LINK = (

@@ -21,6 +21,7 @@ from desk_contracts.errors import ErrorCode
 from servicekit.db import Database
 from servicekit.errors import DomainError, PeerUnavailableError
 from telegram_gateway.bot.handlers.access import LinkedOnly, unavailable
+from telegram_gateway.bot.texts import Language, language_of, orders_count, say
 from telegram_gateway.cards.callback_data import OrderAction, OrderCallback
 from telegram_gateway.cards.render import html, short_id
 from telegram_gateway.cards.service import EscalationChange, show_order_state
@@ -31,6 +32,8 @@ from telegram_gateway.operators.service import OperatorLinks
 log = logging.getLogger("telegram_gateway.bot")
 
 ESCALATION_PROMPT = re.compile(r"Escalate order ([A-Za-z0-9-]{1,36})\b")
+REASSIGN_PROMPT = re.compile(r"Reassign order ([A-Za-z0-9-]{1,36})\b")
+MAX_OPERATOR_NAME = 100
 MAX_ESCALATION_NOTE = 1000  # what the notifier may forward to support (contract B's note)
 MAX_ANSWER = 200  # Telegram's limit for a callback answer
 ACTION_NAMES = {
@@ -39,6 +42,7 @@ ACTION_NAMES = {
     OrderAction.CANCEL: "cancel",
     OrderAction.RELEASE: "release",
     OrderAction.ESCALATE: "escalate",
+    OrderAction.REASSIGN: "reassign",
 }
 DONE = {
     OrderAction.TAKE: "Order {order} is yours: complete, cancel, release or escalate it from the card.",
@@ -52,11 +56,15 @@ REFRESH_AFTER = frozenset(
 )
 
 
-def explain(error: DomainError) -> str:
+def explain(error: DomainError, *, language: Language = "en") -> str:
     """What to tell the operator about order-api's refusal, in plain text."""
     peer_code = error.extra.get("peer_code")
     if isinstance(error, PeerUnavailableError):
         text = unavailable(error)
+    elif error.code == ErrorCode.OPERATOR_AT_CAPACITY:
+        held = error.extra.get("held_orders")
+        count = orders_count(held if isinstance(held, int) else 0, language)
+        text = say("at_capacity", language, held=count)
     elif error.code == ErrorCode.ORDER_ALREADY_TAKEN:
         text = f"Already taken by {held_by_name(error) or 'another operator'}."
     elif error.code == ErrorCode.ORDER_NOT_HELD:
@@ -68,6 +76,10 @@ def explain(error: DomainError) -> str:
         text = "The order is already escalated to support."
     elif error.code == ErrorCode.ORDER_NOT_FOUND:
         text = "order-api does not know this order."
+    elif error.code == ErrorCode.OPERATOR_NOT_FOUND:
+        text = "No active operator has that name."
+    elif error.code == ErrorCode.OPERATOR_INACTIVE:
+        text = "That operator is deactivated."
     elif peer_code == ErrorCode.TELEGRAM_OPERATOR_UNKNOWN:
         text = UNLINKED
     elif peer_code == ErrorCode.OPERATOR_FORBIDDEN:
@@ -147,11 +159,15 @@ async def on_order_button(
         metrics.callbacks.labels(ACTION_NAMES[action], "asked").inc()
         await _ask_for_escalation_reason(query, callback_data=callback_data, operator=operator, bot=bot)
         return
+    if action is OrderAction.REASSIGN:
+        metrics.callbacks.labels(ACTION_NAMES[action], "asked").inc()
+        await _ask_for_operator(query, callback_data=callback_data, operator=operator, bot=bot)
+        return
     try:
         order = await _act(desk.order_api, action=action, data=callback_data, operator=operator)
     except DomainError as error:
         await desk.refused(error, action=ACTION_NAMES[action], operator=operator)
-        await query.answer(explain(error), show_alert=True)
+        await query.answer(explain(error, language=language_of(query.from_user)), show_alert=True)
         if error.code in REFRESH_AFTER:
             await _show_current_state(
                 order_id=callback_data.order_id,
@@ -180,11 +196,22 @@ async def _ask_for_escalation_reason(
 ) -> None:
     """Escalating needs a reason: ask for it as a reply. The prompt names the order, so the reply carries
     everything needed to escalate (no conversation state to lose in a restart or across replicas)."""
-    mention = f'<a href="tg://user?id={operator.telegram_user_id}">{html(operator.name)}</a>'
     text = (
-        f"🆘 {mention}, reply to this message with what support should look at.\n"
+        f"🆘 {mention(operator)}, reply to this message with what support should look at.\n"
         f"Escalate order {html(callback_data.order_id)}."
     )
+    await _prompt(query, operator=operator, bot=bot, text=text, placeholder="What should support look at?")
+    await query.answer("Reply to my message with the reason: support is told once you send it.")
+
+
+def mention(operator: LinkedOperator) -> str:
+    return f'<a href="tg://user?id={operator.telegram_user_id}">{html(operator.name)}</a>'
+
+
+async def _prompt(
+    query: CallbackQuery, *, operator: LinkedOperator, bot: Bot, text: str, placeholder: str
+) -> None:
+    """Ask the one who pressed for a reply, under the card pressed (in a private chat when it is gone)."""
     if query.message is not None:
         chat_id = query.message.chat.id
         reply_to = ReplyParameters(message_id=query.message.message_id, allow_sending_without_reply=True)
@@ -193,19 +220,67 @@ async def _ask_for_escalation_reason(
     await bot.send_message(
         chat_id=chat_id,
         text=text,
-        reply_markup=ForceReply(selective=True, input_field_placeholder="What should support look at?"),
+        reply_markup=ForceReply(selective=True, input_field_placeholder=placeholder),
         reply_parameters=reply_to,
     )
-    await query.answer("Reply to my message with the reason: support is told once you send it.")
+
+
+def _reply_to(prompt: re.Pattern[str], message: Message, bot: Bot) -> dict[str, Any] | bool:
+    """A reply to one of the bot's prompts matching ``prompt``; gives the handler ``order_id``."""
+    replied = message.reply_to_message
+    if replied is None or replied.from_user is None or replied.from_user.id != bot.id or not replied.text:
+        return False
+    found = prompt.search(replied.text)
+    return {"order_id": found.group(1)} if found else False
 
 
 def escalation_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
     """Filter: a reply to the bot's escalation prompt; gives the handler ``order_id``."""
-    replied = message.reply_to_message
-    if replied is None or replied.from_user is None or replied.from_user.id != bot.id or not replied.text:
-        return False
-    found = ESCALATION_PROMPT.search(replied.text)
-    return {"order_id": found.group(1)} if found else False
+    return _reply_to(ESCALATION_PROMPT, message, bot)
+
+
+def reassign_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
+    """Filter: a reply to the bot's reassign prompt; gives the handler ``order_id``."""
+    return _reply_to(REASSIGN_PROMPT, message, bot)
+
+
+async def _ask_for_operator(
+    query: CallbackQuery, *, callback_data: OrderCallback, operator: LinkedOperator, bot: Bot
+) -> None:
+    """Reassigning needs the operator to hand the order to: ask for their name as a reply (the prompt names
+    the order, as the escalation prompt does). order-api decides who may reassign (support and admins)."""
+    language = language_of(query.from_user)
+    text = say("reassign_prompt", language, mention=mention(operator), order_id=html(callback_data.order_id))
+    await _prompt(query, operator=operator, bot=bot, text=text, placeholder="Operator's name")
+    await query.answer(say("reassign_asked", language))
+
+
+async def on_reassign_name(
+    message: Message, order_id: str, operator: LinkedOperator, bot: Bot, desk: OrderDesk
+) -> None:
+    name = (message.text or "").strip().removeprefix("@")
+    if not name or len(name) > MAX_OPERATOR_NAME:
+        await message.reply("Send the operator's name as text, in reply to my message.")
+        return
+    try:
+        order = await desk.order_api.reassign(
+            order_id=order_id, telegram_user_id=operator.telegram_user_id, operator_name=name
+        )
+    except DomainError as error:
+        await desk.refused(error, action="reassign", operator=operator)
+        await message.reply(html(explain(error, language=language_of(message.from_user))))
+        return
+    desk.metrics.callbacks.labels("reassign", "done").inc()
+    language = language_of(message.from_user)
+    await message.reply(
+        say("reassigned", language, order=html(short_id(order.id)), name=html(order.operator_name or name))
+    )
+    await show_order_state(
+        database=desk.database,
+        bot=bot,
+        view=order.view(),
+        escalation=EscalationChange(escalated=order.escalated),
+    )
 
 
 async def on_escalation_reason(
@@ -228,7 +303,7 @@ async def on_escalation_reason(
         )
     except DomainError as error:
         await desk.refused(error, action="escalate", operator=operator)
-        await message.reply(html(explain(error)))
+        await message.reply(html(explain(error, language=language_of(message.from_user))))
         return
     desk.metrics.callbacks.labels("escalate", "done").inc()
     await message.reply(f"🆘 Order <code>{html(short_id(order_id))}</code> is escalated to support.")
@@ -251,4 +326,5 @@ def router() -> Router:
     orders.message.filter(LinkedOnly())
     orders.callback_query.register(on_order_button, OrderCallback.filter())
     orders.message.register(on_escalation_reason, escalation_reply)
+    orders.message.register(on_reassign_name, reassign_reply)
     return orders
