@@ -56,6 +56,7 @@ typecheck: install ## mypy --strict over every package and its tests
 
 test: install clients ## Everything CI runs: backing services, lint, types, then all tests (PostgreSQL, Redis, processes)
 	scripts/ensure-backing-services.sh
+	scripts/ensure-promtool.sh
 	$(MAKE) --no-print-directory lint typecheck
 	$(VENV)/bin/pytest
 
