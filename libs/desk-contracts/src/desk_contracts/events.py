@@ -337,6 +337,71 @@ class PoolRecovered(PoolLevel):
     consumers = (NOTIFIER,)
 
 
+class QueueLevel(Event):
+    """A pool's wait queue when it crossed a threshold (``queue.backlogged``, ``queue.cleared``)."""
+
+    currency: str = Field(min_length=1, max_length=20, description="The pool's currency.")
+    network: str = Field(min_length=1, max_length=32, description="The pool's network.")
+    queued: int = Field(ge=0, description="Orders waiting for an address of this pool.")
+    oldest_wait_seconds: float = Field(ge=0, description="How long the longest-waiting order has waited.")
+    length_threshold: int = Field(description="The queue length that raises the alert.")
+    wait_threshold_seconds: float = Field(description="The oldest wait that raises the alert.")
+    observed_at: Timestamp = Field(description="When the figures were read.")
+
+
+class QueueBacklogged(QueueLevel):
+    """A pool's queue grew to its length threshold, or its oldest order has waited past the wait threshold;
+    once per crossing (and once more when the reasons change), never per order. The notifier raises the alert
+    ``queue.backlog:{currency}:{network}``."""
+
+    event_type = "queue.backlogged"
+    producers = (WALLET_POOL,)
+    consumers = (NOTIFIER,)
+
+    reasons: list[Literal["length", "wait"]] = Field(
+        min_length=1, max_length=2, description="Which thresholds are crossed."
+    )
+
+
+class QueueCleared(QueueLevel):
+    """A backlogged queue is back under both thresholds with a margin. The notifier resolves the alert."""
+
+    event_type = "queue.cleared"
+    producers = (WALLET_POOL,)
+    consumers = (NOTIFIER,)
+
+
+# --- order-api → notifier: orders nobody took -----------------------------------------------------------------
+
+
+class OrdersUntouched(Event):
+    """Orders have waited for a deposit, held by no operator, longer than the threshold since they got their
+    address (checked every sweep; sent once when there were none before, not per order). The notifier raises
+    the alert ``orders.untouched``."""
+
+    event_type = "orders.untouched"
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
+
+    count: int = Field(ge=1, description="Untouched orders past the threshold.")
+    oldest_order_id: str = Field(min_length=1, max_length=36, description="The one waiting longest.")
+    oldest_address_assigned_at: Timestamp = Field(description="When the longest-waiting one got its address.")
+    threshold_minutes: int = Field(description="The threshold (``ORDER_API_UNTOUCHED_ORDER_ALERT_MINUTES``).")
+    observed_at: Timestamp = Field(description="When they were counted.")
+
+
+class OrdersUntouchedCleared(Event):
+    """No order is untouched past the threshold any more (taken, cancelled or expired). The notifier resolves
+    the alert."""
+
+    event_type = "orders.untouched_cleared"
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
+
+    count: Literal[0] = Field(default=0, description="None any more.")
+    observed_at: Timestamp = Field(description="When they were counted.")
+
+
 # --- any service's outbox → notifier: dead-lettered events --------------------------------------------------
 
 
@@ -395,6 +460,10 @@ EVENTS: dict[str, type[Event]] = {
         WalletAssigned,
         PoolLow,
         PoolRecovered,
+        QueueBacklogged,
+        QueueCleared,
+        OrdersUntouched,
+        OrdersUntouchedCleared,
         OutboxDeadLettered,
         OutboxDeadCleared,
     )
