@@ -126,8 +126,8 @@ async def test_a_status_change_succeeds_while_wallet_pool_is_down_and_the_releas
 
 async def test_staff_read_the_pool_as_wallet_pool_computes_it(desk: Desk) -> None:
     """An operator watching a draining pool sees what wallet-pool sees: levels, the queue, the recent
-    allocation rate and when the free addresses run out, per currency and network. A personal token on a
-    route only services' keys reach is told so, not called an unknown key."""
+    allocation rate and when the free addresses run out, per currency and network, and the queue's analytics.
+    A personal token on a route only services' keys reach is told so, not called an unknown key."""
     pool = await desk.client.get("/v1/stats/pool", headers=desk.operator)
     assert pool.status_code == 200, pool.text
     [btc] = [c for c in pool.json()["currencies"] if c["currency"] == "BTC"]
@@ -136,6 +136,20 @@ async def test_staff_read_the_pool_as_wallet_pool_computes_it(desk: Desk) -> Non
     assert btc["oldest_wait_seconds"] is not None
     assert [(n["network"], n["reserved"], n["queue_length"]) for n in btc["networks"]] == [("bitcoin", 2, 1)]
     assert pool.json()["window_seconds"] > 0
+
+    # ... and the queue's analytics: the third order entered the queue and still waits; two wallets are usable.
+    queue = await desk.client.get("/v1/stats/queue", params={"tz": "Europe/Berlin"}, headers=desk.operator)
+    assert queue.status_code == 200, queue.text
+    [btc_queue] = [c for c in queue.json()["currencies"] if c["currency"] == "BTC"]
+    assert btc_queue["abandonment"] == {
+        "queued": 1,
+        "handed_over": 0,
+        "abandoned": 0,
+        "still_waiting": 1,
+        "rate": 0.0,
+    }
+    assert (btc_queue["capacity"]["method"], btc_queue["capacity"]["usable_wallets"]) == ("erlang_c", 2)
+    assert sum(btc_queue["peak_hours"]["arrivals_by_hour_of_day"]) == 1
 
     internal = await desk.client.post("/v1/events", json={}, headers=desk.operator)
     assert internal.status_code == 403, internal.text

@@ -24,7 +24,7 @@ from order_api.orders.intake import INTAKE_GRACE, request_fingerprint
 from order_api.orders.models import IdempotencyKey, Order
 from order_api.orders.schemas import OrderCreate
 from order_api.protection import DataProtection
-from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, order_body
+from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, order_body, wallet_assigned
 from order_api.workers.sweeper import announce_silent_orders, reconcile_pending_allocations
 from servicekit.db import Database, utcnow
 from servicekit.sealing import open_sealed_payload
@@ -357,16 +357,10 @@ async def test_an_address_event_for_an_order_nobody_announced_announces_it_with_
     ).json()
     await as_if_its_request_died(database, order["id"])
     address = demo_address(currency="BTC", network="bitcoin", seed=77)
-    event = {
-        "id": str(uuid.uuid4()),
-        "type": "wallet.assigned",
-        "source": "wallet-pool",
-        "occurred_at": utcnow().isoformat(),
-        "aggregate_id": order["id"],
-        "payload": {"order_id": order["id"], "currency": "BTC", "network": "bitcoin", "address": address},
-    }
     answer = await api.client.post(
-        "/v1/events", json=event, headers={"Authorization": f"Bearer {api_keys.wallet_pool}"}
+        "/v1/events",
+        json=wallet_assigned(order["id"], address),
+        headers={"Authorization": f"Bearer {api_keys.wallet_pool}"},
     )
     assert answer.json()["status"] == "processed", answer.text
     assert await order_events(database, order["id"]) == [("order.created", "awaiting_deposit", None)]

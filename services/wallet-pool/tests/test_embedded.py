@@ -57,6 +57,13 @@ async def test_allocate_queue_release_and_hand_over_on_sqlite(tmp_path: Path) ->
             18 - 5,
         )  # every release took one order out of the queue
         assert stats["average_wait_seconds"] is not None
+        # Queue analytics read the same rows on SQLite: c, d and 18 of s-* entered the queue; 13 still wait, the
+        # other 7 were handed an address or (a released s-* that was still waiting) left without one.
+        queue = (await api.queue_stats(tz="Europe/Berlin")).json()["currencies"][0]
+        left = queue["abandonment"]
+        assert (left["queued"], left["still_waiting"], left["handed_over"] + left["abandoned"]) == (20, 13, 7)
+        assert queue["wait"]["handed_over"] == left["handed_over"]
+        assert queue["capacity"]["method"] == "erlang_c"
 
         async with runtime.database.sessionmaker() as session:
             await assert_pool_invariants(session)

@@ -26,6 +26,7 @@ async def test_every_route_is_documented(api: PoolApi) -> None:
         ("POST", "/v1/wallets/{wallet_id}/disable"),
         ("POST", "/v1/wallets/{wallet_id}/enable"),
         ("GET", "/v1/stats"),
+        ("GET", "/v1/stats/queue"),
         ("GET", "/v1/admin/outbox"),
         ("POST", "/v1/admin/outbox/{event_id}/replay"),
     }
@@ -46,3 +47,9 @@ async def test_every_route_is_documented(api: PoolApi) -> None:
     allocate = operations[("POST", "/v1/allocations")]["responses"]
     assert {"201", "202", "409", "422"} <= set(allocate)
     assert allocate["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/AllocationQueuedRead")
+    queue = operations[("GET", "/v1/stats/queue")]
+    assert queue["operationId"] == "getQueueStats"
+    assert set(queue["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+    assert queue["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/QueueStatsRead"
+    )

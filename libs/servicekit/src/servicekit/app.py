@@ -74,6 +74,7 @@ CORS_REQUEST_HEADERS = [
     "Idempotency-Key",
     "If-Match",
     "If-None-Match",
+    "Last-Event-ID",
     "traceparent",
     "tracestate",
 ]

@@ -78,11 +78,16 @@ class PeriodicWorker:
             self._task = asyncio.create_task(self.run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
+
+
+async def cancel_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background ``task`` (if any) and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def backoff_delay(attempts: int, *, base_seconds: float, max_seconds: float) -> timedelta:

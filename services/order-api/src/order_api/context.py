@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.currencies.service import PublishedCatalogue, currency_catalogue, published_catalogue
+from order_api.orders.stream import OrderStreams
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.app import Runtime, refusing_start
@@ -34,6 +35,8 @@ class OrderApiContext(RuntimeContext):
     """Proxies whose ``X-Forwarded-For`` names the client (``ORDER_API_TRUSTED_PROXIES``)."""
     currency_catalogue: PublishedCatalogue
     """``GET /v1/currencies``: made from the settings once, answered as it is."""
+    order_streams: OrderStreams
+    """This replica's open order streams (``GET /v1/orders/{id}/events``)."""
 
     @classmethod
     def build(cls, *, settings: Settings, runtime: Runtime, wallet_pool: WalletPoolClient) -> OrderApiContext:
@@ -54,6 +57,7 @@ class OrderApiContext(RuntimeContext):
                 currency_catalogue(currencies=settings.currencies),
                 max_age_seconds=settings.currencies_cache_seconds,
             ),
+            order_streams=OrderStreams(settings=settings),
         )
 
 

@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_scraped_gauges(OpenOrderGauges(database=runtime.database))
     for sweep in order_sweeps(context):
         runtime.add_worker(sweep)
+    runtime.add_worker(context.order_streams.listener(runtime.database))
     app = create_service_app(
         settings=settings,
         runtime=runtime,

@@ -156,6 +156,32 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     )
     sweep_seconds: float = Field(default=5.0, description="How often expiry and reconciliation run.")
 
+    # Live order streams (GET /v1/orders/{id}/events).
+    stream_heartbeat_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="An order stream sends a comment line this often when nothing else was sent, so proxies "
+        "keep it open and a client notices a dead one; a queued order's place is read again with it.",
+    )
+    stream_retry_ms: int = Field(
+        default=3000, ge=0, description="The reconnection delay an order stream asks clients for (`retry:`)."
+    )
+    stream_max_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="An order stream is closed after this long; the client reconnects with `Last-Event-ID` and "
+        "misses nothing.",
+    )
+    stream_max_per_session: int = Field(
+        default=3, ge=1, description="Order streams one customer session may hold open at once, per replica."
+    )
+    stream_max_per_client: int = Field(
+        default=20,
+        ge=1,
+        description="Order streams one client address (an IPv4 address, an IPv6 /64) may hold open at once, per "
+        "replica.",
+    )
+
     # Operators.
     operator_token_days: int | None = Field(
         default=None, ge=1, description="Lifetime of an operator's personal token in days; unset: no expiry."

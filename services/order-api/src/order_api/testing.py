@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.customers.models import Customer
 from order_api.settings import Settings
 from servicekit.apikeys import ApiKeyEntry, hash_key
+from servicekit.db import utcnow
 from servicekit.state import service_state
 from servicekit.testing import migrate_embedded
 
@@ -37,6 +38,19 @@ UNREACHABLE_PEER = "http://127.0.0.1:9"
 """A peer URL nothing listens on (the discard port): relays and clients fail fast, never hang."""
 PAYOUT_USDT = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"
 """A valid USDT (TRC20) payout address."""
+
+
+def wallet_assigned(order_id: str, address: str) -> dict[str, Any]:
+    """wallet-pool's ``wallet.assigned`` envelope giving the BTC order ``order_id`` ``address``, as its relay
+    sends it to ``POST /v1/events``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "wallet.assigned",
+        "source": "wallet-pool",
+        "occurred_at": utcnow().isoformat(),
+        "aggregate_id": order_id,
+        "payload": {"order_id": order_id, "currency": "BTC", "network": "bitcoin", "address": address},
+    }
 
 
 def order_body(email: str | None = None, /, **overrides: Any) -> dict[str, Any]:

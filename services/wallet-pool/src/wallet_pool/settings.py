@@ -46,6 +46,15 @@ class Settings(ServiceSettings):
         ge=60,
         description="The recent window behind allocation/release rates, wait estimates and pool predictions.",
     )
+    queue_target_p90_wait_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description=(
+            "Capacity planning in GET /v1/stats/queue: the wallets per pool that keep 90 % of waits under this "
+            "many seconds (Erlang C); a request may ask for another target."
+        ),
+    )
     queue_sweep_seconds: float = Field(
         default=1.0,
         gt=0,

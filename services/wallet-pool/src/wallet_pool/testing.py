@@ -113,6 +113,10 @@ class PoolApi:
     async def stats(self) -> httpx.Response:
         return await self.client.get("/v1/stats", headers=self.headers)
 
+    async def queue_stats(self, *, accept: str | None = None, **params: Any) -> httpx.Response:
+        headers = self.headers if accept is None else {**self.headers, "Accept": accept}
+        return await self.client.get("/v1/stats/queue", params=params, headers=headers)
+
     async def stock(
         self, currency: str, count: int, *, network: str | None = None, start: int = 1
     ) -> list[int]:

@@ -488,3 +488,112 @@ def settings_from_scratch(monkeypatch: pytest.MonkeyPatch, directory: Path, pref
     monkeypatch.chdir(directory)
     for variable in [name for name in os.environ if name.startswith(prefix)]:
         monkeypatch.delenv(variable)
+
+
+@asynccontextmanager
+async def served_app(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` (its lifespan included) over real HTTP on a free loopback port, in this process, with the
+    services' own protocol; yields its URL. For what an in-process client cannot show: streamed responses
+    read as they come, a client that goes away."""
+    import uvicorn
+
+    from servicekit.server import HttpProtocol
+
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=free_port(),
+        http=HttpProtocol,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: _started(server, task), within=10, message="the app serves")
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _started(server: Any, task: asyncio.Task[None]) -> bool:
+    if task.done():
+        task.result()  # a server that could not start: its error
+    return bool(server.started)
+
+
+@dataclass
+class ServerSentEvent:
+    """One event of a ``text/event-stream``, as a client's parser sees it."""
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+class EventStreamReader:
+    """Reads a streamed ``text/event-stream`` response as ``EventSource`` does: the events (blocks with data),
+    the reconnection time the server asked for in ``retry``, and the comment lines (heartbeats) in
+    ``comments``. Lines are read by a task of its own, so a wait that times out loses nothing."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.comments: list[str] = []
+        self.retry: int | None = None
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for line in self.response.aiter_lines():
+                self._lines.put_nowait(line)
+        finally:
+            self._lines.put_nowait(None)
+
+    async def aclose(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await self._reader
+
+    async def next(self, *, within: float = 5.0) -> ServerSentEvent:
+        """The next event; ``TimeoutError`` when none comes ``within`` seconds, ``EOFError`` when the stream
+        ends first."""
+        found = ServerSentEvent()
+        data: list[str] = []
+        async with asyncio.timeout(within):
+            while (line := await self._lines.get()) is not None:
+                if not line:
+                    if data:
+                        found.data = "\n".join(data)
+                        return found
+                    found = ServerSentEvent()  # a block without data dispatches nothing
+                    continue
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if not name:
+                    self.comments.append(value)
+                elif name == "data":
+                    data.append(value)
+                elif name == "event":
+                    found.event = value
+                elif name == "id":
+                    found.id = value
+                elif name == "retry":
+                    self.retry = found.retry = int(value)
+        self._lines.put_nowait(None)  # the end stays the end for the next call
+        raise EOFError("the stream ended")
+
+    async def ends(self, *, within: float = 5.0) -> None:
+        """Wait for the server to end the stream, failing on any event before the end."""
+        try:
+            event = await self.next(within=within)
+        except EOFError:
+            return
+        raise AssertionError(f"an event where the stream should end: {event}")

@@ -25,6 +25,15 @@ async def live_session(session: AsyncSession, *, token_hash: str, now: datetime)
     ).first()
 
 
+async def session_is_live(session: AsyncSession, *, session_id: str, now: datetime) -> bool:
+    """Whether the session ``session_id`` is still unrevoked and unexpired."""
+    s = CustomerSession
+    found = await session.scalar(
+        select(s.id).where(s.id == session_id, s.revoked_at.is_(None), s.expires_at > now)
+    )
+    return found is not None
+
+
 async def revoke_session(session: AsyncSession, *, session_id: str, now: datetime) -> None:
     await session.execute(
         update(CustomerSession)

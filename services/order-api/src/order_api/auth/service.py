@@ -137,6 +137,13 @@ async def authenticate_customer(*, session: AsyncSession, token: str) -> Custome
     )
 
 
+async def check_still_live(*, session: AsyncSession, principal: CustomerPrincipal) -> None:
+    """``SessionInvalidError`` once ``principal``'s session was ended or expired (a long-lived answer, such as an
+    order stream, asks again before each thing it tells)."""
+    if not await repository.session_is_live(session, session_id=principal.session_id, now=utcnow()):
+        raise SessionInvalidError("The session is unknown, has expired or was ended.")
+
+
 async def get_customer_session(*, session: AsyncSession, session_id: str) -> CustomerSession:
     """The stored session (without its token), e.g. for "who am I"."""
     row = await session.get(CustomerSession, session_id)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from desk_contracts.errors import ErrorCode
-from servicekit.errors import ConflictError, DomainError, NotFoundError, ValidationFailedError
+from servicekit.errors import (
+    ConflictError,
+    DomainError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationFailedError,
+)
 
 
 class OrderNotFoundError(NotFoundError):
@@ -46,3 +52,11 @@ class FullSessionRequiredError(DomainError):
     status = 403
     code = ErrorCode.FULL_SESSION_REQUIRED
     title = "This needs a session proven by an emailed code"
+
+
+class TooManyStreamsError(RateLimitedError):
+    title = "Too many open order streams"
+
+
+STREAM_RETRY_AFTER_SECONDS = 10
+"""What a refused order stream's ``Retry-After`` says: long enough for an abandoned stream to be noticed."""

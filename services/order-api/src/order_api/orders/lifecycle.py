@@ -36,6 +36,7 @@ from order_api.customers.service import EMAIL_CONTEXT
 from order_api.db import outbox
 from order_api.operators.models import Operator
 from order_api.orders.errors import OrderTransitionError, OrderVersionMismatchError
+from order_api.orders.live import signal_order_change
 from order_api.orders.models import AllocationState, Order, OrderEvent, OrderStatus
 from order_api.protection import DataProtection
 from servicekit.db import utcnow
@@ -186,11 +187,13 @@ async def record_order_action(
     extra: dict[str, Any] | None = None,
     announce: bool = True,
 ) -> None:
-    """The record of one action on ``order`` (already applied): its ``order_event`` row, its audit row and,
-    when ``announce``, the ``event_type`` event to the notifier: the order's fields plus who acted."""
+    """The record of one action on ``order`` (already applied): its ``order_event`` row, the signal to the
+    order's live streams (``orders.live``), its audit row and, when ``announce``, the ``event_type`` event to
+    the notifier: the order's fields plus who acted."""
     await record_event(
         session, order=order, from_status=from_status, actor=actor, comment=comment, details=details
     )
+    await signal_order_change(session, order=order, from_status=from_status)
     if actor.audited:
         await append_audit(
             session,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -86,4 +87,73 @@ async def recent_activity(session: AsyncSession, *, since: datetime) -> dict[Poo
     return {
         Pool(currency, network): RecentActivity(int(allocations), int(releases))
         for currency, network, allocations, releases in rows
+    }
+
+
+# -- queue analytics -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedOrder:
+    """An order that waited in the queue: when it entered, got its address, and was released (if it did)."""
+
+    pool: Pool
+    enqueued_at: datetime
+    allocated_at: datetime | None
+    released_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What a pool served in a window: addresses handed out, queued orders that left without one, and the
+    wallets given back with the total time they were held."""
+
+    served: int = 0
+    abandoned: int = 0
+    releases: int = 0
+    held_seconds: float = 0.0
+
+
+async def queued_orders(
+    session: AsyncSession, *, since: datetime, until: datetime, by: Literal["enqueued", "allocated"]
+) -> list[QueuedOrder]:
+    """The orders that entered the queue (``by="enqueued"``, on ``ix_allocation_enqueued_at``) or were handed
+    an address from it (``by="allocated"``, on ``ix_allocation_allocated_at``) in ``[since, until)``."""
+    a = allocation_table
+    moment = a.c.enqueued_at if by == "enqueued" else a.c.allocated_at
+    rows = await session.execute(
+        select(a.c.currency, a.c.network, a.c.enqueued_at, a.c.allocated_at, a.c.released_at).where(
+            moment >= since, moment < until, a.c.enqueued_at.is_not(None), a.c.currency.is_not(None)
+        )
+    )
+    return [
+        QueuedOrder(Pool(currency, network), enqueued_at, allocated_at, released_at)
+        for currency, network, enqueued_at, allocated_at, released_at in rows
+    ]
+
+
+async def demand(session: AsyncSession, *, since: datetime, until: datetime) -> dict[Pool, Demand]:
+    """Per pool, in ``[since, until)``: addresses handed out (at once or from the queue), queued orders released
+    before they got one, and wallets given back with the sum of their holding times (allocation → release)."""
+    a = allocation_table
+    served = and_(a.c.allocated_at >= since, a.c.allocated_at < until)
+    released = and_(a.c.released_at >= since, a.c.released_at < until)
+    gave_back = and_(released, a.c.allocated_at.is_not(None))
+    abandoned = and_(released, a.c.allocated_at.is_(None), a.c.enqueued_at.is_not(None))
+    held = epoch_seconds(a.c.released_at) - epoch_seconds(a.c.allocated_at)
+    rows = await session.execute(
+        select(
+            a.c.currency,
+            a.c.network,
+            _count_if(served),
+            _count_if(abandoned),
+            _count_if(gave_back),
+            func.coalesce(func.sum(case((gave_back, held), else_=0.0)), 0.0),
+        )
+        .where(a.c.currency.is_not(None), or_(served, released))
+        .group_by(a.c.currency, a.c.network)
+    )
+    return {
+        Pool(currency, network): Demand(int(n_served), int(n_abandoned), int(n_releases), float(seconds))
+        for currency, network, n_served, n_abandoned, n_releases, seconds in rows
     }
