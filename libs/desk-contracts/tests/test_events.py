@@ -63,6 +63,15 @@ QUEUE = {
     "wait_threshold_seconds": 900.0,
     "observed_at": "2026-11-21T15:00:00+00:00",
 }
+API = {
+    "service": "order-api",
+    "replica": "api-1",
+    "requests": 40,
+    "errors": 10,
+    "error_percent": 25.0,
+    "window_seconds": 300.0,
+    "observed_at": "2026-12-06T08:00:00+00:00",
+}
 PAYLOADS: dict[str, dict[str, Any]] = {
     "order.created": {**ORDER, **SEALED},
     "order.status_changed": {**ORDER, **ACTION, **SEALED},
@@ -115,6 +124,14 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "observed_at": "2026-12-06T08:00:00+00:00",
     },
     "orders.untouched_cleared": {"count": 0, "observed_at": "2026-12-06T08:00:00+00:00"},
+    "api.degraded": {
+        **API,
+        "error_threshold_percent": 5.0,
+        "p95_threshold_seconds": 1.0,
+        "errors_alert": True,
+        "slow_routes": [{"route": "GET /v1/orders/{order_id}", "p95_seconds": 2.5, "requests": 30}],
+    },
+    "api.recovered": {**API, "errors": 0, "error_percent": 0.0},
 }
 
 

@@ -614,3 +614,48 @@ async def test_a_long_or_slow_queue_raises_one_alert_per_pool_until_it_clears(
     assert cleared["status"] == "resolved"
     assert cleared["resolution"].startswith("USDT (tron) queue is back to normal: 1 order waiting")
     assert [p["alert"]["severity"] for p in posted] == ["warning", "resolved"]
+
+
+def api_report(errors: int, *slow: str) -> dict[str, Any]:
+    """What ``servicekit.api_health`` sends for a replica of order-api: ``api.degraded`` or ``api.recovered``."""
+    payload: dict[str, Any] = {
+        "service": "order-api",
+        "replica": "api-1",
+        "requests": 40,
+        "errors": errors,
+        "error_percent": 100 * errors / 40,
+        "window_seconds": 300,
+    }
+    degraded = bool(errors >= 2 or slow)
+    if degraded:
+        payload |= {
+            "error_threshold_percent": 5,
+            "p95_threshold_seconds": 1,
+            "errors_alert": errors >= 2,
+            "slow_routes": [{"route": route, "p95_seconds": 2.5, "requests": 30} for route in slow],
+        }
+    event_type = "api.degraded" if degraded else "api.recovered"
+    return report_event(event_type, payload, source="order-api", aggregate_id="api.health:order-api:api-1")
+
+
+async def test_a_replicas_slow_routes_then_failing_requests_raise_its_alert_and_recovery_resolves_it(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory() as desk:
+        await desk.publish(api_report(0, "GET /v1/orders/{order_id}"))
+        slow = await desk.alert()
+        await desk.publish(api_report(10, "GET /v1/orders/{order_id}"))
+        failing = await desk.alert()
+        await desk.publish(api_report(0))
+        resolved = await desk.alert()
+        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 3, within=20)
+
+    assert (slow["key"], slow["severity"]) == ("api.health:order-api:api-1", "warning")
+    assert slow["title"] == "order-api (api-1): slow routes"
+    assert "GET /v1/orders/{order_id}: 2.5 s over 30 requests" in slow["text"]
+    assert (failing["id"], failing["severity"]) == (slow["id"], "critical")  # worse: escalated at once
+    assert failing["title"] == "order-api (api-1): failing requests and slow routes"
+    assert "10 of 40 requests answered 5xx in the last 5 min (25 %, threshold 5 %)" in failing["text"]
+    assert resolved["status"] == "resolved"
+    assert resolved["resolution"].startswith("order-api (api-1) is healthy again: 0 of 40 requests")
+    assert [p["alert"]["severity"] for p in posted] == ["warning", "critical", "resolved"]

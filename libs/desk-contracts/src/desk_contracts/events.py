@@ -402,6 +402,55 @@ class OrdersUntouchedCleared(Event):
     observed_at: Timestamp = Field(description="When they were counted.")
 
 
+# --- any service → notifier: its own API health (servicekit.api_health) ------------------------------------
+
+
+class SlowRoute(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    route: str = Field(min_length=1, max_length=300, description="`METHOD /path/template`.")
+    p95_seconds: float = Field(
+        description="The route's p95 latency over the window (a histogram bucket's bound)."
+    )
+    requests: int = Field(ge=0, description="Its requests in the window.")
+
+
+class ApiHealth(Event):
+    """A replica's request figures over the window (``api.degraded``, ``api.recovered``)."""
+
+    service: str = Field(min_length=1, max_length=64, description="The sender.")
+    replica: str = Field(min_length=1, max_length=255, description="The sender's process (host name).")
+    requests: int = Field(ge=0, description="Requests answered in the window.")
+    errors: int = Field(ge=0, description="Of them answered 5xx.")
+    error_percent: float = Field(ge=0, description="Their share in percent.")
+    window_seconds: float = Field(description="The window.")
+    observed_at: Timestamp = Field(description="When the figures were read.")
+
+
+class ApiDegraded(ApiHealth):
+    """The replica's 5xx share reached its threshold, or a route's p95 latency went above its threshold, over
+    a full window; once per crossing (again only when a further route or the error rate joins in). The
+    notifier raises the alert ``api.health:{service}:{replica}``."""
+
+    event_type = "api.degraded"
+    producers = (ORDER_API, WALLET_POOL)
+    consumers = (NOTIFIER,)
+
+    error_threshold_percent: float = Field(description="The 5xx share that raises the alert.")
+    p95_threshold_seconds: float = Field(description="The p95 latency that raises the alert.")
+    errors_alert: bool = Field(description="Whether the 5xx share is (or was) over its threshold.")
+    slow_routes: list[SlowRoute] = Field(max_length=100, description="The routes over the latency threshold.")
+
+
+class ApiRecovered(ApiHealth):
+    """The replica's 5xx share is below half its threshold and no route is above half its latency threshold
+    any more. The notifier resolves the alert."""
+
+    event_type = "api.recovered"
+    producers = (ORDER_API, WALLET_POOL)
+    consumers = (NOTIFIER,)
+
+
 # --- any service's outbox → notifier: dead-lettered events --------------------------------------------------
 
 
@@ -464,6 +513,8 @@ EVENTS: dict[str, type[Event]] = {
         QueueCleared,
         OrdersUntouched,
         OrdersUntouchedCleared,
+        ApiDegraded,
+        ApiRecovered,
         OutboxDeadLettered,
         OutboxDeadCleared,
     )

@@ -36,6 +36,8 @@ from notifier.alerts.conditions import (
     AlertNotice,
     AlertPolicy,
     Recovery,
+    api_degraded,
+    api_recovered,
     orders_untouched,
     orders_untouched_cleared,
     outbox_dead,
@@ -340,6 +342,10 @@ ALERT_RULES: tuple[AlertRule, ...] = (
     AlertRule("queue.cleared", queue_cleared),
     AlertRule("orders.untouched", orders_untouched),  # key orders.untouched: one for the whole desk
     AlertRule("orders.untouched_cleared", orders_untouched_cleared),
+    AlertRule(
+        "api.degraded", api_degraded
+    ),  # key api.health:{service}:{replica}: each replica judges its own
+    AlertRule("api.recovered", api_recovered),
 )
 
 

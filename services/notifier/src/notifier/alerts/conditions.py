@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from desk_contracts.events import (
+    ApiDegraded,
+    ApiRecovered,
     OrdersUntouched,
     OrdersUntouchedCleared,
     OutboxDeadCleared,
@@ -233,6 +235,56 @@ def orders_untouched_cleared(envelope: EventEnvelope) -> Recovery:
     return Recovery(
         key=UNTOUCHED_KEY,
         text=f"Every order waiting for a deposit is taken or closed ({report.observed_at.isoformat()}).",
+    )
+
+
+# --- any service: api.degraded / api.recovered (servicekit.api_health) -----------------------------------
+
+
+def api_health_key(service: str, replica: str) -> str:
+    return f"api.health:{service}:{replica}"
+
+
+def api_degraded(envelope: EventEnvelope) -> AlertCondition:
+    """``api.degraded``: a warning; critical when requests fail (5xx), since customers see errors."""
+    report = read_payload(ApiDegraded, envelope)
+    window = f"{report.window_seconds / 60:g} min"
+    parts = []
+    if report.errors_alert:
+        parts.append(
+            f"{report.errors} of {report.requests} requests answered 5xx in the last {window} "
+            f"({report.error_percent:g} %, threshold {report.error_threshold_percent:g} %)."
+        )
+    if report.slow_routes:
+        routes = "; ".join(
+            f"{r.route}: {r.p95_seconds:g} s over {r.requests} requests" for r in report.slow_routes
+        )
+        parts.append(f"p95 latency above {report.p95_threshold_seconds:g} s in the last {window}: {routes}.")
+    what = " and ".join(
+        reason
+        for reason, present in (
+            ("failing requests", report.errors_alert),
+            ("slow routes", report.slow_routes),
+        )
+        if present
+    )
+    return AlertCondition(
+        key=api_health_key(report.service, report.replica),
+        source="api.degraded",
+        severity=Severity.critical if report.errors_alert else Severity.warning,
+        title=f"{report.service} ({report.replica}): {what}",
+        text=" ".join(parts) + f" Seen {report.observed_at.isoformat()}.",
+        details=report.model_dump(mode="json"),
+    )
+
+
+def api_recovered(envelope: EventEnvelope) -> Recovery:
+    report = read_payload(ApiRecovered, envelope)
+    return Recovery(
+        key=api_health_key(report.service, report.replica),
+        text=f"{report.service} ({report.replica}) is healthy again: {report.errors} of {report.requests} "
+        f"requests answered 5xx in the last {report.window_seconds / 60:g} min ({report.error_percent:g} %), "
+        "no route slow.",
     )
 
 
