@@ -39,12 +39,6 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield Stack(database_url=url, logs=tmp_path)
 
 
-@pytest.fixture
-async def bot_api() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as fake:
-        yield fake
-
-
 async def hire(client: httpx.AsyncClient, stack: Stack, user: TelegramUser, role: str) -> dict[str, Any]:
     """An admin creates the operator with their Telegram account linked."""
     created = await client.post(

@@ -32,12 +32,6 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield Stack(database_url=url, logs=tmp_path)
 
 
-@pytest.fixture
-async def bot_api() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as fake:
-        yield fake
-
-
 async def link_operator(
     client: httpx.AsyncClient, stack: Stack, bot_api: FakeBotApi, user: TelegramUser
 ) -> None:

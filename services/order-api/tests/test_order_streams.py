@@ -150,7 +150,7 @@ async def test_a_change_made_through_one_replica_reaches_a_stream_on_another(
 
 
 async def test_a_reconnecting_client_gets_the_order_again_only_if_it_changed_and_heartbeats_meanwhile(
-    make_settings: SettingsFactory, own_database_url: str, api_keys: ApiKeys
+    api_keys: ApiKeys, make_settings: SettingsFactory, own_database_url: str
 ) -> None:
     async with served(make_settings, database_url=own_database_url, stream_heartbeat_seconds=0.2) as desk:
         order = await new_order(desk)
@@ -274,8 +274,8 @@ async def test_a_change_is_not_lost_while_the_listening_connection_is_down(
     async with served(make_settings, database_url=own_database_url) as desk:
         order = await new_order(desk)
         async with stream(desk, order) as events:
-            await events.next()
             await asyncio.wait_for(desk.listener.listening.wait(), 5)
+            await events.next()
             assert await _terminate_listeners(own_database_url) == 1
             address = await assign_address(
                 desk, api_keys, order, seed=7003

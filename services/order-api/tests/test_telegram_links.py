@@ -25,7 +25,7 @@ from order_api.db import SCHEMA
 from order_api.operators.models import Operator, TelegramLinkCode
 from order_api.operators.telegram_links import LINK_CODE_ALPHABET, link_code_hash
 from order_api.protection import DataProtection
-from order_api.testing import ApiKeys, OrderApi, OrderApiRunner
+from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, hire
 from servicekit.db import Database, resolve_database_url, utcnow
 from servicekit.migrations import upgrade
 from servicekit.state import service_state
@@ -42,18 +42,6 @@ def bearer(key: str) -> dict[str, str]:
 def telegram_user() -> int:
     """A Telegram user id no other test uses."""
     return 10**9 + secrets.randbelow(10**12)
-
-
-async def hire(
-    api: OrderApi, api_keys: ApiKeys, *, role: str = "operator", telegram_user_id: int | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role}
-    if telegram_user_id is not None:
-        body["telegram_user_id"] = telegram_user_id
-    response = await api.client.post("/v1/admin/operators", json=body, headers=bearer(api_keys.admin))
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 async def issue_code(api: OrderApi, api_keys: ApiKeys, operator_id: str) -> dict[str, Any]:
@@ -265,7 +253,7 @@ async def test_the_operator_record_is_the_one_truth_the_gateway_looks_up(
     personal = await api.client.get(
         f"/v1/telegram/operators/{by_admin + 1}", headers=bearer(created["token"])
     )
-    assert personal.status_code == 401
+    assert (personal.status_code, personal.json()["code"]) == (403, "api_key_required")
     assert (await api.client.get("/v1/telegram/operators/0", headers=gateway)).status_code == 422
 
 
@@ -352,7 +340,7 @@ async def test_only_the_gateways_key_redeems_and_the_body_is_validated(
     admin = await api.client.post(LINKS, json=body, headers=bearer(api_keys.admin))
     assert (admin.status_code, admin.json()["code"]) == (403, "scope_missing")
     personal = await api.client.post(LINKS, json=body, headers=bearer(operator["token"]))
-    assert (personal.status_code, personal.json()["code"]) == (401, "api_key_invalid")
+    assert (personal.status_code, personal.json()["code"]) == (403, "api_key_required")
     assert (await api.client.post(LINKS, json=body)).status_code == 401
 
     gateway = bearer(api_keys.telegram_gateway)

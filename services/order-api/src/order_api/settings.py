@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import pairwise
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import (
@@ -41,6 +42,18 @@ DEFAULT_CURRENCIES = {
 
 DEFAULT_VIP_AMOUNT = {"BTC": Decimal("1"), "ETH": Decimal("20"), "USDT": Decimal("50000")}
 DEFAULT_PRIORITY_AMOUNT = {"BTC": Decimal("0.2"), "ETH": Decimal("5"), "USDT": Decimal("10000")}
+DEFAULT_STATS_AMOUNT_BANDS = {
+    "BTC": [Decimal("0.01"), Decimal("0.1"), Decimal("1")],
+    "ETH": [Decimal("0.1"), Decimal("1"), Decimal("10")],
+    "USDT": [Decimal("100"), Decimal("1000"), Decimal("10000")],
+}
+
+
+def _ascending_bands(bands: dict[str, list[Decimal]]) -> dict[str, list[Decimal]]:
+    for currency, boundaries in bands.items():
+        if any(b < 0 for b in boundaries) or any(a >= b for a, b in pairwise(boundaries)):
+            raise ValueError(f"the amount bands of {currency} must be non-negative and strictly ascending")
+    return bands
 
 
 class PriorityRules(BaseModel):
@@ -155,6 +168,21 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
         "its address later.",
     )
     sweep_seconds: float = Field(default=5.0, description="How often expiry and reconciliation run.")
+
+    # Order statistics.
+    stats_amount_bands: Annotated[
+        dict[str, list[Decimal]], laid_over(DEFAULT_STATS_AMOUNT_BANDS), AfterValidator(_ascending_bands)
+    ] = Field(
+        default_factory=lambda: {
+            currency: list(bands) for currency, bands in DEFAULT_STATS_AMOUNT_BANDS.items()
+        },
+        description="Where `GET /v1/stats/orders` splits amounts into bands, per currency: ascending "
+        'boundaries (JSON, e.g. `{"BTC": ["0.01", "0.1", "1"]}`); n boundaries make n + 1 bands, each '
+        "including its lower boundary. A currency not listed has one band.",
+    )
+    stats_max_window_days: int = Field(
+        default=92, ge=1, le=366, description="The longest window `GET /v1/stats/orders` answers for."
+    )
 
     # Live order streams (GET /v1/orders/{id}/events).
     stream_heartbeat_seconds: float = Field(

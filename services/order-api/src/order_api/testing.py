@@ -97,6 +97,22 @@ class ApiKeys:
         ]
 
 
+async def hire(
+    api: OrderApi, api_keys: ApiKeys, *, role: str = "operator", telegram_user_id: int | None = None
+) -> dict[str, Any]:
+    """A new member of staff, created with the admin API key: ``POST /v1/admin/operators``'s answer (its
+    ``id`` and the personal ``token`` among it)."""
+    body: dict[str, Any] = {"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role}
+    if telegram_user_id is not None:
+        body["telegram_user_id"] = telegram_user_id
+    response = await api.client.post(
+        "/v1/admin/operators", json=body, headers={"Authorization": f"Bearer {api_keys.admin}"}
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
 class SettingsFactory(Protocol):
     def __call__(self, **overrides: Any) -> Settings: ...
 

@@ -68,11 +68,11 @@ async def reassign_order(
     if_match: IfMatch = None,
 ) -> OperatorOrderRead:
     return await workflow.reassign_order(
-        session=session,
-        settings=ctx.settings,
-        protection=ctx.protection,
-        principal=principal,
         order_id=order_id,
         request=body,
         expected_version=if_match,
+        principal=principal,
+        session=session,
+        settings=ctx.settings,
+        protection=ctx.protection,
     )
