@@ -57,6 +57,7 @@ typecheck: install ## mypy --strict over every package and its tests
 
 test: install clients ## Everything CI runs: backing services, lint, types, then all tests (PostgreSQL, Redis, processes)
 	scripts/ensure-backing-services.sh
+	scripts/ensure-promtool.sh
 	$(MAKE) --no-print-directory lint typecheck
 	@# every test but the fault suite in $(TEST_WORKERS) processes (a test file stays on one), then the fault
 	@# suite alone: it measures answers under load, which tests beside it would distort

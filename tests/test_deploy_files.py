@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -446,6 +447,47 @@ def test_prometheus_scrapes_every_service() -> None:
     }
     for svc in SERVICES:
         assert ("/metrics", f"{svc.name}:{svc.port}") in targets
+
+
+PROMETHEUS_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``promtool`` (``make test`` installs it: ``scripts/ensure-promtool.sh``)."""
+    if shutil.which("promtool") is None:
+        pytest.fail("promtool is missing: run scripts/ensure-promtool.sh (make test does)")
+    return subprocess.run(["promtool", *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_prometheus_alerting_rules_are_valid_and_loaded_by_the_config(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    checked = promtool("check", "rules", PROMETHEUS_RULES)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    config = promtool("check", "config", ROOT / "deploy" / "prometheus.yml")
+    assert config.returncode == 0, config.stdout + config.stderr
+    assert "1 rule files found" in config.stdout
+    names = {rule["alert"] for group in load_yaml(PROMETHEUS_RULES)["groups"] for rule in group["rules"]}
+    assert {
+        "ApiServerErrorRate",
+        "RouteLatencyDegraded",
+        "WalletPoolQueueLong",
+        "OutboxDeadLettered",
+    } <= names
+    # compose mounts the rules where the config (relative to itself) looks for them
+    mounts = [str(v) for v in compose_services["prometheus"]["volumes"]]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/prometheus/alerts.yml:ro" in mounts
+
+
+def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
+    broken = tmp_path / "alerts.yml"
+    broken.write_text(
+        "groups:\n  - name: broken\n    rules:\n      - alert: Broken\n"
+        "        expr: sum by (service) (rate(http_requests_total[5m])\n"
+    )
+    checked = promtool("check", "rules", broken)
+    assert checked.returncode != 0
+    assert "could not parse expression" in checked.stdout + checked.stderr
 
 
 # --- Dockerfiles --------------------------------------------------------------------------------------------

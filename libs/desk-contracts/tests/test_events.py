@@ -54,12 +54,38 @@ POOL = {
     "level": "low",
     "observed_at": "2026-11-21T15:00:00+00:00",
 }
+QUEUE = {
+    "currency": "USDT",
+    "network": "TRC20",
+    "queued": 12,
+    "oldest_wait_seconds": 1250.0,
+    "length_threshold": 10,
+    "wait_threshold_seconds": 900.0,
+    "observed_at": "2026-11-21T15:00:00+00:00",
+}
+API = {
+    "service": "order-api",
+    "replica": "api-1",
+    "requests": 40,
+    "errors": 10,
+    "error_percent": 25.0,
+    "window_seconds": 300.0,
+    "observed_at": "2026-12-06T08:00:00+00:00",
+}
 PAYLOADS: dict[str, dict[str, Any]] = {
     "order.created": {**ORDER, **SEALED},
     "order.status_changed": {**ORDER, **ACTION, **SEALED},
     "order.taken": {**ORDER, **ACTION},
     "order.released": {**ORDER, **ACTION, "previous_operator_id": "op-1"},
     "order.assignment_timed_out": {**ORDER, **ACTION, "previous_operator_id": "op-1"},
+    "order.reassigned": {
+        **ORDER,
+        **ACTION,
+        "previous_operator_id": "op-0",
+        "previous_operator_name": "Anna",
+        "operator_telegram_user_id": 111,
+        "previous_operator_telegram_user_id": 222,
+    },
     "order.escalated": {**ORDER, **ACTION, **ESCALATION},
     "order.escalation_commented": {**ORDER, **ACTION, **ESCALATION},
     "order.escalation_resolved": {**ORDER, **ACTION, **ESCALATION, "escalation_status": "resolved"},
@@ -88,6 +114,24 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "observed_at": "2026-12-06T08:00:00+00:00",
     },
     "outbox.dead_cleared": {"service": "order-api", "dead": 0, "observed_at": "2026-12-06T08:00:00+00:00"},
+    "queue.backlogged": {**QUEUE, "reasons": ["length", "wait"]},
+    "queue.cleared": {**QUEUE, "queued": 2, "oldest_wait_seconds": 30.5},
+    "orders.untouched": {
+        "count": 2,
+        "oldest_order_id": "ord-1",
+        "oldest_address_assigned_at": "2026-12-06T07:20:00+00:00",
+        "threshold_minutes": 30,
+        "observed_at": "2026-12-06T08:00:00+00:00",
+    },
+    "orders.untouched_cleared": {"count": 0, "observed_at": "2026-12-06T08:00:00+00:00"},
+    "api.degraded": {
+        **API,
+        "error_threshold_percent": 5.0,
+        "p95_threshold_seconds": 1.0,
+        "errors_alert": True,
+        "slow_routes": [{"route": "GET /v1/orders/{order_id}", "p95_seconds": 2.5, "requests": 30}],
+    },
+    "api.recovered": {**API, "errors": 0, "error_percent": 0.0},
 }
 
 

@@ -18,13 +18,17 @@ import httpx
 import pytest
 from aiohttp import web
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from sqlalchemy import select
 
 from desk_contracts.events import EVENTS
+from servicekit.api_health import ApiHealthWatch
 from servicekit.apikeys import ApiKeyEntry, hash_key, mint_key, require_scope
 from servicekit.app import Runtime, create_service_app
 from servicekit.db import Database, new_metadata
+from servicekit.metrics import RequestMetrics
 from servicekit.outbox import OUTBOX_DEAD_CLEARED, OUTBOX_DEAD_LETTERED, add_event, outbox_table
 from servicekit.outbox_admin import OUTBOX_ADMIN_SCOPE, outbox_admin_router
 from servicekit.settings import PeerSettings
@@ -293,3 +297,66 @@ async def test_dead_events_are_reported_listed_replayed_and_the_report_clears(se
 
 async def _async(value: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return value
+
+
+# --- a replica's own API health: api.degraded / api.recovered (servicekit.api_health) -----------------------
+
+
+async def test_a_replicas_5xx_share_and_slow_routes_are_reported_once_per_crossing_and_recover(
+    sender: Sender,
+) -> None:
+    registry = CollectorRegistry()
+    requests = RequestMetrics(registry)
+    watch = ApiHealthWatch(
+        registry=registry,
+        database=sender.database,
+        table=outbox,
+        service="kit-sender",
+        destination="kit-peer",
+        window_seconds=300,
+        error_percent=5.0,
+        p95_seconds=1.0,
+        min_requests=10,
+        exclude_routes={"/v1/stream"},
+        replica="replica-a",
+    )
+
+    def serve(route: str, count: int, *, status: int = 200, seconds: float = 0.01) -> None:
+        for _ in range(count):
+            requests.record(method="GET", path=route, route=route, status=status, elapsed=seconds)
+
+    async def reports() -> list[tuple[str, dict[str, Any]]]:
+        async with sender.database.sessionmaker() as session:
+            rows = await session.execute(
+                select(outbox.c.event_type, outbox.c.payload)
+                .where(outbox.c.aggregate_id == "api.health:kit-sender:replica-a")
+                .order_by(outbox.c.created_at, outbox.c.id)
+            )
+            return [(row.event_type, row.payload) for row in rows]
+
+    serve("/v1/things", 30)
+    serve("/v1/stream", 30, seconds=60.0)  # held open on purpose: no latency
+    assert await watch.check(at=0) == 0  # no full window yet
+    assert await watch.check(at=300) == 0  # healthy
+    serve("/v1/things", 10, status=503)
+    assert await watch.check(at=600) == 1  # 10 of 10 failed
+    assert await watch.check(at=600) == 0  # once per crossing
+    serve("/v1/slow", 30, seconds=2.0)
+    assert await watch.check(at=900) == 1  # a slow route joins in
+    serve("/v1/things", 40)
+    assert await watch.check(at=1200) == 1  # recovered
+    assert await watch.check(at=1200) == 0
+
+    told = await reports()
+    assert [kind for kind, _ in told] == ["api.degraded", "api.degraded", "api.recovered"]
+    errors, slow, recovered = (payload for _, payload in told)
+    assert (errors["errors"], errors["requests"], errors["errors_alert"], errors["slow_routes"]) == (
+        10,
+        10,
+        True,
+        [],
+    )
+    assert slow["slow_routes"] == [{"route": "GET /v1/slow", "p95_seconds": 2.5, "requests": 30}]
+    assert (recovered["requests"], recovered["errors"], recovered["replica"]) == (40, 0, "replica-a")
+    for kind, payload in told:  # read back by the notifier's model, to the letter
+        assert EVENTS[kind].model_validate(payload).payload() == payload

@@ -529,3 +529,133 @@ async def test_the_delivery_queue_figures_on_metrics_follow_a_dead_notification_
     sent = 'notifier_delivery_attempts_total{channel="email",outcome="sent",provider="smtp"}'
     assert f"{sent} 1.0" in dead
     assert f"{sent} 2.0" in cleared
+
+
+def report_event(
+    event_type: str, payload: dict[str, Any], *, source: str, aggregate_id: str
+) -> dict[str, Any]:
+    observed = "2026-12-06T08:00:00+00:00"
+    return {
+        "id": f"report-evt-{next(_ids)}",
+        "type": event_type,
+        "source": source,
+        "occurred_at": observed,
+        "aggregate_id": aggregate_id,
+        "payload": {"observed_at": observed, **payload},
+    }
+
+
+def untouched_report(count: int) -> dict[str, Any]:
+    """What order-api's sweeper sends (``order_api.orders.untouched``): ``orders.untouched`` or the all-clear."""
+    payload: dict[str, Any] = {"count": count}
+    if count:
+        payload |= {
+            "oldest_order_id": "0b7e3c1a-0000-4000-8000-000000000001",
+            "oldest_address_assigned_at": "2026-12-06T07:20:00+00:00",
+            "threshold_minutes": 30,
+        }
+    event_type = "orders.untouched" if count else "orders.untouched_cleared"
+    return report_event(event_type, payload, source="order-api", aggregate_id="orders.untouched")
+
+
+async def test_orders_nobody_took_raise_an_alert_that_their_take_resolves(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory() as desk:
+        await desk.publish(untouched_report(2))
+        raised = await desk.alert()
+        await desk.publish(untouched_report(0))
+        resolved = await desk.alert()
+        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 2, within=20)
+
+    assert (raised["key"], raised["status"], raised["severity"]) == ("orders.untouched", "open", "warning")
+    assert raised["title"] == "2 orders untouched for over 30 min"
+    assert "0b7e3c1a-0000-4000-8000-000000000001" in raised["text"]
+    assert resolved["status"] == "resolved"
+    assert resolved["resolution"].startswith("Every order waiting for a deposit is taken or closed")
+    assert [p["alert"]["severity"] for p in posted] == ["warning", "resolved"]
+
+
+def queue_report(queued: int, wait_minutes: float, *reasons: str) -> dict[str, Any]:
+    """What wallet-pool's pool watch sends (``wallet_pool.levels``): ``queue.backlogged`` or ``queue.cleared``."""
+    payload: dict[str, Any] = {
+        "currency": "USDT",
+        "network": "tron",
+        "queued": queued,
+        "oldest_wait_seconds": wait_minutes * 60,
+        "length_threshold": 10,
+        "wait_threshold_seconds": 900,
+    }
+    if reasons:
+        payload["reasons"] = list(reasons)
+    event_type = "queue.backlogged" if reasons else "queue.cleared"
+    return report_event(event_type, payload, source="wallet-pool", aggregate_id="USDT:tron")
+
+
+async def test_a_long_or_slow_queue_raises_one_alert_per_pool_until_it_clears(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory() as desk:
+        await desk.publish(queue_report(4, 20, "wait"))
+        slow = await desk.alert()
+        await desk.publish(queue_report(12, 25, "length", "wait"))
+        both = await desk.alert()
+        await desk.publish(queue_report(1, 2))
+        cleared = await desk.alert()
+        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 2, within=20)
+
+    assert (slow["key"], slow["severity"]) == ("queue.backlog:USDT:tron", "warning")
+    assert slow["title"] == "USDT (tron): orders wait too long for an address"
+    assert slow["text"].startswith(
+        "4 orders waiting for an address (threshold 10); the oldest has waited 20 min"
+    )
+    assert (both["id"], both["occurrences"]) == (slow["id"], 2)
+    assert both["title"] == "USDT (tron): the address queue is long and orders wait too long for an address"
+    assert cleared["status"] == "resolved"
+    assert cleared["resolution"].startswith("USDT (tron) queue is back to normal: 1 order waiting")
+    assert [p["alert"]["severity"] for p in posted] == ["warning", "resolved"]
+
+
+def api_report(errors: int, *slow: str) -> dict[str, Any]:
+    """What ``servicekit.api_health`` sends for a replica of order-api: ``api.degraded`` or ``api.recovered``."""
+    payload: dict[str, Any] = {
+        "service": "order-api",
+        "replica": "api-1",
+        "requests": 40,
+        "errors": errors,
+        "error_percent": 100 * errors / 40,
+        "window_seconds": 300,
+    }
+    degraded = bool(errors >= 2 or slow)
+    if degraded:
+        payload |= {
+            "error_threshold_percent": 5,
+            "p95_threshold_seconds": 1,
+            "errors_alert": errors >= 2,
+            "slow_routes": [{"route": route, "p95_seconds": 2.5, "requests": 30} for route in slow],
+        }
+    event_type = "api.degraded" if degraded else "api.recovered"
+    return report_event(event_type, payload, source="order-api", aggregate_id="api.health:order-api:api-1")
+
+
+async def test_a_replicas_slow_routes_then_failing_requests_raise_its_alert_and_recovery_resolves_it(
+    desk_factory: Callable[..., Any],
+) -> None:
+    async with desk_factory() as desk:
+        await desk.publish(api_report(0, "GET /v1/orders/{order_id}"))
+        slow = await desk.alert()
+        await desk.publish(api_report(10, "GET /v1/orders/{order_id}"))
+        failing = await desk.alert()
+        await desk.publish(api_report(0))
+        resolved = await desk.alert()
+        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 3, within=20)
+
+    assert (slow["key"], slow["severity"]) == ("api.health:order-api:api-1", "warning")
+    assert slow["title"] == "order-api (api-1): slow routes"
+    assert "GET /v1/orders/{order_id}: 2.5 s over 30 requests" in slow["text"]
+    assert (failing["id"], failing["severity"]) == (slow["id"], "critical")  # worse: escalated at once
+    assert failing["title"] == "order-api (api-1): failing requests and slow routes"
+    assert "10 of 40 requests answered 5xx in the last 5 min (25 %, threshold 5 %)" in failing["text"]
+    assert resolved["status"] == "resolved"
+    assert resolved["resolution"].startswith("order-api (api-1) is healthy again: 0 of 40 requests")
+    assert [p["alert"]["severity"] for p in posted] == ["warning", "critical", "resolved"]

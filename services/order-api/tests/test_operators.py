@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coin_addresses import demo_address
-from desk_contracts.events import EVENTS
+from desk_contracts.events import EVENTS, OrdersUntouched
 from order_api.__main__ import main as order_api_cli
 from order_api.audit.models import AuditLog
 from order_api.audit.service import verify_audit_chain
@@ -32,6 +32,7 @@ from order_api.db import SCHEMA, outbox
 from order_api.operators.models import Operator
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.models import Order, OrderEvent
+from order_api.orders.untouched import report_untouched_orders
 from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, TwoRoleDatabase
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
@@ -898,6 +899,58 @@ async def test_the_desk_works_as_its_runtime_role_and_audits_every_action(
     assert current_user == two_role_database.runtime_role
 
 
+# --- orders nobody took: the notifier's alert orders.untouched ------------------------------------------------
+
+
+async def untouched_for(db_session: AsyncSession, order: dict[str, Any], age: timedelta) -> datetime:
+    """``order`` got its address ``age`` ago, and every other order waiting for a deposit just now (rows other
+    tests committed must not count); returns when it got it."""
+    now = utcnow()
+    others = (Order.id != order["id"]) & (Order.status == "awaiting_deposit")
+    await db_session.execute(update(Order).where(others).values(address_assigned_at=now))
+    await db_session.execute(
+        update(Order).where(Order.id == order["id"]).values(address_assigned_at=now - age)
+    )
+    return now - age
+
+
+async def test_an_order_nobody_took_past_the_threshold_is_reported_once_and_cleared_when_taken(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    order = await order_awaiting_deposit(api, api_keys)
+    settings = api.settings.model_copy(update={"untouched_order_alert_minutes": 30})
+    await untouched_for(db_session, order, timedelta(minutes=29))
+    assert await report_untouched_orders(db_session, settings=settings) is None  # within the threshold
+
+    assigned_at = await untouched_for(db_session, order, timedelta(minutes=31))
+    assert await report_untouched_orders(db_session, settings=settings) == "orders.untouched"
+    assert await report_untouched_orders(db_session, settings=settings) is None  # once per crossing
+    [raised] = await outbox_payloads(db_session, "orders.untouched")
+    untouched = OrdersUntouched.model_validate(raised)
+    assert (untouched.count, untouched.oldest_order_id, untouched.threshold_minutes) == (1, order["id"], 30)
+    assert untouched.oldest_address_assigned_at == assigned_at
+
+    await take(api, await hire(api, api_keys), order)
+    assert await report_untouched_orders(db_session, settings=settings) == "orders.untouched_cleared"
+    assert await report_untouched_orders(db_session, settings=settings) is None
+    destinations = await db_session.scalars(
+        select(outbox.c.destination).where(outbox.c.aggregate_id == "orders.untouched")
+    )
+    assert list(destinations) == ["notifier", "notifier"]
+
+
+async def test_the_untouched_order_alert_can_be_switched_off(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    order = await order_awaiting_deposit(api, api_keys)
+    await db_session.execute(
+        update(Order).where(Order.id == order["id"]).values(address_assigned_at=utcnow() - timedelta(days=1))
+    )
+    settings = api.settings.model_copy(update={"untouched_order_alert_minutes": 0})
+    assert await report_untouched_orders(db_session, settings=settings) is None
+    assert await outbox_payloads(db_session, "orders.untouched") == []
+
+
 # --- the events it all writes -----------------------------------------------------------------------------
 
 
@@ -910,7 +963,10 @@ async def test_every_event_order_api_writes_is_exactly_its_contract(
     holder, support = await hire(api, api_keys), await hire(api, api_keys, role="support")
     email = f"c.{uuid.uuid4().hex[:10]}@example.com"
     order = await order_awaiting_deposit(api, api_keys, email=email)
+    await untouched_for(db_session, order, timedelta(minutes=api.settings.untouched_order_alert_minutes + 1))
+    assert await report_untouched_orders(db_session, settings=api.settings) == "orders.untouched"
     await take(api, holder, order)
+    assert await report_untouched_orders(db_session, settings=api.settings) == "orders.untouched_cleared"
     release = f"/v1/operator/orders/{order['id']}/release"
     assert (await api.client.post(release, json={"comment": "Later"}, headers=holder.auth)).status_code == 200
     await take(api, holder, order)

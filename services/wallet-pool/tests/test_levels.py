@@ -15,7 +15,13 @@ from desk_contracts.events import EVENTS
 from servicekit.db import Database
 from servicekit.testing import eventually, running_app
 from wallet_pool.levels.models import Level
-from wallet_pool.levels.service import PoolFigures, next_level, update_pool_level, watch_pool_levels
+from wallet_pool.levels.service import (
+    PoolFigures,
+    next_level,
+    update_pool_level,
+    update_queue_level,
+    watch_pool_levels,
+)
 from wallet_pool.main import create_app
 from wallet_pool.pools import Pool
 from wallet_pool.testing import PoolApi, RunningApp, make_settings
@@ -145,3 +151,71 @@ async def test_replicas_watching_together_announce_a_crossing_once(
         assert recovered["network"] == "TRC20"
         assert recovered["free"] >= 2
         assert Decimal(recovered["free_percent"]) >= 15
+
+
+# --- the wait queue: queue.backlogged / queue.cleared ---------------------------------------------------------
+
+
+async def queue_events(session: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
+    rows = await session.execute(
+        text("SELECT event_type, payload FROM outbox WHERE event_type LIKE 'queue.%' ORDER BY created_at, id")
+    )
+    return [(row.event_type, row.payload) for row in rows]
+
+
+async def test_a_long_then_slow_queue_is_announced_once_per_crossing_and_cleared_with_a_margin(
+    api: PoolApi, session: AsyncSession, pool_app: RunningApp
+) -> None:
+    settings = pool_app.settings.model_copy(
+        update={"queue_alert_length": 4, "queue_alert_wait_minutes": 15, "queue_alert_clear_percent": 40}
+    )
+    await session.execute(text("DELETE FROM wait_queue_entry WHERE currency = 'BTC'"))  # only this test's
+    await api.stock("BTC", 1)
+
+    async def look() -> str | None:
+        return await update_queue_level(session, pool=BTC, settings=settings)
+
+    looks = []
+    for n in range(5):  # the first takes the one wallet; the others queue: 1, 2, 3, 4 waiting
+        assert (await api.allocate(f"order-{n}")).status_code in (201, 202)
+        looks.append(await look())
+    assert looks == [None, None, None, None, "queue.backlogged"]
+    assert await look() is None  # once per crossing
+
+    await session.execute(
+        text("UPDATE wait_queue_entry SET enqueued_at = enqueued_at - interval '20 minutes'")
+    )
+    assert await look() == "queue.backlogged"  # a further threshold crossed: told once more
+    assert await look() is None
+
+    # Release orders from the front of the queue: 3 left (below 4, above 40 % of it) with the oldest still
+    # waiting 20 min, then 2 waiting but freshly: still not clear; 1 fresh: clear.
+    assert (await api.release("order-1")).status_code == 200
+    assert await look() is None
+    await session.execute(text("UPDATE wait_queue_entry SET enqueued_at = now()"))
+    assert (await api.release("order-2")).status_code == 200
+    assert await look() is None
+    assert (await api.release("order-3")).status_code == 200
+    assert await look() == "queue.cleared"
+    assert await look() is None
+
+    events = await queue_events(session)
+    assert [(kind, payload.get("reasons"), payload["queued"]) for kind, payload in events] == [
+        ("queue.backlogged", ["length"], 4),
+        ("queue.backlogged", ["length", "wait"], 4),
+        ("queue.cleared", None, 1),
+    ]
+    assert events[1][1]["oldest_wait_seconds"] >= 20 * 60
+    assert (events[1][1]["length_threshold"], events[1][1]["wait_threshold_seconds"]) == (4, 900)
+    for kind, payload in events:  # read back by the notifier's model, to the letter
+        assert EVENTS[kind].model_validate(payload).payload() == payload
+
+
+async def test_queue_alerts_are_off_at_zero_thresholds(
+    api: PoolApi, session: AsyncSession, pool_app: RunningApp
+) -> None:
+    settings = pool_app.settings.model_copy(update={"queue_alert_length": 0, "queue_alert_wait_minutes": 0})
+    for n in range(3):  # no wallet at all: every order queues
+        assert (await api.allocate(f"order-{n}")).status_code in (201, 202)
+    await session.execute(text("UPDATE wait_queue_entry SET enqueued_at = enqueued_at - interval '1 day'"))
+    assert await update_queue_level(session, pool=BTC, settings=settings) is None

@@ -337,6 +337,120 @@ class PoolRecovered(PoolLevel):
     consumers = (NOTIFIER,)
 
 
+class QueueLevel(Event):
+    """A pool's wait queue when it crossed a threshold (``queue.backlogged``, ``queue.cleared``)."""
+
+    currency: str = Field(min_length=1, max_length=20, description="The pool's currency.")
+    network: str = Field(min_length=1, max_length=32, description="The pool's network.")
+    queued: int = Field(ge=0, description="Orders waiting for an address of this pool.")
+    oldest_wait_seconds: float = Field(ge=0, description="How long the longest-waiting order has waited.")
+    length_threshold: int = Field(description="The queue length that raises the alert.")
+    wait_threshold_seconds: float = Field(description="The oldest wait that raises the alert.")
+    observed_at: Timestamp = Field(description="When the figures were read.")
+
+
+class QueueBacklogged(QueueLevel):
+    """A pool's queue grew to its length threshold, or its oldest order has waited past the wait threshold;
+    once per crossing (and once more when the reasons change), never per order. The notifier raises the alert
+    ``queue.backlog:{currency}:{network}``."""
+
+    event_type = "queue.backlogged"
+    producers = (WALLET_POOL,)
+    consumers = (NOTIFIER,)
+
+    reasons: list[Literal["length", "wait"]] = Field(
+        min_length=1, max_length=2, description="Which thresholds are crossed."
+    )
+
+
+class QueueCleared(QueueLevel):
+    """A backlogged queue is back under both thresholds with a margin. The notifier resolves the alert."""
+
+    event_type = "queue.cleared"
+    producers = (WALLET_POOL,)
+    consumers = (NOTIFIER,)
+
+
+# --- order-api → notifier: orders nobody took -----------------------------------------------------------------
+
+
+class OrdersUntouched(Event):
+    """Orders have waited for a deposit, held by no operator, longer than the threshold since they got their
+    address (checked every sweep; sent once when there were none before, not per order). The notifier raises
+    the alert ``orders.untouched``."""
+
+    event_type = "orders.untouched"
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
+
+    count: int = Field(ge=1, description="Untouched orders past the threshold.")
+    oldest_order_id: str = Field(min_length=1, max_length=36, description="The one waiting longest.")
+    oldest_address_assigned_at: Timestamp = Field(description="When the longest-waiting one got its address.")
+    threshold_minutes: int = Field(description="The threshold (``ORDER_API_UNTOUCHED_ORDER_ALERT_MINUTES``).")
+    observed_at: Timestamp = Field(description="When they were counted.")
+
+
+class OrdersUntouchedCleared(Event):
+    """No order is untouched past the threshold any more (taken, cancelled or expired). The notifier resolves
+    the alert."""
+
+    event_type = "orders.untouched_cleared"
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
+
+    count: Literal[0] = Field(default=0, description="None any more.")
+    observed_at: Timestamp = Field(description="When they were counted.")
+
+
+# --- any service → notifier: its own API health (servicekit.api_health) ------------------------------------
+
+
+class SlowRoute(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    route: str = Field(min_length=1, max_length=300, description="`METHOD /path/template`.")
+    p95_seconds: float = Field(
+        description="The route's p95 latency over the window (a histogram bucket's bound)."
+    )
+    requests: int = Field(ge=0, description="Its requests in the window.")
+
+
+class ApiHealth(Event):
+    """A replica's request figures over the window (``api.degraded``, ``api.recovered``)."""
+
+    service: str = Field(min_length=1, max_length=64, description="The sender.")
+    replica: str = Field(min_length=1, max_length=255, description="The sender's process (host name).")
+    requests: int = Field(ge=0, description="Requests answered in the window.")
+    errors: int = Field(ge=0, description="Of them answered 5xx.")
+    error_percent: float = Field(ge=0, description="Their share in percent.")
+    window_seconds: float = Field(description="The window.")
+    observed_at: Timestamp = Field(description="When the figures were read.")
+
+
+class ApiDegraded(ApiHealth):
+    """The replica's 5xx share reached its threshold, or a route's p95 latency went above its threshold, over
+    a full window; once per crossing (again only when a further route or the error rate joins in). The
+    notifier raises the alert ``api.health:{service}:{replica}``."""
+
+    event_type = "api.degraded"
+    producers = (ORDER_API, WALLET_POOL)
+    consumers = (NOTIFIER,)
+
+    error_threshold_percent: float = Field(description="The 5xx share that raises the alert.")
+    p95_threshold_seconds: float = Field(description="The p95 latency that raises the alert.")
+    errors_alert: bool = Field(description="Whether the 5xx share is (or was) over its threshold.")
+    slow_routes: list[SlowRoute] = Field(max_length=100, description="The routes over the latency threshold.")
+
+
+class ApiRecovered(ApiHealth):
+    """The replica's 5xx share is below half its threshold and no route is above half its latency threshold
+    any more. The notifier resolves the alert."""
+
+    event_type = "api.recovered"
+    producers = (ORDER_API, WALLET_POOL)
+    consumers = (NOTIFIER,)
+
+
 # --- any service's outbox → notifier: dead-lettered events --------------------------------------------------
 
 
@@ -395,6 +509,12 @@ EVENTS: dict[str, type[Event]] = {
         WalletAssigned,
         PoolLow,
         PoolRecovered,
+        QueueBacklogged,
+        QueueCleared,
+        OrdersUntouched,
+        OrdersUntouchedCleared,
+        ApiDegraded,
+        ApiRecovered,
         OutboxDeadLettered,
         OutboxDeadCleared,
     )

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicekit.api_health import ApiHealthWatch
 from servicekit.apikeys import ApiKeyVerifier
 from servicekit.backing import redis_client
 from servicekit.bounds import InputGuardMiddleware
@@ -27,7 +28,7 @@ from servicekit.docs import install_docs
 from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
 from servicekit.health import ReadinessCheck, health_router
 from servicekit.maintenance import vacuum_busy_tables
-from servicekit.metrics import ScrapedGauges, install_metrics
+from servicekit.metrics import QUIET_PATHS, ScrapedGauges, install_metrics
 from servicekit.openapi import install_openapi
 from servicekit.outbox import (
     BatchedEvent,
@@ -129,6 +130,8 @@ class Runtime:
         self.metrics_registry = CollectorRegistry()
         """The service's ``/metrics`` (``create_service_app`` serves it), for what the runtime builds to count."""
         self.scraped_gauges: list[ScrapedGauges] = []
+        self.long_held_routes: set[str] = set(QUIET_PATHS)
+        """Routes whose duration is no latency (probes, an event stream): left out of the API health watch."""
 
     def rate_limiter(self) -> RateLimiter:
         """A rate limiter for the service's limits: its windows in the runtime's Redis (in memory without one),
@@ -241,6 +244,20 @@ class Runtime:
             self._add_sweep(
                 "outbox-dead-letters", report, interval_seconds=self.settings.outbox_dead_letter_check_seconds
             )
+            settings = self.settings
+            api_health = ApiHealthWatch(
+                registry=self.metrics_registry,
+                database=self.database,
+                table=table,
+                service=source,
+                destination=notifier,
+                window_seconds=settings.api_alert_window_seconds,
+                error_percent=settings.api_error_alert_percent,
+                p95_seconds=settings.api_latency_alert_p95_seconds,
+                min_requests=settings.api_alert_min_requests,
+                exclude_routes=self.long_held_routes,
+            )
+            self._add_sweep("api-health", api_health.check, interval_seconds=settings.api_alert_check_seconds)
         self.add_worker(relay)
         self.add_busy_tables(table.name)
         self.add_retention(delivered_events(table, keep=timedelta(days=self.settings.outbox_retention_days)))

@@ -709,6 +709,37 @@ DEAD_LETTER_REPORT_AGGREGATE = "outbox"
 """The reports' aggregate: they reach the notifier in the order they were written."""
 
 
+@dataclass(frozen=True, slots=True)
+class LastReport:
+    """The newest report of a state written to an outbox: its event type and payload."""
+
+    event_type: str
+    payload: dict[str, Any]
+
+
+async def last_report(
+    session: AsyncSession, *, table: Table, destination: str, aggregate_id: str
+) -> LastReport | None:
+    """The newest event of ``aggregate_id`` to ``destination`` in the outbox (``ix_outbox_aggregate``), after
+    taking the transaction-scoped lock of that report on PostgreSQL so replicas judging the same state take
+    turns (SQLite runs one writing transaction at a time; services sharing a database merely queue on it). A state reported by events (a crossing and its
+    recovery) is read back from the outbox itself: a report swept away after delivery is simply made again
+    by the next check, which the receiver treats as the condition still holding."""
+    t = table
+    if session.get_bind().dialect.name == "postgresql":
+        lock = f"{t.name} report {aggregate_id}"
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(lock))))
+    row = (
+        await session.execute(
+            select(t.c.event_type, t.c.payload)
+            .where(t.c.destination == destination, t.c.aggregate_id == aggregate_id)
+            .order_by(t.c.created_at.desc(), t.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return LastReport(row.event_type, dict(row.payload)) if row else None
+
+
 async def report_dead_letters(*, database: Database, table: Table, service: str, destination: str) -> int:
     """Tell ``destination`` (through the outbox itself) how many events are dead-lettered when that number
     changed since the last report: ``outbox.dead_lettered`` with the count per destination and event type, or
@@ -729,18 +760,11 @@ async def report_dead_letters(*, database: Database, table: Table, service: str,
         .group_by(t.c.destination, t.c.event_type)
         .order_by(t.c.destination, t.c.event_type)
     )
-    last_report = (
-        select(t.c.event_type, t.c.payload)
-        .where(t.c.destination == destination, t.c.aggregate_id == DEAD_LETTER_REPORT_AGGREGATE)
-        .order_by(t.c.created_at.desc(), t.c.id.desc())
-        .limit(1)
-    )
     async with database.sessionmaker.begin() as session:
-        if database.is_postgres:  # SQLite runs one writing transaction at a time: nothing to lock
-            lock = f"{database.schema}.{t.name} dead-letter report"
-            await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(lock))))
+        last = await last_report(
+            session, table=t, destination=destination, aggregate_id=DEAD_LETTER_REPORT_AGGREGATE
+        )
         rows = (await session.execute(dead)).all()
-        last = (await session.execute(last_report)).first()
         total = sum(int(row[2]) for row in rows)
         reported = int(last.payload.get("dead", 0)) if last and last.event_type == OUTBOX_DEAD_LETTERED else 0
         if total == reported:

@@ -325,6 +325,29 @@ class ServiceSettings(BaseSettings):
         "notifier (`outbox.dead_lettered`, `outbox.dead_cleared`), which raises or resolves the operators' "
         "alert. Services without a notifier peer only count them for `/metrics` (`outbox_dead`).",
     )
+    api_alert_check_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often this replica judges its own API health (5xx share and p95 latency per route over "
+        "the window); a crossing is reported to the notifier (`api.degraded`, `api.recovered`), which raises or "
+        "resolves the alert `api.health:{service}:{replica}`. Only services with a notifier peer report.",
+    )
+    api_alert_window_seconds: float = Field(
+        default=300.0, gt=0, description="The window the API health figures cover (a condition must last it)."
+    )
+    api_error_alert_percent: float = Field(
+        default=5.0,
+        ge=0,
+        description="A 5xx share of this replica's requests in the window that raises the alert; 0: off.",
+    )
+    api_latency_alert_p95_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="A route's p95 latency in the window above this raises the alert; 0: off.",
+    )
+    api_alert_min_requests: int = Field(
+        default=20, ge=1, description="Fewer requests in the window (in all, or on a route) are not judged."
+    )
 
     outbox_retention_days: int = Field(
         default=7,

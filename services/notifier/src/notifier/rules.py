@@ -4,8 +4,8 @@
   payload, variables picked from it); operators get Telegram order cards through telegram-gateway, whose
   ``event`` and order snapshot tell the gateway whether to post a new card (a new order, an order back in
   the pool), edit the cards it posted, or post to the support chat (an escalation).
-- ``ALERT_RULES``: which event raises or resolves which alert (wallet-pool's pool levels, dead-lettered
-  events in a service's outbox). The delivery
+- ``ALERT_RULES``: which event raises or resolves which alert (wallet-pool's pool levels and address queues,
+  order-api's orders nobody took, dead-lettered events in a service's outbox). The delivery
   failure-rate alert is raised by the alert worker from delivery figures, not by an event.
 - ``alert_messages``: who hears about an alert's changes: the operators' Telegram chat and the admins'
   emails.
@@ -36,10 +36,16 @@ from notifier.alerts.conditions import (
     AlertNotice,
     AlertPolicy,
     Recovery,
+    api_degraded,
+    api_recovered,
+    orders_untouched,
+    orders_untouched_cleared,
     outbox_dead,
     outbox_dead_cleared,
     pool_low,
     pool_recovered,
+    queue_backlogged,
+    queue_cleared,
 )
 from notifier.messages.render import resolve_locale
 from notifier.notifications.models import TELEGRAM_NO_LOCALE, Channel
@@ -332,6 +338,14 @@ ALERT_RULES: tuple[AlertRule, ...] = (
     # key outbox.dead:{service}: the sender's outbox holds dead-lettered events (servicekit reports the count)
     AlertRule(OUTBOX_DEAD_LETTERED, outbox_dead),
     AlertRule(OUTBOX_DEAD_CLEARED, outbox_dead_cleared),
+    AlertRule("queue.backlogged", queue_backlogged),  # key queue.backlog:{currency}:{network}
+    AlertRule("queue.cleared", queue_cleared),
+    AlertRule("orders.untouched", orders_untouched),  # key orders.untouched: one for the whole desk
+    AlertRule("orders.untouched_cleared", orders_untouched_cleared),
+    AlertRule(
+        "api.degraded", api_degraded
+    ),  # key api.health:{service}:{replica}: each replica judges its own
+    AlertRule("api.recovered", api_recovered),
 )
 
 

@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     wallet_pool = runtime.add_peer("wallet-pool", settings.wallet_pool, probe=_probe_wallet_pool)
     runtime.add_peer("notifier", settings.notifier)
     runtime.add_outbox_relay(outbox, dead_letters_to="notifier")
+    runtime.long_held_routes.add("/v1/orders/{order_id}/events")  # an event stream: held open on purpose
     runtime.add_inbox_retention(inbox)
     context = OrderApiContext.build(
         settings=settings, runtime=runtime, wallet_pool=WalletPoolClient(wallet_pool)

@@ -230,6 +230,12 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     assignment_timeout_minutes: int = Field(
         default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."
     )
+    untouched_order_alert_minutes: int = Field(
+        default=30,
+        ge=0,
+        description="An order waiting for its deposit that no operator holds this long after it got its address "
+        "raises the notifier's alert `orders.untouched` (once, resolved when none is left); 0: never.",
+    )
     assignment_timeout_by_currency: Annotated[dict[str, int], laid_over({})] = Field(
         default_factory=dict,
         description="Per-currency overrides of the assignment timeout in minutes (JSON object, e.g. "

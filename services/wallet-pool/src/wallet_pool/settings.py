@@ -85,6 +85,24 @@ class Settings(ServiceSettings):
         description="A low pool is announced recovered only when its free share is back at threshold + this "
         "margin, so a pool hovering at its threshold does not flap.",
     )
+    queue_alert_length: int = Field(
+        default=10,
+        ge=0,
+        description="A pool's wait queue this long raises the notifier's alert `queue.backlog` (once per "
+        "crossing); 0: never on length.",
+    )
+    queue_alert_wait_minutes: float = Field(
+        default=15,
+        ge=0,
+        description="The oldest queued order waiting this long raises the same alert; 0: never on wait.",
+    )
+    queue_alert_clear_percent: int = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description="The alert clears only when the queue's length and oldest wait are both back at this share "
+        "of their thresholds, so a queue hovering at a threshold does not flap.",
+    )
     pool_watch_seconds: float = Field(
         default=5.0, gt=0, description="How often pool levels are compared with their thresholds."
     )

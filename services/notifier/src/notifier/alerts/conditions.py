@@ -11,7 +11,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from desk_contracts.events import OutboxDeadCleared, OutboxDeadLettered, PoolLevel, PoolLow, PoolRecovered
+from desk_contracts.events import (
+    ApiDegraded,
+    ApiRecovered,
+    OrdersUntouched,
+    OrdersUntouchedCleared,
+    OutboxDeadCleared,
+    OutboxDeadLettered,
+    PoolLevel,
+    PoolLow,
+    PoolRecovered,
+    QueueBacklogged,
+    QueueCleared,
+    QueueLevel,
+)
 from notifier.alerts.models import Severity
 from notifier.settings import Settings
 from servicekit.events import read_payload
@@ -154,6 +167,124 @@ def pool_recovered(envelope: EventEnvelope) -> Recovery:
     pool = read_payload(PoolRecovered, envelope)
     return Recovery(
         key=pool_key(pool.currency, pool.network), text=f"{pool_name(pool)} recovered: {pool_figures(pool)}"
+    )
+
+
+# --- wallet-pool: queue.backlogged / queue.cleared ---------------------------------------------------------
+
+
+def queue_key(currency: str, network: str) -> str:
+    return f"queue.backlog:{currency}:{network}"
+
+
+def queue_figures(queue: QueueLevel) -> str:
+    """A queue event's figures, as the alert's text tells them."""
+    return (
+        f"{english(queue.queued, 'order')} waiting for an address (threshold {queue.length_threshold}); the "
+        f"oldest has waited {queue.oldest_wait_seconds / 60:.0f} min (threshold "
+        f"{queue.wait_threshold_seconds / 60:g} min). Seen {queue.observed_at.isoformat()}."
+    )
+
+
+def queue_backlogged(envelope: EventEnvelope) -> AlertCondition:
+    """``queue.backlogged``: a warning; customers wait for a deposit address while none is free."""
+    queue = read_payload(QueueBacklogged, envelope)
+    name = f"{queue.currency} ({queue.network})"
+    reasons = {"length": "the address queue is long", "wait": "orders wait too long for an address"}
+    return AlertCondition(
+        key=queue_key(queue.currency, queue.network),
+        source="queue.backlogged",
+        severity=Severity.warning,
+        title=f"{name}: " + " and ".join(reasons[r] for r in queue.reasons),
+        text=f"{queue_figures(queue)} Import deposit addresses for this pool, or release stale orders.",
+        details=queue.model_dump(mode="json"),
+    )
+
+
+def queue_cleared(envelope: EventEnvelope) -> Recovery:
+    queue = read_payload(QueueCleared, envelope)
+    return Recovery(
+        key=queue_key(queue.currency, queue.network),
+        text=f"{queue.currency} ({queue.network}) queue is back to normal: {queue_figures(queue)}",
+    )
+
+
+# --- order-api: orders.untouched / orders.untouched_cleared -----------------------------------------------
+
+UNTOUCHED_KEY = "orders.untouched"
+
+
+def orders_untouched(envelope: EventEnvelope) -> AlertCondition:
+    """``orders.untouched``: a warning (time escalates it): customers have an address and nobody is on it."""
+    report = read_payload(OrdersUntouched, envelope)
+    return AlertCondition(
+        key=UNTOUCHED_KEY,
+        source="orders.untouched",
+        severity=Severity.warning,
+        title=f"{english(report.count, 'order')} untouched for over {report.threshold_minutes} min",
+        text=f"No operator has taken {english(report.count, 'order')} waiting for a deposit for more than "
+        f"{report.threshold_minutes} min since it got its address; the oldest, {report.oldest_order_id}, got "
+        f"it at {report.oldest_address_assigned_at.isoformat()}. Take them in the operators' chat or with "
+        "GET /v1/operator/orders.",
+        details=report.model_dump(mode="json"),
+    )
+
+
+def orders_untouched_cleared(envelope: EventEnvelope) -> Recovery:
+    report = read_payload(OrdersUntouchedCleared, envelope)
+    return Recovery(
+        key=UNTOUCHED_KEY,
+        text=f"Every order waiting for a deposit is taken or closed ({report.observed_at.isoformat()}).",
+    )
+
+
+# --- any service: api.degraded / api.recovered (servicekit.api_health) -----------------------------------
+
+
+def api_health_key(service: str, replica: str) -> str:
+    return f"api.health:{service}:{replica}"
+
+
+def api_degraded(envelope: EventEnvelope) -> AlertCondition:
+    """``api.degraded``: a warning; critical when requests fail (5xx), since customers see errors."""
+    report = read_payload(ApiDegraded, envelope)
+    window = f"{report.window_seconds / 60:g} min"
+    parts = []
+    if report.errors_alert:
+        parts.append(
+            f"{report.errors} of {report.requests} requests answered 5xx in the last {window} "
+            f"({report.error_percent:g} %, threshold {report.error_threshold_percent:g} %)."
+        )
+    if report.slow_routes:
+        routes = "; ".join(
+            f"{r.route}: {r.p95_seconds:g} s over {r.requests} requests" for r in report.slow_routes
+        )
+        parts.append(f"p95 latency above {report.p95_threshold_seconds:g} s in the last {window}: {routes}.")
+    what = " and ".join(
+        reason
+        for reason, present in (
+            ("failing requests", report.errors_alert),
+            ("slow routes", report.slow_routes),
+        )
+        if present
+    )
+    return AlertCondition(
+        key=api_health_key(report.service, report.replica),
+        source="api.degraded",
+        severity=Severity.critical if report.errors_alert else Severity.warning,
+        title=f"{report.service} ({report.replica}): {what}",
+        text=" ".join(parts) + f" Seen {report.observed_at.isoformat()}.",
+        details=report.model_dump(mode="json"),
+    )
+
+
+def api_recovered(envelope: EventEnvelope) -> Recovery:
+    report = read_payload(ApiRecovered, envelope)
+    return Recovery(
+        key=api_health_key(report.service, report.replica),
+        text=f"{report.service} ({report.replica}) is healthy again: {report.errors} of {report.requests} "
+        f"requests answered 5xx in the last {report.window_seconds / 60:g} min ({report.error_percent:g} %), "
+        "no route slow.",
     )
 
 

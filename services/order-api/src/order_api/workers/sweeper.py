@@ -9,6 +9,8 @@
 - Announcement: an order whose intake died between writing it and announcing it (a crash, a kill) is
   announced as it is now, once its request can no longer be running.
 - Assignment timeout: a taken order left untouched goes back to the pool (``operators.timeouts``).
+- Untouched orders: orders no operator took within ``untouched_order_alert_minutes`` of getting their address
+  are reported to the notifier's alerts, once per crossing (``orders.untouched``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from order_api.orders.intake import intake_abandoned_before
 from order_api.orders.intake_persistence import announce_order, apply_allocation, log_unusable_answer
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
 from order_api.orders.models import AllocationState, Order, OrderStatus
+from order_api.orders.untouched import report_untouched_orders
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Database, utcnow
@@ -162,8 +165,14 @@ async def sweep_idle_assignments(
         return await return_idle_assignments(session, settings=settings, protection=protection)
 
 
+async def watch_untouched_orders(*, database: Database, settings: Settings) -> int:
+    """One look at the orders nobody took, in its own transaction; returns how many reports were written."""
+    async with database.sessionmaker.begin() as session:
+        return 0 if await report_untouched_orders(session, settings=settings) is None else 1
+
+
 def order_sweeps(context: OrderApiContext) -> list[PeriodicWorker]:
-    """The four sweeps, each a worker of its own (one failing never holds up the others), built with what
+    """The five sweeps, each a worker of its own (one failing never holds up the others), built with what
     they need of order-api's context."""
     database, settings, protection = context.database, context.settings, context.protection
     every = settings.sweep_seconds
@@ -188,6 +197,11 @@ def order_sweeps(context: OrderApiContext) -> list[PeriodicWorker]:
         PeriodicWorker(
             name="assignment-timeout",
             job=lambda: sweep_idle_assignments(database=database, settings=settings, protection=protection),
+            interval_seconds=every,
+        ),
+        PeriodicWorker(
+            name="untouched-orders-watch",
+            job=lambda: watch_untouched_orders(database=database, settings=settings),
             interval_seconds=every,
         ),
     ]

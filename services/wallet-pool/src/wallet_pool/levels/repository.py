@@ -40,6 +40,25 @@ async def queue_length(session: AsyncSession, *, pool: Pool) -> int:
     return int(queued or 0)
 
 
+async def queue_figures(session: AsyncSession, *, pool: Pool) -> tuple[int, datetime | None]:
+    """The pool's wait queue: ``(length, when the longest-waiting order was queued)``, read now."""
+    q = wait_queue_table
+    length, oldest = (
+        await session.execute(
+            select(func.count(), func.min(q.c.enqueued_at)).where(
+                q.c.currency == pool.currency, q.c.network == pool.network
+            )
+        )
+    ).one()
+    return int(length), oldest
+
+
+async def pools_with_queue(session: AsyncSession) -> list[Pool]:
+    q = wait_queue_table
+    rows = await session.execute(select(q.c.currency, q.c.network).distinct())
+    return [Pool(currency, network) for currency, network in rows]
+
+
 async def locked_pool_level(session: AsyncSession, *, pool: Pool, now: datetime) -> PoolLevel:
     """The level last announced for ``pool`` (``ok`` for a pool never seen), row-locked until the transaction
     ends: replicas watching side by side take turns."""
