@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from servicekit import signals
 from servicekit.db import Database
 from servicekit.signals import SignalListener, send_signal
 from servicekit.testing import async_url, create_database, drop_database, eventually
@@ -16,9 +20,9 @@ from servicekit.testing import async_url, create_database, drop_database, eventu
 CHANNEL = "servicekit_test_signal"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    name = await create_database("servicekit_signals") if request.param == "postgresql" else None
+@asynccontextmanager
+async def signals_database(kind: str, tmp_path: Path) -> AsyncIterator[Database]:
+    name = await create_database("servicekit_signals") if kind == "postgresql" else None
     db = Database(
         url=async_url(name) if name else None, schema="public", var_dir=tmp_path, service_name="signals-test"
     )
@@ -30,7 +34,22 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
             await drop_database(name)
 
 
-async def test_a_signal_arrives_after_its_commit_and_never_after_a_rollback(database: Database) -> None:
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with signals_database(request.param, tmp_path) as db:
+        yield db
+
+
+@dataclass
+class Listening:
+    listener: SignalListener
+    heard: list[str] = field(default_factory=list)
+    gaps: list[None] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def listening(database: Database) -> AsyncIterator[Listening]:
+    """A started listener on :data:`CHANNEL` recording what it hears and its gaps; stopped afterwards."""
     heard: list[str] = []
     gaps: list[None] = []
     listener = SignalListener(
@@ -38,6 +57,14 @@ async def test_a_signal_arrives_after_its_commit_and_never_after_a_rollback(data
     )
     listener.start()
     try:
+        yield Listening(listener, heard, gaps)
+    finally:
+        await listener.stop()
+
+
+async def test_a_signal_arrives_after_its_commit_and_never_after_a_rollback(database: Database) -> None:
+    async with listening(database) as seen:
+        listener, heard, gaps = seen.listener, seen.heard, seen.gaps
         await asyncio.wait_for(listener.listening.wait(), 5)
         async with database.sessionmaker() as session:
             await send_signal(session, channel=CHANNEL, payload="rolled back")
@@ -49,10 +76,60 @@ async def test_a_signal_arrives_after_its_commit_and_never_after_a_rollback(data
         await eventually(lambda: _copy(heard), until=lambda got: len(got) >= 2, within=5)
         assert heard == ["first", "second"]  # in the order sent, the rolled-back one never
         assert gaps == []
-    finally:
-        await listener.stop()
     assert not listener.listening.is_set()
 
 
 async def _copy(heard: list[str]) -> list[str]:
     return list(heard)
+
+
+class _Unanswering:
+    """A listening connection that went quiet on the way (an idle timeout, a failover without a reset):
+    never reported closed, and a query on it never comes back."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    async def execute(self, *_args: Any, **_kwargs: Any) -> str:
+        await asyncio.Event().wait()
+        return ""
+
+
+@pytest.fixture
+async def postgres(tmp_path: Path) -> AsyncIterator[Database]:
+    """PostgreSQL only: the embedded database delivers signals in process, with no connection to lose."""
+    async with signals_database("postgresql", tmp_path) as db:
+        yield db
+
+
+async def test_a_listening_connection_that_stops_answering_is_replaced(
+    postgres: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = postgres
+    monkeypatch.setattr(signals, "KEEPALIVE_SECONDS", 0.05)
+    monkeypatch.setattr(signals, "KEEPALIVE_TIMEOUT_SECONDS", 0.05)
+    connect = SignalListener._connect
+    made: list[Any] = []
+
+    async def first_goes_quiet(self: SignalListener) -> Any:
+        connection = await connect(self)
+        made.append(connection)
+        return _Unanswering(connection) if len(made) == 1 else connection
+
+    monkeypatch.setattr(SignalListener, "_connect", first_goes_quiet)
+    async with listening(database) as seen:
+        listener, heard, gaps = seen.listener, seen.heard, seen.gaps
+        # the quiet connection is dropped and a new one listens; streams are told to read again
+        await eventually(lambda: _value(len(gaps)), until=lambda n: n >= 1, within=10)
+        await asyncio.wait_for(listener.listening.wait(), 5)
+        async with database.sessionmaker.begin() as session:
+            await send_signal(session, channel=CHANNEL, payload="after the gap")
+        await eventually(lambda: _value(heard), until=lambda h: "after the gap" in h, within=5)
+    assert made[0].is_closed()
+
+
+async def _value(value: Any) -> Any:
+    return value

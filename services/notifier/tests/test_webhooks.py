@@ -59,6 +59,13 @@ REFUSED = (
     "fe80::1",
     "fd00:ec2::254",  # metadata
     "::ffff:127.0.0.1",
+    "::7f00:1",  # IPv4-compatible 127.0.0.1
+    "64:ff9b::a01:203",  # NAT64 to 10.1.2.3
+    "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 to the metadata address
+    "2002:a9fe:a9fe::",  # 6to4 of the metadata address
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo, its client 192.0.2.45 (documentation range)
+    "fec0::1",  # site-local
+    "192.0.0.192",  # the IETF protocol block (Oracle Cloud's metadata service)
 )
 ALL_EVENTS = ["order.created", "order.address_assigned", "order.status_changed", "order.expired"]
 
@@ -213,6 +220,8 @@ async def test_private_and_malformed_urls_are_refused_naming_the_field(
             "http://169.254.169.254/latest/meta-data": "url",
             "http://[::ffff:192.168.0.1]/hook": "url",
             "ftp://shop.example.com/hook": "url",
+            "https://.com/hook": "url",  # a host IDNA cannot encode
+            f"https://{'a' * 64}.example.com/hook": "url",  # a label over 63 characters
         }
         for url, field in refused.items():
             response = await client.post(
@@ -347,7 +356,7 @@ def test_addresses_off_the_public_internet_are_refused(address: str) -> None:
 
 
 def test_public_addresses_are_allowed_and_metadata_stays_refused_in_development() -> None:
-    for public in ("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"):
+    for public in ("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "64:ff9b::5db8:d70e"):
         assert address_refusal(ipaddress.ip_address(public), allow_private=False) is None
     assert address_refusal(ipaddress.ip_address("192.168.1.1"), allow_private=True) is None
     for metadata in ("169.254.169.254", "fd00:ec2::254"):

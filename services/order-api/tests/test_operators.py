@@ -29,7 +29,10 @@ from order_api.audit.service import verify_audit_chain
 from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.db import SCHEMA, outbox
+from order_api.operators import workflow
+from order_api.operators.errors import OperatorInactiveError
 from order_api.operators.models import Operator
+from order_api.operators.service import OperatorPrincipal
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.models import Order, OrderEvent
 from order_api.orders.untouched import report_untouched_orders
@@ -1138,6 +1141,14 @@ async def test_support_reassigns_a_held_order_within_the_targets_cap_audited_and
         assert to_support.status_code == 403, to_support.text
         nobody = await api.client.post(url, json={"operator_id": str(uuid.uuid4())}, headers=support.auth)
         assert (nobody.status_code, nobody.json()["code"]) == (404, "operator_not_found")
+        await hire(api, api_keys, role="support", telegram_user_id=71002)
+        acted_for = await api.client.post(
+            url,
+            json={"operator_id": boris.id},
+            headers={**bearer(api_keys.telegram_gateway), "X-Operator-Telegram-Id": "71002"},
+        )
+        # the bot reassigns escalated orders only: the gateway's key moves no other order
+        assert (acted_for.status_code, acted_for.json()["code"]) == (403, "acted_for_identity_forbidden")
 
         moved = await api.client.post(
             url,
@@ -1228,3 +1239,31 @@ async def test_deactivating_an_operator_returns_their_orders_to_the_pool_as_a_re
     assert {(p["actor"], p["previous_operator_id"]) for p in released} == {("api-key:admin", anna.id)}
     assert "deactivated" in released[0]["comment"]
     assert (await take(api, boris, orders[0]))["operator_id"] == boris.id
+
+
+async def test_a_take_that_waited_on_a_deactivation_is_refused(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    """A take authenticated just before an admin deactivated the operator finds them inactive once it holds
+    the operator's lock: a deactivated operator holds nothing, ever."""
+    anna = await hire(api, api_keys)
+    order = await order_awaiting_deposit(api, api_keys)
+    authenticated_before = OperatorPrincipal(
+        operator_id=anna.id, role="operator", channel="rest", name=anna.name, credential="operator-token"
+    )
+    deactivated = await api.client.patch(
+        f"/v1/admin/operators/{anna.id}", json={"active": False}, headers=bearer(api_keys.admin)
+    )
+    assert deactivated.status_code == 200, deactivated.text
+    ctx = context_of(api.app)
+    with pytest.raises(OperatorInactiveError):
+        await workflow.take_order(
+            session=db_session,
+            settings=ctx.settings,
+            protection=ctx.protection,
+            principal=authenticated_before,
+            order_id=order["id"],
+        )
+    stored = await db_session.get(Order, order["id"])
+    assert stored is not None
+    assert (stored.status, stored.operator_id) == ("awaiting_deposit", None)

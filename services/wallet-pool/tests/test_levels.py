@@ -211,6 +211,25 @@ async def test_a_long_then_slow_queue_is_announced_once_per_crossing_and_cleared
         assert EVENTS[kind].model_validate(payload).payload() == payload
 
 
+async def test_a_backlog_in_a_pool_without_wallets_is_cleared_once_its_queue_empties(
+    race_database: Database, race_database_url: str
+) -> None:
+    """A pool nobody stocked queues every order; once they are gone it has neither wallets nor a queue, and the
+    watch still looks at it, so its alert is cleared rather than left to escalate."""
+    settings = make_settings(race_database_url, pool_watch_seconds=3600, queue_alert_length=2)
+    async with running_app(create_app(settings)) as client:
+        api = PoolApi(client)
+        for n in range(2):  # no ETH wallet at all: both queue
+            assert (await api.allocate(f"eth-{n}", "ETH")).status_code == 202
+        await watch_pool_levels(database=race_database, settings=settings)
+        for n in range(2):
+            assert (await api.release(f"eth-{n}")).status_code == 200
+        await watch_pool_levels(database=race_database, settings=settings)
+        async with race_database.sessionmaker() as session:
+            told = [kind for kind, _ in await queue_events(session)]
+    assert told == ["queue.backlogged", "queue.cleared"]
+
+
 async def test_queue_alerts_are_off_at_zero_thresholds(
     api: PoolApi, session: AsyncSession, pool_app: RunningApp
 ) -> None:

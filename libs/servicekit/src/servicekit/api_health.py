@@ -149,9 +149,11 @@ class ApiHealthWatch:
             )
             raised = last is not None and last.event_type == ApiDegraded.event_type
             told_errors = raised and bool(last and last.payload.get("errors_alert"))
-            told_routes = {
-                r["route"] for r in (last.payload.get("slow_routes", []) if last and raised else [])
-            }
+            told = [
+                SlowRoute.model_validate(r)
+                for r in (last.payload.get("slow_routes", []) if last and raised else [])
+            ]
+            told_routes = {r.route for r in told}
             common = ApiHealth(
                 service=self.service,
                 replica=self.replica,
@@ -168,9 +170,13 @@ class ApiHealthWatch:
                     error_threshold_percent=self.error_percent,
                     p95_threshold_seconds=self.p95_seconds,
                     errors_alert=errors or told_errors,
-                    slow_routes=slow,
+                    # the routes told before stay in the alert until it recovers: one that is fine for a
+                    # moment and slow again is no new crossing
+                    slow_routes=[*slow, *(r for r in told if r.route not in {s.route for s in slow})],
                 )
-            elif raised and not any(self.judge(figures, share=0.5)):
+            elif raised and figures.requests >= self.min_requests and not any(self.judge(figures, share=0.5)):
+                # Too few requests to judge is not "healthy again": a replica out of its Service's rotation
+                # (failing readiness) gets no traffic and is not recovered for it.
                 report = ApiRecovered(**common)
             else:
                 return 0

@@ -28,8 +28,8 @@ from servicekit.docs import install_docs
 from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
 from servicekit.health import ReadinessCheck, health_router
 from servicekit.maintenance import vacuum_busy_tables
-from servicekit.metrics import QUIET_PATHS, ScrapedGauges, install_metrics
-from servicekit.openapi import install_openapi
+from servicekit.metrics import ScrapedGauges, install_metrics
+from servicekit.openapi import QUIET_PATHS, install_openapi
 from servicekit.outbox import (
     BatchedEvent,
     EventBatch,

@@ -1,6 +1,8 @@
 """The API documentation pages, Swagger UI (``/docs``) and ReDoc (``/redoc``), with every asset they load
 served by the service itself under :data:`ASSETS_PATH`: they work on a desk without internet, and their
-Content-Security-Policy names no outside host (``servicekit.security_headers.DOCS_POLICY``).
+Content-Security-Policy names no outside host (``servicekit.security_headers.DOCS_POLICY``). One request
+still leaves: the bundled ReDoc script draws its "API docs by Redocly" footer logo from ``cdn.redoc.ly``; the
+policy blocks it (the browser logs a CSP violation) and the page works without it.
 
 FastAPI's own pages load Swagger UI, ReDoc, a favicon and Google fonts from CDNs; these are the same pages
 pointed at the copies the ``fastapi-offline`` package ships (Swagger UI 5, ReDoc 2, FastAPI's favicon).

@@ -32,12 +32,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from servicekit.apikeys import BearerCredentials, caller_with_scope
-from servicekit.openapi import ANONYMOUS_ALLOWED
+from servicekit.openapi import ANONYMOUS_ALLOWED, QUIET_PATHS
 
 log = logging.getLogger("servicekit.access")
 METRICS_SCOPE = "metrics:read"
 """The scope that reads ``/metrics`` and the details of ``/health/ready`` where they need a key."""
-QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
 class RequestMetrics:

@@ -34,13 +34,18 @@ INTERNAL: dict[str, Any] = {"x-internal": True}
 ANONYMOUS_ALLOWED: dict[str, Any] = {"security": [{}]}
 """``openapi_extra`` of a route whose credential is optional: its security becomes "this, or nothing"."""
 
+QUIET_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+"""The probes and ``/metrics``: asked all the time, neither logged nor traced by default, so their answers
+carry no ``X-Correlation-ID`` (``servicekit.metrics`` leaves them out of the access log)."""
+
 PROBLEM_SCHEMA = "ProblemDetail"
 _REF = "#/components/schemas/"
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _HEADERS: dict[str, dict[str, Any]] = {
     "X-Correlation-ID": {
-        "description": "Identifies this request in the desk's logs and traces (the caller's own id when it "
-        "sent one).",
+        "description": "The request's trace id, continuing the caller's W3C `traceparent` when it sent one: "
+        "it finds the request in the desk's logs and traces, so quote it when reporting a problem. (Health "
+        "probes and `/metrics` are not traced and carry none.)",
         "schema": {"type": "string"},
     },
     "Retry-After": {
@@ -126,13 +131,15 @@ def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
 def shape_document(generated: dict[str, Any]) -> dict[str, Any]:
     """FastAPI's document, its errors declared as problems and its response headers documented."""
     document = copy.deepcopy(generated)
-    for _path, _method, operation in operations(document):
+    for path, _method, operation in operations(document):
         for status, response in operation.get("responses", {}).items():
-            if status[0] in "45" and _is_problem(response):
+            problem = status[0] in "45" and _is_problem(response)
+            if problem:
                 response["content"] = {PROBLEM_JSON: {"schema": {"$ref": _REF + PROBLEM_SCHEMA}}}
             headers = response.setdefault("headers", {})
-            headers.setdefault("X-Correlation-ID", {"$ref": "#/components/headers/X-Correlation-ID"})
-            if status in RETRY_AFTER_STATUSES:
+            if path not in QUIET_PATHS:  # the probes and /metrics are not traced: no correlation id
+                headers.setdefault("X-Correlation-ID", {"$ref": "#/components/headers/X-Correlation-ID"})
+            if status in RETRY_AFTER_STATUSES and problem:  # readiness's own 503 report sends none
                 headers.update(RETRY_AFTER_HEADER)
             if status == "401":
                 headers["WWW-Authenticate"] = {"$ref": "#/components/headers/WWW-Authenticate"}

@@ -31,7 +31,8 @@ DOCS_POLICY = (
 )
 """The documentation pages: Swagger UI and ReDoc, their assets and the OpenAPI document from this origin and
 no other, an inline start-up script and inline styles (both draw with them), ReDoc's search in a worker it
-makes from a blob."""
+makes from a blob. ReDoc's footer logo, which its script asks of ``cdn.redoc.ly``, is blocked: the page
+works without it."""
 
 NO_STORE: Header = (b"cache-control", b"no-store")
 

@@ -35,6 +35,10 @@ _PENDING = "servicekit.signals.pending"
 _LOCAL_LISTENERS = "servicekit.signals.listeners"
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 """How long a replica waits before listening again after its listening connection was lost, per attempt."""
+KEEPALIVE_SECONDS = 30.0
+"""How often a quiet listening connection is asked ``SELECT 1``; one that does not answer within
+:data:`KEEPALIVE_TIMEOUT_SECONDS` is dropped and replaced (then every stream reads again)."""
+KEEPALIVE_TIMEOUT_SECONDS = 5.0
 
 
 async def send_signal(session: AsyncSession, *, channel: str, payload: str) -> None:
@@ -119,7 +123,7 @@ class SignalListener:
                     self.on_gap()
                 attempt = 0
                 self.listening.set()
-                await lost.wait()
+                await self._until_lost(connection, lost)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any database trouble: listen again after a pause
@@ -132,6 +136,17 @@ class SignalListener:
                     connection.terminate()  # at once, even while cancelled
             await asyncio.sleep(RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)])
             attempt += 1
+
+    async def _until_lost(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Returns when the connection is closed, or raises when it stops answering: a connection dropped
+        silently (an idle timeout on the way, a failover without a reset) is never reported closed, and would
+        leave this replica's streams deaf."""
+        while True:
+            try:
+                await asyncio.wait_for(lost.wait(), timeout=KEEPALIVE_SECONDS)
+                return
+            except TimeoutError:
+                await asyncio.wait_for(connection.execute("SELECT 1"), timeout=KEEPALIVE_TIMEOUT_SECONDS)
 
     async def _connect(self) -> asyncpg.Connection:
         """A connection of its own, outside the service's pool: it stays in ``LISTEN`` for as long as it lives,

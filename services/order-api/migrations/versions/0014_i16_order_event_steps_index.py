@@ -2,8 +2,8 @@
 
 ``ix_order_event_order_id_to_status`` on ``(order_id, to_status, created_at)`` replaces ``ix_order_event_order_id``:
 it serves every lookup of an order's history the old one served (its first column), and the order statistics
-(``GET /v1/stats/orders``) find when an order was first and last taken, and who cancelled it, from the index
-alone, one order at a time, at any size of the table. One index replaces another, so writing history costs
+(``GET /v1/stats/orders``) find when an order was first and last taken, and who cancelled it, through the
+index, one order at a time, at any size of the table. One index replaces another, so writing history costs
 no more.
 
 Revision ID: 0014_i16_order_event_steps_index

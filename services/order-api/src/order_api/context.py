@@ -54,7 +54,7 @@ class OrderApiContext(RuntimeContext):
             rate_limiter=runtime.rate_limiter(),
             trusted_proxies=proxies,
             currency_catalogue=published_catalogue(
-                currency_catalogue(currencies=settings.currencies),
+                catalogue=currency_catalogue(currencies=settings.currencies),
                 max_age_seconds=settings.currencies_cache_seconds,
             ),
             order_streams=OrderStreams(settings=settings),

@@ -58,6 +58,10 @@ ROOT = Path(__file__).resolve().parents[5]
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+REDIS_DEFAULT_LAST_INDEX = 15
+"""A Redis server has databases 0 to 15 unless configured otherwise."""
+
+
 def _redis_test_url() -> str:
     """``TEST_REDIS_URL`` (database index 13 by default); under pytest-xdist, worker ``gwN`` takes the index N
     places further, so that parallel workers never flush each other's keys."""
@@ -67,6 +71,11 @@ def _redis_test_url() -> str:
         return url
     parts = urlsplit(url)
     index = int(parts.path.lstrip("/") or 0) + int(worker.removeprefix("gw"))
+    if index > REDIS_DEFAULT_LAST_INDEX:
+        raise RuntimeError(
+            f"pytest-xdist worker {worker} would use Redis database {index}, past a default Redis's last "
+            f"({REDIS_DEFAULT_LAST_INDEX}): lower TEST_WORKERS or the index of TEST_REDIS_URL"
+        )
     return urlunsplit(parts._replace(path=f"/{index}"))
 
 

@@ -11,6 +11,7 @@ deleted or disabled endpoint fail it at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -87,10 +88,14 @@ class WebhookSender:
         }
         extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
         try:
-            # A client per attempt: it connects to the address just checked, never to a pooled one.
-            async with httpx.AsyncClient(
-                timeout=self.timeout_seconds, follow_redirects=False, trust_env=False, verify=self.trust
-            ) as client:
+            # A client per attempt: it connects to the address just checked, never to a pooled one. The
+            # timeout bounds the whole attempt (httpx's bounds each step: a trickling answer never ends).
+            async with (
+                asyncio.timeout(self.timeout_seconds),
+                httpx.AsyncClient(
+                    timeout=self.timeout_seconds, follow_redirects=False, trust_env=False, verify=self.trust
+                ) as client,
+            ):
                 # Only the status counts: the answer's body is never read (it may be of any size).
                 request = client.build_request(
                     "POST", target.connect_url, content=body, headers=headers, extensions=extensions
@@ -99,6 +104,8 @@ class WebhookSender:
                 await response.aclose()
         except httpx.HTTPError as exc:
             raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            raise TransientDeliveryError(f"no answer within {self.timeout_seconds} s") from exc
         if response.is_success:
             return Delivered(provider=PROVIDER, response_status=response.status_code)
         error = TransientDeliveryError(f"the endpoint answered {response.status_code}")

@@ -65,10 +65,41 @@ def parsed_url(url: str, *, allow_http: bool) -> SplitResult:
     return parts
 
 
+NAT64_NETWORKS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+"""IPv6 prefixes that carry an IPv4 address in their last 32 bits to a NAT64 gateway (RFC 6052, RFC 8215)."""
+ALWAYS_REFUSED_NETWORKS = (ipaddress.IPv6Network("fec0::/10"), ipaddress.IPv4Network("192.0.0.0/24"))
+"""Site-local IPv6 (deprecated, still routed inside some networks) and the IETF protocol block (Oracle
+Cloud's metadata service is 192.0.0.192): Python counts neither as private."""
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for: mapped (``::ffff:a.b.c.d``), IPv4-compatible
+    (``::a.b.c.d``), 6to4, Teredo's client or NAT64; such an address reaches that IPv4 host."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    last_32_bits = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if any(address in network for network in NAT64_NETWORKS):
+        return last_32_bits
+    if int(address) >> 32 == 0 and int(address) > 1:  # ::a.b.c.d (not :: or ::1, judged as themselves)
+        return last_32_bits
+    return None
+
+
 def address_refusal(address: IPAddress, *, allow_private: bool) -> str | None:
-    """Why webhooks may not go to ``address``; ``None`` when they may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why webhooks may not go to ``address``; ``None`` when they may. An IPv6 address that carries an IPv4
+    address is judged by that IPv4 address too."""
+    if isinstance(address, ipaddress.IPv6Address):
+        carried = embedded_ipv4(address)
+        if carried is not None:
+            reason = address_refusal(carried, allow_private=allow_private)
+            if reason is not None:
+                return f"{address} carries {reason}"
+    if any(address in network for network in ALWAYS_REFUSED_NETWORKS if network.version == address.version):
+        return f"{address} is a reserved address"
     if address in METADATA_ADDRESSES:
         return f"{address} is a cloud metadata address"
     if address.is_multicast or address.is_unspecified:
@@ -83,6 +114,8 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise TargetRefused(f"its host {host} does not resolve: {exc.strerror}") from exc
+    except UnicodeError as exc:  # a name IDNA cannot encode (an empty or over-long label)
+        raise TargetRefused(f"has an invalid host: {exc}") from exc
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
 
 

@@ -43,7 +43,6 @@ IfNoneMatch = Annotated[
             "description": "Not Modified: the copy named by If-None-Match is current.",
             "headers": CACHE_HEADERS,
         },
-        # It reads nothing a caller sends but If-None-Match: there is nothing to refuse.
         **problem_responses(500),
     },
 )

@@ -46,11 +46,11 @@ class CurrencyRead(BaseModel):
     default_network: str = Field(description="The network an order gets when it names none.")
     networks: list[NetworkRead] = Field(description="Every network it is taken on, the default first.")
     awaiting_deposit_minutes: int = Field(
-        description="An unpaid order expires this long after it got its deposit address."
+        description="An unpaid order sending this currency expires this long after it got its deposit address."
     )
     queued_minutes: int = Field(
-        description="An order still without a deposit address (queued, or awaiting it) expires this long "
-        "after it was placed."
+        description="An order sending this currency and still without a deposit address (queued, or awaiting "
+        "it) expires this long after it was placed."
     )
     exchangeable_to: list[str] = Field(
         description="The currencies an order sending this one may ask for (`to_currency`)."

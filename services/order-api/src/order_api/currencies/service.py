@@ -69,7 +69,7 @@ class PublishedCatalogue:
         return "*" in tags or self.etag in tags
 
 
-def published_catalogue(catalogue: CurrencyCatalogue, *, max_age_seconds: int) -> PublishedCatalogue:
+def published_catalogue(*, catalogue: CurrencyCatalogue, max_age_seconds: int) -> PublishedCatalogue:
     body = catalogue.model_dump_json().encode()
     return PublishedCatalogue(
         body=body,

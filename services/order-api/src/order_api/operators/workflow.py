@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.operators import repository
 from order_api.operators.errors import (
+    ActedForIdentityForbiddenError,
     EscalationNotFoundError,
     EscalationNotOpenError,
     OperatorForbiddenError,
-    OperatorInactiveError,
     OrderAlreadyEscalatedError,
     OrderAlreadyTakenError,
     OrderNotHeldError,
@@ -41,9 +41,9 @@ from order_api.operators.schemas import (
 )
 from order_api.operators.service import OperatorPrincipal
 from order_api.operators.workload import (
+    active_operator_locked,
     at_capacity,
     deposit_deadline,
-    locked_operator,
     operator_named,
     room_for_one_more,
 )
@@ -169,7 +169,7 @@ async def take_order(
     is ``409 operator_at_capacity`` (``operators.workload``)."""
     if principal.operator_id is None:
         raise OperatorForbiddenError("Only an operator account can hold an order; the admin key cannot.")
-    operator = await locked_operator(session, operator_id=principal.operator_id)
+    operator = await active_operator_locked(session, operator_id=principal.operator_id)
     order = None
     if await room_for_one_more(session, settings=settings, operator=operator):
         order = await lifecycle.take_order(
@@ -286,14 +286,19 @@ async def reassign_order(
     if request.override_cap and not principal.is_admin:
         raise OperatorForbiddenError("Only an admin may override an operator's cap.")
     target = await operator_named(session, operator_id=request.operator_id, name=request.operator_name)
-    operator = await locked_operator(session, operator_id=target)  # the operator before the order
-    if not operator.active:
-        raise OperatorInactiveError(f"{operator.name} is deactivated.", extra={"operator_id": operator.id})
+    operator = await active_operator_locked(session, operator_id=target)  # the operator before the order
     if operator.role == OperatorRole.SUPPORT.value:
         raise OperatorForbiddenError(
             f"{operator.name} is support and holds no orders.", extra={"operator_id": operator.id}
         )
     order = await load_order(session, order_id=order_id, for_update=True)
+    if principal.acted_for and await repository.open_escalation(session, order_id=order.id) is None:
+        # The bot offers Reassign on an escalated order's card only: a leaked gateway key naming a support
+        # member's Telegram id moves no other order.
+        raise ActedForIdentityForbiddenError(
+            "Acting for support, only an escalated order can be reassigned; use your own credential.",
+            extra={"credential": principal.credential},
+        )
     if order.operator_id == operator.id and order.status == OrderStatus.IN_PROGRESS:
         return await _read(session, protection=protection, order=order)
     if not request.override_cap and not await room_for_one_more(

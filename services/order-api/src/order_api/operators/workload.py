@@ -18,6 +18,7 @@ from order_api.operators import repository
 from order_api.operators.errors import (
     OperatorAtCapacityError,
     OperatorForbiddenError,
+    OperatorInactiveError,
     OperatorNotFoundError,
 )
 from order_api.operators.models import Operator
@@ -41,6 +42,15 @@ async def locked_operator(session: AsyncSession, *, operator_id: str) -> Operato
     operator = await repository.operator_locked(session, operator_id=operator_id)
     if operator is None:
         raise OperatorNotFoundError(f"No operator {operator_id}.", extra={"operator_id": operator_id})
+    return operator
+
+
+async def active_operator_locked(session: AsyncSession, *, operator_id: str) -> Operator:
+    """The operator about to be handed an order, locked and still active: a deactivation that committed while
+    this request waited for the lock has returned their orders, and they take no more."""
+    operator = await locked_operator(session, operator_id=operator_id)
+    if not operator.active:
+        raise OperatorInactiveError(f"{operator.name} is deactivated.", extra={"operator_id": operator.id})
     return operator
 
 

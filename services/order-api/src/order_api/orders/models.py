@@ -117,7 +117,7 @@ class OrderEvent(Base):
     __tablename__ = "order_event"
     __table_args__ = (
         # An order's history, and its steps to one status in time order (when it was first and last taken,
-        # who cancelled it: the order statistics) read from the index alone.
+        # who cancelled it: the order statistics) found through the index.
         Index("ix_order_event_order_id_to_status", "order_id", "to_status", "created_at"),
     )
 

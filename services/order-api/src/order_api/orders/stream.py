@@ -297,6 +297,8 @@ async def open_order_stream(
     if up_to_date and current.status in CLOSED:
         return None
     watch = streams.open(order_id=current.id, session_id=principal.session_id, client=client)
+    # A change committed between the read above and this watch woke nobody: the first pass reads again.
+    watch.changed.set()
 
     async def read_again() -> OrderRead:
         async for fresh in session_scope(database.sessionmaker):

@@ -28,10 +28,16 @@ _CLOSED_BY_OPERATORS = (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value
 
 
 def _taken_at(aggregate: Any) -> ColumnElement[Any]:
-    """SQL: when the order was first (``func.min``) or last (``func.max``) taken; null when never."""
+    """SQL: when the order was first (``func.min``) or last (``func.max``) taken; null when never. A take is
+    the step from ``awaiting_deposit`` to ``in_progress``: escalation steps and reassignments of a held order
+    are recorded ``in_progress`` to ``in_progress`` and do not count."""
     return (
         select(aggregate(OrderEvent.created_at))
-        .where(OrderEvent.order_id == Order.id, OrderEvent.to_status == _TAKEN)
+        .where(
+            OrderEvent.order_id == Order.id,
+            OrderEvent.to_status == _TAKEN,
+            OrderEvent.from_status == OrderStatus.AWAITING_DEPOSIT.value,
+        )
         .scalar_subquery()
     )
 

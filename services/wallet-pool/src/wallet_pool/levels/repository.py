@@ -76,6 +76,14 @@ async def locked_pool_level(session: AsyncSession, *, pool: Pool, now: datetime)
     return state
 
 
+async def pools_watched_before(session: AsyncSession) -> list[Pool]:
+    """The pools a watch has looked at (a row in ``pool_level``): one whose queue emptied and that has no
+    wallets is still looked at, so what was announced about it is cleared."""
+    p = pool_level_table
+    rows = await session.execute(select(p.c.currency, p.c.network))
+    return [Pool(currency, network) for currency, network in rows]
+
+
 async def pools_with_wallets(session: AsyncSession) -> list[Pool]:
     w = wallet_table
     rows = await session.execute(select(w.c.currency, w.c.network).distinct())

@@ -169,10 +169,14 @@ async def update_queue_level(session: AsyncSession, *, pool: Pool, settings: Set
 
 
 async def watch_pool_levels(*, database: Database, settings: Settings) -> int:
-    """One pass over every pool (with wallets or a queue), each in a transaction of its own: its level, then
-    its queue. Returns how many crossings were announced."""
+    """One pass over every pool (with wallets, a queue, or looked at before), each in a transaction of its
+    own: its level, then its queue. Returns how many crossings were announced."""
     async with database.sessionmaker() as session:
-        pools = {*await repository.pools_with_wallets(session), *await repository.pools_with_queue(session)}
+        pools = {
+            *await repository.pools_with_wallets(session),
+            *await repository.pools_with_queue(session),
+            *await repository.pools_watched_before(session),
+        }
     announced = 0
     for pool in sorted(pools, key=lambda p: (p.currency, p.network)):
         async with database.sessionmaker.begin() as session:
