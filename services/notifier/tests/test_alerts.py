@@ -642,13 +642,23 @@ async def test_a_replicas_slow_routes_then_failing_requests_raise_its_alert_and_
     desk_factory: Callable[..., Any],
 ) -> None:
     async with desk_factory() as desk:
+
+        async def told(count: int) -> list[dict[str, Any]]:
+            # each step's message is out before the next report: one delivery batch may send its messages
+            # in any order
+            return await eventually(
+                lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == count, within=20
+            )
+
         await desk.publish(api_report(0, "GET /v1/orders/{order_id}"))
         slow = await desk.alert()
+        await told(1)
         await desk.publish(api_report(10, "GET /v1/orders/{order_id}"))
         failing = await desk.alert()
+        await told(2)
         await desk.publish(api_report(0))
         resolved = await desk.alert()
-        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 3, within=20)
+        posted = await told(3)
 
     assert (slow["key"], slow["severity"]) == ("api.health:order-api:api-1", "warning")
     assert slow["title"] == "order-api (api-1): slow routes"
