@@ -77,3 +77,23 @@ def test_assignment_timeouts_per_currency_name_currencies_as_orders_do(
 ) -> None:
     monkeypatch.setenv("ORDER_API_ASSIGNMENT_TIMEOUT_BY_CURRENCY__btc", "15")
     assert Settings().assignment_timeout_by_currency == {"BTC": 15}
+
+
+@pytest.mark.parametrize(
+    ("rules", "said"),
+    [
+        ({"precision": 2}, "min_amount 0.0001 has more decimal places than precision 2"),
+        ({"min_amount": "20"}, "min_amount 20 is above max_amount 10"),
+        ({"min_amount": "0"}, "greater than 0"),
+        ({"awaiting_deposit_minutes": 0}, "greater than 0"),
+    ],
+)
+def test_currency_rules_intake_would_contradict_stop_the_service_naming_them(
+    monkeypatch: pytest.MonkeyPatch, rules: dict[str, object], said: str
+) -> None:
+    """The catalogue (``GET /v1/currencies``) publishes these limits: one the intake would refuse is a
+    setting that never starts."""
+    monkeypatch.setenv("ORDER_API_CURRENCIES", json.dumps({"BTC": rules}))
+    with pytest.raises(ValidationError, match=r"currencies\.BTC") as refused:
+        Settings()
+    assert said in str(refused.value)

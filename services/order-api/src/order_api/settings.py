@@ -6,7 +6,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Annotated, ClassVar
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import (
@@ -20,17 +20,30 @@ from servicekit.settings import (
 
 
 class CurrencyRules(BaseModel):
-    """What an order may ask for in one currency."""
+    """What an order may ask for in one currency. The limits are what ``GET /v1/currencies`` publishes, so
+    rules that intake would contradict (a minimum finer than the precision, a minimum above the maximum) stop
+    the service at start-up rather than offer the website an amount it then refuses."""
 
-    precision: int = Field(description="Decimal places an amount may have.")
-    min_amount: Decimal
-    max_amount: Decimal
+    precision: int = Field(ge=0, le=18, description="Decimal places an amount may have.")
+    min_amount: Decimal = Field(gt=0)
+    max_amount: Decimal = Field(gt=0)
     awaiting_deposit_minutes: int = Field(
-        default=60, description="An unpaid order with an address expires after."
+        default=60, gt=0, description="An unpaid order with an address expires after."
     )
     queued_minutes: int = Field(
-        default=240, description="An order without an address (queued, or awaiting it) gives up after."
+        default=240, gt=0, description="An order without an address (queued, or awaiting it) gives up after."
     )
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> CurrencyRules:
+        if self.min_amount > self.max_amount:
+            raise ValueError(f"min_amount {self.min_amount} is above max_amount {self.max_amount}")
+        for name in ("min_amount", "max_amount"):
+            limit: Decimal = getattr(self, name)
+            exponent = limit.normalize().as_tuple().exponent
+            if isinstance(exponent, int) and -exponent > self.precision:
+                raise ValueError(f"{name} {limit} has more decimal places than precision {self.precision}")
+        return self
 
 
 DEFAULT_CURRENCIES = {
