@@ -73,14 +73,10 @@ async def test_a_signal_arrives_after_its_commit_and_never_after_a_rollback(data
             assert heard == []  # nothing before the commit
             await send_signal(session, channel=CHANNEL, payload="second")
             await session.commit()
-        await eventually(lambda: _copy(heard), until=lambda got: len(got) >= 2, within=5)
+        await eventually(lambda: _value(list(heard)), until=lambda got: len(got) >= 2, within=5)
         assert heard == ["first", "second"]  # in the order sent, the rolled-back one never
         assert gaps == []
     assert not listener.listening.is_set()
-
-
-async def _copy(heard: list[str]) -> list[str]:
-    return list(heard)
 
 
 class _Unanswering:
@@ -132,4 +128,5 @@ async def test_a_listening_connection_that_stops_answering_is_replaced(
 
 
 async def _value(value: Any) -> Any:
+    """``value`` as the awaitable ``servicekit.testing.eventually`` polls."""
     return value
