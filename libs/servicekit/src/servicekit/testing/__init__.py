@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -315,7 +316,11 @@ async def eventually(
     """Poll ``probe`` until ``until(result)`` holds; fail the test with ``message`` after ``within`` s."""
     deadline = time.monotonic() + within
     while True:
-        result = await probe()
+        try:  # a probe that hangs fails the test here, with its message, not at the suite's timeout
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0) + within):
+                result = await probe()
+        except TimeoutError:
+            raise AssertionError(f"{message}: the probe did not answer within {within}s") from None
         if until(result):
             return result
         if time.monotonic() > deadline:
@@ -359,11 +364,28 @@ def event_receiver_stand_in(on_event: Callable[[dict[str, Any], web.Request], No
     return app
 
 
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free loopback port below the kernel's ephemeral range. A test server that is killed and started
+    again on its port (an outage) must find it still free: an ephemeral port may meanwhile become the local
+    end of any process's outgoing connection, or of a client connecting to itself (TCP self-connect), and
+    the restarted server would fail to bind or a client would hang talking to the wrong peer."""
+    first, last = 10000, max(_ephemeral_ports_start(), 10001)
+    for _ in range(200):
+        port = random.randrange(first, last)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port between {first} and {last}")
 
 
 class ServiceProcess:
@@ -502,9 +524,12 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=1)
+        client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+        process = self.process
 
         async def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"the private redis-server on port {self.port} exited ({process.returncode})")
             try:
                 return bool(await client.ping())
             except redis.RedisError:
