@@ -30,6 +30,7 @@ from order_api.operators.models import (
 )
 from order_api.operators.schemas import (
     AddressHistoryEntry,
+    AssignmentRead,
     EscalationPage,
     EscalationRead,
     OperatorOrderDetail,
@@ -149,10 +150,12 @@ async def get_order(
         )
         history = [AddressHistoryEntry.model_validate(row) for row in earlier]
     escalation = await repository.open_escalation(session, order_id=order.id)
+    assignment = await repository.latest_assignment(session, order_id=order.id)
     return OperatorOrderDetail(
         **(await _read(session, protection=protection, order=order)).model_dump(),
         address_history=history,
         escalation=read_escalation(escalation) if escalation else None,
+        assignment=AssignmentRead.model_validate(assignment) if assignment else None,
     )
 
 

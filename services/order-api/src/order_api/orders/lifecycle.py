@@ -463,3 +463,50 @@ async def request_release(session: AsyncSession, *, order: Order) -> None:
         update(Order).where(Order.id == order.id).values(allocation_state=AllocationState.RELEASED.value)
     )
     set_committed_value(order, "allocation_state", AllocationState.RELEASED.value)
+
+
+async def assign_order(
+    session: AsyncSession,
+    *,
+    protection: DataProtection,
+    order_id: str,
+    operator_id: str,
+    actor: Actor,
+    event_type: str,
+    details: dict[str, Any],
+    extra: dict[str, Any],
+) -> Order | None:
+    """Hand an ``awaiting_deposit`` order nobody holds to ``operator_id`` on behalf of ``actor`` (the
+    auto-assigner): the same one conditional ``UPDATE`` as :func:`take_order`, so it races takes safely;
+    ``None`` when the order was taken meanwhile or is no longer takeable."""
+    check_transition(OrderStatus.AWAITING_DEPOSIT, OrderStatus.IN_PROGRESS)
+    order = (
+        await session.execute(
+            update(Order)
+            .where(
+                Order.id == order_id,
+                Order.status == OrderStatus.AWAITING_DEPOSIT.value,
+                Order.operator_id.is_(None),
+            )
+            .values(
+                status=OrderStatus.IN_PROGRESS.value,
+                operator_id=operator_id,
+                version=Order.version + 1,
+                updated_at=utcnow(),
+            )
+            .returning(Order)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if order is not None:
+        await record_order_action(
+            session,
+            protection=protection,
+            order=order,
+            actor=actor,
+            event_type=event_type,
+            from_status=OrderStatus.AWAITING_DEPOSIT.value,
+            details=details,
+            extra=extra,
+        )
+    return order
