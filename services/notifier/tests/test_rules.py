@@ -396,3 +396,42 @@ def test_an_order_payload_missing_a_card_field_is_refused_naming_it() -> None:
         messages_for(_envelope("order.taken", payload))
 
     assert [e["field"] for e in raised.value.extra["errors"]] == ["payload.version"]
+
+
+def test_an_auto_assignment_edits_the_cards_and_names_the_operator_to_tell() -> None:
+    payload = _order(
+        status="in_progress",
+        operator_id="op-8",
+        operator_name="Boris",
+        version=4,
+        actor="system:auto-assign",
+        actor_role="system",
+        lapses_at="2026-11-21T12:05:00+00:00",
+        operator_telegram_user_id=802,
+    )
+    [card] = cards_for(_envelope("order.assigned", payload))
+
+    assert (card.recipient, card.variables["event"]) == ("operators", "order.assigned")
+    assert card.variables["order"]["operator_name"] == "Boris"
+    assert card.variables["assignment"] == {"telegram_user_id": 802, "lapses_at": "2026-11-21T12:05:00+00:00"}
+    assert emails_for(_envelope("order.assigned", payload)) == []
+
+
+def test_a_lapsed_assignment_posts_the_card_again_and_names_the_operator_to_tell() -> None:
+    payload = _order(
+        status="awaiting_deposit",
+        version=5,
+        actor="system:auto-assign",
+        previous_operator_id="op-8",
+        previous_operator_name="Boris",
+        previous_operator_telegram_user_id=802,
+        comment="Not accepted within 5 minutes.",
+    )
+    [card] = cards_for(_envelope("order.assignment_lapsed", payload))
+
+    assert (card.variables["event"], card.variables["note"]) == (
+        "order.assignment_lapsed",
+        "Not accepted within 5 minutes.",
+    )
+    assert card.variables["assignment"] == {"telegram_user_id": 802, "lapses_at": None}
+    assert emails_for(_envelope("order.assignment_lapsed", payload)) == []

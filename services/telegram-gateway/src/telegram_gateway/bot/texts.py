@@ -1,6 +1,6 @@
 """The bot's words about an operator's workload, in the desk's languages (English and Russian), picked by
 the Telegram user's own language (``language_code``): presence (``/on``, ``/off``), the cap on held orders,
-and support's reassignment."""
+support's reassignment and auto-assignment."""
 
 # ruff: noqa: RUF001 (Russian text)
 from __future__ import annotations
@@ -37,6 +37,20 @@ TEXTS: dict[str, dict[Language, str]] = {
     "reassign_asked": {
         "en": "Reply to my message with the operator's name.",
         "ru": "Ответьте на моё сообщение именем оператора.",
+    },
+    "assigned_to_you": {
+        "en": "📌 Order {order} ({what}) is <b>assigned to you</b>. Accept it, or act on it, by {until}, or it "
+        "goes back to the pool. /my lists your orders.",
+        "ru": "📌 Заказ {order} ({what}) <b>назначен вам</b>. Примите его или начните работу до {until}, иначе "
+        "он вернётся в общий список. /my — ваши заказы.",
+    },
+    "assignment_lapsed": {
+        "en": "🔁 Order {order} ({what}) was assigned to you and not accepted in time: it is back in the pool.",
+        "ru": "🔁 Заказ {order} ({what}) был назначен вам, но не принят вовремя: он вернулся в общий список.",
+    },
+    "accepted": {
+        "en": "Order {order} is yours: it stays with you.",
+        "ru": "Заказ {order} ваш: он остаётся за вами.",
     },
     "reassigned": {
         "en": "↪️ Order <code>{order}</code> is now held by <b>{name}</b>.",

@@ -1,4 +1,5 @@
-"""The buttons of an order card (Take, Complete, Cancel, Release, Escalate) and the reply that gives an
+"""The buttons of an order card (Take, Complete, Cancel, Release, Escalate; Accept on an order auto-assigned
+to the operator) and the reply that gives an
 escalation its reason, acting on order-api for the operator who pressed.
 
 Every press is answered (no spinning button): with what happened, who holds the order when someone else
@@ -43,6 +44,7 @@ ACTION_NAMES = {
     OrderAction.RELEASE: "release",
     OrderAction.ESCALATE: "escalate",
     OrderAction.REASSIGN: "reassign",
+    OrderAction.ACCEPT: "accept",
 }
 DONE = {
     OrderAction.TAKE: "Order {order} is yours: complete, cancel, release or escalate it from the card.",
@@ -120,6 +122,8 @@ async def _act(
     user = operator.telegram_user_id
     if action is OrderAction.TAKE:
         return await order_api.take(order_id=data.order_id, telegram_user_id=user)
+    if action is OrderAction.ACCEPT:
+        return await order_api.accept(order_id=data.order_id, telegram_user_id=user)
     if action is OrderAction.RELEASE:
         return await order_api.release(order_id=data.order_id, telegram_user_id=user, version=data.version)
     return await order_api.change_status(
@@ -182,7 +186,10 @@ async def on_order_button(
         "order button handled",
         extra={"order_id": order.id, "action": ACTION_NAMES[action], "operator_id": operator.operator_id},
     )
-    await query.answer(DONE[action].format(order=short_id(order.id)))
+    if action is OrderAction.ACCEPT:
+        await query.answer(say("accepted", language_of(query.from_user), order=short_id(order.id)))
+    else:
+        await query.answer(DONE[action].format(order=short_id(order.id)))
     await show_order_state(
         database=desk.database,
         bot=bot,
