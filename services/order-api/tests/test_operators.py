@@ -30,8 +30,9 @@ from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.db import SCHEMA, outbox
 from order_api.operators import workflow
+from order_api.operators.assignment import auto_assign, lapse_untouched_assignments
 from order_api.operators.errors import OperatorInactiveError
-from order_api.operators.models import Operator
+from order_api.operators.models import Operator, OrderAssignment
 from order_api.operators.service import OperatorPrincipal
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.models import Order, OrderEvent
@@ -976,6 +977,10 @@ async def test_every_event_order_api_writes_is_exactly_its_contract(
     await db_session.execute(update(OrderEvent).values(created_at=utcnow() - timedelta(days=1)))
     protection = context_of(api.app).protection
     assert await return_idle_assignments(db_session, settings=api.settings, protection=protection) == 1
+    await hire(api, api_keys)  # auto-assigned the order (the holder had it already), and let it lapse
+    assert await auto_assign(db_session, settings=api.settings, protection=protection, order_id=order["id"])
+    await db_session.execute(update(OrderAssignment).values(lapses_at=utcnow() - timedelta(seconds=1)))
+    assert await lapse_untouched_assignments(db_session, settings=api.settings, protection=protection) == 1
     await take(api, holder, order)
     escalate = f"/v1/operator/orders/{order['id']}/escalate"
     escalation = (
