@@ -198,6 +198,7 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
             assert not await assignment.auto_assign(
                 session, settings=ctx.settings, protection=ctx.protection, order_id=order_id
             )
+            assert order_id not in await assignment.orders_to_assign(session)  # nor keeps newer ones waiting
         assert await holder(order_id) is None
         takeable = (await api.client.get("/v1/operator/orders", headers=auth(anna))).json()["items"]
 

@@ -112,6 +112,8 @@ async def auto_assign(
     """Give ``order_id``, if still takeable, to the operator :func:`pick_assignee` chooses, in the caller's
     transaction; ``False`` when nobody fits or the order was taken meanwhile."""
     await lock_until_commit(session, ASSIGNING_LOCK, write_lock_on=ASSIGNMENT_TABLE)
+    if not await repository.still_takeable(session, order_id=order_id):  # another replica got there first
+        return False
     for _ in range(ATTEMPTS):
         chosen = pick_assignee(await candidates_for(session, settings=settings, order_id=order_id))
         if chosen is None:

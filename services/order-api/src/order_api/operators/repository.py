@@ -368,8 +368,36 @@ def _operator_actor() -> Any:
     return literal("operator:") + Operator.id
 
 
+def _may_be_given(order_id: Any) -> tuple[Any, ...]:
+    """SQL: the operator row in the query could be auto-assigned the order (an id, or the ``order.id``
+    column): active, role operator, available, and never had it (no step of its history is theirs, and it
+    was never auto-assigned to them)."""
+    actor = _operator_actor()
+    # correlated explicitly: nested in orders_to_auto_assign, ``order`` is two levels up
+    had_it = or_(
+        select(OrderEvent.id)
+        .where(
+            OrderEvent.order_id == order_id, OrderEvent.actor.like("operator:%"), OrderEvent.actor == actor
+        )
+        .correlate_except(OrderEvent)
+        .exists(),
+        select(OrderAssignment.id)
+        .where(OrderAssignment.order_id == order_id, OrderAssignment.operator_id == Operator.id)
+        .correlate_except(OrderAssignment)
+        .exists(),
+    )
+    return (
+        Operator.active.is_(True),
+        Operator.role == "operator",
+        Operator.presence == "available",
+        ~had_it,
+    )
+
+
 async def orders_to_auto_assign(session: AsyncSession, *, limit: int) -> list[str]:
-    """Up to ``limit`` takeable orders (``awaiting_deposit``, held by nobody, not escalated), oldest first."""
+    """Up to ``limit`` takeable orders (``awaiting_deposit``, held by nobody, not escalated) that some
+    available operator could be given, oldest first: an order every one of them had already does not hold
+    a place ahead of newer ones."""
     return list(
         (
             await session.scalars(
@@ -378,6 +406,7 @@ async def orders_to_auto_assign(session: AsyncSession, *, limit: int) -> list[st
                     Order.status == OrderStatus.AWAITING_DEPOSIT.value,
                     Order.operator_id.is_(None),
                     ~has_open_escalation(Order.id),
+                    select(Operator.id).where(*_may_be_given(Order.id)).exists(),
                 )
                 .order_by(Order.created_at, Order.id)
                 .limit(limit)
@@ -386,11 +415,17 @@ async def orders_to_auto_assign(session: AsyncSession, *, limit: int) -> list[st
     )
 
 
+async def still_takeable(session: AsyncSession, *, order_id: str) -> bool:
+    """Whether ``order_id`` is still awaiting its deposit with nobody holding it."""
+    status = await session.scalar(
+        select(Order.status).where(Order.id == order_id, Order.operator_id.is_(None))
+    )
+    return status == OrderStatus.AWAITING_DEPOSIT.value
+
+
 async def assignee_candidates(session: AsyncSession, *, order_id: str) -> Sequence[Row[Any]]:
-    """Rows ``(id, max_held_orders, held, available_since, last_step_at, last_assigned_at)`` of the active,
-    available operators (role operator) who never had ``order_id``: no step of its history is theirs and it
-    was never auto-assigned to them."""
-    actor = _operator_actor()
+    """Rows ``(id, max_held_orders, held, available_since, last_step_at, last_assigned_at)`` of the operators
+    who could be given ``order_id`` (``_may_be_given``)."""
     held = (
         select(func.count())
         .select_from(Order)
@@ -399,23 +434,13 @@ async def assignee_candidates(session: AsyncSession, *, order_id: str) -> Sequen
     )
     last_step = (
         select(func.max(OrderEvent.created_at))
-        .where(OrderEvent.actor.like("operator:%"), OrderEvent.actor == actor)
+        .where(OrderEvent.actor.like("operator:%"), OrderEvent.actor == _operator_actor())
         .scalar_subquery()
     )
     last_assigned = (
         select(func.max(OrderAssignment.assigned_at))
         .where(OrderAssignment.operator_id == Operator.id)
         .scalar_subquery()
-    )
-    had_it = or_(
-        select(OrderEvent.id)
-        .where(
-            OrderEvent.order_id == order_id, OrderEvent.actor.like("operator:%"), OrderEvent.actor == actor
-        )
-        .exists(),
-        select(OrderAssignment.id)
-        .where(OrderAssignment.order_id == order_id, OrderAssignment.operator_id == Operator.id)
-        .exists(),
     )
     return (
         await session.execute(
@@ -426,12 +451,7 @@ async def assignee_candidates(session: AsyncSession, *, order_id: str) -> Sequen
                 func.coalesce(Operator.presence_since, Operator.created_at).label("available_since"),
                 last_step.label("last_step_at"),
                 last_assigned.label("last_assigned_at"),
-            ).where(
-                Operator.active.is_(True),
-                Operator.role == "operator",
-                Operator.presence == "available",
-                ~had_it,
-            )
+            ).where(*_may_be_given(order_id))
         )
     ).all()
 
