@@ -21,6 +21,7 @@ from order_api.db import outbox
 from order_api.operators import assignment
 from order_api.operators.assignment import Candidate, pick_assignee
 from order_api.operators.models import Operator, OrderAssignment
+from order_api.operators.repository import AUTO_ASSIGN_ACTOR
 from order_api.orders.models import Order, OrderEvent
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, hire, order_body, wallet_assigned
 from order_api.workers.sweeper import auto_assign_orders
@@ -65,6 +66,7 @@ def test_the_fewest_held_wins_then_the_longest_idle_and_a_capped_operator_never(
     assert pick_assignee([candidate("anna", 3, 90, cap=3), candidate("boris", 4, 1)]) == "boris"
     assert pick_assignee([candidate("anna", 3, 90, cap=3)]) is None
     assert pick_assignee([]) is None
+    assert assignment.SYSTEM_AUTO_ASSIGN.label == AUTO_ASSIGN_ACTOR  # what the repository's SQL looks for
 
 
 async def test_an_order_goes_to_the_least_loaded_available_operator_then_the_longest_idle(
@@ -159,6 +161,38 @@ async def test_the_assignment_is_an_event_in_history_and_audit_shown_on_the_orde
     assert again.json()["assignment"]["outcome"] == "accepted"
     accepts = (await db_session.execute(select(AuditLog).filter_by(action="order.assignment_accepted"))).all()
     assert len(accepts) == 1
+
+
+async def test_an_assignment_acted_on_is_accepted_and_one_taken_away_has_ended(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    anna, boris = await hire(api, api_keys), await hire(api, api_keys)
+    ctx = context_of(api.app)
+    cancelled, deactivated = await takeable_order(api, api_keys), await takeable_order(api, api_keys)
+    for order_id in (cancelled, deactivated):  # anna, idle longer, then boris
+        assert await assignment.auto_assign(
+            db_session, settings=ctx.settings, protection=ctx.protection, order_id=order_id
+        )
+    cancel = await api.client.post(
+        f"/v1/operator/orders/{cancelled}/status", json={"status": "cancelled"}, headers=auth(anna)
+    )
+    assert cancel.status_code == 200, cancel.text
+    away = await api.client.patch(
+        f"/v1/admin/operators/{boris['id']}", json={"active": False}, headers=admin(api_keys)
+    )
+    assert away.status_code == 200, away.text
+    await db_session.execute(update(OrderAssignment).values(lapses_at=utcnow() - timedelta(seconds=1)))
+
+    lapsed = await assignment.lapse_untouched_assignments(
+        db_session, settings=ctx.settings, protection=ctx.protection
+    )
+    outcomes = dict(
+        (await db_session.execute(select(OrderAssignment.operator_id, OrderAssignment.outcome)))
+        .tuples()
+        .all()
+    )
+    assert lapsed == 0
+    assert outcomes == {anna["id"]: "accepted", boris["id"]: "ended"}
 
 
 async def lapse_now(database: Database) -> None:

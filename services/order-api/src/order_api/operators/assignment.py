@@ -57,7 +57,6 @@ ORDER_ASSIGNMENT_LAPSED = OrderAssignmentLapsed.event_type
 ORDER_ASSIGNMENT_ACCEPTED = "order.assignment_accepted"
 """Audited and in the order's history; not announced (nothing changes for anyone else)."""
 SYSTEM_AUTO_ASSIGN = lifecycle.Actor(kind="system", id="auto-assign", channel="system")
-assert SYSTEM_AUTO_ASSIGN.label == repository.AUTO_ASSIGN_ACTOR  # noqa: S101 - the repository's SQL names it
 ASSIGNING_LOCK = "auto-assign"
 ASSIGNMENT_TABLE = cast(Table, OrderAssignment.__table__)
 BATCH = 50

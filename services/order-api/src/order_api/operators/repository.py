@@ -33,6 +33,7 @@ TAKEABLE_ORDERS = Keyset("operator-orders", Order.created_at, Order.id, newest_f
 HELD_ORDERS = Keyset("operator-orders-mine", Order.created_at, Order.id, newest_first=False)
 """An operator's own orders, in the same order."""
 AUTO_ASSIGN_ACTOR = "system:auto-assign"
+"""The auto-assigner's actor label in an order's history (``operators.assignment.SYSTEM_AUTO_ASSIGN``)."""
 ESCALATIONS = Keyset("escalations", Escalation.raised_at, Escalation.id, newest_first=False)
 
 
@@ -456,15 +457,21 @@ async def assignee_candidates(session: AsyncSession, *, order_id: str) -> Sequen
     ).all()
 
 
-def _assignment_touched() -> Any:
+def _assignment_touched(*, by_its_operator: bool = False) -> Any:
     """SQL: a step of the assigned order's history since its assignment, by anyone but the auto-assigner
-    (the operator accepted, changed, escalated or commented on it, or support stepped in)."""
+    (the operator accepted, changed, escalated or commented on it, or support stepped in), or, with
+    ``by_its_operator``, by the operator it was assigned to."""
+    by = (
+        OrderEvent.actor == literal("operator:") + OrderAssignment.operator_id
+        if by_its_operator
+        else OrderEvent.actor != AUTO_ASSIGN_ACTOR
+    )
     return (
         select(OrderEvent.id)
         .where(
             OrderEvent.order_id == OrderAssignment.order_id,
             OrderEvent.created_at >= OrderAssignment.assigned_at,
-            OrderEvent.actor != AUTO_ASSIGN_ACTOR,
+            by,
         )
         .exists()
     )
@@ -496,8 +503,10 @@ async def lapsed_assignments(
 
 async def settle_due_assignments(session: AsyncSession, *, now: datetime) -> None:
     """Close the pending assignments past ``lapses_at`` that did not lapse (the caller gave back the lapsed
-    ones first): the order was acted on (``accepted``), or it left the operator otherwise (``ended``). One
-    still held, untouched and locked by a request right now stays pending for the next pass."""
+    ones first): the operator acted on the order (``accepted``), or it left them otherwise (``ended``:
+    reassigned by support, returned by a deactivation), or someone else acted on it while they held it
+    (``accepted``). One still held, untouched and locked by a request right now stays pending for the next
+    pass."""
     due = (OrderAssignment.outcome.is_(None), OrderAssignment.lapses_at <= now)
     still_held = (
         select(Order.id)
@@ -509,8 +518,9 @@ async def settle_due_assignments(session: AsyncSession, *, now: datetime) -> Non
         .exists()
     )
     for outcome, condition in (
-        (AssignmentOutcome.ACCEPTED, _assignment_touched()),
+        (AssignmentOutcome.ACCEPTED, _assignment_touched(by_its_operator=True)),
         (AssignmentOutcome.ENDED, ~still_held),
+        (AssignmentOutcome.ACCEPTED, _assignment_touched()),
     ):
         await session.execute(
             update(OrderAssignment)
