@@ -57,6 +57,27 @@ async def hire(client: httpx.AsyncClient, stack: Stack, user: TelegramUser, role
     return body
 
 
+async def open_desk(
+    stack: Stack,
+    services: list[ServiceProcess],
+    smtp_server: SmtpServer,
+    bot_api: FakeBotApi,
+    **order_api_env: str,
+) -> ServiceProcess:
+    """The four services started (order-api with ``order_api_env``), the bot's webhook set, two BTC wallets
+    free; returns order-api."""
+    wallet_pool, order_api = stack.wallet_pool(), stack.order_api(**order_api_env)
+    notifier, gateway = stack.notifier(smtp_port=smtp_server.port), stack.telegram_gateway(bot_api=bot_api)
+    await start_services(services, wallet_pool, order_api, notifier, gateway)
+
+    async def webhook() -> str | None:
+        return bot_api.webhook_url
+
+    await eventually(webhook, within=20.0, message="the gateway sets its webhook")
+    await import_btc_wallets(wallet_pool, stack, 2)
+    return order_api
+
+
 async def card_in(bot_api: FakeBotApi, chat_id: int, order_id: str, *, count: int = 1) -> list[ChatMessage]:
     async def cards() -> list[ChatMessage]:
         return [m for m in bot_api.chat_messages(chat_id) if f"rder {order_id[:8]}" in m.text]
@@ -78,16 +99,7 @@ async def said_to(bot_api: FakeBotApi, user: TelegramUser, *, count: int) -> lis
 async def test_cap_presence_reassignment_and_deactivation_over_rest_and_telegram(
     stack: Stack, services: list[ServiceProcess], smtp_server: SmtpServer, bot_api: FakeBotApi
 ) -> None:
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api(ORDER_API_OPERATOR_MAX_HELD_ORDERS="1")
-    notifier, gateway = stack.notifier(smtp_port=smtp_server.port), stack.telegram_gateway(bot_api=bot_api)
-    await start_services(services, wallet_pool, order_api, notifier, gateway)
-
-    async def webhook() -> str | None:
-        return bot_api.webhook_url
-
-    await eventually(webhook, within=20.0, message="the gateway sets its webhook")
-    await import_btc_wallets(wallet_pool, stack, 2)
+    order_api = await open_desk(stack, services, smtp_server, bot_api, ORDER_API_OPERATOR_MAX_HELD_ORDERS="1")
 
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         anna, boris = (
@@ -182,16 +194,9 @@ async def test_auto_assignment_over_rest_and_telegram_accepted_or_lapsed_back_to
     accepts it from that message; the next goes to Boris (Anna holds one), who leaves it: at its timeout it
     is back in the pool (its card posted again, Boris told), and with Anna away nobody gets it."""
     assert stack.database_url is not None
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api(ORDER_API_AUTO_ASSIGN="true", ORDER_API_SWEEP_SECONDS="0.2")
-    notifier, gateway = stack.notifier(smtp_port=smtp_server.port), stack.telegram_gateway(bot_api=bot_api)
-    await start_services(services, wallet_pool, order_api, notifier, gateway)
-
-    async def webhook() -> str | None:
-        return bot_api.webhook_url
-
-    await eventually(webhook, within=20.0, message="the gateway sets its webhook")
-    await import_btc_wallets(wallet_pool, stack, 2)
+    order_api = await open_desk(
+        stack, services, smtp_server, bot_api, ORDER_API_AUTO_ASSIGN="true", ORDER_API_SWEEP_SECONDS="0.2"
+    )
 
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         anna, boris = (

@@ -335,14 +335,11 @@ async def change_status(
     return order
 
 
-async def take_order(
-    session: AsyncSession, *, protection: DataProtection, order_id: str, actor: Actor
-) -> Order | None:
-    """Give an ``awaiting_deposit`` order nobody holds to the operator ``actor``, in ONE conditional
-    ``UPDATE``: of any number of concurrent takers exactly one matches the row. ``None`` when this one did
-    not (taken by someone else, not takeable, or no such order: the caller reads the order to tell which)."""
+async def _hand_over_takeable(session: AsyncSession, *, order_id: str, operator_id: str) -> Order | None:
+    """``awaiting_deposit`` → ``in_progress`` held by ``operator_id``, in ONE conditional ``UPDATE`` on an order
+    nobody holds: of any number of concurrent callers exactly one matches the row."""
     check_transition(OrderStatus.AWAITING_DEPOSIT, OrderStatus.IN_PROGRESS)
-    order = (
+    order: Order | None = (
         await session.execute(
             update(Order)
             .where(
@@ -352,7 +349,7 @@ async def take_order(
             )
             .values(
                 status=OrderStatus.IN_PROGRESS.value,
-                operator_id=actor.id,
+                operator_id=operator_id,
                 version=Order.version + 1,
                 updated_at=utcnow(),
             )
@@ -360,6 +357,16 @@ async def take_order(
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
+    return order
+
+
+async def take_order(
+    session: AsyncSession, *, protection: DataProtection, order_id: str, actor: Actor
+) -> Order | None:
+    """Give an ``awaiting_deposit`` order nobody holds to the operator ``actor``, in ONE conditional
+    ``UPDATE``: of any number of concurrent takers exactly one matches the row. ``None`` when this one did
+    not (taken by someone else, not takeable, or no such order: the caller reads the order to tell which)."""
+    order = await _hand_over_takeable(session, order_id=order_id, operator_id=actor.id)
     if order is not None:
         await _after_transition(
             session,
@@ -479,25 +486,7 @@ async def assign_order(
     """Hand an ``awaiting_deposit`` order nobody holds to ``operator_id`` on behalf of ``actor`` (the
     auto-assigner): the same one conditional ``UPDATE`` as :func:`take_order`, so it races takes safely;
     ``None`` when the order was taken meanwhile or is no longer takeable."""
-    check_transition(OrderStatus.AWAITING_DEPOSIT, OrderStatus.IN_PROGRESS)
-    order = (
-        await session.execute(
-            update(Order)
-            .where(
-                Order.id == order_id,
-                Order.status == OrderStatus.AWAITING_DEPOSIT.value,
-                Order.operator_id.is_(None),
-            )
-            .values(
-                status=OrderStatus.IN_PROGRESS.value,
-                operator_id=operator_id,
-                version=Order.version + 1,
-                updated_at=utcnow(),
-            )
-            .returning(Order)
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    order = await _hand_over_takeable(session, order_id=order_id, operator_id=operator_id)
     if order is not None:
         await record_order_action(
             session,
