@@ -14,6 +14,7 @@ from sqlalchemy import select
 from notifier.notifications.models import Channel, Notification
 from notifier.rules import Message, already_told, messages_for
 from notifier.testing import KEYS, RunningApp, SmtpServer, order_payload
+from notifier.webhooks.events import OrderData, webhook_events
 from servicekit.db import Database
 from servicekit.errors import ValidationFailedError
 from servicekit.outbox import EventEnvelope
@@ -435,3 +436,23 @@ def test_a_lapsed_assignment_posts_the_card_again_and_names_the_operator_to_tell
     )
     assert card.variables["assignment"] == {"telegram_user_id": 802, "lapses_at": None}
     assert emails_for(_envelope("order.assignment_lapsed", payload)) == []
+
+
+@pytest.mark.parametrize(
+    ("event_type", "status", "from_status"),
+    [
+        ("order.assigned", "in_progress", "awaiting_deposit"),
+        ("order.assignment_lapsed", "awaiting_deposit", "in_progress"),
+    ],
+)
+def test_the_website_hears_of_an_auto_assignment_and_its_lapse_as_status_changes(
+    event_type: str, status: str, from_status: str
+) -> None:
+    payload = _order(status=status, from_status=from_status, lapses_at="2026-11-21T12:05:00+00:00")
+    [event] = webhook_events(_envelope(event_type, payload))
+    assert isinstance(event.data, OrderData)
+    assert (event.type, event.data.status, event.data.from_status) == (
+        "order.status_changed",
+        status,
+        from_status,
+    )
