@@ -213,7 +213,7 @@ async def test_take_makes_the_order_mine_and_edits_the_card_for_everyone(desk: D
 
 
 async def test_accept_on_the_private_message_of_an_order_assigned_to_me_keeps_it_mine(desk: Desk) -> None:
-    held = {
+    held: dict[str, Any] = {
         "status": "in_progress",
         "operator_id": desk.operators["Anna"],
         "operator_name": "Anna",
