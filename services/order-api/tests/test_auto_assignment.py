@@ -281,6 +281,36 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
         assert (stats["mine"]["processed"], stats["mine"]["open_orders"]) == (0, 0)
 
 
+async def test_switched_off_it_assigns_nothing_and_what_it_assigned_still_lapses(
+    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys
+) -> None:
+    async with order_api(database_url=own_database_url) as api:  # ORDER_API_AUTO_ASSIGN off, the default
+        ctx = context_of(api.app)
+        await hire(api, api_keys)
+        assigned, waiting = await takeable_order(api, api_keys), await takeable_order(api, api_keys)
+        database: Database = service_state(api.app).runtime.database
+        async with database.sessionmaker.begin() as session:  # assigned while it was on
+            assert await assignment.auto_assign(
+                session, settings=ctx.settings, protection=ctx.protection, order_id=assigned
+            )
+        await lapse_now(database)
+
+        assert (
+            await auto_assign_orders(database=database, settings=ctx.settings, protection=ctx.protection) == 0
+        )
+        async with database.sessionmaker() as session:
+            holders = dict(
+                (
+                    await session.execute(
+                        select(Order.id, Order.operator_id).where(Order.id.in_([assigned, waiting]))
+                    )
+                )
+                .tuples()
+                .all()
+            )
+    assert holders == {assigned: None, waiting: None}
+
+
 async def test_auto_assignment_races_takes_across_two_replicas_with_one_holder_per_order(
     order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys
 ) -> None:

@@ -10,7 +10,8 @@
   announced as it is now, once its request can no longer be running.
 - Assignment timeout: a taken order left untouched goes back to the pool (``operators.timeouts``).
 - Auto-assignment (``ORDER_API_AUTO_ASSIGN``): takeable orders go to an available operator, and those left
-  untouched past ``ORDER_API_AUTO_ASSIGN_TIMEOUT_SECONDS`` come back to the pool (``operators.assignment``).
+  untouched past ``ORDER_API_AUTO_ASSIGN_TIMEOUT_SECONDS`` come back to the pool (``operators.assignment``);
+  switched off, it assigns nothing, and what it assigned before still lapses.
 - Untouched orders: orders no operator took within ``untouched_order_alert_minutes`` of getting their address
   are reported to the notifier's alerts, once per crossing (``orders.untouched``).
 """
@@ -174,6 +175,8 @@ async def auto_assign_orders(*, database: Database, settings: Settings, protecti
     returns how many orders were assigned."""
     async with database.sessionmaker.begin() as session:
         await assignment.lapse_untouched_assignments(session, settings=settings, protection=protection)
+        if not settings.auto_assign:  # switched off: what was assigned before still lapses
+            return 0
         order_ids = await assignment.orders_to_assign(session)
     assigned = 0
     for order_id in order_ids:
@@ -192,20 +195,15 @@ async def watch_untouched_orders(*, database: Database, settings: Settings) -> i
 
 def order_sweeps(context: OrderApiContext) -> list[PeriodicWorker]:
     """The sweeps, each a worker of its own (one failing never holds up the others), built with what they
-    need of order-api's context; auto-assignment only when ``ORDER_API_AUTO_ASSIGN`` is on."""
+    need of order-api's context."""
     database, settings, protection = context.database, context.settings, context.protection
     every = settings.sweep_seconds
-    optional = []
-    if settings.auto_assign:
-        optional.append(
-            PeriodicWorker(
-                name="auto-assignment",
-                job=lambda: auto_assign_orders(database=database, settings=settings, protection=protection),
-                interval_seconds=every,
-            )
-        )
     return [
-        *optional,
+        PeriodicWorker(
+            name="auto-assignment",
+            job=lambda: auto_assign_orders(database=database, settings=settings, protection=protection),
+            interval_seconds=every,
+        ),
         PeriodicWorker(
             name="order-expiry",
             job=lambda: expire_overdue_orders(database=database, protection=protection),
