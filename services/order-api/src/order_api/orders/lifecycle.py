@@ -290,6 +290,12 @@ async def _versioned_update(
         set_committed_value(order, name, value)  # already written above: keep the ORM from writing it again
 
 
+async def record_changes(session: AsyncSession, *, order: Order, values: dict[str, Any]) -> None:
+    """Write ``values`` to ``order`` without a change of status (a hold recording the deposit seen): a new
+    version, so a client holding the old one re-reads before it changes the order."""
+    await _versioned_update(session, order=order, values=values, expected_version=None)
+
+
 async def change_status(
     session: AsyncSession,
     *,
