@@ -349,7 +349,7 @@ def test_preview_prints_one_template(capsys: pytest.CaptureFixture[str]) -> None
             "ru",
             "мы получили 150.25 USDT и отправили вам 0.0015 BTC.",
             "Транзакция выплаты: ",
-            "В заявке было",
+            "заявке было",
         ),
     ],
 )

@@ -180,7 +180,7 @@ class TransactionRead(BaseModel):
         description="The deposit against the ordered `amount`, once completed."
     )
     difference: DecimalString | None = Field(
-        description="Received − ordered, in `from_currency` (negative: underpaid); null without a deposit."
+        description="Received minus ordered, in `from_currency` (negative: underpaid); null without a deposit."
     )
 
 

@@ -129,17 +129,15 @@ def completion(
                 ],
             )
         return Completion(changes={}, details={})
+    changes: dict[str, Any] = {}  # without a deposit, the one a hold recorded is reused as it is
     if transaction.deposit is not None:
-        deposit = deposit_columns(
+        changes = deposit_columns(
             order, transaction.deposit, currencies=currencies, field="transaction.deposit"
         )
-    elif order.deposit_amount is not None:
-        deposit = {}  # recorded by a hold: reused as it is
-    else:
+    elif order.deposit_amount is None:
         raise invalid("transaction.deposit", "required: no deposit is recorded on this order yet")
-    changes = {**deposit, **_payout_columns(order, transaction.payout, currencies=currencies)}
-    received = changes.get("deposit_amount", order.deposit_amount)
-    assert received is not None  # one of the two branches above set it
+    changes.update(_payout_columns(order, transaction.payout, currencies=currencies))
+    received: Decimal = changes.get("deposit_amount", order.deposit_amount)
     result = outcome(ordered=order.amount, received=received)
     if result != PaymentOutcome.EXACT and transaction.payment_difference != ADJUSTED_PAYOUT:
         raise PaymentMismatchError(
