@@ -16,6 +16,7 @@ from coin_addresses import (
     UnsupportedNetworkError,
     default_network,
     demo_address,
+    demo_transaction_hash,
     validate_address,
     validate_transaction_hash,
 )
@@ -540,3 +541,10 @@ def test_malformed_transaction_hash_is_refused_with_the_chain_format(
     with pytest.raises(InvalidTransactionHashError) as caught:
         validate_transaction_hash(network=network, tx_hash=tx_hash)
     assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("network", ["bitcoin", "TRC20", "ERC20", "ethereum", "solana", "TON", "other"])
+def test_demo_transaction_hashes_are_valid_and_distinct(network: str) -> None:
+    first, second = (demo_transaction_hash(network=network, seed=seed) for seed in (1, 2))
+    assert first != second
+    assert validate_transaction_hash(network=network, tx_hash=first) == first

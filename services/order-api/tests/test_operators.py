@@ -36,7 +36,14 @@ from order_api.operators.service import OperatorPrincipal
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.models import Order, OrderEvent
 from order_api.orders.untouched import report_untouched_orders
-from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, TwoRoleDatabase
+from order_api.testing import (
+    PAYOUT_USDT,
+    ApiKeys,
+    OrderApi,
+    OrderApiRunner,
+    TwoRoleDatabase,
+    completion_body,
+)
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
 from servicekit.state import service_state
@@ -150,7 +157,7 @@ async def set_status(
 ) -> dict[str, Any]:
     response = await api.client.post(
         f"/v1/operator/orders/{order['id']}/status",
-        json={"status": status},
+        json=completion_body(order) if status == "completed" else {"status": status},
         headers={**staff.auth, **headers},
     )
     assert response.status_code == 200, response.text
@@ -327,7 +334,7 @@ async def test_acting_for_an_operator_reaches_only_the_bots_work_whatever_their_
     assert (released.status_code, released.json()["status"]) == (200, "awaiting_deposit")
     await api.client.post(f"/v1/operator/orders/{mine['id']}/take", headers=as_admin)
     completed = await api.client.post(
-        f"/v1/operator/orders/{mine['id']}/status", json={"status": "completed"}, headers=as_admin
+        f"/v1/operator/orders/{mine['id']}/status", json=completion_body(mine), headers=as_admin
     )
     assert (completed.status_code, completed.json()["status"]) == (200, "completed")
     # ... with an operator's powers only: an admin acted for drives no one else's order
@@ -826,11 +833,21 @@ async def test_every_staff_action_is_audited_with_actor_channel_and_correlation_
     ]
     assert trail[0]["correlation_id"] == taken.headers["X-Correlation-ID"]
     assert trail[0]["channel"] == "rest"
+    recorded = completion_body(order)["transaction"]
     assert trail[-1]["parameters"] == {
         "from_status": "in_progress",
         "to_status": "completed",
         "version": 7,
         "comment": None,
+        "transaction": {
+            "deposit_tx_hash": recorded["deposit"]["tx_hash"],
+            "deposit_amount": order["amount"],
+            "deposit_seen_at": trail[-1]["parameters"]["transaction"]["deposit_seen_at"],
+            "payout_tx_hash": recorded["payout"]["tx_hash"],
+            "payout_amount": "1000",
+            "payout_network_fee": None,
+            "payment": "exact",
+        },
     }
     mine = await api.client.get(
         "/v1/audit", params={"actor": f"operator:{operator.id}"}, headers=bearer(api_keys.admin)

@@ -31,6 +31,7 @@ __all__ = [
     "UnsupportedNetworkError",
     "default_network",
     "demo_address",
+    "demo_transaction_hash",
     "validate_address",
     "validate_transaction_hash",
 ]
@@ -407,3 +408,15 @@ def validate_transaction_hash(*, network: str, tx_hash: str) -> str:
     if not _ANY_HASH.fullmatch(candidate):
         raise InvalidTransactionHashError(f"a {network} transaction hash is 32 to 128 letters and digits")
     return candidate
+
+
+def demo_transaction_hash(*, network: str, seed: int | str) -> str:
+    """A well-formed, deterministic transaction hash of ``network`` for demo data and tests (distinct seeds
+    give distinct hashes); it names no real transaction."""
+    digest = hashlib.sha256(f"exchange-desk demo transaction/{network}/{seed}".encode()).digest()
+    kind = network.strip().lower()
+    if kind in _EVM_NETWORKS:
+        return "0x" + digest.hex()
+    if kind in _SOLANA_NETWORKS:
+        return base58.b58encode(digest + hashlib.sha256(digest).digest()).decode("ascii")
+    return digest.hex()

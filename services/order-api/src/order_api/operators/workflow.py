@@ -264,7 +264,9 @@ async def change_order_status(
     order = await _order_to_drive(session, order_id=order_id, principal=principal)
     record = transactions.Completion(changes={}, details={})
     if request.status == OrderStatus.COMPLETED.value:
-        lifecycle.check_transition(order.status, OrderStatus.COMPLETED)  # a closed order: 409, not a 422
+        # a closed order is a 409 and a stale If-Match a 412, whatever the record says
+        lifecycle.check_transition(order.status, OrderStatus.COMPLETED)
+        lifecycle.check_version(order, expected_version)
         record = transactions.completion(
             order,
             request.transaction,
