@@ -249,6 +249,8 @@ async def change_order_status(
 ) -> OperatorOrderRead:
     """The holder (or an admin) completes or cancels the order, or gives it back (``awaiting_deposit``).
     Closing it releases its deposit address through the outbox."""
+    if request.transaction is not None and request.status != OrderStatus.COMPLETED.value:
+        raise transactions.invalid("transaction", "only a completion records a transaction")
     if request.status == OrderStatus.AWAITING_DEPOSIT.value:
         return await give_back_order(
             session=session,
@@ -259,8 +261,6 @@ async def change_order_status(
             comment=request.comment,
             expected_version=expected_version,
         )
-    if request.transaction is not None and request.status != OrderStatus.COMPLETED.value:
-        raise transactions.invalid("transaction", "only a completion records a transaction")
     order = await _order_to_drive(session, order_id=order_id, principal=principal)
     record = transactions.Completion(changes={}, details={})
     if request.status == OrderStatus.COMPLETED.value:
