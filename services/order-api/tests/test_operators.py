@@ -1513,11 +1513,15 @@ async def test_a_hold_records_the_deposit_and_the_completion_reuses_it(
     )
 
     url = f"/v1/operator/orders/{order['id']}/status"
-    without_deposit = {"status": "completed", "transaction": {"payout": record()["payout"]}}
-    mismatch = await api.client.post(url, json=without_deposit, headers=operator.auth)
+    payout = {"payout": record()["payout"]}
+    mismatch = await api.client.post(
+        url, json={"status": "completed", "transaction": payout}, headers=operator.auth
+    )
     assert (mismatch.status_code, mismatch.json()["received"]) == (409, "0.06")
-    without_deposit["transaction"]["payment_difference"] = "adjusted_payout"
-    done = await api.client.post(url, json=without_deposit, headers=operator.auth)
+    adjusted = {**payout, "payment_difference": "adjusted_payout"}
+    done = await api.client.post(
+        url, json={"status": "completed", "transaction": adjusted}, headers=operator.auth
+    )
     assert done.status_code == 200, done.text
     assert done.json()["transaction"]["deposit"] == deposit
     assert (done.json()["transaction"]["payment"], done.json()["transaction"]["difference"]) == (

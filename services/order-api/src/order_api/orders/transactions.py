@@ -130,14 +130,15 @@ def completion(
             )
         return Completion(changes={}, details={})
     changes: dict[str, Any] = {}  # without a deposit, the one a hold recorded is reused as it is
+    received = order.deposit_amount
     if transaction.deposit is not None:
         changes = deposit_columns(
             order, transaction.deposit, currencies=currencies, field="transaction.deposit"
         )
-    elif order.deposit_amount is None:
+        received = changes["deposit_amount"]
+    if received is None:
         raise invalid("transaction.deposit", "required: no deposit is recorded on this order yet")
     changes.update(_payout_columns(order, transaction.payout, currencies=currencies))
-    received: Decimal = changes.get("deposit_amount", order.deposit_amount)
     result = outcome(ordered=order.amount, received=received)
     if result != PaymentOutcome.EXACT and transaction.payment_difference != ADJUSTED_PAYOUT:
         raise PaymentMismatchError(
