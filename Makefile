@@ -40,7 +40,7 @@ run: install ## Start the four services on the embedded default (SQLite) with de
 migrate: install ## Apply every service's migrations (embedded SQLite, or the *_DATABASE_URL you export)
 	$(VENV)/bin/python scripts/devstack.py migrate
 
-compose-env: install ## Write deploy/compose.env (keys from var/dev-credentials.json, minted on first use)
+compose-env: install ## Write deploy/compose.env (keys from var/dev-credentials.json) and mint the compose passwords into ./.env
 	$(VENV)/bin/python scripts/devstack.py compose-env
 
 lint: install ## ruff (lint and format check) and the convention linters (scripts/linters/)
