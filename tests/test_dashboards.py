@@ -319,6 +319,12 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    environment = service["environment"]
+    assert isinstance(environment, dict), "environment as a mapping"
+    return {str(key): str(value) for key, value in environment.items()}
+
+
 def test_compose_provisions_grafana_with_prometheus_and_the_dashboards() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     grafana = mounts(compose["grafana"])
@@ -337,3 +343,8 @@ def test_compose_provisions_grafana_with_prometheus_and_the_dashboards() -> None
     (provider,) = providers["providers"]
     assert provider["type"] == "file"
     assert grafana[provider["options"]["path"]] == "./deploy/grafana/dashboards"
+    home = environment_of(compose["grafana"])["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    mount, _, name = home.rpartition("/")
+    assert grafana[mount] == "./deploy/grafana/dashboards"
+    assert name == "desk-overview.json", "the overview is Grafana's home page"
+    assert (GRAFANA / "dashboards" / name).is_file()
