@@ -65,6 +65,7 @@ class Seeded:
         default_factory=list
     )  # (operator key, seconds); given back between
     close: tuple[str, float, str] | None = None  # (status, seconds, actor)
+    reassigned_to: tuple[str, float] | None = None  # (operator key, seconds): support hands it over
     received: str | None = None  # the deposit a completion recorded (None: completed without a record)
 
     @property
@@ -83,8 +84,12 @@ def at(hour: int, minute: int, day: int = 0) -> datetime:
 def the_day() -> list[Seeded]:
     """Operators ``a`` and ``b``, support ``s``; ``customer`` stands for the customer who placed the order."""
     return [
-        Seeded("BTC", "bitcoin", "0.05", at(9, 10), 30, [("a", 120)], ("completed", 900, "a"), "0.05"),
-        Seeded("BTC", "bitcoin", "0.5", at(10, 20), 10, [("b", 60)], ("completed", 1800, "b"), "0.49"),
+        Seeded(
+            "BTC", "bitcoin", "0.05", at(9, 10), 30, [("a", 120)], ("completed", 900, "a"), received="0.05"
+        ),
+        Seeded(
+            "BTC", "bitcoin", "0.5", at(10, 20), 10, [("b", 60)], ("completed", 1800, "b"), received="0.49"
+        ),
         Seeded("ETH", "ethereum", "2", at(11, 5), 5, [("a", 300)], ("cancelled", 400, "a")),
         Seeded("USDT", "TRC20", "500", at(12, 40), 20, [], ("cancelled", 100, "customer")),
         Seeded("USDT", "TRC20", "20000", at(13, 15), 40, [], ("expired", 1800, "system:expiry")),
@@ -96,7 +101,7 @@ def the_day() -> list[Seeded]:
             15,
             [("b", 200), ("a", 700)],
             ("completed", 1500, "a"),
-            "0.0061",
+            received="0.0061",
         ),
         Seeded("ETH", "ethereum", "0.05", at(14, 0), None, [], ("cancelled", 600, "customer")),
         Seeded("USDT", "ERC20", "50", at(15, 0), 8, [("a", 90)]),
@@ -104,8 +109,23 @@ def the_day() -> list[Seeded]:
         Seeded("BTC", "bitcoin", "0.02", at(1, 50), 3, [("b", 40)], ("completed", 300, "b")),
         Seeded("USDT", "TRC20", "1000", at(0, 0), 60),
         # outside the window: the day before, and the first instant of the next day
-        Seeded("BTC", "bitcoin", "0.3", at(23, 59, day=-1), 10, [("a", 20)], ("completed", 100, "a"), "0.2"),
-        Seeded("ETH", "ethereum", "1", at(0, 0, day=1), 10, [("b", 20)], ("completed", 100, "b"), "1"),
+        Seeded(
+            "BTC",
+            "bitcoin",
+            "0.3",
+            at(23, 59, day=-1),
+            10,
+            [("a", 20)],
+            ("completed", 100, "a"),
+            received="0.2",
+        ),
+        Seeded(
+            "ETH", "ethereum", "1", at(0, 0, day=1), 10, [("b", 20)], ("completed", 100, "b"), received="1"
+        ),
+        # two days on: taken by a, handed to b by support, completed by b
+        Seeded(
+            "BTC", "bitcoin", "0.1", at(10, 0, day=2), 10, [("a", 60)], ("completed", 900, "b"), ("b", 300)
+        ),
     ]
 
 
@@ -156,6 +176,10 @@ async def write_day(
             if index:  # the one before gave it back
                 steps.append(("awaiting_deposit", actor(key), created + timedelta(seconds=seconds - 1)))
             steps.append(("in_progress", actor(key), created + timedelta(seconds=seconds)))
+            holder = staff[key]["id"]
+        if seeded.reassigned_to is not None:
+            key, seconds = seeded.reassigned_to
+            steps.append(("in_progress", actor("s"), created + timedelta(seconds=seconds)))
             holder = staff[key]["id"]
         closed_at = None
         if seeded.close is not None:
@@ -465,6 +489,17 @@ async def test_an_operator_sees_the_orders_they_took_and_support_and_admins_see_
     for who in ("s", "admin", "admin-key"):
         report = await desk.stats(who, **WINDOW)
         assert (report["scope"], report["conversion"]["created"]) == ("desk", len(day))
+
+
+async def test_an_order_handed_to_an_operator_by_a_reassignment_is_in_their_slice_too(desk: Desk) -> None:
+    two_days_on = {
+        "since": (DAY + timedelta(days=2)).isoformat(),
+        "until": (DAY + timedelta(days=3)).isoformat(),
+    }
+    for key in ("a", "b"):  # a took it; b holds it since support handed it over, and completed it
+        report = await desk.stats(key, **two_days_on)
+        assert (report["conversion"]["created"], report["conversion"]["completed"]) == (1, 1), key
+    assert (await desk.stats("s", **two_days_on))["conversion"]["created"] == 1
 
 
 async def test_the_csv_is_the_json_in_long_form(desk: Desk) -> None:
