@@ -1528,6 +1528,24 @@ async def test_a_hold_records_the_deposit_and_the_completion_reuses_it(
         "overpaid",
         "0.01",
     )
+    support = await hire(api, api_keys, role="support")
+    [open_escalation] = (await api.client.get("/v1/operator/escalations", headers=support.auth)).json()[
+        "items"
+    ]
+    await api.client.post(
+        f"/v1/operator/escalations/{open_escalation['id']}/resolve",
+        json={"comment": "ok"},
+        headers=support.auth,
+    )
+    admin = await hire(api, api_keys, role="admin")
+    closed = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/escalate",
+        json={"comment": "again", "deposit": {**deposit, "amount": "1"}},
+        headers=admin.auth,
+    )
+    assert (closed.status_code, closed.json()["code"]) == (409, "order_transition_not_allowed")
+    final = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=admin.auth)).json()
+    assert final["transaction"] == done.json()["transaction"]  # a completed order's record is final
 
 
 async def test_a_plain_escalation_is_reason_other_and_records_nothing(

@@ -399,6 +399,11 @@ async def escalate_order(
         )
     details: dict[str, Any] = {"reason": request.reason}
     if request.deposit is not None:
+        if order.status != OrderStatus.IN_PROGRESS:  # a closed order's record is final
+            raise OrderTransitionError(
+                f"A deposit is recorded on an order in progress; this one is {order.status}.",
+                extra={"order_status": order.status},
+            )
         deposit = transactions.deposit_columns(
             order, request.deposit, currencies=settings.currencies, field="deposit"
         )
