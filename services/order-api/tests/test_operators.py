@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from coin_addresses import demo_address
 from desk_contracts.events import EVENTS, OrdersUntouched
@@ -43,6 +43,8 @@ from order_api.testing import (
     OrderApiRunner,
     TwoRoleDatabase,
     completion_body,
+    embedded_order_api,
+    order_body,
 )
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
@@ -1560,3 +1562,32 @@ async def test_a_plain_escalation_is_reason_other_and_records_nothing(
     assert (detail["version"], detail["transaction"]) == (4, None)
     [event] = await outbox_payloads(db_session, "order.escalated")
     assert (event["reason"], event["transaction"]) == ("other", None)
+
+
+async def test_the_record_is_exact_on_the_embedded_sqlite(
+    order_api: OrderApiRunner, api_keys: ApiKeys, tmp_path: Path
+) -> None:
+    """The embedded default stores amounts as text: the record and its difference stay exact there too."""
+    async with embedded_order_api(order_api, tmp_path / "var") as api:
+        operator = await hire(api, api_keys)
+        created = (await api.client.post("/v1/orders", json=order_body(amount="0.12345678"))).json()
+        engine = service_state(api.app).runtime.database.engine
+        async with async_sessionmaker(engine)() as session:  # as if wallet-pool answered and it was taken
+            await session.execute(
+                update(Order)
+                .where(Order.id == created["id"])
+                .values(status="in_progress", operator_id=operator.id, version=Order.version + 1)
+            )
+            await session.commit()
+        body = completion_body(
+            created, received="0.12345677", sent="0.000001", payment_difference="adjusted_payout"
+        )
+        done = await api.client.post(
+            f"/v1/operator/orders/{created['id']}/status",
+            json=body,
+            headers=operator.auth,
+        )
+        assert done.status_code == 200, done.text
+        record = done.json()["transaction"]
+        assert (record["deposit"]["amount"], record["payout"]["amount"]) == ("0.12345677", "0.000001")
+        assert (record["payment"], record["difference"]) == ("underpaid", "-0.00000001")
