@@ -19,7 +19,7 @@ from pydantic import (
 from order_api.orders.models import OrderStatus
 from order_api.orders.schemas import (
     BTC_TX_EXAMPLE,
-    ETH_TX_EXAMPLE,
+    TRON_TX_EXAMPLE,
     CurrencyCode,
     DepositCreate,
     OrderRead,
@@ -306,7 +306,7 @@ class OrderStatusUpdate(BaseModel):
                             "amount": "0.05",
                             "seen_at": "2026-12-06T10:00:00Z",
                         },
-                        "payout": {"tx_hash": ETH_TX_EXAMPLE, "amount": "1520.4", "network_fee": "1.2"},
+                        "payout": {"tx_hash": TRON_TX_EXAMPLE, "amount": "1520.4", "network_fee": "1.2"},
                     },
                 },
                 {"status": "cancelled", "comment": "The customer asked to cancel."},

@@ -88,7 +88,7 @@ class OrderCreate(BaseModel):
 
 
 TxHash = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ETH_TX_EXAMPLE = "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060"
+TRON_TX_EXAMPLE = "8b63c3b7e34f45b4a2d1f3e9d3c1e5a7b9f0e2d4c6a8b0d2e4f6a8c0e2b4d6f8"  # USDT on TRC20
 BTC_TX_EXAMPLE = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"
 
 
@@ -115,7 +115,7 @@ class PayoutCreate(BaseModel):
 
     tx_hash: TxHash = Field(
         description="The payout's transaction hash, in the format of the order's `to_network`.",
-        examples=[ETH_TX_EXAMPLE],
+        examples=[TRON_TX_EXAMPLE],
     )
     amount: ExactAmount = Field(description="What was sent, in `to_currency`.")
     network_fee: ExactAmount | None = Field(
@@ -164,7 +164,7 @@ class TransactionRead(BaseModel):
                         "amount": "0.049",
                         "seen_at": "2026-12-06T10:00:00Z",
                     },
-                    "payout": {"tx_hash": ETH_TX_EXAMPLE, "amount": "1489.99", "network_fee": "1.2"},
+                    "payout": {"tx_hash": TRON_TX_EXAMPLE, "amount": "1489.99", "network_fee": "1.2"},
                     "payment": "underpaid",
                     "difference": "-0.001",
                 }
