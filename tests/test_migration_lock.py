@@ -1,0 +1,140 @@
+"""Migrations on PostgreSQL run one at a time per schema (an advisory lock), so that every pod's init container
+may run its image's migrations as it starts: replicas racing to migrate one empty database all succeed and the
+schema reaches head once. A migration gives up, rather than wait without end, on another migration that holds
+the lock too long, and on a table lock that the running services hold (``lock_timeout``).
+
+Each migration is a real ``alembic upgrade head`` process, as the init container runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from servicekit.migrations import migration_lock_key
+from servicekit.revisions import MigrationHistory, migrations_dir
+from servicekit.testing import (
+    async_url,
+    create_database,
+    drop_database,
+    eventually,
+    migrated_database,
+    service_dir,
+)
+from wallet_pool.db import SCHEMA
+
+ALEMBIC = os.path.join(os.path.dirname(sys.executable), "alembic")
+HEAD = MigrationHistory.read(migrations_dir("wallet_pool")).head
+
+
+@dataclass(frozen=True)
+class Migration:
+    returncode: int
+    output: str
+
+
+async def start_migration(url: str, **settings: str) -> asyncio.subprocess.Process:
+    """``alembic upgrade head`` of wallet-pool against ``url``, configured as its init container is."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("WALLET_POOL_")}
+    env["WALLET_POOL_DATABASE_URL"] = url
+    env.update({f"WALLET_POOL_{name.upper()}": value for name, value in settings.items()})
+    return await asyncio.create_subprocess_exec(
+        ALEMBIC,
+        "upgrade",
+        "head",
+        cwd=service_dir("wallet-pool"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def finished(process: asyncio.subprocess.Process, *, within: float = 90) -> Migration:
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=within)
+    assert process.returncode is not None
+    return Migration(process.returncode, output.decode())
+
+
+@asynccontextmanager
+async def empty_database() -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A database nothing was migrated on, and a connection to it (as the superuser)."""
+    name = await create_database("desk_migration_lock")
+    url = async_url(name)
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        yield url, connection
+    finally:
+        await connection.close()
+        await drop_database(name)
+
+
+async def waiting_for_the_lock(connection: asyncpg.Connection) -> int:
+    """How many sessions of this database wait for an advisory lock."""
+    count = await connection.fetchval(
+        "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
+        "WHERE locktype = 'advisory' AND NOT granted AND datname = current_database()"
+    )
+    return int(count)
+
+
+async def test_migrations_started_together_on_an_empty_database_all_succeed_and_reach_head_once() -> None:
+    async with empty_database() as (url, connection):
+        # A migration is under way (this session holds its lock): the ones started now must wait for it, so
+        # that they all reach the lock at the same time, as replicas rolled out together do.
+        await connection.execute("SELECT pg_advisory_lock($1)", migration_lock_key(SCHEMA))
+        processes = [await start_migration(url) for _ in range(2)]
+        await eventually(
+            lambda: waiting_for_the_lock(connection), until=lambda waiting: waiting == 2, within=60
+        )
+        await connection.execute("SELECT pg_advisory_unlock($1)", migration_lock_key(SCHEMA))
+
+        migrations = await asyncio.gather(*(finished(process) for process in processes))
+        for migration in migrations:
+            assert migration.returncode == 0, migration.output
+            assert "Error" not in migration.output, migration.output
+        ran = [m for m in migrations if f"-> {HEAD}" in m.output]
+        assert len(ran) == 1, "one ran the history, the others found the schema at head"
+        versions = await connection.fetch("SELECT version_num FROM wallet_pool.alembic_version")
+        assert [row["version_num"] for row in versions] == [HEAD]
+
+
+async def test_a_migration_gives_up_on_another_that_holds_the_lock_too_long() -> None:
+    async with empty_database() as (url, connection):
+        await connection.execute("SELECT pg_advisory_lock($1)", migration_lock_key(SCHEMA))
+        migration = await finished(await start_migration(url, migration_lock_wait_seconds="1"))
+        assert migration.returncode != 0
+        assert f"another migration of schema '{SCHEMA}' still runs after 1 s" in migration.output
+        tables = await connection.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", SCHEMA
+        )
+        assert tables == 0, "it changed nothing"
+
+
+@pytest.mark.timeout(120)
+async def test_a_migration_blocked_by_a_table_lock_fails_after_lock_timeout_instead_of_queueing_traffic() -> (
+    None
+):
+    async with migrated_database("wallet-pool", prefix="desk_migration_lock") as url:
+        admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            # one release back: the head revision indexes `allocation`, which needs a SHARE lock on it
+            await admin.execute("DROP INDEX wallet_pool.ix_allocation_enqueued_at")
+            previous = MigrationHistory.read(migrations_dir("wallet_pool")).revisions - {HEAD}
+            await admin.execute("UPDATE wallet_pool.alembic_version SET version_num = $1", max(previous))
+            writer = admin.transaction()  # a service's write transaction, still open
+            await writer.start()
+            await admin.execute("LOCK TABLE wallet_pool.allocation IN ROW EXCLUSIVE MODE")
+            migration = await finished(
+                await start_migration(url, migration_lock_timeout_seconds="1"), within=30
+            )
+            await writer.rollback()
+        finally:
+            await admin.close()
+    assert migration.returncode != 0
+    assert "lock timeout" in migration.output, migration.output
