@@ -138,3 +138,19 @@ async def test_a_migration_blocked_by_a_table_lock_fails_after_lock_timeout_inst
             await admin.close()
     assert migration.returncode != 0
     assert "lock timeout" in migration.output, migration.output
+
+
+async def test_an_older_release_finds_the_schema_migrated_by_a_newer_one_and_starts() -> None:
+    """A rollback: the previous image's migration gate meets a revision it does not know, changes nothing and
+    lets the pod start (its readiness answers ``ahead``, ready)."""
+    async with migrated_database("wallet-pool", prefix="desk_migration_lock") as url:
+        admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await admin.execute("UPDATE wallet_pool.alembic_version SET version_num = '9999_a_newer_release'")
+            migration = await finished(await start_migration(url))
+            versions = await admin.fetch("SELECT version_num FROM wallet_pool.alembic_version")
+        finally:
+            await admin.close()
+    assert migration.returncode == 0, migration.output
+    assert "newer than this release's migrations: nothing to migrate" in migration.output
+    assert [row["version_num"] for row in versions] == ["9999_a_newer_release"]

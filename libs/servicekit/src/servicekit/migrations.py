@@ -24,7 +24,8 @@ pod's init container runs its image's migrations) migrate one after the other, a
 schema at head and change nothing. Its statements then run with ``lock_timeout`` and ``statement_timeout``
 (``migration_lock_timeout_seconds``, ``migration_statement_timeout_seconds``): a migration that cannot take a
 table's lock soon fails, to be retried, rather than queue every query of the running services behind it.
-SQLite needs none of this (one file, one writer).
+SQLite needs none of this (one file, one writer). An upgrade that finds the schema at a revision its history
+does not know (a newer release's: a rollback) changes nothing and succeeds.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,8 @@ from servicekit.db import (
     resolve_database_url,
 )
 from servicekit.settings import ServiceSettings, refuse_production_guesses
+
+logger = logging.getLogger(__name__)
 
 
 def _include_object(schema: str) -> Any:
@@ -238,10 +242,34 @@ def _migrate(connection: Connection, *, metadata: MetaData, schema: str, runtime
         compare_type=True,
         compare_server_default=True,
     )
+    if _newer_release_migrated():
+        return
     with context.begin_transaction():
         context.run_migrations()
         if postgres and runtime_role:
             grant_runtime_role(connection, metadata=metadata, schema=schema, role=runtime_role)
+
+
+def _newer_release_migrated() -> bool:
+    """Whether an upgrade to head finds the database at a revision this history does not know: a newer release
+    migrated it, and this one is rolled back to (or still rolling out beside it). There is nothing to do, as
+    ``/health/ready`` agrees (``ahead``): an older pod's migration gate lets it start."""
+    try:
+        destination = context.get_revision_argument()  # "head" comes resolved to the head's id
+    except KeyError:  # a command that goes nowhere (alembic check, current)
+        return False
+    destinations = {destination} if isinstance(destination, str) else set(destination or ())
+    if destinations != set(context.script.get_heads()):
+        return False
+    current = set(context.get_context().get_current_heads())
+    known = {script.revision for script in context.script.walk_revisions()}
+    unknown = current - known
+    if unknown:
+        logger.warning(
+            "the schema is at %s, newer than this release's migrations: nothing to migrate",
+            ", ".join(unknown),
+        )
+    return bool(unknown)
 
 
 def run_env(
