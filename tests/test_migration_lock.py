@@ -3,11 +3,12 @@ may run its image's migrations as it starts: replicas racing to migrate one empt
 schema reaches head once. A migration gives up, rather than wait without end, on another migration that holds
 the lock too long, and on a table lock that the running services hold (``lock_timeout``).
 
-Each migration is a real ``alembic upgrade head`` process, as the init container runs it."""
+The racing migrations are real ``alembic upgrade head`` processes, as the init containers run them."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from alembic import command
+from sqlalchemy.exc import DBAPIError
 
-from servicekit.migrations import migration_lock_key
+from servicekit.migrations import MigrationLockTimeoutError, alembic_config, migration_lock_key
 from servicekit.revisions import MigrationHistory, migrations_dir
 from servicekit.testing import (
     async_url,
@@ -104,22 +107,33 @@ async def test_migrations_started_together_on_an_empty_database_all_succeed_and_
         assert [row["version_num"] for row in versions] == [HEAD]
 
 
-async def test_a_migration_gives_up_on_another_that_holds_the_lock_too_long() -> None:
+def migrate_in_process(url: str) -> None:
+    """``alembic upgrade head`` of wallet-pool in this process, with its settings from the environment."""
+    config = alembic_config(service_dir("wallet-pool"), url=url)
+    config.attributes["quiet"] = True  # keep the test's logging as it is
+    command.upgrade(config, "head")
+
+
+async def test_a_migration_gives_up_on_another_that_holds_the_lock_too_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WALLET_POOL_MIGRATION_LOCK_WAIT_SECONDS", "1")
     async with empty_database() as (url, connection):
         await connection.execute("SELECT pg_advisory_lock($1)", migration_lock_key(SCHEMA))
-        migration = await finished(await start_migration(url, migration_lock_wait_seconds="1"))
-        assert migration.returncode != 0
-        assert f"another migration of schema '{SCHEMA}' still runs after 1 s" in migration.output
+        with pytest.raises(
+            MigrationLockTimeoutError, match=f"another migration of schema '{SCHEMA}' still runs"
+        ):
+            await asyncio.wait_for(asyncio.to_thread(migrate_in_process, url), timeout=30)
         tables = await connection.fetchval(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", SCHEMA
         )
         assert tables == 0, "it changed nothing"
 
 
-@pytest.mark.timeout(120)
-async def test_a_migration_blocked_by_a_table_lock_fails_after_lock_timeout_instead_of_queueing_traffic() -> (
-    None
-):
+async def test_a_migration_blocked_by_a_table_lock_fails_after_lock_timeout_instead_of_queueing_traffic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WALLET_POOL_MIGRATION_LOCK_TIMEOUT_SECONDS", "1")
     async with migrated_database("wallet-pool", prefix="desk_migration_lock") as url:
         admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
@@ -127,30 +141,29 @@ async def test_a_migration_blocked_by_a_table_lock_fails_after_lock_timeout_inst
             await admin.execute("DROP INDEX wallet_pool.ix_allocation_enqueued_at")
             previous = MigrationHistory.read(migrations_dir("wallet_pool")).revisions - {HEAD}
             await admin.execute("UPDATE wallet_pool.alembic_version SET version_num = $1", max(previous))
-            writer = admin.transaction()  # a service's write transaction, still open
-            await writer.start()
-            await admin.execute("LOCK TABLE wallet_pool.allocation IN ROW EXCLUSIVE MODE")
-            migration = await finished(
-                await start_migration(url, migration_lock_timeout_seconds="1"), within=30
-            )
-            await writer.rollback()
+            async with admin.transaction():  # a service's write transaction, still open
+                await admin.execute("LOCK TABLE wallet_pool.allocation IN ROW EXCLUSIVE MODE")
+                with pytest.raises(DBAPIError, match="lock timeout"):
+                    await asyncio.wait_for(asyncio.to_thread(migrate_in_process, url), timeout=30)
+            version = await admin.fetchval("SELECT version_num FROM wallet_pool.alembic_version")
         finally:
             await admin.close()
-    assert migration.returncode != 0
-    assert "lock timeout" in migration.output, migration.output
+    assert version == max(previous), "the failed revision rolled back"
 
 
-async def test_an_older_release_finds_the_schema_migrated_by_a_newer_one_and_starts() -> None:
+async def test_an_older_release_finds_the_schema_migrated_by_a_newer_one_and_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A rollback: the previous image's migration gate meets a revision it does not know, changes nothing and
     lets the pod start (its readiness answers ``ahead``, ready)."""
     async with migrated_database("wallet-pool", prefix="desk_migration_lock") as url:
         admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
             await admin.execute("UPDATE wallet_pool.alembic_version SET version_num = '9999_a_newer_release'")
-            migration = await finished(await start_migration(url))
+            with caplog.at_level(logging.WARNING, logger="servicekit.migrations"):
+                await asyncio.to_thread(migrate_in_process, url)
             versions = await admin.fetch("SELECT version_num FROM wallet_pool.alembic_version")
         finally:
             await admin.close()
-    assert migration.returncode == 0, migration.output
-    assert "newer than this release's migrations: nothing to migrate" in migration.output
+    assert "newer than this release's migrations: nothing to migrate" in caplog.text
     assert [row["version_num"] for row in versions] == ["9999_a_newer_release"]
