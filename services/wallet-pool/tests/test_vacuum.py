@@ -4,14 +4,19 @@ off), so the FIFO pick does not slow down under churn."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from servicekit.app import Runtime
 from servicekit.db import Database
 from servicekit.maintenance import BusyTableVacuum, BusyTableVacuumMode, vacuum_busy_tables
 from servicekit.testing import eventually
+from servicekit.workers import PeriodicWorker
+from wallet_pool.db import SCHEMA
+from wallet_pool.settings import Settings
 
 BUSY = ("wallet", "allocation", "wait_queue_entry", "outbox")
 
@@ -155,3 +160,13 @@ async def test_auto_asks_the_server_whether_it_vacuums(race_database: Database) 
         setting = await connection.scalar(text("SELECT setting FROM pg_settings WHERE name = 'autovacuum'"))
     vacuum = BusyTableVacuum(database=race_database, tables=BUSY, dead_rows_threshold=1000, mode="auto")
     assert await vacuum.decide() is (setting == "off")
+
+
+@pytest.mark.parametrize(("mode", "swept"), [("auto", True), ("on", True), ("off", False)])
+def test_with_its_vacuum_off_a_service_runs_no_vacuum_sweep_at_all(
+    tmp_path: Path, mode: BusyTableVacuumMode, swept: bool
+) -> None:
+    runtime = Runtime(Settings(var_dir=tmp_path, busy_table_vacuum=mode), schema=SCHEMA)
+    runtime.add_busy_tables(*BUSY)
+    sweeps = [worker.name for worker in runtime.workers if isinstance(worker, PeriodicWorker)]
+    assert ("busy-table-vacuum" in sweeps) is swept
