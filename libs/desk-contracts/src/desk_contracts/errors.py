@@ -56,6 +56,7 @@ class ErrorCode(StrEnum):
     ORDER_NOT_FOUND = "order_not_found"
     ORDER_TRANSITION_NOT_ALLOWED = "order_transition_not_allowed"
     ORDER_VERSION_MISMATCH = "order_version_mismatch"
+    PAYMENT_MISMATCH = "payment_mismatch"
     OPEN_ORDER_LIMIT_REACHED = "open_order_limit_reached"
     ORDER_INVALID = "order_invalid"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"

@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 from typing import Any, Literal
 
 from aiogram import Bot
@@ -94,6 +95,7 @@ class TelegramBot:
             operator_links=operator_links,
             wallet_pool=wallet_pool,
             metrics=metrics,
+            completion_draft_lifetime=timedelta(seconds=settings.completion_draft_seconds),
         )
         self.bot: Bot | None = None
         self.mode: BotMode | None = None
