@@ -11,8 +11,8 @@ from sqlalchemy import update
 
 from servicekit.db import Database, utcnow
 from telegram_gateway.completions.models import CompletionDraft
-from telegram_gateway.testing import OPERATORS_CHAT, OPERATORS_CHAT_ID, ChatMessage
-from telegram_gateway.testing.harness import ANNA, BORIS, Desk, TelegramUser
+from telegram_gateway.testing import OPERATORS_CHAT, OPERATORS_CHAT_ID, ChatMessage, TelegramUser
+from telegram_gateway.testing.harness import ANNA, BORIS, Desk
 
 DEPOSIT_TX = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"  # bitcoin: 64 hex
 PAYOUT_TX = "7c2b9f0d1e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"  # TRC20: 64 hex

@@ -48,6 +48,7 @@ COMMANDS = [
     BotCommand(command="pool", description="Free wallets and queues per currency"),
     BotCommand(command="on", description="I am available"),
     BotCommand(command="off", description="I am away (I keep my orders)"),
+    BotCommand(command="cancel", description="Stop completing an order"),
     BotCommand(command="help", description="What this bot does"),
     BotCommand(command="start", description="Link your account: /start <code>"),
 ]
