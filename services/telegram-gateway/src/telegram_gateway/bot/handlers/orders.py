@@ -1,5 +1,6 @@
-"""The buttons of an order card (Take, Complete, Cancel, Release, Escalate) and the reply that gives an
-escalation its reason, acting on order-api for the operator who pressed.
+"""The buttons of an order card (Take, Cancel, Release, Escalate, Reassign) and the replies that give an
+escalation its reason and a reassignment its operator, acting on order-api for the operator who pressed
+(Complete, which asks for the transaction record, is ``completion``'s).
 
 Every press is answered (no spinning button): with what happened, who holds the order when someone else
 won, or "try again" when order-api is unreachable or slow (no answer within ``order_api_budget_seconds``), in
@@ -47,7 +48,6 @@ ACTION_NAMES = {
 }
 DONE = {
     OrderAction.TAKE: "Order {order} is yours: complete, cancel, release or escalate it from the card.",
-    OrderAction.COMPLETE: "Order {order} is completed.",
     OrderAction.CANCEL: "Order {order} is cancelled.",
     OrderAction.RELEASE: "Order {order} is back in the pool.",
 }
@@ -130,10 +130,7 @@ async def _act(
     if action is OrderAction.RELEASE:
         return await order_api.release(order_id=data.order_id, telegram_user_id=user, version=data.version)
     return await order_api.change_status(
-        order_id=data.order_id,
-        telegram_user_id=user,
-        status="completed" if action is OrderAction.COMPLETE else "cancelled",
-        version=data.version,
+        order_id=data.order_id, telegram_user_id=user, status="cancelled", version=data.version
     )
 
 
