@@ -11,8 +11,8 @@ from sqlalchemy import update
 
 from servicekit.db import Database, utcnow
 from telegram_gateway.completions.models import CompletionDraft
-from telegram_gateway.testing import OPERATORS_CHAT, OPERATORS_CHAT_ID, ChatMessage, TelegramUser
-from telegram_gateway.testing.harness import ANNA, BORIS, Desk
+from telegram_gateway.testing import OPERATORS_CHAT, OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
+from telegram_gateway.testing.harness import ANNA, BORIS, Desk, Launch, StandInOrderApi, open_desk
 
 DEPOSIT_TX = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"  # bitcoin: 64 hex
 PAYOUT_TX = "7c2b9f0d1e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"  # TRC20: 64 hex
@@ -199,3 +199,22 @@ async def test_a_reply_after_the_draft_expired_completes_nothing(desk: Desk, dat
     assert expired == "This completion waited too long and was dropped: press Complete on the card again."
     assert gone == []
     assert completions(desk) == []
+
+
+async def test_another_replica_takes_the_next_answer(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi
+) -> None:
+    """The draft is in the database: a gateway that did not ask (a restart, another replica) goes on."""
+    async with open_desk(launch, fake_bot_api, order_api) as desk:
+        await start(desk)
+        await reply(desk, DEPOSIT_TX)
+    async with launch():
+        for text in ("=", PAYOUT_TX, "1520.4"):
+            await reply(desk, text)
+        [done] = await reply(desk, "-")
+
+    assert done.endswith("is completed: received 0.05 BTC, sent 1520.4 USDT.")
+    assert order_api.orders[desk.order["id"]]["transaction"]["deposit"] == {
+        "tx_hash": DEPOSIT_TX,
+        "amount": "0.05",
+    }

@@ -82,6 +82,13 @@ def _choice(choice: CompletionChoice, order_id: str, language: Language) -> Inli
     return InlineKeyboardButton(text=say(label, language), callback_data=data)
 
 
+def _under(message_id: int | None) -> ReplyParameters | None:
+    """Sent as a reply to ``message_id`` (still sent when that message is gone)."""
+    if message_id is None:
+        return None
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+
+
 def _amount(draft: CompletionDraft, value: object, *, side: str) -> str:
     return f"{html(amount_text(str(value)))} {html(draft.order[f'{side}_currency'])}"
 
@@ -116,9 +123,7 @@ async def _ask(
         chat_id=draft.chat_id,
         text=text,
         reply_markup=ForceReply(selective=True, input_field_placeholder=say(f"label_{draft.step}", language)),
-        reply_parameters=(
-            ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
-        ),
+        reply_parameters=_under(reply_to),
     )
     draft.prompt_message_id = asked.message_id
     await service.save_draft(database=desk.database, draft=draft, lifetime=desk.completion_draft_lifetime)
@@ -175,9 +180,7 @@ async def on_complete(
                 ]
             ]
         ),
-        reply_parameters=(
-            ReplyParameters(message_id=card.message_id, allow_sending_without_reply=True) if card else None
-        ),
+        reply_parameters=_under(card.message_id if card else None),
     )
     await _ask(bot, desk, draft, operator=operator, language=language)
     desk.metrics.callbacks.labels("complete", "asked").inc()
@@ -283,9 +286,7 @@ async def _say(bot: Bot, draft: CompletionDraft, text: str, *, reply_to: int | N
     return await bot.send_message(
         chat_id=draft.chat_id,
         text=text,
-        reply_parameters=(
-            ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
-        ),
+        reply_parameters=_under(reply_to),
     )
 
 
@@ -387,9 +388,7 @@ async def _offer_mismatch_choice(
         chat_id=draft.chat_id,
         text=text,
         reply_markup=InlineKeyboardMarkup(inline_keyboard=choices),
-        reply_parameters=(
-            ReplyParameters(message_id=reply_to, allow_sending_without_reply=True) if reply_to else None
-        ),
+        reply_parameters=_under(reply_to),
     )
     draft.prompt_message_id = asked.message_id
     await service.save_draft(database=desk.database, draft=draft, lifetime=desk.completion_draft_lifetime)
