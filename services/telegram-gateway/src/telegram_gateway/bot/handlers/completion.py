@@ -270,9 +270,13 @@ async def _complete(
     if record is None:
         text = say("completed_without_record", language, order=short)
     else:
-        received = _amount(draft, draft.answers[Step.RECEIVED], side="from")
-        text = say("completed_with_record", language, order=short, received=received,
-                   sent=_amount(draft, draft.answers[Step.SENT], side="to"))  # fmt: skip
+        text = say(
+            "completed_with_record",
+            language,
+            order=short,
+            received=_amount(draft, draft.answers[Step.RECEIVED], side="from"),
+            sent=_amount(draft, draft.answers[Step.SENT], side="to"),
+        )
     await _say(bot, draft, text, reply_to=reply_to)
     await show_order_state(
         database=desk.database,
@@ -335,11 +339,13 @@ async def _refused(
         return
     await desk.refused(error, action="complete", operator=operator)
     if isinstance(error, PeerUnavailableError):  # nothing changed: the same question (or choice) again
+        problem = html(unavailable(error))
         if Step(draft.step) is Step.DECISION:
-            await _say(bot, draft, html(unavailable(error)), reply_to=reply_to)
-            return
-        await _ask(bot, desk, draft, operator=operator, language=language,
-                   problem=html(unavailable(error)), reply_to=reply_to)  # fmt: skip
+            await _say(bot, draft, problem, reply_to=reply_to)
+        else:
+            await _ask(
+                bot, desk, draft, operator=operator, language=language, problem=problem, reply_to=reply_to
+            )
         return
     await service.forget_draft(
         database=desk.database, order_id=draft.order_id, telegram_user_id=draft.telegram_user_id
