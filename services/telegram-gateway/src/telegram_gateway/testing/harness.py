@@ -48,14 +48,10 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> web.Response:
     )
 
 
-def invalid(field: str, message: str, kind: str = "invalid") -> web.Response:
-    """order-api's ``422`` naming ``field``."""
-    return problem(
-        422,
-        "validation_failed",
-        f"{field}: {message}",
-        errors=[{"field": field, "message": message, "type": kind}],
-    )
+def invalid(field: str, message: str, code: str = "transaction_invalid") -> web.Response:
+    """order-api's ``422`` naming ``field`` (``transaction_required``, ``transaction_invalid`` …)."""
+    errors = [{"field": field, "message": message, "type": "invalid"}]
+    return problem(422, code, f"{field}: {message}", errors=errors)
 
 
 TX_HASH_FORMATS = {
@@ -368,7 +364,9 @@ class StandInOrderApi(StandIn):
         body = await request.json()
         record = body.get("transaction")
         if record is not None and body["status"] != "completed":
-            return invalid("transaction", "A transaction is recorded with a completion only.")
+            return invalid(
+                "transaction", "A transaction is recorded with a completion only.", "validation_failed"
+            )
         if body["status"] == "completed":
             refusal = self._transaction_refusal(order, record)
             if refusal is not None:
@@ -388,9 +386,9 @@ class StandInOrderApi(StandIn):
         known = order.get("transaction") or {}
         deposit, payout = record.get("deposit") or known.get("deposit"), record.get("payout")
         if deposit is None:
-            return invalid("transaction.deposit", "The deposit is required.", "missing")
+            return invalid("transaction.deposit", "The deposit is required.")
         if payout is None:
-            return invalid("transaction.payout", "The payout is required.", "missing")
+            return invalid("transaction.payout", "The payout is required.")
         refusal = self._refusal(order, deposit, side="from", prefix="transaction.deposit") or (
             self._refusal(order, payout, side="to", prefix="transaction.payout")
         )
@@ -454,7 +452,7 @@ class StandInOrderApi(StandIn):
             return problem(409, "order_already_escalated", "Comment on the open escalation instead.")
         body = await request.json()
         if body.get("reason", "other") not in ("underpaid", "overpaid", "other"):
-            return invalid("reason", "underpaid, overpaid or other.")
+            return invalid("reason", "underpaid, overpaid or other.", "validation_failed")
         if body.get("deposit") is not None:
             refusal = self._refusal(order, body["deposit"], side="from", prefix="deposit")
             if refusal is not None:
