@@ -5,8 +5,8 @@ operator acts, and how it ended; one per order and operator, so an order never g
 let it lapse. ``ix_order_event_operator_actor_created_at`` finds when each operator last acted on any order
 (how long they have been idle); it covers operators' steps only, so intake writes no more.
 
-Revision ID: 0015_i16_auto_assignment
-Revises: 0014_i16_order_event_steps_index
+Revision ID: 0016_i16_auto_assignment
+Revises: 0015_i16_order_transactions
 Create Date: 2026-12-06 17:10:00.000000
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from servicekit.db import UtcDateTime
 
-revision: str = '0015_i16_auto_assignment'
-down_revision: str | None = '0014_i16_order_event_steps_index'
+revision: str = '0016_i16_auto_assignment'
+down_revision: str | None = '0015_i16_order_transactions'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
