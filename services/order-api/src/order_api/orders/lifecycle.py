@@ -377,21 +377,14 @@ async def take_order(
     """Give an ``awaiting_deposit`` order nobody holds to the operator ``actor``, in ONE conditional
     ``UPDATE``: of any number of concurrent takers exactly one matches the row. ``None`` when this one did
     not (taken by someone else, not takeable, or no such order: the caller reads the order to tell which)."""
-    order = await _hand_over_takeable(session, order_id=order_id, operator_id=actor.id)
-    if order is not None:
-        await _after_transition(
-            session,
-            protection=protection,
-            order=order,
-            from_status=OrderStatus.AWAITING_DEPOSIT.value,
-            actor=actor,
-            event_type=ORDER_TAKEN,
-            comment=None,
-            details=None,
-            extra=None,
-            announce=True,
-        )
-    return order
+    return await assign_order(
+        session,
+        protection=protection,
+        order_id=order_id,
+        operator_id=actor.id,
+        actor=actor,
+        event_type=ORDER_TAKEN,
+    )
 
 
 async def give_back(
@@ -491,22 +484,24 @@ async def assign_order(
     operator_id: str,
     actor: Actor,
     event_type: str,
-    details: dict[str, Any],
-    extra: dict[str, Any],
+    details: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Order | None:
-    """Hand an ``awaiting_deposit`` order nobody holds to ``operator_id`` on behalf of ``actor`` (the
-    auto-assigner): the same one conditional ``UPDATE`` as :func:`take_order`, so it races takes safely;
-    ``None`` when the order was taken meanwhile or is no longer takeable."""
+    """Hand an ``awaiting_deposit`` order nobody holds to ``operator_id`` on behalf of ``actor`` (the operator
+    taking it, or the auto-assigner), recorded as ``event_type``: the one conditional ``UPDATE`` a take is, so
+    an assignment races takes safely; ``None`` when the order was taken meanwhile or is not takeable."""
     order = await _hand_over_takeable(session, order_id=order_id, operator_id=operator_id)
     if order is not None:
-        await record_order_action(
+        await _after_transition(
             session,
             protection=protection,
             order=order,
+            from_status=OrderStatus.AWAITING_DEPOSIT.value,
             actor=actor,
             event_type=event_type,
-            from_status=OrderStatus.AWAITING_DEPOSIT.value,
+            comment=None,
             details=details,
             extra=extra,
+            announce=True,
         )
     return order
