@@ -75,7 +75,8 @@ def call_graph() -> set[tuple[str, str]]:
 
 def selects(selector: dict[str, Any] | None, labels: Labels) -> bool:
     assert "matchExpressions" not in (selector or {}), "only matchLabels is understood here"
-    return (selector or {}).get("matchLabels", {}).items() <= labels.items()
+    wanted: Labels = (selector or {}).get("matchLabels", {})
+    return wanted.items() <= labels.items()
 
 
 def peer_matches(peer: dict[str, Any], labels: Labels | None, namespace: str) -> bool:
