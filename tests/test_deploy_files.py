@@ -930,14 +930,15 @@ def test_each_service_has_a_service_and_a_migration_job(
     ), "the Service must not route to the migration pod"
 
 
-def test_order_api_scales_horizontally(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+def test_order_api_and_wallet_pool_autoscale(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
     hpas = [document for (kind, _), document in manifests.items() if kind == "HorizontalPodAutoscaler"]
-    assert len(hpas) == 1
-    (hpa,) = hpas
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "order-api")
-    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    targets = set()
+    for hpa in hpas:
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        target = hpa["spec"]["scaleTargetRef"]
+        targets.add((target["kind"], target["name"]))
+        assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    assert targets == {("Deployment", "order-api"), ("Deployment", "wallet-pool")}
 
 
 def test_order_api_migrates_as_the_owner_and_checkpoints_its_audit_log_on_a_schedule(

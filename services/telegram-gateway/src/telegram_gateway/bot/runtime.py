@@ -112,7 +112,7 @@ class TelegramBot:
             if self.mode == "polling" and database.is_postgres:  # SQLite: one node, no lease
                 bot_id = settings.bot_token.get_secret_value().partition(":")[0]
                 self.lease = PollerLease(
-                    database_url=database.url,
+                    database_url=database.session_url,
                     schema=database.schema,
                     name=f"telegram-poller:{bot_id}",
                     retry_seconds=settings.poller_lease_retry_seconds,
