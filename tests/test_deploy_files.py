@@ -68,7 +68,9 @@ IDS = [service.name for service in SERVICES]
 # telegram-gateway settings make compose-env copies from the caller's environment; the test runs without them
 PASSTHROUGH_PREFIXES = ("TELEGRAM_GATEWAY_",)
 
-INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}")
+INTERPOLATION = re.compile(
+    r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<required>:?\?)(?P<message>[^}]*)|:?-(?P<default>[^}]*))?\}"
+)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -78,8 +80,11 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def interpolate_defaults(value: str) -> str:
-    """``${VAR:-default}`` as compose resolves it with VAR unset."""
-    return INTERPOLATION.sub(lambda m: m.group("default") or "", value)
+    """``${VAR:-default}`` as compose resolves it with VAR unset, and a required ``${VAR:?message}`` as one
+    stand-in value per variable (compose refuses to start without it)."""
+    return INTERPOLATION.sub(
+        lambda m: f"required-{m['name'].lower()}" if m["required"] else m["default"] or "", value
+    )
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -165,8 +170,13 @@ def test_each_service_waits_for_its_own_migration_job(
     assert job["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+PUBLISHED = {"order-api": "ORDER_API_BIND", "telegram-gateway": "TELEGRAM_GATEWAY_BIND"}
+"""The services compose publishes (order-api, and telegram-gateway for the Telegram webhook), each on the host
+address a variable names, 127.0.0.1 unless set."""
+
+
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
-def test_each_service_is_built_health_checked_and_published(
+def test_each_service_is_built_health_checked_and_published_only_if_public(
     compose_services: dict[str, dict[str, Any]], svc: Service
 ) -> None:
     service = compose_services[svc.name]
@@ -175,7 +185,12 @@ def test_each_service_is_built_health_checked_and_published(
         "dockerfile": "Dockerfile",
         "args": {"SERVICE": svc.name, "PACKAGE": svc.package, "PORT": str(svc.port)},
     }
-    assert (svc.port, svc.port) in published_ports(service)
+    if svc.name in PUBLISHED:
+        assert published_ports(service) == {(svc.port, svc.port)}
+        (port,) = service["ports"]
+        assert port["host_ip"] == f"${{{PUBLISHED[svc.name]}:-127.0.0.1}}"
+    else:
+        assert "ports" not in service, f"{svc.name} is for its peers only: compose.dev.yml publishes it"
 
     healthcheck = service["healthcheck"]
     assert not healthcheck.get("disable", False)
@@ -210,7 +225,7 @@ def test_each_service_connects_as_its_own_database_role(
         assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/exchange_desk")
         # the password expression is the very one the postgres container hands to init.sql
         password_var = f"{role.upper()}_DB_PASSWORD"
-        assert f"${{{password_var}:-" in raw_url
+        assert f"${{{password_var}:?" in raw_url, "a password has no default"
         assert interpolate_defaults(postgres_env[password_var]) == url.password
 
 
@@ -296,7 +311,14 @@ def written_compose_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = scratch / "compose.env"
     env = {key: value for key, value in os.environ.items() if not key.startswith(PASSTHROUGH_PREFIXES)}
     command = [sys.executable, str(ROOT / "scripts" / "devstack.py"), "compose-env"]
-    command += ["--var-dir", str(scratch / "var"), "--output", str(output)]
+    command += [
+        "--var-dir",
+        str(scratch / "var"),
+        "--output",
+        str(output),
+        "--passwords",
+        str(scratch / ".env"),
+    ]
     result = subprocess.run(
         command,
         capture_output=True,
@@ -410,7 +432,7 @@ def test_backing_and_observability_images_are_pinned(compose_services: dict[str,
         assert repository, f"{name}: {image} has no tag"
         assert re.fullmatch(r"v?\d+\.\d+(\.\d+)?(-[a-z]+)?", tag), f"{name}: pin {image}"
     assert str(compose_services["redis"]["image"]).startswith("redis:7.")
-    assert (16686, 16686) in published_ports(compose_services["jaeger"])
+    assert str(compose_services["jaeger"]["image"]).startswith("jaegertracing/jaeger:2."), "Jaeger v1 is EOL"
     assert "redis-cli" in " ".join(compose_services["redis"]["healthcheck"]["test"])
 
 
@@ -419,7 +441,7 @@ def test_mounted_config_files_exist(compose_services: dict[str, dict[str, Any]])
         for volume in service.get("volumes") or []:
             source = str(volume).split(":")[0]
             if source.startswith("."):
-                assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
 
 
 def test_otel_collector_sends_traces_to_jaeger_and_debug() -> None:
@@ -435,6 +457,95 @@ def test_otel_collector_sends_traces_to_jaeger_and_debug() -> None:
         for kind in ("receivers", "processors", "exporters"):
             for component in pipeline.get(kind, []):
                 assert component in config[kind], f"pipeline {name} uses undefined {kind} {component}"
+
+
+def test_jaeger_v2_receives_otlp_and_serves_its_ui_from_memory(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    jaeger = compose_services["jaeger"]
+    assert jaeger["command"] == ["--config", "/etc/jaeger/config.yaml"]
+    assert "./deploy/jaeger.yaml:/etc/jaeger/config.yaml:ro" in jaeger["volumes"]
+    config = load_yaml(ROOT / "deploy" / "jaeger.yaml")
+    assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
+    extensions = config["extensions"]
+    assert extensions["jaeger_query"]["http"]["endpoint"] == "0.0.0.0:16686"
+    store = config["exporters"]["jaeger_storage_exporter"]["trace_storage"]
+    assert extensions["jaeger_query"]["storage"]["traces"] == store
+    assert "memory" in extensions["jaeger_storage"]["backends"][store]
+    assert {"jaeger_storage", "jaeger_query"} <= set(config["service"]["extensions"]) <= set(extensions)
+    (pipeline,) = config["service"]["pipelines"].values()
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(pipeline[kind]) <= set(config[kind]), kind
+
+
+def memory_limit(service: dict[str, Any]) -> str | None:
+    limit = service.get("mem_limit") or service.get("deploy", {}).get("resources", {}).get("limits", {})
+    return str(limit.get("memory")) if isinstance(limit, dict) and limit.get("memory") else limit or None
+
+
+def test_every_container_is_read_only_unprivileged_and_memory_limited(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in compose_services.items():
+        assert service.get("read_only") is True, f"{name}: read_only: true (tmpfs where it writes)"
+        assert service.get("cap_drop") == ["ALL"], f"{name}: drop every capability"
+        assert "cap_add" not in service, f"{name} adds capabilities back"
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert not service.get("privileged"), name
+        assert re.fullmatch(r"\d+[kmg]", str(memory_limit(service))), f"{name}: set a memory limit"
+        for mount in service.get("tmpfs", []):
+            assert "size=" in mount, f"{name}: a tmpfs without a size is half the host's memory"
+    # the two images whose entrypoints start as root run as their own unprivileged users from the start
+    assert compose_services["postgres"]["user"] == "postgres"
+    assert compose_services["redis"]["user"] == "redis"
+
+
+def test_only_order_api_and_the_webhook_are_published_and_on_loopback_unless_configured(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    published = {name for name, service in compose_services.items() if service.get("ports")}
+    assert published == set(PUBLISHED)
+    for name in published:
+        for port in compose_services[name]["ports"]:
+            assert isinstance(port, dict), f"{name}: long syntax, so the host address is explicit"
+            assert interpolate_defaults(str(port["host_ip"])) == "127.0.0.1", name
+
+
+def test_passwords_have_no_defaults(compose_services: dict[str, dict[str, Any]]) -> None:
+    """A password comes from ./.env (``make compose-env`` mints them) or compose refuses to start."""
+    text = COMPOSE_FILE.read_text()
+    for match in INTERPOLATION.finditer(text):
+        if "PASSWORD" in match["name"]:
+            assert match["required"] == ":?", f"{match[0]}: required, no default"
+            assert match["message"].strip(), f"{match[0]}: say how to set it"
+    assert (
+        "${GRAFANA_ADMIN_PASSWORD:?" in environment(compose_services["grafana"])["GF_SECURITY_ADMIN_PASSWORD"]
+    )
+
+
+def test_the_dev_override_publishes_the_rest_on_loopback_only() -> None:
+    override = ROOT / "deploy" / "compose.dev.yml"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(override),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    services = load_yaml(override)["services"]
+    assert set(services) == {"wallet-pool", "notifier", "grafana", "prometheus", "jaeger"}
+    for name, service in services.items():
+        assert set(service) == {"ports"}, f"{name}: the override only publishes"
+        for port in service["ports"]:
+            assert port["host_ip"] == "127.0.0.1", name
+    assert (16686, 16686) in published_ports(services["jaeger"])
+    assert (3000, 3000) in published_ports(services["grafana"])
 
 
 def test_prometheus_scrapes_every_service() -> None:

@@ -65,6 +65,7 @@ class Seeded:
         default_factory=list
     )  # (operator key, seconds); given back between
     close: tuple[str, float, str] | None = None  # (status, seconds, actor)
+    reassigned_to: tuple[str, float] | None = None  # (operator key, seconds): support hands it over
 
     @property
     def status(self) -> str:
@@ -96,6 +97,10 @@ def the_day() -> list[Seeded]:
         # outside the window: the day before, and the first instant of the next day
         Seeded("BTC", "bitcoin", "0.3", at(23, 59, day=-1), 10, [("a", 20)], ("completed", 100, "a")),
         Seeded("ETH", "ethereum", "1", at(0, 0, day=1), 10, [("b", 20)], ("completed", 100, "b")),
+        # two days on: taken by a, handed to b by support, completed by b
+        Seeded(
+            "BTC", "bitcoin", "0.1", at(10, 0, day=2), 10, [("a", 60)], ("completed", 900, "b"), ("b", 300)
+        ),
     ]
 
 
@@ -146,6 +151,10 @@ async def write_day(
             if index:  # the one before gave it back
                 steps.append(("awaiting_deposit", actor(key), created + timedelta(seconds=seconds - 1)))
             steps.append(("in_progress", actor(key), created + timedelta(seconds=seconds)))
+            holder = staff[key]["id"]
+        if seeded.reassigned_to is not None:
+            key, seconds = seeded.reassigned_to
+            steps.append(("in_progress", actor("s"), created + timedelta(seconds=seconds)))
             holder = staff[key]["id"]
         closed_at = None
         if seeded.close is not None:
@@ -388,6 +397,17 @@ async def test_an_operator_sees_the_orders_they_took_and_support_and_admins_see_
     for who in ("s", "admin", "admin-key"):
         report = await desk.stats(who, **WINDOW)
         assert (report["scope"], report["conversion"]["created"]) == ("desk", len(day))
+
+
+async def test_an_order_handed_to_an_operator_by_a_reassignment_is_in_their_slice_too(desk: Desk) -> None:
+    two_days_on = {
+        "since": (DAY + timedelta(days=2)).isoformat(),
+        "until": (DAY + timedelta(days=3)).isoformat(),
+    }
+    for key in ("a", "b"):  # a took it; b holds it since support handed it over, and completed it
+        report = await desk.stats(key, **two_days_on)
+        assert (report["conversion"]["created"], report["conversion"]["completed"]) == (1, 1), key
+    assert (await desk.stats("s", **two_days_on))["conversion"]["created"] == 1
 
 
 async def test_the_csv_is_the_json_in_long_form(desk: Desk) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, Float, Integer, Row, and_, case, cast, func, literal, select
+from sqlalchemy import ARRAY, Float, Integer, Row, and_, case, cast, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -94,10 +94,11 @@ def _slot(dialect: str, tz: str) -> ColumnElement[Any]:
 
 
 def _in_window(*, since: datetime, until: datetime, taken_by: str | None) -> list[ColumnElement[bool]]:
-    """SQL: created in ``[since, until)`` and, for an operator's slice, taken by them at least once."""
+    """SQL: created in ``[since, until)`` and, for an operator's slice, taken by them at least once or held by
+    them now (handed to them by a reassignment, which is support's step, not their take)."""
     where: list[ColumnElement[bool]] = [Order.created_at >= since, Order.created_at < until]
     if taken_by is not None:
-        where.append(
+        took = (
             select(OrderEvent.id)
             .where(
                 OrderEvent.order_id == Order.id,
@@ -106,6 +107,7 @@ def _in_window(*, since: datetime, until: datetime, taken_by: str | None) -> lis
             )
             .exists()
         )
+        where.append(or_(Order.operator_id == taken_by, took))
     return where
 
 

@@ -137,7 +137,7 @@ class OrderStatsRead(BaseModel):
     tz: str
     bucket: Bucket
     scope: Literal["desk", "operator"] = Field(
-        description="`desk`: every order (admin, support); `operator`: the orders the caller took."
+        description="`desk`: every order (admin, support); `operator`: the orders the caller took or holds."
     )
     operator_id: str | None = Field(description="Whose slice, for scope `operator`.")
     by_status: dict[str, int] = Field(description="Orders per status now (every status, zeros included).")

@@ -3,9 +3,9 @@ and where the orders came from: currency, amount, hour of day, day of week.
 
 Orders are counted in the window they were **created** in (a cohort), with their outcome as of now, so the
 conversion of a window adds up: created = completed + cancelled (by whom) + expired + open. An operator sees
-the slice of orders they took at least once (their ``operator:<id>`` take in the order's history), which
-stays theirs after they give it back, finish it or leave it to expire; support, admins and the admin key see
-the whole desk.
+the slice of orders they took at least once (their ``operator:<id>`` take in the order's history) or hold now
+(handed to them by a reassignment), which stays theirs after they give it back, finish it or leave it to
+expire; support, admins and the admin key see the whole desk.
 """
 
 from __future__ import annotations
