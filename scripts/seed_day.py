@@ -32,7 +32,7 @@ import ipaddress
 import math
 import random
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -189,7 +190,7 @@ class Desk:
     pool: httpx.AsyncClient
     admin_token: str
     pool_admin_key: str
-    passes: list[Callable[[], Any]] = field(default_factory=list)
+    passes: list[Callable[[], Awaitable[int]]] = field(default_factory=list)
     relays: list[OutboxRelay] = field(default_factory=list)
 
     async def settle(self) -> None:
@@ -199,13 +200,14 @@ class Desk:
             for relay in woken:
                 await relay.run_pass()
 
-    async def sweep(self) -> None:
-        """The desk's periodic sweeps (expiry, the queue), each relay's poll, then what they announced."""
+    async def sweep(self) -> int:
+        """The desk's periodic sweeps (expiry, the queue), then what they announced; how many rows they moved.
+        Every delivery succeeds in process, so no relay has a retry to poll for."""
+        moved = 0
         for sweep in self.passes:
-            await sweep()
-        for relay in self.relays:
-            await relay.run_pass()
+            moved += await sweep()
         await self.settle()
+        return moved
 
 
 @asynccontextmanager
@@ -267,7 +269,8 @@ async def built_desk(var_dir: Path, urls: DatabaseUrls) -> AsyncIterator[Desk]:
             pool=pool,
             admin_token=dev.credentials["admin_token"],
             pool_admin_key=dev.credentials["wallet_pool_admin_key"],
-            passes=[expire, sweeper.run_once],
+            # The queue sweeper hands out wallets whose reuse cool-down has passed: none to wait for without one.
+            passes=[expire, *([sweeper.run_once] if pool_settings.reuse_cooldown_seconds else [])],
             relays=[
                 w for r in (order_runtime, pool_runtime) for w in r.workers if isinstance(w, OutboxRelay)
             ],
@@ -379,7 +382,8 @@ class Day:
                 break
             moment = next_round
             self.clock.set(moment)
-            await self.desk.sweep()
+            if await self.desk.sweep():
+                await self.learn_closures()
             await self.operators_look()
         return self.report
 
@@ -476,6 +480,19 @@ class Day:
             self.held[holder] += 1
             self.report.taken += 1
             self.at(self.clock.now + customer.handling, "finish", customer.index)
+
+    async def learn_closures(self) -> None:
+        """Which of the orders still open to the simulation the sweeps closed (expired): one read."""
+        from order_api.orders.lifecycle import TERMINAL
+        from order_api.orders.models import Order
+
+        open_ids = [c.order_id for c in self.by_order.values() if not c.closed]
+        async with service_state(self.desk.order_api).runtime.database.sessionmaker() as session:
+            closed = await session.scalars(
+                select(Order.id).where(Order.id.in_(open_ids), Order.status.in_([s.value for s in TERMINAL]))
+            )
+            for order_id in closed:
+                self.by_order[order_id].closed = True
 
     def _may_be_takeable(self, customer: Customer) -> bool:
         """Whether an operator would take this order if it were on the list now."""
