@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import devstack
 
 from coin_addresses import demo_address
+from order_api.context import context_of
 from servicekit.db import SimulatedClock
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import load_settings
@@ -213,7 +214,6 @@ class Desk:
 @asynccontextmanager
 async def built_desk(var_dir: Path, urls: DatabaseUrls) -> AsyncIterator[Desk]:
     """The two services as ``make run`` configures them (``urls`` overriding their databases)."""
-    from order_api.context import context_of
     from order_api.main import create_app as create_order_api
     from order_api.settings import Settings as OrderApiSettings
     from order_api.workers.sweeper import expire_overdue_orders
@@ -247,11 +247,13 @@ async def built_desk(var_dir: Path, urls: DatabaseUrls) -> AsyncIterator[Desk]:
     route(order_runtime.peers["notifier"], notifier)
     route(pool_runtime.peers["order-api"], order_api)
     route(pool_runtime.peers["notifier"], notifier)
-    protection = context_of(order_api).protection
-    sweeper = QueueSweeper(database=pool_runtime.database, settings=pool_runtime.settings)
+    protection, metrics = context_of(order_api).protection, context_of(order_api).metrics
+    sweeper = QueueSweeper(database=pool_runtime.database, settings=pool_settings)
 
     async def expire() -> int:
-        return await expire_overdue_orders(database=order_runtime.database, protection=protection)
+        return await expire_overdue_orders(
+            database=order_runtime.database, protection=protection, metrics=metrics
+        )
 
     async with AsyncExitStack() as stack:
         for runtime in (order_runtime, pool_runtime):
@@ -319,7 +321,7 @@ class Day:
         self.report = DayReport()
         self.operators: list[dict[str, Any]] = []
         self.held: list[int] = []
-        self.cap: int = service_state(desk.order_api).settings.operator_max_held_orders  # type: ignore[attr-defined]
+        self.cap: int = context_of(desk.order_api).settings.operator_max_held_orders
         self.by_order: dict[str, Customer] = {}
         self.agenda: list[tuple[datetime, int, str, int]] = []
         self._sequence = 0
@@ -361,7 +363,7 @@ class Day:
         end_of_arrivals = datetime.combine(self.plan.day, time(0), tzinfo=UTC) + timedelta(days=1)
         # No order of the day is open after this: the longest a customer may wait for an address, then for
         # their deposit, then the longest handling.
-        rules = service_state(self.desk.order_api).settings.currencies  # type: ignore[attr-defined]
+        rules = context_of(self.desk.order_api).settings.currencies
         self.lifetime = max(
             timedelta(minutes=r.queued_minutes + r.awaiting_deposit_minutes) for r in rules.values()
         )
@@ -452,13 +454,13 @@ class Day:
             )
         )
         listed = {item["id"] for item in listing["items"]}
-        for customer in self.by_order.values():
+        for waiting in self.by_order.values():
             if (
-                customer.takeable_since is not None
-                and customer.holder is None
-                and customer.order_id not in listed
+                waiting.takeable_since is not None
+                and waiting.holder is None
+                and waiting.order_id not in listed
             ):
-                customer.closed = True  # it left the list untaken: expired (or cancelled)
+                waiting.closed = True  # it left the list untaken: expired (or cancelled)
         for item in listing["items"]:
             customer = self.by_order.get(item["id"])
             if customer is None or customer.closed:

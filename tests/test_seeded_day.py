@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from order_api.orders.metrics import CLOSED_OUTCOMES, CREATED_OUTCOMES
 from order_api.orders.models import Order, OrderEvent
 from order_api.testing import Seeded, assert_report_matches_orders
+from servicekit.db import SimulatedClock
 from servicekit.state import service_state
-from servicekit.testing import migrated_database
+from servicekit.testing import metric_samples, migrated_database
 from wallet_pool.testing import assert_queue_figures_match_rows, queue_rows
 
 SEED_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "seed_day.py"
@@ -69,14 +71,11 @@ async def test_the_stats_of_a_seeded_day_are_the_figures_its_rows_give(tmp_path:
     until = since + timedelta(days=1)
     async with migrated_database("order-api", "wallet-pool", prefix="seeded_day") as url:
         urls = seed_day.DatabaseUrls(order_api=url, wallet_pool=url)
-        done = await seed_day.seed_day(var_dir=tmp_path, urls=urls, day=day, orders=ORDERS, seed=16)
-        # A realistic day: the pools ran dry at peak, and every way an order ends happened.
-        assert done.orders == ORDERS
-        assert done.queued_at_intake > 0
-        assert done.completed > done.cancelled_by_operator > 0
-        assert done.cancelled_by_customer > 0
-
+        plan = seed_day.plan_day(day=day, orders=ORDERS, seed=16)
         async with seed_day.built_desk(tmp_path, urls) as desk:
+            with SimulatedClock(since) as clock:
+                done = await seed_day.Day(desk, plan, clock, seed=16, until=datetime.now(UTC)).play()
+            metrics = metric_samples((await desk.orders.get("/metrics")).text)
             window = {"since": since.isoformat(), "until": until.isoformat(), "tz": "UTC"}
             response = await desk.orders.get(
                 "/v1/stats/orders", params=window, headers=seed_day.bearer(desk.admin_token)
@@ -94,6 +93,12 @@ async def test_the_stats_of_a_seeded_day_are_the_figures_its_rows_give(tmp_path:
                 events = (await session.scalars(select(OrderEvent).order_by(OrderEvent.id))).all()
             async with service_state(desk.wallet_pool).runtime.database.sessionmaker() as session:
                 allocations = await queue_rows(session)
+
+    # A realistic day: the pools ran dry at peak, and every way an order ends happened.
+    assert done.orders == ORDERS
+    assert done.queued_at_intake > 0
+    assert done.completed > done.cancelled_by_operator > 0
+    assert done.cancelled_by_customer > 0
 
     histories: dict[str, list[OrderEvent]] = {}
     for event in events:
@@ -126,3 +131,26 @@ async def test_the_stats_of_a_seeded_day_are_the_figures_its_rows_give(tmp_path:
         sum(c["abandonment"]["abandoned"] for c in currencies.values()) > 0
     )  # some queued customers gave up
     assert sum(c["abandonment"]["queued"] for c in currencies.values()) == done.queued_at_intake
+
+    # The same day as order-api's /metrics counted it while it happened.
+    created = {o: metrics[f'orders_created_total{{outcome="{o}"}}'] for o in CREATED_OUTCOMES.values()}
+    assert created == {
+        "address_assigned": ORDERS - done.queued_at_intake,
+        "queued": done.queued_at_intake,
+        "address_pending": 0,
+    }
+    for outcome in CLOSED_OUTCOMES:
+        assert metrics[f'orders_closed_total{{outcome="{outcome}"}}'] == conversion[outcome], outcome
+    first_takes = [o.takes[0][1] - o.address_after for o in seeded if o.takes and o.address_after is not None]
+    handled = [
+        o.close[1] - o.takes[-1][1] for o in seeded if o.close and o.takes and o.close[2] != "customer"
+    ]
+    for name, seconds in (("order_take_seconds", first_takes), ("order_handling_seconds", handled)):
+        assert (
+            metrics[f"{name}_count"]
+            == len(seconds)
+            == report["durations"]["time_to_take" if name == "order_take_seconds" else "handling_time"][
+                "count"
+            ]
+        )
+        assert abs(metrics[f"{name}_sum"] - sum(seconds)) < 0.01, name
