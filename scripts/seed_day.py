@@ -19,8 +19,8 @@ The day (deterministic for a ``--seed``, on ``--day``, yesterday by default):
   some orders nobody takes expire;
 - after the last arrival the desk runs on until every order of the day is closed (or until now).
 
-Run it against a desk that is not being written by anything else at the same moment of simulated time: the
-services' workers use the wall clock, the seeded rows use the day's.
+Run it while the desk's services are stopped: their workers run on the wall clock and would, for example,
+expire the past day's orders while they are being made.
 """
 
 from __future__ import annotations
