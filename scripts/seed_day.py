@@ -382,6 +382,14 @@ class Day:
                 continue
             if next_round > self.until:
                 break
+            if not any(self._may_be_open(c) for c in self.by_order.values()):
+                # Nothing open: the sweeps and the operators have nothing to do until the next arrival.
+                if not self.agenda:
+                    break
+                skipped = (self.agenda[0][0] - moment) // ROUND
+                if skipped >= 1:
+                    moment += skipped * ROUND
+                    continue
             moment = next_round
             self.clock.set(moment)
             if await self.desk.sweep():
@@ -495,6 +503,10 @@ class Day:
             )
             for order_id in closed:
                 self.by_order[order_id].closed = True
+
+    def _may_be_open(self, customer: Customer) -> bool:
+        """Whether the order may still be open, as far as the simulation knows."""
+        return not customer.closed and self.clock.now < customer.at + self.lifetime + MAX_HANDLING + ROUND
 
     def _may_be_takeable(self, customer: Customer) -> bool:
         """Whether an operator would take this order if it were on the list now."""

@@ -121,6 +121,9 @@ async def test_the_stats_of_a_seeded_day_are_the_figures_its_rows_give(tmp_path:
     )
     assert conversion["expired"] > 0
     assert conversion["open"] == 0
+    weekdays = {t["day"]: t["orders"] for t in report["by_day_of_week"] if t["orders"]}
+    assert weekdays == {day.isoweekday(): ORDERS}
+    assert [(t["orders"], t["completed"]) for t in report["buckets"]] == [(ORDERS, done.completed)]
     busiest = max(report["by_hour_of_day"], key=lambda t: t["orders"])["hour"]
     assert busiest in {*range(9, 14), *range(16, 21)}  # the day's two peaks
 
