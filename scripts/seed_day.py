@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import devstack
 
-from coin_addresses import demo_address
+from coin_addresses import demo_address, demo_transaction_hash
 from order_api.context import context_of
 from servicekit.db import SimulatedClock
 from servicekit.outbox import OutboxRelay
@@ -84,6 +84,15 @@ MARKETS = (
     Market("USDT", "ERC20", 0.15, Decimal("50"), Decimal("60000"), 0, "ETH", "ethereum", 3),
 )
 PAYOUT_SEEDS = {"USDT": 1, "BTC": 2, "ETH": 3}
+USD_RATES = {"BTC": Decimal(60000), "ETH": Decimal(3000), "USDT": Decimal(1)}
+"""The day's fixed exchange rates: what a completed order paid out."""
+
+
+def payout(amount: Decimal, from_currency: str, to_currency: str) -> Decimal:
+    value = amount * USD_RATES[from_currency] / USD_RATES[to_currency] * Decimal("0.99")  # the desk's 1 %
+    return value.quantize(Decimal("0.000001"))
+
+
 OPERATORS = 4
 ROUND = timedelta(minutes=3)
 """How often operators look at the takeable list (and the desk's sweeps run)."""
@@ -504,6 +513,20 @@ class Day:
             for order_id in closed:
                 self.by_order[order_id].closed = True
 
+    def transaction(self, customer: Customer) -> dict[str, Any]:
+        """What moved: the ordered deposit, and a payout on the network the customer asked for."""
+        market, key = customer.market, f"day{self.seed}/{customer.index}"
+        return {
+            "deposit": {
+                "tx_hash": demo_transaction_hash(network=market.network, seed=f"deposit/{key}"),
+                "amount": str(customer.amount),
+            },
+            "payout": {
+                "tx_hash": demo_transaction_hash(network=market.payout_network, seed=f"payout/{key}"),
+                "amount": str(payout(customer.amount, market.currency, market.to_currency)),
+            },
+        }
+
     def _may_be_open(self, customer: Customer) -> bool:
         """Whether the order may still be open, as far as the simulation knows."""
         return not customer.closed and self.clock.now < customer.at + self.lifetime + MAX_HANDLING + ROUND
@@ -521,8 +544,9 @@ class Day:
         """The operator who holds the order completes it, or cancels it."""
         if customer.holder is None:
             return
-        status = "completed" if customer.completes else "cancelled"
-        body = {"status": status, "comment": "Paid out." if customer.completes else "The deposit never came."}
+        body: dict[str, Any] = {"status": "cancelled", "comment": "The deposit never came."}
+        if customer.completes:
+            body = {"status": "completed", "comment": "Paid out.", "transaction": self.transaction(customer)}
         ok(
             await self.desk.orders.post(
                 f"/v1/operator/orders/{customer.order_id}/status",

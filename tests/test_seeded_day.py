@@ -121,6 +121,7 @@ async def test_the_stats_of_a_seeded_day_are_the_figures_its_rows_give(tmp_path:
     )
     assert conversion["expired"] > 0
     assert conversion["open"] == 0
+    assert (report["payments"]["orders"], report["payments"]["exact"]) == (done.completed, done.completed)
     weekdays = {t["day"]: t["orders"] for t in report["by_day_of_week"] if t["orders"]}
     assert weekdays == {day.isoweekday(): ORDERS}
     assert [(t["orders"], t["completed"]) for t in report["buckets"]] == [(ORDERS, done.completed)]

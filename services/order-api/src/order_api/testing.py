@@ -22,6 +22,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coin_addresses import demo_transaction_hash
 from order_api.customers.models import Customer
 from order_api.settings import Settings
 from servicekit.apikeys import ApiKeyEntry, hash_key
@@ -160,6 +161,34 @@ class StandInReceiver:
         return [e for e in self.envelopes if e.get("type") == event_type]
 
 
+def completion_body(
+    order: Mapping[str, Any],
+    *,
+    received: str | None = None,
+    sent: str = "1000",
+    comment: str | None = None,
+    **transaction: Any,
+) -> dict[str, Any]:
+    """The body that completes ``order`` (as the API returned it) with a valid transaction record: the deposit
+    on its ``from_network`` (``received``, by default exactly the ordered amount), the payout of ``sent`` on
+    its ``to_network``; ``transaction`` adds to or replaces parts of the record."""
+    record: dict[str, Any] = {
+        "deposit": {
+            "tx_hash": demo_transaction_hash(network=order["from_network"], seed=f"deposit/{order['id']}"),
+            "amount": received if received is not None else order["amount"],
+        },
+        "payout": {
+            "tx_hash": demo_transaction_hash(network=order["to_network"], seed=f"payout/{order['id']}"),
+            "amount": sent,
+        },
+        **transaction,
+    }
+    body: dict[str, Any] = {"status": "completed", "transaction": record}
+    if comment is not None:
+        body["comment"] = comment
+    return body
+
+
 # -- the order statistics, recomputed from the orders ----------------------------------------------------------
 
 
@@ -177,6 +206,8 @@ class Seeded:
         default_factory=list
     )  # (operator key, seconds); given back between
     close: tuple[str, float, str] | None = None  # (status, seconds, actor)
+    reassigned_to: tuple[str, float] | None = None  # (operator key, seconds): support hands it over
+    received: str | None = None  # the deposit a completion recorded (None: completed without a record)
 
     @property
     def status(self) -> str:
@@ -230,7 +261,7 @@ def expected(orders: list[Seeded]) -> dict[str, Any]:
     }
 
 
-def _group(orders: list[Seeded], key: Callable[[Seeded], Any]) -> dict[Any, list[Seeded]]:
+def group_by(orders: list[Seeded], key: Callable[[Seeded], Any]) -> dict[Any, list[Seeded]]:
     groups: dict[Any, list[Seeded]] = {}
     for o in orders:
         groups.setdefault(key(o), []).append(o)
@@ -261,7 +292,7 @@ def assert_report_matches_orders(
             assert got[p] is None or abs(got[p] - figures[p]) <= 0.002, (name, p, got[p], figures[p])
 
     by_currency = {(t["currency"], t["network"]): t for t in report["by_currency"]}
-    for (currency, network), orders in _group(day, lambda o: (o.currency, o.network)).items():
+    for (currency, network), orders in group_by(day, lambda o: (o.currency, o.network)).items():
         tally = by_currency.pop((currency, network))
         assert tally["orders"] == len(orders)
         assert tally["completed"] == sum(o.status == "completed" for o in orders)
@@ -275,10 +306,10 @@ def assert_report_matches_orders(
         return f"{o.currency} {lower}-{upper}" if upper is not None else f"{o.currency} {lower}+"
 
     assert {f"{t['currency']} {t['band']}": t["orders"] for t in report["by_band"]} == {
-        key: len(orders) for key, orders in _group(day, band).items()
+        key: len(orders) for key, orders in group_by(day, band).items()
     }
 
-    hours = _group(day, lambda o: o.created.hour)
+    hours = group_by(day, lambda o: o.created.hour)
     assert [t["hour"] for t in report["by_hour_of_day"]] == list(range(24))
     assert {t["hour"]: t["orders"] for t in report["by_hour_of_day"] if t["orders"]} == {
         h: len(orders) for h, orders in hours.items()

@@ -91,6 +91,13 @@ class Settings(ClientNetworkSettings, ServiceSettings):
         "included: past it the operator is told at once that order-api is slow (Telegram shows a spinner "
         "until a press is answered), and order-api's own transaction makes a repeated press safe.",
     )
+    completion_draft_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long the bot waits for an operator's next answer while completing an order (the "
+        "transaction record is asked one question at a time); past it the answers so far are dropped and "
+        "a late reply completes nothing: the operator presses Complete again.",
+    )
     polling_timeout_seconds: int = Field(
         default=25, ge=1, le=50, description="Long-poll wait of one getUpdates call (polling mode)."
     )

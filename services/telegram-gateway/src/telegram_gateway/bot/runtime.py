@@ -17,6 +17,7 @@ import contextlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 from typing import Any, Literal
 
 from aiogram import Bot
@@ -47,6 +48,7 @@ COMMANDS = [
     BotCommand(command="pool", description="Free wallets and queues per currency"),
     BotCommand(command="on", description="I am available"),
     BotCommand(command="off", description="I am away (I keep my orders)"),
+    BotCommand(command="cancel", description="Stop completing an order"),
     BotCommand(command="help", description="What this bot does"),
     BotCommand(command="start", description="Link your account: /start <code>"),
 ]
@@ -94,6 +96,7 @@ class TelegramBot:
             operator_links=operator_links,
             wallet_pool=wallet_pool,
             metrics=metrics,
+            completion_draft_lifetime=timedelta(seconds=settings.completion_draft_seconds),
         )
         self.bot: Bot | None = None
         self.mode: BotMode | None = None
