@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from servicekit.db import (
     Database,
     Money,
+    SimulatedClock,
     UtcDateTime,
     epoch_seconds,
     insert_ignoring,
@@ -23,6 +24,7 @@ from servicekit.db import (
     resolve_database_url,
     try_insert,
     upsert,
+    utcnow,
 )
 from servicekit.testing import async_url, create_database, drop_database
 from servicekit.testing.kitapps import create_tables
@@ -311,3 +313,12 @@ async def test_lock_until_commit_serialises_transactions_that_take_the_same_key(
                     await other.exec_driver_sql("PRAGMA busy_timeout = 30000")
     async with database.sessionmaker.begin() as later:
         assert await lock_until_commit(later, 42, write_lock_on=claim_table, wait=False)
+
+
+def test_a_simulated_clock_sets_utcnow_while_entered_and_moves_only_when_set() -> None:
+    start = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    with SimulatedClock(start) as clock:
+        assert utcnow() == start
+        clock.set(start + timedelta(hours=2))
+        assert utcnow() == clock.now == start + timedelta(hours=2)
+    assert abs(utcnow() - datetime.now(UTC)) < timedelta(seconds=5)  # the wall clock again
