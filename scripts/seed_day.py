@@ -108,7 +108,7 @@ class Customer:
     at: datetime
     market: Market
     amount: Decimal
-    patience: timedelta  # how long they wait in the queue before cancelling (None-like: very long)
+    patience: timedelta  # how long they wait in the queue before cancelling
     cancels_before_take: timedelta | None  # with an address, they change their mind after this long
     noticed_after: timedelta  # how long an operator takes to notice the takeable order
     taken: bool  # False: nobody takes it (it expires)
@@ -312,8 +312,6 @@ class DayReport:
     cancelled_by_customer: int = 0
     wallets: int = 0
     operators: list[str] = field(default_factory=list)
-    first: datetime | None = None
-    last: datetime | None = None
 
 
 class Day:
@@ -432,8 +430,6 @@ class Day:
         customer.order_id, customer.token = order["id"], order["session_token"]
         self.by_order[order["id"]] = customer
         self.report.orders += 1
-        self.report.first = self.report.first or self.clock.now
-        self.report.last = self.clock.now
         if order["status"] == "queued":
             self.report.queued_at_intake += 1
             self.at(self.clock.now + customer.patience, "give_up", customer.index)
