@@ -1151,14 +1151,15 @@ def test_a_changed_setting_rolls_the_pods(
     assert changed[("Deployment", "order-api")] == manifests[("Deployment", "order-api")], "the others stay"
 
 
-def test_order_api_scales_horizontally(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+def test_order_api_and_wallet_pool_autoscale(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
     hpas = [document for (kind, _), document in manifests.items() if kind == "HorizontalPodAutoscaler"]
-    assert len(hpas) == 1
-    (hpa,) = hpas
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "order-api")
-    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    targets = set()
+    for hpa in hpas:
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        target = hpa["spec"]["scaleTargetRef"]
+        targets.add((target["kind"], target["name"]))
+        assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    assert targets == {("Deployment", "order-api"), ("Deployment", "wallet-pool")}
 
 
 def test_order_api_migrates_as_the_owner_and_checkpoints_its_audit_log_on_a_schedule(

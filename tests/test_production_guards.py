@@ -101,7 +101,7 @@ REFUSALS = [
         "telegram-gateway",
         ("WEBHOOK_URL",),
         "TELEGRAM_GATEWAY_WEBHOOK_URL must be set in production, or TELEGRAM_GATEWAY_MODE=polling chosen "
-        "explicitly (polling serves one replica only)",
+        "explicitly (polling: one replica at a time polls)",
     ),
     Refusal("wallet-pool", ("NOTIFIER__API_KEY",), "WALLET_POOL_NOTIFIER__API_KEY must be set in production"),
     Refusal("notifier", ("API_KEYS",), "NOTIFIER_API_KEYS must be set in production"),

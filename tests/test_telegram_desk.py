@@ -76,10 +76,7 @@ async def gateway_messages(gateway: ServiceProcess, outcome: str) -> float:
 async def test_operators_take_and_complete_an_order_from_telegram(
     stack: Stack, services: list[ServiceProcess], smtp_server: SmtpServer, bot_api: FakeBotApi
 ) -> None:
-    # The bot's Complete button sends no transaction record yet: completing without one is allowed here.
-    # (Switch this back to the default once the bot asks the operator for the record.)
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api(ORDER_API_COMPLETION_TRANSACTION_REQUIRED="false")
+    wallet_pool, order_api = stack.wallet_pool(), stack.order_api()
     notifier, gateway = stack.notifier(smtp_port=smtp_server.port), stack.telegram_gateway(bot_api=bot_api)
     services.extend([wallet_pool, order_api, notifier, gateway])
     for service in (wallet_pool, order_api, notifier, gateway):

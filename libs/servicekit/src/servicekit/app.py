@@ -111,6 +111,8 @@ class Runtime:
             service_name=settings.service_name,
             pool_size=settings.database_pool_size,
             pool_timeout_seconds=settings.database_pool_timeout_seconds,
+            statement_cache_size=settings.database_statement_cache_size,
+            session_url=settings.database_session_url,
         )
         if settings.trace_database:
             instrument_engine(self.database.engine)

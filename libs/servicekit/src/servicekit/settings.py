@@ -219,6 +219,19 @@ class ServiceSettings(BaseSettings):
         default=20,
         description="Connections kept per process (PostgreSQL); four services share max_connections.",
     )
+    database_session_url: str | None = Field(
+        default=None,
+        description="PostgreSQL reached without a transaction-mode pooler, for the connections that keep "
+        "session state: order-api's LISTEN connection (order streams) and a polling gateway's lease. Unset: "
+        "DATABASE_URL, which is right unless that goes through PgBouncer in transaction mode.",
+    )
+    database_statement_cache_size: int = Field(
+        default=100,
+        ge=0,
+        description="Prepared statements asyncpg keeps per connection. 0 behind PgBouncer in transaction "
+        "mode, whose server connections change between transactions: statements are then prepared "
+        "unnamed-per-use and never reused across transactions.",
+    )
     busy_table_vacuum: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Whether the service vacuums its busiest tables itself (PostgreSQL; "

@@ -50,7 +50,8 @@ class Settings(ClientNetworkSettings, ServiceSettings):
     mode: BotMode | None = Field(
         default=None,
         description="`webhook` (Telegram posts updates to POST /telegram/webhook) or `polling` (the bot asks "
-        "for updates; one replica only: Telegram serves one long-polling client per bot). Unset: webhook "
+        "for updates; Telegram serves one long-polling client per bot, so on PostgreSQL the replicas hold a "
+        "lease and one of them polls). Unset: webhook "
         "when WEBHOOK_URL is set, else polling, which production refuses unless chosen here.",
     )
     webhook_url: str | None = Field(
@@ -100,6 +101,13 @@ class Settings(ClientNetworkSettings, ServiceSettings):
     )
     polling_timeout_seconds: int = Field(
         default=25, ge=1, le=50, description="Long-poll wait of one getUpdates call (polling mode)."
+    )
+    poller_lease_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Polling mode on PostgreSQL: how often a replica that does not poll asks for the polling "
+        "lease again, and the polling one checks it still holds it; another replica takes over within about "
+        "this long of the poller stopping.",
     )
     retention_days: int = Field(
         default=30,
@@ -166,7 +174,7 @@ class Settings(ClientNetworkSettings, ServiceSettings):
         if self.telegram_enabled and self.mode is None and self.bot_mode == "polling":
             problems.append(
                 f"{self.variable('webhook_url')} must be set in production, or {self.variable('mode')}=polling "
-                "chosen explicitly (polling serves one replica only)"
+                "chosen explicitly (polling: one replica at a time polls)"
             )
         return problems
 
