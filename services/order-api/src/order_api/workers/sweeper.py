@@ -34,6 +34,7 @@ from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.intake import intake_abandoned_before
 from order_api.orders.intake_persistence import announce_order, apply_allocation, log_unusable_answer
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
+from order_api.orders.metrics import OrderMetrics
 from order_api.orders.models import AllocationState, Order, OrderStatus
 from order_api.orders.untouched import report_untouched_orders
 from order_api.protection import DataProtection
@@ -57,7 +58,9 @@ async def _claim_batch(
     return (await session.execute(query.with_for_update(skip_locked=True))).scalars().all()
 
 
-async def expire_overdue_orders(*, database: Database, protection: DataProtection) -> int:
+async def expire_overdue_orders(
+    *, database: Database, protection: DataProtection, metrics: OrderMetrics | None = None
+) -> int:
     """Expire every open order past its deadline; returns how many."""
     now = utcnow()
     async with database.sessionmaker.begin() as session:
@@ -73,6 +76,8 @@ async def expire_overdue_orders(*, database: Database, protection: DataProtectio
             )
     if orders:
         log.info("orders expired", extra={"count": len(orders)})
+        if metrics is not None:
+            metrics.order_closed("expired", len(orders))
     return len(orders)
 
 
@@ -206,7 +211,9 @@ def order_sweeps(context: OrderApiContext) -> list[PeriodicWorker]:
         ),
         PeriodicWorker(
             name="order-expiry",
-            job=lambda: expire_overdue_orders(database=database, protection=protection),
+            job=lambda: expire_overdue_orders(
+                database=database, protection=protection, metrics=context.metrics
+            ),
             interval_seconds=every,
         ),
         PeriodicWorker(
