@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -75,17 +75,25 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
-_DRAINING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
+DRAINING = "servicekit.draining"
+"""The ASGI scope extension holding the server's :class:`asyncio.Event` that is set once it begins a graceful
+shutdown (SIGTERM: a rollout or a scale-down)."""
 
 
-def draining() -> asyncio.Event:
-    """Set once the server running on this event loop begins a graceful shutdown (SIGTERM: a rollout or a
-    scale-down). uvicorn then waits for every open response to end, and a stream that waits for news would
-    hold the pod until it is killed: long-lived responses end when this is set."""
-    loop = asyncio.get_running_loop()
-    event = _DRAINING.get(loop)
+def draining(scope: Mapping[str, Any]) -> asyncio.Event:
+    """Set once the server that received this request begins a graceful shutdown. uvicorn then waits for every
+    open response to end, and a stream waiting for news would hold the pod until it is killed: long-lived
+    responses end when this is set. An app served otherwise (in-process tests) never drains."""
+    event = scope.get("extensions", {}).get(DRAINING)
+    return event if isinstance(event, asyncio.Event) else asyncio.Event()
+
+
+def _draining_of(server_state: Any) -> asyncio.Event:
+    """One event per uvicorn server, kept on its state (shared by all its connections)."""
+    event: asyncio.Event | None = getattr(server_state, "servicekit_draining", None)
     if event is None:
-        event = _DRAINING[loop] = asyncio.Event()
+        event = asyncio.Event()
+        server_state.servicekit_draining = event
     return event
 
 
@@ -95,10 +103,13 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
 
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # the request's task is created but has not run yet: it sees the scope with this in it
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[DRAINING] = _draining_of(self.server_state)
+
     def shutdown(self) -> None:
         """The server's graceful shutdown reaches this connection: long-lived responses end (:func:`draining`)."""
-        event = _DRAINING.get(self.loop)
-        if event is None:
-            event = _DRAINING[self.loop] = asyncio.Event()
-        event.set()
+        _draining_of(self.server_state).set()
         super().shutdown()

@@ -19,6 +19,7 @@ from servicekit.errors import problem_responses
 from servicekit.openapi import ANONYMOUS_ALLOWED
 from servicekit.pagination import DEFAULT_PAGE_SIZE, CursorParam, LimitParam
 from servicekit.ratelimit import client_key
+from servicekit.server import draining as server_draining
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -228,6 +229,7 @@ EVENT_STREAM_DESCRIPTION = "\n".join(
     },
 )
 async def stream_order_events(
+    request: Request,
     order_id: str,
     session: DbSession,
     ctx: Ctx,
@@ -250,5 +252,7 @@ async def stream_order_events(
     if opened is None:
         return Response(status_code=204)
     return EventSourceResponse(
-        opened.events(), headers=stream.STREAM_HEADERS, background=BackgroundTask(opened.close)
+        opened.events(draining=server_draining(request.scope)),
+        headers=stream.STREAM_HEADERS,
+        background=BackgroundTask(opened.close),
     )

@@ -36,7 +36,6 @@ from order_api.orders.service import get_order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Database, session_scope
-from servicekit.server import draining as server_draining
 from servicekit.signals import SignalListener
 
 log = logging.getLogger("order_api.orders.stream")
@@ -209,13 +208,12 @@ class OrderStream:
     def close(self) -> None:
         self.streams.close(self.watch)
 
-    async def events(self) -> AsyncIterator[bytes]:
+    async def events(self, *, draining: asyncio.Event) -> AsyncIterator[bytes]:
         """The stream's bytes until the order closes, the stream's lifetime ends or the client goes away
         (the response is then cancelled, and ``finally`` frees the stream's place)."""
         settings = self.settings
         ends = time.monotonic() + settings.stream_max_seconds
         last = self.opened_with
-        draining = server_draining()
         try:
             yield format_sse_event(retry=settings.stream_retry_ms)
             if self.send_first:
@@ -231,7 +229,7 @@ class OrderStream:
                 wait = min(
                     settings.stream_heartbeat_seconds, ends - started, *(at - started for at in rechecks[:1])
                 )
-                woken = await _woken(self.watch.changed, within=max(wait, 0))
+                woken = await _woken(self.watch.changed, draining, within=max(wait, 0))
                 if draining.is_set():  # the server is shutting down: the client reconnects to another replica
                     return
                 if not woken:
@@ -264,9 +262,9 @@ class OrderStream:
             self.close()
 
 
-async def _woken(changed: asyncio.Event, *, within: float) -> bool:
+async def _woken(changed: asyncio.Event, draining: asyncio.Event, *, within: float) -> bool:
     """Whether ``changed`` was set within ``within`` seconds; the server beginning to drain cuts the wait short."""
-    waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(server_draining().wait())]
+    waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(draining.wait())]
     try:
         await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
