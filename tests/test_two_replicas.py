@@ -149,7 +149,7 @@ async def test_racing_takes_on_both_replicas_have_one_winner(desk: FaultStack) -
                 for n, op in enumerate(operators)
             ]
             press = desk.bot_api.press(BOT_OPERATOR, posted, posted.button("Take").callback_data or "")
-            *answers, pressed = await asyncio.gather(*takes, press)
+            answers, pressed = await asyncio.gather(asyncio.gather(*takes), press)
             assert pressed.status == 200
             bot_won = ((await desk.bot_api.answer_to(pressed.query_id or "")).text or "").endswith(
                 TAKEN_BY_BOT
@@ -347,6 +347,8 @@ async def test_killing_one_replica_mid_load_loses_nothing(desk: FaultStack) -> N
     """Steady customers and operators; one order-api replica and one wallet-pool replica are killed (-9)
     mid-load and come back later: every order acknowledged exists once, every address is held by one order,
     every customer and operator is told each fact once, and the outboxes drain."""
-    outcome = await run_fault(desk, kill("order-api#2", "wallet-pool#2"))
+    # a pace the surviving replicas carry alone while the killed ones restart (a minute on a busy machine):
+    # this is about losing nothing, not about throughput
+    outcome = await run_fault(desk, kill("order-api#2", "wallet-pool#2"), rate=2.0)
     assert not outcome.findings, "\n".join(map(str, outcome.findings))
     assert outcome.answers["201"] > 0, outcome.answers

@@ -29,7 +29,7 @@ import httpx
 
 from coin_addresses import demo_address
 from desk_testing.balancer import RoundRobin
-from desk_testing.stack import Stack
+from desk_testing.stack import Stack, replica
 from notifier.testing import SmtpServer
 from order_api.testing import order_body
 from servicekit.testing import PrivateRedis, ServiceProcess, eventually, migrated_database
@@ -149,20 +149,21 @@ async def fault_stack(
         settings = service_env(redis)
         for service, extra in (env or {}).items():
             settings[service] = {**settings[service], **extra}
-        processes: dict[str, ServiceProcess] = {}
-        for n in range(1, replicas + 1):
-            replica = None if replicas == 1 else n
-            name = "{}" if replicas == 1 else f"{{}}#{n}"
-            processes |= {
-                name.format("wallet-pool"): stack.wallet_pool(replica=replica, **settings["wallet-pool"]),
-                name.format("order-api"): stack.order_api(replica=replica, **settings["order-api"]),
-                name.format("notifier"): stack.notifier(
-                    smtp_port=smtp.port, replica=replica, **settings["notifier"]
-                ),
-                name.format("telegram-gateway"): stack.telegram_gateway(
-                    bot_api=bot_api, replica=replica, **settings["telegram-gateway"]
-                ),
+        single = {
+            "wallet-pool": stack.wallet_pool(**settings["wallet-pool"]),
+            "order-api": stack.order_api(**settings["order-api"]),
+            "notifier": stack.notifier(smtp_port=smtp.port, **settings["notifier"]),
+            "telegram-gateway": stack.telegram_gateway(bot_api=bot_api, **settings["telegram-gateway"]),
+        }
+        processes = (
+            single
+            if replicas == 1
+            else {
+                f"{name}#{n}": replica(process, n)
+                for n in range(1, replicas + 1)
+                for name, process in single.items()
             }
+        )
         desk = FaultStack(
             stack=stack, database_url=url, redis=redis, smtp=smtp, bot_api=bot_api, processes=processes
         )
@@ -674,7 +675,9 @@ async def snapshot(desk: FaultStack) -> Snapshot:
             "address_assigned_at "
             'FROM order_api."order"'
         )
-        wallets = await connection.fetch("SELECT address, status, order_id FROM wallet_pool.wallet")
+        wallets = await connection.fetch(
+            "SELECT address, status, order_id, currency, network FROM wallet_pool.wallet"
+        )
         allocations = {
             row["order_id"]: row
             for row in await connection.fetch(
@@ -682,7 +685,8 @@ async def snapshot(desk: FaultStack) -> Snapshot:
             )
         }
         wait_queue = await connection.fetch(
-            "SELECT order_id FROM wallet_pool.wait_queue_entry ORDER BY priority DESC, enqueued_at, id"
+            "SELECT order_id, currency, network FROM wallet_pool.wait_queue_entry "
+            "ORDER BY priority DESC, enqueued_at, id"
         )
         pending: dict[str, int] = {}
         for name, query in PENDING_WORK.items():
@@ -859,13 +863,14 @@ def check_allocations(state: Snapshot) -> list[Finding]:
         findings.append(
             Finding("address still reserved for a closed (or unknown) order", len(kept), _examples(kept))
         )
-    free = [w["address"] for w in state.wallets if w["status"] == "free"]
-    if free and queued_ids:
+    free = Counter((w["currency"], w["network"]) for w in state.wallets if w["status"] == "free")
+    queued_in = Counter((row["currency"], row["network"]) for row in state.wait_queue)
+    for pool in sorted(set(free) & set(queued_in)):
         findings.append(
             Finding(
                 "addresses free while orders wait in the queue (a release not handed to the queue head)",
-                min(len(free), len(queued_ids)),
-                f"{len(free)} free, {len(queued_ids)} waiting",
+                min(free[pool], queued_in[pool]),
+                f"{'/'.join(pool)}: {free[pool]} free, {queued_in[pool]} waiting",
             )
         )
     return findings
@@ -1144,7 +1149,7 @@ START_WITHIN = 240.0
 on two busy cores take minutes)."""
 
 
-async def run_fault(desk: FaultStack, fault: Fault) -> Outcome:
+async def run_fault(desk: FaultStack, fault: Fault, *, rate: float = RATE) -> Outcome:
     """Steady load; ``fault`` injected ``INJECT_AFTER`` seconds in, held, healed; the load goes on for
     ``LOAD_AFTER_HEAL`` seconds and stops, the desk drains, and every invariant is read back from the
     databases."""
@@ -1154,7 +1159,7 @@ async def run_fault(desk: FaultStack, fault: Fault) -> Outcome:
     traffic = Traffic()
     label = re.sub(r"[^a-z0-9]+", "-", fault.name.lower()).strip("-")
     stop = asyncio.Event()
-    load = asyncio.create_task(steady_load(desk, traffic, label=label, rate=RATE, stop=stop))
+    load = asyncio.create_task(steady_load(desk, traffic, label=label, rate=rate, stop=stop))
     try:
         await asyncio.sleep(INJECT_AFTER)  # the fault's place on the load's timeline
         injected = time.monotonic()

@@ -52,8 +52,8 @@ class Stack:
     wallet_pool_port: int = field(default_factory=free_port)
     notifier_port: int = field(default_factory=free_port)
     telegram_gateway_port: int = field(default_factory=free_port)
-    """Where each service is reached: the process itself, or, with replicas, what spreads requests over them
-    (its peers are configured with this port either way)."""
+    """Where each service is reached: its process, or, with replicas, what spreads requests over them (peers,
+    clients and the webhook use these ports either way)."""
 
     def _storage(self, prefix: str, name: str) -> dict[str, str]:
         env = {f"{prefix}VAR_DIR": str(self.var_dir or self.logs / f"{name}-var")}
@@ -61,18 +61,7 @@ class Stack:
             env[f"{prefix}DATABASE_URL"] = self.database_url
         return env
 
-    def _process(self, name: str, *, app: str, env: Mapping[str, str], replica: int | None) -> ServiceProcess:
-        """``name``'s process on the service's port, or, as ``replica`` n, on a port and with a log of its own.
-        Replicas share the service's var directory: its development keys, which seal data and key the blind
-        indexes, are one service's configuration, as a Secret mounted in every pod is."""
-        if replica is None:
-            port = int(getattr(self, f"{name.replace('-', '_')}_port"))
-            return ServiceProcess(app=app, env=env, log_path=self.logs / f"{name}.log", port=port)
-        return ServiceProcess(
-            app=app, env=env, log_path=self.logs / f"{name}-{replica}.log", port=free_port()
-        )
-
-    def order_api(self, *, replica: int | None = None, **extra_env: str) -> ServiceProcess:
+    def order_api(self, **extra_env: str) -> ServiceProcess:
         env = {
             **self._storage("ORDER_API_", "order-api"),
             "ORDER_API_EVENT_KEYS": EVENT_KEYS,
@@ -101,9 +90,14 @@ class Stack:
             "ORDER_API_SWEEP_SECONDS": "0.5",
             **extra_env,
         }
-        return self._process("order-api", app="order_api.main:create_app", env=env, replica=replica)
+        return ServiceProcess(
+            app="order_api.main:create_app",
+            env=env,
+            log_path=self.logs / "order-api.log",
+            port=self.order_api_port,
+        )
 
-    def wallet_pool(self, *, replica: int | None = None, **extra_env: str) -> ServiceProcess:
+    def wallet_pool(self, **extra_env: str) -> ServiceProcess:
         env: Mapping[str, str] = {
             **self._storage("WALLET_POOL_", "wallet-pool"),
             "WALLET_POOL_API_KEYS": entries(
@@ -132,9 +126,14 @@ class Stack:
             "WALLET_POOL_OUTBOX_BACKOFF_MAX_SECONDS": "1",
             **extra_env,
         }
-        return self._process("wallet-pool", app="wallet_pool.main:create_app", env=env, replica=replica)
+        return ServiceProcess(
+            app="wallet_pool.main:create_app",
+            env=env,
+            log_path=self.logs / "wallet-pool.log",
+            port=self.wallet_pool_port,
+        )
 
-    def notifier(self, *, smtp_port: int, replica: int | None = None, **extra_env: str) -> ServiceProcess:
+    def notifier(self, *, smtp_port: int, **extra_env: str) -> ServiceProcess:
         """The notifier, sending email through a plain SMTP server on loopback at ``smtp_port``."""
         env: Mapping[str, str] = {
             **self._storage("NOTIFIER_", "notifier"),
@@ -170,14 +169,16 @@ class Stack:
             "NOTIFIER_DELIVERY_BACKOFF_MAX_SECONDS": "0.5",
             **extra_env,
         }
-        return self._process("notifier", app="notifier.main:create_app", env=env, replica=replica)
+        return ServiceProcess(
+            app="notifier.main:create_app",
+            env=env,
+            log_path=self.logs / "notifier.log",
+            port=self.notifier_port,
+        )
 
-    def telegram_gateway(
-        self, *, bot_api: FakeBotApi | None = None, replica: int | None = None, **extra_env: str
-    ) -> ServiceProcess:
+    def telegram_gateway(self, *, bot_api: FakeBotApi | None = None, **extra_env: str) -> ServiceProcess:
         """telegram-gateway; with ``bot_api`` (a started fake Bot API) the bot is on, in webhook mode, posting
-        to the fake's operators' and support chats; without it Telegram is off. Every replica registers the
-        service's URL as the webhook, as replicas behind one public address do."""
+        to the fake's operators' and support chats; without it Telegram is off."""
         url = f"http://127.0.0.1:{self.telegram_gateway_port}"
         env: dict[str, str] = {
             **self._storage("TELEGRAM_GATEWAY_", "telegram-gateway"),
@@ -205,12 +206,20 @@ class Stack:
                 "TELEGRAM_GATEWAY_SUPPORT_CHAT_ID": str(SUPPORT_CHAT_ID),
                 "TELEGRAM_GATEWAY_SETUP_RETRY_MAX_SECONDS": "1",
             }
-        return self._process(
-            "telegram-gateway",
+        return ServiceProcess(
             app="telegram_gateway.main:create_app",
             env={**env, **extra_env},
-            replica=replica,
+            log_path=self.logs / "telegram-gateway.log",
+            port=self.telegram_gateway_port,
         )
+
+
+def replica(process: ServiceProcess, n: int) -> ServiceProcess:
+    """``process`` as replica ``n`` of its service: the same settings, on a port and with a log of its own. The
+    replicas share the service's var directory: its development keys, which seal data and key the blind
+    indexes, are one service's configuration, as a Secret mounted in every pod is."""
+    log = process.log_path.with_name(f"{process.log_path.stem}-{n}.log")
+    return ServiceProcess(app=process.app, env=process.env, log_path=log, port=free_port())
 
 
 def customer_email(n: int) -> str:
