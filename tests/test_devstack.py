@@ -525,15 +525,31 @@ def test_compose_env_names_peers_by_compose_service_and_is_private(tmp_path: Pat
     variables = [variable for env in envs.values() for variable in env]
     assert not [v for v in variables if v.endswith(("DATABASE_URL", "VAR_DIR", "LOG_JSON"))]
 
-    output = tmp_path / "compose.env"
+    output, passwords = tmp_path / "compose.env", tmp_path / ".env"
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "compose-env",
+        "--var-dir",
+        str(tmp_path),
+        "--output",
+        str(output),
+    ]
     subprocess.run(
-        [sys.executable, str(SCRIPT), "compose-env", "--var-dir", str(tmp_path), "--output", str(output)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
+        [*command, "--passwords", str(passwords)], env=env, cwd=ROOT, capture_output=True, check=True
     )
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    # the passwords compose requires, minted once: a second run keeps them (PostgreSQL's volume has them)
+    assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
+    minted = dotenv_values(passwords)
+    required = set(re.findall(r"\$\{(\w+):\?", (ROOT / "docker-compose.yml").read_text()))
+    assert set(minted) == required, "every password docker-compose.yml requires, and nothing else"
+    assert len(set(minted.values())) == len(minted)
+    assert all(value and len(value) >= 24 for value in minted.values())
+    subprocess.run(
+        [*command, "--passwords", str(passwords)], env=env, cwd=ROOT, capture_output=True, check=True
+    )
+    assert dotenv_values(passwords) == minted
     written = dotenv_values(output)
     assert written["ORDER_API_WALLET_POOL__URL"] == "http://wallet-pool:8002"
     # order-api's customer-data keys (production needs them) stay the same from one compose-env to the next.

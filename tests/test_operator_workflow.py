@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from desk_testing.stack import Stack, customer_email, import_btc_wallets
-from order_api.testing import order_body
+from order_api.testing import completion_body, order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 
 
@@ -89,7 +89,7 @@ async def test_an_operator_completes_an_order_and_its_address_serves_the_queue(d
     assert taken.status_code == 200, taken.text
     completed = await client.post(
         f"/v1/operator/orders/{first['id']}/status",
-        json={"status": "completed", "comment": "Paid out"},
+        json=completion_body(first, comment="Paid out"),
         headers={**operator, "If-Match": str(taken.json()["version"])},
     )
     assert completed.status_code == 200, completed.text
@@ -112,7 +112,7 @@ async def test_a_status_change_succeeds_while_wallet_pool_is_down_and_the_releas
 
     await desk.wallet_pool.stop()
     completed = await client.post(
-        f"/v1/operator/orders/{first['id']}/status", json={"status": "completed"}, headers=operator
+        f"/v1/operator/orders/{first['id']}/status", json=completion_body(first), headers=operator
     )
     assert completed.status_code == 200, completed.text
     assert completed.json()["status"] == "completed"

@@ -4,6 +4,8 @@ within a second; the orders queued behind hear that they moved up."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -120,3 +122,31 @@ async def test_a_queued_order_hears_of_its_address_within_a_second_of_another_or
                 took = time.monotonic() - answered
                 assert (moved_up.event, moved_up.json()["queue_position"]) == ("queue_position", 1)
                 assert took < 1.5, f"the order behind heard of its new place {took:.3f} s after the cancel"
+
+
+async def test_a_replica_told_to_stop_ends_its_open_streams_at_once_and_exits(
+    stack: Stack, services: list[ServiceProcess], exits: AsyncExitStack
+) -> None:
+    """A rollout sends SIGTERM: uvicorn waits for every open response to end, and a stream waiting for news
+    never would. The replica ends its streams at once (the browser reconnects, to another replica) and exits
+    well within Kubernetes' grace period, instead of being killed at its end."""
+    notifier = await exits.enter_async_context(serve_stand_in(event_receiver_stand_in(lambda _e, _r: None)))
+    wallet_pool = stack.wallet_pool(WALLET_POOL_NOTIFIER__URL=notifier)
+    order_api = stack.order_api(ORDER_API_NOTIFIER__URL=notifier, ORDER_API_STREAM_HEARTBEAT_SECONDS="60")
+    await start_services(services, wallet_pool, order_api)
+    await import_btc_wallets(wallet_pool, stack, 1)
+    async with httpx.AsyncClient(base_url=order_api.url) as client:
+        response = await client.post("/v1/orders", json=order_body(customer_email(50)))
+        assert response.status_code == 201, response.text
+        order = response.json()
+    async with order_stream(order_api, order) as stream:
+        assert (await stream.next()).event == "order"
+        assert order_api.process is not None
+        order_api.process.send_signal(signal.SIGTERM)
+        stopping = time.monotonic()
+        with pytest.raises(EOFError):
+            await stream.next(within=5)  # ended, not a heartbeat a minute later
+    await asyncio.to_thread(order_api.process.wait, 10)
+    assert time.monotonic() - stopping < 10
+    assert order_api.process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    assert "service stopped" in [r.get("event") for r in order_api.log_records()]  # a graceful shutdown

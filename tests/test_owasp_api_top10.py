@@ -33,7 +33,7 @@ from coin_addresses import demo_address
 from desk_testing.production import SERVICES as PRODUCTION_SERVICES
 from desk_testing.production import production_env
 from desk_testing.stack import Stack, customer_email, import_btc_wallets
-from order_api.testing import order_body
+from order_api.testing import completion_body, order_body
 from servicekit.apikeys import mint_key
 from servicekit.openapi import INTERNAL_OPENAPI_URL, documents_of
 from servicekit.testing import (
@@ -226,7 +226,7 @@ async def test_api1_broken_object_level_authorization_another_operators_order(de
         ),
         desk.order_api.post(
             f"/v1/operator/orders/{held['id']}/status",
-            json={"status": "completed"},
+            json=completion_body(before),
             headers={**as_yuri, "If-Match": str(before["version"])},
         ),
         desk.order_api.post(f"/v1/operator/orders/{held['id']}/release", headers=as_yuri),

@@ -101,7 +101,7 @@ REFUSALS = [
         "telegram-gateway",
         ("WEBHOOK_URL",),
         "TELEGRAM_GATEWAY_WEBHOOK_URL must be set in production, or TELEGRAM_GATEWAY_MODE=polling chosen "
-        "explicitly (polling serves one replica only)",
+        "explicitly (polling: one replica at a time polls)",
     ),
     Refusal("wallet-pool", ("NOTIFIER__API_KEY",), "WALLET_POOL_NOTIFIER__API_KEY must be set in production"),
     Refusal("notifier", ("API_KEYS",), "NOTIFIER_API_KEYS must be set in production"),
@@ -300,7 +300,7 @@ async def test_a_production_start_from_secret_files_serves_and_is_ready(
 def test_a_production_migration_without_a_database_url_stops_instead_of_migrating_a_file(
     tmp_path: Path,
 ) -> None:
-    """The migration Job (``alembic upgrade head`` in the image's working directory) fails, rather than
+    """The migration gate (``alembic upgrade head`` in the image's working directory) fails, rather than
     migrate a SQLite file of its own and report success."""
     var_dir = tmp_path / "var"
     env = {"WALLET_POOL_ENVIRONMENT": "production", "WALLET_POOL_VAR_DIR": str(var_dir)}

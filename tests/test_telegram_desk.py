@@ -3,12 +3,14 @@ SMTP server and the fake Telegram Bot API (webhook mode) on loopback.
 
 Two operators link their Telegram accounts with one-time codes; a new order's card appears with a Take
 button; both press Take at once and exactly one wins (the card is edited once, the loser is told who has
-it); Complete releases the deposit address and the queued order's customer is emailed that it is ready."""
+it); Complete asks for the transaction record as replies, completes the order with it, and releases the deposit
+address, so the queued order's customer is emailed that it is ready."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -18,12 +20,14 @@ from desk_testing.stack import Stack, customer_email, import_btc_wallets
 from notifier.testing import SmtpServer, mail_to, text_of
 from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
-from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
+from telegram_gateway.testing import OPERATORS_CHAT, OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
 
 ANNA = TelegramUser(id=7101, first_name="Anna", username="anna_desk")
 BORIS = TelegramUser(id=7102, first_name="Boris", username="boris_desk")
 CAROL = TelegramUser(id=7103, first_name="Carol", username="carol_desk")
 YOURS = "is yours: complete, cancel, release or escalate it from the card."
+DEPOSIT_TX = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"  # bitcoin: 64 hex
+PAYOUT_TX = "7c2b9f0d1e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"  # TRON: 64 hex
 
 
 @pytest.fixture
@@ -120,10 +124,33 @@ async def test_operators_take_and_complete_an_order_from_telegram(
     assert card.edits == 1
 
     completed = await bot_api.press(winner, card, card.button("Complete").callback_data or "")
-    assert (
-        await bot_api.answer_to(completed.query_id or "")
-    ).text == f"Order {first['id'][:8]} is completed."
+    asked = await bot_api.answer_to(completed.query_id or "")
+    assert asked.text == "Reply to my questions with the transaction record."
+    for answer in (DEPOSIT_TX, "=", PAYOUT_TX, "1520.4", "1.1"):  # "=": exactly the amount ordered
+        question = bot_api.chat_messages(OPERATORS_CHAT_ID)[-1]
+        assert question.text.endswith(f"Complete order {first['id']}.")
+        replied = await bot_api.send_text(winner, answer, chat=OPERATORS_CHAT, reply_to=question)
+        assert replied.status == 200
+    assert bot_api.chat_messages(OPERATORS_CHAT_ID)[-1].text == (
+        f"✅ Order {first['id'][:8]} is completed: received 0.05 BTC, sent 1520.4 USDT."
+    )
     assert card.text.startswith(f"✅ Completed by {winner.first_name}")
+    async with httpx.AsyncClient(base_url=order_api.url) as client:
+        as_winner = {
+            "Authorization": f"Bearer {stack.keys.telegram_gateway_to_order_api}",
+            "X-Operator-Telegram-Id": str(winner.id),
+        }
+        record = (await client.get(f"/v1/operator/orders/{first['id']}", headers=as_winner)).json()[
+            "transaction"
+        ]
+    deposit, payout = record["deposit"], record["payout"]
+    assert (deposit["tx_hash"], Decimal(deposit["amount"])) == (DEPOSIT_TX, Decimal("0.05"))
+    assert (payout["tx_hash"], Decimal(payout["amount"]), Decimal(payout["network_fee"])) == (
+        PAYOUT_TX,
+        Decimal("1520.4"),
+        Decimal("1.1"),
+    )
+    assert record["payment"] == "exact"
     assert card.buttons() == []
 
     [ready] = [

@@ -12,10 +12,13 @@ from coin_addresses import (
     ADDRESS_FORMATS,
     SUPPORTED,
     InvalidAddressError,
+    InvalidTransactionHashError,
     UnsupportedNetworkError,
     default_network,
     demo_address,
+    demo_transaction_hash,
     validate_address,
+    validate_transaction_hash,
 )
 
 P2WPKH = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"  # BIP-173
@@ -477,3 +480,71 @@ def test_the_pattern_matches_every_address_the_validation_accepts(currency: str,
 )
 def test_the_pattern_refuses_a_wrong_shape(network: str, address: str) -> None:
     assert re.fullmatch(ADDRESS_FORMATS[network].pattern, address) is None
+
+
+# --- transaction hashes ------------------------------------------------------------------------------------
+
+BTC_GENESIS_TX = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"
+ETH_FIRST_TX = "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060"
+TRON_TX = "8b63c3b7e34f45b4a2d1f3e9d3c1e5a7b9f0e2d4c6a8b0d2e4f6a8c0e2b4d6f8"
+SOLANA_SIGNATURE = "5VERv8NMvzbJMEkV8xnrLkEaWRtSz9CosKDYjCJjBRnbJLgp8uirBgmQpjKhoR4tjF3ZpRzrFmBV6UjKdiSZkQUW"
+TON_BASE64URL = "Fl_U9bdV9W5-Ga2y1fkGzCsJvU-JjvKZ9uqA-C4uKhA="
+
+
+@pytest.mark.parametrize(
+    ("network", "tx_hash", "stored"),
+    [
+        ("bitcoin", BTC_GENESIS_TX, BTC_GENESIS_TX),
+        ("bitcoin", f"  {BTC_GENESIS_TX.upper()}\n", BTC_GENESIS_TX),
+        ("litecoin", BTC_GENESIS_TX, BTC_GENESIS_TX),
+        ("BCH", BTC_GENESIS_TX, BTC_GENESIS_TX),
+        ("TRC20", TRON_TX, TRON_TX),
+        ("ethereum", ETH_FIRST_TX, ETH_FIRST_TX),
+        ("ERC20", ETH_FIRST_TX.upper().replace("0X", "0x"), ETH_FIRST_TX),
+        ("BEP20", ETH_FIRST_TX, ETH_FIRST_TX),
+        ("Polygon", ETH_FIRST_TX, ETH_FIRST_TX),
+        ("arbitrum", ETH_FIRST_TX, ETH_FIRST_TX),
+        ("solana", SOLANA_SIGNATURE, SOLANA_SIGNATURE),
+        ("TON", TON_BASE64URL, TON_BASE64URL),
+        ("TON", TRON_TX.upper(), TRON_TX),
+        ("monero-like", "A" * 32, "A" * 32),
+    ],
+)
+def test_transaction_hash_of_each_chain_is_accepted_and_normalised(
+    network: str, tx_hash: str, stored: str
+) -> None:
+    assert validate_transaction_hash(network=network, tx_hash=tx_hash) == stored
+
+
+@pytest.mark.parametrize(
+    ("network", "tx_hash", "reason"),
+    [
+        ("bitcoin", "", "empty"),
+        ("bitcoin", BTC_GENESIS_TX[:-1], "64 hexadecimal digits"),
+        ("bitcoin", BTC_GENESIS_TX[:-1] + "g", "64 hexadecimal digits"),
+        ("bitcoin", "0x" + BTC_GENESIS_TX, "looks like an EVM hash"),
+        ("TRC20", TRON_TX + "00", "64 hexadecimal digits"),
+        ("ethereum", ETH_FIRST_TX[2:], "starts with 0x"),
+        ("ERC20", ETH_FIRST_TX[:-2], "0x and 64 hexadecimal digits"),
+        ("solana", SOLANA_SIGNATURE[:40], "64 to 88 base58"),
+        ("solana", SOLANA_SIGNATURE[:-1] + "0", "64 to 88 base58"),
+        ("TON", TON_BASE64URL[:-2], "44 base64url"),
+        ("TON", TON_BASE64URL.replace("_", "/"), "44 base64url"),
+        ("dogecoin", "zz", "64 hexadecimal digits"),
+        ("monero-like", "A" * 31, "32 to 128 letters and digits"),
+        ("monero-like", "A" * 40 + "-" + "A" * 10, "32 to 128 letters and digits"),
+    ],
+)
+def test_malformed_transaction_hash_is_refused_with_the_chain_format(
+    network: str, tx_hash: str, reason: str
+) -> None:
+    with pytest.raises(InvalidTransactionHashError) as caught:
+        validate_transaction_hash(network=network, tx_hash=tx_hash)
+    assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("network", ["bitcoin", "TRC20", "ERC20", "ethereum", "solana", "TON", "other"])
+def test_demo_transaction_hashes_are_valid_and_distinct(network: str) -> None:
+    first, second = (demo_transaction_hash(network=network, seed=seed) for seed in (1, 2))
+    assert first != second
+    assert validate_transaction_hash(network=network, tx_hash=first) == first

@@ -4,14 +4,16 @@ nesting are 422 problems naming the field, before routing; what is legitimate pa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
-from servicekit.bounds import json_body_problem
+from servicekit.bounds import ExactAmount, json_body_problem
 from servicekit.errors import PROBLEM_JSON
 from servicekit.testing.kitapps import KitSettings, create_demo_app, in_process_client
 
@@ -65,3 +67,18 @@ def test_the_depth_of_a_document_is_counted_outside_its_strings() -> None:
     assert json_body_problem(json.dumps([[[["x"]]]]).encode(), max_depth=4) is None
     assert json_body_problem(json.dumps([[[[["x"]]]]]).encode(), max_depth=4) is not None
     assert json_body_problem(json.dumps({"a": '"]]]]][[[[[[[\\"'}).encode(), max_depth=1) is None
+
+
+def test_an_exact_amounts_schema_states_the_digits_it_accepts() -> None:
+    """A client generated from the document refuses what the server would: at most 20 digits before the point
+    and 18 after."""
+    adapter = TypeAdapter(ExactAmount)
+    pattern = re.compile(adapter.json_schema()["pattern"])
+    for fits in ("0.05", "9" * 20, "1." + "1" * 18, "9" * 20 + "." + "9" * 18):
+        assert pattern.match(fits), fits
+        assert str(adapter.validate_python(fits)) == fits
+    for too_long in ("9" * 21, "1." + "1" * 19, "1e5", ".5"):
+        assert not pattern.match(too_long), too_long
+    for refused in ("9" * 21, "1." + "1" * 19):
+        with pytest.raises(ValidationError):
+            adapter.validate_python(refused)

@@ -16,6 +16,7 @@ from servicekit.db import (
     Database,
     Money,
     UtcDateTime,
+    create_engine,
     epoch_seconds,
     insert_ignoring,
     lock_until_commit,
@@ -311,3 +312,20 @@ async def test_lock_until_commit_serialises_transactions_that_take_the_same_key(
                     await other.exec_driver_sql("PRAGMA busy_timeout = 30000")
     async with database.sessionmaker.begin() as later:
         assert await lock_until_commit(later, 42, write_lock_on=claim_table, wait=False)
+
+
+async def test_without_a_statement_cache_no_prepared_statement_outlives_its_transaction(pg_url: str) -> None:
+    """DATABASE_STATEMENT_CACHE_SIZE=0, for PgBouncer in transaction mode: the next transaction may run on
+    another server connection, so none may count on a statement an earlier one prepared, nor collide with it."""
+    engine = create_engine(pg_url, schema="public", pool_size=1, statement_cache_size=0)
+    seen = []
+    try:
+        for _ in range(3):
+            async with engine.begin() as connection:
+                await connection.execute(text("SELECT CAST(:n AS int)"), {"n": 1})
+                prepared = (await connection.execute(text("SELECT name FROM pg_prepared_statements"))).all()
+                seen.append([name for (name,) in prepared])
+    finally:
+        await engine.dispose()
+    assert [len(names) for names in seen] == [1, 1, 1], "only the statement running now is prepared"
+    assert len({names[0] for names in seen}) == 3, "each under a name of its own"

@@ -24,7 +24,8 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
-from sqlalchemy import RowMapping, select
+from sqlalchemy import RowMapping, event, select
+from sqlalchemy import exc as sa_exc
 
 from servicekit.app import Runtime
 from servicekit.db import Database, new_metadata, utcnow
@@ -382,6 +383,32 @@ async def test_a_relay_dying_between_the_post_and_the_marking_redelivers_after_t
     assert row["delivered_at"] >= leased["available_at"]
     assert row["attempts"] == 1
     assert await event_posts(peer) - posts_before == 2
+    assert len(await effects(peer, [event_id])) == 1
+
+
+async def test_a_database_outage_while_marking_delivered_events_is_waited_out_not_left_to_the_lease(
+    make_sender: MakeSender, peer: Peer
+) -> None:
+    """The events are out when their marking meets a lost connection: the marking is tried again once the
+    database answers, so they are marked in the same pass instead of waiting out a long lease and going again."""
+    sender = await make_sender(lease_seconds=60.0)
+    cut: list[str] = []
+
+    def lose_the_connection_once(
+        connection: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        if not cut and statement.lstrip().upper().startswith("UPDATE") and "delivered_at" in statement:
+            cut.append(statement)
+            raise sa_exc.DisconnectionError("connection was terminated")
+
+    event.listen(sender.database.engine.sync_engine, "before_cursor_execute", lose_the_connection_once)
+    posts_before = await event_posts(peer)
+    await sender.runtime.start()
+    event_id = await sender.add(amount="8")
+    row = await settled(sender, event_id, within=10)
+    assert cut, "the marking never met the lost connection"
+    assert row["attempts"] == 1
+    assert await event_posts(peer) - posts_before == 1  # delivered once, not again after a lease
     assert len(await effects(peer, [event_id])) == 1
 
 

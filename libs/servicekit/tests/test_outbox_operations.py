@@ -341,15 +341,22 @@ async def test_a_replicas_5xx_share_and_slow_routes_are_reported_once_per_crossi
     serve("/v1/things", 10, status=503)
     assert await watch.check(at=600) == 1  # 10 of 10 failed
     assert await watch.check(at=600) == 0  # once per crossing
+    assert await watch.check(at=899) == 0  # nor again within the window
     serve("/v1/slow", 30, seconds=2.0)
     assert await watch.check(at=900) == 1  # a slow route joins in
+    serve("/v1/slow", 30, seconds=2.0)
+    assert await watch.check(at=1199) == 0
+    assert await watch.check(at=1200) == 1  # still degraded: said again once a window (the replica is alive)
     serve("/v1/things", 40)
-    assert await watch.check(at=1200) == 1  # recovered
-    assert await watch.check(at=1200) == 0
+    serve("/v1/slow", 30)
+    assert await watch.check(at=1500) == 1  # recovered
+    assert await watch.check(at=1500) == 0
+    assert await watch.check(at=2400) == 0  # recovered is not repeated
 
     told = await reports()
-    assert [kind for kind, _ in told] == ["api.degraded", "api.degraded", "api.recovered"]
-    errors, slow, recovered = (payload for _, payload in told)
+    assert [kind for kind, _ in told] == ["api.degraded", "api.degraded", "api.degraded", "api.recovered"]
+    errors, slow, still, recovered = (payload for _, payload in told)
+    assert (still["errors_alert"], [r["route"] for r in still["slow_routes"]]) == (True, ["GET /v1/slow"])
     assert (errors["errors"], errors["requests"], errors["errors_alert"], errors["slow_routes"]) == (
         10,
         10,
@@ -357,6 +364,6 @@ async def test_a_replicas_5xx_share_and_slow_routes_are_reported_once_per_crossi
         [],
     )
     assert slow["slow_routes"] == [{"route": "GET /v1/slow", "p95_seconds": 2.5, "requests": 30}]
-    assert (recovered["requests"], recovered["errors"], recovered["replica"]) == (40, 0, "replica-a")
+    assert (recovered["requests"], recovered["errors"], recovered["replica"]) == (70, 0, "replica-a")
     for kind, payload in told:  # read back by the notifier's model, to the letter
         assert EVENTS[kind].model_validate(payload).payload() == payload

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from servicekit import signals
 from servicekit.db import Database
@@ -129,4 +130,33 @@ async def test_a_listening_connection_that_stops_answering_is_replaced(
 
 async def _value(value: Any) -> Any:
     """``value`` as the awaitable ``servicekit.testing.eventually`` polls."""
+    return value
+
+
+async def test_the_listening_connection_goes_to_the_session_url(tmp_path: Path) -> None:
+    """Behind PgBouncer in transaction mode ``LISTEN`` would hear nothing: ``DATABASE_SESSION_URL`` names the
+    server reached directly, and the listening connection opens there, not where the pool's connections go."""
+    pooled, direct = await create_database("servicekit_signals"), await create_database("servicekit_signals")
+    db = Database(
+        url=async_url(pooled),
+        session_url=async_url(direct),
+        schema="public",
+        var_dir=tmp_path,
+        service_name="signals-test",
+    )
+    try:
+        async with listening(db) as state:
+            await eventually(lambda: _true(state.listener.listening.is_set()), message="listening")
+            async with db.engine.connect() as connection:
+                databases = await connection.scalars(
+                    text("SELECT datname FROM pg_stat_activity WHERE application_name = 'public-signals'")
+                )
+                assert list(databases) == [direct]
+    finally:
+        await db.dispose()
+        await drop_database(pooled)
+        await drop_database(direct)
+
+
+async def _true(value: bool) -> bool:
     return value

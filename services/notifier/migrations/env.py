@@ -7,7 +7,7 @@ from alembic import context
 import notifier.models  # noqa: F401  (registers every table on the metadata)
 from notifier.db import SCHEMA, metadata
 from notifier.settings import Settings
-from servicekit.migrations import database_url, run_env
+from servicekit.migrations import MigrationTimeouts, database_url, run_env
 from servicekit.settings import load_settings
 
 if context.config.config_file_name and not context.config.attributes.get("quiet"):
@@ -18,4 +18,5 @@ run_env(
     metadata=metadata,
     schema=settings.database_schema or SCHEMA,
     url=database_url(settings),
+    timeouts=MigrationTimeouts.of(settings),
 )

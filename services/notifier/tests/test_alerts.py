@@ -26,7 +26,7 @@ from notifier.db import SCHEMA
 from notifier.main import create_app
 from notifier.notifications.models import Notification
 from notifier.testing import KEYS, TEST_PROTECTION, SmtpServer, StandInGateway, alerting_of, make_settings
-from servicekit.db import Database
+from servicekit.db import Database, utcnow
 from servicekit.outbox import OUTBOX_DEAD_CLEARED, OUTBOX_DEAD_LETTERED
 from servicekit.testing import eventually, running_app
 
@@ -532,9 +532,13 @@ async def test_the_delivery_queue_figures_on_metrics_follow_a_dead_notification_
 
 
 def report_event(
-    event_type: str, payload: dict[str, Any], *, source: str, aggregate_id: str
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    source: str,
+    aggregate_id: str,
+    observed: str = "2026-12-06T08:00:00+00:00",
 ) -> dict[str, Any]:
-    observed = "2026-12-06T08:00:00+00:00"
     return {
         "id": f"report-evt-{next(_ids)}",
         "type": event_type,
@@ -616,11 +620,14 @@ async def test_a_long_or_slow_queue_raises_one_alert_per_pool_until_it_clears(
     assert [p["alert"]["severity"] for p in posted] == ["warning", "resolved"]
 
 
-def api_report(errors: int, *slow: str) -> dict[str, Any]:
-    """What ``servicekit.api_health`` sends for a replica of order-api: ``api.degraded`` or ``api.recovered``."""
+def api_report(
+    errors: int, *slow: str, replica: str = "api-1", silent_for: timedelta = timedelta(0)
+) -> dict[str, Any]:
+    """What ``servicekit.api_health`` sends for a replica of order-api: ``api.degraded`` or ``api.recovered``,
+    observed ``silent_for`` ago."""
     payload: dict[str, Any] = {
         "service": "order-api",
-        "replica": "api-1",
+        "replica": replica,
         "requests": 40,
         "errors": errors,
         "error_percent": 100 * errors / 40,
@@ -635,7 +642,34 @@ def api_report(errors: int, *slow: str) -> dict[str, Any]:
             "slow_routes": [{"route": route, "p95_seconds": 2.5, "requests": 30} for route in slow],
         }
     event_type = "api.degraded" if degraded else "api.recovered"
-    return report_event(event_type, payload, source="order-api", aggregate_id="api.health:order-api:api-1")
+    return report_event(
+        event_type,
+        payload,
+        source="order-api",
+        aggregate_id=f"api.health:order-api:{replica}",
+        observed=(utcnow() - silent_for).isoformat(),
+    )
+
+
+async def test_the_alert_of_a_replica_that_stopped_reporting_is_resolved_and_a_live_ones_is_kept(
+    desk_factory: Callable[..., Any],
+) -> None:
+    """A degraded replica repeats its report once a window; one silent for three windows was replaced (a
+    rollout names pods anew) and nothing else would ever resolve its alert."""
+    async with desk_factory() as desk:
+        await desk.publish(api_report(10, replica="api-gone", silent_for=timedelta(minutes=16)))
+        await desk.publish(api_report(10, replica="api-live", silent_for=timedelta(minutes=4)))
+        resolved = await eventually(
+            lambda: desk.alerts(status="resolved"), until=lambda a: len(a) == 1, within=20
+        )
+        posted = await eventually(lambda: _alert_posts(desk.gateway), until=lambda p: len(p) == 3, within=20)
+        [live] = await desk.alerts(status="open")
+
+    [gone] = resolved
+    assert gone["key"] == "api.health:order-api:api-gone"
+    assert gone["resolution"].startswith("order-api (api-gone) has not reported for 16 min")
+    assert live["key"] == "api.health:order-api:api-live"
+    assert sorted(p["alert"]["severity"] for p in posted) == ["critical", "critical", "resolved"]
 
 
 async def test_a_replicas_slow_routes_then_failing_requests_raise_its_alert_and_recovery_resolves_it(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +18,7 @@ from sqlalchemy import select, update
 from notifier.db import SCHEMA
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.models import DeliveryAttempt, Notification
+from notifier.notifications.outcomes import Claimed, Delivered
 from notifier.notifications.service import queue_email
 from notifier.testing import (
     TEST_PROTECTION,
@@ -272,3 +275,46 @@ async def test_delivery_continues_the_trace_of_the_request_that_queued_it(
     spans = [s for s in exporter.get_finished_spans() if s.name == "deliver email email_code"]
     assert len(spans) >= 2
     assert {format(s.context.trace_id, "032x") for s in spans if s.context is not None} == {trace_id}
+
+
+async def test_one_orders_messages_in_one_batch_go_out_in_the_order_queued(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    """A batch is sent in parallel, but not within a thread: the "created" email of an order whose provider is
+    slow still arrives before the same order's "completed" one claimed with it; another order's does not wait."""
+    real = make_worker(database, smtp_server).sender
+    finished: list[tuple[str, str]] = []
+
+    class SlowForTheFirstOrder:
+        channel = real.channel
+        name = real.name
+
+        async def send(self, item: Claimed) -> Delivered:
+            if item.variables["order_id"] == "ORD-A" and item.template == "order_created":
+                await asyncio.sleep(0.3)  # a slow provider, for this message only
+            delivered = await real.send(item)
+            finished.append((item.variables["order_id"], item.template))
+            return delivered
+
+    created = SAMPLE_VARIABLES["order_created"]
+    changed = SAMPLE_VARIABLES["order_status_changed"]
+    await _queue(database, template="order_created", variables={**created, "order_id": "ORD-A"}, order_id="A")
+    await _queue(
+        database, template="order_status_changed", variables={**changed, "order_id": "ORD-A"}, order_id="A"
+    )
+    await _queue(database, template="order_created", variables={**created, "order_id": "ORD-B"}, order_id="B")
+    worker = make_worker(database, smtp_server)
+    worker.sender = SlowForTheFirstOrder()
+
+    assert await worker.run_once() == 3  # one batch
+
+    assert finished == [
+        ("ORD-B", "order_created"),  # not held up by order A's slow message
+        ("ORD-A", "order_created"),
+        ("ORD-A", "order_status_changed"),
+    ]
+    assert [re.findall(r"ORD-\w", m["Subject"]) for m in smtp_server.messages] == [
+        ["ORD-B"],
+        ["ORD-A"],
+        ["ORD-A"],
+    ]

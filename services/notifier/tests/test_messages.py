@@ -334,3 +334,35 @@ def test_preview_prints_one_template(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "Ваш код подтверждения" in out
     assert "order_created" not in out
+
+
+@pytest.mark.parametrize(
+    ("locale", "received", "sent", "ordered"),
+    [
+        (
+            "en",
+            "we have received 150.25 USDT and sent you 0.0015 BTC.",
+            "Payout transaction: ",
+            "You ordered",
+        ),
+        (
+            "ru",
+            "мы получили 150.25 USDT и отправили вам 0.0015 BTC.",
+            "Транзакция выплаты: ",
+            "заявке было",
+        ),
+    ],
+)
+def test_the_completion_email_shows_received_sent_and_the_payout_hash(
+    locale: str, received: str, sent: str, ordered: str
+) -> None:
+    variables = SAMPLE_VARIABLES["order_status_changed"]
+    email = render_email("order_status_changed", locale, variables)
+    for body in (email.text, email.html):
+        assert received in body
+        assert f"{variables['payout_tx_hash']}" in body
+        assert sent in body
+        assert ordered not in body  # exactly what was ordered arrived
+    short = render_email("order_status_changed", locale, {**variables, "received": "150.2"})
+    assert ordered in short.text
+    assert "150.2 USDT" in short.text

@@ -118,6 +118,30 @@ def test_closing_an_order_is_order_status_changed(status: str) -> None:
     }
 
 
+def test_a_completion_email_tells_what_moved_and_no_address() -> None:
+    transaction = {
+        "deposit_tx_hash": "a" * 64,
+        "deposit_amount": "0.014",
+        "deposit_seen_at": "2026-12-06T10:00:00+00:00",
+        "payout_tx_hash": "b" * 64,
+        "payout_amount": "1499.5",
+        "payout_network_fee": "1.2",
+        "payment": "underpaid",
+    }
+    payload = _order(status="completed", from_status="in_progress", transaction=transaction)
+    [email] = emails_for(_envelope("order.status_changed", payload))
+    assert email.variables == {
+        "order_id": "ord-1",
+        "status": "completed",
+        "amount": "0.015",
+        "currency_from": "BTC",
+        "currency_to": "USDT",
+        "received": "0.014",
+        "sent": "1499.5",
+        "payout_tx_hash": "b" * 64,
+    }
+
+
 @pytest.mark.parametrize(
     ("event_type", "payload"),
     [

@@ -296,6 +296,7 @@ def test_the_answer_shows_the_order_its_payout_address_and_the_session_token_onc
         "created_at": "2026-03-01T12:00:00Z",
         "updated_at": "2026-03-01T12:00:00Z",
         "version": 1,
+        "transaction": None,
         "session_token": "cs_token",
     }
     signed_in = created_response(order, payout_address=PAYOUT_USDT, session_token=None)

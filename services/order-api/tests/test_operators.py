@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from coin_addresses import demo_address
 from desk_contracts.events import EVENTS, OrdersUntouched
@@ -36,7 +36,16 @@ from order_api.operators.service import OperatorPrincipal
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.models import Order, OrderEvent
 from order_api.orders.untouched import report_untouched_orders
-from order_api.testing import PAYOUT_USDT, ApiKeys, OrderApi, OrderApiRunner, TwoRoleDatabase
+from order_api.testing import (
+    PAYOUT_USDT,
+    ApiKeys,
+    OrderApi,
+    OrderApiRunner,
+    TwoRoleDatabase,
+    completion_body,
+    embedded_order_api,
+    order_body,
+)
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
 from servicekit.state import service_state
@@ -150,7 +159,7 @@ async def set_status(
 ) -> dict[str, Any]:
     response = await api.client.post(
         f"/v1/operator/orders/{order['id']}/status",
-        json={"status": status},
+        json=completion_body(order) if status == "completed" else {"status": status},
         headers={**staff.auth, **headers},
     )
     assert response.status_code == 200, response.text
@@ -327,7 +336,7 @@ async def test_acting_for_an_operator_reaches_only_the_bots_work_whatever_their_
     assert (released.status_code, released.json()["status"]) == (200, "awaiting_deposit")
     await api.client.post(f"/v1/operator/orders/{mine['id']}/take", headers=as_admin)
     completed = await api.client.post(
-        f"/v1/operator/orders/{mine['id']}/status", json={"status": "completed"}, headers=as_admin
+        f"/v1/operator/orders/{mine['id']}/status", json=completion_body(mine), headers=as_admin
     )
     assert (completed.status_code, completed.json()["status"]) == (200, "completed")
     # ... with an operator's powers only: an admin acted for drives no one else's order
@@ -826,11 +835,21 @@ async def test_every_staff_action_is_audited_with_actor_channel_and_correlation_
     ]
     assert trail[0]["correlation_id"] == taken.headers["X-Correlation-ID"]
     assert trail[0]["channel"] == "rest"
+    recorded = completion_body(order)["transaction"]
     assert trail[-1]["parameters"] == {
         "from_status": "in_progress",
         "to_status": "completed",
         "version": 7,
         "comment": None,
+        "transaction": {
+            "deposit_tx_hash": recorded["deposit"]["tx_hash"],
+            "deposit_amount": order["amount"],
+            "deposit_seen_at": trail[-1]["parameters"]["transaction"]["deposit_seen_at"],
+            "payout_tx_hash": recorded["payout"]["tx_hash"],
+            "payout_amount": "1000",
+            "payout_network_fee": None,
+            "payment": "exact",
+        },
     }
     mine = await api.client.get(
         "/v1/audit", params={"actor": f"operator:{operator.id}"}, headers=bearer(api_keys.admin)
@@ -1267,3 +1286,308 @@ async def test_a_take_that_waited_on_a_deactivation_is_refused(
     stored = await db_session.get(Order, order["id"])
     assert stored is not None
     assert (stored.status, stored.operator_id) == ("awaiting_deposit", None)
+
+
+# --- the transaction record on completion --------------------------------------------------------------
+
+BTC_TX = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"
+TRON_TX = "8b63c3b7e34f45b4a2d1f3e9d3c1e5a7b9f0e2d4c6a8b0d2e4f6a8c0e2b4d6f8"
+
+
+async def order_in_progress(api: OrderApi, api_keys: ApiKeys) -> tuple[Staff, dict[str, Any]]:
+    """A BTC → USDT (TRC20) order of 0.05 BTC, taken (version 4)."""
+    operator = await hire(api, api_keys)
+    order = await order_awaiting_deposit(api, api_keys)
+    return operator, {**order, **await take(api, operator, order)}
+
+
+def record(**changes: Any) -> dict[str, Any]:
+    """A valid record for a 0.05 BTC → USDT (TRC20) order; ``changes`` replace its parts."""
+    return {
+        "deposit": {"tx_hash": BTC_TX, "amount": "0.05", "seen_at": "2026-12-06T10:00:00Z"},
+        "payout": {"tx_hash": TRON_TX, "amount": "1520.4", "network_fee": "1.2"},
+        **changes,
+    }
+
+
+async def test_completing_needs_the_record_unless_the_desk_allows_it(
+    order_api: OrderApiRunner, db_session: AsyncSession, api_keys: ApiKeys, empty_wallet_pool: PeerSettings
+) -> None:
+    async with order_api(session=db_session, wallet_pool=empty_wallet_pool) as api:
+        operator, order = await order_in_progress(api, api_keys)
+        url = f"/v1/operator/orders/{order['id']}/status"
+        refused = await api.client.post(url, json={"status": "completed"}, headers=operator.auth)
+        assert (refused.status_code, refused.json()["code"]) == (422, "transaction_required")
+        assert [e["field"] for e in refused.json()["errors"]] == ["transaction"]
+        assert "record" in refused.json()["title"]
+    async with order_api(
+        session=db_session, wallet_pool=empty_wallet_pool, completion_transaction_required=False
+    ) as api:
+        done = await api.client.post(url, json={"status": "completed"}, headers=operator.auth)
+        assert (done.status_code, done.json()["status"], done.json()["transaction"]) == (
+            200,
+            "completed",
+            None,
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"status": "cancelled", "transaction": record()}, "transaction"),
+        ({"status": "awaiting_deposit", "transaction": record()}, "transaction"),
+        ({"status": "completed", "transaction": {"deposit": record()["deposit"]}}, "transaction.payout"),
+        ({"status": "completed", "transaction": record(deposit=None)}, "transaction.deposit"),
+        (
+            {
+                "status": "completed",
+                "transaction": record(deposit={"tx_hash": "0x" + BTC_TX, "amount": "0.05"}),
+            },
+            "transaction.deposit.tx_hash",
+        ),
+        (
+            {
+                "status": "completed",
+                "transaction": record(deposit={"tx_hash": BTC_TX, "amount": "0.050000001"}),
+            },
+            "transaction.deposit.amount",
+        ),
+        (
+            {"status": "completed", "transaction": record(deposit={"tx_hash": BTC_TX, "amount": "0"})},
+            "transaction.deposit.amount",
+        ),
+        (
+            {"status": "completed", "transaction": record(payout={"tx_hash": "T" * 34, "amount": "1"})},
+            "transaction.payout.tx_hash",
+        ),
+        (
+            {
+                "status": "completed",
+                "transaction": record(payout={"tx_hash": TRON_TX, "amount": "1.0000001"}),
+            },
+            "transaction.payout.amount",
+        ),
+        (
+            {
+                "status": "completed",
+                "transaction": record(payout={"tx_hash": TRON_TX, "amount": "1", "network_fee": "-1"}),
+            },
+            "transaction.payout.network_fee",
+        ),
+        (
+            {"status": "completed", "transaction": record(payment_difference="keep")},
+            "transaction.payment_difference",
+        ),
+    ],
+)
+async def test_each_wrong_part_of_the_record_is_a_422_naming_it_and_changes_nothing(
+    api: OrderApi, api_keys: ApiKeys, body: dict[str, Any], field: str
+) -> None:
+    operator, order = await order_in_progress(api, api_keys)
+    refused = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/status", json=body, headers=operator.auth
+    )
+    assert refused.status_code == 422, refused.text
+    assert field in [e["field"] for e in refused.json()["errors"]]
+    after = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=operator.auth)).json()
+    assert (after["status"], after["version"], after["transaction"]) == ("in_progress", 4, None)
+
+
+async def test_a_deposit_other_than_ordered_is_409_payment_mismatch_and_changes_nothing(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    operator, order = await order_in_progress(api, api_keys)
+    url = f"/v1/operator/orders/{order['id']}/status"
+    before = len(await outbox_payloads(db_session, "order.status_changed"))
+    for received, difference in (("0.049", "underpaid"), ("0.0500001", "overpaid")):
+        body = {"status": "completed", "transaction": record(deposit={"tx_hash": BTC_TX, "amount": received})}
+        refused = await api.client.post(url, json=body, headers=operator.auth)
+        assert refused.status_code == 409, refused.text
+        problem = refused.json()
+        assert (problem["code"], problem["ordered"], problem["received"], problem["difference"]) == (
+            "payment_mismatch",
+            "0.05",
+            received,
+            difference,
+        )
+    after = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=operator.auth)).json()
+    assert (after["status"], after["version"], after["transaction"]) == ("in_progress", 4, None)
+    assert len(await outbox_payloads(db_session, "order.status_changed")) == before
+    assert not await audit_rows(db_session, action="order.status_changed", target_id=order["id"])
+
+
+async def test_an_adjusted_payout_completes_with_its_outcome_in_reads_history_audit_and_event(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    operator, order = await order_in_progress(api, api_keys)
+    body = {
+        "status": "completed",
+        "comment": "Short by 0.001 BTC; paid out for what arrived.",
+        "transaction": record(
+            deposit={"tx_hash": BTC_TX.upper(), "amount": "0.049", "seen_at": "2026-12-06T10:00:00Z"},
+            payment_difference="adjusted_payout",
+        ),
+    }
+    stale = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/status", json=body, headers={**operator.auth, "If-Match": '"3"'}
+    )
+    assert (stale.status_code, stale.json()["code"]) == (412, "order_version_mismatch")
+    done = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/status", json=body, headers={**operator.auth, "If-Match": '"4"'}
+    )
+    assert done.status_code == 200, done.text
+    expected = {
+        "deposit": {"tx_hash": BTC_TX, "amount": "0.049", "seen_at": "2026-12-06T10:00:00Z"},
+        "payout": {"tx_hash": TRON_TX, "amount": "1520.4", "network_fee": "1.2"},
+        "payment": "underpaid",
+        "difference": "-0.001",
+    }
+    assert (done.json()["status"], done.json()["version"], done.json()["transaction"]) == (
+        "completed",
+        5,
+        expected,
+    )
+    detail = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=operator.auth)).json()
+    assert detail["transaction"] == expected
+    customer = await api.client.get(f"/v1/orders/{order['id']}", headers=bearer(order["session_token"]))
+    assert customer.json()["transaction"] == expected
+
+    wire = {
+        "deposit_tx_hash": BTC_TX,
+        "deposit_amount": "0.049",
+        "deposit_seen_at": "2026-12-06T10:00:00+00:00",
+        "payout_tx_hash": TRON_TX,
+        "payout_amount": "1520.4",
+        "payout_network_fee": "1.2",
+        "payment": "underpaid",
+    }
+    step = await db_session.scalar(
+        select(OrderEvent).where(OrderEvent.order_id == order["id"], OrderEvent.to_status == "completed")
+    )
+    assert step is not None
+    assert step.details == {"transaction": wire}
+    [audited] = await audit_rows(db_session, action="order.status_changed", target_id=order["id"])
+    assert audited.parameters["transaction"] == wire
+    *_, event = await outbox_payloads(db_session, "order.status_changed")
+    assert (event["status"], event["transaction"]) == ("completed", wire)
+
+
+async def test_a_hold_records_the_deposit_and_the_completion_reuses_it(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    operator, order = await order_in_progress(api, api_keys)
+    deposit = {"tx_hash": BTC_TX, "amount": "0.06", "seen_at": "2026-12-06T10:00:00Z"}
+    wrong = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/escalate",
+        json={"comment": "Paid 0.06", "reason": "overpaid", "deposit": {**deposit, "tx_hash": "abc"}},
+        headers=operator.auth,
+    )
+    assert (wrong.status_code, wrong.json()["errors"][0]["field"]) == (422, "deposit.tx_hash")
+    held = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/escalate",
+        json={"comment": "Paid 0.06 for an order of 0.05", "reason": "overpaid", "deposit": deposit},
+        headers=operator.auth,
+    )
+    assert held.status_code == 201, held.text
+    detail = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=operator.auth)).json()
+    assert (detail["status"], detail["version"], detail["escalated"]) == ("in_progress", 5, True)
+    assert detail["transaction"] == {
+        "deposit": deposit,
+        "payout": None,
+        "payment": None,
+        "difference": "0.01",
+    }
+    step = await db_session.scalar(
+        select(OrderEvent).where(OrderEvent.order_id == order["id"]).order_by(OrderEvent.id.desc()).limit(1)
+    )
+    assert step is not None
+    assert (step.details["reason"], step.details["transaction"]["deposit_amount"]) == ("overpaid", "0.06")
+    [audited] = await audit_rows(db_session, action="order.escalated", target_id=order["id"])
+    assert (audited.parameters["reason"], audited.parameters["transaction"]["deposit_tx_hash"]) == (
+        "overpaid",
+        BTC_TX,
+    )
+    [event] = await outbox_payloads(db_session, "order.escalated")
+    assert (event["reason"], event["transaction"]["deposit_amount"], event["comment"]) == (
+        "overpaid",
+        "0.06",
+        "Paid 0.06 for an order of 0.05",
+    )
+
+    url = f"/v1/operator/orders/{order['id']}/status"
+    payout = {"payout": record()["payout"]}
+    mismatch = await api.client.post(
+        url, json={"status": "completed", "transaction": payout}, headers=operator.auth
+    )
+    assert (mismatch.status_code, mismatch.json()["received"]) == (409, "0.06")
+    adjusted = {**payout, "payment_difference": "adjusted_payout"}
+    done = await api.client.post(
+        url, json={"status": "completed", "transaction": adjusted}, headers=operator.auth
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["transaction"]["deposit"] == deposit
+    assert (done.json()["transaction"]["payment"], done.json()["transaction"]["difference"]) == (
+        "overpaid",
+        "0.01",
+    )
+    support = await hire(api, api_keys, role="support")
+    [open_escalation] = (await api.client.get("/v1/operator/escalations", headers=support.auth)).json()[
+        "items"
+    ]
+    await api.client.post(
+        f"/v1/operator/escalations/{open_escalation['id']}/resolve",
+        json={"comment": "ok"},
+        headers=support.auth,
+    )
+    admin = await hire(api, api_keys, role="admin")
+    closed = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/escalate",
+        json={"comment": "again", "deposit": {**deposit, "amount": "1"}},
+        headers=admin.auth,
+    )
+    assert (closed.status_code, closed.json()["code"]) == (409, "order_transition_not_allowed")
+    final = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=admin.auth)).json()
+    assert final["transaction"] == done.json()["transaction"]  # a completed order's record is final
+
+
+async def test_a_plain_escalation_is_reason_other_and_records_nothing(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    operator, order = await order_in_progress(api, api_keys)
+    held = await api.client.post(
+        f"/v1/operator/orders/{order['id']}/escalate", json={"comment": "Look"}, headers=operator.auth
+    )
+    assert held.status_code == 201, held.text
+    detail = (await api.client.get(f"/v1/operator/orders/{order['id']}", headers=operator.auth)).json()
+    assert (detail["version"], detail["transaction"]) == (4, None)
+    [event] = await outbox_payloads(db_session, "order.escalated")
+    assert (event["reason"], event["transaction"]) == ("other", None)
+
+
+async def test_the_record_is_exact_on_the_embedded_sqlite(
+    order_api: OrderApiRunner, api_keys: ApiKeys, tmp_path: Path
+) -> None:
+    """The embedded default stores amounts as text: the record and its difference stay exact there too."""
+    async with embedded_order_api(order_api, tmp_path / "var") as api:
+        operator = await hire(api, api_keys)
+        created = (await api.client.post("/v1/orders", json=order_body(amount="0.12345678"))).json()
+        engine = service_state(api.app).runtime.database.engine
+        async with async_sessionmaker(engine)() as session:  # as if wallet-pool answered and it was taken
+            await session.execute(
+                update(Order)
+                .where(Order.id == created["id"])
+                .values(status="in_progress", operator_id=operator.id, version=Order.version + 1)
+            )
+            await session.commit()
+        body = completion_body(
+            created, received="0.12345677", sent="0.000001", payment_difference="adjusted_payout"
+        )
+        done = await api.client.post(
+            f"/v1/operator/orders/{created['id']}/status",
+            json=body,
+            headers=operator.auth,
+        )
+        assert done.status_code == 200, done.text
+        record = done.json()["transaction"]
+        assert (record["deposit"]["amount"], record["payout"]["amount"]) == ("0.12345677", "0.000001")
+        assert (record["payment"], record["difference"]) == ("underpaid", "-0.00000001")

@@ -65,6 +65,8 @@ class Seeded:
         default_factory=list
     )  # (operator key, seconds); given back between
     close: tuple[str, float, str] | None = None  # (status, seconds, actor)
+    reassigned_to: tuple[str, float] | None = None  # (operator key, seconds): support hands it over
+    received: str | None = None  # the deposit a completion recorded (None: completed without a record)
 
     @property
     def status(self) -> str:
@@ -82,20 +84,48 @@ def at(hour: int, minute: int, day: int = 0) -> datetime:
 def the_day() -> list[Seeded]:
     """Operators ``a`` and ``b``, support ``s``; ``customer`` stands for the customer who placed the order."""
     return [
-        Seeded("BTC", "bitcoin", "0.05", at(9, 10), 30, [("a", 120)], ("completed", 900, "a")),
-        Seeded("BTC", "bitcoin", "0.5", at(10, 20), 10, [("b", 60)], ("completed", 1800, "b")),
+        Seeded(
+            "BTC", "bitcoin", "0.05", at(9, 10), 30, [("a", 120)], ("completed", 900, "a"), received="0.05"
+        ),
+        Seeded(
+            "BTC", "bitcoin", "0.5", at(10, 20), 10, [("b", 60)], ("completed", 1800, "b"), received="0.49"
+        ),
         Seeded("ETH", "ethereum", "2", at(11, 5), 5, [("a", 300)], ("cancelled", 400, "a")),
         Seeded("USDT", "TRC20", "500", at(12, 40), 20, [], ("cancelled", 100, "customer")),
         Seeded("USDT", "TRC20", "20000", at(13, 15), 40, [], ("expired", 1800, "system:expiry")),
-        Seeded("BTC", "bitcoin", "0.005", at(23, 30), 15, [("b", 200), ("a", 700)], ("completed", 1500, "a")),
+        Seeded(
+            "BTC",
+            "bitcoin",
+            "0.005",
+            at(23, 30),
+            15,
+            [("b", 200), ("a", 700)],
+            ("completed", 1500, "a"),
+            received="0.0061",
+        ),
         Seeded("ETH", "ethereum", "0.05", at(14, 0), None, [], ("cancelled", 600, "customer")),
         Seeded("USDT", "ERC20", "50", at(15, 0), 8, [("a", 90)]),
         Seeded("BTC", "bitcoin", "2", at(16, 45), 12, [("b", 30)], ("cancelled", 200, "s")),
         Seeded("BTC", "bitcoin", "0.02", at(1, 50), 3, [("b", 40)], ("completed", 300, "b")),
         Seeded("USDT", "TRC20", "1000", at(0, 0), 60),
         # outside the window: the day before, and the first instant of the next day
-        Seeded("BTC", "bitcoin", "0.3", at(23, 59, day=-1), 10, [("a", 20)], ("completed", 100, "a")),
-        Seeded("ETH", "ethereum", "1", at(0, 0, day=1), 10, [("b", 20)], ("completed", 100, "b")),
+        Seeded(
+            "BTC",
+            "bitcoin",
+            "0.3",
+            at(23, 59, day=-1),
+            10,
+            [("a", 20)],
+            ("completed", 100, "a"),
+            received="0.2",
+        ),
+        Seeded(
+            "ETH", "ethereum", "1", at(0, 0, day=1), 10, [("b", 20)], ("completed", 100, "b"), received="1"
+        ),
+        # two days on: taken by a, handed to b by support, completed by b
+        Seeded(
+            "BTC", "bitcoin", "0.1", at(10, 0, day=2), 10, [("a", 60)], ("completed", 900, "b"), ("b", 300)
+        ),
     ]
 
 
@@ -147,6 +177,10 @@ async def write_day(
                 steps.append(("awaiting_deposit", actor(key), created + timedelta(seconds=seconds - 1)))
             steps.append(("in_progress", actor(key), created + timedelta(seconds=seconds)))
             holder = staff[key]["id"]
+        if seeded.reassigned_to is not None:
+            key, seconds = seeded.reassigned_to
+            steps.append(("in_progress", actor("s"), created + timedelta(seconds=seconds)))
+            holder = staff[key]["id"]
         closed_at = None
         if seeded.close is not None:
             status, seconds, who = seeded.close
@@ -179,6 +213,7 @@ async def write_day(
                     else created + timedelta(seconds=seeded.address_after)
                 ),
                 closed_at=closed_at,
+                **_transaction_columns(seeded, closed_at),
             )
         )
         previous = None
@@ -195,6 +230,25 @@ async def write_day(
                 )
             )
             previous = to_status
+
+
+def _transaction_columns(seeded: Seeded, closed_at: datetime | None) -> dict[str, Any]:
+    """The record a completion wrote: the deposit received and a payout."""
+    if seeded.received is None:
+        return {}
+    received, ordered = Decimal(seeded.received), Decimal(seeded.amount)
+    return {
+        "deposit_tx_hash": "a" * 64,
+        "deposit_amount": received,
+        "deposit_seen_at": closed_at,
+        "payout_tx_hash": "b" * 64,
+        "payout_amount": Decimal("100"),
+        "payment_outcome": "exact"
+        if received == ordered
+        else "underpaid"
+        if received < ordered
+        else "overpaid",
+    }
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -335,6 +389,53 @@ async def test_every_figure_matches_the_rows_of_the_day(desk: Desk) -> None:
     ]
 
 
+async def test_received_versus_ordered_matches_the_recorded_completions(desk: Desk) -> None:
+    report = await desk.stats(**WINDOW)
+    recorded = [o for o in in_window(desk.orders) if o.status == "completed" and o.received is not None]
+    assert recorded  # the day has completions with a record, and one without (not counted)
+    assert any(o.status == "completed" and o.received is None for o in in_window(desk.orders))
+
+    def payment(o: Seeded) -> str:
+        received, ordered = Decimal(o.received or 0), Decimal(o.amount)
+        return "exact" if received == ordered else "underpaid" if received < ordered else "overpaid"
+
+    outcomes = Counter(payment(o) for o in recorded)
+    assert {k: report["payments"][k] for k in ("orders", "exact", "underpaid", "overpaid")} == {
+        "orders": len(recorded),
+        "exact": outcomes["exact"],
+        "underpaid": outcomes["underpaid"],
+        "overpaid": outcomes["overpaid"],
+    }
+    want = []
+    for currency, orders in sorted(_group(recorded, lambda o: o.currency).items()):
+        ordered = sum(Decimal(o.amount) for o in orders)
+        received = sum(Decimal(o.received or 0) for o in orders)
+        counts = Counter(payment(o) for o in orders)
+        want.append(
+            {
+                "currency": currency,
+                "orders": len(orders),
+                "exact": counts["exact"],
+                "underpaid": counts["underpaid"],
+                "overpaid": counts["overpaid"],
+                "ordered": ordered,
+                "received": received,
+                "difference": received - ordered,
+            }
+        )
+    got = [
+        {**t, **{k: Decimal(t[k]) for k in ("ordered", "received", "difference")}}
+        for t in report["payments"]["by_currency"]
+    ]
+    assert got == want
+    # 0.05 of 0.05, 0.49 of 0.5 and 0.0061 of 0.005 BTC: a plain decimal string
+    assert report["payments"]["by_currency"][0]["difference"] == "-0.0089"
+    operator_slice = await desk.stats("a", **WINDOW)
+    assert operator_slice["payments"]["orders"] == sum(
+        1 for o in recorded if any(key == "a" for key, _ in o.takes)
+    )
+
+
 def _group(orders: list[Seeded], key: Callable[[Seeded], Any]) -> dict[Any, list[Seeded]]:
     groups: dict[Any, list[Seeded]] = {}
     for o in orders:
@@ -390,6 +491,17 @@ async def test_an_operator_sees_the_orders_they_took_and_support_and_admins_see_
         assert (report["scope"], report["conversion"]["created"]) == ("desk", len(day))
 
 
+async def test_an_order_handed_to_an_operator_by_a_reassignment_is_in_their_slice_too(desk: Desk) -> None:
+    two_days_on = {
+        "since": (DAY + timedelta(days=2)).isoformat(),
+        "until": (DAY + timedelta(days=3)).isoformat(),
+    }
+    for key in ("a", "b"):  # a took it; b holds it since support handed it over, and completed it
+        report = await desk.stats(key, **two_days_on)
+        assert (report["conversion"]["created"], report["conversion"]["completed"]) == (1, 1), key
+    assert (await desk.stats("s", **two_days_on))["conversion"]["created"] == 1
+
+
 async def test_the_csv_is_the_json_in_long_form(desk: Desk) -> None:
     report = await desk.stats(**WINDOW, tz="Europe/Berlin")
     response = await desk.api.client.get(
@@ -419,6 +531,12 @@ async def test_the_csv_is_the_json_in_long_form(desk: Desk) -> None:
         start = datetime.fromisoformat(t["start"]).isoformat()
         assert cells[("buckets", start, "orders")] == str(t["orders"])
     assert sum(int(cells[("by_hour_of_day", str(h), "orders")]) for h in range(24)) == 11
+    for metric in ("orders", "exact", "underpaid", "overpaid"):
+        assert cells[("payments", "", metric)] == str(report["payments"][metric])
+    for t in report["payments"]["by_currency"]:
+        for metric in ("ordered", "received", "difference"):
+            assert cells[("payments_by_currency", t["currency"], metric)] == t[metric]
+        assert cells[("payments_by_currency", t["currency"], "underpaid")] == str(t["underpaid"])
 
 
 async def test_permissions_and_bad_input(api: OrderApi, api_keys: ApiKeys) -> None:
@@ -547,15 +665,22 @@ async def test_at_a_million_orders_the_queries_read_indexes_only(
                     assert report.durations.time_to_take.p50 == 50.0
             finally:
                 event.remove(engine.sync_engine, "before_cursor_execute", capture)
-            assert len(statements) == 4  # the groups and the percentiles, for each of the two
+            assert len(statements) == 6  # the groups, the percentiles and the payments, for each of the two
             connection = await session.connection()
             for statement, parameters in statements:
                 plan = "\n".join(
                     row[0] for row in await connection.exec_driver_sql("EXPLAIN " + statement, parameters)
                 )
                 assert "Seq Scan" not in plan, plan
-                assert "ix_order_created_at_id" in plan, plan
-                assert "ix_order_event_order_id_to_status" in plan, plan
+                # the payments read the window's completed orders only, through the status-first index
+                window = (
+                    "ix_order_status_created_at_id"
+                    if "payment_outcome" in statement
+                    else "ix_order_created_at_id"
+                )
+                assert window in plan, plan
+                if "order_event" in statement:
+                    assert "ix_order_event_order_id_to_status" in plan, plan
             assert seeded_in < 60, f"seeding took {seeded_in:.0f} s"
     finally:
         await engine.dispose()

@@ -5,7 +5,7 @@ from logging.config import fileConfig
 from alembic import context
 
 import telegram_gateway.models  # noqa: F401  (registers every table on the metadata)
-from servicekit.migrations import database_url, run_env
+from servicekit.migrations import MigrationTimeouts, database_url, run_env
 from servicekit.settings import load_settings
 from telegram_gateway.db import SCHEMA, metadata
 from telegram_gateway.settings import Settings
@@ -18,4 +18,5 @@ run_env(
     metadata=metadata,
     schema=settings.database_schema or SCHEMA,
     url=database_url(settings),
+    timeouts=MigrationTimeouts.of(settings),
 )

@@ -27,10 +27,12 @@ from telegram_gateway.main import create_app
 from telegram_gateway.testing import FakeBotApi, make_settings
 from telegram_gateway.testing.harness import (
     GATEWAY_KEY,
+    Desk,
     Gateway,
     Launch,
     StandInOrderApi,
     StandInWalletPool,
+    open_desk,
     registered,
     serve,
 )
@@ -50,7 +52,9 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     )
     async with db.engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE posted_message, order_snapshot, message_delivery RESTART IDENTITY")
+            text(
+                "TRUNCATE posted_message, order_snapshot, message_delivery, completion_draft RESTART IDENTITY"
+            )
         )
     try:
         yield db
@@ -115,3 +119,9 @@ def launch(
             yield gateway
 
     return running
+
+
+@pytest.fixture
+async def desk(launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi) -> AsyncIterator[Desk]:
+    async with open_desk(launch, fake_bot_api, order_api) as opened:
+        yield opened

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
-from typing import Any
-
-import pytest
+from dataclasses import replace
 
 from servicekit.db import Database
 from servicekit.testing import eventually
@@ -20,8 +15,6 @@ from telegram_gateway.testing import (
     OPERATORS_CHAT_ID,
     SUPPORT_CHAT,
     SUPPORT_CHAT_ID,
-    CallbackAnswer,
-    ChatMessage,
     FakeBotApi,
     TelegramUser,
 )
@@ -29,72 +22,12 @@ from telegram_gateway.testing.harness import (
     ANNA,
     BORIS,
     MALLORY,
-    Gateway,
+    Desk,
     Launch,
     StandInOrderApi,
+    open_desk,
     order_message,
 )
-
-
-@dataclass
-class Desk:
-    gateway: Gateway
-    fake: FakeBotApi
-    order_api: StandInOrderApi
-    order: dict[str, Any]
-    card: ChatMessage
-    operators: dict[str, str]  # first name -> operator id
-
-    async def press(
-        self, user: TelegramUser, label: str, *, card: ChatMessage | None = None
-    ) -> CallbackAnswer:
-        card = card or self.card
-        pressed = await self.fake.press(user, card, card.button(label).callback_data or "")
-        assert pressed.status in (200, None)  # None: queued for getUpdates (polling mode)
-        return await self.fake.answer_to(pressed.query_id or "")
-
-    async def say(self, user: TelegramUser, text: str, **options: Any) -> list[ChatMessage]:
-        """What the bot answered ``user`` in the chat (private unless ``chat=``)."""
-        chat = options.get("chat")
-        before = {m.message_id for m in self.fake.chat_messages(chat.id if chat else user.id)}
-        delivery = await self.fake.send_text(user, text, **options)
-        assert delivery.status == 200
-        return [
-            m for m in self.fake.chat_messages(chat.id if chat else user.id) if m.message_id not in before
-        ]
-
-
-async def link(fake: FakeBotApi, order_api: StandInOrderApi, user: TelegramUser) -> str:
-    operator = order_api.add_operator(user.first_name)
-    delivery = await fake.send_text(user, f"/start {order_api.issue_code(operator)}")
-    assert delivery.status in (200, None)  # None: queued for getUpdates (polling mode)
-    await eventually(
-        lambda: asyncio.sleep(0, order_api.operators[operator]["telegram_user_id"]),
-        until=lambda linked: linked == user.id,
-        message="the operator is linked",
-    )
-    return operator
-
-
-@asynccontextmanager
-async def open_desk(
-    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, **settings: Any
-) -> AsyncIterator[Desk]:
-    """Anna and Boris linked, and the card of a new order in the operators' chat."""
-    async with launch(**settings) as gateway:
-        operators = {u.first_name: await link(fake_bot_api, order_api, u) for u in (ANNA, BORIS)}
-        order = order_api.add_order()
-        posted = await gateway.post_message(order_message(order, event="order.created"))
-        assert posted.status_code == 200, posted.text
-        [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
-        order_api.calls.clear()
-        yield Desk(gateway, fake_bot_api, order_api, order, card, operators)
-
-
-@pytest.fixture
-async def desk(launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi) -> AsyncIterator[Desk]:
-    async with open_desk(launch, fake_bot_api, order_api) as opened:
-        yield opened
 
 
 async def test_start_with_a_code_links_the_telegram_user_to_the_operator(
@@ -226,19 +159,6 @@ async def test_two_operators_press_take_at_once_and_exactly_one_wins(desk: Desk)
     assert loser_answer.show_alert
     assert desk.card.edits == 1
     assert desk.card.text.startswith(f"🔧 Taken by {winner}")
-
-
-async def test_complete_closes_the_order_with_the_version_the_card_showed(desk: Desk) -> None:
-    await desk.press(ANNA, "Take")
-    answer = await desk.press(ANNA, "Complete")
-
-    assert answer.text == f"Order {desk.order['id'][:8]} is completed."
-    complete = desk.order_api.operator_calls()[-1]
-    assert complete.path == f"/v1/operator/orders/{desk.order['id']}/status"
-    assert complete.body == {"status": "completed"}
-    assert complete.headers["If-Match"] == "2"
-    assert desk.card.text.startswith("✅ Completed by Anna")
-    assert desk.card.buttons() == []
 
 
 async def test_cancel_and_release(desk: Desk) -> None:

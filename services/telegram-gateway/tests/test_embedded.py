@@ -1,5 +1,5 @@
-"""The embedded default (SQLite under var/): cards, their edits, idempotent messages and the buttons work as
-on PostgreSQL."""
+"""The embedded default (SQLite under var/): cards, their edits, idempotent messages, the buttons and a
+completion's draft work as on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from servicekit.settings import PeerSettings
 from servicekit.state import service_state
 from servicekit.testing import free_port, service_dir
 from telegram_gateway.main import create_app
-from telegram_gateway.testing import OPERATORS_CHAT_ID, FakeBotApi, make_settings
+from telegram_gateway.testing import OPERATORS_CHAT, OPERATORS_CHAT_ID, FakeBotApi, make_settings
 from telegram_gateway.testing.harness import (
     ANNA,
     GATEWAY_KEY,
@@ -56,6 +56,10 @@ async def test_the_gateway_works_on_sqlite(
         taken = await gateway.post_message(
             order_message(order, event="order.taken", **order_api.orders[order["id"]])
         )
+        await fake_bot_api.press(ANNA, card, card.button("Complete").callback_data or "")
+        for text in ("ab" * 32, "=", "cd" * 32, "1500", "-"):  # each answer replies to the latest question
+            question = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)[-1]
+            await fake_bot_api.send_text(ANNA, text, chat=OPERATORS_CHAT, reply_to=question)
 
     assert sorted(r.json()["outcome"] for r in (posted, repeated)) == ["duplicate", "posted"]
     assert (
@@ -63,5 +67,10 @@ async def test_the_gateway_works_on_sqlite(
         == f"Order {order['id'][:8]} is yours: complete, cancel, release or escalate it from the card."
     )
     assert taken.json()["outcome"] == "edited"
-    assert card.text.startswith("🔧 Taken by Anna")
-    assert card.edits == 1
+    assert order_api.orders[order["id"]]["transaction"]["payout"] == {
+        "tx_hash": "cd" * 32,
+        "amount": "1500",
+        "network_fee": None,
+    }
+    assert card.text.startswith("✅ Completed by Anna")
+    assert card.edits == 2  # taken, then completed

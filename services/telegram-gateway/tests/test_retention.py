@@ -11,6 +11,7 @@ from sqlalchemy import select
 from servicekit.db import Database, utcnow
 from servicekit.state import service_state
 from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
+from telegram_gateway.completions.models import CompletionDraft
 from telegram_gateway.main import create_app
 from telegram_gateway.messages.models import MessageDelivery
 from telegram_gateway.testing import make_settings
@@ -39,6 +40,14 @@ def delivery(message_id: str, *, age: timedelta) -> MessageDelivery:
     )
 
 
+def draft(order_id: str, *, expires_in: timedelta) -> CompletionDraft:
+    now = utcnow()
+    return CompletionDraft(
+        order_id=order_id, telegram_user_id=401, chat_id=-100, version=2, order={}, step="received", answers={},
+        expires_at=now + expires_in, updated_at=now,
+    )  # fmt: skip
+
+
 async def test_rows_older_than_the_retention_are_forgotten(database: Database) -> None:
     old, recent = timedelta(days=40), timedelta(days=2)
     async with database.sessionmaker.begin() as session:
@@ -51,6 +60,8 @@ async def test_rows_older_than_the_retention_are_forgotten(database: Database) -
                 card(4, order_id=None, kind=MessageKind.ALERT, age=recent),
                 delivery("00000000-0000-0000-0000-000000000001", age=old),
                 delivery("00000000-0000-0000-0000-000000000002", age=recent),
+                draft("old-order", expires_in=-timedelta(minutes=1)),  # an expired draft goes at once
+                draft("live-order", expires_in=timedelta(minutes=5)),
             ]
         )
 
@@ -62,10 +73,12 @@ async def test_rows_older_than_the_retention_are_forgotten(database: Database) -
         )
         orders = list(await session.scalars(select(OrderSnapshot.order_id)))
         deliveries = list(await session.scalars(select(MessageDelivery.message_id)))
-    assert removed == 4
+        drafts = list(await session.scalars(select(CompletionDraft.order_id)))
+    assert removed == 5
     assert cards == [2, 4]
     assert orders == ["live-order"]
     assert deliveries == ["00000000-0000-0000-0000-000000000002"]
+    assert drafts == ["live-order"]
 
 
 def test_the_service_sweeps_with_the_shared_mechanism_on_its_settings(
@@ -81,4 +94,5 @@ def test_the_service_sweeps_with_the_shared_mechanism_on_its_settings(
         ("alerts", timedelta(days=12)),
         ("order snapshots", timedelta(days=12)),
         ("deliveries", timedelta(days=12)),
+        ("expired completion drafts", timedelta(0)),
     ]

@@ -28,7 +28,15 @@ async def test_on_start_the_bot_sets_its_webhook_with_the_secret_and_its_command
     assert webhook.params["url"] == f"{gateway.url}/telegram/webhook"
     assert webhook.params["secret_token"] == WEBHOOK_SECRET
     assert webhook.params["allowed_updates"] == ["message", "callback_query"]
-    assert [c["command"] for c in fake_bot_api.commands] == ["my", "pool", "on", "off", "help", "start"]
+    assert [c["command"] for c in fake_bot_api.commands] == [
+        "my",
+        "pool",
+        "on",
+        "off",
+        "cancel",
+        "help",
+        "start",
+    ]
     assert fake_bot_api.calls_to("getUpdates") == []
 
 

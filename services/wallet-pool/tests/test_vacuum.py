@@ -3,13 +3,20 @@ off), so the FIFO pick does not slow down under churn."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
+from servicekit.app import Runtime
 from servicekit.db import Database
-from servicekit.maintenance import vacuum_busy_tables
+from servicekit.maintenance import BusyTableVacuum, BusyTableVacuumMode, vacuum_busy_tables
 from servicekit.testing import eventually
+from servicekit.workers import PeriodicWorker
+from wallet_pool.db import SCHEMA
+from wallet_pool.settings import Settings
 
 BUSY = ("wallet", "allocation", "wait_queue_entry", "outbox")
 
@@ -24,24 +31,33 @@ async def dead_wallet_rows(database: Database) -> int:
     return int(dead or 0)
 
 
-async def test_a_churned_wallet_table_is_vacuumed_and_a_quiet_one_is_not(race_database: Database) -> None:
-    async with race_database.sessionmaker.begin() as session:
+async def add_wallets(database: Database) -> None:
+    async with database.sessionmaker.begin() as session:
         await session.execute(
             text(
                 "INSERT INTO wallet (currency, network, address, status, allocation_count, created_at) "
                 "SELECT 'BTC', 'bitcoin', 'churn-' || g, 'free', 0, now() FROM generate_series(1, 50) g"
             )
         )
+
+
+async def churn_wallets(database: Database) -> None:
+    """30 x 50 releases: 1,500 dead row versions, counted by the server."""
+    for _ in range(30):
+        async with database.sessionmaker.begin() as session:
+            await session.execute(
+                text("UPDATE wallet SET released_at = now(), allocation_count = allocation_count + 1")
+            )
+    await eventually(lambda: dead_wallet_rows(database), until=lambda dead: dead >= 1000, within=15)
+
+
+async def test_a_churned_wallet_table_is_vacuumed_and_a_quiet_one_is_not(race_database: Database) -> None:
+    await add_wallets(race_database)
     assert (
         await vacuum_busy_tables(database=race_database, tables=BUSY, dead_rows_threshold=1000) == 0
     )  # nothing to do yet
 
-    for _ in range(30):  # 30 x 50 releases: 1,500 dead row versions
-        async with race_database.sessionmaker.begin() as session:
-            await session.execute(
-                text("UPDATE wallet SET released_at = now(), allocation_count = allocation_count + 1")
-            )
-    await eventually(lambda: dead_wallet_rows(race_database), until=lambda dead: dead >= 1000, within=15)
+    await churn_wallets(race_database)
 
     assert await vacuum_busy_tables(database=race_database, tables=BUSY, dead_rows_threshold=1000) >= 1
     await eventually(lambda: dead_wallet_rows(race_database), until=lambda dead: dead == 0, within=15)
@@ -101,3 +117,56 @@ async def test_statistics_are_refreshed_only_once_a_table_changed_as_much_as_it_
     )
     assert vacuumed["last_analyze"] == analyzed["last_analyze"]
     assert vacuumed["n_mod_since_analyze"] >= 1200
+
+
+def server_answering(autovacuum: bool) -> tuple[Callable[[Database], Awaitable[bool]], list[bool]]:
+    """A stand-in for ``SHOW autovacuum`` answering ``autovacuum``, and the list of answers it gave."""
+    answers: list[bool] = []
+
+    async def ask(database: Database) -> bool:
+        answers.append(autovacuum)
+        return autovacuum
+
+    return ask, answers
+
+
+@pytest.mark.parametrize(
+    ("mode", "server_autovacuum", "vacuums", "asks"),
+    [
+        ("auto", True, False, True),  # production: the server vacuums, the replicas leave it alone
+        ("auto", False, True, True),  # a server with autovacuum off (development, CI, the bench)
+        ("on", True, True, False),
+        ("off", False, False, False),
+    ],
+)
+async def test_the_service_vacuums_only_where_the_server_does_not_unless_told(
+    race_database: Database, mode: BusyTableVacuumMode, server_autovacuum: bool, vacuums: bool, asks: bool
+) -> None:
+    ask, answers = server_answering(server_autovacuum)
+    vacuum = BusyTableVacuum(
+        database=race_database, tables=BUSY, dead_rows_threshold=1000, mode=mode, ask_server=ask
+    )
+    await add_wallets(race_database)
+    await churn_wallets(race_database)
+
+    assert (await vacuum.run() >= 1) is vacuums
+    assert (await dead_wallet_rows(race_database) >= 1000) is not vacuums
+    await vacuum.run()
+    assert answers == ([server_autovacuum] if asks else []), "asked once, at the first pass"
+
+
+async def test_auto_asks_the_server_whether_it_vacuums(race_database: Database) -> None:
+    async with race_database.engine.connect() as connection:
+        setting = await connection.scalar(text("SELECT setting FROM pg_settings WHERE name = 'autovacuum'"))
+    vacuum = BusyTableVacuum(database=race_database, tables=BUSY, dead_rows_threshold=1000, mode="auto")
+    assert await vacuum.decide() is (setting == "off")
+
+
+@pytest.mark.parametrize(("mode", "swept"), [("auto", True), ("on", True), ("off", False)])
+def test_with_its_vacuum_off_a_service_runs_no_vacuum_sweep_at_all(
+    tmp_path: Path, mode: BusyTableVacuumMode, swept: bool
+) -> None:
+    runtime = Runtime(Settings(var_dir=tmp_path, busy_table_vacuum=mode), schema=SCHEMA)
+    runtime.add_busy_tables(*BUSY)
+    sweeps = [worker.name for worker in runtime.workers if isinstance(worker, PeriodicWorker)]
+    assert ("busy-table-vacuum" in sweeps) is swept

@@ -1,5 +1,6 @@
 """Mainnet address validation for the currencies the desk handles: deposit addresses imported into the pool
-and customers' payout addresses.
+and customers' payout addresses; and the shape of a transaction hash on each chain
+(:func:`validate_transaction_hash`), so one place knows the chains' formats.
 
 :func:`validate_address` either returns the address in the form the pool stores (bech32 lower case,
 Ethereum in EIP-55 checksum case, base58 unchanged) or raises :class:`InvalidAddressError` whose
@@ -10,6 +11,7 @@ or otherwise unspendable address is money lost.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -25,10 +27,13 @@ __all__ = [
     "SUPPORTED",
     "AddressFormat",
     "InvalidAddressError",
+    "InvalidTransactionHashError",
     "UnsupportedNetworkError",
     "default_network",
     "demo_address",
+    "demo_transaction_hash",
     "validate_address",
+    "validate_transaction_hash",
 ]
 
 SUPPORTED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
@@ -323,3 +328,95 @@ def _five_bit_groups(payload: bytes) -> list[int]:
     """Regroup a 20-byte payload (160 bits, so no padding) into bech32's 32 five-bit values."""
     number = int.from_bytes(payload, "big")
     return [(number >> shift) & 31 for shift in range(155, -1, -5)]
+
+
+# --- transaction hashes ------------------------------------------------------------------------------------
+
+
+class InvalidTransactionHashError(Exception):
+    """The text is not a transaction hash of the network; ``reason`` says what it should look like."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_HEX_64 = re.compile(r"[0-9a-fA-F]{64}")
+_EVM_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_SOLANA_SIGNATURE = re.compile(f"{_BASE58}{{64,88}}")
+_TON_BASE64URL = re.compile(r"[A-Za-z0-9_-]{43}[A-Za-z0-9_=-]")  # 32 bytes: 44 characters, padded or not
+_ANY_HASH = re.compile(r"[0-9A-Za-z]{32,128}")
+
+_UTXO_NETWORKS: Final = frozenset(
+    {"bitcoin", "btc", "litecoin", "ltc", "bitcoin-cash", "bch", "dogecoin", "doge"}
+)
+_TRON_NETWORKS: Final = frozenset({"trc20", "tron", "trx"})
+_EVM_NETWORKS: Final = frozenset(
+    {
+        "ethereum", "eth", "erc20", "bep20", "bsc", "polygon", "matic", "arbitrum", "optimism", "base",
+        "avalanche", "avax-c", "avaxc",
+    }
+)  # fmt: skip
+_SOLANA_NETWORKS: Final = frozenset({"solana", "sol", "spl"})
+_TON_NETWORKS: Final = frozenset({"ton", "jetton"})
+
+
+def validate_transaction_hash(*, network: str, tx_hash: str) -> str:
+    """Return ``tx_hash`` as the desk stores it (hexadecimal in lower case, others unchanged), or raise
+    :class:`InvalidTransactionHashError`. Only the shape is checked (a hash carries no checksum):
+
+    - Bitcoin-style UTXO chains (BTC, LTC, BCH, DOGE) and TRON: 64 hexadecimal digits;
+    - EVM chains (Ethereum, ERC20, BEP20, Polygon, Arbitrum, ...): ``0x`` and 64 hexadecimal digits;
+    - Solana: a base58 signature of 64 to 88 characters;
+    - TON: 64 hexadecimal digits, or 44 characters of base64url;
+    - any other network: 32 to 128 letters and digits.
+
+    Surrounding whitespace is ignored. ``network`` is matched without regard to case.
+    """
+    candidate = tx_hash.strip()
+    if not candidate:
+        raise InvalidTransactionHashError("transaction hash is empty")
+    kind = network.strip().lower()
+    if kind in _UTXO_NETWORKS or kind in _TRON_NETWORKS:
+        if candidate[:2].lower() == "0x" and _HEX_64.fullmatch(candidate[2:]):
+            raise InvalidTransactionHashError(
+                f"a {network} transaction hash is 64 hexadecimal digits without 0x (this looks like an EVM hash)"
+            )
+        if not _HEX_64.fullmatch(candidate):
+            raise InvalidTransactionHashError(f"a {network} transaction hash is 64 hexadecimal digits")
+        return candidate.lower()
+    if kind in _EVM_NETWORKS:
+        if _HEX_64.fullmatch(candidate):
+            raise InvalidTransactionHashError(f"a {network} transaction hash starts with 0x; add it")
+        if not _EVM_HASH.fullmatch(candidate.lower()):
+            raise InvalidTransactionHashError(f"a {network} transaction hash is 0x and 64 hexadecimal digits")
+        return candidate.lower()
+    if kind in _SOLANA_NETWORKS:
+        if not _SOLANA_SIGNATURE.fullmatch(candidate):
+            raise InvalidTransactionHashError(
+                f"a {network} transaction signature is 64 to 88 base58 characters (no 0, O, I or l)"
+            )
+        return candidate
+    if kind in _TON_NETWORKS:
+        if _HEX_64.fullmatch(candidate):
+            return candidate.lower()
+        if len(candidate) == 44 and _TON_BASE64URL.fullmatch(candidate):
+            return candidate
+        raise InvalidTransactionHashError(
+            f"a {network} transaction hash is 64 hexadecimal digits or 44 base64url characters"
+        )
+    if not _ANY_HASH.fullmatch(candidate):
+        raise InvalidTransactionHashError(f"a {network} transaction hash is 32 to 128 letters and digits")
+    return candidate
+
+
+def demo_transaction_hash(*, network: str, seed: int | str) -> str:
+    """A well-formed, deterministic transaction hash of ``network`` for demo data and tests (distinct seeds
+    give distinct hashes); it names no real transaction."""
+    digest = hashlib.sha256(f"exchange-desk demo transaction/{network}/{seed}".encode()).digest()
+    kind = network.strip().lower()
+    if kind in _EVM_NETWORKS:
+        return "0x" + digest.hex()
+    if kind in _SOLANA_NETWORKS:
+        return base58.b58encode(digest + hashlib.sha256(digest).digest()).decode("ascii")
+    return digest.hex()

@@ -125,6 +125,27 @@ class ActionFields(OrderFields):
     comment: str | None = Field(default=None, description="What the actor wrote, if anything.")
 
 
+class OrderTransaction(BaseModel):
+    """What actually moved for an order (``transaction`` of the order's REST reads): the deposit received and
+    the payout sent. Transaction hashes are public on their chains; the payout address is not here."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    deposit_tx_hash: str | None = Field(default=None, description="The customer's deposit transaction.")
+    deposit_amount: Decimal | None = Field(
+        default=None, description="What arrived, in `from_currency` (decimal string)."
+    )
+    deposit_seen_at: Timestamp | None = Field(default=None, description="When the deposit was seen.")
+    payout_tx_hash: str | None = Field(default=None, description="The desk's payout transaction.")
+    payout_amount: Decimal | None = Field(default=None, description="What was sent, in `to_currency`.")
+    payout_network_fee: Decimal | None = Field(
+        default=None, description="The payout's network fee in `to_currency`, if known."
+    )
+    payment: Literal["exact", "underpaid", "overpaid"] | None = Field(
+        default=None, description="The deposit against the ordered amount, once the order is completed."
+    )
+
+
 class CustomerEmail(SealedPersonalData):
     customer_email: str | None = Field(
         default=None,
@@ -152,6 +173,12 @@ class OrderStatusChanged(CustomerEmail, ActionFields):
     event_type = "order.status_changed"
     producers = (ORDER_API,)
     consumers = (NOTIFIER,)
+
+    transaction: OrderTransaction | None = Field(
+        default=None,
+        description="On completion, what moved (the customer's email shows the amounts and the payout hash); "
+        "null when nothing is recorded.",
+    )
 
 
 class OrderTaken(ActionFields):
@@ -217,6 +244,15 @@ class OrderEscalated(EscalationFields):
     event_type = "order.escalated"
     producers = (ORDER_API,)
     consumers = (NOTIFIER,)
+
+    reason: Literal["underpaid", "overpaid", "other"] | None = Field(
+        default=None,
+        description="Why the order is held for support: a deposit short of (`underpaid`) or above "
+        "(`overpaid`) the ordered amount that the operator cannot settle, or `other`.",
+    )
+    transaction: OrderTransaction | None = Field(
+        default=None, description="The deposit recorded with the hold, if any (and anything recorded before)."
+    )
 
 
 class OrderEscalationCommented(EscalationFields):

@@ -9,7 +9,8 @@ only on a full window ("for N minutes"). The p95 is the upper bound of the histo
 The figures are this process's (each replica judges its own requests): the report's key names the service
 and the replica (``hostname``), so replicas do not resolve each other's alerts. A crossing is reported to the
 notifier through the outbox once (``api.degraded``), and once more only when a further route or the error
-rate joins in; ``api.recovered`` once the error share is below half its threshold and no route is slow. The
+rate joins in, and again once a window while it lasts (so the notifier can resolve the alert of a replica
+that stopped reporting); ``api.recovered`` once the error share is below half its threshold and no route is slow. The
 last report is read back from the outbox (``servicekit.outbox.last_report``).
 """
 
@@ -110,6 +111,8 @@ class ApiHealthWatch:
     exclude_routes: Collection[str] = ()
     replica: str = field(default_factory=socket.gethostname)
     readings: deque[RequestTotals] = field(default_factory=deque)
+    told_at: float | None = None
+    """When this process last wrote a report (its clock); ``None`` before its first."""
 
     def observe(self, *, at: float | None = None) -> WindowFigures | None:
         """Take a reading; the figures of the last full window, or ``None`` before one has passed."""
@@ -138,7 +141,8 @@ class ApiHealthWatch:
 
     async def check(self, *, at: float | None = None) -> int:
         """One look; returns how many reports were written (0 or 1)."""
-        figures = self.observe(at=at)
+        now = time.monotonic() if at is None else at
+        figures = self.observe(at=now)
         if figures is None:
             return 0
         aggregate_id = f"api.health:{self.service}:{self.replica}"
@@ -163,24 +167,30 @@ class ApiHealthWatch:
                 window_seconds=self.window_seconds,
                 observed_at=utcnow(),
             ).model_dump()
+            degraded = ApiDegraded(
+                **common,
+                error_threshold_percent=self.error_percent,
+                p95_threshold_seconds=self.p95_seconds,
+                errors_alert=errors or told_errors,
+                # the routes told before stay in the alert until it recovers: one that is fine for a
+                # moment and slow again is no new crossing
+                slow_routes=[*slow, *(r for r in told if r.route not in {s.route for s in slow})],
+            )
             report: ApiDegraded | ApiRecovered
             if (errors and not told_errors) or {r.route for r in slow} - told_routes:
-                report = ApiDegraded(
-                    **common,
-                    error_threshold_percent=self.error_percent,
-                    p95_threshold_seconds=self.p95_seconds,
-                    errors_alert=errors or told_errors,
-                    # the routes told before stay in the alert until it recovers: one that is fine for a
-                    # moment and slow again is no new crossing
-                    slow_routes=[*slow, *(r for r in told if r.route not in {s.route for s in slow})],
-                )
+                report = degraded
             elif raised and figures.requests >= self.min_requests and not any(self.judge(figures, share=0.5)):
                 # Too few requests to judge is not "healthy again": a replica out of its Service's rotation
                 # (failing readiness) gets no traffic and is not recovered for it.
                 report = ApiRecovered(**common)
+            elif raised and (self.told_at is None or now - self.told_at >= self.window_seconds):
+                # Still degraded: said again once a window, so that the notifier can tell a replica that is
+                # still degraded from one that is gone (replaced in a rollout) and resolve the latter's alert.
+                report = degraded
             else:
                 return 0
             await publish(
                 session, self.table, destination=self.destination, event=report, aggregate_id=aggregate_id
             )
+        self.told_at = now
         return 1

@@ -27,7 +27,7 @@ from servicekit.db import TRACE_STATEMENTS, Database, session_scope
 from servicekit.docs import install_docs
 from servicekit.errors import BodySizeLimitMiddleware, ValidationFailedError, install_error_handlers
 from servicekit.health import ReadinessCheck, health_router
-from servicekit.maintenance import vacuum_busy_tables
+from servicekit.maintenance import BusyTableVacuum
 from servicekit.metrics import ScrapedGauges, install_metrics
 from servicekit.openapi import QUIET_PATHS, install_openapi
 from servicekit.outbox import (
@@ -111,6 +111,8 @@ class Runtime:
             service_name=settings.service_name,
             pool_size=settings.database_pool_size,
             pool_timeout_seconds=settings.database_pool_timeout_seconds,
+            statement_cache_size=settings.database_statement_cache_size,
+            session_url=settings.database_session_url,
         )
         if settings.trace_database:
             instrument_engine(self.database.engine)
@@ -268,17 +270,18 @@ class Runtime:
         self.add_retention(processed_events(table, keep=timedelta(days=self.settings.inbox_retention_days)))
 
     def add_busy_tables(self, *tables: str) -> None:
-        """Tables rewritten all the time, vacuumed by this service past a dead-row threshold
-        (``servicekit.maintenance``; the outbox is one once its relay is added)."""
-        if not self.busy_tables:
+        """Tables rewritten all the time, vacuumed by this service past a dead-row threshold where the server
+        does not (``busy_table_vacuum``, ``servicekit.maintenance``; the outbox is one once its relay is
+        added)."""
+        if not self.busy_tables and self.settings.busy_table_vacuum != "off":
+            vacuum = BusyTableVacuum(
+                database=self.database,
+                tables=self.busy_tables,
+                dead_rows_threshold=self.settings.vacuum_dead_rows_threshold,
+                mode=self.settings.busy_table_vacuum,
+            )
             self._add_sweep(
-                "busy-table-vacuum",
-                lambda: vacuum_busy_tables(
-                    database=self.database,
-                    tables=self.busy_tables,
-                    dead_rows_threshold=self.settings.vacuum_dead_rows_threshold,
-                ),
-                interval_seconds=self.settings.vacuum_check_seconds,
+                "busy-table-vacuum", vacuum.run, interval_seconds=self.settings.vacuum_check_seconds
             )
         self.busy_tables.extend(table for table in tables if table not in self.busy_tables)
 

@@ -52,10 +52,19 @@ DecimalString = Annotated[
 """A decimal sent and answered as a string (``"0.05"``); every decimal a route exposes is one."""
 
 ExactAmount = Annotated[
-    DecimalString,
+    Decimal,
+    PlainSerializer(plain_decimal, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": rf"^-?\d{{1,{Money.INTEGER_DIGITS}}}(\.\d{{1,{Money.SCALE}}})?$",
+            "examples": ["0.05"],
+        }
+    ),
     Field(max_digits=Money.INTEGER_DIGITS + Money.SCALE, decimal_places=Money.SCALE, allow_inf_nan=False),
 ]
-"""A finite decimal with at most as many digits (before and after the point) as ``Money`` stores."""
+"""A finite decimal with at most as many digits (before and after the point) as ``Money`` stores; its schema's
+pattern says so (a :data:`DecimalString` with bounded digits)."""
 
 
 def row_id_path(description: str) -> Any:

@@ -8,6 +8,7 @@ embedded default: a SQLite file under ``var/`` when no ``DATABASE_URL`` is set.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -91,11 +92,17 @@ def resolve_database_url(url: str | None, *, var_dir: Path, service_name: str) -
 
 
 def create_engine(
-    url: str, *, schema: str, pool_size: int = 10, pool_timeout_seconds: float = 5.0
+    url: str,
+    *,
+    schema: str,
+    pool_size: int = 10,
+    pool_timeout_seconds: float = 5.0,
+    statement_cache_size: int = 100,
 ) -> AsyncEngine:
     """An engine whose connections live in ``schema`` on PostgreSQL, or a tuned SQLite engine. A checkout
     waits up to ``pool_timeout_seconds`` for a free connection (then ``sqlalchemy.exc.TimeoutError``, a
-    ``503``), and never hands out a connection the server has already closed (terminated, restarted)."""
+    ``503``), and never hands out a connection the server has already closed (terminated, restarted).
+    ``statement_cache_size=0``: no prepared statement outlives its transaction (PgBouncer, transaction mode)."""
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -125,11 +132,26 @@ def create_engine(
         pool_use_lifo=True,
         pool_recycle=1800,  # rather than pre-ping: a round trip saved on every checkout
         pool_timeout=pool_timeout_seconds,
-        connect_args={"server_settings": {"search_path": schema, "application_name": schema}},
+        connect_args={
+            "server_settings": {"search_path": schema, "application_name": schema},
+            **_statement_cache(statement_cache_size),
+        },
     )
     event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
     event.listen(engine.sync_engine, "handle_error", _refused_statement_is_a_lost_connection)
     return engine
+
+
+def _statement_cache(size: int) -> dict[str, Any]:
+    """asyncpg's and SQLAlchemy's statement caches; with none, every prepared statement gets a name of its
+    own, since a pooler may hand the next transaction a server connection that already has that name."""
+    if size > 0:
+        return {"statement_cache_size": size}
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4().hex}__",
+    }
 
 
 def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -153,11 +175,24 @@ class Database:
         service_name: str,
         pool_size: int = 10,
         pool_timeout_seconds: float = 5.0,
+        statement_cache_size: int = 100,
+        session_url: str | None = None,
     ):
         self.url = resolve_database_url(url, var_dir=var_dir, service_name=service_name)
+        self.session_url = (
+            resolve_database_url(session_url, var_dir=var_dir, service_name=service_name)
+            if (session_url and url)
+            else self.url
+        )
+        """Where connections that outlive a transaction go (``LISTEN``, session locks): not through a
+        transaction-mode pooler."""
         self.schema = schema
         self.engine = create_engine(
-            self.url, schema=schema, pool_size=pool_size, pool_timeout_seconds=pool_timeout_seconds
+            self.url,
+            schema=schema,
+            pool_size=pool_size,
+            pool_timeout_seconds=pool_timeout_seconds,
+            statement_cache_size=statement_cache_size,
         )
         self.after_commit_listeners: list[Callable[[], None]] = []
         #: Shared by every session this database makes (``session.info``): servicekit's own session-level
@@ -188,6 +223,7 @@ async def command_database(settings: ServiceSettings, *, schema: str) -> AsyncIt
         var_dir=settings.var_dir,
         service_name=settings.service_name,
         pool_size=1,
+        statement_cache_size=settings.database_statement_cache_size,
     )
     try:
         yield database

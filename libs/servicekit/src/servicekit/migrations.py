@@ -17,19 +17,34 @@ The one exception is :data:`RUNTIME_OWNS`: PostgreSQL 15 lets only a table's own
 the service vacuums itself (its outbox: ``servicekit.maintenance``) is handed to the runtime role; the
 migration role must then be a member of the runtime role (``GRANT <runtime> TO <migration>``) to hand it over
 and to change it later.
+
+**One migration at a time.** On PostgreSQL a run first takes a session-level advisory lock keyed by the schema
+(:func:`migration_lock_key`), waiting at most ``migration_lock_wait_seconds``: replicas started together (each
+pod's init container runs its image's migrations) migrate one after the other, and the later ones find the
+schema at head and change nothing. Its statements then run with ``lock_timeout`` and ``statement_timeout``
+(``migration_lock_timeout_seconds``, ``migration_statement_timeout_seconds``): a migration that cannot take a
+table's lock soon fails, to be retried, rather than queue every query of the running services behind it.
+SQLite needs none of this (one file, one writer). An upgrade that finds the schema at a revision its history
+does not know (a newer release's: a rollback) changes nothing and succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command, context, op
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from servicekit.db import (
     ROW_PRIVILEGES,
@@ -39,6 +54,8 @@ from servicekit.db import (
     resolve_database_url,
 )
 from servicekit.settings import ServiceSettings, refuse_production_guesses
+
+logger = logging.getLogger(__name__)
 
 
 def _include_object(schema: str) -> Any:
@@ -122,7 +139,94 @@ def _hand_over(connection: Connection, *, table: str, schema: str, role: str) ->
     connection.execute(text(f"REVOKE CREATE ON SCHEMA {schema} FROM {role}"))
 
 
-def _run(connection: Connection, *, metadata: MetaData, schema: str, runtime_role: str | None = None) -> None:
+@dataclass(frozen=True)
+class MigrationTimeouts:
+    """How long a migration waits on PostgreSQL (see the module's docstring); 0 means no limit."""
+
+    lock_wait_seconds: float = 600.0
+    lock_timeout_seconds: float = 10.0
+    statement_timeout_seconds: float = 600.0
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> MigrationTimeouts:
+        return cls(
+            lock_wait_seconds=settings.migration_lock_wait_seconds,
+            lock_timeout_seconds=settings.migration_lock_timeout_seconds,
+            statement_timeout_seconds=settings.migration_statement_timeout_seconds,
+        )
+
+
+class MigrationLockTimeoutError(CommandError):
+    """Another migration of the same schema held its lock for longer than this one would wait (the
+    ``alembic`` command prints it as one line, and exits 1)."""
+
+
+LOCK_NOT_AVAILABLE = "55P03"
+"""PostgreSQL's SQLSTATE for a lock not taken within ``lock_timeout``."""
+
+
+def migration_lock_key(schema: str) -> int:
+    """The advisory lock (a signed 64-bit key) that migrations of ``schema`` take, the same in every process."""
+    digest = hashlib.sha256(f"servicekit.migrations:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _set_timeout(connection: Connection, name: str, seconds: float) -> None:
+    connection.execute(
+        text("SELECT set_config(:name, :value, false)"), {"name": name, "value": f"{round(seconds * 1000)}ms"}
+    )
+
+
+def _take_migration_lock(connection: Connection, *, schema: str, timeouts: MigrationTimeouts) -> None:
+    """Wait (at most ``lock_wait_seconds``) for any other migration of ``schema`` to finish, then hold its lock
+    for this connection's session and set the timeouts of the migration's statements."""
+    _set_timeout(connection, "statement_timeout", 0)
+    _set_timeout(connection, "lock_timeout", timeouts.lock_wait_seconds)
+    try:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": migration_lock_key(schema)})
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        connection.rollback()
+        raise MigrationLockTimeoutError(
+            f"another migration of schema {schema!r} still runs after {timeouts.lock_wait_seconds:g} s"
+        ) from exc
+    _set_timeout(connection, "lock_timeout", timeouts.lock_timeout_seconds)
+    _set_timeout(connection, "statement_timeout", timeouts.statement_timeout_seconds)
+    connection.commit()
+
+
+def _release_migration_lock(connection: Connection, *, schema: str) -> None:
+    if connection.in_transaction():
+        connection.rollback()
+    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": migration_lock_key(schema)})
+    connection.execute(text("RESET lock_timeout"))
+    connection.execute(text("RESET statement_timeout"))
+    connection.commit()
+
+
+def _run(
+    connection: Connection,
+    *,
+    metadata: MetaData,
+    schema: str,
+    runtime_role: str | None = None,
+    timeouts: MigrationTimeouts | None = None,
+) -> None:
+    if connection.dialect.name != "postgresql":
+        _migrate(connection, metadata=metadata, schema=schema, runtime_role=runtime_role)
+        return
+    _take_migration_lock(connection, schema=schema, timeouts=timeouts or MigrationTimeouts())
+    try:
+        _migrate(connection, metadata=metadata, schema=schema, runtime_role=runtime_role)
+    except BaseException:
+        with contextlib.suppress(SQLAlchemyError):  # a lost connection has released the lock already
+            _release_migration_lock(connection, schema=schema)
+        raise
+    _release_migration_lock(connection, schema=schema)
+
+
+def _migrate(connection: Connection, *, metadata: MetaData, schema: str, runtime_role: str | None) -> None:
     postgres = connection.dialect.name == "postgresql"
     if postgres:
         connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
@@ -138,15 +242,47 @@ def _run(connection: Connection, *, metadata: MetaData, schema: str, runtime_rol
         compare_type=True,
         compare_server_default=True,
     )
+    if _newer_release_migrated():
+        return
     with context.begin_transaction():
         context.run_migrations()
         if postgres and runtime_role:
             grant_runtime_role(connection, metadata=metadata, schema=schema, role=runtime_role)
 
 
-def run_env(*, metadata: MetaData, schema: str, url: str, runtime_role: str | None = None) -> None:
+def _newer_release_migrated() -> bool:
+    """Whether an upgrade to head finds the database at a revision this history does not know: a newer release
+    migrated it, and this one is rolled back to (or still rolling out beside it). There is nothing to do, as
+    ``/health/ready`` agrees (``ahead``): an older pod's migration gate lets it start."""
+    try:
+        destination = context.get_revision_argument()  # "head" comes resolved to the head's id
+    except KeyError:  # a command that goes nowhere (alembic check, current)
+        return False
+    destinations = {destination} if isinstance(destination, str) else set(destination or ())
+    if destinations != set(context.script.get_heads()):
+        return False
+    current = set(context.get_context().get_current_heads())
+    known = {script.revision for script in context.script.walk_revisions()}
+    unknown = current - known
+    if unknown:
+        logger.warning(
+            "the schema is at %s, newer than this release's migrations: nothing to migrate",
+            ", ".join(unknown),
+        )
+    return bool(unknown)
+
+
+def run_env(
+    *,
+    metadata: MetaData,
+    schema: str,
+    url: str,
+    runtime_role: str | None = None,
+    timeouts: MigrationTimeouts | None = None,
+) -> None:
     """Run the migrations of one service against ``url`` (call from ``env.py``); with ``runtime_role``, grant
-    that role its privileges afterwards (see the module's docstring)."""
+    that role its privileges afterwards; on PostgreSQL one run at a time per schema, within ``timeouts`` (see
+    the module's docstring)."""
     url = context.config.attributes.get("url", url)
     runtime_role = context.config.attributes.get("runtime_role", runtime_role)
 
@@ -155,7 +291,9 @@ def run_env(*, metadata: MetaData, schema: str, url: str, runtime_role: str | No
         try:
             async with engine.connect() as connection:
                 await connection.run_sync(
-                    lambda sync: _run(sync, metadata=metadata, schema=schema, runtime_role=runtime_role)
+                    lambda sync: _run(
+                        sync, metadata=metadata, schema=schema, runtime_role=runtime_role, timeouts=timeouts
+                    )
                 )
         finally:
             await engine.dispose()
@@ -167,7 +305,7 @@ def run_env(*, metadata: MetaData, schema: str, url: str, runtime_role: str | No
         return
     existing = context.config.attributes.get("connection")
     if existing is not None:
-        _run(existing, metadata=metadata, schema=schema, runtime_role=runtime_role)
+        _run(existing, metadata=metadata, schema=schema, runtime_role=runtime_role, timeouts=timeouts)
         return
     asyncio.run(run_async())
 

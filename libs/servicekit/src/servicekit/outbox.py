@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from desk_contracts.events import DeadEvents, Event, OutboxDeadCleared, OutboxDeadLettered
+from servicekit.backing import outlasting_outages
 from servicekit.db import RUNTIME_OWNS, RUNTIME_PRIVILEGES, Database, UtcDateTime, try_insert, utcnow
 from servicekit.metrics import QueueFigures, QueueGauges, queue_figures
 from servicekit.retention import RetentionRule
@@ -520,8 +521,12 @@ class OutboxRelay(QueueWorker):
                 "outbox delivery failed, will retry",
                 extra={**details, "retry_at": values["available_at"].isoformat()},
             )
-        async with self.database.sessionmaker.begin() as session:
-            await session.execute(update(self.table).where(self.table.c.id == event.id).values(**values))
+
+        async def write() -> None:
+            async with self.database.sessionmaker.begin() as session:
+                await session.execute(update(self.table).where(self.table.c.id == event.id).values(**values))
+
+        await outlasting_outages(write, within=self.lease_seconds / 2, what="recording an outbox failure")
 
     async def _mark_delivered(self, delivered: list[tuple[OutboxEvent, datetime]]) -> None:
         """Mark a batch's delivered events in one transaction: one statement for those whose payload stays,
@@ -540,12 +545,20 @@ class OutboxRelay(QueueWorker):
             "delivered_at": bindparam("at", type_=t.c.delivered_at.type),
             "attempts": bindparam("attempts", type_=t.c.attempts.type),
         }
-        async with self.database.sessionmaker.begin() as session:
-            if kept:
-                await session.execute(mark.values(values), kept)
-            if masked:
-                payload = bindparam("masked", type_=t.c.payload.type)
-                await session.execute(mark.values({**values, "payload": payload}), masked)
+
+        async def write() -> None:
+            async with self.database.sessionmaker.begin() as session:
+                if kept:
+                    await session.execute(mark.values(values), kept)
+                if masked:
+                    payload = bindparam("masked", type_=t.c.payload.type)
+                    await session.execute(mark.values({**values, "payload": payload}), masked)
+
+        # The events are out: were this record lost to a database outage, they would wait out their lease
+        # (30 s) and go again, so it waits the outage out instead (half the lease).
+        await outlasting_outages(
+            write, within=self.lease_seconds / 2, what="recording delivered outbox events"
+        )
 
     async def rest(self) -> None:
         await super().rest()

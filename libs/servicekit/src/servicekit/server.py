@@ -4,13 +4,16 @@ uvicorn's httptools protocol writes a response's head and its body as two writes
 once: two system calls, two TCP segments, and two wake-ups of the peer's event loop per response. On loopback
 between processes that share two cores, those sends are a large part of a request's cost (measured in
 ``make bench``), so this protocol gathers what one event-loop step writes and sends it in one piece at the end
-of the step. Everything else is uvicorn's.
+of the step. It also tells the app when the server begins a graceful shutdown (:func:`draining`), so that
+responses that would otherwise never end (an order's event stream) end at once and their clients reconnect to
+another replica. Everything else is uvicorn's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import weakref
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -72,8 +75,30 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
+_DRAINING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
+
+
+def draining() -> asyncio.Event:
+    """Set once the server running on this event loop begins a graceful shutdown (SIGTERM: a rollout or a
+    scale-down). uvicorn then waits for every open response to end, and a stream that waits for news would
+    hold the pod until it is killed: long-lived responses end when this is set."""
+    loop = asyncio.get_running_loop()
+    event = _DRAINING.get(loop)
+    if event is None:
+        event = _DRAINING[loop] = asyncio.Event()
+    return event
+
+
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over :class:`CoalescedWrites`."""
+    """uvicorn's httptools protocol over :class:`CoalescedWrites`, which says when the server drains."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        """The server's graceful shutdown reaches this connection: long-lived responses end (:func:`draining`)."""
+        event = _DRAINING.get(self.loop)
+        if event is None:
+            event = _DRAINING[self.loop] = asyncio.Event()
+        event.set()
+        super().shutdown()

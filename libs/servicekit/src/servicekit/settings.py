@@ -219,17 +219,55 @@ class ServiceSettings(BaseSettings):
         default=20,
         description="Connections kept per process (PostgreSQL); four services share max_connections.",
     )
+    database_session_url: str | None = Field(
+        default=None,
+        description="PostgreSQL reached without a transaction-mode pooler, for the connections that keep "
+        "session state: order-api's LISTEN connection (order streams) and a polling gateway's lease. Unset: "
+        "DATABASE_URL, which is right unless that goes through PgBouncer in transaction mode.",
+    )
+    database_statement_cache_size: int = Field(
+        default=100,
+        ge=0,
+        description="Prepared statements asyncpg keeps per connection. 0 behind PgBouncer in transaction "
+        "mode, whose server connections change between transactions: statements are then prepared "
+        "unnamed-per-use and never reused across transactions.",
+    )
+    busy_table_vacuum: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Whether the service vacuums its busiest tables itself (PostgreSQL; "
+        "servicekit.maintenance): `auto` only where the server answers `SHOW autovacuum` with `off` (asked "
+        "once, at the first check), `on` always, `off` never (the server's autovacuum does it).",
+    )
     vacuum_check_seconds: float = Field(
         default=2.0,
         gt=0,
-        description="How often the dead rows of the busiest tables are counted (PostgreSQL; "
-        "servicekit.maintenance).",
+        description="How often the dead rows of the busiest tables are counted, while the service vacuums "
+        "them itself (`BUSY_TABLE_VACUUM`).",
     )
     vacuum_dead_rows_threshold: int = Field(
         default=1000,
         ge=1,
-        description="A busy table with this many dead rows is vacuumed by the service itself, whether or not "
-        "the server's autovacuum is on.",
+        description="A busy table with this many dead rows is vacuumed by the service itself, while it does "
+        "(`BUSY_TABLE_VACUUM`).",
+    )
+    migration_lock_wait_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long a migration waits for another one of the same schema to finish (PostgreSQL: one "
+        "advisory lock per schema, so replicas starting together migrate one after the other); 0: no limit.",
+    )
+    migration_lock_timeout_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="lock_timeout of a migration's statements: past it, a migration waiting for a table lock "
+        "that running services hold fails (and is retried) rather than queue their queries behind it; 0: no "
+        "limit.",
+    )
+    migration_statement_timeout_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="statement_timeout of a migration's statements (raise it for one that rewrites a large "
+        "table); 0: no limit.",
     )
     database_pool_timeout_seconds: float = Field(
         default=5.0,

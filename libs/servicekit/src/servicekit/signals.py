@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -151,8 +152,8 @@ class SignalListener:
     async def _connect(self) -> asyncpg.Connection:
         """A connection of its own, outside the service's pool: it stays in ``LISTEN`` for as long as it lives,
         and is never handed to a request."""
-        engine = self._database.engine
-        args, options = engine.sync_engine.dialect.create_connect_args(engine.url)
+        dialect = self._database.engine.sync_engine.dialect
+        args, options = dialect.create_connect_args(make_url(self._database.session_url))
         options["server_settings"] = {"application_name": f"{self._database.schema}-signals"}
         return await asyncpg.connect(*args, **options)
 

@@ -134,13 +134,22 @@ def _address_ready(envelope: EventEnvelope) -> dict[str, Any]:
 
 def _status_changed(envelope: EventEnvelope) -> dict[str, Any]:
     p = read_payload(OrderStatusChanged, envelope)
-    return {
+    variables = {
         "order_id": p.order_id,
         "status": p.status,
         "amount": str(p.amount),
         "currency_from": p.from_currency,
         "currency_to": p.to_currency,
     }
+    record = p.transaction if p.status == "completed" else None
+    if record is not None:  # what actually moved (hashes are public; the payout address is not told)
+        told = {
+            "received": record.deposit_amount,
+            "sent": record.payout_amount,
+            "payout_tx_hash": record.payout_tx_hash,
+        }
+        variables.update({name: str(value) for name, value in told.items() if value is not None})
+    return variables
 
 
 def _email_code(envelope: EventEnvelope) -> dict[str, Any]:

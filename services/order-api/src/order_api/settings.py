@@ -240,6 +240,12 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
         description="How many orders an operator may hold in progress at once; a take beyond it is "
         "`409 operator_at_capacity`. An admin may set another cap per operator (`max_held_orders`).",
     )
+    completion_transaction_required: bool = Field(
+        default=True,
+        description="Completing an order needs its transaction record (the deposit received and the payout "
+        "sent, with their hashes): a completion without `transaction` is `422 transaction_required`. Off: "
+        "operators may complete without one, and then nothing is recorded.",
+    )
     assignment_timeout_minutes: int = Field(
         default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."
     )

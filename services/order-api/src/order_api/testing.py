@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from coin_addresses import demo_transaction_hash
 from order_api.customers.models import Customer
 from order_api.settings import Settings
 from servicekit.apikeys import ApiKeyEntry, hash_key
@@ -154,3 +155,31 @@ class StandInReceiver:
 
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.envelopes if e.get("type") == event_type]
+
+
+def completion_body(
+    order: Mapping[str, Any],
+    *,
+    received: str | None = None,
+    sent: str = "1000",
+    comment: str | None = None,
+    **transaction: Any,
+) -> dict[str, Any]:
+    """The body that completes ``order`` (as the API returned it) with a valid transaction record: the deposit
+    on its ``from_network`` (``received``, by default exactly the ordered amount), the payout of ``sent`` on
+    its ``to_network``; ``transaction`` adds to or replaces parts of the record."""
+    record: dict[str, Any] = {
+        "deposit": {
+            "tx_hash": demo_transaction_hash(network=order["from_network"], seed=f"deposit/{order['id']}"),
+            "amount": received if received is not None else order["amount"],
+        },
+        "payout": {
+            "tx_hash": demo_transaction_hash(network=order["to_network"], seed=f"payout/{order['id']}"),
+            "amount": sent,
+        },
+        **transaction,
+    }
+    body: dict[str, Any] = {"status": "completed", "transaction": record}
+    if comment is not None:
+        body["comment"] = comment
+    return body

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class GatewayMetrics:
@@ -26,5 +26,11 @@ class GatewayMetrics:
             "telegram_gateway_webhook_requests_total",
             "POST /telegram/webhook by result (accepted, or the error code: webhook_secret_invalid, rate_limited ...)",
             ["result"],
+            registry=registry,
+        )
+        self.poller_leader = Gauge(
+            "telegram_poller_leader",
+            "1 on the replica that holds the polling lease and calls getUpdates, 0 elsewhere (polling mode on "
+            "PostgreSQL; the sum over the replicas is 1 when the bot is healthy)",
             registry=registry,
         )

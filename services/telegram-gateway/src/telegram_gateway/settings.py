@@ -50,7 +50,8 @@ class Settings(ClientNetworkSettings, ServiceSettings):
     mode: BotMode | None = Field(
         default=None,
         description="`webhook` (Telegram posts updates to POST /telegram/webhook) or `polling` (the bot asks "
-        "for updates; one replica only: Telegram serves one long-polling client per bot). Unset: webhook "
+        "for updates; Telegram serves one long-polling client per bot, so on PostgreSQL the replicas hold a "
+        "lease and one of them polls). Unset: webhook "
         "when WEBHOOK_URL is set, else polling, which production refuses unless chosen here.",
     )
     webhook_url: str | None = Field(
@@ -91,8 +92,22 @@ class Settings(ClientNetworkSettings, ServiceSettings):
         "included: past it the operator is told at once that order-api is slow (Telegram shows a spinner "
         "until a press is answered), and order-api's own transaction makes a repeated press safe.",
     )
+    completion_draft_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long the bot waits for an operator's next answer while completing an order (the "
+        "transaction record is asked one question at a time); past it the answers so far are dropped and "
+        "a late reply completes nothing: the operator presses Complete again.",
+    )
     polling_timeout_seconds: int = Field(
         default=25, ge=1, le=50, description="Long-poll wait of one getUpdates call (polling mode)."
+    )
+    poller_lease_retry_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Polling mode on PostgreSQL: how often a replica that does not poll asks for the polling "
+        "lease again, and the polling one checks it still holds it; another replica takes over within about "
+        "this long of the poller stopping.",
     )
     retention_days: int = Field(
         default=30,
@@ -159,7 +174,7 @@ class Settings(ClientNetworkSettings, ServiceSettings):
         if self.telegram_enabled and self.mode is None and self.bot_mode == "polling":
             problems.append(
                 f"{self.variable('webhook_url')} must be set in production, or {self.variable('mode')}=polling "
-                "chosen explicitly (polling serves one replica only)"
+                "chosen explicitly (polling: one replica at a time polls)"
             )
         return problems
 

@@ -31,7 +31,7 @@ from coin_addresses import demo_address
 from desk_testing.balancer import RoundRobin
 from desk_testing.stack import Stack, replica
 from notifier.testing import SmtpServer
-from order_api.testing import order_body
+from order_api.testing import completion_body, order_body
 from servicekit.testing import PrivateRedis, ServiceProcess, eventually, migrated_database
 from telegram_gateway.testing import OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
 
@@ -406,7 +406,9 @@ async def customer(client: Client, intent: Intent, *, rng: random.Random, bot_sh
         "complete",
         "POST",
         f"/v1/operator/orders/{intent.order_id}/status",
-        json={"status": "completed", "comment": "Paid out"},
+        json=completion_body(
+            {"id": intent.order_id, "from_network": "bitcoin", **order_body()}, comment="Paid out"
+        ),  # the order of order_body(): 0.05 BTC (bitcoin) for USDT (TRC20)
         headers=operator.headers,
     )
 

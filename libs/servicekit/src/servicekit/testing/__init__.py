@@ -529,7 +529,9 @@ class PrivateRedis:
 
         async def answers() -> bool:
             if process.poll() is not None:
-                raise RuntimeError(f"the private redis-server on port {self.port} exited ({process.returncode})")
+                raise RuntimeError(
+                    f"the private redis-server on port {self.port} exited ({process.returncode})"
+                )
             try:
                 return bool(await client.ping())
             except redis.RedisError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from desk_contracts.events import (
@@ -241,8 +241,28 @@ def orders_untouched_cleared(envelope: EventEnvelope) -> Recovery:
 # --- any service: api.degraded / api.recovered (servicekit.api_health) -----------------------------------
 
 
+API_DEGRADED_SOURCE = "api.degraded"
+SILENT_WINDOWS = 3
+"""A degraded replica repeats its report once a window (``servicekit.api_health``): silent for this many
+windows, it is gone (replaced or stopped) and its alert is resolved."""
+
+
 def api_health_key(service: str, replica: str) -> str:
     return f"api.health:{service}:{replica}"
+
+
+def silence(details: dict[str, Any], *, now: datetime) -> timedelta | None:
+    """How long the replica of an API-health alert (its last report, ``details``) has been silent, when that
+    is ``SILENT_WINDOWS`` of its windows or more; ``None`` while it may still report."""
+    try:
+        observed_at = datetime.fromisoformat(str(details["observed_at"]))
+        window = timedelta(seconds=float(details["window_seconds"]))
+    except (KeyError, ValueError):
+        return None
+    if observed_at.tzinfo is None:
+        observed_at = observed_at.replace(tzinfo=UTC)
+    silent_for = now - observed_at
+    return silent_for if silent_for >= SILENT_WINDOWS * window else None
 
 
 def api_degraded(envelope: EventEnvelope) -> AlertCondition:
@@ -270,7 +290,7 @@ def api_degraded(envelope: EventEnvelope) -> AlertCondition:
     )
     return AlertCondition(
         key=api_health_key(report.service, report.replica),
-        source="api.degraded",
+        source=API_DEGRADED_SOURCE,
         severity=Severity.critical if report.errors_alert else Severity.warning,
         title=f"{report.service} ({report.replica}): {what}",
         text=" ".join(parts) + f" Seen {report.observed_at.isoformat()}.",

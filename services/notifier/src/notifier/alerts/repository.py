@@ -94,6 +94,35 @@ async def claim_due_escalations(
     )
 
 
+async def claim_live(session: AsyncSession, *, source: str, limit: int) -> list[Alert]:
+    """Up to ``limit`` live alerts of ``source``, least recently changed first, locked (``SKIP LOCKED``:
+    replicas take different ones)."""
+    return list(
+        (
+            await session.scalars(
+                select(Alert)
+                .where(Alert.source == source, text(LIVE))
+                .order_by(Alert.updated_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+    )
+
+
+async def touch_if_unchanged(
+    session: AsyncSession, *, alert_id: str, updated_at_was: datetime, now: datetime
+) -> bool:
+    """Claim the alert for a change only if nothing touched it since it was read (still live, same
+    ``updated_at``): two replicas, or two in-process workers on SQLite, never apply one change twice."""
+    return await _update_if_still(
+        session,
+        alert_id=alert_id,
+        still=and_(text(LIVE), Alert.updated_at == updated_at_was),
+        updated_at=now,
+    )
+
+
 async def claim_settled_resolutions(
     session: AsyncSession, *, resolved_before: datetime, limit: int
 ) -> list[Alert]:

@@ -34,7 +34,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from notifier.alerts import repository
-from notifier.alerts.conditions import AlertChange, AlertCondition, AlertNotice, AlertPolicy, Recovery
+from notifier.alerts.conditions import (
+    API_DEGRADED_SOURCE,
+    AlertChange,
+    AlertCondition,
+    AlertNotice,
+    AlertPolicy,
+    Recovery,
+    silence,
+)
 from notifier.alerts.errors import AlertAlreadyResolvedError, AlertNotFoundError
 from notifier.alerts.models import Alert, AlertStatus, Severity
 from notifier.alerts.schemas import AlertFilter, AlertPageRead, AlertRead
@@ -312,10 +320,16 @@ async def resolve_alert(
     alert = await repository.live_alert(session, key=recovery.key)
     if alert is None:
         return None
+    return await _resolve(session, alert, recovery.text, alerting=alerting, event_id=event_id)
+
+
+async def _resolve(
+    session: AsyncSession, alert: Alert, text: str, *, alerting: Alerting, event_id: str | None
+) -> AlertChange | None:
     now = utcnow()
     alert.status = AlertStatus.resolved.value
     alert.resolved_at = now
-    alert.resolution = recovery.text
+    alert.resolution = text
     alert.updated_at = now
     _count(session, alerting.metrics, AlertChange.resolved, alert.severity)
     if alert.reopened_count and alerting.policy.quiet.total_seconds() > 0:
@@ -324,9 +338,7 @@ async def resolve_alert(
         return None
     alert.resolution_notified_at = now
     await session.flush()
-    await _tell(
-        session, alert, AlertChange.resolved, reason=recovery.text, alerting=alerting, event_id=event_id
-    )
+    await _tell(session, alert, AlertChange.resolved, reason=text, alerting=alerting, event_id=event_id)
     return AlertChange.resolved
 
 
@@ -423,6 +435,31 @@ async def tell_settled_resolutions(*, database: Database, alerting: Alerting, ba
                 )
                 told += 1
     return told
+
+
+async def resolve_silent_replicas(*, database: Database, alerting: Alerting, batch_size: int = 100) -> int:
+    """Resolve the API-health alert of a replica that stopped reporting. A degraded replica repeats its report
+    once a window, so one silent for ``SILENT_WINDOWS`` windows was replaced or stopped (a rollout gives pods
+    new names), and nothing else would ever resolve its alert."""
+    now = utcnow()
+    resolved = 0
+    async with database.sessionmaker.begin() as session:
+        for alert in await repository.claim_live(session, source=API_DEGRADED_SOURCE, limit=batch_size):
+            silent_for = silence(alert.details, now=now)
+            if silent_for is None or not await repository.touch_if_unchanged(
+                session, alert_id=alert.id, updated_at_was=alert.updated_at, now=now
+            ):
+                continue
+            await session.refresh(alert)
+            replica = f"{alert.details.get('service', '?')} ({alert.details.get('replica', '?')})"
+            text = (
+                f"{replica} has not reported for {_minutes(60 * round(silent_for.total_seconds() / 60))}: "
+                "the replica was replaced or stopped, so its alert is resolved. A replica still running and "
+                "degraded reports again within its window and raises it anew."
+            )
+            await _resolve(session, alert, text, alerting=alerting, event_id=None)
+            resolved += 1
+    return resolved
 
 
 async def live_counts(*, database: Database) -> dict[tuple[str, str], int]:

@@ -55,7 +55,7 @@ REQUIRED_VARIABLES: dict[str, frozenset[str]] = {
 OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {
     "order_created": frozenset({"name", "status", "address", "queue_position", "expires_at"}),
     "address_ready": frozenset({"name", "expires_at"}),
-    "order_status_changed": frozenset({"name"}),
+    "order_status_changed": frozenset({"name", "received", "sent", "payout_tx_hash"}),
     "email_code": frozenset({"name"}),
     "alert": frozenset({"reason"}),
 }
@@ -121,6 +121,9 @@ SAMPLE_VARIABLES: dict[str, dict[str, Any]] = {
         "amount": Decimal("150.25"),
         "currency_from": "USDT",
         "currency_to": "BTC",
+        "received": Decimal("150.25"),
+        "sent": Decimal("0.0015"),
+        "payout_tx_hash": "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b",
     },
     "email_code": {"name": "Anna", "code": "482913", "minutes": 10},
     "alert": {

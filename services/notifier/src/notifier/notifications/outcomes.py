@@ -32,6 +32,8 @@ class Claimed:
     variables: dict[str, Any]
     attempts: int
     traceparent: str | None
+    thread: str | None = None
+    """What the message is about (an order, an alert): one thread's messages go out in the order queued."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,7 @@ async def claim_due(
     """Lease up to ``limit`` due notifications of ``channel`` (not erased), soonest due first: rows locked
     by another worker are skipped (``FOR UPDATE SKIP LOCKED``) and the lease moves ``next_attempt_at`` on, so
     replicas share the queue. Returns ``(id, template, locale, recipient_sealed, variables_sealed, attempts,
-    traceparent)``."""
+    traceparent, order_id, created_at)``, oldest queued first."""
     n = Notification
     due = (
         select(n.id)
@@ -136,11 +136,20 @@ async def claim_due(
         .where(n.id.in_(due.scalar_subquery()))
         .values(next_attempt_at=now + timedelta(seconds=lease_seconds))
         .returning(
-            n.id, n.template, n.locale, n.recipient_sealed, n.variables_sealed, n.attempts, n.traceparent
+            n.id,
+            n.template,
+            n.locale,
+            n.recipient_sealed,
+            n.variables_sealed,
+            n.attempts,
+            n.traceparent,
+            n.order_id,
+            n.created_at,
         )
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(claim)).all()
+    rows = (await session.execute(claim)).all()
+    return sorted(rows, key=lambda row: (row.created_at, row.id))  # RETURNING keeps no order
 
 
 async def record_attempt(

@@ -1,5 +1,5 @@
 """The alert worker (a ``PeriodicWorker``): each pass escalates open alerts that waited too long, tells the
-resolutions that outlasted the quiet period, judges each channel's delivery failure rate, and refreshes the
+resolutions that outlasted the quiet period, resolves the API-health alerts of replicas that stopped reporting, judges each channel's delivery failure rate, and refreshes the
 ``notifier_alerts_live`` gauge. Every replica runs it; row locks (``SKIP LOCKED``), conditional updates and
 the one-live-alert-per-key index keep them from telling anything twice."""
 
@@ -12,6 +12,7 @@ from notifier.alerts.service import (
     apply,
     escalate_unacknowledged,
     live_counts,
+    resolve_silent_replicas,
     tell_settled_resolutions,
 )
 from notifier.stats.service import failure_figures
@@ -47,6 +48,9 @@ class AlertWorker:
             database=self.database, alerting=self.alerting, batch_size=self.batch_size
         )
         handled += await tell_settled_resolutions(
+            database=self.database, alerting=self.alerting, batch_size=self.batch_size
+        )
+        handled += await resolve_silent_replicas(
             database=self.database, alerting=self.alerting, batch_size=self.batch_size
         )
         await check_delivery_failure_rates(database=self.database, alerting=self.alerting)

@@ -93,29 +93,42 @@ class DeliveryWorker(QueueWorker):
                 limit=self.batch_size,
             )
         protection = self.protection
-        # Opened in memory only, for the sender; the table keeps them sealed.
-        return [
-            Claimed(
-                id=row.id,
-                template=row.template,
-                locale=row.locale,
-                recipient=protection.open_recipient(row.recipient_sealed),
-                variables=protection.open_variables(row.variables_sealed),
-                attempts=row.attempts,
-                traceparent=row.traceparent,
+        claimed = []
+        for row in rows:
+            # Opened in memory only, for the sender; the table keeps them sealed.
+            variables = protection.open_variables(row.variables_sealed)
+            claimed.append(
+                Claimed(
+                    id=row.id,
+                    template=row.template,
+                    locale=row.locale,
+                    recipient=protection.open_recipient(row.recipient_sealed),
+                    variables=variables,
+                    attempts=row.attempts,
+                    traceparent=row.traceparent,
+                    thread=_thread(row.order_id, variables),
+                )
             )
-            for row in rows
-        ]
+        return claimed
 
     async def run_once(self) -> int:
-        """Claim and deliver one batch; returns how many notifications were attempted."""
+        """Claim and deliver one batch; returns how many notifications were attempted. The messages of one
+        thread (an alert raised then resolved within one poll) go one after another in the order queued;
+        the rest in parallel."""
         claimed = await self.claim()
+        threads: dict[str, list[Claimed]] = {}
+        for index, item in enumerate(claimed):
+            threads.setdefault(item.thread or f"#{index}", []).append(item)
         if self.gauges is None or not claimed:
-            await asyncio.gather(*(self._deliver(c) for c in claimed))
+            await asyncio.gather(*(self._deliver_in_turn(thread) for thread in threads.values()))
         else:
             with self.gauges.delivering({self.channel.value: len(claimed)}):
-                await asyncio.gather(*(self._deliver(c) for c in claimed))
+                await asyncio.gather(*(self._deliver_in_turn(thread) for thread in threads.values()))
         return len(claimed)
+
+    async def _deliver_in_turn(self, thread: list[Claimed]) -> None:
+        for item in thread:
+            await self._deliver(item)
 
     async def _deliver(self, item: Claimed) -> None:
         context = context_from_traceparent(item.traceparent)
@@ -256,3 +269,10 @@ def _classify(exc: Exception) -> tuple[AttemptOutcome, str]:
     if isinstance(exc, PermanentDeliveryError):
         return AttemptOutcome.permanent, error
     return AttemptOutcome.transient, error
+
+
+def _thread(order_id: str | None, variables: dict[str, Any]) -> str | None:
+    recipient_scoped = variables.get("alert")
+    if isinstance(recipient_scoped, dict) and recipient_scoped.get("alert_id"):
+        return f"alert:{recipient_scoped['alert_id']}"
+    return f"order:{order_id}" if order_id else None

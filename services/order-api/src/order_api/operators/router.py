@@ -111,7 +111,14 @@ async def take_order(
     summary="Change an order's status",
     description="`completed` or `cancelled` (the deposit address returns to the pool, even if wallet-pool is "
     "down right now), or `awaiting_deposit` to give it back. Only the holder, or an admin; only the "
-    "transitions of the order lifecycle (`409 order_transition_not_allowed`). A stale `If-Match` is `412`.",
+    "transitions of the order lifecycle (`409 order_transition_not_allowed`). A stale `If-Match` is `412`.\n\n"
+    "Completing records the `transaction`: the deposit (hash in the `from_network`'s format, amount received, "
+    "when seen) and the payout (hash, amount sent, network fee). Without one: `422 transaction_required` "
+    "(unless `ORDER_API_COMPLETION_TRANSACTION_REQUIRED` is off); a malformed field: `422 transaction_invalid` "
+    "naming it. A deposit other than the ordered `amount` is `409 payment_mismatch` (with `ordered`, "
+    "`received` and `difference`: `underpaid` or `overpaid`) and changes nothing, unless `payment_difference` "
+    "is `adjusted_payout`: the order then completes with that outcome. The deposit may be left out when a hold "
+    "(`escalate` with `deposit`) recorded it.",
     response_model=OperatorOrderRead,
     responses=problem_responses(401, 403, 404, 409, 412, 422),
 )
@@ -167,7 +174,9 @@ async def release_order(
     operation_id="escalateOrder",
     summary="Escalate an order to support",
     description="Flags the order and starts a comment thread; support is notified (`order.escalated`). "
-    "Only the holder, or an admin; one open escalation per order.",
+    "Only the holder, or an admin; one open escalation per order. A hold over a payment the operator cannot "
+    "settle names its `reason` (`underpaid`, `overpaid`; default `other`) and may record the `deposit` as seen "
+    "(validated as on completion; the order's version is bumped), which the completion may then leave out.",
     status_code=status.HTTP_201_CREATED,
     response_model=EscalationRead,
     responses=problem_responses(401, 403, 404, 409, 422),
@@ -177,10 +186,11 @@ async def escalate_order(
 ) -> EscalationRead:
     return await workflow.escalate_order(
         session=session,
+        settings=ctx.settings,
         protection=ctx.protection,
         principal=principal,
         order_id=order_id,
-        comment=body.comment,
+        request=body,
     )
 
 

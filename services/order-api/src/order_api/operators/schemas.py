@@ -17,7 +17,14 @@ from pydantic import (
 )
 
 from order_api.orders.models import OrderStatus
-from order_api.orders.schemas import CurrencyCode, OrderRead
+from order_api.orders.schemas import (
+    BTC_TX_EXAMPLE,
+    TRON_TX_EXAMPLE,
+    CurrencyCode,
+    DepositCreate,
+    OrderRead,
+    TransactionCreate,
+)
 from servicekit.bounds import DecimalString
 from servicekit.pagination import Page, PageQuery
 
@@ -283,15 +290,37 @@ class OperatorOrderDetail(OperatorOrderRead):
 
 
 class OrderStatusUpdate(BaseModel):
-    """Drive a held order: complete it, cancel it, or give it back (`awaiting_deposit`)."""
+    """Drive a held order: complete it (with its transaction record), cancel it, or give it back
+    (`awaiting_deposit`)."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"status": "completed", "comment": "Paid out, tx 9f2c…"}]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "completed",
+                    "comment": "Paid out.",
+                    "transaction": {
+                        "deposit": {
+                            "tx_hash": BTC_TX_EXAMPLE,
+                            "amount": "0.05",
+                            "seen_at": "2026-12-06T10:00:00Z",
+                        },
+                        "payout": {"tx_hash": TRON_TX_EXAMPLE, "amount": "1520.4", "network_fee": "1.2"},
+                    },
+                },
+                {"status": "cancelled", "comment": "The customer asked to cancel."},
+            ]
+        },
     )
 
     status: Literal["completed", "cancelled", "awaiting_deposit"]
     comment: Comment | None = None
+    transaction: TransactionCreate | None = Field(
+        default=None,
+        description="With `completed` only: what moved. Required unless the desk allows completing without "
+        "(`ORDER_API_COMPLETION_TRANSACTION_REQUIRED`).",
+    )
 
 
 class OrderReleaseCreate(BaseModel):
@@ -307,10 +336,33 @@ class OrderReleaseCreate(BaseModel):
 class EscalationCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"comment": "The deposit arrived short by 0.001 BTC."}]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "comment": "The deposit arrived short by 0.001 BTC.",
+                    "reason": "underpaid",
+                    "deposit": {
+                        "tx_hash": BTC_TX_EXAMPLE,
+                        "amount": "0.049",
+                        "seen_at": "2026-12-06T10:00:00Z",
+                    },
+                },
+                {"comment": "The customer writes that the payout address is wrong."},
+            ]
+        },
     )
 
     comment: Comment = Field(description="What support should look at.")
+    reason: Literal["underpaid", "overpaid", "other"] = Field(
+        default="other",
+        description="Why: a payment short of or above the ordered amount that the operator cannot settle, or "
+        "`other`.",
+    )
+    deposit: DepositCreate | None = Field(
+        default=None,
+        description="The deposit as seen, recorded on the order (validated as on completion); a later "
+        "completion may then leave it out.",
+    )
 
 
 class EscalationCommentCreate(BaseModel):

@@ -30,6 +30,7 @@ from order_api.operators.models import (
 )
 from order_api.operators.schemas import (
     AddressHistoryEntry,
+    EscalationCreate,
     EscalationPage,
     EscalationRead,
     OperatorOrderDetail,
@@ -47,7 +48,7 @@ from order_api.operators.workload import (
     operator_named,
     room_for_one_more,
 )
-from order_api.orders import lifecycle
+from order_api.orders import lifecycle, transactions
 from order_api.orders.errors import OrderTransitionError
 from order_api.orders.models import Order, OrderStatus
 from order_api.orders.service import load_order, read_order
@@ -248,6 +249,8 @@ async def change_order_status(
 ) -> OperatorOrderRead:
     """The holder (or an admin) completes or cancels the order, or gives it back (``awaiting_deposit``).
     Closing it releases its deposit address through the outbox."""
+    if request.transaction is not None and request.status != OrderStatus.COMPLETED.value:
+        raise transactions.invalid("transaction", "only a completion records a transaction")
     if request.status == OrderStatus.AWAITING_DEPOSIT.value:
         return await give_back_order(
             session=session,
@@ -259,6 +262,17 @@ async def change_order_status(
             expected_version=expected_version,
         )
     order = await _order_to_drive(session, order_id=order_id, principal=principal)
+    record = transactions.Completion(changes={}, details={})
+    if request.status == OrderStatus.COMPLETED.value:
+        # a closed order is a 409 and a stale If-Match a 412, whatever the record says
+        lifecycle.check_transition(order.status, OrderStatus.COMPLETED)
+        lifecycle.check_version(order, expected_version)
+        record = transactions.completion(
+            order,
+            request.transaction,
+            required=settings.completion_transaction_required,
+            currencies=settings.currencies,
+        )
     await lifecycle.change_status(
         session,
         protection=protection,
@@ -267,6 +281,9 @@ async def change_order_status(
         actor=principal.actor,
         comment=request.comment,
         expected_version=expected_version,
+        changes=record.changes,
+        details=record.details,
+        extra=record.details,
     )
     return await _read(session, protection=protection, order=order)
 
@@ -342,8 +359,10 @@ async def _add_to_thread(
     principal: OperatorPrincipal,
     event_type: str,
     comment: str,
+    details: dict[str, Any] | None = None,
 ) -> EscalationRead:
-    """Append ``comment`` to the escalation's thread and record the step on the order (event, audit)."""
+    """Append ``comment`` to the escalation's thread and record the step on the order (event, audit), with
+    ``details`` (a hold's reason and deposit) in its history, audit row and event."""
     escalation.comments.append(_comment(principal, comment))
     await session.flush()
     await lifecycle.record_order_action(
@@ -354,8 +373,8 @@ async def _add_to_thread(
         event_type=event_type,
         from_status=order.status,
         comment=comment,
-        details={"escalation_id": escalation.id},
-        extra={"escalation_id": escalation.id, "escalation_status": escalation.status},
+        details={"escalation_id": escalation.id, **(details or {})},
+        extra={"escalation_id": escalation.id, "escalation_status": escalation.status, **(details or {})},
     )
     return read_escalation(escalation)
 
@@ -363,19 +382,33 @@ async def _add_to_thread(
 async def escalate_order(
     *,
     session: AsyncSession,
+    settings: Settings,
     protection: DataProtection,
     principal: OperatorPrincipal,
     order_id: str,
-    comment: str,
+    request: EscalationCreate,
 ) -> EscalationRead:
     """The holder pulls support into an order: the order is flagged and a comment thread starts; the
-    notifier tells support."""
+    notifier tells support. A hold over a payment the operator cannot settle names its ``reason`` and may
+    record the ``deposit`` as seen on the order (a new version of it), for the completion to reuse."""
     order = await _order_to_drive(session, order_id=order_id, principal=principal)
     existing = await repository.open_escalation(session, order_id=order.id)
     if existing is not None:
         raise OrderAlreadyEscalatedError(
             "Comment on the open escalation instead.", extra={"escalation_id": existing.id}
         )
+    details: dict[str, Any] = {"reason": request.reason}
+    if request.deposit is not None:
+        if order.status != OrderStatus.IN_PROGRESS:  # a closed order's record is final
+            raise OrderTransitionError(
+                f"A deposit is recorded on an order in progress; this one is {order.status}.",
+                extra={"order_status": order.status},
+            )
+        deposit = transactions.deposit_columns(
+            order, request.deposit, currencies=settings.currencies, field="deposit"
+        )
+        await lifecycle.record_changes(session, order=order, values=deposit)
+        details["transaction"] = transactions.recorded(order)
     escalation = Escalation(
         id=new_id(),
         order_id=order.id,
@@ -392,7 +425,8 @@ async def escalate_order(
         escalation=escalation,
         principal=principal,
         event_type=lifecycle.ORDER_ESCALATED,
-        comment=comment,
+        comment=request.comment,
+        details=details,
     )
 
 

@@ -60,3 +60,18 @@ class TooManyStreamsError(RateLimitedError):
 
 STREAM_RETRY_AFTER_SECONDS = 10
 """What a refused order stream's ``Retry-After`` says: long enough for an abandoned stream to be noticed."""
+
+
+class TransactionRequiredError(ValidationFailedError):
+    code = ErrorCode.TRANSACTION_REQUIRED
+    title = "Completing an order needs its transaction record"
+
+
+class TransactionInvalidError(ValidationFailedError):
+    code = ErrorCode.TRANSACTION_INVALID
+    title = "The transaction record is not valid"
+
+
+class PaymentMismatchError(ConflictError):
+    code = ErrorCode.PAYMENT_MISMATCH
+    title = "The deposit differs from the ordered amount"

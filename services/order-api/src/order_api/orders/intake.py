@@ -38,6 +38,7 @@ from order_api.orders.errors import (
 from order_api.orders.lifecycle import SYSTEM_WALLET_POOL, Actor, exchange_fields, order_fields
 from order_api.orders.models import AllocationState, Order, OrderStatus, Priority
 from order_api.orders.schemas import OrderCreate, OrderCreated
+from order_api.orders.transactions import transaction_read
 from order_api.settings import CurrencyRules, PriorityRules
 
 INTAKE_GRACE = timedelta(seconds=10)
@@ -397,6 +398,7 @@ def read_fields(order: Order, *, payout_address: str | None) -> dict[str, Any]:
         "created_at": order.created_at,
         "updated_at": order.updated_at,
         "version": order.version,
+        "transaction": transaction_read(order),
     }
 
 

@@ -268,16 +268,21 @@ async def _after_transition(
         await request_release(session, order=order)
 
 
-async def _versioned_update(
-    session: AsyncSession, *, order: Order, values: dict[str, Any], expected_version: int | None
-) -> None:
-    """Write ``values`` to ``order`` and bump its version, if nobody changed it since it was read: ``412``
-    when the caller named another version (or lost the race having named one), ``409`` otherwise."""
+def check_version(order: Order, expected_version: int | None) -> None:
+    """``412`` when the caller named (``If-Match``) another version than the order's."""
     if expected_version is not None and expected_version != order.version:
         raise OrderVersionMismatchError(
             f"The order is at version {order.version}, not {expected_version}.",
             extra={"version": order.version},
         )
+
+
+async def _versioned_update(
+    session: AsyncSession, *, order: Order, values: dict[str, Any], expected_version: int | None
+) -> None:
+    """Write ``values`` to ``order`` and bump its version, if nobody changed it since it was read: ``412``
+    when the caller named another version (or lost the race having named one), ``409`` otherwise."""
+    check_version(order, expected_version)
     values = {**values, "version": order.version + 1, "updated_at": utcnow()}
     result = await session.execute(
         update(Order).where(Order.id == order.id, Order.version == order.version).values(**values)
@@ -288,6 +293,12 @@ async def _versioned_update(
         raise OrderTransitionError("The order changed while this request was handled; read it again.")
     for name, value in values.items():
         set_committed_value(order, name, value)  # already written above: keep the ORM from writing it again
+
+
+async def record_changes(session: AsyncSession, *, order: Order, values: dict[str, Any]) -> None:
+    """Write ``values`` to ``order`` without a change of status (a hold recording the deposit seen): a new
+    version, so a client holding the old one re-reads before it changes the order."""
+    await _versioned_update(session, order=order, values=values, expected_version=None)
 
 
 async def change_status(

@@ -30,6 +30,14 @@ class Priority(enum.StrEnum):
     VIP = "vip"
 
 
+class PaymentOutcome(enum.StrEnum):
+    """The deposit received against the amount ordered, recorded when the order completes."""
+
+    EXACT = "exact"
+    UNDERPAID = "underpaid"
+    OVERPAID = "overpaid"
+
+
 class AllocationState(enum.StrEnum):
     """What order-api knows of the order's deposit address in wallet-pool."""
 
@@ -109,6 +117,22 @@ class Order(Base):
         UtcDateTime, comment="When order.created went out (after the first answer from wallet-pool)."
     )
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The transaction record (orders.transactions): what actually moved. Hashes are public on their chains.
+    deposit_tx_hash: Mapped[str | None] = mapped_column(
+        String(128), comment="The customer's deposit transaction (recorded on completion or on a hold)."
+    )
+    deposit_amount: Mapped[Decimal | None] = mapped_column(Money, comment="What arrived, in from_currency.")
+    deposit_seen_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, comment="When the deposit was seen."
+    )
+    payout_tx_hash: Mapped[str | None] = mapped_column(String(128), comment="The desk's payout transaction.")
+    payout_amount: Mapped[Decimal | None] = mapped_column(Money, comment="What was sent, in to_currency.")
+    payout_network_fee: Mapped[Decimal | None] = mapped_column(
+        Money, comment="The payout's network fee in to_currency, if known."
+    )
+    payment_outcome: Mapped[str | None] = mapped_column(
+        String(16), comment="exact, underpaid or overpaid: the deposit against the amount, on completion."
+    )
 
 
 class OrderEvent(Base):

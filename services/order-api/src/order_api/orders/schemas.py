@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -86,6 +87,103 @@ class OrderCreate(BaseModel):
         return value
 
 
+TxHash = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TRON_TX_EXAMPLE = "8b63c3b7e34f45b4a2d1f3e9d3c1e5a7b9f0e2d4c6a8b0d2e4f6a8c0e2b4d6f8"  # USDT on TRC20
+BTC_TX_EXAMPLE = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"
+
+
+class DepositCreate(BaseModel):
+    """The customer's deposit as the operator saw it on the chain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tx_hash: TxHash = Field(
+        description="The deposit's transaction hash, in the format of the order's `from_network` (UTXO chains "
+        "and TRON: 64 hex digits; EVM chains: `0x` and 64 hex digits; Solana: base58; TON: hex or base64url).",
+        examples=[BTC_TX_EXAMPLE],
+    )
+    amount: ExactAmount = Field(
+        description="What arrived, in `from_currency`: more than 0, no finer than the currency's precision."
+    )
+    seen_at: AwareDatetime | None = Field(default=None, description="When it was seen; default: now.")
+
+
+class PayoutCreate(BaseModel):
+    """The payout the desk sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tx_hash: TxHash = Field(
+        description="The payout's transaction hash, in the format of the order's `to_network`.",
+        examples=[TRON_TX_EXAMPLE],
+    )
+    amount: ExactAmount = Field(description="What was sent, in `to_currency`.")
+    network_fee: ExactAmount | None = Field(
+        default=None, description="The network fee paid, in `to_currency`, if known."
+    )
+
+
+class TransactionCreate(BaseModel):
+    """What actually moved: the deposit received and the payout sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deposit: DepositCreate | None = Field(
+        default=None,
+        description="Required, unless a hold for support (`escalate` with `deposit`) recorded it already.",
+    )
+    payout: PayoutCreate
+    payment_difference: Literal["adjusted_payout"] | None = Field(
+        default=None,
+        description="A deposit that differs from the ordered amount is `409 payment_mismatch` unless the "
+        "payout was adjusted to it (`adjusted_payout`): the order then completes as underpaid or overpaid.",
+    )
+
+
+class DepositRead(BaseModel):
+    tx_hash: str
+    amount: DecimalString = Field(description="What arrived, in `from_currency`.")
+    seen_at: datetime
+
+
+class PayoutRead(BaseModel):
+    tx_hash: str
+    amount: DecimalString = Field(description="What was sent, in `to_currency`.")
+    network_fee: DecimalString | None = Field(description="In `to_currency`; null when not known.")
+
+
+class TransactionRead(BaseModel):
+    """What moved for the order, as recorded by the desk."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "deposit": {
+                        "tx_hash": BTC_TX_EXAMPLE,
+                        "amount": "0.049",
+                        "seen_at": "2026-12-06T10:00:00Z",
+                    },
+                    "payout": {"tx_hash": TRON_TX_EXAMPLE, "amount": "1489.99", "network_fee": "1.2"},
+                    "payment": "underpaid",
+                    "difference": "-0.001",
+                }
+            ]
+        }
+    )
+
+    deposit: DepositRead | None = Field(
+        description="Recorded on completion, or earlier by a hold for support."
+    )
+    payout: PayoutRead | None = Field(description="Recorded on completion.")
+    payment: Literal["exact", "underpaid", "overpaid"] | None = Field(
+        description="The deposit against the ordered `amount`, once completed."
+    )
+    difference: DecimalString | None = Field(
+        description="Received minus ordered, in `from_currency` (negative: underpaid); null without a deposit."
+    )
+
+
 class OrderRead(BaseModel):
     """An order as its customer sees it."""
 
@@ -120,6 +218,10 @@ class OrderRead(BaseModel):
     updated_at: datetime
     version: int = Field(
         description="Bumped on every change; send it as If-Match to change the order safely."
+    )
+    transaction: TransactionRead | None = Field(
+        default=None,
+        description="What actually moved (deposit, payout, outcome); null until something is recorded.",
     )
 
 

@@ -36,6 +36,7 @@ from order_api.orders.service import get_order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
 from servicekit.db import Database, session_scope
+from servicekit.server import draining as server_draining
 from servicekit.signals import SignalListener
 
 log = logging.getLogger("order_api.orders.stream")
@@ -214,6 +215,7 @@ class OrderStream:
         settings = self.settings
         ends = time.monotonic() + settings.stream_max_seconds
         last = self.opened_with
+        draining = server_draining()
         try:
             yield format_sse_event(retry=settings.stream_retry_ms)
             if self.send_first:
@@ -230,6 +232,8 @@ class OrderStream:
                     settings.stream_heartbeat_seconds, ends - started, *(at - started for at in rechecks[:1])
                 )
                 woken = await _woken(self.watch.changed, within=max(wait, 0))
+                if draining.is_set():  # the server is shutting down: the client reconnects to another replica
+                    return
                 if not woken:
                     if time.monotonic() >= ends:
                         return
@@ -261,12 +265,14 @@ class OrderStream:
 
 
 async def _woken(changed: asyncio.Event, *, within: float) -> bool:
-    """Whether ``changed`` was set within ``within`` seconds."""
+    """Whether ``changed`` was set within ``within`` seconds; the server beginning to drain cuts the wait short."""
+    waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(server_draining().wait())]
     try:
-        await asyncio.wait_for(changed.wait(), timeout=within)
-    except TimeoutError:
-        return False
-    return True
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return changed.is_set()
 
 
 async def open_order_stream(

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, Float, Integer, Row, and_, case, cast, func, literal, select
+from sqlalchemy import ARRAY, Float, Integer, Row, and_, case, cast, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -94,10 +94,11 @@ def _slot(dialect: str, tz: str) -> ColumnElement[Any]:
 
 
 def _in_window(*, since: datetime, until: datetime, taken_by: str | None) -> list[ColumnElement[bool]]:
-    """SQL: created in ``[since, until)`` and, for an operator's slice, taken by them at least once."""
+    """SQL: created in ``[since, until)`` and, for an operator's slice, taken by them at least once or held by
+    them now (handed to them by a reassignment, which is support's step, not their take)."""
     where: list[ColumnElement[bool]] = [Order.created_at >= since, Order.created_at < until]
     if taken_by is not None:
-        where.append(
+        took = (
             select(OrderEvent.id)
             .where(
                 OrderEvent.order_id == Order.id,
@@ -106,6 +107,7 @@ def _in_window(*, since: datetime, until: datetime, taken_by: str | None) -> lis
             )
             .exists()
         )
+        where.append(or_(Order.operator_id == taken_by, took))
     return where
 
 
@@ -195,3 +197,39 @@ async def duration_moments(
             select(*columns).where(*_in_window(since=since, until=until, taken_by=taken_by))
         )
     ).all()
+
+
+def _paid_in_window(*, since: datetime, until: datetime, taken_by: str | None) -> list[ColumnElement[bool]]:
+    """SQL: the window's completed orders whose completion recorded the payment (``orders.transactions``)."""
+    return [
+        *_in_window(since=since, until=until, taken_by=taken_by),
+        Order.status == OrderStatus.COMPLETED.value,
+        Order.payment_outcome.is_not(None),
+        Order.deposit_amount.is_not(None),
+    ]
+
+
+async def payment_groups(
+    session: AsyncSession, *, since: datetime, until: datetime, taken_by: str | None
+) -> list[tuple[str, str, int, Decimal, Decimal]]:
+    """Rows ``(currency, payment, orders, ordered, received)``: the window's completed orders with a record,
+    per currency and outcome, their ordered and received amounts summed. PostgreSQL sums ``NUMERIC`` exactly;
+    the embedded SQLite stores amounts as text, so there the orders come back one by one and are summed here."""
+    where = _paid_in_window(since=since, until=until, taken_by=taken_by)
+    keys = (Order.from_currency, Order.payment_outcome)
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await session.execute(
+            select(*keys, func.count(), func.sum(Order.amount), func.sum(Order.deposit_amount))
+            .where(*where)
+            .group_by(*keys)
+        )
+        return [(c, p, int(n), Decimal(ordered), Decimal(received)) for c, p, n, ordered, received in rows]
+    sums: dict[tuple[str, str], list[Any]] = {}
+    for currency, payment, amount, received in await session.execute(
+        select(*keys, Order.amount, Order.deposit_amount).where(*where)
+    ):
+        tally = sums.setdefault((currency, payment), [0, Decimal(0), Decimal(0)])
+        tally[0] += 1
+        tally[1] += amount
+        tally[2] += received
+    return [(c, p, n, ordered, received) for (c, p), (n, ordered, received) in sums.items()]

@@ -64,8 +64,8 @@ async def get_queue_stats(
     "take, handling time and time to complete as p50/p90/p99 in seconds; breakdowns by currency and network, "
     "amount band (`ORDER_API_STATS_AMOUNT_BANDS`), hour of day and day of week in `tz`, and counts per "
     "`bucket` (hour or day in `tz`). Support, admins and the admin API key see the whole desk; an operator "
-    "sees the orders they took at least once. With `Accept: text/csv` the same figures come as one long "
-    "table `section,key,metric,value`.",
+    "sees the orders they took at least once or hold now (handed over by a reassignment). With `Accept: "
+    "text/csv` the same figures come as one long table `section,key,metric,value`.",
     response_model=OrderStatsRead,
     responses={**CSV_RESPONSE, **problem_responses(401, 403, 422)},
 )

@@ -129,6 +129,27 @@ class BucketTally(CountTally):
     start: datetime = Field(description="The bucket's start in `tz`.")
 
 
+class PaymentCounts(BaseModel):
+    orders: int = Field(description="Completed orders whose completion recorded the payment.")
+    exact: int = Field(description="The deposit was the ordered amount.")
+    underpaid: int = Field(description="Less arrived; completed with an adjusted payout.")
+    overpaid: int = Field(description="More arrived; completed with an adjusted payout.")
+
+
+class PaymentCurrencyTally(PaymentCounts):
+    currency: str = Field(description="What the customer sends.")
+    ordered: DecimalString = Field(description="The orders' amounts summed.")
+    received: DecimalString = Field(description="The deposits recorded, summed.")
+    difference: DecimalString = Field(description="received minus ordered (negative: less arrived).")
+
+
+class PaymentStats(PaymentCounts):
+    """Received versus ordered, for the window's completed orders with a transaction record (those completed
+    without one, where the desk allows it, are not counted)."""
+
+    by_currency: list[PaymentCurrencyTally] = Field(description="Per currency sent, by currency.")
+
+
 class OrderStatsRead(BaseModel):
     """The orders created in the window, counted by creation time; outcomes and durations are as of now."""
 
@@ -137,7 +158,7 @@ class OrderStatsRead(BaseModel):
     tz: str
     bucket: Bucket
     scope: Literal["desk", "operator"] = Field(
-        description="`desk`: every order (admin, support); `operator`: the orders the caller took."
+        description="`desk`: every order (admin, support); `operator`: the orders the caller took or holds."
     )
     operator_id: str | None = Field(description="Whose slice, for scope `operator`.")
     by_status: dict[str, int] = Field(description="Orders per status now (every status, zeros included).")
@@ -150,3 +171,4 @@ class OrderStatsRead(BaseModel):
     by_hour_of_day: list[HourTally] = Field(description="24 entries, 0 to 23.")
     by_day_of_week: list[WeekdayTally] = Field(description="7 entries, Monday first.")
     buckets: list[BucketTally] = Field(description="Every bucket of the window, empty ones included.")
+    payments: PaymentStats = Field(description="Received versus ordered (the transaction records).")

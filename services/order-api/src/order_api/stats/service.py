@@ -3,9 +3,9 @@ and where the orders came from: currency, amount, hour of day, day of week.
 
 Orders are counted in the window they were **created** in (a cohort), with their outcome as of now, so the
 conversion of a window adds up: created = completed + cancelled (by whom) + expired + open. An operator sees
-the slice of orders they took at least once (their ``operator:<id>`` take in the order's history), which
-stays theirs after they give it back, finish it or leave it to expire; support, admins and the admin key see
-the whole desk.
+the slice of orders they took at least once (their ``operator:<id>`` take in the order's history) or hold now
+(handed to them by a reassignment), which stays theirs after they give it back, finish it or leave it to
+expire; support, admins and the admin key see the whole desk.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.operators.models import OperatorRole
 from order_api.operators.service import OperatorPrincipal
-from order_api.orders.models import OrderStatus
+from order_api.orders.models import OrderStatus, PaymentOutcome
 from order_api.settings import Settings
 from order_api.stats import repository
 from order_api.stats.schemas import (
@@ -37,14 +37,17 @@ from order_api.stats.schemas import (
     HourTally,
     OrderStatsQuery,
     OrderStatsRead,
+    PaymentCurrencyTally,
+    PaymentStats,
     Percentiles,
     WeekdayTally,
 )
-from servicekit.db import utcnow
+from servicekit.db import strip_trailing_zeros, utcnow
 from servicekit.errors import ValidationFailedError
 
 DEFAULT_WINDOW = timedelta(days=7)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+PAYMENT_OUTCOMES = tuple(outcome.value for outcome in PaymentOutcome)
 OUTCOMES = (
     "completed",
     "cancelled_by_customer",
@@ -183,6 +186,7 @@ async def order_stats(
 
     created = sum(outcomes.values())
     durations = await _durations(session, since=since, until=until, taken_by=taken_by)
+    payments = await _payments(session, since=since, until=until, taken_by=taken_by)
     return OrderStatsRead(
         since=since,
         until=until,
@@ -225,6 +229,42 @@ async def order_stats(
             )
             for start in _bucket_starts(since, until, zone=zone, bucket=query.bucket)
         ],
+        payments=payments,
+    )
+
+
+async def _payments(
+    session: AsyncSession, *, since: datetime, until: datetime, taken_by: str | None
+) -> PaymentStats:
+    """Received versus ordered: counts by outcome, and per currency the sums of ordered and received."""
+    totals = dict.fromkeys(PAYMENT_OUTCOMES, 0)
+    currencies: dict[str, dict[str, Any]] = {}
+    for currency, payment, orders, ordered, received in await repository.payment_groups(
+        session, since=since, until=until, taken_by=taken_by
+    ):
+        totals[payment] += orders
+        tally = currencies.setdefault(
+            currency, {**dict.fromkeys(PAYMENT_OUTCOMES, 0), "ordered": Decimal(0), "received": Decimal(0)}
+        )
+        tally[payment] += orders
+        tally["ordered"] += ordered
+        tally["received"] += received
+    return PaymentStats(
+        orders=sum(totals.values()),
+        **totals,
+        by_currency=[
+            PaymentCurrencyTally(
+                currency=currency,
+                orders=sum(tally[name] for name in PAYMENT_OUTCOMES),
+                exact=tally["exact"],
+                underpaid=tally["underpaid"],
+                overpaid=tally["overpaid"],
+                ordered=strip_trailing_zeros(tally["ordered"]),
+                received=strip_trailing_zeros(tally["received"]),
+                difference=strip_trailing_zeros(tally["received"] - tally["ordered"]),
+            )
+            for currency, tally in sorted(currencies.items())
+        ],
     )
 
 
@@ -262,6 +302,10 @@ def _csv_rows(stats: OrderStatsRead) -> Iterator[tuple[str, str, str, Any]]:
         ],
         "buckets": [
             (t.start.isoformat(), t.model_dump(include={"orders", "completed"})) for t in stats.buckets
+        ],
+        "payments": [("", stats.payments.model_dump(exclude={"by_currency"}))],
+        "payments_by_currency": [
+            (t.currency, t.model_dump(exclude={"currency"})) for t in stats.payments.by_currency
         ],
     }
     for section, entries in sections.items():

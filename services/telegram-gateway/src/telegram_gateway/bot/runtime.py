@@ -4,7 +4,9 @@ mode, asks for updates until the service stops.
 - **webhook**: Telegram posts updates to ``POST /telegram/webhook`` with the secret token it was given by
   ``setWebhook`` (called on start when a public URL is configured); a request without that secret never
   reaches the dispatcher. Any number of replicas may serve the webhook.
-- **polling**: for development (one replica only: Telegram allows one ``getUpdates`` consumer per bot).
+- **polling**: for development, or where Telegram cannot reach the service. Telegram allows one
+  ``getUpdates`` consumer per bot, so on PostgreSQL the replicas hold a lease (``bot.lease``): exactly one
+  polls, and another takes over within seconds when it stops.
 - **off**: no token. The HTTP API still runs; ``POST /v1/messages`` answers ``409 telegram_disabled``.
 
 Telegram being unreachable at start delays registration (retried with backoff), it never stops the service.
@@ -17,6 +19,7 @@ import contextlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 from typing import Any, Literal
 
 from aiogram import Bot
@@ -33,6 +36,7 @@ from servicekit.errors import ValidationFailedError
 from servicekit.workers import backoff_delay
 from telegram_gateway.bot.errors import TelegramDisabledError, WebhookNotInUseError, WebhookSecretInvalidError
 from telegram_gateway.bot.handlers import build_dispatcher
+from telegram_gateway.bot.lease import PollerLease
 from telegram_gateway.clients.order_api import OrderApiClient
 from telegram_gateway.clients.wallet_pool import WalletPoolClient
 from telegram_gateway.metrics import GatewayMetrics
@@ -47,6 +51,7 @@ COMMANDS = [
     BotCommand(command="pool", description="Free wallets and queues per currency"),
     BotCommand(command="on", description="I am available"),
     BotCommand(command="off", description="I am away (I keep my orders)"),
+    BotCommand(command="cancel", description="Stop completing an order"),
     BotCommand(command="help", description="What this bot does"),
     BotCommand(command="start", description="Link your account: /start <code>"),
 ]
@@ -94,6 +99,7 @@ class TelegramBot:
             operator_links=operator_links,
             wallet_pool=wallet_pool,
             metrics=metrics,
+            completion_draft_lifetime=timedelta(seconds=settings.completion_draft_seconds),
         )
         self.bot: Bot | None = None
         self.mode: BotMode | None = None
@@ -101,10 +107,20 @@ class TelegramBot:
         self.problem: str | None = None
         self.username: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self.lease: PollerLease | None = None
         if settings.bot_token is not None:
             self.mode = settings.bot_mode
             self.state = "starting"
             self.bot = new_bot(settings)
+            if self.mode == "polling" and database.is_postgres:  # SQLite: one node, no lease
+                bot_id = settings.bot_token.get_secret_value().partition(":")[0]
+                self.lease = PollerLease(
+                    database_url=database.session_url,
+                    schema=database.schema,
+                    name=f"telegram-poller:{bot_id}",
+                    retry_seconds=settings.poller_lease_retry_seconds,
+                    leader=metrics.poller_leader,
+                )
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -147,13 +163,34 @@ class TelegramBot:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.lease is not None:
+            await self.lease.release()
         if self.bot is not None:
             await self.bot.session.close()
 
     async def _run(self) -> None:
         await self._register()
-        if self.mode == "polling":
+        if self.mode != "polling":
+            return
+        if self.lease is None:
             await self._poll()
+            return
+        while True:
+            await self.lease.acquire()
+            polling = asyncio.create_task(self._poll(), name="telegram-polling")
+            lost = asyncio.create_task(self.lease.lost(), name="telegram-poller-lease")
+            try:
+                done, _ = await asyncio.wait({polling, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                lost.cancel()
+                if not polling.done():
+                    with contextlib.suppress(RuntimeError, TimeoutError):  # RuntimeError: not started yet
+                        await asyncio.wait_for(self.dispatcher.stop_polling(), STOP_TIMEOUT_SECONDS)
+                    polling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polling
+            if lost not in done:  # polling stopped: the service is stopping
+                return
 
     async def _register(self) -> None:
         """Check the token, publish the command menu, and set (webhook) or clear (polling) the webhook;
@@ -220,7 +257,8 @@ class TelegramBot:
             return "off: no bot token"
         if self.state == "failing":
             raise RuntimeError(self.problem or "Telegram registration is failing")
-        return f"{self.mode}: {self.state}" + (f" as @{self.username}" if self.username else "")
+        role = "" if self.lease is None else (" (the poller)" if self.lease.held else " (standby)")
+        return f"{self.mode}: {self.state}{role}" + (f" as @{self.username}" if self.username else "")
 
     # --- webhook -----------------------------------------------------------------------------------------
 

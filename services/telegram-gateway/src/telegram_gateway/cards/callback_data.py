@@ -22,3 +22,18 @@ class OrderCallback(CallbackData, prefix="o"):
     action: OrderAction
     order_id: str
     version: int | None = None
+
+
+class CompletionChoice(enum.StrEnum):
+    SKIP = "s"  # complete without the transaction record (where the desk allows it)
+    CANCEL = "x"  # drop the completion; the order is unchanged
+    ADJUSTED = "a"  # a payment mismatch: complete with the payout adjusted to what arrived
+    HOLD = "h"  # a payment mismatch: hold the order for support
+
+
+class CompletionCallback(CallbackData, prefix="d"):
+    """A choice during an operator's completion of an order: ``d:<choice>:<order id>`` (at most 40 bytes).
+    It acts only on the presser's own draft of that order."""
+
+    choice: CompletionChoice
+    order_id: str

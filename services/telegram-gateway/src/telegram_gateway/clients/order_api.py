@@ -25,6 +25,7 @@ from telegram_gateway.cards.schemas import OrderView
 
 OPERATOR_HEADER = "X-Operator-Telegram-Id"
 RoleName = Literal["operator", "support", "admin"]
+EscalationReason = Literal["underpaid", "overpaid", "other"]
 T = TypeVar("T")
 DEFAULT_BUDGET_SECONDS = 3.0
 BUDGET_SPENT_SECONDS = 0.01
@@ -179,10 +180,15 @@ class OrderApiClient:
         status: Literal["completed", "cancelled"],
         version: int | None,
         comment: str | None = None,
+        transaction: dict[str, Any] | None = None,
     ) -> OperatorOrder:
+        """``transaction``: the record of what moved (contract: order-api's ``OrderStatusUpdate``), given
+        with a completion only."""
         body: dict[str, Any] = {"status": status}
         if comment:
             body["comment"] = comment
+        if transaction is not None:
+            body["transaction"] = transaction
         answer = await self._post(
             f"/v1/operator/orders/{order_id}/status", body, headers=self._as(telegram_user_id, version)
         )
@@ -194,12 +200,23 @@ class OrderApiClient:
         )
         return OperatorOrder.model_validate(answer)
 
-    async def escalate(self, *, order_id: str, telegram_user_id: int, comment: str) -> None:
-        await self._post(
-            f"/v1/operator/orders/{order_id}/escalate",
-            {"comment": comment},
-            headers=self._as(telegram_user_id),
-        )
+    async def escalate(
+        self,
+        *,
+        order_id: str,
+        telegram_user_id: int,
+        comment: str,
+        reason: EscalationReason | None = None,
+        deposit: dict[str, Any] | None = None,
+    ) -> None:
+        """Hand the order to support; ``reason`` and the ``deposit`` seen when it is a payment mismatch the
+        operator cannot settle (the order stays held, the deposit is recorded on it)."""
+        body: dict[str, Any] = {"comment": comment}
+        if reason is not None:
+            body["reason"] = reason
+        if deposit is not None:
+            body["deposit"] = deposit
+        await self._post(f"/v1/operator/orders/{order_id}/escalate", body, headers=self._as(telegram_user_id))
 
     async def get_order(self, *, order_id: str, telegram_user_id: int) -> OperatorOrder:
         answer = await self._request(

@@ -256,6 +256,8 @@ class ChatMessage:
 class ApiCall:
     method: str
     params: dict[str, Any]
+    host: str = ""
+    """The ``Host`` the caller addressed: tells apart gateways pointed at the fake by different names."""
 
 
 @dataclass(frozen=True)
@@ -475,7 +477,7 @@ class FakeBotApi:
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await self._params(request)
-        self.calls.append(ApiCall(method=method, params=params))
+        self.calls.append(ApiCall(method=method, params=params, host=request.host))
         try:
             if request.match_info["token"] != self.token:
                 raise BotApiError(401, "Unauthorized")

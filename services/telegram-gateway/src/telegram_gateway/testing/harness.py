@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Self
 
 import httpx
@@ -24,7 +26,14 @@ from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.clients.order_api import CARD_FIELDS
 from telegram_gateway.context import context_of
 from telegram_gateway.messages.schemas import ORDER_EXAMPLE
-from telegram_gateway.testing import KEYS, FakeBotApi, TelegramUser
+from telegram_gateway.testing import (
+    KEYS,
+    OPERATORS_CHAT_ID,
+    CallbackAnswer,
+    ChatMessage,
+    FakeBotApi,
+    TelegramUser,
+)
 
 ANNA = TelegramUser(id=401, first_name="Anna", username="anna_ops")
 BORIS = TelegramUser(id=402, first_name="Boris", username="boris_ops")
@@ -37,6 +46,22 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> web.Response:
     return web.json_response(
         {**body, "code": code, **extra}, status=status, content_type="application/problem+json"
     )
+
+
+def invalid(field: str, message: str, code: str = "transaction_invalid") -> web.Response:
+    """order-api's ``422`` naming ``field`` (``transaction_required``, ``transaction_invalid`` …)."""
+    errors = [{"field": field, "message": message, "type": "invalid"}]
+    return problem(422, code, f"{field}: {message}", errors=errors)
+
+
+TX_HASH_FORMATS = {
+    "bitcoin": re.compile(r"[0-9a-fA-F]{64}"),
+    "TRC20": re.compile(r"[0-9a-fA-F]{64}"),
+    "ERC20": re.compile(r"0x[0-9a-fA-F]{64}"),
+}
+"""The transaction contract's hash formats, for the networks the stand-in's orders use."""
+OTHER_TX_HASH = re.compile(r"[0-9A-Za-z]{32,128}")
+PRECISION = {"BTC": 8, "USDT": 6}
 
 
 @dataclass
@@ -121,6 +146,8 @@ class StandInOrderApi(StandIn):
     link_codes: dict[str, str] = field(default_factory=dict)
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_held_orders: int = 5
+    transaction_required: bool = True
+    """``ORDER_API_COMPLETION_TRANSACTION_REQUIRED``: a completion without its transaction record is refused."""
 
     def add_operator(self, name: str, *, role: str = "operator") -> str:
         operator_id = str(uuid.uuid4())
@@ -334,7 +361,80 @@ class StandInOrderApi(StandIn):
         if isinstance(drivable, web.Response):
             return drivable
         _, order = drivable
-        return self._change(order, status=(await request.json())["status"])
+        body = await request.json()
+        record = body.get("transaction")
+        if record is not None and body["status"] != "completed":
+            return invalid(
+                "transaction", "A transaction is recorded with a completion only.", "validation_failed"
+            )
+        if body["status"] == "completed":
+            refusal = self._transaction_refusal(order, record)
+            if refusal is not None:
+                return refusal
+        return self._change(order, status=body["status"])
+
+    def _transaction_refusal(
+        self, order: dict[str, Any], record: dict[str, Any] | None
+    ) -> web.Response | None:
+        """The transaction contract's rules for a completion (the record is kept on the order)."""
+        if record is None:
+            if self.transaction_required:
+                return invalid(
+                    "transaction", "This desk requires the transaction record.", "transaction_required"
+                )
+            return None
+        known = order.get("transaction") or {}
+        deposit, payout = record.get("deposit") or known.get("deposit"), record.get("payout")
+        if deposit is None:
+            return invalid("transaction.deposit", "The deposit is required.")
+        if payout is None:
+            return invalid("transaction.payout", "The payout is required.")
+        refusal = self._refusal(order, deposit, side="from", prefix="transaction.deposit") or (
+            self._refusal(order, payout, side="to", prefix="transaction.payout")
+        )
+        if refusal is not None:
+            return refusal
+        ordered, received = Decimal(order["amount"]), Decimal(deposit["amount"])
+        payment = "exact" if received == ordered else "underpaid" if received < ordered else "overpaid"
+        if payment != "exact" and record.get("payment_difference") != "adjusted_payout":
+            return problem(
+                409,
+                "payment_mismatch",
+                f"{received} arrived of the {ordered} ordered.",
+                ordered=order["amount"],
+                received=deposit["amount"],
+                difference=payment,
+            )
+        order["transaction"] = {
+            "deposit": deposit,
+            "payout": payout,
+            "payment": payment,
+            "difference": str(received - ordered),
+        }
+        return None
+
+    @staticmethod
+    def _refusal(order: dict[str, Any], moved: Any, *, side: str, prefix: str) -> web.Response | None:
+        """A hash not of the chain's format, or an amount not > 0 within the currency's precision."""
+        if not isinstance(moved, dict):
+            return invalid(prefix, "Give tx_hash and amount.")
+        if not TX_HASH_FORMATS.get(order[f"{side}_network"], OTHER_TX_HASH).fullmatch(
+            str(moved.get("tx_hash"))
+        ):
+            return invalid(f"{prefix}.tx_hash", f"Not a {order[f'{side}_network']} transaction hash.")
+        amounts = {"amount": moved.get("amount")}
+        if side == "to" and moved.get("network_fee") is not None:
+            amounts["network_fee"] = moved["network_fee"]
+        precision = PRECISION.get(order[f"{side}_currency"], 8)
+        for name, value in amounts.items():
+            try:
+                amount = Decimal(str(value))
+            except InvalidOperation:
+                return invalid(f"{prefix}.{name}", "Not a decimal amount.")
+            exponent = amount.as_tuple().exponent
+            if not amount.is_finite() or amount <= 0 or (isinstance(exponent, int) and -exponent > precision):
+                return invalid(f"{prefix}.{name}", f"Must be > 0 with at most {precision} decimal places.")
+        return None
 
     async def _release(self, request: web.Request) -> web.Response:
         drivable = self._drivable(request)
@@ -350,8 +450,21 @@ class StandInOrderApi(StandIn):
         _, order = drivable
         if order["escalated"]:
             return problem(409, "order_already_escalated", "Comment on the open escalation instead.")
+        body = await request.json()
+        if body.get("reason", "other") not in ("underpaid", "overpaid", "other"):
+            return invalid("reason", "underpaid, overpaid or other.", "validation_failed")
+        if body.get("deposit") is not None:
+            refusal = self._refusal(order, body["deposit"], side="from", prefix="deposit")
+            if refusal is not None:
+                return refusal
+            order["transaction"] = {
+                "deposit": body["deposit"],
+                "payout": None,
+                "payment": None,
+                "difference": None,
+            }
         order["escalated"] = True
-        comment = (await request.json())["comment"]
+        comment = body["comment"]
         return web.json_response(
             {"id": str(uuid.uuid4()), "order_id": order["id"], "comment": comment}, status=201
         )
@@ -490,3 +603,60 @@ async def _ready(gateway: Gateway) -> bool:
 
 Launch = Callable[..., contextlib.AbstractAsyncContextManager[Gateway]]
 """What the ``launch`` fixture hands out: ``async with launch(**settings) as gateway``."""
+
+
+@dataclass
+class Desk:
+    """Operators linked in the bot, and the card of an order in the operators' chat (:func:`open_desk`)."""
+
+    gateway: Gateway
+    fake: FakeBotApi
+    order_api: StandInOrderApi
+    order: dict[str, Any]
+    card: ChatMessage
+    operators: dict[str, str]  # first name -> operator id
+
+    async def press(
+        self, user: TelegramUser, label: str, *, card: ChatMessage | None = None
+    ) -> CallbackAnswer:
+        card = card or self.card
+        pressed = await self.fake.press(user, card, card.button(label).callback_data or "")
+        assert pressed.status in (200, None)  # None: queued for getUpdates (polling mode)
+        return await self.fake.answer_to(pressed.query_id or "")
+
+    async def say(self, user: TelegramUser, text: str, **options: Any) -> list[ChatMessage]:
+        """What the bot answered ``user`` in the chat (private unless ``chat=``)."""
+        chat = options.get("chat")
+        before = {m.message_id for m in self.fake.chat_messages(chat.id if chat else user.id)}
+        delivery = await self.fake.send_text(user, text, **options)
+        assert delivery.status == 200
+        return [
+            m for m in self.fake.chat_messages(chat.id if chat else user.id) if m.message_id not in before
+        ]
+
+
+async def link(fake: FakeBotApi, order_api: StandInOrderApi, user: TelegramUser) -> str:
+    operator = order_api.add_operator(user.first_name)
+    delivery = await fake.send_text(user, f"/start {order_api.issue_code(operator)}")
+    assert delivery.status in (200, None)  # None: queued for getUpdates (polling mode)
+    await eventually(
+        lambda: asyncio.sleep(0, order_api.operators[operator]["telegram_user_id"]),
+        until=lambda linked: linked == user.id,
+        message="the operator is linked",
+    )
+    return operator
+
+
+@contextlib.asynccontextmanager
+async def open_desk(
+    launch: Launch, fake_bot_api: FakeBotApi, order_api: StandInOrderApi, **settings: Any
+) -> AsyncIterator[Desk]:
+    """Anna and Boris linked, and the card of a new order in the operators' chat."""
+    async with launch(**settings) as gateway:
+        operators = {u.first_name: await link(fake_bot_api, order_api, u) for u in (ANNA, BORIS)}
+        order = order_api.add_order()
+        posted = await gateway.post_message(order_message(order, event="order.created"))
+        assert posted.status_code == 200, posted.text
+        [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
+        order_api.calls.clear()
+        yield Desk(gateway, fake_bot_api, order_api, order, card, operators)

@@ -11,12 +11,14 @@ from sqlalchemy import select
 from servicekit.db import Database
 from servicekit.retention import RetentionRule, forget_expired
 from telegram_gateway.cards.models import MessageKind, OrderSnapshot, PostedMessage
+from telegram_gateway.completions.models import CompletionDraft
 from telegram_gateway.messages.models import MessageDelivery
 
 
 def message_retention(retention: timedelta) -> list[RetentionRule]:
     """The cards of orders untouched for ``retention`` (aged by their order's snapshot, so they go before
-    it), alerts and snapshots older than that, and the record of deliveries received before then."""
+    it), alerts and snapshots older than that, the record of deliveries received before then, and
+    completion drafts that expired (at once: an expired draft completes nothing)."""
     cards, snapshots, deliveries = PostedMessage.__table__, OrderSnapshot.__table__, MessageDelivery.__table__
     order_touched = (
         select(snapshots.c.updated_at).where(snapshots.c.order_id == cards.c.order_id).scalar_subquery()
@@ -35,6 +37,12 @@ def message_retention(retention: timedelta) -> list[RetentionRule]:
         ),
         RetentionRule(
             name="deliveries", table=deliveries, timestamp=deliveries.c.received_at, keep=retention
+        ),
+        RetentionRule(
+            name="expired completion drafts",
+            table=CompletionDraft.__table__,
+            timestamp=CompletionDraft.__table__.c.expires_at,
+            keep=timedelta(0),
         ),
     ]
 

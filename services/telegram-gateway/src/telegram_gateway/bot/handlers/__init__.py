@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
+from datetime import timedelta
 
 from aiogram import Dispatcher
 from aiogram.exceptions import AiogramError
 from aiogram.types import ErrorEvent
 
 from servicekit.db import Database
-from telegram_gateway.bot.handlers import commands, linking, orders, refusals
+from telegram_gateway.bot.handlers import commands, completion, linking, orders, refusals
 from telegram_gateway.bot.handlers.access import OperatorLinkMiddleware
 from telegram_gateway.bot.tracing import UpdateSpanMiddleware
 from telegram_gateway.clients.order_api import OrderApiClient
@@ -39,6 +40,7 @@ def build_dispatcher(
     operator_links: OperatorLinks,
     wallet_pool: WalletPoolClient,
     metrics: GatewayMetrics,
+    completion_draft_lifetime: timedelta,
 ) -> Dispatcher:
     """The dispatcher with every handler; the collaborators are given to handlers by parameter name."""
     dispatcher = Dispatcher(
@@ -48,13 +50,19 @@ def build_dispatcher(
         wallet_pool=wallet_pool,
         metrics=metrics,
         desk=orders.OrderDesk(
-            database=database, order_api=order_api, operator_links=operator_links, metrics=metrics
+            database=database,
+            order_api=order_api,
+            operator_links=operator_links,
+            metrics=metrics,
+            completion_draft_lifetime=completion_draft_lifetime,
         ),
     )
     dispatcher.update.outer_middleware(UpdateSpanMiddleware())
     who = OperatorLinkMiddleware(operator_links)
     dispatcher.message.outer_middleware(who)
     dispatcher.callback_query.outer_middleware(who)
-    dispatcher.include_routers(linking.router(), commands.router(), orders.router(), refusals.router())
+    dispatcher.include_routers(
+        linking.router(), commands.router(), completion.router(), orders.router(), refusals.router()
+    )
     dispatcher.errors.register(on_error)
     return dispatcher

@@ -25,6 +25,7 @@ HELP = (
     "/my — your open orders\n"
     "/pool — free wallets and queues per currency\n"
     "/on, /off — you are available, or away (you keep the orders you hold)\n"
+    "/cancel — stop completing an order (Complete asks for its transaction record as replies)\n"
     "/help — this message"
 )
 HOW_TO_LINK = (

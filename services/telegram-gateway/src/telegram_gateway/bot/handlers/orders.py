@@ -1,5 +1,6 @@
-"""The buttons of an order card (Take, Complete, Cancel, Release, Escalate) and the reply that gives an
-escalation its reason, acting on order-api for the operator who pressed.
+"""The buttons of an order card (Take, Cancel, Release, Escalate, Reassign) and the replies that give an
+escalation its reason and a reassignment its operator, acting on order-api for the operator who pressed
+(Complete, which asks for the transaction record, is ``completion``'s).
 
 Every press is answered (no spinning button): with what happened, who holds the order when someone else
 won, or "try again" when order-api is unreachable or slow (no answer within ``order_api_budget_seconds``), in
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot, Router
@@ -46,10 +48,10 @@ ACTION_NAMES = {
 }
 DONE = {
     OrderAction.TAKE: "Order {order} is yours: complete, cancel, release or escalate it from the card.",
-    OrderAction.COMPLETE: "Order {order} is completed.",
     OrderAction.CANCEL: "Order {order} is cancelled.",
     OrderAction.RELEASE: "Order {order} is back in the pool.",
 }
+ORDER_CHANGED = "The order changed meanwhile: the card now shows where it stands."
 UNLINKED = "Your Telegram account is no longer linked to an operator. Ask an admin for a new link code."
 REFRESH_AFTER = frozenset(
     {ErrorCode.ORDER_ALREADY_TAKEN, ErrorCode.ORDER_VERSION_MISMATCH, ErrorCode.ORDER_TRANSITION_NOT_ALLOWED}
@@ -68,10 +70,9 @@ def explain(error: DomainError, *, language: Language = "en") -> str:
     elif error.code == ErrorCode.ORDER_ALREADY_TAKEN:
         text = f"Already taken by {held_by_name(error) or 'another operator'}."
     elif error.code == ErrorCode.ORDER_NOT_HELD:
-        holder = held_by_name(error)
-        text = f"{holder} holds this order: only they can do this." if holder else "Take the order first."
+        text = not_held(held_by_name(error))
     elif error.code in (ErrorCode.ORDER_VERSION_MISMATCH, ErrorCode.ORDER_TRANSITION_NOT_ALLOWED):
-        text = "The order changed meanwhile: the card now shows where it stands."
+        text = ORDER_CHANGED
     elif error.code == ErrorCode.ORDER_ALREADY_ESCALATED:
         text = "The order is already escalated to support."
     elif error.code == ErrorCode.ORDER_NOT_FOUND:
@@ -87,6 +88,11 @@ def explain(error: DomainError, *, language: Language = "en") -> str:
     else:
         text = f"order-api refused: {error.detail}"
     return text[:MAX_ANSWER]
+
+
+def not_held(holder: str | None) -> str:
+    """What an operator pressing a button of an order they do not hold is told."""
+    return f"{holder} holds this order: only they can do this." if holder else "Take the order first."
 
 
 async def forget_if_unlinked(
@@ -105,6 +111,7 @@ class OrderDesk:
     order_api: OrderApiClient
     operator_links: OperatorLinks
     metrics: GatewayMetrics
+    completion_draft_lifetime: timedelta
 
     async def refused(self, error: DomainError, *, action: str, operator: LinkedOperator) -> None:
         """Count ``action`` refused (or its peer unavailable) and stop acting for an operator order-api
@@ -123,14 +130,11 @@ async def _act(
     if action is OrderAction.RELEASE:
         return await order_api.release(order_id=data.order_id, telegram_user_id=user, version=data.version)
     return await order_api.change_status(
-        order_id=data.order_id,
-        telegram_user_id=user,
-        status="completed" if action is OrderAction.COMPLETE else "cancelled",
-        version=data.version,
+        order_id=data.order_id, telegram_user_id=user, status="cancelled", version=data.version
     )
 
 
-async def _show_current_state(
+async def show_current_state(
     *, order_id: str, operator: LinkedOperator, bot: Bot, database: Database, order_api: OrderApiClient
 ) -> None:
     """After a refusal that means the card is outdated: show the order as order-api has it now."""
@@ -169,7 +173,7 @@ async def on_order_button(
         await desk.refused(error, action=ACTION_NAMES[action], operator=operator)
         await query.answer(explain(error, language=language_of(query.from_user)), show_alert=True)
         if error.code in REFRESH_AFTER:
-            await _show_current_state(
+            await show_current_state(
                 order_id=callback_data.order_id,
                 operator=operator,
                 bot=bot,
@@ -225,7 +229,7 @@ async def _prompt(
     )
 
 
-def _reply_to(prompt: re.Pattern[str], message: Message, bot: Bot) -> dict[str, Any] | bool:
+def reply_to_prompt(prompt: re.Pattern[str], message: Message, bot: Bot) -> dict[str, Any] | bool:
     """A reply to one of the bot's prompts matching ``prompt``; gives the handler ``order_id``."""
     replied = message.reply_to_message
     if replied is None or replied.from_user is None or replied.from_user.id != bot.id or not replied.text:
@@ -236,12 +240,12 @@ def _reply_to(prompt: re.Pattern[str], message: Message, bot: Bot) -> dict[str, 
 
 def escalation_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
     """Filter: a reply to the bot's escalation prompt; gives the handler ``order_id``."""
-    return _reply_to(ESCALATION_PROMPT, message, bot)
+    return reply_to_prompt(ESCALATION_PROMPT, message, bot)
 
 
 def reassign_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
     """Filter: a reply to the bot's reassign prompt; gives the handler ``order_id``."""
-    return _reply_to(REASSIGN_PROMPT, message, bot)
+    return reply_to_prompt(REASSIGN_PROMPT, message, bot)
 
 
 async def _ask_for_operator(
