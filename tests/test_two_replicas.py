@@ -118,6 +118,20 @@ async def fetch(desk: FaultStack, query: str, *args: Any) -> list[asyncpg.Record
         await connection.close()
 
 
+async def customers(desk: FaultStack, *, label: str, bot_share: float, count: int = 10) -> list[Intent]:
+    """``count`` customers at once through order-api's balancer (so alternating between its replicas), each
+    followed through as the fault suite's load does: cancelled, or taken (through the API or the bot's card)
+    and completed."""
+    client = Client(desk, Traffic())
+    rng = random.Random(label)
+    intents = [Intent(key=str(uuid.uuid4()), email=f"{label}-{n}@replicas.test") for n in range(count)]
+    try:
+        await asyncio.gather(*(customer(client, i, rng=rng, bot_share=bot_share) for i in intents))
+    finally:
+        await client.aclose()
+    return intents
+
+
 async def settled(desk: FaultStack) -> None:
     """Nothing pending anywhere: outboxes delivered, notifications sent."""
     seconds, state = await drained(desk, within=60)
@@ -228,14 +242,8 @@ async def test_each_fact_gives_one_email_and_one_card(desk: FaultStack) -> None:
     """Customers through both order-api replicas, operators taking and completing through the API and the bot
     (webhooks spread over both gateways), events relayed by both replicas of each service and sent by both
     notifiers: every order gets one "created" email, one card and one email when it closes."""
-    since, traffic = now_utc(), Traffic()
-    client = Client(desk, traffic)
-    rng = random.Random("one email, one card")
-    try:
-        intents = [Intent(key=str(uuid.uuid4()), email=f"fact-{n}@replicas.test") for n in range(10)]
-        await asyncio.gather(*(customer(client, i, rng=rng, bot_share=0.5) for i in intents))
-    finally:
-        await client.aclose()
+    since = now_utc()
+    intents = await customers(desk, label="fact", bot_share=0.5)
     assert all(i.order_id for i in intents), [(i.refused, i.gave_up) for i in intents]
     await settled(desk)
     state = await snapshot(desk)
@@ -318,14 +326,7 @@ async def test_rate_limits_are_shared_by_the_replicas(desk: FaultStack) -> None:
 async def test_outbox_events_are_delivered_once(desk: FaultStack) -> None:
     """Both replicas of each service relay their shared outbox side by side: every event the desk has written
     so far is delivered, and its receiver (either of its replicas) was handed it once."""
-    traffic = Traffic()
-    client = Client(desk, traffic)
-    rng = random.Random("delivered once")
-    try:
-        intents = [Intent(key=str(uuid.uuid4()), email=f"once-{n}@replicas.test") for n in range(10)]
-        await asyncio.gather(*(customer(client, i, rng=rng, bot_share=0.3) for i in intents))
-    finally:
-        await client.aclose()
+    await customers(desk, label="once", bot_share=0.3)
     await settled(desk)
     handed = Counter[str]()
     for balancer in desk.balancers.values():
@@ -339,7 +340,7 @@ async def test_outbox_events_are_delivered_once(desk: FaultStack) -> None:
         wrong = {r["id"]: handed[r["id"]] for r in rows if handed[r["id"]] != 1}
         assert not wrong, f"{service}'s events handed to their receiver other than once: {wrong}"
     for name, process in desk.processes.items():
-        duplicates = [r for r in process.log_records() if r.get("message") == "duplicate event ignored"]
+        duplicates = [r for r in process.log_records() if r.get("event") == "duplicate event ignored"]
         assert not duplicates, f"{name} was handed events twice: {duplicates[:3]}"
 
 
