@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 TEST_WORKERS ?= 2
 
-.PHONY: help install clients run migrate compose-env backup restore lint typecheck test test-fast bench clean
+.PHONY: help install clients run migrate seed-day compose-env backup restore lint typecheck test test-fast bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ run: install ## Start the four services on the embedded default (SQLite) with de
 
 migrate: install ## Apply every service's migrations (embedded SQLite, or the *_DATABASE_URL you export)
 	$(VENV)/bin/python scripts/devstack.py migrate
+
+seed-day: install ## A realistic day of orders (ORDERS=300 SEED=1 DAY=yyyy-mm-dd, default yesterday) on the make-run desk or the *_DATABASE_URL you export
+	$(VENV)/bin/python scripts/seed_day.py --orders $(or $(ORDERS),300) --seed $(or $(SEED),1) $(if $(DAY),--day $(DAY))
 
 compose-env: install ## Write deploy/compose.env (keys from var/dev-credentials.json) and mint the compose passwords into ./.env
 	$(VENV)/bin/python scripts/devstack.py compose-env

@@ -160,8 +160,21 @@ def test_the_services_export_the_metrics_the_desk_is_watched_by(exported: dict[s
         "http_request_duration_seconds_bucket",
         "process_resident_memory_bytes",
     } <= every
-    assert {"orders_open", "outbox_pending"} <= exported["order_api"]
-    assert {"wallet_pool_free_wallets", "wallet_pool_queue_length"} <= exported["wallet_pool"]
+    assert {
+        "orders_open",
+        "orders_untouched",
+        "orders_untouched_oldest_seconds",
+        "orders_created_total",
+        "orders_closed_total",
+        "order_take_seconds_bucket",
+        "order_handling_seconds_bucket",
+        "outbox_pending",
+    } <= exported["order_api"]
+    assert {
+        "wallet_pool_free_wallets",
+        "wallet_pool_queue_length",
+        "wallet_pool_queue_oldest_wait_seconds",
+    } <= exported["wallet_pool"]
     assert {"notifier_alerts_live", "notifier_delivery_queue_pending"} <= exported["notifier"]
 
 
@@ -275,6 +288,19 @@ def test_every_metric_a_dashboard_queries_is_exported(path: Path, exported: dict
     missing = {name: where for name, where in queried.items() if name not in available}
     assert not missing, f"queried but exported by no service: {missing}"
     assert len(queried) >= 5
+
+
+def test_every_metric_an_alerting_rule_queries_is_exported(exported: dict[str, set[str]]) -> None:
+    """deploy/prometheus/alerts.yml watches series the services really export (a rule on a missing one never
+    fires)."""
+    available = set.union(*exported.values()) | PROMETHEUS_SERIES
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"]
+    queried = {rule["alert"]: metric_names(rule["expr"]) for group in rules for rule in group["rules"]}
+    missing = {alert: names - available for alert, names in queried.items() if names - available}
+    assert not missing, f"alerting on series no service exports: {missing}"
+    assert {"wallet_pool_queue_oldest_wait_seconds", "orders_untouched_oldest_seconds"} <= set().union(
+        *queried.values()
+    )
 
 
 def test_a_misspelt_metric_is_caught(exported: dict[str, set[str]]) -> None:

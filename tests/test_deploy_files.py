@@ -589,11 +589,21 @@ def test_prometheus_alerting_rules_are_valid_and_loaded_by_the_config(
         "ApiServerErrorRate",
         "RouteLatencyDegraded",
         "WalletPoolQueueLong",
+        "WalletPoolQueueWaitLong",
+        "OrdersUntouched",
         "OutboxDeadLettered",
     } <= names
     # compose mounts the rules where the config (relative to itself) looks for them
     mounts = [str(v) for v in compose_services["prometheus"]["volumes"]]
     assert "./deploy/prometheus/alerts.yml:/etc/prometheus/prometheus/alerts.yml:ro" in mounts
+
+
+def test_the_queue_and_untouched_order_rules_raise_and_resolve_as_their_unit_tests_say() -> None:
+    """``promtool test rules``: each rule stays quiet under its threshold and for its ``for``, fires with
+    its summary past them, and resolves when the figure drops back."""
+    tested = promtool("test", "rules", PROMETHEUS_RULES.with_name("alerts.test.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout
 
 
 def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:

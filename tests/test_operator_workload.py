@@ -4,7 +4,10 @@ processes, the fake Telegram Bot API on loopback, one desk for the whole story.
 With a cap of one held order, Anna's second take is refused over REST and the bot says so; ``/off`` and
 ``/on`` mark her away and back (in her language); she escalates her order and support, from the escalated
 order's card in the support chat, reassigns it to Boris by name: both are told privately and the card shows
-Boris. Deactivating Boris puts the order back in the pool at once, its card posted again."""
+Boris. Deactivating Boris puts the order back in the pool at once, its card posted again.
+
+Auto-assignment (``ORDER_API_AUTO_ASSIGN``) has its own desk: an order assigned and accepted from the bot's
+private message, another left untouched until it lapses back to the pool."""
 
 from __future__ import annotations
 
@@ -14,9 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from desk_testing.stack import Stack, customer_email, import_btc_wallets, start_services
 from notifier.testing import SmtpServer
+from order_api.db import SCHEMA as ORDER_API_SCHEMA
 from order_api.testing import order_body
 from servicekit.testing import ServiceProcess, eventually, migrated_database
 from telegram_gateway.testing import (
@@ -51,6 +57,27 @@ async def hire(client: httpx.AsyncClient, stack: Stack, user: TelegramUser, role
     return body
 
 
+async def open_desk(
+    stack: Stack,
+    services: list[ServiceProcess],
+    smtp_server: SmtpServer,
+    bot_api: FakeBotApi,
+    **order_api_env: str,
+) -> ServiceProcess:
+    """The four services started (order-api with ``order_api_env``), the bot's webhook set, two BTC wallets
+    free; returns order-api."""
+    wallet_pool, order_api = stack.wallet_pool(), stack.order_api(**order_api_env)
+    notifier, gateway = stack.notifier(smtp_port=smtp_server.port), stack.telegram_gateway(bot_api=bot_api)
+    await start_services(services, wallet_pool, order_api, notifier, gateway)
+
+    async def webhook() -> str | None:
+        return bot_api.webhook_url
+
+    await eventually(webhook, within=20.0, message="the gateway sets its webhook")
+    await import_btc_wallets(wallet_pool, stack, 2)
+    return order_api
+
+
 async def card_in(bot_api: FakeBotApi, chat_id: int, order_id: str, *, count: int = 1) -> list[ChatMessage]:
     async def cards() -> list[ChatMessage]:
         return [m for m in bot_api.chat_messages(chat_id) if f"rder {order_id[:8]}" in m.text]
@@ -72,16 +99,7 @@ async def said_to(bot_api: FakeBotApi, user: TelegramUser, *, count: int) -> lis
 async def test_cap_presence_reassignment_and_deactivation_over_rest_and_telegram(
     stack: Stack, services: list[ServiceProcess], smtp_server: SmtpServer, bot_api: FakeBotApi
 ) -> None:
-    wallet_pool = stack.wallet_pool()
-    order_api = stack.order_api(ORDER_API_OPERATOR_MAX_HELD_ORDERS="1")
-    notifier, gateway = stack.notifier(smtp_port=smtp_server.port), stack.telegram_gateway(bot_api=bot_api)
-    await start_services(services, wallet_pool, order_api, notifier, gateway)
-
-    async def webhook() -> str | None:
-        return bot_api.webhook_url
-
-    await eventually(webhook, within=20.0, message="the gateway sets its webhook")
-    await import_btc_wallets(wallet_pool, stack, 2)
+    order_api = await open_desk(stack, services, smtp_server, bot_api, ORDER_API_OPERATOR_MAX_HELD_ORDERS="1")
 
     async with httpx.AsyncClient(base_url=order_api.url) as client:
         anna, boris = (
@@ -151,3 +169,91 @@ async def test_cap_presence_reassignment_and_deactivation_over_rest_and_telegram
         _, reposted = await card_in(bot_api, OPERATORS_CHAT_ID, first["id"], count=2)
         assert reposted.text.startswith("🔁 Back in the pool")
         assert [b.text for b in reposted.buttons()] == ["🙋 Take"]
+
+
+async def past_lapse(database_url: str, operator_id: str) -> None:
+    """The clock moved past ``lapses_at`` of the operator's pending auto-assignments (the timeout is 300 s)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    f"UPDATE {ORDER_API_SCHEMA}.order_assignment SET lapses_at = now() - interval '1 second' "  # noqa: S608 - a constant
+                    "WHERE operator_id = :operator_id AND outcome IS NULL"
+                ),
+                {"operator_id": operator_id},
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_auto_assignment_over_rest_and_telegram_accepted_or_lapsed_back_to_the_pool(
+    stack: Stack, services: list[ServiceProcess], smtp_server: SmtpServer, bot_api: FakeBotApi
+) -> None:
+    """With ``ORDER_API_AUTO_ASSIGN`` on, a new order goes to Anna (idle longest), who is told privately and
+    accepts it from that message; the next goes to Boris (Anna holds one), who leaves it: at its timeout it
+    is back in the pool (its card posted again, Boris told), and with Anna away nobody gets it."""
+    assert stack.database_url is not None
+    order_api = await open_desk(
+        stack, services, smtp_server, bot_api, ORDER_API_AUTO_ASSIGN="true", ORDER_API_SWEEP_SECONDS="0.2"
+    )
+
+    async with httpx.AsyncClient(base_url=order_api.url) as client:
+        anna, boris = (
+            await hire(client, stack, ANNA, "operator"),
+            await hire(client, stack, BORIS, "operator"),
+        )
+        anna_auth = {"Authorization": f"Bearer {anna['token']}"}
+        boris_auth = {"Authorization": f"Bearer {boris['token']}"}
+
+        async def detail(order_id: str) -> dict[str, Any]:
+            body: dict[str, Any] = (
+                await client.get(f"/v1/operator/orders/{order_id}", headers=anna_auth)
+            ).json()
+            return body
+
+        # Anna, idle the longest, gets the first order: the card shows her, she is told with an Accept button
+        first = (await client.post("/v1/orders", json=order_body(customer_email(91)))).json()
+        [told_anna] = await said_to(bot_api, ANNA, count=1)
+        assert told_anna.startswith(f"📌 Order {first['id'][:8]} (")
+        assert "is assigned to you" in told_anna
+        [card] = await card_in(bot_api, OPERATORS_CHAT_ID, first["id"])
+
+        async def card_text() -> str:
+            return card.text
+
+        await eventually(card_text, until=lambda text: text.startswith("🔧 Taken by Anna"), within=20.0)
+        assigned = await detail(first["id"])
+        assert (assigned["operator_id"], assigned["assignment"]["outcome"]) == (anna["id"], "pending")
+        [private] = bot_api.chat_messages(ANNA.id)
+        pressed = await bot_api.press(ANNA, private, private.button("Accept").callback_data or "")
+        answer = await bot_api.answer_to(pressed.query_id or "")
+        assert answer.text == f"Заказ {first['id'][:8]} ваш: он остаётся за вами."
+        assert (await detail(first["id"]))["assignment"]["outcome"] == "accepted"
+
+        # Boris holds fewer, so he gets the second; he does nothing until it lapses, with Anna away by then
+        second = (await client.post("/v1/orders", json=order_body(customer_email(92)))).json()
+        [told_boris] = await said_to(bot_api, BORIS, count=1)
+        assert told_boris.startswith(f"📌 Order {second['id'][:8]} (")
+        await bot_api.send_text(ANNA, "/off")
+        await said_to(bot_api, ANNA, count=2)
+        await past_lapse(stack.database_url, boris["id"])
+        _, reposted = await card_in(bot_api, OPERATORS_CHAT_ID, second["id"], count=2)
+        assert reposted.text.startswith("🔁 Back in the pool")
+        assert [b.text for b in reposted.buttons()] == ["🙋 Take"]
+        lapse = (await said_to(bot_api, BORIS, count=2))[-1]
+        assert "not accepted in time: it is back in the pool." in lapse
+
+        lapsed = await detail(second["id"])
+        takeable = (await client.get("/v1/operator/orders", headers=boris_auth)).json()["items"]
+        stats = (await client.get("/v1/operator/stats", headers=boris_auth)).json()
+        assert (lapsed["status"], lapsed["operator_id"]) == ("awaiting_deposit", None)
+        assert (lapsed["assignment"]["operator_id"], lapsed["assignment"]["outcome"]) == (
+            boris["id"],
+            "lapsed",
+        )
+        assert [o["id"] for o in takeable] == [
+            second["id"]
+        ]  # Anna is away, Boris had it: it stays in the pool
+        assert (stats["mine"]["processed"], stats["mine"]["open_orders"]) == (0, 0)  # a lapse is not a take
+        assert (await detail(first["id"]))["operator_id"] == anna["id"]  # accepted: it stayed with her

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from servicekit.db import (
     Database,
     Money,
+    SimulatedClock,
     UtcDateTime,
     create_engine,
     epoch_seconds,
@@ -24,6 +25,7 @@ from servicekit.db import (
     resolve_database_url,
     try_insert,
     upsert,
+    utcnow,
 )
 from servicekit.testing import async_url, create_database, drop_database
 from servicekit.testing.kitapps import create_tables
@@ -329,3 +331,12 @@ async def test_without_a_statement_cache_no_prepared_statement_outlives_its_tran
         await engine.dispose()
     assert [len(names) for names in seen] == [1, 1, 1], "only the statement running now is prepared"
     assert len({names[0] for names in seen}) == 3, "each under a name of its own"
+
+
+def test_a_simulated_clock_sets_utcnow_while_entered_and_moves_only_when_set() -> None:
+    start = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    with SimulatedClock(start) as clock:
+        assert utcnow() == start
+        clock.set(start + timedelta(hours=2))
+        assert utcnow() == clock.now == start + timedelta(hours=2)
+    assert abs(utcnow() - datetime.now(UTC)) < timedelta(seconds=5)  # the wall clock again

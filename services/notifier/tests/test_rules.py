@@ -14,6 +14,7 @@ from sqlalchemy import select
 from notifier.notifications.models import Channel, Notification
 from notifier.rules import Message, already_told, messages_for
 from notifier.testing import KEYS, RunningApp, SmtpServer, order_payload
+from notifier.webhooks.events import OrderData, webhook_events
 from servicekit.db import Database
 from servicekit.errors import ValidationFailedError
 from servicekit.outbox import EventEnvelope
@@ -420,3 +421,62 @@ def test_an_order_payload_missing_a_card_field_is_refused_naming_it() -> None:
         messages_for(_envelope("order.taken", payload))
 
     assert [e["field"] for e in raised.value.extra["errors"]] == ["payload.version"]
+
+
+def test_an_auto_assignment_edits_the_cards_and_names_the_operator_to_tell() -> None:
+    payload = _order(
+        status="in_progress",
+        operator_id="op-8",
+        operator_name="Boris",
+        version=4,
+        actor="system:auto-assign",
+        actor_role="system",
+        lapses_at="2026-11-21T12:05:00+00:00",
+        operator_telegram_user_id=802,
+    )
+    [card] = cards_for(_envelope("order.assigned", payload))
+
+    assert (card.recipient, card.variables["event"]) == ("operators", "order.assigned")
+    assert card.variables["order"]["operator_name"] == "Boris"
+    assert card.variables["assignment"] == {"telegram_user_id": 802, "lapses_at": "2026-11-21T12:05:00+00:00"}
+    assert emails_for(_envelope("order.assigned", payload)) == []
+
+
+def test_a_lapsed_assignment_posts_the_card_again_and_names_the_operator_to_tell() -> None:
+    payload = _order(
+        status="awaiting_deposit",
+        version=5,
+        actor="system:auto-assign",
+        previous_operator_id="op-8",
+        previous_operator_name="Boris",
+        previous_operator_telegram_user_id=802,
+        comment="Not accepted within 5 minutes.",
+    )
+    [card] = cards_for(_envelope("order.assignment_lapsed", payload))
+
+    assert (card.variables["event"], card.variables["note"]) == (
+        "order.assignment_lapsed",
+        "Not accepted within 5 minutes.",
+    )
+    assert card.variables["assignment"] == {"telegram_user_id": 802, "lapses_at": None}
+    assert emails_for(_envelope("order.assignment_lapsed", payload)) == []
+
+
+@pytest.mark.parametrize(
+    ("event_type", "status", "from_status"),
+    [
+        ("order.assigned", "in_progress", "awaiting_deposit"),
+        ("order.assignment_lapsed", "awaiting_deposit", "in_progress"),
+    ],
+)
+def test_the_website_hears_of_an_auto_assignment_and_its_lapse_as_status_changes(
+    event_type: str, status: str, from_status: str
+) -> None:
+    payload = _order(status=status, from_status=from_status, lapses_at="2026-11-21T12:05:00+00:00")
+    [event] = webhook_events(_envelope(event_type, payload))
+    assert isinstance(event.data, OrderData)
+    assert (event.type, event.data.status, event.data.from_status) == (
+        "order.status_changed",
+        status,
+        from_status,
+    )

@@ -30,8 +30,9 @@ from order_api.context import context_of
 from order_api.customers.models import Customer
 from order_api.db import SCHEMA, outbox
 from order_api.operators import workflow
+from order_api.operators.assignment import auto_assign, lapse_untouched_assignments
 from order_api.operators.errors import OperatorInactiveError
-from order_api.operators.models import Operator
+from order_api.operators.models import Operator, OrderAssignment
 from order_api.operators.service import OperatorPrincipal
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.models import Order, OrderEvent
@@ -49,7 +50,7 @@ from order_api.testing import (
 from servicekit.db import Database, utcnow
 from servicekit.settings import PeerSettings
 from servicekit.state import service_state
-from servicekit.testing import eventually
+from servicekit.testing import eventually, metric_samples
 
 PAYOUT_BTC = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
 ORDERS = {  # what a customer sends → (what they receive, network, payout address, a fitting amount)
@@ -995,6 +996,10 @@ async def test_every_event_order_api_writes_is_exactly_its_contract(
     await db_session.execute(update(OrderEvent).values(created_at=utcnow() - timedelta(days=1)))
     protection = context_of(api.app).protection
     assert await return_idle_assignments(db_session, settings=api.settings, protection=protection) == 1
+    await hire(api, api_keys)  # auto-assigned the order (the holder had it already), and let it lapse
+    assert await auto_assign(db_session, settings=api.settings, protection=protection, order_id=order["id"])
+    await db_session.execute(update(OrderAssignment).values(lapses_at=utcnow() - timedelta(seconds=1)))
+    assert await lapse_untouched_assignments(db_session, settings=api.settings, protection=protection) == 1
     await take(api, holder, order)
     escalate = f"/v1/operator/orders/{order['id']}/escalate"
     escalation = (
@@ -1286,6 +1291,54 @@ async def test_a_take_that_waited_on_a_deactivation_is_refused(
     stored = await db_session.get(Order, order["id"])
     assert stored is not None
     assert (stored.status, stored.operator_id) == ("awaiting_deposit", None)
+
+
+# --- the business metrics on /metrics ---------------------------------------------------------------------------
+
+
+async def test_metrics_time_the_first_take_and_show_the_oldest_untouched_order_until_taken(
+    order_api: OrderApiRunner, own_database_url: str, empty_wallet_pool: PeerSettings, api_keys: ApiKeys
+) -> None:
+    """On a desk of its own (the gauges read committed rows): an order queued at intake gets its address; two
+    hours later nobody has taken it, which ``orders_untouched_oldest_seconds`` shows; its first take is timed
+    from its address, a second take (after giving it back) is not, and its completion times the handling."""
+    async with order_api(database_url=own_database_url, wallet_pool=empty_wallet_pool) as api:
+
+        async def scraped() -> dict[str, float]:
+            return metric_samples((await api.client.get("/metrics")).text)
+
+        order = await order_awaiting_deposit(api, api_keys)
+        async with service_state(api.app).runtime.database.sessionmaker.begin() as session:
+            await session.execute(
+                update(Order)
+                .where(Order.id == order["id"])
+                .values(address_assigned_at=utcnow() - timedelta(hours=2))
+            )
+        figures = await eventually(
+            scraped, until=lambda f: f["orders_untouched"] == 1, within=10.0, message="the order is counted"
+        )
+        assert 7200 <= figures["orders_untouched_oldest_seconds"] < 7300
+        assert figures['orders_created_total{outcome="queued"}'] == 1
+        assert figures['orders_created_total{outcome="address_assigned"}'] == 0
+
+        staff = await hire(api, api_keys)
+        await take(api, staff, order)
+        await set_status(api, staff, order, "awaiting_deposit")  # given back
+        await take(api, staff, order)
+        await set_status(api, staff, order, "completed")
+        figures = await eventually(
+            scraped, until=lambda f: f["orders_untouched"] == 0, within=10.0, message="the order is taken"
+        )
+    assert figures["orders_untouched_oldest_seconds"] == 0
+    assert figures["order_take_seconds_count"] == 1  # the first take only
+    assert 7200 <= figures["order_take_seconds_sum"] < 7300
+    assert figures['order_take_seconds_bucket{le="3600.0"}'] == 0
+    assert figures['order_take_seconds_bucket{le="7200.0"}'] == 0
+    assert figures['order_take_seconds_bucket{le="+Inf"}'] == 1
+    assert figures["order_handling_seconds_count"] == 1
+    assert figures["order_handling_seconds_sum"] < 60  # from the second take
+    assert figures['orders_closed_total{outcome="completed"}'] == 1
+    assert figures['orders_closed_total{outcome="expired"}'] == 0
 
 
 # --- the transaction record on completion --------------------------------------------------------------

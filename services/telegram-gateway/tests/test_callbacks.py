@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from typing import Any
 
 from servicekit.db import Database
 from servicekit.testing import eventually
@@ -143,6 +144,34 @@ async def test_take_makes_the_order_mine_and_edits_the_card_for_everyone(desk: D
     assert desk.card.edits == 1
     assert desk.card.text.startswith("🔧 Taken by Anna")
     assert [b.text for b in desk.card.buttons()] == ["✅ Complete", "✖️ Cancel", "↩️ Release", "🆘 Escalate"]
+
+
+async def test_accept_on_the_private_message_of_an_order_assigned_to_me_keeps_it_mine(desk: Desk) -> None:
+    held: dict[str, Any] = {
+        "status": "in_progress",
+        "operator_id": desk.operators["Anna"],
+        "operator_name": "Anna",
+        "version": 2,
+    }
+    desk.order_api.orders[desk.order["id"]].update(held)
+    told = await desk.gateway.post_message(
+        {
+            **order_message(desk.order, event="order.assigned", **held),
+            "assignment": {"telegram_user_id": ANNA.id, "lapses_at": "2026-11-21T12:05:00+00:00"},
+        }
+    )
+    assert told.status_code == 200, told.text
+    [private] = [m for m in desk.fake.chat_messages(ANNA.id) if "assigned to you" in m.text]
+
+    refused = await desk.press(BORIS, "Accept", card=private)
+    accepted = await desk.press(ANNA, "Accept", card=private)
+
+    assert refused.text == "Anna holds this order: only they can do this."
+    assert accepted.text == f"Order {desk.order['id'][:8]} is yours: it stays with you."
+    assert [c.path for c in desk.order_api.operator_calls()] == [
+        f"/v1/operator/orders/{desk.order['id']}/accept"
+    ] * 2
+    assert desk.card.text.startswith("🔧 Taken by Anna")
 
 
 async def test_two_operators_press_take_at_once_and_exactly_one_wins(desk: Desk) -> None:

@@ -288,6 +288,53 @@ async def test_a_reassignment_edits_the_cards_and_tells_both_operators_privately
     assert "is yours now, handed over from Anna by support." in to_boris.text
 
 
+async def test_an_auto_assignment_edits_the_cards_and_tells_the_operator_with_accept_then_its_lapse(
+    launch: Launch, fake_bot_api: FakeBotApi, order: dict[str, Any]
+) -> None:
+    anna = 7011
+    async with launch(operators_language="ru") as gateway:
+        await gateway.post_message(order_message(order, event="order.created"))
+        assigned = await gateway.post_message(
+            {
+                **order_message(order, event="order.assigned", **TAKEN),
+                "assignment": {"telegram_user_id": anna, "lapses_at": "2026-11-21T12:05:00+00:00"},
+            }
+        )
+        [card] = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
+        assert card.text.startswith("🔧 Taken by Anna")
+        lapsed = await gateway.post_message(
+            {
+                **order_message(
+                    order,
+                    event="order.assignment_lapsed",
+                    note="Not accepted within 5 minutes.",
+                    version=3,
+                ),
+                "assignment": {"telegram_user_id": anna},
+            }
+        )
+
+    assert (assigned.json()["outcome"], lapsed.json()["outcome"]) == ("edited", "posted")
+    first, again = fake_bot_api.chat_messages(OPERATORS_CHAT_ID)
+    assert (first.text.endswith("Posted again below."), first.buttons()) == (True, [])
+    assert again.text.startswith("🔁 Back in the pool")
+    told, lapse = fake_bot_api.chat_messages(anna)
+    assert told.text.startswith(f"📌 Заказ {order['id'][:8]} (")
+    assert "назначен вам" in told.text
+    assert "21 Nov 12:05 UTC" in told.text
+    assert [b.text for b in told.buttons()] == [
+        "👍 Accept",
+        "✅ Complete",
+        "✖️ Cancel",
+        "↩️ Release",
+        "🆘 Escalate",
+    ]
+    assert told.buttons()[0].callback_data == f"o:k:{order['id']}:2"
+    assert "не принят вовремя" in lapse.text
+    assert lapse.text.endswith("Not accepted within 5 minutes.")
+    assert lapse.buttons() == []
+
+
 async def test_alerts_are_posted_escaped_and_support_falls_back_to_the_operators_chat(
     launch: Launch, fake_bot_api: FakeBotApi
 ) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wallet_pool.stats import capacity
-from wallet_pool.testing import PoolApi
+from wallet_pool.testing import PoolApi, assert_queue_figures_match_rows, queue_rows
 
 # -- Erlang C, by the textbook formula (factorials, no recursion), as the reference -----------------------------
 
@@ -51,11 +51,6 @@ def test_erlang_c_against_worked_examples() -> None:
 
 
 # -- the figures, recomputed from the rows ---------------------------------------------------------------------
-
-
-def nearest_rank(values: list[float], percent: int) -> float:
-    ordered = sorted(values)
-    return ordered[math.ceil(percent / 100 * len(ordered)) - 1]
 
 
 async def make_a_queue(api: PoolApi, session: AsyncSession) -> None:
@@ -101,19 +96,6 @@ async def make_a_queue(api: PoolApi, session: AsyncSession) -> None:
     )
 
 
-async def rows_of(session: AsyncSession) -> list[Any]:
-    return list(
-        (
-            await session.execute(
-                text(
-                    "SELECT currency, network, enqueued_at, allocated_at, released_at FROM allocation"
-                    " WHERE currency IS NOT NULL"
-                )
-            )
-        ).all()
-    )
-
-
 async def test_queue_figures_match_the_rows(api: PoolApi, session: AsyncSession) -> None:
     await make_a_queue(api, session)
     until = datetime.now(UTC) + timedelta(seconds=60)
@@ -128,46 +110,11 @@ async def test_queue_figures_match_the_rows(api: PoolApi, session: AsyncSession)
     assert answer["target_p90_wait_seconds"] == 600
     currencies = {c["currency"]: c for c in answer["currencies"]}
     assert list(currencies) == ["BTC", "USDT"]
-    rows = await rows_of(session)
+    rows = await queue_rows(session)
 
-    for currency, figures in currencies.items():
-        mine = [r for r in rows if r.currency == currency]
-        handed = [r for r in mine if r.enqueued_at and r.allocated_at and since <= r.allocated_at < until]
-        waits = [(r.allocated_at - r.enqueued_at).total_seconds() for r in handed]
-        wait = figures["wait"]
-        assert wait["handed_over"] == len(waits) > 0
-        for p in (50, 90, 99):
-            assert wait[f"p{p}_seconds"] == pytest.approx(nearest_rank(waits, p), abs=1e-3)
-        bounds = [b["le_seconds"] for b in wait["histogram"]]
-        assert bounds[-1] is None
-        assert bounds[:-1] == sorted(bounds[:-1])
-        expected_buckets = [
-            sum(1 for w in waits if (low is None or w > low) and (high is None or w <= high))
-            for low, high in zip([None, *bounds[:-1]], bounds, strict=True)
-        ]
-        assert [b["count"] for b in wait["histogram"]] == expected_buckets
-
-        entered = [r for r in mine if r.enqueued_at and since <= r.enqueued_at < until]
-        abandoned = [r for r in entered if r.allocated_at is None and r.released_at is not None]
-        assert figures["abandonment"]["queued"] == len(entered)
-        assert figures["abandonment"]["abandoned"] == len(abandoned)
-        assert figures["abandonment"]["rate"] == pytest.approx(len(abandoned) / len(entered), abs=1e-4)
-
-        hourly = figures["hourly"]
-        first = datetime.fromisoformat(hourly["first_hour"])
-        assert first == since.replace(minute=0, second=0, microsecond=0)
-        assert len(hourly["arrivals"]) == len(hourly["hand_overs"]) == 4  # three hours and a part
-        for n, (arrivals, hand_overs) in enumerate(
-            zip(hourly["arrivals"], hourly["hand_overs"], strict=True)
-        ):
-            start, end = first + timedelta(hours=n), first + timedelta(hours=n + 1)
-            assert arrivals == sum(1 for r in entered if start <= r.enqueued_at < end)
-            assert hand_overs == sum(1 for r in handed if start <= r.allocated_at < end)
-
-        local_hours = [r.enqueued_at.astimezone(tz).hour for r in mine if r.enqueued_at]
-        by_hour = dict(enumerate(figures["peak_hours"]["arrivals_by_hour_of_day"]))
-        assert by_hour == {h: local_hours.count(h) for h in range(24)}
-        assert by_hour[figures["peak_hours"]["peak_hour"]] == max(by_hour.values())
+    assert_queue_figures_match_rows(currencies, rows, since=since, until=until, tz=tz)
+    for figures in currencies.values():
+        assert len(figures["hourly"]["arrivals"]) == 4  # three hours and a part
 
     # BTC by hand: q1 waited 1300 s, q2 2300 s; of q1..q6 two were cancelled while queued.
     btc = currencies["BTC"]

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
-from wallet_pool.testing import PoolApi, RunningApp
+from servicekit.db import Database, utcnow
+from servicekit.testing import eventually, metric_samples, running_app
+from wallet_pool.allocations.models import wait_queue_table
+from wallet_pool.main import create_app
+from wallet_pool.testing import PoolApi, RunningApp, make_settings
 
 
 def by_currency(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -83,3 +89,43 @@ async def test_the_stats_stay_readable_by_order_apis_client_model(api: PoolApi) 
 
 async def test_stats_need_the_scope(api: PoolApi) -> None:
     assert (await api.client.get("/v1/stats")).status_code == 401
+
+
+async def test_the_oldest_wait_gauge_is_read_when_scraped(
+    race_database: Database, race_database_url: str
+) -> None:
+    """``wallet_pool_queue_oldest_wait_seconds`` (what the Prometheus queue-wait rule watches) follows the order
+    first in line of each pool, from committed rows (its own database), and drops to 0 once it is served."""
+    async with running_app(create_app(make_settings(race_database_url))) as client:
+        api = PoolApi(client)
+        await api.stock("BTC", 1)
+        assert (await api.allocate("held")).status_code == 201
+        assert (await api.allocate("waiting")).status_code == 202
+        async with race_database.sessionmaker.begin() as session:
+            await session.execute(
+                update(wait_queue_table)
+                .where(wait_queue_table.c.order_id == "waiting")
+                .values(enqueued_at=utcnow() - timedelta(hours=2))
+            )
+
+        async def oldest() -> dict[str, float]:
+            samples = metric_samples((await client.get("/metrics")).text)
+            return {k: v for k, v in samples.items() if k.startswith("wallet_pool_queue_oldest_wait_seconds")}
+
+        waited = await eventually(
+            oldest,
+            until=lambda f: f['wallet_pool_queue_oldest_wait_seconds{currency="BTC",network="bitcoin"}'] > 0,
+            within=10.0,
+            message="the waiting order is read",
+        )
+        assert (
+            7200 <= waited['wallet_pool_queue_oldest_wait_seconds{currency="BTC",network="bitcoin"}'] < 7300
+        )
+        assert waited['wallet_pool_queue_oldest_wait_seconds{currency="ETH",network="ethereum"}'] == 0
+        assert (await api.release("held")).status_code == 200  # its wallet goes to the waiting order
+        await eventually(
+            oldest,
+            until=lambda f: f['wallet_pool_queue_oldest_wait_seconds{currency="BTC",network="bitcoin"}'] == 0,
+            within=10.0,
+            message="the served order no longer waits",
+        )

@@ -109,8 +109,8 @@ class OrderFields(Event):
 
 class ActionFields(OrderFields):
     """The order's fields plus who acted on the order, and how: every event recording an action. Each status
-    change emits exactly one of ``order.status_changed``, ``order.taken``, ``order.released`` and
-    ``order.assignment_timed_out``."""
+    change emits exactly one of ``order.status_changed``, ``order.taken``, ``order.released``,
+    ``order.assignment_timed_out``, ``order.assigned`` and ``order.assignment_lapsed``."""
 
     from_status: str | None = Field(default=None, description="The status before the action.")
     operator_name: str | None = Field(default=None, description="The name of `operator_id`.")
@@ -209,6 +209,37 @@ class OrderAssignmentTimedOut(GivenBack):
     event_type = "order.assignment_timed_out"
     producers = (ORDER_API,)
     consumers = (NOTIFIER,)
+
+
+class OrderAssigned(ActionFields):
+    """Auto-assignment (``ORDER_API_AUTO_ASSIGN``) handed a takeable order to an available operator
+    (``in_progress``, held by ``operator_id``; ``actor`` is ``system:auto-assign``). Unless they accept it or
+    act on it by ``lapses_at``, it returns to the pool (``order.assignment_lapsed``). The notifier edits the
+    order's cards and tells the operator privately on Telegram."""
+
+    event_type = "order.assigned"
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
+
+    lapses_at: Timestamp = Field(description="When the assignment lapses unless the operator acts on it.")
+    operator_telegram_user_id: int | None = Field(
+        default=None, description="The assigned operator's Telegram user, if linked."
+    )
+
+
+class OrderAssignmentLapsed(GivenBack):
+    """An auto-assigned order was neither accepted nor acted on in time and is takeable again (``actor`` is
+    ``system:auto-assign``); it is not auto-assigned to the same operator again. The notifier posts its card
+    again and tells the operator privately."""
+
+    event_type = "order.assignment_lapsed"
+    producers = (ORDER_API,)
+    consumers = (NOTIFIER,)
+
+    previous_operator_name: str | None = Field(default=None, description="Their name.")
+    previous_operator_telegram_user_id: int | None = Field(
+        default=None, description="Their Telegram user, if linked."
+    )
 
 
 class OrderReassigned(ActionFields):
@@ -535,6 +566,8 @@ EVENTS: dict[str, type[Event]] = {
         OrderTaken,
         OrderReleased,
         OrderAssignmentTimedOut,
+        OrderAssigned,
+        OrderAssignmentLapsed,
         OrderReassigned,
         OrderEscalated,
         OrderEscalationCommented,

@@ -519,8 +519,33 @@ def strip_trailing_zeros(amount: Decimal) -> Decimal:
     return Decimal(text_form)
 
 
+_simulated_now: datetime | None = None
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in UTC: the wall clock, or the moment a :class:`SimulatedClock` set (a process replaying a day)."""
+    return _simulated_now if _simulated_now is not None else datetime.now(UTC)
+
+
+class SimulatedClock:
+    """While entered, :func:`utcnow` (every timestamp the services write and every deadline they judge by it)
+    answers :attr:`now`, moved by :meth:`set`: ``scripts/seed_day.py`` runs the real service code through a
+    day in seconds. Process-wide; never entered by a running service."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def set(self, moment: datetime) -> None:
+        global _simulated_now
+        self.now = _simulated_now = moment
+
+    def __enter__(self) -> SimulatedClock:
+        self.set(self.now)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        global _simulated_now
+        _simulated_now = None
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -125,6 +125,11 @@ class QueueWorker(PeriodicWorker):
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def woken(self) -> bool:
+        """Work was committed since the last pass began (a caller driving passes by hand reads it)."""
+        return self._wake.is_set()
+
     async def run_pass(self) -> int:
         self._wake.clear()
         return await super().run_pass()

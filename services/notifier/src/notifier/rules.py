@@ -26,6 +26,8 @@ from typing import Any
 from desk_contracts.events import (
     ActionFields,
     CustomerEmailCodeRequested,
+    OrderAssigned,
+    OrderAssignmentLapsed,
     OrderCreated,
     OrderFields,
     OrderReassigned,
@@ -230,6 +232,25 @@ def _reassignment_card(envelope: EventEnvelope) -> dict[str, Any]:
     }
 
 
+def _assignment_card(envelope: EventEnvelope) -> dict[str, Any]:
+    """Auto-assignment: the cards edited to the operator it went to, who is told privately, with a button to
+    accept it before ``lapses_at`` (``assignment``)."""
+    p = read_payload(OrderAssigned, envelope)
+    return {
+        **_order_card(OPERATORS_CHAT)(envelope),
+        "assignment": {"telegram_user_id": p.operator_telegram_user_id, "lapses_at": _iso(p.lapses_at)},
+    }
+
+
+def _lapse_card(envelope: EventEnvelope) -> dict[str, Any]:
+    """An auto-assignment lapsed: the card posted again (back in the pool), its operator told privately."""
+    p = read_payload(OrderAssignmentLapsed, envelope)
+    return {
+        **_order_card(OPERATORS_CHAT)(envelope),
+        "assignment": {"telegram_user_id": p.previous_operator_telegram_user_id, "lapses_at": None},
+    }
+
+
 def _chat(name: str) -> Callable[[Payload], str | None]:
     return lambda _payload: name
 
@@ -289,6 +310,22 @@ RULES: tuple[Rule, ...] = (
         Channel.telegram,
         "order_card",
         _reassignment_card,
+        recipient=_chat(OPERATORS_CHAT),
+    ),
+    # operators: auto-assignment; the cards edited to the operator it went to (or posted again when it
+    # lapsed), who is told privately
+    Rule(
+        "order.assigned",
+        Channel.telegram,
+        "order_card",
+        _assignment_card,
+        recipient=_chat(OPERATORS_CHAT),
+    ),
+    Rule(
+        "order.assignment_lapsed",
+        Channel.telegram,
+        "order_card",
+        _lapse_card,
         recipient=_chat(OPERATORS_CHAT),
     ),
     # support: a card in the support chat (the gateway also edits the operators' cards)

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.currencies.service import PublishedCatalogue, currency_catalogue, published_catalogue
+from order_api.orders.metrics import OrderMetrics
 from order_api.orders.stream import OrderStreams
 from order_api.protection import DataProtection
 from order_api.settings import Settings
@@ -37,6 +38,8 @@ class OrderApiContext(RuntimeContext):
     """``GET /v1/currencies``: made from the settings once, answered as it is."""
     order_streams: OrderStreams
     """This replica's open order streams (``GET /v1/orders/{id}/events``)."""
+    metrics: OrderMetrics
+    """Orders created and closed, take and handling times, on ``/metrics``."""
 
     @classmethod
     def build(cls, *, settings: Settings, runtime: Runtime, wallet_pool: WalletPoolClient) -> OrderApiContext:
@@ -58,6 +61,7 @@ class OrderApiContext(RuntimeContext):
                 max_age_seconds=settings.currencies_cache_seconds,
             ),
             order_streams=OrderStreams(settings=settings),
+            metrics=OrderMetrics(runtime.metrics_registry),
         )
 
 

@@ -249,6 +249,18 @@ class Settings(ClientNetworkSettings, DataKeySettings, EventKeySettings, Service
     assignment_timeout_minutes: int = Field(
         default=30, ge=1, description="A taken order untouched this long returns to the takeable pool."
     )
+    auto_assign: bool = Field(
+        default=False,
+        description="Hand each takeable order nobody holds to the available operator under their cap with the "
+        "fewest held orders (ties: idle the longest); `order.assigned` tells them. Off: operators take orders.",
+    )
+    auto_assign_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="An auto-assigned order its operator neither accepts nor acts on this long returns to the "
+        "pool (`order.assignment_lapsed`) and is not auto-assigned to them again.",
+    )
     untouched_order_alert_minutes: int = Field(
         default=30,
         ge=0,

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import statistics
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -183,3 +187,130 @@ def completion_body(
     if comment is not None:
         body["comment"] = comment
     return body
+
+
+# -- the order statistics, recomputed from the orders ----------------------------------------------------------
+
+
+@dataclass
+class Seeded:
+    """One order as written, and what happened to it (seconds after its creation): what the order statistics
+    are recomputed from (:func:`assert_report_matches_orders`)."""
+
+    currency: str
+    network: str
+    amount: str
+    created: datetime
+    address_after: float | None = None
+    takes: list[tuple[str, float]] = field(
+        default_factory=list
+    )  # (operator key, seconds); given back between
+    close: tuple[str, float, str] | None = None  # (status, seconds, actor)
+    reassigned_to: tuple[str, float] | None = None  # (operator key, seconds): support hands it over
+    received: str | None = None  # the deposit a completion recorded (None: completed without a record)
+
+    @property
+    def status(self) -> str:
+        if self.close is not None:
+            return self.close[0]
+        if self.takes:
+            return "in_progress"
+        return "awaiting_deposit" if self.address_after is not None else "queued"
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "p50": None, "p90": None, "p99": None}
+    if len(values) == 1:
+        return {"count": 1, "p50": values[0], "p90": values[0], "p99": values[0]}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "count": len(values),
+        "p50": round(cuts[49], 3),
+        "p90": round(cuts[89], 3),
+        "p99": round(cuts[98], 3),
+    }
+
+
+def outcome(o: Seeded) -> str:
+    if o.close is None:
+        return "open"
+    status, _, who = o.close
+    if status != "cancelled":
+        return status
+    return "cancelled_by_customer" if who == "customer" else "cancelled_by_operator"
+
+
+def expected(orders: list[Seeded]) -> dict[str, Any]:
+    closed_by_holder = [o for o in orders if o.close and o.close[0] in ("completed", "cancelled") and o.takes]
+    return {
+        "by_status": Counter(o.status for o in orders),
+        "conversion": Counter(outcome(o) for o in orders),
+        "durations": {
+            "time_to_address": percentiles([o.address_after for o in orders if o.address_after is not None]),
+            "time_to_take": percentiles(
+                [o.takes[0][1] - o.address_after for o in orders if o.takes and o.address_after is not None]
+            ),
+            "handling_time": percentiles(
+                [o.close[1] - o.takes[-1][1] for o in closed_by_holder if o.close is not None]
+            ),
+            "time_to_complete": percentiles(
+                [o.close[1] for o in orders if o.close is not None and o.close[0] == "completed"]
+            ),
+        },
+    }
+
+
+def group_by(orders: list[Seeded], key: Callable[[Seeded], Any]) -> dict[Any, list[Seeded]]:
+    groups: dict[Any, list[Seeded]] = {}
+    for o in orders:
+        groups.setdefault(key(o), []).append(o)
+    return groups
+
+
+def assert_report_matches_orders(
+    report: dict[str, Any], day: list[Seeded], *, bands: Mapping[str, Sequence[Decimal]]
+) -> None:
+    """Every figure of ``GET /v1/stats/orders`` (desk scope, ``tz=UTC``) recomputed from the window's orders:
+    counts by status, conversion, the durations' percentiles, the breakdowns by currency, amount band and
+    hour of day."""
+    want = expected(day)
+    assert {k: v for k, v in report["by_status"].items() if v} == want["by_status"]
+    conversion = report["conversion"]
+    assert conversion["created"] == len(day)
+    for name in ("completed", "cancelled_by_customer", "cancelled_by_operator", "expired", "open"):
+        assert conversion[name] == want["conversion"][name], name
+    assert conversion["cancelled_by_system"] == 0
+    assert conversion["completion_rate"] == round(want["conversion"]["completed"] / len(day), 4)
+    for name, figures in want[
+        "durations"
+    ].items():  # PostgreSQL's float arithmetic may differ in the last digit
+        got = report["durations"][name]
+        assert got["count"] == figures["count"], name
+        for p in ("p50", "p90", "p99"):
+            assert (got[p] is None) == (figures[p] is None), (name, p)
+            assert got[p] is None or abs(got[p] - figures[p]) <= 0.002, (name, p, got[p], figures[p])
+
+    by_currency = {(t["currency"], t["network"]): t for t in report["by_currency"]}
+    for (currency, network), orders in group_by(day, lambda o: (o.currency, o.network)).items():
+        tally = by_currency.pop((currency, network))
+        assert tally["orders"] == len(orders)
+        assert tally["completed"] == sum(o.status == "completed" for o in orders)
+        assert Decimal(tally["amount"]) == sum(Decimal(o.amount) for o in orders)
+    assert by_currency == {}
+
+    def band(o: Seeded) -> str:
+        bounds = [Decimal(0), *bands.get(o.currency, [])]
+        lower = max(b for b in bounds if b <= Decimal(o.amount))
+        upper = next((b for b in bounds if b > Decimal(o.amount)), None)
+        return f"{o.currency} {lower}-{upper}" if upper is not None else f"{o.currency} {lower}+"
+
+    assert {f"{t['currency']} {t['band']}": t["orders"] for t in report["by_band"]} == {
+        key: len(orders) for key, orders in group_by(day, band).items()
+    }
+
+    hours = group_by(day, lambda o: o.created.hour)
+    assert [t["hour"] for t in report["by_hour_of_day"]] == list(range(24))
+    assert {t["hour"]: t["orders"] for t in report["by_hour_of_day"] if t["orders"]} == {
+        h: len(orders) for h, orders in hours.items()
+    }

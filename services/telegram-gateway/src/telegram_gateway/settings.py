@@ -82,6 +82,12 @@ class Settings(ClientNetworkSettings, ServiceSettings):
     operators_chat_id: int | None = Field(
         default=None, description="Chat (usually a group) where order cards and alerts are posted."
     )
+    operators_language: Literal["en", "ru"] = Field(
+        default="en",
+        description="The language of the bot's private messages to an operator that no press of theirs "
+        "prompted (an order auto-assigned to them, or lapsed); answers to presses follow each operator's own "
+        "Telegram language.",
+    )
     support_chat_id: int | None = Field(
         default=None, description="Chat for escalations and support alerts; unset: the operators' chat."
     )

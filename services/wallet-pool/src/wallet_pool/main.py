@@ -13,6 +13,7 @@ from wallet_pool.allocations.events import order_event_handlers
 from wallet_pool.allocations.router import router as allocations_router
 from wallet_pool.context import WalletPoolContext
 from wallet_pool.db import SCHEMA, inbox, outbox
+from wallet_pool.metrics import QueueWaitGauges
 from wallet_pool.settings import Settings
 from wallet_pool.stats.router import router as stats_router
 from wallet_pool.wallets.router import router as wallets_router
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.add_inbox_retention(inbox)
     context = WalletPoolContext.build(settings=settings, runtime=runtime)
     metrics = context.metrics
+    runtime.add_scraped_gauges(QueueWaitGauges(database=runtime.database))
     app = create_service_app(
         settings=settings,
         runtime=runtime,

@@ -4,9 +4,11 @@ fixtures that hand these out are in ``services/wallet-pool/tests/conftest.py``."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
@@ -19,6 +21,7 @@ from servicekit.db import UtcDateTime
 from servicekit.testing import free_port
 from wallet_pool.settings import Settings
 
+HOUR = timedelta(hours=1)
 ALL_SCOPES = [
     "wallets:write",
     "wallets:read",
@@ -212,3 +215,73 @@ class RunningApp:
     app: FastAPI
     client: httpx.AsyncClient
     settings: Settings
+
+
+# -- queue analytics, recomputed from the allocation rows --------------------------------------------------------
+
+
+async def queue_rows(session: AsyncSession) -> list[Any]:
+    """Every allocation but tombstones: ``(currency, network, enqueued_at, allocated_at, released_at)``."""
+    return list(
+        (
+            await session.execute(
+                text(
+                    "SELECT currency, network, enqueued_at, allocated_at, released_at FROM allocation"
+                    " WHERE currency IS NOT NULL"
+                )
+            )
+        ).all()
+    )
+
+
+def nearest_rank(values: list[float], percent: int) -> float:
+    ordered = sorted(values)
+    return ordered[math.ceil(percent / 100 * len(ordered)) - 1]
+
+
+def assert_queue_figures_match_rows(
+    currencies: dict[str, Any], rows: list[Any], *, since: datetime, until: datetime, tz: ZoneInfo
+) -> None:
+    """Each currency's figures of ``GET /v1/stats/queue`` for ``[since, until)`` (``currencies``: its
+    ``currencies`` by name) recomputed from the allocation rows (:func:`queue_rows`): the wait distribution,
+    abandonment, arrivals and hand-overs per hour, and arrivals by local hour of day (every row counts: the
+    rows are all within the peak-hours days)."""
+    for currency, figures in currencies.items():
+        mine = [r for r in rows if r.currency == currency]
+        handed = [r for r in mine if r.enqueued_at and r.allocated_at and since <= r.allocated_at < until]
+        waits = [(r.allocated_at - r.enqueued_at).total_seconds() for r in handed]
+        wait = figures["wait"]
+        assert wait["handed_over"] == len(waits) > 0, currency
+        for p in (50, 90, 99):
+            assert abs(wait[f"p{p}_seconds"] - nearest_rank(waits, p)) <= 1e-3, (currency, p)
+        bounds = [b["le_seconds"] for b in wait["histogram"]]
+        assert bounds[-1] is None
+        assert bounds[:-1] == sorted(bounds[:-1])
+        expected_buckets = [
+            sum(1 for w in waits if (low is None or w > low) and (high is None or w <= high))
+            for low, high in zip([None, *bounds[:-1]], bounds, strict=True)
+        ]
+        assert [b["count"] for b in wait["histogram"]] == expected_buckets, currency
+
+        entered = [r for r in mine if r.enqueued_at and since <= r.enqueued_at < until]
+        abandoned = [r for r in entered if r.allocated_at is None and r.released_at is not None]
+        abandonment = figures["abandonment"]
+        assert abandonment["queued"] == len(entered), currency
+        assert abandonment["abandoned"] == len(abandoned), currency
+        assert abs(abandonment["rate"] - len(abandoned) / len(entered)) <= 1e-4, currency
+
+        hourly = figures["hourly"]
+        first = datetime.fromisoformat(hourly["first_hour"])
+        assert first == since.replace(minute=0, second=0, microsecond=0)
+        assert len(hourly["arrivals"]) == len(hourly["hand_overs"]) == math.ceil((until - first) / HOUR)
+        for n, (arrivals, hand_overs) in enumerate(
+            zip(hourly["arrivals"], hourly["hand_overs"], strict=True)
+        ):
+            start, end = first + n * HOUR, first + (n + 1) * HOUR
+            assert arrivals == sum(1 for r in entered if start <= r.enqueued_at < end), (currency, n)
+            assert hand_overs == sum(1 for r in handed if start <= r.allocated_at < end), (currency, n)
+
+        local_hours = [r.enqueued_at.astimezone(tz).hour for r in mine if r.enqueued_at]
+        by_hour = dict(enumerate(figures["peak_hours"]["arrivals_by_hour_of_day"]))
+        assert by_hour == {h: local_hours.count(h) for h in range(24)}, currency
+        assert by_hour[figures["peak_hours"]["peak_hour"]] == max(by_hour.values()), currency

@@ -703,3 +703,16 @@ class EventStreamReader:
         except EOFError:
             return
         raise AssertionError(f"an event where the stream should end: {event}")
+
+
+def metric_samples(exposition: str) -> dict[str, float]:
+    """Every sample of a ``/metrics`` page by name and labels, as Prometheus would write them:
+    ``orders_open{status="queued"}``, ``order_take_seconds_bucket{le="60.0"}``, ``order_take_seconds_count``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            labels = ",".join(f'{name}="{value}"' for name, value in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples

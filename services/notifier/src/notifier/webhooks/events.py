@@ -41,7 +41,14 @@ DESCRIPTIONS = {
     WebhookEventType.test: "Sent by `POST /v1/admin/webhook-endpoints/{id}/test` only.",
 }
 
-STATUS_EVENTS = ("order.status_changed", "order.taken", "order.released", "order.assignment_timed_out")
+STATUS_EVENTS = (
+    "order.status_changed",
+    "order.taken",
+    "order.released",
+    "order.assignment_timed_out",
+    "order.assigned",
+    "order.assignment_lapsed",
+)
 """order-api's events that change an order's status (each change emits exactly one of them)."""
 WITHOUT_ADDRESS = frozenset({"queued", "awaiting_address"})
 

@@ -7,11 +7,22 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from order_api.db import Base
-from order_api.orders.models import Order
+from order_api.orders.models import Order, OrderEvent
 from servicekit.db import UtcDateTime
 
 
@@ -142,3 +153,48 @@ class EscalationComment(Base):
 Index("ix_order_status_created_at_id", Order.status, Order.created_at, Order.id)
 Index("ix_order_operator_status", Order.operator_id, Order.status)
 Index("ix_order_deposit_address", Order.deposit_address)
+
+
+class AssignmentOutcome(enum.StrEnum):
+    ACCEPTED = "accepted"  # the operator accepted it, or acted on the order, in time
+    LAPSED = "lapsed"  # untouched until ``lapses_at``: back in the pool
+    ENDED = "ended"  # the order left the operator otherwise (reassigned, closed ...) before it lapsed
+
+
+class OrderAssignment(Base):
+    """One auto-assignment of an order to an operator (``operators.assignment``). Pending while ``outcome``
+    is null; at most one per order and operator, so an order is never auto-assigned twice to the same
+    operator."""
+
+    __tablename__ = "order_assignment"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IS NULL OR outcome IN ('accepted', 'lapsed', 'ended')", name="outcome_known"
+        ),
+        UniqueConstraint("order_id", "operator_id"),
+        Index(
+            "ix_order_assignment_pending_lapses_at",
+            "lapses_at",
+            postgresql_where=text("outcome IS NULL"),
+            sqlite_where=text("outcome IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(36), ForeignKey("order.id"))
+    operator_id: Mapped[str] = mapped_column(String(36), ForeignKey("operator.id"))
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lapses_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# Auto-assignment reads when each operator last acted on any order (their idle time) by the actor of the
+# order's history, operators' steps only (intake's steps are not indexed, so intake writes no more).
+Index(
+    "ix_order_event_operator_actor_created_at",
+    OrderEvent.actor,
+    OrderEvent.created_at,
+    postgresql_where=text("actor LIKE 'operator:%'"),
+    sqlite_where=text("actor LIKE 'operator:%'"),
+)

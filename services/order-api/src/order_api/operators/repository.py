@@ -8,11 +8,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, func, or_, select, update
+from sqlalchemy import Row, Table, and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from order_api.operators.models import Escalation, EscalationStatus, Operator, TelegramLinkCode
+from order_api.operators.models import (
+    AssignmentOutcome,
+    Escalation,
+    EscalationStatus,
+    Operator,
+    OrderAssignment,
+    TelegramLinkCode,
+)
 from order_api.operators.schemas import OperatorOrderFilter
 from order_api.orders.models import Order, OrderEvent, OrderStatus
 from servicekit.db import lock_until_commit
@@ -25,6 +32,8 @@ TAKEABLE_ORDERS = Keyset("operator-orders", Order.created_at, Order.id, newest_f
 """The takeable list: oldest first, so the longest-waiting order comes first."""
 HELD_ORDERS = Keyset("operator-orders-mine", Order.created_at, Order.id, newest_first=False)
 """An operator's own orders, in the same order."""
+AUTO_ASSIGN_ACTOR = "system:auto-assign"
+"""The auto-assigner's actor label in an order's history (``operators.assignment.SYSTEM_AUTO_ASSIGN``)."""
 ESCALATIONS = Keyset("escalations", Escalation.raised_at, Escalation.id, newest_first=False)
 
 
@@ -350,3 +359,198 @@ async def consume_link_code(
         .execution_options(synchronize_session=False)
     )
     return bool(consumed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+# -- auto-assignment ------------------------------------------------------------------------------------------
+
+
+def _operator_actor() -> Any:
+    """SQL: the ``order_event.actor`` label of the operator row in the query (``operator:<id>``)."""
+    return literal("operator:") + Operator.id
+
+
+def _may_be_given(order_id: Any) -> tuple[Any, ...]:
+    """SQL: the operator row in the query could be auto-assigned the order (an id, or the ``order.id``
+    column): active, role operator, available, and never had it (no step of its history is theirs, and it
+    was never auto-assigned to them)."""
+    actor = _operator_actor()
+    # correlated explicitly: nested in orders_to_auto_assign, ``order`` is two levels up
+    had_it = or_(
+        select(OrderEvent.id)
+        .where(
+            OrderEvent.order_id == order_id, OrderEvent.actor.like("operator:%"), OrderEvent.actor == actor
+        )
+        .correlate_except(OrderEvent)
+        .exists(),
+        select(OrderAssignment.id)
+        .where(OrderAssignment.order_id == order_id, OrderAssignment.operator_id == Operator.id)
+        .correlate_except(OrderAssignment)
+        .exists(),
+    )
+    return (
+        Operator.active.is_(True),
+        Operator.role == "operator",
+        Operator.presence == "available",
+        ~had_it,
+    )
+
+
+async def orders_to_auto_assign(session: AsyncSession, *, limit: int) -> list[str]:
+    """Up to ``limit`` takeable orders (``awaiting_deposit``, held by nobody, not escalated) that some
+    available operator could be given, oldest first: an order every one of them had already does not hold
+    a place ahead of newer ones."""
+    return list(
+        (
+            await session.scalars(
+                select(Order.id)
+                .where(
+                    Order.status == OrderStatus.AWAITING_DEPOSIT.value,
+                    Order.operator_id.is_(None),
+                    ~has_open_escalation(Order.id),
+                    select(Operator.id).where(*_may_be_given(Order.id)).exists(),
+                )
+                .order_by(Order.created_at, Order.id)
+                .limit(limit)
+            )
+        ).all()
+    )
+
+
+async def still_takeable(session: AsyncSession, *, order_id: str) -> bool:
+    """Whether ``order_id`` is still awaiting its deposit with nobody holding it."""
+    status = await session.scalar(
+        select(Order.status).where(Order.id == order_id, Order.operator_id.is_(None))
+    )
+    return status == OrderStatus.AWAITING_DEPOSIT.value
+
+
+async def assignee_candidates(session: AsyncSession, *, order_id: str) -> Sequence[Row[Any]]:
+    """Rows ``(id, max_held_orders, held, available_since, last_step_at, last_assigned_at)`` of the operators
+    who could be given ``order_id`` (``_may_be_given``)."""
+    held = (
+        select(func.count())
+        .select_from(Order)
+        .where(Order.operator_id == Operator.id, Order.status == OrderStatus.IN_PROGRESS.value)
+        .scalar_subquery()
+    )
+    last_step = (
+        select(func.max(OrderEvent.created_at))
+        .where(OrderEvent.actor.like("operator:%"), OrderEvent.actor == _operator_actor())
+        .scalar_subquery()
+    )
+    last_assigned = (
+        select(func.max(OrderAssignment.assigned_at))
+        .where(OrderAssignment.operator_id == Operator.id)
+        .scalar_subquery()
+    )
+    return (
+        await session.execute(
+            select(
+                Operator.id,
+                Operator.max_held_orders,
+                held.label("held"),
+                func.coalesce(Operator.presence_since, Operator.created_at).label("available_since"),
+                last_step.label("last_step_at"),
+                last_assigned.label("last_assigned_at"),
+            ).where(*_may_be_given(order_id))
+        )
+    ).all()
+
+
+def _assignment_touched(*, by_its_operator: bool = False) -> Any:
+    """SQL: a step of the assigned order's history since its assignment, by anyone but the auto-assigner
+    (the operator accepted, changed, escalated or commented on it, or support stepped in), or, with
+    ``by_its_operator``, by the operator it was assigned to."""
+    by = (
+        OrderEvent.actor == literal("operator:") + OrderAssignment.operator_id
+        if by_its_operator
+        else OrderEvent.actor != AUTO_ASSIGN_ACTOR
+    )
+    return (
+        select(OrderEvent.id)
+        .where(
+            OrderEvent.order_id == OrderAssignment.order_id,
+            OrderEvent.created_at >= OrderAssignment.assigned_at,
+            by,
+        )
+        .exists()
+    )
+
+
+async def lapsed_assignments(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> Sequence[Row[tuple[OrderAssignment, Order]]]:
+    """Up to ``limit`` pending assignments past ``lapses_at`` whose order their operator still holds with no
+    step of its history since (but the assignment's own), order row-locked with ``SKIP LOCKED``."""
+    return (
+        await session.execute(
+            select(OrderAssignment, Order)
+            .join(Order, Order.id == OrderAssignment.order_id)
+            .where(
+                OrderAssignment.outcome.is_(None),
+                OrderAssignment.lapses_at <= now,
+                Order.status == OrderStatus.IN_PROGRESS.value,
+                Order.operator_id == OrderAssignment.operator_id,
+                ~_assignment_touched(),
+            )
+            .order_by(OrderAssignment.lapses_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=Order)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+
+
+async def settle_due_assignments(session: AsyncSession, *, now: datetime) -> None:
+    """Close the pending assignments past ``lapses_at`` that did not lapse (the caller gave back the lapsed
+    ones first): the operator acted on the order (``accepted``), or it left them otherwise (``ended``:
+    reassigned by support, returned by a deactivation), or someone else acted on it while they held it
+    (``accepted``). One still held, untouched and locked by a request right now stays pending for the next
+    pass."""
+    due = (OrderAssignment.outcome.is_(None), OrderAssignment.lapses_at <= now)
+    still_held = (
+        select(Order.id)
+        .where(
+            Order.id == OrderAssignment.order_id,
+            Order.status == OrderStatus.IN_PROGRESS.value,
+            Order.operator_id == OrderAssignment.operator_id,
+        )
+        .exists()
+    )
+    for outcome, condition in (
+        (AssignmentOutcome.ACCEPTED, _assignment_touched(by_its_operator=True)),
+        (AssignmentOutcome.ENDED, ~still_held),
+        (AssignmentOutcome.ACCEPTED, _assignment_touched()),
+    ):
+        await session.execute(
+            update(OrderAssignment)
+            .where(*due, condition)
+            .values(outcome=outcome.value, settled_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def pending_assignment(
+    session: AsyncSession, *, order_id: str, operator_id: str | None = None
+) -> OrderAssignment | None:
+    """The order's pending auto-assignment (to ``operator_id``, if given)."""
+    statement = select(OrderAssignment).where(
+        OrderAssignment.order_id == order_id, OrderAssignment.outcome.is_(None)
+    )
+    if operator_id is not None:
+        statement = statement.where(OrderAssignment.operator_id == operator_id)
+    assignment: OrderAssignment | None = await session.scalar(
+        statement.execution_options(populate_existing=True)
+    )
+    return assignment
+
+
+async def latest_assignment(session: AsyncSession, *, order_id: str) -> OrderAssignment | None:
+    """The order's most recent auto-assignment, whatever its outcome."""
+    assignment: OrderAssignment | None = await session.scalar(
+        select(OrderAssignment)
+        .where(OrderAssignment.order_id == order_id)
+        .order_by(OrderAssignment.assigned_at.desc(), OrderAssignment.id.desc())
+        .limit(1)
+    )
+    return assignment

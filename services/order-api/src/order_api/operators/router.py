@@ -102,6 +102,7 @@ async def take_order(
         protection=ctx.protection,
         principal=principal,
         order_id=order_id,
+        metrics=ctx.metrics,
     )
 
 
@@ -138,6 +139,7 @@ async def change_order_status(
         order_id=order_id,
         request=body,
         expected_version=if_match,
+        metrics=ctx.metrics,
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -282,11 +283,36 @@ class EscalationPage(Page[EscalationRead]):
     """Escalations, oldest first."""
 
 
+class AssignmentRead(BaseModel):
+    """The order's latest auto-assignment (`ORDER_API_AUTO_ASSIGN`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    operator_id: str = Field(description="Whom it was auto-assigned to.")
+    assigned_at: datetime
+    lapses_at: datetime = Field(
+        description="When it returns to the pool unless the operator accepts it or acts on it."
+    )
+    outcome: Literal["pending", "accepted", "lapsed", "ended"] = Field(
+        description="pending: not yet accepted; accepted: accepted or acted on in time; lapsed: returned to "
+        "the pool at `lapses_at`; ended: the order left the operator otherwise (reassigned, closed)."
+    )
+    settled_at: datetime | None = Field(description="When the outcome was settled; null while pending.")
+
+    @field_validator("outcome", mode="before")
+    @classmethod
+    def _pending_when_unsettled(cls, value: str | None) -> str:
+        return value or "pending"
+
+
 class OperatorOrderDetail(OperatorOrderRead):
     address_history: list[AddressHistoryEntry] = Field(
         description="Up to 10 other orders that had this deposit address, newest first."
     )
     escalation: EscalationRead | None = Field(description="The open escalation, if any.")
+    assignment: AssignmentRead | None = Field(
+        default=None, description="Its latest auto-assignment, if it was ever auto-assigned."
+    )
 
 
 class OrderStatusUpdate(BaseModel):

@@ -30,6 +30,7 @@ from order_api.operators.models import (
 )
 from order_api.operators.schemas import (
     AddressHistoryEntry,
+    AssignmentRead,
     EscalationCreate,
     EscalationPage,
     EscalationRead,
@@ -50,7 +51,9 @@ from order_api.operators.workload import (
 )
 from order_api.orders import lifecycle, transactions
 from order_api.orders.errors import OrderTransitionError
+from order_api.orders.metrics import OrderMetrics
 from order_api.orders.models import Order, OrderStatus
+from order_api.orders.repository import take_moments
 from order_api.orders.service import load_order, read_order
 from order_api.protection import DataProtection
 from order_api.settings import Settings
@@ -150,10 +153,12 @@ async def get_order(
         )
         history = [AddressHistoryEntry.model_validate(row) for row in earlier]
     escalation = await repository.open_escalation(session, order_id=order.id)
+    assignment = await repository.latest_assignment(session, order_id=order.id)
     return OperatorOrderDetail(
         **(await _read(session, protection=protection, order=order)).model_dump(),
         address_history=history,
         escalation=read_escalation(escalation) if escalation else None,
+        assignment=AssignmentRead.model_validate(assignment) if assignment else None,
     )
 
 
@@ -164,6 +169,7 @@ async def take_order(
     protection: DataProtection,
     principal: OperatorPrincipal,
     order_id: str,
+    metrics: OrderMetrics | None = None,
 ) -> OperatorOrderRead:
     """The operator takes an order awaiting its deposit; of concurrent takers exactly one wins, the others
     learn who holds it. Taking an order one already holds changes nothing; one more than the operator's cap
@@ -176,6 +182,9 @@ async def take_order(
         order = await lifecycle.take_order(
             session, protection=protection, order_id=order_id, actor=principal.actor
         )
+        if order is not None and metrics is not None:
+            takes, _ = await take_moments(session, order_id=order.id)
+            metrics.order_taken(address_assigned_at=order.address_assigned_at, first_take=takes == 1)
     if order is None:
         order = await load_order(session, order_id=order_id)
         mine = order.status == OrderStatus.IN_PROGRESS and order.operator_id == principal.operator_id
@@ -246,6 +255,7 @@ async def change_order_status(
     order_id: str,
     request: OrderStatusUpdate,
     expected_version: int | None,
+    metrics: OrderMetrics | None = None,
 ) -> OperatorOrderRead:
     """The holder (or an admin) completes or cancels the order, or gives it back (``awaiting_deposit``).
     Closing it releases its deposit address through the outbox."""
@@ -262,6 +272,7 @@ async def change_order_status(
             expected_version=expected_version,
         )
     order = await _order_to_drive(session, order_id=order_id, principal=principal)
+    held = order.operator_id is not None
     record = transactions.Completion(changes={}, details={})
     if request.status == OrderStatus.COMPLETED.value:
         # a closed order is a 409 and a stale If-Match a 412, whatever the record says
@@ -285,6 +296,12 @@ async def change_order_status(
         details=record.details,
         extra=record.details,
     )
+    if metrics is not None:
+        closed_by = "completed" if order.status == OrderStatus.COMPLETED else "cancelled_by_operator"
+        metrics.order_closed(closed_by)
+        if held:
+            _, taken_at = await take_moments(session, order_id=order.id)
+            metrics.order_handled(taken_at=taken_at)
     return await _read(session, protection=protection, order=order)
 
 

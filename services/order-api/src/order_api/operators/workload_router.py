@@ -6,9 +6,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from order_api.context import Ctx
-from order_api.operators import workflow, workload
-from order_api.operators.dependencies import OrderReader, OrderReassigner
-from order_api.operators.schemas import OperatorOrderRead, OrderReassign, PresenceRead, PresenceUpdate
+from order_api.operators import assignment, workflow, workload
+from order_api.operators.dependencies import OrderHandler, OrderReader, OrderReassigner
+from order_api.operators.schemas import (
+    OperatorOrderDetail,
+    OperatorOrderRead,
+    OrderReassign,
+    PresenceRead,
+    PresenceUpdate,
+)
 from order_api.orders.router import IfMatch
 from servicekit.app import DbSession
 from servicekit.errors import problem_responses
@@ -75,4 +81,23 @@ async def reassign_order(
         session=session,
         settings=ctx.settings,
         protection=ctx.protection,
+    )
+
+
+@router.post(
+    "/v1/operator/orders/{order_id}/accept",
+    operation_id="acceptOrder",
+    summary="Accept an order assigned to me",
+    description="An order auto-assigned to me (`ORDER_API_AUTO_ASSIGN`) returns to the pool at its "
+    "`assignment.lapses_at` unless I act on it; accepting keeps it mine (any status change, escalation or "
+    "comment does too). Audited (`order.assignment_accepted`). Accepting again, or an order I took myself, "
+    "changes nothing; `409 order_not_held` when I do not hold it. The bot's Accept button calls this.",
+    response_model=OperatorOrderDetail,
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def accept_order(
+    order_id: str, session: DbSession, ctx: Ctx, principal: OrderHandler
+) -> OperatorOrderDetail:
+    return await assignment.accept_assignment(
+        session=session, protection=ctx.protection, principal=principal, order_id=order_id
     )

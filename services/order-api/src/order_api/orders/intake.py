@@ -381,6 +381,8 @@ class OrderResponse:
 
     status_code: int
     body: dict[str, Any]
+    replayed: bool = False
+    """The stored answer to an earlier request with the same ``Idempotency-Key``: no new order."""
 
 
 def read_fields(order: Order, *, payout_address: str | None) -> dict[str, Any]:

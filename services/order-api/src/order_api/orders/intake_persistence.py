@@ -547,7 +547,7 @@ async def claim_idempotency_key(
     )
     if use == "replay" and sealed is not None and status is not None:
         body = json.loads(protection.open(sealed, context=IDEMPOTENCY_CONTEXT))
-        return OrderResponse(status_code=status, body=body)
+        return OrderResponse(status_code=status, body=body, replayed=True)
     order = (
         None
         if existing.order_id is None

@@ -346,14 +346,11 @@ async def change_status(
     return order
 
 
-async def take_order(
-    session: AsyncSession, *, protection: DataProtection, order_id: str, actor: Actor
-) -> Order | None:
-    """Give an ``awaiting_deposit`` order nobody holds to the operator ``actor``, in ONE conditional
-    ``UPDATE``: of any number of concurrent takers exactly one matches the row. ``None`` when this one did
-    not (taken by someone else, not takeable, or no such order: the caller reads the order to tell which)."""
+async def _hand_over_takeable(session: AsyncSession, *, order_id: str, operator_id: str) -> Order | None:
+    """``awaiting_deposit`` → ``in_progress`` held by ``operator_id``, in ONE conditional ``UPDATE`` on an order
+    nobody holds: of any number of concurrent callers exactly one matches the row."""
     check_transition(OrderStatus.AWAITING_DEPOSIT, OrderStatus.IN_PROGRESS)
-    order = (
+    order: Order | None = (
         await session.execute(
             update(Order)
             .where(
@@ -363,7 +360,7 @@ async def take_order(
             )
             .values(
                 status=OrderStatus.IN_PROGRESS.value,
-                operator_id=actor.id,
+                operator_id=operator_id,
                 version=Order.version + 1,
                 updated_at=utcnow(),
             )
@@ -371,20 +368,23 @@ async def take_order(
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
-    if order is not None:
-        await _after_transition(
-            session,
-            protection=protection,
-            order=order,
-            from_status=OrderStatus.AWAITING_DEPOSIT.value,
-            actor=actor,
-            event_type=ORDER_TAKEN,
-            comment=None,
-            details=None,
-            extra=None,
-            announce=True,
-        )
     return order
+
+
+async def take_order(
+    session: AsyncSession, *, protection: DataProtection, order_id: str, actor: Actor
+) -> Order | None:
+    """Give an ``awaiting_deposit`` order nobody holds to the operator ``actor``, in ONE conditional
+    ``UPDATE``: of any number of concurrent takers exactly one matches the row. ``None`` when this one did
+    not (taken by someone else, not takeable, or no such order: the caller reads the order to tell which)."""
+    return await assign_order(
+        session,
+        protection=protection,
+        order_id=order_id,
+        operator_id=actor.id,
+        actor=actor,
+        event_type=ORDER_TAKEN,
+    )
 
 
 async def give_back(
@@ -474,3 +474,34 @@ async def request_release(session: AsyncSession, *, order: Order) -> None:
         update(Order).where(Order.id == order.id).values(allocation_state=AllocationState.RELEASED.value)
     )
     set_committed_value(order, "allocation_state", AllocationState.RELEASED.value)
+
+
+async def assign_order(
+    session: AsyncSession,
+    *,
+    protection: DataProtection,
+    order_id: str,
+    operator_id: str,
+    actor: Actor,
+    event_type: str,
+    details: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Order | None:
+    """Hand an ``awaiting_deposit`` order nobody holds to ``operator_id`` on behalf of ``actor`` (the operator
+    taking it, or the auto-assigner), recorded as ``event_type``: the one conditional ``UPDATE`` a take is, so
+    an assignment races takes safely; ``None`` when the order was taken meanwhile or is not takeable."""
+    order = await _hand_over_takeable(session, order_id=order_id, operator_id=operator_id)
+    if order is not None:
+        await _after_transition(
+            session,
+            protection=protection,
+            order=order,
+            from_status=OrderStatus.AWAITING_DEPOSIT.value,
+            actor=actor,
+            event_type=event_type,
+            comment=None,
+            details=details,
+            extra=extra,
+            announce=True,
+        )
+    return order

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order_api.orders.lifecycle import OPEN
-from order_api.orders.models import IdempotencyKey, Order, OrderStatus
+from order_api.orders.models import IdempotencyKey, Order, OrderEvent, OrderStatus
 from servicekit.db import insert_ignoring
 from servicekit.pagination import Keyset
 
@@ -103,3 +103,31 @@ async def locked_idempotency_key(session: AsyncSession, *, owner: str, key: str)
             .with_for_update()
         )
     ).scalar_one()
+
+
+async def untouched_orders(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many orders await their deposit held by no operator, and when the oldest of them got its address
+    (off ``ix_order_status_expires_at``, which leads with the status)."""
+    count, oldest = (
+        await session.execute(
+            select(func.count(), func.min(Order.address_assigned_at)).where(
+                Order.status == OrderStatus.AWAITING_DEPOSIT.value, Order.operator_id.is_(None)
+            )
+        )
+    ).one()
+    return int(count), oldest
+
+
+async def take_moments(session: AsyncSession, *, order_id: str) -> tuple[int, datetime | None]:
+    """How many times the order was taken and when last (its history, off
+    ``ix_order_event_order_id_to_status``): a take is the step from ``awaiting_deposit`` to ``in_progress``."""
+    count, last = (
+        await session.execute(
+            select(func.count(), func.max(OrderEvent.created_at)).where(
+                OrderEvent.order_id == order_id,
+                OrderEvent.to_status == OrderStatus.IN_PROGRESS.value,
+                OrderEvent.from_status == OrderStatus.AWAITING_DEPOSIT.value,
+            )
+        )
+    ).one()
+    return int(count), last

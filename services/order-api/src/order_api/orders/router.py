@@ -87,6 +87,8 @@ async def create_order(
         client_ip=client_key(request, trusted_proxies=ctx.trusted_proxies, settings=ctx.settings),
         idempotency_key=idempotency_key,
     )
+    if not response.replayed:
+        ctx.metrics.order_created(response.body["status"])
     return JSONResponse(response.body, status_code=response.status_code)
 
 
@@ -161,6 +163,7 @@ async def cancel_order(
         principal=principal,
         order_id=order_id,
         expected_version=if_match,
+        metrics=ctx.metrics,
     )
 
 

@@ -39,6 +39,7 @@ from order_api.orders.intake import (
 )
 from order_api.orders.intake_persistence import PAYOUT_CONTEXT, log_unusable_answer, open_payout_address
 from order_api.orders.lifecycle import Actor, change_status
+from order_api.orders.metrics import OrderMetrics
 from order_api.orders.models import AllocationState, Order, OrderStatus
 from order_api.orders.repository import customer_orders_page, find_order
 from order_api.orders.schemas import OrderCreate, OrderPage, OrderRead
@@ -259,6 +260,7 @@ async def cancel_order(
     principal: CustomerPrincipal,
     order_id: str,
     expected_version: int | None,
+    metrics: OrderMetrics | None = None,
 ) -> OrderRead:
     """The customer cancels an order not yet taken by an operator; its address goes back to the pool."""
     order = await customer_order(session, principal=principal, order_id=order_id, for_update=True)
@@ -275,4 +277,6 @@ async def cancel_order(
         actor=Actor(kind="customer", id=principal.customer_id),
         expected_version=expected_version,
     )
+    if metrics is not None:
+        metrics.order_closed("cancelled_by_customer")
     return read_order(order, protection=protection)

@@ -9,6 +9,9 @@
 - Announcement: an order whose intake died between writing it and announcing it (a crash, a kill) is
   announced as it is now, once its request can no longer be running.
 - Assignment timeout: a taken order left untouched goes back to the pool (``operators.timeouts``).
+- Auto-assignment (``ORDER_API_AUTO_ASSIGN``): takeable orders go to an available operator, and those left
+  untouched past ``ORDER_API_AUTO_ASSIGN_TIMEOUT_SECONDS`` come back to the pool (``operators.assignment``);
+  switched off, it assigns nothing, and what it assigned before still lapses.
 - Untouched orders: orders no operator took within ``untouched_order_alert_minutes`` of getting their address
   are reported to the notifier's alerts, once per crossing (``orders.untouched``).
 """
@@ -26,10 +29,12 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from order_api.clients.wallet_pool import WalletPoolClient
 from order_api.context import OrderApiContext
+from order_api.operators import assignment
 from order_api.operators.timeouts import return_idle_assignments
 from order_api.orders.intake import intake_abandoned_before
 from order_api.orders.intake_persistence import announce_order, apply_allocation, log_unusable_answer
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
+from order_api.orders.metrics import OrderMetrics
 from order_api.orders.models import AllocationState, Order, OrderStatus
 from order_api.orders.untouched import report_untouched_orders
 from order_api.protection import DataProtection
@@ -53,7 +58,9 @@ async def _claim_batch(
     return (await session.execute(query.with_for_update(skip_locked=True))).scalars().all()
 
 
-async def expire_overdue_orders(*, database: Database, protection: DataProtection) -> int:
+async def expire_overdue_orders(
+    *, database: Database, protection: DataProtection, metrics: OrderMetrics | None = None
+) -> int:
     """Expire every open order past its deadline; returns how many."""
     now = utcnow()
     async with database.sessionmaker.begin() as session:
@@ -69,6 +76,8 @@ async def expire_overdue_orders(*, database: Database, protection: DataProtectio
             )
     if orders:
         log.info("orders expired", extra={"count": len(orders)})
+        if metrics is not None:
+            metrics.order_closed("expired", len(orders))
     return len(orders)
 
 
@@ -165,6 +174,24 @@ async def sweep_idle_assignments(
         return await return_idle_assignments(session, settings=settings, protection=protection)
 
 
+async def auto_assign_orders(*, database: Database, settings: Settings, protection: DataProtection) -> int:
+    """One pass of the auto-assignment worker: lapse the untouched assignments first (their orders may then
+    go to someone else), then each takeable order in a transaction of its own (``operators.assignment``);
+    returns how many orders were assigned."""
+    async with database.sessionmaker.begin() as session:
+        await assignment.lapse_untouched_assignments(session, settings=settings, protection=protection)
+        if not settings.auto_assign:  # switched off: what was assigned before still lapses
+            return 0
+        order_ids = await assignment.orders_to_assign(session)
+    assigned = 0
+    for order_id in order_ids:
+        async with database.sessionmaker.begin() as session:
+            assigned += await assignment.auto_assign(
+                session, settings=settings, protection=protection, order_id=order_id
+            )
+    return assigned
+
+
 async def watch_untouched_orders(*, database: Database, settings: Settings) -> int:
     """One look at the orders nobody took, in its own transaction; returns how many reports were written."""
     async with database.sessionmaker.begin() as session:
@@ -172,14 +199,21 @@ async def watch_untouched_orders(*, database: Database, settings: Settings) -> i
 
 
 def order_sweeps(context: OrderApiContext) -> list[PeriodicWorker]:
-    """The five sweeps, each a worker of its own (one failing never holds up the others), built with what
-    they need of order-api's context."""
+    """The sweeps, each a worker of its own (one failing never holds up the others), built with what they
+    need of order-api's context."""
     database, settings, protection = context.database, context.settings, context.protection
     every = settings.sweep_seconds
     return [
         PeriodicWorker(
+            name="auto-assignment",
+            job=lambda: auto_assign_orders(database=database, settings=settings, protection=protection),
+            interval_seconds=every,
+        ),
+        PeriodicWorker(
             name="order-expiry",
-            job=lambda: expire_overdue_orders(database=database, protection=protection),
+            job=lambda: expire_overdue_orders(
+                database=database, protection=protection, metrics=context.metrics
+            ),
             interval_seconds=every,
         ),
         PeriodicWorker(

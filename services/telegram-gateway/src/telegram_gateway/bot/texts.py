@@ -1,6 +1,6 @@
 """The bot's words about an operator's workload, in the desk's languages (English and Russian), picked by
 the Telegram user's own language (``language_code``): presence (``/on``, ``/off``), the cap on held orders,
-support's reassignment, and completing an order with its transaction record.
+support's reassignment, auto-assignment, and completing an order with its transaction record.
 
 A question of the Complete flow ends with ``Complete order <id>.`` in every language: the bot finds the order
 a reply is about by that line."""
@@ -40,6 +40,20 @@ TEXTS: dict[str, dict[Language, str]] = {
     "reassign_asked": {
         "en": "Reply to my message with the operator's name.",
         "ru": "Ответьте на моё сообщение именем оператора.",
+    },
+    "assigned_to_you": {
+        "en": "📌 Order {order} ({what}) is <b>assigned to you</b>. Accept it, or act on it, by {until}, or it "
+        "goes back to the pool. /my lists your orders.",
+        "ru": "📌 Заказ {order} ({what}) <b>назначен вам</b>. Примите его или начните работу до {until}, иначе "
+        "он вернётся в общий список. /my — ваши заказы.",
+    },
+    "assignment_lapsed": {
+        "en": "🔁 Order {order} ({what}) was assigned to you and not accepted in time: it is back in the pool.",
+        "ru": "🔁 Заказ {order} ({what}) был назначен вам, но не принят вовремя: он вернулся в общий список.",
+    },
+    "accepted": {
+        "en": "Order {order} is yours: it stays with you.",
+        "ru": "Заказ {order} ваш: он остаётся за вами.",
     },
     "reassigned": {
         "en": "↪️ Order <code>{order}</code> is now held by <b>{name}</b>.",

@@ -16,6 +16,7 @@ class OrderAction(enum.StrEnum):
     RELEASE = "r"
     ESCALATE = "e"
     REASSIGN = "a"  # support, on an escalated order's card
+    ACCEPT = "k"  # the operator, on the private message of an order auto-assigned to them
 
 
 class OrderCallback(CallbackData, prefix="o"):

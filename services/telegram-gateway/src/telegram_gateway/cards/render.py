@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from telegram_gateway.bot.texts import Language, say
 from telegram_gateway.cards.callback_data import OrderAction, OrderCallback
 from telegram_gateway.cards.schemas import TERMINAL_STATUSES, OrderView
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 Severity = Literal["warning", "critical", "emergency", "resolved"]
 SEVERITY_ICONS: dict[str, str] = {"warning": "⚠️", "critical": "🔴", "emergency": "🚨", "resolved": "✅"}
-BACK_IN_POOL_EVENTS = frozenset({"order.released", "order.assignment_timed_out"})
+BACK_IN_POOL_EVENTS = frozenset({"order.released", "order.assignment_timed_out", "order.assignment_lapsed"})
 BUTTON_LABELS = {
     OrderAction.TAKE: "🙋 Take",
     OrderAction.COMPLETE: "✅ Complete",
@@ -31,6 +32,7 @@ BUTTON_LABELS = {
     OrderAction.RELEASE: "↩️ Release",
     OrderAction.ESCALATE: "🆘 Escalate",
     OrderAction.REASSIGN: "↪️ Reassign",
+    OrderAction.ACCEPT: "👍 Accept",
 }
 
 
@@ -192,6 +194,27 @@ def reassignment_texts(
             )
         )
     return texts
+
+
+def assignment_message(
+    view: OrderView, *, event: str, lapses_at: datetime | None, note: str | None, language: Language
+) -> Card:
+    """What the operator an order was auto-assigned to is told privately (with the card's buttons and Accept),
+    or, when it lapsed, that it is back in the pool."""
+    order = f"<code>{html(short_id(view.order_id))}</code>"
+    what = f"{html(amount_text(view.amount))} {html(view.from_currency)} → {html(view.to_currency)}"
+    if event == "order.assignment_lapsed":
+        why = f"\n<i>{html(note)}</i>" if note else ""
+        return Card(text=say("assignment_lapsed", language, order=order, what=what) + why, keyboard=None)
+    until = moment(lapses_at) if lapses_at is not None else "?"
+    text = say("assigned_to_you", language, order=order, what=what, until=until)
+    rows = [[button(OrderAction.ACCEPT, view)]]
+    if view.status == "in_progress":
+        rows += [
+            [button(OrderAction.COMPLETE, view), button(OrderAction.CANCEL, view)],
+            [button(OrderAction.RELEASE, view), button(OrderAction.ESCALATE, view)],
+        ]
+    return Card(text=text, keyboard=InlineKeyboardMarkup(inline_keyboard=rows))
 
 
 def alert_text(*, severity: str, title: str, text: str) -> str:

@@ -172,6 +172,14 @@ class OrderApiClient:
         )
         return OperatorOrder.model_validate(answer)
 
+    async def accept(self, *, order_id: str, telegram_user_id: int) -> OperatorOrder:
+        """Accept an order auto-assigned to the operator; idempotent (accepting again changes nothing), so it
+        is retried."""
+        answer = await self._post(
+            f"/v1/operator/orders/{order_id}/accept", headers=self._as(telegram_user_id), idempotent=True
+        )
+        return OperatorOrder.model_validate(answer)
+
     async def change_status(
         self,
         *,

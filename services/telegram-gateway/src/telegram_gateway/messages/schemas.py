@@ -5,7 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.config import JsonDict
 
 from telegram_gateway.cards.schemas import OrderView
@@ -21,6 +29,8 @@ OrderEvent = Literal[
     "order.escalated",
     "order.escalation_resolved",
     "order.reassigned",
+    "order.assigned",
+    "order.assignment_lapsed",
 ]
 Outcome = Literal["posted", "edited", "no_card", "duplicate"]
 
@@ -69,6 +79,16 @@ class ReassignmentView(BaseModel):
     actor_role: Annotated[str, StringConstraints(max_length=16)] | None = None
 
 
+class AssignmentView(BaseModel):
+    """Auto-assignment (``order.assigned``, ``order.assignment_lapsed``): the operator to tell privately, and
+    when the assignment lapses unless they accept it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    telegram_user_id: int | None = Field(default=None, gt=0, lt=2**63, description="The operator's.")
+    lapses_at: AwareDatetime | None = Field(default=None, description="order.assigned only.")
+
+
 class MessageCreate(BaseModel):
     """An order card (``kind: order_card`` with ``event`` and ``order``) or an alert (``kind: alert`` with
     ``alert``). ``message_id`` is the notifier's notification id: a repeat posts nothing."""
@@ -102,6 +122,9 @@ class MessageCreate(BaseModel):
     alert: AlertView | None = Field(default=None, validate_default=True, description="alert only.")
     reassignment: ReassignmentView | None = Field(
         default=None, description="order.reassigned only: the two operators to tell."
+    )
+    assignment: AssignmentView | None = Field(
+        default=None, description="order.assigned and order.assignment_lapsed only: the operator to tell."
     )
 
     @field_validator("event", "order", "alert")

@@ -20,12 +20,13 @@ from servicekit.errors import DomainError
 from telegram_gateway.bot.errors import TelegramDisabledError, classify
 from telegram_gateway.cards import repository as cards_repository
 from telegram_gateway.cards.models import MessageKind, PostedMessage
-from telegram_gateway.cards.render import alert_text, reassignment_texts
+from telegram_gateway.cards.render import alert_text, assignment_message, reassignment_texts
 from telegram_gateway.cards.schemas import OrderView
 from telegram_gateway.cards.service import EscalationChange, post_card, record_snapshot, refresh_cards
 from telegram_gateway.messages import repository
 from telegram_gateway.messages.schemas import (
     AlertView,
+    AssignmentView,
     MessageCreate,
     MessageDeliveryRead,
     Outcome,
@@ -36,7 +37,9 @@ from telegram_gateway.settings import Settings
 
 log = logging.getLogger("telegram_gateway.messages")
 
-POST_EVENTS = frozenset({"order.created", "order.released", "order.assignment_timed_out"})
+POST_EVENTS = frozenset(
+    {"order.created", "order.released", "order.assignment_timed_out", "order.assignment_lapsed"}
+)
 PENDING = "pending"
 
 
@@ -114,6 +117,35 @@ async def _tell_both_operators(
                     "error": str(error)[:300],
                 },
             )
+
+
+async def _tell_the_assigned_operator(
+    bot: Bot, *, settings: Settings, request: MessageCreate, view: OrderView, assignment: AssignmentView
+) -> None:
+    """A private message to the operator an order was auto-assigned to (with Accept and the card's buttons),
+    or whose assignment lapsed. Best effort, like a reassignment's: the cards already show the order."""
+    if assignment.telegram_user_id is None or request.event is None:
+        return
+    message = assignment_message(
+        view,
+        event=request.event,
+        lapses_at=assignment.lapses_at,
+        note=request.note,
+        language=settings.operators_language,
+    )
+    try:
+        await bot.send_message(
+            chat_id=assignment.telegram_user_id, text=message.text, reply_markup=message.keyboard
+        )
+    except AiogramError as error:
+        log.warning(
+            "could not tell an operator of an auto-assignment",
+            extra={
+                "order_id": view.order_id,
+                "telegram_user_id": assignment.telegram_user_id,
+                "error": str(error)[:300],
+            },
+        )
 
 
 async def _claim(session: AsyncSession, *, request: MessageCreate, message_id: str) -> bool:
@@ -203,6 +235,10 @@ async def _deliver_order_card(
                 "an older card of the order could not be updated",
                 extra={"order_id": snapshot.order_id, "error": str(failure)[:300]},
             )
+        if request.assignment is not None:
+            await _tell_the_assigned_operator(
+                bot, settings=settings, request=request, view=request.order, assignment=request.assignment
+            )
         return "posted", [card.message_id]
 
     refreshed = await refresh_cards(session, bot=bot, snapshot=snapshot)
@@ -211,6 +247,10 @@ async def _deliver_order_card(
     if request.reassignment is not None:
         await _tell_both_operators(
             bot, view=request.order, reassignment=request.reassignment, note=request.note
+        )
+    if request.assignment is not None:
+        await _tell_the_assigned_operator(
+            bot, settings=settings, request=request, view=request.order, assignment=request.assignment
         )
     if request.event == "order.escalated":
         support_chat = settings.chat_id_for("support")

@@ -199,6 +199,7 @@ class StandInOrderApi(StandIn):
         app.router.add_get("/v1/operator/orders/mine", self._mine)
         app.router.add_get("/v1/operator/orders/{order_id}", self._read)
         app.router.add_post("/v1/operator/orders/{order_id}/take", self._take)
+        app.router.add_post("/v1/operator/orders/{order_id}/accept", self._accept)
         app.router.add_post("/v1/operator/orders/{order_id}/status", self._status)
         app.router.add_post("/v1/operator/orders/{order_id}/release", self._release)
         app.router.add_post("/v1/operator/orders/{order_id}/escalate", self._escalate)
@@ -355,6 +356,18 @@ class StandInOrderApi(StandIn):
         if order["operator_id"] != who[0]:
             return problem(409, "order_not_held", "You do not hold this order.", held_by=self._held_by(order))
         return who[0], order
+
+    async def _accept(self, request: web.Request) -> web.Response:
+        """Accepting an order auto-assigned to me keeps it mine; its version does not change."""
+        who, order = self._operator(request), self._order(request)
+        for refusal in (who, order):
+            if isinstance(refusal, web.Response):
+                return refusal
+        assert isinstance(who, tuple)
+        assert isinstance(order, dict)
+        if order["operator_id"] != who[0]:
+            return problem(409, "order_not_held", "You do not hold this order.", held_by=self._held_by(order))
+        return web.json_response(order)
 
     async def _status(self, request: web.Request) -> web.Response:
         drivable = self._drivable(request)

@@ -1,6 +1,7 @@
-"""The buttons of an order card (Take, Cancel, Release, Escalate, Reassign) and the replies that give an
-escalation its reason and a reassignment its operator, acting on order-api for the operator who pressed
-(Complete, which asks for the transaction record, is ``completion``'s).
+"""The buttons of an order card (Take, Cancel, Release, Escalate, Reassign; Accept on the private message of
+an order auto-assigned to the operator) and the replies that give an escalation its reason and a reassignment
+its operator, acting on order-api for the operator who pressed (Complete, which asks for the transaction
+record, is ``completion``'s).
 
 Every press is answered (no spinning button): with what happened, who holds the order when someone else
 won, or "try again" when order-api is unreachable or slow (no answer within ``order_api_budget_seconds``), in
@@ -45,6 +46,7 @@ ACTION_NAMES = {
     OrderAction.RELEASE: "release",
     OrderAction.ESCALATE: "escalate",
     OrderAction.REASSIGN: "reassign",
+    OrderAction.ACCEPT: "accept",
 }
 DONE = {
     OrderAction.TAKE: "Order {order} is yours: complete, cancel, release or escalate it from the card.",
@@ -127,6 +129,8 @@ async def _act(
     user = operator.telegram_user_id
     if action is OrderAction.TAKE:
         return await order_api.take(order_id=data.order_id, telegram_user_id=user)
+    if action is OrderAction.ACCEPT:
+        return await order_api.accept(order_id=data.order_id, telegram_user_id=user)
     if action is OrderAction.RELEASE:
         return await order_api.release(order_id=data.order_id, telegram_user_id=user, version=data.version)
     return await order_api.change_status(
@@ -186,7 +190,10 @@ async def on_order_button(
         "order button handled",
         extra={"order_id": order.id, "action": ACTION_NAMES[action], "operator_id": operator.operator_id},
     )
-    await query.answer(DONE[action].format(order=short_id(order.id)))
+    if action is OrderAction.ACCEPT:
+        await query.answer(say("accepted", language_of(query.from_user), order=short_id(order.id)))
+    else:
+        await query.answer(DONE[action].format(order=short_id(order.id)))
     await show_order_state(
         database=desk.database,
         bot=bot,
