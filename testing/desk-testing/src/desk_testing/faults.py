@@ -28,7 +28,8 @@ import asyncpg
 import httpx
 
 from coin_addresses import demo_address
-from desk_testing.stack import Stack
+from desk_testing.balancer import RoundRobin
+from desk_testing.stack import Stack, replica
 from notifier.testing import SmtpServer
 from order_api.testing import completion_body, order_body
 from servicekit.testing import PrivateRedis, ServiceProcess, eventually, migrated_database
@@ -61,7 +62,10 @@ class Operator:
 @dataclass
 class FaultStack:
     """The desk under test: the four services as processes, their PostgreSQL database (the suite's own), the
-    private Redis, the SMTP server the notifier sends to and the fake Telegram Bot API."""
+    private Redis, the SMTP server the notifier sends to and the fake Telegram Bot API.
+
+    With replicas, ``processes`` names each ``<service>#<n>`` and ``balancers`` holds what spreads requests
+    over a service's replicas: the address its peers, the clients and the Bot API's webhook use."""
 
     stack: Stack
     database_url: str
@@ -69,9 +73,18 @@ class FaultStack:
     smtp: SmtpServer
     bot_api: FakeBotApi
     processes: dict[str, ServiceProcess]
+    balancers: dict[str, RoundRobin] = field(default_factory=dict)
     operator: Operator | None = None
     bot_operator: Operator | None = None
     addresses: list[str] = field(default_factory=list)
+
+    def replicas(self, service: str) -> list[ServiceProcess]:
+        return [p for name, p in self.processes.items() if name.split("#")[0] == service]
+
+    def url(self, service: str) -> str:
+        """Where ``service`` is reached: its balancer, or its one process."""
+        balancer = self.balancers.get(service)
+        return balancer.url if balancer is not None else self.processes[service].url
 
     @property
     def dsn(self) -> str:
@@ -83,7 +96,7 @@ class FaultStack:
 
     @property
     def order_api(self) -> ServiceProcess:
-        return self.processes["order-api"]
+        return self.replicas("order-api")[0]
 
     async def connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.dsn)
@@ -95,7 +108,7 @@ a second (production: seconds to an hour), so the attempts are raised to keep wh
 peer down for as long as a restart (tens of seconds on a loaded machine) delays work and never kills it."""
 
 
-def _service_env(stack: Stack, redis: PrivateRedis) -> dict[str, dict[str, str]]:
+def service_env(redis: PrivateRedis) -> dict[str, dict[str, str]]:
     """What each process gets besides ``desk_stack``'s wiring: the private Redis, retry budgets for the
     shrunken backoffs, and limits per client network high enough that one test client on loopback is many
     customers."""
@@ -119,28 +132,56 @@ def _service_env(stack: Stack, redis: PrivateRedis) -> dict[str, dict[str, str]]
 
 
 @asynccontextmanager
-async def fault_stack(logs: Path) -> AsyncIterator[FaultStack]:
-    """The whole desk started for a module of fault tests, stopped and its database dropped after it."""
+async def fault_stack(
+    logs: Path,
+    *,
+    replicas: int = 1,
+    env: dict[str, dict[str, str]] | None = None,
+    prefix: str = "desk_faults",
+) -> AsyncIterator[FaultStack]:
+    """The whole desk started for a module of tests, stopped and its database dropped after it. With
+    ``replicas`` above one, each service runs that many processes on one database and one Redis, behind a
+    :class:`RoundRobin` on the service's port. ``env``: more settings per service, over :func:`service_env`."""
     redis = PrivateRedis()
     smtp = SmtpServer()
-    async with migrated_database(*SERVICES, prefix="desk_faults") as url, FakeBotApi() as bot_api:
+    async with migrated_database(*SERVICES, prefix=prefix) as url, FakeBotApi() as bot_api:
         stack = Stack(database_url=url, logs=logs)
-        env = _service_env(stack, redis)
-        processes = {
-            "wallet-pool": stack.wallet_pool(**env["wallet-pool"]),
-            "order-api": stack.order_api(**env["order-api"]),
-            "notifier": stack.notifier(smtp_port=smtp.port, **env["notifier"]),
-            "telegram-gateway": stack.telegram_gateway(bot_api=bot_api, **env["telegram-gateway"]),
+        settings = service_env(redis)
+        for service, extra in (env or {}).items():
+            settings[service] = {**settings[service], **extra}
+        single = {
+            "wallet-pool": stack.wallet_pool(**settings["wallet-pool"]),
+            "order-api": stack.order_api(**settings["order-api"]),
+            "notifier": stack.notifier(smtp_port=smtp.port, **settings["notifier"]),
+            "telegram-gateway": stack.telegram_gateway(bot_api=bot_api, **settings["telegram-gateway"]),
         }
+        processes = (
+            single
+            if replicas == 1
+            else {
+                f"{name}#{n}": replica(process, n)
+                for n in range(1, replicas + 1)
+                for name, process in single.items()
+            }
+        )
         desk = FaultStack(
             stack=stack, database_url=url, redis=redis, smtp=smtp, bot_api=bot_api, processes=processes
         )
+        if replicas > 1:
+            desk.balancers = {
+                service: RoundRobin(
+                    port=getattr(stack, f"{service.replace('-', '_')}_port"), replicas=desk.replicas(service)
+                )
+                for service in SERVICES
+            }
         await redis.start()
         smtp.start()
         try:
+            for balancer in desk.balancers.values():
+                await balancer.start()
             await asyncio.gather(
                 *(
-                    process.start(ready_within=RESTART_WITHIN, probe_timeout=10.0)
+                    process.start(ready_within=START_WITHIN, probe_timeout=10.0)
                     for process in processes.values()
                 )
             )
@@ -155,6 +196,8 @@ async def fault_stack(logs: Path) -> AsyncIterator[FaultStack]:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(process.process.pid, signal.SIGCONT)
                 await process.stop()
+            for balancer in desk.balancers.values():
+                await balancer.stop()
             smtp.stop()
             await redis.kill()
 
@@ -171,7 +214,7 @@ async def _seed(desk: FaultStack) -> None:
     ]
     async with httpx.AsyncClient(timeout=10) as client:
         imported = await client.post(
-            f"{desk.processes['wallet-pool'].url}/v1/wallets",
+            f"{desk.url('wallet-pool')}/v1/wallets",
             json={"currency": "BTC", "addresses": desk.addresses},
             headers={"Authorization": f"Bearer {keys.wallet_pool_admin}"},
         )
@@ -182,7 +225,9 @@ async def _seed(desk: FaultStack) -> None:
             {"name": "Olga", "role": "operator"},
             {"name": BOT_OPERATOR.first_name, "role": "operator", "telegram_user_id": BOT_OPERATOR.id},
         ):
-            created = await client.post(f"{desk.order_api.url}/v1/admin/operators", json=body, headers=admin)
+            created = await client.post(
+                f"{desk.url('order-api')}/v1/admin/operators", json=body, headers=admin
+            )
             assert created.status_code == 201, created.text
             made.append(Operator(name=str(body["name"]), token=created.json()["token"]))
     desk.operator, desk.bot_operator = made
@@ -259,7 +304,7 @@ class Client:
         self.traffic = traffic
         self.patience = patience
         self.http = httpx.AsyncClient(
-            base_url=desk.order_api.url,
+            base_url=desk.url("order-api"),
             timeout=timeout,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
@@ -481,14 +526,22 @@ class Fault:
     answer_within: dict[str, float] = field(default_factory=dict)
 
 
-def _kill(service: str) -> Fault:
+def kill(*processes: str) -> Fault:
+    """``kill -9`` of the named processes (a service, or a replica: ``order-api#2``) at once, and each started
+    again on its port."""
+
     async def inject(desk: FaultStack) -> None:
-        await desk.processes[service].stop(sig=signal.SIGKILL)
+        await asyncio.gather(*(desk.processes[name].stop(sig=signal.SIGKILL) for name in processes))
 
     async def heal(desk: FaultStack) -> None:
-        await desk.processes[service].start(ready_within=RESTART_WITHIN, probe_timeout=10.0)
+        await asyncio.gather(
+            *(
+                desk.processes[name].start(ready_within=RESTART_WITHIN, probe_timeout=10.0)
+                for name in processes
+            )
+        )
 
-    return Fault(f"kill -9 {service}", inject, heal)
+    return Fault("kill -9 " + " and ".join(processes), inject, heal)
 
 
 def _freeze(service: str, *, hold: float, answer_within: dict[str, float]) -> Fault:
@@ -557,7 +610,7 @@ async def _nothing(desk: FaultStack) -> None:
 
 
 FAULTS: tuple[Fault, ...] = (
-    *(_kill(service) for service in SERVICES),
+    *(kill(service) for service in SERVICES),
     # A customer's order is answered within 3 s whatever wallet-pool does.
     _freeze("wallet-pool", hold=5.0, answer_within={"create": INTAKE_WITHIN}),
     # An operator's press is answered within Telegram's patience whatever order-api does.
@@ -624,7 +677,9 @@ async def snapshot(desk: FaultStack) -> Snapshot:
             "address_assigned_at "
             'FROM order_api."order"'
         )
-        wallets = await connection.fetch("SELECT address, status, order_id FROM wallet_pool.wallet")
+        wallets = await connection.fetch(
+            "SELECT address, status, order_id, currency, network FROM wallet_pool.wallet"
+        )
         allocations = {
             row["order_id"]: row
             for row in await connection.fetch(
@@ -632,7 +687,8 @@ async def snapshot(desk: FaultStack) -> Snapshot:
             )
         }
         wait_queue = await connection.fetch(
-            "SELECT order_id FROM wallet_pool.wait_queue_entry ORDER BY priority DESC, enqueued_at, id"
+            "SELECT order_id, currency, network FROM wallet_pool.wait_queue_entry "
+            "ORDER BY priority DESC, enqueued_at, id"
         )
         pending: dict[str, int] = {}
         for name, query in PENDING_WORK.items():
@@ -809,13 +865,14 @@ def check_allocations(state: Snapshot) -> list[Finding]:
         findings.append(
             Finding("address still reserved for a closed (or unknown) order", len(kept), _examples(kept))
         )
-    free = [w["address"] for w in state.wallets if w["status"] == "free"]
-    if free and queued_ids:
+    free = Counter((w["currency"], w["network"]) for w in state.wallets if w["status"] == "free")
+    queued_in = Counter((row["currency"], row["network"]) for row in state.wait_queue)
+    for pool in sorted(set(free) & set(queued_in)):
         findings.append(
             Finding(
                 "addresses free while orders wait in the queue (a release not handed to the queue head)",
-                min(len(free), len(queued_ids)),
-                f"{len(free)} free, {len(queued_ids)} waiting",
+                min(free[pool], queued_in[pool]),
+                f"{'/'.join(pool)}: {free[pool]} free, {queued_in[pool]} waiting",
             )
         )
     return findings
@@ -1089,9 +1146,12 @@ LOAD_AFTER_HEAL = 3.0
 DRAIN_WITHIN = 60.0
 RESTART_WITHIN = 120.0
 """A restarted process is given this long to be ready (imports are slow on a loaded machine)."""
+START_WITHIN = 240.0
+"""Every process of the desk is given this long to be ready when all start at once (eight importing side by side
+on two busy cores take minutes)."""
 
 
-async def run_fault(desk: FaultStack, fault: Fault) -> Outcome:
+async def run_fault(desk: FaultStack, fault: Fault, *, rate: float = RATE) -> Outcome:
     """Steady load; ``fault`` injected ``INJECT_AFTER`` seconds in, held, healed; the load goes on for
     ``LOAD_AFTER_HEAL`` seconds and stops, the desk drains, and every invariant is read back from the
     databases."""
@@ -1101,7 +1161,7 @@ async def run_fault(desk: FaultStack, fault: Fault) -> Outcome:
     traffic = Traffic()
     label = re.sub(r"[^a-z0-9]+", "-", fault.name.lower()).strip("-")
     stop = asyncio.Event()
-    load = asyncio.create_task(steady_load(desk, traffic, label=label, rate=RATE, stop=stop))
+    load = asyncio.create_task(steady_load(desk, traffic, label=label, rate=rate, stop=stop))
     try:
         await asyncio.sleep(INJECT_AFTER)  # the fault's place on the load's timeline
         injected = time.monotonic()

@@ -52,6 +52,8 @@ class Stack:
     wallet_pool_port: int = field(default_factory=free_port)
     notifier_port: int = field(default_factory=free_port)
     telegram_gateway_port: int = field(default_factory=free_port)
+    """Where each service is reached: its process, or, with replicas, what spreads requests over them (peers,
+    clients and the webhook use these ports either way)."""
 
     def _storage(self, prefix: str, name: str) -> dict[str, str]:
         env = {f"{prefix}VAR_DIR": str(self.var_dir or self.logs / f"{name}-var")}
@@ -210,6 +212,14 @@ class Stack:
             log_path=self.logs / "telegram-gateway.log",
             port=self.telegram_gateway_port,
         )
+
+
+def replica(process: ServiceProcess, n: int) -> ServiceProcess:
+    """``process`` as replica ``n`` of its service: the same settings, on a port and with a log of its own. The
+    replicas share the service's var directory: its development keys, which seal data and key the blind
+    indexes, are one service's configuration, as a Secret mounted in every pod is."""
+    log = process.log_path.with_name(f"{process.log_path.stem}-{n}.log")
+    return ServiceProcess(app=process.app, env=process.env, log_path=log, port=free_port())
 
 
 def customer_email(n: int) -> str:
