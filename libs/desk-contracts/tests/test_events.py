@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from desk_contracts.events import EVENTS, ORDER_EVENTS, OrderClosed, OrderCreated, PoolLow
+from desk_contracts.events import (
+    EVENTS,
+    ORDER_EVENTS,
+    OrderClosed,
+    OrderCreated,
+    OrderTransaction,
+    PoolLow,
+)
 
 ORDER: dict[str, Any] = {
     "order_id": "ord-7",
@@ -165,6 +172,9 @@ def test_money_and_times_travel_as_the_services_always_wrote_them() -> None:
     assert created.payload()["amount"] == "0.0150"  # str(Decimal): no float, no lost digits
     assert created.payload()["expires_at"] == "2026-11-21T15:30:00+00:00"  # isoformat, not pydantic's "Z"
     assert isinstance(created.amount, Decimal)
+    tiny = {"deposit_amount": Decimal("4E-7"), "payout_amount": Decimal("1E+2"), "payout_network_fee": None}
+    record = OrderTransaction.model_validate(tiny).model_dump(mode="json")
+    assert (record["deposit_amount"], record["payout_amount"]) == ("0.0000004", "100")  # plain, no exponent
 
 
 def test_personal_data_travels_only_sealed() -> None:

@@ -29,7 +29,7 @@ from order_api.operators.service import OPERATOR_TOKEN_PREFIX, OperatorPrincipal
 from order_api.orders.models import Order, OrderEvent
 from order_api.protection import DataProtection
 from order_api.stats import service
-from order_api.stats.schemas import OrderStatsQuery
+from order_api.stats.schemas import OrderStatsQuery, OrderStatsRead
 from order_api.testing import (
     ApiKeys,
     OrderApi,
@@ -434,6 +434,13 @@ async def test_the_csv_is_the_json_in_long_form(desk: Desk) -> None:
         for metric in ("ordered", "received", "difference"):
             assert cells[("payments_by_currency", t["currency"], metric)] == t[metric]
         assert cells[("payments_by_currency", t["currency"], "underpaid")] == str(t["underpaid"])
+    # a tiny difference is plain digits, as in the JSON (never "-1E-7")
+    stats = OrderStatsRead.model_validate(report)
+    tally = stats.payments.by_currency[0].model_copy(update={"difference": Decimal("-1E-7")})
+    tiny = stats.model_copy(update={"payments": stats.payments.model_copy(update={"by_currency": [tally]})})
+    tiny_rows = csv.DictReader(io.StringIO(service.order_stats_csv(tiny)))
+    differences = [r["value"] for r in tiny_rows if r["metric"] == "difference"]
+    assert differences == ["-0.0000001"]
 
 
 async def test_permissions_and_bad_input(api: OrderApi, api_keys: ApiKeys) -> None:

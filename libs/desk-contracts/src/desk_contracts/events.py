@@ -29,6 +29,11 @@ Timestamp = Annotated[
 ]
 """A time on the wire as Python's ``isoformat()`` writes it (``+00:00``, not pydantic's ``Z``)."""
 
+PlainDecimal = Annotated[
+    Decimal, PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")
+]
+"""A decimal on the wire as plain digits (``0.0000004``, never ``4E-7``)."""
+
 
 def _absent(value: object) -> bool:
     return value is None
@@ -127,18 +132,19 @@ class ActionFields(OrderFields):
 
 class OrderTransaction(BaseModel):
     """What actually moved for an order (``transaction`` of the order's REST reads): the deposit received and
-    the payout sent. Transaction hashes are public on their chains; the payout address is not here."""
+    the payout sent. The hashes are personal data (the payout's shows the payout address on a block
+    explorer): only ``order.status_changed`` carries them, listed under ``_redact_after_delivery``."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     deposit_tx_hash: str | None = Field(default=None, description="The customer's deposit transaction.")
-    deposit_amount: Decimal | None = Field(
+    deposit_amount: PlainDecimal | None = Field(
         default=None, description="What arrived, in `from_currency` (decimal string)."
     )
     deposit_seen_at: Timestamp | None = Field(default=None, description="When the deposit was seen.")
     payout_tx_hash: str | None = Field(default=None, description="The desk's payout transaction.")
-    payout_amount: Decimal | None = Field(default=None, description="What was sent, in `to_currency`.")
-    payout_network_fee: Decimal | None = Field(
+    payout_amount: PlainDecimal | None = Field(default=None, description="What was sent, in `to_currency`.")
+    payout_network_fee: PlainDecimal | None = Field(
         default=None, description="The payout's network fee in `to_currency`, if known."
     )
     payment: Literal["exact", "underpaid", "overpaid"] | None = Field(

@@ -511,6 +511,18 @@ class Money(TypeDecorator[Decimal]):
         return strip_trailing_zeros(value if isinstance(value, Decimal) else Decimal(str(value)))
 
 
+def decimal_places(amount: Decimal) -> int:
+    """How many decimal places ``amount`` needs (``1.500`` → 1, ``1E+2`` → 0), from its digits: exact for any
+    length (``normalize()`` would round to the context's 28 digits first, hiding a 38-digit amount's tail)."""
+    _, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int):
+        return 0
+    places, last = -exponent, len(digits) - 1
+    while places > 0 and last >= 0 and digits[last] == 0:
+        places, last = places - 1, last - 1
+    return max(places, 0)
+
+
 def strip_trailing_zeros(amount: Decimal) -> Decimal:
     """``1.500000`` → ``1.5`` and ``10.000`` → ``10``, never into exponent form like ``1E+1``."""
     text_form = format(amount, "f")

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order_api.auth.models import CustomerSession, EmailCode
 from order_api.customers.models import Customer
 from order_api.db import outbox
-from order_api.orders.models import IdempotencyKey, Order
+from order_api.orders.models import IdempotencyKey, Order, OrderEvent
+from order_api.orders.transactions import HASHES as TRANSACTION_HASHES
 from servicekit.db import try_insert, upsert
 
 
@@ -67,13 +68,34 @@ async def orders_of_customer(session: AsyncSession, *, customer_id: str) -> Sequ
 async def clear_order_personal_data(
     session: AsyncSession, *, customer_id: str, payout_address_sealed: str, client_ip: str
 ) -> None:
-    """Every order of the customer gets ``payout_address_sealed`` and ``client_ip`` (the erased values)."""
+    """Every order of the customer gets ``payout_address_sealed`` and ``client_ip`` (the erased values) and
+    loses its transaction hashes (the payout's shows the payout address on a block explorer), in its columns
+    and in any history step that carries them."""
     await session.execute(
         update(Order)
         .where(Order.customer_id == customer_id)
-        .values(payout_address_sealed=payout_address_sealed, client_ip=client_ip)
+        .values(
+            payout_address_sealed=payout_address_sealed,
+            client_ip=client_ip,
+            deposit_tx_hash=None,
+            payout_tx_hash=None,
+        )
         .execution_options(synchronize_session=False)
     )
+    steps = await session.execute(
+        select(OrderEvent.id, OrderEvent.details)
+        .join(Order, Order.id == OrderEvent.order_id)
+        .where(Order.customer_id == customer_id)
+    )
+    for step_id, details in steps:
+        record = (details or {}).get("transaction")
+        if isinstance(record, dict) and any(name in record for name in TRANSACTION_HASHES):
+            kept = {name: value for name, value in record.items() if name not in TRANSACTION_HASHES}
+            await session.execute(
+                update(OrderEvent)
+                .where(OrderEvent.id == step_id)
+                .values(details={**details, "transaction": kept})
+            )
 
 
 async def delete_customer_credentials(session: AsyncSession, *, customer_id: str, email_index: str) -> None:

@@ -273,7 +273,7 @@ async def change_order_status(
         )
     order = await _order_to_drive(session, order_id=order_id, principal=principal)
     held = order.operator_id is not None
-    record = transactions.Completion(changes={}, details={})
+    record = transactions.Completion(changes={}, details={}, extra={})
     if request.status == OrderStatus.COMPLETED.value:
         # a closed order is a 409 and a stale If-Match a 412, whatever the record says
         lifecycle.check_transition(order.status, OrderStatus.COMPLETED)
@@ -294,7 +294,7 @@ async def change_order_status(
         expected_version=expected_version,
         changes=record.changes,
         details=record.details,
-        extra=record.details,
+        extra=record.extra,
     )
     if metrics is not None:
         closed_by = "completed" if order.status == OrderStatus.COMPLETED else "cancelled_by_operator"
@@ -425,7 +425,8 @@ async def escalate_order(
             order, request.deposit, currencies=settings.currencies, field="deposit"
         )
         await lifecycle.record_changes(session, order=order, values=deposit)
-        details["transaction"] = transactions.recorded(order)
+        # the amounts only: the deposit's hash stays on the order (personal data, see transactions)
+        details["transaction"] = transactions.without_hashes(transactions.recorded(order))
     escalation = Escalation(
         id=new_id(),
         order_id=order.id,

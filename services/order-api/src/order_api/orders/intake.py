@@ -40,6 +40,7 @@ from order_api.orders.models import AllocationState, Order, OrderStatus, Priorit
 from order_api.orders.schemas import OrderCreate, OrderCreated
 from order_api.orders.transactions import transaction_read
 from order_api.settings import CurrencyRules, PriorityRules
+from servicekit.db import decimal_places
 
 INTAKE_GRACE = timedelta(seconds=10)
 """How long beyond its wallet-pool budget an intake request may take (database waits, the rate limit):
@@ -96,8 +97,7 @@ def validate_order(request: OrderCreate, *, currencies: Mapping[str, CurrencyRul
     amount = request.amount
     if not amount.is_finite() or amount <= 0:
         raise field_error("amount", "must be a positive number")
-    exponent = amount.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > rules.precision:
+    if decimal_places(amount) > rules.precision:
         raise field_error("amount", f"at most {rules.precision} decimal places for {request.from_currency}")
     if amount < rules.min_amount or amount > rules.max_amount:
         raise field_error(

@@ -40,7 +40,7 @@ from order_api.orders.live import signal_order_change
 from order_api.orders.models import AllocationState, Order, OrderEvent, OrderStatus
 from order_api.protection import DataProtection
 from servicekit.db import utcnow
-from servicekit.outbox import publish
+from servicekit.outbox import REDACT_AFTER_DELIVERY, publish
 from servicekit.telemetry import current_trace_id
 
 S = OrderStatus
@@ -214,6 +214,15 @@ async def record_order_action(
     operator_name = actor.name if actor.kind == "operator" and actor.id == order.operator_id else None
     if order.operator_id is not None and operator_name is None:
         operator_name = await session.scalar(select(Operator.name).where(Operator.id == order.operator_id))
+    sealed = (
+        await customer_email_fields(session, protection=protection, order=order, event_type=event_type)
+        if event_type == ORDER_STATUS_CHANGED
+        else {}
+    )
+    fields = {**(extra or {}), **sealed}
+    masked = [*(extra or {}).get(REDACT_AFTER_DELIVERY, ()), *sealed.get(REDACT_AFTER_DELIVERY, ())]
+    if masked:  # the extra fields' own (a completion's hashes) and the sealed email's
+        fields[REDACT_AFTER_DELIVERY] = masked
     event = ACTION_EVENTS[event_type](
         **order_fields(order),
         from_status=from_status,
@@ -222,12 +231,7 @@ async def record_order_action(
         actor_role=actor.actor_role,
         channel=actor.channel,
         comment=comment,
-        **(extra or {}),
-        **(
-            await customer_email_fields(session, protection=protection, order=order, event_type=event_type)
-            if event_type == ORDER_STATUS_CHANGED
-            else {}
-        ),
+        **fields,
     )
     await publish(session, outbox, destination="notifier", event=event, aggregate_id=order.id)
 

@@ -141,13 +141,15 @@ class TransactionCreate(BaseModel):
 
 
 class DepositRead(BaseModel):
-    tx_hash: str
+    tx_hash: str | None = Field(description="Null once the customer is erased.")
     amount: DecimalString = Field(description="What arrived, in `from_currency`.")
     seen_at: datetime
 
 
 class PayoutRead(BaseModel):
-    tx_hash: str
+    tx_hash: str | None = Field(
+        description="Null once the customer is erased (on a block explorer it shows the payout address)."
+    )
     amount: DecimalString = Field(description="What was sent, in `to_currency`.")
     network_fee: DecimalString | None = Field(description="In `to_currency`; null when not known.")
 

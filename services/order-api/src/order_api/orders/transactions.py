@@ -6,6 +6,11 @@ deposit alone when holding the order for support over a payment they cannot sett
 ``deposit``); a later completion without a deposit then reuses the one recorded. Hashes are checked against
 the chain's format (``coin_addresses.validate_transaction_hash``), amounts against the currency's precision.
 The record lives in the order's own columns (``Order.deposit_*``, ``payout_*``, ``payment_outcome``).
+
+A transaction hash is personal data: on a block explorer the payout's hash shows the payout address (which is
+sealed). The hashes stay in the order's columns (cleared when the customer is erased) and in the completion
+event the notifier emails from (masked in the outbox once delivered); the order's history and the audit log
+carry the amounts and the outcome only.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from order_api.orders.schemas import (
     TransactionRead,
 )
 from order_api.settings import CurrencyRules
-from servicekit.db import strip_trailing_zeros, utcnow
+from servicekit.db import decimal_places, strip_trailing_zeros, utcnow
+from servicekit.outbox import REDACT_AFTER_DELIVERY
 
 ADJUSTED_PAYOUT = "adjusted_payout"
 
@@ -51,8 +57,7 @@ def _amount(value: Decimal, *, currency: str, currencies: Mapping[str, CurrencyR
     if not value.is_finite() or value <= 0:
         raise invalid(field, "must be a positive number")
     rules = currencies.get(currency)
-    exponent = value.normalize().as_tuple().exponent
-    if rules is not None and isinstance(exponent, int) and -exponent > rules.precision:
+    if rules is not None and decimal_places(value) > rules.precision:
         raise invalid(field, f"at most {rules.precision} decimal places for {currency}")
     return value
 
@@ -100,10 +105,12 @@ def outcome(*, ordered: Decimal, received: Decimal) -> PaymentOutcome:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """What completing an order writes to it (``changes``) and tells its history and audit (``details``)."""
+    """What completing an order writes to it (``changes``), tells its history and audit (``details``: no
+    hashes) and tells the notifier (``extra``: with the hashes, masked in the outbox once delivered)."""
 
     changes: dict[str, Any]
     details: dict[str, Any]
+    extra: dict[str, Any]
 
 
 def completion(
@@ -128,7 +135,7 @@ def completion(
                     }
                 ],
             )
-        return Completion(changes={}, details={})
+        return Completion(changes={}, details={}, extra={})
     changes: dict[str, Any] = {}  # without a deposit, the one a hold recorded is reused as it is
     received = order.deposit_amount
     if transaction.deposit is not None:
@@ -151,7 +158,12 @@ def completion(
             },
         )
     changes["payment_outcome"] = result.value
-    return Completion(changes=changes, details={"transaction": recorded(order, changes)})
+    record = recorded(order, changes)
+    return Completion(
+        changes=changes,
+        details={"transaction": without_hashes(record)},
+        extra={"transaction": record, REDACT_AFTER_DELIVERY: ["transaction"]},
+    )
 
 
 def _plain(amount: Decimal) -> str:
@@ -173,6 +185,14 @@ def recorded(order: Order, changes: Mapping[str, Any] | None = None) -> dict[str
     return record
 
 
+HASHES = ("deposit_tx_hash", "payout_tx_hash")
+
+
+def without_hashes(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` (:func:`recorded`) without its transaction hashes: the amounts and the outcome."""
+    return {name: value for name, value in record.items() if name not in HASHES}
+
+
 _COLUMNS = (
     "deposit_tx_hash",
     "deposit_amount",
@@ -189,12 +209,12 @@ def transaction_read(order: Order) -> TransactionRead | None:
     if order.deposit_amount is None and order.payout_amount is None:
         return None
     deposit = None
-    if order.deposit_amount is not None and order.deposit_tx_hash and order.deposit_seen_at:
+    if order.deposit_amount is not None and order.deposit_seen_at:  # its hash is null once erased
         deposit = DepositRead(
             tx_hash=order.deposit_tx_hash, amount=order.deposit_amount, seen_at=order.deposit_seen_at
         )
     payout = None
-    if order.payout_amount is not None and order.payout_tx_hash:
+    if order.payout_amount is not None:
         payout = PayoutRead(
             tx_hash=order.payout_tx_hash, amount=order.payout_amount, network_fee=order.payout_network_fee
         )

@@ -43,6 +43,7 @@ from order_api.stats.schemas import (
     WeekdayTally,
 )
 from servicekit.db import strip_trailing_zeros, utcnow
+from servicekit.bounds import plain_decimal
 from servicekit.errors import ValidationFailedError
 
 DEFAULT_WINDOW = timedelta(days=7)
@@ -319,5 +320,6 @@ def order_stats_csv(stats: OrderStatsRead) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("section", "key", "metric", "value"))
     for section, key, metric, value in _csv_rows(stats):
-        writer.writerow((section, key, metric, "" if value is None else str(value)))
+        cell = "" if value is None else plain_decimal(value) if isinstance(value, Decimal) else str(value)
+        writer.writerow((section, key, metric, cell))
     return out.getvalue()
