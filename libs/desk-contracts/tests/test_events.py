@@ -81,7 +81,22 @@ API = {
 }
 PAYLOADS: dict[str, dict[str, Any]] = {
     "order.created": {**ORDER, **SEALED},
-    "order.status_changed": {**ORDER, **ACTION, **SEALED},
+    "order.status_changed": {
+        **ORDER,
+        **ACTION,
+        "status": "completed",
+        "sealed": SEALED["sealed"],
+        "_redact_after_delivery": ["transaction", "sealed"],  # the hashes are masked once delivered too
+        "transaction": {
+            "deposit_tx_hash": "a" * 64,
+            "deposit_amount": "1.2499999",
+            "deposit_seen_at": "2026-11-21T15:10:00+00:00",
+            "payout_tx_hash": "b" * 64,
+            "payout_amount": "0.0000004",
+            "payout_network_fee": None,
+            "payment": "underpaid",
+        },
+    },
     "order.taken": {**ORDER, **ACTION},
     "order.released": {**ORDER, **ACTION, "previous_operator_id": "op-1"},
     "order.assignment_timed_out": {**ORDER, **ACTION, "previous_operator_id": "op-1"},
@@ -93,7 +108,20 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "operator_telegram_user_id": 111,
         "previous_operator_telegram_user_id": 222,
     },
-    "order.escalated": {**ORDER, **ACTION, **ESCALATION},
+    "order.assigned": {
+        **ORDER,
+        **ACTION,
+        "lapses_at": "2026-11-21T15:05:00+00:00",
+        "operator_telegram_user_id": 111,
+    },
+    "order.assignment_lapsed": {
+        **ORDER,
+        **ACTION,
+        "previous_operator_id": "op-1",
+        "previous_operator_name": "Boris",
+        "previous_operator_telegram_user_id": 111,
+    },
+    "order.escalated": {**ORDER, **ACTION, **ESCALATION, "reason": "other", "transaction": None},
     "order.escalation_commented": {**ORDER, **ACTION, **ESCALATION},
     "order.escalation_resolved": {**ORDER, **ACTION, **ESCALATION, "escalation_status": "resolved"},
     "customer.email_code_requested": {

@@ -27,7 +27,7 @@ from order_api.customers.service import EMAIL_CONTEXT, find_customer_by_email
 from order_api.db import outbox
 from order_api.operators.models import Operator
 from order_api.orders.intake_persistence import PAYOUT_CONTEXT
-from order_api.orders.models import IdempotencyKey, Order
+from order_api.orders.models import IdempotencyKey, Order, OrderEvent
 from order_api.protection import DataProtection, SealedDataError
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, embedded_order_api
 from servicekit.state import service_state
@@ -111,6 +111,32 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+DEPOSIT_TX = "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b"
+PAYOUT_TX = "8b63c3b7e34f45b4a2d1f3e9d3c1e5a7b9f0e2d4c6a8b0d2e4f6a8c0e2b4d6f8"
+
+
+async def plant_transaction_hashes(desk: OrderApi, order_id: str) -> None:
+    """The order's transaction hashes where a completion leaves them (its columns, the completion event
+    not yet delivered) and where an older completion put them (its history step)."""
+    hashes = {"deposit_tx_hash": DEPOSIT_TX, "payout_tx_hash": PAYOUT_TX}
+    async with session_of(desk) as session, session.begin():
+        await session.execute(update(Order).where(Order.id == order_id).values(**hashes))
+        step = await session.scalar(
+            select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id.desc()).limit(1)
+        )
+        assert step is not None
+        step.details = {**step.details, "transaction": {**hashes, "deposit_amount": "0.05"}}
+        pending = (
+            await session.execute(
+                select(outbox.c.id, outbox.c.payload).where(outbox.c.aggregate_id == order_id)
+            )
+        ).all()
+        for event_id, payload in pending:
+            masked = [*payload.get("_redact_after_delivery", []), "transaction"]
+            planted = {**payload, "transaction": hashes, "_redact_after_delivery": masked}
+            await session.execute(update(outbox).where(outbox.c.id == event_id).values(payload=planted))
+
+
 async def rows_holding(
     desk: OrderApi, customer_id: str, *, secrets_: set[str], protection: DataProtection
 ) -> dict[str, list[str]]:
@@ -134,6 +160,11 @@ async def rows_holding(
             .all(),
             "email_code": (await session.execute(select(EmailCode.__table__))).mappings().all(),
             "idempotency_key": (await session.execute(select(IdempotencyKey.__table__))).mappings().all(),
+            "order_event": (
+                await session.execute(select(OrderEvent.__table__).where(OrderEvent.order_id.in_(order_ids)))
+            )
+            .mappings()
+            .all(),
             "outbox": (
                 await session.execute(
                     select(outbox).where(
@@ -166,7 +197,8 @@ async def test_erasure_leaves_nothing_personal_and_keeps_the_orders(
     assert customer is not None
     customer_id = customer.id
     assert (await desk.client.post("/v1/auth/email-code", json={"email": email})).status_code == 202
-    marks = {email.lower(), PAYOUT.lower(), protection.email_index(email)}
+    await plant_transaction_hashes(desk, first["id"])
+    marks = {email.lower(), PAYOUT.lower(), protection.email_index(email), DEPOSIT_TX, PAYOUT_TX}
     assert await rows_holding(
         desk, customer_id, secrets_=marks, protection=protection
     )  # the probe finds them

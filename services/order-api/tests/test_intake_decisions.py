@@ -93,6 +93,8 @@ def test_a_valid_order_gets_its_default_networks_and_its_payout_address_normalis
         ({"to_currency": "BTC", "payout_address": DEPOSIT}, "to_currency", "must differ"),
         ({"amount": "0"}, "amount", "positive"),
         ({"amount": "0.123456789"}, "amount", "at most 8 decimal places for BTC"),
+        # 29 digits: its tail counted exactly, not rounded away by a 28-digit normalize()
+        ({"amount": "12345678901.000000000000000001"}, "amount", "at most 8 decimal places for BTC"),
         ({"amount": "0.00001"}, "amount", "between 0.0001 and 10 BTC"),
         ({"amount": "11"}, "amount", "between 0.0001 and 10 BTC"),
         ({"payout_address": PAYOUT_USDT[:-1] + "T"}, "payout_address", "typo"),

@@ -1409,6 +1409,15 @@ async def test_completing_needs_the_record_unless_the_desk_allows_it(
             {"status": "completed", "transaction": record(deposit={"tx_hash": BTC_TX, "amount": "0"})},
             "transaction.deposit.amount",
         ),
+        (  # 30 digits: finer than BTC's 8 places even where a 28-digit normalize() would round it away
+            {
+                "status": "completed",
+                "transaction": record(
+                    deposit={"tx_hash": BTC_TX, "amount": "1234567890123456789.0000000001"}
+                ),
+            },
+            "transaction.deposit.amount",
+        ),
         (
             {"status": "completed", "transaction": record(payout={"tx_hash": "T" * 34, "amount": "1"})},
             "transaction.payout.tx_hash",
@@ -1518,11 +1527,15 @@ async def test_an_adjusted_payout_completes_with_its_outcome_in_reads_history_au
         select(OrderEvent).where(OrderEvent.order_id == order["id"], OrderEvent.to_status == "completed")
     )
     assert step is not None
-    assert step.details == {"transaction": wire}
+    # the hashes are personal data (the payout's shows the payout address on a block explorer): the
+    # history and the audit log carry the amounts and the outcome; the event, for the email, masked once out
+    amounts = {name: value for name, value in wire.items() if not name.endswith("_tx_hash")}
+    assert step.details == {"transaction": amounts}
     [audited] = await audit_rows(db_session, action="order.status_changed", target_id=order["id"])
-    assert audited.parameters["transaction"] == wire
+    assert audited.parameters["transaction"] == amounts
     *_, event = await outbox_payloads(db_session, "order.status_changed")
     assert (event["status"], event["transaction"]) == ("completed", wire)
+    assert sorted(event["_redact_after_delivery"]) == ["sealed", "transaction"]
 
 
 async def test_a_hold_records_the_deposit_and_the_completion_reuses_it(
@@ -1556,9 +1569,9 @@ async def test_a_hold_records_the_deposit_and_the_completion_reuses_it(
     assert step is not None
     assert (step.details["reason"], step.details["transaction"]["deposit_amount"]) == ("overpaid", "0.06")
     [audited] = await audit_rows(db_session, action="order.escalated", target_id=order["id"])
-    assert (audited.parameters["reason"], audited.parameters["transaction"]["deposit_tx_hash"]) == (
+    assert (audited.parameters["reason"], audited.parameters["transaction"]["deposit_amount"]) == (
         "overpaid",
-        BTC_TX,
+        "0.06",
     )
     [event] = await outbox_payloads(db_session, "order.escalated")
     assert (event["reason"], event["transaction"]["deposit_amount"], event["comment"]) == (
@@ -1566,6 +1579,8 @@ async def test_a_hold_records_the_deposit_and_the_completion_reuses_it(
         "0.06",
         "Paid 0.06 for an order of 0.05",
     )
+    for told in (step.details, audited.parameters, event):  # the hash stays on the order only
+        assert BTC_TX not in json.dumps(told)
 
     url = f"/v1/operator/orders/{order['id']}/status"
     payout = {"payout": record()["payout"]}

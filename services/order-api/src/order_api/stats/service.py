@@ -42,8 +42,8 @@ from order_api.stats.schemas import (
     Percentiles,
     WeekdayTally,
 )
-from servicekit.db import strip_trailing_zeros, utcnow
 from servicekit.bounds import plain_decimal
+from servicekit.db import strip_trailing_zeros, utcnow
 from servicekit.errors import ValidationFailedError
 
 DEFAULT_WINDOW = timedelta(days=7)
