@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import update
 
 from servicekit.db import Database, utcnow
+from telegram_gateway.completions import service
 from telegram_gateway.completions.models import CompletionDraft
+from telegram_gateway.completions.service import Step
 from telegram_gateway.testing import OPERATORS_CHAT, OPERATORS_CHAT_ID, ChatMessage, FakeBotApi, TelegramUser
 from telegram_gateway.testing.harness import ANNA, BORIS, Desk, Launch, StandInOrderApi, open_desk
 
@@ -218,3 +220,49 @@ async def test_another_replica_takes_the_next_answer(
         "tx_hash": DEPOSIT_TX,
         "amount": "0.05",
     }
+
+
+def test_a_padded_base64url_hash_is_a_hash_shape() -> None:
+    ton = "A" * 42 + "_-" + "="  # TON's base64url hash, 44 characters with its padding
+    assert service.parse_answer(Step.DEPOSIT_TX, ton, ordered="1") == ton
+
+
+async def test_hold_on_an_order_already_with_support_keeps_the_answers(desk: Desk) -> None:
+    mismatch = await answer_all(desk, "0.06")
+    desk.order_api.orders[desk.order["id"]]["escalated"] = True  # escalated meanwhile (from the card)
+    await desk.press(ANNA, "Hold for support", card=mismatch)
+
+    assert question(desk).text == (
+        f"🆘 Order {desk.order['id'][:8]} is already with support (an open escalation), so it cannot be held "
+        "again. Your answers are kept: complete it with the adjusted payout once support agrees, or cancel."
+    )
+    await desk.press(ANNA, "adjusted payout", card=mismatch)
+    *_, adjusted = completions(desk)
+    assert adjusted["transaction"]["deposit"] == {"tx_hash": DEPOSIT_TX, "amount": "0.06"}
+    assert desk.order_api.orders[desk.order["id"]]["status"] == "completed"
+
+
+async def test_after_a_hold_the_completion_reuses_the_recorded_deposit(desk: Desk) -> None:
+    mismatch = await answer_all(desk, "0.06")
+    await desk.press(ANNA, "Hold for support", card=mismatch)
+    held = desk.order_api.orders[desk.order["id"]]
+    recorded = held["transaction"]["deposit"]
+
+    desk.order_api.calls.clear()
+    await desk.press(ANNA, "Complete")
+    asked = question(desk).text
+    for text in (PAYOUT_TX, "1200", "-"):
+        await reply(desk, text)
+    await desk.press(ANNA, "adjusted payout", card=question(desk))
+
+    assert asked.startswith("⚠️ The deposit recorded with the hold is used: received 0.06 BTC.\n")
+    assert "reply with the payout transaction hash" in asked
+    first, adjusted = completions(desk)
+    assert "deposit" not in first["transaction"]
+    assert "deposit" not in adjusted["transaction"]
+    assert (held["status"], held["transaction"]["deposit"], held["transaction"]["payment"]) == (
+        "completed",
+        recorded,
+        "overpaid",
+    )
+    assert question(desk).text.endswith("is completed: received 0.06 BTC, sent 1200 USDT.")

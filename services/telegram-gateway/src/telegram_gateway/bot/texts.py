@@ -135,6 +135,16 @@ TEXTS: dict[str, dict[Language, str]] = {
     "button_cancel": {"en": "✖️ Cancel", "ru": "✖️ Отмена"},
     "button_adjusted": {"en": "✅ Complete with adjusted payout", "ru": "✅ Завершить с выплатой по факту"},
     "button_hold": {"en": "🆘 Hold for support", "ru": "🆘 В поддержку"},
+    "already_with_support": {
+        "en": "🆘 Order <code>{order}</code> is already with support (an open escalation), so it cannot be held "
+        "again. Your answers are kept: complete it with the adjusted payout once support agrees, or cancel.",
+        "ru": "🆘 Заказ <code>{order}</code> уже в поддержке (открытая эскалация), повторно передать нельзя. "
+        "Ответы сохранены: завершите с скорректированной выплатой, когда поддержка согласует, или отмените.",
+    },
+    "deposit_on_record": {
+        "en": "The deposit recorded with the hold is used: received {received}.",
+        "ru": "Используется депозит, записанный при передаче в поддержку: получено {received}.",
+    },
     "held_for_support": {
         "en": "🆘 Order <code>{order}</code> is held for support ({difference}); the deposit is recorded.",
         "ru": "🆘 Заказ <code>{order}</code> передан в поддержку ({difference}); депозит записан.",

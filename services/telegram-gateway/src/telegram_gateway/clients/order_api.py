@@ -84,6 +84,12 @@ class OperatorOrder(BaseModel):
     version: int
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    transaction: dict[str, Any] | None = None
+
+    def recorded_deposit_amount(self) -> str | None:
+        """The amount of the deposit recorded on the order (by a hold for support), if any."""
+        deposit = (self.transaction or {}).get("deposit")
+        return str(deposit["amount"]) if isinstance(deposit, dict) and deposit.get("amount") else None
 
     def view(self) -> OrderView:
         return OrderView.model_validate(

@@ -22,8 +22,9 @@ from telegram_gateway.clients.order_api import OperatorOrder
 from telegram_gateway.completions.models import CompletionDraft
 
 Difference = Literal["underpaid", "overpaid"]
-HASH_SHAPE = re.compile(r"^[0-9A-Za-z_-]{32,130}$")
-"""Hex (with or without ``0x``), base58 and base64url hashes alike; order-api checks the chain's format."""
+HASH_SHAPE = re.compile(r"^[0-9A-Za-z_-]{32,130}={0,2}$")
+"""Hex (with or without ``0x``), base58 and base64url hashes alike (TON's padded with ``=``); order-api checks
+the chain's format."""
 EXACTLY_ORDERED = "="
 FEE_UNKNOWN = "-"
 
@@ -91,16 +92,26 @@ def next_step(step: Step, answers: dict[str, Any]) -> Step | None:
 def transaction_record(answers: dict[str, Any], *, adjusted_payout: bool = False) -> dict[str, Any]:
     """``transaction`` of order-api's completion, from the answers."""
     record: dict[str, Any] = {
-        "deposit": {"tx_hash": answers[Step.DEPOSIT_TX], "amount": answers[Step.RECEIVED]},
         "payout": {
             "tx_hash": answers[Step.PAYOUT_TX],
             "amount": answers[Step.SENT],
             "network_fee": answers.get(Step.FEE),
         },
     }
+    deposit = seen_deposit(answers)
+    if deposit is not None:
+        record["deposit"] = deposit
     if adjusted_payout:
         record["payment_difference"] = "adjusted_payout"
     return record
+
+
+def seen_deposit(answers: dict[str, Any]) -> dict[str, Any] | None:
+    """The deposit the operator gave; ``None`` when a hold recorded it already (order-api reuses that one,
+    its ``seen_at`` included)."""
+    if Step.DEPOSIT_TX not in answers:
+        return None
+    return {"tx_hash": answers[Step.DEPOSIT_TX], "amount": answers[Step.RECEIVED]}
 
 
 def difference_of(*, ordered: str, received: str) -> Difference:
@@ -124,8 +135,10 @@ async def start_draft(
     chat_id: int,
     lifetime: timedelta,
 ) -> CompletionDraft:
-    """A fresh draft for the operator's completion of ``order`` (a draft begun earlier is replaced)."""
+    """A fresh draft for the operator's completion of ``order`` (a draft begun earlier is replaced). A deposit
+    recorded already (by a hold for support) is not asked again: the questions start at the payout."""
     now = utcnow()
+    recorded = order.recorded_deposit_amount()
     draft = CompletionDraft(
         order_id=order.id,
         telegram_user_id=telegram_user_id,
@@ -133,8 +146,8 @@ async def start_draft(
         prompt_message_id=None,
         version=version,
         order=order_facts(order),
-        step=Step.DEPOSIT_TX.value,
-        answers={},
+        step=(Step.DEPOSIT_TX if recorded is None else Step.PAYOUT_TX).value,
+        answers={} if recorded is None else {Step.RECEIVED.value: recorded},
         expires_at=now + lifetime,
         updated_at=now,
     )

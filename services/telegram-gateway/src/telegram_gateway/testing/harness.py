@@ -21,6 +21,7 @@ from aiohttp import web
 from fastapi import FastAPI
 
 from servicekit.apikeys import mint_key
+from servicekit.db import decimal_places, strip_trailing_zeros
 from servicekit.testing import eventually, free_port
 from telegram_gateway.bot.runtime import TelegramBot
 from telegram_gateway.clients.order_api import CARD_FIELDS
@@ -52,6 +53,11 @@ def invalid(field: str, message: str, code: str = "transaction_invalid") -> web.
     """order-api's ``422`` naming ``field`` (``transaction_required``, ``transaction_invalid`` …)."""
     errors = [{"field": field, "message": message, "type": "invalid"}]
     return problem(422, code, f"{field}: {message}", errors=errors)
+
+
+def plain(amount: Decimal) -> str:
+    """A decimal as order-api answers it: no trailing zeros, no exponent."""
+    return format(strip_trailing_zeros(amount), "f")
 
 
 TX_HASH_FORMATS = {
@@ -377,9 +383,7 @@ class StandInOrderApi(StandIn):
         body = await request.json()
         record = body.get("transaction")
         if record is not None and body["status"] != "completed":
-            return invalid(
-                "transaction", "A transaction is recorded with a completion only.", "validation_failed"
-            )
+            return invalid("transaction", "A transaction is recorded with a completion only.")
         if body["status"] == "completed":
             refusal = self._transaction_refusal(order, record)
             if refusal is not None:
@@ -414,15 +418,15 @@ class StandInOrderApi(StandIn):
                 409,
                 "payment_mismatch",
                 f"{received} arrived of the {ordered} ordered.",
-                ordered=order["amount"],
-                received=deposit["amount"],
+                ordered=plain(ordered),
+                received=plain(received),
                 difference=payment,
             )
         order["transaction"] = {
             "deposit": deposit,
             "payout": payout,
             "payment": payment,
-            "difference": str(received - ordered),
+            "difference": plain(received - ordered),
         }
         return None
 
@@ -444,8 +448,7 @@ class StandInOrderApi(StandIn):
                 amount = Decimal(str(value))
             except InvalidOperation:
                 return invalid(f"{prefix}.{name}", "Not a decimal amount.")
-            exponent = amount.as_tuple().exponent
-            if not amount.is_finite() or amount <= 0 or (isinstance(exponent, int) and -exponent > precision):
+            if not amount.is_finite() or amount <= 0 or decimal_places(amount) > precision:  # 1.50 is 1.5
                 return invalid(f"{prefix}.{name}", f"Must be > 0 with at most {precision} decimal places.")
         return None
 
@@ -467,6 +470,13 @@ class StandInOrderApi(StandIn):
         if body.get("reason", "other") not in ("underpaid", "overpaid", "other"):
             return invalid("reason", "underpaid, overpaid or other.", "validation_failed")
         if body.get("deposit") is not None:
+            if order["status"] != "in_progress":  # a closed order's record is final
+                return problem(
+                    409,
+                    "order_transition_not_allowed",
+                    f"A deposit is recorded on an order in progress; this one is {order['status']}.",
+                    order_status=order["status"],
+                )
             refusal = self._refusal(order, body["deposit"], side="from", prefix="deposit")
             if refusal is not None:
                 return refusal
@@ -476,6 +486,7 @@ class StandInOrderApi(StandIn):
                 "payment": None,
                 "difference": None,
             }
+            order["version"] += 1  # recording the deposit is a new version of the order
         order["escalated"] = True
         comment = body["comment"]
         return web.json_response(

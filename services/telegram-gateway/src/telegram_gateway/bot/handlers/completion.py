@@ -182,7 +182,12 @@ async def on_complete(
         ),
         reply_parameters=_under(card.message_id if card else None),
     )
-    await _ask(bot, desk, draft, operator=operator, language=language)
+    recorded = order.recorded_deposit_amount()
+    problem = None
+    if recorded is not None:
+        received = _amount(draft, recorded, side="from")
+        problem = say("deposit_on_record", language, received=received)
+    await _ask(bot, desk, draft, operator=operator, language=language, problem=problem)
     desk.metrics.callbacks.labels("complete", "asked").inc()
     await query.answer(say("completion_asked", language))
 
@@ -465,9 +470,18 @@ async def _hold_for_support(
             telegram_user_id=operator.telegram_user_id,
             comment=note,
             reason="underpaid" if difference == "underpaid" else "overpaid",
-            deposit={"tx_hash": draft.answers[Step.DEPOSIT_TX], "amount": draft.answers[Step.RECEIVED]},
+            deposit=service.seen_deposit(draft.answers),
         )
     except DomainError as error:
+        if error.code == ErrorCode.ORDER_ALREADY_ESCALATED:  # the answers stay; the choice stays open
+            await service.save_draft(
+                database=desk.database, draft=draft, lifetime=desk.completion_draft_lifetime
+            )
+            desk.metrics.callbacks.labels("complete", "refused").inc()
+            await _say(
+                bot, draft, say("already_with_support", language, order=html(short_id(draft.order_id)))
+            )
+            return
         await _refused(error, bot, desk, draft, operator=operator, language=language, reply_to=None)
         return
     await service.forget_draft(
