@@ -144,7 +144,7 @@ def _status_changed(envelope: EventEnvelope) -> dict[str, Any]:
         "currency_to": p.to_currency,
     }
     record = p.transaction if p.status == "completed" else None
-    if record is not None:  # what actually moved (hashes are public; the payout address is not told)
+    if record is not None:  # what actually moved (the payout address is not told)
         told = {
             "received": record.deposit_amount,
             "sent": record.payout_amount,
