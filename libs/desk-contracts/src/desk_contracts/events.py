@@ -182,8 +182,10 @@ class OrderStatusChanged(CustomerEmail, ActionFields):
 
     transaction: OrderTransaction | None = Field(
         default=None,
+        exclude_if=_absent,
         description="On completion, what moved (the customer's email shows the amounts and the payout hash); "
-        "null when nothing is recorded.",
+        "absent when nothing is recorded, and once an erasure took it from an undelivered event. Listed under "
+        "`_redact_after_delivery`: masked in the sender's outbox once delivered.",
     )
 
 
