@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +19,7 @@ from coin_addresses import demo_address
 from order_api.audit.models import AuditLog
 from order_api.context import context_of
 from order_api.db import outbox
-from order_api.operators import assignment
+from order_api.operators import assignment, repository
 from order_api.operators.assignment import Candidate, pick_assignee
 from order_api.operators.models import Operator, OrderAssignment
 from order_api.operators.repository import AUTO_ASSIGN_ACTOR
@@ -250,7 +251,8 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
             )
         assert await holder(kept) == keeper["id"]
 
-        stats = (await api.client.get("/v1/operator/stats", headers=auth(anna))).json()
+        idler = boris if keeper is anna else anna  # only ever let orders lapse
+        stats = (await api.client.get("/v1/operator/stats", headers=auth(idler))).json()
         detail = (await api.client.get(f"/v1/operator/orders/{order_id}", headers=auth(anna))).json()
         async with database.sessionmaker() as session:
             lapsed = list(
@@ -277,8 +279,53 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
     assert told[anna["id"]] == 6161
     assert audits == 2
     assert (detail["assignment"]["operator_id"], detail["assignment"]["outcome"]) == (second, "lapsed")
-    if keeper_id != anna["id"]:  # a lapsed assignment is not a take: anna processed nothing, holds nothing
-        assert (stats["mine"]["processed"], stats["mine"]["open_orders"]) == (0, 0)
+    # a lapsed assignment is not a take: the operator who only let orders lapse processed nothing, holds nothing
+    assert (stats["mine"]["processed"], stats["mine"]["open_orders"]) == (0, 0)
+
+
+async def test_an_assignment_accepted_just_before_the_lapse_locked_its_order_is_not_lapsed(
+    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with order_api(database_url=own_database_url) as api:
+        ctx = context_of(api.app)
+        anna = await hire(api, api_keys)
+        order_id = await takeable_order(api, api_keys)
+        database: Database = service_state(api.app).runtime.database
+        async with database.sessionmaker.begin() as session:
+            assert await assignment.auto_assign(
+                session, settings=ctx.settings, protection=ctx.protection, order_id=order_id
+            )
+        await lapse_now(database)
+
+        async def accepted_meanwhile(session: AsyncSession, *, now: datetime, limit: int) -> Any:
+            """The lapse's select judged on its snapshot, then the accept committed, then the lock came."""
+            judged = (
+                await session.execute(
+                    select(OrderAssignment, Order)
+                    .join(Order, Order.id == OrderAssignment.order_id)
+                    .where(OrderAssignment.outcome.is_(None), OrderAssignment.lapses_at <= now)
+                )
+            ).all()
+            accepted = await api.client.post(f"/v1/operator/orders/{order_id}/accept", headers=auth(anna))
+            assert accepted.status_code == 200, accepted.text
+            await session.execute(select(Order.id).where(Order.id == order_id).with_for_update())
+            return judged
+
+        monkeypatch.setattr(repository, "lapsed_assignments", accepted_meanwhile)
+        async with database.sessionmaker.begin() as session:
+            lapsed = await assignment.lapse_untouched_assignments(
+                session, settings=ctx.settings, protection=ctx.protection
+            )
+        async with database.sessionmaker() as session:
+            after = (
+                await session.execute(
+                    select(Order.operator_id, OrderAssignment.outcome).join(
+                        OrderAssignment, OrderAssignment.order_id == Order.id
+                    )
+                )
+            ).one()
+    assert lapsed == 0
+    assert tuple(after) == (anna["id"], "accepted")
 
 
 async def test_switched_off_it_assigns_nothing_and_what_it_assigned_still_lapses(

@@ -501,6 +501,24 @@ async def lapsed_assignments(
     ).all()
 
 
+async def claim_lapse(session: AsyncSession, *, assignment_id: str, now: datetime) -> bool:
+    """Mark the assignment ``lapsed`` if it is still pending and untouched, judged afresh: the caller's
+    ``lapsed_assignments`` judged on its own snapshot, and an accept or escalation committed just before its
+    lock only locked the order row (PostgreSQL re-checks nothing then). ``False``: leave the order alone."""
+    claimed = await session.scalar(
+        update(OrderAssignment)
+        .where(
+            OrderAssignment.id == assignment_id,
+            OrderAssignment.outcome.is_(None),
+            ~_assignment_touched(),
+        )
+        .values(outcome=AssignmentOutcome.LAPSED.value, settled_at=now)
+        .returning(OrderAssignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    return claimed is not None
+
+
 async def settle_due_assignments(session: AsyncSession, *, now: datetime) -> None:
     """Close the pending assignments past ``lapses_at`` that did not lapse (the caller gave back the lapsed
     ones first): the operator acted on the order (``accepted``), or it left them otherwise (``ended``:
