@@ -24,6 +24,8 @@ from order_api.operators.assignment import Candidate, pick_assignee
 from order_api.operators.models import Operator, OrderAssignment
 from order_api.operators.repository import AUTO_ASSIGN_ACTOR
 from order_api.orders.models import Order, OrderEvent
+from order_api.orders.repository import untouched_orders
+from order_api.orders.untouched import report_untouched_orders
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, hire, order_body, wallet_assigned
 from order_api.workers.sweeper import auto_assign_orders
 from servicekit.db import Database, utcnow
@@ -162,6 +164,26 @@ async def test_the_assignment_is_an_event_in_history_and_audit_shown_on_the_orde
     assert again.json()["assignment"]["outcome"] == "accepted"
     accepts = (await db_session.execute(select(AuditLog).filter_by(action="order.assignment_accepted"))).all()
     assert len(accepts) == 1
+
+
+async def test_an_assigned_order_not_accepted_yet_counts_as_untouched(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    anna = await hire(api, api_keys)
+    ctx = context_of(api.app)
+    settings = ctx.settings.model_copy(update={"untouched_order_alert_minutes": 30})
+    order_id = await takeable_order(api, api_keys)
+    assert await assignment.auto_assign(
+        db_session, settings=settings, protection=ctx.protection, order_id=order_id
+    )
+    long_ago = utcnow() - timedelta(minutes=31)
+    await db_session.execute(update(Order).where(Order.id == order_id).values(address_assigned_at=long_ago))
+
+    assert await untouched_orders(db_session) == (1, long_ago)  # the orders_untouched* gauges
+    assert await report_untouched_orders(db_session, settings=settings) == "orders.untouched"
+    assert (await api.client.post(f"/v1/operator/orders/{order_id}/accept", headers=auth(anna))).is_success
+    assert await untouched_orders(db_session) == (0, None)
+    assert await report_untouched_orders(db_session, settings=settings) == "orders.untouched_cleared"
 
 
 async def test_an_assignment_acted_on_is_accepted_and_one_taken_away_has_ended(
