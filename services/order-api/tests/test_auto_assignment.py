@@ -30,7 +30,7 @@ from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, hire, order_bod
 from order_api.workers.sweeper import auto_assign_orders
 from servicekit.db import Database, utcnow
 from servicekit.state import service_state
-from servicekit.testing import eventually
+from servicekit.testing import eventually, metric_samples
 
 T0 = utcnow()
 
@@ -273,6 +273,7 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
             )
         assert await holder(kept) == keeper["id"]
 
+        scraped = metric_samples((await api.client.get("/metrics")).text)
         idler = boris if keeper is anna else anna  # only ever let orders lapse
         stats = (await api.client.get("/v1/operator/stats", headers=auth(idler))).json()
         detail = (await api.client.get(f"/v1/operator/orders/{order_id}", headers=auth(anna))).json()
@@ -301,6 +302,9 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
     assert told[anna["id"]] == 6161
     assert audits == 2
     assert (detail["assignment"]["operator_id"], detail["assignment"]["outcome"]) == (second, "lapsed")
+    assert (
+        scraped["order_take_seconds_count"] == 2
+    )  # each order's first assignment, as /v1/stats/orders counts
     # a lapsed assignment is not a take: the operator who only let orders lapse processed nothing, holds nothing
     assert (stats["mine"]["processed"], stats["mine"]["open_orders"]) == (0, 0)
 
