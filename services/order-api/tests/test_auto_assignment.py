@@ -186,6 +186,20 @@ async def test_an_assigned_order_not_accepted_yet_counts_as_untouched(
     assert await report_untouched_orders(db_session, settings=settings) == "orders.untouched_cleared"
 
 
+async def test_an_order_only_operators_at_their_cap_could_get_is_not_in_the_batch(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    anna = await hire(api, api_keys)
+    held = await takeable_order(api, api_keys)
+    assert (await api.client.post(f"/v1/operator/orders/{held}/take", headers=auth(anna))).is_success
+    waiting = await takeable_order(api, api_keys)
+
+    at_cap = api.settings.model_copy(update={"operator_max_held_orders": 1})
+    room = api.settings.model_copy(update={"operator_max_held_orders": 2})
+    assert await assignment.orders_to_assign(db_session, settings=at_cap) == []
+    assert await assignment.orders_to_assign(db_session, settings=room) == [waiting]
+
+
 async def test_an_assignment_acted_on_is_accepted_and_one_taken_away_has_ended(
     api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
 ) -> None:
@@ -255,7 +269,8 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
             assert not await assignment.auto_assign(
                 session, settings=ctx.settings, protection=ctx.protection, order_id=order_id
             )
-            assert order_id not in await assignment.orders_to_assign(session)  # nor keeps newer ones waiting
+            # nor keeps newer ones waiting
+            assert order_id not in await assignment.orders_to_assign(session, settings=ctx.settings)
         assert await holder(order_id) is None
         takeable = (await api.client.get("/v1/operator/orders", headers=auth(anna))).json()["items"]
 

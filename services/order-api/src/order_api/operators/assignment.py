@@ -100,9 +100,11 @@ async def candidates_for(session: AsyncSession, *, settings: Settings, order_id:
     ]
 
 
-async def orders_to_assign(session: AsyncSession) -> list[str]:
+async def orders_to_assign(session: AsyncSession, *, settings: Settings) -> list[str]:
     """The takeable orders the worker tries next, oldest first."""
-    return await repository.orders_to_auto_assign(session, limit=BATCH)
+    return await repository.orders_to_auto_assign(
+        session, limit=BATCH, default_cap=settings.operator_max_held_orders
+    )
 
 
 async def auto_assign(

@@ -186,7 +186,7 @@ async def auto_assign_orders(
         await assignment.lapse_untouched_assignments(session, settings=settings, protection=protection)
         if not settings.auto_assign:  # switched off: what was assigned before still lapses
             return 0
-        order_ids = await assignment.orders_to_assign(session)
+        order_ids = await assignment.orders_to_assign(session, settings=settings)
     assigned = 0
     for order_id in order_ids:
         first_take: Order | None = None
