@@ -141,6 +141,9 @@ def test_a_completion_email_tells_what_moved_and_no_address() -> None:
         "sent": "1499.5",
         "payout_tx_hash": "b" * 64,
     }
+    tiny = {**transaction, "deposit_amount": "0.0000004", "payout_amount": "0.0000004"}
+    [small] = emails_for(_envelope("order.status_changed", {**payload, "transaction": tiny}))
+    assert (small.variables["received"], small.variables["sent"]) == ("0.0000004", "0.0000004")
 
 
 @pytest.mark.parametrize(

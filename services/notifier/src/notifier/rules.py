@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from desk_contracts.events import (
@@ -150,7 +151,13 @@ def _status_changed(envelope: EventEnvelope) -> dict[str, Any]:
             "sent": record.payout_amount,
             "payout_tx_hash": record.payout_tx_hash,
         }
-        variables.update({name: str(value) for name, value in told.items() if value is not None})
+        variables.update(
+            {
+                name: format(value, "f") if isinstance(value, Decimal) else str(value)  # 0.0000004, not 4E-7
+                for name, value in told.items()
+                if value is not None
+            }
+        )
     return variables
 
 
