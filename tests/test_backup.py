@@ -89,9 +89,8 @@ async def test_a_postgres_backup_restores_every_service_schema_into_an_empty_dat
 
         await run_script("backup", "--to", tmp_path, "--var-dir", tmp_path / "no-var", "--database-url", url)
         backup = only_backup_in(tmp_path)
-        dumps = sorted((backup / "postgres").glob("*.dump"))
-        assert [dump.stem for dump in dumps] == sorted(SCHEMAS)
-        assert all(dump.read_bytes().startswith(b"PGDMP") for dump in dumps), "pg_dump's custom format"
+        (dump,) = (backup / "postgres").iterdir()  # one pg_dump: one snapshot of all four schemas
+        assert dump.read_bytes().startswith(b"PGDMP"), "pg_dump's custom format"
 
         empty = await create_database("desk_restore")
         try:
@@ -153,3 +152,16 @@ async def test_an_embedded_database_is_copied_online_and_restored_into_a_fresh_v
     assert restored == committed
     assert [row[3] for row in restored["wallet"]] == ["bc1qcommitted"]
     assert restored["alembic_version"], "the restored file migrates from where it was"
+
+
+async def test_a_failed_dump_keeps_the_password_to_itself_and_leaves_no_partial_backup(tmp_path: Path) -> None:
+    password = "never-printed-8d1f"  # noqa: S105 (a test value)
+    missing = f"postgresql://postgres:{password}@127.0.0.1:5432/desk_backup_no_such_database"
+    command = [sys.executable, str(SCRIPT), "backup", "--to", str(tmp_path), "--database-url", missing]
+    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "pg_dump failed" in result.stderr
+    assert "desk_backup_no_such_database" in result.stderr, "pg_dump's own message is shown"
+    assert password not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [], "no partial backup directory"

@@ -545,13 +545,14 @@ def test_the_dev_override_publishes_the_rest_on_loopback_only() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     services = load_yaml(override)["services"]
-    assert set(services) == {"wallet-pool", "notifier", "grafana", "prometheus", "jaeger"}
+    assert set(services) == {"wallet-pool", "notifier", "mailpit", "grafana", "prometheus", "jaeger"}
     for name, service in services.items():
         assert set(service) == {"ports"}, f"{name}: the override only publishes"
         for port in service["ports"]:
             assert port["host_ip"] == "127.0.0.1", name
     assert (16686, 16686) in published_ports(services["jaeger"])
     assert (3000, 3000) in published_ports(services["grafana"])
+    assert (8025, 8025) in published_ports(services["mailpit"]), "the emails the notifier sent"
 
 
 def test_prometheus_scrapes_every_service() -> None:
