@@ -44,6 +44,7 @@ from order_api.settings import Settings as OrderApiSettings
 from servicekit.apikeys import ApiKeyEntry
 from servicekit.server import UVICORN_OPTIONS
 from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.testing import POSTGRES_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -426,6 +427,25 @@ def test_postgres_creates_one_role_and_schema_per_service(
         "no role gets rights on a schema here (the migrations grant the runtime role its own)"
     )
     assert "REVOKE ALL ON SCHEMA public FROM PUBLIC;" in sql
+
+
+def test_init_sql_stops_on_a_missing_password_instead_of_guessing_one() -> None:
+    """Run as the postgres image runs it, without ORDER_API_DB_PASSWORD; read-only, so that it could create
+    no role on the test server even if it went on."""
+    env = {name: value for name, value in os.environ.items() if not name.endswith("_DB_PASSWORD")}
+    env |= {f"{svc.env_prefix}DB_PASSWORD": "s3cret" for svc in SERVICES if svc.name != "order-api"}
+    env |= {"ORDER_API_RUNTIME_DB_PASSWORD": "s3cret", "PGOPTIONS": "-c default_transaction_read_only=on"}
+    result = subprocess.run(
+        ["psql", "-X", f"--dbname={POSTGRES_ADMIN_URL}", "-f", str(ROOT / "deploy" / "postgres" / "init.sql")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ERROR:  ORDER_API_DB_PASSWORD is not set" in result.stderr, result.stderr
+    assert "read-only transaction" not in result.stderr, "it stopped before creating anything"
 
 
 def test_backing_and_observability_images_are_pinned(compose_services: dict[str, dict[str, Any]]) -> None:
