@@ -13,10 +13,18 @@ import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from servicekit.testing import async_url, create_database, drop_database, migrate_embedded, migrated_database
+from servicekit.testing import (
+    POSTGRES_ADMIN_URL,
+    async_url,
+    create_database,
+    drop_database,
+    migrate_embedded,
+    migrated_database,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "backup.py"
@@ -154,11 +162,17 @@ async def test_an_embedded_database_is_copied_online_and_restored_into_a_fresh_v
     assert restored["alembic_version"], "the restored file migrates from where it was"
 
 
-async def test_a_failed_dump_keeps_the_password_to_itself_and_leaves_no_partial_backup(tmp_path: Path) -> None:
-    password = "never-printed-8d1f"  # noqa: S105 (a test value)
-    missing = f"postgresql://postgres:{password}@127.0.0.1:5432/desk_backup_no_such_database"
+def test_a_failed_dump_keeps_the_password_to_itself_and_leaves_no_partial_backup(tmp_path: Path) -> None:
+    password = "never-printed-8d1f"
+    server = urlsplit(POSTGRES_ADMIN_URL)
+    missing = urlunsplit(
+        server._replace(
+            netloc=f"{server.username}:{password}@{server.hostname}:{server.port or 5432}",
+            path="/desk_backup_no_such_database",
+        )
+    )
     command = [sys.executable, str(SCRIPT), "backup", "--to", str(tmp_path), "--database-url", missing]
-    result = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "pg_dump failed" in result.stderr
     assert "desk_backup_no_such_database" in result.stderr, "pg_dump's own message is shown"

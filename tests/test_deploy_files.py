@@ -436,7 +436,13 @@ def test_init_sql_stops_on_a_missing_password_instead_of_guessing_one() -> None:
     env |= {f"{svc.env_prefix}DB_PASSWORD": "s3cret" for svc in SERVICES if svc.name != "order-api"}
     env |= {"ORDER_API_RUNTIME_DB_PASSWORD": "s3cret", "PGOPTIONS": "-c default_transaction_read_only=on"}
     result = subprocess.run(
-        ["psql", "-X", f"--dbname={POSTGRES_ADMIN_URL}", "-f", str(ROOT / "deploy" / "postgres" / "init.sql")],
+        [
+            "psql",
+            "-X",
+            f"--dbname={POSTGRES_ADMIN_URL}",
+            "-f",
+            str(ROOT / "deploy" / "postgres" / "init.sql"),
+        ],
         env=env,
         capture_output=True,
         text=True,
