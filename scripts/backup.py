@@ -17,7 +17,8 @@ A backup is one directory, ``<to>/<UTC stamp>/``, holding
 
 Restore expects the services stopped. PostgreSQL: one ``pg_restore --clean --if-exists --single-transaction``
 of the dump, into an empty database (or one holding only init.sql's empty schemas; drop the schemas of a
-populated one first): all four schemas or, on any error, nothing. The roles must exist
+populated one first: a schema holding objects the dump lacks fails at DROP SCHEMA): all four schemas or, on
+any error, nothing. The roles must exist
 (deploy/postgres/init.sql, or your own). SQLite: each file is copied back over the service's database with
 the backup API. Then migrate, then start the services.
 """
