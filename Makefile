@@ -40,8 +40,8 @@ run: install ## Start the four services on the embedded default (SQLite) with de
 migrate: install ## Apply every service's migrations (embedded SQLite, or the *_DATABASE_URL you export)
 	$(VENV)/bin/python scripts/devstack.py migrate
 
-seed-day: install ## A realistic day of orders (ORDERS=300 SEED=1 DAY=yyyy-mm-dd, default yesterday) on the make-run desk or the *_DATABASE_URL you export
-	$(VENV)/bin/python scripts/seed_day.py --orders $(or $(ORDERS),300) --seed $(or $(SEED),1) $(if $(DAY),--day $(DAY))
+seed-day: install ## A realistic day of orders (ORDERS=300 SEED=1 DAY=yyyy-mm-dd, default yesterday; FORCE=1 on a desk with orders) on the make-run desk or the *_DATABASE_URL you export
+	$(VENV)/bin/python scripts/seed_day.py --orders $(or $(ORDERS),300) --seed $(or $(SEED),1) $(if $(DAY),--day $(DAY)) $(if $(FORCE),--force)
 
 compose-env: install ## Write deploy/compose.env (keys from var/dev-credentials.json) and mint the compose passwords into ./.env
 	$(VENV)/bin/python scripts/devstack.py compose-env

@@ -52,7 +52,7 @@ from coin_addresses import demo_address, demo_transaction_hash
 from order_api.context import context_of
 from servicekit.db import SimulatedClock
 from servicekit.outbox import OutboxRelay
-from servicekit.settings import load_settings
+from servicekit.settings import PRODUCTION, load_settings
 from servicekit.state import service_state
 
 HOURLY_PROFILE = (
@@ -220,10 +220,17 @@ class Desk:
         return moved
 
 
+class SeedRefused(Exception):
+    """The target looks like a real desk: a seeded day would mix made-up orders into it."""
+
+
 @asynccontextmanager
-async def built_desk(var_dir: Path, urls: DatabaseUrls) -> AsyncIterator[Desk]:
-    """The two services as ``make run`` configures them (``urls`` overriding their databases)."""
+async def built_desk(var_dir: Path, urls: DatabaseUrls, *, force: bool = False) -> AsyncIterator[Desk]:
+    """The two services as ``make run`` configures them (``urls`` overriding their databases). Refused
+    (:class:`SeedRefused`) in production, and on an order-api database that has orders already unless
+    ``force``."""
     from order_api.main import create_app as create_order_api
+    from order_api.orders.models import Order
     from order_api.settings import Settings as OrderApiSettings
     from order_api.workers.sweeper import expire_overdue_orders
     from wallet_pool.main import create_app as create_wallet_pool
@@ -247,6 +254,8 @@ async def built_desk(var_dir: Path, urls: DatabaseUrls) -> AsyncIterator[Desk]:
         order_settings = load_settings(OrderApiSettings)
     with devstack.environment(pool_env):
         pool_settings = load_settings(WalletPoolSettings)
+    if PRODUCTION in (order_settings.environment, pool_settings.environment):
+        raise SeedRefused("Refusing to seed a production desk (ORDER_API_/WALLET_POOL_ENVIRONMENT).")
     order_api = create_order_api(order_settings.model_copy(update={"redis_url": None}))
     wallet_pool = create_wallet_pool(pool_settings.model_copy(update={"redis_url": None}))
     notifier = notifier_stand_in()
@@ -267,6 +276,10 @@ async def built_desk(var_dir: Path, urls: DatabaseUrls) -> AsyncIterator[Desk]:
     async with AsyncExitStack() as stack:
         for runtime in (order_runtime, pool_runtime):
             stack.push_async_callback(runtime.stop)  # closes the database and the peer clients; no worker ran
+        async with order_runtime.database.sessionmaker() as session:
+            has_orders = await session.scalar(select(Order.id).limit(1)) is not None
+        if has_orders and not force:
+            raise SeedRefused("The order-api database has orders already; --force to seed it anyway.")
         orders = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=order_api), base_url="http://order-api")
         )
@@ -559,11 +572,18 @@ class Day:
 
 
 async def seed_day(
-    *, var_dir: Path, urls: DatabaseUrls, day: date, orders: int, seed: int, until: datetime | None = None
+    *,
+    var_dir: Path,
+    urls: DatabaseUrls,
+    day: date,
+    orders: int,
+    seed: int,
+    until: datetime | None = None,
+    force: bool = False,
 ) -> DayReport:
     """Make the day on the desk; returns what was done. ``until``: stop there (default: now)."""
     plan = plan_day(day=day, orders=orders, seed=seed)
-    async with built_desk(var_dir, urls) as desk:
+    async with built_desk(var_dir, urls, force=force) as desk:
         with SimulatedClock(datetime.combine(day, time(0), tzinfo=UTC)) as clock:
             return await Day(desk, plan, clock, seed=seed, until=until or datetime.now(UTC)).play()
 
@@ -583,15 +603,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--wallet-pool-database-url", help="Instead of WALLET_POOL_DATABASE_URL or the embedded one."
     )
+    p.add_argument("--force", action="store_true", help="Seed an order-api database that has orders already.")
     return p
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     args = parser().parse_args(None if argv is None else list(argv))
     urls = DatabaseUrls(order_api=args.order_api_database_url, wallet_pool=args.wallet_pool_database_url)
-    report = asyncio.run(
-        seed_day(var_dir=args.var_dir, urls=urls, day=args.day, orders=args.orders, seed=args.seed)
-    )
+    try:
+        report = asyncio.run(
+            seed_day(
+                var_dir=args.var_dir,
+                urls=urls,
+                day=args.day,
+                orders=args.orders,
+                seed=args.seed,
+                force=args.force,
+            )
+        )
+    except SeedRefused as refused:
+        print(refused, file=sys.stderr)
+        return 2
     print(
         f"seeded {args.day}: {report.orders} orders ({report.queued_at_intake} queued at intake), "
         f"{report.taken} takes, {report.completed} completed, {report.cancelled_by_operator} cancelled by "

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from order_api.orders.metrics import CLOSED_OUTCOMES, CREATED_OUTCOMES
@@ -64,6 +65,14 @@ def as_seeded(order: Order, history: list[OrderEvent]) -> Seeded:
     )
 
 
+async def test_a_production_desk_is_never_seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_day = seed_script()
+    monkeypatch.setenv("WALLET_POOL_ENVIRONMENT", "production")
+    with pytest.raises(seed_day.SeedRefused, match="production"):
+        async with seed_day.built_desk(tmp_path, seed_day.DatabaseUrls(order_api=None, wallet_pool=None)):
+            pass
+
+
 async def test_the_stats_of_a_seeded_day_are_the_figures_its_rows_give(tmp_path: Path) -> None:
     seed_day = seed_script()
     day = datetime.now(UTC).date() - timedelta(days=2)  # closed by now, within the queue's peak-hour days
@@ -93,6 +102,9 @@ async def test_the_stats_of_a_seeded_day_are_the_figures_its_rows_give(tmp_path:
                 events = (await session.scalars(select(OrderEvent).order_by(OrderEvent.id))).all()
             async with service_state(desk.wallet_pool).runtime.database.sessionmaker() as session:
                 allocations = await queue_rows(session)
+        with pytest.raises(seed_day.SeedRefused, match="has orders already"):  # another day needs --force
+            async with seed_day.built_desk(tmp_path, urls):
+                pass
 
     # A realistic day: the pools ran dry at peak, and every way an order ends happened.
     assert done.orders == ORDERS

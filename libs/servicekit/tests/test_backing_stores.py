@@ -32,6 +32,7 @@ from servicekit.testing import (
     PrivateRedis,
     eventually,
     free_port,
+    free_port_span,
     terminate_connections,
 )
 from servicekit.testing.kitapps import (
@@ -331,3 +332,12 @@ async def test_a_write_gives_up_after_its_window_and_never_retries_a_refused_sta
 
     with pytest.raises(sa_exc.DisconnectionError):
         await outlasting_outages(down, within=0.3, what="recording a delivery")
+
+
+def test_a_test_server_port_lies_outside_the_ephemeral_range_whatever_its_bounds() -> None:
+    """Below the range as usual; above it when the range starts near 10000 (a restarted stand-in must find
+    its port still free); the kernel's pick when neither side has room."""
+    assert free_port_span((32768, 60999)) == (10000, 32768)
+    assert free_port_span((10500, 60999)) == (61000, 65536)  # 500 ports below: above instead
+    assert free_port_span((1024, 65000)) is None
+    assert 10000 <= free_port() < 65536

@@ -24,12 +24,20 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
-from sqlalchemy import RowMapping, event, select
+from sqlalchemy import RowMapping, event, select, update
 from sqlalchemy import exc as sa_exc
 
 from servicekit.app import Runtime
 from servicekit.db import Database, new_metadata, utcnow
-from servicekit.outbox import BatchedEvent, EventEnvelope, OutboxEvent, OutboxRelay, add_event, outbox_table
+from servicekit.outbox import (
+    BatchedEvent,
+    EventEnvelope,
+    OutboxEvent,
+    OutboxRelay,
+    PermanentDeliveryError,
+    add_event,
+    outbox_table,
+)
 from servicekit.settings import PeerSettings
 from servicekit.testing import async_url, create_database, drop_database, eventually, free_port
 from servicekit.testing.kitapps import KitSettings, Peer, create_tables, effect
@@ -429,6 +437,34 @@ async def test_an_event_failing_max_attempts_times_is_dead_lettered_and_never_re
     assert (await sender.row(event_id))["attempts"] == 3
     assert await event_posts(peer) - posts_before == 3
     assert await effects(peer, [event_id]) == []
+
+
+async def test_a_failure_recorded_after_the_lease_leaves_the_newer_claims_record_alone(
+    make_sender: MakeSender,
+) -> None:
+    """A relay records its failure late (an attempt or an outage outlasted its lease): meanwhile another relay
+    claimed each event again, delivering one and failing the other. Their records stand: the late failure
+    neither dead-letters the delivered event nor overwrites the other's attempt."""
+    sender = await make_sender()
+    delivered_id = await sender.add(aggregate_id="a", amount="1")
+    retried_id = await sender.add(aggregate_id="b", amount="2")
+    stale = {e.id: e for e in await sender.relay.claim()}
+    delivered_at = utcnow()
+    async with sender.database.sessionmaker.begin() as session:  # the other relay's records
+        await session.execute(
+            update(outbox).where(outbox.c.id == delivered_id).values(attempts=1, delivered_at=delivered_at)
+        )
+        await session.execute(
+            update(outbox).where(outbox.c.id == retried_id).values(attempts=1, last_error="theirs")
+        )
+
+    for stale_event in stale.values():
+        await sender.relay._record_failure(stale_event, PermanentDeliveryError("422: refused"))
+
+    rows = await sender.rows([delivered_id, retried_id])
+    delivered, retried = rows[delivered_id], rows[retried_id]
+    assert (delivered["attempts"], delivered["delivered_at"], delivered["dead_at"]) == (1, delivered_at, None)
+    assert (retried["attempts"], retried["dead_at"], retried["last_error"]) == (1, None, "theirs")
 
 
 async def test_a_422_from_the_receiver_dead_letters_at_once(make_sender: MakeSender, peer: Peer) -> None:

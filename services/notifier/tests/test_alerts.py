@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from desk_contracts.events import PoolLow
 from notifier.alerts.conditions import AlertCondition, AlertPolicy, pool_figures
 from notifier.alerts.models import Alert, Severity
-from notifier.alerts.service import escalate_unacknowledged, raise_alert
+from notifier.alerts.service import escalate_unacknowledged, raise_alert, resolve_silent_replicas
 from notifier.db import SCHEMA
 from notifier.main import create_app
 from notifier.notifications.models import Notification
@@ -651,14 +651,28 @@ def api_report(
     )
 
 
+async def _received_ago(database: Database, key: str, ago: timedelta) -> None:
+    """As if the last report of alert ``key`` had reached the notifier ``ago``."""
+    async with database.sessionmaker.begin() as session:
+        alert = await session.scalar(select(Alert).where(Alert.key == key))
+        assert alert is not None
+        alert.details = {**alert.details, "received_at": (utcnow() - ago).isoformat()}
+
+
 async def test_the_alert_of_a_replica_that_stopped_reporting_is_resolved_and_a_live_ones_is_kept(
-    desk_factory: Callable[..., Any],
+    desk_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A degraded replica repeats its report once a window; one silent for three windows was replaced (a
     rollout names pods anew) and nothing else would ever resolve its alert."""
+    monkeypatch.setattr(  # a notifier that has listened for 20 min
+        "notifier.workers.alerts.utcnow", lambda: utcnow() - timedelta(minutes=20)
+    )
     async with desk_factory() as desk:
-        await desk.publish(api_report(10, replica="api-gone", silent_for=timedelta(minutes=16)))
-        await desk.publish(api_report(10, replica="api-live", silent_for=timedelta(minutes=4)))
+        await desk.publish(api_report(10, replica="api-gone"))
+        await desk.publish(api_report(10, replica="api-live"))
+        await eventually(desk.alerts, until=lambda a: len(a) == 2, within=20)
+        await _received_ago(desk.database, "api.health:order-api:api-gone", timedelta(minutes=16))
+        await _received_ago(desk.database, "api.health:order-api:api-live", timedelta(minutes=4))
         resolved = await eventually(
             lambda: desk.alerts(status="resolved"), until=lambda a: len(a) == 1, within=20
         )
@@ -670,6 +684,31 @@ async def test_the_alert_of_a_replica_that_stopped_reporting_is_resolved_and_a_l
     assert gone["resolution"].startswith("order-api (api-gone) has not reported for 16 min")
     assert live["key"] == "api.health:order-api:api-live"
     assert sorted(p["alert"]["severity"] for p in posted) == ["critical", "critical", "resolved"]
+
+
+async def test_a_report_delivered_late_or_a_notifier_just_started_resolves_no_replicas_alert(
+    desk_factory: Callable[..., Any],
+) -> None:
+    """A report observed 16 min ago but delivered just now (an outbox that waited an outage out) is fresh; and
+    a notifier that has run for less than three windows cannot tell a silent replica from its own absence."""
+    async with desk_factory() as desk:
+        await desk.publish(api_report(10, replica="api-late", silent_for=timedelta(minutes=16)))
+        await eventually(desk.alerts, until=lambda a: len(a) == 1, within=20)
+        listened_long = utcnow() - timedelta(hours=1)
+        resolved = await resolve_silent_replicas(
+            database=desk.database, alerting=ALERTING, listening_since=listened_long
+        )
+        assert resolved == 0  # just received
+
+        await _received_ago(desk.database, "api.health:order-api:api-late", timedelta(minutes=16))
+        just_started = utcnow() - timedelta(minutes=5)
+        resolved = await resolve_silent_replicas(
+            database=desk.database, alerting=ALERTING, listening_since=just_started
+        )
+        assert resolved == 0  # silent, but only 5 min of it were listened to
+        [alert] = await desk.alerts()
+
+    assert (alert["key"], alert["status"]) == ("api.health:order-api:api-late", "open")
 
 
 async def test_a_replicas_slow_routes_then_failing_requests_raise_its_alert_and_recovery_resolves_it(

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from notifier.db import SCHEMA
 from notifier.messages import SAMPLE_VARIABLES
 from notifier.notifications.models import DeliveryAttempt, Notification
-from notifier.notifications.outcomes import Claimed, Delivered
+from notifier.notifications.outcomes import Claimed, Delivered, TransientDeliveryError
 from notifier.notifications.service import queue_email
 from notifier.testing import (
     TEST_PROTECTION,
@@ -318,3 +318,71 @@ async def test_one_orders_messages_in_one_batch_go_out_in_the_order_queued(
         ["ORD-A"],
         ["ORD-A"],
     ]
+
+
+async def test_a_message_to_be_retried_holds_back_the_rest_of_its_thread_to_that_recipient_only(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    """An alert's "raised" email that fails for Anna keeps her "resolved" one behind it until its retry;
+    Boris, another recipient of the same alert, gets both at once and in order."""
+    real = make_worker(database, smtp_server).sender
+    sent: list[tuple[str, str]] = []
+
+    class FailsAnnasFirst:
+        channel = real.channel
+        name = real.name
+
+        async def send(self, item: Claimed) -> Delivered:
+            if item.recipient == "anna@example.com" and item.variables["change"] == "raised":
+                raise TransientDeliveryError("451 try again later")
+            delivered = await real.send(item)
+            sent.append((item.recipient, item.variables["change"]))
+            return delivered
+
+    alert = {**SAMPLE_VARIABLES["alert"], "alert_id": "A-1"}  # an email's variables: the id at the top
+    ids = {}
+    for change in ("raised", "resolved"):
+        for recipient in ("anna@example.com", "boris@example.com"):
+            ids[recipient, change] = await _queue(
+                database, recipient, template="alert", variables={**alert, "change": change}
+            )
+    worker = make_worker(database, smtp_server)
+    worker.sender = FailsAnnasFirst()
+
+    assert await worker.run_once() == 4  # one batch
+
+    assert sent == [("boris@example.com", "raised"), ("boris@example.com", "resolved")]
+    failed = await stored_notification(database, ids["anna@example.com", "raised"])
+    held = await stored_notification(database, ids["anna@example.com", "resolved"])
+    assert (failed.status, failed.attempts, held.status, held.attempts) == ("pending", 1, "pending", 0)
+    assert held.next_attempt_at == failed.next_attempt_at  # due with its retry, not before
+
+
+async def test_a_thread_outlasting_most_of_its_lease_leaves_the_rest_for_the_next_claim(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    """Sent after the lease ran out, a message could go twice (another replica claims it again): once little
+    of the lease is left, the thread's next message is given back, due at once, unsent."""
+    real = make_worker(database, smtp_server).sender
+
+    class Slow:
+        channel = real.channel
+        name = real.name
+
+        async def send(self, item: Claimed) -> Delivered:
+            await asyncio.sleep(0.4)
+            return await real.send(item)
+
+    created = {**SAMPLE_VARIABLES["order_created"], "order_id": "ORD-A"}
+    first = await _queue(database, template="order_created", variables=created, order_id="A")
+    second = await _queue(database, template="order_created", variables=created, order_id="A")
+    worker = make_worker(database, smtp_server)
+    worker.sender = Slow()
+    worker.lease_seconds = 0.5
+
+    assert await worker.run_once() == 2
+
+    sent, left = await stored_notification(database, first), await stored_notification(database, second)
+    assert (sent.status, left.status, left.attempts) == ("sent", "pending", 0)
+    assert left.next_attempt_at <= utcnow()  # due again at once, not at the end of a lease
+    assert len(smtp_server.messages) == 1

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,16 +19,18 @@ from coin_addresses import demo_address
 from order_api.audit.models import AuditLog
 from order_api.context import context_of
 from order_api.db import outbox
-from order_api.operators import assignment
+from order_api.operators import assignment, repository
 from order_api.operators.assignment import Candidate, pick_assignee
 from order_api.operators.models import Operator, OrderAssignment
 from order_api.operators.repository import AUTO_ASSIGN_ACTOR
 from order_api.orders.models import Order, OrderEvent
+from order_api.orders.repository import untouched_orders
+from order_api.orders.untouched import report_untouched_orders
 from order_api.testing import ApiKeys, OrderApi, OrderApiRunner, hire, order_body, wallet_assigned
 from order_api.workers.sweeper import auto_assign_orders
 from servicekit.db import Database, utcnow
 from servicekit.state import service_state
-from servicekit.testing import eventually
+from servicekit.testing import eventually, metric_samples
 
 T0 = utcnow()
 
@@ -163,6 +166,40 @@ async def test_the_assignment_is_an_event_in_history_and_audit_shown_on_the_orde
     assert len(accepts) == 1
 
 
+async def test_an_assigned_order_not_accepted_yet_counts_as_untouched(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    anna = await hire(api, api_keys)
+    ctx = context_of(api.app)
+    settings = ctx.settings.model_copy(update={"untouched_order_alert_minutes": 30})
+    order_id = await takeable_order(api, api_keys)
+    assert await assignment.auto_assign(
+        db_session, settings=settings, protection=ctx.protection, order_id=order_id
+    )
+    long_ago = utcnow() - timedelta(minutes=31)
+    await db_session.execute(update(Order).where(Order.id == order_id).values(address_assigned_at=long_ago))
+
+    assert await untouched_orders(db_session) == (1, long_ago)  # the orders_untouched* gauges
+    assert await report_untouched_orders(db_session, settings=settings) == "orders.untouched"
+    assert (await api.client.post(f"/v1/operator/orders/{order_id}/accept", headers=auth(anna))).is_success
+    assert await untouched_orders(db_session) == (0, None)
+    assert await report_untouched_orders(db_session, settings=settings) == "orders.untouched_cleared"
+
+
+async def test_an_order_only_operators_at_their_cap_could_get_is_not_in_the_batch(
+    api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
+) -> None:
+    anna = await hire(api, api_keys)
+    held = await takeable_order(api, api_keys)
+    assert (await api.client.post(f"/v1/operator/orders/{held}/take", headers=auth(anna))).is_success
+    waiting = await takeable_order(api, api_keys)
+
+    at_cap = api.settings.model_copy(update={"operator_max_held_orders": 1})
+    room = api.settings.model_copy(update={"operator_max_held_orders": 2})
+    assert await assignment.orders_to_assign(db_session, settings=at_cap) == []
+    assert await assignment.orders_to_assign(db_session, settings=room) == [waiting]
+
+
 async def test_an_assignment_acted_on_is_accepted_and_one_taken_away_has_ended(
     api: OrderApi, api_keys: ApiKeys, db_session: AsyncSession
 ) -> None:
@@ -232,7 +269,8 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
             assert not await assignment.auto_assign(
                 session, settings=ctx.settings, protection=ctx.protection, order_id=order_id
             )
-            assert order_id not in await assignment.orders_to_assign(session)  # nor keeps newer ones waiting
+            # nor keeps newer ones waiting
+            assert order_id not in await assignment.orders_to_assign(session, settings=ctx.settings)
         assert await holder(order_id) is None
         takeable = (await api.client.get("/v1/operator/orders", headers=auth(anna))).json()["items"]
 
@@ -250,7 +288,9 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
             )
         assert await holder(kept) == keeper["id"]
 
-        stats = (await api.client.get("/v1/operator/stats", headers=auth(anna))).json()
+        scraped = metric_samples((await api.client.get("/metrics")).text)
+        idler = boris if keeper is anna else anna  # only ever let orders lapse
+        stats = (await api.client.get("/v1/operator/stats", headers=auth(idler))).json()
         detail = (await api.client.get(f"/v1/operator/orders/{order_id}", headers=auth(anna))).json()
         async with database.sessionmaker() as session:
             lapsed = list(
@@ -277,8 +317,56 @@ async def test_an_untouched_assignment_lapses_to_the_pool_and_never_back_to_the_
     assert told[anna["id"]] == 6161
     assert audits == 2
     assert (detail["assignment"]["operator_id"], detail["assignment"]["outcome"]) == (second, "lapsed")
-    if keeper_id != anna["id"]:  # a lapsed assignment is not a take: anna processed nothing, holds nothing
-        assert (stats["mine"]["processed"], stats["mine"]["open_orders"]) == (0, 0)
+    assert (
+        scraped["order_take_seconds_count"] == 2
+    )  # each order's first assignment, as /v1/stats/orders counts
+    # a lapsed assignment is not a take: the operator who only let orders lapse processed nothing, holds nothing
+    assert (stats["mine"]["processed"], stats["mine"]["open_orders"]) == (0, 0)
+
+
+async def test_an_assignment_accepted_just_before_the_lapse_locked_its_order_is_not_lapsed(
+    order_api: OrderApiRunner, own_database_url: str, api_keys: ApiKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with order_api(database_url=own_database_url) as api:
+        ctx = context_of(api.app)
+        anna = await hire(api, api_keys)
+        order_id = await takeable_order(api, api_keys)
+        database: Database = service_state(api.app).runtime.database
+        async with database.sessionmaker.begin() as session:
+            assert await assignment.auto_assign(
+                session, settings=ctx.settings, protection=ctx.protection, order_id=order_id
+            )
+        await lapse_now(database)
+
+        async def accepted_meanwhile(session: AsyncSession, *, now: datetime, limit: int) -> Any:
+            """The lapse's select judged on its snapshot, then the accept committed, then the lock came."""
+            judged = (
+                await session.execute(
+                    select(OrderAssignment, Order)
+                    .join(Order, Order.id == OrderAssignment.order_id)
+                    .where(OrderAssignment.outcome.is_(None), OrderAssignment.lapses_at <= now)
+                )
+            ).all()
+            accepted = await api.client.post(f"/v1/operator/orders/{order_id}/accept", headers=auth(anna))
+            assert accepted.status_code == 200, accepted.text
+            await session.execute(select(Order.id).where(Order.id == order_id).with_for_update())
+            return judged
+
+        monkeypatch.setattr(repository, "lapsed_assignments", accepted_meanwhile)
+        async with database.sessionmaker.begin() as session:
+            lapsed = await assignment.lapse_untouched_assignments(
+                session, settings=ctx.settings, protection=ctx.protection
+            )
+        async with database.sessionmaker() as session:
+            after = (
+                await session.execute(
+                    select(Order.operator_id, OrderAssignment.outcome).join(
+                        OrderAssignment, OrderAssignment.order_id == Order.id
+                    )
+                )
+            ).one()
+    assert lapsed == 0
+    assert tuple(after) == (anna["id"], "accepted")
 
 
 async def test_switched_off_it_assigns_nothing_and_what_it_assigned_still_lapses(

@@ -1203,6 +1203,7 @@ async def test_support_reassigns_a_held_order_within_the_targets_cap_audited_and
             order["id"],
             anna.id,
         )
+        assert audited.parameters["operator_id"] == boris.id  # the history says whom (the stats' slices)
         no_longer = await api.client.post(
             f"/v1/operator/orders/{order['id']}/status", json={"status": "completed"}, headers=anna.auth
         )

@@ -150,6 +150,7 @@ async def write_day(
                 ("awaiting_deposit", "system:wallet-pool", created + timedelta(seconds=seeded.address_after))
             )
         holder = None
+        details: dict[int, dict[str, Any]] = {}  # by step
         for index, (key, seconds) in enumerate(seeded.takes):
             if index:  # the one before gave it back
                 steps.append(("awaiting_deposit", actor(key), created + timedelta(seconds=seconds - 1)))
@@ -157,6 +158,7 @@ async def write_day(
             holder = staff[key]["id"]
         if seeded.reassigned_to is not None:
             key, seconds = seeded.reassigned_to
+            details[len(steps)] = {"previous_operator_id": holder, "operator_id": staff[key]["id"]}
             steps.append(("in_progress", actor("s"), created + timedelta(seconds=seconds)))
             holder = staff[key]["id"]
         closed_at = None
@@ -195,7 +197,7 @@ async def write_day(
             )
         )
         previous = None
-        for to_status, who, moment in steps:
+        for step, (to_status, who, moment) in enumerate(steps):
             await session.execute(
                 insert(OrderEvent).values(
                     order_id=order_id,
@@ -203,7 +205,7 @@ async def write_day(
                     to_status=to_status,
                     actor=who,
                     channel="system" if who.startswith("system") else "rest",
-                    details={},
+                    details=details.get(step, {}),
                     created_at=moment,
                 )
             )

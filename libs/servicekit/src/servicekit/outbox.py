@@ -288,6 +288,8 @@ class OutboxEvent:
     traceparent: str | None
     created_at: datetime
     attempts: int
+    claimed_at: float | None = None
+    """When this relay leased it (``time.monotonic()``): its lease ends ``lease_seconds`` later."""
 
     def envelope(self, source: str, *, traceparent: str | None = None) -> EventEnvelope:
         return EventEnvelope(
@@ -401,6 +403,7 @@ class OutboxRelay(QueueWorker):
         """
         t = self.table
         now = utcnow()
+        claimed_at = time.monotonic()
         leased: list[OutboxEvent] = []
         after: tuple[datetime, str] | None = None
         async with self.database.sessionmaker.begin() as session:
@@ -436,7 +439,7 @@ class OutboxRelay(QueueWorker):
                             )
                         )
                         rows = (await session.execute(claim)).all()
-                        leased += [OutboxEvent(**row._mapping) for row in rows]
+                        leased += [OutboxEvent(**row._mapping, claimed_at=claimed_at) for row in rows]
                 if len(leased) >= self.batch_size or len(page) < self.page_size:
                     break
                 after = (page[-1].created_at, page[-1].id)
@@ -522,11 +525,24 @@ class OutboxRelay(QueueWorker):
                 extra={**details, "retry_at": values["available_at"].isoformat()},
             )
 
+        t = self.table
+        # Only the claim this relay holds: once its lease ran out another relay may have claimed the event
+        # again (and delivered it, or counted an attempt of its own), and that record stands.
+        still_ours = update(t).where(
+            t.c.id == event.id,
+            t.c.delivered_at.is_(None),
+            t.c.dead_at.is_(None),
+            t.c.attempts == event.attempts,
+        )
+
         async def write() -> None:
             async with self.database.sessionmaker.begin() as session:
-                await session.execute(update(self.table).where(self.table.c.id == event.id).values(**values))
+                await session.execute(still_ours.values(**values))
 
-        await outlasting_outages(write, within=self.lease_seconds / 2, what="recording an outbox failure")
+        within = self.lease_seconds / 2
+        if event.claimed_at is not None:  # no longer than the lease lasts
+            within = max(0.0, min(within, event.claimed_at + self.lease_seconds - time.monotonic()))
+        await outlasting_outages(write, within=within, what="recording an outbox failure")
 
     async def _mark_delivered(self, delivered: list[tuple[OutboxEvent, datetime]]) -> None:
         """Mark a batch's delivered events in one transaction: one statement for those whose payload stays,

@@ -1,9 +1,8 @@
-"""auto-assignment: one row per order handed to an operator, and operators' steps indexed by actor
+"""auto-assignment: one row per order handed to an operator
 
 ``order_assignment`` records each auto-assignment (``ORDER_API_AUTO_ASSIGN``): when it lapses unless the
 operator acts, and how it ended; one per order and operator, so an order never goes back to an operator who
-let it lapse. ``ix_order_event_operator_actor_created_at`` finds when each operator last acted on any order
-(how long they have been idle); it covers operators' steps only, so intake writes no more.
+let it lapse. The index of operators' steps on ``order_event`` comes in 0017, built concurrently.
 
 Revision ID: 0016_i16_auto_assignment
 Revises: 0015_i16_order_transactions
@@ -23,7 +22,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 PENDING = sa.text('outcome IS NULL')
-OPERATOR_STEPS = sa.text("actor LIKE 'operator:%'")
 
 
 def upgrade() -> None:
@@ -55,17 +53,8 @@ def upgrade() -> None:
         postgresql_where=PENDING,
         sqlite_where=PENDING,
     )
-    op.create_index(
-        'ix_order_event_operator_actor_created_at',
-        'order_event',
-        ['actor', 'created_at'],
-        unique=False,
-        postgresql_where=OPERATOR_STEPS,
-        sqlite_where=OPERATOR_STEPS,
-    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_order_event_operator_actor_created_at', table_name='order_event')
     op.drop_index('ix_order_assignment_pending_lapses_at', table_name='order_assignment')
     op.drop_table('order_assignment')

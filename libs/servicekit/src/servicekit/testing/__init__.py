@@ -364,19 +364,37 @@ def event_receiver_stand_in(on_event: Callable[[dict[str, Any], web.Request], No
     return app
 
 
-def _ephemeral_ports_start() -> int:
+def _ephemeral_ports() -> tuple[int, int]:
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+        first, last = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        return int(first), int(last)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port_span(ephemeral: tuple[int, int]) -> tuple[int, int] | None:
+    """Where :func:`free_port` looks (``[first, last)``): from 10000 up to the ephemeral range, else above it
+    when fewer than 1000 ports lie below it; ``None`` when neither side has 1000 (the kernel then picks)."""
+    start, end = ephemeral
+    if start - 10000 >= 1000:
+        return 10000, start
+    if 65535 - end >= 1000:
+        return end + 1, 65536
+    return None
 
 
 def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range. A test server that is killed and started
+    """A free loopback port outside the kernel's ephemeral range. A test server that is killed and started
     again on its port (an outage) must find it still free: an ephemeral port may meanwhile become the local
     end of any process's outgoing connection, or of a client connecting to itself (TCP self-connect), and
     the restarted server would fail to bind or a client would hang talking to the wrong peer."""
-    first, last = 10000, max(_ephemeral_ports_start(), 10001)
+    span = free_port_span(_ephemeral_ports())
+    if span is None:  # an ephemeral range covering (nearly) everything: take what the kernel gives
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+            return port
+    first, last = span
     for _ in range(200):
         port = random.randrange(first, last)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -251,18 +251,23 @@ def api_health_key(service: str, replica: str) -> str:
     return f"api.health:{service}:{replica}"
 
 
-def silence(details: dict[str, Any], *, now: datetime) -> timedelta | None:
+def silence(details: dict[str, Any], *, now: datetime, listening_since: datetime) -> timedelta | None:
     """How long the replica of an API-health alert (its last report, ``details``) has been silent, when that
-    is ``SILENT_WINDOWS`` of its windows or more; ``None`` while it may still report."""
+    is ``SILENT_WINDOWS`` of its windows or more; ``None`` while it may still report. Counted from when the
+    last report was received (``received_at``; its ``observed_at`` for an alert stored without it), and not
+    from before ``listening_since``: a report delivered late, or held back while no notifier ran, is fresh."""
     try:
-        observed_at = datetime.fromisoformat(str(details["observed_at"]))
+        received = str(details.get("received_at") or details["observed_at"])
+        silent_since = max(_aware(datetime.fromisoformat(received)), _aware(listening_since))
         window = timedelta(seconds=float(details["window_seconds"]))
     except (KeyError, ValueError):
         return None
-    if observed_at.tzinfo is None:
-        observed_at = observed_at.replace(tzinfo=UTC)
-    silent_for = now - observed_at
+    silent_for = now - silent_since
     return silent_for if silent_for >= SILENT_WINDOWS * window else None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def api_degraded(envelope: EventEnvelope) -> AlertCondition:

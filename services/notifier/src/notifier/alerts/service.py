@@ -28,6 +28,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -207,7 +208,7 @@ async def _insert(session: AsyncSession, condition: AlertCondition, *, now: date
         "severity": condition.severity.value,
         "title": condition.title[:TITLE_MAX],
         "text": condition.text,
-        "details": condition.details,
+        "details": _received(condition, now=now),
         "occurrences": 1,
         "reopened_count": 0,
         "raised_at": now,
@@ -223,8 +224,14 @@ def _refresh(alert: Alert, condition: AlertCondition, *, now: datetime) -> None:
     alert.occurrences += 1
     alert.title = condition.title[:TITLE_MAX]
     alert.text = condition.text
-    alert.details = condition.details
+    alert.details = _received(condition, now=now)
     alert.updated_at = now
+
+
+def _received(condition: AlertCondition, *, now: datetime) -> dict[str, Any]:
+    """The figures reported, and when this notifier got them (``received_at``): a replica's silence is
+    measured from it, not from its own clock nor from an escalation's ``updated_at``."""
+    return {**condition.details, "received_at": now.isoformat()}
 
 
 async def _escalate_to(
@@ -437,15 +444,19 @@ async def tell_settled_resolutions(*, database: Database, alerting: Alerting, ba
     return told
 
 
-async def resolve_silent_replicas(*, database: Database, alerting: Alerting, batch_size: int = 100) -> int:
+async def resolve_silent_replicas(
+    *, database: Database, alerting: Alerting, listening_since: datetime, batch_size: int = 100
+) -> int:
     """Resolve the API-health alert of a replica that stopped reporting. A degraded replica repeats its report
     once a window, so one silent for ``SILENT_WINDOWS`` windows was replaced or stopped (a rollout gives pods
-    new names), and nothing else would ever resolve its alert."""
+    new names), and nothing else would ever resolve its alert. Silence counts from the last report received,
+    and not before ``listening_since`` (this process's start: reports sent while no notifier ran wait in the
+    publishers' outboxes)."""
     now = utcnow()
     resolved = 0
     async with database.sessionmaker.begin() as session:
         for alert in await repository.claim_live(session, source=API_DEGRADED_SOURCE, limit=batch_size):
-            silent_for = silence(alert.details, now=now)
+            silent_for = silence(alert.details, now=now, listening_since=listening_since)
             if silent_for is None or not await repository.touch_if_unchanged(
                 session, alert_id=alert.id, updated_at_was=alert.updated_at, now=now
             ):

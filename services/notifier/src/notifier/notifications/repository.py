@@ -190,6 +190,22 @@ async def record_attempt(
     )
 
 
+async def put_off(session: AsyncSession, *, notification_ids: Sequence[str], until: datetime) -> None:
+    """Move the next attempt of still pending ``notification_ids`` to ``until`` (a lease given back early, or
+    a thread's later messages kept behind an earlier one being retried)."""
+    if not notification_ids:
+        return
+    await session.execute(
+        update(Notification)
+        .where(
+            Notification.id.in_(notification_ids),
+            Notification.status == NotificationStatus.pending.value,
+        )
+        .values(next_attempt_at=until)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def queue_counts(session: AsyncSession) -> Sequence[Row[Any]]:
     """``(channel, pending, count, oldest created_at)`` of pending and given-up notifications: one aggregate
     statement (off ``ix_notification_due``, whose first column is the status)."""

@@ -41,6 +41,8 @@ class AlertWorker:
         self.database = database
         self.alerting = alerting
         self.batch_size = batch_size
+        self.listening_since = utcnow()
+        """Silence before this process ran is not counted: the reports of that time may still come."""
 
     async def run_once(self) -> int:
         """One pass; returns the escalations and resolutions told (a full batch runs again at once)."""
@@ -51,7 +53,10 @@ class AlertWorker:
             database=self.database, alerting=self.alerting, batch_size=self.batch_size
         )
         handled += await resolve_silent_replicas(
-            database=self.database, alerting=self.alerting, batch_size=self.batch_size
+            database=self.database,
+            alerting=self.alerting,
+            listening_since=self.listening_since,
+            batch_size=self.batch_size,
         )
         await check_delivery_failure_rates(database=self.database, alerting=self.alerting)
         counts = await live_counts(database=self.database)

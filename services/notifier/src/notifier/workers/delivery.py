@@ -97,40 +97,64 @@ class DeliveryWorker(QueueWorker):
         for row in rows:
             # Opened in memory only, for the sender; the table keeps them sealed.
             variables = protection.open_variables(row.variables_sealed)
+            recipient = protection.open_recipient(row.recipient_sealed)
             claimed.append(
                 Claimed(
                     id=row.id,
                     template=row.template,
                     locale=row.locale,
-                    recipient=protection.open_recipient(row.recipient_sealed),
+                    recipient=recipient,
                     variables=variables,
                     attempts=row.attempts,
                     traceparent=row.traceparent,
-                    thread=_thread(row.order_id, variables),
+                    thread=_thread(row.order_id, variables, recipient),
                 )
             )
         return claimed
 
     async def run_once(self) -> int:
-        """Claim and deliver one batch; returns how many notifications were attempted. The messages of one
-        thread (an alert raised then resolved within one poll) go one after another in the order queued;
-        the rest in parallel."""
+        """Claim and deliver one batch; returns how many notifications were claimed. The messages of one
+        thread (an alert raised then resolved within one poll, to one recipient) go one after another in the
+        order queued; the rest in parallel."""
+        leased_until = time.monotonic() + self.lease_seconds
         claimed = await self.claim()
         threads: dict[str, list[Claimed]] = {}
         for index, item in enumerate(claimed):
             threads.setdefault(item.thread or f"#{index}", []).append(item)
         if self.gauges is None or not claimed:
-            await asyncio.gather(*(self._deliver_in_turn(thread) for thread in threads.values()))
+            await asyncio.gather(*(self._deliver_in_turn(t, leased_until) for t in threads.values()))
         else:
             with self.gauges.delivering({self.channel.value: len(claimed)}):
-                await asyncio.gather(*(self._deliver_in_turn(thread) for thread in threads.values()))
+                await asyncio.gather(*(self._deliver_in_turn(t, leased_until) for t in threads.values()))
         return len(claimed)
 
-    async def _deliver_in_turn(self, thread: list[Claimed]) -> None:
-        for item in thread:
-            await self._deliver(item)
+    async def _deliver_in_turn(self, thread: list[Claimed], leased_until: float) -> None:
+        """Send a thread's messages one after another. One to be retried holds the rest back until its retry
+        (a "resolved" never overtakes its "raised"); once little of the lease is left, the rest is given back
+        for the next claim rather than sent by a worker whose lease may have run out."""
+        for index, item in enumerate(thread):
+            rest = [later.id for later in thread[index + 1 :]]
+            if leased_until - time.monotonic() < self.lease_seconds / 4:
+                await self._put_off([item.id, *rest], utcnow())
+                return
+            retry_at = await self._deliver(item)
+            if retry_at is not None:
+                await self._put_off(rest, retry_at)
+                return
 
-    async def _deliver(self, item: Claimed) -> None:
+    async def _put_off(self, notification_ids: list[str], until: datetime) -> None:
+        if not notification_ids:
+            return
+
+        async def write() -> None:
+            async with self.database.sessionmaker.begin() as session:
+                await repository.put_off(session, notification_ids=notification_ids, until=until)
+
+        # Were this lost, the lease would run out and they would go at once: the outage is waited out.
+        await outlasting_outages(write, within=self.lease_seconds / 4, what="holding a thread back")
+
+    async def _deliver(self, item: Claimed) -> datetime | None:
+        """Attempt ``item``; returns when it is retried, if it is."""
         context = context_from_traceparent(item.traceparent)
         with tracer.start_as_current_span(
             f"deliver {self.channel} {item.template}",
@@ -157,7 +181,7 @@ class DeliveryWorker(QueueWorker):
                 if outcome is AttemptOutcome.transient and not isinstance(exc, TransientDeliveryError):
                     log.exception("delivery raised unexpectedly", extra={"notification_id": item.id})
             duration_ms = int((time.monotonic() - started) * 1000)
-            await self._record(
+            return await self._record(
                 item, outcome, provider, subject, error, started_at, duration_ms, response_status
             )
 
@@ -171,7 +195,7 @@ class DeliveryWorker(QueueWorker):
         started_at: datetime,
         duration_ms: int,
         response_status: int | None,
-    ) -> None:
+    ) -> datetime | None:
         attempts = item.attempts + 1
         now = utcnow()
         if error is not None:
@@ -232,6 +256,8 @@ class DeliveryWorker(QueueWorker):
         else:
             extra["status"] = status
             log.error(f"{channel} delivery gave up", extra=extra)
+        retry_at: datetime | None = values.get("next_attempt_at")
+        return retry_at
 
 
 async def delivery_queue_figures(*, database: Database) -> dict[str, QueueFigures]:
@@ -271,8 +297,12 @@ def _classify(exc: Exception) -> tuple[AttemptOutcome, str]:
     return AttemptOutcome.transient, error
 
 
-def _thread(order_id: str | None, variables: dict[str, Any]) -> str | None:
-    recipient_scoped = variables.get("alert")
-    if isinstance(recipient_scoped, dict) and recipient_scoped.get("alert_id"):
-        return f"alert:{recipient_scoped['alert_id']}"
-    return f"order:{order_id}" if order_id else None
+def _thread(order_id: str | None, variables: dict[str, Any], recipient: str) -> str | None:
+    """The alert or order a message is about, and to whom: one recipient's slow endpoint never holds up
+    another's. An alert's id sits under ``alert`` (Telegram cards) or at the top (emails)."""
+    alert = variables.get("alert")
+    alert_id = alert.get("alert_id") if isinstance(alert, dict) else None
+    alert_id = alert_id or variables.get("alert_id")
+    if alert_id:
+        return f"alert:{alert_id}:{recipient}"
+    return f"order:{order_id}:{recipient}" if order_id else None

@@ -100,9 +100,11 @@ async def candidates_for(session: AsyncSession, *, settings: Settings, order_id:
     ]
 
 
-async def orders_to_assign(session: AsyncSession) -> list[str]:
+async def orders_to_assign(session: AsyncSession, *, settings: Settings) -> list[str]:
     """The takeable orders the worker tries next, oldest first."""
-    return await repository.orders_to_auto_assign(session, limit=BATCH)
+    return await repository.orders_to_auto_assign(
+        session, limit=BATCH, default_cap=settings.operator_max_held_orders
+    )
 
 
 async def auto_assign(
@@ -169,15 +171,16 @@ async def lapse_untouched_assignments(
     LOCKED``: replicas take different ones), then settle the other due assignments; returns how many
     lapsed."""
     now = utcnow()
-    lapsed = await repository.lapsed_assignments(session, now=now, limit=BATCH)
-    for assignment, order in lapsed:
-        await _give_back_lapsed(session, settings=settings, protection=protection, order=order)
-        assignment.outcome, assignment.settled_at = AssignmentOutcome.LAPSED.value, now
+    lapsed = 0
+    for assignment, order in await repository.lapsed_assignments(session, now=now, limit=BATCH):
+        if await repository.claim_lapse(session, assignment_id=assignment.id, now=now):
+            await _give_back_lapsed(session, settings=settings, protection=protection, order=order)
+            lapsed += 1
     await session.flush()
     await repository.settle_due_assignments(session, now=now)
     if lapsed:
-        log.info("auto-assignments lapsed back to the pool", extra={"count": len(lapsed)})
-    return len(lapsed)
+        log.info("auto-assignments lapsed back to the pool", extra={"count": lapsed})
+    return lapsed
 
 
 async def _give_back_lapsed(

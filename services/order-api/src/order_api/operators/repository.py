@@ -395,10 +395,23 @@ def _may_be_given(order_id: Any) -> tuple[Any, ...]:
     )
 
 
-async def orders_to_auto_assign(session: AsyncSession, *, limit: int) -> list[str]:
+def _held_by_operator() -> Any:
+    """SQL: how many orders the operator row in the query holds (``in_progress``)."""
+    return (
+        select(func.count())
+        .select_from(Order)
+        .where(Order.operator_id == Operator.id, Order.status == OrderStatus.IN_PROGRESS.value)
+        .correlate_except(Order)
+        .scalar_subquery()
+    )
+
+
+async def orders_to_auto_assign(session: AsyncSession, *, limit: int, default_cap: int) -> list[str]:
     """Up to ``limit`` takeable orders (``awaiting_deposit``, held by nobody, not escalated) that some
-    available operator could be given, oldest first: an order every one of them had already does not hold
-    a place ahead of newer ones."""
+    available operator under their cap (``default_cap`` unless their own) could be given, oldest first: an
+    order every one of them had already, or whose only candidates are full, does not hold a place ahead of
+    newer ones."""
+    under_cap = _held_by_operator() < func.coalesce(Operator.max_held_orders, default_cap)
     return list(
         (
             await session.scalars(
@@ -407,7 +420,7 @@ async def orders_to_auto_assign(session: AsyncSession, *, limit: int) -> list[st
                     Order.status == OrderStatus.AWAITING_DEPOSIT.value,
                     Order.operator_id.is_(None),
                     ~has_open_escalation(Order.id),
-                    select(Operator.id).where(*_may_be_given(Order.id)).exists(),
+                    select(Operator.id).where(*_may_be_given(Order.id), under_cap).exists(),
                 )
                 .order_by(Order.created_at, Order.id)
                 .limit(limit)
@@ -427,12 +440,7 @@ async def still_takeable(session: AsyncSession, *, order_id: str) -> bool:
 async def assignee_candidates(session: AsyncSession, *, order_id: str) -> Sequence[Row[Any]]:
     """Rows ``(id, max_held_orders, held, available_since, last_step_at, last_assigned_at)`` of the operators
     who could be given ``order_id`` (``_may_be_given``)."""
-    held = (
-        select(func.count())
-        .select_from(Order)
-        .where(Order.operator_id == Operator.id, Order.status == OrderStatus.IN_PROGRESS.value)
-        .scalar_subquery()
-    )
+    held = _held_by_operator()
     last_step = (
         select(func.max(OrderEvent.created_at))
         .where(OrderEvent.actor.like("operator:%"), OrderEvent.actor == _operator_actor())
@@ -499,6 +507,24 @@ async def lapsed_assignments(
             .execution_options(populate_existing=True)
         )
     ).all()
+
+
+async def claim_lapse(session: AsyncSession, *, assignment_id: str, now: datetime) -> bool:
+    """Mark the assignment ``lapsed`` if it is still pending and untouched, judged afresh: the caller's
+    ``lapsed_assignments`` judged on its own snapshot, and an accept or escalation committed just before its
+    lock only locked the order row (PostgreSQL re-checks nothing then). ``False``: leave the order alone."""
+    claimed = await session.scalar(
+        update(OrderAssignment)
+        .where(
+            OrderAssignment.id == assignment_id,
+            OrderAssignment.outcome.is_(None),
+            ~_assignment_touched(),
+        )
+        .values(outcome=AssignmentOutcome.LAPSED.value, settled_at=now)
+        .returning(OrderAssignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    return claimed is not None
 
 
 async def settle_due_assignments(session: AsyncSession, *, now: datetime) -> None:

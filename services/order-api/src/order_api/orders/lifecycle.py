@@ -453,7 +453,7 @@ async def reassign(
         event_type=ORDER_REASSIGNED,
         from_status=order.status,
         comment=comment,
-        details={"previous_operator_id": previous},
+        details={"previous_operator_id": previous, "operator_id": operator.id},
         extra={
             "previous_operator_id": previous,
             "previous_operator_name": holder.name if holder else None,

@@ -2,13 +2,13 @@
 
 - Counted as the desk works (in memory, per replica: Prometheus sums them): ``orders_created_total{outcome}``
   at intake, ``orders_closed_total{outcome}`` when an order closes, and the histograms ``order_take_seconds``
-  (from an order's deposit address to its first take) and ``order_handling_seconds`` (from the last take to
-  its completion or cancellation by staff). Intake counts without a query; a take and a close by staff read
+  (from an order's deposit address to its first take, by an operator or the auto-assigner) and
+  ``order_handling_seconds`` (from the last take to its completion or cancellation by staff). Intake counts without a query; a take and a close by staff read
   the order's takes with one indexed query (``repository.take_moments``).
 - Read from the database when Prometheus scrapes (at most once a second, ``servicekit.metrics.ScrapedGauges``),
   so every replica reports the same desk-wide figures: ``orders_open{status}``, and
   ``orders_untouched`` / ``orders_untouched_oldest_seconds``, the orders waiting for their deposit that no
-  operator holds, and how long the oldest has had its address.
+  operator holds or has accepted (``repository.nobody_on_it``), and how long the oldest has had its address.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class OrderMetrics:
         )
         self.take_seconds = Histogram(
             "order_take_seconds",
-            "From an order's deposit address to its first take by an operator",
+            "From an order's deposit address to its first take, by an operator or the auto-assigner",
             registry=registry,
             buckets=TAKE_BUCKETS,
         )
@@ -92,7 +92,7 @@ class OrderMetrics:
 class OpenOrderGauges(ScrapedGauges):
     """``orders_open{status}``: the orders not closed yet, per status (every open status reported, 0 when none
     is in it); ``orders_untouched`` and ``orders_untouched_oldest_seconds``: the orders awaiting their deposit
-    that no operator holds, and how long ago the oldest got its address (0 when none)."""
+    that no operator holds or has accepted, and how long ago the oldest got its address (0 when none)."""
 
     name = "orders_open"
 

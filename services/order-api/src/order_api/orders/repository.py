@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from order_api.operators.models import OrderAssignment
 from order_api.orders.lifecycle import OPEN
 from order_api.orders.models import IdempotencyKey, Order, OrderEvent, OrderStatus
 from servicekit.db import insert_ignoring
@@ -105,15 +106,29 @@ async def locked_idempotency_key(session: AsyncSession, *, owner: str, key: str)
     ).scalar_one()
 
 
-async def untouched_orders(session: AsyncSession) -> tuple[int, datetime | None]:
-    """How many orders await their deposit held by no operator, and when the oldest of them got its address
-    (off ``ix_order_status_expires_at``, which leads with the status)."""
-    count, oldest = (
-        await session.execute(
-            select(func.count(), func.min(Order.address_assigned_at)).where(
-                Order.status == OrderStatus.AWAITING_DEPOSIT.value, Order.operator_id.is_(None)
-            )
+def nobody_on_it() -> ColumnElement[bool]:
+    """SQL: the order awaits its deposit with no operator working on it: held by nobody, or auto-assigned
+    and not accepted yet (its assignment to the holder still pending)."""
+    pending = (
+        select(OrderAssignment.id)
+        .where(
+            OrderAssignment.order_id == Order.id,
+            OrderAssignment.operator_id == Order.operator_id,
+            OrderAssignment.outcome.is_(None),
         )
+        .exists()
+    )
+    return or_(
+        and_(Order.status == OrderStatus.AWAITING_DEPOSIT.value, Order.operator_id.is_(None)),
+        and_(Order.status == OrderStatus.IN_PROGRESS.value, pending),
+    )
+
+
+async def untouched_orders(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many orders have nobody on them (:func:`nobody_on_it`), and when the oldest of them got its
+    address (off ``ix_order_status_expires_at``, which leads with the status)."""
+    count, oldest = (
+        await session.execute(select(func.count(), func.min(Order.address_assigned_at)).where(nobody_on_it()))
     ).one()
     return int(count), oldest
 

@@ -1,5 +1,6 @@
-"""Orders nobody took: waiting for their deposit (``awaiting_deposit``), held by no operator, longer than
-``untouched_order_alert_minutes`` since they got their address. The sweeper reports the state to the notifier
+"""Orders nobody took: waiting for their deposit held by no operator (or auto-assigned and not accepted yet,
+``orders.repository.nobody_on_it``), longer than ``untouched_order_alert_minutes`` since they got their
+address. The sweeper reports the state to the notifier
 through the outbox, once per crossing: ``orders.untouched`` when the first such order appears,
 ``orders.untouched_cleared`` when none is left (taken, cancelled, expired). The last report is read back from
 the outbox (``servicekit.outbox.last_report``), so replicas report a crossing once and a lost report is
@@ -14,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from desk_contracts.events import Event, OrdersUntouched, OrdersUntouchedCleared
 from order_api.db import outbox
-from order_api.orders.models import Order, OrderStatus
+from order_api.orders.models import Order
+from order_api.orders.repository import nobody_on_it
 from order_api.settings import Settings
 from servicekit.db import utcnow
 from servicekit.outbox import last_report, publish
@@ -32,11 +34,7 @@ async def report_untouched_orders(session: AsyncSession, *, settings: Settings) 
     now = utcnow()
     last = await last_report(session, table=outbox, destination=NOTIFIER, aggregate_id=REPORT_AGGREGATE)
     raised = last is not None and last.event_type == OrdersUntouched.event_type
-    untouched = (
-        Order.status == OrderStatus.AWAITING_DEPOSIT.value,
-        Order.operator_id.is_(None),
-        Order.address_assigned_at <= now - timedelta(minutes=minutes),
-    )
+    untouched = (nobody_on_it(), Order.address_assigned_at <= now - timedelta(minutes=minutes))
     oldest = (
         await session.execute(
             select(Order.id, Order.address_assigned_at)

@@ -94,20 +94,22 @@ def _slot(dialect: str, tz: str) -> ColumnElement[Any]:
 
 
 def _in_window(*, since: datetime, until: datetime, taken_by: str | None) -> list[ColumnElement[bool]]:
-    """SQL: created in ``[since, until)`` and, for an operator's slice, taken by them at least once or held by
-    them now (handed to them by a reassignment, which is support's step, not their take)."""
+    """SQL: created in ``[since, until)`` and, for an operator's slice, taken by them at least once or handed
+    to them by a reassignment (support's step, recorded as in progress to in progress with the new holder in
+    its details): their history with the order, whoever holds it now. Both off
+    ``ix_order_event_order_id_to_status``."""
     where: list[ColumnElement[bool]] = [Order.created_at >= since, Order.created_at < until]
     if taken_by is not None:
-        took = (
+        took = OrderEvent.actor == f"operator:{taken_by}"
+        handed = and_(
+            OrderEvent.from_status == _TAKEN, OrderEvent.details["operator_id"].as_string() == taken_by
+        )
+        theirs = (
             select(OrderEvent.id)
-            .where(
-                OrderEvent.order_id == Order.id,
-                OrderEvent.to_status == _TAKEN,
-                OrderEvent.actor == f"operator:{taken_by}",
-            )
+            .where(OrderEvent.order_id == Order.id, OrderEvent.to_status == _TAKEN, or_(took, handed))
             .exists()
         )
-        where.append(or_(Order.operator_id == taken_by, took))
+        where.append(theirs)
     return where
 
 

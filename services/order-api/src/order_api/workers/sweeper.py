@@ -36,6 +36,7 @@ from order_api.orders.intake_persistence import announce_order, apply_allocation
 from order_api.orders.lifecycle import SYSTEM_EXPIRY, change_status
 from order_api.orders.metrics import OrderMetrics
 from order_api.orders.models import AllocationState, Order, OrderStatus
+from order_api.orders.repository import take_moments
 from order_api.orders.untouched import report_untouched_orders
 from order_api.protection import DataProtection
 from order_api.settings import Settings
@@ -174,21 +175,30 @@ async def sweep_idle_assignments(
         return await return_idle_assignments(session, settings=settings, protection=protection)
 
 
-async def auto_assign_orders(*, database: Database, settings: Settings, protection: DataProtection) -> int:
+async def auto_assign_orders(
+    *, database: Database, settings: Settings, protection: DataProtection, metrics: OrderMetrics | None = None
+) -> int:
     """One pass of the auto-assignment worker: lapse the untouched assignments first (their orders may then
     go to someone else), then each takeable order in a transaction of its own (``operators.assignment``);
-    returns how many orders were assigned."""
+    returns how many orders were assigned. An assignment is a take: the first one of an order is timed
+    (``order_take_seconds``) once committed."""
     async with database.sessionmaker.begin() as session:
         await assignment.lapse_untouched_assignments(session, settings=settings, protection=protection)
         if not settings.auto_assign:  # switched off: what was assigned before still lapses
             return 0
-        order_ids = await assignment.orders_to_assign(session)
+        order_ids = await assignment.orders_to_assign(session, settings=settings)
     assigned = 0
     for order_id in order_ids:
+        first_take: Order | None = None
         async with database.sessionmaker.begin() as session:
-            assigned += await assignment.auto_assign(
+            if await assignment.auto_assign(
                 session, settings=settings, protection=protection, order_id=order_id
-            )
+            ):
+                assigned += 1
+                takes, _ = await take_moments(session, order_id=order_id)
+                first_take = await session.get(Order, order_id) if takes == 1 else None
+        if metrics is not None and first_take is not None:
+            metrics.order_taken(address_assigned_at=first_take.address_assigned_at, first_take=True)
     return assigned
 
 
@@ -206,7 +216,9 @@ def order_sweeps(context: OrderApiContext) -> list[PeriodicWorker]:
     return [
         PeriodicWorker(
             name="auto-assignment",
-            job=lambda: auto_assign_orders(database=database, settings=settings, protection=protection),
+            job=lambda: auto_assign_orders(
+                database=database, settings=settings, protection=protection, metrics=context.metrics
+            ),
             interval_seconds=every,
         ),
         PeriodicWorker(
