@@ -7,22 +7,26 @@
 
 A backup is one directory, ``<to>/<UTC stamp>/``, holding
 
-- ``postgres/<schema>.dump``: ``pg_dump --format=custom --schema=<schema>`` of every service's schema
-  (order_api, wallet_pool, notifier, telegram_gateway), with the local ``pg_dump`` against ``--database-url``
-  (a superuser's, or one that may read every schema), or ``--compose``: inside the compose stack's postgres
+- ``postgres/exchange_desk.dump``: one ``pg_dump --format=custom`` with a ``--schema`` for every service's
+  schema (order_api, wallet_pool, notifier, telegram_gateway), so one snapshot of all four, with the local
+  ``pg_dump`` against ``--database-url`` (a superuser's, or one that may read every schema; its password is
+  passed in PGPASSWORD, never on the command line), or ``--compose``: inside the compose stack's postgres
   container, as its superuser;
 - ``sqlite/<service>.db``: an online copy (SQLite's backup API: consistent while the service runs) of each
   service's embedded database found in ``--var-dir``.
 
-Restore expects the services stopped. PostgreSQL: ``pg_restore --clean --if-exists --single-transaction``
-of each dump (into an empty database, or over the same schemas: the objects in the dump are replaced, each
-schema in one transaction); the roles must exist (deploy/postgres/init.sql, or your own). SQLite: each file
-is copied back over the service's database with the backup API. Then migrate, then start the services.
+Restore expects the services stopped. PostgreSQL: one ``pg_restore --clean --if-exists --single-transaction``
+of the dump, into an empty database (or one holding only init.sql's empty schemas; drop the schemas of a
+populated one first: a schema holding objects the dump lacks fails at DROP SCHEMA): all four schemas or, on
+any error, nothing. The roles must exist
+(deploy/postgres/init.sql, or your own). SQLite: each file is copied back over the service's database with
+the backup API. Then migrate, then start the services.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -31,14 +35,15 @@ from collections.abc import Sequence
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from typing import IO, Final
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 SERVICES: Final = ("order-api", "wallet-pool", "notifier", "telegram-gateway")
 """Each service's schema is its import package's name (``order_api``); its embedded file is ``<service>.db``."""
 COMPOSE_DATABASE: Final = "exchange_desk"
 COMPOSE_EXEC: Final = ("docker", "compose", "exec", "-T", "postgres")
+DUMP_NAME: Final = "exchange_desk.dump"
 
 
 def say(text: str) -> None:
@@ -49,53 +54,69 @@ def schema_of(service: str) -> str:
     return service.replace("-", "_")
 
 
-def libpq_url(url: str) -> str:
-    """``url`` as pg_dump takes it: SQLAlchemy's ``postgresql+asyncpg://`` becomes ``postgresql://``."""
+def libpq_url(url: str) -> tuple[str, str | None]:
+    """``url`` as pg_dump takes it, without its password, and the password: SQLAlchemy's
+    ``postgresql+asyncpg://`` becomes ``postgresql://``; the password goes to PGPASSWORD, since a command
+    line is visible to every user of the machine (ps) and printed with a failed command."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0]))
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # an IPv6 address
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    if parts.username is not None:
+        netloc = f"{parts.username}@{netloc}"
+    password = unquote(parts.password) if parts.password is not None else None
+    return urlunsplit(parts._replace(scheme=parts.scheme.split("+", 1)[0], netloc=netloc)), password
 
 
-def postgres_command(tool: str, database_url: str | None) -> list[str]:
+def run_postgres(
+    tool: str,
+    arguments: Sequence[str],
+    database_url: str | None,
+    *,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+) -> None:
     """``tool`` (pg_dump, pg_restore) against the given database, or inside the compose stack's postgres."""
+    env = None
     if database_url is None:
-        return [*COMPOSE_EXEC, tool, "--username=postgres", f"--dbname={COMPOSE_DATABASE}"]
-    if shutil.which(tool) is None:
-        raise SystemExit(f"backup: {tool} is not on PATH (install PostgreSQL's client tools)")
-    return [tool, f"--dbname={libpq_url(database_url)}"]
+        command = [*COMPOSE_EXEC, tool, "--username=postgres", f"--dbname={COMPOSE_DATABASE}"]
+    else:
+        if shutil.which(tool) is None:
+            raise SystemExit(f"backup: {tool} is not on PATH (install PostgreSQL's client tools)")
+        url, password = libpq_url(database_url)
+        command = [tool, f"--dbname={url}"]
+        if password is not None:
+            env = os.environ | {"PGPASSWORD": password}
+    try:
+        subprocess.run([*command, *arguments], check=True, env=env, stdin=stdin, stdout=stdout)
+    except subprocess.CalledProcessError as error:  # its message would print the command line
+        raise SystemExit(
+            f"backup: {tool} failed (exit status {error.returncode}); see its message above"
+        ) from None
 
 
 def backup_postgres(directory: Path, database_url: str | None) -> list[Path]:
     directory.mkdir(parents=True)
-    written = []
-    for service in SERVICES:
-        target = directory / f"{schema_of(service)}.dump"
-        command = [
-            *postgres_command("pg_dump", database_url),
-            "--format=custom",
-            f"--schema={schema_of(service)}",
-        ]
-        with target.open("wb") as output:
-            subprocess.run(command, stdout=output, check=True)
-        written.append(target)
-        say(f"PostgreSQL schema {schema_of(service)} → {target}")
-    return written
+    target = directory / DUMP_NAME
+    schemas = [schema_of(service) for service in SERVICES]
+    with target.open("wb") as output:  # one pg_dump: one snapshot of every schema
+        run_postgres(
+            "pg_dump", ["--format=custom", *(f"--schema={s}" for s in schemas)], database_url, stdout=output
+        )
+    say(f"PostgreSQL schemas {', '.join(schemas)} → {target}")
+    return [target]
 
 
 def restore_postgres(directory: Path, database_url: str | None) -> None:
-    dumps = sorted(directory.glob("*.dump"))
-    if not dumps:
-        raise SystemExit(f"backup: no PostgreSQL dumps in {directory}")
-    for dump in dumps:
-        command = [
-            *postgres_command("pg_restore", database_url),
-            "--clean",
-            "--if-exists",
-            "--single-transaction",
-            "--exit-on-error",
-        ]
-        with dump.open("rb") as source:  # on stdin: the same for a local pg_restore and one in a container
-            subprocess.run(command, stdin=source, check=True)
-        say(f"{dump} → PostgreSQL schema {dump.stem}")
+    dump = directory / DUMP_NAME
+    if not dump.is_file():
+        raise SystemExit(f"backup: no PostgreSQL dump {DUMP_NAME} in {directory}")
+    arguments = ["--clean", "--if-exists", "--single-transaction", "--exit-on-error"]
+    with dump.open("rb") as source:  # on stdin: the same for a local pg_restore and one in a container
+        run_postgres("pg_restore", arguments, database_url, stdin=source)
+    say(f"{dump} → PostgreSQL schemas {', '.join(schema_of(service) for service in SERVICES)}")
 
 
 def copy_sqlite(source: Path, target: Path) -> None:
@@ -139,9 +160,13 @@ def backup(*, to: Path, var_dir: Path, database_url: str | None, postgres: bool)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
     directory = to / stamp
     directory.mkdir(parents=True, mode=0o700)
-    written = backup_sqlite(directory / "sqlite", var_dir)
-    if postgres:
-        written += backup_postgres(directory / "postgres", database_url)
+    try:
+        written = backup_sqlite(directory / "sqlite", var_dir)
+        if postgres:
+            written += backup_postgres(directory / "postgres", database_url)
+    except BaseException:
+        shutil.rmtree(directory)  # a partial backup is no backup
+        raise
     if not written:
         directory.rmdir()
         raise SystemExit(

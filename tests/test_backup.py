@@ -13,10 +13,18 @@ import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from servicekit.testing import async_url, create_database, drop_database, migrate_embedded, migrated_database
+from servicekit.testing import (
+    POSTGRES_ADMIN_URL,
+    async_url,
+    create_database,
+    drop_database,
+    migrate_embedded,
+    migrated_database,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "backup.py"
@@ -89,9 +97,8 @@ async def test_a_postgres_backup_restores_every_service_schema_into_an_empty_dat
 
         await run_script("backup", "--to", tmp_path, "--var-dir", tmp_path / "no-var", "--database-url", url)
         backup = only_backup_in(tmp_path)
-        dumps = sorted((backup / "postgres").glob("*.dump"))
-        assert [dump.stem for dump in dumps] == sorted(SCHEMAS)
-        assert all(dump.read_bytes().startswith(b"PGDMP") for dump in dumps), "pg_dump's custom format"
+        (dump,) = (backup / "postgres").iterdir()  # one pg_dump: one snapshot of all four schemas
+        assert dump.read_bytes().startswith(b"PGDMP"), "pg_dump's custom format"
 
         empty = await create_database("desk_restore")
         try:
@@ -153,3 +160,22 @@ async def test_an_embedded_database_is_copied_online_and_restored_into_a_fresh_v
     assert restored == committed
     assert [row[3] for row in restored["wallet"]] == ["bc1qcommitted"]
     assert restored["alembic_version"], "the restored file migrates from where it was"
+
+
+def test_a_failed_dump_keeps_the_password_to_itself_and_leaves_no_partial_backup(tmp_path: Path) -> None:
+    password = "never-printed-8d1f"
+    server = urlsplit(POSTGRES_ADMIN_URL)
+    missing = urlunsplit(
+        server._replace(
+            netloc=f"{server.username}:{password}@{server.hostname}:{server.port or 5432}",
+            path="/desk_backup_no_such_database",
+        )
+    )
+    command = [sys.executable, str(SCRIPT), "backup", "--to", str(tmp_path), "--database-url", missing]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "pg_dump failed" in result.stderr
+    assert "desk_backup_no_such_database" in result.stderr, "pg_dump's own message is shown"
+    assert password not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [], "no partial backup directory"

@@ -44,6 +44,7 @@ from order_api.settings import Settings as OrderApiSettings
 from servicekit.apikeys import ApiKeyEntry
 from servicekit.server import UVICORN_OPTIONS
 from servicekit.settings import PeerSettings, ServiceSettings
+from servicekit.testing import POSTGRES_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -428,6 +429,31 @@ def test_postgres_creates_one_role_and_schema_per_service(
     assert "REVOKE ALL ON SCHEMA public FROM PUBLIC;" in sql
 
 
+def test_init_sql_stops_on_a_missing_password_instead_of_guessing_one() -> None:
+    """Run as the postgres image runs it, without ORDER_API_DB_PASSWORD; read-only, so that it could create
+    no role on the test server even if it went on."""
+    env = {name: value for name, value in os.environ.items() if not name.endswith("_DB_PASSWORD")}
+    env |= {f"{svc.env_prefix}DB_PASSWORD": "s3cret" for svc in SERVICES if svc.name != "order-api"}
+    env |= {"ORDER_API_RUNTIME_DB_PASSWORD": "s3cret", "PGOPTIONS": "-c default_transaction_read_only=on"}
+    result = subprocess.run(
+        [
+            "psql",
+            "-X",
+            f"--dbname={POSTGRES_ADMIN_URL}",
+            "-f",
+            str(ROOT / "deploy" / "postgres" / "init.sql"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ERROR:  ORDER_API_DB_PASSWORD is not set" in result.stderr, result.stderr
+    assert "read-only transaction" not in result.stderr, "it stopped before creating anything"
+
+
 def test_backing_and_observability_images_are_pinned(compose_services: dict[str, dict[str, Any]]) -> None:
     for name, service in compose_services.items():
         if "build" in service:
@@ -545,13 +571,14 @@ def test_the_dev_override_publishes_the_rest_on_loopback_only() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     services = load_yaml(override)["services"]
-    assert set(services) == {"wallet-pool", "notifier", "grafana", "prometheus", "jaeger"}
+    assert set(services) == {"wallet-pool", "notifier", "mailpit", "grafana", "prometheus", "jaeger"}
     for name, service in services.items():
         assert set(service) == {"ports"}, f"{name}: the override only publishes"
         for port in service["ports"]:
             assert port["host_ip"] == "127.0.0.1", name
     assert (16686, 16686) in published_ports(services["jaeger"])
     assert (3000, 3000) in published_ports(services["grafana"])
+    assert (8025, 8025) in published_ports(services["mailpit"]), "the emails the notifier sent"
 
 
 def test_prometheus_scrapes_every_service() -> None:
@@ -1063,7 +1090,16 @@ def test_each_service_has_a_probed_hardened_deployment(
 ) -> None:
     deployment = manifests[("Deployment", svc.name)]
     spec = deployment["spec"]
-    assert spec["replicas"] >= 2
+    autoscalers = [
+        hpa["spec"]
+        for (kind, _), hpa in manifests.items()
+        if kind == "HorizontalPodAutoscaler" and hpa["spec"]["scaleTargetRef"]["name"] == svc.name
+    ]
+    if autoscalers:  # a fixed count would undo the autoscaler's on every `kubectl apply -k`
+        assert "replicas" not in spec, f"{svc.name}: its HorizontalPodAutoscaler owns the replica count"
+        assert all(hpa["minReplicas"] >= 2 for hpa in autoscalers)
+    else:
+        assert spec["replicas"] >= 2
     labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
 

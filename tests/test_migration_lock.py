@@ -27,6 +27,7 @@ from servicekit.testing import (
     create_database,
     drop_database,
     eventually,
+    free_port,
     migrated_database,
     service_dir,
 )
@@ -135,20 +136,27 @@ async def test_a_migration_blocked_by_a_table_lock_fails_after_lock_timeout_inst
 ) -> None:
     monkeypatch.setenv("WALLET_POOL_MIGRATION_LOCK_TIMEOUT_SECONDS", "1")
     async with migrated_database("wallet-pool", prefix="desk_migration_lock") as url:
+        config = alembic_config(service_dir("wallet-pool"), url=url)
+        config.attributes["quiet"] = True
+        await asyncio.to_thread(command.downgrade, config, "-1")  # one release back, whatever the head does
         admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
-            # one release back: the head revision indexes `allocation`, which needs a SHARE lock on it
-            await admin.execute("DROP INDEX wallet_pool.ix_allocation_enqueued_at")
-            previous = MigrationHistory.read(migrations_dir("wallet_pool")).revisions - {HEAD}
-            await admin.execute("UPDATE wallet_pool.alembic_version SET version_num = $1", max(previous))
-            async with admin.transaction():  # a service's write transaction, still open
-                await admin.execute("LOCK TABLE wallet_pool.allocation IN ROW EXCLUSIVE MODE")
+            previous = await admin.fetchval("SELECT version_num FROM wallet_pool.alembic_version")
+            tables = await admin.fetchval(
+                "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') FROM pg_tables "
+                "WHERE schemaname = $1 AND tablename <> 'alembic_version'",
+                SCHEMA,
+            )
+            async with admin.transaction():  # a service's write transaction on every table, still open
+                # the head revision changes some table, whose lock conflicts with a writer's
+                await admin.execute(f"LOCK TABLE {tables} IN ROW EXCLUSIVE MODE")
                 with pytest.raises(DBAPIError, match="lock timeout"):
                     await asyncio.wait_for(asyncio.to_thread(migrate_in_process, url), timeout=30)
             version = await admin.fetchval("SELECT version_num FROM wallet_pool.alembic_version")
         finally:
             await admin.close()
-    assert version == max(previous), "the failed revision rolled back"
+    assert previous != HEAD
+    assert version == previous, "the failed revision rolled back"
 
 
 async def test_an_older_release_finds_the_schema_migrated_by_a_newer_one_and_starts(
@@ -167,3 +175,15 @@ async def test_an_older_release_finds_the_schema_migrated_by_a_newer_one_and_sta
             await admin.close()
     assert "newer than this release's migrations: nothing to migrate" in caplog.text
     assert [row["version_num"] for row in versions] == ["9999_a_newer_release"]
+
+
+async def test_behind_a_transaction_pooler_migrations_run_on_the_session_url() -> None:
+    """Their advisory lock is a session's, which PgBouncer in transaction mode would not keep: with
+    DATABASE_SESSION_URL set they run there (here DATABASE_URL, the "pooler", answers nothing at all)."""
+    pooler = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/desk"
+    async with empty_database() as (url, connection):
+        process = await start_migration(pooler, database_session_url=url, database_statement_cache_size="0")
+        migration = await finished(process)
+        assert migration.returncode == 0, migration.output
+        versions = await connection.fetch("SELECT version_num FROM wallet_pool.alembic_version")
+    assert [row["version_num"] for row in versions] == [HEAD]

@@ -191,6 +191,18 @@ def test_only_the_ingress_controller_and_prometheus_come_in_from_outside(
     assert reached == reaches
 
 
+def test_the_ingress_controller_reaches_cert_managers_http01_solver_and_nobody_else_does(
+    policies: list[dict[str, Any]],
+) -> None:
+    """Without it the default deny drops the CA's challenge and the Ingress's certificate is never issued."""
+    solver = {"acme.cert-manager.io/http01-solver": "true"}
+    controller = {"app.kubernetes.io/name": "ingress-nginx"}
+    assert allows(policies, "Ingress", solver, controller, "ingress-nginx", 8089)
+    assert not allows(policies, "Ingress", solver, controller, "monitoring", 8089)
+    assert not allows(policies, "Ingress", solver, {"app.kubernetes.io/name": "order-api"}, NAMESPACE, 8089)
+    assert not allows(policies, "Ingress", solver, controller, "ingress-nginx", 8001)
+
+
 # --- Ingress ------------------------------------------------------------------------------------------------
 
 

@@ -166,6 +166,30 @@ def test_the_notifier_needs_the_gateways_key_only_when_it_sends_to_telegram(
     assert NotifierSettings().production_problems() == []
 
 
+def test_the_notifier_refuses_to_drop_customer_emails_into_files_in_production(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    in_production(SERVICES["notifier"], monkeypatch, tmp_path)
+    monkeypatch.delenv("NOTIFIER_EMAIL_PROVIDERS")  # the default, maildrop
+    assert NotifierSettings().production_problems() == [
+        "NOTIFIER_EMAIL_PROVIDERS must not name maildrop in production (it writes emails to local files "
+        "instead of sending them): choose smtp or http_api"
+    ]
+    monkeypatch.setenv("NOTIFIER_EMAIL_PROVIDERS", '["smtp", "maildrop"]')
+    assert NotifierSettings().production_problems() != []
+
+
+def test_the_gateway_with_a_bot_needs_the_operators_chat_in_production(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    in_production(SERVICES["telegram-gateway"], monkeypatch, tmp_path)
+    monkeypatch.delenv("TELEGRAM_GATEWAY_OPERATORS_CHAT_ID")
+    assert TelegramGatewaySettings().production_problems() == [
+        "TELEGRAM_GATEWAY_OPERATORS_CHAT_ID must be set in production when the bot is on "
+        "(order cards and alerts would have nowhere to go)"
+    ]
+
+
 def test_invalid_settings_stop_the_process_with_one_line_naming_the_variable(tmp_path: Path) -> None:
     service = SERVICES["telegram-gateway"]
     env = production_env(service) | {"TELEGRAM_GATEWAY_WEBHOOK_SECRET": "not allowed!"}

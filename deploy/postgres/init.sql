@@ -11,38 +11,38 @@
 -- The only table it owns is the one it vacuums itself (its outbox; PostgreSQL 15 lets only an owner
 -- vacuum), which order_api hands over to it: hence order_api's membership in order_api_runtime.
 --
--- Passwords come from the container's environment (psql 15's \getenv); docker-compose.yml passes
--- ORDER_API_DB_PASSWORD, ORDER_API_RUNTIME_DB_PASSWORD, WALLET_POOL_DB_PASSWORD, NOTIFIER_DB_PASSWORD and
--- TELEGRAM_GATEWAY_DB_PASSWORD, each defaulting to the role's name. Unset here too, a password defaults to
--- the role's name (a local demo only: set real ones anywhere else). To run it by hand:
---   ORDER_API_DB_PASSWORD=... psql -v ON_ERROR_STOP=1 -d exchange_desk -f deploy/postgres/init.sql
+-- Passwords come from the container's environment (psql 15's \getenv): ORDER_API_DB_PASSWORD,
+-- ORDER_API_RUNTIME_DB_PASSWORD, WALLET_POOL_DB_PASSWORD, NOTIFIER_DB_PASSWORD and TELEGRAM_GATEWAY_DB_PASSWORD,
+-- which docker-compose.yml requires (`make compose-env` mints them). One unset stops this file with an error
+-- naming it, before anything is created: no password is guessed. To run it by hand:
+--   ORDER_API_DB_PASSWORD=... (all five) psql -v ON_ERROR_STOP=1 -d exchange_desk -f deploy/postgres/init.sql
 
 \set ON_ERROR_STOP on
 
 \getenv order_api_password ORDER_API_DB_PASSWORD
 \if :{?order_api_password}
 \else
-  \set order_api_password order_api
+  DO $$ BEGIN RAISE EXCEPTION 'ORDER_API_DB_PASSWORD is not set (init.sql guesses no password)'; END $$;
 \endif
 \getenv order_api_runtime_password ORDER_API_RUNTIME_DB_PASSWORD
 \if :{?order_api_runtime_password}
 \else
-  \set order_api_runtime_password order_api_runtime
+  DO $$ BEGIN RAISE EXCEPTION 'ORDER_API_RUNTIME_DB_PASSWORD is not set (init.sql guesses no password)'; END $$;
 \endif
 \getenv wallet_pool_password WALLET_POOL_DB_PASSWORD
 \if :{?wallet_pool_password}
 \else
-  \set wallet_pool_password wallet_pool
+  DO $$ BEGIN RAISE EXCEPTION 'WALLET_POOL_DB_PASSWORD is not set (init.sql guesses no password)'; END $$;
 \endif
 \getenv notifier_password NOTIFIER_DB_PASSWORD
 \if :{?notifier_password}
 \else
-  \set notifier_password notifier
+  DO $$ BEGIN RAISE EXCEPTION 'NOTIFIER_DB_PASSWORD is not set (init.sql guesses no password)'; END $$;
 \endif
 \getenv telegram_gateway_password TELEGRAM_GATEWAY_DB_PASSWORD
 \if :{?telegram_gateway_password}
 \else
-  \set telegram_gateway_password telegram_gateway
+  DO $$ BEGIN RAISE EXCEPTION 'TELEGRAM_GATEWAY_DB_PASSWORD is not set (init.sql guesses no password)'; END $$;
 \endif
 
 BEGIN;

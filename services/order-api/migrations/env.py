@@ -19,5 +19,6 @@ run_env(
     schema=settings.database_schema or SCHEMA,
     url=database_url(settings),
     timeouts=MigrationTimeouts.of(settings),
+    statement_cache_size=settings.database_statement_cache_size,
     runtime_role=settings.database_runtime_role,
 )

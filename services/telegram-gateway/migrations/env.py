@@ -19,4 +19,5 @@ run_env(
     schema=settings.database_schema or SCHEMA,
     url=database_url(settings),
     timeouts=MigrationTimeouts.of(settings),
+    statement_cache_size=settings.database_statement_cache_size,
 )

@@ -279,15 +279,16 @@ def run_env(
     url: str,
     runtime_role: str | None = None,
     timeouts: MigrationTimeouts | None = None,
+    statement_cache_size: int = 100,
 ) -> None:
     """Run the migrations of one service against ``url`` (call from ``env.py``); with ``runtime_role``, grant
     that role its privileges afterwards; on PostgreSQL one run at a time per schema, within ``timeouts`` (see
-    the module's docstring)."""
+    the module's docstring). ``statement_cache_size``: the service's ``DATABASE_STATEMENT_CACHE_SIZE``."""
     url = context.config.attributes.get("url", url)
     runtime_role = context.config.attributes.get("runtime_role", runtime_role)
 
     async def run_async() -> None:
-        engine = create_engine(url, schema=schema, pool_size=1)
+        engine = create_engine(url, schema=schema, pool_size=1, statement_cache_size=statement_cache_size)
         try:
             async with engine.connect() as connection:
                 await connection.run_sync(
@@ -311,12 +312,15 @@ def run_env(
 
 
 def database_url(settings: ServiceSettings) -> str:
-    """The database a service's migrations run on: its ``DATABASE_URL``, or (outside production only) its
-    embedded SQLite file. In production a missing URL stops the migration rather than migrate a file of the
-    job's own and report success."""
+    """The database a service's migrations run on: its ``DATABASE_SESSION_URL`` if set with a ``DATABASE_URL``
+    (the advisory lock is a session's, which a transaction-mode pooler such as PgBouncer would not keep), else
+    its ``DATABASE_URL``, or (outside production only) its embedded SQLite file. In production a missing URL
+    stops the migration rather than migrate a file of the job's own and report success."""
     refuse_production_guesses(settings, database_only=True)
     return resolve_database_url(
-        settings.database_url, var_dir=settings.var_dir, service_name=settings.service_name
+        (settings.database_url and settings.database_session_url) or settings.database_url,
+        var_dir=settings.var_dir,
+        service_name=settings.service_name,
     )
 
 

@@ -171,6 +171,11 @@ class Settings(DataKeySettings, EventKeySettings, ServiceSettings):
         for name in ("webhook_allow_http", "webhook_allow_private_targets"):
             if getattr(self, name):
                 problems.append(f"{self.variable(name)} must be off in production (a development setting)")
+        if "maildrop" in self.email_providers:
+            problems.append(
+                f"{self.variable('email_providers')} must not name maildrop in production "
+                "(it writes emails to local files instead of sending them): choose smtp or http_api"
+            )
         return problems
 
     @field_validator("admin_emails")

@@ -182,6 +182,11 @@ class Settings(ClientNetworkSettings, ServiceSettings):
                 f"{self.variable('webhook_url')} must be set in production, or {self.variable('mode')}=polling "
                 "chosen explicitly (polling: one replica at a time polls)"
             )
+        if self.telegram_enabled and self.operators_chat_id is None:
+            problems.append(
+                f"{self.variable('operators_chat_id')} must be set in production when the bot is on "
+                "(order cards and alerts would have nowhere to go)"
+            )
         return problems
 
     @property

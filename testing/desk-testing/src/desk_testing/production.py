@@ -81,11 +81,14 @@ def production_env(service: Service, *, database_url: str = UNREACHABLE_DATABASE
             f"{p}EVENT_KEYS": json.dumps({"e1": new_key()}),
             f"{p}EVENT_KEY_CURRENT": "e1",
         }
+    if service.name == "notifier":
+        env[f"{p}EMAIL_PROVIDERS"] = '["smtp"]'
     if service.name == "telegram-gateway":
         env |= {
             f"{p}BOT_TOKEN": "123456:production-token",
             f"{p}BOT_API_URL": f"http://127.0.0.1:{free_port()}",
             f"{p}WEBHOOK_URL": "https://desk.example/telegram/webhook",
             f"{p}WEBHOOK_SECRET": "webhook-secret",
+            f"{p}OPERATORS_CHAT_ID": "-1001234567890",
         }
     return env
