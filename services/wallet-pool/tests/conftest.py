@@ -74,13 +74,17 @@ async def race_database_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def race_database(race_database_url: str) -> AsyncIterator[Database]:
-    """The race database, empty, with a connection pool big enough for many concurrent transactions."""
+    """The race database, empty, with a connection pool big enough for many concurrent transactions (and a
+    patient one)."""
     database = Database(
         url=race_database_url,
         schema=SCHEMA,
         var_dir=Path(tempfile.gettempdir()),
         service_name="wallet-pool",
         pool_size=15,
+        # the races queue many transactions for 15 connections: on a loaded machine a wait can pass the
+        # services' 5 s, and what is tested is what the transactions leave behind, not how long they queue
+        pool_timeout_seconds=60.0,
     )
     async with database.engine.begin() as connection:
         await connection.execute(
