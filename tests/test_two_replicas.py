@@ -49,12 +49,18 @@ PAYOUT_BTC = demo_address(currency="BTC", network="bitcoin", seed=9999)
 
 @pytest.fixture(scope="module")
 async def desk(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultStack]:
+    # eight processes on one PostgreSQL beside the other test worker: a smaller pool each keeps the desk well
+    # inside the server's default max_connections (100), as the manifests' connection budget does
     env = {
+        "order-api": {"ORDER_API_DATABASE_POOL_SIZE": "6"},
+        "telegram-gateway": {"TELEGRAM_GATEWAY_DATABASE_POOL_SIZE": "4"},
         "wallet-pool": {
+            "WALLET_POOL_DATABASE_POOL_SIZE": "6",
             "WALLET_POOL_POOL_WATCH_SECONDS": "0.2",
             "WALLET_POOL_POOL_LOW_THRESHOLD_PERCENT_BY_CURRENCY": json.dumps({"USDT": 30}),
         },
         "notifier": {
+            "NOTIFIER_DATABASE_POOL_SIZE": "6",
             # the SMTP server shares the test's process with the balancers and the load: a slow answer from it
             # must not pass for a failed send (sent again, the mail would arrive twice)
             "NOTIFIER_SMTP_TIMEOUT_SECONDS": "15",
