@@ -726,6 +726,34 @@ async def test_a_batch_is_applied_all_or_nothing_and_answers_each_event(peer: Pe
     assert len(await effects(peer, [applied["id"], seen_twice["id"], failing["id"]])) == 3
 
 
+async def test_a_batch_writes_all_its_inbox_rows_before_it_handles_its_first_event(peer: Peer) -> None:
+    """So a batch never waits for a later event's inbox row while it holds a lock an earlier handler took: the
+    same event delivered alone (a relay that gave up on the batch, another replica) may hold that row and wait
+    for the lock, and the two would deadlock."""
+    later = [str(uuid.uuid4()), str(uuid.uuid4())]
+    first = EventEnvelope(
+        id=str(uuid.uuid4()),
+        type="kit.count_claimed",
+        source="kit-sender",
+        occurred_at=utcnow(),
+        payload={"batch_ids": later},
+    )
+    events = [first.model_dump(mode="json")] + [
+        EventEnvelope(
+            id=event_id, type="kit.effect", source="kit-sender", occurred_at=utcnow(), payload={"seq": n}
+        ).model_dump(mode="json")
+        for n, event_id in enumerate(later)
+    ]
+    async with httpx.AsyncClient(
+        base_url=peer.url, headers={"Authorization": f"Bearer {peer.key}"}
+    ) as client:
+        answer = await client.post("/v1/events/batch", json={"events": events})
+    assert answer.status_code == 200, answer.text
+    assert [r["status"] for r in answer.json()["receipts"]] == ["processed"] * 3
+    [probe] = await effects(peer, [first.id])
+    assert probe["seq"] == 2  # both later events were in the inbox when the first was handled
+
+
 async def test_each_event_of_a_batch_is_handled_in_the_trace_that_wrote_it(
     make_sender: MakeSender, peer: Peer
 ) -> None:

@@ -54,8 +54,14 @@ def events_router(
     router = APIRouter(prefix="/v1/events", tags=["events"])
     CanPublish = Annotated[Caller, Depends(require_scope(scope))]
 
-    async def receive(session: AsyncSession, envelope: EventEnvelope, caller: Caller) -> EventReceipt:
-        if not await accept_once(session, inbox, envelope):
+    async def receive(
+        session: AsyncSession, envelope: EventEnvelope, caller: Caller, *, first_time: bool | None = None
+    ) -> EventReceipt:
+        """Handle ``envelope`` once; ``first_time``: whether its inbox row was just written (``None``: write
+        it now)."""
+        if first_time is None:
+            first_time = await accept_once(session, inbox, envelope)
+        if not first_time:
             log.info("duplicate event ignored", extra={"event_id": envelope.id, "event_type": envelope.type})
             return EventReceipt(event_id=envelope.id, status="duplicate")
         handler = handlers.get(envelope.type)
@@ -92,15 +98,26 @@ def events_router(
         responses=problem_responses(401, 403, 422),
     )
     async def receive_events(batch: EventBatch, session: DbSession, caller: CanPublish) -> EventBatchReceipt:
+        # Every event's inbox row first, in id order, then the handlers. Were each written just before its
+        # handler, a batch could hold a lock taken by an earlier event's handler (a pool's) while it waits for
+        # a later event's inbox row, written by the same event delivered alone (a relay that gave up on the
+        # batch, another replica) and waiting for that lock: a deadlock. This way a batch waits for a row
+        # before it holds anything a handler takes.
+        new: set[str] = set()
+        for envelope in sorted(batch.events, key=lambda e: e.id):
+            if envelope.id not in new and await accept_once(session, inbox, envelope):
+                new.add(envelope.id)
         receipts = []
         for envelope in batch.events:
+            first_time = envelope.id in new
+            new.discard(envelope.id)
             with tracer.start_as_current_span(
                 f"event {envelope.type}",
                 context=context_from_traceparent(envelope.traceparent),
                 kind=trace.SpanKind.CONSUMER,
                 attributes={"messaging.message.id": envelope.id, "messaging.source.name": envelope.source},
             ):
-                receipts.append(await receive(session, envelope, caller))
+                receipts.append(await receive(session, envelope, caller, first_time=first_time))
         return EventBatchReceipt(receipts=receipts)
 
     return router

@@ -253,6 +253,18 @@ async def apply_effect(session: AsyncSession, envelope: EventEnvelope) -> None:
     )
 
 
+async def count_claimed(session: AsyncSession, envelope: EventEnvelope) -> None:
+    """Records (as the effect's ``seq``) how many of the events listed in ``batch_ids`` the inbox holds, in
+    this transaction, when this one is handled."""
+    listed = [str(event_id) for event_id in envelope.payload["batch_ids"]]
+    claimed = await session.scalar(
+        select(func.count()).select_from(inbox).where(inbox.c.event_id.in_(listed))
+    )
+    await session.execute(
+        insert(effect).values(event_id=envelope.id, aggregate_id=envelope.aggregate_id, seq=claimed)
+    )
+
+
 async def reject_event(session: AsyncSession, envelope: EventEnvelope) -> None:
     raise ValidationFailedError.for_field("payload.amount", "must be a decimal string")
 
@@ -271,7 +283,14 @@ def peer_app() -> FastAPI:
     add_span_processor(SimpleSpanProcessor(exporter))
     app.add_middleware(CountEventPosts)
     app.include_router(
-        events_router(inbox=inbox, handlers={"kit.effect": apply_effect, "kit.invalid": reject_event})
+        events_router(
+            inbox=inbox,
+            handlers={
+                "kit.effect": apply_effect,
+                "kit.invalid": reject_event,
+                "kit.count_claimed": count_claimed,
+            },
+        )
     )
 
     @app.get("/test/event-posts")
