@@ -377,6 +377,7 @@ async def test_support_reassigns_an_escalated_order_from_its_card_by_name(
         order_api.link(order_api.add_operator("Sam", role="support"), sam)
         await desk.press(ANNA, "Take")
         held = order_api.orders[desk.order["id"]]
+        version = held["version"]  # the support card's
         escalated = order_message(held, event="order.escalated", chat="support", note="Paid twice")
         await desk.gateway.post_message(escalated)
         [support_card] = fake_bot_api.chat_messages(SUPPORT_CHAT_ID)
@@ -385,12 +386,21 @@ async def test_support_reassigns_an_escalated_order_from_its_card_by_name(
         prompt = fake_bot_api.chat_messages(SUPPORT_CHAT_ID)[-1]
         [unknown] = await desk.say(sam, "Zed", chat=SUPPORT_CHAT, reply_to=prompt)
         [done] = await desk.say(sam, "@boris", chat=SUPPORT_CHAT, reply_to=prompt)
+        # the same prompt answered again: the order moved on (reassigned), so the card's version is refused
+        [stale] = await desk.say(sam, "anna", chat=SUPPORT_CHAT, reply_to=prompt)
 
     assert answer.text == "Reply to my message with the operator's name."
-    assert f"Reassign order {desk.order['id']}." in prompt.text
+    assert f"Reassign order {desk.order['id']} at version {version}." in prompt.text
     assert unknown.text == "No active operator has that name."
-    reassigned = [c.body for c in order_api.calls if c.path.endswith("/reassign")]
-    assert reassigned == [{"operator_name": "Zed"}, {"operator_name": "boris"}]
+    reassigned = [c for c in order_api.calls if c.path.endswith("/reassign")]
+    assert [c.body for c in reassigned] == [
+        {"operator_name": "Zed"},
+        {"operator_name": "boris"},
+        {"operator_name": "anna"},
+    ]
+    assert {c.headers.get("If-Match") for c in reassigned} == {str(version)}
+    assert "changed" in stale.text
+    assert order_api.orders[desk.order["id"]]["operator_name"] == "Boris"  # the stale answer moved nothing
     assert done.text == f"↪️ Order {desk.order['id'][:8]} is now held by Boris."
     assert desk.card.text.startswith("🔧 Taken by Boris")
 

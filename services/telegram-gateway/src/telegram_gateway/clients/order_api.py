@@ -255,13 +255,20 @@ class OrderApiClient:
         return Presence.model_validate(answer)
 
     async def reassign(
-        self, *, order_id: str, telegram_user_id: int, operator_name: str, comment: str | None = None
+        self,
+        *,
+        order_id: str,
+        telegram_user_id: int,
+        operator_name: str,
+        version: int | None = None,
+        comment: str | None = None,
     ) -> OperatorOrder:
-        """Support hands the order to the active operator called ``operator_name``."""
+        """Support hands the order to the active operator called ``operator_name``; ``version``: the card's,
+        so that an order changed meanwhile (another reassignment) is refused (``412``)."""
         body: dict[str, Any] = {"operator_name": operator_name}
         if comment:
             body["comment"] = comment
         answer = await self._post(
-            f"/v1/admin/orders/{order_id}/reassign", body, headers=self._as(telegram_user_id)
+            f"/v1/admin/orders/{order_id}/reassign", body, headers=self._as(telegram_user_id, version)
         )
         return OperatorOrder.model_validate(answer)

@@ -255,6 +255,9 @@ class StandInOrderApi(StandIn):
             return order
         if who[1]["role"] not in ("support", "admin"):
             return problem(403, "operator_forbidden", "This needs the role support or admin.")
+        expected = request.headers.get("If-Match")
+        if expected is not None and int(expected) != order["version"]:
+            return problem(412, "order_version_mismatch", "The order has changed.", version=order["version"])
         name = str((await request.json())["operator_name"]).lower()
         found = [i for i, o in self.operators.items() if o["name"].lower() == name]
         if not found:

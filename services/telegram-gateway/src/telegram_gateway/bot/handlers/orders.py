@@ -35,7 +35,7 @@ from telegram_gateway.operators.service import OperatorLinks
 log = logging.getLogger("telegram_gateway.bot")
 
 ESCALATION_PROMPT = re.compile(r"Escalate order ([A-Za-z0-9-]{1,36})\b")
-REASSIGN_PROMPT = re.compile(r"Reassign order ([A-Za-z0-9-]{1,36})\b")
+REASSIGN_PROMPT = re.compile(r"Reassign order ([A-Za-z0-9-]{1,36})(?: at version (\d{1,9}))?\b")
 MAX_OPERATOR_NAME = 100
 MAX_ESCALATION_NOTE = 1000  # what the notifier may forward to support (contract B's note)
 MAX_ANSWER = 200  # Telegram's limit for a callback answer
@@ -251,8 +251,15 @@ def escalation_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
 
 
 def reassign_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
-    """Filter: a reply to the bot's reassign prompt; gives the handler ``order_id``."""
-    return reply_to_prompt(REASSIGN_PROMPT, message, bot)
+    """Filter: a reply to the bot's reassign prompt; gives the handler ``order_id`` and ``version``, the card's
+    when Reassign was pressed (``None`` for a prompt written before the version was in it)."""
+    found = reply_to_prompt(REASSIGN_PROMPT, message, bot)
+    if not isinstance(found, dict):
+        return found
+    replied = message.reply_to_message
+    match = REASSIGN_PROMPT.search(replied.text or "") if replied is not None else None
+    version = match.group(2) if match is not None else None
+    return {**found, "version": int(version) if version else None}
 
 
 async def _ask_for_operator(
@@ -261,13 +268,21 @@ async def _ask_for_operator(
     """Reassigning needs the operator to hand the order to: ask for their name as a reply (the prompt names
     the order, as the escalation prompt does). order-api decides who may reassign (support and admins)."""
     language = language_of(query.from_user)
-    text = say("reassign_prompt", language, mention=mention(operator), order_id=html(callback_data.order_id))
+    order = html(callback_data.order_id)
+    if callback_data.version is not None:  # the reassignment carries the card's version (If-Match)
+        order = f"{order} at version {callback_data.version}"
+    text = say("reassign_prompt", language, mention=mention(operator), order_id=order)
     await _prompt(query, operator=operator, bot=bot, text=text, placeholder="Operator's name")
     await query.answer(say("reassign_asked", language))
 
 
 async def on_reassign_name(
-    message: Message, order_id: str, operator: LinkedOperator, bot: Bot, desk: OrderDesk
+    message: Message,
+    order_id: str,
+    version: int | None,
+    operator: LinkedOperator,
+    bot: Bot,
+    desk: OrderDesk,
 ) -> None:
     name = (message.text or "").strip().removeprefix("@")
     if not name or len(name) > MAX_OPERATOR_NAME:
@@ -275,7 +290,7 @@ async def on_reassign_name(
         return
     try:
         order = await desk.order_api.reassign(
-            order_id=order_id, telegram_user_id=operator.telegram_user_id, operator_name=name
+            order_id=order_id, telegram_user_id=operator.telegram_user_id, operator_name=name, version=version
         )
     except DomainError as error:
         await desk.refused(error, action="reassign", operator=operator)
