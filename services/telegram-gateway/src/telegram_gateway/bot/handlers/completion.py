@@ -61,7 +61,7 @@ from telegram_gateway.completions.service import FIELD_STEPS, AnswerInvalidError
 
 log = logging.getLogger("telegram_gateway.bot")
 
-COMPLETION_PROMPT = re.compile(r"Complete order ([A-Za-z0-9-]{1,36})\b")
+COMPLETION_PROMPT = re.compile(r"Complete order (?P<order_id>[A-Za-z0-9-]{1,36})\b")
 ESCALATION_FIELD_STEPS = {"deposit.tx_hash": Step.DEPOSIT_TX, "deposit.amount": Step.RECEIVED}
 """The hold for support's escalation sends the deposit: its refused fields, as questions."""
 

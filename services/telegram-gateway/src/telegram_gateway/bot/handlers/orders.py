@@ -34,8 +34,10 @@ from telegram_gateway.operators.service import OperatorLinks
 
 log = logging.getLogger("telegram_gateway.bot")
 
-ESCALATION_PROMPT = re.compile(r"Escalate order ([A-Za-z0-9-]{1,36})\b")
-REASSIGN_PROMPT = re.compile(r"Reassign order ([A-Za-z0-9-]{1,36})(?: at version (\d{1,9}))?\b")
+ESCALATION_PROMPT = re.compile(r"Escalate order (?P<order_id>[A-Za-z0-9-]{1,36})\b")
+REASSIGN_PROMPT = re.compile(
+    r"Reassign order (?P<order_id>[A-Za-z0-9-]{1,36})(?: at version (?P<version>\d{1,9}))?\b"
+)
 MAX_OPERATOR_NAME = 100
 MAX_ESCALATION_NOTE = 1000  # what the notifier may forward to support (contract B's note)
 MAX_ANSWER = 200  # Telegram's limit for a callback answer
@@ -237,12 +239,13 @@ async def _prompt(
 
 
 def reply_to_prompt(prompt: re.Pattern[str], message: Message, bot: Bot) -> dict[str, Any] | bool:
-    """A reply to one of the bot's prompts matching ``prompt``; gives the handler ``order_id``."""
+    """A reply to one of the bot's prompts matching ``prompt``; gives the handler its named groups
+    (``order_id`` …)."""
     replied = message.reply_to_message
     if replied is None or replied.from_user is None or replied.from_user.id != bot.id or not replied.text:
         return False
     found = prompt.search(replied.text)
-    return {"order_id": found.group(1)} if found else False
+    return found.groupdict() if found else False
 
 
 def escalation_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
@@ -254,12 +257,9 @@ def reassign_reply(message: Message, bot: Bot) -> dict[str, Any] | bool:
     """Filter: a reply to the bot's reassign prompt; gives the handler ``order_id`` and ``version``, the card's
     when Reassign was pressed (``None`` for a prompt written before the version was in it)."""
     found = reply_to_prompt(REASSIGN_PROMPT, message, bot)
-    if not isinstance(found, dict):
-        return found
-    replied = message.reply_to_message
-    match = REASSIGN_PROMPT.search(replied.text or "") if replied is not None else None
-    version = match.group(2) if match is not None else None
-    return {**found, "version": int(version) if version else None}
+    if isinstance(found, dict):
+        found["version"] = int(found["version"]) if found["version"] else None
+    return found
 
 
 async def _ask_for_operator(
